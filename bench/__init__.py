@@ -1,0 +1,1 @@
+"""Benchmarks: each compares variants side by side in one process and prints ratios."""

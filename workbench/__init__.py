@@ -1,0 +1,16 @@
+"""Atypical-speech personalization workbench.
+
+Record a speaker, augment with adaptive-length SpecAugment, fine-tune a small
+personal adapter on a frozen base ASR model, and compare WER before and after.
+
+The core (this package minus ``workbench.ui``, ``workbench.app`` and
+``workbench.plots``) imports with only the core dependencies installed.
+Audio inside the package is always 16 kHz mono float32 in [-1, 1].
+"""
+
+from workbench.errors import WorkbenchError
+
+__version__ = "0.1.0"
+SAMPLE_RATE = 16_000  # Hz, every waveform inside the package
+
+__all__ = ["SAMPLE_RATE", "WorkbenchError", "__version__"]

@@ -1,0 +1,545 @@
+"""Adaptive-length SpecAugment on padded batches, in one vectorized pass.
+
+Pure functions do the work; :class:`SpecAugment` only stores a policy. Every
+function takes ``features (B, T, F)`` (frames x mel bins, 10 ms frames for the
+built-in model) and ``lengths (B,)``: the TRUE number of frames of each
+utterance. Nothing looks at padding: masks, widths, counts, fill statistics and
+time warp all follow each utterance's own length ``tau_i``. Time masks and warp
+never reach frames at or beyond ``tau_i``; with ``mask_value="zero"`` a frequency
+band is zeroed across the padded frames as well (padding is conventionally 0 and
+nothing may read it), with "mean"/"noise" padding is returned untouched.
+
+The maths (Park et al. 2019, 2020; ../shared/REFERENCE.md section 1):
+
+- time masks: count ``m_i = min(M_max, floor(p_M * tau_i))`` when adaptive
+  multiplicity is on (``p_M > 0``), else ``M_max``; maximum width
+  ``W_i = min(T, floor(p * tau_i))`` for classic policies, or
+  ``floor(p_S * tau_i)`` (also capped by ``T`` when given) for adaptive size;
+  each width ``w ~ U{0..W_i}`` and start ``t0 ~ U{0..tau_i - w}``, so a mask
+  never leaves ``[0, tau_i)``;
+- frequency masks: ``m_F`` masks of width ``f ~ U{0..F}`` at ``f0 ~ U{0..n_mels - f}``;
+- time warp: a piecewise-linear warp that moves a centre ``c ~ U[W_i, tau_i - W_i)``
+  by ``d ~ U[-W_i, W_i]`` with ``W_i = min(W, ceil(tau_i / 2) - 1)``, computed by
+  linear interpolation inside the true frames only.
+
+Order (as in Lingvo): time warp, then time masks, then frequency masks.
+
+Randomness: every random draw is a counter-based hash of a per-utterance 63-bit
+seed, so **an utterance gets the same augmentation whether it is alone or in any
+batch** (batch == items, exactly). Pass ``seeds (B,)`` to choose them, or a
+``torch.Generator`` from which the seeds are drawn; with neither, torch's global
+generator is used (still reproducible under ``torch.manual_seed``).
+
+Example:
+    >>> import torch
+    >>> x = torch.randn(2, 300, 80)
+    >>> y, masks = spec_augment(x, torch.tensor([300, 120]), POLICIES["librispeech_adaptive"],
+    ...                         generator=torch.Generator().manual_seed(0), return_masks=True)
+    >>> bool(masks.time[1, 120:].any())   # nothing masked in the padding
+    False
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "POLICIES",
+    "AugmentMasks",
+    "SpecAugment",
+    "SpecAugmentPolicy",
+    "add_noise",
+    "draw_seeds",
+    "frequency_masks",
+    "spec_augment",
+    "speed_perturb",
+    "time_masks",
+    "time_warp",
+]
+
+_MASK_VALUES = ("zero", "mean", "noise")
+
+# Independent random streams, one per kind of draw (the counter's high bits).
+_STREAM_WARP, _STREAM_TIME, _STREAM_FREQ, _STREAM_NOISE, _STREAM_NOISE2, _STREAM_APPLY = range(6)
+_MAX_DRAWS = 1 << 20  # draws per stream and utterance
+
+
+@dataclass(frozen=True)
+class SpecAugmentPolicy:
+    """Hyperparameters of one SpecAugment policy. Validated on creation.
+
+    Widths and counts are in frames (10 ms) and mel bins; ratios are fractions
+    of the utterance's true length.
+    """
+
+    time_warp: int = 0  # W: maximum warp distance, frames; 0 = off
+    freq_masks: int = 2  # m_F: number of frequency masks
+    freq_width: int = 27  # F: maximum frequency-mask width, mel bins
+    time_masks: int = 0  # m_T, or M_max when adaptive multiplicity is on
+    time_width: int = 0  # T: maximum time-mask width, frames; 0 = no fixed cap (adaptive only)
+    time_ratio: float = 1.0  # p: one mask covers at most this fraction of tau (classic policies)
+    adaptive_multiplicity: float = 0.0  # p_M: count = min(time_masks, floor(p_M * tau)); 0 = fixed count
+    adaptive_size: float = 0.0  # p_S: max width = floor(p_S * tau); 0 = fixed width T
+    mask_value: str = "zero"  # "zero" | "mean" (per-utterance, per-bin mean over true frames) | "noise"
+    p: float = 1.0  # probability that an utterance is augmented at all
+    name: str = ""  # informational
+
+    def __post_init__(self) -> None:
+        ints = {"time_warp": self.time_warp, "freq_masks": self.freq_masks, "freq_width": self.freq_width,
+                "time_masks": self.time_masks, "time_width": self.time_width}
+        for key, val in ints.items():
+            if not isinstance(val, (int, np.integer)) or isinstance(val, bool) or val < 0:
+                raise ValueError(f"SpecAugmentPolicy.{key} must be a whole number >= 0, got {val!r}")
+        for key in ("time_ratio", "adaptive_multiplicity", "adaptive_size", "p"):
+            val = getattr(self, key)
+            if not isinstance(val, (int, float)) or isinstance(val, bool) or not 0.0 <= float(val) <= 1.0:
+                raise ValueError(f"SpecAugmentPolicy.{key} must be a number in [0, 1], got {val!r}")
+        if self.mask_value not in _MASK_VALUES:
+            raise ValueError(f"SpecAugmentPolicy.mask_value must be one of {_MASK_VALUES}, got {self.mask_value!r}")
+        if self.time_masks > 0 and self.time_width == 0 and self.adaptive_size == 0:
+            raise ValueError(
+                "SpecAugmentPolicy has time masks but no width: set time_width (T, frames) "
+                "or adaptive_size (p_S, a fraction of the utterance length)"
+            )
+        if self.adaptive_multiplicity > 0 and self.time_masks == 0:
+            warnings.warn(
+                "SpecAugmentPolicy: adaptive_multiplicity is set but time_masks (M_max) is 0, "
+                "so no time masks will be drawn", stacklevel=3,
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict; ``SpecAugmentPolicy.from_dict(p.to_dict()) == p``."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpecAugmentPolicy:
+        """Build from :meth:`to_dict` output; unknown keys are an error (no silent fix-ups)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown SpecAugment policy fields {unknown}; known fields: {sorted(known)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SpecAugmentPolicy:
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes: Any) -> SpecAugmentPolicy:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def expected_time_masks(self, length: int) -> tuple[int, int]:
+        """``(count, max_width)`` of time masks for an utterance of ``length`` true frames."""
+        count, width = _time_mask_limits(self, torch.tensor([int(length)]))
+        return int(count[0]), int(width[0])
+
+
+# Classic policies (Park et al. 2019) and adaptive ones (Park et al. 2020). The
+# adaptive policies leave time warp off: it is the costliest step and the one
+# that contributed least in the 2019 ablations; turn it on with .replace(time_warp=W).
+POLICIES: dict[str, SpecAugmentPolicy] = {
+    "none": SpecAugmentPolicy(freq_masks=0, name="none"),
+    "LB": SpecAugmentPolicy(time_warp=80, freq_width=27, freq_masks=1, time_width=100, time_ratio=1.0,
+                            time_masks=1, name="LB"),
+    "LD": SpecAugmentPolicy(time_warp=80, freq_width=27, freq_masks=2, time_width=100, time_ratio=1.0,
+                            time_masks=2, name="LD"),
+    "SM": SpecAugmentPolicy(time_warp=40, freq_width=15, freq_masks=2, time_width=70, time_ratio=0.2,
+                            time_masks=2, name="SM"),
+    "SS": SpecAugmentPolicy(time_warp=40, freq_width=27, freq_masks=2, time_width=70, time_ratio=0.2,
+                            time_masks=2, name="SS"),
+    "librispeech_adaptive": SpecAugmentPolicy(freq_width=27, freq_masks=2, time_masks=20,
+                                              adaptive_multiplicity=0.04, adaptive_size=0.04,
+                                              name="librispeech_adaptive"),
+    "conformer": SpecAugmentPolicy(freq_width=27, freq_masks=2, time_masks=10, adaptive_size=0.05,
+                                   name="conformer"),
+}
+
+
+class AugmentMasks(NamedTuple):
+    """What was hidden. ``time (B, T)`` and ``freq (B, F)`` are boolean; the
+    frequency mask applies to true frames only. ``warp (B, 2)`` holds each
+    utterance's warp centre and displacement in frames (0, 0 when not warped)."""
+
+    time: Tensor
+    freq: Tensor
+    warp: Tensor
+
+
+# --------------------------------------------------------------------------- randomness
+
+
+def _mul32(x: Tensor, c: int) -> Tensor:
+    """``(x * c) mod 2**32`` for int64 ``x`` in [0, 2**32), without int64 overflow."""
+    lo = (x * (c & 0xFFFF)) & 0xFFFFFFFF
+    hi = ((x * (c >> 16)) & 0xFFFF) << 16
+    return (lo + hi) & 0xFFFFFFFF
+
+
+def _hash32(x: Tensor) -> Tensor:
+    """A 32-bit integer mix (Wellons' lowbias32) on int64 tensors holding uint32 values."""
+    x = x & 0xFFFFFFFF
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def _uniform_streams(seeds: Tensor, sizes: list[tuple[int, int]]) -> list[Tensor]:
+    """Counter-based uniform draws in [0, 1), one ``(B, n)`` float64 tensor per
+    ``(stream, n)`` in ``sizes``. Each draw is a function of (seed, stream, index)
+    only, so batch composition never changes it. All streams are hashed in one go
+    because on CPU the cost is the number of small tensor ops, not their size."""
+    seeds = seeds.to(torch.int64)
+    key = _hash32(_hash32(seeds & 0xFFFFFFFF) ^ ((seeds >> 32) & 0xFFFFFFFF))  # (B,)
+    counter = torch.cat([torch.arange(n, dtype=torch.int64) + stream * _MAX_DRAWS for stream, n in sizes])
+    bits = _hash32(key[:, None] ^ _hash32(counter.to(seeds.device))[None, :])
+    u = (bits >> 8).to(torch.float64) / float(1 << 24)
+    return list(torch.split(u, [n for _, n in sizes], dim=1))
+
+
+def _uniform(seeds: Tensor, stream: int, n: int) -> Tensor:
+    """``(B, n)`` draws of one stream (see :func:`_uniform_streams`)."""
+    return _uniform_streams(seeds, [(stream, n)])[0]
+
+
+def draw_seeds(batch: int, generator: torch.Generator | None = None) -> Tensor:
+    """``(batch,)`` int64 per-utterance seeds drawn from ``generator`` (CPU)."""
+    return torch.randint(0, 2**62, (batch,), generator=generator, dtype=torch.int64)
+
+
+def _resolve_seeds(batch: int, device: torch.device, seeds: Tensor | None,
+                   generator: torch.Generator | None) -> Tensor:
+    if seeds is None:
+        seeds = draw_seeds(batch, generator)
+    seeds = torch.as_tensor(seeds, dtype=torch.int64)
+    if seeds.shape != (batch,):
+        raise ValueError(f"seeds must have shape ({batch},), got {tuple(seeds.shape)}")
+    return seeds.to(device)
+
+
+def _check_inputs(features: Tensor, lengths: Tensor) -> Tensor:
+    if features.dim() != 3:
+        raise ValueError(f"features must be (batch, frames, mel bins), got shape {tuple(features.shape)}")
+    lengths = torch.as_tensor(lengths, device=features.device).to(torch.int64)
+    if lengths.shape != (features.shape[0],):
+        raise ValueError(f"lengths must have shape ({features.shape[0]},), got {tuple(lengths.shape)}")
+    if bool((lengths < 0).any()) or bool((lengths > features.shape[1]).any()):
+        raise ValueError(f"lengths must lie in [0, {features.shape[1]}] frames, got {lengths.tolist()}")
+    return lengths
+
+
+# --------------------------------------------------------------------------- time masks
+
+
+def _time_mask_limits(policy: SpecAugmentPolicy, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-utterance ``(count (B,), max_width (B,))`` from the policy and true lengths."""
+    tau = lengths.to(torch.float64)
+    if policy.adaptive_multiplicity > 0:
+        count = torch.clamp(torch.floor(policy.adaptive_multiplicity * tau), max=policy.time_masks)
+    else:
+        count = torch.full_like(tau, float(policy.time_masks))
+    if policy.adaptive_size > 0:
+        width = torch.floor(policy.adaptive_size * tau)
+        if policy.time_width > 0:
+            width = torch.clamp(width, max=policy.time_width)
+    else:
+        width = torch.clamp(torch.floor(policy.time_ratio * tau), max=policy.time_width)
+    count = torch.where(lengths > 0, count, torch.zeros_like(count))
+    return count.to(torch.int64), width.to(torch.int64)
+
+
+def time_masks(lengths: Tensor, max_frames: int, policy: SpecAugmentPolicy, seeds: Tensor) -> Tensor:
+    """Boolean time masks ``(B, max_frames)`` for per-utterance ``seeds (B,)``; see :func:`_time_masks`."""
+    return _time_masks(lengths, max_frames, policy, _uniform(seeds, _STREAM_TIME, 2 * policy.time_masks))
+
+
+def _time_masks(lengths: Tensor, max_frames: int, policy: SpecAugmentPolicy, u: Tensor) -> Tensor:
+    """Boolean time masks ``(B, max_frames)`` that lie inside each true length.
+
+    All ``M_max`` masks of all utterances are drawn at once; unused ones (beyond an
+    utterance's adaptive count) get width 0. The union of the intervals is built
+    with a difference array (+1 at each start, -1 at each end) and one cumulative
+    sum: O(B * T), measured ~14x faster than the equivalent ``(B, M_max, T)``
+    comparison reduced with ``.any(1)`` for B = 32, T = 1500, M_max = 20.
+    """
+    batch = lengths.shape[0]
+    m_max = policy.time_masks
+    device = lengths.device
+    if m_max == 0 or batch == 0:
+        return torch.zeros(batch, max_frames, dtype=torch.bool, device=device)
+    count, max_width = _time_mask_limits(policy, lengths)
+    u = u.to(device)  # (B, 2M): widths then starts
+    width = torch.floor(u[:, :m_max] * (max_width[:, None] + 1).to(torch.float64)).to(torch.int64)
+    width = torch.minimum(width, max_width[:, None])
+    room = (lengths[:, None] - width).clamp(min=0)  # start in [0, tau - w]
+    start = torch.floor(u[:, m_max:] * (room + 1).to(torch.float64)).to(torch.int64)
+    start = torch.minimum(start, room)
+    active = torch.arange(m_max, device=device)[None, :] < count[:, None]  # (B, M)
+    step = (active & (width > 0)).to(torch.int32)
+    delta = torch.zeros(batch, max_frames + 1, dtype=torch.int32, device=device)
+    delta.scatter_add_(1, start, step)
+    delta.scatter_add_(1, start + width, -step)
+    return delta.cumsum(1)[:, :max_frames] > 0
+
+
+# --------------------------------------------------------------------------- frequency masks
+
+
+def frequency_masks(batch: int, n_bins: int, policy: SpecAugmentPolicy, seeds: Tensor) -> Tensor:
+    """Boolean frequency masks ``(B, n_bins)``: ``m_F`` bands of width ``U{0..F}``."""
+    return _frequency_masks(batch, n_bins, policy, _uniform(seeds, _STREAM_FREQ, 2 * policy.freq_masks))
+
+
+def _frequency_masks(batch: int, n_bins: int, policy: SpecAugmentPolicy, u: Tensor) -> Tensor:
+    m_f = policy.freq_masks
+    device = u.device
+    if m_f == 0 or batch == 0 or n_bins == 0:
+        return torch.zeros(batch, n_bins, dtype=torch.bool, device=device)
+    f_max = min(policy.freq_width, n_bins)
+    width = torch.clamp(torch.floor(u[:, :m_f] * (f_max + 1)), max=f_max).to(torch.int64)
+    room = n_bins - width
+    start = torch.minimum(torch.floor(u[:, m_f:] * (room + 1).to(torch.float64)).to(torch.int64), room)
+    f = torch.arange(n_bins, device=device)[None, None, :]
+    return ((f >= start[:, :, None]) & (f < (start + width)[:, :, None])).any(1)
+
+
+# --------------------------------------------------------------------------- time warp
+
+
+def time_warp(features: Tensor, lengths: Tensor, max_warp: int, seeds: Tensor) -> tuple[Tensor, Tensor]:
+    """Warp ``features (B, T, F)`` with per-utterance ``seeds (B,)``; see :func:`_time_warp`."""
+    return _time_warp(features, lengths, max_warp, _uniform(seeds, _STREAM_WARP, 2))
+
+
+def _time_warp(features: Tensor, lengths: Tensor, max_warp: int, u: Tensor) -> tuple[Tensor, Tensor]:
+    """Piecewise-linear time warp inside each true length, vectorized over the batch.
+
+    Frame ``c`` moves to ``c + d``; ``[0, c)`` is stretched onto ``[0, c + d)`` and
+    ``[c, tau)`` onto ``[c + d, tau)`` by linear interpolation between frames.
+    Frames at or beyond ``tau`` are copied unchanged.
+
+    Returns:
+        ``(warped (B, T, F), warp (B, 2))`` with each utterance's ``(c, d)`` in frames.
+    """
+    batch, frames, _ = features.shape
+    warp = torch.zeros(batch, 2, dtype=torch.int64, device=features.device)
+    if max_warp <= 0 or batch == 0 or frames == 0:
+        return features, warp
+    tau = lengths.to(torch.int64)
+    w = torch.clamp(torch.div(tau + 1, 2, rounding_mode="floor") - 1, min=0, max=max_warp)  # (B,)
+    u = u.to(features.device)
+    span = (tau - 2 * w).clamp(min=0)  # centre in [w, tau - w)
+    centre = w + torch.minimum(torch.floor(u[:, 0] * span.to(torch.float64)).to(torch.int64), (span - 1).clamp(min=0))
+    disp = torch.floor(u[:, 1] * (2 * w + 1).to(torch.float64)).to(torch.int64) - w
+    disp = torch.where(w > 0, disp, torch.zeros_like(disp))
+    new_c = centre + disp  # where the centre lands, in (0, tau)
+    t = torch.arange(frames, device=features.device, dtype=torch.float64)[None, :]
+    c, nc, tt = centre[:, None].double(), new_c[:, None].double(), tau[:, None].double()
+    left = t * c / nc.clamp(min=1.0)
+    right = c + (t - nc) * (tt - c) / (tt - nc).clamp(min=1.0)
+    src = torch.where(t < nc, left, right)
+    src = torch.where((t < tt) & (w[:, None] > 0), src, t)  # identity outside the true frames
+    src = torch.minimum(src, (tt - 1).clamp(min=0).expand_as(src))
+    src = torch.where(t < tt, src, t)
+    lo = src.floor().to(torch.int64)
+    hi = torch.minimum(lo + 1, torch.maximum(tau[:, None] - 1, lo))
+    frac = (src - lo.double()).to(features.dtype)[:, :, None]
+    # Gather whole frames (rows of F values) from a (B*T, F) view: memcpy-sized
+    # copies instead of an element-wise gather with a (B, T, F) index.
+    flat = features.reshape(batch * frames, -1)
+    base = (torch.arange(batch, device=features.device) * frames)[:, None]
+    a = flat.index_select(0, (base + lo).flatten()).view_as(features)
+    b = flat.index_select(0, (base + hi).flatten()).view_as(features)
+    warped = torch.lerp(a, b, frac)
+    warp = torch.stack([torch.where(w > 0, centre, 0), disp], dim=1)
+    return warped, warp
+
+
+# --------------------------------------------------------------------------- composition
+
+
+def _fill_values(features: Tensor, lengths: Tensor, mode: str, seeds: Tensor) -> Tensor | float:
+    """What masked cells become: 0, the per-bin mean over true frames, or Gaussian noise
+    with the utterance's own per-bin mean and std (statistics ignore padding)."""
+    if mode == "zero":
+        return 0.0
+    valid = (torch.arange(features.shape[1], device=features.device)[None, :] < lengths[:, None])
+    valid = valid[:, :, None].to(features.dtype)
+    n = valid.sum(1).clamp(min=1.0)  # (B, 1)
+    mean = (features * valid).sum(1, keepdim=True) / n[:, :, None]  # (B, 1, F)
+    if mode == "mean":
+        return mean.expand_as(features)
+    var = (((features - mean) ** 2) * valid).sum(1, keepdim=True) / n[:, :, None]
+    b, t, f = features.shape
+    # Box-Muller on counter-based uniforms keeps noise batch-invariant too.
+    # Draw index t * F + f: the same cell gets the same draw whatever the padding.
+    u1 = _uniform(seeds, _STREAM_NOISE, t * f).to(features.device).view(b, t, f)
+    u2 = _uniform(seeds, _STREAM_NOISE2, t * f).to(features.device).view(b, t, f)
+    z = torch.sqrt(-2.0 * torch.log1p(-u1)) * torch.cos(2 * math.pi * u2)
+    return mean + var.sqrt() * z.to(features.dtype)
+
+
+def spec_augment(
+    features: Tensor,
+    lengths: Tensor,
+    policy: SpecAugmentPolicy,
+    *,
+    generator: torch.Generator | None = None,
+    seeds: Tensor | None = None,
+    return_masks: bool = False,
+    inplace: bool = False,
+) -> Tensor | tuple[Tensor, AugmentMasks]:
+    """Apply ``policy`` to a padded batch in one pass.
+
+    Args:
+        features: ``(B, T, F)`` log-mel frames (any float dtype, any device).
+        lengths: ``(B,)`` true lengths in frames; rows of length 0 are left alone.
+        policy: a :class:`SpecAugmentPolicy` (see :data:`POLICIES`).
+        generator: CPU ``torch.Generator`` to draw per-utterance seeds from.
+        seeds: ``(B,)`` int64 per-utterance seeds (overrides ``generator``); the
+            same seed gives the same augmentation in any batch.
+        return_masks: also return the :class:`AugmentMasks` that were applied.
+        inplace: write into ``features`` (contiguous) instead of a new tensor. On CPU a
+            fresh batch-sized allocation costs more than the masking itself, so the
+            training module uses this on freshly computed features.
+
+    Returns:
+        The augmented ``(B, T, F)`` tensor (``features`` itself when ``inplace``),
+        and the masks when ``return_masks``.
+    """
+    lengths = _check_inputs(features, lengths)
+    batch, frames, n_bins = features.shape
+    seeds = _resolve_seeds(batch, features.device, seeds, generator)
+    u_apply, u_warp, u_time, u_freq = _uniform_streams(seeds, [
+        (_STREAM_APPLY, 1), (_STREAM_WARP, 2), (_STREAM_TIME, 2 * policy.time_masks),
+        (_STREAM_FREQ, 2 * policy.freq_masks)])
+    if policy.p < 1.0:
+        apply = u_apply[:, 0].to(features.device) < policy.p
+        lengths_eff = torch.where(apply, lengths, torch.zeros_like(lengths))
+    else:
+        lengths_eff = lengths
+    out, warp = _time_warp(features, lengths_eff, policy.time_warp, u_warp)
+    warped = out is not features
+    tmask = _time_masks(lengths_eff, frames, policy, u_time)  # (B, T)
+    fmask = _frequency_masks(batch, n_bins, policy, u_freq) & (lengths_eff > 0)[:, None]  # (B, F)
+    if policy.mask_value == "zero":
+        out = _zero_fill(out, tmask, fmask, inplace=inplace or warped)
+    else:
+        fill = _fill_values(out, lengths, policy.mask_value, seeds)
+        valid = torch.arange(frames, device=features.device)[None, :] < lengths_eff[:, None]
+        cells = tmask[:, :, None] | (fmask[:, None, :] & valid[:, :, None])  # (B, T, F)
+        if inplace or warped:
+            out = out.copy_(torch.where(cells, fill, out))
+        else:
+            out = torch.where(cells, fill, out)
+    if inplace and warped:
+        out = features.copy_(out)
+    if return_masks:
+        return out, AugmentMasks(time=tmask, freq=fmask, warp=warp)
+    return out
+
+
+def _zero_fill(out: Tensor, tmask: Tensor, fmask: Tensor, *, inplace: bool) -> Tensor:
+    """Zero the masked cells with two broadcast multiplications, ``(B, T, 1)`` then
+    ``(B, 1, F)``: the fastest form on CPU (no ``(B, T, F)`` mask is built).
+
+    The frequency product runs over the padded frames too, so padding cells inside a
+    masked band become 0 (padding is conventionally 0 already, and nothing may read
+    it). Time masks never reach padding. Non-finite inputs stay non-finite
+    (``nan * 0 = nan``); features are finite by construction.
+    """
+    keep_t = (~tmask).to(out.dtype)[:, :, None]
+    out = out.mul_(keep_t) if inplace else out * keep_t
+    if bool(fmask.any()):
+        out.mul_((~fmask).to(out.dtype)[:, None, :])
+    return out
+
+
+class SpecAugment(nn.Module):
+    """Thin module over :func:`spec_augment`: active in ``train()`` mode only.
+
+    >>> aug = SpecAugment("conformer")
+    >>> _ = aug.train()
+    >>> y = aug(torch.zeros(1, 50, 80), torch.tensor([50]))
+    """
+
+    def __init__(self, policy: SpecAugmentPolicy | str = "librispeech_adaptive") -> None:
+        super().__init__()
+        if isinstance(policy, str):
+            if policy not in POLICIES:
+                raise ValueError(f"unknown SpecAugment policy {policy!r}; choose one of {sorted(POLICIES)}")
+            policy = POLICIES[policy]
+        self.policy = policy
+
+    def forward(self, features: Tensor, lengths: Tensor, *, generator: torch.Generator | None = None,
+                seeds: Tensor | None = None) -> Tensor:
+        if not self.training:
+            return features
+        # Features are recomputed every step, so masking them in place is safe and
+        # saves a batch-sized allocation.
+        return spec_augment(features, lengths, self.policy, generator=generator, seeds=seeds, inplace=True)
+
+    def extra_repr(self) -> str:
+        return self.policy.to_json()
+
+
+# --------------------------------------------------------------------------- waveform perturbations
+
+
+def speed_perturb(wav: np.ndarray, factor: float, sample_rate: int = 16_000) -> np.ndarray:
+    """Change speed and pitch together by ``factor`` (1.1 = 10 % faster), as in Kaldi's
+    speed perturbation: resample to ``sample_rate / factor`` and play at ``sample_rate``.
+
+    Args:
+        wav: ``(S,)`` float32 samples at ``sample_rate`` Hz.
+    Returns:
+        ``(round(S / factor),)`` float32 samples at ``sample_rate`` Hz.
+    """
+    import librosa
+
+    if not 0.5 <= factor <= 2.0:
+        raise ValueError(f"speed factor must be in [0.5, 2.0], got {factor}")
+    if factor == 1.0:
+        return np.asarray(wav, dtype=np.float32)
+    out = librosa.resample(np.asarray(wav, dtype=np.float32), orig_sr=sample_rate,
+                           target_sr=int(round(sample_rate / factor)), res_type="soxr_hq")
+    return out.astype(np.float32)
+
+
+def add_noise(wav: np.ndarray, snr_db: float, *, rng: np.random.Generator,
+              noise: np.ndarray | None = None) -> np.ndarray:
+    """Add noise at a signal-to-noise ratio of ``snr_db`` (dB, over the whole clip).
+
+    Args:
+        wav: ``(S,)`` float32 samples.
+        rng: numpy generator (randomness is always injected).
+        noise: optional ``(N,)`` noise recording, looped/cropped to ``S``; white noise if None.
+    """
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.size == 0:
+        return wav
+    if noise is None:
+        n = rng.standard_normal(wav.size).astype(np.float32)
+    else:
+        noise = np.asarray(noise, dtype=np.float32)
+        if noise.size == 0:
+            raise ValueError("noise recording is empty")
+        start = int(rng.integers(0, noise.size))
+        n = np.resize(np.roll(noise, -start), wav.size)
+    p_sig = float(np.mean(wav.astype(np.float64) ** 2))
+    p_noise = float(np.mean(n.astype(np.float64) ** 2)) or 1.0
+    scale = math.sqrt(p_sig / (p_noise * 10 ** (snr_db / 10))) if p_sig > 0 else 0.0
+    return (wav + scale * n).astype(np.float32)

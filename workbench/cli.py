@@ -1,0 +1,118 @@
+"""The ``workbench`` command line.
+
+Each subcommand is a thin wrapper: it parses arguments, calls the core, and
+turns a :class:`~workbench.errors.WorkbenchError` into a plain message and exit
+code 2 (never a traceback). Subcommands import their module lazily so that
+``workbench --help`` is fast and works with only the core installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from workbench.errors import NotYetSupportedError, WorkbenchError
+
+__all__ = ["build_parser", "main"]
+
+_Handler = Callable[[argparse.Namespace], int]
+
+
+def _not_yet(name: str, issue: str) -> _Handler:
+    def handler(args: argparse.Namespace) -> int:
+        raise NotYetSupportedError(
+            f"'workbench {name}' is not available yet in this version ({issue}). "
+            "Run 'workbench demo' to see what works today."
+        )
+
+    return handler
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from workbench.demo import run_demo
+
+    return run_demo(data_dir=args.data, out_dir=args.out, quick=args.quick)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from workbench.simulate import simulate_cli
+
+    return simulate_cli(args)
+
+
+def _add_simulate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="synthesize a simulated (not clinical) speaker into a speaker folder",
+        description="Synthesize a simulated speaker with TTS voices and atypicality profiles. "
+        "The output is a speaker folder (manifest.jsonl + audio/). It is synthetic, not clinical data.",
+    )
+    p.add_argument("--profile", default="typical",
+                   help="profile name or combination, e.g. 'slow', 'articulation+dysfluency', "
+                        "'slow:0.8+voice:0.5' (name:severity); see --list")
+    p.add_argument("--voice", default=None, help="voice spec, e.g. 'espeak:en-us+m3', 'flite:slt' (default: chosen by seed)")
+    p.add_argument("--n", type=int, default=80, help="number of utterances (default 80)")
+    p.add_argument("--out", default=None, help="parent folder for the speaker folder")
+    p.add_argument("--speaker-id", default=None, help="de-identified speaker id (default: derived from profile and seed)")
+    p.add_argument("--prompts", default="everyday", help="prompt list name or a text file (one prompt a line)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--list", action="store_true", help="list profiles and voices, then exit")
+    p.set_defaults(func=_cmd_simulate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand (later issues fill in the rest)."""
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Personalize speech recognition for one speaker: record, augment, adapt, evaluate.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the whole workflow on shipped sample data, offline")
+    p.add_argument("--data", default=None, help="sample data folder (default: the shipped sample_data/)")
+    p.add_argument("--out", default=None, help="where to write the report (default: ./workbench-demo)")
+    p.add_argument("--quick", action="store_true", help="smallest settings, for CI")
+    p.set_defaults(func=_cmd_demo)
+
+    _add_simulate(sub)
+
+    for name, help_text, issue in [
+        ("record", "record a speaker reading prompts with the kernel's microphone", "recorder widgets, issue 8"),
+        ("personalize", "train a personal adapter for one speaker folder", "live personalization, issue 6"),
+        ("transcribe", "transcribe audio files with a base model and optional adapter", "base models, issue 4"),
+        ("evaluate", "WER/CER of a model on a speaker folder", "evaluation, issue 6"),
+        ("report", "write an HTML + CSV report for a speaker folder", "reports, issue 6"),
+        ("serve", "start the local therapist app", "the Panel app, issue 9"),
+        ("bench", "run the benchmarks and write docs/benchmarks.md", "benchmarks, issue 10"),
+    ]:
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(func=_not_yet(name, issue))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``workbench`` script. Returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from workbench import __version__
+
+        print(f"workbench {__version__}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except WorkbenchError as err:
+        print(f"workbench {args.command}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"workbench {args.command}: interrupted; nothing already saved was lost.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Errors a person can act on.
+
+Every error raised on purpose by the workbench is a :class:`WorkbenchError`.
+Its message says what was wrong (with the offending value) and what to do next,
+in plain language, because therapists read these, not programmers.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AudioError",
+    "CorpusError",
+    "MissingDependencyError",
+    "NotYetSupportedError",
+    "WorkbenchError",
+]
+
+
+class WorkbenchError(Exception):
+    """Base class: ``str(err)`` is a complete, plain-language message."""
+
+
+class AudioError(WorkbenchError, ValueError):
+    """A recording or audio file cannot be used (empty, silent, corrupt, ...)."""
+
+
+class CorpusError(WorkbenchError, ValueError):
+    """A speaker folder, manifest or speaker id is invalid."""
+
+
+class MissingDependencyError(WorkbenchError, ImportError):
+    """An optional package or a system program is not installed."""
+
+
+class NotYetSupportedError(WorkbenchError, NotImplementedError):
+    """A code path that exists in the interface but is not available yet."""

@@ -1,0 +1,348 @@
+"""The backend interface every base ASR model implements, and ``load_base_model``.
+
+Adapters, training, evaluation and the UI only talk to :class:`ASRBackend`.
+A backend owns its frontend (``featurize``), a frozen encoder whose blocks are
+*adapter sites*, a CTC (or seq2seq) loss and batched transcription.
+
+Input rules (shared by every backend through :func:`check_waveforms`):
+
+* waveforms are 1-D float arrays at ``backend.sample_rate`` (16 kHz); pass
+  ``sample_rate=`` to ``transcribe`` for other rates: audio is **resampled**
+  (librosa, ``soxr_hq``) rather than refused;
+* an empty batch, a 0-length waveform, a multi-channel array or NaN/inf samples
+  raise :class:`workbench.errors.AudioError` with a plain message;
+* long recordings are **chunked**, not refused: ``transcribe`` splits anything
+  longer than ``max_chunk_s`` (20 s) into pieces that end at the quietest
+  10 ms frame in the last 5 s of each piece (no overlap, so no word is
+  transcribed twice), transcribes the pieces in one batch and joins the texts
+  with spaces. ``featurize``/``loss`` do *not* chunk: training utterances must be
+  short prompts, and a longer one raises :class:`AudioError`.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from workbench.errors import AudioError, NotYetSupportedError
+
+__all__ = [
+    "ASRBackend",
+    "Batch",
+    "MAX_CHUNK_S",
+    "MAX_TRAIN_S",
+    "check_waveforms",
+    "load_base_model",
+    "split_long_waveform",
+]
+
+MAX_CHUNK_S = 20.0  # seconds: transcribe() splits longer audio into pieces at most this long
+MAX_TRAIN_S = 30.0  # seconds: featurize()/loss() refuse longer utterances (record shorter prompts)
+
+Decoder = Callable[[np.ndarray], str]  # (T', V) log-probs of ONE utterance -> text
+
+
+@dataclasses.dataclass
+class Batch:
+    """A padded batch with true lengths.
+
+    Attributes:
+        features: ``(B, T, F)`` frontend features (log-mel for the built-in model,
+            the raw waveform ``(B, S)`` for waveform backends).
+        lengths: ``(B,)`` true lengths of ``features`` along time (frames or samples).
+        waveform_lengths: ``(B,)`` true lengths in samples of the source audio.
+        speaker_index: optional ``(B,)`` long tensor routing each example to an adapter.
+    """
+
+    features: torch.Tensor
+    lengths: torch.Tensor
+    waveform_lengths: torch.Tensor
+    speaker_index: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    def to(self, device: str | torch.device) -> "Batch":
+        si = None if self.speaker_index is None else self.speaker_index.to(device)
+        return Batch(self.features.to(device), self.lengths.to(device), self.waveform_lengths.to(device), si)
+
+
+def check_waveforms(
+    waveforms, *, sample_rate: int, max_seconds: float | None = None, what: str = "waveform"
+) -> list[np.ndarray]:
+    """Validate a batch of mono waveforms; return them as contiguous float32 arrays.
+
+    Raises:
+        AudioError: empty batch, non-1-D array, 0-length, NaN/inf, or longer than ``max_seconds``.
+    """
+    if isinstance(waveforms, np.ndarray) and waveforms.ndim == 1:
+        raise AudioError("expected a list of waveforms, got a single 1-D array; wrap it in a list: [wav]")
+    waveforms = list(waveforms) if waveforms is not None else []
+    if not waveforms:
+        raise AudioError("the batch is empty: pass at least one waveform")
+    out = []
+    for i, w in enumerate(waveforms):
+        if isinstance(w, torch.Tensor):
+            w = w.detach().cpu().numpy()
+        w = np.asarray(w)
+        if w.ndim != 1:
+            raise AudioError(
+                f"{what} {i} has shape {w.shape}; expected mono 1-D audio. "
+                "Load files with workbench.audio.load_audio, which mixes down to mono"
+            )
+        if w.shape[0] == 0:
+            raise AudioError(f"{what} {i} is empty (0 samples); record it again or drop it from the batch")
+        w = np.ascontiguousarray(w, dtype=np.float32)
+        if not np.isfinite(w).all():
+            bad = int((~np.isfinite(w)).sum())
+            raise AudioError(f"{what} {i} contains {bad} NaN or infinite samples; the file is corrupt — record it again")
+        if max_seconds is not None and w.shape[0] > max_seconds * sample_rate:
+            raise AudioError(
+                f"{what} {i} is {w.shape[0] / sample_rate:.1f} s long; training utterances must be at most "
+                f"{max_seconds:.0f} s — cut it into prompts, or use transcribe(), which splits long audio"
+            )
+        out.append(w)
+    return out
+
+
+def split_long_waveform(wav: np.ndarray, sample_rate: int, max_chunk_s: float = MAX_CHUNK_S) -> list[np.ndarray]:
+    """Split ``wav`` into consecutive, non-overlapping pieces of at most ``max_chunk_s``.
+
+    Each cut is placed at the 10 ms frame of lowest energy within the last quarter
+    of the allowed piece, so cuts fall in pauses where there is one.
+
+    >>> [len(p) for p in split_long_waveform(np.ones(50 * 16000, np.float32), 16000)]
+    [320000, 320000, 160000]
+    """
+    max_len = int(max_chunk_s * sample_rate)
+    hop = sample_rate // 100
+    pieces, start = [], 0
+    n = len(wav)
+    while n - start > max_len:
+        lo, hi = start + (3 * max_len) // 4, start + max_len
+        seg = wav[lo:hi]
+        m = len(seg) // hop
+        energy = (seg[: m * hop].reshape(m, hop) ** 2).sum(1)
+        # last occurrence of the minimum: keeps pieces as long as possible
+        cut = lo + (m - 1 - int(np.argmin(energy[::-1]))) * hop + hop // 2
+        pieces.append(wav[start:cut])
+        start = cut
+    pieces.append(wav[start:])
+    return pieces
+
+
+class ASRBackend(abc.ABC):
+    """A frozen base ASR model behind one interface.
+
+    Subclasses implement ``featurize``, ``encode``, ``log_probs``, ``loss``,
+    ``adapter_sites`` and ``linear_layers``; ``transcribe``, ``frame_outputs`` and
+    ``fingerprint`` are shared here.
+
+    Attributes:
+        name: model id, e.g. ``"workbench-tiny"``.
+        sample_rate: Hz of the waveforms it takes (16000).
+        hidden_size: width ``D`` of the encoder output and of every adapter site.
+        num_layers: number of encoder blocks (``len(adapter_sites())``).
+        module: the underlying ``nn.Module`` (parameters, ``train()``/``eval()``, device).
+    """
+
+    name: str
+    sample_rate: int
+    hidden_size: int
+    num_layers: int
+    module: nn.Module
+
+    # -- to implement ---------------------------------------------------------
+    @abc.abstractmethod
+    def featurize(self, waveforms: list[np.ndarray]) -> Batch:
+        """Validate and featurize a batch of 16 kHz waveforms (no chunking)."""
+
+    @abc.abstractmethod
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder output ``(B, T', D)`` and its true lengths ``(B,)`` in encoder frames."""
+
+    @abc.abstractmethod
+    def log_probs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """CTC log-probabilities ``(B, T', V)`` and lengths ``(B,)``."""
+
+    @abc.abstractmethod
+    def loss(self, batch: Batch, targets: list[str]) -> torch.Tensor:
+        """Mean per-utterance CTC loss (scalar), differentiable through adapters."""
+
+    @abc.abstractmethod
+    def adapter_sites(self) -> list[tuple[str, nn.Module]]:
+        """The encoder blocks whose OUTPUT an adapter modifies, in order (name, module)."""
+
+    @abc.abstractmethod
+    def linear_layers(self) -> list[tuple[str, nn.Linear]]:
+        """Attention/FFN ``nn.Linear`` layers inside the encoder blocks (LoRA targets)."""
+
+    # -- shared -----------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    def greedy_decoder(self) -> Decoder:
+        from workbench.decode import greedy_decode
+
+        return greedy_decode
+
+    def _prepare(self, waveforms, sample_rate: int | None) -> tuple[list[np.ndarray], list[int]]:
+        """Validate, resample and chunk; returns pieces and the owner index of each piece."""
+        sr = self.sample_rate if sample_rate is None else int(sample_rate)
+        wavs = check_waveforms(waveforms, sample_rate=sr)
+        if sr != self.sample_rate:
+            import librosa
+
+            wavs = [librosa.resample(w, orig_sr=sr, target_sr=self.sample_rate).astype(np.float32) for w in wavs]
+        pieces, owner = [], []
+        for i, w in enumerate(wavs):
+            for p in split_long_waveform(w, self.sample_rate):
+                pieces.append(p)
+                owner.append(i)
+        return pieces, owner
+
+    @torch.no_grad()
+    def transcribe(
+        self,
+        waveforms: list[np.ndarray],
+        *,
+        batch_size: int = 16,
+        decoder: Decoder | None = None,
+        sample_rate: int | None = None,
+    ) -> list[str]:
+        """Transcribe a list of waveforms, batched (sorted by length to waste little padding).
+
+        Args:
+            waveforms: list of 1-D float arrays (16 kHz unless ``sample_rate`` says otherwise).
+            batch_size: utterances (or 20 s pieces) per forward pass.
+            decoder: maps one utterance's ``(T', V)`` log-prob array to text;
+                default greedy CTC. Use :class:`workbench.decode.BeamSearchDecoder`
+                for lexicon/LM/boosted decoding.
+            sample_rate: rate of ``waveforms`` in Hz; other rates are resampled.
+
+        Returns:
+            one normalised transcript per input waveform.
+        """
+        pieces, owner = self._prepare(waveforms, sample_rate)
+        decoder = decoder or self.greedy_decoder()
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            order = np.argsort([-len(p) for p in pieces], kind="stable")
+            texts: list[str] = [""] * len(pieces)
+            for s in range(0, len(order), batch_size):
+                idx = order[s : s + batch_size]
+                lp, lens = self.log_probs(self.featurize([pieces[i] for i in idx]))
+                lp = lp.float().cpu().numpy()
+                for j, i in enumerate(idx):
+                    texts[i] = decoder(lp[j, : int(lens[j])])
+        finally:
+            self.module.train(was_training)
+        out = [[] for _ in range(max(owner) + 1)]
+        for o, t in zip(owner, texts):
+            if t:
+                out[o].append(t)
+        return [" ".join(parts) for parts in out]
+
+    @torch.no_grad()
+    def frame_outputs(self, waveforms: list[np.ndarray], layer: int = -1) -> list[torch.Tensor]:
+        """Per-utterance frame-level outputs of encoder block ``layer`` (for embeddings).
+
+        Returns:
+            list of ``(T'_i, D)`` tensors, true frames only. ``layer=-1`` is the last block.
+        """
+        sites = self.adapter_sites()
+        name, block = sites[layer]
+        captured = {}
+
+        def hook(_m, _inp, out):
+            captured["x"] = out[0] if isinstance(out, tuple) else out
+
+        h = block.register_forward_hook(hook)
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            batch = self.featurize(waveforms)
+            _, lens = self.encode(batch)
+        finally:
+            h.remove()
+            self.module.train(was_training)
+        x = captured["x"]
+        return [x[i, : int(lens[i])].clone() for i in range(x.shape[0])]
+
+    def fingerprint(self) -> str:
+        """sha256 over the frozen base weights (names sorted, dtype/shape/bytes), cached.
+
+        Adapter parameters (any parameter added after loading, registered under a
+        name containing ``adapter`` or ``lora``) are excluded.
+        """
+        cached = getattr(self, "_fingerprint", None)
+        if cached is not None:
+            return cached
+        h = hashlib.sha256()
+        for key, t in sorted(self.module.state_dict().items()):
+            low = key.lower()
+            if "adapter" in low or "lora" in low:
+                continue
+            t = t.detach().cpu().contiguous()
+            h.update(key.encode())
+            h.update(str(t.dtype).encode())
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def invalidate_fingerprint(self) -> None:
+        """Forget the cached fingerprint (call after changing base weights on purpose)."""
+        self._fingerprint = None
+
+    def freeze(self) -> "ASRBackend":
+        """Set ``requires_grad=False`` on every base parameter; returns self."""
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        return self
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+
+def load_base_model(name_or_path: str | Path = "tiny", *, device: str = "cpu") -> ASRBackend:
+    """Load a base model by name.
+
+    Args:
+        name_or_path: ``"tiny"`` (or ``"workbench-tiny"``) for the built-in model
+            shipped in the package, or a directory holding a built-in-style
+            ``config.json`` with ``"architecture": "workbench-tiny"`` plus
+            ``model.safetensors``. Hugging Face hub ids and transformers directories
+            are handled by ``workbench/models/hf.py`` (a later step).
+        device: torch device string.
+
+    Returns:
+        a frozen backend in eval mode.
+    """
+    from workbench.models import tiny
+
+    key = str(name_or_path)
+    if key in ("tiny", "workbench-tiny"):
+        return tiny.load_tiny(device=device)
+    path = Path(key)
+    if path.is_dir() and (path / "config.json").is_file() and tiny.is_tiny_dir(path):
+        return tiny.load_tiny(path, device=device)
+    # Hook for transformers backends: workbench/models/hf.py will provide
+    # ``load_hf_model(name_or_path, device=...)``; dispatch to it when it exists.
+    try:
+        from workbench.models import hf  # noqa: F401
+    except ImportError:
+        raise NotYetSupportedError(
+            f"model {key!r} is not the built-in 'tiny' model. Hugging Face backends (wav2vec2, HuBERT, WavLM, "
+            "Whisper by hub id or local directory) arrive with workbench/models/hf.py; until then use --model tiny"
+        ) from None
+    return hf.load_hf_model(key, device=device)

@@ -1,0 +1,11 @@
+"""Matplotlib figures. Every function takes ``ax=None`` and returns the Figure.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot
+state), so they can be drawn from a background thread and shown inline in
+Jupyter. matplotlib is an optional dependency (``pip install 'workbench[ui]'``),
+imported only when a plot is made.
+"""
+
+from workbench.plots.augment import plot_augment_grid, plot_masks, plot_spectrogram
+
+__all__ = ["plot_augment_grid", "plot_masks", "plot_spectrogram"]
