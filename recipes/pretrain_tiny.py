@@ -416,7 +416,7 @@ def train(args, data, cache: Path):
             opt.step()
             state["step"] += 1
             state["batch_in_epoch"] = bi + 1
-            run_loss += float(loss)
+            run_loss += loss.item()
             run_n += 1
             if state["step"] % 50 == 0:
                 print(f"step {state['step']} ep {state['epoch']} {elapsed / 60:.1f} min lr {lr:.2e} "

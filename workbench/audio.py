@@ -45,6 +45,7 @@ __all__ = [
     "load_audio",
     "pcm16_to_float",
     "play",
+    "read_audio",
     "resample",
     "save_audio",
     "to_mono",
@@ -256,13 +257,24 @@ def _too_long_message(name: str, seconds: float, max_seconds: float) -> str:
     )
 
 
-def _read_native(
+def read_audio(
     source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO,
     *,
     sample_rate: int | None = None,
     max_seconds: float | None = 600,
 ) -> tuple[np.ndarray, int]:
-    """Decode without mixing or resampling: ``((n,) or (n, channels) float32, rate in Hz)``."""
+    """Decode a recording as stored, without mixing or resampling.
+
+    Same arguments and errors as :func:`load_audio`; use it when the original
+    rate and channel count matter (e.g. to report them in a quality check).
+
+    Returns:
+        ``(samples, rate)``: ``(n,)`` float32 for mono files, ``(n, channels)``
+        otherwise, and the file's rate in Hz (``sample_rate`` for raw PCM).
+
+    >>> read_audio(b"\\x00\\x40" * 4, sample_rate=8000)[1]
+    8000
+    """
     if sample_rate is not None:
         sample_rate = _check_rate(sample_rate)
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -349,7 +361,7 @@ def load_audio(
     >>> load_audio(b"\\x00\\x40" * 8000, sample_rate=8000).shape
     (16000,)
     """
-    x, rate = _read_native(source, sample_rate=sample_rate, max_seconds=max_seconds)
+    x, rate = read_audio(source, sample_rate=sample_rate, max_seconds=max_seconds)
     x = to_mono(x)
     return resample(x, rate, _SR) if rate != _SR else x
 
@@ -583,10 +595,15 @@ def _speech_bounds(levels_db: np.ndarray, top_db: float) -> tuple[int, int, int]
     return int(loud[0]), int(loud[-1]), int(loud.size)
 
 
+def _valid_rate(sample_rate: Any) -> bool:
+    """A positive whole number of Hz (``16000`` or ``16000.0``)."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float, np.floating)):
+        return False
+    return math.isfinite(sample_rate) and sample_rate > 0 and float(sample_rate).is_integer()
+
+
 def _rate_problem(sample_rate: Any) -> Problem | None:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float)) or not (
-        math.isfinite(sample_rate) and sample_rate > 0
-    ):
+    if not _valid_rate(sample_rate):
         return Problem(
             "wrong_rate", "error",
             f"The sample rate {sample_rate!r} is not valid: it must be a number of Hz such as 16000. "
@@ -645,9 +662,9 @@ def check_quality(
     """
     problems: list[Problem] = []
     rate_problem = _rate_problem(sample_rate)
-    rate_ok = rate_problem is None or rate_problem.severity == "warning"
-    rate = int(round(float(sample_rate))) if rate_ok else _SR  # durations need some rate
-    report = QualityReport(sample_rate=rate if rate_ok else 0)
+    valid_rate = _valid_rate(sample_rate)
+    rate = int(sample_rate) if valid_rate else _SR  # durations need some rate
+    report = QualityReport(sample_rate=rate if valid_rate else 0)  # 0: the given rate was not valid
 
     def done() -> QualityReport:
         report.problems = sorted(problems, key=lambda p: p.severity != "error")  # stable: errors first

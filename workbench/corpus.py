@@ -1,0 +1,1145 @@
+"""One folder per speaker, written so that no recording is ever lost.
+
+Layout of ``<parent>/<speaker_id>/``::
+
+    speaker.json      speaker_id, display_name, notes, consent records, created,
+                      simulated (bool) and a free ``profile`` dict for synthetic speakers
+    prompts.txt       one prompt a line
+    manifest.jsonl    one utterance a line, append-only; a later line with the same
+                      utt_id supersedes earlier ones (re-record, status change)
+    audio/<utt_id>.flac   16 kHz mono 16-bit FLAC, written atomically
+    .lock             held (fcntl.flock) while writing, so two sessions never interleave
+
+Crash safety: the FLAC is written to a temporary file and renamed into place
+*before* its manifest line is appended (flush + fsync), so every manifest line
+points at a complete file. A crash can leave at worst one half-written last
+line (reported by :meth:`SpeakerCorpus.problems` and skipped) or one FLAC
+without a line (reported, kept). Damaged lines never stop the corpus from opening.
+
+>>> import tempfile, numpy as np
+>>> parent = tempfile.mkdtemp()
+>>> corpus = SpeakerCorpus.create(parent, "spk-001", prompts=["hello there"])
+>>> t = np.arange(16_000) / 16_000
+>>> wav = (0.3 * np.sin(2 * np.pi * 200 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype(np.float32)
+>>> utt = corpus.add_take(wav, prompt="hello there")
+>>> (utt.status, utt.duration_s, len(corpus.utterances()))
+('ok', 1.0, 1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import dataclasses
+import datetime as _dt
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import secrets
+import tempfile
+import threading
+import warnings
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from workbench import audio as _audio
+from workbench.errors import AudioError, CorpusError
+
+try:  # POSIX only; elsewhere a single app session per folder is assumed
+    import fcntl as _fcntl
+except ImportError:  # pragma: no cover - Windows
+    _fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "STATUSES",
+    "ImportReport",
+    "SpeakerCorpus",
+    "Utterance",
+    "import_folder",
+    "list_speakers",
+    "validate_speaker_id",
+]
+
+#: Allowed values of :attr:`Utterance.status`.
+STATUSES = ("ok", "rejected", "skipped")
+
+_SR = 16_000  # Hz, audio stored in the corpus
+_MANIFEST = "manifest.jsonl"
+_SPEAKER_JSON = "speaker.json"
+_PROMPTS = "prompts.txt"
+_AUDIO_DIR = "audio"
+_LOCK = ".lock"
+_OWN_FILES = frozenset({_MANIFEST, _SPEAKER_JSON, _PROMPTS, _AUDIO_DIR, _LOCK})
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_RESERVED = frozenset(
+    {"con", "prn", "aux", "nul", "clock$"}
+    | {f"com{i}" for i in range(10)}
+    | {f"lpt{i}" for i in range(10)}
+)
+_REQUIRED_KEYS = ("utt_id", "audio_path", "prompt", "duration_s", "created", "status")
+_IMPORT_SUFFIXES = (".wav", ".flac", ".ogg")
+_UNSUPPORTED_AUDIO = (".mp3", ".m4a", ".aac", ".wma", ".amr", ".3gp", ".opus", ".webm", ".aiff", ".aif")
+_FATAL_CODES = frozenset({"empty", "not_audio", "bad_shape", "nonfinite"})
+
+
+# --------------------------------------------------------------------------- #
+# Names and small helpers
+# --------------------------------------------------------------------------- #
+
+
+def _name_problem(value: Any) -> str | None:
+    """Why ``value`` is not a safe file-name component, or None if it is."""
+    if not isinstance(value, str):
+        return f"is a {type(value).__name__}, not text"
+    if value == "":
+        return "is empty"
+    if "\x00" in value:
+        return "contains a NUL character"
+    if "/" in value or "\\" in value:
+        return "contains a path separator ('/' or '\\')"
+    if value.startswith("."):
+        return "starts with a dot (a hidden or relative folder)"
+    if ".." in value:
+        return "contains '..'"
+    if len(value) > 64:
+        return f"is {len(value)} characters long (at most 64)"
+    if not _NAME_RE.fullmatch(value):
+        return "contains characters other than letters, digits, '-', '_' or '.', or does not start with a letter or digit"
+    if value.endswith("."):
+        return "ends with a dot (Windows would drop it)"
+    if value.split(".")[0].lower() in _RESERVED:
+        return "is a reserved device name on Windows"
+    return None
+
+
+def _validate_name(value: Any, kind: str, example: str) -> str:
+    reason = _name_problem(value)
+    if reason is not None:
+        raise CorpusError(
+            f"{kind} {value!r} is not allowed: it {reason}. Use letters, digits, '-' or '_' "
+            f"(up to 64 characters, starting with a letter or digit), e.g. {example!r}."
+        )
+    return value
+
+
+def validate_speaker_id(speaker_id: str) -> str:
+    """Return ``speaker_id`` if it is safe as one folder name, else raise CorpusError.
+
+    Allowed: ``[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`` with no ``..``, no trailing dot
+    and no Windows device name (``con``, ``nul``, ``com1``...). Speaker ids
+    should be de-identified codes, not names.
+
+    >>> validate_speaker_id("spk-017")
+    'spk-017'
+    """
+    return _validate_name(speaker_id, "Speaker id", "spk-017")
+
+
+def _now() -> str:
+    """Current time, ISO-8601 UTC with seconds (``2024-05-01T12:00:00+00:00``)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _norm_prompt(text: str) -> str:
+    """Prompt text for grouping: case, punctuation and spacing ignored."""
+    return " ".join(re.sub(r"[^\w\s']", " ", text.casefold()).split())
+
+
+def _json_problem(value: Any) -> str | None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in the manifest")
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` all at once (temp file, fsync, rename, fsync folder)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, indent=2, allow_nan=False) + "\n").encode("utf-8")
+
+
+# --------------------------------------------------------------------------- #
+# Utterance
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One take: a line of ``manifest.jsonl``.
+
+    Attributes:
+        utt_id: unique within the speaker folder; a safe file-name component.
+        audio_path: relative to the speaker folder, posix, e.g. ``"audio/00001-3fa2c1.flac"``.
+        prompt: the text the speaker was asked to read.
+        transcript: what was actually said (defaults to ``prompt``).
+        duration_s: length of the stored audio in seconds (samples / 16000).
+        quality: :meth:`workbench.audio.QualityReport.to_dict` of the take.
+        consent_id: the consent record this take was made under, if any.
+        created: ISO-8601 UTC time of recording (defaults to now).
+        status: ``"ok"`` (used for training), ``"rejected"`` (kept, not used)
+            or ``"skipped"``.
+        extra: free JSON-safe dict (e.g. ``{"source_file": "a.wav"}``).
+    """
+
+    utt_id: str
+    audio_path: str
+    prompt: str
+    transcript: str | None = None
+    duration_s: float = 0.0
+    quality: dict[str, Any] = field(default_factory=dict)
+    consent_id: str | None = None
+    created: str = ""
+    status: str = "ok"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _validate_name(self.utt_id, "Utterance id", "00017-a3f9c2")
+        for name in ("audio_path", "prompt"):
+            if not isinstance(getattr(self, name), str):
+                raise CorpusError(f"{name} must be text, got {getattr(self, name)!r}.")
+        if self.transcript is None:
+            object.__setattr__(self, "transcript", self.prompt)
+        elif not isinstance(self.transcript, str):
+            raise CorpusError(f"transcript must be text or None, got {self.transcript!r}.")
+        p = self.audio_path
+        parts = PurePosixPath(p).parts
+        if not p or "\\" in p or "\x00" in p or p.startswith("/") or ".." in parts or not parts:
+            raise CorpusError(f"audio_path {p!r} must be a relative path inside the speaker folder, e.g. 'audio/x.flac'.")
+        d = self.duration_s
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d < 0:
+            raise CorpusError(f"duration_s must be a number of seconds >= 0, got {d!r}.")
+        object.__setattr__(self, "duration_s", float(d))
+        for name in ("quality", "extra"):
+            value = getattr(self, name)
+            if not isinstance(value, dict):
+                raise CorpusError(f"{name} must be a dict, got {value!r}.")
+            reason = _json_problem(value)
+            if reason is not None:
+                raise CorpusError(f"{name} must hold only JSON values (text, numbers, lists, dicts): {reason}.")
+        if self.consent_id is not None and not isinstance(self.consent_id, str):
+            raise CorpusError(f"consent_id must be text or None, got {self.consent_id!r}.")
+        if self.status not in STATUSES:
+            raise CorpusError(f"status must be one of {', '.join(STATUSES)}; got {self.status!r}.")
+        if self.created == "":
+            object.__setattr__(self, "created", _now())
+        elif not isinstance(self.created, str):
+            raise CorpusError(f"created must be an ISO-8601 time as text, got {self.created!r}.")
+        else:
+            try:
+                _dt.datetime.fromisoformat(self.created)
+            except ValueError:
+                raise CorpusError(
+                    f"created {self.created!r} is not an ISO-8601 time such as '2024-05-01T12:00:00+00:00'."
+                ) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a JSON-safe dict."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def to_json(self) -> str:
+        """One manifest line (no newline), UTF-8 text."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, d: Any, *, line_no: int | None = None) -> Utterance:
+        """Strictly validated construction; unknown keys are ignored (newer versions may add some).
+
+        Raises:
+            CorpusError: missing key or wrong type, naming ``line_no`` if given.
+        """
+        where = f"manifest line {line_no}: " if line_no is not None else ""
+        if not isinstance(d, dict):
+            raise CorpusError(f"{where}expected a JSON object, got {type(d).__name__}.")
+        missing = [k for k in _REQUIRED_KEYS if k not in d]
+        if missing:
+            raise CorpusError(f"{where}missing {', '.join(missing)}.")
+        kwargs = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d}
+        if "quality" in kwargs and kwargs["quality"] is None:
+            kwargs["quality"] = {}
+        try:
+            return cls(**kwargs)
+        except CorpusError as exc:
+            raise CorpusError(f"{where}{exc}") from None
+
+    @classmethod
+    def from_json(cls, line: str | bytes, *, line_no: int | None = None) -> Utterance:
+        """Parse one manifest line (inverse of :meth:`to_json`).
+
+        Raises:
+            CorpusError: not UTF-8, not JSON (NaN/Infinity included), or invalid
+            fields; the message names ``line_no`` if given.
+        """
+        where = f"manifest line {line_no}: " if line_no is not None else ""
+        if isinstance(line, (bytes, bytearray)):
+            try:
+                line = bytes(line).decode("utf-8")
+            except UnicodeDecodeError:
+                raise CorpusError(f"{where}not valid UTF-8 text (damaged bytes).") from None
+        try:
+            obj = json.loads(line, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            raise CorpusError(f"{where}not valid JSON.") from None
+        return cls.from_dict(obj, line_no=line_no)
+
+
+def _latest(lines: Sequence[Utterance]) -> list[Utterance]:
+    """Later lines supersede earlier ones with the same utt_id; order of first appearance."""
+    latest: dict[str, Utterance] = {}
+    for utt in lines:
+        latest[utt.utt_id] = utt  # dict keeps the first insertion position
+    return list(latest.values())
+
+
+# --------------------------------------------------------------------------- #
+# Import report
+# --------------------------------------------------------------------------- #
+
+
+@dataclass
+class ImportReport:
+    """What :func:`import_folder` did with each file.
+
+    Attributes:
+        added: utt ids imported with status ``"ok"``.
+        rejected: utt ids imported with status ``"rejected"`` (kept, not used for training).
+        unmatched_audio: audio file names with no transcript line.
+        missing_audio: transcript ids with no audio file.
+        unreadable: ``"name: reason"`` for files that could not be imported.
+        already_present: file names skipped because an earlier import added them.
+    """
+
+    added: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    unmatched_audio: list[str] = field(default_factory=list)
+    missing_audio: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    already_present: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        """One plain-language paragraph."""
+        parts = [f"Imported {len(self.added)} good takes and {len(self.rejected)} rejected takes."]
+        if self.unmatched_audio:
+            parts.append(f"{len(self.unmatched_audio)} audio files have no transcript: {', '.join(self.unmatched_audio[:10])}.")
+        if self.missing_audio:
+            parts.append(f"{len(self.missing_audio)} transcripts have no audio file: {', '.join(self.missing_audio[:10])}.")
+        if self.unreadable:
+            parts.append(f"{len(self.unreadable)} files could not be read: {'; '.join(self.unreadable[:10])}.")
+        if self.already_present:
+            parts.append(f"{len(self.already_present)} files were already imported and were skipped.")
+        return " ".join(parts)
+
+
+# --------------------------------------------------------------------------- #
+# SpeakerCorpus
+# --------------------------------------------------------------------------- #
+
+
+class SpeakerCorpus:
+    """A speaker folder: recordings, prompts, consent and the manifest.
+
+    Use :meth:`create` or :meth:`open`, not the constructor. Reads always go to
+    disk, so two sessions on one folder see each other's takes; writes hold a
+    lock file so their lines never interleave.
+
+    Attributes:
+        root: the speaker folder itself.
+        speaker_id: the de-identified id (from ``speaker.json``).
+        last_import: the :class:`ImportReport` of the last :func:`import_folder`
+            into this object, else None.
+    """
+
+    root: Path
+    speaker_id: str
+
+    def __init__(self, root: Path, info: dict[str, Any]) -> None:
+        self.root = Path(root)
+        self.speaker_id = info["speaker_id"]
+        self.last_import: ImportReport | None = None
+        self._problems: list[str] = []
+        self._thread_lock = threading.RLock()
+        self._lock_depth = 0
+        self._lock_fd: int | None = None
+
+    def __repr__(self) -> str:
+        return f"SpeakerCorpus({str(self.root)!r})"
+
+    # -- creation ---------------------------------------------------------- #
+
+    @classmethod
+    def create(
+        cls,
+        parent: str | os.PathLike,
+        speaker_id: str,
+        *,
+        display_name: str = "",
+        notes: str = "",
+        prompts: Sequence[str] | None = None,
+        simulated: bool = False,
+        profile: dict[str, Any] | None = None,
+        exist_ok: bool = False,
+    ) -> SpeakerCorpus:
+        """Make ``<parent>/<speaker_id>/`` and return it.
+
+        Args:
+            parent: folder holding speaker folders (created if needed).
+            speaker_id: de-identified id, see :func:`validate_speaker_id`.
+            display_name: what the app shows (keep it de-identified too).
+            notes: free text for the therapist.
+            prompts: the prompt list, one prompt each (no newlines).
+            simulated: True for synthetic speakers (:mod:`workbench.simulate`).
+            profile: JSON-safe dict describing a synthetic speaker.
+            exist_ok: open an existing speaker folder unchanged instead of failing.
+
+        Raises:
+            CorpusError: bad id or arguments, or the folder exists (and not ``exist_ok``).
+        """
+        speaker_id = validate_speaker_id(speaker_id)
+        parent = Path(os.fspath(parent))
+        root = parent / speaker_id
+        if (root / _SPEAKER_JSON).is_file():
+            if exist_ok:
+                return cls.open(root)
+            raise CorpusError(
+                f"A speaker folder for {speaker_id!r} already exists in '{parent}'. Open it with "
+                f"SpeakerCorpus.open('{root}'), pass exist_ok=True, or choose another speaker id."
+            )
+        if root.exists() and not root.is_dir():
+            raise CorpusError(f"'{root}' is a file, not a folder. Choose another speaker id or parent folder.")
+        if root.is_dir():
+            foreign = sorted(p.name for p in root.iterdir() if p.name not in _OWN_FILES and not p.name.startswith("."))
+            if foreign:
+                raise CorpusError(
+                    f"'{root}' already exists and is not a speaker folder (it holds {', '.join(foreign[:5])}). "
+                    "Choose another speaker id or parent folder."
+                )
+        for name, value in (("display_name", display_name), ("notes", notes)):
+            if not isinstance(value, str):
+                raise CorpusError(f"{name} must be text, got {value!r}.")
+        profile = {} if profile is None else profile
+        if not isinstance(profile, dict) or _json_problem(profile) is not None:
+            raise CorpusError(f"profile must be a dict of JSON values (text, numbers, lists, dicts), got {profile!r}.")
+        prompt_list = _check_prompts(prompts or [])
+        info = {
+            "format": "workbench-speaker",
+            "version": 1,
+            "speaker_id": speaker_id,
+            "display_name": display_name,
+            "notes": notes,
+            "consent": [],
+            "created": _now(),
+            "simulated": bool(simulated),
+            "profile": copy.deepcopy(profile),
+        }
+        (root / _AUDIO_DIR).mkdir(parents=True, exist_ok=True)
+        corpus = cls(root, info)
+        with corpus._locked():
+            _write_atomic(root / _PROMPTS, "".join(p + "\n" for p in prompt_list).encode("utf-8"))
+            (root / _MANIFEST).touch()
+            _write_atomic(root / _SPEAKER_JSON, _json_bytes(info))  # last: marks the folder complete
+        return corpus
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> SpeakerCorpus:
+        """Open an existing speaker folder (the folder itself, not its parent).
+
+        Damaged manifest lines are skipped and reported once with ``warnings.warn``;
+        see :meth:`problems`.
+
+        Raises:
+            CorpusError: the path is missing, not a folder, or has no valid speaker.json.
+        """
+        root = Path(os.fspath(path))
+        if not root.exists():
+            raise CorpusError(
+                f"No speaker folder at '{root}'. Check the path, or make one with "
+                "SpeakerCorpus.create(parent, speaker_id)."
+            )
+        if not root.is_dir():
+            raise CorpusError(f"'{root}' is a file, not a speaker folder. Pass the folder that holds speaker.json.")
+        if not (root / _SPEAKER_JSON).is_file():
+            kids = sorted(d.name for d in root.iterdir() if (d / _SPEAKER_JSON).is_file())
+            hint = (
+                f" It contains speaker folders ({', '.join(kids[:5])}): open one of those, "
+                f"or use list_speakers('{root}')."
+                if kids
+                else " Make one with SpeakerCorpus.create(parent, speaker_id)."
+            )
+            raise CorpusError(f"'{root}' is not a speaker folder (it has no speaker.json).{hint}")
+        info = _read_info(root)
+        if info["speaker_id"] != root.name:
+            warnings.warn(
+                f"Speaker folder '{root}' holds speaker {info['speaker_id']!r}; the folder name differs. "
+                "The id in speaker.json is used.",
+                stacklevel=2,
+            )
+        corpus = cls(root, info)
+        corpus._read()
+        if corpus._problems:
+            shown = "; ".join(corpus._problems[:3]) + (" ..." if len(corpus._problems) > 3 else "")
+            warnings.warn(
+                f"Speaker folder '{root}': {len(corpus._problems)} problem(s), skipped or kept aside "
+                f"(nothing was deleted): {shown}",
+                stacklevel=2,
+            )
+        return corpus
+
+    # -- locking and raw I/O ---------------------------------------------- #
+
+    @contextlib.contextmanager
+    def _locked(self, *, write: bool = True) -> Iterator[None]:
+        """Hold the folder's lock (re-entrant in this object).
+
+        For reads (``write=False``) a folder where the lock file cannot be made
+        (read-only sample data) is read without the lock.
+        """
+        with self._thread_lock:
+            if self._lock_depth == 0:
+                try:
+                    fd = os.open(self.root / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+                except OSError:
+                    if write:
+                        raise
+                    fd = None
+                if fd is not None and _fcntl is not None:
+                    try:
+                        _fcntl.flock(fd, _fcntl.LOCK_EX)
+                    except BaseException:
+                        os.close(fd)
+                        raise
+                self._lock_fd = fd
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0 and self._lock_fd is not None:
+                    os.close(self._lock_fd)  # closing releases the flock
+                    self._lock_fd = None
+
+    def _read(self) -> list[Utterance]:
+        """All valid manifest lines in order; refreshes :meth:`problems`."""
+        with self._locked(write=False):
+            try:
+                data = (self.root / _MANIFEST).read_bytes()
+            except FileNotFoundError:
+                data = b""
+            audio_files = (
+                sorted(p.name for p in (self.root / _AUDIO_DIR).iterdir() if p.is_file() and not p.name.startswith("."))
+                if (self.root / _AUDIO_DIR).is_dir()
+                else []
+            )
+        lines: list[Utterance] = []
+        problems: list[str] = []
+        raw_lines = data.split(b"\n")
+        for i, raw in enumerate(raw_lines, start=1):
+            if not raw.strip():
+                continue
+            try:
+                lines.append(Utterance.from_json(raw, line_no=i))
+            except CorpusError as exc:
+                if i == len(raw_lines) and "not valid JSON" in str(exc):
+                    problems.append(f"manifest line {i}: cut off (the app probably stopped while saving); skipped.")
+                else:
+                    problems.append(f"{exc} Skipped.")
+        referenced = {utt.audio_path for utt in lines}
+        for utt in _latest(lines):
+            if not (self.root / utt.audio_path).is_file():
+                problems.append(f"take {utt.utt_id!r}: its audio file {utt.audio_path} is missing.")
+        for name in audio_files:
+            if f"{_AUDIO_DIR}/{name}" not in referenced:
+                problems.append(
+                    f"{_AUDIO_DIR}/{name} has no manifest line (the app probably stopped while saving it); "
+                    "the file is kept."
+                )
+        self._problems = problems
+        return lines
+
+    def _append(self, line: str) -> None:
+        """Append one line durably; starts a new line if the last one was cut off. Hold the lock."""
+        path = self.root / _MANIFEST
+        data = line.encode("utf-8") + b"\n"
+        new = not path.exists()
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size > 0:
+                os.lseek(fd, size - 1, os.SEEK_SET)
+                if os.read(fd, 1) != b"\n":
+                    data = b"\n" + data
+            view = memoryview(data)
+            while view:  # O_APPEND: every write lands at the end
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if new:
+            _fsync_dir(self.root)
+
+    # -- speaker info, consent, prompts ------------------------------------ #
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """A copy of ``speaker.json`` (speaker_id, display_name, notes, consent, created, simulated, profile)."""
+        return _read_info(self.root)
+
+    def add_consent(self, consent_id: str, *, text: str = "", given_by: str = "") -> None:
+        """Record a consent (appended to ``speaker.json``'s ``consent`` list).
+
+        Args:
+            consent_id: a short id, e.g. ``"consent-2024-05"``; takes refer to it.
+            text: what was agreed to.
+            given_by: who gave it (the speaker or a guardian; de-identified).
+
+        Raises:
+            CorpusError: bad or already used consent id.
+        """
+        _validate_name(consent_id, "Consent id", "consent-2024-05")
+        for name, value in (("text", text), ("given_by", given_by)):
+            if not isinstance(value, str):
+                raise CorpusError(f"{name} must be text, got {value!r}.")
+        with self._locked():
+            info = _read_info(self.root)
+            if any(c.get("consent_id") == consent_id for c in info["consent"]):
+                raise CorpusError(f"Consent {consent_id!r} is already recorded for {self.speaker_id!r}; use a new id.")
+            info["consent"].append({"consent_id": consent_id, "text": text, "given_by": given_by, "created": _now()})
+            _write_atomic(self.root / _SPEAKER_JSON, _json_bytes(info))
+
+    def prompts(self) -> list[str]:
+        """The prompt list (``prompts.txt``, blank lines left out)."""
+        try:
+            text = (self.root / _PROMPTS).read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            return []
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+    def set_prompts(self, prompts: Sequence[str]) -> None:
+        """Replace the prompt list (atomically). Each prompt is one line of text."""
+        checked = _check_prompts(prompts)
+        with self._locked():
+            _write_atomic(self.root / _PROMPTS, "".join(p + "\n" for p in checked).encode("utf-8"))
+
+    # -- takes -------------------------------------------------------------- #
+
+    def add_take(
+        self,
+        audio: np.ndarray,
+        *,
+        prompt: str,
+        transcript: str | None = None,
+        sample_rate: int = _SR,
+        consent_id: str | None = None,
+        utt_id: str | None = None,
+        status: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Utterance:
+        """Save one take: FLAC first (atomically), then its manifest line (fsynced).
+
+        A take with quality errors is still saved, with status ``"rejected"``,
+        so nothing is lost; :meth:`set_status` can bring it back.
+
+        Args:
+            audio: ``(n,)`` or ``(n, channels)`` samples at ``sample_rate``
+                (float in [-1, 1] or int16). Mixed to mono and resampled to 16 kHz.
+            prompt: the text the speaker was asked to read.
+            transcript: what was actually said, if it differs from the prompt.
+            sample_rate: rate of ``audio`` in Hz.
+            consent_id: a consent recorded with :meth:`add_consent`.
+            utt_id: default: zero-padded counter + random suffix (``"00017-a3f9c2"``).
+                Reusing an id re-records that take: the new line supersedes the
+                old one, and the old audio file is kept.
+            status: default ``"ok"`` if the quality check has no errors, else ``"rejected"``.
+            extra: JSON-safe dict stored with the take.
+
+        Returns:
+            The :class:`Utterance` written; its ``quality`` is the report's dict.
+
+        Raises:
+            AudioError: nothing to save (no samples, NaN/inf, not audio).
+            CorpusError: bad prompt, id, status, consent or extra.
+        """
+        if not isinstance(prompt, str):
+            raise CorpusError(f"prompt must be text, got {prompt!r}.")
+        if status is not None and status not in STATUSES:
+            raise CorpusError(f"status must be one of {', '.join(STATUSES)}; got {status!r}.")
+        if utt_id is not None:
+            _validate_name(utt_id, "Utterance id", "00017-a3f9c2")
+        extra = {} if extra is None else extra
+        if not isinstance(extra, dict) or _json_problem(extra) is not None:
+            raise CorpusError(f"extra must be a dict of JSON values, got {extra!r}.")
+        report = _audio.check_quality(audio, sample_rate)
+        fatal = [p for p in report.problems if p.code in _FATAL_CODES or (p.code == "wrong_rate" and report.sample_rate == 0)]
+        if fatal:
+            raise AudioError("This take cannot be saved. " + " ".join(p.message for p in fatal))
+        wav = _audio.to_mono(audio)
+        if sample_rate != _SR:
+            wav = _audio.resample(wav, int(sample_rate), _SR)
+        with self._locked():
+            if consent_id is not None:
+                known = [c.get("consent_id") for c in _read_info(self.root)["consent"]]
+                if consent_id not in known:
+                    raise CorpusError(
+                        f"Consent {consent_id!r} is not recorded for {self.speaker_id!r} "
+                        f"(known: {', '.join(map(str, known)) or 'none'}). Record it first with add_consent()."
+                    )
+            lines = self._read()
+            ids = {u.utt_id for u in lines}
+            if utt_id is None:
+                utt_id = self._new_utt_id(ids)
+            audio_path = self._free_audio_path(utt_id, {u.audio_path for u in lines})
+            utt = Utterance(
+                utt_id=utt_id,
+                audio_path=audio_path,
+                prompt=prompt,
+                transcript=transcript,
+                duration_s=wav.size / _SR,
+                quality=report.to_dict(),
+                consent_id=consent_id,
+                status=status or ("ok" if report.ok else "rejected"),
+                extra=copy.deepcopy(extra),
+            )
+            _audio.save_audio(self.root / audio_path, wav, _SR)
+            self._append(utt.to_json())
+        return utt
+
+    def _new_utt_id(self, ids: set[str]) -> str:
+        n = len(ids) + 1
+        while True:
+            candidate = f"{n:05d}-{secrets.token_hex(3)}"
+            if candidate not in ids and not (self.root / _AUDIO_DIR / f"{candidate}.flac").exists():
+                return candidate
+
+    def _free_audio_path(self, utt_id: str, used: set[str]) -> str:
+        """``audio/<utt_id>.flac``, or ``audio/<utt_id>.r2.flac``... if taken (never overwrite a take)."""
+        k = 1
+        while True:
+            rel = f"{_AUDIO_DIR}/{utt_id}.flac" if k == 1 else f"{_AUDIO_DIR}/{utt_id}.r{k}.flac"
+            if rel not in used and not (self.root / rel).exists():
+                return rel
+            k += 1
+
+    def utterances(self, status: str | None = "ok") -> list[Utterance]:
+        """Current takes, in recording order (a later line with the same utt_id wins).
+
+        Args:
+            status: ``"ok"`` (default), ``"rejected"``, ``"skipped"``, or None for all.
+        """
+        if status is not None and status not in STATUSES:
+            raise CorpusError(f"status must be one of {', '.join(STATUSES)} or None; got {status!r}.")
+        current = _latest(self._read())
+        return [u for u in current if status is None or u.status == status]
+
+    def _get(self, utt_id: str) -> Utterance:
+        for utt in self.utterances(None):
+            if utt.utt_id == utt_id:
+                return utt
+        raise CorpusError(f"There is no take {utt_id!r} for speaker {self.speaker_id!r}.")
+
+    def set_status(self, utt_id: str, status: str) -> None:
+        """Mark a take ``"ok"``, ``"rejected"`` or ``"skipped"`` (appends an updated line)."""
+        if status not in STATUSES:
+            raise CorpusError(f"status must be one of {', '.join(STATUSES)}; got {status!r}.")
+        with self._locked():
+            utt = self._get(utt_id)
+            if utt.status != status:
+                self._append(dataclasses.replace(utt, status=status).to_json())
+
+    def load_audio(self, utt: Utterance | str) -> np.ndarray:
+        """The take's audio, ``(n,)`` float32 at 16 kHz.
+
+        Args:
+            utt: an :class:`Utterance` of this corpus or its utt_id.
+        """
+        if isinstance(utt, str):
+            utt = self._get(utt)
+        path = self.root / utt.audio_path
+        if not path.is_file():
+            raise CorpusError(
+                f"The audio of take {utt.utt_id!r} ({utt.audio_path}) is missing from '{self.root}'. "
+                "Restore it from a backup or export, or mark the take 'skipped'."
+            )
+        return _audio.load_audio(path, max_seconds=None)
+
+    # -- views -------------------------------------------------------------- #
+
+    def split(self, *, test_fraction: float = 0.2, seed: int = 0) -> tuple[list[Utterance], list[Utterance]]:
+        """Deterministic train/test split of the ``"ok"`` takes, by prompt.
+
+        All takes of one prompt (compared ignoring case, punctuation and spacing)
+        land on the same side, so no test sentence is seen in training. Prompts
+        are ranked by a hash of ``(seed, prompt text)``, not by recording order,
+        and the ``round(test_fraction * n_prompts)`` lowest go to test; with two
+        or more prompts and ``test_fraction > 0`` at least one prompt is on each side.
+
+        Returns:
+            ``(train, test)``, each in recording order.
+        """
+        if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 <= test_fraction < 1:
+            raise CorpusError(f"test_fraction must be at least 0 and below 1, e.g. 0.2; got {test_fraction!r}.")
+        utts = self.utterances("ok")
+        keys = sorted({_norm_prompt(u.prompt) for u in utts})
+
+        def rank(key: str) -> bytes:
+            return hashlib.sha256(f"{seed}\x1f{key}".encode()).digest()
+
+        n = len(keys)
+        k = round(test_fraction * n)
+        if test_fraction > 0 and n >= 2:
+            k = min(max(k, 1), n - 1)
+        elif n < 2:
+            k = 0
+        test_keys = set(sorted(keys, key=rank)[:k])
+        train = [u for u in utts if _norm_prompt(u.prompt) not in test_keys]
+        test = [u for u in utts if _norm_prompt(u.prompt) in test_keys]
+        return train, test
+
+    def problems(self) -> list[str]:
+        """Plain-language list of what was skipped or is out of place, with line numbers.
+
+        Damaged manifest lines (cut off by a crash, garbage bytes, wrong types),
+        takes whose audio file is missing, and audio files with no manifest line.
+        Empty when all is well.
+        """
+        self._read()
+        return list(self._problems)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for a dashboard.
+
+        Returns:
+            ``{"speaker_id", "display_name", "simulated", "n_ok", "n_rejected",
+            "n_skipped", "minutes_ok", "n_prompts", "n_prompts_recorded", "n_problems"}``;
+            ``n_prompts_recorded`` counts prompts of the list with at least one ok take.
+        """
+        utts = self.utterances(None)
+        ok = [u for u in utts if u.status == "ok"]
+        info = self.info
+        recorded = {_norm_prompt(u.prompt) for u in ok}
+        prompt_keys = {_norm_prompt(p) for p in self.prompts()}
+        return {
+            "speaker_id": self.speaker_id,
+            "display_name": info.get("display_name", ""),
+            "simulated": bool(info.get("simulated", False)),
+            "n_ok": len(ok),
+            "n_rejected": sum(u.status == "rejected" for u in utts),
+            "n_skipped": sum(u.status == "skipped" for u in utts),
+            "minutes_ok": round(sum(u.duration_s for u in ok) / 60.0, 3),
+            "n_prompts": len(prompt_keys),
+            "n_prompts_recorded": len(prompt_keys & recorded),
+            "n_problems": len(self._problems),
+        }
+
+    # -- import / export ------------------------------------------------------ #
+
+    @classmethod
+    def import_folder(
+        cls,
+        src_dir: str | os.PathLike,
+        transcripts: str | os.PathLike,
+        parent: str | os.PathLike,
+        speaker_id: str,
+        **create_kwargs: Any,
+    ) -> SpeakerCorpus:
+        """Same as the module function :func:`import_folder`."""
+        return import_folder(src_dir, transcripts, parent, speaker_id, **create_kwargs)
+
+    def export_zip(self, dest: str | os.PathLike) -> Path:
+        """Write the whole speaker folder to a zip file (atomically).
+
+        Args:
+            dest: a ``.zip`` path, or an existing folder (then ``<folder>/<speaker_id>.zip``).
+                Must be outside the speaker folder.
+
+        Returns:
+            The zip path. Entries are ``<speaker_id>/speaker.json``, ``prompts.txt``,
+            ``manifest.jsonl`` and ``audio/...``; the lock and temp files are left out.
+        """
+        dest = Path(os.fspath(dest))
+        if dest.is_dir():
+            dest = dest / f"{self.speaker_id}.zip"
+        root = self.root.resolve()
+        if dest.resolve() == root or root in dest.resolve().parents:
+            raise CorpusError(f"Cannot export into the speaker folder itself ('{dest}'). Choose a path outside '{self.root}'.")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh, self._locked(write=False):
+                with zipfile.ZipFile(fh, "w") as zf:
+                    for path in sorted(self.root.rglob("*")):
+                        rel = path.relative_to(self.root)
+                        if not path.is_file() or any(part.startswith(".") for part in rel.parts):
+                            continue
+                        stored = path.suffix.lower() in (".flac", ".ogg")  # already compressed
+                        zf.write(
+                            path,
+                            f"{self.speaker_id}/{rel.as_posix()}",
+                            compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED,
+                        )
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(dest.parent)
+        return dest
+
+
+def _check_prompts(prompts: Sequence[str]) -> list[str]:
+    if isinstance(prompts, str):
+        raise CorpusError("prompts must be a list of prompts, not one string. Wrap it: [prompt].")
+    out = []
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise CorpusError(f"Prompt {i + 1} must be text, got {p!r}.")
+        if "\n" in p or "\r" in p:
+            raise CorpusError(f"Prompt {i + 1} ({p!r}) has a line break; each prompt must be one line.")
+        if p.strip():
+            out.append(p.strip())
+    return out
+
+
+def _read_info(root: Path) -> dict[str, Any]:
+    """Read and check ``speaker.json``; fill defaults for optional keys."""
+    path = root / _SPEAKER_JSON
+    restore = (
+        " Restore it from a backup or an export; the recordings (audio/ and manifest.jsonl) are untouched."
+    )
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+    except FileNotFoundError:
+        raise CorpusError(f"'{root}' is not a speaker folder (it has no speaker.json).") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise CorpusError(f"'{path}' is damaged (not valid JSON).{restore}") from None
+    if not isinstance(info, dict):
+        raise CorpusError(f"'{path}' is damaged (expected a JSON object).{restore}")
+    if _name_problem(info.get("speaker_id")) is not None:
+        raise CorpusError(f"'{path}' has no valid speaker_id (found {info.get('speaker_id')!r}).{restore}")
+    defaults: dict[str, Any] = {"display_name": "", "notes": "", "consent": [], "created": "", "simulated": False, "profile": {}}
+    for key, value in defaults.items():
+        if not isinstance(info.get(key), type(value)):
+            info[key] = value
+    info["consent"] = [c for c in info["consent"] if isinstance(c, dict)]
+    return info
+
+
+def list_speakers(parent: str | os.PathLike) -> list[SpeakerCorpus]:
+    """Every speaker folder directly inside ``parent``, sorted by folder name.
+
+    Folders whose ``speaker.json`` is damaged are skipped with a warning.
+
+    Raises:
+        CorpusError: ``parent`` is not a folder.
+    """
+    parent = Path(os.fspath(parent))
+    if not parent.is_dir():
+        raise CorpusError(f"'{parent}' is not a folder. Pass the folder that holds the speaker folders.")
+    out = []
+    for child in sorted(parent.iterdir()):
+        if child.is_dir() and (child / _SPEAKER_JSON).is_file():
+            try:
+                out.append(SpeakerCorpus.open(child))
+            except CorpusError as exc:
+                warnings.warn(f"Skipped speaker folder '{child}': {exc}", stacklevel=2)
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# Import
+# --------------------------------------------------------------------------- #
+
+
+def _read_transcripts(path: Path) -> dict[str, str]:
+    """``{id: text}`` from ``<id> <text>`` lines or a CSV with an ``id,text`` header."""
+    if not path.is_file():
+        raise CorpusError(f"Transcript file '{path}' was not found. Check the path.")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise CorpusError(f"Transcript file '{path}' is not UTF-8 text. Save it as UTF-8 (plain text or CSV) and try again.") from None
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    header = [h.strip().lower() for h in first.split(",")]
+    rows: list[tuple[int, str, str]] = []
+    errors: list[str] = []
+    if path.suffix.lower() == ".csv" or ("id" in header and "text" in header):
+        reader = csv.DictReader(io.StringIO(text))
+        fields = {(f or "").strip().lower(): f for f in reader.fieldnames or []}
+        if "id" not in fields or "text" not in fields:
+            raise CorpusError(f"'{path}' needs a header line with the columns id and text (found: {first!r}).")
+        for row in reader:
+            line_no = reader.line_num
+            uid = (row.get(fields["id"]) or "").strip()
+            utext = " ".join((row.get(fields["text"]) or "").split())
+            if not uid and not utext:
+                continue
+            rows.append((line_no, uid, utext))
+    else:
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            parts = stripped.split(None, 1)
+            rows.append((line_no, parts[0], " ".join(parts[1].split()) if len(parts) > 1 else ""))
+    out: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for line_no, uid, utext in rows:
+        if not uid:
+            errors.append(f"line {line_no}: no id")
+        elif not utext:
+            errors.append(f"line {line_no}: {uid!r} has no text")
+        elif uid in seen:
+            errors.append(f"line {line_no}: {uid!r} already appears on line {seen[uid]}")
+        else:
+            seen[uid] = line_no
+            out[uid] = utext
+    if errors:
+        more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
+        raise CorpusError(f"Transcript file '{path}' has problems: {'; '.join(errors[:10])}{more}. Fix them and try again.")
+    if not out:
+        raise CorpusError(
+            f"Transcript file '{path}' has no transcripts. Expected '<id> <text>' lines or a CSV with id,text columns."
+        )
+    return out
+
+
+def _utt_id_from_stem(stem: str) -> str | None:
+    if _name_problem(stem) is None:
+        return stem
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).lstrip("._-").rstrip(".")[:64].rstrip(".")
+    return cleaned if _name_problem(cleaned) is None else None
+
+
+def import_folder(
+    src_dir: str | os.PathLike,
+    transcripts: str | os.PathLike,
+    parent: str | os.PathLike,
+    speaker_id: str,
+    **create_kwargs: Any,
+) -> SpeakerCorpus:
+    """Import existing recordings into a speaker folder.
+
+    Audio files (``.wav``, ``.flac``, ``.ogg`` directly in ``src_dir``) are
+    matched to transcripts by file stem (``a01.wav`` <-> ``a01``). Every file is
+    quality-checked; takes with errors are kept with status ``"rejected"``.
+    Re-running the import skips files already imported.
+
+    Args:
+        src_dir: folder of audio files.
+        transcripts: ``<id> <text>`` lines (``#`` comments allowed), or a CSV
+            file with an ``id,text`` header.
+        parent: folder that holds speaker folders.
+        speaker_id: the speaker folder to create (or reuse, with ``exist_ok=True``).
+        **create_kwargs: passed to :meth:`SpeakerCorpus.create` (display_name,
+            notes, prompts, simulated, profile, exist_ok). Without ``prompts``,
+            the transcript texts are added to the prompt list.
+
+    Returns:
+        The corpus; ``corpus.last_import`` is the :class:`ImportReport`
+        (unmatched and unreadable files are also reported with ``warnings.warn``).
+
+    Raises:
+        CorpusError: ``src_dir`` or the transcript file is missing or malformed
+        (checked before anything is written).
+    """
+    src = Path(os.fspath(src_dir))
+    if not src.is_dir():
+        raise CorpusError(f"'{src}' is not a folder. Pass the folder that holds the audio files.")
+    texts = _read_transcripts(Path(os.fspath(transcripts)))
+    allowed = {"display_name", "notes", "prompts", "simulated", "profile", "exist_ok"}
+    unknown = sorted(set(create_kwargs) - allowed)
+    if unknown:
+        raise CorpusError(f"import_folder() got unknown options {unknown}; allowed: {sorted(allowed)}.")
+    report = ImportReport()
+    by_stem: dict[str, list[Path]] = {}
+    for path in sorted(src.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        suffix = path.suffix.lower()
+        if suffix in _IMPORT_SUFFIXES:
+            by_stem.setdefault(path.stem, []).append(path)
+        elif suffix in _UNSUPPORTED_AUDIO:
+            report.unreadable.append(f"{path.name}: this format is not supported; export it as WAV or FLAC")
+    corpus = SpeakerCorpus.create(parent, speaker_id, **create_kwargs)
+    if "prompts" not in create_kwargs:
+        existing = corpus.prompts()
+        keys = {_norm_prompt(p) for p in existing}
+        new = []
+        for t in texts.values():
+            if _norm_prompt(t) not in keys:
+                keys.add(_norm_prompt(t))
+                new.append(t)
+        if new:
+            corpus.set_prompts(existing + new)
+    present = corpus.utterances(None)
+    used_ids = {u.utt_id for u in present}
+    done_files = {u.extra.get("source_file") for u in present}
+    for stem, paths in sorted(by_stem.items()):
+        if len(paths) > 1:
+            names = " and ".join(p.name for p in paths)
+            report.unreadable.append(f"{names}: two files with the same name; keep one and import again")
+            continue
+        path = paths[0]
+        if stem not in texts:
+            report.unmatched_audio.append(path.name)
+            continue
+        if path.name in done_files:
+            report.already_present.append(path.name)
+            continue
+        utt_id = _utt_id_from_stem(stem)
+        if utt_id is not None and utt_id in used_ids:
+            utt_id = None
+        try:
+            x, rate = _audio.read_audio(path, max_seconds=600)
+            utt = corpus.add_take(x, prompt=texts[stem], sample_rate=rate, utt_id=utt_id, extra={"source_file": path.name})
+        except AudioError as exc:
+            report.unreadable.append(f"{path.name}: {exc}")
+            continue
+        used_ids.add(utt.utt_id)
+        (report.added if utt.status == "ok" else report.rejected).append(utt.utt_id)
+    report.missing_audio = [uid for uid in texts if uid not in by_stem]
+    corpus.last_import = report
+    if report.unmatched_audio or report.missing_audio or report.unreadable:
+        warnings.warn(f"Import into '{corpus.root}': {report.message}", stacklevel=2)
+    return corpus
