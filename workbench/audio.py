@@ -110,7 +110,8 @@ def _as_float32(x: Any) -> np.ndarray:
     arr = np.asarray(x)
     kind = arr.dtype.kind
     if kind == "f":
-        return arr.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):  # beyond float32 range -> inf, reported as nonfinite
+            return arr.astype(np.float32, copy=False)
     if kind == "i":
         return (arr.astype(np.float64) / float(2 ** (8 * arr.dtype.itemsize - 1))).astype(np.float32)
     if kind == "u":
@@ -125,9 +126,9 @@ def _as_float32(x: Any) -> np.ndarray:
 
 
 def _channel_axis(shape: tuple[int, ...]) -> int | None:
-    """Which axis of a 2-D array holds the channels (the smaller one, at most 16)."""
+    """Which axis of a 2-D array holds the channels: the last if it has at most 16, else the first."""
     rows, cols = shape
-    if cols <= _MAX_CHANNELS and cols <= rows:
+    if cols <= _MAX_CHANNELS:
         return 1
     if rows <= _MAX_CHANNELS:
         return 0
@@ -138,9 +139,9 @@ def to_mono(x: np.ndarray) -> np.ndarray:
     """Mix down to one channel.
 
     Args:
-        x: ``(n,)`` mono, or ``(n, channels)`` as soundfile returns it. A
-            ``(channels, n)`` array (librosa's layout) is also accepted: the
-            channel axis is the smaller one and has at most 16 channels.
+        x: ``(n,)`` mono, or ``(n, channels)`` as soundfile returns it, with
+            at most 16 channels. A ``(channels, n)`` array (librosa's layout) is
+            also accepted when ``n > 16``.
             Integer PCM (int16, int32, uint8) is scaled to [-1, 1).
 
     Returns:
@@ -161,6 +162,8 @@ def to_mono(x: np.ndarray) -> np.ndarray:
                 f"Cannot tell the channels apart in an array of shape {arr.shape}: expected "
                 f"(samples,) or (samples, channels) with at most {_MAX_CHANNELS} channels."
             )
+        if arr.shape[axis] == 0:
+            return np.zeros(0, dtype=np.float32)
         if arr.shape[axis] == 1:
             return arr.reshape(-1).copy()
         return arr.mean(axis=axis, dtype=np.float64).astype(np.float32)

@@ -99,7 +99,7 @@ _FATAL_CODES = frozenset({"empty", "not_audio", "bad_shape", "nonfinite"})
 def _name_problem(value: Any) -> str | None:
     """Why ``value`` is not a safe file-name component, or None if it is."""
     if not isinstance(value, str):
-        return f"is a {type(value).__name__}, not text"
+        return f"is not text (it is a {type(value).__name__})"
     if value == "":
         return "is empty"
     if "\x00" in value:
@@ -273,6 +273,9 @@ class Utterance:
                     f"created {self.created!r} is not an ISO-8601 time such as '2024-05-01T12:00:00+00:00'."
                 ) from None
 
+    def __hash__(self) -> int:  # the dict fields are not hashable; equal takes share these
+        return hash((self.utt_id, self.audio_path, self.status, self.created))
+
     def to_dict(self) -> dict[str, Any]:
         """All fields as a JSON-safe dict."""
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -401,6 +404,7 @@ class SpeakerCorpus:
         self._thread_lock = threading.RLock()
         self._lock_depth = 0
         self._lock_fd: int | None = None
+        self._lock_write = False
 
     def __repr__(self) -> str:
         return f"SpeakerCorpus({str(self.root)!r})"
@@ -517,10 +521,11 @@ class SpeakerCorpus:
         corpus = cls(root, info)
         corpus._read()
         if corpus._problems:
-            shown = "; ".join(corpus._problems[:3]) + (" ..." if len(corpus._problems) > 3 else "")
+            shown = "".join(f"\n  - {p}" for p in corpus._problems[:5])
+            more = f"\n  ... and {len(corpus._problems) - 5} more (see .problems())" if len(corpus._problems) > 5 else ""
             warnings.warn(
                 f"Speaker folder '{root}': {len(corpus._problems)} problem(s), skipped or kept aside "
-                f"(nothing was deleted): {shown}",
+                f"(nothing was deleted):{shown}{more}",
                 stacklevel=2,
             )
         return corpus
@@ -529,26 +534,31 @@ class SpeakerCorpus:
 
     @contextlib.contextmanager
     def _locked(self, *, write: bool = True) -> Iterator[None]:
-        """Hold the folder's lock (re-entrant in this object).
+        """Hold the folder's lock (re-entrant in this object; a read nested in a write reuses it).
 
-        For reads (``write=False``) a folder where the lock file cannot be made
-        (read-only sample data) is read without the lock.
+        Writers create ``.lock`` and hold it exclusively. Readers hold it shared,
+        and never create it: a folder nobody has written to (read-only sample
+        data) is read without a lock.
         """
         with self._thread_lock:
             if self._lock_depth == 0:
                 try:
-                    fd = os.open(self.root / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+                    flags = os.O_RDWR | os.O_CREAT if write else os.O_RDONLY
+                    fd: int | None = os.open(self.root / _LOCK, flags, 0o644)
                 except OSError:
                     if write:
                         raise
                     fd = None
                 if fd is not None and _fcntl is not None:
                     try:
-                        _fcntl.flock(fd, _fcntl.LOCK_EX)
+                        _fcntl.flock(fd, _fcntl.LOCK_EX if write else _fcntl.LOCK_SH)
                     except BaseException:
                         os.close(fd)
                         raise
                 self._lock_fd = fd
+                self._lock_write = write
+            elif write and not self._lock_write:  # pragma: no cover - a bug in this module
+                raise RuntimeError("cannot upgrade a read lock to a write lock")
             self._lock_depth += 1
             try:
                 yield

@@ -8,6 +8,7 @@ in plain language, because therapists read these, not programmers.
 from __future__ import annotations
 
 __all__ = [
+    "AdapterError",
     "AudioError",
     "CorpusError",
     "MissingDependencyError",
@@ -22,6 +23,10 @@ class WorkbenchError(Exception):
 
 class AudioError(WorkbenchError, ValueError):
     """A recording or audio file cannot be used (empty, silent, corrupt, ...)."""
+
+
+class AdapterError(WorkbenchError, ValueError):
+    """An adapter config, Submodel file or speaker bank cannot be used as asked."""
 
 
 class CorpusError(WorkbenchError, ValueError):

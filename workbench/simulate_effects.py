@@ -27,14 +27,16 @@ Randomness only comes from a ``numpy.random.Generator`` passed in.
 
 from __future__ import annotations
 
-import zlib
+import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = [
     "ACCENT_RULES",
     "ARTICULATION_RULES",
+    "Segment",
     "active_level_dbfs",
     "apply_rules",
     "breathiness",
@@ -49,6 +51,7 @@ __all__ = [
     "peak_normalize",
     "phoneme_edits",
     "pitch_variability",
+    "plan_segments",
     "quiet_voice",
     "spectral_tilt",
     "tokenize_phonemes",
@@ -197,7 +200,7 @@ def draw_rules(articulation: float, accent: float, rng: np.random.Generator) -> 
 
 def _fires(speaker_seed: int, rule: str, word: str, pos: int, probability: float) -> bool:
     key = f"{speaker_seed}|{rule}|{word}|{pos}".encode()
-    return zlib.crc32(key) / 2**32 < probability
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2**64 < probability
 
 
 def _apply_one(tokens: list[str], rule: str, decide) -> list[str]:
@@ -246,8 +249,8 @@ def apply_rules(words: Sequence[str], rules: Sequence[str], *, probability: floa
         tokens = tokenize_phonemes(word)
         for rule in rules:
 
-            def decide(pos: int, _rule: str = rule) -> bool:
-                return _fires(speaker_seed, _rule, word, pos, probability)
+            def decide(pos: int, _rule: str = rule, _word: str = word) -> bool:
+                return _fires(speaker_seed, _rule, _word, pos, probability)
 
             tokens = _apply_one(tokens, rule, decide)
         if not _phones(tokens):  # keep something pronounceable
@@ -270,7 +273,114 @@ def phoneme_edits(before: Sequence[str], after: Sequence[str]) -> int:
 
 
 # ---------------------------------------------------------------------------
-# 2. DSP effects, x: (samples,) float32 at 16 kHz
+# 2. timing: pauses, rushes and dysfluencies between the words
+# ---------------------------------------------------------------------------
+
+_CONTINUANTS = set("szfvSZTDmnlrwjh")  # consonants that can be prolonged
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch spoken in one go: phoneme words (espeak) or words (flite/festival)."""
+
+    units: tuple[str, ...]
+    rate: float = 1.0  # speaking-rate factor relative to the voice
+    pause_ms: float = 0.0  # silence after the segment, ms
+
+
+def _part_word(word: str) -> str:
+    """Onset and first vowel of a phoneme word, without stress: ``"b'Vt#3" -> "bV"``."""
+    out = []
+    for tok in tokenize_phonemes(word):
+        if is_consonant(tok) or is_vowel(tok):
+            out.append(_base(tok))
+            if is_vowel(tok):
+                break
+    return "".join(out)
+
+
+def plan_segments(
+    units: Sequence[str],
+    *,
+    phonemes: bool,
+    slow: float = 0.0,
+    dysfluency: float = 0.0,
+    rush: float = 0.0,
+    word_gap_ms: float = 0.0,
+    rng: np.random.Generator,
+) -> tuple[list[Segment], dict[str, int]]:
+    """Split words into segments with rates and pauses: slow pauses, rushes and dysfluencies.
+
+    Args:
+        units: phoneme words (``phonemes=True``, espeak) or plain words.
+        phonemes: True when ``units`` are espeak phoneme words. Plain words get
+            whole-word repetitions and blocks only (no part-words, no prolongations).
+        slow: severity; rate ``1 - 0.55 * slow`` and, with chance
+            ``0.15 + 0.55 * slow`` after each word, a pause of about ``80 + 520 * slow`` ms (x0.5-1.5).
+        dysfluency: severity; each word is dysfluent with chance ``0.1 + 0.4 * d``:
+            a part-word repetition (50 %: onset + first vowel, 1 to ``1 + round(2 d)``
+            extra times, 60-200 ms apart), a prolongation (30 %: the first
+            continuant repeated ``2 + round(4 d)`` times; stops and vowels block
+            instead) or a block (20 %: a silent 0.3-1 s pause before the word).
+        rush: severity; rushes of 2-5 words at ``1 + 0.6 * rush`` times the rate, 120-350 ms apart.
+        word_gap_ms: silence added after every word but the last (for engines without a word-gap option).
+        rng: the only randomness.
+
+    Returns:
+        (segments, counts) with counts of ``repetitions``, ``prolongations``, ``blocks``, ``pauses``.
+    """
+    counts = {"repetitions": 0, "prolongations": 0, "blocks": 0, "pauses": 0}
+    pieces: list[list] = []  # [unit, pause after (ms), rate factor]
+    for i, unit in enumerate(units):
+        if dysfluency > 0 and rng.random() < 0.1 + 0.4 * dysfluency:
+            kind = str(rng.choice(["repetition", "prolongation", "block"], p=[0.5, 0.3, 0.2]))
+            first = next((t for t in tokenize_phonemes(unit) if is_consonant(t) or is_vowel(t)), "") if phonemes else ""
+            if kind == "prolongation" and _base(first) not in _CONTINUANTS:
+                kind = "block"  # stops and vowels block instead; plain words cannot be prolonged
+            if kind == "block" and not pieces:
+                kind = "repetition"  # a block before the first word would be trimmed away as silence
+            if kind == "repetition":
+                part = _part_word(unit) if phonemes else unit
+                for _ in range(1 + int(rng.integers(0, 1 + round(2 * dysfluency)))):
+                    pieces.append([part, float(rng.uniform(60, 200)), 1.0])
+                counts["repetitions"] += 1
+            elif kind == "prolongation":
+                k = unit.index(first)
+                unit = unit[:k] + first * (2 + round(4 * dysfluency)) + unit[k + len(first):]
+                counts["prolongations"] += 1
+            else:  # block: a silent, tense pause before the word
+                pieces[-1][1] += float(rng.uniform(300, 300 + 700 * dysfluency))
+                counts["blocks"] += 1
+        pieces.append([unit, 0.0, 1.0])
+        if i < len(units) - 1:
+            if slow > 0 and rng.random() < 0.15 + 0.55 * slow:
+                pieces[-1][1] += float((80 + 520 * slow) * rng.uniform(0.5, 1.5))
+                counts["pauses"] += 1
+            pieces[-1][1] += word_gap_ms
+    if rush > 0:
+        j = 0
+        while j < len(pieces):
+            n = int(rng.integers(2, 6))
+            for piece in pieces[j:j + n]:
+                piece[2] = 1 + 0.6 * rush
+            if j + n < len(pieces):
+                pieces[j + n - 1][1] += float(rng.uniform(120, 350))
+                counts["pauses"] += 1
+            j += n
+    base_rate = 1 - 0.55 * slow
+    segments: list[Segment] = []
+    current: list[str] = []
+    for k, (unit, pause, rate) in enumerate(pieces):
+        current.append(unit)
+        next_rate = pieces[k + 1][2] if k + 1 < len(pieces) else None
+        if pause > 0 or next_rate != rate:
+            segments.append(Segment(tuple(current), base_rate * rate, round(pause, 1)))
+            current = []
+    return segments, counts
+
+
+# ---------------------------------------------------------------------------
+# 3. DSP effects, x: (samples,) float32 at 16 kHz
 # ---------------------------------------------------------------------------
 
 
@@ -380,14 +490,18 @@ def quiet_voice(x: np.ndarray, severity: float, rng: np.random.Generator, sr: in
 
 
 def trim(x: np.ndarray, *, top_db: float = 40.0, pad_s: float = 0.15, sr: int = SR) -> np.ndarray:
-    """Cut leading/trailing silence (quieter than ``top_db`` below the peak) and pad ``pad_s`` s of zeros each side."""
-    import librosa
+    """Cut leading/trailing silence (``top_db`` below the loudest frame), keeping ``pad_s`` s each side.
+
+    Thin wrapper over :func:`workbench.audio.trim_silence`, zero-padding when the
+    engine left less silence than ``pad_s``.
+    """
+    from workbench.audio import trim_silence
 
     if x.size == 0 or not np.any(x):
         return x.astype(np.float32)
-    _, (start, end) = librosa.effects.trim(x, top_db=top_db, frame_length=512, hop_length=128)
+    core = trim_silence(x.astype(np.float32), top_db=top_db, pad_seconds=0.0, sample_rate=sr)
     pad = np.zeros(int(round(pad_s * sr)), dtype=np.float32)
-    return np.concatenate([pad, x[start:end].astype(np.float32), pad])
+    return np.concatenate([pad, core, pad])
 
 
 def peak_normalize(x: np.ndarray, peak_dbfs: float = -3.0) -> np.ndarray:
@@ -399,18 +513,17 @@ def peak_normalize(x: np.ndarray, peak_dbfs: float = -3.0) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------
-# 3. measures, x: (samples,) at 16 kHz
+# 4. measures, x: (samples,) at 16 kHz
 # ---------------------------------------------------------------------------
 
 
 def duration_s(x: np.ndarray, *, top_db: float = 40.0, sr: int = SR) -> float:
-    """Seconds from the first to the last sound louder than ``top_db`` below the peak (pauses inside count)."""
-    import librosa
+    """Seconds from the first to the last sound within ``top_db`` of the loudest frame (pauses inside count)."""
+    from workbench.audio import trim_silence
 
     if x.size == 0 or not np.any(x):
         return 0.0
-    _, (start, end) = librosa.effects.trim(x, top_db=top_db, frame_length=512, hop_length=128)
-    return (end - start) / sr
+    return trim_silence(x.astype(np.float32), top_db=top_db, pad_seconds=0.0, sample_rate=sr).size / sr
 
 
 def _frames_power(x: np.ndarray, sr: int = SR) -> tuple[np.ndarray, np.ndarray]:
@@ -454,28 +567,46 @@ def nasal_ratio_db(x: np.ndarray, sr: int = SR) -> float:
     return float(10 * np.log10((lo + 1e-20) / (hi + 1e-20)))
 
 
-def modulation_ratio(x: np.ndarray, lo_hz: float = 4.0, hi_hz: float = 7.0, sr: int = SR) -> float:
-    """Share of amplitude-envelope modulation power in ``lo_hz``-``hi_hz`` (tremor band), in [0, 1].
+def _log_envelope(x: np.ndarray, sr: int = SR) -> np.ndarray:
+    """Frame level in dB (25 ms frames, 10 ms hop), floored 30 dB below the loudest frame: (frames,)."""
+    hop, win = sr // 100, sr // 40
+    if x.size < win:
+        return np.zeros(0)
+    frames = np.lib.stride_tricks.sliding_window_view(x.astype(np.float64), win)[::hop]
+    level = 20 * np.log10(np.sqrt(np.mean(frames**2, axis=1)) + 1e-12)
+    return np.maximum(level, level.max() - 30)
 
-    The envelope is the frame RMS (10 ms hop) over the voiced frames' span; its
-    relative fluctuations' power in the band is divided by the power in 1-20 Hz.
+
+def modulation_ratio(
+    x: np.ndarray, reference: np.ndarray | None = None, *, lo_hz: float = 4.0, hi_hz: float = 7.0, sr: int = SR
+) -> float:
+    """Share in [0, 1] of amplitude-modulation power in ``lo_hz``-``hi_hz`` (the tremor band) among 1-20 Hz.
+
+    Without ``reference`` this is the modulation spectrum of ``x``'s own level
+    contour (dB, 10 ms frames, over the span of the speech). Syllables modulate
+    speech at 3-8 Hz too, so on running speech this is only meaningful for
+    sustained sounds. With ``reference`` (the same utterance without the
+    effect, same length) it is the spectrum of the level *difference*
+    ``x - reference``, which isolates what an effect added: tremor puts most of
+    it in 4-7 Hz, broadband effects do not.
     """
     from scipy.signal import periodogram
 
-    hop, win = sr // 100, sr // 40
-    if x.size < win:
+    env = _log_envelope(x, sr)
+    if reference is not None:
+        ref = _log_envelope(reference, sr)
+        n = min(env.size, ref.size)
+        keep = ref[:n] > ref[:n].max() - 25  # where the reference has speech
+        env = (env[:n] - ref[:n])[keep]
+    else:
+        active = np.flatnonzero(env > env.max() - 25) if env.size else env
+        env = env[active[0]: active[-1] + 1] if active.size else env
+    if env.size < 32:
         return 0.0
-    frames = np.lib.stride_tricks.sliding_window_view(x.astype(np.float64), win)[::hop]
-    env = np.sqrt(np.mean(frames**2, axis=1))
-    active = env > env.max() * 10 ** (-30 / 20)
-    env = env[np.argmax(active): len(active) - np.argmax(active[::-1])]
-    if env.size < 16:
-        return 0.0
-    rel = env / env.mean() - 1
-    freqs, p = periodogram(rel, fs=100.0, window="hann", detrend="constant")
+    freqs, p = periodogram(env, fs=100.0, window="hann", detrend="constant")
     band = p[(freqs >= lo_hz) & (freqs <= hi_hz)].sum()
     total = p[(freqs >= 1.0) & (freqs <= 20.0)].sum()
-    return float(band / total) if total > 0 else 0.0
+    return float(band / total) if total > 1e-20 else 0.0
 
 
 def pitch_variability(x: np.ndarray, sr: int = SR) -> float:
@@ -496,10 +627,10 @@ def pitch_variability(x: np.ndarray, sr: int = SR) -> float:
 
 def active_level_dbfs(x: np.ndarray, sr: int = SR) -> float:
     """RMS level in dBFS of the frames within 30 dB of the loudest frame (speech, not pauses)."""
-    hop = win = sr // 50
+    win = sr // 50  # 20 ms frames
     if x.size < win:
         return -120.0
     frames = x[: x.size // win * win].astype(np.float64).reshape(-1, win)
     rms = np.sqrt(np.mean(frames**2, axis=1))
     active = rms[rms > rms.max() * 10 ** (-30 / 20)]
-    return float(20 * np.log10(np.sqrt(np.mean(active**2)) + 1e-12)) if hop else -120.0
+    return float(20 * np.log10(np.sqrt(np.mean(active**2)) + 1e-12))

@@ -1,0 +1,35 @@
+"""Personal adapters ("Submodels"): four families, one interface, banks of many speakers.
+
+Each family is one module with a config dataclass and a banked ``nn.Module``:
+
+- ``residual``: bottleneck residual adapter after each encoder block;
+- ``conv``: ConvAdapter (padding-aware 1-D convs + squeeze-excitation);
+- ``lora``: LoRA on the encoder's attention/FFN linear layers (mergeable);
+- ``hra``: Hierarchical Recurrent Adapter (shared controller + per-speaker heads),
+  optionally in a learned speaker-embedding space.
+
+:func:`inject` places them into a frozen backend; :class:`SubmodelBank` serves
+many speakers in one forward pass.
+"""
+
+from workbench.adapters.bank import SubmodelBank
+from workbench.adapters.base import AdapterConfig
+from workbench.adapters.conv import ConvAdapterConfig
+from workbench.adapters.hra import HRAConfig
+from workbench.adapters.lora import LoRAConfig
+from workbench.adapters.model import REGISTRY, Adapted, config_from_dict, inject, load_submodel
+from workbench.adapters.residual import ResidualConfig
+
+__all__ = [
+    "REGISTRY",
+    "Adapted",
+    "AdapterConfig",
+    "ConvAdapterConfig",
+    "HRAConfig",
+    "LoRAConfig",
+    "ResidualConfig",
+    "SubmodelBank",
+    "config_from_dict",
+    "inject",
+    "load_submodel",
+]

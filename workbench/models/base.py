@@ -22,6 +22,7 @@ Input rules (shared by every backend through :func:`check_waveforms`):
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import hashlib
 from pathlib import Path
@@ -184,6 +185,12 @@ class ASRBackend(abc.ABC):
     def linear_layers(self) -> list[tuple[str, nn.Linear]]:
         """Attention/FFN ``nn.Linear`` layers inside the encoder blocks (LoRA targets)."""
 
+    def site_frame_mask(self, args: tuple, kwargs: dict, output: torch.Tensor) -> torch.Tensor | None:
+        """``(B, T')`` bool mask of true frames at an adapter site, from the block's
+        call arguments; None when the backend cannot tell (adapters then treat every
+        frame as real). Padding-aware adapters (ConvAdapter) need it."""
+        return None
+
     # -- shared -----------------------------------------------------------------
     @property
     def device(self) -> torch.device:
@@ -217,6 +224,8 @@ class ASRBackend(abc.ABC):
         batch_size: int = 16,
         decoder: Decoder | None = None,
         sample_rate: int | None = None,
+        speakers: list[int] | None = None,
+        route: Callable | None = None,
     ) -> list[str]:
         """Transcribe a list of waveforms, batched (sorted by length to waste little padding).
 
@@ -227,6 +236,8 @@ class ASRBackend(abc.ABC):
                 default greedy CTC. Use :class:`workbench.decode.BeamSearchDecoder`
                 for lexicon/LM/boosted decoding.
             sample_rate: rate of ``waveforms`` in Hz; other rates are resampled.
+            speakers: with ``route``, the Submodel row of each waveform; each batch
+                runs inside ``route(speaker_index (b,))`` (see ``workbench.adapters``).
 
         Returns:
             one normalised transcript per input waveform.
@@ -240,7 +251,11 @@ class ASRBackend(abc.ABC):
             texts: list[str] = [""] * len(pieces)
             for s in range(0, len(order), batch_size):
                 idx = order[s : s + batch_size]
-                lp, lens = self.log_probs(self.featurize([pieces[i] for i in idx]))
+                ctx = contextlib.nullcontext()
+                if route is not None:
+                    ctx = route(None if speakers is None else torch.tensor([speakers[owner[i]] for i in idx]))
+                with ctx:
+                    lp, lens = self.log_probs(self.featurize([pieces[i] for i in idx]))
                 lp = lp.float().cpu().numpy()
                 for j, i in enumerate(idx):
                     texts[i] = decoder(lp[j, : int(lens[j])])

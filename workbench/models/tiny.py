@@ -283,6 +283,10 @@ class TinyBackend(ASRBackend):
     def adapter_sites(self) -> list[tuple[str, nn.Module]]:
         return [(f"blocks.{i}", b) for i, b in enumerate(self.model.blocks)]
 
+    def site_frame_mask(self, args: tuple, kwargs: dict, output: torch.Tensor) -> torch.Tensor | None:
+        """Blocks are called as ``block(x, mask, rope)``: the mask is the second argument."""
+        return args[1] if len(args) > 1 else kwargs.get("mask")
+
     def linear_layers(self) -> list[tuple[str, nn.Linear]]:
         return [
             (f"blocks.{i}.{n}", m)

@@ -1,0 +1,123 @@
+"""What every adapter family shares: the config base class and per-speaker routing.
+
+Every adapter is **banked**: each per-speaker parameter has a leading speaker
+dimension ``N`` (``N = 1`` for one personal adapter). A forward pass takes a
+speaker index ``(B,)`` and gathers each example's rows, so a batch in which
+every example belongs to a different speaker costs one pass (the Lingvo/Praxis
+multitask-adapter design). With ``N = 1`` the gather is skipped and plain
+matmuls run. Shared parameters (HRA's controller, the embedding-space
+generator) have no speaker dimension.
+
+Gradients: a gather's backward scatters into the rows that were used, so a
+speaker absent from a batch gets an exactly-zero gradient.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from workbench.errors import AdapterError
+
+__all__ = ["ACTIVATIONS", "AdapterConfig", "SiteAdapter", "add_bias", "bmm_or_matmul", "gather_rows"]
+
+ACTIVATIONS = {"relu": nn.functional.relu, "swish": nn.functional.silu, "gelu": nn.functional.gelu}
+
+
+@dataclasses.dataclass
+class AdapterConfig:
+    """Fields common to every family. Subclasses add their own and set ``family``."""
+
+    family: ClassVar[str] = ""
+    num_speakers: int = 1  # N: rows in every per-speaker parameter
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.num_speakers, int) or self.num_speakers < 1:
+            raise AdapterError(f"num_speakers must be a whole number >= 1, got {self.num_speakers!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict including ``family``; inverse of :func:`workbench.adapters.config_from_dict`."""
+        return {"family": self.family, **dataclasses.asdict(self)}
+
+    def replace(self, **changes: Any) -> AdapterConfig:
+        return dataclasses.replace(self, **changes)
+
+    def _warn_fix(self, message: str) -> None:
+        warnings.warn(f"{type(self).__name__}: {message}", stacklevel=4)
+
+
+def gather_rows(param: Tensor, index: Tensor | None, batch: int) -> Tensor:
+    """Per-example rows of a banked parameter.
+
+    Args:
+        param: ``(N, *shape)``.
+        index: ``(B,)`` long speaker indices, or None (only when ``N == 1``).
+        batch: ``B``.
+    Returns:
+        ``(B, *shape)`` (an expanded view when ``N == 1``).
+    """
+    if index is None:
+        if param.shape[0] != 1:
+            raise AdapterError(
+                f"this Submodel bank holds {param.shape[0]} speakers: pass a speaker index for every example"
+            )
+        return param.expand(batch, *param.shape[1:])
+    return param.index_select(0, index)
+
+
+class SiteAdapter(nn.Module):
+    """Base class of a module applied to the output of one adapter site.
+
+    ``forward(x (B, T, D), mask (B, T) bool or None, speaker_index (B,) or None,
+    state: dict) -> (B, T, D)``. ``state`` is shared by all sites of one forward
+    pass (HRA keeps its recurrent controller state there). ``mask`` is True on
+    true frames; padded frames of the output are zeroed when it is given.
+    """
+
+    per_speaker_names: ClassVar[tuple[str, ...]] = ()  # parameters with a leading N dimension
+
+    def forward(self, x: Tensor, mask: Tensor | None, speaker_index: Tensor | None,
+                state: dict) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def num_speakers(self) -> int:
+        for name in self.per_speaker_names:
+            return int(getattr(self, name).shape[0])
+        return 1
+
+    def per_speaker_parameters(self) -> dict[str, nn.Parameter]:
+        return {n: getattr(self, n) for n in self.per_speaker_names}
+
+    def shared_parameters(self) -> dict[str, nn.Parameter]:
+        per = set(self.per_speaker_names)
+        return {n: p for n, p in self.named_parameters() if n not in per}
+
+    def resize_speakers(self, rows: Tensor) -> None:
+        """Keep/reorder/duplicate speaker rows: ``rows (N',)`` long indices into the current N."""
+        for name in self.per_speaker_names:
+            old = getattr(self, name)
+            setattr(self, name, nn.Parameter(old.detach().index_select(0, rows.to(old.device)).clone(),
+                                             requires_grad=old.requires_grad))
+
+    @staticmethod
+    def _masked(x: Tensor, mask: Tensor | None) -> Tensor:
+        return x if mask is None else x * mask[:, :, None].to(x.dtype)
+
+
+def bmm_or_matmul(x: Tensor, weight: Tensor, index: Tensor | None) -> Tensor:
+    """``x (B, T, i) @ W[s] (i, o)`` for each example's speaker ``s``; ``weight (N, i, o)``."""
+    if weight.shape[0] == 1:
+        return torch.matmul(x, weight[0])
+    return torch.bmm(x, gather_rows(weight, index, x.shape[0]))
+
+
+def add_bias(x: Tensor, bias: Tensor, index: Tensor | None) -> Tensor:
+    """``x (B, T, o) + b[s] (o,)`` for each example's speaker ``s``; ``bias (N, o)``."""
+    if bias.shape[0] == 1:
+        return x + bias[0]
+    return x + gather_rows(bias, index, x.shape[0])[:, None, :]

@@ -1,0 +1,360 @@
+"""Injecting adapters into a frozen backend, and the handle that manages them.
+
+:func:`inject` places one adapter family at a backend's adapter sites (the
+outputs of its encoder blocks) or, for LoRA, on its encoder linear layers,
+through forward hooks: the base model's code and weights are untouched, for the
+built-in model and the transformers backends alike. It returns an
+:class:`Adapted` handle that routes speakers, enables/disables, merges where the
+maths allows, reports parameters and round-trips the adapter weights.
+
+>>> from workbench.adapters import ResidualConfig, inject            # doctest: +SKIP
+>>> adapted = inject(load_base_model("tiny"), ResidualConfig())       # doctest: +SKIP
+>>> loss = adapted.loss(batch, texts); loss.backward()                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from workbench.adapters.base import AdapterConfig, SiteAdapter
+from workbench.adapters.conv import ConvAdapter, ConvAdapterConfig
+from workbench.adapters.hra import HierarchicalRecurrentAdapter, HRAConfig
+from workbench.adapters.lora import LoRAAdapter, LoRAConfig
+from workbench.adapters.residual import ResidualAdapter, ResidualConfig
+from workbench.errors import AdapterError
+
+__all__ = ["REGISTRY", "Adapted", "config_from_dict", "inject", "load_submodel"]
+
+# family name -> (config class, module class)
+REGISTRY: dict[str, tuple[type[AdapterConfig], type[SiteAdapter]]] = {
+    "conv": (ConvAdapterConfig, ConvAdapter),
+    "hra": (HRAConfig, HierarchicalRecurrentAdapter),
+    "lora": (LoRAConfig, LoRAAdapter),
+    "residual": (ResidualConfig, ResidualAdapter),
+}
+
+_ATTENTION_WORDS = ("attn", "attention", "q_proj", "k_proj", "v_proj", "out_proj", "qkv")
+
+
+def config_from_dict(data: dict[str, Any]) -> AdapterConfig:
+    """Rebuild a config from :meth:`AdapterConfig.to_dict` output (strict: unknown keys are an error)."""
+    data = dict(data)
+    family = data.pop("family", None)
+    if family not in REGISTRY:
+        raise AdapterError(f"unknown adapter family {family!r}; known families: {sorted(REGISTRY)}")
+    cls = REGISTRY[family][0]
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise AdapterError(f"unknown {family} adapter settings {unknown}; known: {sorted(known)}")
+    return cls(**data)
+
+
+def _is_attention(name: str) -> bool:
+    return any(w in name.lower() for w in _ATTENTION_WORDS)
+
+
+class Adapted:
+    """Adapters injected into one backend. Create with :func:`inject`.
+
+    Attributes:
+        backend: the frozen :class:`~workbench.models.base.ASRBackend`.
+        config: the adapter config (``num_speakers`` rows per per-speaker parameter).
+        adapters: ``nn.ModuleDict`` of the adapter modules (their ``state_dict`` is
+            the adapter weights only).
+        base_fingerprint: the backend's weight fingerprint at injection time.
+    """
+
+    def __init__(self, backend: Any, config: AdapterConfig) -> None:
+        self.backend = backend
+        self.config = config
+        self.adapters = nn.ModuleDict()
+        self.base_fingerprint = backend.fingerprint()
+        self.enabled = True
+        self._hooks: list[Any] = []
+        self._linears: dict[str, nn.Linear] = {}
+        self._speaker_index: Tensor | None = None
+        self._state: dict = {}
+        self._merged = False
+        backend.freeze()
+        device = backend.device
+        if config.family == "lora":
+            self._inject_lora(config)
+        else:
+            self._inject_sites(config)
+        self.adapters.to(device)
+
+    # ------------------------------------------------------------------ injection
+    def _inject_sites(self, config: AdapterConfig) -> None:
+        sites = self.backend.adapter_sites()
+        if not sites:
+            raise AdapterError(f"the base model {self.backend.name!r} exposes no adapter sites")
+        module_cls = REGISTRY[config.family][1]
+        dim = self.backend.hidden_size
+        shared = module_cls(dim, config, site=0, num_sites=len(sites)) if config.family == "hra" else None
+        if shared is not None:
+            self.adapters["hra"] = shared
+        for i, (name, block) in enumerate(sites):
+            if shared is None:
+                self.adapters[name.replace(".", "_")] = module_cls(dim, config, site=i, num_sites=len(sites))
+            adapter = shared if shared is not None else self.adapters[name.replace(".", "_")]
+            self._hooks.append(block.register_forward_hook(self._site_hook(i, adapter), with_kwargs=True))
+
+    def _inject_lora(self, config: LoRAConfig) -> None:
+        targets = []
+        for name, lin in self.backend.linear_layers():
+            attn = _is_attention(name)
+            if config.targets == "all" or (config.targets == "attention") == attn:
+                targets.append((name, lin))
+        if not targets:
+            raise AdapterError(f"no {config.targets} linear layers found in {self.backend.name!r} for LoRA")
+        for name, lin in targets:
+            key = name.replace(".", "_")
+            self.adapters[key] = LoRAAdapter(lin.in_features, lin.out_features, config)
+            self._linears[key] = lin
+            self._hooks.append(lin.register_forward_hook(self._lora_hook(self.adapters[key])))
+
+    def _site_hook(self, site: int, adapter: SiteAdapter):
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+            if not self.enabled:
+                return None
+            if site == 0:
+                self._state = {}  # a new forward pass starts at the first site
+            x = output[0] if isinstance(output, tuple) else output
+            mask = self.backend.site_frame_mask(args, kwargs, x)
+            y = adapter(x, mask, self._speaker_index, self._state)
+            return (y, *output[1:]) if isinstance(output, tuple) else y
+
+        return hook
+
+    def _lora_hook(self, adapter: LoRAAdapter):
+        def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
+            if not self.enabled or adapter.merged_speaker is not None:
+                return None
+            return output + adapter.delta(args[0], self._speaker_index)
+
+        return hook
+
+    # ------------------------------------------------------------------ routing and forward
+    @property
+    def num_speakers(self) -> int:
+        return self.config.num_speakers
+
+    @contextlib.contextmanager
+    def route(self, speaker_index: Tensor | list[int] | None) -> Iterator[None]:
+        """Route the examples of forward passes inside the block to speaker rows.
+
+        Args:
+            speaker_index: ``(B,)`` ints in ``[0, num_speakers)``; None means row 0
+                for every example (allowed only when there is one speaker).
+        """
+        prev = self._speaker_index
+        self._speaker_index = self._check_index(speaker_index)
+        try:
+            yield
+        finally:
+            self._speaker_index = prev
+
+    def _check_index(self, index: Tensor | list[int] | None) -> Tensor | None:
+        if index is None:
+            if self.num_speakers > 1:
+                raise AdapterError(f"this bank holds {self.num_speakers} speakers: say which speaker each example is")
+            return None
+        index = torch.as_tensor(index, dtype=torch.long, device=self.backend.device)
+        if index.dim() != 1:
+            raise AdapterError(f"speaker index must be 1-D (one per example), got shape {tuple(index.shape)}")
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.num_speakers):
+            raise AdapterError(f"speaker index out of range [0, {self.num_speakers}): {index.tolist()[:8]}")
+        return index
+
+    def loss(self, batch: Any, targets: list[str]) -> Tensor:
+        """Training loss through the adapters, routed by ``batch.speaker_index``."""
+        with self.route(batch.speaker_index):
+            return self.backend.loss(batch, targets)
+
+    def log_probs(self, batch: Any) -> tuple[Tensor, Tensor]:
+        with self.route(batch.speaker_index):
+            return self.backend.log_probs(batch)
+
+    def transcribe(self, waveforms: list, *, speakers: list[int] | None = None, **kwargs: Any) -> list[str]:
+        """Batched transcription; ``speakers[i]`` is the row for ``waveforms[i]``."""
+        if speakers is not None and len(speakers) != len(waveforms):
+            raise AdapterError(f"{len(speakers)} speakers for {len(waveforms)} waveforms: give one per waveform")
+        if speakers is None:
+            self._check_index(None)
+        return self.backend.transcribe(waveforms, speakers=speakers, route=self.route, **kwargs)
+
+    # ------------------------------------------------------------------ switches
+    def enable(self) -> Adapted:
+        self.enabled = True
+        return self
+
+    def disable(self) -> Adapted:
+        """Turn the adapters off: the backend computes exactly the base model."""
+        self.enabled = False
+        return self
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        prev, self.enabled = self.enabled, False
+        try:
+            yield
+        finally:
+            self.enabled = prev
+
+    def merge(self, speaker: int = 0, *, safe: bool = True) -> Adapted:
+        """Fold speaker ``speaker``'s LoRA update into the base weights (inference speed-up)."""
+        if self.config.family != "lora":
+            raise AdapterError(
+                f"{self.config.family} adapters are non-linear, so they cannot be merged into the base weights; "
+                "only LoRA can. Keep them unmerged (the overhead is small)")
+        done = []
+        try:
+            for key, lin in self._linears.items():
+                self.adapters[key].merge_into(lin, speaker, safe=safe)
+                done.append(key)
+        except AdapterError:
+            for key in done:
+                self.adapters[key].unmerge_from(self._linears[key])
+            raise
+        self._merged = True
+        return self
+
+    def unmerge(self) -> Adapted:
+        for key, lin in self._linears.items():
+            self.adapters[key].unmerge_from(lin)
+        self._merged = False
+        return self
+
+    def remove(self) -> Any:
+        """Unmerge and remove every hook; returns the plain backend."""
+        self.unmerge()
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
+        return self.backend
+
+    # ------------------------------------------------------------------ parameters
+    def train(self, mode: bool = True) -> Adapted:
+        self.adapters.train(mode)
+        return self
+
+    def eval(self) -> Adapted:
+        return self.train(False)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.adapters.parameters() if p.requires_grad]
+
+    def per_speaker_parameters(self) -> list[nn.Parameter]:
+        seen, out = set(), []
+        for m in self.adapters.values():
+            for p in m.per_speaker_parameters().values():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    out.append(p)
+        return out
+
+    def parameter_report(self) -> dict[str, Any]:
+        """Parameter counts: per speaker, shared, and as a percentage of the base model."""
+        per = sum(p.numel() for p in self.per_speaker_parameters()) // self.num_speakers
+        total = sum(p.numel() for p in self.adapters.parameters())
+        shared = total - per * self.num_speakers
+        base = self.backend.num_parameters()
+        return {
+            "family": self.config.family,
+            "per_speaker": per,
+            "shared": shared,
+            "base": base,
+            "per_speaker_percent": 100.0 * per / base,
+            "shared_percent": 100.0 * shared / base,
+            "trainable": sum(p.numel() for p in self.trainable_parameters()),
+            "num_speakers": self.num_speakers,
+        }
+
+    def per_speaker_keys(self) -> set[str]:
+        """``state_dict`` keys whose tensors have a leading speaker dimension."""
+        return {f"{key}.{name}" for key, m in self.adapters.items() for name in m.per_speaker_names}
+
+    def save(self, path: Any, *, speaker_ids: list[str], specaugment: dict | None = None,
+             training: dict | None = None, metrics: dict | None = None) -> Any:
+        """Write the adapter weights and metadata to a Submodel file (safetensors)."""
+        from workbench.adapters.io import write_submodel
+
+        if len(speaker_ids) != self.num_speakers:
+            raise AdapterError(f"{len(speaker_ids)} speaker ids for {self.num_speakers} adapter rows")
+        if self._merged:
+            raise AdapterError("unmerge the adapters before saving them")
+        return write_submodel(path, self.state_dict(), config=self.config.to_dict(), base_model=self.backend.name,
+                              base_fingerprint=self.base_fingerprint, speaker_ids=speaker_ids,
+                              specaugment=specaugment, training=training, metrics=metrics)
+
+    def load(self, path: Any) -> dict[str, Any]:
+        """Load a Submodel file written for this base model and layout; returns its metadata."""
+        from workbench.adapters.io import check_base, read_submodel
+
+        tensors, meta = read_submodel(path)
+        check_base(meta, base_model=self.backend.name, base_fingerprint=self.base_fingerprint)
+        if meta["config"] != self.config.to_dict():
+            raise AdapterError(f"{getattr(path, 'name', path)} holds a {meta['family']} adapter with settings "
+                               f"{meta['config']}, but this one is {self.config.to_dict()}; "
+                               "inject the file's own config (see load_submodel)")
+        self.load_state_dict(tensors)
+        return meta
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Adapter weights only (never the base model's)."""
+        return {k: v.detach() for k, v in self.adapters.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Load adapter weights; names and shapes must match exactly (clear error otherwise)."""
+        own = self.adapters.state_dict()
+        missing = sorted(set(own) - set(state))
+        extra = sorted(set(state) - set(own))
+        if missing or extra:
+            raise AdapterError(
+                f"these adapter weights do not fit this adapter layout: missing {missing[:3]}, unexpected "
+                f"{extra[:3]} — it was made for another adapter family, size or base model")
+        wrong = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items() if state[k].shape != v.shape]
+        if wrong:
+            k, got, want = wrong[0]
+            raise AdapterError(f"adapter weight {k!r} has shape {got} but this layout needs {want} "
+                               f"({len(wrong)} mismatched tensors): was it trained with another config?")
+        self.adapters.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+
+
+def load_submodel(backend: Any, path: Any) -> tuple[Adapted, dict[str, Any]]:
+    """Inject the adapter described in a Submodel file and load its weights.
+
+    Returns:
+        ``(adapted, metadata)``. Refuses a file made for another base model.
+    """
+    from workbench.adapters.io import check_base, read_submodel
+
+    tensors, meta = read_submodel(path)
+    check_base(meta, base_model=backend.name, base_fingerprint=backend.fingerprint())
+    adapted = inject(backend, config_from_dict(meta["config"]))
+    try:
+        adapted.load_state_dict(tensors)
+    except AdapterError:
+        adapted.remove()
+        raise
+    return adapted, meta
+
+
+def inject(backend: Any, config: AdapterConfig) -> Adapted:
+    """Place the adapters described by ``config`` into ``backend`` (frozen) and return the handle.
+
+    A backend carries at most one live injection: call :meth:`Adapted.remove`
+    before injecting another family.
+    """
+    if getattr(backend, "_adapted", None) is not None and backend._adapted._hooks:
+        raise AdapterError("this base model already has adapters injected; call .remove() on them first")
+    adapted = Adapted(backend, config)
+    backend._adapted = adapted
+    return adapted
