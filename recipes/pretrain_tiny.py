@@ -175,7 +175,7 @@ def features(wav: np.ndarray) -> np.ndarray:
 
 
 def _synth_job(args):
-    idx, seed, text, voice, strength, keep_wav = args
+    idx, seed, text, voice, strength, keep_wav, variants = args
     import torch
 
     torch.set_num_threads(1)
@@ -189,8 +189,10 @@ def _synth_job(args):
     wav = np.asarray(wav, dtype=np.float32)
     if wav.size < SR // 10 or wav.size > 12 * SR:
         return idx, None, text, f"bad length {wav.size}"
-    wav = perturb(wav, rng, strength=strength)
-    return idx, (wav if keep_wav else features(wav)), text, None
+    if keep_wav:
+        return idx, [perturb(wav, rng, strength=strength)], text, None
+    # TTS is the slow part (~0.1 s a phrase): make several perturbed copies of each synthesis
+    return idx, [features(perturb(wav, rng, strength=strength)) for _ in range(variants)], text, None
 
 
 def synthesize_set(jobs, workers: int, desc: str):
@@ -204,12 +206,12 @@ def synthesize_set(jobs, workers: int, desc: str):
         for idx, x, text, err in tqdm(pool.imap_unordered(_synth_job, jobs, chunksize=16), total=len(jobs), desc=desc,
                                       mininterval=30):
             if err is None:
-                out[idx] = (x, text)
+                out[idx] = [(v, text) for v in x]
             else:
                 errors += 1
                 if errors <= 5:
                     print(f"  synthesis failed ({err}) for {text!r}", flush=True)
-    kept = [o for o in out if o is not None]
+    kept = [item for o in out if o is not None for item in o]
     print(f"{desc}: {len(kept)} utterances ({errors} failed)", flush=True)
     return kept
 
@@ -230,7 +232,7 @@ def build_data(args, cache: Path):
         print("  held-out voice:", voice_key(v)[:160])
 
     key = hashlib.sha256(
-        json.dumps([args.seed, args.n_train, args.heldout_texts, args.train_voices, args.heldout_voices,
+        json.dumps([args.seed, args.n_train, args.variants, args.heldout_texts, args.train_voices, args.heldout_voices,
                     len(prompts), HELDOUT_ESPEAK_VARIANTS, HELDOUT_OTHER_VOICES, "v2"]).encode()
     ).hexdigest()[:12]
     path = cache / f"data-{key}.pt"
@@ -248,17 +250,17 @@ def build_data(args, cache: Path):
     seeds = np.random.SeedSequence(args.seed).generate_state(args.n_train + 3000, dtype=np.uint64)
     jobs = []
     for i in range(args.n_train):
-        jobs.append((i, int(seeds[i]), make_text(rng, train_phrases, words), rng.choice(train_voices), 1.0, False))
+        jobs.append((i, int(seeds[i]), make_text(rng, train_phrases, words), rng.choice(train_voices), 1.0, False, args.variants))
     t0 = time.time()
     train = synthesize_set(jobs, args.workers, "train")
     # evaluation sets: clean audio (light perturbation), waveforms kept for transcribe()
     n_eval = args.n_eval
-    ev_a = [(i, int(seeds[args.n_train + i]), held_phrases[i % len(held_phrases)], rng.choice(train_voices), 0.0, True)
+    ev_a = [(i, int(seeds[args.n_train + i]), held_phrases[i % len(held_phrases)], rng.choice(train_voices), 0.0, True, 1)
             for i in range(n_eval)]
     ev_b = [(i, int(seeds[args.n_train + 1000 + i]), held_phrases[(i * 7) % len(held_phrases)], held_voices[i % len(held_voices)],
-             0.0, True) for i in range(n_eval)]
+             0.0, True, 1) for i in range(n_eval)]
     dev = [(i, int(seeds[args.n_train + 2000 + i]), held_phrases[(i * 3 + 1) % len(held_phrases)],
-            held_voices[(i + 1) % len(held_voices)], 0.0, True) for i in range(DEV_SIZE)]
+            held_voices[(i + 1) % len(held_voices)], 0.0, True, 1) for i in range(DEV_SIZE)]
     data = {
         "train": train,
         "eval_train_voices": synthesize_set(ev_a, args.workers, "eval: training voices, held-out texts"),
@@ -272,6 +274,57 @@ def build_data(args, cache: Path):
     data["meta"] = meta
     print(f"synthesized in {data['synth_seconds']:.0f} s: {data['train_hours']:.1f} h of training audio -> {path}")
     return data
+
+
+# ----------------------------------------------------------------------------- real speech (optional)
+ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+ASTERISK_TEXTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+
+
+def load_asterisk(sounds: Path = ASTERISK_SOUNDS, texts: Path = ASTERISK_TEXTS) -> list[tuple[np.ndarray, str]]:
+    """Real speech: Debian's asterisk-core-sounds-en(-wav), one speaker (Allison), 8 kHz, CC-BY-SA-3.0.
+
+    ``sudo apt-get install asterisk-core-sounds-en asterisk-core-sounds-en-wav``. Returns
+    (16 kHz waveform, normalised transcript) for every prompt whose transcript is speech
+    (bracketed descriptions such as ``[beep]`` are skipped) and at most 12 s long.
+    """
+    import gzip
+
+    import librosa
+    import soundfile as sf
+
+    from workbench.text import normalize_text
+
+    opener = gzip.open if str(texts).endswith(".gz") else open
+    out = []
+    with opener(texts, "rt", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if line.startswith(";") or ":" not in line:
+                continue
+            name, _, text = line.partition(":")
+            text = text.strip()
+            if not text or text.startswith("["):
+                continue
+            wav_path = sounds / f"{name.strip()}.wav"
+            if not wav_path.is_file():
+                continue
+            wav, sr = sf.read(wav_path, dtype="float32", always_2d=False)
+            if wav.ndim > 1:
+                wav = wav.mean(1)
+            wav = librosa.resample(wav, orig_sr=sr, target_sr=SR) if sr != SR else wav
+            norm = normalize_text(text)
+            if norm and 0.3 * SR <= len(wav) <= 12 * SR:
+                out.append((wav.astype(np.float32), norm))
+    return out
+
+
+def add_asterisk(data: dict, repeat: int) -> None:
+    """Mix the asterisk prompts into the training set ``repeat`` times (features cached per call)."""
+    items = load_asterisk()
+    feats = [(features(w), t) for w, t in items]
+    data["train"] = data["train"] + feats * repeat
+    data["asterisk"] = {"utterances": len(items), "hours": sum(len(w) for w, _ in items) / SR / 3600, "repeat": repeat}
+    print(f"asterisk: {len(items)} real prompts ({data['asterisk']['hours']:.2f} h) x{repeat} added", flush=True)
 
 
 # ----------------------------------------------------------------------------- training
@@ -600,7 +653,8 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=REPO / "workbench" / "data" / "models" / "tiny")
     p.add_argument("--cache", type=Path, default=Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")) / "pretrain")
     p.add_argument("--minutes", type=float, default=90.0, help="training time budget (wall clock)")
-    p.add_argument("--n-train", type=int, default=30000, help="training utterances to synthesize")
+    p.add_argument("--n-train", type=int, default=12000, help="training phrases to synthesize")
+    p.add_argument("--variants", type=int, default=2, help="perturbed copies of each synthesized training phrase")
     p.add_argument("--n-eval", type=int, default=150, help="utterances per evaluation set")
     p.add_argument("--train-voices", type=int, default=800)
     p.add_argument("--heldout-voices", type=int, default=24)
@@ -624,6 +678,9 @@ def main(argv=None):
     p.add_argument("--ckpt-minutes", type=float, default=5.0)
     p.add_argument("--run-name", default="tiny")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--asterisk", action="store_true",
+                   help="mix in Debian's asterisk-core-sounds-en(-wav) real prompts (8 kHz, one speaker, CC-BY-SA-3.0)")
+    p.add_argument("--asterisk-repeat", type=int, default=4, help="times each asterisk prompt appears per epoch")
     p.add_argument("--synth-only", action="store_true")
     p.add_argument("--eval-only", action="store_true")
     args = p.parse_args(argv)
@@ -633,6 +690,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     data = build_data(args, args.cache)
+    if args.asterisk:
+        add_asterisk(data, args.asterisk_repeat)
     if args.synth_only:
         return
     train_info = None

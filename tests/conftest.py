@@ -15,9 +15,11 @@ import pytest
 SR = 16_000
 
 
-def make_tone(seconds: float, sr: int = SR, amp: float = 0.3, freq: float = 220.0) -> np.ndarray:
+def make_tone(
+    seconds: float, sr: int = SR, amp: float = 0.3, freq: float = 220.0
+) -> np.ndarray:
     """A steady sine: ``(round(seconds * sr),)`` float32, peak ``amp``."""
-    t = np.arange(int(round(seconds * sr))) / sr
+    t = np.arange(round(seconds * sr)) / sr
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
@@ -39,7 +41,7 @@ def make_speechlike(
     (for 0.5 <= seconds <= 30).
     """
     rng = np.random.default_rng(seed)
-    n = int(round(seconds * sr))
+    n = round(seconds * sr)
     t = np.arange(n) / sr
     f0 = 150 + 20 * np.sin(2 * np.pi * 0.7 * t)
     phase = 2 * np.pi * np.cumsum(f0) / sr

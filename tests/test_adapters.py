@@ -22,6 +22,8 @@ from workbench.adapters import (
 from workbench.errors import AdapterError
 from workbench.models.tiny import TinyBackend, TinyConfig, TinyConformerCTC
 
+from _models import noise_waves, tiny_backend
+
 CASES = {
     "residual": ResidualConfig(bottleneck=8),
     "conv": ConvAdapterConfig(groups=4),
@@ -34,11 +36,7 @@ CASES = {
 
 
 def _tiny_backend(seed: int = 0) -> TinyBackend:
-    torch.manual_seed(seed)
-    cfg = TinyConfig(d_model=32, num_layers=3, num_heads=2, ff_mult=2, conv_kernel=5, subsample_channels=8,
-                     dropout=0.0)
-    model = TinyConformerCTC(cfg).eval()
-    return TinyBackend(model, name="test-tiny")
+    return tiny_backend(seed)
 
 
 BACKENDS = {"tiny": _tiny_backend}
@@ -50,8 +48,7 @@ def backend(request):
 
 
 def _waves(n: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [(0.1 * rng.standard_normal(int(rng.integers(6000, 20000)))).astype(np.float32) for _ in range(n)]
+    return noise_waves(n, seed)
 
 
 def _randomize(adapted, seed: int = 1, scale: float = 0.2) -> None:

@@ -49,28 +49,135 @@ def _ten_minutes() -> np.ndarray:
 
 # name -> (wav, sample_rate, code, severity, words that must be in the message)
 _CASES = {
-    "empty": (np.zeros(0, np.float32), SR, "empty", "error", ["Nothing was recorded", "microphone"]),
-    "0.1 s": (make_tone(0.1), SR, "too_short", "error", ["Too short (0.10 s)", "at least 0.5 s", "record again"]),
-    "silent": (np.zeros(SR, np.float32), SR, "silent", "error", ["Silent (digital silence)", "not muted"]),
-    "almost silent": (
-        (10 ** (-70 / 20) * np.random.default_rng(0).standard_normal(SR)).astype(np.float32),
-        SR, "silent", "error", ["Silent (-70 dBFS)"],
+    "empty": (
+        np.zeros(0, np.float32),
+        SR,
+        "empty",
+        "error",
+        ["Nothing was recorded", "microphone"],
     ),
-    "clipped": (np.clip(10 * make_speechlike(1.0), -1, 1), SR, "clipped", "error", ["Clipped (", "% of samples at full scale", "further away"]),
-    "NaN": (_with_nans(make_speechlike(1.0)), SR, "nonfinite", "error", ["11 samples", "not numbers (NaN or infinity)", "record again"]),
-    "stereo": (np.stack([make_speechlike(1.0), make_speechlike(1.0, seed=1)], axis=1), SR, "stereo", "warning", ["Stereo recording (2 channels)", "mixed to mono"]),
-    "8 kHz": (make_speechlike(1.0, sr=8000), 8000, "wrong_rate", "warning", ["8000 Hz", "telephone quality", "converted to 16000 Hz"]),
-    "48 kHz": (make_speechlike(1.0, sr=48000), 48000, "wrong_rate", "warning", ["48000 Hz", "converted to 16000 Hz automatically"]),
-    "4 kHz": (make_speechlike(1.0, sr=4000), 4000, "wrong_rate", "error", ["4000 Hz is too low", "at least 8000 Hz"]),
-    "10 minutes": (_ten_minutes(), SR, "too_long", "error", ["Too long (600.0 s; the limit is 30 s)", "one prompt per take"]),
-    "too quiet": (make_speechlike(1.0, amp=0.4 / 150, noise_dbfs=-110), SR, "too_quiet", "error", ["Too quiet (-57 dBFS)", "microphone closer (15-45 cm)"]),
-    "a bit quiet": (make_speechlike(1.0, amp=0.4 / 20, noise_dbfs=-110), SR, "too_quiet", "warning", ["Too quiet (-40 dBFS)"]),
-    "too loud": (make_speechlike(1.0, amp=0.995), SR, "too_loud", "warning", ["Very loud (peak at 99% of full scale)"]),
-    "noisy": (make_speechlike(1.0, noise_dbfs=-25), SR, "noisy", "warning", ["Background noise is high", "signal-to-noise ratio", "quieter room"]),
-    "long silence": (make_speechlike(4.0, lead_s=2.5), SR, "long_silence", "warning", ["Long silence (2.5 s before the speech)", "trimmed automatically"]),
-    "3-D array": (np.zeros((2, 2, 2), np.float32), SR, "bad_shape", "error", ["unexpected shape (2, 2, 2)"]),
+    "0.1 s": (
+        make_tone(0.1),
+        SR,
+        "too_short",
+        "error",
+        ["Too short (0.10 s)", "at least 0.5 s", "record again"],
+    ),
+    "silent": (
+        np.zeros(SR, np.float32),
+        SR,
+        "silent",
+        "error",
+        ["Silent (digital silence)", "not muted"],
+    ),
+    "almost silent": (
+        (10 ** (-70 / 20) * np.random.default_rng(0).standard_normal(SR)).astype(
+            np.float32
+        ),
+        SR,
+        "silent",
+        "error",
+        ["Silent (-70 dBFS)"],
+    ),
+    "clipped": (
+        np.clip(10 * make_speechlike(1.0), -1, 1),
+        SR,
+        "clipped",
+        "error",
+        ["Clipped (", "% of samples at full scale", "further away"],
+    ),
+    "NaN": (
+        _with_nans(make_speechlike(1.0)),
+        SR,
+        "nonfinite",
+        "error",
+        ["11 samples", "not numbers (NaN or infinity)", "record again"],
+    ),
+    "stereo": (
+        np.stack([make_speechlike(1.0), make_speechlike(1.0, seed=1)], axis=1),
+        SR,
+        "stereo",
+        "warning",
+        ["Stereo recording (2 channels)", "mixed to mono"],
+    ),
+    "8 kHz": (
+        make_speechlike(1.0, sr=8000),
+        8000,
+        "wrong_rate",
+        "warning",
+        ["8000 Hz", "telephone quality", "converted to 16000 Hz"],
+    ),
+    "48 kHz": (
+        make_speechlike(1.0, sr=48000),
+        48000,
+        "wrong_rate",
+        "warning",
+        ["48000 Hz", "converted to 16000 Hz automatically"],
+    ),
+    "4 kHz": (
+        make_speechlike(1.0, sr=4000),
+        4000,
+        "wrong_rate",
+        "error",
+        ["4000 Hz is too low", "at least 8000 Hz"],
+    ),
+    "10 minutes": (
+        _ten_minutes(),
+        SR,
+        "too_long",
+        "error",
+        ["Too long (600.0 s; the limit is 30 s)", "one prompt per take"],
+    ),
+    "too quiet": (
+        make_speechlike(1.0, amp=0.4 / 150, noise_dbfs=-110),
+        SR,
+        "too_quiet",
+        "error",
+        ["Too quiet (-57 dBFS)", "microphone closer (15-45 cm)"],
+    ),
+    "a bit quiet": (
+        make_speechlike(1.0, amp=0.4 / 20, noise_dbfs=-110),
+        SR,
+        "too_quiet",
+        "warning",
+        ["Too quiet (-40 dBFS)"],
+    ),
+    "too loud": (
+        make_speechlike(1.0, amp=0.995),
+        SR,
+        "too_loud",
+        "warning",
+        ["Very loud (peak at 99% of full scale)"],
+    ),
+    "noisy": (
+        make_speechlike(1.0, noise_dbfs=-25),
+        SR,
+        "noisy",
+        "warning",
+        ["Background noise is high", "signal-to-noise ratio", "quieter room"],
+    ),
+    "long silence": (
+        make_speechlike(4.0, lead_s=2.5),
+        SR,
+        "long_silence",
+        "warning",
+        ["Long silence (2.5 s before the speech)", "trimmed automatically"],
+    ),
+    "3-D array": (
+        np.zeros((2, 2, 2), np.float32),
+        SR,
+        "bad_shape",
+        "error",
+        ["unexpected shape (2, 2, 2)"],
+    ),
     "not numbers": (np.array(["a", "b"]), SR, "not_audio", "error", ["not audio"]),
-    "rate is 0": (make_speechlike(1.0), 0, "wrong_rate", "error", ["sample rate 0 is not valid", "16000"]),
+    "rate is 0": (
+        make_speechlike(1.0),
+        0,
+        "wrong_rate",
+        "error",
+        ["sample rate 0 is not valid", "16000"],
+    ),
 }
 
 
@@ -96,7 +203,9 @@ def test_good_take_has_no_problems() -> None:
     assert report.problems == [] and report.ok
     assert report.message == "Good recording."
     assert report.duration_s == pytest.approx(2.0)
-    assert 0.15 < report.leading_silence_s < 0.3 and 0.1 < report.trailing_silence_s < 0.3
+    assert (
+        0.15 < report.leading_silence_s < 0.3 and 0.1 < report.trailing_silence_s < 0.3
+    )
     assert 0.5 < report.speech_s < 1.6
     assert report.snr_db > 30 and -20 < report.speech_dbfs < -5
 
@@ -128,10 +237,16 @@ def test_report_round_trips_through_json() -> None:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     wav=hnp.arrays(
-        dtype=st.sampled_from([np.float32, np.float64, np.int16, np.int32, np.uint8, np.float16, np.bool_]),
+        dtype=st.sampled_from(
+            [np.float32, np.float64, np.int16, np.int32, np.uint8, np.float16, np.bool_]
+        ),
         shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=40),
     ),
-    sr=st.one_of(st.sampled_from([16000, 8000, 48000, 4000, 0, -1]), st.floats(allow_nan=True), st.integers()),
+    sr=st.one_of(
+        st.sampled_from([16000, 8000, 48000, 4000, 0, -1]),
+        st.floats(allow_nan=True),
+        st.integers(),
+    ),
 )
 def test_check_quality_never_raises(wav: np.ndarray, sr: object) -> None:
     report = check_quality(wav, sr)  # type: ignore[arg-type]
@@ -146,7 +261,9 @@ def test_check_quality_never_raises(wav: np.ndarray, sr: object) -> None:
 
 
 def _assert_plain(exc: pytest.ExceptionInfo[AudioError]) -> None:
-    assert exc.value.__cause__ is None and exc.value.__suppress_context__  # no soundfile traceback attached
+    assert (
+        exc.value.__cause__ is None and exc.value.__suppress_context__
+    )  # no soundfile traceback attached
 
 
 def test_not_audio_bytes_and_files(tmp_path: Path) -> None:
@@ -211,7 +328,9 @@ def test_raw_pcm(tmp_path: Path) -> None:
     path = tmp_path / "take.pcm"
     path.write_bytes(pcm)
     assert np.array_equal(load_audio(path, sample_rate=8000), y)
-    with pytest.raises(AudioError, match=r"raw PCM without a header.*sample_rate=16000"):
+    with pytest.raises(
+        AudioError, match=r"raw PCM without a header.*sample_rate=16000"
+    ):
         load_audio(path)
     with pytest.raises(AudioError, match="even number of bytes"):
         load_audio(pcm[:-1], sample_rate=8000)
@@ -250,7 +369,9 @@ def test_atomic_save_leaves_no_temp_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["take.flac"]
 
 
-def test_interrupted_save_keeps_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_save_keeps_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "take.flac"
     old = make_tone(0.5, freq=300)
     save_audio(path, old)
@@ -292,14 +413,18 @@ def test_trim_silence_keeps_speech_with_padding() -> None:
     assert 1.0 * SR <= y.size <= 1.4 * SR
     start = int(np.flatnonzero(x == y[0])[0])
     assert np.array_equal(x[start : start + y.size], y)  # a contiguous slice
-    assert 0.85 * SR <= start <= 0.95 * SR  # speech starts at 1.0 s, minus 0.1 s padding
+    assert (
+        0.85 * SR <= start <= 0.95 * SR
+    )  # speech starts at 1.0 s, minus 0.1 s padding
     assert trim_silence(x, pad_seconds=0.3).size >= y.size + int(0.39 * SR)
 
 
 def test_trim_silence_edge_cases() -> None:
     assert trim_silence(np.zeros(0, np.float32)).size == 0
     zeros = np.zeros(SR, np.float32)
-    assert np.array_equal(trim_silence(zeros), zeros)  # nothing to keep apart: unchanged
+    assert np.array_equal(
+        trim_silence(zeros), zeros
+    )  # nothing to keep apart: unchanged
     click = np.zeros(SR, np.float32)
     click[8000] = 0.5
     assert 0 < trim_silence(click).size < SR  # never empty for non-silent input
@@ -329,7 +454,9 @@ def test_to_mono_layouts() -> None:
 
 
 def test_recording() -> None:
-    rec = Recording(float_to_pcm16(make_speechlike(1.0, sr=8000)), sample_rate=8000, text="hello")
+    rec = Recording(
+        float_to_pcm16(make_speechlike(1.0, sr=8000)), sample_rate=8000, text="hello"
+    )
     assert rec.audio.dtype == np.float32 and rec.duration_s == pytest.approx(1.0)
     assert rec.quality().codes == ["wrong_rate"]
     up = rec.resampled()
@@ -347,6 +474,8 @@ def test_play() -> None:
         with pytest.raises(MissingDependencyError, match=r"workbench\[ui\]"):
             play(make_tone(0.1))
         return
-    player = play(Recording(3 * make_tone(0.1)))  # loud input is clipped, not normalized
+    player = play(
+        Recording(3 * make_tone(0.1))
+    )  # loud input is clipped, not normalized
     assert player.rate == SR if hasattr(player, "rate") else True
     assert player.data[:4] == b"RIFF"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -49,15 +48,26 @@ def _manifest_lines(corpus: SpeakerCorpus) -> list[bytes]:
 
 
 def test_create_add_list_reload(speaker_root: Path) -> None:
-    corpus = _corpus(speaker_root, display_name="Speaker A", notes="mild dysarthria", simulated=True, profile={"rate": 0.8})
+    corpus = _corpus(
+        speaker_root,
+        display_name="Speaker A",
+        notes="mild dysarthria",
+        simulated=True,
+        profile={"rate": 0.8},
+    )
     assert corpus.root == speaker_root / "spk-001" and corpus.speaker_id == "spk-001"
     takes = [make_speechlike(1.0 + 0.25 * i, seed=i) for i in range(3)]
     added = [corpus.add_take(x, prompt=PROMPTS[i]) for i, x in enumerate(takes)]
     assert [u.status for u in added] == ["ok"] * 3
     assert len({u.utt_id for u in added}) == 3
     assert added[0].utt_id.startswith("00001-") and added[2].utt_id.startswith("00003-")
-    assert added[1].duration_s == pytest.approx(1.25) and added[1].transcript == PROMPTS[1]
-    assert added[1].quality["ok"] is True and added[1].audio_path == f"audio/{added[1].utt_id}.flac"
+    assert (
+        added[1].duration_s == pytest.approx(1.25) and added[1].transcript == PROMPTS[1]
+    )
+    assert (
+        added[1].quality["ok"] is True
+        and added[1].audio_path == f"audio/{added[1].utt_id}.flac"
+    )
 
     again = SpeakerCorpus.open(corpus.root)
     assert again.utterances() == added
@@ -65,7 +75,11 @@ def test_create_add_list_reload(speaker_root: Path) -> None:
         y = again.load_audio(utt.utt_id)
         assert y.shape == x.shape and np.max(np.abs(y - x)) <= 1 / 32768 + 1e-6
     info = again.info
-    assert info["display_name"] == "Speaker A" and info["simulated"] is True and info["profile"] == {"rate": 0.8}
+    assert (
+        info["display_name"] == "Speaker A"
+        and info["simulated"] is True
+        and info["profile"] == {"rate": 0.8}
+    )
     assert again.prompts() == PROMPTS
     summary = again.summary()
     assert summary["n_ok"] == 3 and summary["n_rejected"] == 0
@@ -78,12 +92,17 @@ def test_create_add_list_reload(speaker_root: Path) -> None:
 def test_rejected_takes_are_kept(speaker_root: Path) -> None:
     corpus = _corpus(speaker_root)
     short = corpus.add_take(make_tone(0.1), prompt=PROMPTS[0])
-    clipped = corpus.add_take(np.clip(10 * make_speechlike(1.0), -1, 1), prompt=PROMPTS[1])
+    clipped = corpus.add_take(
+        np.clip(10 * make_speechlike(1.0), -1, 1), prompt=PROMPTS[1]
+    )
     assert short.status == clipped.status == "rejected"
     assert "too_short" in [p["code"] for p in short.quality["problems"]]
     assert (corpus.root / short.audio_path).is_file()  # nothing lost
     assert corpus.utterances() == []
-    assert [u.utt_id for u in corpus.utterances("rejected")] == [short.utt_id, clipped.utt_id]
+    assert [u.utt_id for u in corpus.utterances("rejected")] == [
+        short.utt_id,
+        clipped.utt_id,
+    ]
     assert corpus.load_audio(short).shape == (1600,)
     corpus.set_status(clipped.utt_id, "ok")  # the therapist overrides the check
     assert [u.utt_id for u in corpus.utterances()] == [clipped.utt_id]
@@ -96,10 +115,18 @@ def test_rerecord_and_status_supersede_earlier_lines(speaker_root: Path) -> None
     corpus = _corpus(speaker_root)
     first = corpus.add_take(make_speechlike(1.0), prompt=PROMPTS[0], utt_id="p0")
     other = corpus.add_take(make_speechlike(1.0, seed=3), prompt=PROMPTS[1])
-    second = corpus.add_take(make_speechlike(2.0, seed=1), prompt=PROMPTS[0], utt_id="p0")
-    assert second.audio_path == "audio/p0.r2.flac" and (corpus.root / first.audio_path).is_file()
+    second = corpus.add_take(
+        make_speechlike(2.0, seed=1), prompt=PROMPTS[0], utt_id="p0"
+    )
+    assert (
+        second.audio_path == "audio/p0.r2.flac"
+        and (corpus.root / first.audio_path).is_file()
+    )
     current = corpus.utterances(None)
-    assert [u.utt_id for u in current] == ["p0", other.utt_id]  # order of first appearance
+    assert [u.utt_id for u in current] == [
+        "p0",
+        other.utt_id,
+    ]  # order of first appearance
     assert current[0] == second and corpus.load_audio("p0").shape == (2 * SR,)
     corpus.set_status("p0", "rejected")
     corpus.set_status("p0", "rejected")  # no change: no new line
@@ -107,30 +134,48 @@ def test_rerecord_and_status_supersede_earlier_lines(speaker_root: Path) -> None
     assert [u.utt_id for u in corpus.utterances()] == [other.utt_id]
     with pytest.raises(CorpusError, match="There is no take 'nope'"):
         corpus.set_status("nope", "ok")
-    with pytest.raises(CorpusError, match="status must be one of ok, rejected, skipped"):
+    with pytest.raises(
+        CorpusError, match="status must be one of ok, rejected, skipped"
+    ):
         corpus.set_status("p0", "great")
 
 
 def test_add_take_mixes_resamples_and_records_quality(speaker_root: Path) -> None:
     corpus = _corpus(speaker_root)
-    stereo48 = np.stack([make_speechlike(1.5, sr=48000), make_speechlike(1.5, sr=48000, seed=2)], axis=1)
-    utt = corpus.add_take(stereo48, prompt=PROMPTS[0], sample_rate=48000, transcript="prompt numbr 0")
+    stereo48 = np.stack(
+        [make_speechlike(1.5, sr=48000), make_speechlike(1.5, sr=48000, seed=2)], axis=1
+    )
+    utt = corpus.add_take(
+        stereo48, prompt=PROMPTS[0], sample_rate=48000, transcript="prompt numbr 0"
+    )
     assert utt.status == "ok" and utt.duration_s == pytest.approx(1.5)
     assert {p["code"] for p in utt.quality["problems"]} == {"stereo", "wrong_rate"}
     assert utt.transcript == "prompt numbr 0" and utt.prompt == PROMPTS[0]
     info = sf.info(str(corpus.root / utt.audio_path))
-    assert (info.samplerate, info.channels, info.frames, info.subtype) == (SR, 1, int(1.5 * SR), "PCM_16")
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (
+        SR,
+        1,
+        int(1.5 * SR),
+        "PCM_16",
+    )
 
 
 @pytest.mark.parametrize(
     ("audio", "words"),
-    [(np.zeros(0, np.float32), "Nothing was recorded"), (np.full(SR, np.nan, np.float32), "not numbers")],
+    [
+        (np.zeros(0, np.float32), "Nothing was recorded"),
+        (np.full(SR, np.nan, np.float32), "not numbers"),
+    ],
 )
-def test_add_take_refuses_what_cannot_be_saved(speaker_root: Path, audio: np.ndarray, words: str) -> None:
+def test_add_take_refuses_what_cannot_be_saved(
+    speaker_root: Path, audio: np.ndarray, words: str
+) -> None:
     corpus = _corpus(speaker_root)
     with pytest.raises(AudioError, match=f"This take cannot be saved. .*{words}"):
         corpus.add_take(audio, prompt=PROMPTS[0])
-    assert _manifest_lines(corpus) == [] and list((corpus.root / "audio").iterdir()) == []
+    assert (
+        _manifest_lines(corpus) == [] and list((corpus.root / "audio").iterdir()) == []
+    )
 
 
 def test_add_take_argument_errors(speaker_root: Path) -> None:
@@ -155,7 +200,9 @@ def test_consent(speaker_root: Path) -> None:
     utt = corpus.add_take(make_speechlike(1.0), prompt="a", consent_id="c1")
     assert utt.consent_id == "c1"
     records = SpeakerCorpus.open(corpus.root).info["consent"]
-    assert [(r["consent_id"], r["text"], r["given_by"]) for r in records] == [("c1", "research use", "speaker")]
+    assert [(r["consent_id"], r["text"], r["given_by"]) for r in records] == [
+        ("c1", "research use", "speaker")
+    ]
     with pytest.raises(CorpusError, match="already recorded"):
         corpus.add_consent("c1")
 
@@ -165,11 +212,16 @@ def test_create_existing_and_open_errors(speaker_root: Path) -> None:
     corpus.add_take(make_speechlike(1.0), prompt="a")
     with pytest.raises(CorpusError, match=r"already exists .*exist_ok=True"):
         _corpus(speaker_root)
-    same = SpeakerCorpus.create(speaker_root, "spk-001", exist_ok=True, prompts=["other"])
+    same = SpeakerCorpus.create(
+        speaker_root, "spk-001", exist_ok=True, prompts=["other"]
+    )
     assert same.prompts() == PROMPTS and len(same.utterances()) == 1  # opened unchanged
     with pytest.raises(CorpusError, match="No speaker folder at"):
         SpeakerCorpus.open(speaker_root / "nobody")
-    with pytest.raises(CorpusError, match=r"not a speaker folder .*contains speaker folders \(spk-001\)"):
+    with pytest.raises(
+        CorpusError,
+        match=r"not a speaker folder .*contains speaker folders \(spk-001\)",
+    ):
         SpeakerCorpus.open(speaker_root)
     (speaker_root / "other").mkdir()
     (speaker_root / "other" / "notes.txt").write_text("x")
@@ -210,14 +262,21 @@ def _fill(corpus: SpeakerCorpus, prompts: list[str], takes: int = 2) -> None:
 def test_split_is_deterministic_and_stratified(speaker_root: Path) -> None:
     corpus = _corpus(speaker_root)
     _fill(corpus, PROMPTS)
-    corpus.add_take(make_speechlike(0.6), prompt="Prompt  number 3.")  # same text, other spelling
+    corpus.add_take(
+        make_speechlike(0.6), prompt="Prompt  number 3."
+    )  # same text, other spelling
     train, test = corpus.split(test_fraction=0.2, seed=0)
     assert corpus.split(test_fraction=0.2, seed=0) == (train, test)
     assert len(train) + len(test) == 21
-    norm = lambda u: " ".join(u.prompt.lower().rstrip(".").split())  # noqa: E731
+
+    def norm(u: Utterance) -> str:
+        return " ".join(u.prompt.lower().rstrip(".").split())
+
     train_p, test_p = {norm(u) for u in train}, {norm(u) for u in test}
     assert not train_p & test_p and len(test_p) == 2
-    splits = {tuple(sorted({norm(u) for u in corpus.split(seed=s)[1]})) for s in range(6)}
+    splits = {
+        tuple(sorted({norm(u) for u in corpus.split(seed=s)[1]})) for s in range(6)
+    }
     assert len(splits) > 1  # the seed matters
 
     other = SpeakerCorpus.create(speaker_root, "spk-rev")
@@ -261,34 +320,54 @@ def _src(tmp_path: Path) -> Path:
 def test_import_folder_id_text_lines(tmp_path: Path, speaker_root: Path) -> None:
     src = _src(tmp_path)
     tx = tmp_path / "text"
-    tx.write_text("# id text\na1 the first sentence\na2  the second   sentence\nshort too short\n"
-                  "take 3 a third one\nbroken broken file\nzz no audio for this\n")
+    tx.write_text(
+        "# id text\na1 the first sentence\na2  the second   sentence\nshort too short\n"
+        "take 3 a third one\nbroken broken file\nzz no audio for this\n"
+    )
     with pytest.warns(UserWarning, match="audio files have no transcript"):
-        corpus = import_folder(src, tx, speaker_root, "spk-imp", display_name="Imported")
+        corpus = import_folder(
+            src, tx, speaker_root, "spk-imp", display_name="Imported"
+        )
     report = corpus.last_import
     assert report is not None
     assert report.added == ["a1", "a2"] and report.rejected == ["short"]
-    assert report.unmatched_audio == ["extra.wav", "take 3.ogg"]  # "take 3" is not an id: ids have no spaces
+    assert report.unmatched_audio == [
+        "extra.wav",
+        "take 3.ogg",
+    ]  # "take 3" is not an id: ids have no spaces
     assert report.missing_audio == ["take", "zz"]
     assert [r.split(":")[0] for r in report.unreadable] == ["voice.m4a", "broken.wav"]
     assert "is not an audio file we can read" in report.unreadable[1]
     by_id = {u.utt_id: u for u in corpus.utterances(None)}
-    assert by_id["a2"].prompt == "the second sentence" and by_id["a2"].duration_s == pytest.approx(1.2, abs=1e-3)
+    assert by_id["a2"].prompt == "the second sentence" and by_id[
+        "a2"
+    ].duration_s == pytest.approx(1.2, abs=1e-3)
     assert "wrong_rate" in [p["code"] for p in by_id["a2"].quality["problems"]]
-    assert by_id["short"].status == "rejected" and by_id["a1"].extra == {"source_file": "a1.wav"}
+    assert by_id["short"].status == "rejected" and by_id["a1"].extra == {
+        "source_file": "a1.wav"
+    }
     assert corpus.prompts()[:2] == ["the first sentence", "the second sentence"]
     assert corpus.info["display_name"] == "Imported"
 
     with pytest.warns(UserWarning):
-        again = SpeakerCorpus.import_folder(src, tx, speaker_root, "spk-imp", exist_ok=True)
-    assert sorted(again.last_import.already_present) == ["a1.wav", "a2.flac", "short.wav"]  # type: ignore[union-attr]
+        again = SpeakerCorpus.import_folder(
+            src, tx, speaker_root, "spk-imp", exist_ok=True
+        )
+    assert sorted(again.last_import.already_present) == [
+        "a1.wav",
+        "a2.flac",
+        "short.wav",
+    ]  # type: ignore[union-attr]
     assert len(again.utterances(None)) == 3
 
 
 def test_import_folder_csv(tmp_path: Path, speaker_root: Path) -> None:
     src = _src(tmp_path)
     tx = tmp_path / "transcripts.csv"
-    tx.write_text('ID,Text,speaker\na1,"Hello, world",x\ntake 3,"a third one",x\n', encoding="utf-8-sig")
+    tx.write_text(
+        'ID,Text,speaker\na1,"Hello, world",x\ntake 3,"a third one",x\n',
+        encoding="utf-8-sig",
+    )
     with pytest.warns(UserWarning):
         corpus = import_folder(src, tx, speaker_root, "spk-csv")
     utts = {u.extra["source_file"]: u for u in corpus.utterances(None)}
@@ -301,7 +380,10 @@ def test_import_folder_bad_transcripts(tmp_path: Path, speaker_root: Path) -> No
     src = _src(tmp_path)
     tx = tmp_path / "text"
     tx.write_text("a1 one\na2\na1 again\n")
-    with pytest.raises(CorpusError, match=r"line 2: 'a2' has no text; line 3: 'a1' already appears on line 1"):
+    with pytest.raises(
+        CorpusError,
+        match=r"line 2: 'a2' has no text; line 3: 'a1' already appears on line 1",
+    ):
         import_folder(src, tx, speaker_root, "spk-bad")
     assert not (speaker_root / "spk-bad").exists()  # checked before anything is written
     with pytest.raises(CorpusError, match="was not found"):
@@ -319,7 +401,12 @@ def test_export_zip(tmp_path: Path, speaker_root: Path) -> None:
     with zipfile.ZipFile(out) as zf:
         names = sorted(zf.namelist())
         assert names == sorted(
-            ["spk-001/manifest.jsonl", "spk-001/prompts.txt", "spk-001/speaker.json", f"spk-001/{utt.audio_path}"]
+            [
+                "spk-001/manifest.jsonl",
+                "spk-001/prompts.txt",
+                "spk-001/speaker.json",
+                f"spk-001/{utt.audio_path}",
+            ]
         )
         zf.extractall(tmp_path / "restored")
     restored = SpeakerCorpus.open(tmp_path / "restored" / "spk-001")
@@ -336,26 +423,53 @@ def test_export_zip(tmp_path: Path, speaker_root: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["../x", "a/b", "a\\b", "", ".hidden", "con", "NUL", "com1.txt", "a\x00b", "x" * 65, "a..b", "-x", "end.", "é", 17, None]
+    "bad",
+    [
+        "../x",
+        "a/b",
+        "a\\b",
+        "",
+        ".hidden",
+        "con",
+        "NUL",
+        "com1.txt",
+        "a\x00b",
+        "x" * 65,
+        "a..b",
+        "-x",
+        "end.",
+        "é",
+        17,
+        None,
+    ],
 )
 def test_bad_speaker_ids(bad: object, speaker_root: Path) -> None:
     with pytest.raises(CorpusError) as exc:
         validate_speaker_id(bad)  # type: ignore[arg-type]
     message = str(exc.value)
     assert f"Speaker id {bad!r} is not allowed" in message
-    assert "use letters, digits, '-' or '_'" in message.lower() and "e.g. 'spk-017'" in message
+    assert (
+        "use letters, digits, '-' or '_'" in message.lower()
+        and "e.g. 'spk-017'" in message
+    )
     with pytest.raises(CorpusError):
         SpeakerCorpus.create(speaker_root, bad)  # type: ignore[arg-type]
     assert list(speaker_root.iterdir()) == []
 
 
-@pytest.mark.parametrize("good", ["spk-017", "A", "a.b_c-1", "x" * 64, "console", "com10"])
+@pytest.mark.parametrize(
+    "good", ["spk-017", "A", "a.b_c-1", "x" * 64, "console", "com10"]
+)
 def test_good_speaker_ids(good: str) -> None:
     assert validate_speaker_id(good) == good
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.text(max_size=70), st.from_regex(r"[A-Za-z0-9._/\\-]{0,10}", fullmatch=True)))
+@given(
+    st.one_of(
+        st.text(max_size=70), st.from_regex(r"[A-Za-z0-9._/\\-]{0,10}", fullmatch=True)
+    )
+)
 def test_fuzz_speaker_ids_are_one_safe_path_component(speaker_id: str) -> None:
     parent = Path(tempfile.gettempdir()) / "wb-parent"
     try:
@@ -375,7 +489,10 @@ def test_fuzz_speaker_ids_are_one_safe_path_component(speaker_id: str) -> None:
 
 def _good_line(utt_id: str) -> str:
     return Utterance(
-        utt_id=utt_id, audio_path=f"audio/{utt_id}.flac", prompt="p", duration_s=1.0,
+        utt_id=utt_id,
+        audio_path=f"audio/{utt_id}.flac",
+        prompt="p",
+        duration_s=1.0,
         created="2024-01-01T00:00:00+00:00",
     ).to_json()
 
@@ -385,8 +502,10 @@ def test_corrupt_manifest_lines_are_skipped_and_reported(speaker_root: Path) -> 
     good = corpus.add_take(make_speechlike(1.0), prompt=PROMPTS[0])
     bad_lines = [
         b"\xff\xfe garbage \x00 bytes",
-        b'{"utt_id": "x1", "audio_path": "audio/x1.flac", "prompt": "p", "duration_s": "long", '
-        b'"created": "2024-01-01T00:00:00+00:00", "status": "ok"}',
+        (
+            b'{"utt_id": "x1", "audio_path": "audio/x1.flac", "prompt": "p", "duration_s": "long", '
+            b'"created": "2024-01-01T00:00:00+00:00", "status": "ok"}'
+        ),
         json.dumps({"utt_id": "x2", "prompt": "p"}).encode(),
         _good_line("x3").replace('"duration_s":1.0', '"duration_s":NaN').encode(),
         _good_line("x4").replace("audio/x4.flac", "../../etc/passwd").encode(),
@@ -395,10 +514,18 @@ def test_corrupt_manifest_lines_are_skipped_and_reported(speaker_root: Path) -> 
         b"   ",
     ]
     with open(corpus.root / "manifest.jsonl", "ab") as fh:
-        fh.write(b"\n".join(bad_lines) + b"\n" + _good_line("late").encode() + b"\n" + _good_line("cut")[:40].encode())
+        fh.write(
+            b"\n".join(bad_lines)
+            + b"\n"
+            + _good_line("late").encode()
+            + b"\n"
+            + _good_line("cut")[:40].encode()
+        )
     with pytest.warns(UserWarning, match=r"8 problem\(s\)") as record:
         reopened = SpeakerCorpus.open(corpus.root)
-    assert len([w for w in record if "problem(s)" in str(w.message)]) == 1  # warned once
+    assert (
+        len([w for w in record if "problem(s)" in str(w.message)]) == 1
+    )  # warned once
     assert [u.utt_id for u in reopened.utterances(None)] == [good.utt_id, "late"]
     problems = reopened.problems()
     assert problems[:6] == [
@@ -406,16 +533,23 @@ def test_corrupt_manifest_lines_are_skipped_and_reported(speaker_root: Path) -> 
         "manifest line 3: duration_s must be a number of seconds >= 0, got 'long'. Skipped.",
         "manifest line 4: missing audio_path, duration_s, created, status. Skipped.",
         "manifest line 5: not valid JSON. Skipped.",
-        "manifest line 6: audio_path '../../etc/passwd' must be a relative path inside the speaker folder, "
-        "e.g. 'audio/x.flac'. Skipped.",
+        (
+            "manifest line 6: audio_path '../../etc/passwd' must be a relative path inside the speaker folder, "
+            "e.g. 'audio/x.flac'. Skipped."
+        ),
         "manifest line 7: expected a JSON object, got list. Skipped.",
     ]
-    assert problems[6] == "manifest line 11: cut off (the app probably stopped while saving); skipped."
+    assert (
+        problems[6]
+        == "manifest line 11: cut off (the app probably stopped while saving); skipped."
+    )
     assert problems[7] == "take 'late': its audio file audio/late.flac is missing."
     with pytest.raises(CorpusError, match="is missing"):
         reopened.load_audio("late")
 
-    new = reopened.add_take(make_speechlike(1.0), prompt=PROMPTS[1])  # starts on a fresh line
+    new = reopened.add_take(
+        make_speechlike(1.0), prompt=PROMPTS[1]
+    )  # starts on a fresh line
     assert _manifest_lines(reopened)[-1].decode() == new.to_json()
     assert [u.utt_id for u in reopened.utterances()][-1] == new.utt_id
 
@@ -423,14 +557,21 @@ def test_corrupt_manifest_lines_are_skipped_and_reported(speaker_root: Path) -> 
 def test_orphan_audio_is_reported_not_deleted(speaker_root: Path) -> None:
     corpus = _corpus(speaker_root)
     (corpus.root / "audio" / "lost.flac").write_bytes(b"x")
-    (corpus.root / "audio" / ".lost.flac.123.tmp").write_bytes(b"x")  # an interrupted save: ignored
-    assert corpus.problems() == ["audio/lost.flac has no manifest line (the app probably stopped while saving it); the file is kept."]
+    (corpus.root / "audio" / ".lost.flac.123.tmp").write_bytes(
+        b"x"
+    )  # an interrupted save: ignored
+    assert corpus.problems() == [
+        "audio/lost.flac has no manifest line (the app probably stopped while saving it); the file is kept."
+    ]
     assert (corpus.root / "audio" / "lost.flac").exists()
 
 
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=8,
 )
 _VALID = json.loads(_good_line("base"))
@@ -447,17 +588,30 @@ _LINES = st.one_of(
     st.text(max_size=120).map(lambda s: s.encode("utf-8", "surrogatepass")),
     _JSON.map(lambda v: json.dumps(v).encode()),
     st.builds(_mutated, st.sampled_from(sorted(_VALID) + ["other"]), _JSON),
-    st.builds(lambda s, k: s[:k], st.just(_good_line("half").encode()), st.integers(0, 200)),
+    st.builds(
+        lambda s, k: s[:k], st.just(_good_line("half").encode()), st.integers(0, 200)
+    ),
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(lines=st.lists(_LINES, max_size=6), end_newline=st.booleans())
-def test_fuzz_manifest_never_raises(speaker_root: Path, lines: list[bytes], end_newline: bool) -> None:
+def test_fuzz_manifest_never_raises(
+    speaker_root: Path, lines: list[bytes], end_newline: bool
+) -> None:
     root = speaker_root / "fuzz"
     if not root.exists():
         SpeakerCorpus.create(speaker_root, "fuzz")
-    data = _good_line("first").encode() + b"\n" + b"\n".join(lines) + (b"\n" if end_newline else b"")
+    data = (
+        _good_line("first").encode()
+        + b"\n"
+        + b"\n".join(lines)
+        + (b"\n" if end_newline else b"")
+    )
     (root / "manifest.jsonl").write_bytes(data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -487,7 +641,9 @@ _WRITER = textwrap.dedent(
 
 def test_crash_while_recording_loses_at_most_the_last_take(speaker_root: Path) -> None:
     corpus = _corpus(speaker_root)
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(corpus.root)], stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(corpus.root)], stderr=subprocess.PIPE
+    )
     manifest = corpus.root / "manifest.jsonl"
     deadline = time.monotonic() + 60
     try:
@@ -495,7 +651,9 @@ def test_crash_while_recording_loses_at_most_the_last_take(speaker_root: Path) -
             assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
             assert time.monotonic() < deadline, "the writer made no progress"
             time.sleep(0.005)
-        time.sleep(float(np.random.default_rng().uniform(0, 0.03)))  # land somewhere inside a take
+        time.sleep(
+            float(np.random.default_rng().uniform(0, 0.03))
+        )  # land somewhere inside a take
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -512,7 +670,9 @@ def test_crash_while_recording_loses_at_most_the_last_take(speaker_root: Path) -
     problems = after.problems()
     cut = [p for p in problems if "cut off" in p]
     orphans = [p for p in problems if "has no manifest line" in p]
-    assert len(cut) <= 1 and len(orphans) <= 1 and len(problems) == len(cut) + len(orphans), problems
+    assert (
+        len(cut) <= 1 and len(orphans) <= 1 and len(problems) == len(cut) + len(orphans)
+    ), problems
 
     new = after.add_take(make_speechlike(1.0), prompt="after the crash")
     with warnings.catch_warnings():
@@ -524,7 +684,9 @@ def test_crash_while_recording_loses_at_most_the_last_take(speaker_root: Path) -
 
 def test_two_writers_never_interleave(speaker_root: Path) -> None:
     _corpus(speaker_root)
-    writers = [SpeakerCorpus.open(speaker_root / "spk-001") for _ in range(2)]  # like two app sessions
+    writers = [
+        SpeakerCorpus.open(speaker_root / "spk-001") for _ in range(2)
+    ]  # like two app sessions
     x = make_speechlike(0.6)
     errors: list[BaseException] = []
 
@@ -532,7 +694,7 @@ def test_two_writers_never_interleave(speaker_root: Path) -> None:
         try:
             for i in range(8):
                 corpus.add_take(x, prompt=f"p{i}")
-        except BaseException as exc:  # pragma: no cover - reported below
+        except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(w,)) for w in writers]
@@ -544,10 +706,20 @@ def test_two_writers_never_interleave(speaker_root: Path) -> None:
     final = SpeakerCorpus.open(speaker_root / "spk-001")
     assert len(final.utterances()) == 16 and final.problems() == []
     assert len({u.utt_id for u in final.utterances()}) == 16
+    assert sorted(int(u.utt_id.split("-")[0]) for u in final.utterances()) == list(
+        range(1, 17)
+    )  # counter under the lock
 
 
 def test_utterance_json_round_trip_and_errors() -> None:
-    utt = Utterance("u1", "audio/u1.flac", "héllo", duration_s=1, extra={"k": [1, 2]}, consent_id="c1")
+    utt = Utterance(
+        "u1",
+        "audio/u1.flac",
+        "héllo",
+        duration_s=1,
+        extra={"k": [1, 2]},
+        consent_id="c1",
+    )
     assert utt.transcript == "héllo" and utt.created.endswith("+00:00")
     assert Utterance.from_json(utt.to_json()) == utt
     assert Utterance.from_json(utt.to_json().encode()) == utt
@@ -555,5 +727,24 @@ def test_utterance_json_round_trip_and_errors() -> None:
         Utterance.from_json("{", line_no=9)
     with pytest.raises(CorpusError, match="manifest line 3: status must be one of"):
         Utterance.from_json(utt.to_json().replace('"ok"', '"meh"'), line_no=3)
-    with pytest.raises(CorpusError, match="created 'yesterday' is not an ISO-8601 time"):
+    with pytest.raises(
+        CorpusError, match="created 'yesterday' is not an ISO-8601 time"
+    ):
         Utterance("u1", "audio/u1.flac", "p", created="yesterday")
+
+
+def test_reading_never_creates_files(speaker_root: Path) -> None:
+    corpus = _corpus(speaker_root)
+    corpus.add_take(make_speechlike(1.0), prompt=PROMPTS[0])
+    (corpus.root / ".lock").unlink()  # e.g. sample data checked out from git
+    before = sorted(p.relative_to(corpus.root) for p in corpus.root.rglob("*"))
+    reader = SpeakerCorpus.open(corpus.root)
+    (
+        reader.utterances(),
+        reader.summary(),
+        reader.split(),
+        reader.problems(),
+        reader.load_audio(reader.utterances()[0]),
+    )
+    assert sorted(p.relative_to(corpus.root) for p in corpus.root.rglob("*")) == before
+    assert len({*reader.utterances(), *reader.utterances()}) == 1  # hashable

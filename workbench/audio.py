@@ -110,10 +110,14 @@ def _as_float32(x: Any) -> np.ndarray:
     arr = np.asarray(x)
     kind = arr.dtype.kind
     if kind == "f":
-        with np.errstate(over="ignore"):  # beyond float32 range -> inf, reported as nonfinite
+        with np.errstate(
+            over="ignore"
+        ):  # beyond float32 range -> inf, reported as nonfinite
             return arr.astype(np.float32, copy=False)
     if kind == "i":
-        return (arr.astype(np.float64) / float(2 ** (8 * arr.dtype.itemsize - 1))).astype(np.float32)
+        return (
+            arr.astype(np.float64) / float(2 ** (8 * arr.dtype.itemsize - 1))
+        ).astype(np.float32)
     if kind == "u":
         half = float(2 ** (8 * arr.dtype.itemsize - 1))
         return ((arr.astype(np.float64) - half) / half).astype(np.float32)
@@ -173,8 +177,14 @@ def to_mono(x: np.ndarray) -> np.ndarray:
 
 
 def _check_rate(sample_rate: Any, what: str = "sample_rate") -> int:
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-        raise AudioError(f"{what} must be a positive whole number of Hz, e.g. 16000; got {sample_rate!r}.")
+    if (
+        isinstance(sample_rate, bool)
+        or not isinstance(sample_rate, (int, np.integer))
+        or sample_rate <= 0
+    ):
+        raise AudioError(
+            f"{what} must be a positive whole number of Hz, e.g. 16000; got {sample_rate!r}."
+        )
     return int(sample_rate)
 
 
@@ -199,7 +209,12 @@ def resample(wav: np.ndarray, orig_sr: int, target_sr: int = _SR) -> np.ndarray:
     if orig_sr == target_sr or x.shape[-1:] == (0,):
         return x.copy()
     librosa = require("librosa", extra="core", purpose="resample audio")
-    y = librosa.resample(np.ascontiguousarray(x), orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq")
+    y = librosa.resample(
+        np.ascontiguousarray(x),
+        orig_sr=orig_sr,
+        target_sr=target_sr,
+        res_type="soxr_hq",
+    )
     return np.asarray(y, dtype=np.float32)
 
 
@@ -215,7 +230,9 @@ def pcm16_to_float(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndar
     """
     if isinstance(data, np.ndarray):
         if data.dtype != np.int16:
-            raise AudioError(f"Expected an int16 array of PCM samples, got dtype {data.dtype}.")
+            raise AudioError(
+                f"Expected an int16 array of PCM samples, got dtype {data.dtype}."
+            )
         return (data.reshape(-1).astype(np.float32) / 32768.0).astype(np.float32)
     buf = bytes(data)
     if len(buf) % 2:
@@ -237,8 +254,12 @@ def float_to_pcm16(wav: np.ndarray) -> np.ndarray:
     """
     x = _as_float32(wav)
     if not np.all(np.isfinite(x)):
-        raise AudioError("Cannot convert audio with NaN or infinite samples to 16-bit PCM: the audio is damaged.")
-    return np.clip(np.round(x.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+        raise AudioError(
+            "Cannot convert audio with NaN or infinite samples to 16-bit PCM: the audio is damaged."
+        )
+    return np.clip(np.round(x.astype(np.float64) * 32768.0), -32768, 32767).astype(
+        np.int16
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -280,6 +301,10 @@ def read_audio(
     """
     if sample_rate is not None:
         sample_rate = _check_rate(sample_rate)
+    data: bytes | None = None  # whole input, for bytes and streams
+    path: Path | None = (
+        None  # or a file, read lazily so that huge files are refused from the header
+    )
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, name, suffix = bytes(source), "The audio data", ""
     elif hasattr(source, "read"):
@@ -291,17 +316,34 @@ def read_audio(
         path = Path(os.fspath(source))
         name, suffix = repr(path.name), path.suffix.lower()
         if not path.exists():
-            raise AudioError(f"{name} was not found (looked in {str(path.parent.resolve())!r}). Check the file name and folder.")
+            raise AudioError(
+                f"{name} was not found (looked in {str(path.parent.resolve())!r}). Check the file name and folder."
+            )
         if path.is_dir():
-            raise AudioError(f"{name} is a folder, not an audio file. Pick one audio file inside it.")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise AudioError(f"{name} could not be read ({exc.strerror or exc}). Check that the file is not open elsewhere.") from None
-    if not data:
-        raise AudioError(f"{name} is empty (0 bytes): nothing was recorded. Record again.")
-    headered = data[:4] in _HEADER_MAGIC
-    raw = sample_rate is not None and not headered and (suffix in _RAW_SUFFIXES or suffix == "")
+            raise AudioError(
+                f"{name} is a folder, not an audio file. Pick one audio file inside it."
+            )
+    try:
+        if path is not None:
+            size = path.stat().st_size
+            with open(path, "rb") as fh:
+                head = fh.read(4)
+        else:
+            assert data is not None
+            size, head = len(data), data[:4]
+    except OSError as exc:
+        raise AudioError(
+            f"{name} could not be read ({exc.strerror or exc}). Check that the file is not open elsewhere."
+        ) from None
+    if size == 0:
+        raise AudioError(
+            f"{name} is empty (0 bytes): nothing was recorded. Record again."
+        )
+    raw = (
+        sample_rate is not None
+        and head not in _HEADER_MAGIC
+        and (suffix in _RAW_SUFFIXES or suffix == "")
+    )
     if suffix in _RAW_SUFFIXES and sample_rate is None:
         raise AudioError(
             f"{name} is raw PCM without a header, so its sample rate is unknown. "
@@ -309,21 +351,22 @@ def read_audio(
         )
     if raw:
         assert sample_rate is not None
-        x = pcm16_to_float(data)
-        if max_seconds is not None and x.size / sample_rate > max_seconds:
-            raise AudioError(_too_long_message(name, x.size / sample_rate, max_seconds))
-        if x.size == 0:
-            raise AudioError(f"{name} contains no sound (0 samples). Record again.")
-        return x, sample_rate
+        if max_seconds is not None and size / 2 / sample_rate > max_seconds:
+            raise AudioError(
+                _too_long_message(name, size / 2 / sample_rate, max_seconds)
+            )
+        return pcm16_to_float(
+            data if data is not None else path.read_bytes()
+        ), sample_rate  # type: ignore[union-attr]
     try:
-        with sf.SoundFile(io.BytesIO(data)) as snd:
+        with sf.SoundFile(io.BytesIO(data) if data is not None else str(path)) as snd:
             rate, frames = int(snd.samplerate), int(snd.frames)
             if max_seconds is not None and rate > 0 and frames / rate > max_seconds:
                 raise AudioError(_too_long_message(name, frames / rate, max_seconds))
             x = snd.read(dtype="float32", always_2d=True)
     except AudioError:
         raise
-    except Exception:  # soundfile raises several types; the person only needs to know it is unreadable
+    except Exception:  # noqa: BLE001 - soundfile raises several types; the person only needs to know it is unreadable
         hint = "" if suffix else " If it is raw 16-bit PCM, pass its sample_rate."
         raise AudioError(_not_audio_message(name) + hint) from None
     if sample_rate is not None and sample_rate != rate:
@@ -388,7 +431,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def save_audio(path: str | os.PathLike, wav: np.ndarray, sample_rate: int = _SR) -> Path:
+def save_audio(
+    path: str | os.PathLike, wav: np.ndarray, sample_rate: int = _SR
+) -> Path:
     """Write a recording atomically: the file is either the old one or the complete new one.
 
     The audio goes to a temporary file in the same folder, which is flushed,
@@ -418,7 +463,9 @@ def save_audio(path: str | os.PathLike, wav: np.ndarray, sample_rate: int = _SR)
         )
     x = to_mono(wav)
     if x.size == 0:
-        raise AudioError(f"Nothing to save in {path.name!r}: the recording has no samples. Record again.")
+        raise AudioError(
+            f"Nothing to save in {path.name!r}: the recording has no samples. Record again."
+        )
     n_bad = int(np.count_nonzero(~np.isfinite(x)))
     if n_bad:
         raise AudioError(
@@ -427,7 +474,9 @@ def save_audio(path: str | os.PathLike, wav: np.ndarray, sample_rate: int = _SR)
         )
     x = np.clip(x, -1.0, 1.0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(fd, "wb") as fh:
             sf.write(fh, x, sample_rate, format=fmt[0], subtype=fmt[1])
@@ -466,7 +515,9 @@ class Problem:
 
     def __post_init__(self) -> None:
         if self.severity not in ("error", "warning"):
-            raise ValueError(f"severity must be 'error' or 'warning', got {self.severity!r}")
+            raise ValueError(
+                f"severity must be 'error' or 'warning', got {self.severity!r}"
+            )
 
     def to_dict(self) -> dict[str, str]:
         """``{"code", "severity", "message"}``."""
@@ -475,7 +526,9 @@ class Problem:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Problem:
         """Inverse of :meth:`to_dict`."""
-        return cls(code=str(d["code"]), severity=d["severity"], message=str(d["message"]))
+        return cls(
+            code=str(d["code"]), severity=d["severity"], message=str(d["message"])
+        )
 
 
 @dataclass
@@ -600,35 +653,49 @@ def _speech_bounds(levels_db: np.ndarray, top_db: float) -> tuple[int, int, int]
 
 def _valid_rate(sample_rate: Any) -> bool:
     """A positive whole number of Hz (``16000`` or ``16000.0``)."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer, float, np.floating)):
+    if isinstance(sample_rate, bool) or not isinstance(
+        sample_rate, (int, np.integer, float, np.floating)
+    ):
         return False
-    return math.isfinite(sample_rate) and sample_rate > 0 and float(sample_rate).is_integer()
+    return (
+        math.isfinite(sample_rate)
+        and sample_rate > 0
+        and float(sample_rate).is_integer()
+    )
 
 
 def _rate_problem(sample_rate: Any) -> Problem | None:
     if not _valid_rate(sample_rate):
         return Problem(
-            "wrong_rate", "error",
+            "wrong_rate",
+            "error",
             f"The sample rate {sample_rate!r} is not valid: it must be a number of Hz such as 16000. "
             "Check the recorder settings.",
         )
     rate = float(sample_rate)
     if rate < _MIN_RATE:
         return Problem(
-            "wrong_rate", "error",
+            "wrong_rate",
+            "error",
             f"Sample rate {rate:g} Hz is too low for speech recognition (at least 8000 Hz, ideally "
             "16000 Hz or more): change the recorder settings and record again.",
         )
     if rate < _SR:
-        quality = "telephone quality" if rate == _MIN_RATE else "lower quality than the 16000 Hz we use"
+        quality = (
+            "telephone quality"
+            if rate == _MIN_RATE
+            else "lower quality than the 16000 Hz we use"
+        )
         return Problem(
-            "wrong_rate", "warning",
+            "wrong_rate",
+            "warning",
             f"Sample rate {rate:g} Hz ({quality}): it will be converted to 16000 Hz, but high sounds "
             "such as 's' and 'f' are lost. If you can, set the recorder to 16000 Hz or more.",
         )
     if rate != _SR:
         return Problem(
-            "wrong_rate", "warning",
+            "wrong_rate",
+            "warning",
             f"Sample rate {rate:g} Hz: it will be converted to 16000 Hz automatically. Nothing to do.",
         )
     return None
@@ -667,10 +734,14 @@ def check_quality(
     rate_problem = _rate_problem(sample_rate)
     valid_rate = _valid_rate(sample_rate)
     rate = int(sample_rate) if valid_rate else _SR  # durations need some rate
-    report = QualityReport(sample_rate=rate if valid_rate else 0)  # 0: the given rate was not valid
+    report = QualityReport(
+        sample_rate=rate if valid_rate else 0
+    )  # 0: the given rate was not valid
 
     def done() -> QualityReport:
-        report.problems = sorted(problems, key=lambda p: p.severity != "error")  # stable: errors first
+        report.problems = sorted(
+            problems, key=lambda p: p.severity != "error"
+        )  # stable: errors first
         return report
 
     if rate_problem is not None:
@@ -678,20 +749,26 @@ def check_quality(
     try:
         x = _as_float32(wav)
     except (AudioError, TypeError, ValueError):
-        problems.append(Problem(
-            "not_audio", "error",
-            "This is not audio (the data are not numbers). Record again; if it keeps happening, "
-            "restart the recorder.",
-        ))
+        problems.append(
+            Problem(
+                "not_audio",
+                "error",
+                "This is not audio (the data are not numbers). Record again; if it keeps happening, "
+                "restart the recorder.",
+            )
+        )
         return done()
     if x.ndim == 2 and _channel_axis(x.shape) is not None:
         axis = _channel_axis(x.shape)
         report.n_channels = int(x.shape[axis])  # type: ignore[index]
         if report.n_channels > 1:
-            problems.append(Problem(
-                "stereo", "warning",
-                f"Stereo recording ({report.n_channels} channels): it will be mixed to mono automatically.",
-            ))
+            problems.append(
+                Problem(
+                    "stereo",
+                    "warning",
+                    f"Stereo recording ({report.n_channels} channels): it will be mixed to mono automatically.",
+                )
+            )
         nonfinite = ~np.isfinite(x)
         x = np.where(nonfinite, 0.0, x).astype(np.float32)
         report.n_nonfinite = int(np.count_nonzero(nonfinite))
@@ -702,41 +779,56 @@ def check_quality(
         report.n_nonfinite = int(np.count_nonzero(nonfinite))
         x = np.where(nonfinite, 0.0, x).astype(np.float32)
     else:
-        problems.append(Problem(
-            "bad_shape", "error",
-            f"The audio has an unexpected shape {x.shape}: expected (samples,) or (samples, channels). "
-            "Record again; if it keeps happening, restart the recorder.",
-        ))
+        problems.append(
+            Problem(
+                "bad_shape",
+                "error",
+                f"The audio has an unexpected shape {x.shape}: expected (samples,) or (samples, channels). "
+                "Record again; if it keeps happening, restart the recorder.",
+            )
+        )
         return done()
 
     n = int(x.size)
     if n == 0:
-        problems.append(Problem(
-            "empty", "error",
-            "Nothing was recorded (0 samples): check that the microphone is connected and selected, "
-            "then record again.",
-        ))
+        problems.append(
+            Problem(
+                "empty",
+                "error",
+                "Nothing was recorded (0 samples): check that the microphone is connected and selected, "
+                "then record again.",
+            )
+        )
         return done()
     if report.n_nonfinite:
-        problems.append(Problem(
-            "nonfinite", "error",
-            f"{report.n_nonfinite} samples ({100 * report.n_nonfinite / n:.1f}%) are not numbers (NaN or "
-            "infinity): the recording is damaged. Check the microphone connection and record again.",
-        ))
+        problems.append(
+            Problem(
+                "nonfinite",
+                "error",
+                f"{report.n_nonfinite} samples ({100 * report.n_nonfinite / n:.1f}%) are not numbers (NaN or "
+                "infinity): the recording is damaged. Check the microphone connection and record again.",
+            )
+        )
 
     report.duration_s = n / rate
     if report.duration_s < min_seconds:
-        problems.append(Problem(
-            "too_short", "error",
-            f"Too short ({report.duration_s:.2f} s): a take needs at least {min_seconds:g} s. "
-            "Record again and read the whole prompt.",
-        ))
+        problems.append(
+            Problem(
+                "too_short",
+                "error",
+                f"Too short ({report.duration_s:.2f} s): a take needs at least {min_seconds:g} s. "
+                "Record again and read the whole prompt.",
+            )
+        )
     if report.duration_s > max_seconds:
-        problems.append(Problem(
-            "too_long", "error",
-            f"Too long ({report.duration_s:.1f} s; the limit is {max_seconds:g} s): record one prompt "
-            "per take, or split the recording.",
-        ))
+        problems.append(
+            Problem(
+                "too_long",
+                "error",
+                f"Too long ({report.duration_s:.1f} s; the limit is {max_seconds:g} s): record one prompt "
+                "per take, or split the recording.",
+            )
+        )
 
     ax = np.abs(x)
     report.peak = float(ax.max())
@@ -748,12 +840,19 @@ def check_quality(
     report.snr_db = float(max(0.0, report.speech_dbfs - np.percentile(levels, 10)))
 
     if report.peak == 0.0 or report.speech_dbfs < _SILENT_DBFS:
-        level = "digital silence" if report.peak == 0.0 else f"{report.speech_dbfs:.0f} dBFS"
-        problems.append(Problem(
-            "silent", "error",
-            f"Silent ({level}): no sound reached the microphone. Check that the right microphone is "
-            "selected and not muted, then record again.",
-        ))
+        level = (
+            "digital silence"
+            if report.peak == 0.0
+            else f"{report.speech_dbfs:.0f} dBFS"
+        )
+        problems.append(
+            Problem(
+                "silent",
+                "error",
+                f"Silent ({level}): no sound reached the microphone. Check that the right microphone is "
+                "selected and not muted, then record again.",
+            )
+        )
         return done()
 
     first, last, count = _speech_bounds(levels, _TRIM_TOP_DB)
@@ -763,42 +862,59 @@ def check_quality(
     report.speech_s = min(report.duration_s, count * hop / rate)
 
     if report.clipping_ratio > _CLIP_RATIO:
-        problems.append(Problem(
-            "clipped", "error",
-            f"Clipped ({100 * report.clipping_ratio:.1f}% of samples at full scale): the sound was too "
-            "loud for the recorder. Move the microphone a little further away (15-45 cm) or lower the "
-            "input volume, then record again.",
-        ))
+        problems.append(
+            Problem(
+                "clipped",
+                "error",
+                f"Clipped ({100 * report.clipping_ratio:.1f}% of samples at full scale): the sound was too "
+                "loud for the recorder. Move the microphone a little further away (15-45 cm) or lower the "
+                "input volume, then record again.",
+            )
+        )
     elif report.peak >= _LOUD_PEAK:
-        problems.append(Problem(
-            "too_loud", "warning",
-            f"Very loud (peak at {100 * min(report.peak, 1.0):.0f}% of full scale): close to clipping. "
-            "Move the microphone a little further away or lower the input volume.",
-        ))
+        problems.append(
+            Problem(
+                "too_loud",
+                "warning",
+                f"Very loud (peak at {100 * min(report.peak, 1.0):.0f}% of full scale): close to clipping. "
+                "Move the microphone a little further away or lower the input volume.",
+            )
+        )
     if report.speech_dbfs < _QUIET_WARN_DBFS:
-        severity: Severity = "error" if report.speech_dbfs < _QUIET_ERROR_DBFS else "warning"
-        problems.append(Problem(
-            "too_quiet", severity,
-            f"Too quiet ({report.speech_dbfs:.0f} dBFS): move the microphone closer (15-45 cm) or speak "
-            "a little louder, then record again.",
-        ))
+        severity: Severity = (
+            "error" if report.speech_dbfs < _QUIET_ERROR_DBFS else "warning"
+        )
+        problems.append(
+            Problem(
+                "too_quiet",
+                severity,
+                f"Too quiet ({report.speech_dbfs:.0f} dBFS): move the microphone closer (15-45 cm) or speak "
+                "a little louder, then record again.",
+            )
+        )
     if report.snr_db < _NOISY_SNR_DB:
-        problems.append(Problem(
-            "noisy", "warning",
-            f"Background noise is high (estimated signal-to-noise ratio {report.snr_db:.0f} dB): record in "
-            "a quieter room, away from fans and traffic, or move the microphone closer.",
-        ))
+        problems.append(
+            Problem(
+                "noisy",
+                "warning",
+                f"Background noise is high (estimated signal-to-noise ratio {report.snr_db:.0f} dB): record in "
+                "a quieter room, away from fans and traffic, or move the microphone closer.",
+            )
+        )
     if max(report.leading_silence_s, report.trailing_silence_s) > _LONG_SILENCE_S:
         parts = []
         if report.leading_silence_s > _LONG_SILENCE_S:
             parts.append(f"{report.leading_silence_s:.1f} s before the speech")
         if report.trailing_silence_s > _LONG_SILENCE_S:
             parts.append(f"{report.trailing_silence_s:.1f} s after it")
-        problems.append(Problem(
-            "long_silence", "warning",
-            f"Long silence ({' and '.join(parts)}): it is trimmed automatically. Next time, start "
-            "speaking soon after pressing Record and stop soon after the last word.",
-        ))
+        problems.append(
+            Problem(
+                "long_silence",
+                "warning",
+                f"Long silence ({' and '.join(parts)}): it is trimmed automatically. Next time, start "
+                "speaking soon after pressing Record and stop soon after the last word.",
+            )
+        )
     return done()
 
 
@@ -835,12 +951,16 @@ def trim_silence(
     if x.size == 0:
         return x
     if not np.all(np.isfinite(x)):
-        raise AudioError("Cannot trim audio with NaN or infinite samples: the recording is damaged. Record again.")
+        raise AudioError(
+            "Cannot trim audio with NaN or infinite samples: the recording is damaged. Record again."
+        )
     if top_db <= 0 or pad_seconds < 0:
-        raise AudioError(f"top_db must be > 0 and pad_seconds >= 0; got top_db={top_db}, pad_seconds={pad_seconds}.")
+        raise AudioError(
+            f"top_db must be > 0 and pad_seconds >= 0; got top_db={top_db}, pad_seconds={pad_seconds}."
+        )
     levels, frame_len, hop = _frame_levels_db(x, sample_rate)
     first, last, _ = _speech_bounds(levels, top_db)
-    pad = int(round(pad_seconds * sample_rate))
+    pad = round(pad_seconds * sample_rate)
     start = max(0, first * hop - pad)
     end = min(x.size, last * hop + frame_len + pad)
     return x[start:end].copy()
@@ -879,13 +999,22 @@ class Recording:
         """Length in seconds."""
         return self.audio.size / self.sample_rate
 
-    def quality(self, *, min_seconds: float = 0.5, max_seconds: float = 30.0) -> QualityReport:
+    def quality(
+        self, *, min_seconds: float = 0.5, max_seconds: float = 30.0
+    ) -> QualityReport:
         """:func:`check_quality` of this take."""
-        return check_quality(self.audio, self.sample_rate, min_seconds=min_seconds, max_seconds=max_seconds)
+        return check_quality(
+            self.audio,
+            self.sample_rate,
+            min_seconds=min_seconds,
+            max_seconds=max_seconds,
+        )
 
     def resampled(self, target_sr: int = _SR) -> Recording:
         """A copy at ``target_sr`` Hz (default 16000)."""
-        return Recording(resample(self.audio, self.sample_rate, target_sr), target_sr, self.text)
+        return Recording(
+            resample(self.audio, self.sample_rate, target_sr), target_sr, self.text
+        )
 
 
 def play(wav: np.ndarray | Recording, sample_rate: int = _SR) -> Any:
@@ -901,4 +1030,3 @@ def play(wav: np.ndarray | Recording, sample_rate: int = _SR) -> Any:
     x = to_mono(wav)
     x = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
     return display.Audio(data=x, rate=_check_rate(sample_rate), normalize=False)
-

@@ -87,7 +87,18 @@ _RESERVED = frozenset(
 )
 _REQUIRED_KEYS = ("utt_id", "audio_path", "prompt", "duration_s", "created", "status")
 _IMPORT_SUFFIXES = (".wav", ".flac", ".ogg")
-_UNSUPPORTED_AUDIO = (".mp3", ".m4a", ".aac", ".wma", ".amr", ".3gp", ".opus", ".webm", ".aiff", ".aif")
+_UNSUPPORTED_AUDIO = (
+    ".mp3",
+    ".m4a",
+    ".aac",
+    ".wma",
+    ".amr",
+    ".3gp",
+    ".opus",
+    ".webm",
+    ".aiff",
+    ".aif",
+)
 _FATAL_CODES = frozenset({"empty", "not_audio", "bad_shape", "nonfinite"})
 
 
@@ -196,7 +207,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, ensure_ascii=False, indent=2, allow_nan=False) + "\n").encode("utf-8")
+    return (
+        json.dumps(obj, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
+    ).encode("utf-8")
 
 
 # --------------------------------------------------------------------------- #
@@ -241,14 +254,32 @@ class Utterance:
         if self.transcript is None:
             object.__setattr__(self, "transcript", self.prompt)
         elif not isinstance(self.transcript, str):
-            raise CorpusError(f"transcript must be text or None, got {self.transcript!r}.")
+            raise CorpusError(
+                f"transcript must be text or None, got {self.transcript!r}."
+            )
         p = self.audio_path
         parts = PurePosixPath(p).parts
-        if not p or "\\" in p or "\x00" in p or p.startswith("/") or ".." in parts or not parts:
-            raise CorpusError(f"audio_path {p!r} must be a relative path inside the speaker folder, e.g. 'audio/x.flac'.")
+        if (
+            not p
+            or "\\" in p
+            or "\x00" in p
+            or p.startswith("/")
+            or ".." in parts
+            or not parts
+        ):
+            raise CorpusError(
+                f"audio_path {p!r} must be a relative path inside the speaker folder, e.g. 'audio/x.flac'."
+            )
         d = self.duration_s
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d) or d < 0:
-            raise CorpusError(f"duration_s must be a number of seconds >= 0, got {d!r}.")
+        if (
+            isinstance(d, bool)
+            or not isinstance(d, (int, float))
+            or not math.isfinite(d)
+            or d < 0
+        ):
+            raise CorpusError(
+                f"duration_s must be a number of seconds >= 0, got {d!r}."
+            )
         object.__setattr__(self, "duration_s", float(d))
         for name in ("quality", "extra"):
             value = getattr(self, name)
@@ -256,15 +287,23 @@ class Utterance:
                 raise CorpusError(f"{name} must be a dict, got {value!r}.")
             reason = _json_problem(value)
             if reason is not None:
-                raise CorpusError(f"{name} must hold only JSON values (text, numbers, lists, dicts): {reason}.")
+                raise CorpusError(
+                    f"{name} must hold only JSON values (text, numbers, lists, dicts): {reason}."
+                )
         if self.consent_id is not None and not isinstance(self.consent_id, str):
-            raise CorpusError(f"consent_id must be text or None, got {self.consent_id!r}.")
+            raise CorpusError(
+                f"consent_id must be text or None, got {self.consent_id!r}."
+            )
         if self.status not in STATUSES:
-            raise CorpusError(f"status must be one of {', '.join(STATUSES)}; got {self.status!r}.")
+            raise CorpusError(
+                f"status must be one of {', '.join(STATUSES)}; got {self.status!r}."
+            )
         if self.created == "":
             object.__setattr__(self, "created", _now())
         elif not isinstance(self.created, str):
-            raise CorpusError(f"created must be an ISO-8601 time as text, got {self.created!r}.")
+            raise CorpusError(
+                f"created must be an ISO-8601 time as text, got {self.created!r}."
+            )
         else:
             try:
                 _dt.datetime.fromisoformat(self.created)
@@ -273,16 +312,23 @@ class Utterance:
                     f"created {self.created!r} is not an ISO-8601 time such as '2024-05-01T12:00:00+00:00'."
                 ) from None
 
-    def __hash__(self) -> int:  # the dict fields are not hashable; equal takes share these
+    def __hash__(
+        self,
+    ) -> int:  # the dict fields are not hashable; equal takes share these
         return hash((self.utt_id, self.audio_path, self.status, self.created))
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as a JSON-safe dict."""
-        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {
+            f.name: copy.deepcopy(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+        }
 
     def to_json(self) -> str:
         """One manifest line (no newline), UTF-8 text."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return json.dumps(
+            self.to_dict(), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        )
 
     @classmethod
     def from_dict(cls, d: Any, *, line_no: int | None = None) -> Utterance:
@@ -318,7 +364,9 @@ class Utterance:
             try:
                 line = bytes(line).decode("utf-8")
             except UnicodeDecodeError:
-                raise CorpusError(f"{where}not valid UTF-8 text (damaged bytes).") from None
+                raise CorpusError(
+                    f"{where}not valid UTF-8 text (damaged bytes)."
+                ) from None
         try:
             obj = json.loads(line, parse_constant=_reject_constant)
         except (ValueError, RecursionError):
@@ -362,15 +410,25 @@ class ImportReport:
     @property
     def message(self) -> str:
         """One plain-language paragraph."""
-        parts = [f"Imported {len(self.added)} good takes and {len(self.rejected)} rejected takes."]
+        parts = [
+            f"Imported {len(self.added)} good takes and {len(self.rejected)} rejected takes."
+        ]
         if self.unmatched_audio:
-            parts.append(f"{len(self.unmatched_audio)} audio files have no transcript: {', '.join(self.unmatched_audio[:10])}.")
+            parts.append(
+                f"{len(self.unmatched_audio)} audio files have no transcript: {', '.join(self.unmatched_audio[:10])}."
+            )
         if self.missing_audio:
-            parts.append(f"{len(self.missing_audio)} transcripts have no audio file: {', '.join(self.missing_audio[:10])}.")
+            parts.append(
+                f"{len(self.missing_audio)} transcripts have no audio file: {', '.join(self.missing_audio[:10])}."
+            )
         if self.unreadable:
-            parts.append(f"{len(self.unreadable)} files could not be read: {'; '.join(self.unreadable[:10])}.")
+            parts.append(
+                f"{len(self.unreadable)} files could not be read: {'; '.join(self.unreadable[:10])}."
+            )
         if self.already_present:
-            parts.append(f"{len(self.already_present)} files were already imported and were skipped.")
+            parts.append(
+                f"{len(self.already_present)} files were already imported and were skipped."
+            )
         return " ".join(parts)
 
 
@@ -450,9 +508,15 @@ class SpeakerCorpus:
                 f"SpeakerCorpus.open('{root}'), pass exist_ok=True, or choose another speaker id."
             )
         if root.exists() and not root.is_dir():
-            raise CorpusError(f"'{root}' is a file, not a folder. Choose another speaker id or parent folder.")
+            raise CorpusError(
+                f"'{root}' is a file, not a folder. Choose another speaker id or parent folder."
+            )
         if root.is_dir():
-            foreign = sorted(p.name for p in root.iterdir() if p.name not in _OWN_FILES and not p.name.startswith("."))
+            foreign = sorted(
+                p.name
+                for p in root.iterdir()
+                if p.name not in _OWN_FILES and not p.name.startswith(".")
+            )
             if foreign:
                 raise CorpusError(
                     f"'{root}' already exists and is not a speaker folder (it holds {', '.join(foreign[:5])}). "
@@ -463,7 +527,9 @@ class SpeakerCorpus:
                 raise CorpusError(f"{name} must be text, got {value!r}.")
         profile = {} if profile is None else profile
         if not isinstance(profile, dict) or _json_problem(profile) is not None:
-            raise CorpusError(f"profile must be a dict of JSON values (text, numbers, lists, dicts), got {profile!r}.")
+            raise CorpusError(
+                f"profile must be a dict of JSON values (text, numbers, lists, dicts), got {profile!r}."
+            )
         prompt_list = _check_prompts(prompts or [])
         info = {
             "format": "workbench-speaker",
@@ -479,9 +545,13 @@ class SpeakerCorpus:
         (root / _AUDIO_DIR).mkdir(parents=True, exist_ok=True)
         corpus = cls(root, info)
         with corpus._locked():
-            _write_atomic(root / _PROMPTS, "".join(p + "\n" for p in prompt_list).encode("utf-8"))
+            _write_atomic(
+                root / _PROMPTS, "".join(p + "\n" for p in prompt_list).encode("utf-8")
+            )
             (root / _MANIFEST).touch()
-            _write_atomic(root / _SPEAKER_JSON, _json_bytes(info))  # last: marks the folder complete
+            _write_atomic(
+                root / _SPEAKER_JSON, _json_bytes(info)
+            )  # last: marks the folder complete
         return corpus
 
     @classmethod
@@ -501,16 +571,22 @@ class SpeakerCorpus:
                 "SpeakerCorpus.create(parent, speaker_id)."
             )
         if not root.is_dir():
-            raise CorpusError(f"'{root}' is a file, not a speaker folder. Pass the folder that holds speaker.json.")
+            raise CorpusError(
+                f"'{root}' is a file, not a speaker folder. Pass the folder that holds speaker.json."
+            )
         if not (root / _SPEAKER_JSON).is_file():
-            kids = sorted(d.name for d in root.iterdir() if (d / _SPEAKER_JSON).is_file())
+            kids = sorted(
+                d.name for d in root.iterdir() if (d / _SPEAKER_JSON).is_file()
+            )
             hint = (
                 f" It contains speaker folders ({', '.join(kids[:5])}): open one of those, "
                 f"or use list_speakers('{root}')."
                 if kids
                 else " Make one with SpeakerCorpus.create(parent, speaker_id)."
             )
-            raise CorpusError(f"'{root}' is not a speaker folder (it has no speaker.json).{hint}")
+            raise CorpusError(
+                f"'{root}' is not a speaker folder (it has no speaker.json).{hint}"
+            )
         info = _read_info(root)
         if info["speaker_id"] != root.name:
             warnings.warn(
@@ -522,7 +598,11 @@ class SpeakerCorpus:
         corpus._read()
         if corpus._problems:
             shown = "".join(f"\n  - {p}" for p in corpus._problems[:5])
-            more = f"\n  ... and {len(corpus._problems) - 5} more (see .problems())" if len(corpus._problems) > 5 else ""
+            more = (
+                f"\n  ... and {len(corpus._problems) - 5} more (see .problems())"
+                if len(corpus._problems) > 5
+                else ""
+            )
             warnings.warn(
                 f"Speaker folder '{root}': {len(corpus._problems)} problem(s), skipped or kept aside "
                 f"(nothing was deleted):{shown}{more}",
@@ -557,7 +637,9 @@ class SpeakerCorpus:
                         raise
                 self._lock_fd = fd
                 self._lock_write = write
-            elif write and not self._lock_write:  # pragma: no cover - a bug in this module
+            elif (
+                write and not self._lock_write
+            ):  # pragma: no cover - a bug in this module
                 raise RuntimeError("cannot upgrade a read lock to a write lock")
             self._lock_depth += 1
             try:
@@ -576,7 +658,11 @@ class SpeakerCorpus:
             except FileNotFoundError:
                 data = b""
             audio_files = (
-                sorted(p.name for p in (self.root / _AUDIO_DIR).iterdir() if p.is_file() and not p.name.startswith("."))
+                sorted(
+                    p.name
+                    for p in (self.root / _AUDIO_DIR).iterdir()
+                    if p.is_file() and not p.name.startswith(".")
+                )
                 if (self.root / _AUDIO_DIR).is_dir()
                 else []
             )
@@ -590,13 +676,17 @@ class SpeakerCorpus:
                 lines.append(Utterance.from_json(raw, line_no=i))
             except CorpusError as exc:
                 if i == len(raw_lines) and "not valid JSON" in str(exc):
-                    problems.append(f"manifest line {i}: cut off (the app probably stopped while saving); skipped.")
+                    problems.append(
+                        f"manifest line {i}: cut off (the app probably stopped while saving); skipped."
+                    )
                 else:
                     problems.append(f"{exc} Skipped.")
         referenced = {utt.audio_path for utt in lines}
         for utt in _latest(lines):
             if not (self.root / utt.audio_path).is_file():
-                problems.append(f"take {utt.utt_id!r}: its audio file {utt.audio_path} is missing.")
+                problems.append(
+                    f"take {utt.utt_id!r}: its audio file {utt.audio_path} is missing."
+                )
         for name in audio_files:
             if f"{_AUDIO_DIR}/{name}" not in referenced:
                 problems.append(
@@ -620,7 +710,7 @@ class SpeakerCorpus:
                     data = b"\n" + data
             view = memoryview(data)
             while view:  # O_APPEND: every write lands at the end
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -634,7 +724,9 @@ class SpeakerCorpus:
         """A copy of ``speaker.json`` (speaker_id, display_name, notes, consent, created, simulated, profile)."""
         return _read_info(self.root)
 
-    def add_consent(self, consent_id: str, *, text: str = "", given_by: str = "") -> None:
+    def add_consent(
+        self, consent_id: str, *, text: str = "", given_by: str = ""
+    ) -> None:
         """Record a consent (appended to ``speaker.json``'s ``consent`` list).
 
         Args:
@@ -652,8 +744,17 @@ class SpeakerCorpus:
         with self._locked():
             info = _read_info(self.root)
             if any(c.get("consent_id") == consent_id for c in info["consent"]):
-                raise CorpusError(f"Consent {consent_id!r} is already recorded for {self.speaker_id!r}; use a new id.")
-            info["consent"].append({"consent_id": consent_id, "text": text, "given_by": given_by, "created": _now()})
+                raise CorpusError(
+                    f"Consent {consent_id!r} is already recorded for {self.speaker_id!r}; use a new id."
+                )
+            info["consent"].append(
+                {
+                    "consent_id": consent_id,
+                    "text": text,
+                    "given_by": given_by,
+                    "created": _now(),
+                }
+            )
             _write_atomic(self.root / _SPEAKER_JSON, _json_bytes(info))
 
     def prompts(self) -> list[str]:
@@ -668,7 +769,9 @@ class SpeakerCorpus:
         """Replace the prompt list (atomically). Each prompt is one line of text."""
         checked = _check_prompts(prompts)
         with self._locked():
-            _write_atomic(self.root / _PROMPTS, "".join(p + "\n" for p in checked).encode("utf-8"))
+            _write_atomic(
+                self.root / _PROMPTS, "".join(p + "\n" for p in checked).encode("utf-8")
+            )
 
     # -- takes -------------------------------------------------------------- #
 
@@ -712,16 +815,25 @@ class SpeakerCorpus:
         if not isinstance(prompt, str):
             raise CorpusError(f"prompt must be text, got {prompt!r}.")
         if status is not None and status not in STATUSES:
-            raise CorpusError(f"status must be one of {', '.join(STATUSES)}; got {status!r}.")
+            raise CorpusError(
+                f"status must be one of {', '.join(STATUSES)}; got {status!r}."
+            )
         if utt_id is not None:
             _validate_name(utt_id, "Utterance id", "00017-a3f9c2")
         extra = {} if extra is None else extra
         if not isinstance(extra, dict) or _json_problem(extra) is not None:
             raise CorpusError(f"extra must be a dict of JSON values, got {extra!r}.")
         report = _audio.check_quality(audio, sample_rate)
-        fatal = [p for p in report.problems if p.code in _FATAL_CODES or (p.code == "wrong_rate" and report.sample_rate == 0)]
+        fatal = [
+            p
+            for p in report.problems
+            if p.code in _FATAL_CODES
+            or (p.code == "wrong_rate" and report.sample_rate == 0)
+        ]
         if fatal:
-            raise AudioError("This take cannot be saved. " + " ".join(p.message for p in fatal))
+            raise AudioError(
+                "This take cannot be saved. " + " ".join(p.message for p in fatal)
+            )
         wav = _audio.to_mono(audio)
         if sample_rate != _SR:
             wav = _audio.resample(wav, int(sample_rate), _SR)
@@ -757,14 +869,21 @@ class SpeakerCorpus:
         n = len(ids) + 1
         while True:
             candidate = f"{n:05d}-{secrets.token_hex(3)}"
-            if candidate not in ids and not (self.root / _AUDIO_DIR / f"{candidate}.flac").exists():
+            if (
+                candidate not in ids
+                and not (self.root / _AUDIO_DIR / f"{candidate}.flac").exists()
+            ):
                 return candidate
 
     def _free_audio_path(self, utt_id: str, used: set[str]) -> str:
         """``audio/<utt_id>.flac``, or ``audio/<utt_id>.r2.flac``... if taken (never overwrite a take)."""
         k = 1
         while True:
-            rel = f"{_AUDIO_DIR}/{utt_id}.flac" if k == 1 else f"{_AUDIO_DIR}/{utt_id}.r{k}.flac"
+            rel = (
+                f"{_AUDIO_DIR}/{utt_id}.flac"
+                if k == 1
+                else f"{_AUDIO_DIR}/{utt_id}.r{k}.flac"
+            )
             if rel not in used and not (self.root / rel).exists():
                 return rel
             k += 1
@@ -776,7 +895,9 @@ class SpeakerCorpus:
             status: ``"ok"`` (default), ``"rejected"``, ``"skipped"``, or None for all.
         """
         if status is not None and status not in STATUSES:
-            raise CorpusError(f"status must be one of {', '.join(STATUSES)} or None; got {status!r}.")
+            raise CorpusError(
+                f"status must be one of {', '.join(STATUSES)} or None; got {status!r}."
+            )
         current = _latest(self._read())
         return [u for u in current if status is None or u.status == status]
 
@@ -784,12 +905,16 @@ class SpeakerCorpus:
         for utt in self.utterances(None):
             if utt.utt_id == utt_id:
                 return utt
-        raise CorpusError(f"There is no take {utt_id!r} for speaker {self.speaker_id!r}.")
+        raise CorpusError(
+            f"There is no take {utt_id!r} for speaker {self.speaker_id!r}."
+        )
 
     def set_status(self, utt_id: str, status: str) -> None:
         """Mark a take ``"ok"``, ``"rejected"`` or ``"skipped"`` (appends an updated line)."""
         if status not in STATUSES:
-            raise CorpusError(f"status must be one of {', '.join(STATUSES)}; got {status!r}.")
+            raise CorpusError(
+                f"status must be one of {', '.join(STATUSES)}; got {status!r}."
+            )
         with self._locked():
             utt = self._get(utt_id)
             if utt.status != status:
@@ -813,7 +938,9 @@ class SpeakerCorpus:
 
     # -- views -------------------------------------------------------------- #
 
-    def split(self, *, test_fraction: float = 0.2, seed: int = 0) -> tuple[list[Utterance], list[Utterance]]:
+    def split(
+        self, *, test_fraction: float = 0.2, seed: int = 0
+    ) -> tuple[list[Utterance], list[Utterance]]:
         """Deterministic train/test split of the ``"ok"`` takes, by prompt.
 
         All takes of one prompt (compared ignoring case, punctuation and spacing)
@@ -825,8 +952,14 @@ class SpeakerCorpus:
         Returns:
             ``(train, test)``, each in recording order.
         """
-        if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 <= test_fraction < 1:
-            raise CorpusError(f"test_fraction must be at least 0 and below 1, e.g. 0.2; got {test_fraction!r}.")
+        if (
+            isinstance(test_fraction, bool)
+            or not isinstance(test_fraction, (int, float))
+            or not 0 <= test_fraction < 1
+        ):
+            raise CorpusError(
+                f"test_fraction must be at least 0 and below 1, e.g. 0.2; got {test_fraction!r}."
+            )
         utts = self.utterances("ok")
         keys = sorted({_norm_prompt(u.prompt) for u in utts})
 
@@ -910,21 +1043,32 @@ class SpeakerCorpus:
             dest = dest / f"{self.speaker_id}.zip"
         root = self.root.resolve()
         if dest.resolve() == root or root in dest.resolve().parents:
-            raise CorpusError(f"Cannot export into the speaker folder itself ('{dest}'). Choose a path outside '{self.root}'.")
+            raise CorpusError(
+                f"Cannot export into the speaker folder itself ('{dest}'). Choose a path outside '{self.root}'."
+            )
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(
+            dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"
+        )
         try:
             with os.fdopen(fd, "wb") as fh, self._locked(write=False):
                 with zipfile.ZipFile(fh, "w") as zf:
                     for path in sorted(self.root.rglob("*")):
                         rel = path.relative_to(self.root)
-                        if not path.is_file() or any(part.startswith(".") for part in rel.parts):
+                        if not path.is_file() or any(
+                            part.startswith(".") for part in rel.parts
+                        ):
                             continue
-                        stored = path.suffix.lower() in (".flac", ".ogg")  # already compressed
+                        stored = path.suffix.lower() in (
+                            ".flac",
+                            ".ogg",
+                        )  # already compressed
                         zf.write(
                             path,
                             f"{self.speaker_id}/{rel.as_posix()}",
-                            compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED,
+                            compress_type=zipfile.ZIP_STORED
+                            if stored
+                            else zipfile.ZIP_DEFLATED,
                         )
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -939,13 +1083,17 @@ class SpeakerCorpus:
 
 def _check_prompts(prompts: Sequence[str]) -> list[str]:
     if isinstance(prompts, str):
-        raise CorpusError("prompts must be a list of prompts, not one string. Wrap it: [prompt].")
+        raise CorpusError(
+            "prompts must be a list of prompts, not one string. Wrap it: [prompt]."
+        )
     out = []
     for i, p in enumerate(prompts):
         if not isinstance(p, str):
             raise CorpusError(f"Prompt {i + 1} must be text, got {p!r}.")
         if "\n" in p or "\r" in p:
-            raise CorpusError(f"Prompt {i + 1} ({p!r}) has a line break; each prompt must be one line.")
+            raise CorpusError(
+                f"Prompt {i + 1} ({p!r}) has a line break; each prompt must be one line."
+            )
         if p.strip():
             out.append(p.strip())
     return out
@@ -954,20 +1102,31 @@ def _check_prompts(prompts: Sequence[str]) -> list[str]:
 def _read_info(root: Path) -> dict[str, Any]:
     """Read and check ``speaker.json``; fill defaults for optional keys."""
     path = root / _SPEAKER_JSON
-    restore = (
-        " Restore it from a backup or an export; the recordings (audio/ and manifest.jsonl) are untouched."
-    )
+    restore = " Restore it from a backup or an export; the recordings (audio/ and manifest.jsonl) are untouched."
     try:
-        info = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+        info = json.loads(
+            path.read_text(encoding="utf-8"), parse_constant=_reject_constant
+        )
     except FileNotFoundError:
-        raise CorpusError(f"'{root}' is not a speaker folder (it has no speaker.json).") from None
+        raise CorpusError(
+            f"'{root}' is not a speaker folder (it has no speaker.json)."
+        ) from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise CorpusError(f"'{path}' is damaged (not valid JSON).{restore}") from None
     if not isinstance(info, dict):
         raise CorpusError(f"'{path}' is damaged (expected a JSON object).{restore}")
     if _name_problem(info.get("speaker_id")) is not None:
-        raise CorpusError(f"'{path}' has no valid speaker_id (found {info.get('speaker_id')!r}).{restore}")
-    defaults: dict[str, Any] = {"display_name": "", "notes": "", "consent": [], "created": "", "simulated": False, "profile": {}}
+        raise CorpusError(
+            f"'{path}' has no valid speaker_id (found {info.get('speaker_id')!r}).{restore}"
+        )
+    defaults: dict[str, Any] = {
+        "display_name": "",
+        "notes": "",
+        "consent": [],
+        "created": "",
+        "simulated": False,
+        "profile": {},
+    }
     for key, value in defaults.items():
         if not isinstance(info.get(key), type(value)):
             info[key] = value
@@ -985,7 +1144,9 @@ def list_speakers(parent: str | os.PathLike) -> list[SpeakerCorpus]:
     """
     parent = Path(os.fspath(parent))
     if not parent.is_dir():
-        raise CorpusError(f"'{parent}' is not a folder. Pass the folder that holds the speaker folders.")
+        raise CorpusError(
+            f"'{parent}' is not a folder. Pass the folder that holds the speaker folders."
+        )
     out = []
     for child in sorted(parent.iterdir()):
         if child.is_dir() and (child / _SPEAKER_JSON).is_file():
@@ -1008,7 +1169,9 @@ def _read_transcripts(path: Path) -> dict[str, str]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise CorpusError(f"Transcript file '{path}' is not UTF-8 text. Save it as UTF-8 (plain text or CSV) and try again.") from None
+        raise CorpusError(
+            f"Transcript file '{path}' is not UTF-8 text. Save it as UTF-8 (plain text or CSV) and try again."
+        ) from None
     first = next((line for line in text.splitlines() if line.strip()), "")
     header = [h.strip().lower() for h in first.split(",")]
     rows: list[tuple[int, str, str]] = []
@@ -1017,7 +1180,9 @@ def _read_transcripts(path: Path) -> dict[str, str]:
         reader = csv.DictReader(io.StringIO(text))
         fields = {(f or "").strip().lower(): f for f in reader.fieldnames or []}
         if "id" not in fields or "text" not in fields:
-            raise CorpusError(f"'{path}' needs a header line with the columns id and text (found: {first!r}).")
+            raise CorpusError(
+                f"'{path}' needs a header line with the columns id and text (found: {first!r})."
+            )
         for row in reader:
             line_no = reader.line_num
             uid = (row.get(fields["id"]) or "").strip()
@@ -1031,7 +1196,13 @@ def _read_transcripts(path: Path) -> dict[str, str]:
             if not stripped or stripped.startswith("#"):
                 continue
             parts = stripped.split(None, 1)
-            rows.append((line_no, parts[0], " ".join(parts[1].split()) if len(parts) > 1 else ""))
+            rows.append(
+                (
+                    line_no,
+                    parts[0],
+                    " ".join(parts[1].split()) if len(parts) > 1 else "",
+                )
+            )
     out: dict[str, str] = {}
     seen: dict[str, int] = {}
     for line_no, uid, utext in rows:
@@ -1040,13 +1211,17 @@ def _read_transcripts(path: Path) -> dict[str, str]:
         elif not utext:
             errors.append(f"line {line_no}: {uid!r} has no text")
         elif uid in seen:
-            errors.append(f"line {line_no}: {uid!r} already appears on line {seen[uid]}")
+            errors.append(
+                f"line {line_no}: {uid!r} already appears on line {seen[uid]}"
+            )
         else:
             seen[uid] = line_no
             out[uid] = utext
     if errors:
         more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
-        raise CorpusError(f"Transcript file '{path}' has problems: {'; '.join(errors[:10])}{more}. Fix them and try again.")
+        raise CorpusError(
+            f"Transcript file '{path}' has problems: {'; '.join(errors[:10])}{more}. Fix them and try again."
+        )
     if not out:
         raise CorpusError(
             f"Transcript file '{path}' has no transcripts. Expected '<id> <text>' lines or a CSV with id,text columns."
@@ -1057,7 +1232,12 @@ def _read_transcripts(path: Path) -> dict[str, str]:
 def _utt_id_from_stem(stem: str) -> str | None:
     if _name_problem(stem) is None:
         return stem
-    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).lstrip("._-").rstrip(".")[:64].rstrip(".")
+    cleaned = (
+        re.sub(r"[^A-Za-z0-9_.-]+", "_", stem)
+        .lstrip("._-")
+        .rstrip(".")[:64]
+        .rstrip(".")
+    )
     return cleaned if _name_problem(cleaned) is None else None
 
 
@@ -1095,12 +1275,16 @@ def import_folder(
     """
     src = Path(os.fspath(src_dir))
     if not src.is_dir():
-        raise CorpusError(f"'{src}' is not a folder. Pass the folder that holds the audio files.")
+        raise CorpusError(
+            f"'{src}' is not a folder. Pass the folder that holds the audio files."
+        )
     texts = _read_transcripts(Path(os.fspath(transcripts)))
     allowed = {"display_name", "notes", "prompts", "simulated", "profile", "exist_ok"}
     unknown = sorted(set(create_kwargs) - allowed)
     if unknown:
-        raise CorpusError(f"import_folder() got unknown options {unknown}; allowed: {sorted(allowed)}.")
+        raise CorpusError(
+            f"import_folder() got unknown options {unknown}; allowed: {sorted(allowed)}."
+        )
     report = ImportReport()
     by_stem: dict[str, list[Path]] = {}
     for path in sorted(src.iterdir()):
@@ -1110,7 +1294,9 @@ def import_folder(
         if suffix in _IMPORT_SUFFIXES:
             by_stem.setdefault(path.stem, []).append(path)
         elif suffix in _UNSUPPORTED_AUDIO:
-            report.unreadable.append(f"{path.name}: this format is not supported; export it as WAV or FLAC")
+            report.unreadable.append(
+                f"{path.name}: this format is not supported; export it as WAV or FLAC"
+            )
     corpus = SpeakerCorpus.create(parent, speaker_id, **create_kwargs)
     if "prompts" not in create_kwargs:
         existing = corpus.prompts()
@@ -1128,7 +1314,9 @@ def import_folder(
     for stem, paths in sorted(by_stem.items()):
         if len(paths) > 1:
             names = " and ".join(p.name for p in paths)
-            report.unreadable.append(f"{names}: two files with the same name; keep one and import again")
+            report.unreadable.append(
+                f"{names}: two files with the same name; keep one and import again"
+            )
             continue
         path = paths[0]
         if stem not in texts:
@@ -1142,7 +1330,13 @@ def import_folder(
             utt_id = None
         try:
             x, rate = _audio.read_audio(path, max_seconds=600)
-            utt = corpus.add_take(x, prompt=texts[stem], sample_rate=rate, utt_id=utt_id, extra={"source_file": path.name})
+            utt = corpus.add_take(
+                x,
+                prompt=texts[stem],
+                sample_rate=rate,
+                utt_id=utt_id,
+                extra={"source_file": path.name},
+            )
         except AudioError as exc:
             report.unreadable.append(f"{path.name}: {exc}")
             continue

@@ -13,6 +13,7 @@ __all__ = [
     "CorpusError",
     "MissingDependencyError",
     "NotYetSupportedError",
+    "TrainingError",
     "WorkbenchError",
 ]
 
@@ -39,3 +40,7 @@ class MissingDependencyError(WorkbenchError, ImportError):
 
 class NotYetSupportedError(WorkbenchError, NotImplementedError):
     """A code path that exists in the interface but is not available yet."""
+
+
+class TrainingError(WorkbenchError, RuntimeError):
+    """Personalization cannot start or continue (too little data, NaN loss, bad checkpoint)."""

@@ -422,14 +422,14 @@ class Profile:
                 if value != "none":
                     rules.append(value)
                 continue
-            if name in PROFILES:
+            if name in _DIMENSIONS or name in VOICE_TRAITS:  # before presets: "accent" is both
+                explicit[name] = _severity(term, value, default=_BARE_SEVERITY)
+            elif name in PROFILES:
                 scale = _severity(term, value, default=1.0)
                 for key, v in _severities(PROFILES[name]).items():
                     merged[key] = max(merged.get(key, 0.0), v * scale)
                 if PROFILES[name].rules:
                     rules.extend(r for r in PROFILES[name].rules if r not in rules)
-            elif name in _DIMENSIONS or name in VOICE_TRAITS:
-                explicit[name] = _severity(term, value, default=_BARE_SEVERITY)
             else:
                 raise ProfileError(
                     f"Unknown profile term {name!r} in {spec!r}. Use presets ({', '.join(PROFILES)}), "
@@ -527,7 +527,7 @@ def _run(cmd: list[str], what: str, *, stdin: str | None = None) -> str:
     except subprocess.TimeoutExpired:
         raise SynthesisError(f"{what} did not finish within {_TIMEOUT_S} s ({cmd[0]}). Try a shorter phrase.") from None
     if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip()[-300:]
+        tail = (done.stderr or done.stdout).strip()[-300:].rstrip(".")
         raise SynthesisError(f"{what} failed ({cmd[0]} exit {done.returncode}): {tail or 'no message'}. Check the voice name.")
     return done.stdout
 
@@ -617,7 +617,19 @@ def _check_voice_supports(voice: Voice, profile: Profile) -> None:
         )
 
 
+@functools.lru_cache(maxsize=1)
+def _installed_espeak_variants() -> frozenset[str]:
+    out = _run([_program("espeak"), "--voices=variant"], "listing espeak-ng variants")
+    return frozenset(line.split()[-1].split("/")[-1] for line in out.splitlines()[1:] if "/" in line)
+
+
 def _render_espeak(plan: UtterancePlan, voice: Voice, profile: Profile, tmp: Path) -> np.ndarray:
+    _, _, variant = voice.name.partition("+")
+    if variant and variant not in _installed_espeak_variants():  # espeak would silently use the default voice
+        raise ProfileError(
+            f"espeak-ng has no voice variant {variant!r} (in {voice.spec()!r}). "
+            "See 'espeak-ng --voices=variant' or 'workbench simulate --list', e.g. 'espeak:en-us+m3'."
+        )
     rate = min(max(voice.rate_wpm, _ESPEAK_MIN_WPM), 450.0)
     extra = voice.rate_wpm / rate
     parts = ["<speak>"]

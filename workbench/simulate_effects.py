@@ -577,6 +577,22 @@ def _log_envelope(x: np.ndarray, sr: int = SR) -> np.ndarray:
     return np.maximum(level, level.max() - 30)
 
 
+def _align(a: np.ndarray, b: np.ndarray, max_lag: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """Overlapping parts of two level contours at the lag (frames) that matches them best (trimming shifts)."""
+    best, best_lag = np.inf, 0
+    for lag in range(-max_lag, max_lag + 1):
+        a_part, b_part = (a[lag:], b) if lag >= 0 else (a, b[-lag:])
+        n = min(a_part.size, b_part.size)
+        if n < 32:
+            continue
+        cost = float(np.mean(np.abs(a_part[:n] - b_part[:n])))
+        if cost < best:
+            best, best_lag = cost, lag
+    a_part, b_part = (a[best_lag:], b) if best_lag >= 0 else (a, b[-best_lag:])
+    n = min(a_part.size, b_part.size)
+    return a_part[:n], b_part[:n]
+
+
 def modulation_ratio(
     x: np.ndarray, reference: np.ndarray | None = None, *, lo_hz: float = 4.0, hi_hz: float = 7.0, sr: int = SR
 ) -> float:
@@ -586,7 +602,7 @@ def modulation_ratio(
     contour (dB, 10 ms frames, over the span of the speech). Syllables modulate
     speech at 3-8 Hz too, so on running speech this is only meaningful for
     sustained sounds. With ``reference`` (the same utterance without the
-    effect, same length) it is the spectrum of the level *difference*
+    effect; contours are aligned first) it is the spectrum of the level *difference*
     ``x - reference``, which isolates what an effect added: tremor puts most of
     it in 4-7 Hz, broadband effects do not.
     """
@@ -594,10 +610,9 @@ def modulation_ratio(
 
     env = _log_envelope(x, sr)
     if reference is not None:
-        ref = _log_envelope(reference, sr)
-        n = min(env.size, ref.size)
-        keep = ref[:n] > ref[:n].max() - 25  # where the reference has speech
-        env = (env[:n] - ref[:n])[keep]
+        env, ref = _align(env, _log_envelope(reference, sr))
+        keep = ref > ref.max() - 25 if ref.size else ref.astype(bool)  # where the reference has speech
+        env = (env - ref)[keep]
     else:
         active = np.flatnonzero(env > env.max() - 25) if env.size else env
         env = env[active[0]: active[-1] + 1] if active.size else env

@@ -185,6 +185,11 @@ class ASRBackend(abc.ABC):
     def linear_layers(self) -> list[tuple[str, nn.Linear]]:
         """Attention/FFN ``nn.Linear`` layers inside the encoder blocks (LoRA targets)."""
 
+    def output_layer(self) -> nn.Module:
+        """The layer that maps encoder output to vocabulary logits (unfrozen by the
+        "last layers" fine-tuning baseline)."""
+        raise NotYetSupportedError(f"{type(self).__name__} does not expose its output layer")
+
     def site_frame_mask(self, args: tuple, kwargs: dict, output: torch.Tensor) -> torch.Tensor | None:
         """``(B, T')`` bool mask of true frames at an adapter site, from the block's
         call arguments; None when the backend cannot tell (adapters then treat every

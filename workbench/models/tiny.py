@@ -283,6 +283,9 @@ class TinyBackend(ASRBackend):
     def adapter_sites(self) -> list[tuple[str, nn.Module]]:
         return [(f"blocks.{i}", b) for i, b in enumerate(self.model.blocks)]
 
+    def output_layer(self) -> nn.Module:
+        return self.model.head
+
     def site_frame_mask(self, args: tuple, kwargs: dict, output: torch.Tensor) -> torch.Tensor | None:
         """Blocks are called as ``block(x, mask, rope)``: the mask is the second argument."""
         return args[1] if len(args) > 1 else kwargs.get("mask")

@@ -1,0 +1,155 @@
+"""The trainer: events, Stop from another thread, resume, NaN, too little data, determinism."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from workbench.adapters import ConvAdapterConfig, HRAConfig, LoRAConfig, ResidualConfig
+from workbench.dataset import Example, speaker_mixed_batches
+from workbench.errors import TrainingError
+from workbench.personalize import EVENTS, TrainConfig, Trainer
+
+from _models import noise_waves, tiny_backend
+
+pytestmark = pytest.mark.filterwarnings("ignore:the held-out set has only")
+
+TEXTS = ["turn on the light", "call my sister", "i am hungry", "good morning", "open the door",
+         "where is my phone", "thank you", "i need help"]
+
+
+def _examples(n: int, seed: int = 0, speaker: int = 0) -> list[Example]:
+    return [Example(w, TEXTS[i % len(TEXTS)], speaker, f"u{seed}-{i}") for i, w in enumerate(noise_waves(n, seed))]
+
+
+def _config(**kw) -> TrainConfig:
+    base = dict(adapter=ResidualConfig(bottleneck=4), max_steps=12, max_seconds=None, batch_size=4, eval_every=4,
+                min_utterances=4, learning_rate=1e-2, patience=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _params(trainer: Trainer) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in trainer.params]
+
+
+def test_events_fire_and_best_is_kept() -> None:
+    trainer = Trainer(tiny_backend(), _examples(8), _examples(3, seed=1), _config())
+    seen = {e: [] for e in EVENTS}
+    for e in EVENTS:
+        trainer.on(e, seen[e].append)
+    result = trainer.fit()
+    assert len(seen["on_step"]) == 12 and len(seen["on_start"]) == 1 and len(seen["on_end"]) == 1
+    assert [e["step"] for e in seen["on_eval"]] == [0, 4, 8, 12]
+    assert seen["on_stop"][0]["reason"] == "max steps"
+    assert {"loss", "lr", "grad_norm", "steps_per_s"} <= set(seen["on_step"][0])
+    assert result.best_wer == min(e["wer"] for e in seen["on_eval"])
+    assert result.wer_before == seen["on_eval"][0]["wer"]
+    with pytest.raises(TrainingError, match="unknown event"):
+        trainer.on("on_banana", print)
+
+
+def test_stop_from_another_thread_ends_within_one_step() -> None:
+    trainer = Trainer(tiny_backend(), _examples(8), _examples(3, seed=1), _config(max_steps=10_000, eval_every=1000))
+    two_steps = threading.Event()
+    stopped_at = {}
+
+    def on_step(e: dict) -> None:
+        if e["step"] >= 2:
+            two_steps.set()
+
+    trainer.on("on_step", on_step)
+    thread = threading.Thread(target=lambda: stopped_at.setdefault("result", trainer.fit()))
+    thread.start()
+    assert two_steps.wait(60)
+    step_when_asked = trainer.step
+    trainer.stop()
+    thread.join(60)
+    assert not thread.is_alive()
+    result = stopped_at["result"]
+    assert result.stopped_reason == "stopped by user"
+    assert result.steps <= step_when_asked + 1
+
+
+def test_resume_continues_exactly_from_checkpoint(tmp_path) -> None:
+    cfg = _config(checkpoint_every=6)
+    straight = Trainer(tiny_backend(), _examples(8), _examples(3, seed=1), cfg, checkpoint_dir=tmp_path / "a")
+    straight.fit()
+    expected = _params(straight)
+
+    first = Trainer(tiny_backend(), _examples(8), _examples(3, seed=1), cfg.__class__(**{**cfg.__dict__}),
+                    checkpoint_dir=tmp_path / "b")
+    first.on("on_step", lambda e: first.stop() if e["step"] == 6 else None)
+    first.fit()
+    assert first.step == 6
+    resumed = Trainer(tiny_backend(), _examples(8), _examples(3, seed=1), cfg)
+    resumed.load_checkpoint(tmp_path / "b" / "checkpoint.safetensors")
+    assert resumed.step == 6
+    resumed.fit()
+    assert resumed.step == 12
+    for a, b in zip(_params(resumed), expected, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    other = Trainer(tiny_backend(), _examples(8), _examples(3, seed=1), _config(learning_rate=5e-3))
+    with pytest.raises(TrainingError, match="different training settings"):
+        other.load_checkpoint(tmp_path / "b" / "checkpoint.safetensors")
+
+
+def test_same_seed_same_result() -> None:
+    runs = []
+    for _ in range(2):
+        t = Trainer(tiny_backend(), _examples(8), _examples(3, seed=1), _config(max_steps=6))
+        t.fit()
+        runs.append(_params(t))
+    for a, b in zip(*runs, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_nan_loss_is_caught_with_a_clear_message() -> None:
+    trainer = Trainer(tiny_backend(), _examples(8), _examples(3, seed=1), _config())
+    trainer.adapted.loss = lambda batch, texts: torch.tensor(float("nan"), requires_grad=True)
+    with pytest.raises(TrainingError, match="loss became nan at step 1.*lower learning rate"):
+        trainer.fit()
+
+
+def test_too_little_data_refused_with_how_many_more() -> None:
+    with pytest.raises(TrainingError, match="only 3 usable training recordings.*Record 7 more"):
+        Trainer(tiny_backend(), _examples(3), _examples(3, seed=1), _config(min_utterances=10))
+    with pytest.warns(UserWarning, match="held-out set has only"):
+        Trainer(tiny_backend(), _examples(8), _examples(1, seed=1), _config())
+    with pytest.raises(TrainingError, match="no held-out"):
+        Trainer(tiny_backend(), _examples(8), [], _config())
+
+
+@pytest.mark.parametrize("adapter", [ConvAdapterConfig(), LoRAConfig(rank=2), HRAConfig(controller_dim=8),
+                                     HRAConfig(controller_dim=8, space="embedding")],
+                         ids=["conv", "lora", "hra", "hra-embedding"])
+def test_every_family_trains(adapter) -> None:
+    trainer = Trainer(tiny_backend(), _examples(6), _examples(2, seed=1), _config(adapter=adapter, max_steps=3))
+    trainer.fit()
+    assert trainer.step == 3 and trainer.history[-1]["kind"] == "eval"
+
+
+@pytest.mark.parametrize("mode", ["full", "last_layers"])
+def test_baselines_train_base_weights(mode: str) -> None:
+    backend = tiny_backend()
+    trainer = Trainer(backend, _examples(6), _examples(2, seed=1), _config(mode=mode, max_steps=2))
+    assert trainer.adapted is None
+    n_base = sum(p.numel() for p in backend.module.parameters())
+    n_train = sum(p.numel() for p in trainer.params)
+    assert (n_train == n_base) == (mode == "full") and n_train > 0
+    trainer.fit()
+
+
+def test_multi_speaker_training_mixes_speakers_in_every_batch() -> None:
+    g = torch.Generator().manual_seed(0)
+    speakers = [s for s in range(4) for _ in range(6)]
+    batches = speaker_mixed_batches(speakers, 4, generator=g)
+    assert sorted(i for b in batches for i in b) == list(range(24))
+    assert all(len({speakers[i] for i in b}) == 4 for b in batches)
+    train = [e for s in range(3) for e in _examples(4, seed=s, speaker=s)]
+    held = [e for s in range(3) for e in _examples(1, seed=10 + s, speaker=s)]
+    trainer = Trainer(tiny_backend(), train, held, _config(max_steps=3, min_utterances=4))
+    assert trainer.adapted.num_speakers == 3
+    trainer.fit()

@@ -1,0 +1,114 @@
+"""Training examples, a feature cache and a speaker-mixing batch sampler.
+
+The base model's frontend is frozen and deterministic, so each utterance is
+featurized once (alone, so nothing depends on the batch it later lands in) and
+training batches are padded from the cache: on a laptop CPU that removes the
+STFT from every step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from workbench.errors import CorpusError
+
+__all__ = ["Example", "FeatureCache", "examples_from_corpus", "speaker_mixed_batches"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One utterance: ``wav (S,)`` float32 at 16 kHz, its transcript, its speaker row."""
+
+    wav: np.ndarray
+    text: str
+    speaker: int = 0  # row in a Submodel bank (0 for a single personal adapter)
+    utt_id: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return len(self.wav) / 16_000
+
+
+def examples_from_corpus(corpus: Any, utterances: Sequence[Any] | None = None, *, speaker: int = 0) -> list[Example]:
+    """Load the audio of ``utterances`` (default: all usable ones) of a SpeakerCorpus."""
+    utts = corpus.utterances() if utterances is None else list(utterances)
+    out = []
+    for u in utts:
+        try:
+            wav = corpus.load_audio(u)
+        except Exception as err:  # a damaged file must not stop the others; report it
+            raise CorpusError(f"recording {u.utt_id} of speaker {corpus.speaker_id} cannot be read ({err}); "
+                              "mark it rejected or record it again") from None
+        out.append(Example(wav=wav, text=u.transcript or u.prompt, speaker=speaker, utt_id=u.utt_id))
+    return out
+
+
+class FeatureCache:
+    """Frontend features of a fixed list of examples, computed once.
+
+    Args:
+        backend: an :class:`~workbench.models.base.ASRBackend`.
+        examples: the utterances to cache.
+    """
+
+    def __init__(self, backend: Any, examples: Sequence[Example], *, chunk: int = 16) -> None:
+        self.backend = backend
+        self.examples = list(examples)
+        self.features: list[torch.Tensor] = []  # each (T_i, F) or (S_i,)
+        self.wave_lengths: list[int] = []
+        for ex in self.examples:  # one at a time: features identical to any batch (tested per backend)
+            batch = backend.featurize([ex.wav])
+            n = int(batch.lengths[0])
+            self.features.append(batch.features[0, :n].detach().clone())
+            self.wave_lengths.append(int(batch.waveform_lengths[0]))
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def batch(self, indices: Sequence[int]) -> tuple[Any, list[str]]:
+        """Padded :class:`~workbench.models.base.Batch` (with speaker rows) and transcripts."""
+        from workbench.models.base import Batch
+
+        feats = [self.features[i] for i in indices]
+        lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
+        out = torch.zeros((len(feats), int(lengths.max()), *feats[0].shape[1:]), dtype=feats[0].dtype)
+        for j, f in enumerate(feats):
+            out[j, : f.shape[0]] = f
+        speakers = torch.tensor([self.examples[i].speaker for i in indices], dtype=torch.long)
+        wl = torch.tensor([self.wave_lengths[i] for i in indices], dtype=torch.long)
+        device = self.backend.device
+        batch = Batch(out.to(device), lengths.to(device), wl.to(device), speakers.to(device))
+        return batch, [self.examples[i].text for i in indices]
+
+
+def speaker_mixed_batches(speakers: Sequence[int], batch_size: int, *, generator: torch.Generator) -> list[list[int]]:
+    """One epoch of batches in which every batch mixes speakers as evenly as it can.
+
+    Each speaker's utterances are shuffled, then dealt round-robin across speakers
+    (in a shuffled speaker order) and cut into batches, so a batch of size B holds
+    about ``min(B, #speakers)`` different speakers.
+
+    Returns:
+        list of index lists covering every example exactly once.
+    """
+    by_speaker: dict[int, list[int]] = {}
+    for i, s in enumerate(speakers):
+        by_speaker.setdefault(int(s), []).append(i)
+    queues = []
+    for s in sorted(by_speaker):
+        idx = by_speaker[s]
+        perm = torch.randperm(len(idx), generator=generator).tolist()
+        queues.append([idx[p] for p in perm])
+    order = torch.randperm(len(queues), generator=generator).tolist()
+    queues = [queues[o] for o in order]
+    dealt: list[int] = []
+    while any(queues):
+        for q in queues:
+            if q:
+                dealt.append(q.pop())
+    return [dealt[i: i + batch_size] for i in range(0, len(dealt), batch_size)]

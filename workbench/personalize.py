@@ -1,0 +1,415 @@
+"""Live personalization: a small trainer with named events, a Stop flag and checkpoints.
+
+The trainer knows nothing about widgets. A notebook, the app or the CLI
+subscribes to its events (minGPT style)::
+
+    trainer = Trainer(backend, train, held_out, TrainConfig())
+    trainer.on("on_step", lambda e: print(e["step"], e["loss"]))
+    result = trainer.fit()          # or run it in a thread and call trainer.stop()
+
+Events (each callback gets one dict):
+
+- ``on_start``: steps planned, parameter report, data sizes;
+- ``on_step``: ``step``, ``loss``, ``lr``, ``grad_norm``, ``steps_per_s``, ``elapsed_s``;
+- ``on_eval``: ``step``, ``wer``, ``cer`` on the held-out utterances (step 0 = the base model);
+- ``on_best``: ``step``, ``wer`` when the held-out WER improves;
+- ``on_stop``: ``reason`` ("stopped by user", "time budget", "early stop", "max steps");
+- ``on_end``: the :class:`TrainResult`.
+
+Guarantees: the loss is checked to be finite every step; gradients are clipped;
+``stop()`` may be called from any thread and returns control after the current
+step; the best adapter (lowest held-out WER) is restored at the end; the same
+seed gives the same result, and a run resumed from a checkpoint continues
+exactly as if it had not been interrupted (batches, SpecAugment draws and
+optimizer state are all functions of the seed and step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from workbench.adapters import AdapterConfig, HRAConfig, config_from_dict, inject
+from workbench.augment import POLICIES, SpecAugmentPolicy, spec_augment
+from workbench.dataset import Example, FeatureCache, speaker_mixed_batches
+from workbench.errors import TrainingError
+
+__all__ = [
+    "EVENTS",
+    "MIN_HELD_OUT_WORDS",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "check_enough_data",
+]
+
+EVENTS = ("on_start", "on_step", "on_eval", "on_best", "on_stop", "on_end")
+MIN_HELD_OUT_WORDS = 30  # below this many reference words the held-out WER is too noisy to trust
+
+
+def _default_adapter() -> AdapterConfig:
+    return HRAConfig()
+
+
+def _default_policy() -> SpecAugmentPolicy:
+    return POLICIES["librispeech_adaptive"]
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of one personalization run; the defaults need no tuning."""
+
+    adapter: AdapterConfig = dataclasses.field(default_factory=_default_adapter)
+    mode: str = "adapter"  # "adapter" | "full" | "last_layers" (the last two: baselines for comparison)
+    last_layers: int = 2  # blocks unfrozen by mode="last_layers" (plus the output layer)
+    learning_rate: float = 3e-3  # peak learning rate (AdamW)
+    weight_decay: float = 0.0
+    batch_size: int = 8
+    max_steps: int = 400
+    max_seconds: float | None = 90.0  # wall-clock training budget; None = steps only
+    warmup_steps: int = 10  # linear warm-up, then cosine decay to 10 % at max_steps
+    eval_every: int = 20  # steps between held-out evaluations
+    patience: int = 5  # evaluations without improvement before early stopping; 0 = never
+    grad_clip: float = 1.0  # max global gradient norm
+    specaugment: SpecAugmentPolicy | None = dataclasses.field(default_factory=_default_policy)
+    seed: int = 0
+    min_utterances: int = 10  # refuse to train on fewer training utterances
+    checkpoint_every: int = 0  # steps between checkpoints (0 = no checkpoints)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("adapter", "full", "last_layers"):
+            raise TrainingError(f"mode must be 'adapter', 'full' or 'last_layers', got {self.mode!r}")
+        for name in ("batch_size", "max_steps", "eval_every"):
+            if getattr(self, name) < 1:
+                raise TrainingError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise TrainingError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["adapter"] = self.adapter.to_dict()
+        d["specaugment"] = None if self.specaugment is None else self.specaugment.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        d["adapter"] = config_from_dict(d["adapter"])
+        d["specaugment"] = None if d.get("specaugment") is None else SpecAugmentPolicy.from_dict(d["specaugment"])
+        return cls(**d)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a run did. WERs are ASR word error rates on the held-out utterances."""
+
+    wer_before: float
+    best_wer: float
+    best_step: int
+    steps: int
+    seconds: float
+    stopped_reason: str
+    history: list[dict]  # one dict per event of kind "step" or "eval"
+    parameter_report: dict
+
+    @property
+    def relative_reduction(self) -> float:
+        return (self.wer_before - self.best_wer) / self.wer_before if self.wer_before > 0 else 0.0
+
+
+def check_enough_data(n_train: int, minimum: int, *, n_held_out_words: int | None = None) -> None:
+    """Refuse too little training data with a message saying how much more to record;
+    warn when the held-out set is too small for its WER to mean much."""
+    if n_train < minimum:
+        raise TrainingError(
+            f"only {n_train} usable training recordings; personalization needs at least {minimum}. "
+            f"Record {minimum - n_train} more prompt(s) and try again.")
+    if n_held_out_words is not None and n_held_out_words < MIN_HELD_OUT_WORDS:
+        warnings.warn(
+            f"the held-out set has only {n_held_out_words} words, so its WER is not reliable "
+            f"(aim for at least {MIN_HELD_OUT_WORDS}); record more prompts or use k-fold evaluation",
+            stacklevel=3)
+
+
+class Trainer:
+    """Fine-tune a personal adapter (or a baseline) on a frozen base model.
+
+    Args:
+        backend: the base :class:`~workbench.models.base.ASRBackend` (frozen for
+            ``mode="adapter"``; modified in place by the baselines).
+        train: training :class:`~workbench.dataset.Example` s (``speaker`` = bank row).
+        held_out: held-out examples for WER (never trained on).
+        config: :class:`TrainConfig`.
+        adapted: an existing injection to continue (e.g. a warm start); by default
+            ``inject(backend, config.adapter)`` with as many rows as speakers.
+        checkpoint_dir: where checkpoints go (with ``config.checkpoint_every``).
+        decoder: per-utterance decoder for the held-out WER (default greedy).
+    """
+
+    def __init__(self, backend: Any, train: Sequence[Example], held_out: Sequence[Example],
+                 config: TrainConfig | None = None, *, adapted: Any = None,
+                 checkpoint_dir: str | Path | None = None, decoder: Callable | None = None) -> None:
+        self.config = config = config or TrainConfig()
+        if not held_out:
+            raise TrainingError("no held-out recordings to measure WER on; keep at least a few aside")
+        n_words = sum(len(e.text.split()) for e in held_out)
+        check_enough_data(len(train), config.min_utterances, n_held_out_words=n_words)
+        self.backend = backend
+        self.events: dict[str, list[Callable[[dict], None]]] = {e: [] for e in EVENTS}
+        self._stop = threading.Event()
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.decoder = decoder or backend.greedy_decoder()
+        n_speakers = 1 + max(e.speaker for e in [*train, *held_out])
+        self.adapted = None
+        if config.mode == "adapter":
+            self.adapted = adapted or inject(backend, config.adapter.replace(num_speakers=n_speakers))
+            self.params = self.adapted.trainable_parameters()
+        else:
+            self.params = self._unfreeze_baseline(config)
+        if not self.params:
+            raise TrainingError("nothing to train: every parameter is frozen")
+        self.train_cache = FeatureCache(backend, train)
+        self.eval_cache = FeatureCache(backend, held_out)
+        self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        self.step = 0
+        self.elapsed = 0.0
+        self.history: list[dict] = []
+        self.best_wer = math.inf
+        self.best_step = 0
+        self.wer_before = math.nan
+        self.bad_evals = 0
+        self._best_state = self._snapshot()
+
+    # ------------------------------------------------------------------ events
+    def on(self, event: str, callback: Callable[[dict], None]) -> Trainer:
+        """Subscribe ``callback(payload: dict)`` to ``event`` (see :data:`EVENTS`)."""
+        if event not in self.events:
+            raise TrainingError(f"unknown event {event!r}; events are {EVENTS}")
+        self.events[event].append(callback)
+        return self
+
+    def _emit(self, event: str, payload: dict) -> None:
+        for cb in self.events[event]:
+            cb(payload)
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current step (thread-safe); the best adapter is kept."""
+        self._stop.set()
+
+    # ------------------------------------------------------------------ parameters
+    def _unfreeze_baseline(self, config: TrainConfig) -> list[nn.Parameter]:
+        module = self.backend.module
+        if config.mode == "full":
+            params = list(module.parameters())
+        else:
+            sites = self.backend.adapter_sites()[-config.last_layers:]
+            params = [p for _, m in sites for p in m.parameters()]
+            params += [p for p in self.backend.output_layer().parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        self.backend.invalidate_fingerprint()
+        return params
+
+    def _snapshot(self) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in self.params]
+
+    def _restore(self, state: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for p, s in zip(self.params, state, strict=True):
+                p.copy_(s)
+
+    def _set_train_mode(self, training: bool) -> None:
+        if self.adapted is not None:
+            self.adapted.train(training)  # the frozen base stays in eval mode (no dropout)
+        else:
+            self.backend.module.train(training)
+
+    # ------------------------------------------------------------------ data order
+    def _batch_indices(self, step: int) -> list[int]:
+        """The batch of ``step``: a pure function of (seed, step), so resuming is exact."""
+        n = len(self.train_cache)
+        per_epoch = math.ceil(n / self.config.batch_size)
+        epoch, pos = divmod(step, per_epoch)
+        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        speakers = [e.speaker for e in self.train_cache.examples]
+        return speaker_mixed_batches(speakers, self.config.batch_size, generator=g)[pos]
+
+    def _lr(self, step: int) -> float:
+        c = self.config
+        if step < c.warmup_steps:
+            return c.learning_rate * (step + 1) / c.warmup_steps
+        t = min(1.0, (step - c.warmup_steps) / max(1, c.max_steps - c.warmup_steps))
+        return c.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Held-out WER/CER with the current weights (corpus-level, normalized text)."""
+        from workbench.evaluate import cer, wer
+
+        self._set_train_mode(False)
+        refs, hyps = [], []
+        order = sorted(range(len(self.eval_cache)), key=lambda i: -self.eval_cache.features[i].shape[0])
+        for s in range(0, len(order), 16):
+            idx = order[s: s + 16]
+            batch, texts = self.eval_cache.batch(idx)
+            lp, lens = self.adapted.log_probs(batch) if self.adapted else self.backend.log_probs(batch)
+            lp = lp.float().cpu().numpy()
+            hyps += [self.decoder(lp[j, : int(lens[j])]) for j in range(len(idx))]
+            refs += texts
+        return {"wer": wer(refs, hyps), "cer": cer(refs, hyps)}
+
+    def _eval_and_track(self) -> None:
+        scores = self.evaluate()
+        payload = {"step": self.step, **scores, "elapsed_s": self.elapsed}
+        self.history.append({"kind": "eval", **payload})
+        if self.step == 0 and math.isnan(self.wer_before):
+            self.wer_before = scores["wer"]
+        self._emit("on_eval", payload)
+        if scores["wer"] < self.best_wer - 1e-9:  # step 0 (the base model) is always the first best
+            self.bad_evals = 0
+            self.best_wer, self.best_step = scores["wer"], self.step
+            self._best_state = self._snapshot()
+            self._emit("on_best", {"step": self.step, "wer": scores["wer"]})
+        else:
+            self.bad_evals += 1
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> TrainResult:
+        """Train until max steps, the time budget, early stopping or :meth:`stop`."""
+        c = self.config
+        report = self.adapted.parameter_report() if self.adapted else {
+            "family": c.mode, "trainable": sum(p.numel() for p in self.params)}
+        self._emit("on_start", {"max_steps": c.max_steps, "max_seconds": c.max_seconds,
+                                "train_utterances": len(self.train_cache),
+                                "held_out_utterances": len(self.eval_cache), "parameters": report})
+        if self.step == 0:
+            self._eval_and_track()
+        reason = "max steps"
+        start = time.perf_counter() - self.elapsed
+        steps_done_here, t_here = 0, time.perf_counter()
+        while self.step < c.max_steps:
+            if self._stop.is_set():
+                reason = "stopped by user"
+                break
+            if c.max_seconds is not None and self.elapsed >= c.max_seconds:
+                reason = "time budget"
+                break
+            if c.patience and self.bad_evals >= c.patience:
+                reason = "early stop"
+                break
+            loss, grad_norm, lr = self._train_step()
+            self.step += 1
+            steps_done_here += 1
+            self.elapsed = time.perf_counter() - start
+            rate = steps_done_here / max(1e-9, time.perf_counter() - t_here)
+            payload = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "steps_per_s": rate,
+                       "elapsed_s": self.elapsed}
+            self.history.append({"kind": "step", **payload})
+            self._emit("on_step", payload)
+            if self.step % c.eval_every == 0 or self.step == c.max_steps:
+                self._eval_and_track()
+            if c.checkpoint_every and self.checkpoint_dir and self.step % c.checkpoint_every == 0:
+                self.save_checkpoint(self.checkpoint_dir / "checkpoint.safetensors")
+        if self.history and self.history[-1].get("kind") != "eval" and reason != "stopped by user":
+            self._eval_and_track()
+        self._restore(self._best_state)
+        self._set_train_mode(False)
+        self._emit("on_stop", {"reason": reason, "step": self.step})
+        result = TrainResult(wer_before=self.wer_before, best_wer=self.best_wer, best_step=self.best_step,
+                             steps=self.step, seconds=self.elapsed, stopped_reason=reason,
+                             history=list(self.history), parameter_report=report)
+        self._emit("on_end", {"result": result})
+        return result
+
+    def _train_step(self) -> tuple[float, float, float]:
+        c = self.config
+        self._set_train_mode(True)
+        batch, texts = self.train_cache.batch(self._batch_indices(self.step))
+        if c.specaugment is not None and batch.features.dim() == 3:  # log-mel backends
+            seeds = torch.tensor([c.seed * 7_919 + self.step * 1_000 + j for j in range(len(texts))])
+            spec_augment(batch.features, batch.lengths, c.specaugment, seeds=seeds, inplace=True)
+        lr = self._lr(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss = self.adapted.loss(batch, texts) if self.adapted else self.backend.loss(batch, texts)
+        if not torch.isfinite(loss):
+            self._restore(self._best_state)
+            raise TrainingError(
+                f"the training loss became {float(loss)} at step {self.step + 1}. The best adapter so far was kept. "
+                "This usually means the learning rate is too high or a recording is broken: try a lower "
+                f"learning rate (now {c.learning_rate:g}) or re-check recordings flagged by the quality check.")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip))
+        self.optimizer.step()
+        return float(loss), grad_norm, lr
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Weights, best weights, optimizer state and progress; safetensors + JSON (no pickle)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {f"param.{i}": p.detach().contiguous() for i, p in enumerate(self.params)}
+        tensors.update({f"best.{i}": t.contiguous() for i, t in enumerate(self._best_state)})
+        opt = self.optimizer.state_dict()
+        for i, state in opt["state"].items():
+            for k, v in state.items():
+                tensors[f"opt.{i}.{k}"] = torch.as_tensor(v).detach().contiguous()
+        meta = {"step": self.step, "elapsed": self.elapsed, "best_wer": self.best_wer, "best_step": self.best_step,
+                "wer_before": self.wer_before, "bad_evals": self.bad_evals, "history": self.history,
+                "config": self.config.to_dict()}
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata={"trainer": json.dumps(meta, default=float)})
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Continue a run from :meth:`save_checkpoint` (same data, config and base model)."""
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not path.is_file():
+            raise TrainingError(f"no checkpoint at {path}")
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["trainer"])
+        if meta["config"] != self.config.to_dict():
+            raise TrainingError("this checkpoint was made with different training settings; resume with the same ones")
+        tensors = load_file(str(path))
+        n = len(self.params)
+        if any(f"param.{i}" not in tensors for i in range(n)) or f"param.{n}" in tensors:
+            raise TrainingError("this checkpoint belongs to a different model or adapter layout")
+        self._restore([tensors[f"param.{i}"] for i in range(n)])
+        self._best_state = [tensors[f"best.{i}"] for i in range(n)]
+        opt = self.optimizer.state_dict()
+        state: dict[int, dict] = {}
+        for key, v in tensors.items():
+            if key.startswith("opt."):
+                _, i, k = key.split(".", 2)
+                state.setdefault(int(i), {})[k] = v
+        opt["state"] = state
+        self.optimizer.load_state_dict(opt)
+        self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
+        self.best_wer, self.best_step = float(meta["best_wer"]), int(meta["best_step"])
+        self.wer_before, self.bad_evals = float(meta["wer_before"]), int(meta["bad_evals"])
+        self.history = list(meta["history"])
