@@ -35,7 +35,10 @@ class Example:
 
 
 def examples_from_corpus(corpus: Any, utterances: Sequence[Any] | None = None, *, speaker: int = 0) -> list[Example]:
-    """Load the audio of ``utterances`` (default: all usable ones) of a SpeakerCorpus."""
+    """Load the audio of ``utterances`` (default: all usable ones) of a SpeakerCorpus,
+    with leading/trailing silence trimmed (the quality check promises it)."""
+    from workbench.audio import trim_silence
+
     utts = corpus.utterances() if utterances is None else list(utterances)
     out = []
     for u in utts:
@@ -44,7 +47,9 @@ def examples_from_corpus(corpus: Any, utterances: Sequence[Any] | None = None, *
         except Exception as err:  # a damaged file must not stop the others; report it
             raise CorpusError(f"recording {u.utt_id} of speaker {corpus.speaker_id} cannot be read ({err}); "
                               "mark it rejected or record it again") from None
-        out.append(Example(wav=wav, text=u.transcript or u.prompt, speaker=speaker, utt_id=u.utt_id))
+        trimmed = trim_silence(wav)
+        out.append(Example(wav=trimmed if trimmed.size else wav, text=u.transcript or u.prompt, speaker=speaker,
+                           utt_id=u.utt_id))
     return out
 
 

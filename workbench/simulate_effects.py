@@ -13,7 +13,7 @@ Three groups of pure functions (no engines, no files):
 2. **DSP effects** on 16 kHz mono float32 waveforms, shape ``(samples,)``:
    breathiness, tremor, hypernasality, quiet voice, trimming, peak normalization.
 3. **Measures** that tests and notebooks use to show each profile changes the
-   audio: duration, high-band noisiness, spectral tilt, 4-7 Hz modulation,
+   audio: duration, cepstral peak prominence, spectral tilt, 4-7 Hz modulation,
    pitch variability, nasal band ratio, level, and phoneme edit counts.
 
 Randomness only comes from a ``numpy.random.Generator`` passed in.
@@ -40,9 +40,9 @@ __all__ = [
     "active_level_dbfs",
     "apply_rules",
     "breathiness",
+    "cepstral_peak_prominence",
     "draw_rules",
     "duration_s",
-    "high_band_flatness",
     "hypernasality",
     "is_consonant",
     "is_vowel",
@@ -397,28 +397,36 @@ def _rms(x: np.ndarray) -> float:
 
 
 def breathiness(x: np.ndarray, severity: float, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
-    """Breathy voice: aspiration noise that follows the speech envelope, plus a steeper spectral tilt.
+    """Breathy voice: a whispered copy of the speech mixed in, plus a steeper spectral tilt.
 
-    Band-passed (1-7 kHz) noise is multiplied by the amplitude envelope so it is
-    only there while the person speaks, at ``-20 + 16 * severity`` dB relative
-    to the speech; the voiced part is blended with a 1.5 kHz low-pass (weaker
-    high harmonics, as in breathy phonation).
+    The aspiration noise is shaped like the speech itself: random-phase noise
+    whose short-time magnitude is the speech's spectral envelope (smoothed over
+    about 250 Hz, so formants stay and harmonics do not), high-passed at 500 Hz.
+    It therefore follows the amplitude envelope and the formants, as real
+    aspiration does. It is mixed at ``-18 + 14 * severity`` dB relative to the
+    speech; the voiced part is blended with a 1.5 kHz low-pass (weaker high
+    harmonics, as in breathy phonation).
 
     Args:
         x: (samples,) float waveform at ``sr``.
         severity: 0 (none) to 1 (very breathy).
-        rng: the only source of randomness (the noise).
+        rng: the only source of randomness (the noise phases).
     Returns:
-        (samples,) float32.
+        (samples,) float32, same length as ``x``.
     """
-    from scipy.signal import butter, sosfilt
+    from scipy.ndimage import uniform_filter1d
+    from scipy.signal import butter, istft, sosfilt, stft
 
     if severity <= 0 or x.size == 0:
         return x.astype(np.float32)
     x = x.astype(np.float64)
-    noise = sosfilt(butter(4, [1000, 7000], btype="band", fs=sr, output="sos"), rng.standard_normal(x.size))
-    noise = noise * _envelope(x, sr=sr)
-    gain = _rms(x) * 10 ** ((-20 + 16 * severity) / 20) / max(_rms(noise), 1e-12)
+    _, _, spec = stft(x, fs=sr, nperseg=512, noverlap=384)  # (bins, frames), 31.25 Hz bins
+    envelope = uniform_filter1d(np.abs(spec), size=9, axis=0)  # ~280 Hz: formants stay, harmonics go
+    whisper = envelope * np.exp(2j * np.pi * rng.random(spec.shape))
+    _, noise = istft(whisper, fs=sr, nperseg=512, noverlap=384)
+    noise = sosfilt(butter(1, 500, btype="high", fs=sr, output="sos"), noise[: x.size])
+    noise = np.pad(noise, (0, x.size - noise.size))
+    gain = _rms(x) * 10 ** ((-18 + 14 * severity) / 20) / max(_rms(noise), 1e-12)
     low = sosfilt(butter(1, 1500, btype="low", fs=sr, output="sos"), x)
     tilt = 0.6 * severity
     return ((1 - tilt) * x + tilt * low + gain * noise).astype(np.float32)
@@ -537,17 +545,33 @@ def _frames_power(x: np.ndarray, sr: int = SR) -> tuple[np.ndarray, np.ndarray]:
     return power[active], freqs
 
 
-def high_band_flatness(x: np.ndarray, lo_hz: float = 2000.0, hi_hz: float = 7000.0, sr: int = SR) -> float:
-    """Mean spectral flatness (0 = tonal, 1 = white noise) in ``lo_hz``-``hi_hz`` over active frames.
+def cepstral_peak_prominence(x: np.ndarray, sr: int = SR) -> float:
+    """Mean cepstral peak prominence (CPP, dB) over active frames: how clearly periodic the voice is.
 
-    Aspiration noise (breathiness) fills the gaps between high harmonics, so this rises.
+    Per 40 ms frame: the cepstrum of the dB spectrum, in dB; its peak in the
+    60-400 Hz pitch range minus a straight line fitted to it over 1-20 ms
+    quefrency. CPP is the usual acoustic correlate of breathiness: aspiration
+    noise lowers it.
     """
-    power, freqs = _frames_power(x, sr)
-    band = power[:, (freqs >= lo_hz) & (freqs <= hi_hz)] + 1e-12
-    if band.size == 0:
+    from scipy.signal import stft
+
+    _, _, z = stft(x.astype(np.float64), fs=sr, nperseg=640, noverlap=480, nfft=1024, boundary=None)
+    power = np.abs(z).T ** 2  # (frames, bins)
+    energy = power.sum(axis=1)
+    if not energy.size or energy.max() <= 0:
         return 0.0
-    flat = np.exp(np.mean(np.log(band), axis=1)) / np.mean(band, axis=1)
-    return float(np.mean(flat))
+    active = energy > energy.max() * 10 ** (-25 / 10)
+    ceps = np.fft.irfft(10 * np.log10(power[active] + 1e-12), axis=1)
+    ceps_db = 20 * np.log10(np.abs(ceps) + 1e-9)
+    quef = np.arange(ceps.shape[1]) / sr
+    pitch = (quef >= 1 / 400) & (quef <= 1 / 60)
+    fit = (quef >= 0.001) & (quef <= 0.02)
+    values = []
+    for row in ceps_db:
+        slope, icpt = np.polyfit(quef[fit], row[fit], 1)
+        i = np.argmax(row[pitch])
+        values.append(row[pitch][i] - (slope * quef[pitch][i] + icpt))
+    return float(np.mean(values))
 
 
 def spectral_tilt(x: np.ndarray, sr: int = SR) -> float:

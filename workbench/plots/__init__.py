@@ -7,5 +7,6 @@ imported only when a plot is made.
 """
 
 from workbench.plots.augment import plot_augment_grid, plot_masks, plot_spectrogram
+from workbench.plots.training import plot_training_curve, plot_wer_before_after
 
-__all__ = ["plot_augment_grid", "plot_masks", "plot_spectrogram"]
+__all__ = ["plot_augment_grid", "plot_masks", "plot_spectrogram", "plot_training_curve", "plot_wer_before_after"]

@@ -1,0 +1,64 @@
+"""Figures for personalization: the live training curve and WER before/after."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from workbench.plots._base import new_axes, new_figure
+
+__all__ = ["plot_training_curve", "plot_wer_before_after"]
+
+
+def plot_training_curve(history: Sequence[dict], *, ax: Any = None, title: str = "Personalization") -> Any:
+    """Training loss (left axis) and held-out ASR word error rate (right axis) against step.
+
+    Args:
+        history: the trainer's history: dicts with ``kind`` "step" (``step``, ``loss``)
+            or "eval" (``step``, ``wer``).
+    """
+    fig, ax = new_axes(ax, figsize=(7.0, 3.2))
+    steps = [h["step"] for h in history if h.get("kind") == "step"]
+    losses = [h["loss"] for h in history if h.get("kind") == "step"]
+    evals = [(h["step"], 100 * h["wer"]) for h in history if h.get("kind") == "eval"]
+    ax.plot(steps, losses, color="#6c757d", lw=1.2, label="training loss")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training loss (CTC)")
+    ax.grid(alpha=0.3)
+    right = ax.twinx()
+    if evals:
+        xs, ys = zip(*evals, strict=True)
+        right.plot(xs, ys, "o-", color="#d62828", lw=1.8, label="held-out WER")
+        best = min(range(len(ys)), key=ys.__getitem__)
+        right.annotate(f"best {ys[best]:.0f}%", (xs[best], ys[best]), textcoords="offset points", xytext=(4, 8),
+                       color="#d62828", fontsize=9)
+        right.set_ylim(0, max(100.0, max(ys) * 1.05))
+    right.set_ylabel("ASR word error rate on held-out (%)", color="#d62828")
+    ax.set_title(title)
+    lines = ax.get_lines() + right.get_lines()
+    ax.legend(lines, [ln.get_label() for ln in lines], loc="upper right", fontsize=8)
+    return fig
+
+
+def plot_wer_before_after(before: float, after: float, *, interval: tuple[float, float] | None = None,
+                          ax: Any = None, label: str = "") -> Any:
+    """Two bars: ASR word error rate of the base and the personal model (fractions in, % shown).
+
+    Args:
+        interval: optional (low, high) of the WER *drop* (fractions), drawn on the "after" bar.
+    """
+    fig, ax = new_axes(ax, figsize=(4.0, 3.2))
+    vals = [100 * before, 100 * after]
+    bars = ax.bar(["base model", "personal model"], vals, color=["#adb5bd", "#2a9d8f"], width=0.6)
+    if interval is not None:  # the drop's interval [lo, hi] puts "after" in [before - hi, before - lo]
+        lo, hi = interval
+        diff = before - after
+        yerr = [[100 * max(0.0, hi - diff)], [100 * max(0.0, diff - lo)]]
+        ax.errorbar([1], [vals[1]], yerr=yerr, fmt="none", ecolor="black", capsize=6, lw=1.2)
+    for b, v in zip(bars, vals, strict=True):
+        ax.text(b.get_x() + b.get_width() / 2, v + 1, f"{v:.0f}%", ha="center", va="bottom", fontsize=11)
+    ax.set_ylim(0, max(100.0, max(vals) * 1.15))
+    ax.set_ylabel("ASR word error rate (%)")
+    ax.set_title(label or "Word errors: before and after", fontsize=10)
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig

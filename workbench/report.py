@@ -1,0 +1,107 @@
+"""A self-contained HTML report (plots embedded) plus a CSV, for a clinician to file.
+
+The report holds: the speaker and data summary, ASR word error rate before and
+after with its interval, the worst and best utterances with word alignments,
+the training curve, the adapter details, and the "not a medical device"
+notice. It has no external links or scripts: it opens offline in any browser.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from workbench._optional import has_module
+from workbench.evaluate import METRIC_LABEL, Comparison
+
+__all__ = ["NOTICE", "write_report"]
+
+NOTICE = ("Not a medical device. These figures are ASR word error rates: how often an automatic speech "
+          "recogniser misrecognised words in these recordings. They are not a clinical intelligibility score "
+          "and do not measure how well listeners understand the speaker.")
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:980px;margin:2em auto;color:#222;padding:0 1em}
+h1{font-size:1.6em} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
+.notice{background:#fff8e1;border-left:4px solid #f9a825;padding:.6em 1em}
+.big{font-size:1.5em} table{border-collapse:collapse;width:100%;font-size:.92em}
+td,th{border-bottom:1px solid #eee;padding:4px 6px;text-align:left;vertical-align:top}
+.kv td:first-child{color:#555;width:30%} img{max-width:100%}
+.sim{background:#e3f2fd;border-left:4px solid #1e88e5;padding:.4em 1em}
+"""
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return "<img alt='plot' src='data:image/png;base64," + base64.b64encode(buf.getvalue()).decode() + "'>"
+
+
+def _kv(rows: dict[str, Any]) -> str:
+    return "<table class='kv'>" + "".join(
+        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items()) + "</table>"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_report(out_dir: str | Path, *, speaker: dict, comparison: Comparison, history: list[dict] | None = None,
+                 adapter: dict | None = None, data: dict | None = None, name: str = "report") -> tuple[Path, Path]:
+    """Write ``<name>.html`` and ``<name>.csv`` into ``out_dir``.
+
+    Args:
+        speaker: speaker.json content (id, display name, simulated flag, profile...).
+        comparison: :func:`workbench.evaluate.compare` result on held-out utterances.
+        history: the trainer's history (for the training curve), if any.
+        adapter: adapter details (family, parameter report, training time, ...).
+        data: training data summary (utterances, minutes, ...).
+    Returns:
+        ``(html_path, csv_path)``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path = comparison.to_csv(out / f"{name}.csv")
+    sid = speaker.get("speaker_id", "speaker")
+    lo, hi = comparison.interval["diff_low"], comparison.interval["diff_high"]
+    plots = ""
+    if has_module("matplotlib"):
+        from workbench.plots import plot_training_curve, plot_wer_before_after
+
+        plots += _png(plot_wer_before_after(comparison.wer_before, comparison.wer_after, interval=(lo, hi)))
+        if history:
+            plots += _png(plot_training_curve(history))
+    else:
+        plots = "<p>(Plots need matplotlib: pip install 'workbench[ui]'.)</p>"
+    simulated = ("<p class='sim'>This speaker is <b>simulated</b> (synthetic speech for teaching and testing), "
+                 "not a real person.</p>" if speaker.get("simulated") else "")
+    headline = (f"<p class='big'>{100 * comparison.wer_before:.1f}% &rarr; <b>{100 * comparison.wer_after:.1f}%</b>"
+                f" ASR word error rate</p><p>{html.escape(comparison.summary())}</p>")
+    body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Personalization report: {html.escape(sid)}</title><style>{_CSS}</style></head><body>
+<h1>Personalization report: {html.escape(sid)}</h1>
+<p class="notice">{html.escape(NOTICE)}</p>{simulated}
+<h2>Result</h2>{headline}{plots}
+<h2>Speaker and data</h2>{_kv({"speaker id": sid, "name": speaker.get("display_name", ""),
+                              "simulated": bool(speaker.get("simulated")), **(data or {})})}
+<h2>Utterances with the most errors after personalization</h2>{comparison.to_html_table(comparison.worst(5))}
+<h2>Utterances that improved most</h2>{comparison.to_html_table(comparison.best(5))}
+<h2>Adapter</h2>{_kv(adapter or {})}
+<h2>All held-out utterances</h2>{comparison.to_html_table()}
+<p style="color:#777;font-size:.85em">Metric: {html.escape(METRIC_LABEL)}. Written
+{_dt.datetime.now().strftime("%Y-%m-%d %H:%M")} by the atypical-speech personalization workbench.
+Per-utterance figures: {html.escape(csv_path.name)}.</p></body></html>"""
+    html_path = out / f"{name}.html"
+    _atomic_write(html_path, body)
+    return html_path, csv_path

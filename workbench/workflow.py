@@ -1,0 +1,173 @@
+"""The main job, as one call: personalize one speaker folder and report before/after.
+
+Used by ``workbench personalize``, ``workbench demo``, the notebooks and the app,
+so every front end runs exactly the same steps:
+
+1. open the speaker folder; split it by prompt (held-out texts are never trained on);
+2. load the frozen base model and build the decoder (greedy, or a word lexicon + LM
+   of the prompt domain plus the speaker's personal vocabulary);
+3. train a personal adapter with the :class:`~workbench.personalize.Trainer`;
+4. transcribe the held-out recordings with the base model and the personal model;
+5. save the Submodel into the speaker folder and write the HTML/CSV report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from workbench.dataset import examples_from_corpus
+from workbench.errors import TrainingError
+from workbench.evaluate import Comparison, compare
+from workbench.personalize import TrainConfig, Trainer, TrainResult
+
+__all__ = ["PersonalizationRun", "build_decoder", "personalize_speaker"]
+
+
+@dataclasses.dataclass
+class PersonalizationRun:
+    """Everything one personalization produced."""
+
+    speaker_id: str
+    comparison: Comparison  # held-out ASR word error rates before/after
+    train_result: TrainResult
+    submodel_path: Path
+    report_html: Path
+    report_csv: Path
+    adapted: Any  # the live injection (backend + adapter), ready to transcribe
+
+
+def build_decoder(kind: str, prompts: list[str] | None = None) -> Callable | None:
+    """``"greedy"`` (None: the backend's default) or ``"lexicon"``.
+
+    The lexicon decoder is a beam search restricted to the words of the shipped
+    everyday prompt list plus ``prompts`` (the speaker's own list), with a bigram
+    LM of those sentences; the speaker's words that are not in the everyday list
+    (names, places: personal vocabulary) are boosted. It assumes the speaker says
+    phrases from that domain, as in phrase-based apps; free speech outside it
+    will be forced onto known words.
+    """
+    if kind == "greedy":
+        return None
+    if kind != "lexicon":
+        raise TrainingError(f"decoder must be 'greedy' or 'lexicon', got {kind!r}")
+    from workbench.decode import BeamSearchDecoder, Lexicon, WordLM
+    from workbench.prompts import load_prompts, prompt_vocabulary
+
+    everyday = load_prompts("everyday")
+    own = list(prompts or [])
+    known = prompt_vocabulary(everyday)
+    personal = sorted(prompt_vocabulary(own) - known)
+    sentences = everyday + own
+    return BeamSearchDecoder(Lexicon.from_sentences(sentences), WordLM.from_sentences(sentences), boost=personal)
+
+
+def _progress_bar(trainer: Trainer) -> None:
+    """A tqdm bar over steps, with loss and held-out WER in the postfix."""
+    from tqdm.auto import tqdm
+
+    state: dict[str, Any] = {}
+
+    def start(e: dict) -> None:
+        state["bar"] = tqdm(total=e["max_steps"], desc="personalizing", unit="step", leave=True)
+
+    def step(e: dict) -> None:
+        state["bar"].update(1)
+        state["bar"].set_postfix(loss=f"{e['loss']:.2f}", wer=state.get("wer", "-"), refresh=False)
+
+    def evaluated(e: dict) -> None:
+        state["wer"] = f"{100 * e['wer']:.0f}%"
+
+    def end(e: dict) -> None:
+        state["bar"].close()
+
+    trainer.on("on_start", start).on("on_step", step).on("on_eval", evaluated).on("on_stop", end)
+
+
+def personalize_speaker(
+    speaker_dir: str | Path,
+    *,
+    backend: Any = None,
+    model: str = "tiny",
+    config: TrainConfig | None = None,
+    max_train: int | None = None,
+    test_fraction: float = 0.25,
+    decoder: str = "greedy",
+    progress: bool = True,
+    callbacks: dict[str, Callable[[dict], None]] | None = None,
+    report_dir: str | Path | None = None,
+    seed: int = 0,
+) -> PersonalizationRun:
+    """Personalize one speaker folder end to end (see the module docstring).
+
+    Args:
+        speaker_dir: a :class:`~workbench.corpus.SpeakerCorpus` folder.
+        backend: a loaded base model (default: ``load_base_model(model)``).
+        config: training settings (defaults need no tuning).
+        max_train: use at most this many training utterances (data-efficiency studies).
+        test_fraction: share of prompts held out for the before/after WER.
+        decoder: ``"greedy"`` or ``"lexicon"`` (see :func:`build_decoder`); the same
+            decoder scores the base and the personal model.
+        progress: show a tqdm progress bar.
+        callbacks: extra trainer event subscriptions, e.g. a live plot.
+        report_dir: where the report goes (default ``<speaker_dir>/reports``).
+    """
+    from workbench.corpus import SpeakerCorpus
+    from workbench.models.base import load_base_model
+
+    corpus = SpeakerCorpus.open(speaker_dir)
+    train_utts, test_utts = corpus.split(test_fraction=test_fraction, seed=seed)
+    if max_train is not None:
+        train_utts = train_utts[:max_train]
+    backend = backend or load_base_model(model)
+    train, held_out = examples_from_corpus(corpus, train_utts), examples_from_corpus(corpus, test_utts)
+    dec = build_decoder(decoder, prompts=corpus.prompts())
+    config = config or TrainConfig(seed=seed)
+    trainer = Trainer(backend, train, held_out, config, decoder=dec)
+    if progress:
+        _progress_bar(trainer)
+    for event, fn in (callbacks or {}).items():
+        trainer.on(event, fn)
+    result = trainer.fit()
+    adapted = trainer.adapted
+    if adapted is None:
+        raise TrainingError("personalize_speaker trains adapters; use Trainer directly for the baselines")
+    wavs, refs = [e.wav for e in held_out], [e.text for e in held_out]
+    with adapted.disabled():
+        before = adapted.transcribe(wavs, decoder=dec)
+    after = adapted.transcribe(wavs, decoder=dec)
+    comparison = compare(refs, before, after, utt_ids=[e.utt_id for e in held_out])
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    minutes = sum(e.seconds for e in train) / 60
+    training = {"utterances": len(train), "minutes": round(minutes, 2), "utt_ids": [e.utt_id for e in train],
+                "steps": result.steps, "seconds": round(result.seconds, 1), "stopped": result.stopped_reason,
+                "decoder": decoder}
+    metrics = {"wer_before": comparison.wer_before, "wer_after": comparison.wer_after,
+               "cer_before": comparison.cer_before, "cer_after": comparison.cer_after,
+               "held_out_utterances": len(held_out), "interval": comparison.interval}
+    submodel = adapted.save(corpus.root / "submodels" / f"{config.adapter.family}-{stamp}.safetensors",
+                            speaker_ids=[corpus.speaker_id],
+                            specaugment=None if config.specaugment is None else config.specaugment.to_dict(),
+                            training=training, metrics=metrics)
+    report = result.parameter_report
+    adapter_info = {"family": config.adapter.family, "parameters per speaker": report.get("per_speaker"),
+                    "share of the base model": f"{report.get('per_speaker_percent', 0):.2f}%",
+                    "base model": backend.name, "training steps": result.steps,
+                    "training time": f"{result.seconds:.0f} s", "stopped because": result.stopped_reason,
+                    "file": submodel.name}
+    data = {"training utterances": len(train), "training minutes": f"{minutes:.1f}",
+            "held-out utterances": len(held_out), "decoder": decoder}
+    html_path, csv_path = _write_report_for(corpus, comparison, result, adapter_info, data, report_dir, stamp)
+    return PersonalizationRun(corpus.speaker_id, comparison, result, submodel, html_path, csv_path, adapted)
+
+
+def _write_report_for(corpus: Any, comparison: Comparison, result: TrainResult, adapter_info: dict, data: dict,
+                     report_dir: str | Path | None, stamp: str) -> tuple[Path, Path]:
+    from workbench.report import write_report
+
+    out = Path(report_dir) if report_dir else corpus.root / "reports"
+    return write_report(out, speaker=corpus.info, comparison=comparison, history=result.history,
+                        adapter=adapter_info, data=data, name=f"report-{stamp}")
