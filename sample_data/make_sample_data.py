@@ -54,7 +54,8 @@ def build(out: Path, n: int) -> list[dict]:
     for speaker_id, profile, voice, seed, about in SPEAKERS:
         folder = out / speaker_id
         if folder.exists():
-            info = json.loads((folder / "speaker.json").read_text(encoding="utf-8")) if (folder / "speaker.json").exists() else {}
+            meta = folder / "speaker.json"
+            info = json.loads(meta.read_text(encoding="utf-8")) if meta.exists() else {}
             if not info.get("simulated"):
                 raise SystemExit(f"{folder} exists and is not a simulated speaker folder; move it away first.")
             shutil.rmtree(folder)
@@ -66,7 +67,8 @@ def build(out: Path, n: int) -> list[dict]:
         rows.append({"id": speaker_id, "profile": profile, "voice": voice, "seed": seed, "about": about,
                      "ok": len(utts), "rejected": len(corpus.utterances(status="rejected")), "seconds": seconds,
                      "spec": corpus.info["profile"]["profile"]["spec"]})
-        print(f"{speaker_id}: {len(utts)} ok takes, {seconds / 60:.1f} min of audio ({time.perf_counter() - start:.0f} s)")
+        took = time.perf_counter() - start
+        print(f"{speaker_id}: {len(utts)} ok takes, {seconds / 60:.1f} min of audio ({took:.0f} s)")
     return rows
 
 

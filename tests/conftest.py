@@ -6,6 +6,12 @@ Audio is generated, never downloaded: every helper returns ``(n,)`` float32 at
 
 from __future__ import annotations
 
+import os
+
+# Nothing downloads at test time: transformers/huggingface_hub stay offline.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 from collections.abc import Callable
 from pathlib import Path
 

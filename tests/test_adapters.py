@@ -22,7 +22,9 @@ from workbench.adapters import (
 from workbench.errors import AdapterError
 from workbench.models.tiny import TinyBackend, TinyConfig, TinyConformerCTC
 
-from _models import noise_waves, tiny_backend
+from _models import hf_ctc_dir, noise_waves, tiny_backend
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*attention mask.*")
 
 CASES = {
     "residual": ResidualConfig(bottleneck=8),
@@ -39,12 +41,22 @@ def _tiny_backend(seed: int = 0) -> TinyBackend:
     return tiny_backend(seed)
 
 
-BACKENDS = {"tiny": _tiny_backend}
+BACKENDS = ["tiny", "hf-wav2vec2"]
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(scope="module")
+def _hf_dir(tmp_path_factory):
+    pytest.importorskip("transformers")
+    return hf_ctc_dir(tmp_path_factory.mktemp("hf") / "w2v")
+
+
+@pytest.fixture(params=BACKENDS)
 def backend(request):
-    return BACKENDS[request.param]()
+    if request.param == "tiny":
+        return _tiny_backend()
+    from workbench.models.base import load_base_model
+
+    return load_base_model(request.getfixturevalue("_hf_dir"))
 
 
 def _waves(n: int, seed: int = 0) -> list[np.ndarray]:

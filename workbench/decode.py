@@ -280,6 +280,18 @@ class BeamSearchDecoder:
             # look-ahead is relative to the best word, so it is a pure penalty (<= 0)
             self._lookahead = [x - root if x != _NEG_INF else x for x in self._lookahead]
 
+    @classmethod
+    def from_prompts(cls, prompts: Iterable[str], *, boost: Iterable[str] = (), order: int = 2,
+                     **kwargs) -> "BeamSearchDecoder":
+        """Lexicon = every word of ``prompts`` (+ ``boost``), LM = a word bigram over ``prompts``.
+
+        >>> dec = BeamSearchDecoder.from_prompts(["turn on the light", "good morning"], boost=["Siobhan"])
+        >>> sorted(dec.lexicon.words)[:3]
+        ['good', 'light', 'morning']
+        """
+        prompts = list(prompts)
+        return cls(Lexicon.from_sentences(prompts), WordLM.from_sentences(prompts, order=order), boost=boost, **kwargs)
+
     def _word_static(self, word: str) -> float:
         """Unigram LM (weighted) + boost of a word: used for look-ahead only."""
         s = self.lm_weight * self.lm.unigram(word) if self.lm is not None else 0.0
@@ -333,8 +345,11 @@ class BeamSearchDecoder:
                 for c in cand:
                     pc = row[c]
                     if c == _SPACE_ID:
-                        if not partial:  # leading/double space: absorbed like a blank
-                            e[0] = _lse(e[0], total + pc)
+                        if not partial:  # leading or double space: not a new symbol
+                            if last == _SPACE_ID:  # "x _ <b> _": a second space after a blank
+                                e[1] = _lse(e[1], pb + pc)
+                            else:  # utterance start: behaves like a blank
+                                e[0] = _lse(e[0], total + pc)
                             continue
                         if forbid and (node is None or not lex.is_word(node)):
                             continue

@@ -157,13 +157,23 @@ class LogMel(nn.Module):
     """``nn.Module`` wrapper of :func:`log_mel`; the filterbank is a (non-persistent) buffer.
 
     ``forward(wav (B, S), wav_lengths (B,)) -> (feats (B, T, 80), frame_lengths (B,))``.
+
+    Args:
+        n_mels: mel bins.
+        normalize: per-utterance CMVN over true frames.
+        fbank: a precomputed ``(n_fft // 2 + 1, n_mels)`` filterbank (model files store it,
+            because librosa's first ``filters.mel`` call costs ~1.4 s of imports).
     """
 
-    def __init__(self, n_mels: int = N_MELS, normalize: bool = True) -> None:
+    def __init__(self, n_mels: int = N_MELS, normalize: bool = True, fbank: torch.Tensor | None = None) -> None:
         super().__init__()
         self.n_mels = n_mels
         self.normalize = normalize
-        self.register_buffer("fbank", mel_filterbank(n_mels=n_mels), persistent=False)
+        if fbank is None:
+            fbank = mel_filterbank(n_mels=n_mels)
+        elif tuple(fbank.shape) != (N_FFT // 2 + 1, n_mels):
+            raise ValueError(f"fbank must be ({N_FFT // 2 + 1}, {n_mels}), got {tuple(fbank.shape)}")
+        self.register_buffer("fbank", fbank.float(), persistent=False)
         self.register_buffer("window", torch.hann_window(WIN_LENGTH), persistent=False)
 
     def forward(self, wav: torch.Tensor, wav_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

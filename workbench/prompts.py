@@ -93,7 +93,8 @@ def load_prompts(name_or_path: str | Path = "everyday") -> list[str]:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
             raise PromptError(
-                f"The prompt file {path} is not UTF-8 text ({err.reason}). Save it as UTF-8 plain text, one prompt a line."
+                f"The prompt file {path} is not UTF-8 text ({err.reason}). "
+                "Save it as UTF-8 plain text, one prompt a line."
             ) from None
         where = f"the file {path}"
     else:

@@ -231,7 +231,7 @@ class Voice:
 
 
 def available_engines() -> list[str]:
-    """The engines whose programs are installed (``espeak-ng``, ``flite``, ``text2wave``), in :data:`ENGINES` order."""
+    """Installed engines (programs ``espeak-ng``, ``flite``, ``text2wave`` on PATH), in :data:`ENGINES` order."""
     import shutil
 
     return [e for e in ENGINES if shutil.which(_PROGRAMS[e][0]) is not None]
@@ -257,9 +257,13 @@ def voice_pool(engines: Sequence[str] | None = None) -> list[Voice]:
     return pool
 
 
-def random_voice(rng: np.random.Generator, *, engines: Sequence[str] | None = None, accents: Sequence[str] | None = None) -> Voice:
-    """Draw a typical voice: an engine (espeak 70 %, flite 20 %, festival 10 %, among ``engines``),
-    a base voice, then rate, pitch and word gap.
+def random_voice(
+    rng: np.random.Generator, *, engines: Sequence[str] | None = None, accents: Sequence[str] | None = None
+) -> Voice:
+    """Draw a typical voice: engine (espeak 70 %, flite 20 %, festival 10 %), base voice, rate, pitch, gap.
+
+    espeak: rate 140-200 wpm, pitch 25-75, word gap 0-20 ms. flite/festival:
+    rate 150-200 wpm (a duration stretch), f0 shift -15 to +15 Hz.
 
     Args:
         rng: the only randomness.
@@ -296,6 +300,7 @@ def random_voice(rng: np.random.Generator, *, engines: Sequence[str] | None = No
 _DIMENSIONS = ("slow", "articulation", "voice", "dysfluency", "rush", "quiet", "accent")
 VOICE_TRAITS = ("breathy", "tremor", "monopitch", "hypernasal")
 _BARE_SEVERITY = 0.6  # "slow" alone means "slow:0.6"
+_ALL_RULES = {**fx.ARTICULATION_RULES, **fx.ACCENT_RULES}
 
 
 @dataclass(frozen=True)
@@ -332,10 +337,10 @@ class Profile:
             object.__setattr__(self, name, float(value))
         if self.rules is not None:
             object.__setattr__(self, "rules", tuple(self.rules))
-            unknown = [r for r in self.rules if r not in fx.ARTICULATION_RULES and r not in fx.ACCENT_RULES]
+            unknown = [r for r in self.rules if r not in _ALL_RULES]
             if unknown:
                 raise ProfileError(
-                    f"Unknown phoneme rule(s) {unknown}. Known: {', '.join(sorted({**fx.ARTICULATION_RULES, **fx.ACCENT_RULES}))}."
+                    f"Unknown phoneme rule(s) {unknown}. Known: {', '.join(sorted(_ALL_RULES))}."
                 )
         if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool):
             raise ProfileError(f"seed must be an integer, got {self.seed!r}.")
@@ -406,7 +411,7 @@ class Profile:
             return spec if seed is None else dataclasses.replace(spec, seed=seed)
         text = str(spec).strip().lower()
         if not text:
-            raise ProfileError("Empty profile. Use a preset such as 'typical' or 'dysarthria-mild', or e.g. 'slow:0.5'.")
+            raise ProfileError("Empty profile. Use a preset such as 'typical' or 'dysarthria-mild', or 'slow:0.5'.")
         merged: dict[str, Any] = {}
         explicit: dict[str, Any] = {}
         rules: list[str] = []
@@ -525,10 +530,14 @@ def _run(cmd: list[str], what: str, *, stdin: str | None = None) -> str:
     try:
         done = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
-        raise SynthesisError(f"{what} did not finish within {_TIMEOUT_S} s ({cmd[0]}). Try a shorter phrase.") from None
+        raise SynthesisError(
+            f"{what} did not finish within {_TIMEOUT_S} s ({cmd[0]}). Try a shorter phrase."
+        ) from None
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip()[-300:].rstrip(".")
-        raise SynthesisError(f"{what} failed ({cmd[0]} exit {done.returncode}): {tail or 'no message'}. Check the voice name.")
+        raise SynthesisError(
+            f"{what} failed ({cmd[0]} exit {done.returncode}): {tail or 'no message'}. Check the voice name."
+        )
     return done.stdout
 
 
@@ -549,7 +558,9 @@ def phonemize(text: str, language: str = "en-us") -> tuple[str, ...]:
     return tuple(out.split())
 
 
-def plan_utterance(text: str, voice: Voice | str, profile: Profile | str | None = None, *, seed: int = 0) -> UtterancePlan:
+def plan_utterance(
+    text: str, voice: Voice | str, profile: Profile | str | None = None, *, seed: int = 0
+) -> UtterancePlan:
     """Decide what to say: phonemes, rule edits, dysfluencies, rates and pauses. No audio.
 
     Args:
@@ -579,7 +590,9 @@ def _plan(text: str, voice: Voice, profile: Profile, rng: np.random.Generator) -
         )
     phonemes = phonemize(text, voice.language) if espeak else ()
     words = list(phonemes) if espeak else text.split()
-    spoken = fx.apply_rules(words, rules, probability=profile.rule_probability, speaker_seed=profile.seed) if rules else words
+    spoken = words
+    if rules:
+        spoken = fx.apply_rules(words, rules, probability=profile.rule_probability, speaker_seed=profile.seed)
     edits = fx.phoneme_edits(words, spoken) if rules else 0
 
     segments, counts = fx.plan_segments(
@@ -652,7 +665,8 @@ def _render_espeak(plan: UtterancePlan, voice: Voice, profile: Profile, tmp: Pat
 
 def _render_flite(words: str, rate: float, voice: Voice, profile: Profile, tmp: Path) -> np.ndarray:
     out = tmp / "flite.wav"
-    cmd = [_program("flite"), "-voice", voice.name, "--setf", f"duration_stretch={_NOMINAL_WPM / (voice.rate_wpm * rate):.4f}"]
+    stretch = _NOMINAL_WPM / (voice.rate_wpm * rate)
+    cmd = [_program("flite"), "-voice", voice.name, "--setf", f"duration_stretch={stretch:.4f}"]
     if (voice.engine, voice.name) not in _NO_F0_CONTROL:
         f0 = FLITE_VOICES[voice.name]
         cmd += ["--setf", f"int_f0_target_mean={f0 + voice.pitch:.2f}"]
@@ -712,7 +726,9 @@ def _speaker_traits(profile: Profile) -> dict[str, float]:
             "anti_hz": float(rng.uniform(700, 1100))}
 
 
-def _synthesize(text: str, voice: Voice | str, profile: Profile | str | None, seed: int) -> tuple[np.ndarray, UtterancePlan]:
+def _synthesize(
+    text: str, voice: Voice | str, profile: Profile | str | None, seed: int
+) -> tuple[np.ndarray, UtterancePlan]:
     voice = Voice.parse(voice)
     profile = Profile() if profile is None else Profile.parse(profile)
     _check_voice_supports(voice, profile)
@@ -730,7 +746,9 @@ def _synthesize(text: str, voice: Voice | str, profile: Profile | str | None, se
     return np.ascontiguousarray(x, dtype=np.float32), plan
 
 
-def synthesize(text: str, voice: Voice | str = "espeak:en-us", profile: Profile | str | None = None, *, seed: int = 0) -> np.ndarray:
+def synthesize(
+    text: str, voice: Voice | str = "espeak:en-us", profile: Profile | str | None = None, *, seed: int = 0
+) -> np.ndarray:
     """Say ``text`` with a TTS voice and an atypicality profile.
 
     Args:
@@ -857,10 +875,12 @@ def simulate_speaker(
     )
     from tqdm.auto import tqdm
 
-    jobs = list(zip(chosen, utt_seeds, strict=True))
-    for text, utt_seed in tqdm(jobs, desc=f"simulating {speaker_id}", disable=not progress, unit="utt"):
+    fresh = not corpus.utterances(status=None)  # a new folder gets reproducible utterance ids
+    jobs = list(enumerate(zip(chosen, utt_seeds, strict=True), start=1))
+    for i, (text, utt_seed) in tqdm(jobs, desc=f"simulating {speaker_id}", disable=not progress, unit="utt"):
         wav, plan = _synthesize(text, voice, prof, utt_seed)
         corpus.add_take(wav, prompt=text, transcript=text, sample_rate=SR,
+                        utt_id=f"{i:05d}-{utt_seed % 16**6:06x}" if fresh else None,
                         extra={"simulated": True, "seed": utt_seed, **plan.summary()})
     return corpus
 
@@ -871,7 +891,7 @@ def _print_list() -> None:
     for name, prof in PROFILES.items():
         print(f"  {name:18s} {PROFILE_NOTES[name]}\n  {'':18s} = {prof.spec()}")
     print(f"  dimensions: {', '.join(_DIMENSIONS)}; voice traits: {', '.join(VOICE_TRAITS)}")
-    print(f"  phoneme rules (rule:NAME): {', '.join(sorted({**fx.ARTICULATION_RULES, **fx.ACCENT_RULES}))}")
+    print(f"  phoneme rules (rule:NAME): {', '.join(sorted(_ALL_RULES))}")
     engines = available_engines()
     print(f"\nEngines installed: {', '.join(engines) or 'none (sudo apt-get install espeak-ng flite festival)'}")
     print(f"Voices (spec 'engine:name[,rate=WPM][,pitch=N][,gap=MS]'), {len(voice_pool())} base voices:")
@@ -879,7 +899,7 @@ def _print_list() -> None:
     print(f"                           variants: {', '.join(ESPEAK_VARIANTS)}")
     print(f"  flite:NAME               {', '.join(FLITE_VOICES)}")
     print(f"  festival:NAME            {', '.join(FESTIVAL_VOICES)}")
-    print("  e.g. espeak:en-us+m3  espeak:en-gb-scotland+f2,rate=140,pitch=30  flite:slt,pitch=-20  festival:kal_diphone")
+    print("  e.g. espeak:en-us+m3  espeak:en-gb-scotland+f2,rate=140,pitch=30  flite:slt,pitch=-20")
 
 
 def simulate_cli(args: argparse.Namespace) -> int:
@@ -896,5 +916,5 @@ def simulate_cli(args: argparse.Namespace) -> int:
     total = sum(u.duration_s for u in ok)
     info = corpus.info.get("profile", {})
     print(f"Simulated speaker (synthetic, not clinical data) written to {corpus.root}")
-    print(f"  profile {info.get('profile_spec')}, voice {info.get('voice')}, {len(ok)} ok takes, {total:.1f} s of audio")
+    print(f"  profile {info.get('profile_spec')}, voice {info.get('voice')}: {len(ok)} ok takes, {total:.1f} s audio")
     return 0

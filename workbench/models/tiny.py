@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 ARCHITECTURE = "workbench-tiny"
+_FBANK_KEY = "frontend.fbank"  # stored in model files (fp32) so loading needs no librosa
 
 
 @dataclasses.dataclass
@@ -200,10 +201,10 @@ class ConformerBlock(nn.Module):
 class TinyConformerCTC(nn.Module):
     """Frontend + encoder + CTC head. ``forward(wav, wav_lengths) -> (log_probs (B,T',V), lengths)``."""
 
-    def __init__(self, cfg: TinyConfig) -> None:
+    def __init__(self, cfg: TinyConfig, *, fbank: torch.Tensor | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.frontend = LogMel(cfg.n_mels)
+        self.frontend = LogMel(cfg.n_mels, fbank=fbank)
         self.subsample = ConvSubsampling(cfg.n_mels, cfg.subsample_channels, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList([ConformerBlock(cfg) for _ in range(cfg.num_layers)])
@@ -318,6 +319,7 @@ def save_tiny(model: TinyConformerCTC, path: str | Path, *, fp16: bool = True, e
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     sd = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous().cpu() for k, v in model.state_dict().items()}
+    sd[_FBANK_KEY] = model.frontend.fbank.float().contiguous().cpu()  # fp32: features must not change
     save_file(sd, str(path / "model.safetensors"), metadata={"architecture": ARCHITECTURE})
     cfg = {"architecture": ARCHITECTURE, "config": dataclasses.asdict(model.cfg), **(extra or {})}
     (path / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
@@ -339,16 +341,17 @@ def load_tiny(path: str | Path | None = None, *, device: str = "cpu") -> TinyBac
         )
     meta = json.loads((path / "config.json").read_text())
     cfg = TinyConfig(**meta["config"])
-    with torch.device("meta"):
-        model = TinyConformerCTC(cfg)
     sd = {k: v.float() for k, v in load_file(str(wfile)).items()}
+    fbank = sd.pop(_FBANK_KEY, None)
+    with torch.device("meta"):
+        model = TinyConformerCTC(cfg, fbank=torch.empty(257, cfg.n_mels))
     model = model.to_empty(device=device)
-    model.load_state_dict(sd, strict=False)
     missing = set(model.state_dict()) - set(sd)
     if missing:
         raise WorkbenchError(f"weights at {wfile} miss {len(missing)} tensors, e.g. {sorted(missing)[:3]}; retrain or reinstall")
-    # non-persistent buffers were created on meta: rebuild the frontend
-    model.frontend = LogMel(cfg.n_mels).to(device)
+    model.load_state_dict(sd, strict=True)
+    # non-persistent buffers were created on meta: rebuild the frontend (filterbank from the file if stored)
+    model.frontend = LogMel(cfg.n_mels, fbank=fbank).to(device)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -1,0 +1,256 @@
+"""Pretrained transformers backends behind the :class:`ASRBackend` interface.
+
+- CTC models (``Wav2Vec2ForCTC``, ``HubertForCTC``, ``WavLMForCTC``: anything
+  ``AutoModelForCTC`` loads) via :class:`HFCTCBackend`;
+- Whisper (``WhisperForConditionalGeneration``) via :class:`HFWhisperBackend`.
+
+Both load from a local directory (offline) or a hub id (downloaded once by
+transformers, only when a user names one). Adapter sites are the encoder
+layers; LoRA targets the encoder's attention and feed-forward linears (for
+Whisper, the decoder's too with ``LoRAConfig(targets=...)`` is not offered yet).
+
+Text: transcripts are normalized with :func:`workbench.text.normalize_text`; for
+tokenizers with upper-case vocabularies (e.g. ``wav2vec2-base-960h``) targets are
+upper-cased, and outputs are normalized back. Decoding is the model's own
+(greedy CTC through the tokenizer, or Whisper's ``generate``); the workbench's
+lexicon beam search works only with the built-in character vocabulary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench._optional import require
+from workbench.errors import WorkbenchError
+from workbench.models.base import MAX_TRAIN_S, ASRBackend, Batch, check_waveforms
+from workbench.text import normalize_text
+
+__all__ = ["HFCTCBackend", "HFWhisperBackend", "load_hf_model"]
+
+_OFFLINE_HELP = (
+    "The model {name!r} is not on this machine and could not be downloaded ({reason}). "
+    "On a machine with internet, download it once, e.g. `huggingface-cli download {name} --local-dir "
+    "models/{short}`, copy that folder here, and use `--model models/{short}` (a local folder never needs "
+    "the network).")
+
+
+def _decoder_for(tokenizer: Any) -> Any:
+    def decode(log_probs: np.ndarray) -> str:
+        ids = np.asarray(log_probs).argmax(-1)
+        return normalize_text(tokenizer.decode(ids.tolist(), skip_special_tokens=True))
+
+    return decode
+
+
+class _HFBase(ASRBackend):
+    """Shared plumbing: device, frame mask capture, adapter sites, linear layers."""
+
+    sample_rate = 16_000
+
+    def __init__(self, model: nn.Module, processor: Any, *, name: str) -> None:
+        self.model = model
+        self.module = model
+        self.processor = processor
+        self.name = name
+        self._fingerprint = None
+        self._frame_mask: torch.Tensor | None = None
+        self.hidden_size = int(model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.d_model)
+        self.num_layers = len(self._layers())
+
+    def _layers(self) -> nn.ModuleList:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def adapter_sites(self) -> list[tuple[str, nn.Module]]:
+        return [(f"encoder.layers.{i}", layer) for i, layer in enumerate(self._layers())]
+
+    def linear_layers(self) -> list[tuple[str, nn.Linear]]:
+        return [(f"encoder.layers.{i}.{n}", m) for i, layer in enumerate(self._layers())
+                for n, m in layer.named_modules() if isinstance(m, nn.Linear)]
+
+    def site_frame_mask(self, args: tuple, kwargs: dict, output: torch.Tensor) -> torch.Tensor | None:
+        m = self._frame_mask
+        return m if m is not None and m.shape == output.shape[:2] else None
+
+    @contextlib.contextmanager
+    def _frames(self, mask: torch.Tensor | None):
+        prev, self._frame_mask = self._frame_mask, mask
+        try:
+            yield
+        finally:
+            self._frame_mask = prev
+
+
+class HFCTCBackend(_HFBase):
+    """wav2vec2 / HuBERT / WavLM CTC models. ``Batch.features`` is the normalized waveform ``(B, S)``."""
+
+    def __init__(self, model: nn.Module, processor: Any, *, name: str) -> None:
+        super().__init__(model, processor, name=name)
+        vocab = processor.tokenizer.get_vocab()
+        letters = [t for t in vocab if len(t) == 1 and t.isalpha()]
+        self._upper = bool(letters) and all(t.isupper() for t in letters)
+
+    def _layers(self) -> nn.ModuleList:
+        return self.model.base_model.encoder.layers
+
+    def output_layer(self) -> nn.Module:
+        return self.model.lm_head
+
+    def greedy_decoder(self):
+        return _decoder_for(self.processor.tokenizer)
+
+    def featurize(self, waveforms: list[np.ndarray]) -> Batch:
+        wavs = check_waveforms(waveforms, sample_rate=self.sample_rate, max_seconds=MAX_TRAIN_S)
+        out = self.processor.feature_extractor(wavs, sampling_rate=self.sample_rate, padding=True,
+                                               return_attention_mask=True, return_tensors="pt")
+        lengths = out["attention_mask"].sum(1).long()
+        dev = self.device
+        return Batch(out["input_values"].to(dev), lengths.to(dev), lengths.clone().to(dev))
+
+    def _attention_mask(self, batch: Batch) -> torch.Tensor:
+        s = batch.features.shape[1]
+        return (torch.arange(s, device=batch.features.device)[None, :] < batch.lengths[:, None]).long()
+
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        get_len = self.model._get_feat_extract_output_lengths
+        enc_lens = get_len(batch.lengths).long()
+        t = int(get_len(torch.tensor(batch.features.shape[1])))
+        mask = torch.arange(t, device=batch.features.device)[None, :] < enc_lens[:, None]
+        # Models whose feature extractor does not return attention masks (group-norm wav2vec2
+        # "base" models) were trained on zero-padded batches without one; follow their convention.
+        attn = self._attention_mask(batch) if self.processor.feature_extractor.return_attention_mask else None
+        with self._frames(mask):
+            hidden = self.model.base_model(batch.features, attention_mask=attn).last_hidden_state
+        return hidden, enc_lens
+
+    def log_probs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden, lens = self.encode(batch)
+        return F.log_softmax(self.model.lm_head(self.model.dropout(hidden)), dim=-1), lens
+
+    def _targets(self, texts: list[str]) -> list[list[int]]:
+        tok = self.processor.tokenizer
+        out = []
+        for t in texts:
+            t = normalize_text(t)
+            out.append(tok(t.upper() if self._upper else t).input_ids)
+        return out
+
+    def loss(self, batch: Batch, targets: list[str]) -> torch.Tensor:
+        lp, lens = self.log_probs(batch)
+        ids = self._targets(targets)
+        tl = torch.tensor([len(i) for i in ids], dtype=torch.long)
+        flat = torch.tensor([c for i in ids for c in i], dtype=torch.long)
+        blank = self.model.config.pad_token_id
+        loss = F.ctc_loss(lp.transpose(0, 1).float(), flat, lens.cpu(), tl, blank=blank, reduction="none",
+                          zero_infinity=True)
+        return (loss / (tl.to(loss.device) + 1)).mean()
+
+
+class HFWhisperBackend(_HFBase):
+    """Whisper: seq2seq. ``Batch.features`` is ``(B, T, 80)`` log-mel (30 s windows, transposed)."""
+
+    def _layers(self) -> nn.ModuleList:
+        return self.model.model.encoder.layers
+
+    def output_layer(self) -> nn.Module:
+        return self.model.proj_out
+
+    def featurize(self, waveforms: list[np.ndarray]) -> Batch:
+        wavs = check_waveforms(waveforms, sample_rate=self.sample_rate, max_seconds=MAX_TRAIN_S)
+        out = self.processor.feature_extractor(wavs, sampling_rate=self.sample_rate, return_tensors="pt")
+        feats = out["input_features"].transpose(1, 2)  # (B, 3000, 80): time first, like the built-in model
+        wl = torch.tensor([len(w) for w in wavs], dtype=torch.long)
+        frames = torch.div(wl, self.processor.feature_extractor.hop_length, rounding_mode="floor")
+        dev = self.device
+        return Batch(feats.to(dev), frames.to(dev), wl.to(dev))
+
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        # Whisper always encodes its full window (no attention mask exists); frames after the
+        # audio are log-mel of silence, as in training. Lengths are reported for pooling.
+        enc = self.model.model.encoder(batch.features.transpose(1, 2)).last_hidden_state
+        lens = torch.clamp(torch.div(batch.lengths + 1, 2, rounding_mode="floor"), max=enc.shape[1])
+        return enc, lens
+
+    def log_probs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        raise WorkbenchError("Whisper is a sequence-to-sequence model: it has no CTC log-probabilities; "
+                             "use transcribe() or loss()")
+
+    def loss(self, batch: Batch, targets: list[str]) -> torch.Tensor:
+        tok = self.processor.tokenizer
+        enc = tok([" " + normalize_text(t) for t in targets], padding=True, return_tensors="pt")
+        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100).to(self.device)
+        out = self.model(input_features=batch.features.transpose(1, 2), labels=labels)
+        return out.loss
+
+    @torch.no_grad()
+    def transcribe(self, waveforms: list[np.ndarray], *, batch_size: int = 8, decoder: Any = None,
+                   sample_rate: int | None = None, speakers: list[int] | None = None, route: Any = None) -> list[str]:
+        if decoder is not None:
+            raise WorkbenchError("Whisper decodes with its own generate(); custom decoders are for CTC models")
+        pieces, owner = self._prepare(waveforms, sample_rate)
+        was_training = self.module.training
+        self.module.eval()
+        texts = [""] * len(pieces)
+        limit = min(224, self.model.config.max_target_positions // 2)  # tokens per 20 s piece
+        try:
+            for s in range(0, len(pieces), batch_size):
+                idx = list(range(s, min(s + batch_size, len(pieces))))
+                batch = self.featurize([pieces[i] for i in idx])
+                ctx = route(None if speakers is None else torch.tensor([speakers[owner[i]] for i in idx])) \
+                    if route is not None else contextlib.nullcontext()
+                with ctx:
+                    ids = self.model.generate(input_features=batch.features.transpose(1, 2), max_new_tokens=limit)
+                for i, t in zip(idx, self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True):
+                    texts[i] = normalize_text(t)
+        finally:
+            self.module.train(was_training)
+        out: list[list[str]] = [[] for _ in range(max(owner) + 1)]
+        for o, t in zip(owner, texts, strict=True):
+            if t:
+                out[o].append(t)
+        return [" ".join(p) for p in out]
+
+
+def load_hf_model(name_or_path: str | Path, *, device: str = "cpu") -> ASRBackend:
+    """Load a transformers CTC or Whisper model from a local folder or a hub id.
+
+    A local folder never touches the network. A hub id is fetched by transformers
+    (once, into its cache); without network the error says how to get a local copy.
+    """
+    transformers = require("transformers", extra="hf", purpose="use pretrained wav2vec2/HuBERT/WavLM/Whisper models")
+    name = str(name_or_path)
+    local = Path(name).is_dir()
+    if not local and (Path(name).suffix or name.startswith((".", "/", "~"))):
+        raise WorkbenchError(f"no model folder at {name!r}: check the path (a folder with config.json)")
+    kwargs = {"local_files_only": True} if local else {}
+    try:
+        config = transformers.AutoConfig.from_pretrained(name, **kwargs)
+        processor = transformers.AutoProcessor.from_pretrained(name, **kwargs)
+        if config.model_type == "whisper":
+            model = transformers.WhisperForConditionalGeneration.from_pretrained(name, **kwargs)
+            cls = HFWhisperBackend
+        elif any(a.endswith("ForCTC") for a in (config.architectures or [])):
+            model = transformers.AutoModelForCTC.from_pretrained(name, **kwargs)
+            cls = HFCTCBackend
+        else:
+            raise WorkbenchError(
+                f"{name!r} is a {config.model_type} model with architectures {config.architectures}; the workbench "
+                "supports CTC speech models (wav2vec2, HuBERT, WavLM ...ForCTC) and Whisper")
+    except (OSError, ValueError, json.JSONDecodeError) as err:
+        if local:
+            raise WorkbenchError(f"the folder {name!r} is not a complete transformers model ({err}); it needs "
+                                 "config.json, the weights and the processor/tokenizer files") from None
+        short = name.rstrip("/").split("/")[-1]
+        raise WorkbenchError(_OFFLINE_HELP.format(name=name, short=short, reason=str(err).splitlines()[0][:160])) \
+            from None
+    model.to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return cls(model, processor, name=name)
