@@ -32,7 +32,65 @@ def _not_yet(name: str, issue: str) -> _Handler:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from workbench.demo import run_demo
 
-    return run_demo(data_dir=args.data, out_dir=args.out, quick=args.quick)
+    return run_demo(data_dir=args.data, out_dir=args.out, quick=args.quick, speaker=args.speaker)
+
+
+def _adapter_config(name: str):
+    from workbench.adapters import REGISTRY
+    from workbench.errors import AdapterError
+
+    if name not in REGISTRY:
+        raise AdapterError(f"unknown adapter family {name!r}; choose one of {sorted(REGISTRY)}")
+    return REGISTRY[name][0]()
+
+
+def _cmd_personalize(args: argparse.Namespace) -> int:
+    from workbench.models.base import load_base_model
+    from workbench.personalize import TrainConfig
+    from workbench.workflow import personalize_speaker
+
+    config = TrainConfig(max_seconds=60.0 * args.minutes, seed=args.seed)
+    if args.adapter:
+        config.adapter = _adapter_config(args.adapter)
+    run = personalize_speaker(args.speaker_dir, backend=load_base_model(args.model), config=config,
+                              decoder=args.decoder, seed=args.seed)
+    print(run.comparison.summary())
+    print(f"Personal adapter: {run.submodel_path}")
+    print(f"Report: {run.report_html}")
+    return 0
+
+
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    from workbench.adapters import load_submodel
+    from workbench.audio import load_audio
+    from workbench.models.base import load_base_model
+    from workbench.workflow import build_decoder
+
+    backend = load_base_model(args.model)
+    wavs = [load_audio(f) for f in args.files]
+    decoder = build_decoder(args.decoder)
+    if args.adapter:
+        adapted, _ = load_submodel(backend, args.adapter)
+        texts = adapted.transcribe(wavs, decoder=decoder)
+    else:
+        texts = backend.transcribe(wavs, decoder=decoder)
+    for f, t in zip(args.files, texts, strict=True):
+        print(f"{f}\t{t}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from workbench.workflow import evaluate_speaker
+
+    result = evaluate_speaker(args.speaker_dir, model=args.model, adapter=args.adapter, decoder=args.decoder,
+                              write_report=args.report)
+    print(result.summary() if hasattr(result, "summary") else result)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    args.report = True
+    return _cmd_evaluate(args)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -73,17 +131,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole workflow on shipped sample data, offline")
     p.add_argument("--data", default=None, help="sample data folder (default: the shipped sample_data/)")
     p.add_argument("--out", default=None, help="where to write the report (default: ./workbench-demo)")
-    p.add_argument("--quick", action="store_true", help="smallest settings, for CI")
+    p.add_argument("--speaker", default=None, help="which sample speaker (default: sim-dysarthria-severe)")
+    p.add_argument("--quick", action="store_true", help="smallest settings (about a minute), for CI")
     p.set_defaults(func=_cmd_demo)
 
     _add_simulate(sub)
 
+    model_help = "base model: 'tiny' (built in, offline), a transformers hub id, or a local folder"
+    p = sub.add_parser("personalize", help="train a personal adapter for one speaker folder")
+    p.add_argument("speaker_dir")
+    p.add_argument("--model", default="tiny", help=model_help)
+    p.add_argument("--adapter", default=None, help="adapter family: hra (default), residual, conv or lora")
+    p.add_argument("--minutes", type=float, default=1.5, help="training time budget in minutes (default 1.5)")
+    p.add_argument("--decoder", default="lexicon", choices=["greedy", "lexicon"])
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_personalize)
+
+    p = sub.add_parser("transcribe", help="transcribe audio files with a base model and optional adapter")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--model", default="tiny", help=model_help)
+    p.add_argument("--adapter", default=None, help="a Submodel file (.safetensors) from 'workbench personalize'")
+    p.add_argument("--decoder", default="greedy", choices=["greedy", "lexicon"])
+    p.set_defaults(func=_cmd_transcribe)
+
+    for name, help_text in (("evaluate", "ASR word error rate of the base model (and an adapter) on a speaker"),
+                            ("report", "write an HTML + CSV before/after report for a speaker folder")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("speaker_dir")
+        p.add_argument("--model", default="tiny", help=model_help)
+        p.add_argument("--adapter", default=None,
+                       help="a Submodel file (default: the newest in the speaker's submodels/ folder)")
+        p.add_argument("--decoder", default="lexicon", choices=["greedy", "lexicon"])
+        p.set_defaults(func=_cmd_evaluate if name == "evaluate" else _cmd_report, report=False)
+
     for name, help_text, issue in [
         ("record", "record a speaker reading prompts with the kernel's microphone", "recorder widgets, issue 8"),
-        ("personalize", "train a personal adapter for one speaker folder", "live personalization, issue 6"),
-        ("transcribe", "transcribe audio files with a base model and optional adapter", "base models, issue 4"),
-        ("evaluate", "WER/CER of a model on a speaker folder", "evaluation, issue 6"),
-        ("report", "write an HTML + CSV report for a speaker folder", "reports, issue 6"),
         ("serve", "start the local therapist app", "the Panel app, issue 9"),
         ("bench", "run the benchmarks and write docs/benchmarks.md", "benchmarks, issue 10"),
     ]:

@@ -355,7 +355,7 @@ class Trainer:
         loss.backward()
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip))
         self.optimizer.step()
-        return float(loss), grad_norm, lr
+        return float(loss.detach()), grad_norm, lr
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: str | Path) -> Path:

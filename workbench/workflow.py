@@ -24,7 +24,7 @@ from workbench.errors import TrainingError
 from workbench.evaluate import Comparison, compare
 from workbench.personalize import TrainConfig, Trainer, TrainResult
 
-__all__ = ["PersonalizationRun", "build_decoder", "personalize_speaker"]
+__all__ = ["BaseScore", "PersonalizationRun", "build_decoder", "evaluate_speaker", "personalize_speaker"]
 
 
 @dataclasses.dataclass
@@ -171,3 +171,85 @@ def _write_report_for(corpus: Any, comparison: Comparison, result: TrainResult, 
     out = Path(report_dir) if report_dir else corpus.root / "reports"
     return write_report(out, speaker=corpus.info, comparison=comparison, history=result.history,
                         adapter=adapter_info, data=data, name=f"report-{stamp}")
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseScore:
+    """ASR word/character error rates of one model on a speaker's held-out recordings."""
+
+    speaker_id: str
+    wer: float
+    cer: float
+    n_utterances: int
+
+    def summary(self) -> str:
+        from workbench.evaluate import METRIC_LABEL
+
+        return (f"{self.speaker_id}: {METRIC_LABEL} {100 * self.wer:.1f}% (character error rate "
+                f"{100 * self.cer:.1f}%) on {self.n_utterances} held-out recordings, base model")
+
+
+def _newest_submodel(root: Path) -> Path | None:
+    files = sorted((root / "submodels").glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+    return files[-1] if files else None
+
+
+def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: Any = None,
+                     adapter: str | Path | None = None, decoder: str = "lexicon", test_fraction: float = 0.25,
+                     seed: int = 0, write_report: bool = False) -> Comparison | BaseScore:
+    """Score the base model, and the speaker's personal adapter when there is one.
+
+    Held-out recordings are those the adapter never saw: its file lists its training
+    utterances, and every recording of a training prompt is excluded too. Without an
+    adapter the folder is split as :func:`personalize_speaker` splits it.
+
+    Returns:
+        a :class:`~workbench.evaluate.Comparison` (base vs personal) or, with no adapter,
+        a :class:`BaseScore`. ``write_report`` also writes the HTML/CSV report.
+    """
+    from workbench.adapters import load_submodel
+    from workbench.corpus import SpeakerCorpus
+    from workbench.evaluate import cer, wer
+    from workbench.models.base import load_base_model
+
+    corpus = SpeakerCorpus.open(speaker_dir)
+    backend = backend or load_base_model(model)
+    path = Path(adapter) if adapter else _newest_submodel(corpus.root)
+    dec = build_decoder(decoder, prompts=corpus.prompts())
+    if path is None:
+        if write_report:
+            raise TrainingError(f"{corpus.speaker_id} has no personal adapter yet: run "
+                                f"'workbench personalize {corpus.root}' first")
+        _, test_utts = corpus.split(test_fraction=test_fraction, seed=seed)
+        held_out = examples_from_corpus(corpus, test_utts)
+        refs = [e.text for e in held_out]
+        hyps = backend.transcribe([e.wav for e in held_out], decoder=dec)
+        return BaseScore(corpus.speaker_id, wer(refs, hyps), cer(refs, hyps), len(held_out))
+    adapted, meta = load_submodel(backend, path)
+    try:
+        trained = set(meta.get("training", {}).get("utt_ids", []))
+        all_utts = corpus.utterances()
+        train_prompts = {u.prompt.lower() for u in all_utts if u.utt_id in trained}
+        test_utts = [u for u in all_utts if u.utt_id not in trained and u.prompt.lower() not in train_prompts]
+        if not test_utts:
+            raise TrainingError("every recording of this speaker was used to train the adapter, so there is "
+                                "nothing left to measure on; record a few new prompts")
+        held_out = examples_from_corpus(corpus, test_utts)
+        wavs, refs = [e.wav for e in held_out], [e.text for e in held_out]
+        with adapted.disabled():
+            before = adapted.transcribe(wavs, decoder=dec)
+        after = adapted.transcribe(wavs, decoder=dec)
+        comparison = compare(refs, before, after, utt_ids=[e.utt_id for e in held_out])
+        if write_report:
+            from workbench.report import write_report as _write
+
+            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            info = {"family": meta.get("family"), "file": path.name, "base model": meta.get("base_model"),
+                    "created": meta.get("created")}
+            html_path, _ = _write(corpus.root / "reports", speaker=corpus.info, comparison=comparison,
+                                  adapter=info, name=f"report-{stamp}",
+                                  data={k: v for k, v in meta.get("training", {}).items() if k != "utt_ids"})
+            print(f"Report: {html_path}")
+        return comparison
+    finally:
+        adapted.remove()

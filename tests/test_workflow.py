@@ -1,0 +1,66 @@
+"""The main job end to end on a small generated speaker folder (random base model)."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+
+from workbench.corpus import SpeakerCorpus
+from workbench.evaluate import Comparison
+from workbench.personalize import TrainConfig
+from workbench.adapters import ResidualConfig
+from workbench.workflow import BaseScore, build_decoder, evaluate_speaker, personalize_speaker
+
+from _models import noise_waves, tiny_backend
+
+pytestmark = pytest.mark.filterwarnings("ignore:the held-out set has only")
+
+PROMPTS = ["turn on the light", "call my sister", "i am hungry", "good morning", "open the door",
+           "where is my phone", "thank you very much", "i need some help", "close the window",
+           "what time is it", "please pass the salt", "see you tomorrow"]
+
+
+@pytest.fixture
+def speaker(tmp_path):
+    corpus = SpeakerCorpus.create(tmp_path, "spk-test", prompts=PROMPTS + ["visit aunt margaret"], simulated=True)
+    for i, w in enumerate(noise_waves(24, seed=5, lo=12000, hi=20000)):
+        corpus.add_take(w * 3, prompt=PROMPTS[i % len(PROMPTS)])
+    return corpus
+
+
+def test_personalize_then_evaluate_and_report(speaker, tmp_path) -> None:
+    backend = tiny_backend()
+    config = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=4, max_seconds=None, eval_every=2,
+                         batch_size=4, min_utterances=4)
+    run = personalize_speaker(speaker.root, backend=backend, config=config, progress=False)
+    assert run.submodel_path.is_file() and run.submodel_path.parent.name == "submodels"
+    page = run.report_html.read_text()
+    assert "Not a medical device" in page and "ASR word error rate" in page
+    assert f"{100 * run.comparison.wer_before:.1f}%" in page and f"{100 * run.comparison.wer_after:.1f}%" in page
+    assert "data:image/png;base64," in page  # plots are embedded
+    assert not re.search(r"(src|href)=['\"]https?://", page)  # self-contained
+    assert run.report_csv.read_text().count("\n") == len(run.comparison.utterances) + 1
+    run.adapted.remove()
+
+    cmp_ = evaluate_speaker(speaker.root, backend=backend, decoder="greedy")
+    assert isinstance(cmp_, Comparison)
+    held = {u.utt_id for u in cmp_.utterances}
+    assert held == {e.utt_id for e in run.comparison.utterances}  # the same never-trained recordings
+
+
+def test_evaluate_without_adapter_scores_the_base(speaker) -> None:
+    score = evaluate_speaker(speaker.root, backend=tiny_backend(), decoder="greedy")
+    assert isinstance(score, BaseScore) and score.n_utterances > 0
+    assert "base model" in score.summary()
+    with pytest.raises(Exception, match="no personal adapter yet"):
+        evaluate_speaker(speaker.root, backend=tiny_backend(), decoder="greedy", write_report=True)
+
+
+def test_lexicon_decoder_boosts_the_speakers_own_words() -> None:
+    dec = build_decoder("lexicon", prompts=["visit aunt margaret"])
+    assert "margaret" in dec.boost and "the" not in dec.boost
+    assert build_decoder("greedy") is None
+    with pytest.raises(Exception, match="decoder must be"):
+        build_decoder("banana")
