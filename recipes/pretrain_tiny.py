@@ -604,7 +604,7 @@ def write_card(out_dir: Path, backend, data, metrics, train_info, args):
 Built-in base ASR model of the workbench: a compact Conformer-CTC over 80-dim log-mel
 (4x conv subsampling, rotary self-attention, {cfg['num_layers']} blocks of width {cfg['d_model']},
 {cfg['num_heads']} heads, conv kernel {cfg['conv_kernel']}), character CTC (blank, space, a-z, ').
-{backend.num_parameters() / 1e6:.2f} M parameters, stored in fp16 safetensors.
+{backend.num_parameters() / 1e6:.2f} M parameters, safetensors.
 
 **Purpose.** A frozen, offline base model to personalise with small adapters for people with
 atypical speech. It is trained on SYNTHETIC typical speech only (espeak-ng / flite / festival
@@ -683,6 +683,8 @@ def main(argv=None):
     p.add_argument("--asterisk-repeat", type=int, default=4, help="times each asterisk prompt appears per epoch")
     p.add_argument("--synth-only", action="store_true")
     p.add_argument("--eval-only", action="store_true")
+    p.add_argument("--export-best", action="store_true", help="export the best checkpoint of --run-name, then evaluate")
+    p.add_argument("--fp16", action="store_true", help="store weights in fp16 (half the size; default fp32)")
     args = p.parse_args(argv)
 
     import torch
@@ -695,14 +697,23 @@ def main(argv=None):
     if args.synth_only:
         return
     train_info = None
-    if not args.eval_only:
-        from workbench.models.tiny import save_tiny
+    if args.export_best or not args.eval_only:
+        from workbench.models.tiny import TinyConfig, TinyConformerCTC, save_tiny
 
-        model, train_info = train(args, data, args.cache)
+        if args.export_best:  # re-export the best checkpoint of an earlier (possibly interrupted) run
+            ck = torch.load(args.cache / f"ckpt-{args.run_name}.pt", weights_only=False)
+            best = torch.load(args.cache / f"best-{args.run_name}.pt", weights_only=False)
+            model = TinyConformerCTC(TinyConfig(d_model=args.d_model, num_layers=args.layers,
+                                                conv_kernel=args.kernel, num_heads=args.heads))
+            model.load_state_dict(best["model"])
+            nparams = sum(p.numel() for p in model.parameters())
+            train_info = {**ck["state"], "best_step": best["step"], "best_dev": best["dev"], "params": nparams}
+        else:
+            model, train_info = train(args, data, args.cache)
         info = {k: v for k, v in train_info.items() if k != "log"}
         meta = data["meta"]
         evalinfo = {k: meta[k] for k in ("heldout_phrases", "train_phrases", "heldout_voices", "heldout_voice_rule")}
-        save_tiny(model, args.out, fp16=True, extra={
+        save_tiny(model, args.out, fp16=args.fp16, extra={
             "training": {**info, "args": {k: str(v) for k, v in vars(args).items()}},
             "eval": evalinfo,  # lets tests re-create held-out utterances without the cache
         })

@@ -6,8 +6,8 @@ Usage::
     python sample_data/make_sample_data.py --n 40 --out /tmp/sd
 
 Needs espeak-ng and flite (``sudo apt-get install espeak-ng flite``). The
-output is deterministic: same script, same engines, same files (apart from
-the random suffixes of utterance ids and the creation times). Each speaker reads
+output is deterministic: same script, same engines, same audio, manifests and
+utterance ids (only the creation times differ). Each speaker reads
 its own seeded random subset of ``workbench/data/prompts/everyday.txt``. The
 README.md next to this script is rewritten with the table of speakers and the
 measured durations.
@@ -115,8 +115,8 @@ def write_readme(out: Path, rows: list[dict], n: int) -> None:
         "```",
         "",
         "The script deletes and rebuilds only the simulated speaker folders listed in it, and",
-        "rewrites this README. Output is deterministic for the same engine versions",
-        "(espeak-ng 1.51, flite 2.2) apart from utterance-id suffixes and creation times.",
+        "rewrites this README. Output (audio, utterance ids, manifests) is deterministic for the",
+        "same engine versions (espeak-ng 1.51, flite 2.2); only creation times differ.",
         "",
     ]
     (out / "README.md").write_text("\n".join(lines), encoding="utf-8")

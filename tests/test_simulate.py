@@ -146,6 +146,8 @@ def test_profile_parse_presets_dimensions_and_combinations():
     assert Profile.parse("breathy:0.7").trait("monopitch") == 0.0
     assert Profile.parse("rule:lisp+rule:gliding").speaker_rules() == ("lisp", "gliding")
     assert Profile.parse("accent+seed:3").seed == 3
+    assert Profile.parse("accent+seed:3", seed=8).seed == 3  # the explicit term wins
+    assert Profile.parse("accent", seed=8).seed == 8
 
 
 def test_every_preset_round_trips_through_spec_and_dict():

@@ -401,8 +401,9 @@ class Profile:
         ``voice``, ``dysfluency``, ``rush``, ``quiet``, ``accent``) or a voice
         trait (``breathy``, ``tremor``, ``monopitch``, ``hypernasal``) with a
         severity in [0, 1] (0.6 when left out), ``rule:NAME`` for an explicit
-        phoneme rule, and ``seed:N``. Presets combine by taking the larger
-        severity; explicit dimension terms then set their value, whatever the order.
+        phoneme rule, and ``seed:N`` (the speaker seed; otherwise ``seed``,
+        default 0). Presets combine by taking the larger severity; explicit
+        dimension terms then set their value, whatever the order.
 
         >>> Profile.parse("stutter+slow:0.3").spec()
         'slow:0.3+dysfluency:0.7'
@@ -414,12 +415,13 @@ class Profile:
             raise ProfileError("Empty profile. Use a preset such as 'typical' or 'dysarthria-mild', or 'slow:0.5'.")
         merged: dict[str, Any] = {}
         explicit: dict[str, Any] = {}
+        term_seed: int | None = None
         rules: list[str] = []
         for term in text.replace(" ", "").split("+"):
             name, sep, value = term.partition(":")
-            if name == "seed":
+            if name == "seed":  # an explicit seed:N term wins over the ``seed`` argument
                 try:
-                    seed = int(value) if seed is None else seed
+                    term_seed = int(value)
                 except ValueError:
                     raise ProfileError(f"'{term}' needs a whole number, e.g. seed:3.") from None
                 continue
@@ -443,7 +445,8 @@ class Profile:
                 )
         merged.update(explicit)
         rule_terms = "rule:" in text
-        return cls(**merged, rules=tuple(rules) if rules or rule_terms else None, seed=seed or 0)
+        speaker_seed = term_seed if term_seed is not None else (seed or 0)
+        return cls(**merged, rules=tuple(rules) if rules or rule_terms else None, seed=speaker_seed)
 
 
 def _severity(term: str, value: str, *, default: float) -> float:

@@ -1,6 +1,6 @@
 """The atypical-speech effects behind :mod:`workbench.simulate`, and measures that check them.
 
-Three groups of pure functions (no engines, no files):
+Four groups of pure functions (no engines, no files):
 
 1. **Phoneme rules** on espeak-ng phoneme mnemonics (the output of
    ``espeak-ng -q -x``): speaker-consistent substitutions and deletions
@@ -10,9 +10,11 @@ Three groups of pure functions (no engines, no files):
    stable hash of (speaker seed, rule, word, position), so the same speaker says
    the same word the same way every time, as real speakers with a motor speech
    disorder largely do, which is also what makes personalization learnable.
-2. **DSP effects** on 16 kHz mono float32 waveforms, shape ``(samples,)``:
+2. **Timing** (:func:`plan_segments`): slow pauses, rushes, and dysfluencies
+   (part-word repetitions, prolongations, blocks) as segments with rates and pauses.
+3. **DSP effects** on 16 kHz mono float32 waveforms, shape ``(samples,)``:
    breathiness, tremor, hypernasality, quiet voice, trimming, peak normalization.
-3. **Measures** that tests and notebooks use to show each profile changes the
+4. **Measures** that tests and notebooks use to show each profile changes the
    audio: duration, cepstral peak prominence, spectral tilt, 4-7 Hz modulation,
    pitch variability, nasal band ratio, level, and phoneme edit counts.
 
@@ -382,14 +384,6 @@ def plan_segments(
 # ---------------------------------------------------------------------------
 # 3. DSP effects, x: (samples,) float32 at 16 kHz
 # ---------------------------------------------------------------------------
-
-
-def _envelope(x: np.ndarray, cutoff_hz: float = 20.0, sr: int = SR) -> np.ndarray:
-    """Amplitude envelope, (samples,), >= 0: |x| low-passed at ``cutoff_hz``."""
-    from scipy.signal import butter, sosfiltfilt
-
-    sos = butter(2, cutoff_hz, btype="low", fs=sr, output="sos")
-    return np.maximum(sosfiltfilt(sos, np.abs(x)), 0.0)
 
 
 def _rms(x: np.ndarray) -> float:

@@ -1,0 +1,80 @@
+"""The live trainer view, driven headless: start, two steps, stop."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from workbench.adapters import ResidualConfig
+from workbench.dataset import Example
+from workbench.personalize import TrainConfig, Trainer
+from workbench.ui.trainer import Throttle, TrainerSession
+
+from _models import noise_waves, tiny_backend
+
+pytestmark = pytest.mark.filterwarnings("ignore:the held-out set has only")
+
+TEXTS = ["turn on the light", "call my sister", "i am hungry", "good morning"]
+
+
+def _trainer(**kw) -> Trainer:
+    train = [Example(w, TEXTS[i % 4], 0, f"t{i}") for i, w in enumerate(noise_waves(8))]
+    held = [Example(w, TEXTS[i % 4], 0, f"h{i}") for i, w in enumerate(noise_waves(3, seed=1))]
+    cfg = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=10_000, max_seconds=None, batch_size=4,
+                      eval_every=1, min_utterances=4, patience=0, **kw)
+    return Trainer(tiny_backend(), train, held, cfg)
+
+
+def test_throttle_limits_calls() -> None:
+    calls, now = [], [0.0]
+    t = Throttle(lambda: calls.append(now[0]), 0.5, clock=lambda: now[0])
+    for i in range(10):
+        now[0] = i * 0.1
+        t()
+    assert calls == [0.0, 0.5]
+    t.flush()
+    assert len(calls) == 3
+
+
+def test_start_two_steps_stop_keeps_best_and_ends_thread() -> None:
+    trainer = _trainer()
+    two = threading.Event()
+    trainer.on("on_step", lambda e: two.set() if e["step"] >= 2 else None)
+    session = TrainerSession(trainer, update_interval=0.0)
+    session.start()
+    assert two.wait(60)
+    session.stop()
+    assert session.join(60)
+    assert session.error is None and session.result is not None
+    assert session.result.stopped_reason == "stopped by user"
+    assert session.result.best_wer == min(w for _, w in session.snapshot()["wers"])
+    assert "finished" in session.snapshot()["status"]
+    out = session.try_phrase(noise_waves(1, seed=3)[0])
+    assert set(out) == {"base", "personal"}
+
+
+def test_widget_updates_from_the_training_thread() -> None:
+    pytest.importorskip("ipywidgets")
+    trainer = _trainer()
+    trainer.config.max_steps = 3
+    session = TrainerSession(trainer, update_interval=0.0)
+    view = session.widget(phrases={"a phrase": noise_waves(1, seed=4)[0]})
+    start = view.children[0].children[0]
+    start.click()
+    assert session.join(60)
+    bar, image = view.children[0].children[2], view.children[2]
+    assert bar.value == 3 and len(image.value) > 1000
+    try_button = view.children[3].children[1]
+    assert not try_button.disabled
+    try_button.click()
+    assert "personal model" in view.children[4].value
+
+
+def test_errors_in_the_thread_are_kept_for_the_view() -> None:
+    trainer = _trainer()
+    trainer.adapted.loss = lambda b, t: (_ for _ in ()).throw(RuntimeError("boom"))
+    session = TrainerSession(trainer)
+    session.start()
+    assert session.join(60)
+    assert isinstance(session.error, RuntimeError) and "boom" in session.status

@@ -1,0 +1,198 @@
+"""The live trainer view: a progress bar, live loss/WER curves, a Stop button, and "try it".
+
+:class:`TrainerSession` is the logic (no widgets): it runs a
+:class:`~workbench.personalize.Trainer` in a background thread, keeps a
+throttled snapshot of progress for the view, and after training transcribes a
+phrase with the base and the personal model side by side. :meth:`TrainerSession.widget`
+builds the ipywidgets view over it. Widget traits are updated from the training
+thread (ipywidgets sends those as comm messages); nothing is printed into an
+Output widget from the thread, which is not thread-safe.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from workbench.personalize import Trainer, TrainResult
+
+__all__ = ["TrainerSession", "Throttle"]
+
+
+class Throttle:
+    """Call ``fn`` at most once per ``interval`` seconds; :meth:`flush` forces a last call."""
+
+    def __init__(self, fn: Callable[[], None], interval: float = 0.5, clock: Callable[[], float] = time.monotonic):
+        self.fn, self.interval, self.clock = fn, interval, clock
+        self._last = -float("inf")
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bool:
+        with self._lock:
+            now = self.clock()
+            if now - self._last < self.interval:
+                return False
+            self._last = now
+        self.fn()
+        return True
+
+    def flush(self) -> None:
+        with self._lock:
+            self._last = self.clock()
+        self.fn()
+
+
+class TrainerSession:
+    """Run a trainer in the background and expose its progress to a view.
+
+    Args:
+        trainer: a configured :class:`~workbench.personalize.Trainer`.
+        on_update: called (throttled, about twice a second) after progress changes;
+            the widget passes its redraw here.
+        decoder: decoder for "try it" (default: the trainer's held-out decoder).
+    """
+
+    def __init__(self, trainer: Trainer, *, on_update: Callable[[], None] | None = None,
+                 decoder: Any = None, update_interval: float = 0.5) -> None:
+        self.trainer = trainer
+        self.decoder = decoder if decoder is not None else trainer.decoder
+        self.thread: threading.Thread | None = None
+        self.result: TrainResult | None = None
+        self.error: BaseException | None = None
+        self.status = "ready"
+        self.finished = False
+        self.step = 0
+        self.max_steps = trainer.config.max_steps
+        self.losses: list[tuple[int, float]] = []
+        self.wers: list[tuple[int, float]] = []
+        self._lock = threading.Lock()
+        self._update = Throttle(on_update or (lambda: None), update_interval)
+        trainer.on("on_step", self._on_step).on("on_eval", self._on_eval).on("on_stop", self._on_stop)
+
+    # ---------------------------------------------------------------- trainer events (training thread)
+    def _on_step(self, e: dict) -> None:
+        with self._lock:
+            self.step = e["step"]
+            self.losses.append((e["step"], e["loss"]))
+            self.status = f"training: step {e['step']} of at most {self.max_steps}"
+        self._update()
+
+    def _on_eval(self, e: dict) -> None:
+        with self._lock:
+            self.wers.append((e["step"], e["wer"]))
+        self._update()
+
+    def _on_stop(self, e: dict) -> None:
+        with self._lock:
+            self.status = f"finished ({e['reason']}) after {e['step']} steps"
+
+    # ---------------------------------------------------------------- control (any thread)
+    def start(self) -> None:
+        """Start training in a background thread (returns at once)."""
+        if self.thread is not None and self.thread.is_alive():
+            raise RuntimeError("training is already running")
+
+        def run() -> None:
+            try:
+                self.result = self.trainer.fit()
+            except BaseException as err:  # shown in the view, never lost in a thread
+                self.error = err
+                self.status = f"stopped with an error: {err}"
+            finally:
+                self.finished = True
+                self._update.flush()
+
+        self.status = "starting"
+        self.finished = False
+        self.thread = threading.Thread(target=run, name="workbench-trainer", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Ask training to stop after the current step; the best adapter is kept."""
+        self.status = "stopping after this step..."
+        self.trainer.stop()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread; True when it has finished."""
+        if self.thread is None:
+            return True
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def snapshot(self) -> dict:
+        """A consistent copy of the progress for a view."""
+        with self._lock:
+            return {"step": self.step, "max_steps": self.max_steps, "status": self.status,
+                    "losses": list(self.losses), "wers": list(self.wers)}
+
+    def figure(self) -> Any:
+        from workbench.plots import plot_training_curve
+
+        snap = self.snapshot()
+        history = [{"kind": "step", "step": s, "loss": v} for s, v in snap["losses"]]
+        history += [{"kind": "eval", "step": s, "wer": v} for s, v in snap["wers"]]
+        return plot_training_curve(history, title="Live personalization")
+
+    # ---------------------------------------------------------------- try it
+    def try_phrase(self, wav: np.ndarray) -> dict[str, str]:
+        """Transcribe one recording with the base and the personal model (after training)."""
+        adapted = self.trainer.adapted
+        if self.running and not self.finished:
+            raise RuntimeError("training is still running: press Stop or wait until it finishes")
+        with adapted.disabled():
+            base = adapted.transcribe([wav], decoder=self.decoder)[0]
+        personal = adapted.transcribe([wav], decoder=self.decoder)[0]
+        return {"base": base, "personal": personal}
+
+    # ---------------------------------------------------------------- the view
+    def widget(self, phrases: dict[str, np.ndarray] | None = None) -> Any:
+        """Progress bar, status, live curve image, Start/Stop, and "try it" over ``phrases``
+        (a label -> waveform dict, e.g. held-out recordings)."""
+        from workbench._optional import require
+        from workbench.ui._render import figure_png
+
+        w = require("ipywidgets", extra="ui", purpose="show the live trainer")
+        bar = w.IntProgress(value=0, min=0, max=self.max_steps, description="training")
+        status = w.Label(value=self.status)
+        image = w.Image(format="png")
+        start = w.Button(description="Start", button_style="success", icon="play")
+        stop = w.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        choice = w.Dropdown(options=sorted(phrases or {}), description="phrase")
+        try_button = w.Button(description="Try it", icon="comments", disabled=True)
+        answer = w.HTML()
+
+        def redraw() -> None:  # runs on the training thread, throttled
+            snap = self.snapshot()
+            bar.value = min(snap["step"], self.max_steps)
+            status.value = snap["status"]
+            if snap["losses"] or snap["wers"]:
+                image.value = figure_png(self.figure())
+            done = self.finished
+            stop.disabled = done
+            try_button.disabled = not done or not phrases
+
+        self._update.fn = redraw
+
+        def on_start(_: Any) -> None:
+            start.disabled, stop.disabled = True, False
+            self.start()
+
+        def on_try(_: Any) -> None:
+            if choice.value is None:
+                return
+            out = self.try_phrase(phrases[choice.value])
+            answer.value = (f"<table><tr><td><b>base model</b></td><td>{out['base'] or '(nothing)'}</td></tr>"
+                            f"<tr><td><b>personal model</b></td><td>{out['personal'] or '(nothing)'}</td></tr></table>")
+
+        start.on_click(on_start)
+        stop.on_click(lambda _: self.stop())
+        try_button.on_click(on_try)
+        return w.VBox([w.HBox([start, stop, bar]), status, image, w.HBox([choice, try_button]), answer])
