@@ -19,7 +19,6 @@ lexicon beam search works only with the built-in character vocabulary.
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -243,7 +242,9 @@ def load_hf_model(name_or_path: str | Path, *, device: str = "cpu") -> ASRBacken
             raise WorkbenchError(
                 f"{name!r} is a {config.model_type} model with architectures {config.architectures}; the workbench "
                 "supports CTC speech models (wav2vec2, HuBERT, WavLM ...ForCTC) and Whisper")
-    except (OSError, ValueError, json.JSONDecodeError) as err:
+    except WorkbenchError:
+        raise
+    except Exception as err:  # noqa: BLE001 - network/hub/format errors of any library become one plain message
         if local:
             raise WorkbenchError(f"the folder {name!r} is not a complete transformers model ({err}); it needs "
                                  "config.json, the weights and the processor/tokenizer files") from None
