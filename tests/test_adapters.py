@@ -288,3 +288,23 @@ def test_parameter_report_on_the_built_in_size() -> None:
     assert hra["per_speaker_percent"] < 0.5
     assert hra["shared"] > 0 and reports["residual"]["shared"] == 0
     assert all(r["base"] == backend.num_parameters() for r in reports.values())
+
+
+def test_warm_start_from_an_embedding_bank_trains_only_z(tmp_path) -> None:
+    backend = _tiny_backend()
+    bank = inject(backend, HRAConfig(controller_dim=8, space="embedding", embed_dim=4, num_speakers=3))
+    _randomize(bank, seed=2)
+    path = bank.save(tmp_path / "bank.safetensors", speaker_ids=["a", "b", "c"])
+    z_mean = bank.state_dict()["hra.z"].mean(0)
+    bank.remove()
+    from workbench.adapters import warm_start
+
+    new = warm_start(backend, path)
+    assert [p.shape for p in new.trainable_parameters()] == [torch.Size([1, 4])]
+    torch.testing.assert_close(new.state_dict()["hra.z"][0], z_mean)
+    new.remove()
+    other = inject(backend, ResidualConfig(bottleneck=2))
+    p2 = other.save(tmp_path / "res.safetensors", speaker_ids=["x"])
+    other.remove()
+    with pytest.raises(AdapterError, match="embedding space"):
+        warm_start(backend, p2)

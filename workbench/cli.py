@@ -44,6 +44,21 @@ def _adapter_config(name: str):
     return REGISTRY[name][0]()
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "bench" / "__main__.py").is_file():
+        raise NotYetSupportedError("the benchmarks live in the source checkout (bench/); clone the repository "
+                                   "and install it with pip install -e . to run them")
+    cmd = [sys.executable, "-m", "bench", *(["--quick"] if args.quick else []), "--device", args.device]
+    for name in args.only or []:
+        cmd += ["--only", name]
+    return subprocess.call(cmd, cwd=root)
+
+
 def _cmd_personalize(args: argparse.Namespace) -> int:
     from workbench.models.base import load_base_model
     from workbench.personalize import TrainConfig
@@ -164,10 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--decoder", default="lexicon", choices=["greedy", "lexicon"])
         p.set_defaults(func=_cmd_evaluate if name == "evaluate" else _cmd_report, report=False)
 
+    p = sub.add_parser("bench", help="run the benchmarks and write docs/benchmarks.md")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test that every benchmark runs")
+    p.add_argument("--only", action="append", help="run one benchmark (repeatable)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.set_defaults(func=_cmd_bench)
+
     for name, help_text, issue in [
         ("record", "record a speaker reading prompts with the kernel's microphone", "recorder widgets, issue 8"),
         ("serve", "start the local therapist app", "the Panel app, issue 9"),
-        ("bench", "run the benchmarks and write docs/benchmarks.md", "benchmarks, issue 10"),
     ]:
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(func=_not_yet(name, issue))

@@ -12,7 +12,7 @@ Each family is one module with a config dataclass and a banked ``nn.Module``:
 many speakers in one forward pass.
 """
 
-from workbench.adapters.bank import SubmodelBank
+from workbench.adapters.bank import SubmodelBank, warm_start
 from workbench.adapters.base import AdapterConfig
 from workbench.adapters.conv import ConvAdapterConfig
 from workbench.adapters.hra import HRAConfig
@@ -32,4 +32,5 @@ __all__ = [
     "config_from_dict",
     "inject",
     "load_submodel",
+    "warm_start",
 ]

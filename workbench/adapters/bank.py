@@ -26,7 +26,7 @@ from workbench.adapters.io import check_base, read_submodel
 from workbench.adapters.model import Adapted, config_from_dict, inject
 from workbench.errors import AdapterError
 
-__all__ = ["SubmodelBank"]
+__all__ = ["SubmodelBank", "warm_start"]
 
 
 def _layout_key(config: dict) -> dict:
@@ -155,3 +155,34 @@ class SubmodelBank:
     def save(self, path: str | Path, **metadata: Any) -> Path:
         """Write the whole bank to one Submodel file."""
         return self.adapted.save(path, speaker_ids=self.speaker_ids, **metadata)
+
+
+def warm_start(backend: Any, bank_file: str | Path, *, z: Tensor | None = None,
+               train_shared: bool = False) -> Adapted:
+    """A new speaker's Submodel that starts inside a trained speaker-embedding space.
+
+    The bank file must hold an HRA bank in the embedding space (``space="embedding"``).
+    The new speaker gets the bank's shared controller and generator and starts at
+    ``z`` (default: the mean of the bank's speaker vectors; pass e.g. the mean of
+    its nearest speakers' vectors, see ``workbench.embeddings``). With
+    ``train_shared=False`` only ``z`` (``embed_dim`` numbers) is trained, which
+    needs very few utterances.
+
+    Returns:
+        a one-speaker :class:`Adapted` ready for the :class:`~workbench.personalize.Trainer`.
+    """
+    tensors, meta = read_submodel(bank_file)
+    check_base(meta, base_model=backend.name, base_fingerprint=backend.fingerprint(), what=str(bank_file))
+    cfg = config_from_dict(meta["config"])
+    if cfg.family != "hra" or getattr(cfg, "space", "") != "embedding":
+        raise AdapterError(f"{Path(bank_file).name} is a {cfg.family} bank without a speaker-embedding space; "
+                           "warm starts need HRAConfig(space='embedding')")
+    z_bank = tensors["hra.z"]
+    start = z_bank.mean(0, keepdim=True) if z is None else torch.as_tensor(z, dtype=z_bank.dtype).reshape(1, -1)
+    if start.shape[1] != z_bank.shape[1]:
+        raise AdapterError(f"z has {start.shape[1]} numbers but this space has {z_bank.shape[1]}")
+    adapted = inject(backend, cfg.replace(num_speakers=1, train_controller=train_shared))
+    state = {k: v for k, v in tensors.items() if k != "hra.z"}
+    state["hra.z"] = start
+    adapted.load_state_dict(state)
+    return adapted

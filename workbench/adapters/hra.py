@@ -50,7 +50,7 @@ class HRAConfig(AdapterConfig):
     ffn_hidden: int = 64  # hidden width of an FFN head
     space: Literal["direct", "embedding"] = "direct"  # per-speaker heads, or z_s -> generator -> head
     embed_dim: int = 16  # size of z_s in the embedding space
-    train_controller: bool = True  # False: only per-speaker parameters train (controller frozen)
+    train_controller: bool = True  # False: only per-speaker parameters train (controller and generator frozen)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -82,6 +82,8 @@ class HierarchicalRecurrentAdapter(SiteAdapter):
             self.generator = nn.Linear(config.embed_dim, dc * dim + dim)
             nn.init.zeros_(self.generator.weight)  # identity at start (see module docstring)
             nn.init.zeros_(self.generator.bias)
+            for p in self.generator.parameters():  # shared like the controller
+                p.requires_grad_(config.train_controller)
         elif config.head == "linear":
             self.per_speaker_names = ("head_w", "head_b")
             self.head_w = nn.Parameter(torch.zeros(n, dc, dim))

@@ -1,0 +1,53 @@
+"""Run every benchmark and write docs/benchmarks.md: ``python -m bench [--quick] [--only NAME] [--device cuda]``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+import traceback
+
+BENCHES = ["specaugment", "models", "submodels", "embeddings", "personalization"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that every benchmark runs")
+    parser.add_argument("--only", action="append", choices=BENCHES)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    failed = []
+    for name in args.only or BENCHES:
+        print(f"== bench_{name} ==", flush=True)
+        t0 = time.perf_counter()
+        try:
+            module = importlib.import_module(f"bench.bench_{name}")
+        except ModuleNotFoundError as err:
+            print(f"   missing: {err}")
+            failed.append(name)
+            continue
+        extra = ["--quick"] if args.quick else []
+        if name != "personalization":
+            extra += ["--device", args.device]
+        try:
+            module.main(extra)
+        except (Exception, SystemExit) as err:  # noqa: BLE001 - report and go on with the other benchmarks
+            if isinstance(err, SystemExit) and err.code in (0, None):
+                pass
+            else:
+                traceback.print_exc()
+                failed.append(name)
+        print(f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
+    if not args.quick:
+        from bench.summarize import main as summarize
+
+        summarize()
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Write docs/benchmarks.md (and the personalization tables of docs/results.md) from docs/bench/*.json.
+
+Every target from the issues appears with the measured figure and a met/missed
+mark; a missing measurement is shown as missing, never as met.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench._common import RESULTS_DIR
+
+DOCS = RESULTS_DIR.parent
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _mark(ok: bool | None) -> str:
+    return "—" if ok is None else ("met" if ok else "**missed**")
+
+
+def _machine(result: dict | None) -> str:
+    if not result:
+        return "not measured"
+    m = result["machine"]
+    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
+    return f"{m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), torch {m['torch']}{gpu}"
+
+
+def targets() -> list[tuple[str, str, str, bool | None, str]]:
+    """``(target, required, measured, ok, script)`` rows."""
+    rows: list[tuple[str, str, str, bool | None, str]] = []
+    spec = _load("specaugment_cpu")
+    if spec:
+        p = spec["policies"]["librispeech_adaptive"]
+        ip, oop = p["in_place"]["speedup"], p["out_of_place"]["speedup"]
+        rows.append(("SpecAugment vectorized vs per-utterance loop (B=32, 100-1500 frames)", ">= 10x",
+                     f"{ip:.1f}x in place, {oop:.1f}x out of place", ip >= 10, "bench/bench_specaugment.py"))
+    else:
+        rows.append(("SpecAugment vectorized vs loop", ">= 10x", "not measured", None, "bench/bench_specaugment.py"))
+    models = _load("models_cpu")
+    rows.append(("Base model real-time factor, batched", "<= 0.02",
+                 f"{models['rtf_batched']:.4f}" if models else "not measured",
+                 models["rtf_batched"] <= 0.02 if models else None, "bench/bench_models.py"))
+    rows.append(("Base model load time", "< 1 s", f"{1e3 * models['load_s']:.0f} ms" if models else "not measured",
+                 models["load_s"] < 1.0 if models else None, "bench/bench_models.py"))
+    sub = _load("submodels_cpu")
+    fam = "hra"
+    if sub:
+        s, t = sub["serving"][fam], sub["training"][fam]
+        rows += [
+            (f"Submodel mixed batch overhead over no adapters ({fam}, 64 speakers)", "<= 1.15x",
+             f"{s['bank_over_base']:.2f}x", s["bank_over_base"] <= 1.15, "bench/bench_submodels.py"),
+            (f"Submodel mixed batch vs swap-per-speaker ({fam})", ">= 20x", f"{s['bank_vs_swap']:.0f}x",
+             s["bank_vs_swap"] >= 20, "bench/bench_submodels.py"),
+            ("Loading one Submodel file", "< 5 ms", f"{s['load_ms']:.2f} ms", s["load_ms"] < 5,
+             "bench/bench_submodels.py"),
+            (f"Training step, 32 speakers mixed vs one speaker ({fam})", "<= 1.3x",
+             f"{t['mixed_over_one']:.2f}x ({t['speedup_vs_separate_jobs']:.0f}x vs 32 separate jobs)",
+             t["mixed_over_one"] <= 1.3, "bench/bench_submodels.py"),
+        ]
+    else:
+        rows.append(("Submodel serving and training", "see issue 5", "not measured", None, "bench/bench_submodels.py"))
+    pers = _load("personalization")
+    if pers:
+        hra = [r for r in pers["rows"] if r["family"] == "hra"]
+        met = sum(r["relative_reduction"] >= 0.40 for r in hra)
+        rows.append(("Personalization: >= 40% relative WER reduction within 90 s (default adapter, per speaker)",
+                     "every atypical speaker", f"{met} of {len(hra)} speakers", met == len(hra) if hra else None,
+                     "bench/bench_personalization.py"))
+    else:
+        rows.append(("Personalization >= 40% within 90 s", "every atypical speaker", "not measured", None,
+                     "bench/bench_personalization.py"))
+    emb = _load("embeddings_cpu")
+    if emb:
+        worst = max(v for k, v in emb.items() if k.endswith("_s_per_100")) if any(
+            k.endswith("_s_per_100") for k in emb) else None
+        rows.append(("Embedding 100 utterances", "< 5 s", f"{worst:.2f} s (slowest source)" if worst else "see json",
+                     (worst < 5) if worst else None, "bench/bench_embeddings.py"))
+    return rows
+
+
+def benchmarks_md() -> str:
+    lines = ["# Benchmarks", "",
+             "Every figure here is written by a script in `bench/` that compares variants side by side in one "
+             "process (`python -m bench`, or `workbench bench`). Raw results with the machine description are in "
+             "`docs/bench/*.json`. Targets come from the issues; missed targets stay visible.", "",
+             "| target | required | measured | | script |", "|---|---|---|---|---|"]
+    for name, req, got, ok, script in targets():
+        lines.append(f"| {name} | {req} | {got} | {_mark(ok)} | [{script}](../{script}) |")
+    lines += ["", "Machines:", ""]
+    for name in ("specaugment_cpu", "models_cpu", "submodels_cpu", "personalization", "embeddings_cpu"):
+        lines.append(f"- `{name}`: {_machine(_load(name))}")
+    lines += ["", *_details()]
+    return "\n".join(lines) + "\n"
+
+
+def _details() -> list[str]:
+    out: list[str] = []
+    spec = _load("specaugment_cpu")
+    if spec:
+        out += ["## SpecAugment", "", "| policy | mode | vectorized (ms) | loop (ms) | speed-up |", "|---|---|---|---|---|"]
+        for name, modes in spec["policies"].items():
+            for mode, r in modes.items():
+                out.append(f"| {name} | {mode} | {r['vectorized_ms']:.2f} | {r['loop_ms']:.2f} | {r['speedup']:.1f}x |")
+        w = spec["time_warp"]
+        out += [f"| time warp W=80 | — | {w['vectorized_ms']:.2f} | {w['loop_ms']:.2f} | {w['speedup']:.1f}x |", ""]
+    sub = _load("submodels_cpu")
+    if sub:
+        out += ["## Submodels", "", f"{sub['n_speakers']} utterances from {sub['n_speakers']} speakers; base weights: "
+                f"{sub['weights']}.", "",
+                "| family | base batch (s) | bank mixed batch (s) | bank / base | swap per speaker (s) | bank vs swap | "
+                "file load (ms) | train step mixed / one |", "|---|---|---|---|---|---|---|---|"]
+        for fam, s in sub["serving"].items():
+            t = sub["training"].get(fam, {})
+            out.append(f"| {fam} | {s['base_s']:.3f} | {s['bank_s']:.3f} | {s['bank_over_base']:.2f}x | "
+                       f"{s['swap_s']:.2f} | {s['bank_vs_swap']:.0f}x | {s['load_ms']:.2f} | "
+                       f"{t.get('mixed_over_one', float('nan')):.2f}x |")
+        sc = sub["scaling"]
+        out += ["", f"Scaling (LoRA, batch of {sc['batch']}): ![scaling](bench/submodels_cpu.png)", "",
+                "| distinct speakers | stacked gather (utt/s) | group-by loop (utt/s) |", "|---|---|---|"]
+        for d, a, b in zip(sc["distinct"], sc["stacked_utt_per_s"], sc["groupby_utt_per_s"], strict=True):
+            out.append(f"| {d} | {a:.1f} | {b:.1f} |")
+        out.append("")
+    return out
+
+
+def results_md_personalization() -> str:
+    pers = _load("personalization")
+    if not pers:
+        return "Personalization results: not measured yet (run `python -m bench.bench_personalization`).\n"
+    lines = [f"Budget {pers['budget_s']:.0f} s of training, at most 50 training utterances, held-out phrases "
+             "never trained on, lexicon decoder for both models. Machine: " + _machine(pers), "",
+             "| speaker | family | params / speaker | % of base | WER before | WER after | relative | train time (s) "
+             "| time to -40% (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in pers["rows"]:
+        ttt = "—" if r["time_to_target_s"] is None else f"{r['time_to_target_s']:.0f}"
+        lines.append(f"| {r['speaker']} | {r['family']} | {r['params_per_speaker']:,} | {r['params_percent']:.2f}% | "
+                     f"{100 * r['wer_before']:.1f}% | {100 * r['wer_after']:.1f}% | "
+                     f"{100 * r['relative_reduction']:+.0f}% | {r['train_s']:.0f} | {ttt} |")
+    if "curve" in pers:
+        c = pers["curve"]
+        lines += ["", f"Data efficiency on {c['speaker']} (base {100 * c['base']:.1f}%): "
+                  "![curve](bench/personalization.png)", "", "| utterances | from scratch | warm start |", "|---|---|---|"]
+        for n, a, b in zip(c["sizes"], c["scratch"], c["warm"], strict=True):
+            lines.append(f"| {n} | {100 * a:.1f}% | {100 * b:.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    (DOCS / "benchmarks.md").write_text(benchmarks_md())
+    (DOCS / "results_personalization.md").write_text(results_md_personalization())
+    print(f"wrote {DOCS / 'benchmarks.md'} and {DOCS / 'results_personalization.md'}")
+
+
+if __name__ == "__main__":
+    main()
