@@ -24,7 +24,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -33,6 +32,7 @@ import numpy as np
 import soundfile as sf
 
 from workbench._optional import require
+from workbench._atomic import atomic_file
 from workbench.errors import AudioError
 
 __all__ = [
@@ -417,20 +417,6 @@ def load_audio(
 # --------------------------------------------------------------------------- #
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_audio(
     path: str | os.PathLike, wav: np.ndarray, sample_rate: int = _SR
 ) -> Path:
@@ -473,23 +459,8 @@ def save_audio(
             "so the recording is damaged. Check the microphone connection and record again."
         )
     x = np.clip(x, -1.0, 1.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            sf.write(fh, x, sample_rate, format=fmt[0], subtype=fmt[1])
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
+    with atomic_file(path, "wb") as fh:
+        sf.write(fh, x, sample_rate, format=fmt[0], subtype=fmt[1])
     return path
 
 

@@ -40,7 +40,6 @@ import math
 import os
 import re
 import secrets
-import tempfile
 import threading
 import warnings
 import zipfile
@@ -52,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from workbench import audio as _audio
+from workbench._atomic import atomic_file, fsync_dir, write_bytes_atomic
 from workbench.errors import AudioError, CorpusError
 
 try:  # POSIX only; elsewhere a single app session per folder is assumed
@@ -175,35 +175,6 @@ def _json_problem(value: Any) -> str | None:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in the manifest")
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` all at once (temp file, fsync, rename, fsync folder)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -545,11 +516,11 @@ class SpeakerCorpus:
         (root / _AUDIO_DIR).mkdir(parents=True, exist_ok=True)
         corpus = cls(root, info)
         with corpus._locked():
-            _write_atomic(
+            write_bytes_atomic(
                 root / _PROMPTS, "".join(p + "\n" for p in prompt_list).encode("utf-8")
             )
             (root / _MANIFEST).touch()
-            _write_atomic(
+            write_bytes_atomic(
                 root / _SPEAKER_JSON, _json_bytes(info)
             )  # last: marks the folder complete
         return corpus
@@ -715,7 +686,7 @@ class SpeakerCorpus:
         finally:
             os.close(fd)
         if new:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
 
     # -- speaker info, consent, prompts ------------------------------------ #
 
@@ -755,7 +726,7 @@ class SpeakerCorpus:
                     "created": _now(),
                 }
             )
-            _write_atomic(self.root / _SPEAKER_JSON, _json_bytes(info))
+            write_bytes_atomic(self.root / _SPEAKER_JSON, _json_bytes(info))
 
     def prompts(self) -> list[str]:
         """The prompt list (``prompts.txt``, blank lines left out)."""
@@ -769,7 +740,7 @@ class SpeakerCorpus:
         """Replace the prompt list (atomically). Each prompt is one line of text."""
         checked = _check_prompts(prompts)
         with self._locked():
-            _write_atomic(
+            write_bytes_atomic(
                 self.root / _PROMPTS, "".join(p + "\n" for p in checked).encode("utf-8")
             )
 
@@ -1046,38 +1017,15 @@ class SpeakerCorpus:
             raise CorpusError(
                 f"Cannot export into the speaker folder itself ('{dest}'). Choose a path outside '{self.root}'."
             )
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(fd, "wb") as fh, self._locked(write=False):
-                with zipfile.ZipFile(fh, "w") as zf:
-                    for path in sorted(self.root.rglob("*")):
-                        rel = path.relative_to(self.root)
-                        if not path.is_file() or any(
-                            part.startswith(".") for part in rel.parts
-                        ):
-                            continue
-                        stored = path.suffix.lower() in (
-                            ".flac",
-                            ".ogg",
-                        )  # already compressed
-                        zf.write(
-                            path,
-                            f"{self.speaker_id}/{rel.as_posix()}",
-                            compress_type=zipfile.ZIP_STORED
-                            if stored
-                            else zipfile.ZIP_DEFLATED,
-                        )
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(dest.parent)
+        with atomic_file(dest, "wb") as fh, self._locked(write=False):
+            with zipfile.ZipFile(fh, "w") as zf:
+                for path in sorted(self.root.rglob("*")):
+                    rel = path.relative_to(self.root)
+                    if not path.is_file() or any(part.startswith(".") for part in rel.parts):
+                        continue
+                    stored = path.suffix.lower() in (".flac", ".ogg")  # already compressed
+                    zf.write(path, f"{self.speaker_id}/{rel.as_posix()}",
+                             compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
         return dest
 
 

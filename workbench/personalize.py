@@ -29,8 +29,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 import threading
 import time
 import warnings
@@ -41,6 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from workbench._atomic import write_bytes_atomic
 from workbench.adapters import AdapterConfig, HRAConfig, config_from_dict, inject
 from workbench.augment import POLICIES, SpecAugmentPolicy, spec_augment
 from workbench.dataset import Example, FeatureCache, speaker_mixed_batches
@@ -360,10 +359,9 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: str | Path) -> Path:
         """Weights, best weights, optimizer state and progress; safetensors + JSON (no pickle)."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save as to_bytes
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {f"param.{i}": p.detach().contiguous() for i, p in enumerate(self.params)}
         tensors.update({f"best.{i}": t.contiguous() for i, t in enumerate(self._best_state)})
         opt = self.optimizer.state_dict()
@@ -373,14 +371,7 @@ class Trainer:
         meta = {"step": self.step, "elapsed": self.elapsed, "best_wer": self.best_wer, "best_step": self.best_step,
                 "wer_before": self.wer_before, "bad_evals": self.bad_evals, "history": self.history,
                 "config": self.config.to_dict()}
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"trainer": json.dumps(meta, default=float)})
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_bytes_atomic(path, to_bytes(tensors, metadata={"trainer": json.dumps(meta, default=float)}))
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:

@@ -12,11 +12,10 @@ import base64
 import datetime as _dt
 import html
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from workbench._atomic import write_bytes_atomic
 from workbench._optional import has_module
 from workbench.evaluate import METRIC_LABEL, Comparison
 
@@ -46,15 +45,6 @@ def _png(fig: Any) -> str:
 def _kv(rows: dict[str, Any]) -> str:
     return "<table class='kv'>" + "".join(
         f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items()) + "</table>"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_report(out_dir: str | Path, *, speaker: dict, comparison: Comparison, history: list[dict] | None = None,
@@ -103,5 +93,5 @@ def write_report(out_dir: str | Path, *, speaker: dict, comparison: Comparison, 
 {_dt.datetime.now().strftime("%Y-%m-%d %H:%M")} by the atypical-speech personalization workbench.
 Per-utterance figures: {html.escape(csv_path.name)}.</p></body></html>"""
     html_path = out / f"{name}.html"
-    _atomic_write(html_path, body)
+    write_bytes_atomic(html_path, body.encode("utf-8"))
     return html_path, csv_path

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 
+from workbench._atomic import write_bytes_atomic
 from workbench.errors import AdapterError
 
 __all__ = ["FORMAT_VERSION", "check_base", "read_submodel", "write_submodel"]
@@ -38,8 +37,6 @@ def write_submodel(path: str | Path, tensors: dict[str, Tensor], *, config: dict
                    base_fingerprint: str, speaker_ids: list[str], specaugment: dict | None = None,
                    training: dict | None = None, metrics: dict | None = None) -> Path:
     """Write ``tensors`` and the metadata atomically (temp file, fsync, rename)."""
-    from safetensors.torch import save_file
-
     from workbench import __version__
 
     path = Path(path)
@@ -57,16 +54,9 @@ def write_submodel(path: str | Path, tensors: dict[str, Tensor], *, config: dict
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "package_version": __version__,
     }
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=meta)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from safetensors.torch import save as to_bytes
+
+    write_bytes_atomic(path, to_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=meta))
     return path
 
 
