@@ -13,7 +13,7 @@ from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "docs" / "bench"
 
-__all__ = ["RESULTS_DIR", "machine", "time_call", "write_result"]
+__all__ = ["RESULTS_DIR", "bench_main", "compare_calls", "machine", "time_call", "write_result"]
 
 
 def machine(device: str = "cpu") -> dict[str, Any]:
@@ -55,6 +55,43 @@ def time_call(fn: Callable[[], Any], *, repeat: int = 5, warmup: int = 1, sync: 
             sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def compare_calls(fns: dict[str, Callable[[], Any]], *, repeat: int = 5, warmup: int = 1,
+                  sync: Callable[[], None] | None = None) -> dict[str, float]:
+    """Median wall time (s) of each function, measured **interleaved**: every round runs
+    each variant once, so a slow spell on a shared machine hits all variants alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            if sync:
+                sync()
+            t0 = time.perf_counter()
+            fn()
+            if sync:
+                sync()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench_main(doc: str, run: Callable[..., dict], name: str, argv: list[str] | None = None) -> dict:
+    """The shared command line of a benchmark: ``--device``, ``--quick``; writes ``docs/bench/<name>_<device>.json``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    result = run(args.device, args.quick)
+    result["wall_s"] = time.perf_counter() - t0
+    path = write_result(f"{name}_{args.device.split(':')[0]}" + ("_quick" if args.quick else ""), result)
+    result["path"] = str(path)
+    print(f"wrote {path}")
+    return result
 
 
 def write_result(name: str, result: dict[str, Any], *, out_dir: Path | None = None) -> Path:

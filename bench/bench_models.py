@@ -8,13 +8,10 @@ Run: ``python -m bench.bench_models [--quick] [--device cuda]``
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import numpy as np
 import torch
 
-from bench._common import machine, time_call, write_result
+from bench._common import bench_main, machine, time_call
 
 
 def run(device: str = "cpu", quick: bool = False) -> dict:
@@ -44,15 +41,7 @@ def run(device: str = "cpu", quick: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    t0 = time.perf_counter()
-    result = run(args.device, args.quick)
-    result["wall_s"] = time.perf_counter() - t0
-    name = f"models_{args.device.split(':')[0]}" + ("_quick" if args.quick else "")
-    print(f"wrote {write_result(name, result)}")
+    bench_main(__doc__, run, "models", argv)
 
 
 if __name__ == "__main__":

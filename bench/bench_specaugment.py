@@ -12,13 +12,12 @@ Run: ``python -m bench.bench_specaugment [--device cuda] [--quick]``
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import torch
 import torch.nn.functional as F
 
-from bench._common import machine, time_call, write_result
+from bench._common import bench_main, compare_calls, machine
 from workbench.augment import POLICIES, SpecAugmentPolicy, spec_augment
 
 
@@ -73,7 +72,7 @@ def run(device: str = "cpu", quick: bool = False) -> dict:
     lengths = torch.randint(100, 1501, (batch,), generator=g)
     x = torch.randn(batch, int(lengths.max()), n_mels, generator=g).to(device)
     lengths = lengths.to(device)
-    repeat = 3 if quick else 20
+    repeat = 5 if quick else 30
     sync = torch.cuda.synchronize if device.startswith("cuda") else None
     result: dict = {"machine": machine(device), "batch": batch, "lengths": "100-1500 frames", "n_mels": n_mels,
                     "policies": {}}
@@ -85,31 +84,25 @@ def run(device: str = "cpu", quick: bool = False) -> dict:
         policy = POLICIES[name].replace(time_warp=0)
         row = {}
         for mode, inplace in (("out_of_place", False), ("in_place", True)):
-            t_vec = time_call(lambda: spec_augment(work, lengths, policy, generator=g, inplace=inplace),
-                              repeat=repeat, sync=sync)
-            t_loop = time_call(lambda: loop_spec_augment(work, lengths.cpu(), policy, g, inplace=inplace),
-                               repeat=repeat, sync=sync)
-            row[mode] = {"vectorized_ms": 1e3 * t_vec, "loop_ms": 1e3 * t_loop, "speedup": t_loop / t_vec}
-            print(f"{name:22s} {mode:13s} vectorized {1e3 * t_vec:7.2f} ms   loop {1e3 * t_loop:7.2f} ms   "
-                  f"speed-up {t_loop / t_vec:5.1f}x")
+            t = compare_calls({
+                "vec": lambda: spec_augment(work, lengths, policy, generator=g, inplace=inplace),
+                "loop": lambda: loop_spec_augment(work, lengths.cpu(), policy, g, inplace=inplace),
+            }, repeat=repeat, sync=sync)
+            row[mode] = {"vectorized_ms": 1e3 * t["vec"], "loop_ms": 1e3 * t["loop"], "speedup": t["loop"] / t["vec"]}
+            print(f"{name:22s} {mode:13s} vectorized {1e3 * t['vec']:7.2f} ms   loop {1e3 * t['loop']:7.2f} ms   "
+                  f"speed-up {t['loop'] / t['vec']:5.1f}x")
         result["policies"][name] = row
     warp_policy = SpecAugmentPolicy(time_warp=80, freq_masks=0)
-    t_vec = time_call(lambda: spec_augment(x, lengths, warp_policy, generator=g), repeat=repeat, sync=sync)
-    t_loop = time_call(lambda: loop_time_warp(x, lengths.cpu(), 80, g), repeat=repeat, sync=sync)
-    result["time_warp"] = {"vectorized_ms": 1e3 * t_vec, "loop_ms": 1e3 * t_loop, "speedup": t_loop / t_vec}
-    print(f"{'time warp (W=80)':36s} vectorized {1e3 * t_vec:7.2f} ms   loop {1e3 * t_loop:7.2f} ms   "
-          f"speed-up {t_loop / t_vec:5.1f}x")
+    t = compare_calls({"vec": lambda: spec_augment(x, lengths, warp_policy, generator=g),
+                       "loop": lambda: loop_time_warp(x, lengths.cpu(), 80, g)}, repeat=repeat, sync=sync)
+    result["time_warp"] = {"vectorized_ms": 1e3 * t["vec"], "loop_ms": 1e3 * t["loop"], "speedup": t["loop"] / t["vec"]}
+    print(f"{'time warp (W=80)':36s} vectorized {1e3 * t['vec']:7.2f} ms   loop {1e3 * t['loop']:7.2f} ms   "
+          f"speed-up {t['loop'] / t['vec']:5.1f}x")
     return result
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    result = run(args.device, args.quick)
-    path = write_result(f"specaugment_{args.device.split(':')[0]}", result)
-    print(f"wrote {path}")
+    bench_main(__doc__, run, "specaugment", argv)
 
 
 if __name__ == "__main__":

@@ -547,15 +547,39 @@ def sample_data_sets(root: Path) -> dict:
     return sets
 
 
-def make_decoders(meta: dict, prompts_all: list[str]):
+def make_decoders(meta: dict, prompts_all: list[str], params: dict | None = None):
     from workbench.decode import BeamSearchDecoder, Lexicon, WordLM, greedy_decode
 
     lm = WordLM.from_sentences(meta["train_phrases"])
     lex_all = Lexicon.from_sentences(prompts_all)  # the product's domain lexicon: every everyday word
     return {
         "greedy": greedy_decode,
-        "lexicon_beam": BeamSearchDecoder(lex_all, lm, beam=12),
+        "lexicon_beam": BeamSearchDecoder(lex_all, lm, **{"beam": 12, **(params or {})}),
     }
+
+
+def tune_decoder(backend, dev_items, meta: dict, prompts_all: list[str]) -> dict:
+    """Grid-search lm_weight / word_bonus of the lexicon beam on the DEV set (not the eval sets)."""
+    import jiwer
+    import torch
+
+    from workbench.decode import BeamSearchDecoder, Lexicon, WordLM
+
+    with torch.no_grad():
+        lp, lens = backend.log_probs(backend.featurize([w for w, _ in dev_items]))
+    pieces = [lp[j, : lens[j]].numpy() for j in range(lp.shape[0])]
+    refs = [t for _, t in dev_items]
+    lm = WordLM.from_sentences(meta["train_phrases"])
+    lex = Lexicon.from_sentences(prompts_all)
+    best = None
+    for lm_weight in (0.3, 0.5, 0.8, 1.2):
+        for word_bonus in (0.0, 1.0, 2.0, 3.0):
+            dec = BeamSearchDecoder(lex, lm, beam=12, lm_weight=lm_weight, word_bonus=word_bonus)
+            wer = jiwer.wer(refs, [dec(p) for p in pieces])
+            if best is None or wer < best[0] - 1e-9:
+                best = (wer, {"lm_weight": lm_weight, "word_bonus": word_bonus})
+    print(f"decoder tuned on dev: {best[1]} (dev WER {best[0]:.3f})", flush=True)
+    return {**best[1], "dev_wer": best[0]}
 
 
 def run_eval(args, data, out_dir: Path, train_info: dict | None):
@@ -568,7 +592,13 @@ def run_eval(args, data, out_dir: Path, train_info: dict | None):
     t0 = time.time()
     backend = load_tiny(out_dir)
     load_s = time.time() - t0
-    decoders = make_decoders(data["meta"], load_prompts("everyday"))
+    tuned = tune_decoder(backend, data["dev"], data["meta"], load_prompts("everyday"))
+    decoders = make_decoders(data["meta"], load_prompts("everyday"),
+                             {k: v for k, v in tuned.items() if k in ("lm_weight", "word_bonus")})
+    cfg_path = out_dir / "config.json"
+    cfg_json = json.loads(cfg_path.read_text())
+    cfg_json["decoder"] = {"beam": 12, **tuned}  # defaults for lexicon-beam decoding with this model
+    cfg_path.write_text(json.dumps(cfg_json, indent=2) + "\n")
     results = {
         "heldout_texts_training_voices": evaluate_backend(backend, data["eval_train_voices"], decoders),
         "heldout_voices_heldout_texts": evaluate_backend(backend, data["eval_heldout_voices"], decoders),
@@ -584,7 +614,7 @@ def run_eval(args, data, out_dir: Path, train_info: dict | None):
         print(f"{k:45s} n={v['n']:4d}  greedy WER {v['greedy']['wer']:.3f} CER {v['greedy']['cer']:.3f}  "
               f"lexicon-beam WER {v['lexicon_beam']['wer']:.3f} CER {v['lexicon_beam']['cer']:.3f}", flush=True)
     print(f"load {load_s:.2f} s, batched RTF (greedy, batch 32) {rtf:.4f}")
-    metrics = {"results": results, "load_seconds": load_s, "rtf_batched_greedy": rtf,
+    metrics = {"results": results, "load_seconds": load_s, "decoder": tuned, "rtf_batched_greedy": rtf,
                "threads": torch.get_num_threads(), "fingerprint": backend.fingerprint()}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     write_card(out_dir, backend, data, metrics, train_info, args)
@@ -631,7 +661,7 @@ Steps: {ti.get('step', '?')}, wall time {ti.get('elapsed', 0) / 60:.1f} min, bes
 ## Evaluation (seed {args.seed})
 Decoders: `greedy` = best path; `lexicon_beam` = CTC prefix beam search (beam 12) restricted to the
 everyday-phrase vocabulary with a word bigram LM built from the TRAINING phrases only (held-out phrases
-are not in the LM).
+are not in the LM); LM weight and word bonus tuned on the dev set ({metrics.get('decoder', {})}).
 
 | set | utts | greedy WER | greedy CER | lexicon-beam WER | lexicon-beam CER |
 |---|---|---|---|---|---|
