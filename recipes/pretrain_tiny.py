@@ -621,12 +621,29 @@ def run_eval(args, data, out_dir: Path, train_info: dict | None):
     return metrics
 
 
+def _set_note(key: str) -> str:
+    """Profile and voice of a sample_data speaker, and whether its base voice was held out."""
+    if key == "heldout_texts_training_voices":
+        return "training voices, unseen phrases"
+    if key == "heldout_voices_heldout_texts":
+        return "unseen voices, unseen phrases"
+    try:
+        from workbench import simulate
+
+        info = json.loads((REPO / key / "speaker.json").read_text())["profile"]
+        voice = simulate.Voice.parse(info["voice"])
+        held = "held-out voice" if is_heldout(voice) else "training base voice"
+        return f"{info.get('profile_spec', '?')}, {voice.spec()} ({held})"
+    except Exception:  # noqa: BLE001 - a note only
+        return ""
+
+
 def write_card(out_dir: Path, backend, data, metrics, train_info, args):
     meta = data["meta"]
     res = metrics["results"]
     rows = "\n".join(
-        f"| {k} | {v['n']} | {v['greedy']['wer']:.3f} | {v['greedy']['cer']:.3f} | {v['lexicon_beam']['wer']:.3f} | "
-        f"{v['lexicon_beam']['cer']:.3f} |" for k, v in res.items())
+        f"| {k} | {_set_note(k)} | {v['n']} | {v['greedy']['wer']:.3f} | {v['greedy']['cer']:.3f} | "
+        f"{v['lexicon_beam']['wer']:.3f} | {v['lexicon_beam']['cer']:.3f} |" for k, v in res.items())
     ti = train_info or json.loads((out_dir / "config.json").read_text()).get("training", {})
     cfg = dataclasses.asdict(backend.config)
     card = f"""# workbench-tiny
@@ -663,8 +680,8 @@ Decoders: `greedy` = best path; `lexicon_beam` = CTC prefix beam search (beam 12
 everyday-phrase vocabulary with a word bigram LM built from the TRAINING phrases only (held-out phrases
 are not in the LM); LM weight and word bonus tuned on the dev set ({metrics.get('decoder', {})}).
 
-| set | utts | greedy WER | greedy CER | lexicon-beam WER | lexicon-beam CER |
-|---|---|---|---|---|---|
+| set | what | utts | greedy WER | greedy CER | lexicon-beam WER | lexicon-beam CER |
+|---|---|---|---|---|---|---|
 {rows}
 
 Load time {metrics['load_seconds']:.2f} s; batched real-time factor (greedy, batch 32, {metrics['threads']} threads)

@@ -49,7 +49,14 @@ from typing import Any
 import numpy as np
 
 from workbench._optional import require
-from workbench.audio import QualityReport, Recording, check_quality, load_audio, pcm16_to_float, resample
+from workbench.audio import (
+    QualityReport,
+    Recording,
+    check_quality,
+    load_audio,
+    pcm16_to_float,
+    resample,
+)
 from workbench.errors import AudioError, WorkbenchError
 
 anywidget = require("anywidget", extra="ui", purpose="record with the browser's microphone")
@@ -737,7 +744,7 @@ class BrowserRecorder(anywidget.AnyWidget):
         self.recording, self.report = rec, rec.quality()
         message, ok = self.report.message, self.report.ok
         if reason == "limit":
-            message = f"Stopped at the {self.max_seconds:.0f} s limit. " + message
+            message = f"Stopped at the {rec.duration_s:.0f} s limit. " + message
         try:
             for fn in list(self._callbacks):
                 fn(rec)

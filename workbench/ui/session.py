@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.audio import QualityReport, Recording
+from workbench.audio import QualityReport, Recording, check_quality
 from workbench.corpus import SpeakerCorpus, Utterance
 from workbench.errors import CorpusError, WorkbenchError
 
@@ -212,9 +212,11 @@ class PromptSession:
                 )
             i = self.index
             earlier = [u for u in self.takes(i) if u.status == "ok"]
+            extra: dict[str, Any] = {"prompt_index": i, "source": source}
+            if earlier and check_quality(audio, sample_rate).ok:  # what add_take will decide
+                extra["replaces"] = [u.utt_id for u in earlier]
             utt = self.corpus.add_take(
-                audio, prompt=self.prompts[i], sample_rate=sample_rate, consent_id=self.consent_id,
-                extra={"prompt_index": i, "source": source, "replaces": [u.utt_id for u in earlier]},
+                audio, prompt=self.prompts[i], sample_rate=sample_rate, consent_id=self.consent_id, extra=extra,
             )
             if utt.status == "ok":
                 for u in earlier:  # after the new take is safely on disk
@@ -223,8 +225,8 @@ class PromptSession:
             self.last_take = utt
             problems = _quality_message(utt)
             if utt.status == "ok":
-                extra = " It replaces the earlier take (kept on disk, not used)." if earlier else ""
-                self._say(f"Saved ({utt.duration_s:.1f} s). {problems}{extra}", True)
+                note = " It replaces the earlier take (kept on disk, not used)." if earlier else ""
+                self._say(f"Saved ({utt.duration_s:.1f} s). {problems}{note}", True)
             else:
                 kept = " The earlier good take is still used." if earlier else ""
                 self._say(f"Saved but not usable: {problems} Press Record to try again.{kept}", False)
@@ -353,13 +355,15 @@ class PromptSession:
                           f"&middot; {html.escape(self.status())}</div>"
             prompt.value = ("<div style='font-size:2.4em;line-height:1.3;padding:12px 0;font-weight:500'>"
                             f"{html.escape(self.prompt)}</div>")
-            done, total = self.progress
-            progress.value, progress_label.value = done, self.progress_text
+            progress.value, progress_label.value = self.progress[0], self.progress_text
             color = {True: "#2e7d32", False: "#b00020", None: "inherit"}[self.ok]
             message.value = f"<div style='color:{color}'>{html.escape(self.message)}</div>"
             options = [(f"{i + 1}. {_short(u.prompt)} - {u.status}, {u.duration_s:.1f} s", u.utt_id)
                        for u in reversed(self.takes()) for i in [_index_of(self.prompts, u.prompt)]]
+            keep = earlier.value
             earlier.options = options
+            ids = [v for _, v in options]
+            earlier.value = keep if keep in ids else (ids[0] if ids else None)  # newest first
             play.disabled = not options
 
         def act(fn: Any) -> Any:

@@ -6,7 +6,7 @@
 //
 //   {type: "start", take, rate: 16000, input_rate}
 //   {type: "chunk", take, seq, n}            + one ArrayBuffer of n int16 samples
-//   {type: "stop",  take, chunks, samples, reason}
+//   {type: "stop",  take, chunks, samples, reason, elapsed}   (elapsed: page clock, seconds)
 //   {type: "error", code, message}
 //
 // Audio travels only in custom messages, never in a synced trait, so it is never part of
@@ -32,19 +32,22 @@ const MESSAGES = {
 };
 
 // AudioWorklet code, loaded from a Blob URL: it averages the input channels and posts
-// blocks of 2048 samples (about 43 ms at 48 kHz) to the page; "flush" posts the rest.
+// blocks of 2048 samples (about 43 ms at 48 kHz) to the page, each with the context frame
+// just after its last sample (so the page can cut the take at the moment Stop was pressed);
+// "flush" posts the rest.
 const WORKLET = `
 class WorkbenchTap extends AudioWorkletProcessor {
   constructor() {
     super();
     this.buf = new Float32Array(2048);
     this.n = 0;
+    this.end = 0;
     this.port.onmessage = (e) => {
       if (e.data === "flush") { this.post(); this.port.postMessage("flushed"); }
     };
   }
   post() {
-    if (this.n > 0) { this.port.postMessage(this.buf.slice(0, this.n)); this.n = 0; }
+    if (this.n > 0) { this.port.postMessage({ samples: this.buf.slice(0, this.n), end: this.end }); this.n = 0; }
   }
   process(inputs) {
     const input = inputs[0];
@@ -54,6 +57,7 @@ class WorkbenchTap extends AudioWorkletProcessor {
         let s = 0;
         for (let c = 0; c < nch; c++) s += input[c][i];
         this.buf[this.n++] = s / nch;
+        this.end = currentFrame + i + 1;
         if (this.n === this.buf.length) this.post();
       }
     }
@@ -266,8 +270,14 @@ function render({ model, el: root }) {
     return out;
   }
 
-  function onBlock(x) {
+  function onBlock(x, end) {
     if (!rec || rec.done) return;
+    if (end !== undefined && rec.stopFrame !== undefined) {
+      // audio that reached the worklet after Stop was pressed is not part of the take
+      const keep = Math.max(0, Math.min(x.length, rec.stopFrame - (end - x.length)));
+      if (keep < x.length) x = x.subarray(0, keep);
+      if (!x.length) return;
+    }
     rec.level = levelDb(x);
     emit(rec.resampler.push(x));
   }
@@ -304,6 +314,7 @@ function render({ model, el: root }) {
       chunkSamples: Math.max(1600, Math.round(RATE * (Number(model.get("chunk_seconds")) || 1))),
       maxSamples: Math.round(RATE * (Number(model.get("max_seconds")) || 60)),
     };
+    let worklet = null;
     try {
       r.ctx = new AudioContext();
       if (r.ctx.state === "suspended") await r.ctx.resume();
@@ -311,7 +322,6 @@ function render({ model, el: root }) {
       r.mute = r.ctx.createGain();
       r.mute.gain.value = 0; // keep the graph pulled without echoing the microphone
       r.mute.connect(r.ctx.destination);
-      let worklet = null;
       if (r.ctx.audioWorklet && typeof AudioWorkletNode === "function") {
         const url = URL.createObjectURL(new Blob([WORKLET], { type: "text/javascript" }));
         try {
@@ -326,7 +336,7 @@ function render({ model, el: root }) {
       if (worklet) {
         worklet.port.onmessage = (e) => {
           if (e.data === "flushed") { if (r.flushed) r.flushed(); }
-          else onBlock(e.data);
+          else onBlock(e.data.samples, e.data.end);
         };
         r.node = worklet;
       } else {
@@ -357,7 +367,9 @@ function render({ model, el: root }) {
   async function stop(reason = "button") {
     if (!rec || rec.closing) return;
     const r = rec;
-    r.closing = true; // blocks still in flight are kept; no second stop
+    r.closing = true; // blocks still in flight are kept up to the moment of Stop; no second stop
+    r.elapsed = (performance.now() - r.startedAt) / 1000;
+    if (r.node.port && reason !== "limit") r.stopFrame = Math.round(r.ctx.currentTime * r.ctx.sampleRate);
     setState("stopping");
     if (r.node.port) {
       // collect what the worklet still holds (at most one block), then detach
@@ -375,7 +387,7 @@ function render({ model, el: root }) {
     if (r.pendingLength) sendChunk(concat(r.pending, r.pendingLength));
     r.pending = [];
     r.pendingLength = 0;
-    model.send({ type: "stop", take: r.id, chunks: r.seq, samples: r.samples, reason });
+    model.send({ type: "stop", take: r.id, chunks: r.seq, samples: r.samples, reason, elapsed: r.elapsed });
     lastTake = { id: r.id, pcm: r.pcm, samples: r.samples };
     rec = null;
     meterFill.style.width = "0%";

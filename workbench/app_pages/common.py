@@ -1,0 +1,139 @@
+"""What every page shares: the server-wide context, the per-session state, safe paths, messages.
+
+Paths: a speaker id from a request becomes a folder only through
+:func:`speaker_path`, which validates the id (:func:`~workbench.corpus.validate_speaker_id`)
+and checks that the resolved folder sits directly inside the data folder (no
+``..``, no symlink out of it). Files offered for download go through
+:func:`inside_data_dir`. Uploaded file names are only ever shown or matched as
+text, never used to build a path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import param
+
+from workbench.errors import CorpusError
+
+__all__ = [
+    "PAGES",
+    "AppContext",
+    "SessionState",
+    "default_train_config",
+    "esc",
+    "inside_data_dir",
+    "message_html",
+    "open_speaker",
+    "speaker_path",
+]
+
+#: Page names, in the order of the sidebar.
+PAGES = ("Speakers", "Record", "Personalize", "Results", "Speakers map")
+
+_COLOURS = {True: "#1b5e20", False: "#b00020", None: "#333"}
+_BACKGROUNDS = {True: "#e8f5e9", False: "#fdecea", None: "#f1f3f5"}
+
+
+def default_train_config(minutes: float) -> Any:
+    """The training settings of the app: the core defaults with a time budget of ``minutes``."""
+    from workbench.personalize import TrainConfig
+
+    return TrainConfig(max_seconds=60.0 * float(minutes))
+
+
+def _default_backend_factory(model: str) -> Any:
+    from workbench.models.base import load_base_model
+
+    return load_base_model(model)
+
+
+@dataclasses.dataclass
+class AppContext:
+    """Server-wide settings, shared (read-only) by every browser session.
+
+    Attributes:
+        data_dir: the folder holding the speaker folders; nothing is written outside it.
+        models: base models the page offers, label -> name passed to ``backend_factory``.
+            Set by whoever starts the server, never by a request.
+        backend_factory: ``fn(name) -> backend``; called once per training run (each
+            run gets its own copy, since adapters are injected in place).
+        train_config: ``fn(minutes) -> TrainConfig`` for one run.
+        decoder: ``"lexicon"`` (the prompt domain's words, the CLI's default) or ``"greedy"``.
+        test_fraction: share of prompts kept aside to measure the result.
+    """
+
+    data_dir: Path
+    models: dict[str, str] = dataclasses.field(default_factory=lambda: {"Built-in model (workbench-tiny)": "tiny"})
+    backend_factory: Callable[[str], Any] = _default_backend_factory
+    train_config: Callable[[float], Any] = default_train_config
+    decoder: str = "lexicon"
+    test_fraction: float = 0.25
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser().resolve()
+        if not self.models:
+            raise ValueError("AppContext needs at least one base model")
+
+    @property
+    def default_model(self) -> str:
+        return next(iter(self.models.values()))
+
+
+class SessionState(param.Parameterized):
+    """What one browser session is looking at (one per session, never shared)."""
+
+    speaker_id = param.String(default="", doc="the open speaker ('' = none)")
+    page = param.Selector(default=PAGES[0], objects=list(PAGES))
+    data_version = param.Integer(default=0, doc="bumped when recordings change, so pages refresh")
+
+
+def speaker_path(ctx: AppContext, speaker_id: Any) -> Path:
+    """The folder of ``speaker_id`` inside the data folder, or :class:`CorpusError`.
+
+    The id must be a safe folder name and the folder (after resolving links)
+    must be directly inside ``ctx.data_dir``.
+    """
+    from workbench.corpus import validate_speaker_id
+
+    sid = validate_speaker_id(speaker_id)
+    path = ctx.data_dir / sid
+    if path.resolve().parent != ctx.data_dir:
+        raise CorpusError(f"Speaker {sid!r} points outside the data folder, so it cannot be opened here.")
+    return path
+
+
+def open_speaker(ctx: AppContext, speaker_id: Any) -> Any:
+    """Open an existing speaker folder (validated by :func:`speaker_path`)."""
+    from workbench.corpus import SpeakerCorpus
+
+    path = speaker_path(ctx, speaker_id)
+    if not (path / "speaker.json").is_file():
+        raise CorpusError(f"There is no speaker {speaker_id!r} in the data folder. Create it on the Speakers page.")
+    return SpeakerCorpus.open(path)
+
+
+def inside_data_dir(ctx: AppContext, path: Path) -> Path:
+    """``path`` resolved, if it lies inside the data folder; else :class:`CorpusError`."""
+    real = Path(path).resolve()
+    if not real.is_relative_to(ctx.data_dir):
+        raise CorpusError("That file is outside the data folder, so it is not offered here.")
+    return real
+
+
+def esc(text: Any) -> str:
+    """HTML-escape anything shown in the page that came from a person or a file."""
+    return html.escape(str(text), quote=True)
+
+
+def message_html(text: str, ok: bool | None = None) -> str:
+    """A plain message box: green for good news, red for a problem, grey otherwise."""
+    if not text:
+        return ""
+    role = "alert" if ok is False else "status"
+    return (f"<div role='{role}' class='wb-msg' style='color:{_COLOURS[ok]};background:{_BACKGROUNDS[ok]};"
+            f"padding:8px 12px;border-radius:6px;font-size:1.05em;max-width:60em'>{esc(text)}</div>")

@@ -1,0 +1,228 @@
+"""Training runs of the app: one background thread per run, one run per speaker at a time.
+
+A :class:`TrainingJob` runs :func:`workbench.workflow.personalize_speaker` (the
+same call as the CLI and the notebooks) in a daemon thread and keeps a
+lock-protected record of its progress that any browser session can poll with
+:meth:`TrainingJob.snapshot`. The module-level registry (:func:`start_training`,
+:func:`job_for`) is keyed by the speaker folder, so a second run for the same
+speaker, from any session, is refused with :class:`TrainingBusyError` while the
+first is running; a session that opens the speaker sees the run in progress.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import TrainingError, WorkbenchError
+
+__all__ = ["TrainingBusyError", "TrainingJob", "job_for", "start_training"]
+
+_log = logging.getLogger(__name__)
+
+_JOBS: dict[str, TrainingJob] = {}
+_JOBS_LOCK = threading.Lock()
+
+
+class TrainingBusyError(TrainingError):
+    """A run for this speaker is already going."""
+
+
+class TrainingJob:
+    """One personalization run in a background thread.
+
+    Args:
+        speaker_dir: the speaker folder (already validated against the data folder).
+        backend_factory: ``fn(model) -> backend``, called in the thread (a fresh copy per run).
+        model: name passed to ``backend_factory``.
+        config: the :class:`~workbench.personalize.TrainConfig` of this run (this object is
+            the one the trainer reads, see :meth:`stop`).
+        decoder: ``"lexicon"`` or ``"greedy"``.
+        test_fraction: share of prompts kept aside to measure the result.
+
+    Attributes:
+        phase: ``"waiting"``, ``"loading"`` (the base model), ``"preparing"`` (features),
+            ``"training"``, ``"measuring"`` (transcribing the kept-aside recordings,
+            writing the report), then ``"done"`` or ``"failed"``.
+        run: the :class:`~workbench.workflow.PersonalizationRun` once done (its live
+            model is released; the personal adapter is on disk).
+        error: the plain-language problem when ``phase == "failed"``.
+    """
+
+    def __init__(self, speaker_dir: Path, *, backend_factory: Any, model: str, config: Any,
+                 decoder: str = "lexicon", test_fraction: float = 0.25) -> None:
+        self.speaker_dir = Path(speaker_dir)
+        self.speaker_id = self.speaker_dir.name
+        self.backend_factory = backend_factory
+        self.model = model
+        self.config = config
+        self.decoder = decoder
+        self.test_fraction = test_fraction
+        self.phase = "waiting"
+        self.run: Any = None
+        self.error: str | None = None
+        self.stop_requested = False
+        self.started_at = time.time()
+        self.finished_at: float | None = None
+        self.step = 0
+        self.max_steps = int(config.max_steps)
+        self.max_seconds = config.max_seconds
+        self.elapsed = 0.0
+        self.losses: list[tuple[int, float]] = []
+        self.wers: list[tuple[int, float]] = []
+        self.stop_reason = ""
+        self.version = 0  # bumped on every change, so views redraw only when needed
+        self._trainer: Any = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ control
+    @property
+    def finished(self) -> bool:
+        return self.phase in ("done", "failed")
+
+    @property
+    def running(self) -> bool:
+        return not self.finished
+
+    def start(self) -> TrainingJob:
+        """Start the thread (returns at once)."""
+        if self._thread is not None:
+            raise TrainingError("this training run was already started")
+        self._thread = threading.Thread(target=self._target, name=f"workbench-train-{self.speaker_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop after the current step; the best adapter so far is kept, measured and saved."""
+        with self._lock:
+            if self.finished:
+                return
+            self.stop_requested = True
+            self.version += 1
+        if self._trainer is not None:
+            self._trainer.stop()
+        # Until personalize_speaker hands out its Trainer, end the run through the time budget,
+        # which the training loop re-reads from this very config object before every step.
+        self.config.max_seconds = 0.0
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread; True when the run has finished."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.finished
+
+    def snapshot(self) -> dict[str, Any]:
+        """A consistent copy of the progress, for a view."""
+        with self._lock:
+            return {
+                "phase": self.phase, "step": self.step, "max_steps": self.max_steps, "elapsed": self.elapsed,
+                "max_seconds": self.max_seconds, "losses": list(self.losses), "wers": list(self.wers),
+                "stop_requested": self.stop_requested, "stop_reason": self.stop_reason, "error": self.error,
+                "version": self.version, "run": self.run, "model": self.model,
+            }
+
+    @property
+    def fraction(self) -> float:
+        """Progress in [0, 1]: steps, or the time budget, whichever is further along."""
+        done = self.step / self.max_steps if self.max_steps else 0.0
+        if self.max_seconds:
+            done = max(done, self.elapsed / self.max_seconds)
+        return 1.0 if self.finished else min(done, 1.0)
+
+    # ------------------------------------------------------------------ the thread
+    def _set(self, **changes: Any) -> None:
+        with self._lock:
+            for k, v in changes.items():
+                setattr(self, k, v)
+            self.version += 1
+
+    def _on_start(self, e: dict) -> None:
+        self._set(phase="training", max_steps=int(e.get("max_steps", self.max_steps)),
+                  max_seconds=e.get("max_seconds", self.max_seconds))
+
+    def _on_step(self, e: dict) -> None:
+        with self._lock:
+            self.step, self.elapsed = int(e["step"]), float(e.get("elapsed_s", self.elapsed))
+            self.losses.append((self.step, float(e["loss"])))
+            self.version += 1
+
+    def _on_eval(self, e: dict) -> None:
+        with self._lock:
+            self.wers.append((int(e["step"]), float(e["wer"])))
+            self.version += 1
+
+    def _on_stop(self, e: dict) -> None:
+        reason = "stopped by you" if self.stop_requested else str(e.get("reason", ""))
+        self._set(phase="measuring", stop_reason=reason)
+
+    def _attach(self, trainer: Any) -> None:
+        self._trainer = trainer
+        if self.stop_requested:
+            trainer.stop()
+
+    def _target(self) -> None:
+        from workbench.workflow import personalize_speaker
+
+        try:
+            self._set(phase="loading")
+            backend = self.backend_factory(self.model)
+            self._set(phase="preparing")
+            kwargs: dict[str, Any] = {}
+            if "trainer_hook" in inspect.signature(personalize_speaker).parameters:
+                kwargs["trainer_hook"] = self._attach
+            run = personalize_speaker(
+                self.speaker_dir, backend=backend, config=self.config, decoder=self.decoder,
+                test_fraction=self.test_fraction, progress=False,
+                callbacks={"on_start": self._on_start, "on_step": self._on_step, "on_eval": self._on_eval,
+                           "on_stop": self._on_stop}, **kwargs)
+            try:
+                run.adapted.remove()  # the adapter is saved; free the live model
+            except Exception:  # noqa: BLE001 - releasing memory must not lose the result
+                pass
+            run.adapted = None
+            self._set(run=run, phase="done", finished_at=time.time())
+        except WorkbenchError as err:
+            self._set(phase="failed", error=str(err), finished_at=time.time())
+        except Exception as err:  # noqa: BLE001 - shown on the page, never lost in a thread
+            _log.error("training %s failed:\n%s", self.speaker_id, traceback.format_exc())
+            self._set(phase="failed", finished_at=time.time(),
+                      error=f"Training stopped because of an unexpected problem ({type(err).__name__}: {err}). "
+                            "Your recordings are safe. Try again; if it happens again, send the server log "
+                            "to whoever set up this computer.")
+
+
+def _key(speaker_dir: Path) -> str:
+    return str(Path(speaker_dir).resolve())
+
+
+def job_for(speaker_dir: Path) -> TrainingJob | None:
+    """The latest run of this speaker in this server process (running or finished), or None."""
+    with _JOBS_LOCK:
+        return _JOBS.get(_key(speaker_dir))
+
+
+def start_training(speaker_dir: Path, **kwargs: Any) -> TrainingJob:
+    """Start a :class:`TrainingJob` for ``speaker_dir``; refuse if one is already running for it.
+
+    Raises:
+        TrainingBusyError: a run for this speaker is going (in this or another browser window).
+    """
+    key = _key(speaker_dir)
+    with _JOBS_LOCK:
+        old = _JOBS.get(key)
+        if old is not None and old.running:
+            since = time.strftime("%H:%M", time.localtime(old.started_at))
+            raise TrainingBusyError(
+                f"Personalization for {old.speaker_id} is already running (started at {since}, perhaps in "
+                "another browser window). Only one run per speaker at a time: wait until it finishes, "
+                "or press Stop on the Personalize page.")
+        job = TrainingJob(Path(speaker_dir), **kwargs)
+        _JOBS[key] = job
+        job.start()
+    return job

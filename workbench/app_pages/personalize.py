@@ -1,0 +1,238 @@
+"""Personalize page: choose the base model, press Train, watch progress and live curves, Stop.
+
+The run is a :class:`~workbench.app_pages.jobs.TrainingJob` (a background thread,
+one per speaker at a time, shared by every browser session). This page polls
+its snapshot about twice a second and streams new points into two Bokeh
+charts; it never blocks the server while the model trains.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import panel as pn
+
+from workbench.app_pages.common import AppContext, SessionState, esc, message_html, open_speaker
+from workbench.app_pages.jobs import TrainingJob, job_for, start_training
+from workbench.errors import WorkbenchError
+
+__all__ = ["PersonalizePage"]
+
+_PHASES = {
+    "waiting": "Starting…",
+    "loading": "Loading the base model…",
+    "preparing": "Preparing the recordings and measuring the base model…",
+    "training": "Training the personal model",
+    "measuring": "Training finished. Measuring the result on the recordings kept aside and writing the report…",
+    "done": "Finished.",
+    "failed": "Training did not finish.",
+}
+_POLL_MS = 500
+
+
+def _figure(title: str, y_label: str, colour: str) -> tuple[Any, Any]:
+    from bokeh.models import ColumnDataSource
+    from bokeh.plotting import figure
+
+    source = ColumnDataSource(data={"step": [], "value": []})
+    fig = figure(title=title, height=260, sizing_mode="stretch_width", toolbar_location=None,
+                 x_axis_label="training step", y_axis_label=y_label)
+    fig.line("step", "value", source=source, line_width=2, color=colour)
+    fig.scatter("step", "value", source=source, size=5, color=colour)
+    return fig, source
+
+
+class PersonalizePage(pn.viewable.Viewer):
+    """Train a personal model for the open speaker."""
+
+    def __init__(self, ctx: AppContext, state: SessionState, **params: Any) -> None:
+        super().__init__(**params)
+        self.ctx, self.state = ctx, state
+        self.job: TrainingJob | None = None
+        self._seen_version = -1
+        self._n_loss = self._n_wer = 0
+        self.header = pn.pane.HTML("")
+        self.data = pn.pane.HTML("")
+        self.model = pn.widgets.Select(name="Base model", options=dict(ctx.models), width=360)
+        self.minutes = pn.widgets.FloatSlider(name="Time limit (minutes)", start=0.5, end=10.0, step=0.5, value=1.5,
+                                              width=360)
+        self.train = pn.widgets.Button(name="▶ Train", button_type="success", width=160)
+        self.stop_button = pn.widgets.Button(name="■ Stop", button_type="danger", width=160, disabled=True)
+        self.progress = pn.indicators.Progress(value=0, max=1000, width=520, bar_color="success", visible=False)
+        self.status = pn.pane.HTML("")
+        self.message = pn.pane.HTML("")
+        self.result = pn.pane.HTML("")
+        self.see_results = pn.widgets.Button(name="See the results →", button_type="primary", width=200,
+                                             visible=False)
+        self.loss_fig, self.loss_source = _figure("Training loss (goes down as the model learns)", "loss", "#495057")
+        self.wer_fig, self.wer_source = _figure("Word errors on recordings kept aside (%)", "ASR word error rate (%)",
+                                                "#c62828")
+        self.charts = pn.Row(pn.pane.Bokeh(self.loss_fig, sizing_mode="stretch_width"),
+                             pn.pane.Bokeh(self.wer_fig, sizing_mode="stretch_width"),
+                             sizing_mode="stretch_width", visible=False)
+        self.train.on_click(lambda _: self.start())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.see_results.on_click(lambda _: setattr(self.state, "page", "Results"))
+        state.param.watch(lambda _: self.load(), ["speaker_id", "data_version"])
+        self._callback: Any = None
+        self.load()
+
+    # ------------------------------------------------------------------ logic
+    def _speaker(self) -> Any:
+        return open_speaker(self.ctx, self.state.speaker_id) if self.state.speaker_id else None
+
+    def load(self) -> None:
+        """Show the open speaker's data and attach to a run in progress (from any session)."""
+        self.message.object = ""
+        try:
+            corpus = self._speaker()
+        except WorkbenchError as err:
+            corpus = None
+            self.message.object = message_html(str(err), False)
+        if corpus is None:
+            self.header.object = "<h2>Personalize</h2><p>First choose or create a speaker on the <b>Speakers</b> page.</p>"
+            self.data.object = ""
+            self.train.disabled = True
+            self._attach(None)
+            return
+        self.header.object = f"<h2>Personalize: {esc(corpus.speaker_id)}</h2>"
+        self.data.object, ready = self._readiness(corpus)
+        job = job_for(corpus.root)
+        if job is not self.job:
+            self._attach(job)
+        self.train.disabled = not ready or (self.job is not None and self.job.running)
+        self.poll()
+
+    def _readiness(self, corpus: Any) -> tuple[str, bool]:
+        s = corpus.summary()
+        train, test = corpus.split(test_fraction=self.ctx.test_fraction)
+        need = int(self.ctx.train_config(self.minutes.value).min_utterances)
+        text = (f"<p>{s['n_ok']} good recordings ({s['minutes_ok']:.1f} minutes) of {s['n_prompts_recorded']} "
+                f"sentences. {len(test)} of them are kept aside to measure the result; the model learns from the "
+                f"other {len(train)}.</p>")
+        if len(train) < need or not test:
+            more = max(need - len(train), 1)
+            text += message_html(f"Not enough recordings yet: personalization needs at least {need} to learn from "
+                                 f"plus a few kept aside. Record about {more + 2} more sentences, then come back.",
+                                 False)
+            return text, False
+        return text, True
+
+    def start(self) -> TrainingJob | None:
+        """Start training the open speaker (refused with a message if a run is already going)."""
+        try:
+            corpus = self._speaker()
+            if corpus is None:
+                raise WorkbenchError("Open a speaker first (Speakers page).")
+            model = self.model.value or self.ctx.default_model
+            if model not in self.ctx.models.values():  # only models offered by the server
+                raise WorkbenchError("Choose one of the base models in the list.")
+            job = start_training(corpus.root, backend_factory=self.ctx.backend_factory, model=model,
+                                 config=self.ctx.train_config(float(self.minutes.value)), decoder=self.ctx.decoder,
+                                 test_fraction=self.ctx.test_fraction)
+        except WorkbenchError as err:
+            self.message.object = message_html(str(err), False)
+            return None
+        self.message.object = ""
+        self._attach(job)
+        self.poll()
+        return job
+
+    def stop(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.stop()
+            self.poll()
+
+    def _attach(self, job: TrainingJob | None) -> None:
+        self.job = job
+        self._seen_version = -1
+        self._n_loss = self._n_wer = 0
+        self.loss_source.data = {"step": [], "value": []}
+        self.wer_source.data = {"step": [], "value": []}
+        if job is None:
+            self.progress.visible = self.charts.visible = self.see_results.visible = False
+            self.status.object = self.result.object = ""
+            self.stop_button.disabled = True
+        elif job.running:
+            self._start_polling()
+
+    def _start_polling(self) -> None:
+        if self._callback is not None or pn.state.curdoc is None or pn.state.curdoc.session_context is None:
+            return  # outside a served page (tests call poll() themselves)
+        self._callback = pn.state.add_periodic_callback(self.poll, period=_POLL_MS)
+
+    def _stop_polling(self) -> None:
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+
+    def poll(self) -> None:
+        """Copy the run's progress into the page (cheap when nothing changed)."""
+        job = self.job
+        if job is None:
+            return
+        snap = job.snapshot()
+        if snap["version"] == self._seen_version:
+            return
+        self._seen_version = snap["version"]
+        losses, wers = snap["losses"], snap["wers"]
+        if len(losses) > self._n_loss:
+            new = losses[self._n_loss:]
+            self.loss_source.stream({"step": [s for s, _ in new], "value": [v for _, v in new]})
+            self._n_loss = len(losses)
+        if len(wers) > self._n_wer:
+            new = wers[self._n_wer:]
+            self.wer_source.stream({"step": [s for s, _ in new], "value": [100 * v for _, v in new]})
+            self._n_wer = len(wers)
+        self.charts.visible = True
+        self.progress.visible = True
+        self.progress.value = int(1000 * job.fraction)
+        running = not job.finished
+        self.stop_button.disabled = not running or snap["phase"] == "measuring" or snap["stop_requested"]
+        self.train.disabled = running
+        self.status.object = self._status_html(snap)
+        if running:
+            self._start_polling()
+            self.result.object = ""
+            self.see_results.visible = False
+            return
+        self._stop_polling()
+        if snap["phase"] == "failed":
+            self.result.object = message_html(snap["error"] or "Training did not finish.", False)
+            self.see_results.visible = False
+        else:
+            run = snap["run"]
+            self.result.object = message_html(run.comparison.summary() + ". The report is on the Results page.", True)
+            self.see_results.visible = True
+
+    def _status_html(self, snap: dict) -> str:
+        phase = snap["phase"]
+        text = _PHASES.get(phase, phase)
+        if phase == "training":
+            text += f": step {snap['step']}"
+            if snap["max_seconds"]:
+                text += f", {snap['elapsed']:.0f} of at most {snap['max_seconds']:.0f} seconds"
+            if snap["wers"]:
+                text += f". Word errors on the kept-aside recordings: {100 * snap['wers'][-1][1]:.0f}%"
+            if snap["stop_requested"]:
+                text = "Stopping after this step…"
+        elif phase == "done":
+            why = snap["stop_reason"] or "finished"
+            text = f"Finished ({esc(why)}) after {snap['step']} training steps."
+        started = self.job.started_at if self.job else time.time()
+        return (f"<div class='wb-status' aria-live='polite'>{esc(text)}</div>"
+                f"<div style='color:#666;font-size:0.9em'>Started at {time.strftime('%H:%M', time.localtime(started))}"
+                f" with {esc(snap['model'])}. You can keep recording other speakers meanwhile.</div>")
+
+    # ------------------------------------------------------------------ view
+    def __panel__(self) -> Any:
+        return pn.Column(
+            self.header, self.data,
+            pn.pane.HTML("<p>The base model stays as it is; a small personal part is trained on this speaker's "
+                         "recordings. Longer training can help; you can stop at any time and the best model so far "
+                         "is kept.</p>"),
+            pn.Row(self.model, self.minutes), pn.Row(self.train, self.stop_button), self.message,
+            self.progress, self.status, self.charts, self.result, self.see_results,
+            sizing_mode="stretch_width", css_classes=["wb-page", "wb-personalize"],
+        )

@@ -1,0 +1,271 @@
+"""Results page: ASR word error rate before and after, per-recording alignments, downloads, "try a phrase".
+
+A result is read back from the CSV that :func:`workbench.workflow.personalize_speaker`
+wrote next to its HTML report, and re-scored with :func:`workbench.evaluate.compare`
+(the same numbers and interval as the report). "Try a phrase" transcribes a new
+recording with the base model and the speaker's newest personal model.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import panel as pn
+
+from workbench.app_pages.common import (AppContext, SessionState, esc, inside_data_dir, message_html,
+                                        open_speaker)
+from workbench.app_pages.recorder import PanelRecorder, recorder_available
+from workbench.app_pages.uploads import load_one_upload
+from workbench.errors import CorpusError, WorkbenchError
+
+__all__ = ["PhraseTester", "ResultsPage", "load_comparison", "report_files"]
+
+_REPORT = re.compile(r"report-(\d{8}-\d{6})\.csv")
+
+
+def report_files(speaker_dir: Path) -> list[Path]:
+    """The speaker's report CSVs (each with its HTML beside it), newest first."""
+    folder = Path(speaker_dir) / "reports"
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if _REPORT.fullmatch(p.name) and p.is_file()),
+                  key=lambda p: p.name, reverse=True)
+
+
+def _label(path: Path) -> str:
+    m = _REPORT.fullmatch(path.name)
+    try:
+        when = _dt.datetime.strptime(m.group(1), "%Y%m%d-%H%M%S") if m else None
+    except ValueError:
+        when = None
+    return when.strftime("%d %b %Y, %H:%M:%S") if when else path.stem
+
+
+def load_comparison(csv_path: Path) -> Any:
+    """A :class:`~workbench.evaluate.Comparison` rebuilt from a report CSV."""
+    from workbench.evaluate import compare
+
+    with Path(csv_path).open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise CorpusError(f"The report {csv_path.name} has no recordings in it.")
+    try:
+        return compare([r["reference"] for r in rows], [r["before"] for r in rows], [r["after"] for r in rows],
+                       utt_ids=[r["utt_id"] for r in rows])
+    except (KeyError, ValueError) as err:
+        raise CorpusError(f"The report {csv_path.name} cannot be read ({err}).") from None
+
+
+class PhraseTester:
+    """Transcribe a phrase with the base model and the speaker's newest personal model (loaded once)."""
+
+    def __init__(self, ctx: AppContext, corpus: Any) -> None:
+        self.ctx, self.corpus = ctx, corpus
+        self._lock = threading.Lock()
+        self._loaded: tuple[Path, Any] | None = None
+
+    def newest_submodel(self) -> Path | None:
+        files = sorted((self.corpus.root / "submodels").glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+        return files[-1] if files else None
+
+    def transcribe(self, wav: Any) -> dict[str, str]:
+        """``{"base": text, "personal": text, "model": file name}`` for one ``(n,)`` 16 kHz recording."""
+        from workbench.adapters import load_submodel
+        from workbench.workflow import build_decoder
+
+        with self._lock:
+            path = self.newest_submodel()
+            if path is None:
+                raise WorkbenchError(f"{self.corpus.speaker_id} has no personal model yet: train one on the "
+                                     "Personalize page first.")
+            if self._loaded is None or self._loaded[0] != path:
+                backend = self.ctx.backend_factory(self.ctx.default_model)
+                adapted, _ = load_submodel(backend, path)
+                self._loaded = (path, adapted)
+            adapted = self._loaded[1]
+            decoder = build_decoder(self.ctx.decoder, prompts=self.corpus.prompts())
+            with adapted.disabled():
+                base = adapted.transcribe([wav], decoder=decoder)[0]
+            personal = adapted.transcribe([wav], decoder=decoder)[0]
+        return {"base": base, "personal": personal, "model": path.name}
+
+
+class ResultsPage(pn.viewable.Viewer):
+    """Show a speaker's reports and try the personal model on a new phrase."""
+
+    def __init__(self, ctx: AppContext, state: SessionState, **params: Any) -> None:
+        super().__init__(**params)
+        self.ctx, self.state = ctx, state
+        self.corpus: Any = None
+        self.comparison: Any = None
+        self.tester: PhraseTester | None = None
+        self.header = pn.pane.HTML("")
+        self.choose = pn.widgets.Select(name="Result of", options={}, width=320)
+        self.summary = pn.pane.HTML("", sizing_mode="stretch_width")
+        self.chart = pn.pane.Matplotlib(None, dpi=96, tight=True, format="png", width=420, visible=False)
+        self.table = pn.pane.HTML("", sizing_mode="stretch_width")
+        self.download_html = pn.widgets.FileDownload(label="Download the report (HTML)", button_type="primary",
+                                                     visible=False, width=280)
+        self.download_csv = pn.widgets.FileDownload(label="Download the table (CSV)", visible=False, width=280)
+        self.try_answer = pn.pane.HTML("")
+        self.try_upload = pn.widgets.FileInput(accept=".wav,.flac,.ogg", multiple=False)
+        self.recorder = PanelRecorder(max_seconds=20.0) if recorder_available() else None
+        if self.recorder is not None:
+            self.recorder.on_recording(lambda rec: self._try_in_thread(rec.audio))
+        self.try_upload.param.watch(lambda _: self._on_try_upload(), "value")
+        self.choose.param.watch(lambda _: self.show(), "value")
+        state.param.watch(lambda _: self.load(), "speaker_id")
+        self.load()
+
+    def on_show(self) -> None:
+        """Called when the page is opened: a run may have added a report meanwhile."""
+        self.load()
+
+    # ------------------------------------------------------------------ logic
+    def load(self) -> None:
+        """List the open speaker's reports and show the newest."""
+        self.corpus = None
+        if self.state.speaker_id:
+            try:
+                self.corpus = open_speaker(self.ctx, self.state.speaker_id)
+            except WorkbenchError as err:
+                self.header.object = "<h2>Results</h2>" + message_html(str(err), False)
+        if self.corpus is None:
+            if not self.state.speaker_id:
+                self.header.object = "<h2>Results</h2><p>First choose a speaker on the <b>Speakers</b> page.</p>"
+            self.choose.options = {}
+            self._clear()
+            return
+        if self.tester is None or self.tester.corpus.root != self.corpus.root:
+            self.tester = PhraseTester(self.ctx, self.corpus)
+            self.try_answer.object = ""
+        self.header.object = f"<h2>Results: {esc(self.corpus.speaker_id)}</h2>"
+        files = report_files(self.corpus.root)
+        options = {_label(p): p.name for p in files}  # values are names; paths are rebuilt and checked in show()
+        old = self.choose.value
+        self.choose.options = options
+        if files:
+            self.choose.value = old if old in options.values() else files[0].name
+        self.show()
+
+    def _clear(self) -> None:
+        self.comparison = None
+        self.summary.object = self.table.object = ""
+        self.chart.visible = self.download_html.visible = self.download_csv.visible = False
+
+    def _report_path(self, name: Any) -> Path:
+        if not isinstance(name, str) or not _REPORT.fullmatch(name):
+            raise CorpusError("That is not one of this speaker's reports.")
+        path = inside_data_dir(self.ctx, self.corpus.root / "reports" / name)
+        if not path.is_file():
+            raise CorpusError(f"The report {name} is no longer there.")
+        return path
+
+    def show(self) -> None:
+        """Show the chosen report."""
+        if self.corpus is None:
+            return self._clear()
+        if not self.choose.value:
+            self._clear()
+            self.summary.object = ("<p>No results yet for this speaker. Train a personal model on the "
+                                   "<b>Personalize</b> page; its report appears here.</p>")
+            return
+        try:
+            csv_path = self._report_path(self.choose.value)
+            cmp_ = load_comparison(csv_path)
+        except WorkbenchError as err:
+            self._clear()
+            self.summary.object = message_html(str(err), False)
+            return
+        self.comparison = cmp_
+        self.summary.object = self._summary_html(cmp_)
+        self._draw_chart(cmp_)
+        self.table.object = ("<h3>Each recording kept aside</h3><p>Worst first. What the base model and the "
+                             "personal model recognised, compared with what was said.</p>"
+                             + cmp_.to_html_table(cmp_.worst(len(cmp_.utterances))))
+        html_path = csv_path.with_suffix(".html")
+        self.download_csv.file, self.download_csv.filename = str(csv_path), csv_path.name
+        self.download_csv.visible = True
+        if html_path.is_file():
+            self.download_html.file, self.download_html.filename = str(html_path), html_path.name
+            self.download_html.visible = True
+        else:
+            self.download_html.visible = False
+
+    def _summary_html(self, c: Any) -> str:
+        from workbench.report import NOTICE
+
+        lo, hi = 100 * c.interval["diff_low"], 100 * c.interval["diff_high"]
+        better = c.wer_after < c.wer_before
+        verdict = (f"{100 * c.relative_reduction:.0f}% fewer word errors with the personal model." if better
+                   else "No improvement on these recordings.")
+        return (
+            "<div class='wb-big'>"
+            f"<span>Base model: <b>{100 * c.wer_before:.0f}%</b></span> &rarr; "
+            f"<span>Personal model: <b>{100 * c.wer_after:.0f}%</b></span> word errors</div>"
+            f"<p>{esc(verdict)} Measured on {len(c.utterances)} recordings kept aside (never trained on). "
+            f"With 95% confidence the drop is between {lo:.1f} and {hi:.1f} percentage points; with few "
+            "recordings this range is wide.</p>"
+            f"<p class='wb-notice'>{esc(NOTICE)}</p>")
+
+    def _draw_chart(self, c: Any) -> None:
+        try:
+            from workbench.plots import plot_wer_before_after
+
+            fig = plot_wer_before_after(c.wer_before, c.wer_after,
+                                        interval=(c.interval["diff_low"], c.interval["diff_high"]))
+        except WorkbenchError:  # matplotlib missing: the numbers above still say it all
+            self.chart.visible = False
+            return
+        self.chart.object = fig
+        self.chart.visible = True
+
+    def try_phrase(self, wav: Any) -> dict[str, str] | None:
+        """Transcribe one recording with both models and show the two texts side by side."""
+        if self.tester is None:
+            self.try_answer.object = message_html("Open a speaker first.", False)
+            return None
+        try:
+            out = self.tester.transcribe(wav)
+        except WorkbenchError as err:
+            self.try_answer.object = message_html(str(err), False)
+            return None
+        self.try_answer.object = (
+            "<table class='wb-table wb-try'><tr><th>Base model heard</th><td>"
+            f"{esc(out['base']) or '<i>(nothing)</i>'}</td></tr><tr><th>Personal model heard</th><td>"
+            f"<b>{esc(out['personal']) or '<i>(nothing)</i>'}</b></td></tr></table>"
+            f"<div style='color:#666;font-size:0.9em'>Personal model: {esc(out['model'])}</div>")
+        return out
+
+    def _try_in_thread(self, wav: Any) -> None:
+        self.try_answer.object = message_html("Listening…", None)
+        threading.Thread(target=self.try_phrase, args=(wav,), name="workbench-try", daemon=True).start()
+
+    def _on_try_upload(self) -> None:
+        if not self.try_upload.value:
+            return
+        try:
+            rec = load_one_upload(self.try_upload.filename, self.try_upload.value)
+        except WorkbenchError as err:
+            self.try_answer.object = message_html(str(err), False)
+            return
+        finally:
+            self.try_upload.clear()
+        self._try_in_thread(rec.audio)
+
+    # ------------------------------------------------------------------ view
+    def __panel__(self) -> Any:
+        mic: list[Any] = [self.recorder] if self.recorder is not None else []
+        return pn.Column(
+            self.header, self.choose, self.summary, self.chart, pn.Row(self.download_html, self.download_csv),
+            self.table,
+            pn.pane.HTML("<h3>Try a phrase</h3><p>Record (or upload) a new sentence and see what the base model "
+                         "and the personal model make of it.</p>"),
+            *mic, self.try_upload, self.try_answer,
+            sizing_mode="stretch_width", css_classes=["wb-page", "wb-results"],
+        )

@@ -1,0 +1,174 @@
+"""Speakers page: the list of speaker folders, create one (de-identified id + consent), open one."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import panel as pn
+
+from workbench.app_pages.common import AppContext, SessionState, esc, message_html, open_speaker, speaker_path
+from workbench.errors import CorpusError, WorkbenchError
+
+__all__ = ["SpeakersPage"]
+
+_PROMPT_SETS = {"Everyday phrases (shipped with the workbench)": "everyday", "My own sentences (type them below)": "own"}
+
+
+class SpeakersPage(pn.viewable.Viewer):
+    """List, create and open speakers. Logic methods (:meth:`create`, :meth:`open`) are testable without a browser."""
+
+    def __init__(self, ctx: AppContext, state: SessionState, **params: Any) -> None:
+        super().__init__(**params)
+        self.ctx, self.state = ctx, state
+        self.table = pn.pane.HTML("", sizing_mode="stretch_width")
+        self.choose = pn.widgets.Select(name="Speaker", options=[], width=280)
+        self.open_button = pn.widgets.Button(name="Open this speaker", button_type="primary", width=200)
+        self.open_message = pn.pane.HTML("")
+        self.new_id = pn.widgets.TextInput(name="Speaker code (de-identified, no names)", placeholder="e.g. spk-017",
+                                           width=320)
+        self.label = pn.widgets.TextInput(name="Short description (optional, no names)",
+                                          placeholder="e.g. adult, group B", width=320)
+        self.prompt_set = pn.widgets.Select(name="Sentences to read", options=_PROMPT_SETS, width=420)
+        self.n_prompts = pn.widgets.IntInput(name="How many sentences", value=40, start=3, end=1000, step=5,
+                                             width=200)
+        self.own_prompts = pn.widgets.TextAreaInput(name="Your sentences, one per line", height=150, width=520,
+                                                    visible=False, placeholder="Good morning\nCan I have a cup of tea")
+        self.consent_id = pn.widgets.TextInput(name="Consent record id", placeholder="e.g. consent-2024-05",
+                                               width=320)
+        self.consent_text = pn.widgets.TextAreaInput(name="What the speaker agreed to", height=70, width=520,
+                                                     placeholder="Recordings are used to personalize speech "
+                                                                 "recognition for this speaker only.")
+        self.given_by = pn.widgets.TextInput(name="Consent given by", placeholder="speaker or guardian (no names)",
+                                             width=320)
+        self.create_button = pn.widgets.Button(name="Create speaker", button_type="success", width=200)
+        self.create_message = pn.pane.HTML("")
+        self.go_record = pn.widgets.Button(name="Start recording →", button_type="primary", width=200, visible=False)
+        self.prompt_set.param.watch(lambda e: setattr(self.own_prompts, "visible", e.new == "own"), "value")
+        self.prompt_set.param.watch(lambda e: setattr(self.n_prompts, "visible", e.new != "own"), "value")
+        self.create_button.on_click(lambda _: self.create())
+        self.open_button.on_click(lambda _: self.open(self.choose.value))
+        self.go_record.on_click(lambda _: setattr(self.state, "page", "Record"))
+        self.refresh()
+
+    # ------------------------------------------------------------------ logic
+    def speakers(self) -> list[dict[str, Any]]:
+        """Summaries of the speaker folders in the data folder."""
+        from workbench.corpus import list_speakers
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                corpora = list_speakers(self.ctx.data_dir)
+            except CorpusError:
+                return []
+        out = []
+        for c in corpora:
+            s = c.summary()
+            s["trained"] = any((c.root / "submodels").glob("*.safetensors"))
+            out.append(s)
+        return out
+
+    def refresh(self) -> None:
+        rows = self.speakers()
+        self.choose.options = [r["speaker_id"] for r in rows]
+        if self.state.speaker_id in self.choose.options:
+            self.choose.value = self.state.speaker_id
+        if not rows:
+            self.table.object = ("<p class='wb-empty'>No speakers yet in "
+                                 f"<code>{esc(self.ctx.data_dir)}</code>. Create the first one below.</p>")
+            return
+        body = "".join(
+            f"<tr><td><b>{esc(r['speaker_id'])}</b>{' (simulated)' if r['simulated'] else ''}</td>"
+            f"<td>{esc(r['display_name'])}</td>"
+            f"<td>{r['n_prompts_recorded']} of {r['n_prompts']}</td><td>{r['n_ok']}</td>"
+            f"<td>{r['minutes_ok']:.1f}</td><td>{'yes' if r['trained'] else 'not yet'}</td></tr>" for r in rows)
+        self.table.object = (
+            "<table class='wb-table'><thead><tr><th>Speaker</th><th>Description</th><th>Sentences recorded</th>"
+            "<th>Good recordings</th><th>Minutes</th><th>Personal model</th></tr></thead>"
+            f"<tbody>{body}</tbody></table>")
+
+    def _prompts(self) -> list[str]:
+        from workbench.prompts import load_prompts, parse_prompts
+
+        if self.prompt_set.value == "own":
+            prompts = parse_prompts(self.own_prompts.value or "")
+            if not prompts:
+                raise CorpusError("Type at least one sentence (one per line), or choose the everyday phrases.")
+            return prompts
+        prompts = load_prompts("everyday")  # a shipped name, never a path from the page
+        n = int(self.n_prompts.value or 0)
+        if n < 1:
+            raise CorpusError("Choose how many sentences to read (at least 1).")
+        return prompts[:n]
+
+    def create(self) -> str | None:
+        """Create the speaker from the form; returns its id, or None (the message says why)."""
+        from workbench.corpus import SpeakerCorpus
+
+        sid = (self.new_id.value or "").strip()
+        consent = (self.consent_id.value or "").strip()
+        try:
+            if not sid:
+                raise CorpusError("Type a speaker code first, e.g. spk-017 (a code, not the person's name).")
+            path = speaker_path(self.ctx, sid)
+            if (path / "speaker.json").is_file():
+                raise CorpusError(f"A speaker {sid!r} already exists. Open it above, or choose another code.")
+            if not consent:
+                raise CorpusError("Type the id of the signed consent record before creating the speaker "
+                                  "(e.g. consent-2024-05). It is stored with every recording.")
+            from workbench.corpus import validate_speaker_id  # the consent id follows the same naming rules
+
+            try:
+                validate_speaker_id(consent)
+            except CorpusError:
+                raise CorpusError(f"Consent record id {consent!r} is not allowed: use letters, digits, '-' or '_' "
+                                  "(e.g. consent-2024-05).") from None
+            prompts = self._prompts()
+            corpus = SpeakerCorpus.create(self.ctx.data_dir, sid, display_name=(self.label.value or "").strip(),
+                                          prompts=prompts)
+            corpus.add_consent(consent, text=self.consent_text.value or "", given_by=(self.given_by.value or "").strip())
+        except WorkbenchError as err:
+            self.create_message.object = message_html(str(err), False)
+            self.go_record.visible = False
+            return None
+        self.create_message.object = message_html(
+            f"Speaker {sid} is ready, with {len(prompts)} sentences to read and consent {consent}. "
+            "Next: record the sentences.", True)
+        self.go_record.visible = True
+        self.new_id.value = ""
+        self.state.speaker_id = sid
+        self.refresh()
+        return sid
+
+    def open(self, speaker_id: Any) -> bool:
+        """Make ``speaker_id`` the open speaker of this session (validated); False with a message if not."""
+        try:
+            corpus = open_speaker(self.ctx, speaker_id)
+        except WorkbenchError as err:
+            self.open_message.object = message_html(str(err), False)
+            return False
+        self.state.speaker_id = corpus.speaker_id
+        s = corpus.summary()
+        self.open_message.object = message_html(
+            f"Opened {corpus.speaker_id}: {s['n_ok']} good recordings, {s['n_prompts_recorded']} of "
+            f"{s['n_prompts']} sentences recorded. Use the pages on the left to record, personalize or see results.",
+            True)
+        return True
+
+    # ------------------------------------------------------------------ view
+    def __panel__(self) -> Any:
+        return pn.Column(
+            pn.pane.HTML("<h2>Speakers</h2><p>Each speaker has a folder in the data folder with their "
+                         "recordings, consent and personal models. Use a code, never a real name.</p>"),
+            self.table,
+            pn.Row(self.choose, pn.Column(pn.Spacer(height=18), self.open_button)),
+            self.open_message,
+            pn.pane.HTML("<h3>New speaker</h3>"),
+            self.new_id, self.label, pn.Row(self.prompt_set, self.n_prompts), self.own_prompts,
+            pn.pane.HTML("<p style='margin-bottom:0'><b>Consent.</b> Ask the speaker (or their guardian) before "
+                         "recording and keep the signed form; type its id here.</p>"),
+            self.consent_id, self.consent_text, self.given_by,
+            pn.Row(self.create_button, self.go_record), self.create_message,
+            sizing_mode="stretch_width", css_classes=["wb-page", "wb-speakers"],
+        )
