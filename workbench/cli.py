@@ -44,6 +44,15 @@ def _adapter_config(name: str):
     return REGISTRY[name][0]()
 
 
+def _cmd_record(args: argparse.Namespace) -> int:
+    from workbench.prompts import load_prompts
+    from workbench.ui.terminal import record_in_terminal
+
+    kept = record_in_terminal(args.speaker_dir, consent_id=args.consent, create=args.create,
+                              prompts=load_prompts(args.prompts) if args.create else None, device=args.device)
+    return 0 if kept >= 0 else 1
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import subprocess
     import sys
@@ -179,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--decoder", default="lexicon", choices=["greedy", "lexicon"])
         p.set_defaults(func=_cmd_evaluate if name == "evaluate" else _cmd_report, report=False)
 
+    p = sub.add_parser("record", help="record a speaker reading prompts with this computer's microphone")
+    p.add_argument("speaker_dir", help="the speaker folder (its name is the de-identified speaker id)")
+    p.add_argument("--consent", required=True, help="consent id for this session, e.g. consent-2026-11")
+    p.add_argument("--create", action="store_true", help="create the speaker folder if it does not exist")
+    p.add_argument("--prompts", default="everyday", help="prompt list for a new speaker (name or text file)")
+    p.add_argument("--device", default=None, help="microphone index or name (default: the system default)")
+    p.set_defaults(func=_cmd_record)
+
     p = sub.add_parser("bench", help="run the benchmarks and write docs/benchmarks.md")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test that every benchmark runs")
     p.add_argument("--only", action="append", help="run one benchmark (repeatable)")
@@ -186,7 +203,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench)
 
     for name, help_text, issue in [
-        ("record", "record a speaker reading prompts with the kernel's microphone", "recorder widgets, issue 8"),
         ("serve", "start the local therapist app", "the Panel app, issue 9"),
     ]:
         p = sub.add_parser(name, help=help_text)

@@ -21,11 +21,13 @@ import param
 from workbench.errors import CorpusError
 
 __all__ = [
+    "CSS",
     "PAGES",
     "AppContext",
     "SessionState",
     "default_train_config",
     "esc",
+    "html_pane",
     "inside_data_dir",
     "message_html",
     "open_speaker",
@@ -37,6 +39,33 @@ PAGES = ("Speakers", "Record", "Personalize", "Results", "Speakers map")
 
 _COLOURS = {True: "#1b5e20", False: "#b00020", None: "#333"}
 _BACKGROUNDS = {True: "#e8f5e9", False: "#fdecea", None: "#f1f3f5"}
+
+
+#: Styles for the HTML panes (each pane lives in its own shadow DOM, so they travel with it).
+CSS = """
+:host { font-size: 1.02rem; color: #212529; }
+h2 { font-size: 1.6em; margin: 0.2em 0 0.4em; }
+h3 { font-size: 1.2em; margin: 0.9em 0 0.3em; }
+.wb-prompt-text { font-size: 2.4em; line-height: 1.3; font-weight: 500; padding: 14px 18px; background: #f8f9fa;
+  border-left: 6px solid #2a9d8f; border-radius: 6px; }
+.wb-where, .wb-progress-text { color: #495057; font-size: 1.05em; }
+.wb-table { border-collapse: collapse; width: 100%; max-width: 60em; }
+.wb-table th, .wb-table td { border-bottom: 1px solid #dee2e6; padding: 6px 8px; text-align: left; vertical-align: top; }
+.wb-table th { background: #f1f3f5; }
+.wb-compare { border-collapse: collapse; width: 100%; font-size: 0.95em; }
+.wb-compare th, .wb-compare td { border-bottom: 1px solid #eee; padding: 4px 6px; text-align: left; vertical-align: top; }
+.wb-big { font-size: 1.7em; margin: 0.3em 0; }
+.wb-notice { background: #fff8e1; border-left: 4px solid #f9a825; padding: 6px 10px; font-size: 0.92em; }
+.wb-status { font-size: 1.1em; font-weight: 500; }
+code { background: #f1f3f5; padding: 0 3px; border-radius: 3px; }
+"""
+
+
+def html_pane(obj: str = "", **params: Any) -> Any:
+    """An HTML pane carrying the app's styles."""
+    import panel as pn
+
+    return pn.pane.HTML(obj, stylesheets=[CSS], **params)
 
 
 def default_train_config(minutes: float) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 import panel as pn
 
-from workbench.app_pages.common import AppContext, SessionState, esc, message_html, open_speaker
+from workbench.app_pages.common import AppContext, SessionState, esc, html_pane, message_html, open_speaker
 from workbench.app_pages.jobs import TrainingJob, job_for, start_training
 from workbench.errors import WorkbenchError
 
@@ -52,17 +52,17 @@ class PersonalizePage(pn.viewable.Viewer):
         self.job: TrainingJob | None = None
         self._seen_version = -1
         self._n_loss = self._n_wer = 0
-        self.header = pn.pane.HTML("")
-        self.data = pn.pane.HTML("")
+        self.header = html_pane("")
+        self.data = html_pane("")
         self.model = pn.widgets.Select(name="Base model", options=dict(ctx.models), width=360)
         self.minutes = pn.widgets.FloatSlider(name="Time limit (minutes)", start=0.5, end=10.0, step=0.5, value=1.5,
                                               width=360)
         self.train = pn.widgets.Button(name="▶ Train", button_type="success", width=160)
         self.stop_button = pn.widgets.Button(name="■ Stop", button_type="danger", width=160, disabled=True)
         self.progress = pn.indicators.Progress(value=0, max=1000, width=520, bar_color="success", visible=False)
-        self.status = pn.pane.HTML("")
-        self.message = pn.pane.HTML("")
-        self.result = pn.pane.HTML("")
+        self.status = html_pane("")
+        self.message = html_pane("")
+        self.result = html_pane("")
         self.see_results = pn.widgets.Button(name="See the results →", button_type="primary", width=200,
                                              visible=False)
         self.loss_fig, self.loss_source = _figure("Training loss (goes down as the model learns)", "loss", "#495057")
@@ -229,7 +229,7 @@ class PersonalizePage(pn.viewable.Viewer):
     def __panel__(self) -> Any:
         return pn.Column(
             self.header, self.data,
-            pn.pane.HTML("<p>The base model stays as it is; a small personal part is trained on this speaker's "
+            html_pane("<p>The base model stays as it is; a small personal part is trained on this speaker's "
                          "recordings. Longer training can help; you can stop at any time and the best model so far "
                          "is kept.</p>"),
             pn.Row(self.model, self.minutes), pn.Row(self.train, self.stop_button), self.message,

@@ -12,7 +12,7 @@ from typing import Any
 
 import panel as pn
 
-from workbench.app_pages.common import AppContext, SessionState, esc, message_html, open_speaker
+from workbench.app_pages.common import AppContext, SessionState, esc, html_pane, message_html, open_speaker
 from workbench.app_pages.recorder import PanelRecorder, recorder_available
 from workbench.app_pages.uploads import add_uploaded_files, load_one_upload
 from workbench.errors import WorkbenchError
@@ -30,12 +30,12 @@ class RecordPage(pn.viewable.Viewer):
         self.ctx, self.state = ctx, state
         self.session: Any = None
         self.corpus: Any = None
-        self.header = pn.pane.HTML("")
-        self.where = pn.pane.HTML("")
-        self.prompt = pn.pane.HTML("", css_classes=["wb-prompt"], sizing_mode="stretch_width")
+        self.header = html_pane("")
+        self.where = html_pane("")
+        self.prompt = html_pane("", css_classes=["wb-prompt"], sizing_mode="stretch_width")
         self.progress = pn.indicators.Progress(value=0, max=1, width=420, bar_color="success")
-        self.progress_text = pn.pane.HTML("")
-        self.message = pn.pane.HTML("")
+        self.progress_text = html_pane("")
+        self.message = html_pane("")
         self.recorder = PanelRecorder(max_seconds=30.0) if recorder_available() else None
         if self.recorder is not None:
             self.recorder.on_recording(lambda rec: self.take(rec, source="browser"))
@@ -46,14 +46,14 @@ class RecordPage(pn.viewable.Viewer):
         self.player = pn.pane.Audio(None, sample_rate=16_000, visible=False, name="Last take")
         self.upload_one = pn.widgets.FileInput(accept=".wav,.flac,.ogg", multiple=False, name="this prompt")
         self.upload_many = pn.widgets.FileInput(accept=".wav,.flac,.ogg,.txt,.csv", multiple=True, name="many")
-        self.upload_message = pn.pane.HTML("")
+        self.upload_message = html_pane("")
         self.consent_id = pn.widgets.TextInput(name="Consent record id", placeholder="e.g. consent-2024-05", width=320)
         self.consent_text = pn.widgets.TextAreaInput(name="What the speaker agreed to", height=70, width=520)
         self.given_by = pn.widgets.TextInput(name="Consent given by", placeholder="speaker or guardian (no names)",
                                              width=320)
         self.consent_button = pn.widgets.Button(name="Save consent", button_type="primary", width=160)
         self.consent_box = pn.Column(
-            pn.pane.HTML("<p><b>Consent first.</b> Ask the speaker (or guardian) before recording, then type the "
+            html_pane("<p><b>Consent first.</b> Ask the speaker (or guardian) before recording, then type the "
                          "id of the signed consent record. It is stored with every recording.</p>"),
             self.consent_id, self.consent_text, self.given_by, self.consent_button, visible=False)
         self.work = pn.Column(visible=False, sizing_mode="stretch_width")
@@ -219,18 +219,18 @@ class RecordPage(pn.viewable.Viewer):
     def _build_work(self) -> None:
         mic: Any
         if self.recorder is not None:
-            mic = pn.Column(pn.pane.HTML("<p>Press <b>● Record</b>, let the speaker read the sentence, then press "
+            mic = pn.Column(html_pane("<p>Press <b>● Record</b>, let the speaker read the sentence, then press "
                                          "<b>■ Stop</b>. The recording is checked and saved at once.</p>"),
                             self.recorder, sizing_mode="stretch_width")
         else:
-            mic = pn.pane.HTML("<p>The browser recorder is not available in this installation; "
+            mic = html_pane("<p>The browser recorder is not available in this installation; "
                                "upload recordings below.</p>")
         self.work.objects = [
             self.where, self.prompt, pn.Row(self.progress, self.progress_text), mic, self.message,
             pn.Row(self.back, self.again, self.skip, self.next), self.player,
-            pn.pane.HTML("<h3>Upload instead</h3><p>A recording of the sentence on screen (WAV, FLAC or OGG):</p>"),
+            html_pane("<h3>Upload instead</h3><p>A recording of the sentence on screen (WAV, FLAC or OGG):</p>"),
             self.upload_one,
-            pn.pane.HTML("<p>Or many recordings at once, <b>together with their transcript file</b>: a .txt "
+            html_pane("<p>Or many recordings at once, <b>together with their transcript file</b>: a .txt "
                          "file with one line per recording, <code>file-name-without-extension the sentence</code>, "
                          "or a .csv file with the columns <code>id,text</code>.</p>"),
             self.upload_many, self.upload_message,

@@ -17,7 +17,7 @@ from typing import Any
 
 import panel as pn
 
-from workbench.app_pages.common import (AppContext, SessionState, esc, inside_data_dir, message_html,
+from workbench.app_pages.common import (AppContext, SessionState, esc, html_pane, inside_data_dir, message_html,
                                         open_speaker)
 from workbench.app_pages.recorder import PanelRecorder, recorder_available
 from workbench.app_pages.uploads import load_one_upload
@@ -104,15 +104,15 @@ class ResultsPage(pn.viewable.Viewer):
         self.corpus: Any = None
         self.comparison: Any = None
         self.tester: PhraseTester | None = None
-        self.header = pn.pane.HTML("")
+        self.header = html_pane("")
         self.choose = pn.widgets.Select(name="Result of", options={}, width=320)
-        self.summary = pn.pane.HTML("", sizing_mode="stretch_width")
+        self.summary = html_pane("", sizing_mode="stretch_width")
         self.chart = pn.pane.Matplotlib(None, dpi=96, tight=True, format="png", width=420, visible=False)
-        self.table = pn.pane.HTML("", sizing_mode="stretch_width")
+        self.table = html_pane("", sizing_mode="stretch_width")
         self.download_html = pn.widgets.FileDownload(label="Download the report (HTML)", button_type="primary",
                                                      visible=False, width=280)
         self.download_csv = pn.widgets.FileDownload(label="Download the table (CSV)", visible=False, width=280)
-        self.try_answer = pn.pane.HTML("")
+        self.try_answer = html_pane("")
         self.try_upload = pn.widgets.FileInput(accept=".wav,.flac,.ogg", multiple=False)
         self.recorder = PanelRecorder(max_seconds=20.0) if recorder_available() else None
         if self.recorder is not None:
@@ -264,7 +264,7 @@ class ResultsPage(pn.viewable.Viewer):
         return pn.Column(
             self.header, self.choose, self.summary, self.chart, pn.Row(self.download_html, self.download_csv),
             self.table,
-            pn.pane.HTML("<h3>Try a phrase</h3><p>Record (or upload) a new sentence and see what the base model "
+            html_pane("<h3>Try a phrase</h3><p>Record (or upload) a new sentence and see what the base model "
                          "and the personal model make of it.</p>"),
             *mic, self.try_upload, self.try_answer,
             sizing_mode="stretch_width", css_classes=["wb-page", "wb-results"],

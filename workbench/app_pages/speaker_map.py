@@ -15,7 +15,7 @@ from typing import Any
 
 import panel as pn
 
-from workbench.app_pages.common import AppContext, SessionState, esc, message_html
+from workbench.app_pages.common import AppContext, SessionState, esc, html_pane, message_html
 from workbench.errors import WorkbenchError
 
 __all__ = ["SpeakerMapPage", "embeddings_available"]
@@ -87,9 +87,9 @@ class SpeakerMapPage(pn.viewable.Viewer):
         self.source = pn.widgets.Select(name="Compare speakers by", options=_SOURCES, width=320)
         self.draw = pn.widgets.Button(name="Draw the map", button_type="primary", width=200,
                                       disabled=not self.available)
-        self.status = pn.pane.HTML("")
+        self.status = html_pane("")
         self.plot = pn.pane.Bokeh(None, sizing_mode="stretch_width", visible=False)
-        self.nearest = pn.pane.HTML("")
+        self.nearest = html_pane("")
         self.result: dict[str, Any] | None = None
         self._busy = threading.Lock()
         self.draw.on_click(lambda _: self.start())
@@ -130,7 +130,7 @@ class SpeakerMapPage(pn.viewable.Viewer):
 
     def __panel__(self) -> Any:
         return pn.Column(
-            pn.pane.HTML("<h2>Speakers map</h2><p>Speakers whose recordings sound alike are close together. "
+            html_pane("<h2>Speakers map</h2><p>Speakers whose recordings sound alike are close together. "
                          "This is a picture of similarity, not a diagnosis.</p>"),
             pn.Row(self.source, pn.Column(pn.Spacer(height=18), self.draw)), self.status, self.plot, self.nearest,
             sizing_mode="stretch_width", css_classes=["wb-page", "wb-map"],

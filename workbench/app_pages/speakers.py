@@ -7,7 +7,8 @@ from typing import Any
 
 import panel as pn
 
-from workbench.app_pages.common import AppContext, SessionState, esc, message_html, open_speaker, speaker_path
+from workbench.app_pages.common import (AppContext, SessionState, esc, html_pane, message_html, open_speaker,
+                                        speaker_path)
 from workbench.errors import CorpusError, WorkbenchError
 
 __all__ = ["SpeakersPage"]
@@ -21,10 +22,10 @@ class SpeakersPage(pn.viewable.Viewer):
     def __init__(self, ctx: AppContext, state: SessionState, **params: Any) -> None:
         super().__init__(**params)
         self.ctx, self.state = ctx, state
-        self.table = pn.pane.HTML("", sizing_mode="stretch_width")
+        self.table = html_pane("", sizing_mode="stretch_width")
         self.choose = pn.widgets.Select(name="Speaker", options=[], width=280)
         self.open_button = pn.widgets.Button(name="Open this speaker", button_type="primary", width=200)
-        self.open_message = pn.pane.HTML("")
+        self.open_message = html_pane("")
         self.new_id = pn.widgets.TextInput(name="Speaker code (de-identified, no names)", placeholder="e.g. spk-017",
                                            width=320)
         self.label = pn.widgets.TextInput(name="Short description (optional, no names)",
@@ -42,7 +43,7 @@ class SpeakersPage(pn.viewable.Viewer):
         self.given_by = pn.widgets.TextInput(name="Consent given by", placeholder="speaker or guardian (no names)",
                                              width=320)
         self.create_button = pn.widgets.Button(name="Create speaker", button_type="success", width=200)
-        self.create_message = pn.pane.HTML("")
+        self.create_message = html_pane("")
         self.go_record = pn.widgets.Button(name="Start recording →", button_type="primary", width=200, visible=False)
         self.prompt_set.param.watch(lambda e: setattr(self.own_prompts, "visible", e.new == "own"), "value")
         self.prompt_set.param.watch(lambda e: setattr(self.n_prompts, "visible", e.new != "own"), "value")
@@ -159,14 +160,14 @@ class SpeakersPage(pn.viewable.Viewer):
     # ------------------------------------------------------------------ view
     def __panel__(self) -> Any:
         return pn.Column(
-            pn.pane.HTML("<h2>Speakers</h2><p>Each speaker has a folder in the data folder with their "
+            html_pane("<h2>Speakers</h2><p>Each speaker has a folder in the data folder with their "
                          "recordings, consent and personal models. Use a code, never a real name.</p>"),
             self.table,
             pn.Row(self.choose, pn.Column(pn.Spacer(height=18), self.open_button)),
             self.open_message,
-            pn.pane.HTML("<h3>New speaker</h3>"),
+            html_pane("<h3>New speaker</h3>"),
             self.new_id, self.label, pn.Row(self.prompt_set, self.n_prompts), self.own_prompts,
-            pn.pane.HTML("<p style='margin-bottom:0'><b>Consent.</b> Ask the speaker (or their guardian) before "
+            html_pane("<p style='margin-bottom:0'><b>Consent.</b> Ask the speaker (or their guardian) before "
                          "recording and keep the signed form; type its id here.</p>"),
             self.consent_id, self.consent_text, self.given_by,
             pn.Row(self.create_button, self.go_record), self.create_message,
