@@ -34,6 +34,8 @@ CASES = {
     "hra-linear": HRAConfig(controller_dim=8),
     "hra-ffn": HRAConfig(controller_dim=8, head="ffn", ffn_hidden=8),
     "hra-embedding": HRAConfig(controller_dim=8, space="embedding", embed_dim=4),
+    "hra-top2": HRAConfig(controller_dim=8, top_layers=2),
+    "lora-top1": LoRAConfig(rank=2, top_layers=1),
 }
 
 

@@ -215,9 +215,10 @@ def test_shipped_model_accuracy_on_heldout_voices():
     meta = json.loads((default_model_dir() / "config.json").read_text())
     heldout = meta["eval"]["heldout_phrases"][:12]
     train_phrases = meta["eval"]["train_phrases"]
-    voices = [simulate.Voice(**v) for v in meta["eval"]["heldout_voices"][:4]]
+    voices = [simulate.Voice.parse(v) for v in meta["eval"]["heldout_voices"][:4]]
     wavs = [np.asarray(simulate.synthesize(t, voices[i % len(voices)], seed=i), np.float32) for i, t in enumerate(heldout)]
-    dec = BeamSearchDecoder(Lexicon.from_sentences(load_prompts("everyday")), WordLM.from_sentences(train_phrases))
+    params = {k: meta["decoder"][k] for k in ("beam", "lm_weight", "word_bonus")} if "decoder" in meta else {}
+    dec = BeamSearchDecoder(Lexicon.from_sentences(load_prompts("everyday")), WordLM.from_sentences(train_phrases), **params)
     hyps = backend.transcribe(wavs, decoder=dec)
     wer = jiwer.wer(heldout, hyps)
     assert wer <= HELDOUT_WER_MAX, list(zip(heldout, hyps))

@@ -144,10 +144,14 @@ def create_app(data_dir: str | os.PathLike, *, models: Mapping[str, str] | None 
     ctx = AppContext(**kwargs)
 
     def session() -> Any:
+        import panel as pn
+
         from workbench.app_pages.shell import WorkbenchApp
 
         app = WorkbenchApp(ctx)
         app.open_from_url()
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.on_session_destroyed(lambda _session: app.close())
         return app.template()
 
     session.context = ctx  # type: ignore[attr-defined]
@@ -168,7 +172,7 @@ font-size:1.05em;border:0;border-radius:6px;background:#2a6f97;color:#fff;cursor
 </style></head><body>
 <form action=".{{ login_endpoint }}" method="post">
 <h1>Speech Workbench</h1><p>Type the password you were given to open the app.</p>
-<p class="error">{{ errormessage|escape }}</p>
+{% if errormessage %}<p class="error">Wrong password. Try again.</p>{% endif %}
 <input type="hidden" name="username" value="workbench">
 <label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password" autofocus required>
@@ -195,17 +199,17 @@ def _auth_templates() -> dict[str, str]:
 
 def _origins(address: str, port: int) -> list[str]:
     """Hosts whose pages may open the app's websocket: this computer's names and addresses."""
-    hosts = {"localhost", "127.0.0.1", "[::1]"}
+    hosts = {"localhost", "127.0.0.1"}  # Bokeh's allow-list takes no IPv6 literals
     if not _is_loopback(address):
-        if address not in ("0.0.0.0", "::", ""):
-            hosts.add(f"[{address}]" if ":" in address else address)
+        if address not in ("0.0.0.0", "::", "") and ":" not in address:
+            hosts.add(address)
         name = socket.gethostname()
         hosts |= {name, socket.getfqdn()}
         try:
             hosts |= set(socket.gethostbyname_ex(name)[2])
         except OSError:
             pass
-    return sorted(f"{h}:{port}" for h in hosts if h)
+    return sorted(f"{h}:{port}" for h in hosts if h and ":" not in h)
 
 
 def serve(data_dir: str | os.PathLike | None = None, *, address: str = "127.0.0.1", port: int = DEFAULT_PORT,
@@ -250,7 +254,6 @@ def serve(data_dir: str | os.PathLike | None = None, *, address: str = "127.0.0.
         print(f"Speech Workbench: open http://{host}:{port}/ in a browser"
               f"{' (password required)' if password else ''}.\nData folder: {data}\nPress Ctrl+C to stop.",
               flush=True)
-    pn.config.notifications = False
     return pn.serve({"/": app}, **kwargs)
 
 

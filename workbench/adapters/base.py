@@ -34,10 +34,13 @@ class AdapterConfig:
 
     family: ClassVar[str] = ""
     num_speakers: int = 1  # N: rows in every per-speaker parameter
+    top_layers: int = 0  # adapt only the last k encoder blocks (0 = all); backprop then stops below them
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_speakers, int) or self.num_speakers < 1:
             raise AdapterError(f"num_speakers must be a whole number >= 1, got {self.num_speakers!r}")
+        if not isinstance(self.top_layers, int) or self.top_layers < 0:
+            raise AdapterError(f"top_layers must be a whole number >= 0 (0 = all layers), got {self.top_layers!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict including ``family``; inverse of :func:`workbench.adapters.config_from_dict`."""

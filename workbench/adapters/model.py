@@ -91,10 +91,16 @@ class Adapted:
         self.adapters.to(device)
 
     # ------------------------------------------------------------------ injection
-    def _inject_sites(self, config: AdapterConfig) -> None:
+    def _chosen_sites(self, config: AdapterConfig) -> list[tuple[str, nn.Module]]:
         sites = self.backend.adapter_sites()
         if not sites:
             raise AdapterError(f"the base model {self.backend.name!r} exposes no adapter sites")
+        if config.top_layers > len(sites):
+            raise AdapterError(f"top_layers={config.top_layers} but {self.backend.name!r} has {len(sites)} blocks")
+        return sites[-config.top_layers:] if config.top_layers else sites
+
+    def _inject_sites(self, config: AdapterConfig) -> None:
+        sites = self._chosen_sites(config)
         module_cls = REGISTRY[config.family][1]
         dim = self.backend.hidden_size
         shared = module_cls(dim, config, site=0, num_sites=len(sites)) if config.family == "hra" else None
@@ -108,7 +114,10 @@ class Adapted:
 
     def _inject_lora(self, config: LoRAConfig) -> None:
         targets = []
+        blocks = tuple(name + "." for name, _ in self._chosen_sites(config))
         for name, lin in self.backend.linear_layers():
+            if not name.startswith(blocks):
+                continue
             attn = _is_attention(name)
             if config.targets == "all" or (config.targets == "attention") == attn:
                 targets.append((name, lin))

@@ -28,6 +28,7 @@ __all__ = [
     "default_train_config",
     "esc",
     "html_pane",
+    "in_session",
     "inside_data_dir",
     "message_html",
     "open_speaker",
@@ -66,6 +67,28 @@ def html_pane(obj: str = "", **params: Any) -> Any:
     import panel as pn
 
     return pn.pane.HTML(obj, stylesheets=[CSS], **params)
+
+
+def in_session(fn: Callable[[], Any]) -> Callable[[], None]:
+    """``fn`` wrapped to run on this browser session's event loop, from any thread.
+
+    Call it in a callback (where the session's document is current); the returned
+    function may be called from a background thread. Outside a served page
+    (tests) it just calls ``fn``.
+    """
+    import panel as pn
+
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        return lambda: fn()
+
+    def call() -> None:
+        try:
+            doc.add_next_tick_callback(fn)
+        except Exception:  # noqa: BLE001 - the session was closed meanwhile: nothing to show
+            pass
+
+    return call
 
 
 def default_train_config(minutes: float) -> Any:

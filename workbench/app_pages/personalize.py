@@ -13,7 +13,14 @@ from typing import Any
 
 import panel as pn
 
-from workbench.app_pages.common import AppContext, SessionState, esc, html_pane, message_html, open_speaker
+from workbench.app_pages.common import (
+    AppContext,
+    SessionState,
+    esc,
+    html_pane,
+    message_html,
+    open_speaker,
+)
 from workbench.app_pages.jobs import TrainingJob, job_for, start_training
 from workbench.errors import WorkbenchError
 
@@ -31,13 +38,15 @@ _PHASES = {
 _POLL_MS = 500
 
 
-def _figure(title: str, y_label: str, colour: str) -> tuple[Any, Any]:
+def _figure(title: str, y_label: str, colour: str, *, from_zero: bool = False) -> tuple[Any, Any]:
     from bokeh.models import ColumnDataSource
     from bokeh.plotting import figure
 
     source = ColumnDataSource(data={"step": [], "value": []})
     fig = figure(title=title, height=260, sizing_mode="stretch_width", toolbar_location=None,
                  x_axis_label="training step", y_axis_label=y_label)
+    if from_zero:
+        fig.y_range.start = 0
     fig.line("step", "value", source=source, line_width=2, color=colour)
     fig.scatter("step", "value", source=source, size=5, color=colour)
     return fig, source
@@ -67,7 +76,7 @@ class PersonalizePage(pn.viewable.Viewer):
                                              visible=False)
         self.loss_fig, self.loss_source = _figure("Training loss (goes down as the model learns)", "loss", "#495057")
         self.wer_fig, self.wer_source = _figure("Word errors on recordings kept aside (%)", "ASR word error rate (%)",
-                                                "#c62828")
+                                                "#c62828", from_zero=True)
         self.charts = pn.Row(pn.pane.Bokeh(self.loss_fig, sizing_mode="stretch_width"),
                              pn.pane.Bokeh(self.wer_fig, sizing_mode="stretch_width"),
                              sizing_mode="stretch_width", visible=False)
@@ -103,6 +112,9 @@ class PersonalizePage(pn.viewable.Viewer):
             self._attach(job)
         self.train.disabled = not ready or (self.job is not None and self.job.running)
         self.poll()
+
+    def on_show(self) -> None:
+        self.load()
 
     def _readiness(self, corpus: Any) -> tuple[str, bool]:
         s = corpus.summary()
@@ -190,7 +202,7 @@ class PersonalizePage(pn.viewable.Viewer):
         self.progress.value = int(1000 * job.fraction)
         running = not job.finished
         self.stop_button.disabled = not running or snap["phase"] == "measuring" or snap["stop_requested"]
-        self.train.disabled = running
+        self.train.disabled = self.model.disabled = self.minutes.disabled = running
         self.status.object = self._status_html(snap)
         if running:
             self._start_polling()
@@ -203,7 +215,9 @@ class PersonalizePage(pn.viewable.Viewer):
             self.see_results.visible = False
         else:
             run = snap["run"]
-            self.result.object = message_html(run.comparison.summary() + ". The report is on the Results page.", True)
+            better = run.comparison.wer_after < run.comparison.wer_before
+            self.result.object = message_html(run.comparison.summary() + ". The report is on the Results page.",
+                                              True if better else None)
             self.see_results.visible = True
 
     def _status_html(self, snap: dict) -> str:
@@ -223,7 +237,10 @@ class PersonalizePage(pn.viewable.Viewer):
         started = self.job.started_at if self.job else time.time()
         return (f"<div class='wb-status' aria-live='polite'>{esc(text)}</div>"
                 f"<div style='color:#666;font-size:0.9em'>Started at {time.strftime('%H:%M', time.localtime(started))}"
-                f" with {esc(snap['model'])}. You can keep recording other speakers meanwhile.</div>")
+                f" with {esc(self._model_label(snap['model']))}. You can keep recording other speakers meanwhile.</div>")
+
+    def _model_label(self, name: str) -> str:
+        return next((label for label, value in self.ctx.models.items() if value == name), name)
 
     # ------------------------------------------------------------------ view
     def __panel__(self) -> Any:

@@ -12,7 +12,14 @@ from typing import Any
 
 import panel as pn
 
-from workbench.app_pages.common import AppContext, SessionState, esc, html_pane, message_html, open_speaker
+from workbench.app_pages.common import (
+    AppContext,
+    SessionState,
+    esc,
+    html_pane,
+    message_html,
+    open_speaker,
+)
 from workbench.app_pages.recorder import PanelRecorder, recorder_available
 from workbench.app_pages.uploads import add_uploaded_files, load_one_upload
 from workbench.errors import WorkbenchError
@@ -44,8 +51,10 @@ class RecordPage(pn.viewable.Viewer):
         self.skip = pn.widgets.Button(name="Skip", width=110)
         self.next = pn.widgets.Button(name="Next →", button_type="primary", width=110)
         self.player = pn.pane.Audio(None, sample_rate=16_000, visible=False, name="Last take")
-        self.upload_one = pn.widgets.FileInput(accept=".wav,.flac,.ogg", multiple=False, name="this prompt")
-        self.upload_many = pn.widgets.FileInput(accept=".wav,.flac,.ogg,.txt,.csv", multiple=True, name="many")
+        self.upload_one = pn.widgets.FileInput(accept=".wav,.flac,.ogg", multiple=False,
+                                               name="Recording of the sentence on screen")
+        self.upload_many = pn.widgets.FileInput(accept=".wav,.flac,.ogg,.txt,.csv", multiple=True,
+                                                name="Recordings and their transcript file")
         self.upload_message = html_pane("")
         self.consent_id = pn.widgets.TextInput(name="Consent record id", placeholder="e.g. consent-2024-05", width=320)
         self.consent_text = pn.widgets.TextAreaInput(name="What the speaker agreed to", height=70, width=520)

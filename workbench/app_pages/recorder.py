@@ -60,7 +60,7 @@ function __wbAdapter(model) {
     },
   };
 }
-function render({ model, el }) {
+function __wbRender({ model, el }) {
   const adapter = __wbAdapter(model);
   const go = (def) => {
     const cleanup = def.render({ model: adapter, el });
@@ -70,7 +70,7 @@ function render({ model, el }) {
   if (typeof d === "function") return Promise.resolve(d()).then(go);
   go(d);
 }
-export default { render };
+export default { render: __wbRender };
 """
 
 
@@ -126,7 +126,7 @@ class PanelRecorder(pn.custom.JSComponent):
         from workbench.ui.recorder import BrowserRecorder
 
         self.receiver = BrowserRecorder(max_seconds=self.max_seconds)
-        self.receiver._reply = self._send_msg  # answers go to this page, not to a Jupyter comm
+        self.receiver._reply = lambda content: self._send_msg(content)  # to this page, not to a Jupyter comm
         if on_recording is not None:
             self.receiver.on_recording(on_recording)
 

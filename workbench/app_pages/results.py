@@ -17,8 +17,16 @@ from typing import Any
 
 import panel as pn
 
-from workbench.app_pages.common import (AppContext, SessionState, esc, html_pane, inside_data_dir, message_html,
-                                        open_speaker)
+from workbench.app_pages.common import (
+    AppContext,
+    SessionState,
+    esc,
+    html_pane,
+    in_session,
+    inside_data_dir,
+    message_html,
+    open_speaker,
+)
 from workbench.app_pages.recorder import PanelRecorder, recorder_available
 from workbench.app_pages.uploads import load_one_upload
 from workbench.errors import CorpusError, WorkbenchError
@@ -105,7 +113,7 @@ class ResultsPage(pn.viewable.Viewer):
         self.comparison: Any = None
         self.tester: PhraseTester | None = None
         self.header = html_pane("")
-        self.choose = pn.widgets.Select(name="Result of", options={}, width=320)
+        self.choose = pn.widgets.Select(name="Training run", options={}, width=320)
         self.summary = html_pane("", sizing_mode="stretch_width")
         self.chart = pn.pane.Matplotlib(None, dpi=96, tight=True, format="png", width=420, visible=False)
         self.table = html_pane("", sizing_mode="stretch_width")
@@ -113,7 +121,8 @@ class ResultsPage(pn.viewable.Viewer):
                                                      visible=False, width=280)
         self.download_csv = pn.widgets.FileDownload(label="Download the table (CSV)", visible=False, width=280)
         self.try_answer = html_pane("")
-        self.try_upload = pn.widgets.FileInput(accept=".wav,.flac,.ogg", multiple=False)
+        self.try_upload = pn.widgets.FileInput(accept=".wav,.flac,.ogg", multiple=False,
+                                              name="Or upload a recording (WAV, FLAC or OGG)")
         self.recorder = PanelRecorder(max_seconds=20.0) if recorder_available() else None
         if self.recorder is not None:
             self.recorder.on_recording(lambda rec: self._try_in_thread(rec.audio))
@@ -225,26 +234,40 @@ class ResultsPage(pn.viewable.Viewer):
         self.chart.object = fig
         self.chart.visible = True
 
-    def try_phrase(self, wav: Any) -> dict[str, str] | None:
-        """Transcribe one recording with both models and show the two texts side by side."""
+    def _transcribe(self, wav: Any) -> dict[str, str]:
         if self.tester is None:
-            self.try_answer.object = message_html("Open a speaker first.", False)
-            return None
+            return {"error": "Open a speaker first."}
         try:
-            out = self.tester.transcribe(wav)
+            return self.tester.transcribe(wav)
         except WorkbenchError as err:
-            self.try_answer.object = message_html(str(err), False)
-            return None
+            return {"error": str(err)}
+
+    def _show_try(self, out: dict[str, str]) -> None:
+        if "error" in out:
+            self.try_answer.object = message_html(out["error"], False)
+            return
         self.try_answer.object = (
             "<table class='wb-table wb-try'><tr><th>Base model heard</th><td>"
             f"{esc(out['base']) or '<i>(nothing)</i>'}</td></tr><tr><th>Personal model heard</th><td>"
             f"<b>{esc(out['personal']) or '<i>(nothing)</i>'}</b></td></tr></table>"
             f"<div style='color:#666;font-size:0.9em'>Personal model: {esc(out['model'])}</div>")
-        return out
+
+    def try_phrase(self, wav: Any) -> dict[str, str] | None:
+        """Transcribe one recording with both models and show the two texts side by side (blocking)."""
+        out = self._transcribe(wav)
+        self._show_try(out)
+        return None if "error" in out else out
 
     def _try_in_thread(self, wav: Any) -> None:
         self.try_answer.object = message_html("Listening…", None)
-        threading.Thread(target=self.try_phrase, args=(wav,), name="workbench-try", daemon=True).start()
+        out: dict[str, str] = {}
+        show = in_session(lambda: self._show_try(out))
+
+        def work() -> None:
+            out.update(self._transcribe(wav))
+            show()
+
+        threading.Thread(target=work, name="workbench-try", daemon=True).start()
 
     def _on_try_upload(self) -> None:
         if not self.try_upload.value:

@@ -15,7 +15,14 @@ from typing import Any
 
 import panel as pn
 
-from workbench.app_pages.common import AppContext, SessionState, esc, html_pane, message_html
+from workbench.app_pages.common import (
+    AppContext,
+    SessionState,
+    esc,
+    html_pane,
+    in_session,
+    message_html,
+)
 from workbench.errors import WorkbenchError
 
 __all__ = ["SpeakerMapPage", "embeddings_available"]
@@ -62,7 +69,12 @@ def _figure(result: dict[str, Any], current: str) -> Any:
 def compute_map(ctx: AppContext, current: str, source: str) -> dict[str, Any]:
     """Embeddings of every speaker folder, a 2-D PCA map, and the open speaker's nearest speakers."""
     from workbench.corpus import list_speakers
-    from workbench.embeddings import embed_corpora, fit_projection, nearest_speakers, speaker_embeddings
+    from workbench.embeddings import (
+        embed_corpora,
+        fit_projection,
+        nearest_speakers,
+        speaker_embeddings,
+    )
 
     corpora = [c for c in list_speakers(ctx.data_dir) if c.utterances()]
     if len(corpora) < 2:
@@ -88,7 +100,7 @@ class SpeakerMapPage(pn.viewable.Viewer):
         self.draw = pn.widgets.Button(name="Draw the map", button_type="primary", width=200,
                                       disabled=not self.available)
         self.status = html_pane("")
-        self.plot = pn.pane.Bokeh(None, sizing_mode="stretch_width", visible=False)
+        self.plot = pn.Column(sizing_mode="stretch_width")
         self.nearest = html_pane("")
         self.result: dict[str, Any] | None = None
         self._busy = threading.Lock()
@@ -98,20 +110,28 @@ class SpeakerMapPage(pn.viewable.Viewer):
                 "The speakers map is not available in this installation yet (the speaker-embedding module "
                 "is missing). Everything else works without it.", None)
 
+    def compute(self) -> str | None:
+        """Compute the map into :attr:`result`; returns the problem in plain words, or None."""
+        with self._busy:
+            try:
+                self.result = compute_map(self.ctx, self.state.speaker_id, self.source.value)
+            except WorkbenchError as err:
+                self.result = None
+                return str(err)
+        return None
+
     def run(self) -> dict[str, Any] | None:
-        """Compute and show the map (blocking; :meth:`start` runs it in a thread)."""
-        if not self._busy.acquire(blocking=False):
-            return None
-        try:
-            self.result = compute_map(self.ctx, self.state.speaker_id, self.source.value)
-        except WorkbenchError as err:
-            self.status.object = message_html(str(err), False)
-            return None
-        finally:
-            self._busy.release()
-            self.draw.disabled = False
-        self.plot.object = _figure(self.result, self.state.speaker_id)
-        self.plot.visible = True
+        """Compute and show the map, blocking (:meth:`start` does it in a thread)."""
+        self.show(self.compute())
+        return self.result
+
+    def show(self, error: str | None = None) -> None:
+        """Put the last result (or ``error``) on the page."""
+        self.draw.disabled = False
+        if error is not None or self.result is None:
+            self.status.object = message_html(error or "The map could not be drawn.", False)
+            return
+        self.plot.objects = [pn.pane.Bokeh(_figure(self.result, self.state.speaker_id), sizing_mode="stretch_width")]
         self.status.object = ""
         if self.result["nearest"]:
             items = "".join(f"<li><b>{esc(s)}</b> (distance {d:.2f})</li>" for s, d in self.result["nearest"])
@@ -119,14 +139,21 @@ class SpeakerMapPage(pn.viewable.Viewer):
                                    "<p>Distance 0 means the same voice; 1 means unrelated.</p>")
         else:
             self.nearest.object = "<p>Open a speaker with recordings to see who is nearest to them.</p>"
-        return self.result
 
     def start(self) -> None:
+        """Compute the map in a background thread; the page is updated on the session's event loop."""
         if not self.available or self._busy.locked():
             return
         self.draw.disabled = True
         self.status.object = message_html("Computing the map… the first time can take a minute.", None)
-        threading.Thread(target=self.run, name="workbench-map", daemon=True).start()
+        outcome: dict[str, str | None] = {}
+        show = in_session(lambda: self.show(outcome.get("error")))
+
+        def work() -> None:
+            outcome["error"] = self.compute()
+            show()
+
+        threading.Thread(target=work, name="workbench-map", daemon=True).start()
 
     def __panel__(self) -> Any:
         return pn.Column(

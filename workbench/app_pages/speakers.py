@@ -7,8 +7,15 @@ from typing import Any
 
 import panel as pn
 
-from workbench.app_pages.common import (AppContext, SessionState, esc, html_pane, message_html, open_speaker,
-                                        speaker_path)
+from workbench.app_pages.common import (
+    AppContext,
+    SessionState,
+    esc,
+    html_pane,
+    message_html,
+    open_speaker,
+    speaker_path,
+)
 from workbench.errors import CorpusError, WorkbenchError
 
 __all__ = ["SpeakersPage"]
@@ -73,6 +80,7 @@ class SpeakersPage(pn.viewable.Viewer):
     def refresh(self) -> None:
         rows = self.speakers()
         self.choose.options = [r["speaker_id"] for r in rows]
+        self.choose.visible = self.open_button.visible = bool(rows)
         if self.state.speaker_id in self.choose.options:
             self.choose.value = self.state.speaker_id
         if not rows:
@@ -88,6 +96,9 @@ class SpeakersPage(pn.viewable.Viewer):
             "<table class='wb-table'><thead><tr><th>Speaker</th><th>Description</th><th>Sentences recorded</th>"
             "<th>Good recordings</th><th>Minutes</th><th>Personal model</th></tr></thead>"
             f"<tbody>{body}</tbody></table>")
+
+    def on_show(self) -> None:
+        self.refresh()
 
     def _prompts(self) -> list[str]:
         from workbench.prompts import load_prompts, parse_prompts
@@ -118,7 +129,9 @@ class SpeakersPage(pn.viewable.Viewer):
             if not consent:
                 raise CorpusError("Type the id of the signed consent record before creating the speaker "
                                   "(e.g. consent-2024-05). It is stored with every recording.")
-            from workbench.corpus import validate_speaker_id  # the consent id follows the same naming rules
+            from workbench.corpus import (
+                validate_speaker_id,  # the consent id follows the same naming rules
+            )
 
             try:
                 validate_speaker_id(consent)

@@ -81,7 +81,9 @@ class UploadReport:
 
 def _parse_transcripts(name: str, content: bytes) -> dict[str, str]:
     """``{id: sentence}`` from an uploaded transcript file (the corpus's own reader)."""
-    from workbench.corpus import _read_transcripts  # the same rules as 'import a folder'
+    from workbench.corpus import (
+        _read_transcripts,  # the same rules as 'import a folder'
+    )
 
     with tempfile.TemporaryDirectory(prefix="wb-upload-") as tmp:
         path = Path(tmp) / ("transcripts.csv" if _suffix(name) == ".csv" else "transcripts.txt")  # fixed name

@@ -7,6 +7,24 @@ imported only when a plot is made.
 """
 
 from workbench.plots.augment import plot_augment_grid, plot_masks, plot_spectrogram
+from workbench.plots.embeddings import (
+    plot_embedding_map,
+    plot_embedding_scatter,
+    plot_nearest_speakers,
+    plot_similarity_heatmap,
+    plot_speaker_trajectory,
+)
 from workbench.plots.training import plot_training_curve, plot_wer_before_after
 
-__all__ = ["plot_augment_grid", "plot_masks", "plot_spectrogram", "plot_training_curve", "plot_wer_before_after"]
+__all__ = [
+    "plot_augment_grid",
+    "plot_embedding_map",
+    "plot_embedding_scatter",
+    "plot_masks",
+    "plot_nearest_speakers",
+    "plot_similarity_heatmap",
+    "plot_speaker_trajectory",
+    "plot_spectrogram",
+    "plot_training_curve",
+    "plot_wer_before_after",
+]
