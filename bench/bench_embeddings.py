@@ -45,7 +45,7 @@ def _group(profile: str) -> str:
         return GROUPS[profile]
     if "tremor" in profile and "slow" in profile:  # sim-voice-tremor: voice-dominant dysarthria-like
         return "dysarthria-like"
-    return "other"
+    return profile  # accent, stutter: one speaker each, so no within-profile distance
 
 
 def _encoder_backend() -> tuple[Any, str]:
@@ -132,17 +132,19 @@ def quality(backend: Any, weights: str, *, dvector: bool) -> dict[str, Any]:
             res["standardized" if std else "raw"] = {"accuracy": r.accuracy, "per_speaker": r.per_speaker}
         groups = {s: _group(p) for s, p in table.speaker_profiles().items()}
         res["distances"] = _distances(table, groups)
+        res["distances_standardized"] = _distances(table.standardized(), groups)
         out[src] = res
         print(f"  {src}: speaker id {100 * res['raw']['accuracy']:.1f}% (standardized "
               f"{100 * res['standardized']['accuracy']:.1f}%) on {len(table)} utterances, {secs:.0f} s")
-        for row in res["distances"]["separation"]:
-            print(f"    {row['profile']}: within {row['within']:.3f} vs to typical {row['to_typical']:.3f} "
-                  f"-> {'closer' if row['closer'] else 'NOT closer'}")
+        for kind in ("distances", "distances_standardized"):
+            for row in res[kind]["separation"]:
+                print(f"    {kind}: {row['profile']}: within {row['within']:.3f} vs to typical "
+                      f"{row['to_typical']:.3f} -> {'closer' if row['closer'] else 'NOT closer'}")
     out["learned"] = "not measured: needs a Submodel bank trained on the sample_data speakers (HRA embedding space)"
     return out
 
 
-def profile_study(backend: Any, *, dvector: bool, n_per_speaker: int = 16, speakers_per_profile: int = 3,
+def profile_study(backend: Any, *, dvector: bool, n_per_speaker: int = 16, speakers_per_profile: int = 4,
                   seed: int = 7) -> dict[str, Any]:
     """Several simulated speakers per profile, each with its own espeak voice."""
     from workbench import embeddings as E
@@ -170,12 +172,13 @@ def profile_study(backend: Any, *, dvector: bool, n_per_speaker: int = 16, speak
         for src in (["dvector"] if dvector else []) + ["encoder"]:
             table = E.embed_corpora(tmp, src, backend=backend, cache=False, threads=1)
             groups = {s: out["speakers"][s]["profile"] for s in table.speakers}
-            res = _distances(table, groups)
-            res["speaker_id_accuracy"] = E.speaker_id_accuracy(table).accuracy
+            res = {"raw": _distances(table, groups), "standardized": _distances(table.standardized(), groups),
+                   "speaker_id_accuracy": E.speaker_id_accuracy(table).accuracy}
             out[src] = res
-            for row in res["separation"]:
-                print(f"  study {src}: {row['profile']}: within {row['within']:.3f} vs to typical "
-                      f"{row['to_typical']:.3f} -> {'closer' if row['closer'] else 'NOT closer'}")
+            for kind in ("raw", "standardized"):
+                for row in res[kind]["separation"]:
+                    print(f"  study {src} ({kind}): {row['profile']}: within {row['within']:.3f} vs to typical "
+                          f"{row['to_typical']:.3f} -> {'closer' if row['closer'] else 'NOT closer'}")
     return out
 
 

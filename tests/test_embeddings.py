@@ -214,6 +214,9 @@ def test_speaker_and_session_embeddings() -> None:
     assert sessions == ["2026-01-01", "2026-01-02", "2026-01-03"] and v.shape == (3, 8)
     with pytest.raises(E.EmbeddingError, match="not in these embeddings"):
         E.session_embeddings(_table(x, labels), "nobody")
+    z = _table(x + 100.0, labels).standardized()  # a common offset hides speakers from cosine distances
+    np.testing.assert_allclose(z.vectors.mean(0), 0.0, atol=1e-5)
+    assert z.speaker_ids == labels and E.speaker_id_accuracy(z).accuracy == 1.0
 
 
 # --------------------------------------------------------------------------- checks
@@ -423,3 +426,79 @@ def test_explorer_widget_reacts_to_page_messages(two_speakers, backend) -> None:
     box.menu.value = "spk-a"
     assert box.scatter.faded == [False] * 3 + [True] * 3
     assert "spk-b" in box.near.value
+
+
+# --------------------------------------------------------------------------- the explorer's page code, in Chromium
+
+_PAGE = """<!doctype html>
+<meta charset="utf-8"><link rel="icon" href="data:,"><div id="root"></div>
+<script type="module">
+  import widget from "./scatter.js";
+  const state = %s;
+  const handlers = {}, sent = [];
+  const model = {
+    get: (k) => state[k],
+    set: (k, v) => { state[k] = v; for (const cb of handlers[`change:${k}`] || []) cb(); },
+    save_changes: () => {}, on: (n, cb) => { (handlers[n] ||= []).push(cb); }, off: () => {},
+    send: (content) => sent.push(JSON.parse(JSON.stringify(content))),
+  };
+  window.wb = { sent, model };
+  widget.render({ model, el: document.getElementById("root") });
+  window.wb.ready = true;
+</script>
+"""
+
+
+@pytest.mark.browser
+@needs_mpl
+def test_scatter_page_sends_hover_and_click(tmp_path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists() or not has_module("playwright") or not has_module("anywidget"):
+        if os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1":
+            pytest.fail("needs /usr/bin/chromium, playwright and anywidget (WORKBENCH_REQUIRE_BROWSER=1)")
+        pytest.skip("needs /usr/bin/chromium, playwright and anywidget")
+    from playwright.sync_api import sync_playwright
+
+    from workbench.ui.embeddings import _ESM, EmbeddingExplorer, _scatter_class
+
+    x, labels = _clusters(per=3)
+    data = EmbeddingExplorer(_table(x, labels)).scatter_data()
+    (tmp_path / "scatter.js").write_text(_ESM)
+    (tmp_path / "index.html").write_text(_PAGE % json.dumps({**data, "width": 400, "height": 300}))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+            p = browser.new_page()
+            errors: list[str] = []
+            p.on("pageerror", lambda exc: errors.append(str(exc)))
+            p.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+            p.wait_for_function("window.wb && window.wb.ready", timeout=10_000)
+            assert p.locator("svg [data-index]").count() == len(labels)
+            assert p.locator("svg polygon").count() == 6  # the two atypical speakers are triangles
+            p.hover("svg [data-index='4']")
+            p.click("svg [data-index='7']")
+            p.wait_for_function("window.wb.sent.some((m) => m.type === 'click')", timeout=5_000)
+            sent = p.evaluate("window.wb.sent")
+            p.evaluate("window.wb.model.set('faded', window.wb.model.get('faded').map((_, i) => i > 2))")
+            opacity = p.get_attribute("svg [data-index='5']", "fill-opacity")
+            browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert errors == []
+    assert {"type": "hover", "index": 4} in sent and sent[-1] == {"type": "click", "index": 7}
+    assert float(opacity) < 0.5
+    got = []
+    scatter = _scatter_class()(**data)
+    scatter.on_event(got.append)
+    for m in sent:
+        scatter.handle_message(m)
+    assert got[-1] == {"type": "click", "index": 7}

@@ -10,24 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from workbench.errors import NotYetSupportedError, WorkbenchError
 
 __all__ = ["build_parser", "main"]
-
-_Handler = Callable[[argparse.Namespace], int]
-
-
-def _not_yet(name: str, issue: str) -> _Handler:
-    def handler(args: argparse.Namespace) -> int:
-        raise NotYetSupportedError(
-            f"'workbench {name}' is not available yet in this version ({issue}). "
-            "Run 'workbench demo' to see what works today."
-        )
-
-    return handler
-
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from workbench.demo import run_demo
@@ -51,6 +38,12 @@ def _cmd_record(args: argparse.Namespace) -> int:
     kept = record_in_terminal(args.speaker_dir, consent_id=args.consent, create=args.create,
                               prompts=load_prompts(args.prompts) if args.create else None, device=args.device)
     return 0 if kept >= 0 else 1
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from workbench.app import serve_cli
+
+    return serve_cli(args)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -196,17 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="microphone index or name (default: the system default)")
     p.set_defaults(func=_cmd_record)
 
+    from workbench.app import add_serve_arguments  # light: imports neither panel nor torch
+
+    p = sub.add_parser("serve", help="start the local therapist app in your browser")
+    add_serve_arguments(p)
+    p.set_defaults(func=_cmd_serve)
+
     p = sub.add_parser("bench", help="run the benchmarks and write docs/benchmarks.md")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test that every benchmark runs")
     p.add_argument("--only", action="append", help="run one benchmark (repeatable)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=_cmd_bench)
 
-    for name, help_text, issue in [
-        ("serve", "start the local therapist app", "the Panel app, issue 9"),
-    ]:
-        p = sub.add_parser(name, help=help_text)
-        p.set_defaults(func=_not_yet(name, issue))
     return parser
 
 

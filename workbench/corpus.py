@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
+import csv as _csv
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -66,6 +66,7 @@ __all__ = [
     "Utterance",
     "import_folder",
     "list_speakers",
+    "parse_transcripts",
     "validate_speaker_id",
 ]
 
@@ -1111,7 +1112,7 @@ def list_speakers(parent: str | os.PathLike) -> list[SpeakerCorpus]:
 
 
 def _read_transcripts(path: Path) -> dict[str, str]:
-    """``{id: text}`` from ``<id> <text>`` lines or a CSV with an ``id,text`` header."""
+    """``{id: text}`` from a transcript file (see :func:`parse_transcripts`)."""
     if not path.is_file():
         raise CorpusError(f"Transcript file '{path}' was not found. Check the path.")
     try:
@@ -1120,12 +1121,28 @@ def _read_transcripts(path: Path) -> dict[str, str]:
         raise CorpusError(
             f"Transcript file '{path}' is not UTF-8 text. Save it as UTF-8 (plain text or CSV) and try again."
         ) from None
+    return parse_transcripts(text, csv=path.suffix.lower() == ".csv", source=str(path))
+
+
+def parse_transcripts(text: str, *, csv: bool = False, source: str = "transcripts") -> dict[str, str]:
+    """``{id: text}`` from ``<id> <text>`` lines, or CSV with an ``id,text`` header.
+
+    Args:
+        text: the file's content.
+        csv: treat it as CSV even without a recognisable header.
+        source: the name used in error messages (a file name, never used as a path).
+
+    Raises:
+        CorpusError: lines without id or text, repeated ids, or no transcripts at all.
+    """
+    path = source
+    is_csv = csv
     first = next((line for line in text.splitlines() if line.strip()), "")
     header = [h.strip().lower() for h in first.split(",")]
     rows: list[tuple[int, str, str]] = []
     errors: list[str] = []
-    if path.suffix.lower() == ".csv" or ("id" in header and "text" in header):
-        reader = csv.DictReader(io.StringIO(text))
+    if is_csv or ("id" in header and "text" in header):
+        reader = _csv.DictReader(io.StringIO(text))
         fields = {(f or "").strip().lower(): f for f in reader.fieldnames or []}
         if "id" not in fields or "text" not in fields:
             raise CorpusError(

@@ -550,6 +550,17 @@ class UtteranceEmbeddings:
         return UtteranceEmbeddings(self.vectors[idx], pick(self.speaker_ids), pick(self.utt_ids), pick(self.texts),
                                    pick(self.profiles), pick(self.sessions), pick(self.audio_paths), self.source)
 
+    def standardized(self) -> UtteranceEmbeddings:
+        """A copy with every dimension z-scored over these utterances.
+
+        Encoder statistics share a large common offset, so their raw cosine
+        distances are all near 0; after standardizing, distances measure how
+        speakers differ *within this set* (so they change when the set changes).
+        """
+        x = self.vectors.astype(np.float64)
+        z = (x - x.mean(0)) / (x.std(0) + 1e-8)
+        return dataclasses.replace(self, vectors=z.astype(np.float32))
+
     def load_audio(self, i: int) -> np.ndarray:
         """``(S,)`` float32 16 kHz audio of row ``i``."""
         path = self.audio_paths[i]

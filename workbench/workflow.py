@@ -100,6 +100,7 @@ def personalize_speaker(
     callbacks: dict[str, Callable[[dict], None]] | None = None,
     report_dir: str | Path | None = None,
     seed: int = 0,
+    trainer_hook: Callable[[Trainer], None] | None = None,
 ) -> PersonalizationRun:
     """Personalize one speaker folder end to end (see the module docstring).
 
@@ -114,6 +115,8 @@ def personalize_speaker(
         progress: show a tqdm progress bar.
         callbacks: extra trainer event subscriptions, e.g. a live plot.
         report_dir: where the report goes (default ``<speaker_dir>/reports``).
+        trainer_hook: called with the :class:`~workbench.personalize.Trainer` before it
+            starts, e.g. so an app can call its thread-safe ``stop()``.
     """
     from workbench.corpus import SpeakerCorpus
     from workbench.models.base import load_base_model
@@ -131,6 +134,8 @@ def personalize_speaker(
         _progress_bar(trainer)
     for event, fn in (callbacks or {}).items():
         trainer.on(event, fn)
+    if trainer_hook is not None:
+        trainer_hook(trainer)
     result = trainer.fit()
     adapted = trainer.adapted
     if adapted is None:

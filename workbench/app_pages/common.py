@@ -85,7 +85,7 @@ def in_session(fn: Callable[[], Any]) -> Callable[[], None]:
     def call() -> None:
         try:
             doc.add_next_tick_callback(fn)
-        except Exception:  # noqa: BLE001 - the session was closed meanwhile: nothing to show
+        except Exception:  # noqa: BLE001, S110 - the session was closed meanwhile: nothing to show
             pass
 
     return call

@@ -11,7 +11,6 @@ first is running; a session that opens the speaker sees the run in progress.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
@@ -107,9 +106,6 @@ class TrainingJob:
             self.version += 1
         if self._trainer is not None:
             self._trainer.stop()
-        # Until personalize_speaker hands out its Trainer, end the run through the time budget,
-        # which the training loop re-reads from this very config object before every step.
-        self.config.max_seconds = 0.0
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread; True when the run has finished."""
@@ -173,17 +169,14 @@ class TrainingJob:
             self._set(phase="loading")
             backend = self.backend_factory(self.model)
             self._set(phase="preparing")
-            kwargs: dict[str, Any] = {}
-            if "trainer_hook" in inspect.signature(personalize_speaker).parameters:
-                kwargs["trainer_hook"] = self._attach
             run = personalize_speaker(
                 self.speaker_dir, backend=backend, config=self.config, decoder=self.decoder,
                 test_fraction=self.test_fraction, progress=False,
                 callbacks={"on_start": self._on_start, "on_step": self._on_step, "on_eval": self._on_eval,
-                           "on_stop": self._on_stop}, **kwargs)
+                           "on_stop": self._on_stop}, trainer_hook=self._attach)
             try:
                 run.adapted.remove()  # the adapter is saved; free the live model
-            except Exception:  # noqa: BLE001 - releasing memory must not lose the result
+            except Exception:  # noqa: BLE001, S110 - releasing memory must not lose the result
                 pass
             run.adapted = None
             self._set(run=run, phase="done", finished_at=time.time())

@@ -247,8 +247,8 @@ class PersonalizePage(pn.viewable.Viewer):
         return pn.Column(
             self.header, self.data,
             html_pane("<p>The base model stays as it is; a small personal part is trained on this speaker's "
-                         "recordings. Longer training can help; you can stop at any time and the best model so far "
-                         "is kept.</p>"),
+                      "recordings. Longer training can help; you can stop at any time and the best model so far "
+                      "is kept.</p>"),
             pn.Row(self.model, self.minutes), pn.Row(self.train, self.stop_button), self.message,
             self.progress, self.status, self.charts, self.result, self.see_results,
             sizing_mode="stretch_width", css_classes=["wb-page", "wb-personalize"],

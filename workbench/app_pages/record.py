@@ -63,7 +63,7 @@ class RecordPage(pn.viewable.Viewer):
         self.consent_button = pn.widgets.Button(name="Save consent", button_type="primary", width=160)
         self.consent_box = pn.Column(
             html_pane("<p><b>Consent first.</b> Ask the speaker (or guardian) before recording, then type the "
-                         "id of the signed consent record. It is stored with every recording.</p>"),
+                      "id of the signed consent record. It is stored with every recording.</p>"),
             self.consent_id, self.consent_text, self.given_by, self.consent_button, visible=False)
         self.work = pn.Column(visible=False, sizing_mode="stretch_width")
         self.back.on_click(lambda _: self._act("back"))
@@ -229,19 +229,19 @@ class RecordPage(pn.viewable.Viewer):
         mic: Any
         if self.recorder is not None:
             mic = pn.Column(html_pane("<p>Press <b>● Record</b>, let the speaker read the sentence, then press "
-                                         "<b>■ Stop</b>. The recording is checked and saved at once.</p>"),
+                                      "<b>■ Stop</b>. The recording is checked and saved at once.</p>"),
                             self.recorder, sizing_mode="stretch_width")
         else:
             mic = html_pane("<p>The browser recorder is not available in this installation; "
-                               "upload recordings below.</p>")
+                            "upload recordings below.</p>")
         self.work.objects = [
             self.where, self.prompt, pn.Row(self.progress, self.progress_text), mic, self.message,
             pn.Row(self.back, self.again, self.skip, self.next), self.player,
             html_pane("<h3>Upload instead</h3><p>A recording of the sentence on screen (WAV, FLAC or OGG):</p>"),
             self.upload_one,
             html_pane("<p>Or many recordings at once, <b>together with their transcript file</b>: a .txt "
-                         "file with one line per recording, <code>file-name-without-extension the sentence</code>, "
-                         "or a .csv file with the columns <code>id,text</code>.</p>"),
+                      "file with one line per recording, <code>file-name-without-extension the sentence</code>, "
+                      "or a .csv file with the columns <code>id,text</code>.</p>"),
             self.upload_many, self.upload_message,
         ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import logging
 import re
 import threading
 from pathlib import Path
@@ -33,6 +34,7 @@ from workbench.errors import CorpusError, WorkbenchError
 
 __all__ = ["PhraseTester", "ResultsPage", "load_comparison", "report_files"]
 
+_log = logging.getLogger(__name__)
 _REPORT = re.compile(r"report-(\d{8}-\d{6})\.csv")
 
 
@@ -241,6 +243,9 @@ class ResultsPage(pn.viewable.Viewer):
             return self.tester.transcribe(wav)
         except WorkbenchError as err:
             return {"error": str(err)}
+        except Exception as err:  # noqa: BLE001 - runs in a thread: report, never die silently
+            _log.exception("try a phrase failed")
+            return {"error": f"The phrase could not be transcribed ({type(err).__name__}: {err})."}
 
     def _show_try(self, out: dict[str, str]) -> None:
         if "error" in out:
@@ -288,7 +293,7 @@ class ResultsPage(pn.viewable.Viewer):
             self.header, self.choose, self.summary, self.chart, pn.Row(self.download_html, self.download_csv),
             self.table,
             html_pane("<h3>Try a phrase</h3><p>Record (or upload) a new sentence and see what the base model "
-                         "and the personal model make of it.</p>"),
+                      "and the personal model make of it.</p>"),
             *mic, self.try_upload, self.try_answer,
             sizing_mode="stretch_width", css_classes=["wb-page", "wb-results"],
         )

@@ -10,6 +10,7 @@ not installed.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import threading
 from typing import Any
 
@@ -27,6 +28,7 @@ from workbench.errors import WorkbenchError
 
 __all__ = ["SpeakerMapPage", "embeddings_available"]
 
+_log = logging.getLogger(__name__)
 _SOURCES = {"Voice (speaker encoder)": "dvector", "How the base model hears them": "encoder"}
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
             "#17becf")
@@ -118,6 +120,10 @@ class SpeakerMapPage(pn.viewable.Viewer):
             except WorkbenchError as err:
                 self.result = None
                 return str(err)
+            except Exception as err:  # noqa: BLE001 - a thread must report, never die silently
+                _log.exception("speakers map failed")
+                self.result = None
+                return f"The map could not be drawn ({type(err).__name__}: {err})."
         return None
 
     def run(self) -> dict[str, Any] | None:
@@ -158,7 +164,7 @@ class SpeakerMapPage(pn.viewable.Viewer):
     def __panel__(self) -> Any:
         return pn.Column(
             html_pane("<h2>Speakers map</h2><p>Speakers whose recordings sound alike are close together. "
-                         "This is a picture of similarity, not a diagnosis.</p>"),
+                      "This is a picture of similarity, not a diagnosis.</p>"),
             pn.Row(self.source, pn.Column(pn.Spacer(height=18), self.draw)), self.status, self.plot, self.nearest,
             sizing_mode="stretch_width", css_classes=["wb-page", "wb-map"],
         )

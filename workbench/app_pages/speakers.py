@@ -174,14 +174,14 @@ class SpeakersPage(pn.viewable.Viewer):
     def __panel__(self) -> Any:
         return pn.Column(
             html_pane("<h2>Speakers</h2><p>Each speaker has a folder in the data folder with their "
-                         "recordings, consent and personal models. Use a code, never a real name.</p>"),
+                      "recordings, consent and personal models. Use a code, never a real name.</p>"),
             self.table,
             pn.Row(self.choose, pn.Column(pn.Spacer(height=18), self.open_button)),
             self.open_message,
             html_pane("<h3>New speaker</h3>"),
             self.new_id, self.label, pn.Row(self.prompt_set, self.n_prompts), self.own_prompts,
             html_pane("<p style='margin-bottom:0'><b>Consent.</b> Ask the speaker (or their guardian) before "
-                         "recording and keep the signed form; type its id here.</p>"),
+                      "recording and keep the signed form; type its id here.</p>"),
             self.consent_id, self.consent_text, self.given_by,
             pn.Row(self.create_button, self.go_record), self.create_message,
             sizing_mode="stretch_width", css_classes=["wb-page", "wb-speakers"],

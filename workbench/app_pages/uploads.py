@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -80,18 +79,14 @@ class UploadReport:
 
 
 def _parse_transcripts(name: str, content: bytes) -> dict[str, str]:
-    """``{id: sentence}`` from an uploaded transcript file (the corpus's own reader)."""
-    from workbench.corpus import (
-        _read_transcripts,  # the same rules as 'import a folder'
-    )
+    """``{id: sentence}`` from an uploaded transcript file (the corpus's own rules)."""
+    from workbench.corpus import parse_transcripts
 
-    with tempfile.TemporaryDirectory(prefix="wb-upload-") as tmp:
-        path = Path(tmp) / ("transcripts.csv" if _suffix(name) == ".csv" else "transcripts.txt")  # fixed name
-        path.write_bytes(bytes(content))
-        try:
-            return _read_transcripts(path)
-        except CorpusError as err:
-            raise CorpusError(str(err).replace(f"'{path}'", f"'{name}'").replace(str(path), name)) from None
+    try:
+        text = bytes(content).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise CorpusError(f"'{name}' is not UTF-8 text. Save it as UTF-8 (plain text or CSV) and try again.") from None
+    return parse_transcripts(text, csv=_suffix(name) == ".csv", source=name)
 
 
 def add_uploaded_files(corpus: Any, files: Sequence[tuple[str, bytes]], *, consent_id: str | None = None
