@@ -144,9 +144,9 @@ def quality(backend: Any, weights: str, *, dvector: bool) -> dict[str, Any]:
     return out
 
 
-def profile_study(backend: Any, *, dvector: bool, n_per_speaker: int = 16, speakers_per_profile: int = 4,
-                  seed: int = 7) -> dict[str, Any]:
-    """Several simulated speakers per profile, each with its own espeak voice."""
+def _study_draw(backend: Any, *, dvector: bool, n_per_speaker: int, speakers_per_profile: int,
+                seed: int) -> dict[str, Any]:
+    """One draw of voices: ``speakers_per_profile`` speakers per profile, each its own espeak base voice."""
     from workbench import embeddings as E
     from workbench.simulate import random_voice, simulate_speaker
 
@@ -157,7 +157,7 @@ def profile_study(backend: Any, *, dvector: bool, n_per_speaker: int = 16, speak
         if v.name not in used:  # a different base voice for every speaker
             used.add(v.name)
             voices.append(v)
-    out: dict[str, Any] = {"n_per_speaker": n_per_speaker, "speakers": {}}
+    out: dict[str, Any] = {"seed": seed, "speakers": {}}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         k = 0
@@ -172,14 +172,38 @@ def profile_study(backend: Any, *, dvector: bool, n_per_speaker: int = 16, speak
         for src in (["dvector"] if dvector else []) + ["encoder"]:
             table = E.embed_corpora(tmp, src, backend=backend, cache=False, threads=1)
             groups = {s: out["speakers"][s]["profile"] for s in table.speakers}
-            res = {"raw": _distances(table, groups), "standardized": _distances(table.standardized(), groups),
-                   "speaker_id_accuracy": E.speaker_id_accuracy(table).accuracy}
-            out[src] = res
+            out[src] = {"raw": _distances(table, groups), "standardized": _distances(table.standardized(), groups),
+                        "speaker_id_accuracy": E.speaker_id_accuracy(table).accuracy}
             for kind in ("raw", "standardized"):
-                for row in res[kind]["separation"]:
-                    print(f"  study {src} ({kind}): {row['profile']}: within {row['within']:.3f} vs to typical "
-                          f"{row['to_typical']:.3f} -> {'closer' if row['closer'] else 'NOT closer'}")
+                for row in out[src][kind]["separation"]:
+                    print(f"  study seed {seed} {src} ({kind}): {row['profile']}: within {row['within']:.3f} vs "
+                          f"to typical {row['to_typical']:.3f} -> {'closer' if row['closer'] else 'NOT closer'}")
     return out
+
+
+def profile_study(backend: Any, *, dvector: bool, n_per_speaker: int = 16, speakers_per_profile: int = 4,
+                  seeds: tuple[int, ...] = (7, 8, 9)) -> dict[str, Any]:
+    """Several simulated speakers per profile, each with its own espeak voice; several voice draws.
+
+    Returns per draw the distances, and per source/profile how many draws had
+    ``within < to_typical`` (voices are random, so one draw can go either way).
+    """
+    draws = [_study_draw(backend, dvector=dvector, n_per_speaker=n_per_speaker,
+                         speakers_per_profile=speakers_per_profile, seed=s) for s in seeds]
+    summary: dict[str, Any] = {}
+    for src in (["dvector"] if dvector else []) + ["encoder"]:
+        for kind in ("raw", "standardized"):
+            for prof in STUDY_PROFILES[1:]:
+                rows = [r for d in draws for r in d[src][kind]["separation"] if r["profile"] == prof]
+                summary[f"{src}/{kind}/{prof}"] = {
+                    "closer_in_draws": sum(r["closer"] for r in rows), "draws": len(rows),
+                    "within_mean": float(np.mean([r["within"] for r in rows])),
+                    "to_typical_mean": float(np.mean([r["to_typical"] for r in rows]))}
+    for key, v in summary.items():
+        print(f"  study {key}: closer in {v['closer_in_draws']}/{v['draws']} draws; mean within "
+              f"{v['within_mean']:.3f} vs to typical {v['to_typical_mean']:.3f}")
+    return {"n_per_speaker": n_per_speaker, "speakers_per_profile": speakers_per_profile,
+            "profiles": list(STUDY_PROFILES), "draws": draws, "summary": summary}
 
 
 def run(device: str = "cpu", quick: bool = False, profiles: bool = True) -> dict[str, Any]:

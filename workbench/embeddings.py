@@ -1100,8 +1100,7 @@ def fit_projection(
         perp = float(perplexity) if perplexity is not None else min(30.0, (n - 1) / 3.0)
         if not 0 < perp < n:
             raise EmbeddingError(f"t-SNE perplexity must be between 0 and the number of points ({n}); got {perp}")
-        model = manifold.TSNE(n_components=dim, perplexity=perp, init="pca", random_state=int(seed),
-                              method="barnes_hut" if dim <= 3 else "exact")
+        model = manifold.TSNE(n_components=dim, perplexity=perp, init="pca", random_state=int(seed))
         proj.points = np.asarray(model.fit_transform(xs), dtype=np.float64)
     else:
         if not has_module("umap"):

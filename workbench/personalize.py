@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from workbench._atomic import write_bytes_atomic
-from workbench.adapters import AdapterConfig, HRAConfig, config_from_dict, inject
+from workbench.adapters import AdapterConfig, LoRAConfig, config_from_dict, inject
 from workbench.augment import POLICIES, SpecAugmentPolicy, spec_augment
 from workbench.dataset import Example, FeatureCache, speaker_mixed_batches
 from workbench.errors import TrainingError
@@ -59,7 +59,9 @@ MIN_HELD_OUT_WORDS = 30  # below this many reference words the held-out WER is t
 
 
 def _default_adapter() -> AdapterConfig:
-    return HRAConfig()
+    # LoRA reached the lowest held-out WER within the time budget in recipes/choose_defaults.py
+    # (docs/results.md); HRA is the most parameter-efficient choice for banks of many speakers.
+    return LoRAConfig()
 
 
 def _default_policy() -> SpecAugmentPolicy:
@@ -73,7 +75,7 @@ class TrainConfig:
     adapter: AdapterConfig = dataclasses.field(default_factory=_default_adapter)
     mode: str = "adapter"  # "adapter" | "full" | "last_layers" (the last two: baselines for comparison)
     last_layers: int = 2  # blocks unfrozen by mode="last_layers" (plus the output layer)
-    learning_rate: float = 3e-3  # peak learning rate (AdamW)
+    learning_rate: float | None = None  # peak learning rate (AdamW); None = the adapter family's default
     weight_decay: float = 0.0
     batch_size: int = 8
     max_steps: int = 400
@@ -93,6 +95,8 @@ class TrainConfig:
         for name in ("batch_size", "max_steps", "eval_every"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate is None:
+            self.learning_rate = self.adapter.learning_rate if self.mode == "adapter" else 3e-4
         if not self.learning_rate > 0:
             raise TrainingError(f"learning_rate must be > 0, got {self.learning_rate}")
 

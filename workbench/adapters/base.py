@@ -33,6 +33,7 @@ class AdapterConfig:
     """Fields common to every family. Subclasses add their own and set ``family``."""
 
     family: ClassVar[str] = ""
+    learning_rate: ClassVar[float] = 3e-3  # the trainer's default peak LR for this family (chosen by experiment)
     num_speakers: int = 1  # N: rows in every per-speaker parameter
     top_layers: int = 0  # adapt only the last k encoder blocks (0 = all); backprop then stops below them
 

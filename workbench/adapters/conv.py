@@ -38,6 +38,7 @@ __all__ = ["ConvAdapter", "ConvAdapterConfig"]
 @dataclasses.dataclass
 class ConvAdapterConfig(AdapterConfig):
     family = "conv"
+    learning_rate = 3e-3  # default peak LR: recipes/choose_defaults.py, docs/results.md
     reduction: int = 2  # hidden channels = D / reduction
     groups: int = 4  # groups of the two pointwise-like convs
     kernel: int = 3  # kernel of the grouped convs (frames)

@@ -45,6 +45,7 @@ __all__ = ["HRAConfig", "HierarchicalRecurrentAdapter"]
 @dataclasses.dataclass
 class HRAConfig(AdapterConfig):
     family = "hra"
+    learning_rate = 3e-2  # default peak LR: recipes/choose_defaults.py, docs/results.md
     controller_dim: int = 32  # d_c: width of the shared recurrent controller
     head: Literal["linear", "ffn"] = "linear"  # per-speaker head
     ffn_hidden: int = 64  # hidden width of an FFN head

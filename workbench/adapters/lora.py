@@ -32,6 +32,7 @@ _TARGET_SETS = ("attention", "ffn", "all")
 @dataclasses.dataclass
 class LoRAConfig(AdapterConfig):
     family = "lora"
+    learning_rate = 3e-3  # default peak LR: recipes/choose_defaults.py, docs/results.md
     rank: int = 8  # r
     alpha: float = 16.0  # scale = alpha / r
     targets: Literal["attention", "ffn", "all"] = "all"  # which encoder linears get LoRA

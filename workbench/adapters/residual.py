@@ -26,6 +26,7 @@ __all__ = ["ResidualAdapter", "ResidualConfig"]
 @dataclasses.dataclass
 class ResidualConfig(AdapterConfig):
     family = "residual"
+    learning_rate = 1e-2  # default peak LR: recipes/choose_defaults.py, docs/results.md
     bottleneck: int = 32  # r: hidden width of the bottleneck (NeMo default 32)
     activation: str = "relu"  # "relu" | "swish" | "gelu"
     dropout: float = 0.0  # on the bottleneck activations, training only
