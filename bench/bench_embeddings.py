@@ -41,8 +41,9 @@ STUDY_PROFILES = ("typical", "dysarthria-severe", "parkinsonian")
 
 
 def _group(profile: str) -> str:
-    if profile in GROUPS:
-        return GROUPS[profile]
+    head = profile.split("+")[0].split(":")[0]  # "parkinsonian:1.0+articulation:0.5" -> "parkinsonian"
+    if head in GROUPS:
+        return GROUPS[head]
     if "tremor" in profile and "slow" in profile:  # sim-voice-tremor: voice-dominant dysarthria-like
         return "dysarthria-like"
     return profile  # accent, stutter: one speaker each, so no within-profile distance

@@ -138,6 +138,18 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def _thread_limit(n: int | None) -> Iterator[None]:
+    """Limit OpenMP/BLAS pools (threadpoolctl, a scikit-learn dependency) to ``n`` threads; None: no change."""
+    if n is None or not has_module("threadpoolctl"):
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=max(1, int(n))), _torch_threads(n):
+        yield
+
+
 class EmbeddingError(WorkbenchError, ValueError):
     """Embeddings cannot be computed or compared as asked (wrong source, shapes, too few points)."""
 
@@ -1053,6 +1065,7 @@ def fit_projection(
     standardize: bool = False,
     perplexity: float | None = None,
     n_neighbors: int | None = None,
+    threads: int | None = None,
 ) -> Projection:
     """Fit a 2-D or 3-D map of embeddings ``x (N, D)``.
 
@@ -1065,6 +1078,9 @@ def fit_projection(
         standardize (bool, default False): z-score each dimension first (kept for ``transform``).
         perplexity: t-SNE perplexity (default ``min(30, (N - 1) / 3)``).
         n_neighbors: UMAP neighbours (default ``min(15, N - 1)``).
+        threads (int | None): OpenMP/BLAS threads for t-SNE/UMAP (None: the
+            libraries' default). On a busy 2-core machine, t-SNE of 640 points
+            took 2.9 s with 1 thread and 44 s with 2 (threads waiting at barriers).
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
@@ -1101,7 +1117,8 @@ def fit_projection(
         if not 0 < perp < n:
             raise EmbeddingError(f"t-SNE perplexity must be between 0 and the number of points ({n}); got {perp}")
         model = manifold.TSNE(n_components=dim, perplexity=perp, init="pca", random_state=int(seed))
-        proj.points = np.asarray(model.fit_transform(xs), dtype=np.float64)
+        with _thread_limit(threads):
+            proj.points = np.asarray(model.fit_transform(xs), dtype=np.float64)
     else:
         if not has_module("umap"):
             raise MissingDependencyError("UMAP maps need the optional package 'umap-learn': pip install umap-learn "
@@ -1109,6 +1126,7 @@ def fit_projection(
         import umap
 
         model = umap.UMAP(n_components=dim, n_neighbors=int(n_neighbors or min(15, n - 1)), random_state=int(seed))
-        proj.points = np.asarray(model.fit_transform(xs), dtype=np.float64)
+        with _thread_limit(threads):
+            proj.points = np.asarray(model.fit_transform(xs), dtype=np.float64)
         proj._model = model
     return proj

@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 _TYPICAL = "typical"
+_METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
 
 def _marker(profile: str | None) -> str:
@@ -142,21 +143,23 @@ def plot_embedding_map(
     color_by: str = "speaker",
     highlight: str | None = None,
     seed: int = 0,
+    threads: int | None = None,
     ax: Any = None,
 ) -> Any:
     """Project :class:`~workbench.embeddings.UtteranceEmbeddings` and draw utterances and speakers.
 
     Speakers are placed at the mean of their utterances' points (this works
-    for t-SNE too, which cannot place new points).
+    for t-SNE too, which cannot place new points). ``method``, ``dim``, ``seed``
+    and ``threads`` go to :func:`workbench.embeddings.fit_projection`.
     """
     from workbench.embeddings import fit_projection
 
-    proj = fit_projection(embeddings.vectors, method, dim, seed=seed)
+    proj = fit_projection(embeddings.vectors, method, dim, seed=seed, threads=threads)
     lab = np.array(embeddings.speaker_ids)
     speakers = embeddings.speakers
     centers = np.stack([proj.points[lab == s].mean(0) for s in speakers])
     names = {"dvector": "d-vectors", "encoder": "base-model encoder statistics"}
-    title = f"{names.get(embeddings.source, embeddings.source)}, {method.upper()} map"
+    title = f"{names.get(embeddings.source, embeddings.source)}, {_METHOD_NAMES.get(method, method)} map"
     return plot_embedding_scatter(proj.points, embeddings.speaker_ids, profiles=embeddings.profiles,
                                   color_by=color_by, highlight=highlight, speaker_points=(speakers, centers),
                                   ax=ax, title=title)
@@ -168,6 +171,7 @@ def plot_speaker_trajectory(
     *,
     background: np.ndarray | None = None,
     speaker: str = "",
+    zoom: bool = False,
     ax: Any = None,
 ) -> Any:
     """One speaker across recording sessions: points joined by arrows, in session order.
@@ -177,6 +181,7 @@ def plot_speaker_trajectory(
             (e.g. ``projection.transform(session_embeddings(...)[1])``).
         sessions: ``K`` session labels (dates), same order.
         background: optional ``(M, 2)`` other points (other speakers), drawn grey.
+        zoom (bool, default False): frame the sessions (with a margin) instead of the whole map.
     """
     pts = np.asarray(session_points, dtype=float)
     if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) != len(sessions):
@@ -191,8 +196,13 @@ def plot_speaker_trajectory(
     shade = np.linspace(0.35, 1.0, len(pts))
     ax.scatter(pts[:, 0], pts[:, 1], c=shade, cmap="Blues", vmin=0, vmax=1, s=70, edgecolors="#1d3557", zorder=3,
                label="sessions (darker = later)")
-    for p, s in zip(pts, sessions, strict=True):
-        ax.annotate(str(s), p, textcoords="offset points", xytext=(5, 5), fontsize=8)
+    for k, (p, s) in enumerate(zip(pts, sessions, strict=True)):  # alternate sides: close sessions stay legible
+        ax.annotate(str(s), p, textcoords="offset points", xytext=(6, 6) if k % 2 == 0 else (6, -12), fontsize=8)
+    if zoom:
+        lo, hi = pts.min(0), pts.max(0)
+        margin = np.maximum(0.6 * (hi - lo).max(), 1e-3)
+        ax.set_xlim(lo[0] - margin, hi[0] + margin)
+        ax.set_ylim(lo[1] - margin, hi[1] + margin)
     ax.set_title(f"{_short(speaker) or 'Speaker'} across sessions")
     ax.set_xlabel("dimension 1")
     ax.set_ylabel("dimension 2")

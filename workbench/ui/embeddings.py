@@ -48,14 +48,15 @@ class EmbeddingExplorer:
         method (str, default ``"pca"``): map, see :func:`~workbench.embeddings.fit_projection`.
         seed (int, default 0): map randomness (t-SNE/UMAP).
         projection: an already fitted 2-D :class:`~workbench.embeddings.Projection` of these embeddings.
+        threads (int | None): threads for t-SNE/UMAP, see :func:`~workbench.embeddings.fit_projection`.
     """
 
     def __init__(self, embeddings: UtteranceEmbeddings, *, method: str = "pca", seed: int = 0,
-                 projection: Projection | None = None) -> None:
+                 projection: Projection | None = None, threads: int | None = None) -> None:
         if len(embeddings) == 0:
             raise EmbeddingError("nothing to explore: the embeddings are empty")
         self.embeddings = embeddings
-        self.projection = projection or fit_projection(embeddings.vectors, method, 2, seed=seed)
+        self.projection = projection or fit_projection(embeddings.vectors, method, 2, seed=seed, threads=threads)
         if self.projection.points.shape != (len(embeddings), 2):
             raise EmbeddingError(f"the projection has {self.projection.points.shape} points; need "
                                  f"({len(embeddings)}, 2)")
