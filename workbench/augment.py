@@ -303,7 +303,7 @@ def _time_masks(lengths: Tensor, max_frames: int, policy: SpecAugmentPolicy, u: 
     delta = torch.zeros(batch, max_frames + 1, dtype=torch.int32, device=device)
     delta.scatter_add_(1, start, step)
     delta.scatter_add_(1, start + width, -step)
-    return delta.cumsum(1)[:, :max_frames] > 0
+    return torch.cumsum(delta, 1, dtype=torch.int32)[:, :max_frames] > 0
 
 
 # --------------------------------------------------------------------------- frequency masks
