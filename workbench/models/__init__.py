@@ -1,0 +1,5 @@
+"""Base ASR models behind one interface: the built-in ``tiny`` model and transformers backends."""
+
+from workbench.models.base import ASRBackend, Batch, load_base_model
+
+__all__ = ["ASRBackend", "Batch", "load_base_model"]
