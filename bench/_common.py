@@ -43,18 +43,7 @@ def machine(device: str = "cpu") -> dict[str, Any]:
 
 def time_call(fn: Callable[[], Any], *, repeat: int = 5, warmup: int = 1, sync: Callable[[], None] | None = None) -> float:
     """Median wall time of ``fn()`` in seconds over ``repeat`` runs after ``warmup`` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        if sync:
-            sync()
-        t0 = time.perf_counter()
-        fn()
-        if sync:
-            sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return compare_calls({"fn": fn}, repeat=repeat, warmup=warmup, sync=sync)["fn"]
 
 
 def compare_calls(fns: dict[str, Callable[[], Any]], *, repeat: int = 5, warmup: int = 1,
