@@ -140,11 +140,7 @@ def personalize_speaker(
     adapted = trainer.adapted
     if adapted is None:
         raise TrainingError("personalize_speaker trains adapters; use Trainer directly for the baselines")
-    wavs, refs = [e.wav for e in held_out], [e.text for e in held_out]
-    with adapted.disabled():
-        before = adapted.transcribe(wavs, decoder=dec)
-    after = adapted.transcribe(wavs, decoder=dec)
-    comparison = compare(refs, before, after, utt_ids=[e.utt_id for e in held_out])
+    comparison = _before_after(adapted, held_out, dec)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     minutes = sum(e.seconds for e in train) / 60
     training = {"utterances": len(train), "minutes": round(minutes, 2), "utt_ids": [e.utt_id for e in train],
@@ -167,6 +163,15 @@ def personalize_speaker(
             "held-out utterances": len(held_out), "decoder": decoder}
     html_path, csv_path = _write_report_for(corpus, comparison, result, adapter_info, data, report_dir, stamp)
     return PersonalizationRun(corpus.speaker_id, comparison, result, submodel, html_path, csv_path, adapted)
+
+
+def _before_after(adapted: Any, held_out: list, decoder: Callable | None) -> Comparison:
+    """Transcribe ``held_out`` with the base model (adapters off) and the personal model, same decoder."""
+    wavs, refs = [e.wav for e in held_out], [e.text for e in held_out]
+    with adapted.disabled():
+        before = adapted.transcribe(wavs, decoder=decoder)
+    after = adapted.transcribe(wavs, decoder=decoder)
+    return compare(refs, before, after, utt_ids=[e.utt_id for e in held_out])
 
 
 def _write_report_for(corpus: Any, comparison: Comparison, result: TrainResult, adapter_info: dict, data: dict,
@@ -239,12 +244,7 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
         if not test_utts:
             raise TrainingError("every recording of this speaker was used to train the adapter, so there is "
                                 "nothing left to measure on; record a few new prompts")
-        held_out = examples_from_corpus(corpus, test_utts)
-        wavs, refs = [e.wav for e in held_out], [e.text for e in held_out]
-        with adapted.disabled():
-            before = adapted.transcribe(wavs, decoder=dec)
-        after = adapted.transcribe(wavs, decoder=dec)
-        comparison = compare(refs, before, after, utt_ids=[e.utt_id for e in held_out])
+        comparison = _before_after(adapted, examples_from_corpus(corpus, test_utts), dec)
         if write_report:
             from workbench.report import write_report as _write
 
