@@ -351,7 +351,7 @@ class Trainer:
         if not torch.isfinite(loss):
             self._restore(self._best_state)
             raise TrainingError(
-                f"the training loss became {float(loss)} at step {self.step + 1}. The best adapter so far was kept. "
+                f"the training loss became {loss.item()} at step {self.step + 1}. The best adapter so far was kept. "
                 "This usually means the learning rate is too high or a recording is broken: try a lower "
                 f"learning rate (now {c.learning_rate:g}) or re-check recordings flagged by the quality check.")
         self.optimizer.zero_grad(set_to_none=True)

@@ -77,6 +77,7 @@ class TrainingJob:
         self.stop_reason = ""
         self.version = 0  # bumped on every change, so views redraw only when needed
         self._trainer: Any = None
+        self._train_t0: float | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -126,10 +127,17 @@ class TrainingJob:
     @property
     def fraction(self) -> float:
         """Progress in [0, 1]: steps, or the time budget, whichever is further along."""
+        if self.finished:
+            return 1.0
         done = self.step / self.max_steps if self.max_steps else 0.0
         if self.max_seconds:
-            done = max(done, self.elapsed / self.max_seconds)
-        return 1.0 if self.finished else min(done, 1.0)
+            elapsed = self.elapsed
+            if self.phase == "training" and self._train_t0 is not None:  # live, not only at step events
+                elapsed = max(elapsed, time.monotonic() - self._train_t0)
+            done = max(done, elapsed / self.max_seconds)
+        if self.step > 0:  # a step is done: never show an empty bar
+            done = max(done, 0.001)
+        return min(done, 1.0)
 
     # ------------------------------------------------------------------ the thread
     def _set(self, **changes: Any) -> None:
@@ -139,6 +147,7 @@ class TrainingJob:
             self.version += 1
 
     def _on_start(self, e: dict) -> None:
+        self._train_t0 = time.monotonic()
         self._set(phase="training", max_steps=int(e.get("max_steps", self.max_steps)),
                   max_seconds=e.get("max_seconds", self.max_seconds))
 
