@@ -39,10 +39,9 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 failed.append(name)
         print(f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
-    if not args.quick:
-        from bench.summarize import main as summarize
+    from bench.summarize import main as summarize
 
-        summarize()
+    summarize(quick=args.quick)  # --quick summarizes into the results folder, never over docs/
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1

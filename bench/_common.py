@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "docs" / "bench"
+#: Where results go: docs/bench, or $WORKBENCH_BENCH_DIR (the CI smoke test writes to a temporary folder).
+RESULTS_DIR = Path(os.environ.get("WORKBENCH_BENCH_DIR") or Path(__file__).resolve().parent.parent / "docs" / "bench")
 
 __all__ = ["RESULTS_DIR", "bench_main", "compare_calls", "machine", "time_call", "write_result"]
 

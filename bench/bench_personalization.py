@@ -6,13 +6,18 @@ most 90 s with default settings on the frozen built-in model, then score the
 held-out phrases (never trained on) with the base and the personal model, with
 the same decoder. Reports WER before/after, the relative reduction, trainable
 parameters per speaker, training time, and the time at which the held-out WER
-first reached the target (a 40 % relative reduction).
+first reached the target (a 40 % relative reduction). The validation recordings
+(15 % of the training prompts) decide early stopping and the checkpoint; the
+test phrases are scored once, at the end.
 
 Data efficiency (one speaker): WER after personalization with 5/10/20/40/all
 training utterances, for an HRA adapter from scratch vs a warm start inside a
 speaker-embedding space learned on the *other* speakers (leave-one-out).
 
-Run: ``python -m bench.bench_personalization [--quick] [--speaker ID] [--family hra]``
+Run: ``python -m bench.bench_personalization [--quick] [--study] [--speaker ID] [--family hra]``.
+Without ``--study`` (as in ``python -m bench``) only the default adapter family
+runs, which fits the suite's 15-minute budget; ``--study`` adds every family,
+full fine-tuning and the curve (``docs/bench/personalization_study.json``).
 """
 
 from __future__ import annotations
@@ -28,14 +33,14 @@ TARGET = 0.40  # relative WER reduction to reach
 
 
 def _setup(speaker_dir: Path, max_train: int, seed: int = 0):
+    """(corpus, train, valid, test, decoder): the split of :func:`workbench.workflow.personalize_speaker`."""
     from workbench.corpus import SpeakerCorpus
     from workbench.dataset import examples_from_corpus
-    from workbench.workflow import build_decoder
+    from workbench.workflow import build_decoder, three_way_split
 
     corpus = SpeakerCorpus.open(speaker_dir)
-    tr, te = corpus.split(test_fraction=0.25, seed=seed)
-    return (corpus, examples_from_corpus(corpus, tr[:max_train]), examples_from_corpus(corpus, te),
-            build_decoder("lexicon", prompts=corpus.prompts()))
+    parts = three_way_split(corpus, test_fraction=0.25, seed=seed, max_train=max_train)
+    return (corpus, *(examples_from_corpus(corpus, p) for p in parts), build_decoder("lexicon", prompts=corpus.prompts()))
 
 
 def _score(backend, adapted, held_out, decoder) -> tuple[float, float]:
@@ -50,20 +55,25 @@ def _score(backend, adapted, held_out, decoder) -> tuple[float, float]:
     return before, wer(refs, adapted.transcribe(wavs, decoder=decoder))
 
 
-def run_one(speaker_dir: Path, family: str, *, budget: float, max_train: int = 50) -> dict:
-    """Train one family (or 'full'/'last_layers') on one speaker; returns the table row."""
+def run_one(speaker_dir: Path, family: str, *, budget: float, max_train: int = 50, policy=None) -> dict:
+    """Train one family (or 'full'/'last_layers') on one speaker; returns the table row.
+
+    ``policy``: a SpecAugment policy instead of the default one (see :func:`choose_policy`).
+    """
     from workbench.adapters import REGISTRY
     from workbench.models.base import load_base_model
     from workbench.personalize import TrainConfig, Trainer
 
-    corpus, train, held_out, decoder = _setup(speaker_dir, max_train)
+    corpus, train, valid, held_out, decoder = _setup(speaker_dir, max_train)
     backend = load_base_model("tiny")
     if family in REGISTRY:
         config = TrainConfig(adapter=REGISTRY[family][0](), max_seconds=budget)
     else:
         config = TrainConfig(mode=family, max_seconds=budget, learning_rate=3e-4)
+    if policy is not None:
+        config.specaugment = None if policy.name == "none" else policy
     base_wer, _ = _score(backend, None, held_out, decoder) if config.mode != "adapter" else (None, None)
-    trainer = Trainer(backend, train, held_out, config, decoder=decoder)
+    trainer = Trainer(backend, train, valid, config, decoder=decoder)
     t_target = {}
 
     def on_eval(e: dict) -> None:
@@ -84,7 +94,9 @@ def run_one(speaker_dir: Path, family: str, *, budget: float, max_train: int = 5
         before, after = base_wer, _score(backend, None, held_out, decoder)[0]
         per_speaker = sum(p.numel() for p in trainer.params)
     row = {"speaker": corpus.speaker_id, "family": family, "train_utterances": len(train),
-           "held_out_utterances": len(held_out), "params_per_speaker": per_speaker,
+           "valid_utterances": len(valid), "held_out_utterances": len(held_out),
+           "specaugment": "none" if config.specaugment is None else config.specaugment.name,
+           "valid_wer_before": result.wer_before, "valid_wer_best": result.best_wer, "params_per_speaker": per_speaker,
            "params_percent": 100 * per_speaker / backend.num_parameters(), "wer_before": before,
            "wer_after": after, "relative_reduction": (before - after) / before if before > 0 else 0.0,
            "train_s": result.seconds, "wall_s": wall, "steps": result.steps,
@@ -104,7 +116,7 @@ def data_efficiency(speaker_dir: Path, sample_dir: Path, *, budget: float, sizes
     from workbench.models.base import load_base_model
     from workbench.personalize import TrainConfig, Trainer
 
-    target, train_all, held_out, decoder = _setup(speaker_dir, 10_000)
+    target, train_all, valid, held_out, decoder = _setup(speaker_dir, 10_000)
     others = [c for c in list_speakers(sample_dir) if c.speaker_id != target.speaker_id]
     train_space, held_space = [], []
     for row, c in enumerate(others):
@@ -127,11 +139,11 @@ def data_efficiency(speaker_dir: Path, sample_dir: Path, *, budget: float, sizes
             for kind in ("scratch", "warm"):
                 if kind == "scratch":
                     cfg = TrainConfig(adapter=HRAConfig(), max_seconds=budget, min_utterances=1)
-                    trainer = Trainer(backend, subset, held_out, cfg, decoder=decoder)
+                    trainer = Trainer(backend, subset, valid, cfg, decoder=decoder)
                 else:
                     cfg = TrainConfig(adapter=HRAConfig(space="embedding"), max_seconds=budget, min_utterances=1,
                                       learning_rate=3e-2)
-                    trainer = Trainer(backend, subset, held_out, cfg, decoder=decoder,
+                    trainer = Trainer(backend, subset, valid, cfg, decoder=decoder,
                                       adapted=warm_start(backend, bank_file))
                 trainer.fit()
                 before, after = _score(backend, trainer.adapted, held_out, decoder)
@@ -144,6 +156,58 @@ def data_efficiency(speaker_dir: Path, sample_dir: Path, *, budget: float, sizes
             print(f"{target.speaker_id}: {n:3d} utterances: scratch {100 * rows['scratch']:.1f}%, "
                   f"warm start {100 * rows['warm']:.1f}% (base {100 * curve['base']:.1f}%)")
     return curve
+
+
+#: Candidate SpecAugment policies for personalization from <= 50 utterances.
+SMALL_DATA_CANDIDATES = {
+    "none": None,
+    "librispeech_adaptive": ("librispeech_adaptive", {}),
+    "light_adaptive": ("librispeech_adaptive", {"freq_width": 15, "time_masks": 10, "adaptive_multiplicity": 0.02}),
+    "strong_adaptive": ("librispeech_adaptive", {"adaptive_multiplicity": 0.08}),
+}
+
+
+def choose_policy(speakers: list[Path], *, budget: float) -> dict:
+    """Train the default adapter on each speaker with each candidate policy.
+
+    The choice is made on the *validation* recordings (mean relative reduction of the
+    validation WER), never on the test phrases; the test figures are reported beside it.
+    """
+    from workbench.augment import POLICIES, SpecAugmentPolicy
+    from workbench.personalize import TrainConfig
+
+    family = TrainConfig().adapter.family
+    rows = []
+    for name, spec in SMALL_DATA_CANDIDATES.items():
+        policy = SpecAugmentPolicy(freq_masks=0, name="none") if spec is None else \
+            POLICIES[spec[0]].replace(name=name, **spec[1])
+        for speaker in speakers:
+            row = run_one(speaker, family, budget=budget, policy=policy)
+            row["policy"] = name
+            row["policy_dict"] = policy.to_dict()
+            rows.append(row)
+
+    return {"family": family, "rows": rows, **policy_summary(rows)}
+
+
+def policy_summary(rows: list[dict]) -> dict:
+    """Mean validation and test relative reductions per policy, and the choice (best on validation)."""
+    def relative(r: dict, on: str) -> float:
+        if on == "valid":
+            return (r["valid_wer_before"] - r["valid_wer_best"]) / max(r["valid_wer_before"], 1e-9)
+        return r["relative_reduction"]
+
+    names = list(dict.fromkeys(r["policy"] for r in rows))
+    summary = {}
+    for n in names:
+        mine = [r for r in rows if r["policy"] == n]
+        summary[n] = {on + "_relative": sum(relative(r, on) for r in mine) / len(mine) for on in ("valid", "test")}
+        summary[n]["speakers"] = len(mine)
+    chosen = max(summary, key=lambda n: summary[n]["valid_relative"])
+    for n, v in summary.items():
+        print(f"{n:22s} validation {100 * v['valid_relative']:+.0f}%  test {100 * v['test_relative']:+.0f}%"
+              + ("  <- chosen" if n == chosen else ""))
+    return {"summary": summary, "chosen": chosen}
 
 
 def plot_curve(curve: dict, path: Path) -> None:
@@ -167,28 +231,41 @@ def main(argv: list[str] | None = None) -> None:
     from workbench.adapters import REGISTRY
     from workbench.corpus import list_speakers
     from workbench.demo import DEMO_SPEAKER, default_sample_dir
+    from workbench.personalize import TrainConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="one speaker, 10 s budget: checks that it runs")
+    parser.add_argument("--study", action="store_true",
+                        help="every family plus full fine-tuning, and the data-efficiency curve (about an hour "
+                             "on 2 cores); without it: the default adapter only (the benchmark suite)")
     parser.add_argument("--speaker", action="append")
     parser.add_argument("--family", action="append", choices=[*sorted(REGISTRY), "full", "last_layers"])
     parser.add_argument("--budget", type=float, default=90.0, help="training seconds per run")
     parser.add_argument("--no-curve", action="store_true")
+    parser.add_argument("--policies", action="store_true",
+                        help="choose the small-data SpecAugment policy (default adapter, every atypical speaker)")
     args = parser.parse_args(argv)
     sample = default_sample_dir()
     speakers = args.speaker or ([DEMO_SPEAKER] if args.quick else
                                 [c.speaker_id for c in list_speakers(sample) if c.info["profile"].get("name") != "typical"])
-    families = args.family or (["hra"] if args.quick else ["hra", "residual", "conv", "lora", "full"])
+    default_family = TrainConfig().adapter.family
+    if args.policies:
+        t0 = time.perf_counter()
+        result = choose_policy([sample / s for s in speakers], budget=10.0 if args.quick else args.budget)
+        result.update(machine=machine(), budget_s=10.0 if args.quick else args.budget, wall_s=time.perf_counter() - t0)
+        print(f"wrote {write_result('personalization_policies' + ('_quick' if args.quick else ''), result)}")
+        return
+    families = args.family or (["hra", "residual", "conv", "lora", "full"] if args.study else [default_family])
     budget = 10.0 if args.quick else args.budget
     t0 = time.perf_counter()
     rows = [run_one(sample / s, f, budget=budget) for s in speakers for f in families]
     result: dict = {"machine": machine(), "budget_s": budget, "target_relative_reduction": TARGET, "rows": rows}
-    if not args.no_curve:
+    if args.study and not args.no_curve:
         sizes = [5, 10] if args.quick else [5, 10, 20, 40, 60]
         result["curve"] = data_efficiency(sample / (speakers[0]), sample, budget=budget, sizes=sizes,
                                           space_budget=20.0 if args.quick else 300.0)
     result["wall_s"] = time.perf_counter() - t0
-    name = "personalization" + ("_quick" if args.quick else "")
+    name = "personalization" + ("_study" if args.study else "") + ("_quick" if args.quick else "")
     path = write_result(name, result)
     if "curve" in result:
         plot_curve(result["curve"], path.with_suffix(".png"))

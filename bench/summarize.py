@@ -1,4 +1,4 @@
-"""Write docs/benchmarks.md (and the personalization tables of docs/results.md) from docs/bench/*.json.
+"""Write docs/benchmarks.md (and the personalization section of docs/results.md) from docs/bench/*.json.
 
 Every target from the issues appears with the measured figure and a met/missed
 mark; a missing measurement is shown as missing, never as met.
@@ -7,16 +7,16 @@ mark; a missing measurement is shown as missing, never as met.
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
 
-from bench._common import RESULTS_DIR
+from bench import _common
 
-DOCS = RESULTS_DIR.parent
+#: Markers of the generated part of docs/results.md (the rest is written by hand).
+START, END = "<!-- personalization results: written by bench/summarize.py -->", "<!-- end of generated part -->"
+_SUFFIX = ""  # "_quick" when summarizing a --quick run (the smoke test)
 
 
 def _load(name: str) -> dict | None:
-    path = RESULTS_DIR / f"{name}.json"
+    path = _common.RESULTS_DIR / f"{name}{_SUFFIX}.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -111,7 +111,8 @@ def benchmarks_md() -> str:
               "core busy, a forward pass was 20x slower (OpenMP spinning). The runs above were taken on a quiet "
               "machine; rerun with `python -m bench` to check.", ""]
     lines += ["", "Machines:", ""]
-    for name in ("specaugment_cpu", "models_cpu", "submodels_cpu", "personalization", "embeddings_cpu"):
+    for name in ("specaugment_cpu", "models_cpu", "submodels_cpu", "personalization", "personalization_study",
+                 "embeddings_cpu"):
         lines.append(f"- `{name}`: {_machine(_load(name))}")
     lines += ["", *_details()]
     return "\n".join(lines) + "\n"
@@ -147,32 +148,91 @@ def _details() -> list[str]:
     return out
 
 
+def _pers_row(r: dict) -> str:
+    ttt = "—" if r["time_to_target_s"] is None else f"{r['time_to_target_s']:.0f}"
+    return (f"| {r['speaker']} | {r['family']} | {r['params_per_speaker']:,} | {r['params_percent']:.2f}% | "
+            f"{100 * r['wer_before']:.1f}% | {100 * r['wer_after']:.1f}% | {100 * r['relative_reduction']:+.0f}% | "
+            f"{r['train_s']:.0f} | {ttt} |")
+
+
+_PERS_HEADER = ["| speaker | family | trainable params / speaker | % of base | WER before | WER after | relative "
+                "| training time (s) | validation -40% at (s) |", "|---|---|---|---|---|---|---|---|---|"]
+
+
 def results_md_personalization() -> str:
-    pers = _load("personalization")
-    if not pers:
-        return "Personalization results: not measured yet (run `python -m bench.bench_personalization`).\n"
-    lines = [f"Budget {pers['budget_s']:.0f} s of training, at most 50 training utterances, held-out phrases "
-             "never trained on, lexicon decoder for both models. Machine: " + _machine(pers), "",
-             "| speaker | family | params / speaker | % of base | WER before | WER after | relative | train time (s) "
-             "| time to -40% (s) |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in pers["rows"]:
-        ttt = "—" if r["time_to_target_s"] is None else f"{r['time_to_target_s']:.0f}"
-        lines.append(f"| {r['speaker']} | {r['family']} | {r['params_per_speaker']:,} | {r['params_percent']:.2f}% | "
-                     f"{100 * r['wer_before']:.1f}% | {100 * r['wer_after']:.1f}% | "
-                     f"{100 * r['relative_reduction']:+.0f}% | {r['train_s']:.0f} | {ttt} |")
-    if "curve" in pers:
-        c = pers["curve"]
-        lines += ["", f"Data efficiency on {c['speaker']} (base {100 * c['base']:.1f}%): "
-                  "![curve](bench/personalization.png)", "", "| utterances | from scratch | warm start |", "|---|---|---|"]
-        for n, a, b in zip(c["sizes"], c["scratch"], c["warm"], strict=True):
-            lines.append(f"| {n} | {100 * a:.1f}% | {100 * b:.1f}% |")
+    """The generated personalization section of docs/results.md."""
+    suite, study, pol = _load("personalization"), _load("personalization_study"), _load("personalization_policies")
+    if not (suite or study):
+        return "Not measured yet: run `python -m bench.bench_personalization [--study]`.\n"
+    lines = ["Each speaker's takes are split by prompt: 25 % of the prompts are the test phrases (never trained "
+             "on, never used to choose anything); of the rest, at most 50 utterances are used, 15 % of their "
+             "prompts as validation (early stopping and the checkpoint) and the others for training. Both models "
+             "are scored on the test phrases with the same lexicon decoder. The last column is when the "
+             "*validation* WER first fell 40 % below the base model's.", ""]
+    if suite:
+        lines += [f"### Default settings ({suite['rows'][0]['family']}), every atypical sample speaker", "",
+                  f"Budget {suite['budget_s']:.0f} s. Machine: {_machine(suite)}. `python -m bench.bench_personalization`",
+                  "", *_PERS_HEADER, *map(_pers_row, suite["rows"]), ""]
+    if study:
+        lines += ["### Per adapter family, with full fine-tuning as a reference", "",
+                  f"Budget {study['budget_s']:.0f} s per run, each family with its default settings; full fine-tuning "
+                  f"at learning rate 3e-4. Machine: {_machine(study)}. `python -m bench.bench_personalization --study`",
+                  "", *_PERS_HEADER, *map(_pers_row, sorted(study["rows"], key=lambda r: (r["speaker"], r["family"])))]
+        fams: dict[str, list[dict]] = {}
+        for r in study["rows"]:
+            fams.setdefault(r["family"], []).append(r)
+        lines += ["", "| family | trainable params / speaker | mean relative reduction | speakers at >= 40 % | "
+                  "mean training time (s) |", "|---|---|---|---|---|"]
+        for fam, rs in fams.items():
+            lines.append(f"| {fam} | {rs[0]['params_per_speaker']:,} | "
+                         f"{100 * sum(r['relative_reduction'] for r in rs) / len(rs):+.0f}% | "
+                         f"{sum(r['relative_reduction'] >= 0.4 for r in rs)} of {len(rs)} | "
+                         f"{sum(r['train_s'] for r in rs) / len(rs):.0f} |")
+        lines.append("")
+        if "curve" in study:
+            c = study["curve"]
+            lines += [f"### Data efficiency on {c['speaker']}", "",
+                      f"HRA from scratch vs a warm start in a speaker-embedding space learned on the other speakers "
+                      f"(leave-one-out). Base model: {100 * c['base']:.1f}%.", "",
+                      "![data efficiency](bench/personalization_study.png)", "",
+                      "| training utterances | from scratch | warm start |", "|---|---|---|"]
+            lines += [f"| {n} | {100 * a:.1f}% | {100 * b:.1f}% |"
+                      for n, a, b in zip(c["sizes"], c["scratch"], c["warm"], strict=True)]
+            lines.append("")
+    if pol:
+        lines += ["### Choosing the small-data SpecAugment policy", "",
+                  f"The default adapter ({pol['family']}) on {len({r['speaker'] for r in pol['rows']})} speakers, "
+                  f"{pol['budget_s']:.0f} s each; chosen on the **validation** reduction, test shown beside it. "
+                  f"Chosen: **{pol['chosen']}**. `python -m bench.bench_personalization --policies`", "",
+                  "| policy | validation relative reduction | test relative reduction |", "|---|---|---|"]
+        lines += [f"| {n} | {100 * v['valid_relative']:+.0f}% | {100 * v['test_relative']:+.0f}% |"
+                  for n, v in pol["summary"].items()]
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    (DOCS / "benchmarks.md").write_text(benchmarks_md())
-    (DOCS / "results_personalization.md").write_text(results_md_personalization())
-    print(f"wrote {DOCS / 'benchmarks.md'} and {DOCS / 'results_personalization.md'}")
+def _splice(text: str, generated: str) -> str:
+    """Replace the generated part of docs/results.md (between START and END), or append it."""
+    block = f"{START}\n\n{generated}\n{END}"
+    if START in text and END in text:
+        return text[: text.index(START)] + block + text[text.index(END) + len(END):]
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def main(quick: bool = False) -> None:
+    """Write docs/benchmarks.md and the generated part of docs/results.md.
+
+    ``quick``: summarize the ``*_quick.json`` files of a ``--quick`` run into
+    ``benchmarks_quick.md`` / ``results_quick.md`` beside them (the smoke test).
+    """
+    global _SUFFIX
+    _SUFFIX = "_quick" if quick else ""
+    out = _common.RESULTS_DIR if quick else _common.RESULTS_DIR.parent
+    bench_md, results_md = out / f"benchmarks{_SUFFIX}.md", out / f"results{_SUFFIX}.md"
+    bench_md.write_text(benchmarks_md())
+    old = results_md.read_text() if results_md.is_file() else "# Results\n"
+    results_md.write_text(_splice(old, results_md_personalization()))
+    print(f"wrote {bench_md} and {results_md}")
 
 
 if __name__ == "__main__":

@@ -286,7 +286,7 @@ def _wait(cond, timeout: float = 90.0) -> None:
 def test_training_starts_stops_and_a_second_run_is_refused(trained_ready, ctx) -> None:
     app = trained_ready
     page = app.pages["Personalize"]
-    assert not page.train.disabled and "kept aside" in page.data.object
+    assert not page.train.disabled and "kept aside" in page.data.object and "decide when to stop" in page.data.object
     job = page.start()
     assert job is not None and job.running and page.train.disabled
     other = WorkbenchApp(ctx)  # another browser window on the same speaker

@@ -294,7 +294,7 @@ def test_split_small_corpora(speaker_root: Path) -> None:
     train, test = corpus.split(test_fraction=0.01)
     assert len({u.prompt for u in test}) == 1 and len({u.prompt for u in train}) == 1
     assert corpus.split(test_fraction=0.0)[1] == []
-    with pytest.raises(CorpusError, match="test_fraction"):
+    with pytest.raises(CorpusError, match="below 1"):
         corpus.split(test_fraction=1.0)
 
 

@@ -116,9 +116,9 @@ def test_nan_loss_is_caught_with_a_clear_message() -> None:
 def test_too_little_data_refused_with_how_many_more() -> None:
     with pytest.raises(TrainingError, match="only 3 usable training recordings.*Record 7 more"):
         Trainer(tiny_backend(), _examples(3), _examples(3, seed=1), _config(min_utterances=10))
-    with pytest.warns(UserWarning, match="held-out set has only"):
+    with pytest.warns(UserWarning, match="validation set has only"):
         Trainer(tiny_backend(), _examples(8), _examples(1, seed=1), _config())
-    with pytest.raises(TrainingError, match="no held-out"):
+    with pytest.raises(TrainingError, match="no validation"):
         Trainer(tiny_backend(), _examples(8), [], _config())
 
 

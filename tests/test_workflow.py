@@ -11,11 +11,11 @@ from workbench.corpus import SpeakerCorpus
 from workbench.evaluate import Comparison
 from workbench.personalize import TrainConfig
 from workbench.adapters import ResidualConfig
-from workbench.workflow import BaseScore, build_decoder, evaluate_speaker, personalize_speaker
+from workbench.workflow import BaseScore, build_decoder, evaluate_speaker, personalize_speaker, three_way_split
 
 from _models import noise_waves, tiny_backend
 
-pytestmark = pytest.mark.filterwarnings("ignore:the held-out set has only")
+pytestmark = pytest.mark.filterwarnings("ignore:the (held-out|validation) set has only")
 
 PROMPTS = ["turn on the light", "call my sister", "i am hungry", "good morning", "open the door",
            "where is my phone", "thank you very much", "i need some help", "close the window",
@@ -48,6 +48,20 @@ def test_personalize_then_evaluate_and_report(speaker, tmp_path) -> None:
     assert isinstance(cmp_, Comparison)
     held = {u.utt_id for u in cmp_.utterances}
     assert held == {e.utt_id for e in run.comparison.utterances}  # the same never-trained recordings
+    from workbench.adapters.io import read_submodel
+
+    used = read_submodel(run.submodel_path)[1]["training"]
+    assert used["valid_utt_ids"] and not held & (set(used["utt_ids"]) | set(used["valid_utt_ids"]))
+
+
+def test_test_validation_and_training_prompts_never_overlap(speaker) -> None:
+    train, valid, test = three_way_split(speaker, test_fraction=0.25, valid_fraction=0.2, seed=3)
+    prompts = [{u.prompt for u in part} for part in (train, valid, test)]
+    assert all(prompts) and not (prompts[0] & prompts[1] or prompts[0] & prompts[2] or prompts[1] & prompts[2])
+    assert len(train) + len(valid) + len(test) == 24
+    assert test == speaker.split(test_fraction=0.25, seed=3)[1]  # the test side does not depend on validation
+    capped = three_way_split(speaker, test_fraction=0.25, valid_fraction=0.2, seed=3, max_train=8)
+    assert len(capped[0]) + len(capped[1]) == 8 and capped[2] == test
 
 
 def test_evaluate_without_adapter_scores_the_base(speaker) -> None:

@@ -67,6 +67,7 @@ __all__ = [
     "import_folder",
     "list_speakers",
     "parse_transcripts",
+    "split_by_prompt",
     "validate_speaker_id",
 ]
 
@@ -924,30 +925,7 @@ class SpeakerCorpus:
         Returns:
             ``(train, test)``, each in recording order.
         """
-        if (
-            isinstance(test_fraction, bool)
-            or not isinstance(test_fraction, (int, float))
-            or not 0 <= test_fraction < 1
-        ):
-            raise CorpusError(
-                f"test_fraction must be at least 0 and below 1, e.g. 0.2; got {test_fraction!r}."
-            )
-        utts = self.utterances("ok")
-        keys = sorted({_norm_prompt(u.prompt) for u in utts})
-
-        def rank(key: str) -> bytes:
-            return hashlib.sha256(f"{seed}\x1f{key}".encode()).digest()
-
-        n = len(keys)
-        k = round(test_fraction * n)
-        if test_fraction > 0 and n >= 2:
-            k = min(max(k, 1), n - 1)
-        elif n < 2:
-            k = 0
-        test_keys = set(sorted(keys, key=rank)[:k])
-        train = [u for u in utts if _norm_prompt(u.prompt) not in test_keys]
-        test = [u for u in utts if _norm_prompt(u.prompt) in test_keys]
-        return train, test
+        return split_by_prompt(self.utterances("ok"), fraction=test_fraction, seed=seed)
 
     def problems(self) -> list[str]:
         """Plain-language list of what was skipped or is out of place, with line numbers.
@@ -1029,6 +1007,37 @@ class SpeakerCorpus:
                              compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
         return dest
 
+
+
+def split_by_prompt(
+    utts: Sequence[Utterance], *, fraction: float, seed: int = 0
+) -> tuple[list[Utterance], list[Utterance]]:
+    """Deterministic split of takes by prompt: ``(rest, aside)``, each in the given order.
+
+    All takes of one prompt (compared ignoring case, punctuation and spacing) land
+    on the same side. Prompts are ranked by a hash of ``(seed, prompt text)``, and
+    the ``round(fraction * n_prompts)`` lowest are set aside; with two or more
+    prompts and ``fraction > 0`` at least one prompt is on each side. Used for the
+    test split (:meth:`SpeakerCorpus.split`) and again, inside the training side,
+    for the validation recordings that decide early stopping.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+        raise CorpusError(f"the share to set aside must be at least 0 and below 1, e.g. 0.2; got {fraction!r}.")
+
+    def rank(key: str) -> bytes:
+        return hashlib.sha256(f"{seed}\x1f{key}".encode()).digest()
+
+    keys = sorted({_norm_prompt(u.prompt) for u in utts})
+    n = len(keys)
+    k = round(fraction * n)
+    if fraction > 0 and n >= 2:
+        k = min(max(k, 1), n - 1)
+    elif n < 2:
+        k = 0
+    aside_keys = set(sorted(keys, key=rank)[:k])
+    rest = [u for u in utts if _norm_prompt(u.prompt) not in aside_keys]
+    aside = [u for u in utts if _norm_prompt(u.prompt) in aside_keys]
+    return rest, aside
 
 def _check_prompts(prompts: Sequence[str]) -> list[str]:
     if isinstance(prompts, str):

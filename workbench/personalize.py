@@ -3,7 +3,7 @@
 The trainer knows nothing about widgets. A notebook, the app or the CLI
 subscribes to its events (minGPT style)::
 
-    trainer = Trainer(backend, train, held_out, TrainConfig())
+    trainer = Trainer(backend, train, valid, TrainConfig())
     trainer.on("on_step", lambda e: print(e["step"], e["loss"]))
     result = trainer.fit()          # or run it in a thread and call trainer.stop()
 
@@ -11,14 +11,14 @@ Events (each callback gets one dict):
 
 - ``on_start``: steps planned, parameter report, data sizes;
 - ``on_step``: ``step``, ``loss``, ``lr``, ``grad_norm``, ``steps_per_s``, ``elapsed_s``;
-- ``on_eval``: ``step``, ``wer``, ``cer`` on the held-out utterances (step 0 = the base model);
-- ``on_best``: ``step``, ``wer`` when the held-out WER improves;
+- ``on_eval``: ``step``, ``wer``, ``cer``, ``loss`` on the validation utterances (step 0 = the base model);
+- ``on_best``: ``step``, ``wer`` when the validation WER improves (or ties with a lower loss);
 - ``on_stop``: ``reason`` ("stopped by user", "time budget", "early stop", "max steps");
 - ``on_end``: the :class:`TrainResult`.
 
 Guarantees: the loss is checked to be finite every step; gradients are clipped;
 ``stop()`` may be called from any thread and returns control after the current
-step; the best adapter (lowest held-out WER) is restored at the end; the same
+step; the best adapter (lowest validation WER) is restored at the end; the same
 seed gives the same result, and a run resumed from a checkpoint continues
 exactly as if it had not been interrupted (batches, SpecAugment draws and
 optimizer state are all functions of the seed and step).
@@ -41,7 +41,7 @@ from torch import nn
 
 from workbench._atomic import write_bytes_atomic
 from workbench.adapters import AdapterConfig, LoRAConfig, config_from_dict, inject
-from workbench.augment import POLICIES, SpecAugmentPolicy, spec_augment
+from workbench.augment import SpecAugmentPolicy, spec_augment
 from workbench.dataset import Example, FeatureCache, speaker_mixed_batches
 from workbench.errors import TrainingError
 
@@ -64,8 +64,6 @@ def _default_adapter() -> AdapterConfig:
     return LoRAConfig()
 
 
-def _default_policy() -> SpecAugmentPolicy:
-    return POLICIES["librispeech_adaptive"]
 
 
 @dataclasses.dataclass
@@ -81,10 +79,13 @@ class TrainConfig:
     max_steps: int = 400
     max_seconds: float | None = 90.0  # wall-clock training budget; None = steps only
     warmup_steps: int = 10  # linear warm-up, then cosine decay to 10 % at max_steps
-    eval_every: int = 20  # steps between held-out evaluations
+    eval_every: int = 20  # steps between validation evaluations
     patience: int = 5  # evaluations without improvement before early stopping; 0 = never
     grad_clip: float = 1.0  # max global gradient norm
-    specaugment: SpecAugmentPolicy | None = dataclasses.field(default_factory=_default_policy)
+    # None: chosen by experiment for runs of <= 90 s on <= 50 utterances (bench_personalization
+    # --policies, docs/results.md): no SpecAugment policy beat no augmentation on the validation
+    # recordings. Pass e.g. POLICIES["librispeech_adaptive"] for longer runs or to study it.
+    specaugment: SpecAugmentPolicy | None = None
     seed: int = 0
     min_utterances: int = 10  # refuse to train on fewer training utterances
     checkpoint_every: int = 0  # steps between checkpoints (0 = no checkpoints)
@@ -116,7 +117,11 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class TrainResult:
-    """What a run did. WERs are ASR word error rates on the held-out utterances."""
+    """What a run did. WERs are ASR word error rates on the *validation* utterances.
+
+    They chose the checkpoint, so they are optimistic; report the test WER of
+    :func:`workbench.workflow.personalize_speaker` (recordings never used at all).
+    """
 
     wer_before: float
     best_wer: float
@@ -132,16 +137,17 @@ class TrainResult:
         return (self.wer_before - self.best_wer) / self.wer_before if self.wer_before > 0 else 0.0
 
 
-def check_enough_data(n_train: int, minimum: int, *, n_held_out_words: int | None = None) -> None:
+def check_enough_data(n_train: int, minimum: int, *, n_held_out_words: int | None = None,
+                      role: str = "held-out") -> None:
     """Refuse too little training data with a message saying how much more to record;
-    warn when the held-out set is too small for its WER to mean much."""
+    warn when the ``role`` set ("held-out", "validation") is too small for its WER to mean much."""
     if n_train < minimum:
         raise TrainingError(
             f"only {n_train} usable training recordings; personalization needs at least {minimum}. "
             f"Record {minimum - n_train} more prompt(s) and try again.")
     if n_held_out_words is not None and n_held_out_words < MIN_HELD_OUT_WORDS:
         warnings.warn(
-            f"the held-out set has only {n_held_out_words} words, so its WER is not reliable "
+            f"the {role} set has only {n_held_out_words} words, so its WER is not reliable "
             f"(aim for at least {MIN_HELD_OUT_WORDS}); record more prompts or use k-fold evaluation",
             stacklevel=3)
 
@@ -153,28 +159,31 @@ class Trainer:
         backend: the base :class:`~workbench.models.base.ASRBackend` (frozen for
             ``mode="adapter"``; modified in place by the baselines).
         train: training :class:`~workbench.dataset.Example` s (``speaker`` = bank row).
-        held_out: held-out examples for WER (never trained on).
+        valid: validation examples (never trained on): their WER picks the best
+            checkpoint and decides early stopping, so it is optimistic. Keep the
+            test recordings out of both ``train`` and ``valid`` (see
+            :func:`workbench.corpus.split_by_prompt`).
         config: :class:`TrainConfig`.
         adapted: an existing injection to continue (e.g. a warm start); by default
             ``inject(backend, config.adapter)`` with as many rows as speakers.
         checkpoint_dir: where checkpoints go (with ``config.checkpoint_every``).
-        decoder: per-utterance decoder for the held-out WER (default greedy).
+        decoder: per-utterance decoder for the validation WER (default greedy).
     """
 
-    def __init__(self, backend: Any, train: Sequence[Example], held_out: Sequence[Example],
+    def __init__(self, backend: Any, train: Sequence[Example], valid: Sequence[Example],
                  config: TrainConfig | None = None, *, adapted: Any = None,
                  checkpoint_dir: str | Path | None = None, decoder: Callable | None = None) -> None:
         self.config = config = config or TrainConfig()
-        if not held_out:
-            raise TrainingError("no held-out recordings to measure WER on; keep at least a few aside")
-        n_words = sum(len(e.text.split()) for e in held_out)
-        check_enough_data(len(train), config.min_utterances, n_held_out_words=n_words)
+        if not valid:
+            raise TrainingError("no validation recordings to watch the WER on; keep at least a few aside")
+        n_words = sum(len(e.text.split()) for e in valid)
+        check_enough_data(len(train), config.min_utterances, n_held_out_words=n_words, role="validation")
         self.backend = backend
         self.events: dict[str, list[Callable[[dict], None]]] = {e: [] for e in EVENTS}
         self._stop = threading.Event()
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.decoder = decoder or backend.greedy_decoder()
-        n_speakers = 1 + max(e.speaker for e in [*train, *held_out])
+        n_speakers = 1 + max(e.speaker for e in [*train, *valid])
         self.adapted = None
         if config.mode == "adapter":
             self.adapted = adapted or inject(backend, config.adapter.replace(num_speakers=n_speakers))
@@ -184,12 +193,13 @@ class Trainer:
         if not self.params:
             raise TrainingError("nothing to train: every parameter is frozen")
         self.train_cache = FeatureCache(backend, train)
-        self.eval_cache = FeatureCache(backend, held_out)
+        self.eval_cache = FeatureCache(backend, valid)
         self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
         self.step = 0
         self.elapsed = 0.0
         self.history: list[dict] = []
         self.best_wer = math.inf
+        self.best_loss = math.inf  # validation loss at the best step (breaks WER ties)
         self.best_step = 0
         self.wer_before = math.nan
         self.bad_evals = 0
@@ -259,11 +269,11 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Held-out WER/CER with the current weights (corpus-level, normalized text)."""
+        """Validation WER/CER (corpus-level, normalized text) and mean loss with the current weights."""
         from workbench.evaluate import cer, wer
 
         self._set_train_mode(False)
-        refs, hyps = [], []
+        refs, hyps, loss = [], [], 0.0
         order = sorted(range(len(self.eval_cache)), key=lambda i: -self.eval_cache.features[i].shape[0])
         for s in range(0, len(order), 16):
             idx = order[s: s + 16]
@@ -272,7 +282,9 @@ class Trainer:
             lp = lp.float().cpu().numpy()
             hyps += [self.decoder(lp[j, : int(lens[j])]) for j in range(len(idx))]
             refs += texts
-        return {"wer": wer(refs, hyps), "cer": cer(refs, hyps)}
+            model = self.adapted or self.backend
+            loss += float(model.loss(batch, texts)) * len(idx)
+        return {"wer": wer(refs, hyps), "cer": cer(refs, hyps), "loss": loss / len(order)}
 
     def _eval_and_track(self) -> None:
         scores = self.evaluate()
@@ -281,9 +293,12 @@ class Trainer:
         if self.step == 0 and math.isnan(self.wer_before):
             self.wer_before = scores["wer"]
         self._emit("on_eval", payload)
-        if scores["wer"] < self.best_wer - 1e-9:  # step 0 (the base model) is always the first best
+        # Better = a lower WER, or the same WER with a lower loss: a validation set of a
+        # few dozen words ties often, and stopping at the first tie stops too early.
+        tie = abs(scores["wer"] - self.best_wer) <= 1e-9
+        if scores["wer"] < self.best_wer - 1e-9 or (tie and scores["loss"] < self.best_loss):
             self.bad_evals = 0
-            self.best_wer, self.best_step = scores["wer"], self.step
+            self.best_wer, self.best_loss, self.best_step = scores["wer"], scores["loss"], self.step
             self._best_state = self._snapshot()
             self._emit("on_best", {"step": self.step, "wer": scores["wer"]})
         else:
@@ -297,7 +312,7 @@ class Trainer:
             "family": c.mode, "trainable": sum(p.numel() for p in self.params)}
         self._emit("on_start", {"max_steps": c.max_steps, "max_seconds": c.max_seconds,
                                 "train_utterances": len(self.train_cache),
-                                "held_out_utterances": len(self.eval_cache), "parameters": report})
+                                "valid_utterances": len(self.eval_cache), "parameters": report})
         if self.step == 0:
             self._eval_and_track()
         reason = "max steps"
@@ -372,7 +387,8 @@ class Trainer:
         for i, state in opt["state"].items():
             for k, v in state.items():
                 tensors[f"opt.{i}.{k}"] = torch.as_tensor(v).detach().contiguous()
-        meta = {"step": self.step, "elapsed": self.elapsed, "best_wer": self.best_wer, "best_step": self.best_step,
+        meta = {"step": self.step, "elapsed": self.elapsed, "best_wer": self.best_wer, "best_loss": self.best_loss,
+                "best_step": self.best_step,
                 "wer_before": self.wer_before, "bad_evals": self.bad_evals, "history": self.history,
                 "config": self.config.to_dict()}
         write_bytes_atomic(path, to_bytes(tensors, metadata={"trainer": json.dumps(meta, default=float)}))
@@ -406,5 +422,6 @@ class Trainer:
         self.optimizer.load_state_dict(opt)
         self.step, self.elapsed = int(meta["step"]), float(meta["elapsed"])
         self.best_wer, self.best_step = float(meta["best_wer"]), int(meta["best_step"])
+        self.best_loss = float(meta["best_loss"])
         self.wer_before, self.bad_evals = float(meta["wer_before"]), int(meta["bad_evals"])
         self.history = list(meta["history"])

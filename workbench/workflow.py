@@ -3,7 +3,9 @@
 Used by ``workbench personalize``, ``workbench demo``, the notebooks and the app,
 so every front end runs exactly the same steps:
 
-1. open the speaker folder; split it by prompt (held-out texts are never trained on);
+1. open the speaker folder; split it by prompt into test (held-out texts, never
+   trained on and never used to choose anything), validation (decides early
+   stopping and which checkpoint to keep) and training;
 2. load the frozen base model and build the decoder (greedy, or a word lexicon + LM
    of the prompt domain plus the speaker's personal vocabulary);
 3. train a personal adapter with the :class:`~workbench.personalize.Trainer`;
@@ -87,6 +89,24 @@ def _progress_bar(trainer: Trainer) -> None:
     trainer.on("on_start", start).on("on_step", step).on("on_eval", evaluated).on("on_stop", end)
 
 
+def three_way_split(corpus: Any, *, test_fraction: float = 0.25, valid_fraction: float = 0.15, seed: int = 0,
+                    max_train: int | None = None) -> tuple[list, list, list]:
+    """``(train, valid, test)`` utterances of a speaker, split by prompt.
+
+    The test prompts are those of ``corpus.split(test_fraction, seed)`` (the same for
+    every run and every model, so before/after figures compare); ``max_train`` caps
+    the rest (training + validation together); ``valid_fraction`` of its prompts are
+    then set aside for validation.
+    """
+    from workbench.corpus import split_by_prompt
+
+    rest, test = corpus.split(test_fraction=test_fraction, seed=seed)
+    if max_train is not None:
+        rest = rest[:max_train]
+    train, valid = split_by_prompt(rest, fraction=valid_fraction, seed=seed + 1)
+    return train, valid, test
+
+
 def personalize_speaker(
     speaker_dir: str | Path,
     *,
@@ -95,6 +115,7 @@ def personalize_speaker(
     config: TrainConfig | None = None,
     max_train: int | None = None,
     test_fraction: float = 0.25,
+    valid_fraction: float = 0.15,
     decoder: str = "greedy",
     progress: bool = True,
     callbacks: dict[str, Callable[[dict], None]] | None = None,
@@ -108,8 +129,12 @@ def personalize_speaker(
         speaker_dir: a :class:`~workbench.corpus.SpeakerCorpus` folder.
         backend: a loaded base model (default: ``load_base_model(model)``).
         config: training settings (defaults need no tuning).
-        max_train: use at most this many training utterances (data-efficiency studies).
-        test_fraction: share of prompts held out for the before/after WER.
+        max_train: use at most this many utterances for training and validation together
+            (data-efficiency studies).
+        test_fraction: share of prompts held out for the before/after WER (never used
+            in training, nor to choose the checkpoint).
+        valid_fraction: share of the remaining prompts kept aside as validation: their
+            WER picks the best checkpoint and stops training early.
         decoder: ``"greedy"`` or ``"lexicon"`` (see :func:`build_decoder`); the same
             decoder scores the base and the personal model.
         progress: show a tqdm progress bar.
@@ -122,14 +147,13 @@ def personalize_speaker(
     from workbench.models.base import load_base_model
 
     corpus = SpeakerCorpus.open(speaker_dir)
-    train_utts, test_utts = corpus.split(test_fraction=test_fraction, seed=seed)
-    if max_train is not None:
-        train_utts = train_utts[:max_train]
+    train_utts, valid_utts, test_utts = three_way_split(corpus, test_fraction=test_fraction,
+                                                        valid_fraction=valid_fraction, seed=seed, max_train=max_train)
     backend = backend or load_base_model(model)
-    train, held_out = examples_from_corpus(corpus, train_utts), examples_from_corpus(corpus, test_utts)
+    train, valid, held_out = (examples_from_corpus(corpus, u) for u in (train_utts, valid_utts, test_utts))
     dec = build_decoder(decoder, prompts=corpus.prompts())
     config = config or TrainConfig(seed=seed)
-    trainer = Trainer(backend, train, held_out, config, decoder=dec)
+    trainer = Trainer(backend, train, valid, config, decoder=dec)
     if progress:
         _progress_bar(trainer)
     for event, fn in (callbacks or {}).items():
@@ -143,7 +167,9 @@ def personalize_speaker(
     comparison = _before_after(adapted, held_out, dec)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     minutes = sum(e.seconds for e in train) / 60
-    training = {"utterances": len(train), "minutes": round(minutes, 2), "utt_ids": [e.utt_id for e in train],
+    training = {"utterances": len(train), "validation_utterances": len(valid), "minutes": round(minutes, 2),
+                "utt_ids": [e.utt_id for e in train],
+                "valid_utt_ids": [e.utt_id for e in valid],
                 "steps": result.steps, "seconds": round(result.seconds, 1), "stopped": result.stopped_reason,
                 "decoder": decoder}
     metrics = {"wer_before": comparison.wer_before, "wer_after": comparison.wer_after,
@@ -159,7 +185,8 @@ def personalize_speaker(
                     "base model": backend.name, "training steps": result.steps,
                     "training time": f"{result.seconds:.0f} s", "stopped because": result.stopped_reason,
                     "file": submodel.name}
-    data = {"training utterances": len(train), "training minutes": f"{minutes:.1f}",
+    data = {"training utterances": len(train), "validation utterances (decide when to stop)": len(valid),
+            "training minutes": f"{minutes:.1f}",
             "held-out utterances": len(held_out), "decoder": decoder}
     html_path, csv_path = _write_report_for(corpus, comparison, result, adapter_info, data, report_dir, stamp)
     return PersonalizationRun(corpus.speaker_id, comparison, result, submodel, html_path, csv_path, adapted)
@@ -210,7 +237,7 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
     """Score the base model, and the speaker's personal adapter when there is one.
 
     Held-out recordings are those the adapter never saw: its file lists its training
-    utterances, and every recording of a training prompt is excluded too. Without an
+    and validation utterances, and every recording of their prompts is excluded too. Without an
     adapter the folder is split as :func:`personalize_speaker` splits it.
 
     Returns:
@@ -237,7 +264,8 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
         return BaseScore(corpus.speaker_id, wer(refs, hyps), cer(refs, hyps), len(held_out))
     adapted, meta = load_submodel(backend, path)
     try:
-        trained = set(meta.get("training", {}).get("utt_ids", []))
+        used = meta.get("training", {})
+        trained = set(used.get("utt_ids", [])) | set(used.get("valid_utt_ids", []))  # training or validation
         all_utts = corpus.utterances()
         train_prompts = {u.prompt.lower() for u in all_utts if u.utt_id in trained}
         test_utts = [u for u in all_utts if u.utt_id not in trained and u.prompt.lower() not in train_prompts]
@@ -253,7 +281,7 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
                     "created": meta.get("created")}
             html_path, _ = _write(corpus.root / "reports", speaker=corpus.info, comparison=comparison,
                                   adapter=info, name=f"report-{stamp}",
-                                  data={k: v for k, v in meta.get("training", {}).items() if k != "utt_ids"})
+                                  data={k: v for k, v in used.items() if not k.endswith("utt_ids")})
             print(f"Report: {html_path}")
         return comparison
     finally:

@@ -25,14 +25,10 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
+from _browser import ARGS, CHROMIUM, free_port, nav, require_browser, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
 SAMPLE = ROOT / "sample_data"
@@ -56,36 +52,11 @@ serve(sys.argv[1], port=int(sys.argv[2]), password=sys.argv[3] or None, show=Fal
 """
 
 
-def _require_browser() -> None:
-    strict = os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1"
-    reasons = []
-    if not Path(CHROMIUM).exists():
-        reasons.append(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        reasons.append("the playwright package is missing (pip install playwright; no browser download needed)")
-    try:
-        import panel  # noqa: F401
-    except ImportError:
-        reasons.append("panel is missing (pip install 'workbench[ui]')")
-    if reasons:
-        if strict:
-            pytest.fail("WORKBENCH_REQUIRE_BROWSER=1 but " + "; ".join(reasons))
-        pytest.skip("; ".join(reasons))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """The app in a subprocess; ``url`` once it accepts connections."""
 
     def __init__(self, data: Path, password: str = "") -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-c", SERVER, str(data), str(self.port), password, str(TESTS)],
@@ -142,7 +113,7 @@ def fake_mic(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def browser(fake_mic):
-    _require_browser()
+    require_browser(panel=True)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -188,21 +159,6 @@ def _upload_set(tmp: Path, n: int, skip: int = 0) -> list[Path]:
     return [*files, transcript]
 
 
-def _shot(page, path: Path) -> None:
-    """A screenshot of the whole page: the template scrolls inside its main area, so grow the window first."""
-    size = page.viewport_size
-    height = page.evaluate("() => Math.max(...Array.from(document.querySelectorAll('body, body *'))"
-                           ".map(e => e.scrollHeight))")
-    page.set_viewport_size({"width": size["width"], "height": int(min(max(size["height"], height + 240), 5000))})
-    page.wait_for_timeout(300)
-    page.screenshot(path=path, full_page=True)
-    page.set_viewport_size(size)
-
-
-def _nav(page, name: str) -> None:
-    page.locator("#sidebar").get_by_role("button", name=name, exact=True).click()
-
-
 def test_the_whole_workflow_by_clicking(browser, shots, tmp_path) -> None:
     from playwright.sync_api import expect
 
@@ -221,7 +177,7 @@ def test_the_whole_workflow_by_clicking(browser, shots, tmp_path) -> None:
         page.goto(server.url + "/")
         expect(page.get_by_text("Speech Workbench").first).to_be_visible()
         expect(page.get_by_role("heading", name="Speakers")).to_be_visible()
-        _shot(page, shots / "01-speakers.png")
+        shot(page, shots / "01-speakers.png")
 
         # 1. create a speaker (a traversal attempt first)
         page.get_by_label("Speaker code (de-identified, no names)").fill("../../etc")
@@ -233,7 +189,7 @@ def test_the_whole_workflow_by_clicking(browser, shots, tmp_path) -> None:
         page.get_by_role("button", name="Create speaker").click()
         expect(page.get_by_text("Speaker spk-017 is ready")).to_be_visible()
         assert (data / "spk-017" / "speaker.json").is_file() and not (tmp_path / "etc").exists()
-        _shot(page, shots / "02-speaker-created.png")
+        shot(page, shots / "02-speaker-created.png")
 
         # 2. record 3 prompts with the fake microphone (uploads if this installation has no recorder)
         page.get_by_role("button", name="Start recording").click()
@@ -251,7 +207,7 @@ def test_the_whole_workflow_by_clicking(browser, shots, tmp_path) -> None:
                 page.get_by_label("Recording of the sentence on screen").set_input_files(str(singles[i]))
             expect(page.get_by_text(f"{i + 1} of 6 recorded")).to_be_visible()
             if i == 0:
-                _shot(page, shots / "03-record-take.png")
+                shot(page, shots / "03-record-take.png")
             page.get_by_role("button", name="Next →").click()
         expect(page.get_by_text("3 of 6 recorded")).to_be_visible()
         if has_mic:
@@ -261,19 +217,19 @@ def test_the_whole_workflow_by_clicking(browser, shots, tmp_path) -> None:
         # 3. upload the rest from sample_data (12 recordings + their transcripts)
         page.locator("input[type=file][multiple]").set_input_files([str(p) for p in _upload_set(tmp_path, 12)])
         expect(page.get_by_text("Added 12 recordings")).to_be_visible()
-        _shot(page, shots / "04-record-uploaded.png")
+        shot(page, shots / "04-record-uploaded.png")
 
         # 4. train for a few seconds, 5. stop
-        _nav(page, "Personalize")
+        nav(page, "Personalize")
         expect(page.get_by_role("heading", name="Personalize: spk-017")).to_be_visible()
         page.get_by_role("button", name="▶ Train").click()
         expect(page.get_by_text("Training the personal model: step")).to_be_visible(timeout=60_000)
         page.wait_for_timeout(3000)
-        _shot(page, shots / "05-personalize-training.png")
+        shot(page, shots / "05-personalize-training.png")
         page.get_by_role("button", name="■ Stop").click()
         expect(page.get_by_text("Finished (stopped by you)")).to_be_visible(timeout=90_000)
         expect(page.get_by_role("button", name="See the results →")).to_be_visible()
-        _shot(page, shots / "06-personalize-done.png")
+        shot(page, shots / "06-personalize-done.png")
 
         # 6. see the results and download the report
         page.get_by_role("button", name="See the results →").click()
@@ -291,19 +247,19 @@ def test_the_whole_workflow_by_clicking(browser, shots, tmp_path) -> None:
         phrase = _upload_set(tmp_path, 1, skip=40)[0]
         page.get_by_label("Or upload a recording (WAV, FLAC or OGG)").set_input_files(str(phrase))
         expect(page.get_by_text("Personal model heard")).to_be_visible(timeout=60_000)
-        _shot(page, shots / "07-results.png")
+        shot(page, shots / "07-results.png")
 
         # the speakers map
-        _nav(page, "Speakers map")
+        nav(page, "Speakers map")
         expect(page.get_by_role("heading", name="Speakers map")).to_be_visible()
         draw = page.get_by_role("button", name="Draw the map")
         if draw.is_enabled():
             draw.click()
             expect(page.get_by_text("Nearest to spk-017")).to_be_visible(timeout=120_000)
-        _shot(page, shots / "08-speakers-map.png")
+        shot(page, shots / "08-speakers-map.png")
 
         # back to the list: the new speaker is there with its personal model
-        _nav(page, "Speakers")
+        nav(page, "Speakers")
         expect(page.locator("table.wb-table").get_by_text("spk-017")).to_be_visible()
         assert not errors, errors
         assert net.urls and not net.external, f"requests left localhost: {net.external}"

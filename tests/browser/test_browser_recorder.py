@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import functools
 import http.server
-import os
 import shutil
 import threading
 import time
@@ -24,14 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _browser import ARGS, CHROMIUM, require_browser
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 SR = 16_000
 
 PAGE = """<!doctype html>
@@ -76,26 +71,10 @@ PAGE = """<!doctype html>
 """
 
 
-def _require_browser() -> None:
-    strict = os.environ.get("WORKBENCH_REQUIRE_BROWSER") == "1"
-    reasons = []
-    if not Path(CHROMIUM).exists():
-        reasons.append(f"{CHROMIUM} is missing (sudo apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        reasons.append("the playwright package is missing (pip install playwright; never download its browsers)")
-    if reasons:
-        message = "browser test needs: " + "; ".join(reasons)
-        if strict:
-            pytest.fail(message + " (WORKBENCH_REQUIRE_BROWSER=1)")
-        pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The page, recorder.js and recorder.css served on 127.0.0.1 (a free port)."""
-    _require_browser()
+    require_browser()
     from workbench.ui import recorder as recmod
 
     root = tmp_path_factory.mktemp("recorder_page")

@@ -23,6 +23,7 @@ from workbench.app_pages.common import (
 )
 from workbench.app_pages.jobs import TrainingJob, job_for, start_training
 from workbench.errors import WorkbenchError
+from workbench.workflow import three_way_split
 
 __all__ = ["PersonalizePage"]
 
@@ -118,12 +119,12 @@ class PersonalizePage(pn.viewable.Viewer):
 
     def _readiness(self, corpus: Any) -> tuple[str, bool]:
         s = corpus.summary()
-        train, test = corpus.split(test_fraction=self.ctx.test_fraction)
+        train, valid, test = three_way_split(corpus, test_fraction=self.ctx.test_fraction)
         need = int(self.ctx.train_config(self.minutes.value).min_utterances)
         text = (f"<p>{s['n_ok']} good recordings ({s['minutes_ok']:.1f} minutes) of {s['n_prompts_recorded']} "
-                f"sentences. {len(test)} of them are kept aside to measure the result; the model learns from the "
-                f"other {len(train)}.</p>")
-        if len(train) < need or not test:
+                f"sentences. {len(test)} of them are kept aside to measure the result and {len(valid)} to decide "
+                f"when to stop; the model learns from the other {len(train)}.</p>")
+        if len(train) < need or not test or not valid:
             more = max(need - len(train), 1)
             text += message_html(f"Not enough recordings yet: personalization needs at least {need} to learn from "
                                  f"plus a few kept aside. Record about {more + 2} more sentences, then come back.",

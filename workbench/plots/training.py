@@ -11,7 +11,7 @@ __all__ = ["plot_training_curve", "plot_wer_before_after"]
 
 
 def plot_training_curve(history: Sequence[dict], *, ax: Any = None, title: str = "Personalization") -> Any:
-    """Training loss (left axis) and held-out ASR word error rate (right axis) against step.
+    """Training loss (left axis) and validation ASR word error rate (right axis) against step.
 
     Args:
         history: the trainer's history: dicts with ``kind`` "step" (``step``, ``loss``)
@@ -28,12 +28,12 @@ def plot_training_curve(history: Sequence[dict], *, ax: Any = None, title: str =
     right = ax.twinx()
     if evals:
         xs, ys = zip(*evals, strict=True)
-        right.plot(xs, ys, "o-", color="#d62828", lw=1.8, label="held-out WER")
+        right.plot(xs, ys, "o-", color="#d62828", lw=1.8, label="validation WER")
         best = min(range(len(ys)), key=ys.__getitem__)
         right.annotate(f"best {ys[best]:.0f}%", (xs[best], ys[best]), textcoords="offset points", xytext=(4, 8),
                        color="#d62828", fontsize=9)
         right.set_ylim(0, max(100.0, max(ys) * 1.05))
-    right.set_ylabel("ASR word error rate on held-out (%)", color="#d62828")
+    right.set_ylabel("ASR word error rate on validation (%)", color="#d62828")
     ax.set_title(title)
     lines = ax.get_lines() + right.get_lines()
     ax.legend(lines, [ln.get_label() for ln in lines], loc="upper right", fontsize=8)

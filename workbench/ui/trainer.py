@@ -53,7 +53,7 @@ class TrainerSession:
         trainer: a configured :class:`~workbench.personalize.Trainer`.
         on_update: called (throttled, about twice a second) after progress changes;
             the widget passes its redraw here.
-        decoder: decoder for "try it" (default: the trainer's held-out decoder).
+        decoder: decoder for "try it" (default: the trainer's validation decoder).
     """
 
     def __init__(self, trainer: Trainer, *, on_update: Callable[[], None] | None = None,
