@@ -55,10 +55,12 @@ def _score(backend, adapted, held_out, decoder) -> tuple[float, float]:
     return before, wer(refs, adapted.transcribe(wavs, decoder=decoder))
 
 
-def run_one(speaker_dir: Path, family: str, *, budget: float, max_train: int = 50, policy=None) -> dict:
+def run_one(speaker_dir: Path, family: str, *, budget: float, max_train: int = 50, policy=None,
+            seed: int = 0) -> dict:
     """Train one family (or 'full'/'last_layers') on one speaker; returns the table row.
 
-    ``policy``: a SpecAugment policy instead of the default one (see :func:`choose_policy`).
+    ``policy``: a SpecAugment policy instead of the default one (see :func:`choose_policy`);
+    ``seed``: the training seed (initial weights, batch order); the split is always seed 0.
     """
     from workbench.adapters import REGISTRY
     from workbench.models.base import load_base_model
@@ -67,9 +69,9 @@ def run_one(speaker_dir: Path, family: str, *, budget: float, max_train: int = 5
     corpus, train, valid, held_out, decoder = _setup(speaker_dir, max_train)
     backend = load_base_model("tiny")
     if family in REGISTRY:
-        config = TrainConfig(adapter=REGISTRY[family][0](), max_seconds=budget)
+        config = TrainConfig(adapter=REGISTRY[family][0](), max_seconds=budget, seed=seed)
     else:
-        config = TrainConfig(mode=family, max_seconds=budget, learning_rate=3e-4)
+        config = TrainConfig(mode=family, max_seconds=budget, learning_rate=3e-4, seed=seed)
     if policy is not None:
         config.specaugment = None if policy.name == "none" else policy
     base_wer, _ = _score(backend, None, held_out, decoder) if config.mode != "adapter" else (None, None)
@@ -93,7 +95,7 @@ def run_one(speaker_dir: Path, family: str, *, budget: float, max_train: int = 5
     else:
         before, after = base_wer, _score(backend, None, held_out, decoder)[0]
         per_speaker = sum(p.numel() for p in trainer.params)
-    row = {"speaker": corpus.speaker_id, "family": family, "train_utterances": len(train),
+    row = {"speaker": corpus.speaker_id, "family": family, "seed": seed, "train_utterances": len(train),
            "valid_utterances": len(valid), "held_out_utterances": len(held_out),
            "specaugment": "none" if config.specaugment is None else config.specaugment.name,
            "valid_wer_before": result.wer_before, "valid_wer_best": result.best_wer, "params_per_speaker": per_speaker,
@@ -242,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--family", action="append", choices=[*sorted(REGISTRY), "full", "last_layers"])
     parser.add_argument("--budget", type=float, default=90.0, help="training seconds per run")
     parser.add_argument("--no-curve", action="store_true")
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per speaker and family")
     parser.add_argument("--policies", action="store_true",
                         help="choose the small-data SpecAugment policy (default adapter, every atypical speaker)")
     args = parser.parse_args(argv)
@@ -258,7 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     families = args.family or (["hra", "residual", "conv", "lora", "full"] if args.study else [default_family])
     budget = 10.0 if args.quick else args.budget
     t0 = time.perf_counter()
-    rows = [run_one(sample / s, f, budget=budget) for s in speakers for f in families]
+    rows = [run_one(sample / s, f, budget=budget, seed=k) for s in speakers for f in families
+            for k in range(args.seeds)]
     result: dict = {"machine": machine(), "budget_s": budget, "target_relative_reduction": TARGET, "rows": rows}
     if args.study and not args.no_curve:
         sizes = [5, 10] if args.quick else [5, 10, 20, 40, 60]

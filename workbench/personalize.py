@@ -186,7 +186,11 @@ class Trainer:
         n_speakers = 1 + max(e.speaker for e in [*train, *valid])
         self.adapted = None
         if config.mode == "adapter":
-            self.adapted = adapted or inject(backend, config.adapter.replace(num_speakers=n_speakers))
+            if adapted is None:
+                with torch.random.fork_rng(devices=[]):  # the initial weights follow config.seed, not
+                    torch.manual_seed(config.seed)        # whatever ran before in this process
+                    adapted = inject(backend, config.adapter.replace(num_speakers=n_speakers))
+            self.adapted = adapted
             self.params = self.adapted.trainable_parameters()
         else:
             self.params = self._unfreeze_baseline(config)
