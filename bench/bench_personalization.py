@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._common import machine, write_result
+from bench._common import RESULTS_DIR, machine, write_result
 
 TARGET = 0.40  # relative WER reduction to reach
 
@@ -212,20 +212,27 @@ def policy_summary(rows: list[dict]) -> dict:
     return {"summary": summary, "chosen": chosen}
 
 
-def plot_curve(curve: dict, path: Path) -> None:
+def _curves(result: dict) -> list[dict]:
+    """The data-efficiency curves of a study result (older files hold one, under "curve")."""
+    return result.get("curves") or ([result["curve"]] if "curve" in result else [])
+
+
+def plot_curves(curves: list[dict], path: Path) -> None:
+    """One panel per speaker: held-out WER vs training utterances, scratch vs warm start."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6, 3.6), layout="constrained")
-    ax = fig.add_subplot(1, 1, 1)
-    ax.plot(curve["sizes"], [100 * w for w in curve["scratch"]], "o-", label="HRA from scratch")
-    ax.plot(curve["sizes"], [100 * w for w in curve["warm"]], "s-", label="warm start in the speaker space")
-    ax.axhline(100 * curve["base"], color="grey", ls="--", label="base model")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("training utterances")
-    ax.set_ylabel("held-out ASR word error rate (%)")
-    ax.set_title(f"Data efficiency: {curve['speaker']}")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    fig = Figure(figsize=(5.5 * len(curves), 3.6), layout="constrained")
+    for i, curve in enumerate(curves):
+        ax = fig.add_subplot(1, len(curves), i + 1)
+        ax.plot(curve["sizes"], [100 * w for w in curve["scratch"]], "o-", label="HRA from scratch")
+        ax.plot(curve["sizes"], [100 * w for w in curve["warm"]], "s-", label="warm start in the speaker space")
+        ax.axhline(100 * curve["base"], color="grey", ls="--", label="base model")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("training utterances")
+        ax.set_ylabel("test-phrase ASR word error rate (%)")
+        ax.set_title(f"Data efficiency: {curve['speaker']}")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
     fig.savefig(path, dpi=110)
 
 
@@ -233,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     from workbench.adapters import REGISTRY
     from workbench.corpus import list_speakers
     from workbench.demo import DEMO_SPEAKER, default_sample_dir
+    from workbench.embeddings import speaker_profile
     from workbench.personalize import TrainConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -245,13 +253,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, default=90.0, help="training seconds per run")
     parser.add_argument("--no-curve", action="store_true")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per speaker and family")
+    parser.add_argument("--curve-only", metavar="SPEAKER",
+                        help="add a data-efficiency curve for SPEAKER to the existing study results")
     parser.add_argument("--policies", action="store_true",
                         help="choose the small-data SpecAugment policy (default adapter, every atypical speaker)")
     args = parser.parse_args(argv)
     sample = default_sample_dir()
     speakers = args.speaker or ([DEMO_SPEAKER] if args.quick else
-                                [c.speaker_id for c in list_speakers(sample) if c.info["profile"].get("name") != "typical"])
+                                [c.speaker_id for c in list_speakers(sample) if speaker_profile(c) != "typical"])
     default_family = TrainConfig().adapter.family
+    if args.curve_only:
+        import json
+
+        path = RESULTS_DIR / "personalization_study.json"
+        study = json.loads(path.read_text())
+        curve = data_efficiency(sample / args.curve_only, sample, budget=args.budget, sizes=[5, 10, 20, 40, 60],
+                                space_budget=300.0)
+        study["curves"] = [c for c in _curves(study) if c["speaker"] != curve["speaker"]] + [curve]
+        study.pop("curve", None)
+        write_result("personalization_study", study)
+        plot_curves(study["curves"], path.with_suffix(".png"))
+        print(f"wrote {path}")
+        return
     if args.policies:
         t0 = time.perf_counter()
         result = choose_policy([sample / s for s in speakers], budget=10.0 if args.quick else args.budget)
@@ -266,13 +289,14 @@ def main(argv: list[str] | None = None) -> None:
     result: dict = {"machine": machine(), "budget_s": budget, "target_relative_reduction": TARGET, "rows": rows}
     if args.study and not args.no_curve:
         sizes = [5, 10] if args.quick else [5, 10, 20, 40, 60]
-        result["curve"] = data_efficiency(sample / (speakers[0]), sample, budget=budget, sizes=sizes,
-                                          space_budget=20.0 if args.quick else 300.0)
+        curve_speaker = DEMO_SPEAKER if DEMO_SPEAKER in speakers else speakers[0]
+        result["curves"] = [data_efficiency(sample / curve_speaker, sample, budget=budget, sizes=sizes,
+                                          space_budget=20.0 if args.quick else 300.0)]
     result["wall_s"] = time.perf_counter() - t0
     name = "personalization" + ("_study" if args.study else "") + ("_quick" if args.quick else "")
     path = write_result(name, result)
-    if "curve" in result:
-        plot_curve(result["curve"], path.with_suffix(".png"))
+    if _curves(result):
+        plot_curves(_curves(result), path.with_suffix(".png"))
     print(f"wrote {path}")
 
 

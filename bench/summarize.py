@@ -12,6 +12,7 @@ from bench import _common
 
 #: Markers of the generated part of docs/results.md (the rest is written by hand).
 START, END = "<!-- personalization results: written by bench/summarize.py -->", "<!-- end of generated part -->"
+PERF_START = "<!-- performance: written by bench/summarize.py -->"  # the README's Performance section
 _SUFFIX = ""  # "_quick" when summarizing a --quick run (the smoke test)
 
 
@@ -189,15 +190,17 @@ def results_md_personalization() -> str:
                          f"{sum(r['relative_reduction'] >= 0.4 for r in rs)} of {len(rs)} | "
                          f"{sum(r['train_s'] for r in rs) / len(rs):.0f} |")
         lines.append("")
-        if "curve" in study:
-            c = study["curve"]
-            lines += [f"### Data efficiency on {c['speaker']}", "",
-                      f"HRA from scratch vs a warm start in a speaker-embedding space learned on the other speakers "
-                      f"(leave-one-out). Base model: {100 * c['base']:.1f}%.", "",
-                      "![data efficiency](bench/personalization_study.png)", "",
-                      "| training utterances | from scratch | warm start |", "|---|---|---|"]
-            lines += [f"| {n} | {100 * a:.1f}% | {100 * b:.1f}% |"
-                      for n, a, b in zip(c["sizes"], c["scratch"], c["warm"], strict=True)]
+        curves = study.get("curves") or ([study["curve"]] if "curve" in study else [])
+        if curves:
+            lines += ["### Data efficiency", "",
+                      "Test-phrase WER after personalization from the first 5/10/20/40/all training utterances: an "
+                      "HRA adapter from scratch vs a warm start in a speaker-embedding space learned on the *other* "
+                      "sample speakers (leave-one-out): the shared controller and generator come from that space, "
+                      "the speaker's vector starts at the mean of the others' and is the only thing trained.", "", "![data efficiency](bench/personalization_study.png)", "",
+                      "| speaker | training utterances | from scratch | warm start |", "|---|---|---|---|"]
+            for c in curves:
+                lines += [f"| {c['speaker']} (base {100 * c['base']:.1f}%) | {n} | {100 * a:.1f}% | {100 * b:.1f}% |"
+                          for n, a, b in zip(c["sizes"], c["scratch"], c["warm"], strict=True)]
             lines.append("")
     if pol:
         lines += ["### Choosing the small-data SpecAugment policy", "",
@@ -211,11 +214,21 @@ def results_md_personalization() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _splice(text: str, generated: str) -> str:
-    """Replace the generated part of docs/results.md (between START and END), or append it."""
-    block = f"{START}\n\n{generated}\n{END}"
-    if START in text and END in text:
-        return text[: text.index(START)] + block + text[text.index(END) + len(END):]
+def readme_performance() -> str:
+    """The README's Performance section: the target rows of docs/benchmarks.md, each with its script."""
+    lines = ["Measured on this project's 2-core CPU machine (no GPU was available) by the scripts in `bench/`; "
+             "the details, machines and the causes of missed targets are in [docs/benchmarks.md](docs/benchmarks.md).",
+             ""]
+    for name, req, got, ok, script in targets():
+        lines.append(f"- {name}: **{got}** (target {req}; {_mark(ok)}) — [{script}]({script})")
+    return "\n".join(lines) + "\n"
+
+
+def _splice(text: str, generated: str, start: str = START, end: str = END) -> str:
+    """Replace the generated part of a document (between ``start`` and ``end``), or append it."""
+    block = f"{start}\n\n{generated}\n{end}"
+    if start in text and end in text:
+        return text[: text.index(start)] + block + text[text.index(end) + len(end):]
     return text.rstrip("\n") + "\n\n" + block + "\n"
 
 
@@ -233,6 +246,10 @@ def main(quick: bool = False) -> None:
     old = results_md.read_text() if results_md.is_file() else "# Results\n"
     results_md.write_text(_splice(old, results_md_personalization()))
     print(f"wrote {bench_md} and {results_md}")
+    readme = _common.RESULTS_DIR.parent.parent / "README.md"
+    if not quick and readme.is_file() and PERF_START in readme.read_text():
+        readme.write_text(_splice(readme.read_text(), readme_performance(), PERF_START, END))
+        print(f"updated the Performance section of {readme}")
 
 
 if __name__ == "__main__":
