@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     failed = []
+    seconds: dict[str, float] = {}
+    t_all = time.perf_counter()
     for name in args.only or BENCHES:
         print(f"== bench_{name} ==", flush=True)
         t0 = time.perf_counter()
@@ -38,7 +40,13 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 traceback.print_exc()
                 failed.append(name)
-        print(f"   ({time.perf_counter() - t0:.0f} s)", flush=True)
+        seconds[name] = time.perf_counter() - t0
+        print(f"   ({seconds[name]:.0f} s)", flush=True)
+    if not args.only:  # the whole suite: its wall time is a target too (< 15 min)
+        from bench._common import machine, write_result
+
+        write_result("suite" + ("_quick" if args.quick else ""), {"machine": machine(args.device), "seconds": seconds,
+                               "wall_s": time.perf_counter() - t_all, "failed": failed})
     from bench.summarize import main as summarize
 
     summarize(quick=args.quick)  # --quick summarizes into the results folder, never over docs/
