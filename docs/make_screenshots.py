@@ -17,6 +17,7 @@ Run: ``python docs/make_screenshots.py [--out docs/img] [--budget 45] [--no-app]
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
 import subprocess
@@ -28,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
 SPEAKER = "sim-dysarthria-severe"
-sys.path.insert(0, str(ROOT / "tests" / "browser"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "browser")]  # a source checkout, installed or not
 
 
 def _save(fig, path: Path) -> None:
@@ -58,9 +59,9 @@ def personalize(out: Path, data: Path, budget: float) -> Path:
     run = personalize_speaker(data / SPEAKER, config=TrainConfig(max_seconds=budget), decoder="lexicon",
                               max_train=50, progress=False)
     run.adapted.remove()
-    _save(plot_training_curve(run.result.history, title=f"Personalizing {SPEAKER} (LoRA)"), out / "training.png")
+    _save(plot_training_curve(run.train_result.history, title=f"Personalizing {SPEAKER} (LoRA)"), out / "training.png")
     c = run.comparison
-    _save(plot_wer_before_after(c.wer_before, c.wer_after, interval=c.interval, label=SPEAKER), out / "wer.png")
+    _save(plot_wer_before_after(c.wer_before, c.wer_after, interval=(c.interval["diff_low"], c.interval["diff_high"]), label=SPEAKER), out / "wer.png")
     return run.report_html
 
 
@@ -76,9 +77,10 @@ def _serve(data: Path) -> tuple[subprocess.Popen, str]:
     from _browser import free_port
 
     port = free_port()
+    log = (data.parent / "serve.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "workbench", "serve", "--data", str(data), "--port", str(port),
-                             "--no-browser"],
-                            cwd=data, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                             "--no-browser"], cwd=data, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     t0 = time.monotonic()
     while True:
         try:
@@ -87,7 +89,7 @@ def _serve(data: Path) -> tuple[subprocess.Popen, str]:
         except OSError:
             if proc.poll() is not None or time.monotonic() - t0 > 90:
                 proc.kill()
-                raise RuntimeError("the app did not start; run 'workbench serve' by hand to see why") from None
+                raise RuntimeError("the app did not start:\n" + (data.parent / "serve.log").read_text()) from None
             time.sleep(0.3)
 
 
@@ -112,7 +114,9 @@ def screenshots(out: Path, data: Path, report: Path) -> None:
             page.goto(url + "/")
             expect(page.get_by_role("heading", name="Speakers")).to_be_visible()
             shot(page, out / "app-speakers.png")
-            page.locator("table.wb-table").get_by_text(SPEAKER).first.click()
+            page.get_by_label("Speaker", exact=True).select_option(SPEAKER)
+            page.get_by_role("button", name="Open this speaker").click()
+            expect(page.get_by_text(f"Opened {SPEAKER}")).to_be_visible()
             nav(page, "Record")
             expect(page.get_by_role("heading", name=f"Record: {SPEAKER}")).to_be_visible()
             shot(page, out / "app-record.png")
