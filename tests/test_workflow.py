@@ -58,7 +58,7 @@ def test_test_validation_and_training_prompts_never_overlap(speaker) -> None:
     train, valid, test = three_way_split(speaker, test_fraction=0.25, valid_fraction=0.2, seed=3)
     prompts = [{u.prompt for u in part} for part in (train, valid, test)]
     assert all(prompts) and not (prompts[0] & prompts[1] or prompts[0] & prompts[2] or prompts[1] & prompts[2])
-    assert len(train) + len(valid) + len(test) == 24
+    assert len(train) + len(valid) + len(test) == len(speaker.utterances("ok"))
     assert test == speaker.split(test_fraction=0.25, seed=3)[1]  # the test side does not depend on validation
     capped = three_way_split(speaker, test_fraction=0.25, valid_fraction=0.2, seed=3, max_train=8)
     assert len(capped[0]) + len(capped[1]) == 8 and capped[2] == test
