@@ -1008,7 +1008,6 @@ class SpeakerCorpus:
         return dest
 
 
-
 def split_by_prompt(
     utts: Sequence[Utterance], *, fraction: float, seed: int = 0
 ) -> tuple[list[Utterance], list[Utterance]]:
@@ -1038,6 +1037,7 @@ def split_by_prompt(
     rest = [u for u in utts if _norm_prompt(u.prompt) not in aside_keys]
     aside = [u for u in utts if _norm_prompt(u.prompt) in aside_keys]
     return rest, aside
+
 
 def _check_prompts(prompts: Sequence[str]) -> list[str]:
     if isinstance(prompts, str):

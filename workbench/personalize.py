@@ -64,8 +64,6 @@ def _default_adapter() -> AdapterConfig:
     return LoRAConfig()
 
 
-
-
 @dataclasses.dataclass
 class TrainConfig:
     """Settings of one personalization run; the defaults need no tuning."""
@@ -283,11 +281,10 @@ class Trainer:
             idx = order[s: s + 16]
             batch, texts = self.eval_cache.batch(idx)
             lp, lens = self.adapted.log_probs(batch) if self.adapted else self.backend.log_probs(batch)
+            loss += float(self.backend.loss_from_log_probs(lp, lens, texts)) * len(idx)  # same forward pass
             lp = lp.float().cpu().numpy()
             hyps += [self.decoder(lp[j, : int(lens[j])]) for j in range(len(idx))]
             refs += texts
-            model = self.adapted or self.backend
-            loss += float(model.loss(batch, texts)) * len(idx)
         return {"wer": wer(refs, hyps), "cer": cer(refs, hyps), "loss": loss / len(order)}
 
     def _eval_and_track(self) -> None:

@@ -173,9 +173,20 @@ class ASRBackend(abc.ABC):
     def log_probs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """CTC log-probabilities ``(B, T', V)`` and lengths ``(B,)``."""
 
-    @abc.abstractmethod
     def loss(self, batch: Batch, targets: list[str]) -> torch.Tensor:
-        """Mean per-utterance CTC loss (scalar), differentiable through adapters."""
+        """Mean per-utterance CTC loss (scalar), differentiable through adapters.
+
+        Sequence-to-sequence backends override this with their own loss.
+        """
+        return self.loss_from_log_probs(*self.log_probs(batch), targets)
+
+    def loss_from_log_probs(self, log_probs: torch.Tensor, lengths: torch.Tensor,
+                            targets: list[str]) -> torch.Tensor:
+        """The :meth:`loss` of already computed ``log_probs (B, T', V)`` with ``lengths (B,)``.
+
+        Lets an evaluation that needs both the hypotheses and the loss run the model once.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no CTC loss")
 
     @abc.abstractmethod
     def adapter_sites(self) -> list[tuple[str, nn.Module]]:

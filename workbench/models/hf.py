@@ -141,8 +141,9 @@ class HFCTCBackend(_HFBase):
             out.append(tok(t.upper() if self._upper else t).input_ids)
         return out
 
-    def loss(self, batch: Batch, targets: list[str]) -> torch.Tensor:
-        lp, lens = self.log_probs(batch)
+    def loss_from_log_probs(self, log_probs: torch.Tensor, lengths: torch.Tensor,
+                            targets: list[str]) -> torch.Tensor:
+        lp, lens = log_probs, lengths
         ids = self._targets(targets)
         tl = torch.tensor([len(i) for i in ids], dtype=torch.long)
         flat = torch.tensor([c for i in ids for c in i], dtype=torch.long)

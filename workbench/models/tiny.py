@@ -277,9 +277,9 @@ class TinyBackend(ASRBackend):
         enc, lens = self.encode(batch)
         return F.log_softmax(self.model.head(enc), dim=-1), lens
 
-    def loss(self, batch: Batch, targets: list[str]) -> torch.Tensor:
-        lp, lens = self.log_probs(batch)
-        return ctc_loss(lp, lens, targets)
+    def loss_from_log_probs(self, log_probs: torch.Tensor, lengths: torch.Tensor,
+                            targets: list[str]) -> torch.Tensor:
+        return ctc_loss(log_probs, lengths, targets)
 
     def adapter_sites(self) -> list[tuple[str, nn.Module]]:
         return [(f"blocks.{i}", b) for i, b in enumerate(self.model.blocks)]
