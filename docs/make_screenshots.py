@@ -19,11 +19,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,23 +72,17 @@ def embeddings(out: Path) -> None:
 
 
 def _serve(data: Path) -> tuple[subprocess.Popen, str]:
-    from _browser import free_port
+    from _browser import free_port, wait_listening
 
     port = free_port()
     log = (data.parent / "serve.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "workbench", "serve", "--data", str(data), "--port", str(port),
                              "--no-browser"], cwd=data, stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-    t0 = time.monotonic()
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            if proc.poll() is not None or time.monotonic() - t0 > 90:
-                proc.kill()
-                raise RuntimeError("the app did not start:\n" + (data.parent / "serve.log").read_text()) from None
-            time.sleep(0.3)
+    if not wait_listening(proc, port):
+        proc.kill()
+        raise RuntimeError("the app did not start:\n" + (data.parent / "serve.log").read_text())
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def screenshots(out: Path, data: Path, report: Path) -> None:

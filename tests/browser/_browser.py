@@ -3,13 +3,16 @@
 - :data:`CHROMIUM`, :data:`ARGS`: the browser and its flags (fake microphone, no sync or updates);
 - :func:`browser_problems` / :func:`require_browser`: what is missing, and skip or fail on it
   (``WORKBENCH_REQUIRE_BROWSER=1`` turns a skip into a failure, as in CI);
-- :func:`free_port`, :func:`shot` (a whole-page screenshot of the app), :func:`nav` (the app's sidebar).
+- :func:`free_port`, :func:`wait_listening` (a server subprocess is up), :func:`shot` (a whole-page
+  screenshot of the app), :func:`nav` (the app's sidebar).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
@@ -52,6 +55,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_listening(proc: subprocess.Popen, port: int, *, timeout: float = 90.0) -> bool:
+    """Wait until 127.0.0.1:``port`` accepts connections: True, or False when ``proc`` exits or time runs out."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            if proc.poll() is not None or time.monotonic() - t0 > timeout:
+                return False
+            time.sleep(0.2)
 
 
 def shot(page, path: Path) -> None:

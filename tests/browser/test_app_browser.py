@@ -16,16 +16,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-from _browser import ARGS, CHROMIUM, free_port, nav, require_browser, shot
+from _browser import ARGS, CHROMIUM, free_port, nav, require_browser, shot, wait_listening
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -62,16 +60,9 @@ class Server:
             [sys.executable, "-c", SERVER, str(data), str(self.port), password, str(TESTS)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"})
-        t0 = time.monotonic()
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() - t0 > 90:
-                    self.stop()
-                    raise AssertionError(f"the app did not start:\n{self.output()}")
-                time.sleep(0.2)
+        if not wait_listening(self.proc, self.port):
+            self.stop()
+            raise AssertionError(f"the app did not start:\n{self.output()}")
 
     def output(self) -> str:
         if self.proc.poll() is None:
