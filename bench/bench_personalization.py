@@ -162,7 +162,7 @@ def data_efficiency(speaker_dir: Path, sample_dir: Path, *, budget: float, sizes
 
 #: Candidate SpecAugment policies for personalization from <= 50 utterances.
 SMALL_DATA_CANDIDATES = {
-    "none": None,
+    "none": ("none", {}),
     "librispeech_adaptive": ("librispeech_adaptive", {}),
     "light_adaptive": ("librispeech_adaptive", {"freq_width": 15, "time_masks": 10, "adaptive_multiplicity": 0.02}),
     "strong_adaptive": ("librispeech_adaptive", {"adaptive_multiplicity": 0.08}),
@@ -175,14 +175,13 @@ def choose_policy(speakers: list[Path], *, budget: float) -> dict:
     The choice is made on the *validation* recordings (mean relative reduction of the
     validation WER), never on the test phrases; the test figures are reported beside it.
     """
-    from workbench.augment import POLICIES, SpecAugmentPolicy
+    from workbench.augment import POLICIES
     from workbench.personalize import TrainConfig
 
     family = TrainConfig().adapter.family
     rows = []
     for name, spec in SMALL_DATA_CANDIDATES.items():
-        policy = SpecAugmentPolicy(freq_masks=0, name="none") if spec is None else \
-            POLICIES[spec[0]].replace(name=name, **spec[1])
+        policy = POLICIES[spec[0]].replace(name=name, **spec[1])
         for speaker in speakers:
             row = run_one(speaker, family, budget=budget, policy=policy)
             row["policy"] = name
@@ -210,11 +209,6 @@ def policy_summary(rows: list[dict]) -> dict:
         print(f"{n:22s} validation {100 * v['valid_relative']:+.0f}%  test {100 * v['test_relative']:+.0f}%"
               + ("  <- chosen" if n == chosen else ""))
     return {"summary": summary, "chosen": chosen}
-
-
-def _curves(result: dict) -> list[dict]:
-    """The data-efficiency curves of a study result (older files hold one, under "curve")."""
-    return result.get("curves") or ([result["curve"]] if "curve" in result else [])
 
 
 def plot_curves(curves: list[dict], path: Path) -> None:
@@ -269,8 +263,7 @@ def main(argv: list[str] | None = None) -> None:
         study = json.loads(path.read_text())
         curve = data_efficiency(sample / args.curve_only, sample, budget=args.budget, sizes=[5, 10, 20, 40, 60],
                                 space_budget=300.0)
-        study["curves"] = [c for c in _curves(study) if c["speaker"] != curve["speaker"]] + [curve]
-        study.pop("curve", None)
+        study["curves"] = [c for c in study.get("curves", []) if c["speaker"] != curve["speaker"]] + [curve]
         write_result("personalization_study", study)
         plot_curves(study["curves"], path.with_suffix(".png"))
         print(f"wrote {path}")
@@ -295,8 +288,8 @@ def main(argv: list[str] | None = None) -> None:
     result["wall_s"] = time.perf_counter() - t0
     name = "personalization" + ("_study" if args.study else "") + ("_quick" if args.quick else "")
     path = write_result(name, result)
-    if _curves(result):
-        plot_curves(_curves(result), path.with_suffix(".png"))
+    if result.get("curves"):
+        plot_curves(result["curves"], path.with_suffix(".png"))
     print(f"wrote {path}")
 
 

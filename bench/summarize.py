@@ -206,7 +206,7 @@ def results_md_personalization() -> str:
                          f"{sum(r['relative_reduction'] >= 0.4 for r in rs)} of {len(rs)} | "
                          f"{sum(r['train_s'] for r in rs) / len(rs):.0f} |")
         lines.append("")
-        curves = study.get("curves") or ([study["curve"]] if "curve" in study else [])
+        curves = study.get("curves", [])
         if curves:
             lines += ["### Data efficiency", "",
                       "Test-phrase WER after personalization from the first 5/10/20/40/all training utterances: an "
