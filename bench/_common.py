@@ -48,15 +48,21 @@ def time_call(fn: Callable[[], Any], *, repeat: int = 5, warmup: int = 1, sync: 
 
 
 def compare_calls(fns: dict[str, Callable[[], Any]], *, repeat: int = 5, warmup: int = 1,
-                  sync: Callable[[], None] | None = None) -> dict[str, float]:
+                  sync: Callable[[], None] | None = None,
+                  setup: Callable[[], None] | None = None) -> dict[str, float]:
     """Median wall time (s) of each function, measured **interleaved**: every round runs
-    each variant once, so a slow spell on a shared machine hits all variants alike."""
+    each variant once, so a slow spell on a shared machine hits all variants alike.
+    ``setup`` runs untimed before every call (e.g. to write a fresh input)."""
     for fn in fns.values():
         for _ in range(warmup):
+            if setup:
+                setup()
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
+            if setup:
+                setup()
             if sync:
                 sync()
             t0 = time.perf_counter()

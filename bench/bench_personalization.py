@@ -98,6 +98,7 @@ def run_one(speaker_dir: Path, family: str, *, budget: float, max_train: int = 5
     row = {"speaker": corpus.speaker_id, "family": family, "seed": seed, "train_utterances": len(train),
            "valid_utterances": len(valid), "held_out_utterances": len(held_out),
            "specaugment": "none" if config.specaugment is None else config.specaugment.name,
+           "speed_perturb": list(config.speed_perturb),
            "valid_wer_before": result.wer_before, "valid_wer_best": result.best_wer, "params_per_speaker": per_speaker,
            "params_percent": 100 * per_speaker / backend.num_parameters(), "wer_before": before,
            "wer_after": after, "relative_reduction": (before - after) / before if before > 0 else 0.0,
@@ -286,7 +287,8 @@ def main(argv: list[str] | None = None) -> None:
         result["curves"] = [data_efficiency(sample / curve_speaker, sample, budget=budget, sizes=sizes,
                                           space_budget=20.0 if args.quick else 300.0)]
     result["wall_s"] = time.perf_counter() - t0
-    name = "personalization" + ("_study" if args.study else "") + ("_quick" if args.quick else "")
+    name = ("personalization" + ("_study" if args.study else "") + ("_seeds" if args.seeds > 1 else "")
+            + ("_quick" if args.quick else ""))
     path = write_result(name, result)
     if result.get("curves"):
         plot_curves(result["curves"], path.with_suffix(".png"))

@@ -75,8 +75,13 @@ def targets() -> list[tuple[str, str, str, bool | None, str]]:
         family = TrainConfig().adapter.family
         mine = [r for r in pers["rows"] if r["family"] == family and "typical" not in r["speaker"]]
         met = sum(r["relative_reduction"] >= 0.40 and r["train_s"] <= 90 for r in mine)
+        got = f"{met} of {len(mine)} speakers (one seed)"
+        seeds = _seed_means(_load("personalization_seeds"))
+        if seeds:
+            met = sum(m["mean"] >= 0.40 for m in seeds)
+            got += f"; {met} of {len(seeds)} on the mean of {seeds[0]['runs']} seeds"
         rows.append((f"Personalization: >= 40% relative WER reduction within 90 s (default adapter: {family}, "
-                     "atypical sample speakers)", "every atypical speaker", f"{met} of {len(mine)} speakers",
+                     "atypical sample speakers)", "every atypical speaker", got,
                      met == len(mine) if mine else None, "bench/bench_personalization.py"))
     else:
         rows.append(("Personalization >= 40% within 90 s", "every atypical speaker", "not measured", None,
@@ -103,36 +108,72 @@ def benchmarks_md() -> str:
     for name, req, got, ok, script in targets():
         lines.append(f"| {name} | {req} | {got} | {_mark(ok)} | [{script}](../{script}) |")
     lines += ["", "Why targets were missed (measured, not guessed):", "",
-              "- **SpecAugment 10x:** both variants start from a fresh copy of the batch (0.3 ms for "
-              "(32, 1500, 80) floats). A torch profile of the vectorized pass shows the two broadcast "
-              "multiplications at ~0.15 ms each and ~100 small tensor ops (hashing the per-utterance draws, "
-              "mask limits, the difference array) at 2-5 us each, ~0.45 ms together; the loop is ~700 slice "
-              "assignments and RNG calls (~7 ms). Excluding the shared copy the ratio is ~6x. What is left is "
-              "per-op overhead on 2 CPU cores: a fused kernel would remove it, but `torch.compile` of the "
-              "whole function was slower here (2.9 ms: graph breaks at the input checks). The 10x figure is "
-              "a GPU-style ratio where each loop step is a kernel launch; rerun with `--device cuda` where "
-              "a GPU exists. Earlier steps that were needed to get this far: the difference-array time masks "
-              "(14x faster than the (B, M, T) comparison) and in-place masking.",
+              *_specaugment_why(_load("specaugment_cpu")),
               "- **Submodel vs swap 20x:** out of reach on this machine for any implementation: the bank "
               "cannot be faster than the base model itself without adapters, and the base model batched is "
               "only ~2x faster than one utterance at a time here (`bench_models`: 'batching 2.0x'), so swap / "
               "bank is bounded by ~2-3x. Loading a Submodel file (0.2-3.5 ms) is a small part of the swap "
               "path. The target assumes a large base model or a GPU, where per-call overhead dominates.",
-              "- **Personalization on every atypical speaker:** with the default (LoRA) run, sim-accent "
-              "(+29 %) and sim-parkinsonian (+37 %) miss. For both, the validation WER stops improving within "
-              "10-30 s and early stopping ends the run, so a longer budget would not be used; no family "
-              "reaches 40 % on sim-parkinsonian, and only full fine-tuning does on sim-accent. A different "
-              "training seed moved single figures by up to ~10 points. An earlier table (5 of 6) chose the "
-              "checkpoint on the test phrases; the figures here choose it on separate validation phrases.",
+              *_personalization_why(_load("personalization"), _seed_means(_load("personalization_seeds"))),
               "- Figures taken while other jobs used the CPU are not comparable: with 2 torch threads and one "
               "core busy, a forward pass was 20x slower (OpenMP spinning). The runs above were taken on a quiet "
               "machine; rerun with `python -m bench` to check.", ""]
     lines += ["", "Machines:", ""]
-    for name in ("specaugment_cpu", "models_cpu", "submodels_cpu", "personalization", "personalization_study",
-                 "embeddings_cpu"):
-        lines.append(f"- `{name}`: {_machine(_load(name))}")
+    for name in ("specaugment_cpu", "models_cpu", "submodels_cpu", "personalization", "personalization_seeds",
+                 "personalization_study", "study_defaults", "embeddings_cpu"):
+        if _load(name):
+            lines.append(f"- `{name}`: {_machine(_load(name))}")
     lines += ["", *_details()]
     return "\n".join(lines) + "\n"
+
+
+def _personalization_why(suite: dict | None, means: list[dict]) -> list[str]:
+    """Which speakers miss the 40 % bar, and what was measured about them."""
+    if not suite:
+        return []
+    rows = [r for r in suite["rows"] if "typical" not in r["speaker"]]
+    missed = [f"{r['speaker']} ({100 * r['relative_reduction']:+.0f} %)" for r in rows if r["relative_reduction"] < 0.4]
+    text = (f"- **Personalization on every atypical speaker:** with the default run (one seed), "
+            f"{', '.join(missed) or 'no speaker'} {'misses' if len(missed) == 1 else 'miss'} the bar. ")
+    if means:
+        low = [f"{m['speaker']} ({100 * m['mean']:+.0f} %, {100 * m['min']:+.0f} to {100 * m['max']:+.0f} %)"
+               for m in means if m["mean"] < 0.4]
+        text += (f"Over {means[0]['runs']} training seeds the mean misses on {', '.join(low) or 'no speaker'}; one "
+                 "seed moves a speaker's figure by up to ~20 points, so a single-seed table over- or understates "
+                 "any one speaker. ")
+    text += ("Every run ends by early stopping well inside the 90 s (the best validation loss comes after 20-70 "
+             "steps and the model then overfits the ~40 training recordings), so a longer budget would not be "
+             "used. On the development speakers (`bench/study_defaults.py`) the same two profiles were the "
+             "hardest, and even the oracle checkpoint (the lowest test WER of the run) stayed below 40 % for "
+             "the accent-like speaker: more data, or a stronger base model, is what these two need. No family "
+             "reached 40 % on sim-parkinsonian in the family study, and only full fine-tuning did on sim-accent.")
+    return [text]
+
+
+def _specaugment_why(spec: dict | None) -> list[str]:
+    """Why the SpecAugment target is missed, with this run's figures."""
+    if not spec:
+        return []
+    p = spec["policies"]["librispeech_adaptive"]
+    fresh, cached = p["in_place"], p.get("in_place_cached")
+    text = (f"- **SpecAugment 10x:** in place on a freshly written batch (as in training) the vectorized pass takes "
+            f"{fresh['vectorized_ms']:.2f} ms against {fresh['loop_ms']:.2f} ms for the loop ({fresh['speedup']:.1f}x). ")
+    if cached:
+        text += (f"Masking the same batch again and again, so that it stays in the CPU cache, gives "
+                 f"{cached['vectorized_ms']:.2f} ms vs {cached['loop_ms']:.2f} ms ({cached['speedup']:.1f}x): the "
+                 "difference is memory traffic. ")
+    text += ("What is left is memory-bound: the masks themselves (counter-based draws, widths, starts, the list of "
+             "masked frames) are computed with numpy on the host in ~0.15 ms (before: ~100 small torch ops, ~0.45 "
+             "ms), and the masks are applied with two broadcast multiplications over the whole (32, 1500, 80) "
+             "batch, ~0.1 ms each when it is in cache and ~0.5 ms each when it is not. The loop only touches "
+             "the masked cells. Measured and rejected: `index_fill_` of the masked rows (slower in cache, 0.24 ms), "
+             "`masked_fill_` with a broadcast mask (3.2 ms), zeroing the frequency bands through a strided view "
+             "(slower), `torch.compile` (slower, 2.9 ms). The 10x ratio needs a device where each loop step costs "
+             "a kernel launch (a GPU: `--device cuda`); this task had none. Time warp is timed apart: "
+             f"{spec['time_warp']['vectorized_ms']:.1f} ms vs {spec['time_warp']['loop_ms']:.1f} ms for the "
+             "per-utterance loop when interleaved with it (~4 ms alone): two row gathers and a fresh output "
+             "of the batch's size.")
+    return [text]
 
 
 def _details() -> list[str]:
@@ -176,6 +217,30 @@ _PERS_HEADER = ["| speaker | family | trainable params / speaker | % of base | W
                 "| training time (s) | validation -40% at (s) |", "|---|---|---|---|---|---|---|---|---|"]
 
 
+def _older_defaults_note(result: dict) -> str:
+    """A warning for results measured before speed perturbation and the lowest-loss checkpoint were the defaults."""
+    if all("speed_perturb" in r for r in result["rows"]):
+        return ""
+    return (" *Measured with the earlier defaults (no speed perturbation, the checkpoint with the lowest validation "
+            "WER, an evaluation every 20 steps); rerun the command to refresh.*")
+
+
+def _seed_means(result: dict | None) -> list[dict]:
+    """Per speaker (default family rows of a ``--seeds N`` run): mean, min and max relative reduction."""
+    if not result:
+        return []
+    per: dict[str, list[dict]] = {}
+    for r in result["rows"]:
+        per.setdefault(r["speaker"], []).append(r)
+    out = []
+    for speaker, rs in per.items():
+        red = [r["relative_reduction"] for r in rs]
+        out.append({"speaker": speaker, "family": rs[0]["family"], "runs": len(rs), "before": rs[0]["wer_before"],
+                    "after": sum(r["wer_after"] for r in rs) / len(rs), "mean": sum(red) / len(red),
+                    "min": min(red), "max": max(red), "train_s": max(r["train_s"] for r in rs)})
+    return out
+
+
 def results_md_personalization() -> str:
     """The generated personalization section of docs/results.md."""
     suite, study, pol = _load("personalization"), _load("personalization_study"), _load("personalization_policies")
@@ -190,10 +255,24 @@ def results_md_personalization() -> str:
         lines += [f"### Default settings ({suite['rows'][0]['family']}), every atypical sample speaker", "",
                   f"Budget {suite['budget_s']:.0f} s. Machine: {_machine(suite)}. `python -m bench.bench_personalization`",
                   "", *_PERS_HEADER, *map(_pers_row, suite["rows"]), ""]
+    seeds = _load("personalization_seeds")
+    if seeds:
+        means = _seed_means(seeds)
+        lines += [f"### Default settings over {means[0]['runs']} training seeds", "",
+                  "The same runs with different training seeds (initial adapter weights, batch order); the split "
+                  f"is the same. Machine: {_machine(seeds)}. `python -m bench.bench_personalization --seeds "
+                  f"{means[0]['runs']}`", "",
+                  "| speaker | family | WER before | mean WER after | mean relative | range over seeds | "
+                  "longest training (s) |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {m['speaker']} | {m['family']} | {100 * m['before']:.1f}% | {100 * m['after']:.1f}% | "
+                  f"{100 * m['mean']:+.0f}% | {100 * m['min']:+.0f}% to {100 * m['max']:+.0f}% | {m['train_s']:.0f} |"
+                  for m in means]
+        lines.append("")
     if study:
         lines += ["### Per adapter family, with full fine-tuning as a reference", "",
                   f"Budget {study['budget_s']:.0f} s per run, each family with its default settings; full fine-tuning "
-                  f"at learning rate 3e-4. Machine: {_machine(study)}. `python -m bench.bench_personalization --study`",
+                  f"at learning rate 3e-4. Machine: {_machine(study)}. `python -m bench.bench_personalization --study`"
+                  + _older_defaults_note(study),
                   "", *_PERS_HEADER, *map(_pers_row, sorted(study["rows"], key=lambda r: (r["speaker"], r["family"])))]
         fams: dict[str, list[dict]] = {}
         for r in study["rows"]:
@@ -218,16 +297,43 @@ def results_md_personalization() -> str:
                 lines += [f"| {c['speaker']} (base {100 * c['base']:.1f}%) | {n} | {100 * a:.1f}% | {100 * b:.1f}% |"
                           for n, a, b in zip(c["sizes"], c["scratch"], c["warm"], strict=True)]
             lines.append("")
+    dev = _load("study_defaults")
+    if dev:
+        lines += _defaults_study(dev)
     if pol:
         lines += ["### Choosing the small-data SpecAugment policy", "",
                   f"The default adapter ({pol['family']}) on {len({r['speaker'] for r in pol['rows']})} speakers, "
                   f"{pol['budget_s']:.0f} s each; chosen on the **validation** reduction, test shown beside it. "
-                  f"Chosen: **{pol['chosen']}**. `python -m bench.bench_personalization --policies`", "",
+                  f"Chosen: **{pol['chosen']}**. `python -m bench.bench_personalization --policies`"
+                  + _older_defaults_note(pol), "",
                   "| policy | validation relative reduction | test relative reduction |", "|---|---|---|"]
         lines += [f"| {n} | {100 * v['valid_relative']:+.0f}% | {100 * v['test_relative']:+.0f}% |"
                   for n, v in pol["summary"].items()]
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _defaults_study(dev: dict) -> list[str]:
+    """The table of bench/study_defaults.py: candidates x checkpoint rules on development speakers."""
+    speakers = sorted({s for row in dev["summary"] for s in row["speakers"]})
+    seeds = sorted({t["seed"] for t in dev["trajectories"]})
+    lines = ["### Choosing the defaults on development speakers", "",
+             f"Six *development* speakers (the sample speakers' six atypical profiles with other voices, seeds and "
+             f"prompts; never the sample speakers above), split like them; each candidate trained for "
+             f"{dev['steps']} steps with an evaluation every {dev['eval_every']} steps, seeds {seeds}. Each cell is "
+             "the test-phrase relative WER reduction for the checkpoint a rule keeps, with early stopping after "
+             f"{dev['patience']} evaluations without a lower validation WER; `oracle` is the lowest test WER of the "
+             "run (not a rule, an upper bound). The test phrases chose nothing for the sample speakers: they are "
+             f"other speakers. Machine: {_machine(dev)}. `python -m bench.study_defaults`", "",
+             "| candidate | checkpoint kept | mean | " + " | ".join(s.removeprefix("dev-") for s in speakers) + " |",
+             "|---|---|---|" + "---|" * len(speakers)]
+    for row in sorted(dev["summary"], key=lambda r: (r["rule"] == "oracle", -r["mean_relative_reduction"])):
+        cells = " | ".join(f"{100 * row['speakers'][s]:+.0f}%" if s in row["speakers"] else "—" for s in speakers)
+        rule = {"lowest_wer": "lowest validation WER", "lowest_loss": "lowest validation loss"}.get(row["rule"],
+                                                                                                    row["rule"])
+        lines.append(f"| {row['candidate']} | {rule} | **{100 * row['mean_relative_reduction']:+.0f}%** "
+                     f"({row['runs']} runs) | {cells} |")
+    return [*lines, ""]
 
 
 def readme_performance() -> str:

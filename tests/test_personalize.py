@@ -45,7 +45,8 @@ def test_events_fire_and_best_is_kept() -> None:
     assert [e["step"] for e in seen["on_eval"]] == [0, 4, 8, 12]
     assert seen["on_stop"][0]["reason"] == "max steps"
     assert {"loss", "lr", "grad_norm", "steps_per_s"} <= set(seen["on_step"][0])
-    assert result.best_wer == min(e["wer"] for e in seen["on_eval"])
+    kept = min(seen["on_eval"], key=lambda e: e["loss"])  # the lowest validation loss is kept
+    assert (result.best_step, result.best_wer) == (kept["step"], kept["wer"])
     assert result.wer_before == seen["on_eval"][0]["wer"]
     with pytest.raises(TrainingError, match="unknown event"):
         trainer.on("on_banana", print)
@@ -155,3 +156,38 @@ def test_multi_speaker_training_mixes_speakers_in_every_batch() -> None:
     trainer = Trainer(tiny_backend(), train, held, _config(max_steps=3, min_utterances=4))
     assert trainer.adapted.num_speakers == 3
     trainer.fit()
+
+
+def test_speed_perturbation_adds_a_copy_per_factor_and_round_trips() -> None:
+    train = _examples(8)
+    config = _config(speed_perturb=(0.9, 1.1), max_steps=4)
+    trainer = Trainer(tiny_backend(), train, _examples(3, seed=1), config)
+    assert len(trainer.train_cache) == 3 * len(train)
+    slow, fast = trainer.train_cache.examples[8], trainer.train_cache.examples[16]
+    assert (slow.text, slow.utt_id) == (train[0].text, train[0].utt_id)
+    assert abs(len(slow.wav) - len(train[0].wav) / 0.9) <= 2 and abs(len(fast.wav) - len(train[0].wav) / 1.1) <= 2
+    trainer.fit()
+    assert TrainConfig.from_dict(config.to_dict()).to_dict() == config.to_dict()
+    for bad in ((1.0,), (0.2,), (3.0,)):
+        with pytest.raises(TrainingError, match="speed_perturb"):
+            _config(speed_perturb=bad)
+
+
+def test_early_stopping_watches_the_wer_and_the_lowest_loss_is_kept() -> None:
+    trainer = Trainer(tiny_backend(), _examples(8), _examples(3, seed=1), _config(max_steps=40, patience=2))
+    scripted = iter([(0.5, 1.0), (0.4, 0.9), (0.4, 0.7), (0.45, 0.8), (0.3, 0.1)])  # (WER, loss) per evaluation
+    weights: dict[int, list[torch.Tensor]] = {}
+
+    def evaluate() -> dict[str, float]:
+        weights[trainer.step] = _params(trainer)
+        wer, loss = next(scripted)
+        return {"wer": wer, "cer": wer, "loss": loss}
+
+    trainer.evaluate = evaluate
+    result = trainer.fit()
+    # WER 0.4 at step 4, then no lower WER for 2 evaluations (steps 8, 12): stop at step 12,
+    # before the scripted 5th evaluation could be reached
+    assert (result.stopped_reason, result.steps) == ("early stop", 12)
+    assert (result.best_step, result.best_wer) == (8, 0.4)  # lowest loss (0.7), not the first 0.4 WER
+    for kept, p in zip(weights[8], trainer.params, strict=True):
+        torch.testing.assert_close(p.detach(), kept, atol=0, rtol=0)

@@ -134,7 +134,7 @@ def personalize_speaker(
         test_fraction: share of prompts held out for the before/after WER (never used
             in training, nor to choose the checkpoint).
         valid_fraction: share of the remaining prompts kept aside as validation: their
-            WER picks the best checkpoint and stops training early.
+            WER stops training early and their loss picks the checkpoint kept.
         decoder: ``"greedy"`` or ``"lexicon"`` (see :func:`build_decoder`); the same
             decoder scores the base and the personal model.
         progress: show a tqdm progress bar.
