@@ -398,14 +398,17 @@ def _time_warp(features: Tensor, lengths: np.ndarray, max_warp: int, u: np.ndarr
 # --------------------------------------------------------------------------- composition
 
 
+def _valid_frames(lengths: np.ndarray, frames: int, device: torch.device) -> Tensor:
+    """``(B, frames)`` boolean: True on each utterance's true frames."""
+    return torch.arange(frames, device=device)[None, :] < torch.from_numpy(lengths).to(device)[:, None]
+
+
 def _fill_values(features: Tensor, lengths: np.ndarray, mode: str, seeds: np.ndarray) -> Tensor | float:
     """What masked cells become: 0, the per-bin mean over true frames, or Gaussian noise
     with the utterance's own per-bin mean and std (statistics ignore padding)."""
     if mode == "zero":
         return 0.0
-    lengths_t = torch.from_numpy(lengths).to(features.device)
-    valid = (torch.arange(features.shape[1], device=features.device)[None, :] < lengths_t[:, None])
-    valid = valid[:, :, None].to(features.dtype)
+    valid = _valid_frames(lengths, features.shape[1], features.device)[:, :, None].to(features.dtype)
     n = valid.sum(1).clamp(min=1.0)  # (B, 1)
     mean = (features * valid).sum(1, keepdim=True) / n[:, :, None]  # (B, 1, F)
     if mode == "mean":
@@ -467,7 +470,7 @@ def spec_augment(
         out = _zero_fill(out, tmask, fmask if fmask_host.any() else None, inplace=inplace or warped)
     else:
         fill = _fill_values(out, lengths, policy.mask_value, seeds)
-        valid = torch.arange(frames, device=device)[None, :] < torch.from_numpy(lengths_eff).to(device)[:, None]
+        valid = _valid_frames(lengths_eff, frames, device)
         cells = tmask[:, :, None] | (fmask[:, None, :] & valid[:, :, None])  # (B, T, F)
         if inplace or warped:
             out = out.copy_(torch.where(cells, fill, out))
