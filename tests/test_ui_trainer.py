@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 
 from workbench.adapters import ResidualConfig
@@ -12,8 +13,9 @@ from workbench.personalize import TrainConfig, Trainer
 from workbench.ui.trainer import Throttle, TrainerSession
 
 from _models import noise_waves, tiny_backend
+from conftest import make_speechlike
 
-pytestmark = pytest.mark.filterwarnings("ignore:the held-out set has only")
+pytestmark = pytest.mark.filterwarnings("ignore:the validation set has only")
 
 TEXTS = ["turn on the light", "call my sister", "i am hungry", "good morning"]
 
@@ -48,7 +50,9 @@ def test_start_two_steps_stop_keeps_best_and_ends_thread() -> None:
     assert session.join(60)
     assert session.error is None and session.result is not None
     assert session.result.stopped_reason == "stopped by user"
-    assert session.result.best_wer == min(w for _, w in session.snapshot()["wers"])
+    kept = [e for e in session.result.history if e["kind"] == "eval" and e["step"] == session.result.best_step]
+    assert kept and session.result.best_wer == kept[0]["wer"]  # the WER of the checkpoint kept
+    assert kept[0]["loss"] == min(e["loss"] for e in session.result.history if e["kind"] == "eval")
     assert "finished" in session.snapshot()["status"]
     out = session.try_phrase(noise_waves(1, seed=3)[0])
     assert set(out) == {"base", "personal"}
@@ -59,7 +63,7 @@ def test_widget_updates_from_the_training_thread() -> None:
     trainer = _trainer()
     trainer.config.max_steps = 3
     session = TrainerSession(trainer, update_interval=0.0)
-    view = session.widget(phrases={"a phrase": noise_waves(1, seed=4)[0]})
+    view = session.widget(phrases={"call my sister": noise_waves(1, seed=4)[0]}, record=False)
     start = view.children[0].children[0]
     start.click()
     assert session.join(60)
@@ -68,7 +72,32 @@ def test_widget_updates_from_the_training_thread() -> None:
     try_button = view.children[3].children[1]
     assert not try_button.disabled
     try_button.click()
-    assert "personal model" in view.children[4].value
+    answer = view.children[4].value
+    assert "personal model" in answer and "<b>said</b></td><td>call my sister" in answer
+    assert "wb-align" in answer  # word by word against what was said
+
+
+def test_try_it_with_a_recording() -> None:
+    pytest.importorskip("ipywidgets")
+    pytest.importorskip("anywidget")
+    from workbench.audio import Recording
+    from workbench.ui.recorder import Recorder
+
+    trainer = _trainer()
+    trainer.config.max_steps = 2
+    session = TrainerSession(trainer, update_interval=0.0)
+    rec = Recorder(prefer="upload")
+    view = session.widget(record=rec)
+    answer = view.children[-1]
+    assert len(view.children) == 6  # the recorder sits above the answer
+    rec.deliver(Recording(make_speechlike(1.2)), "browser")
+    assert "still running" in answer.value  # not trained yet: nothing is transcribed
+    session.start()
+    assert session.join(60)
+    rec.deliver(Recording(make_speechlike(1.2)), "browser")
+    assert "base model" in answer.value and "personal model" in answer.value and "said" not in answer.value
+    rec.deliver(Recording(np.zeros(16_000, np.float32)), "browser")
+    assert "Silent" in answer.value and "base model" not in answer.value  # the quality message instead
 
 
 def test_errors_in_the_thread_are_kept_for_the_view() -> None:

@@ -11,6 +11,7 @@ Output widget from the thread, which is not thread-safe.
 
 from __future__ import annotations
 
+import html
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.errors import WorkbenchError
 from workbench.personalize import Trainer, TrainResult
 
 __all__ = ["TrainerSession", "Throttle"]
@@ -153,9 +155,17 @@ class TrainerSession:
         return {"base": base, "personal": personal}
 
     # ---------------------------------------------------------------- the view
-    def widget(self, phrases: dict[str, np.ndarray] | None = None) -> Any:
-        """Progress bar, status, live curve image, Start/Stop, and "try it" over ``phrases``
-        (a label -> waveform dict, e.g. held-out recordings)."""
+    def widget(self, phrases: dict[str, np.ndarray] | None = None, *, record: bool | Any = True) -> Any:
+        """Progress bar, status, live curve image, Start/Stop, and "try it" afterwards.
+
+        Args:
+            phrases: what was said -> its recording (16 kHz float32 waveform), e.g. the
+                held-out phrases; "Try it" shows both transcripts word by word against it.
+            record: also offer a recorder (the kernel's microphone, else the browser's, or
+                an upload; a :class:`~workbench.ui.recorder.Recorder` to use a given one,
+                False for none). A new recording is transcribed by both models once
+                training has finished.
+        """
         from workbench._optional import require
         from workbench.ui._render import figure_png
 
@@ -186,13 +196,47 @@ class TrainerSession:
             self.start()
 
         def on_try(_: Any) -> None:
-            if choice.value is None:
-                return
-            out = self.try_phrase(phrases[choice.value])
-            answer.value = (f"<table><tr><td><b>base model</b></td><td>{out['base'] or '(nothing)'}</td></tr>"
-                            f"<tr><td><b>personal model</b></td><td>{out['personal'] or '(nothing)'}</td></tr></table>")
+            if choice.value is not None:
+                answer.value = self._answer_html(self.try_phrase(phrases[choice.value]), said=choice.value)
 
         start.on_click(on_start)
         stop.on_click(lambda _: self.stop())
         try_button.on_click(on_try)
-        return w.VBox([w.HBox([start, stop, bar]), status, image, w.HBox([choice, try_button]), answer])
+        rows = [w.HBox([start, stop, bar]), status, image, w.HBox([choice, try_button]), answer]
+        if record is not False:
+            from workbench.ui.recorder import Recorder
+
+            rec = record if isinstance(record, Recorder) else Recorder()
+
+            def on_recording(recording: Any) -> None:
+                if not self.finished:
+                    answer.value = ("<i>Training is still running: press Stop or wait until it "
+                                    "finishes, then record the phrase again.</i>")
+                    return
+                report = recording.quality()
+                if not report.ok:  # silent, clipped, too short...: say what to do, transcribe nothing
+                    answer.value = f"<span style='color:#b00020'>{html.escape(report.message)}</span>"
+                    return
+                try:
+                    answer.value = self._answer_html(self.try_phrase(recording.audio))
+                except WorkbenchError as err:
+                    answer.value = f"<span style='color:#b00020'>{html.escape(str(err))}</span>"
+
+            rec.on_recording(on_recording)
+            rows.insert(4, w.VBox([w.HTML("<b>Or record a phrase</b> (after training):"), rec.widget()]))
+        return w.VBox(rows)
+
+    @staticmethod
+    def _answer_html(out: dict[str, str], said: str | None = None) -> str:
+        """Both transcripts as a small table; word by word against ``said`` when it is known."""
+        from workbench.evaluate import alignment_html, alignment_legend
+
+        def cell(hyp: str) -> str:
+            if said is not None:
+                return alignment_html(said, hyp)
+            return html.escape(hyp) if hyp else "<i>(nothing)</i>"
+
+        rows = [f"<tr><td><b>said</b></td><td>{html.escape(said)}</td></tr>"] if said is not None else []
+        rows += [f"<tr><td><b>base model</b></td><td>{cell(out['base'])}</td></tr>",
+                 f"<tr><td><b>personal model</b></td><td>{cell(out['personal'])}</td></tr>"]
+        return "<table>" + "".join(rows) + "</table>" + (alignment_legend() if said is not None else "")
