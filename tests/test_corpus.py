@@ -216,7 +216,7 @@ def test_create_existing_and_open_errors(speaker_root: Path) -> None:
         speaker_root, "spk-001", exist_ok=True, prompts=["other"]
     )
     assert same.prompts() == PROMPTS and len(same.utterances()) == 1  # opened unchanged
-    with pytest.raises(CorpusError, match="No speaker folder at"):
+    with pytest.raises(CorpusError, match=r"No speaker folder at .*in the app \(workbench serve.*workbench record"):
         SpeakerCorpus.open(speaker_root / "nobody")
     with pytest.raises(
         CorpusError,

@@ -410,6 +410,10 @@ class ImportReport:
 # --------------------------------------------------------------------------- #
 
 
+_MAKE_ONE = ("make one: in the app (workbench serve, Speakers page), with "
+             "'workbench record FOLDER --create --consent ID', or in Python with SpeakerCorpus.create(parent, speaker_id).")
+
+
 class SpeakerCorpus:
     """A speaker folder: recordings, prompts, consent and the manifest.
 
@@ -540,8 +544,7 @@ class SpeakerCorpus:
         root = Path(os.fspath(path))
         if not root.exists():
             raise CorpusError(
-                f"No speaker folder at '{root}'. Check the path, or make one with "
-                "SpeakerCorpus.create(parent, speaker_id)."
+                f"No speaker folder at '{root}'. Check the path, or {_MAKE_ONE}"
             )
         if not root.is_dir():
             raise CorpusError(
@@ -555,7 +558,7 @@ class SpeakerCorpus:
                 f" It contains speaker folders ({', '.join(kids[:5])}): open one of those, "
                 f"or use list_speakers('{root}')."
                 if kids
-                else " Make one with SpeakerCorpus.create(parent, speaker_id)."
+                else f" To start a new speaker, {_MAKE_ONE}"
             )
             raise CorpusError(
                 f"'{root}' is not a speaker folder (it has no speaker.json).{hint}"
