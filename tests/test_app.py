@@ -108,6 +108,11 @@ def test_create_speaker_with_consent_and_open_it(app, ctx) -> None:
     assert "spk-001" in app.speaker_badge.object
     # the same id twice is refused
     assert create(app, "spk-001") is None and "already exists" in page.create_message.object
+    # a new window with no speaker open shows a real choice, not a blank one
+    fresh = WorkbenchApp(ctx).pages["Speakers"]
+    assert fresh.choose.value == "spk-001"
+    fresh.open_button.clicks += 1
+    assert fresh.state.speaker_id == "spk-001"
 
 
 def test_own_sentences_and_missing_consent(app, ctx) -> None:

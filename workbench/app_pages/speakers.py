@@ -83,6 +83,8 @@ class SpeakersPage(pn.viewable.Viewer):
         self.choose.visible = self.open_button.visible = bool(rows)
         if self.state.speaker_id in self.choose.options:
             self.choose.value = self.state.speaker_id
+        elif rows and self.choose.value not in self.choose.options:
+            self.choose.value = rows[0]["speaker_id"]  # Panel leaves it blank; show a real choice
         if not rows:
             self.table.object = ("<p class='wb-empty'>No speakers yet in "
                                  f"<code>{esc(self.ctx.data_dir)}</code>. Create the first one below.</p>")
