@@ -8,7 +8,7 @@ import sys
 import time
 import traceback
 
-BENCHES = ["specaugment", "models", "submodels", "embeddings", "personalization"]
+BENCHES = ["specaugment", "models", "submodels", "distributed", "embeddings", "personalization"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -119,7 +119,8 @@ def benchmarks_md() -> str:
               "core busy, a forward pass was 20x slower (OpenMP spinning). The runs above were taken on a quiet "
               "machine; rerun with `python -m bench` to check.", ""]
     lines += ["", "Machines:", ""]
-    for name in ("specaugment_cpu", "models_cpu", "submodels_cpu", "personalization", "personalization_seeds",
+    for name in ("specaugment_cpu", "models_cpu", "submodels_cpu", "distributed_cpu", "personalization",
+                 "personalization_seeds",
                  "personalization_study", "study_defaults", "embeddings_cpu"):
         if _load(name):
             lines.append(f"- `{name}`: {_machine(_load(name))}")
@@ -211,6 +212,18 @@ def _details() -> list[str]:
                 "| distinct speakers | stacked gather (utt/s) | group-by loop (utt/s) |", "|---|---|---|"]
         for d, a, b in zip(sc["distinct"], sc["stacked_utt_per_s"], sc["groupby_utt_per_s"], strict=True):
             out.append(f"| {d} | {a:.1f} | {b:.1f} |")
+        out.append("")
+    ddp = _load("distributed_cpu") or _load("distributed_cuda")
+    if ddp:
+        out += ["## Several processes (torchrun)", "",
+                f"A bank of {ddp['speakers']} speakers ({ddp['train_utterances']} training recordings), default "
+                f"adapter, batches of {ddp['batch']} mixed-speaker utterances; each configuration launched with "
+                f"`torchrun`, best of {ddp['rounds']} alternating runs. Every configuration takes the same steps "
+                "(`tests/test_distributed.py`), so the ratios are pure speed. "
+                "`python -m bench.bench_distributed [--device cuda]`", "",
+                f"| configuration | s / step | utterances / s | vs {ddp['reference']} |", "|---|---|---|---|"]
+        for r in ddp["rows"]:
+            out.append(f"| {r['variant']} | {r['step_s']:.3f} | {r['utt_per_s']:.1f} | {r['speedup']:.2f}x |")
         out.append("")
     return out
 

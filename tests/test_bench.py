@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPECTED = ["specaugment_cpu_quick", "models_cpu_quick", "submodels_cpu_quick", "embeddings_cpu_quick",
-            "personalization_quick"]
+EXPECTED = ["specaugment_cpu_quick", "models_cpu_quick", "submodels_cpu_quick", "distributed_cpu_quick",
+            "embeddings_cpu_quick", "personalization_quick"]
 
 
 @pytest.mark.skipif(not (ROOT / "bench" / "__main__.py").is_file(), reason="bench/ is only in the source checkout")

@@ -77,6 +77,32 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_bank(args: argparse.Namespace) -> int:
+    from workbench import distributed
+    from workbench.personalize import TrainConfig
+    from workbench.workflow import train_bank
+
+    device = distributed.init_from_env(args.device)  # joins the torchrun job, if this is one
+    try:
+        config = TrainConfig(max_seconds=60.0 * args.minutes, seed=args.seed)
+        if args.steps:
+            config.max_steps = args.steps
+        if args.adapter:
+            config.adapter = _adapter_config(args.adapter)
+        run = train_bank(args.speakers, args.out, model=args.model, device=device, config=config,
+                         decoder=args.decoder, seed=args.seed)
+        if distributed.is_main():
+            _, world = distributed.rank_and_size()
+            r = run.train_result
+            print(run.table())
+            print(f"{len(run.speaker_ids)} speakers in one bank: {r.steps} steps in {r.seconds:.0f} s "
+                  f"({r.stopped_reason}), {world} process{'es' if world > 1 else ''}")
+            print(f"Bank: {run.path}")
+    finally:
+        distributed.shutdown()
+    return 0
+
+
 def _cmd_transcribe(args: argparse.Namespace) -> int:
     from workbench.adapters import load_submodel
     from workbench.audio import load_audio
@@ -158,11 +184,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("personalize", help="train a personal adapter for one speaker folder")
     p.add_argument("speaker_dir")
     p.add_argument("--model", default="tiny", help=model_help)
-    p.add_argument("--adapter", default=None, help="adapter family: hra (default), residual, conv or lora")
+    p.add_argument("--adapter", default=None, help="adapter family: lora (default), residual, conv or hra")
     p.add_argument("--minutes", type=float, default=1.5, help="training time budget in minutes (default 1.5)")
     p.add_argument("--decoder", default="lexicon", choices=["greedy", "lexicon"])
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_personalize)
+
+    p = sub.add_parser("train-bank", help="train one Submodel bank for many speakers in one job (torchrun-ready)",
+                       description="Train one adapter row per speaker in one job; every batch mixes speakers. "
+                       "Run several processes with: torchrun --nproc-per-node N -m workbench.cli train-bank ...")
+    p.add_argument("speakers", nargs="+", help="speaker folders, or folders that hold speaker folders")
+    p.add_argument("--out", required=True, help="the bank's Submodel file (.safetensors)")
+    p.add_argument("--model", default="tiny", help=model_help)
+    p.add_argument("--adapter", default=None, help="adapter family: lora (default), residual, conv or hra")
+    p.add_argument("--minutes", type=float, default=5.0, help="training time budget in minutes (default 5)")
+    p.add_argument("--steps", type=int, default=None, help="at most this many steps (default: the trainer's)")
+    p.add_argument("--decoder", default="lexicon", choices=["greedy", "lexicon"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: each process's own GPU when there are GPUs, else the CPU")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_train_bank)
 
     p = sub.add_parser("transcribe", help="transcribe audio files with a base model and optional adapter")
     p.add_argument("files", nargs="+")

@@ -16,6 +16,11 @@ Events (each callback gets one dict):
 - ``on_stop``: ``reason`` ("stopped by user", "time budget", "early stop", "max steps");
 - ``on_end``: the :class:`TrainResult`.
 
+Under ``torchrun`` (see :mod:`workbench.distributed`) each process runs its share
+of every batch and of the validation set; gradients and validation results are
+combined so that every process takes the same steps and decisions as one process
+would. Events fire in every process; print or plot from ``distributed.is_main()``.
+
 Guarantees: the loss is checked to be finite every step; gradients are clipped;
 ``stop()`` may be called from any thread and returns control after the current
 step; early stopping watches the validation WER, and the adapter with the lowest
@@ -40,6 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from workbench import distributed
 from workbench._atomic import write_bytes_atomic
 from workbench.adapters import AdapterConfig, LoRAConfig, config_from_dict, inject
 from workbench.augment import SpecAugmentPolicy, spec_augment, speed_perturb
@@ -216,6 +222,8 @@ class Trainer:
             self.params = self._unfreeze_baseline(config)
         if not self.params:
             raise TrainingError("nothing to train: every parameter is frozen")
+        self.rank, self.world = distributed.rank_and_size()  # (0, 1) without torchrun
+        distributed.broadcast_parameters(self.params)  # every process starts from rank 0's weights
         self.train_cache = FeatureCache(backend, with_speed_perturbation(train, config.speed_perturb))
         self.eval_cache = FeatureCache(backend, valid)
         self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -243,7 +251,9 @@ class Trainer:
             cb(payload)
 
     def stop(self) -> None:
-        """Ask the run to stop after the current step (thread-safe); the best adapter is kept."""
+        """Ask the run to stop after the current step (thread-safe); the best adapter is kept.
+
+        Under ``torchrun``, a stop asked in any process stops every process."""
         self._stop.set()
 
     # ------------------------------------------------------------------ parameters
@@ -300,6 +310,7 @@ class Trainer:
         self._set_train_mode(False)
         refs, hyps, loss = [], [], 0.0
         order = sorted(range(len(self.eval_cache)), key=lambda i: -self.eval_cache.features[i].shape[0])
+        order = order[self.rank::self.world]  # this process's share (all of it in one process)
         for s in range(0, len(order), 16):
             idx = order[s: s + 16]
             batch, texts = self.eval_cache.batch(idx)
@@ -308,7 +319,11 @@ class Trainer:
             lp = lp.float().cpu().numpy()
             hyps += [self.decoder(lp[j, : int(lens[j])]) for j in range(len(idx))]
             refs += texts
-        return {"wer": wer(refs, hyps), "cer": cer(refs, hyps), "loss": loss / len(order)}
+        parts = distributed.all_gather_objects((refs, hyps, loss))  # every process scores all of it
+        refs = [r for part in parts for r in part[0]]
+        hyps = [h for part in parts for h in part[1]]
+        loss = sum(part[2] for part in parts)
+        return {"wer": wer(refs, hyps), "cer": cer(refs, hyps), "loss": loss / len(self.eval_cache)}
 
     def _eval_and_track(self) -> None:
         scores = self.evaluate()
@@ -347,10 +362,12 @@ class Trainer:
         start = time.perf_counter() - self.elapsed
         steps_done_here, t_here = 0, time.perf_counter()
         while self.step < c.max_steps:
-            if self._stop.is_set():
+            over_time = c.max_seconds is not None and self.elapsed >= c.max_seconds
+            asked, over_time = distributed.sum_scalars(self._stop.is_set(), over_time)  # any process decides
+            if asked:
                 reason = "stopped by user"
                 break
-            if c.max_seconds is not None and self.elapsed >= c.max_seconds:
+            if over_time:
                 reason = "time budget"
                 break
             if c.patience and self.bad_evals >= c.patience:
@@ -367,7 +384,7 @@ class Trainer:
             self._emit("on_step", payload)
             if self.step % c.eval_every == 0 or self.step == c.max_steps:
                 self._eval_and_track()
-            if c.checkpoint_every and self.checkpoint_dir and self.step % c.checkpoint_every == 0:
+            if c.checkpoint_every and self.checkpoint_dir and self.step % c.checkpoint_every == 0 and self.rank == 0:
                 self.save_checkpoint(self.checkpoint_dir / "checkpoint.safetensors")
         if self.history and self.history[-1].get("kind") != "eval" and reason != "stopped by user":
             self._eval_and_track()
@@ -383,25 +400,33 @@ class Trainer:
     def _train_step(self) -> tuple[float, float, float]:
         c = self.config
         self._set_train_mode(True)
-        batch, texts = self.train_cache.batch(self._batch_indices(self.step))
-        if c.specaugment is not None and batch.features.dim() == 3:  # log-mel backends
-            seeds = torch.tensor([c.seed * 7_919 + self.step * 1_000 + j for j in range(len(texts))])
-            spec_augment(batch.features, batch.lengths, c.specaugment, seeds=seeds, inplace=True)
+        indices = self._batch_indices(self.step)
+        positions = range(self.rank, len(indices), self.world)  # this process's share of the batch
         lr = self._lr(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss = self.adapted.loss(batch, texts) if self.adapted else self.backend.loss(batch, texts)
-        if not torch.isfinite(loss):
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, share = None, len(positions) / len(indices)
+        if positions:
+            batch, texts = self.train_cache.batch([indices[j] for j in positions])
+            if c.specaugment is not None and batch.features.dim() == 3:  # log-mel backends
+                seeds = torch.tensor([c.seed * 7_919 + self.step * 1_000 + j for j in positions])
+                spec_augment(batch.features, batch.lengths, c.specaugment, seeds=seeds, inplace=True)
+            loss = self.adapted.loss(batch, texts) if self.adapted else self.backend.loss(batch, texts)
+        # the batch's mean loss: the shares' mean losses weighted by their sizes, summed over processes
+        (mean_loss,) = distributed.sum_scalars(0.0 if loss is None else float(loss.detach()) * share)
+        if not math.isfinite(mean_loss):
             self._restore(self._best_state)
             raise TrainingError(
-                f"the training loss became {loss.item()} at step {self.step + 1}. The best adapter so far was kept. "
+                f"the training loss became {mean_loss} at step {self.step + 1}. The best adapter so far was kept. "
                 "This usually means the learning rate is too high or a recording is broken: try a lower "
                 f"learning rate (now {c.learning_rate:g}) or re-check recordings flagged by the quality check.")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if loss is not None:
+            (loss * share if self.world > 1 else loss).backward()
+        distributed.sum_gradients(self.params)  # the shares' gradients add up to the batch mean's
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip))
         self.optimizer.step()
-        return float(loss.detach()), grad_norm, lr
+        return mean_loss, grad_norm, lr
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: str | Path) -> Path:

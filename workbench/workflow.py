@@ -26,7 +26,8 @@ from workbench.errors import TrainingError
 from workbench.evaluate import Comparison, compare
 from workbench.personalize import TrainConfig, Trainer, TrainResult
 
-__all__ = ["BaseScore", "PersonalizationRun", "build_decoder", "evaluate_speaker", "personalize_speaker"]
+__all__ = ["BankRun", "BaseScore", "PersonalizationRun", "build_decoder", "evaluate_speaker", "personalize_speaker",
+           "speaker_folders", "train_bank"]
 
 
 @dataclasses.dataclass
@@ -193,11 +194,14 @@ def personalize_speaker(
 
 
 def _before_after(adapted: Any, held_out: list, decoder: Callable | None) -> Comparison:
-    """Transcribe ``held_out`` with the base model (adapters off) and the personal model, same decoder."""
+    """Transcribe ``held_out`` with the base model (adapters off) and the personal model, same decoder.
+
+    Each example is routed to its own bank row (``Example.speaker``; row 0 for one speaker)."""
     wavs, refs = [e.wav for e in held_out], [e.text for e in held_out]
+    rows = [e.speaker for e in held_out] if adapted.num_speakers > 1 else None
     with adapted.disabled():
-        before = adapted.transcribe(wavs, decoder=decoder)
-    after = adapted.transcribe(wavs, decoder=decoder)
+        before = adapted.transcribe(wavs, decoder=decoder, speakers=rows)
+    after = adapted.transcribe(wavs, decoder=decoder, speakers=rows)
     return compare(refs, before, after, utt_ids=[e.utt_id for e in held_out])
 
 
@@ -286,3 +290,107 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
         return comparison
     finally:
         adapted.remove()
+
+
+# ---------------------------------------------------------------------------- many speakers, one job
+
+
+@dataclasses.dataclass
+class BankRun:
+    """What :func:`train_bank` produced. In a ``torchrun`` job only rank 0 evaluates and
+    saves: elsewhere ``comparisons`` is empty and ``path`` is None."""
+
+    speaker_ids: list[str]
+    train_result: TrainResult
+    comparisons: dict[str, Comparison]  # speaker id -> ASR word error rates before/after on its test phrases
+    path: Path | None  # the bank's Submodel file
+    adapted: Any
+
+    def table(self) -> str:
+        """One line per speaker: WER before -> after on its own test phrases."""
+        lines = [f"{'speaker':28s} {'before':>7s} {'after':>7s}  test phrases"]
+        for sid, c in self.comparisons.items():
+            lines.append(f"{sid:28s} {100 * c.wer_before:6.1f}% {100 * c.wer_after:6.1f}%  {len(c.utterances)}")
+        return "\n".join(lines)
+
+
+def speaker_folders(paths: list[str | Path]) -> list[Any]:
+    """The :class:`~workbench.corpus.SpeakerCorpus` of each path: a speaker folder, or a folder
+    of speaker folders (all of them). Raises if none is found or an id repeats."""
+    from workbench.corpus import SpeakerCorpus, list_speakers
+
+    corpora = []
+    for path in paths:
+        path = Path(path)
+        corpora += [SpeakerCorpus.open(path)] if (path / "speaker.json").is_file() else list_speakers(path)
+    if not corpora:
+        raise TrainingError(f"no speaker folders in {', '.join(map(str, paths))}")
+    ids = [c.speaker_id for c in corpora]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise TrainingError(f"speaker ids must differ within one bank; given twice: {', '.join(twice)}")
+    return corpora
+
+
+def train_bank(
+    speakers: list[str | Path],
+    out: str | Path,
+    *,
+    backend: Any = None,
+    model: str = "tiny",
+    device: str = "cpu",
+    config: TrainConfig | None = None,
+    decoder: str = "lexicon",
+    test_fraction: float = 0.25,
+    valid_fraction: float = 0.15,
+    seed: int = 0,
+    progress: bool = True,
+) -> BankRun:
+    """Train one Submodel bank for many speakers in one job (one row per speaker).
+
+    Every batch mixes speakers; each example is routed to its own speaker's rows.
+    Each speaker is split by prompt as :func:`personalize_speaker` splits one
+    (test / validation / training); early stopping and the checkpoint kept follow
+    the validation set of all speakers together. Under ``torchrun`` each process
+    takes its share of every batch (:mod:`workbench.distributed`); only rank 0
+    evaluates, prints and writes the file.
+
+    Args:
+        speakers: speaker folders, or folders of speaker folders.
+        out: the bank's Submodel file (``.safetensors``); one speaker's Submodel can be
+            taken out of it with :meth:`workbench.adapters.SubmodelBank.export_speaker`.
+        config: training settings (default :class:`TrainConfig` with ``seed``).
+    """
+    from workbench import distributed
+    from workbench.models.base import load_base_model
+
+    corpora = speaker_folders(speakers)
+    train, valid, held_out, used = [], [], [], {}
+    for row, corpus in enumerate(corpora):
+        tr, va, te = three_way_split(corpus, test_fraction=test_fraction, valid_fraction=valid_fraction, seed=seed)
+        train += examples_from_corpus(corpus, tr, speaker=row)
+        valid += examples_from_corpus(corpus, va, speaker=row)
+        held_out += examples_from_corpus(corpus, te, speaker=row)
+        used[corpus.speaker_id] = {"utt_ids": [u.utt_id for u in tr], "valid_utt_ids": [u.utt_id for u in va]}
+    backend = backend or load_base_model(model, device=device)
+    dec = build_decoder(decoder, prompts=sorted({p for c in corpora for p in c.prompts()}))
+    config = config or TrainConfig(seed=seed)
+    trainer = Trainer(backend, train, valid, config, decoder=dec)
+    main = distributed.is_main()
+    if progress and main:
+        _progress_bar(trainer)
+    result = trainer.fit()
+    ids = [c.speaker_id for c in corpora]
+    if not main:
+        return BankRun(ids, result, {}, None, trainer.adapted)
+    comparisons = {sid: _before_after(trainer.adapted, [e for e in held_out if e.speaker == row], dec)
+                   for row, sid in enumerate(ids)}
+    _, world = distributed.rank_and_size()
+    training = {"speakers": used, "steps": result.steps, "seconds": round(result.seconds, 1),
+                "stopped": result.stopped_reason, "processes": world, "decoder": decoder}
+    metrics = {sid: {"wer_before": c.wer_before, "wer_after": c.wer_after, "held_out_utterances": len(c.utterances)}
+               for sid, c in comparisons.items()}
+    path = trainer.adapted.save(out, speaker_ids=ids,
+                                specaugment=None if config.specaugment is None else config.specaugment.to_dict(),
+                                training=training, metrics=metrics)
+    return BankRun(ids, result, comparisons, path, trainer.adapted)

@@ -1,0 +1,181 @@
+"""Several processes via torchrun: the same steps as one process, one stop for all, the bank job."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from workbench import distributed
+from workbench.errors import TrainingError
+from workbench.models.base import load_base_model
+
+from _models import noise_waves, tiny_backend
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_data"
+pytestmark = pytest.mark.filterwarnings("ignore:the validation set has only")
+
+# Trains a 2-speaker bank of the tiny random model for 4 steps (batch of 5: uneven shares,
+# SpecAugment on, so its draws must follow each example's place in the whole batch), then
+# a second run that process 1 stops at step 2. Rank 0 writes what it saw.
+_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    from workbench import distributed
+    from workbench.adapters import ResidualConfig
+    from workbench.augment import POLICIES
+    from workbench.dataset import Example
+    from workbench.personalize import TrainConfig, Trainer
+    from _models import noise_waves, tiny_backend
+
+    TEXTS = ["turn on the light", "call my sister", "i am hungry", "good morning"]
+
+
+    def trainer():
+        train = [Example(w, TEXTS[i % 4], i % 2, f"t{i}") for i, w in enumerate(noise_waves(10))]
+        valid = [Example(w, TEXTS[i % 4], i % 2, f"v{i}") for i, w in enumerate(noise_waves(5, seed=1))]
+        cfg = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=4, max_seconds=None, batch_size=5,
+                          eval_every=2, min_utterances=4, patience=0, speed_perturb=(),
+                          specaugment=POLICIES["librispeech_adaptive"], learning_rate=1e-2)
+        return Trainer(tiny_backend(), train, valid, cfg)
+
+
+    def run(stop_at=None):
+        t = trainer()
+        if stop_at is not None and distributed.rank_and_size()[0] == 1:
+            t.on("on_step", lambda e: t.stop() if e["step"] == stop_at else None)
+        result = t.fit()
+        return {"params": [p.detach().tolist() for p in t.params], "reason": result.stopped_reason,
+                "steps": result.steps, "history": result.history}
+
+
+    distributed.init_from_env("cpu")
+    out = {"world": distributed.rank_and_size()[1], "full": run(), "stopped": run(stop_at=2)}
+    if distributed.is_main():
+        with open(sys.argv[1], "w") as f:
+            json.dump(out, f)
+    distributed.shutdown()
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(_free_port()), *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("ddp")
+    (tmp / "script.py").write_text(_SCRIPT)
+    proc = _torchrun([str(tmp / "script.py"), str(tmp / "out.json")], cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((tmp / "out.json").read_text())
+
+
+def _one_process(stop_at=None) -> dict:
+    namespace: dict = {}
+    exec(compile(_SCRIPT.split("distributed.init_from_env")[0], "script", "exec"), namespace)
+    return namespace["run"](stop_at)
+
+
+def test_two_processes_take_the_same_steps_as_one(two_process_run) -> None:
+    assert two_process_run["world"] == 2
+    two, one = two_process_run["full"], _one_process()
+    assert two["steps"] == one["steps"] == 4 and two["reason"] == one["reason"] == "max steps"
+    for a, b in zip(two["params"], one["params"], strict=True):  # the kept adapter
+        assert torch.allclose(torch.tensor(a), torch.tensor(b), atol=1e-5), "weights differ from one process"
+    losses = lambda h: [e["loss"] for e in h if e["kind"] == "step"]  # noqa: E731
+    evals = lambda h: [(e["step"], e["wer"], e["cer"]) for e in h if e["kind"] == "eval"]  # noqa: E731
+    assert losses(two["history"]) == pytest.approx(losses(one["history"]), rel=1e-5)
+    assert evals(two["history"]) == evals(one["history"])  # every process scored the whole validation set
+    moved = [e["loss"] for e in two["history"] if e["kind"] == "step"]
+    assert len(set(moved)) > 1  # it trained
+
+
+def test_a_stop_in_one_process_stops_every_process(two_process_run) -> None:
+    run = two_process_run["stopped"]  # process 1 was stopped at step 2; rank 0 reports
+    assert run["reason"] == "stopped by user" and run["steps"] == 2
+
+
+def test_one_process_helpers_are_the_identity() -> None:
+    assert distributed.rank_and_size() == (0, 1) and distributed.is_main()
+    assert distributed.sum_scalars(1.5, True) == [1.5, 1.0]
+    assert distributed.any_true(False) is False and distributed.all_gather_objects({"a": 1}) == [{"a": 1}]
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.full((3,), 2.0)
+    distributed.sum_gradients([p], scale=0.5)
+    assert p.grad.tolist() == [1.0, 1.0, 1.0]
+    distributed.broadcast_parameters([p])
+    distributed.shutdown()  # nothing to leave
+
+
+def test_init_from_env(monkeypatch) -> None:
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed.init_from_env("cpu") == "cpu"
+    with pytest.raises(TrainingError, match="device must be"):
+        distributed.init_from_env("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(TrainingError, match="sees no GPU here; use --device cpu"):
+            distributed.init_from_env("cuda")
+        assert distributed.init_from_env("auto") == "cpu"
+
+
+def test_speaker_folders_errors(tmp_path) -> None:
+    from workbench.workflow import speaker_folders
+
+    with pytest.raises(TrainingError, match="no speaker folders in"):
+        speaker_folders([tmp_path])
+    with pytest.raises(TrainingError, match="given twice: sim-accent"):
+        speaker_folders([SAMPLE / "sim-accent", SAMPLE / "sim-accent"])
+    assert len(speaker_folders([SAMPLE])) == 8
+
+
+def test_train_bank_cli_under_torchrun(tmp_path) -> None:
+    from workbench.adapters import SubmodelBank
+
+    out = tmp_path / "bank.safetensors"
+    proc = _torchrun(["-m", "workbench.cli", "train-bank", str(SAMPLE / "sim-accent"), str(SAMPLE / "sim-stutter"),
+                      "--out", str(out), "--steps", "2", "--decoder", "greedy", "--device", "cpu"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("Bank: ") == 1  # only rank 0 prints and writes
+    assert "2 speakers in one bank: 2 steps" in proc.stdout and "2 processes" in proc.stdout
+    assert "sim-accent" in proc.stdout and "sim-stutter" in proc.stdout
+    bank = SubmodelBank.from_files(load_base_model("tiny"), [out])
+    assert bank.speaker_ids == ["sim-accent", "sim-stutter"]
+
+
+def test_train_bank_in_one_process(tmp_path) -> None:
+    from workbench.adapters import load_submodel
+    from workbench.personalize import TrainConfig
+    from workbench.workflow import train_bank
+
+    config = TrainConfig(max_steps=2, eval_every=1, speed_perturb=())
+    run = train_bank([SAMPLE / "sim-accent", SAMPLE / "sim-stutter"], tmp_path / "bank.safetensors", config=config,
+                     decoder="greedy", progress=False)
+    assert run.speaker_ids == ["sim-accent", "sim-stutter"] and set(run.comparisons) == set(run.speaker_ids)
+    assert all(len(c.utterances) == 20 for c in run.comparisons.values())
+    assert "sim-stutter" in run.table()
+    adapted, meta = load_submodel(load_base_model("tiny"), run.path)
+    assert adapted.num_speakers == 2 and meta["speaker_ids"] == run.speaker_ids
+    used = meta["training"]["speakers"]["sim-accent"]
+    tested = {u.utt_id for u in run.comparisons["sim-accent"].utterances}
+    assert used["utt_ids"] and not tested & (set(used["utt_ids"]) | set(used["valid_utt_ids"]))
