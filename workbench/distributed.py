@@ -12,6 +12,9 @@ across processes: process ``r`` runs examples ``r, r + W, r + 2W, ...`` of the
 batch (``W`` = world size), the gradients are summed across processes and
 divided by the batch size, so a step is the same step as in one process
 (the same batch, the same mean loss) up to floating-point summation order.
+(Exactly so for the CTC backends, whose loss is a mean over utterances; Whisper's
+loss is a mean over the batch's tokens, so there the shares are weighted by
+utterances where one process would weight by tokens.)
 Validation is split the same way and gathered, so every process takes the
 same early-stopping and checkpoint decisions.
 
