@@ -179,3 +179,44 @@ def test_train_bank_in_one_process(tmp_path) -> None:
     used = meta["training"]["speakers"]["sim-accent"]
     tested = {u.utt_id for u in run.comparisons["sim-accent"].utterances}
     assert used["utt_ids"] and not tested & (set(used["utt_ids"]) | set(used["valid_utt_ids"]))
+
+
+@pytest.fixture
+def captured(monkeypatch) -> dict:
+    """Run the CLI up to the training call; the TrainConfig it built lands in the dict."""
+    import workbench.workflow as wf
+
+    seen: dict = {}
+
+    def capture(*args, config, **kwargs):
+        seen["config"] = config
+        raise TrainingError("captured")
+
+    monkeypatch.setattr(wf, "personalize_speaker", capture)
+    monkeypatch.setattr(wf, "train_bank", capture)
+    monkeypatch.setattr("workbench.models.base.load_base_model", lambda *a, **k: None)
+    return seen
+
+
+@pytest.mark.parametrize("argv", [
+    ["personalize", str(SAMPLE / "sim-accent"), "--adapter", "hra"],
+    ["train-bank", str(SAMPLE), "--out", "b.safetensors", "--adapter", "hra"],
+])
+def test_cli_adapter_choice_brings_its_learning_rate(captured, argv) -> None:
+    """``--adapter hra`` trains HRA at HRA's learning rate (it once kept LoRA's)."""
+    from workbench.adapters import HRAConfig
+    from workbench.cli import main
+
+    assert main(argv) == 2
+    config = captured["config"]
+    assert isinstance(config.adapter, HRAConfig) and config.learning_rate == HRAConfig.learning_rate != 3e-3
+
+
+def test_cli_speaker_space(captured, capsys) -> None:
+    from workbench.cli import main
+
+    assert main(["train-bank", str(SAMPLE), "--out", "b.safetensors", "--speaker-space", "8", "--steps", "7"]) == 2
+    config = captured["config"]
+    assert config.adapter.space == "embedding" and config.adapter.embed_dim == 8 and config.max_steps == 7
+    assert main(["train-bank", str(SAMPLE), "--out", "b.safetensors", "--speaker-space", "8", "--adapter", "lora"]) == 2
+    assert "--speaker-space learns HRA heads" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from workbench.errors import NotYetSupportedError, WorkbenchError
+from workbench.errors import NotYetSupportedError, TrainingError, WorkbenchError
 
 __all__ = ["build_parser", "main"]
 
@@ -29,6 +29,12 @@ def _adapter_config(name: str):
     if name not in REGISTRY:
         raise AdapterError(f"unknown adapter family {name!r}; choose one of {sorted(REGISTRY)}")
     return REGISTRY[name][0]()
+
+
+def _adapter_choice(name: str | None) -> dict:
+    """``TrainConfig`` keyword for ``--adapter NAME`` (given to the constructor, so that the learning
+    rate follows the family's default)."""
+    return {"adapter": _adapter_config(name)} if name else {}
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
@@ -66,9 +72,7 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
     from workbench.personalize import TrainConfig
     from workbench.workflow import personalize_speaker
 
-    config = TrainConfig(max_seconds=60.0 * args.minutes, seed=args.seed)
-    if args.adapter:
-        config.adapter = _adapter_config(args.adapter)
+    config = TrainConfig(max_seconds=60.0 * args.minutes, seed=args.seed, **_adapter_choice(args.adapter))
     run = personalize_speaker(args.speaker_dir, backend=load_base_model(args.model), config=config,
                               decoder=args.decoder, seed=args.seed)
     print(run.comparison.summary())
@@ -84,11 +88,16 @@ def _cmd_train_bank(args: argparse.Namespace) -> int:
 
     device = distributed.init_from_env(args.device)  # joins the torchrun job, if this is one
     try:
-        config = TrainConfig(max_seconds=60.0 * args.minutes, seed=args.seed)
-        if args.steps:
-            config.max_steps = args.steps
-        if args.adapter:
-            config.adapter = _adapter_config(args.adapter)
+        adapter = _adapter_choice(args.adapter)
+        if args.speaker_space:
+            from workbench.adapters import HRAConfig
+
+            if args.adapter not in (None, "hra"):
+                raise TrainingError("--speaker-space learns HRA heads from a vector per speaker; leave out "
+                                    f"--adapter {args.adapter} or use --adapter hra")
+            adapter = {"adapter": HRAConfig(space="embedding", embed_dim=args.speaker_space)}
+        config = TrainConfig(max_seconds=60.0 * args.minutes, seed=args.seed,
+                             **({"max_steps": args.steps} if args.steps else {}), **adapter)
         run = train_bank(args.speakers, args.out, model=args.model, device=device, config=config,
                          decoder=args.decoder, seed=args.seed)
         if distributed.is_main():
@@ -202,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder", default="lexicon", choices=["greedy", "lexicon"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto: each process's own GPU when there are GPUs, else the CPU")
+    p.add_argument("--speaker-space", type=int, default=None, metavar="DIM",
+                   help="learn a speaker-embedding space: each speaker is a DIM-number vector that a shared "
+                        "generator turns into its HRA head (warm starts and the speaker map use it)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train_bank)
 

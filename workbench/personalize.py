@@ -74,7 +74,12 @@ def _default_adapter() -> AdapterConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Settings of one personalization run; the defaults need no tuning."""
+    """Settings of one personalization run; the defaults need no tuning.
+
+    Give ``adapter`` (and ``mode``) to the constructor, or use ``dataclasses.replace``:
+    a ``learning_rate`` of None becomes the family's default there, once, so assigning
+    ``config.adapter`` afterwards keeps the old family's learning rate.
+    """
 
     adapter: AdapterConfig = dataclasses.field(default_factory=_default_adapter)
     mode: str = "adapter"  # "adapter" | "full" | "last_layers" (the last two: baselines for comparison)
