@@ -76,9 +76,10 @@ def _default_adapter() -> AdapterConfig:
 class TrainConfig:
     """Settings of one personalization run; the defaults need no tuning.
 
-    Give ``adapter`` (and ``mode``) to the constructor, or use ``dataclasses.replace``:
-    a ``learning_rate`` of None becomes the family's default there, once, so assigning
-    ``config.adapter`` afterwards keeps the old family's learning rate.
+    Give ``adapter`` (and ``mode``) to the constructor: a ``learning_rate`` of None
+    becomes that family's default there, once. Changing ``adapter`` afterwards (by
+    assignment or ``dataclasses.replace``) keeps the old family's learning rate
+    unless ``learning_rate`` is given as well.
     """
 
     adapter: AdapterConfig = dataclasses.field(default_factory=_default_adapter)
