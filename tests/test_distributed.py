@@ -163,7 +163,7 @@ def test_train_bank_cli_under_torchrun(tmp_path) -> None:
     assert bank.speaker_ids == ["sim-accent", "sim-stutter"]
 
 
-def test_train_bank_in_one_process(tmp_path) -> None:
+def test_train_bank_in_one_process(tmp_path, capsys) -> None:
     from workbench.adapters import load_submodel
     from workbench.personalize import TrainConfig
     from workbench.workflow import train_bank
@@ -179,6 +179,22 @@ def test_train_bank_in_one_process(tmp_path) -> None:
     used = meta["training"]["speakers"]["sim-accent"]
     tested = {u.utt_id for u in run.comparisons["sim-accent"].utterances}
     assert used["utt_ids"] and not tested & (set(used["utt_ids"]) | set(used["valid_utt_ids"]))
+
+    # the bank file with the one-speaker tools: its own row, its own held-out takes
+    from workbench.cli import main
+    from workbench.workflow import evaluate_speaker
+
+    again = evaluate_speaker(SAMPLE / "sim-stutter", adapter=run.path, decoder="greedy")
+    first = run.comparisons["sim-stutter"]
+    assert {u.utt_id for u in again.utterances} == {u.utt_id for u in first.utterances}
+    assert (again.wer_before, again.wer_after) == (first.wer_before, first.wer_after)
+    with pytest.raises(TrainingError, match=r"a bank of 2 speakers \(sim-accent, sim-stutter\): it does not hold"):
+        evaluate_speaker(SAMPLE / "sim-typical-espeak", adapter=run.path, decoder="greedy")
+    take = str(next((SAMPLE / "sim-stutter" / "audio").iterdir()))
+    assert main(["transcribe", take, "--adapter", str(run.path)]) == 2
+    assert "say which one" in capsys.readouterr().err
+    assert main(["transcribe", take, "--adapter", str(run.path), "--speaker", "sim-stutter"]) == 0
+    assert capsys.readouterr().out.startswith(take + "\t")
 
 
 @pytest.fixture

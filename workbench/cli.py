@@ -116,14 +116,15 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     from workbench.adapters import load_submodel
     from workbench.audio import load_audio
     from workbench.models.base import load_base_model
-    from workbench.workflow import build_decoder
+    from workbench.workflow import bank_row, build_decoder
 
     backend = load_base_model(args.model)
     wavs = [load_audio(f) for f in args.files]
     decoder = build_decoder(args.decoder)
     if args.adapter:
-        adapted, _ = load_submodel(backend, args.adapter)
-        texts = adapted.transcribe(wavs, decoder=decoder)
+        adapted, meta = load_submodel(backend, args.adapter)
+        rows = [bank_row(meta, args.speaker)] * len(wavs) if adapted.num_speakers > 1 else None
+        texts = adapted.transcribe(wavs, decoder=decoder, speakers=rows)
     else:
         texts = backend.transcribe(wavs, decoder=decoder)
     for f, t in zip(args.files, texts, strict=True):
@@ -221,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+")
     p.add_argument("--model", default="tiny", help=model_help)
     p.add_argument("--adapter", default=None, help="a Submodel file (.safetensors) from 'workbench personalize'")
+    p.add_argument("--speaker", default=None, help="with a bank file (workbench train-bank): whose adapter to use")
     p.add_argument("--decoder", default="greedy", choices=["greedy", "lexicon"])
     p.set_defaults(func=_cmd_transcribe)
 

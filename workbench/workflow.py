@@ -26,8 +26,8 @@ from workbench.errors import TrainingError
 from workbench.evaluate import Comparison, compare
 from workbench.personalize import TrainConfig, Trainer, TrainResult
 
-__all__ = ["BankRun", "BaseScore", "PersonalizationRun", "build_decoder", "evaluate_speaker", "personalize_speaker",
-           "speaker_folders", "train_bank"]
+__all__ = ["BankRun", "BaseScore", "PersonalizationRun", "bank_row", "build_decoder", "evaluate_speaker",
+           "personalize_speaker", "speaker_folders", "train_bank"]
 
 
 @dataclasses.dataclass
@@ -230,6 +230,21 @@ class BaseScore:
                 f"{100 * self.cer:.1f}%) on {self.n_utterances} held-out recordings, base model")
 
 
+def bank_row(meta: dict, speaker_id: str | None) -> int:
+    """The row of ``speaker_id`` in a Submodel file's metadata (``read_submodel``/``load_submodel``).
+
+    A one-speaker file has one row (0) whatever the id; a bank needs an id it holds.
+    """
+    ids = list(meta.get("speaker_ids", []))
+    if len(ids) <= 1:
+        return 0
+    if speaker_id not in ids:
+        shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
+        what = f"it does not hold {speaker_id!r}" if speaker_id else "say which one"
+        raise TrainingError(f"this Submodel file is a bank of {len(ids)} speakers ({shown}): {what}")
+    return ids.index(speaker_id)
+
+
 def _newest_submodel(root: Path) -> Path | None:
     files = sorted((root / "submodels").glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
     return files[-1] if files else None
@@ -268,7 +283,10 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
         return BaseScore(corpus.speaker_id, wer(refs, hyps), cer(refs, hyps), len(held_out))
     adapted, meta = load_submodel(backend, path)
     try:
+        row = bank_row(meta, corpus.speaker_id)
         used = meta.get("training", {})
+        if "speakers" in used:  # a bank (train_bank): this speaker's takes
+            used = {**{k: v for k, v in used.items() if k != "speakers"}, **used["speakers"][corpus.speaker_id]}
         trained = set(used.get("utt_ids", [])) | set(used.get("valid_utt_ids", []))  # training or validation
         all_utts = corpus.utterances()
         train_prompts = {u.prompt.lower() for u in all_utts if u.utt_id in trained}
@@ -276,7 +294,7 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
         if not test_utts:
             raise TrainingError("every recording of this speaker was used to train the adapter, so there is "
                                 "nothing left to measure on; record a few new prompts")
-        comparison = _before_after(adapted, examples_from_corpus(corpus, test_utts), dec)
+        comparison = _before_after(adapted, examples_from_corpus(corpus, test_utts, speaker=row), dec)
         if write_report:
             from workbench.report import write_report as _write
 
