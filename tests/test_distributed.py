@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,33 @@ def test_a_stop_in_one_process_stops_every_process(two_process_run) -> None:
     assert run["reason"] == "stopped by user" and run["steps"] == 2
 
 
+_FAILING = textwrap.dedent(
+    """
+    from workbench import distributed
+    exec(open("script.py").read().split("distributed.init_from_env")[0])  # trainer() and run()
+    distributed.init_from_env("cpu")
+    t = trainer()
+    if distributed.rank_and_size()[0] == 1:
+        t.on("on_step", lambda e: 1 / 0 if e["step"] == 2 else None)
+    ok = False
+    try:
+        t.fit()
+        ok = True
+    finally:
+        distributed.shutdown(wait=ok)
+    """
+)
+
+
+def test_an_error_in_one_process_ends_the_job_instead_of_hanging(tmp_path) -> None:
+    (tmp_path / "script.py").write_text(_SCRIPT)
+    (tmp_path / "failing.py").write_text(_FAILING)
+    t0 = time.monotonic()
+    proc = _torchrun([str(tmp_path / "failing.py")], cwd=tmp_path, timeout=240)
+    assert proc.returncode != 0 and "ZeroDivisionError" in proc.stderr
+    assert time.monotonic() - t0 < 120  # a wait at the barrier would hang for gloo's 30-minute timeout
+
+
 def test_one_process_helpers_are_the_identity() -> None:
     assert distributed.rank_and_size() == (0, 1) and distributed.is_main()
     assert distributed.sum_scalars(1.5, True) == [1.5, 1.0]
@@ -169,31 +197,37 @@ def test_train_bank_in_one_process(tmp_path, capsys) -> None:
     from workbench.workflow import train_bank
 
     config = TrainConfig(max_steps=2, eval_every=1, speed_perturb=())
-    run = train_bank([SAMPLE / "sim-accent", SAMPLE / "sim-stutter"], tmp_path / "bank.safetensors", config=config,
-                     decoder="greedy", progress=False)
-    assert run.speaker_ids == ["sim-accent", "sim-stutter"] and set(run.comparisons) == set(run.speaker_ids)
-    assert all(len(c.utterances) == 20 for c in run.comparisons.values())
-    assert "sim-stutter" in run.table()
+    run = train_bank([SAMPLE / "sim-accent", SAMPLE / "sim-parkinsonian"], tmp_path / "bank.safetensors", config=config,
+                     progress=False)  # the lexicon decoder, as evaluate_speaker below
+    assert run.speaker_ids == ["sim-accent", "sim-parkinsonian"] and set(run.comparisons) == set(run.speaker_ids)
+    assert [len(c.utterances) for c in run.comparisons.values()] == [20, 22]  # + 2 never trained on (below)
+    assert "sim-parkinsonian" in run.table()
     adapted, meta = load_submodel(load_base_model("tiny"), run.path)
     assert adapted.num_speakers == 2 and meta["speaker_ids"] == run.speaker_ids
     used = meta["training"]["speakers"]["sim-accent"]
     tested = {u.utt_id for u in run.comparisons["sim-accent"].utterances}
     assert used["utt_ids"] and not tested & (set(used["utt_ids"]) | set(used["valid_utt_ids"]))
+    # no speaker's test phrase was trained on, by any speaker (shared weights would have heard it);
+    # two of sim-accent's test phrases are sim-parkinsonian's training prompts in the plain splits
+    from workbench.text import normalize_text
+
+    test_texts = {u.reference for c in run.comparisons.values() for u in c.utterances}
+    assert test_texts and not test_texts & {normalize_text(p) for p in meta["training"]["prompts"]}
 
     # the bank file with the one-speaker tools: its own row, its own held-out takes
     from workbench.cli import main
     from workbench.workflow import evaluate_speaker
 
-    again = evaluate_speaker(SAMPLE / "sim-stutter", adapter=run.path, decoder="greedy")
-    first = run.comparisons["sim-stutter"]
+    again = evaluate_speaker(SAMPLE / "sim-parkinsonian", adapter=run.path)
+    first = run.comparisons["sim-parkinsonian"]
     assert {u.utt_id for u in again.utterances} == {u.utt_id for u in first.utterances}
     assert (again.wer_before, again.wer_after) == (first.wer_before, first.wer_after)
-    with pytest.raises(TrainingError, match=r"a bank of 2 speakers \(sim-accent, sim-stutter\): it does not hold"):
-        evaluate_speaker(SAMPLE / "sim-typical-espeak", adapter=run.path, decoder="greedy")
-    take = str(next((SAMPLE / "sim-stutter" / "audio").iterdir()))
+    with pytest.raises(TrainingError, match=r"a bank of 2 speakers \(sim-accent, sim-parkinsonian\): it does not hold"):
+        evaluate_speaker(SAMPLE / "sim-typical-espeak", adapter=run.path)
+    take = str(next((SAMPLE / "sim-parkinsonian" / "audio").iterdir()))
     assert main(["transcribe", take, "--adapter", str(run.path)]) == 2
-    assert "say which one" in capsys.readouterr().err
-    assert main(["transcribe", take, "--adapter", str(run.path), "--speaker", "sim-stutter"]) == 0
+    assert "choose one (on the command line: --speaker ID)" in capsys.readouterr().err
+    assert main(["transcribe", take, "--adapter", str(run.path), "--speaker", "sim-parkinsonian"]) == 0
     assert capsys.readouterr().out.startswith(take + "\t")
 
 

@@ -91,8 +91,13 @@ def test_try_it_with_a_recording() -> None:
     answer = view.children[-1]
     assert len(view.children) == 6  # the recorder sits above the answer
     rec.deliver(Recording(make_speechlike(1.2)), "browser")
-    assert "still running" in answer.value  # not trained yet: nothing is transcribed
+    assert "Train first" in answer.value  # not trained yet: nothing is transcribed
+    hold = threading.Event()
+    trainer.on("on_step", lambda e: hold.wait(30))
     session.start()
+    rec.deliver(Recording(make_speechlike(1.2)), "browser")
+    assert "still running" in answer.value
+    hold.set()
     assert session.join(60)
     rec.deliver(Recording(make_speechlike(1.2)), "browser")
     assert "base model" in answer.value and "personal model" in answer.value and "said" not in answer.value

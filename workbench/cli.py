@@ -87,6 +87,7 @@ def _cmd_train_bank(args: argparse.Namespace) -> int:
     from workbench.workflow import train_bank
 
     device = distributed.init_from_env(args.device)  # joins the torchrun job, if this is one
+    finished = False
     try:
         adapter = _adapter_choice(args.adapter)
         if args.speaker_space:
@@ -100,15 +101,16 @@ def _cmd_train_bank(args: argparse.Namespace) -> int:
                              **({"max_steps": args.steps} if args.steps else {}), **adapter)
         run = train_bank(args.speakers, args.out, model=args.model, device=device, config=config,
                          decoder=args.decoder, seed=args.seed)
-        if distributed.is_main():
+        if run.path is not None:  # rank 0 (or the only process) reports
             _, world = distributed.rank_and_size()
             r = run.train_result
             print(run.table())
             print(f"{len(run.speaker_ids)} speakers in one bank: {r.steps} steps in {r.seconds:.0f} s "
                   f"({r.stopped_reason}), {world} process{'es' if world > 1 else ''}")
             print(f"Bank: {run.path}")
+        finished = True
     finally:
-        distributed.shutdown()
+        distributed.shutdown(wait=finished)  # after an error, do not wait for the others: end the job
     return 0
 
 
@@ -123,6 +125,10 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     decoder = build_decoder(args.decoder)
     if args.adapter:
         adapted, meta = load_submodel(backend, args.adapter)
+        held = meta.get("speaker_ids", [])
+        if args.speaker and len(held) == 1 and args.speaker != held[0]:
+            raise TrainingError(f"this Submodel file is {held[0]!r}'s, not {args.speaker!r}'s; leave out --speaker "
+                                "or choose that speaker's file")
         rows = [bank_row(meta, args.speaker)] * len(wavs) if adapted.num_speakers > 1 else None
         texts = adapted.transcribe(wavs, decoder=decoder, speakers=rows)
     else:

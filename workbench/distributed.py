@@ -12,9 +12,12 @@ across processes: process ``r`` runs examples ``r, r + W, r + 2W, ...`` of the
 batch (``W`` = world size), the gradients are summed across processes and
 divided by the batch size, so a step is the same step as in one process
 (the same batch, the same mean loss) up to floating-point summation order.
-(Exactly so for the CTC backends, whose loss is a mean over utterances; Whisper's
-loss is a mean over the batch's tokens, so there the shares are weighted by
-utterances where one process would weight by tokens.)
+This holds when an utterance's output does not depend on the rest of its batch:
+true of the built-in model and of transformers models that take an attention
+mask. Whisper's loss is a mean over the batch's tokens, so there the shares are
+weighted by utterances where one process would weight by tokens; wav2vec2 models
+with group norm run without an attention mask, so their outputs depend on how
+much padding a (smaller) share has.
 Validation is split the same way and gathered, so every process takes the
 same early-stopping and checkpoint decisions.
 
@@ -96,10 +99,18 @@ def init_from_env(device: str = "auto") -> str:
     return f"cuda:{local}" if use_cuda else "cpu"
 
 
-def shutdown() -> None:
-    """Leave the process group (if any), after every process has arrived here."""
+def shutdown(*, wait: bool = True) -> None:
+    """Leave the process group (if any).
+
+    Args:
+        wait: first wait until every process has arrived here (the normal end of a job).
+            After an error pass False: the others are then stopped by a broken
+            connection (and ``torchrun`` ends the job) instead of waiting for a
+            process that will never arrive.
+    """
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -132,7 +143,9 @@ def sum_gradients(params: Sequence[torch.nn.Parameter], scale: float = 1.0) -> N
     """Sum every parameter's ``.grad`` over all processes, in place, then multiply by ``scale``.
 
     A parameter without a gradient in this process counts as zeros (a process whose
-    share of the batch was empty). The gradients travel as one flat buffer per dtype.
+    share of the batch was empty); one without a gradient in *any* process keeps
+    ``grad = None``, as it would in one process (so the optimizer skips it). The
+    gradients travel as one flat buffer per dtype.
     """
     if not _active():
         if scale != 1.0:
@@ -140,6 +153,9 @@ def sum_gradients(params: Sequence[torch.nn.Parameter], scale: float = 1.0) -> N
                 if p.grad is not None:
                     p.grad.mul_(scale)
         return
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=_device_of([]))
+    dist.all_reduce(has, op=dist.ReduceOp.MAX)
+    params = [p for p, h in zip(params, has.tolist(), strict=True) if h]
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)

@@ -194,15 +194,21 @@ def personalize_speaker(
 
 
 def _before_after(adapted: Any, held_out: list, decoder: Callable | None) -> Comparison:
-    """Transcribe ``held_out`` with the base model (adapters off) and the personal model, same decoder.
+    """Transcribe ``held_out`` with the base model (adapters off) and the personal model, same decoder."""
+    before, after = _transcribe_both(adapted, held_out, decoder)
+    return compare([e.text for e in held_out], before, after, utt_ids=[e.utt_id for e in held_out])
 
-    Each example is routed to its own bank row (``Example.speaker``; row 0 for one speaker)."""
-    wavs, refs = [e.wav for e in held_out], [e.text for e in held_out]
-    rows = [e.speaker for e in held_out] if adapted.num_speakers > 1 else None
+
+def _transcribe_both(adapted: Any, examples: list, decoder: Callable | None) -> tuple[list[str], list[str]]:
+    """``(base, personal)`` transcripts of ``examples``; each is routed to its own bank row
+    (``Example.speaker``; row 0 for one speaker)."""
+    if not examples:
+        return [], []
+    wavs = [e.wav for e in examples]
+    rows = [e.speaker for e in examples] if adapted.num_speakers > 1 else None
     with adapted.disabled():
         before = adapted.transcribe(wavs, decoder=decoder, speakers=rows)
-    after = adapted.transcribe(wavs, decoder=decoder, speakers=rows)
-    return compare(refs, before, after, utt_ids=[e.utt_id for e in held_out])
+    return before, adapted.transcribe(wavs, decoder=decoder, speakers=rows)
 
 
 def _write_report_for(corpus: Any, comparison: Comparison, result: TrainResult, adapter_info: dict, data: dict,
@@ -240,7 +246,8 @@ def bank_row(meta: dict, speaker_id: str | None) -> int:
         return 0
     if speaker_id not in ids:
         shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
-        what = f"it does not hold {speaker_id!r}" if speaker_id else "say which one"
+        what = (f"it does not hold {speaker_id!r}" if speaker_id
+                else "choose one (on the command line: --speaker ID)")
         raise TrainingError(f"this Submodel file is a bank of {len(ids)} speakers ({shown}): {what}")
     return ids.index(speaker_id)
 
@@ -285,11 +292,11 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
     try:
         row = bank_row(meta, corpus.speaker_id)
         used = meta.get("training", {})
-        if "speakers" in used:  # a bank (train_bank): this speaker's takes
-            used = {**{k: v for k, v in used.items() if k != "speakers"}, **used["speakers"][corpus.speaker_id]}
+        if "speakers" in used:  # a bank (train_bank): this speaker's takes, and every trained prompt
+            used = {**{k: v for k, v in used.items() if k != "speakers"}, **used["speakers"].get(corpus.speaker_id, {})}
         trained = set(used.get("utt_ids", [])) | set(used.get("valid_utt_ids", []))  # training or validation
         all_utts = corpus.utterances()
-        train_prompts = {u.prompt.lower() for u in all_utts if u.utt_id in trained}
+        train_prompts = {u.prompt.lower() for u in all_utts if u.utt_id in trained} | set(used.get("prompts", []))
         test_utts = [u for u in all_utts if u.utt_id not in trained and u.prompt.lower() not in train_prompts]
         if not test_utts:
             raise TrainingError("every recording of this speaker was used to train the adapter, so there is "
@@ -303,7 +310,7 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
                     "created": meta.get("created")}
             html_path, _ = _write(corpus.root / "reports", speaker=corpus.info, comparison=comparison,
                                   adapter=info, name=f"report-{stamp}",
-                                  data={k: v for k, v in used.items() if not k.endswith("utt_ids")})
+                                  data={k: v for k, v in used.items() if not k.endswith("utt_ids") and k != "prompts"})
             print(f"Report: {html_path}")
         return comparison
     finally:
@@ -315,8 +322,8 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
 
 @dataclasses.dataclass
 class BankRun:
-    """What :func:`train_bank` produced. In a ``torchrun`` job only rank 0 evaluates and
-    saves: elsewhere ``comparisons`` is empty and ``path`` is None."""
+    """What :func:`train_bank` produced. In a ``torchrun`` job only rank 0 writes the
+    file: elsewhere ``path`` is None (``comparisons`` is the same everywhere)."""
 
     speaker_ids: list[str]
     train_result: TrainResult
@@ -369,9 +376,10 @@ def train_bank(
     Every batch mixes speakers; each example is routed to its own speaker's rows.
     Each speaker is split by prompt as :func:`personalize_speaker` splits one
     (test / validation / training); early stopping and the checkpoint kept follow
-    the validation set of all speakers together. Under ``torchrun`` each process
-    takes its share of every batch (:mod:`workbench.distributed`); only rank 0
-    evaluates, prints and writes the file.
+    the validation set of all speakers together. A prompt that is a test phrase of
+    any speaker is used in training by none, since shared weights would have heard
+    it. Under ``torchrun`` each process takes its share of every batch and of the
+    test phrases (:mod:`workbench.distributed`); only rank 0 writes the file.
 
     Args:
         speakers: speaker folders, or folders of speaker folders.
@@ -383,32 +391,67 @@ def train_bank(
     from workbench.models.base import load_base_model
 
     corpora = speaker_folders(speakers)
-    train, valid, held_out, used = [], [], [], {}
-    for row, corpus in enumerate(corpora):
-        tr, va, te = three_way_split(corpus, test_fraction=test_fraction, valid_fraction=valid_fraction, seed=seed)
+    _check_writable(Path(out))  # before the training, not after it
+    splits = [three_way_split(c, test_fraction=test_fraction, valid_fraction=valid_fraction, seed=seed)
+              for c in corpora]
+    # A prompt that is a test phrase of any speaker is trained on by none: shared weights (HRA's
+    # controller, the speaker space) would otherwise have heard its text from another voice. Such
+    # takes join their speaker's test phrases (as evaluate_speaker would count them).
+    test_prompts = {u.prompt.lower() for _, _, te in splits for u in te}
+    train, valid, held_out, used, trained_prompts = [], [], [], {}, set()
+    for row, (corpus, (tr, va, te)) in enumerate(zip(corpora, splits, strict=True)):
+        te = te + [u for u in tr + va if u.prompt.lower() in test_prompts]  # never trained on: tested
+        tr, va = ([u for u in part if u.prompt.lower() not in test_prompts] for part in (tr, va))
         train += examples_from_corpus(corpus, tr, speaker=row)
         valid += examples_from_corpus(corpus, va, speaker=row)
         held_out += examples_from_corpus(corpus, te, speaker=row)
         used[corpus.speaker_id] = {"utt_ids": [u.utt_id for u in tr], "valid_utt_ids": [u.utt_id for u in va]}
+        trained_prompts |= {u.prompt.lower() for u in tr + va}
     backend = backend or load_base_model(model, device=device)
-    dec = build_decoder(decoder, prompts=sorted({p for c in corpora for p in c.prompts()}))
+    dec = build_decoder(decoder, prompts=sorted({p for c in corpora for p in c.prompts()}))  # validation
     config = config or TrainConfig(seed=seed)
     trainer = Trainer(backend, train, valid, config, decoder=dec)
-    main = distributed.is_main()
-    if progress and main:
+    rank, world = distributed.rank_and_size()
+    if progress and rank == 0:
         _progress_bar(trainer)
     result = trainer.fit()
+    # Test phrases: every process transcribes its share, each speaker with its own decoder (the one
+    # personalize_speaker and evaluate_speaker use), and every process gathers all of them.
+    share: list[tuple] = []
+    for row, corpus in enumerate(corpora):
+        mine = [(i, e) for i, e in enumerate(held_out) if e.speaker == row][rank::world]
+        before, after = _transcribe_both(trainer.adapted, [e for _, e in mine],
+                                         build_decoder(decoder, prompts=corpus.prompts()))
+        share += [(i, b, a) for (i, _), b, a in zip(mine, before, after, strict=True)]
+    heard = {i: (b, a) for part in distributed.all_gather_objects(share) for i, b, a in part}
+    comparisons = {}
+    for row, corpus in enumerate(corpora):
+        idx = [i for i, e in enumerate(held_out) if e.speaker == row]
+        comparisons[corpus.speaker_id] = compare([held_out[i].text for i in idx], [heard[i][0] for i in idx],
+                                                 [heard[i][1] for i in idx],
+                                                 utt_ids=[held_out[i].utt_id for i in idx])
     ids = [c.speaker_id for c in corpora]
-    if not main:
-        return BankRun(ids, result, {}, None, trainer.adapted)
-    comparisons = {sid: _before_after(trainer.adapted, [e for e in held_out if e.speaker == row], dec)
-                   for row, sid in enumerate(ids)}
-    _, world = distributed.rank_and_size()
-    training = {"speakers": used, "steps": result.steps, "seconds": round(result.seconds, 1),
-                "stopped": result.stopped_reason, "processes": world, "decoder": decoder}
+    if rank != 0:
+        return BankRun(ids, result, comparisons, None, trainer.adapted)
+    training = {"speakers": used, "prompts": sorted(trained_prompts), "steps": result.steps,
+                "seconds": round(result.seconds, 1), "stopped": result.stopped_reason, "processes": world,
+                "decoder": decoder}
     metrics = {sid: {"wer_before": c.wer_before, "wer_after": c.wer_after, "held_out_utterances": len(c.utterances)}
                for sid, c in comparisons.items()}
     path = trainer.adapted.save(out, speaker_ids=ids,
                                 specaugment=None if config.specaugment is None else config.specaugment.to_dict(),
                                 training=training, metrics=metrics)
     return BankRun(ids, result, comparisons, path, trainer.adapted)
+
+
+def _check_writable(path: Path) -> None:
+    """Raise a plain error now if ``path`` could not be written later."""
+    import os
+
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise TrainingError(f"cannot create the folder for {path} ({err.strerror}); choose another --out") from None
+    if path.is_dir() or not os.access(folder, os.W_OK):
+        raise TrainingError(f"cannot write {path} (a folder, or no permission to write there); choose another --out")

@@ -209,6 +209,9 @@ class TrainerSession:
             rec = record if isinstance(record, Recorder) else Recorder()
 
             def on_recording(recording: Any) -> None:
+                if self.thread is None:
+                    answer.value = "<i>Train first: press Start, then record the phrase again.</i>"
+                    return
                 if not self.finished:
                     answer.value = ("<i>Training is still running: press Stop or wait until it "
                                     "finishes, then record the phrase again.</i>")
