@@ -119,11 +119,16 @@ def data_efficiency(speaker_dir: Path, sample_dir: Path, *, budget: float, sizes
     from workbench.models.base import load_base_model
     from workbench.personalize import TrainConfig, Trainer
 
+    from workbench.text import normalize_text
+
     target, train_all, valid, held_out, decoder = _setup(speaker_dir, 10_000)
     others = [c for c in list_speakers(sample_dir) if c.speaker_id != target.speaker_id]
+    # The space's shared weights must not hear the target's test phrases, even in other voices.
+    test_texts = {normalize_text(e.text) for e in held_out}
     train_space, held_space = [], []
     for row, c in enumerate(others):
         tr, te = c.split(test_fraction=0.25, seed=0)
+        tr = [u for u in tr if normalize_text(u.transcript or u.prompt) not in test_texts]
         train_space += examples_from_corpus(c, tr, speaker=row)
         held_space += examples_from_corpus(c, te[:3], speaker=row)
     backend = load_base_model("tiny")

@@ -313,7 +313,8 @@ def results_md_personalization() -> str:
                       "Test-phrase WER after personalization from the first 5/10/20/40/all training utterances: an "
                       "HRA adapter from scratch vs a warm start in a speaker-embedding space learned on the *other* "
                       "sample speakers (leave-one-out): the shared controller and generator come from that space, "
-                      "the speaker's vector starts at the mean of the others' and is the only thing trained.", "", "![data efficiency](bench/personalization_study.png)", "",
+                      "the speaker's vector starts at the mean of the others' and is the only thing trained. The "
+                      "space never trains on a recording of the speaker's test phrases (by any voice).", "", "![data efficiency](bench/personalization_study.png)", "",
                       "| speaker | training utterances | from scratch | warm start |", "|---|---|---|---|"]
             for c in curves:
                 lines += [f"| {c['speaker']} (base {100 * c['base']:.1f}%) | {n} | {100 * a:.1f}% | {100 * b:.1f}% |"
