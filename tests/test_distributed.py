@@ -270,3 +270,6 @@ def test_cli_speaker_space(captured, capsys) -> None:
     assert config.adapter.space == "embedding" and config.adapter.embed_dim == 8 and config.max_steps == 7
     assert main(["train-bank", str(SAMPLE), "--out", "b.safetensors", "--speaker-space", "8", "--adapter", "lora"]) == 2
     assert "--speaker-space learns HRA heads" in capsys.readouterr().err
+    captured.clear()
+    assert main(["train-bank", str(SAMPLE), "--out", "b.safetensors", "--speaker-space", "0"]) == 2
+    assert "config" not in captured and "at least 1" in capsys.readouterr().err  # not silently another adapter

@@ -90,9 +90,12 @@ def _cmd_train_bank(args: argparse.Namespace) -> int:
     finished = False
     try:
         adapter = _adapter_choice(args.adapter)
-        if args.speaker_space:
+        if args.speaker_space is not None:
             from workbench.adapters import HRAConfig
 
+            if args.speaker_space < 1:
+                raise TrainingError(f"--speaker-space must be at least 1 number per speaker, got "
+                                    f"{args.speaker_space} (16 is a good start)")
             if args.adapter not in (None, "hra"):
                 raise TrainingError("--speaker-space learns HRA heads from a vector per speaker; leave out "
                                     f"--adapter {args.adapter} or use --adapter hra")
@@ -105,7 +108,8 @@ def _cmd_train_bank(args: argparse.Namespace) -> int:
             _, world = distributed.rank_and_size()
             r = run.train_result
             print(run.table())
-            print(f"{len(run.speaker_ids)} speakers in one bank: {r.steps} steps in {r.seconds:.0f} s "
+            n = len(run.speaker_ids)
+            print(f"{n} speaker{'s' if n > 1 else ''} in one bank: {r.steps} steps in {r.seconds:.0f} s "
                   f"({r.stopped_reason}), {world} process{'es' if world > 1 else ''}")
             print(f"Bank: {run.path}")
         finished = True

@@ -349,7 +349,8 @@ def speaker_folders(paths: list[str | Path]) -> list[Any]:
         path = Path(path)
         corpora += [SpeakerCorpus.open(path)] if (path / "speaker.json").is_file() else list_speakers(path)
     if not corpora:
-        raise TrainingError(f"no speaker folders in {', '.join(map(str, paths))}")
+        raise TrainingError(f"no speaker folders in {', '.join(map(str, paths))} (a speaker folder holds "
+                            "speaker.json; make them with the app, workbench record or workbench simulate)")
     ids = [c.speaker_id for c in corpora]
     twice = sorted({i for i in ids if ids.count(i) > 1})
     if twice:
