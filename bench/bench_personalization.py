@@ -166,6 +166,30 @@ def data_efficiency(speaker_dir: Path, sample_dir: Path, *, budget: float, sizes
     return curve
 
 
+def bank_job(speaker_dirs: list[Path], *, budget: float, max_train: int = 50) -> dict:
+    """Every speaker in one bank job (default adapter, one row each, at most ``max_train`` takes
+    each, a budget of ``budget`` seconds per speaker), scored on each speaker's test phrases."""
+    from workbench.personalize import TrainConfig
+    from workbench.workflow import train_bank
+
+    t0 = time.perf_counter()
+    config = TrainConfig(max_seconds=budget * len(speaker_dirs))
+    with tempfile.TemporaryDirectory() as tmp:
+        run = train_bank(speaker_dirs, Path(tmp) / "bank.safetensors", config=config, max_train=max_train,
+                         progress=False)
+    r = run.train_result
+    rows = [{"speaker": sid, "wer_before": c.wer_before, "wer_after": c.wer_after,
+             "relative_reduction": c.relative_reduction, "held_out": len(c.utterances)}
+            for sid, c in run.comparisons.items()]
+    for row in rows:
+        print(f"{row['speaker']:24s} {100 * row['wer_before']:5.1f}% -> {100 * row['wer_after']:5.1f}% "
+              f"({100 * row['relative_reduction']:+.0f}%, {row['held_out']} test phrases)")
+    print(f"one bank job: {r.steps} steps in {r.seconds:.0f} s ({r.stopped_reason})")
+    return {"machine": machine(), "family": config.adapter.family, "budget_s": budget * len(speaker_dirs),
+            "max_train": max_train, "steps": r.steps, "train_s": r.seconds, "stopped": r.stopped_reason,
+            "rows": rows, "wall_s": time.perf_counter() - t0}
+
+
 #: Candidate SpecAugment policies for personalization from <= 50 utterances.
 SMALL_DATA_CANDIDATES = {
     "none": ("none", {}),
@@ -257,6 +281,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="add a data-efficiency curve for SPEAKER to the existing study results")
     parser.add_argument("--policies", action="store_true",
                         help="choose the small-data SpecAugment policy (default adapter, every atypical speaker)")
+    parser.add_argument("--bank", action="store_true",
+                        help="one bank job for every atypical speaker (workbench train-bank) vs the separate runs")
     args = parser.parse_args(argv)
     sample = default_sample_dir()
     speakers = args.speaker or ([DEMO_SPEAKER] if args.quick else
@@ -273,6 +299,10 @@ def main(argv: list[str] | None = None) -> None:
         write_result("personalization_study", study)
         plot_curves(study["curves"], path.with_suffix(".png"))
         print(f"wrote {path}")
+        return
+    if args.bank:
+        result = bank_job([sample / s for s in speakers], budget=10.0 if args.quick else args.budget)
+        print(f"wrote {write_result('personalization_bank' + ('_quick' if args.quick else ''), result)}")
         return
     if args.policies:
         t0 = time.perf_counter()

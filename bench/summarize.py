@@ -120,7 +120,7 @@ def benchmarks_md() -> str:
               "machine; rerun with `python -m bench` to check.", ""]
     lines += ["", "Machines:", ""]
     for name in ("specaugment_cpu", "models_cpu", "submodels_cpu", "distributed_cpu", "personalization",
-                 "personalization_seeds",
+                 "personalization_seeds", "personalization_bank",
                  "personalization_study", "study_defaults", "embeddings_cpu"):
         if _load(name):
             lines.append(f"- `{name}`: {_machine(_load(name))}")
@@ -289,6 +289,27 @@ def results_md_personalization() -> str:
         lines += [f"| {m['speaker']} | {m['family']} | {100 * m['before']:.1f}% | {100 * m['after']:.1f}% | "
                   f"{100 * m['mean']:+.0f}% | {100 * m['min']:+.0f}% to {100 * m['max']:+.0f}% | {m['train_s']:.0f} |"
                   for m in means]
+        lines.append("")
+    bank = _load("personalization_bank")
+    if bank:
+        solo = {r["speaker"]: r for r in (suite or {}).get("rows", []) if r["family"] == bank["family"]}
+        lines += ["### All atypical speakers in one bank job", "",
+                  f"One `workbench train-bank` job ({bank['family']}, one row per speaker, at most "
+                  f"{bank['max_train']} takes each, mixed-speaker batches, early stopping on all speakers' "
+                  f"validation phrases together) against the separate runs above. It trained {bank['steps']} steps "
+                  f"in {bank['train_s']:.0f} s ({bank['stopped']}; budget {bank['budget_s']:.0f} s; the separate runs "
+                  f"trained {sum(o['train_s'] for o in solo.values()):.0f} s together). A prompt that "
+                  "is any speaker's test phrase is trained on by no speaker in a bank, so a speaker's test set can "
+                  "be a little larger than in the separate run (the last column). Machine: "
+                  f"{_machine(bank)}. `python -m bench.bench_personalization --bank`", "",
+                  "| speaker | WER before | bank job: WER after | relative | separate run: relative | "
+                  "test phrases (bank / separate) |", "|---|---|---|---|---|---|"]
+        for r in bank["rows"]:
+            o = solo.get(r["speaker"])
+            lines.append(f"| {r['speaker']} | {100 * r['wer_before']:.1f}% | {100 * r['wer_after']:.1f}% | "
+                         f"{100 * r['relative_reduction']:+.0f}% | "
+                         + (f"{100 * o['relative_reduction']:+.0f}% | {r['held_out']} / {o['held_out_utterances']} |"
+                            if o else f"— | {r['held_out']} / — |"))
         lines.append("")
     if study:
         lines += ["### Per adapter family, with full fine-tuning as a reference", "",

@@ -369,6 +369,7 @@ def train_bank(
     decoder: str = "lexicon",
     test_fraction: float = 0.25,
     valid_fraction: float = 0.15,
+    max_train: int | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> BankRun:
@@ -387,14 +388,16 @@ def train_bank(
         out: the bank's Submodel file (``.safetensors``); one speaker's Submodel can be
             taken out of it with :meth:`workbench.adapters.SubmodelBank.export_speaker`.
         config: training settings (default :class:`TrainConfig` with ``seed``).
+        max_train: use at most this many of each speaker's takes for training and validation
+            together (as :func:`personalize_speaker`).
     """
     from workbench import distributed
     from workbench.models.base import load_base_model
 
     corpora = speaker_folders(speakers)
     _check_writable(Path(out))  # before the training, not after it
-    splits = [three_way_split(c, test_fraction=test_fraction, valid_fraction=valid_fraction, seed=seed)
-              for c in corpora]
+    splits = [three_way_split(c, test_fraction=test_fraction, valid_fraction=valid_fraction, seed=seed,
+                              max_train=max_train) for c in corpora]
     # A prompt that is a test phrase of any speaker is trained on by none: shared weights (HRA's
     # controller, the speaker space) would otherwise have heard its text from another voice. Such
     # takes join their speaker's test phrases (as evaluate_speaker would count them).
