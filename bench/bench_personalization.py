@@ -185,9 +185,12 @@ def bank_job(speaker_dirs: list[Path], *, budget: float, max_train: int = 50) ->
         print(f"{row['speaker']:24s} {100 * row['wer_before']:5.1f}% -> {100 * row['wer_after']:5.1f}% "
               f"({100 * row['relative_reduction']:+.0f}%, {row['held_out']} test phrases)")
     print(f"one bank job: {r.steps} steps in {r.seconds:.0f} s ({r.stopped_reason})")
+    if r.speaker_steps:
+        for row, step in zip(rows, r.speaker_steps, strict=True):
+            row["kept_step"] = step
     return {"machine": machine(), "family": config.adapter.family, "budget_s": budget * len(speaker_dirs),
             "max_train": max_train, "steps": r.steps, "train_s": r.seconds, "stopped": r.stopped_reason,
-            "rows": rows, "wall_s": time.perf_counter() - t0}
+            "per_speaker_selection": r.speaker_steps is not None, "rows": rows, "wall_s": time.perf_counter() - t0}
 
 
 #: Candidate SpecAugment policies for personalization from <= 50 utterances.

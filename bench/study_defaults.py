@@ -21,7 +21,8 @@ Both real rules stop where the trainer's early stopping would (5 evaluations
 without a lower validation WER).
 
 Run: ``python -m bench.study_defaults [--steps 120] [--seeds 0 1] [--candidates none speed ...]
-[--out DIR]`` (about 3 minutes per candidate and seed on 2 CPU cores; synthesis
+[--out DIR]``; ``--bank --seeds 0 1`` instead compares, for one bank job of all six, choosing
+each speaker's rows on its own validation phrases against one joint choice (about 3 minutes per candidate and seed on 2 CPU cores; synthesis
 needs espeak-ng and flite). Writes ``docs/bench/study_defaults.json``.
 """
 
@@ -134,8 +135,37 @@ def summarize(trajectories: list[dict]) -> list[dict]:
     return sorted(out, key=lambda r: (r["rule"], -r["mean_relative_reduction"]))
 
 
+def bank_selection(dirs: list[Path], seeds: list[int], *, budget_per_speaker: float = 90.0) -> dict:
+    """One bank job for all development speakers (default adapter, at most 50 takes each), once
+    with each speaker's rows chosen on its own validation phrases and once with one joint choice;
+    the test-phrase relative reduction per speaker. Writes ``docs/bench/study_bank_selection.json``."""
+    from workbench.personalize import TrainConfig
+    from workbench.workflow import train_bank
+
+    t0, runs = time.perf_counter(), []
+    for seed in seeds:
+        for per_speaker in (True, False):
+            config = TrainConfig(max_seconds=budget_per_speaker * len(dirs), per_speaker_selection=per_speaker,
+                                 seed=seed)
+            with tempfile.TemporaryDirectory() as tmp:
+                run = train_bank(dirs, Path(tmp) / "bank.safetensors", config=config, max_train=50, progress=False)
+            reductions = {sid: c.relative_reduction for sid, c in run.comparisons.items()}
+            runs.append({"seed": seed, "per_speaker_selection": per_speaker, "steps": run.train_result.steps,
+                         "train_s": run.train_result.seconds, "speakers": reductions,
+                         "mean_relative_reduction": sum(reductions.values()) / len(reductions)})
+            print(f"seed {seed}, {'per-speaker' if per_speaker else 'joint'} choice: "
+                  f"{100 * runs[-1]['mean_relative_reduction']:+.1f}% "
+                  + " ".join(f"{k}:{100 * v:+.0f}%" for k, v in reductions.items()), flush=True)
+    result = {"machine": machine("cpu"), "budget_s": budget_per_speaker * len(dirs), "seeds": seeds, "runs": runs,
+              "wall_s": time.perf_counter() - t0}
+    print(f"wrote {write_result('study_bank_selection', result, out_dir=RESULTS_DIR)}")
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bank", action="store_true",
+                        help="instead: a bank job for all development speakers, per-speaker vs joint choice")
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
@@ -144,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         dirs = make_speakers(Path(args.out or tmp))
+        if args.bank:
+            bank_selection(dirs, args.seeds)
+            return
         trajectories = []
         for seed in args.seeds:
             for candidate in args.candidates:

@@ -120,7 +120,7 @@ def benchmarks_md() -> str:
               "machine; rerun with `python -m bench` to check.", ""]
     lines += ["", "Machines:", ""]
     for name in ("specaugment_cpu", "models_cpu", "submodels_cpu", "distributed_cpu", "personalization",
-                 "personalization_seeds", "personalization_bank",
+                 "personalization_seeds", "personalization_bank", "study_bank_selection",
                  "personalization_study", "study_defaults", "embeddings_cpu"):
         if _load(name):
             lines.append(f"- `{name}`: {_machine(_load(name))}")
@@ -295,22 +295,59 @@ def results_md_personalization() -> str:
         solo = {r["speaker"]: r for r in (suite or {}).get("rows", []) if r["family"] == bank["family"]}
         lines += ["### All atypical speakers in one bank job", "",
                   f"One `workbench train-bank` job ({bank['family']}, one row per speaker, at most "
-                  f"{bank['max_train']} takes each, mixed-speaker batches, early stopping on all speakers' "
-                  f"validation phrases together) against the separate runs above. It trained {bank['steps']} steps "
+                  f"{bank['max_train']} takes each, mixed-speaker batches, "
+                  + ("each speaker's rows kept at its own lowest validation loss, stopped when no speaker's "
+                     "validation WER improved any more" if bank.get("per_speaker_selection") else
+                     "early stopping and the checkpoint on all speakers' validation phrases together")
+                  + f") against the separate runs above. It trained {bank['steps']} steps "
                   f"in {bank['train_s']:.0f} s ({bank['stopped']}; budget {bank['budget_s']:.0f} s; the separate runs "
                   f"trained {sum(o['train_s'] for o in solo.values()):.0f} s together). A prompt that "
                   "is any speaker's test phrase is trained on by no speaker in a bank, so a speaker's test set can "
                   "be a little larger than in the separate run (the last column). Machine: "
                   f"{_machine(bank)}. `python -m bench.bench_personalization --bank`", "",
-                  "| speaker | WER before | bank job: WER after | relative | separate run: relative | "
-                  "test phrases (bank / separate) |", "|---|---|---|---|---|---|"]
+                  "| speaker | WER before | bank job: WER after | relative | "
+                  + ("kept step | " if bank.get("per_speaker_selection") else "")
+                  + "separate run: relative | test phrases (bank / separate) |",
+                  "|---|---|---|---|---|---|" + ("---|" if bank.get("per_speaker_selection") else "")]
         for r in bank["rows"]:
             o = solo.get(r["speaker"])
             lines.append(f"| {r['speaker']} | {100 * r['wer_before']:.1f}% | {100 * r['wer_after']:.1f}% | "
                          f"{100 * r['relative_reduction']:+.0f}% | "
+                         + (f"{r.get('kept_step', '—')} | " if bank.get("per_speaker_selection") else "")
                          + (f"{100 * o['relative_reduction']:+.0f}% | {r['held_out']} / {o['held_out_utterances']} |"
                             if o else f"— | {r['held_out']} / — |"))
         lines.append("")
+    choice = _load("study_bank_selection")
+    if choice:
+        speakers = list(choice["runs"][0]["speakers"])
+        lines += ["#### Choosing each speaker's rows on its own validation phrases?", "",
+                  "A bank whose weights all have a row per speaker can keep each speaker's rows at that speaker's "
+                  "own lowest validation loss and stop when no speaker improves any more "
+                  "(`TrainConfig(per_speaker_selection=True)`), instead of one joint choice. Compared on the six "
+                  "*development* speakers (not the sample speakers above), one bank job each, test-phrase relative "
+                  f"reduction. Machine: {_machine(choice)}. `python -m bench.study_defaults --bank --seeds "
+                  + " ".join(map(str, choice["seeds"])) + "`", "",
+                  "| choice | seed | steps | mean | " + " | ".join(s.removeprefix("dev-") for s in speakers) + " |",
+                  "|---|---|---|---|" + "---|" * len(speakers)]
+        for run in choice["runs"]:
+            lines.append(f"| {'per speaker' if run['per_speaker_selection'] else 'joint'} | {run['seed']} | "
+                         f"{run['steps']} | **{100 * run['mean_relative_reduction']:+.0f}%** | "
+                         + " | ".join(f"{100 * run['speakers'][s]:+.0f}%" for s in speakers) + " |")
+        means = {}
+        for run in choice["runs"]:
+            means.setdefault(run["per_speaker_selection"], []).append(run["mean_relative_reduction"])
+        per, joint = (sum(v) / len(v) for v in (means[True], means[False]))
+        spread = max(max(v) - min(v) for v in means.values())
+        if abs(per - joint) < spread:
+            verdict = (f"The difference ({100 * abs(per - joint):.1f} points) is smaller than the spread between "
+                       f"seeds ({100 * spread:.1f} points): no evidence either way, so the simpler joint choice "
+                       "stays the default. A speaker's own validation set (a few recordings) is small to choose on.")
+        elif joint > per:
+            verdict = "The joint choice did better and stays the default."
+        else:
+            verdict = "The per-speaker choice did better beyond the seed spread; it should become the default."
+        lines += ["", f"Mean over seeds: per-speaker choice {100 * per:+.1f}%, joint choice {100 * joint:+.1f}%. "
+                  + verdict, ""]
     if study:
         lines += ["### Per adapter family, with full fine-tuning as a reference", "",
                   f"Budget {study['budget_s']:.0f} s per run, each family with its default settings; full fine-tuning "

@@ -268,6 +268,9 @@ def test_cli_speaker_space(captured, capsys) -> None:
     assert main(["train-bank", str(SAMPLE), "--out", "b.safetensors", "--speaker-space", "8", "--steps", "7"]) == 2
     config = captured["config"]
     assert config.adapter.space == "embedding" and config.adapter.embed_dim == 8 and config.max_steps == 7
+    assert not config.per_speaker_selection
+    assert main(["train-bank", str(SAMPLE), "--out", "b.safetensors", "--per-speaker-selection"]) == 2
+    assert captured["config"].per_speaker_selection
     assert main(["train-bank", str(SAMPLE), "--out", "b.safetensors", "--speaker-space", "8", "--adapter", "lora"]) == 2
     assert "--speaker-space learns HRA heads" in capsys.readouterr().err
     captured.clear()

@@ -14,7 +14,7 @@ from workbench.personalize import EVENTS, TrainConfig, Trainer
 
 from _models import noise_waves, tiny_backend
 
-pytestmark = pytest.mark.filterwarnings("ignore:the held-out set has only")
+pytestmark = pytest.mark.filterwarnings("ignore:the validation set has only")
 
 TEXTS = ["turn on the light", "call my sister", "i am hungry", "good morning", "open the door",
          "where is my phone", "thank you", "i need help"]
@@ -191,3 +191,75 @@ def test_early_stopping_watches_the_wer_and_the_lowest_loss_is_kept() -> None:
     assert (result.best_step, result.best_wer) == (8, 0.4)  # lowest loss (0.7), not the first 0.4 WER
     for kept, p in zip(weights[8], trainer.params, strict=True):
         torch.testing.assert_close(p.detach(), kept, atol=0, rtol=0)
+
+
+def _bank_trainer(**kw) -> Trainer:
+    train = _examples(8, speaker=0) + _examples(8, seed=2, speaker=1)
+    valid = _examples(3, seed=1, speaker=0) + _examples(3, seed=3, speaker=1)
+    return Trainer(tiny_backend(), train, valid, _config(**{"per_speaker_selection": True, **kw}))
+
+
+def test_a_bank_keeps_each_speakers_rows_at_its_own_best_step() -> None:
+    trainer = _bank_trainer(max_steps=100, patience=2)
+    assert trainer.per_speaker
+    # (WER, loss) per evaluation at steps 0, 4, 8, ...: speaker 0 is best at step 4 and stops
+    # improving; speaker 1 improves until step 12
+    script = {0: [(0.5, 1.0), (0.3, 0.5), (0.4, 0.6), (0.4, 0.7), (0.4, 0.8), (0.4, 0.9)],
+              1: [(0.8, 2.0), (0.8, 1.9), (0.6, 1.5), (0.5, 1.2), (0.55, 1.3), (0.6, 1.4)]}
+    weights: dict[int, list[torch.Tensor]] = {}
+    best_events = []
+    trainer.on("on_best", best_events.append)
+
+    def evaluate() -> dict:
+        k = trainer.step // 4
+        weights[trainer.step] = _params(trainer)
+        per = {s: {"wer": w, "loss": l, "errors": round(10 * w), "words": 10, "n": 3}
+               for s, (w, l) in ((s, script[s][k]) for s in (0, 1))}
+        return {"wer": sum(p["wer"] for p in per.values()) / 2, "cer": 0.0,
+                "loss": sum(p["loss"] for p in per.values()) / 2, "speakers": per}
+
+    trainer.evaluate = evaluate
+    result = trainer.fit()
+    # speaker 0 has had no lower WER since step 4 by step 12, speaker 1 since step 12 by step 20
+    assert (result.stopped_reason, result.steps) == ("early stop", 20)
+    assert result.speaker_steps == [4, 12] and result.best_step == 12
+    assert result.best_wer == pytest.approx((3 + 5) / 20)  # each speaker's WER at its own kept step
+    for p, at4, at12 in zip(trainer.params, weights[4], weights[12], strict=True):
+        torch.testing.assert_close(p.detach()[0], at4[0], atol=0, rtol=0)
+        torch.testing.assert_close(p.detach()[1], at12[1], atol=0, rtol=0)
+    assert [e["speakers"] for e in best_events] == [[0, 1], [0, 1], [1], [1]]
+
+
+def test_per_speaker_selection_only_where_every_weight_has_a_row() -> None:
+    assert not _bank_trainer(per_speaker_selection=False).per_speaker
+    assert not TrainConfig().per_speaker_selection  # opt-in (docs/results.md: no difference beyond seed noise)
+    assert not _bank_trainer(adapter=HRAConfig()).per_speaker  # the controller is shared
+    assert not Trainer(tiny_backend(), _examples(8), _examples(3, seed=1), _config()).per_speaker
+    with pytest.warns(UserWarning, match=r"bank rows \[1\] have no validation recordings"):
+        lonely = Trainer(tiny_backend(), _examples(8) + _examples(8, seed=2, speaker=1), _examples(3, seed=1),
+                         _config(per_speaker_selection=True))
+    assert not lonely.per_speaker
+
+
+def test_a_bank_run_resumes_with_each_speakers_choice(tmp_path) -> None:
+    full = _bank_trainer(max_steps=12, eval_every=2)
+    full.fit()
+    first = _bank_trainer(max_steps=12, eval_every=2)
+    first.on("on_step", lambda e: first.stop() if e["step"] == 6 else None)
+    first.fit()
+    first.save_checkpoint(tmp_path / "c.safetensors")
+    resumed = _bank_trainer(max_steps=12, eval_every=2)
+    resumed.load_checkpoint(tmp_path / "c.safetensors")
+    result = resumed.fit()
+    assert result.speaker_steps == [st["best_step"] for st in full.speaker_state]
+    for a, b in zip(resumed.params, full.params, strict=True):
+        torch.testing.assert_close(a.detach(), b.detach())
+
+
+def test_per_speaker_scores_add_up_to_the_whole() -> None:
+    trainer = _bank_trainer()
+    scores = trainer.evaluate()
+    per = scores["speakers"]
+    assert sorted(per) == [0, 1] and all(p["n"] == 3 for p in per.values())
+    assert scores["wer"] == pytest.approx(sum(p["errors"] for p in per.values()) / sum(p["words"] for p in per.values()))
+    assert scores["loss"] == pytest.approx(sum(p["loss"] * p["n"] for p in per.values()) / 6, rel=1e-5)

@@ -101,6 +101,7 @@ def _cmd_train_bank(args: argparse.Namespace) -> int:
                                     f"--adapter {args.adapter} or use --adapter hra")
             adapter = {"adapter": HRAConfig(space="embedding", embed_dim=args.speaker_space)}
         config = TrainConfig(max_seconds=60.0 * args.minutes, seed=args.seed,
+                             per_speaker_selection=args.per_speaker_selection,
                              **({"max_steps": args.steps} if args.steps else {}), **adapter)
         run = train_bank(args.speakers, args.out, model=args.model, device=device, config=config,
                          decoder=args.decoder, seed=args.seed)
@@ -222,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder", default="lexicon", choices=["greedy", "lexicon"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto: each process's own GPU when there are GPUs, else the CPU")
+    p.add_argument("--per-speaker-selection", action="store_true",
+                   help="keep each speaker's adapter at its own best validation step (LoRA, residual, conv); "
+                        "off by default: it made no measurable difference (docs/results.md)")
     p.add_argument("--speaker-space", type=int, default=None, metavar="DIM",
                    help="learn a speaker-embedding space: each speaker is a DIM-number vector that a shared "
                         "generator turns into its HRA head (warm starts and the speaker map use it)")

@@ -12,7 +12,8 @@ Events (each callback gets one dict):
 - ``on_start``: steps planned, parameter report, data sizes;
 - ``on_step``: ``step``, ``loss``, ``lr``, ``grad_norm``, ``steps_per_s``, ``elapsed_s``;
 - ``on_eval``: ``step``, ``wer``, ``cer``, ``loss`` on the validation utterances (step 0 = the base model);
-- ``on_best``: ``step``, ``wer``, ``loss`` when the validation loss reaches a new low (the checkpoint kept);
+- ``on_best``: ``step``, ``wer``, ``loss`` when the validation loss reaches a new low (the checkpoint kept;
+  with per-speaker selection also ``speakers``, the bank rows that improved);
 - ``on_stop``: ``reason`` ("stopped by user", "time budget", "early stop", "max steps");
 - ``on_end``: the :class:`TrainResult`.
 
@@ -105,6 +106,13 @@ class TrainConfig:
     # helped five of six, SpecAugment and a lower learning rate did not.
     speed_perturb: tuple[float, ...] = (0.9, 1.1)
     seed: int = 0
+    # True: a bank whose weights are all per speaker (LoRA, residual, conv; not HRA, whose
+    # controller is shared) keeps each speaker's rows at that speaker's own lowest validation loss
+    # and stops when no speaker's validation WER improves any more. Off by default: on six
+    # development speakers it made no difference beyond the seed-to-seed spread
+    # (bench/study_defaults.py --bank, docs/results.md); a speaker's own validation set is a few
+    # recordings.
+    per_speaker_selection: bool = False
     min_utterances: int = 10  # refuse to train on fewer training utterances
     checkpoint_every: int = 0  # steps between checkpoints (0 = no checkpoints)
 
@@ -154,6 +162,7 @@ class TrainResult:
     stopped_reason: str
     history: list[dict]  # one dict per event of kind "step" or "eval"
     parameter_report: dict
+    speaker_steps: list[int] | None = None  # per-speaker selection: the step each speaker's rows come from
 
     @property
     def relative_reduction(self) -> float:
@@ -229,6 +238,9 @@ class Trainer:
         if not self.params:
             raise TrainingError("nothing to train: every parameter is frozen")
         self.rank, self.world = distributed.rank_and_size()  # (0, 1) without torchrun
+        self.per_speaker = self._per_speaker_selection(n_speakers, valid)
+        self.speaker_state = [{"best_loss": math.inf, "best_step": 0, "lowest_wer": math.inf, "bad_evals": 0,
+                               "errors": 0, "words": 0, "n": 0} for _ in range(n_speakers if self.per_speaker else 0)]
         distributed.broadcast_parameters(self.params)  # every process starts from rank 0's weights
         self.train_cache = FeatureCache(backend, with_speed_perturbation(train, config.speed_perturb))
         self.eval_cache = FeatureCache(backend, valid)
@@ -276,6 +288,20 @@ class Trainer:
         self.backend.invalidate_fingerprint()
         return params
 
+    def _per_speaker_selection(self, n_speakers: int, valid: Sequence[Example]) -> bool:
+        """Choose each speaker's rows on its own validation phrases? Only for a bank whose every
+        trained weight has a row per speaker, and every speaker has validation phrases."""
+        if not (self.config.per_speaker_selection and self.adapted is not None and n_speakers > 1):
+            return False
+        if {id(p) for p in self.params} != {id(p) for p in self.adapted.per_speaker_parameters()}:
+            return False  # shared weights (HRA's controller): one checkpoint for everyone
+        missing = sorted(set(range(n_speakers)) - {e.speaker for e in valid})
+        if missing:
+            warnings.warn(f"bank rows {missing} have no validation recordings, so every speaker's adapter is "
+                          "chosen together", stacklevel=3)
+            return False
+        return True
+
     def _snapshot(self) -> list[torch.Tensor]:
         return [p.detach().clone() for p in self.params]
 
@@ -311,10 +337,10 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Validation WER/CER (corpus-level, normalized text) and mean loss with the current weights."""
-        from workbench.evaluate import cer, wer
+        from workbench.evaluate import cer, error_counts, wer
 
         self._set_train_mode(False)
-        refs, hyps, loss = [], [], 0.0
+        refs, hyps, loss, speakers, losses = [], [], 0.0, [], []
         order = sorted(range(len(self.eval_cache)), key=lambda i: -self.eval_cache.features[i].shape[0])
         order = order[self.rank::self.world]  # this process's share (all of it in one process)
         for s in range(0, len(order), 16):
@@ -322,14 +348,25 @@ class Trainer:
             batch, texts = self.eval_cache.batch(idx)
             lp, lens = self.adapted.log_probs(batch) if self.adapted else self.backend.log_probs(batch)
             loss += float(self.backend.loss_from_log_probs(lp, lens, texts)) * len(idx)  # same forward pass
+            if self.per_speaker:  # each utterance's own loss, for its speaker's choice
+                speakers += [self.eval_cache.examples[i].speaker for i in idx]
+                losses += [float(self.backend.loss_from_log_probs(lp[j: j + 1], lens[j: j + 1], [texts[j]]))
+                           for j in range(len(idx))]
             lp = lp.float().cpu().numpy()
             hyps += [self.decoder(lp[j, : int(lens[j])]) for j in range(len(idx))]
             refs += texts
-        parts = distributed.all_gather_objects((refs, hyps, loss))  # every process scores all of it
-        refs = [r for part in parts for r in part[0]]
-        hyps = [h for part in parts for h in part[1]]
-        loss = sum(part[2] for part in parts)
-        return {"wer": wer(refs, hyps), "cer": cer(refs, hyps), "loss": loss / len(self.eval_cache)}
+        parts = distributed.all_gather_objects((refs, hyps, loss, speakers, losses))  # every process scores all
+        refs, hyps, speakers, losses = ([x for part in parts for x in part[k]] for k in (0, 1, 3, 4))
+        out = {"wer": wer(refs, hyps), "cer": cer(refs, hyps), "loss": sum(part[2] for part in parts) / len(refs)}
+        if self.per_speaker:
+            out["speakers"] = {}
+            for s in sorted(set(speakers)):
+                mine = [k for k, x in enumerate(speakers) if x == s]
+                counts = error_counts([refs[k] for k in mine], [hyps[k] for k in mine])
+                out["speakers"][s] = {"wer": counts.errors / max(1, counts.ref_len), "errors": counts.errors,
+                                      "words": counts.ref_len, "loss": sum(losses[k] for k in mine) / len(mine),
+                                      "n": len(mine)}
+        return out
 
     def _eval_and_track(self) -> None:
         scores = self.evaluate()
@@ -344,6 +381,9 @@ class Trainer:
         # ties often, and on six development speakers (not the sample speakers) keeping the
         # lowest-loss checkpoint gave the higher mean test reduction for five of six
         # training settings (docs/results.md, "Choosing the defaults on development speakers").
+        if self.per_speaker:
+            self._track_speakers(scores)
+            return
         if scores["wer"] < self.lowest_wer - 1e-9:
             self.lowest_wer, self.bad_evals = scores["wer"], 0
         else:
@@ -352,6 +392,35 @@ class Trainer:
             self.best_wer, self.best_loss, self.best_step = scores["wer"], scores["loss"], self.step
             self._best_state = self._snapshot()
             self._emit("on_best", {"step": self.step, "wer": scores["wer"], "loss": scores["loss"]})
+
+    def _track_speakers(self, scores: dict) -> None:
+        """Per-speaker selection: the same two rules as for one speaker, applied to each speaker's
+        validation phrases; the run stops when every speaker has gone ``patience`` evaluations
+        without a lower WER. The kept adapter combines each speaker's best rows; its WER and
+        loss are combined from each speaker's figures at that speaker's kept step."""
+        self.lowest_wer = min(self.lowest_wer, scores["wer"])
+        improved = []
+        for s, sc in scores["speakers"].items():
+            st = self.speaker_state[s]
+            if sc["wer"] < st["lowest_wer"] - 1e-9:
+                st["lowest_wer"], st["bad_evals"] = sc["wer"], 0
+            else:
+                st["bad_evals"] += 1
+            if sc["loss"] < st["best_loss"]:
+                st.update(best_loss=sc["loss"], best_step=self.step, errors=sc["errors"], words=sc["words"],
+                          n=sc["n"])
+                with torch.no_grad():
+                    for kept, p in zip(self._best_state, self.params, strict=True):
+                        kept[s].copy_(p[s])
+                improved.append(s)
+        states = self.speaker_state
+        self.bad_evals = min(st["bad_evals"] for st in states)
+        self.best_wer = sum(st["errors"] for st in states) / max(1, sum(st["words"] for st in states))
+        self.best_loss = sum(st["best_loss"] * st["n"] for st in states) / max(1, sum(st["n"] for st in states))
+        self.best_step = max(st["best_step"] for st in states)
+        if improved:
+            self._emit("on_best", {"step": self.step, "wer": self.best_wer, "loss": self.best_loss,
+                                   "speakers": improved})
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainResult:
@@ -399,7 +468,8 @@ class Trainer:
         self._emit("on_stop", {"reason": reason, "step": self.step})
         result = TrainResult(wer_before=self.wer_before, best_wer=self.best_wer, best_step=self.best_step,
                              steps=self.step, seconds=self.elapsed, stopped_reason=reason,
-                             history=list(self.history), parameter_report=report)
+                             history=list(self.history), parameter_report=report,
+                             speaker_steps=[st["best_step"] for st in self.speaker_state] or None)
         self._emit("on_end", {"result": result})
         return result
 
@@ -449,6 +519,7 @@ class Trainer:
         meta = {"step": self.step, "elapsed": self.elapsed, "best_wer": self.best_wer, "best_loss": self.best_loss,
                 "best_step": self.best_step, "lowest_wer": self.lowest_wer,
                 "wer_before": self.wer_before, "bad_evals": self.bad_evals, "history": self.history,
+                "speaker_state": self.speaker_state,
                 "config": self.config.to_dict()}
         write_bytes_atomic(path, to_bytes(tensors, metadata={"trainer": json.dumps(meta, default=float)}))
         return path
@@ -483,4 +554,5 @@ class Trainer:
         self.best_wer, self.best_step = float(meta["best_wer"]), int(meta["best_step"])
         self.best_loss, self.lowest_wer = float(meta["best_loss"]), float(meta["lowest_wer"])
         self.wer_before, self.bad_evals = float(meta["wer_before"]), int(meta["bad_evals"])
+        self.speaker_state = [dict(st) for st in meta.get("speaker_state", [])]
         self.history = list(meta["history"])
