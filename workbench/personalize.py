@@ -347,11 +347,14 @@ class Trainer:
             idx = order[s: s + 16]
             batch, texts = self.eval_cache.batch(idx)
             lp, lens = self.adapted.log_probs(batch) if self.adapted else self.backend.log_probs(batch)
-            loss += float(self.backend.loss_from_log_probs(lp, lens, texts)) * len(idx)  # same forward pass
-            if self.per_speaker:  # each utterance's own loss, for its speaker's choice
+            if self.per_speaker:  # each utterance's own loss, for its speaker's choice (and the sum)
+                own = [float(self.backend.loss_from_log_probs(lp[j: j + 1], lens[j: j + 1], [texts[j]]))
+                       for j in range(len(idx))]
                 speakers += [self.eval_cache.examples[i].speaker for i in idx]
-                losses += [float(self.backend.loss_from_log_probs(lp[j: j + 1], lens[j: j + 1], [texts[j]]))
-                           for j in range(len(idx))]
+                losses += own
+                loss += sum(own)
+            else:  # same forward pass as the hypotheses
+                loss += float(self.backend.loss_from_log_probs(lp, lens, texts)) * len(idx)
             lp = lp.float().cpu().numpy()
             hyps += [self.decoder(lp[j, : int(lens[j])]) for j in range(len(idx))]
             refs += texts

@@ -421,19 +421,17 @@ def train_bank(
     result = trainer.fit()
     # Test phrases: every process transcribes its share, each speaker with its own decoder (the one
     # personalize_speaker and evaluate_speaker use), and every process gathers all of them.
+    by_row = [[i for i, e in enumerate(held_out) if e.speaker == row] for row in range(len(corpora))]
     share: list[tuple] = []
-    for row, corpus in enumerate(corpora):
-        mine = [(i, e) for i, e in enumerate(held_out) if e.speaker == row][rank::world]
-        before, after = _transcribe_both(trainer.adapted, [e for _, e in mine],
+    for corpus, idx in zip(corpora, by_row, strict=True):
+        mine = idx[rank::world]
+        before, after = _transcribe_both(trainer.adapted, [held_out[i] for i in mine],
                                          build_decoder(decoder, prompts=corpus.prompts()))
-        share += [(i, b, a) for (i, _), b, a in zip(mine, before, after, strict=True)]
+        share += list(zip(mine, before, after, strict=True))
     heard = {i: (b, a) for part in distributed.all_gather_objects(share) for i, b, a in part}
-    comparisons = {}
-    for row, corpus in enumerate(corpora):
-        idx = [i for i, e in enumerate(held_out) if e.speaker == row]
-        comparisons[corpus.speaker_id] = compare([held_out[i].text for i in idx], [heard[i][0] for i in idx],
-                                                 [heard[i][1] for i in idx],
-                                                 utt_ids=[held_out[i].utt_id for i in idx])
+    comparisons = {corpus.speaker_id: compare([held_out[i].text for i in idx], [heard[i][0] for i in idx],
+                                              [heard[i][1] for i in idx], utt_ids=[held_out[i].utt_id for i in idx])
+                   for corpus, idx in zip(corpora, by_row, strict=True)}
     ids = [c.speaker_id for c in corpora]
     if rank != 0:
         return BankRun(ids, result, comparisons, None, trainer.adapted)
@@ -452,7 +450,7 @@ def _check_writable(path: Path) -> None:
     """Raise a plain error now if ``path`` could not be written later."""
     import os
 
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent  # Path("bank.safetensors").parent is Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -58,6 +58,7 @@ from workbench.audio import (
     resample,
 )
 from workbench.errors import AudioError, WorkbenchError
+from workbench.ui._render import error_html
 
 anywidget = require("anywidget", extra="ui", purpose="record with the browser's microphone")
 traitlets = require("traitlets", extra="ui", purpose="record with the browser's microphone")
@@ -912,7 +913,7 @@ class Recorder:
                 self.receive_upload(change["new"])
                 upload_msg.value = html.escape(self.message)
             except WorkbenchError as err:
-                upload_msg.value = f"<span style='color:#b00020'>{html.escape(str(err))}</span>"
+                upload_msg.value = error_html(str(err))
             finally:
                 upload.value = ()  # the file's bytes leave the widget state at once
 

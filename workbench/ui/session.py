@@ -39,6 +39,7 @@ import numpy as np
 from workbench.audio import QualityReport, Recording, check_quality
 from workbench.corpus import SpeakerCorpus, Utterance
 from workbench.errors import CorpusError, WorkbenchError
+from workbench.ui._render import error_html
 
 __all__ = ["PromptSession"]
 
@@ -388,7 +389,7 @@ class PromptSession:
             try:
                 self.give_consent(consent_id.value.strip(), text=consent_text.value, given_by=given_by.value.strip())
             except WorkbenchError as err:
-                consent_msg.value = f"<span style='color:#b00020'>{html.escape(str(err))}</span>"
+                consent_msg.value = error_html(str(err))
                 return
             refresh()
 

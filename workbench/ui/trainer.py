@@ -21,6 +21,7 @@ import numpy as np
 
 from workbench.errors import WorkbenchError
 from workbench.personalize import Trainer, TrainResult
+from workbench.ui._render import error_html
 
 __all__ = ["TrainerSession", "Throttle"]
 
@@ -218,12 +219,12 @@ class TrainerSession:
                     return
                 report = recording.quality()
                 if not report.ok:  # silent, clipped, too short...: say what to do, transcribe nothing
-                    answer.value = f"<span style='color:#b00020'>{html.escape(report.message)}</span>"
+                    answer.value = error_html(report.message)
                     return
                 try:
                     answer.value = self._answer_html(self.try_phrase(recording.audio))
                 except WorkbenchError as err:
-                    answer.value = f"<span style='color:#b00020'>{html.escape(str(err))}</span>"
+                    answer.value = error_html(str(err))
 
             rec.on_recording(on_recording)
             rows.insert(4, w.VBox([w.HTML("<b>Or record a phrase</b> (after training):"), rec.widget()]))
