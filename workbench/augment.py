@@ -236,13 +236,16 @@ def draw_seeds(batch: int, generator: torch.Generator | None = None) -> Tensor:
     return torch.randint(0, 2**62, (batch,), generator=generator, dtype=torch.int64)
 
 
+def _host_int64(x: Tensor | np.ndarray | list[int]) -> np.ndarray:
+    """``x`` as a host int64 array (a tensor is copied off its device)."""
+    if isinstance(x, Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x).astype(np.int64, copy=False)
+
+
 def _resolve_seeds(batch: int, seeds: Tensor | np.ndarray | None, generator: torch.Generator | None) -> np.ndarray:
     """Per-utterance seeds as a host ``(batch,)`` int64 array."""
-    if seeds is None:
-        seeds = draw_seeds(batch, generator)
-    if isinstance(seeds, Tensor):
-        seeds = seeds.detach().cpu().numpy()
-    seeds = np.asarray(seeds).astype(np.int64, copy=False)
+    seeds = _host_int64(draw_seeds(batch, generator) if seeds is None else seeds)
     if seeds.shape != (batch,):
         raise ValueError(f"seeds must have shape ({batch},), got {tuple(seeds.shape)}")
     return seeds
@@ -250,9 +253,7 @@ def _resolve_seeds(batch: int, seeds: Tensor | np.ndarray | None, generator: tor
 
 def _host_lengths(lengths: Tensor | np.ndarray | list[int], batch: int, frames: int) -> np.ndarray:
     """True lengths as a host ``(batch,)`` int64 array, checked against ``frames``."""
-    if isinstance(lengths, Tensor):
-        lengths = lengths.detach().cpu().numpy()
-    lengths = np.asarray(lengths).astype(np.int64, copy=False)
+    lengths = _host_int64(lengths)
     if lengths.shape != (batch,):
         raise ValueError(f"lengths must have shape ({batch},), got {tuple(lengths.shape)}")
     if lengths.size and (lengths.min() < 0 or lengths.max() > frames):
