@@ -275,7 +275,7 @@ def test_not_audio_bytes_and_files(tmp_path: Path) -> None:
     with pytest.raises(AudioError) as exc:
         load_audio(bad)
     assert str(exc.value).startswith(
-        "'x.wav' is not an audio file we can read (WAV, FLAC or OGG). "
+        "'x.wav' is not an audio file we can read (WAV, FLAC, OGG, MP3 or AIFF). "
         "If it came from a phone app, export it as WAV and try again."
     )
     _assert_plain(exc)
@@ -381,7 +381,7 @@ def test_interrupted_save_keeps_old_file(
         raise OSError("simulated power cut")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="simulated power cut"):
+    with pytest.raises(AudioError, match="simulated power cut. Check that the disk"):
         save_audio(path, make_tone(0.7, freq=500))
     monkeypatch.undo()
     assert path.read_bytes() == before
@@ -479,3 +479,81 @@ def test_play() -> None:
     )  # loud input is clipped, not normalized
     assert player.rate == SR if hasattr(player, "rate") else True
     assert player.data[:4] == b"RIFF"
+
+
+# --------------------------------------------------------------------------- #
+# Issue 16: full disks, read-only folders, one suffix list, cut-off files
+# --------------------------------------------------------------------------- #
+
+
+class _FullDisk:
+    """A file object whose writes fail as on a full (or read-only) disk."""
+
+    def __init__(self, real, code: int) -> None:
+        self._real, self._code = real, code
+
+    def write(self, data):
+        raise OSError(self._code, os.strerror(self._code))
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._real.close()
+
+
+def _fail_writes(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    import workbench._atomic as atomic
+
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(atomic.os, "fdopen", lambda fd, mode="r": _FullDisk(real_fdopen(fd, mode), code))
+
+
+@pytest.mark.parametrize(("code", "words"), [(28, "the disk is full"), (30, "read-only")])
+def test_save_on_a_full_or_read_only_disk_is_a_plain_error_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, words: str
+) -> None:
+    # before: soundfile's own write callback failed and raised a bare AssertionError
+    _fail_writes(monkeypatch, code)
+    with pytest.raises(AudioError, match=words) as exc:
+        save_audio(tmp_path / "take.flac", make_tone(0.5))
+    assert "take.flac" in str(exc.value) and "Nothing was saved" in str(exc.value)
+    _assert_plain(exc)
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind
+
+
+def test_mp3_is_read_like_the_other_formats(tmp_path: Path) -> None:
+    from workbench.audio import AUDIO_SUFFIXES
+
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile cannot decode MP3 (needs 1.1 or newer)")
+    assert ".mp3" in AUDIO_SUFFIXES
+    path = tmp_path / "take.mp3"
+    sf.write(path, make_speechlike(1.0), SR, format="MP3")
+    assert abs(load_audio(path).size - SR) < 0.1 * SR
+
+
+def test_cut_off_wav_is_read_with_a_warning(tmp_path: Path) -> None:
+    full = save_audio(tmp_path / "full.wav", make_tone(2.0))
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 4])
+    with pytest.warns(UserWarning, match=r"'cut.wav' looks cut off: it holds 0.5 s, only 25 %"):
+        x = load_audio(cut)
+    assert x.size == pytest.approx(SR / 2, abs=200)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_audio(full)  # a whole file: no warning
+
+
+def test_too_long_advice_works_on_the_command_line(tmp_path: Path) -> None:
+    path = save_audio(tmp_path / "long.flac", make_tone(3.0))
+    with pytest.raises(AudioError) as exc:
+        load_audio(path, max_seconds=1)
+    message = str(exc.value)
+    assert "sox LONG.wav piece.wav trim 0 60 : newfile : restart" in message
+    assert message.index("sox") < message.index("max_seconds=None")  # the Python hint comes last

@@ -2,20 +2,28 @@
 
 Write to a temporary file in the same folder, flush and fsync it, rename it
 over the target (``os.replace``, atomic on POSIX and Windows), then fsync the
-folder so the rename itself survives a power cut. A crash leaves at worst a
-hidden ``.<name>.*.tmp`` file, which readers ignore.
+folder so the rename itself survives a power cut. A failed write (full disk,
+read-only folder) removes its temporary file; a crash leaves at worst a hidden
+``.<name>.*.tmp`` file, which readers ignore (:func:`is_temp_name`) and
+:meth:`workbench.corpus.SpeakerCorpus.open` removes.
+
+:func:`disk_error_message` turns the ``OSError`` of a failed write into words a
+person can act on ("the disk is full: free some space ...").
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_file", "fsync_dir", "write_bytes_atomic"]
+__all__ = ["atomic_file", "disk_error_message", "fsync_dir", "is_temp_name", "write_bytes_atomic"]
+
+_TMP_SUFFIX = ".tmp"
 
 
 def fsync_dir(directory: Path) -> None:
@@ -45,7 +53,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """
     path = Path(os.fspath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -63,3 +71,35 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Replace ``path`` with ``data`` all at once."""
     with atomic_file(path, "wb") as fh:
         fh.write(data)
+
+
+def is_temp_name(name: str) -> bool:
+    """True for the name of a temporary file of :func:`atomic_file` (``.<name>.<random>.tmp``).
+
+    >>> is_temp_name(".take.flac.k2j4_x.tmp"), is_temp_name("take.flac")
+    (True, False)
+    """
+    return name.startswith(".") and name.endswith(_TMP_SUFFIX) and name.count(".") >= 3
+
+
+_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG})
+_DENIED = frozenset({errno.EACCES, errno.EPERM})
+
+
+def disk_error_message(err: OSError, path: str | os.PathLike) -> str:
+    """What went wrong when writing ``path``, and what to do, in plain words.
+
+    >>> disk_error_message(OSError(errno.ENOSPC, "No space left on device"), "a/take.flac")
+    "Could not write 'a/take.flac': the disk is full. Free some space (or move the folder to a disk with room) and try again."
+    """
+    where = f"Could not write '{os.fspath(path)}'"
+    if err.errno in _FULL:
+        return f"{where}: the disk is full. Free some space (or move the folder to a disk with room) and try again."
+    if err.errno == errno.EROFS:
+        return (f"{where}: the disk or folder is read-only (a locked USB stick, a CD, a read-only network share "
+                "or an unpacked archive). Copy the folder to a place you can write to, such as your Documents, "
+                "and use the copy.")
+    if err.errno in _DENIED:
+        return (f"{where}: this account may not write there. Copy the folder to a place you can write to, such as "
+                "your Documents, or ask whoever manages this computer for write access.")
+    return f"{where}: {err.strerror or err}. Check that the disk is still connected and has room, then try again."

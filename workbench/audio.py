@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -32,15 +33,18 @@ import numpy as np
 import soundfile as sf
 
 from workbench._optional import require
-from workbench._atomic import atomic_file
+from workbench._atomic import disk_error_message, write_bytes_atomic
 from workbench.errors import AudioError
 
 __all__ = [
+    "AUDIO_SUFFIXES",
     "PROBLEM_CODES",
+    "UNSUPPORTED_AUDIO_SUFFIXES",
     "Problem",
     "QualityReport",
     "Recording",
     "check_quality",
+    "encode_audio",
     "float_to_pcm16",
     "load_audio",
     "pcm16_to_float",
@@ -70,6 +74,27 @@ _MIN_RATE = 8_000  # Hz; below this speech recognition is hopeless
 _MAX_CHANNELS = 16  # the channel axis of a 2-D array is the smaller one, at most this
 _HEADER_MAGIC = (b"RIFF", b"RF64", b"fLaC", b"OggS", b"FORM")
 _RAW_SUFFIXES = (".pcm", ".raw")
+
+
+def _readable_suffixes() -> tuple[str, ...]:
+    """The endings this soundfile build decodes (MP3 needs libsndfile >= 1.1, Opus a build with it)."""
+    formats = sf.available_formats()
+    out = [".wav", ".flac", ".ogg", ".oga"]
+    if "OPUS" in sf.available_subtypes("OGG"):
+        out.append(".opus")
+    if "MP3" in formats:
+        out.append(".mp3")
+    return (*out, ".aiff", ".aif")
+
+
+#: File endings of the audio files the workbench reads: one list for ``transcribe``,
+#: :func:`workbench.corpus.import_folder` and the app (lower case, with the dot).
+AUDIO_SUFFIXES: tuple[str, ...] = _readable_suffixes()
+#: Common audio endings it cannot read; such files are reported with "export it as WAV".
+UNSUPPORTED_AUDIO_SUFFIXES: tuple[str, ...] = tuple(
+    s for s in (".mp3", ".m4a", ".aac", ".wma", ".amr", ".3gp", ".opus", ".webm") if s not in AUDIO_SUFFIXES
+)
+_FORMAT_NAMES = "WAV, FLAC, OGG" + (", MP3" if ".mp3" in AUDIO_SUFFIXES else "") + " or AIFF"
 _WRITE_FORMATS = {  # suffix -> (soundfile format, subtype)
     ".wav": ("WAV", "PCM_16"),
     ".flac": ("FLAC", "PCM_16"),
@@ -269,7 +294,7 @@ def float_to_pcm16(wav: np.ndarray) -> np.ndarray:
 
 def _not_audio_message(name: str) -> str:
     return (
-        f"{name} is not an audio file we can read (WAV, FLAC or OGG). "
+        f"{name} is not an audio file we can read ({_FORMAT_NAMES}). "
         "If it came from a phone app, export it as WAV and try again."
     )
 
@@ -277,7 +302,9 @@ def _not_audio_message(name: str) -> str:
 def _too_long_message(name: str, seconds: float, max_seconds: float) -> str:
     return (
         f"{name} is {seconds / 60:.1f} minutes long; the limit is {max_seconds / 60:.1f} minutes. "
-        "Cut it into shorter pieces (one prompt per file), or pass max_seconds=None to load it anyway."
+        "Cut it into shorter pieces, best one prompt per file (in Audacity, or with sox: "
+        "'sox LONG.wav piece.wav trim 0 60 : newfile : restart' makes 1-minute pieces), and use the pieces. "
+        "(From Python, load_audio(path, max_seconds=None) reads it whole.)"
     )
 
 
@@ -327,10 +354,11 @@ def read_audio(
         if path is not None:
             size = path.stat().st_size
             with open(path, "rb") as fh:
-                head = fh.read(4)
+                head8 = fh.read(8)
         else:
             assert data is not None
-            size, head = len(data), data[:4]
+            size, head8 = len(data), data[:8]
+        head = head8[:4]
     except OSError as exc:
         raise AudioError(
             f"{name} could not be read ({exc.strerror or exc}). Check that the file is not open elsewhere."
@@ -376,6 +404,14 @@ def read_audio(
         )
     if x.shape[0] == 0:
         raise AudioError(f"{name} contains no sound (0 samples). Record again.")
+    announced = int.from_bytes(head8[4:8], "little") + 8 if head == b"RIFF" and len(head8) == 8 else 0
+    if 8 < announced < 0xFFFFFFFF and size < announced:  # 0 / 0xFFFFFFFF: written by a streaming recorder
+        warnings.warn(
+            f"{name} looks cut off: it holds {x.shape[0] / rate:.1f} s, only {100 * size / announced:.0f} % of what "
+            "its header announces (the copy or the recording stopped early). The part that is there was read; "
+            "check the original file.",
+            stacklevel=2,
+        )
     return (x[:, 0].copy() if x.shape[1] == 1 else x), rate
 
 
@@ -438,9 +474,20 @@ def save_audio(
         The path written.
 
     Raises:
-        AudioError: NaN/inf samples, no samples, or an unsupported suffix.
+        AudioError: NaN/inf samples, no samples, an unsupported suffix, or the file
+        could not be written (full disk, read-only folder; nothing is left behind).
     """
     path = Path(os.fspath(path))
+    data = _checked_bytes(path, wav, sample_rate)
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as err:
+        raise AudioError(disk_error_message(err, path) + " Nothing was saved.") from None
+    return path
+
+
+def _checked_bytes(path: Path, wav: np.ndarray, sample_rate: int) -> bytes:
+    """Check ``wav`` and the suffix of ``path`` (plain AudioErrors), then encode it in memory."""
     sample_rate = _check_rate(sample_rate)
     fmt = _WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -458,10 +505,29 @@ def save_audio(
             f"Cannot save {path.name!r}: {n_bad} samples are not numbers (NaN or infinity), "
             "so the recording is damaged. Check the microphone connection and record again."
         )
-    x = np.clip(x, -1.0, 1.0)
-    with atomic_file(path, "wb") as fh:
-        sf.write(fh, x, sample_rate, format=fmt[0], subtype=fmt[1])
-    return path
+    return _encode(np.clip(x, -1.0, 1.0), sample_rate, fmt)
+
+
+def _encode(x: np.ndarray, sample_rate: int, fmt: tuple[str, str]) -> bytes:
+    """The file's bytes, encoded in memory: a write error is then an ``OSError`` from our own write,
+    not a bare ``AssertionError`` from inside soundfile."""
+    buf = io.BytesIO()
+    sf.write(buf, x, sample_rate, format=fmt[0], subtype=fmt[1])
+    return buf.getvalue()
+
+
+def encode_audio(wav: np.ndarray, suffix: str = ".flac", sample_rate: int = _SR) -> bytes:
+    """The bytes :func:`save_audio` would write, with the same checks, without touching the disk.
+
+    Args:
+        wav: ``(n,)`` samples in [-1, 1] (clipped beyond), as for :func:`save_audio`.
+        suffix: ``".flac"`` (16-bit), ``".wav"`` (16-bit) or ``".ogg"`` (Vorbis).
+        sample_rate: rate of ``wav`` in Hz.
+
+    >>> encode_audio(np.zeros(160, np.float32))[:4]
+    b'fLaC'
+    """
+    return _checked_bytes(Path("audio" + suffix), wav, sample_rate)
 
 
 # --------------------------------------------------------------------------- #
