@@ -160,6 +160,63 @@ def test_only_adapter_parameters_receive_gradients(backend, case) -> None:
         adapted.remove()
 
 
+@pytest.mark.parametrize("targets", ["all", "attention"])
+def test_merged_bank_serves_only_the_merged_row(targets) -> None:
+    """After merge(s) only row s is in the weights: a mixed batch must be refused (PEFT raises too)."""
+    backend = _tiny_backend()
+    waves = _waves(4)
+    adapted = inject(backend, LoRAConfig(rank=2, targets=targets, num_speakers=4))
+    _randomize(adapted)
+    try:
+        row2 = _logits(backend, waves, adapted, [2, 2, 2, 2])
+        mixed = _logits(backend, waves, adapted, [0, 1, 2, 3])
+        adapted.merge(2)
+        with pytest.raises(AdapterError, match=r"row 2 is merged.*rows \[0, 1, 3\].*unmerge"):
+            _logits(backend, waves, adapted, [0, 1, 2, 3])
+        torch.testing.assert_close(_logits(backend, waves, adapted, [2, 2, 2, 2]), row2, atol=1e-5, rtol=1e-5)
+        with adapted.disabled():  # adapters off: any routing is the base model
+            _logits(backend, waves, adapted, [0, 1, 2, 3])
+        with pytest.raises(AdapterError, match="already merged"):
+            adapted.merge(1)
+        with pytest.raises(AdapterError, match="rows 0 to 3"):
+            adapted.unmerge().merge(4)
+        adapted.unmerge()
+        torch.testing.assert_close(_logits(backend, waves, adapted, [0, 1, 2, 3]), mixed, atol=0, rtol=0)
+    finally:
+        adapted.remove()
+
+
+def test_disabled_while_merged_is_exactly_the_base_model() -> None:
+    backend = _tiny_backend()
+    waves = _waves(3)
+    weights = {k: v.clone() for k, v in backend.module.state_dict().items()}
+    base = _logits(backend, waves)
+    adapted = inject(backend, LoRAConfig(rank=4, num_speakers=2))
+    _randomize(adapted, scale=0.5)
+    try:
+        personal = _logits(backend, waves, adapted, [1, 1, 1])
+        assert (personal - base).abs().max() > 0.1
+        adapted.merge(1)
+        with adapted.disabled():
+            assert torch.equal(_logits(backend, waves, adapted, [1, 1, 1]), base)  # bit for bit
+        torch.testing.assert_close(_logits(backend, waves, adapted, [1, 1, 1]), personal, atol=2e-4, rtol=1e-4)
+        adapted.disable()
+        assert torch.equal(_logits(backend, waves), base)
+        with pytest.raises(AdapterError, match="enable"):
+            adapted.unmerge().disable().merge(1)
+        adapted.enable().merge(1)
+        adapted.disable()
+        adapted.unmerge()  # while disabled: the base weights are already in place
+        adapted.enable()
+        torch.testing.assert_close(_logits(backend, waves, adapted, [1, 1, 1]), personal, atol=1e-6, rtol=0)
+        adapted.merge(1).unmerge()
+        now = backend.module.state_dict()
+        assert all(torch.equal(now[k], v) for k, v in weights.items())  # unmerge restores bit for bit
+    finally:
+        adapted.remove()
+    assert torch.equal(_logits(backend, waves), base)
+
+
 @pytest.mark.parametrize("repeat", [False, True])
 def test_bank_mixed_batch_equals_each_example_alone(backend, case, repeat: bool) -> None:
     n_speakers = 16

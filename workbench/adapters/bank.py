@@ -23,7 +23,7 @@ from torch import Tensor
 
 from workbench.adapters.base import AdapterConfig
 from workbench.adapters.io import check_base, read_submodel
-from workbench.adapters.model import Adapted, config_from_dict, inject
+from workbench.adapters.model import Adapted, fitting_config, inject
 from workbench.errors import AdapterError
 
 __all__ = ["SubmodelBank", "warm_start"]
@@ -62,6 +62,7 @@ class SubmodelBank:
         for p in paths:
             tensors, meta = read_submodel(p)
             check_base(meta, base_model=backend.name, base_fingerprint=backend.fingerprint(), what=str(p))
+            fitting_config(backend, meta, tensors, Path(p).name)  # before anything is allocated
             loaded.append((Path(p), tensors, meta))
         first = loaded[0][2]
         for p, _, meta in loaded[1:]:
@@ -69,7 +70,7 @@ class SubmodelBank:
                 raise AdapterError(f"{p.name} is a {meta['family']} adapter with settings {meta['config']}, "
                                    f"unlike {loaded[0][0].name} ({first['config']}); a bank holds one layout")
         ids = [sid for _, _, meta in loaded for sid in meta["speaker_ids"]]
-        bank = cls(backend, config_from_dict(first["config"]), ids)
+        bank = cls(backend, fitting_config(backend, first, loaded[0][1], loaded[0][0].name), ids)
         bank.adapted.load_state_dict(bank._stack([(p, t) for p, t, _ in loaded]))
         return bank
 
@@ -124,6 +125,7 @@ class SubmodelBank:
         tensors, meta = read_submodel(path)
         backend = self.adapted.backend
         check_base(meta, base_model=backend.name, base_fingerprint=backend.fingerprint(), what=str(path))
+        fitting_config(backend, meta, tensors, Path(path).name)
         if _layout_key(meta["config"]) != _layout_key(self.adapted.config.to_dict()):
             raise AdapterError(f"{Path(path).name} has adapter settings {meta['config']}, but this bank uses "
                                f"{self.adapted.config.to_dict()}")
@@ -173,7 +175,7 @@ def warm_start(backend: Any, bank_file: str | Path, *, z: Tensor | None = None,
     """
     tensors, meta = read_submodel(bank_file)
     check_base(meta, base_model=backend.name, base_fingerprint=backend.fingerprint(), what=str(bank_file))
-    cfg = config_from_dict(meta["config"])
+    cfg = fitting_config(backend, meta, tensors, Path(bank_file).name)
     if cfg.family != "hra" or getattr(cfg, "space", "") != "embedding":
         raise AdapterError(f"{Path(bank_file).name} is a {cfg.family} bank without a speaker-embedding space; "
                            "warm starts need HRAConfig(space='embedding')")

@@ -15,15 +15,22 @@ speaker absent from a batch gets an exactly-zero gradient.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import typing
 import warnings
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from workbench.errors import AdapterError
 
-__all__ = ["ACTIVATIONS", "AdapterConfig", "SiteAdapter", "add_bias", "bmm_or_matmul", "gather_rows"]
+__all__ = ["ACTIVATIONS", "MAX_SIZE", "MAX_SPEAKERS", "AdapterConfig", "SiteAdapter", "add_bias", "bmm_or_matmul",
+           "gather_rows"]
+
+MAX_SIZE = 1 << 16  # cap on every size-like config field (rank, widths, kernels): far above any real adapter
+MAX_SPEAKERS = 100_000  # cap on the rows of a bank
 
 ACTIVATIONS = {"relu": nn.functional.relu, "swish": nn.functional.silu, "gelu": nn.functional.gelu}
 
@@ -38,10 +45,41 @@ class AdapterConfig:
     top_layers: int = 0  # adapt only the last k encoder blocks (0 = all); backprop then stops below them
 
     def __post_init__(self) -> None:
+        self._check_field_types()
         if not isinstance(self.num_speakers, int) or self.num_speakers < 1:
             raise AdapterError(f"num_speakers must be a whole number >= 1, got {self.num_speakers!r}")
         if not isinstance(self.top_layers, int) or self.top_layers < 0:
             raise AdapterError(f"top_layers must be a whole number >= 0 (0 = all layers), got {self.top_layers!r}")
+
+    def _check_field_types(self) -> None:
+        """Every field has its annotated type and a sane size, before anything is allocated.
+
+        Whole numbers (``int`` fields) must be ints (numpy ints are converted; bools are not
+        numbers here) in ``[0, MAX_SIZE]`` (``num_speakers``: ``[0, MAX_SPEAKERS]``); ``float``
+        fields finite real numbers; ``bool`` fields bools; ``str``/``Literal`` fields strings.
+        A config read from a file is untrusted: these caps keep a damaged or crafted file
+        from asking for gigabytes (family checks then narrow the ranges further).
+        """
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            val, hint, where = getattr(self, f.name), hints[f.name], f"{type(self).__name__}.{f.name}"
+            if hint is bool:
+                if not isinstance(val, bool):
+                    raise AdapterError(f"{where} must be true or false, got {_short(val)}")
+            elif hint is int:
+                cap = MAX_SPEAKERS if f.name == "num_speakers" else MAX_SIZE
+                if isinstance(val, bool) or not isinstance(val, numbers.Integral) or not 0 <= val <= cap:
+                    raise AdapterError(f"{where} must be a whole number from 0 to {cap}, got {_short(val)}")
+                setattr(self, f.name, int(val))
+            elif hint is float:
+                if isinstance(val, bool) or not isinstance(val, numbers.Real) or not math.isfinite(val):
+                    raise AdapterError(f"{where} must be a finite number, got {_short(val)}")
+                setattr(self, f.name, float(val))
+            elif typing.get_origin(hint) is Literal or hint is str:
+                allowed = typing.get_args(hint)
+                if not isinstance(val, str) or (allowed and val not in allowed):
+                    choice = f"one of {list(allowed)}" if allowed else "text"
+                    raise AdapterError(f"{where} must be {choice}, got {_short(val)}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict including ``family``; inverse of :func:`workbench.adapters.config_from_dict`."""
@@ -52,6 +90,15 @@ class AdapterConfig:
 
     def _warn_fix(self, message: str) -> None:
         warnings.warn(f"{type(self).__name__}: {message}", stacklevel=4)
+
+
+def _short(val: Any, limit: int = 60) -> str:
+    """``repr(val)`` cut to ``limit`` characters (values from a file can be huge)."""
+    try:
+        text = repr(val)
+    except (ValueError, RecursionError):  # e.g. an int too long to print
+        text = f"<{type(val).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def gather_rows(param: Tensor, index: Tensor | None, batch: int) -> Tensor:

@@ -22,15 +22,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from workbench._atomic import write_bytes_atomic
+from workbench.adapters.base import MAX_SPEAKERS, _short
 from workbench.errors import AdapterError
 
 __all__ = ["FORMAT_VERSION", "check_base", "read_submodel", "write_submodel"]
 
 FORMAT_VERSION = "1"
 _JSON_KEYS = ("config", "speaker_ids", "specaugment", "training", "metrics")
+_MAX_ID = 200  # characters in one speaker id
 
 
 def write_submodel(path: str | Path, tensors: dict[str, Tensor], *, config: dict, base_model: str,
@@ -61,10 +64,16 @@ def write_submodel(path: str | Path, tensors: dict[str, Tensor], *, config: dict
 
 
 def read_submodel(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """``(tensors, metadata)`` of a Submodel file; JSON fields are decoded.
+    """``(tensors, metadata)`` of a Submodel file; JSON fields are decoded and checked.
+
+    The metadata is untrusted (anyone can edit it): its types, the speaker ids and their
+    count are checked here, before the weights are read; that the config fits the stored
+    tensors is checked by :func:`workbench.adapters.model.fitting_config`, before any adapter
+    is built. Weights must be finite floating-point tensors.
 
     Raises:
-        AdapterError: missing file, not a safetensors file, or not a workbench Submodel.
+        AdapterError: missing file, not a safetensors file, not a workbench Submodel, or
+            metadata/weights that are damaged (the message names the field and what to do).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
@@ -75,20 +84,66 @@ def read_submodel(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = dict(f.metadata() or {})
-        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise AdapterError(f"{path.name} is not a readable Submodel file ({err}); it may be damaged — "
                            "export it again from the speaker folder") from None
     if raw.get("workbench_submodel") != FORMAT_VERSION:
         raise AdapterError(f"{path.name} is a safetensors file but not a workbench Submodel (format "
-                           f"{raw.get('workbench_submodel')!r}); it cannot be loaded as an adapter")
+                           f"{_short(raw.get('workbench_submodel'))}); it cannot be loaded as an adapter")
+    meta = _decode_metadata(raw, path.name)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise AdapterError(f"{path.name} is not a readable Submodel file ({err}); it may be damaged — "
+                           "export it again from the speaker folder") from None
+    for key, t in tensors.items():
+        if not t.is_floating_point():
+            raise AdapterError(f"{path.name}: adapter weight {key!r} is stored as {t.dtype}, not as numbers with "
+                               f"a fraction; {_DAMAGED}")
+        if not bool(torch.isfinite(t).all()):
+            raise AdapterError(f"{path.name}: adapter weight {key!r} holds NaN or infinite values, so the adapter "
+                               "would break every transcript; retrain it or use an earlier Submodel file")
+    return tensors, meta
+
+
+_DAMAGED = ("the file is damaged or was not written by the workbench — do not use it; export the adapter "
+            "again from the speaker's folder or train a new one")
+
+
+def _decode_metadata(raw: dict[str, str], name: str) -> dict[str, Any]:
+    """Decode the JSON fields of ``raw`` and check their types (see the module docstring)."""
     meta: dict[str, Any] = dict(raw)
     for key in _JSON_KEYS:
         try:
             meta[key] = json.loads(raw.get(key, "null"))
-        except json.JSONDecodeError:
-            raise AdapterError(f"{path.name}: metadata field {key!r} is corrupt; export the Submodel again") from None
-    return tensors, meta
+        except (ValueError, RecursionError):  # bad JSON, an int of > 4300 digits, deep nesting
+            raise AdapterError(f"{name}: metadata field {key!r} is corrupt; {_DAMAGED}") from None
+    for key in ("family", "base_model", "base_fingerprint"):
+        if not isinstance(meta.get(key), str):
+            raise AdapterError(f"{name}: metadata field {key!r} is {_short(meta.get(key))}, not text; {_DAMAGED}")
+    config = meta["config"]
+    if not isinstance(config, dict):
+        raise AdapterError(f"{name}: the adapter settings are {_short(config)}, not a set of named values; {_DAMAGED}")
+    if config.get("family") != meta["family"]:
+        raise AdapterError(f"{name}: the file says it is a {_short(meta['family'])} adapter but its settings say "
+                           f"{_short(config.get('family'))}; {_DAMAGED}")
+    for key, want in (("specaugment", (dict, type(None))), ("training", dict), ("metrics", dict)):
+        if not isinstance(meta[key], want):
+            raise AdapterError(f"{name}: metadata field {key!r} is {_short(meta[key])}, not a set of named "
+                               f"values; {_DAMAGED}")
+    ids = meta["speaker_ids"]
+    if not isinstance(ids, list) or not ids or not all(isinstance(s, str) and 0 < len(s) <= _MAX_ID for s in ids):
+        raise AdapterError(f"{name}: the speaker ids are {_short(ids)}; a Submodel names its speakers as a list "
+                           f"of 1 to {MAX_SPEAKERS} short texts; {_DAMAGED}")
+    if len(ids) > MAX_SPEAKERS:
+        raise AdapterError(f"{name} names {len(ids)} speakers, more than a bank can hold ({MAX_SPEAKERS}); {_DAMAGED}")
+    if len(set(ids)) != len(ids):
+        raise AdapterError(f"{name}: speaker ids repeat ({sorted({s for s in ids if ids.count(s) > 1})[:3]}); "
+                           f"{_DAMAGED}")
+    n = config.get("num_speakers", 1)
+    if isinstance(n, int) and not isinstance(n, bool) and n != len(ids):
+        raise AdapterError(f"{name}: the settings say {_short(n)} speakers but the file names {len(ids)}; {_DAMAGED}")
+    return meta
 
 
 def check_base(meta: dict[str, Any], *, base_model: str, base_fingerprint: str, what: str = "this Submodel") -> None:

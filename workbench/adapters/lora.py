@@ -36,6 +36,7 @@ class LoRAConfig(AdapterConfig):
     rank: int = 8  # r
     alpha: float = 16.0  # scale = alpha / r
     targets: Literal["attention", "ffn", "all"] = "all"  # which encoder linears get LoRA
+    decoder: bool = False  # also the decoder's linears (sequence-to-sequence backends: Whisper); CTC models have none
     dropout: float = 0.0  # on the LoRA input, training only
 
     def __post_init__(self) -> None:
@@ -46,6 +47,8 @@ class LoRAConfig(AdapterConfig):
             raise AdapterError(f"alpha must be > 0, got {self.alpha}")
         if self.targets not in _TARGET_SETS:
             raise AdapterError(f"targets must be one of {_TARGET_SETS}, got {self.targets!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise AdapterError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def scale(self) -> float:
@@ -68,6 +71,8 @@ class LoRAAdapter(SiteAdapter):
         self.lora_b = nn.Parameter(torch.zeros(n, out_features, r))  # (N, out, r): zero = identity
         self.dropout = nn.Dropout(config.dropout)
         self.merged_speaker: int | None = None
+        self._other: Tensor | None = None  # while merged: the weight not in the linear now (base or merged)
+        self._base_shown = False  # while merged: the linear holds the base weight (adapters disabled)
 
     def delta(self, x: Tensor, speaker_index: Tensor | None) -> Tensor:
         """``(alpha/r) B_s A_s x`` for ``x (B, ..., in)`` -> ``(B, ..., out)``."""
@@ -82,6 +87,9 @@ class LoRAAdapter(SiteAdapter):
         return (self.lora_b[speaker] @ self.lora_a[speaker]) * self.config.scale
 
     def merge_into(self, linear: nn.Linear, speaker: int = 0, *, safe: bool = True) -> None:
+        """``W += (alpha/r) B_s A_s``; the original ``W`` is kept (one copy of this layer's weight) so that
+        unmerging and :meth:`show_base` restore the base model bit for bit (subtracting would be off
+        by rounding)."""
         if self.merged_speaker is not None:
             raise AdapterError("this LoRA layer is already merged; unmerge it first")
         with torch.no_grad():
@@ -89,14 +97,28 @@ class LoRAAdapter(SiteAdapter):
             if safe and not torch.isfinite(new).all():
                 raise AdapterError("merging would put NaN/inf into the base weights; the adapter is broken — "
                                    "retrain it or load a good checkpoint")
+            self._other = linear.weight.detach().clone()  # the base weight while the merged one is live
+            self._base_shown = False
             linear.weight.copy_(new)
         self.merged_speaker = speaker
 
-    def unmerge_from(self, linear: nn.Linear) -> None:
-        if self.merged_speaker is None:
+    def show_base(self, linear: nn.Linear, base: bool) -> None:
+        """While merged: put the exact base weight (``base=True``) or the merged one back into ``linear``.
+
+        A pointer swap, no arithmetic, so both directions are exact and O(1).
+        """
+        if self.merged_speaker is None or base == self._base_shown:
             return
         with torch.no_grad():
-            linear.weight.sub_(self.update(self.merged_speaker).to(linear.weight.dtype))
+            linear.weight.data, self._other = self._other, linear.weight.data
+        self._base_shown = base
+
+    def unmerge_from(self, linear: nn.Linear) -> None:
+        """Restore the exact base weight (kept at merge time)."""
+        if self.merged_speaker is None:
+            return
+        self.show_base(linear, True)
+        self._other = None
         self.merged_speaker = None
 
     def forward(self, x: Tensor, mask: Tensor | None, speaker_index: Tensor | None,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,7 +30,7 @@ from workbench.adapters.lora import LoRAAdapter, LoRAConfig
 from workbench.adapters.residual import ResidualAdapter, ResidualConfig
 from workbench.errors import AdapterError
 
-__all__ = ["REGISTRY", "Adapted", "config_from_dict", "inject", "load_submodel"]
+__all__ = ["REGISTRY", "Adapted", "config_from_dict", "fitting_config", "inject", "layout_shapes", "load_submodel"]
 
 # family name -> (config class, module class)
 REGISTRY: dict[str, tuple[type[AdapterConfig], type[SiteAdapter]]] = {
@@ -76,58 +77,27 @@ class Adapted:
         self.config = config
         self.adapters = nn.ModuleDict()
         self.base_fingerprint = backend.fingerprint()
-        self.enabled = True
+        self._enabled = True
         self._hooks: list[Any] = []
         self._linears: dict[str, nn.Linear] = {}
         self._speaker_index: Tensor | None = None
         self._state: dict = {}
-        self._merged = False
+        self._merged: int | None = None  # the speaker row folded into the base weights, if any
         backend.freeze()
         device = backend.device
-        if config.family == "lora":
-            self._inject_lora(config)
-        else:
-            self._inject_sites(config)
+        self._inject(config)
         self.adapters.to(device)
 
     # ------------------------------------------------------------------ injection
-    def _chosen_sites(self, config: AdapterConfig) -> list[tuple[str, nn.Module]]:
-        sites = self.backend.adapter_sites()
-        if not sites:
-            raise AdapterError(f"the base model {self.backend.name!r} exposes no adapter sites")
-        if config.top_layers > len(sites):
-            raise AdapterError(f"top_layers={config.top_layers} but {self.backend.name!r} has {len(sites)} blocks")
-        return sites[-config.top_layers:] if config.top_layers else sites
-
-    def _inject_sites(self, config: AdapterConfig) -> None:
-        sites = self._chosen_sites(config)
-        module_cls = REGISTRY[config.family][1]
-        dim = self.backend.hidden_size
-        shared = module_cls(dim, config, site=0, num_sites=len(sites)) if config.family == "hra" else None
-        if shared is not None:
-            self.adapters["hra"] = shared
-        for i, (name, block) in enumerate(sites):
-            if shared is None:
-                self.adapters[name.replace(".", "_")] = module_cls(dim, config, site=i, num_sites=len(sites))
-            adapter = shared if shared is not None else self.adapters[name.replace(".", "_")]
-            self._hooks.append(block.register_forward_hook(self._site_hook(i, adapter), with_kwargs=True))
-
-    def _inject_lora(self, config: LoRAConfig) -> None:
-        targets = []
-        blocks = tuple(name + "." for name, _ in self._chosen_sites(config))
-        for name, lin in self.backend.linear_layers():
-            if not name.startswith(blocks):
-                continue
-            attn = _is_attention(name)
-            if config.targets == "all" or (config.targets == "attention") == attn:
-                targets.append((name, lin))
-        if not targets:
-            raise AdapterError(f"no {config.targets} linear layers found in {self.backend.name!r} for LoRA")
-        for name, lin in targets:
-            key = name.replace(".", "_")
-            self.adapters[key] = LoRAAdapter(lin.in_features, lin.out_features, config)
-            self._linears[key] = lin
-            self._hooks.append(lin.register_forward_hook(self._lora_hook(self.adapters[key])))
+    def _inject(self, config: AdapterConfig) -> None:
+        self.adapters, targets = _build_modules(self.backend, config)
+        for key, target, site in targets:
+            adapter = self.adapters[key]
+            if config.family == "lora":
+                self._linears[key] = target
+                self._hooks.append(target.register_forward_hook(self._lora_hook(adapter)))
+            else:
+                self._hooks.append(target.register_forward_hook(self._site_hook(site, adapter), with_kwargs=True))
 
     def _site_hook(self, site: int, adapter: SiteAdapter):
         def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
@@ -180,6 +150,10 @@ class Adapted:
             raise AdapterError(f"speaker index must be 1-D (one per example), got shape {tuple(index.shape)}")
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.num_speakers):
             raise AdapterError(f"speaker index out of range [0, {self.num_speakers}): {index.tolist()[:8]}")
+        if self._merged is not None and self.enabled and index.numel() and bool((index != self._merged).any()):
+            others = sorted(set(index.tolist()) - {self._merged})
+            raise AdapterError(f"speaker row {self._merged} is merged into the base weights, so rows {others[:5]} "
+                               "cannot be served now; call unmerge() first to serve a mixed batch")
         return index
 
     def loss(self, batch: Any, targets: list[str]) -> Tensor:
@@ -200,17 +174,29 @@ class Adapted:
         return self.backend.transcribe(waveforms, speakers=speakers, route=self.route, **kwargs)
 
     # ------------------------------------------------------------------ switches
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, on: bool) -> None:
+        # while LoRA is merged, "off" must put the exact base weights back (see LoRAAdapter.show_base)
+        self._enabled = bool(on)
+        for key, lin in self._linears.items():
+            self.adapters[key].show_base(lin, not self._enabled)
+
     def enable(self) -> Adapted:
         self.enabled = True
         return self
 
     def disable(self) -> Adapted:
-        """Turn the adapters off: the backend computes exactly the base model."""
+        """Turn the adapters off: the backend computes exactly the base model (merged or not)."""
         self.enabled = False
         return self
 
     @contextlib.contextmanager
     def disabled(self) -> Iterator[None]:
+        """Inside the block the backend computes exactly the base model, even while LoRA is merged."""
         prev, self.enabled = self.enabled, False
         try:
             yield
@@ -218,27 +204,39 @@ class Adapted:
             self.enabled = prev
 
     def merge(self, speaker: int = 0, *, safe: bool = True) -> Adapted:
-        """Fold speaker ``speaker``'s LoRA update into the base weights (inference speed-up)."""
+        """Fold speaker ``speaker``'s LoRA update into the base weights (inference speed-up).
+
+        While merged, only row ``speaker`` can be served (routing another row raises), and
+        each adapted linear's base weight is kept once more in memory so that
+        :meth:`unmerge` and :meth:`disabled` give the base model exactly.
+        """
         if self.config.family != "lora":
             raise AdapterError(
                 f"{self.config.family} adapters are non-linear, so they cannot be merged into the base weights; "
                 "only LoRA can. Keep them unmerged (the overhead is small)")
+        if self._merged is not None:
+            raise AdapterError(f"speaker row {self._merged} is already merged; call unmerge() first")
+        if not self.enabled:
+            raise AdapterError("the adapters are disabled; enable() them before merging")
+        if not 0 <= int(speaker) < self.num_speakers:
+            raise AdapterError(f"cannot merge speaker row {speaker}: this adapter has rows 0 to {self.num_speakers - 1}")
         done = []
         try:
             for key, lin in self._linears.items():
-                self.adapters[key].merge_into(lin, speaker, safe=safe)
+                self.adapters[key].merge_into(lin, int(speaker), safe=safe)
                 done.append(key)
         except AdapterError:
             for key in done:
                 self.adapters[key].unmerge_from(self._linears[key])
             raise
-        self._merged = True
+        self._merged = int(speaker)
         return self
 
     def unmerge(self) -> Adapted:
+        """Put the exact base weights back (kept at merge time)."""
         for key, lin in self._linears.items():
             self.adapters[key].unmerge_from(lin)
-        self._merged = False
+        self._merged = None
         return self
 
     def remove(self) -> Any:
@@ -297,7 +295,7 @@ class Adapted:
 
         if len(speaker_ids) != self.num_speakers:
             raise AdapterError(f"{len(speaker_ids)} speaker ids for {self.num_speakers} adapter rows")
-        if self._merged:
+        if self._merged is not None:
             raise AdapterError("unmerge the adapters before saving them")
         return write_submodel(path, self.state_dict(), config=self.config.to_dict(), base_model=self.backend.name,
                               base_fingerprint=self.base_fingerprint, speaker_ids=speaker_ids,
@@ -337,6 +335,108 @@ class Adapted:
         self.adapters.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
 
+def _chosen_sites(backend: Any, config: AdapterConfig) -> list[tuple[str, nn.Module]]:
+    sites = backend.adapter_sites()
+    if not sites:
+        raise AdapterError(f"the base model {backend.name!r} exposes no adapter sites")
+    if config.top_layers > len(sites):
+        raise AdapterError(f"top_layers={config.top_layers} but {backend.name!r} has {len(sites)} blocks")
+    return sites[-config.top_layers:] if config.top_layers else sites
+
+
+def _build_modules(backend: Any, config: AdapterConfig) -> tuple[nn.ModuleDict, list[tuple[str, nn.Module, int]]]:
+    """The adapter modules for ``config`` on ``backend`` and where each attaches.
+
+    Returns:
+        ``(modules, targets)``: ``targets`` lists ``(key in modules, the backend module to hook,
+        site index)``: encoder blocks for site adapters (HRA: one shared module, key
+        ``"hra"``), ``nn.Linear`` layers for LoRA. Nothing is hooked here, so the same
+        call under ``torch.device("meta")`` gives the layout without allocating it.
+    """
+    modules, targets = nn.ModuleDict(), []
+    if config.family == "lora":
+        blocks = tuple(name + "." for name, _ in _chosen_sites(backend, config))
+        blocks += ("decoder.",) if config.decoder else ()  # seq2seq backends (Whisper) list decoder linears too
+        for name, lin in backend.linear_layers():
+            if name.startswith(blocks) and (config.targets == "all" or (config.targets == "attention") == _is_attention(name)):
+                key = name.replace(".", "_")
+                modules[key] = LoRAAdapter(lin.in_features, lin.out_features, config)
+                targets.append((key, lin, 0))
+        if not targets:
+            raise AdapterError(f"no {config.targets} linear layers found in {backend.name!r} for LoRA")
+        return modules, targets
+    sites = _chosen_sites(backend, config)
+    module_cls, dim = REGISTRY[config.family][1], backend.hidden_size
+    if config.family == "hra":
+        modules["hra"] = module_cls(dim, config, site=0, num_sites=len(sites))
+    for i, (name, block) in enumerate(sites):
+        key = "hra" if config.family == "hra" else name.replace(".", "_")
+        if key not in modules:
+            modules[key] = module_cls(dim, config, site=i, num_sites=len(sites))
+        targets.append((key, block, i))
+    return modules, targets
+
+
+def layout_shapes(backend: Any, config: AdapterConfig) -> dict[str, tuple[int, ...]]:
+    """``state_dict`` key -> shape of the adapter ``config`` would inject, **without allocating it**.
+
+    The modules are built for one speaker on the meta device (no memory, no loop over
+    speakers); per-speaker tensors then get ``config.num_speakers`` rows.
+    """
+    try:
+        with torch.device("meta"):
+            modules, _ = _build_modules(backend, config.replace(num_speakers=1))
+    except AdapterError:
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError) as err:
+        raise AdapterError(f"these {config.family} adapter settings cannot be built on {backend.name!r} "
+                           f"({err}); choose other settings") from None
+    per = {f"{key}.{name}" for key, m in modules.items() for name in m.per_speaker_names}
+    return {k: ((config.num_speakers, *v.shape[1:]) if k in per else tuple(v.shape))
+            for k, v in modules.state_dict().items()}
+
+
+def fitting_config(backend: Any, meta: dict[str, Any], tensors: dict[str, Tensor], what: str) -> AdapterConfig:
+    """The config in a Submodel file's metadata, checked against its tensors **before** anything is built.
+
+    The metadata is untrusted: a file whose settings say ``rank = 1000000`` while its
+    weights have rank 4 would otherwise allocate gigabytes. The settings are checked for
+    type and size (:meth:`AdapterConfig._check_field_types`), then the layout they
+    describe (:func:`layout_shapes`, computed without memory) must match the stored
+    tensors' names and shapes exactly.
+
+    Args:
+        meta, tensors: from :func:`workbench.adapters.io.read_submodel`.
+        what: the file's name, for messages.
+    """
+    from workbench.adapters.io import _DAMAGED
+
+    try:
+        config = config_from_dict(meta["config"])
+    except (AdapterError, TypeError) as err:  # TypeError: e.g. a value the dataclass cannot take
+        raise AdapterError(f"{what}: its adapter settings are not valid ({err}); {_DAMAGED}") from None
+    if config.num_speakers != len(meta["speaker_ids"]):
+        raise AdapterError(f"{what}: the settings say {config.num_speakers} speakers but the file names "
+                           f"{len(meta['speaker_ids'])}; {_DAMAGED}")
+    want = layout_shapes(backend, config)
+    missing, extra = sorted(set(want) - set(tensors)), sorted(set(tensors) - set(want))
+    if missing or extra:
+        raise AdapterError(f"{what}: its {config.family} settings need weights it does not hold (missing "
+                           f"{missing[:2]}, unexpected {extra[:2]}); it was made for another adapter layout or base "
+                           f"model, or {_DAMAGED}")
+    wrong = [(k, tuple(tensors[k].shape), shape) for k, shape in want.items() if tuple(tensors[k].shape) != shape]
+    if wrong:
+        k, got, need = wrong[0]
+        raise AdapterError(f"{what}: its settings ({_settings(meta['config'])}) do not match its stored weights: "
+                           f"{k!r} is {got} but the settings need {need} ({len(wrong)} tensors differ); {_DAMAGED}")
+    return config
+
+
+def _settings(config: dict) -> str:
+    text = ", ".join(f"{k}={v!r}" for k, v in config.items() if k != "family")
+    return text if len(text) <= 160 else text[:159] + "…"
+
+
 def load_submodel(backend: Any, path: Any) -> tuple[Adapted, dict[str, Any]]:
     """Inject the adapter described in a Submodel file and load its weights.
 
@@ -347,7 +447,7 @@ def load_submodel(backend: Any, path: Any) -> tuple[Adapted, dict[str, Any]]:
 
     tensors, meta = read_submodel(path)
     check_base(meta, base_model=backend.name, base_fingerprint=backend.fingerprint())
-    adapted = inject(backend, config_from_dict(meta["config"]))
+    adapted = inject(backend, fitting_config(backend, meta, tensors, Path(path).name))
     try:
         adapted.load_state_dict(tensors)
     except AdapterError:
