@@ -227,3 +227,36 @@ def test_inplace_matches_out_of_place(name: str, mask_value: str) -> None:
     got = spec_augment(buf, lens, policy, seeds=seeds, inplace=True)
     assert got.data_ptr() == buf.data_ptr()
     torch.testing.assert_close(got, expected)
+
+
+# ---------------------------------------------------------------------------- floor(p * tau), exactly
+
+
+def test_adaptive_size_029_of_100_frames_is_29() -> None:
+    """Floating point says 0.29 * 100 = 28.999999999999996; the policy means 29 frames."""
+    from workbench.augment import floor_ratio
+
+    assert floor_ratio(0.29, np.array([100]))[0] == 29
+    policy = SpecAugmentPolicy(time_masks=1, adaptive_size=0.29, adaptive_multiplicity=0.29, freq_masks=0)
+    assert policy.expected_time_masks(100) == (1, 29)
+    assert SpecAugmentPolicy(time_masks=40, adaptive_multiplicity=0.29, adaptive_size=0.05).expected_time_masks(100)[0] == 29
+    assert SpecAugmentPolicy(time_masks=1, time_width=100, time_ratio=0.29).expected_time_masks(100) == (1, 29)
+
+
+def test_floor_ratio_matches_exact_fractions_in_a_sweep() -> None:
+    from fractions import Fraction
+
+    from workbench.augment import floor_ratio
+
+    tau = np.arange(0, 3001, dtype=np.int64)
+    rng = np.random.default_rng(0)
+    ratios = [k / 100 for k in range(101)] + [k / 1000 for k in range(0, 1001, 7)]
+    ratios += [round(float(r), 6) for r in rng.random(200)] + [1 / 3, 2 / 3, 1 / 7]
+    for p in ratios:
+        exact = Fraction(repr(p)) if len(repr(p)) <= 11 else Fraction(p).limit_denominator(1000)
+        want = np.array([int(exact * int(t)) for t in tau])  # int() of a non-negative Fraction is its floor
+        got = floor_ratio(p, tau)
+        bad = np.flatnonzero(got != want)
+        assert not bad.size, f"p={p!r}: tau={tau[bad[:3]]} gave {got[bad[:3]]}, want {want[bad[:3]]}"
+    big = np.array([999_999, 10**6 - 3])  # long recordings: still exact at 9 decimal places
+    assert (floor_ratio(0.123456789, big) == [int(Fraction("0.123456789") * int(t)) for t in big]).all()

@@ -59,6 +59,7 @@ __all__ = [
     "SpecAugmentPolicy",
     "add_noise",
     "draw_seeds",
+    "floor_ratio",
     "frequency_masks",
     "spec_augment",
     "speed_perturb",
@@ -266,19 +267,38 @@ def _host_lengths(lengths: Tensor | np.ndarray | list[int], batch: int, frames: 
 
 def _time_mask_limits(policy: SpecAugmentPolicy, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-utterance ``(count (B,), max_width (B,))`` from the policy and true lengths."""
-    tau = lengths.astype(np.float64)
+    tau = lengths.astype(np.int64)
     if policy.adaptive_multiplicity > 0:
-        count = np.minimum(np.floor(policy.adaptive_multiplicity * tau), policy.time_masks)
+        count = np.minimum(floor_ratio(policy.adaptive_multiplicity, tau), policy.time_masks)
     else:
-        count = np.full_like(tau, float(policy.time_masks))
+        count = np.full_like(tau, policy.time_masks)
     if policy.adaptive_size > 0:
-        width = np.floor(policy.adaptive_size * tau)
+        width = floor_ratio(policy.adaptive_size, tau)
         if policy.time_width > 0:
             width = np.minimum(width, policy.time_width)
     else:
-        width = np.minimum(np.floor(policy.time_ratio * tau), policy.time_width)
-    count = np.where(lengths > 0, count, 0.0)
+        width = np.minimum(floor_ratio(policy.time_ratio, tau), policy.time_width)
+    count = np.where(lengths > 0, count, 0)
     return count.astype(np.int64), width.astype(np.int64)
+
+
+def floor_ratio(ratio: float, tau: np.ndarray) -> np.ndarray:
+    """``floor(ratio * tau)`` as the decimal ``ratio`` means it, for whole ``tau (B,)`` (frames).
+
+    In floating point ``0.29 * 100`` is ``28.999999999999996``, so a bare ``floor`` gives 28
+    where the policy means 29. A product within 4 ulps of a whole number is that number.
+    This is exact for every ratio with at most 9 decimal places and ``tau`` below 10**6
+    frames (2.8 hours): the true product is then whole or at least 1e-9 away from a
+    whole number, while the rounding error and the tolerance stay below 5e-10
+    (``tests/test_augment.py`` checks sweeps against exact fractions).
+
+    Returns:
+        ``(B,)`` int64.
+    """
+    x = float(ratio) * np.asarray(tau, dtype=np.float64)
+    nearest = np.rint(x)
+    close = np.abs(x - nearest) <= 4 * np.spacing(np.maximum(np.abs(nearest), 1.0))
+    return np.where(close, nearest, np.floor(x)).astype(np.int64)
 
 
 def time_masks(lengths: Tensor, max_frames: int, policy: SpecAugmentPolicy, seeds: Tensor) -> Tensor:
