@@ -252,6 +252,20 @@ def bank_row(meta: dict, speaker_id: str | None) -> int:
     return ids.index(speaker_id)
 
 
+def _adapter_owner(meta: dict, speaker_id: str, path: Path) -> str:
+    """Whose adapter a Submodel file is, in words; warns when it is another speaker's (issue 16)."""
+    ids = list(meta.get("speaker_ids", []))
+    if speaker_id in ids:
+        return speaker_id if len(ids) == 1 else f"{speaker_id} (one of {len(ids)} speakers in a bank)"
+    import warnings
+
+    warnings.warn(f"{path.name} is {ids[0]!r}'s adapter, not {speaker_id!r}'s: these scores are another speaker's "
+                  f"adapter on {speaker_id!r}'s recordings, not {speaker_id!r}'s personal result. To score "
+                  f"{speaker_id!r}'s own adapter, leave out --adapter (the newest in its submodels folder is used) "
+                  "or choose one of its own files.", UserWarning, stacklevel=3)
+    return f"{ids[0]} (another speaker: not {speaker_id})"
+
+
 def _newest_submodel(root: Path) -> Path | None:
     files = sorted((root / "submodels").glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
     return files[-1] if files else None
@@ -291,6 +305,7 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
     adapted, meta = load_submodel(backend, path)
     try:
         row = bank_row(meta, corpus.speaker_id)
+        owner = _adapter_owner(meta, corpus.speaker_id, path)
         used = meta.get("training", {})
         if "speakers" in used:  # a bank (train_bank): this speaker's takes, and every trained prompt
             used = {**{k: v for k, v in used.items() if k != "speakers"}, **used["speakers"].get(corpus.speaker_id, {})}
@@ -306,8 +321,8 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
             from workbench.report import write_report as _write
 
             stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            info = {"family": meta.get("family"), "file": path.name, "base model": meta.get("base_model"),
-                    "created": meta.get("created")}
+            info = {"family": meta.get("family"), "file": path.name, "trained for": owner,
+                    "base model": meta.get("base_model"), "created": meta.get("created")}
             html_path, _ = _write(corpus.root / "reports", speaker=corpus.info, comparison=comparison,
                                   adapter=info, name=f"report-{stamp}",
                                   data={k: v for k, v in used.items() if not k.endswith("utt_ids") and k != "prompts"})
