@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import numpy as np
@@ -68,7 +69,7 @@ def test_widget_updates_from_the_training_thread() -> None:
     start.click()
     assert session.join(60)
     bar, image = view.children[0].children[2], view.children[2]
-    assert bar.value == 3 and len(image.value) > 1000
+    assert bar.value == bar.max == 100 and len(image.value) > 1000  # the bar ends full
     try_button = view.children[3].children[1]
     assert not try_button.disabled
     try_button.click()
@@ -112,3 +113,88 @@ def test_errors_in_the_thread_are_kept_for_the_view() -> None:
     session.start()
     assert session.join(60)
     assert isinstance(session.error, RuntimeError) and "boom" in session.status
+
+
+def test_progress_follows_the_budget_that_ends_the_run() -> None:
+    """The notebook's run: at most 400 steps but 20 s; after 10 s the bar is at 50 %, not 6/400 = 1.5 %."""
+    trainer = _trainer()
+    trainer.config.max_steps, trainer.config.max_seconds = 400, 20.0
+    session = TrainerSession(trainer, update_interval=0.0)
+    session._on_step({"step": 6, "loss": 1.0, "elapsed_s": 10.0})
+    assert session.progress == pytest.approx(0.5)
+    assert "10 of at most 20 s" in session.snapshot()["status"]
+    session._on_step({"step": 300, "loss": 1.0, "elapsed_s": 11.0})  # steps can end it first, too
+    assert session.progress == pytest.approx(0.75)
+    trainer.config.max_seconds = None
+    steps_only = TrainerSession(trainer)
+    steps_only._on_step({"step": 100, "loss": 1.0, "elapsed_s": 50.0})
+    assert steps_only.progress == pytest.approx(0.25) and "step 100 of at most 400" in steps_only.status
+
+
+def test_time_budget_run_ends_at_100_percent_and_start_is_disabled_while_training() -> None:
+    pytest.importorskip("ipywidgets")
+    trainer = _trainer()
+    trainer.config.max_seconds = 1.0  # the time budget ends it, far below max_steps
+    session = TrainerSession(trainer, update_interval=0.0)
+    view = session.widget(record=False)
+    start, stop, bar = view.children[0].children
+    assert not start.disabled and stop.disabled
+    hold = threading.Event()
+    trainer.on("on_step", lambda e: hold.wait(30))
+    assert session.start()  # from code, as the notebook does under Run All
+    assert start.disabled and not stop.disabled
+    start.click()  # a second click while training does nothing
+    assert session.start() is False  # nor does the notebook's cell after a click on Start
+    hold.set()
+    assert session.join(60)
+    assert session.result.stopped_reason == "time budget" and session.result.steps < trainer.config.max_steps
+    assert bar.value == 100 and bar.bar_style == "success"
+    assert start.disabled and stop.disabled  # one run per session
+
+
+def test_wait_lets_the_event_loop_handle_stop() -> None:
+    """``await session.wait()`` keeps the loop running, so a Stop click (a comm message handled on the
+    kernel's loop) gets through while a cell waits; ``join()`` would block the loop until the end."""
+    trainer = _trainer()  # 10 000 steps, no time budget: only Stop ends it
+    session = TrainerSession(trainer, update_interval=0.0)
+    stepped = threading.Event()
+    trainer.on("on_step", lambda e: stepped.set())
+
+    async def cell() -> object:
+        session.start()
+        loop = asyncio.get_running_loop()
+
+        async def click_stop_later() -> None:  # what the kernel does with the Stop button's comm message
+            await loop.run_in_executor(None, stepped.wait, 60)
+            session.stop()
+
+        clicker = asyncio.ensure_future(click_stop_later())
+        result = await asyncio.wait_for(session.wait(poll=0.05), 120)
+        await clicker
+        return result
+
+    result = asyncio.run(cell())
+    assert result is session.result and result.stopped_reason == "stopped by user"
+    assert not session.running and "stopped by user" in session.status
+
+
+def test_wait_says_how_to_stop_on_a_kernel_that_queues_widget_messages(monkeypatch) -> None:
+    import workbench.ui.trainer as mod
+
+    monkeypatch.setattr(mod, "_kernel_handles_comms_while_waiting", lambda: False)
+    trainer = _trainer()
+    session = TrainerSession(trainer, update_interval=0.0)
+    stepped = threading.Event()
+    trainer.on("on_step", lambda e: stepped.set())
+    session.start()
+
+    async def cell() -> None:
+        waiting = asyncio.ensure_future(session.wait(poll=0.05))
+        await asyncio.get_running_loop().run_in_executor(None, stepped.wait, 60)
+        assert "interrupt the kernel" in session.status
+        waiting.cancel()  # what interrupting the kernel does to an awaiting cell
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+    asyncio.run(cell())
+    assert session.join(60) and session.result.stopped_reason == "stopped by user"  # the interrupt stopped it

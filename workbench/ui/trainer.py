@@ -7,11 +7,20 @@ phrase with the base and the personal model side by side. :meth:`TrainerSession.
 builds the ipywidgets view over it. Widget traits are updated from the training
 thread (ipywidgets sends those as comm messages); nothing is printed into an
 Output widget from the thread, which is not thread-safe.
+
+Waiting in a notebook: ``session.join()`` blocks the kernel, so a click on Stop
+(a comm message) is handled only after the cell ends, which under Run All is after
+training. ``await session.wait()`` waits without blocking: the kernel keeps
+handling widget messages while the cell awaits (ipykernel >= 7.4 dispatches comm
+messages during an awaiting cell), so Stop stops the run and the next cells go on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
+import inspect
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +58,21 @@ class Throttle:
         self.fn()
 
 
+def _kernel_handles_comms_while_waiting() -> bool | None:
+    """Does this Jupyter kernel dispatch widget messages while a cell awaits? None outside a kernel.
+
+    ipykernel dispatches comm messages concurrently with an awaiting cell since its
+    ``dispatch_shell(..., concurrent=...)`` (7.4); older kernels queue them after the cell.
+    """
+    kernelbase = sys.modules.get("ipykernel.kernelbase")
+    if kernelbase is None:
+        return None
+    try:
+        return "concurrent" in inspect.signature(kernelbase.Kernel.dispatch_shell).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
 class TrainerSession:
     """Run a trainer in the background and expose its progress to a view.
 
@@ -69,9 +93,13 @@ class TrainerSession:
         self.status = "ready"
         self.finished = False
         self.step = 0
+        self.elapsed = 0.0  # seconds of training so far (the trainer's clock)
         self.max_steps = trainer.config.max_steps
+        self.max_seconds = trainer.config.max_seconds
         self.losses: list[tuple[int, float]] = []
         self.wers: list[tuple[int, float]] = []
+        self._stopping = False
+        self._note = ""  # a hint kept on the status line while training
         self._lock = threading.Lock()
         self._update = Throttle(on_update or (lambda: None), update_interval)
         trainer.on("on_step", self._on_step).on("on_eval", self._on_eval).on("on_stop", self._on_stop)
@@ -80,8 +108,9 @@ class TrainerSession:
     def _on_step(self, e: dict) -> None:
         with self._lock:
             self.step = e["step"]
+            self.elapsed = float(e.get("elapsed_s", self.elapsed))
             self.losses.append((e["step"], e["loss"]))
-            self.status = f"training: step {e['step']} of at most {self.max_steps}"
+            self.status = self._training_status()
         self._update()
 
     def _on_eval(self, e: dict) -> None:
@@ -91,13 +120,36 @@ class TrainerSession:
 
     def _on_stop(self, e: dict) -> None:
         with self._lock:
-            self.status = f"finished ({e['reason']}) after {e['step']} steps"
+            self.status = f"finished ({e['reason']}) after {e['step']} steps in {self.elapsed:.0f} s"
+
+    def _training_status(self) -> str:
+        if self._stopping:
+            return f"stopping after this step (step {self.step}, {self.elapsed:.0f} s)..."
+        if self.max_seconds is not None:
+            return (f"training: {self.elapsed:.0f} of at most {self.max_seconds:.0f} s, step {self.step} "
+                    f"(at most {self.max_steps} steps){self._note}")
+        return f"training: step {self.step} of at most {self.max_steps}{self._note}"
+
+    @property
+    def progress(self) -> float:
+        """Share of the budget used, 0 to 1: steps or seconds, whichever ends the run first; 1 when finished."""
+        if self.finished:
+            return 1.0
+        done = self.step / max(1, self.max_steps)
+        if self.max_seconds:
+            done = max(done, self.elapsed / self.max_seconds)
+        return min(1.0, done)
 
     # ---------------------------------------------------------------- control (any thread)
-    def start(self) -> None:
-        """Start training in a background thread (returns at once)."""
-        if self.thread is not None and self.thread.is_alive():
-            raise RuntimeError("training is already running")
+    def start(self) -> bool:
+        """Start training in a background thread (returns at once).
+
+        One run per session: when it has started already (the Start button, or an
+        earlier call) nothing happens and False is returned, so a notebook cell with
+        ``session.start()`` after a click on Start just waits for that run.
+        """
+        if self.thread is not None:
+            return False
 
         def run() -> None:
             try:
@@ -109,22 +161,58 @@ class TrainerSession:
                 self.finished = True
                 self._update.flush()
 
-        self.status = "starting"
+        self.status = "starting: measuring the base model on the validation phrases"
         self.finished = False
         self.thread = threading.Thread(target=run, name="workbench-trainer", daemon=True)
         self.thread.start()
+        self._update.flush()  # the view shows at once that training runs (Start greyed out)
+        return True
 
     def stop(self) -> None:
         """Ask training to stop after the current step; the best adapter is kept."""
-        self.status = "stopping after this step..."
+        if self.thread is None or self.finished:
+            return
+        with self._lock:
+            self._stopping = True
+            self.status = "stopping after this step..."
         self.trainer.stop()
+        self._update.flush()
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait for the thread; True when it has finished."""
+        """Wait for the thread; True when it has finished.
+
+        This blocks the kernel: in a notebook the Stop button is handled only after the
+        cell ends. Use ``await session.wait()`` there.
+        """
         if self.thread is None:
             return True
         self.thread.join(timeout)
         return not self.thread.is_alive()
+
+    async def wait(self, poll: float = 0.2) -> TrainResult | None:
+        """Wait until training has finished without blocking the kernel's event loop.
+
+        In a notebook cell write ``await session.wait()``: the Stop button keeps working
+        while the cell waits, also under Run All. Interrupting the kernel (the stop
+        square in the toolbar) while it waits asks training to stop, too.
+
+        Returns:
+            The :class:`~workbench.personalize.TrainResult` (None if training failed:
+            see :attr:`error`, or if it was never started).
+        """
+        if self.running and _kernel_handles_comms_while_waiting() is False:
+            with self._lock:
+                self._note = (" (this Jupyter kernel handles Stop only after this cell: interrupt the kernel "
+                              "to stop now, or update it: pip install -U ipykernel)")
+                self.status += self._note
+            self._update.flush()
+        try:
+            while self.running:
+                await asyncio.sleep(poll)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            self.stop()
+            raise
+        return self.result
 
     @property
     def running(self) -> bool:
@@ -133,7 +221,8 @@ class TrainerSession:
     def snapshot(self) -> dict:
         """A consistent copy of the progress for a view."""
         with self._lock:
-            return {"step": self.step, "max_steps": self.max_steps, "status": self.status,
+            return {"step": self.step, "max_steps": self.max_steps, "elapsed_s": self.elapsed,
+                    "max_seconds": self.max_seconds, "progress": self.progress, "status": self.status,
                     "losses": list(self.losses), "wers": list(self.wers)}
 
     def figure(self) -> Any:
@@ -171,7 +260,7 @@ class TrainerSession:
         from workbench.ui._render import figure_png
 
         w = require("ipywidgets", extra="ui", purpose="show the live trainer")
-        bar = w.IntProgress(value=0, min=0, max=self.max_steps, description="training")
+        bar = w.IntProgress(value=0, min=0, max=100, description="training")  # % of the budget
         status = w.Label(value=self.status)
         image = w.Image(format="png")
         start = w.Button(description="Start", button_style="success", icon="play")
@@ -182,19 +271,24 @@ class TrainerSession:
 
         def redraw() -> None:  # runs on the training thread, throttled
             snap = self.snapshot()
-            bar.value = min(snap["step"], self.max_steps)
+            done = self.finished
+            bar.value = round(100 * self.progress)
+            bar.bar_style = ("danger" if self.error is not None else "success") if done else ""
             status.value = snap["status"]
             if snap["losses"] or snap["wers"]:
                 image.value = figure_png(self.figure())
-            done = self.finished
-            stop.disabled = done
+            start.disabled = self.thread is not None  # one run per session: started from code or by the button
+            if done:
+                start.tooltip = "This session has trained once; make a new TrainerSession to train again."
+            stop.disabled = done or self.thread is None
             try_button.disabled = not done or not phrases
 
         self._update.fn = redraw
+        redraw()  # also right for a session started before its view was made
 
         def on_start(_: Any) -> None:
-            start.disabled, stop.disabled = True, False
-            self.start()
+            if self.thread is None:
+                self.start()
 
         def on_try(_: Any) -> None:
             if choice.value is not None:
