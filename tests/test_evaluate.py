@@ -10,6 +10,7 @@ import pytest
 from workbench.evaluate import (
     METRIC_LABEL,
     AlignedWord,
+    ErrorCounts,
     align_words,
     alignment_html,
     bootstrap_wer_difference,
@@ -40,12 +41,14 @@ def test_normalization_is_applied_to_both_sides() -> None:
     assert wer(["it's"], ["its"]) == 1.0  # apostrophes inside words are kept
 
 
+@pytest.mark.filterwarnings("ignore:.*no words to score")
 def test_empty_references_and_hypotheses() -> None:
     assert wer([""], [""]) == 0.0
     assert wer(["", "a b"], ["", "a b"]) == 0.0
-    assert error_counts([""], ["extra words"]).insertions == 2
-    assert wer([""], ["extra"]) == float("inf")  # undefined on an empty reference alone
-    assert wer(["", "a b"], ["x", "a b"]) == pytest.approx(0.5)  # corpus-level stays defined
+    # an empty reference cannot be scored: it is left out (issue 16), not counted as insertions
+    assert error_counts([""], ["extra words"]) == ErrorCounts(0, 0, 0, 0)
+    assert ErrorCounts(0, 0, 2, 0).rate == float("inf")  # undefined on an empty reference alone
+    assert wer(["", "a b"], ["x", "a b"]) == 0.0
     assert wer(["a b"], [""]) == 1.0
     assert wer([], []) == 0.0
     with pytest.raises(ValueError, match="one hypothesis per reference"):
@@ -102,3 +105,34 @@ def test_compare_tables_csv_and_summary(tmp_path) -> None:
     assert [r["errors_before"] for r in rows] == ["2", "2", "1"]
     table = cmp_.to_html_table()
     assert table.count("<tr>") == 4 and "personal model heard" in table
+
+
+# --------------------------------------------------------------------------- #
+# Issue 16: references without words ("!!!", "   ") are left out, with a warning
+# --------------------------------------------------------------------------- #
+
+
+def test_wordless_references_are_left_out_of_every_rate_with_a_warning():
+    refs = ["turn on the light", "!!!", "   ", "good morning"]
+    hyps = ["turn of the light", "hello there", "okay", "good morning"]
+    with pytest.warns(UserWarning, match=r"2 of 4 utterances were left out of the error rates.*'!!!', '   '"):
+        assert wer(refs, hyps) == pytest.approx(1 / 6)  # before: (1 + 3) / 6 = 67 %, the "insertions" counted
+    with pytest.warns(UserWarning, match="no words to score"):
+        assert cer(refs, hyps) == pytest.approx(cer(["turn on the light", "good morning"],
+                                                    ["turn of the light", "good morning"]))
+    with pytest.warns(UserWarning, match=r"'u2'"):
+        result = compare(refs, hyps, ["turn on the light", "x", "y", "good morning"],
+                         utt_ids=["u1", "u2", "u3", "u4"], n_resamples=50)
+    assert [u.utt_id for u in result.utterances] == ["u1", "u4"]
+    assert result.wer_before == pytest.approx(1 / 6) and result.wer_after == 0.0
+    assert result.interval["n"] == 2
+    with pytest.warns(UserWarning):
+        assert bootstrap_wer_difference(refs, hyps, refs, n_resamples=20)["n"] == 2
+
+
+def test_scored_references_give_no_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert wer(["hello there"], ["hello"]) == 0.5

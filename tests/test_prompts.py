@@ -69,7 +69,23 @@ def test_vocabulary_lowercases_and_keeps_apostrophes():
 
 @given(st.lists(st.text(alphabet="ab #'\t", max_size=8), max_size=12))
 def test_parse_prompts_invariants(lines):
-    prompts = parse_prompts("\n".join(lines))
+    try:
+        prompts = parse_prompts("\n".join(lines))
+    except PromptError as err:  # a line with no words ("'", "# ..." is a comment): refused, named
+        assert "no words to score" in str(err)
+        return
     assert len(set(prompts)) == len(prompts)
     for p in prompts:
         assert p and p == p.strip() and not p.startswith("#") and "  " not in p and "\t" not in p
+
+
+def test_wordless_lines_are_refused_and_line_separators_are_spaces(tmp_path):
+    # issue 16: '!!!' became a prompt (an empty reference); U+2028 split one prompt in two
+    with pytest.raises(PromptError, match=r"line 2 \('!!!'\) has no words to score; line 4 \('\.\.\.'\)"):
+        parse_prompts("hello there\n!!!\n\n...\n")
+    path = tmp_path / "mine.txt"
+    path.write_text("turn on\u2028the light\r\ngood morning\n", encoding="utf-8")
+    assert load_prompts(path) == ["turn on the light", "good morning"]
+    path.write_text("good morning\n?!\n", encoding="utf-8")
+    with pytest.raises(PromptError, match=r"mine.txt: Some prompts cannot be used: line 2"):
+        load_prompts(path)

@@ -15,6 +15,17 @@ Crash safety: the FLAC is written to a temporary file and renamed into place
 points at a complete file. A crash can leave at worst one half-written last
 line (reported by :meth:`SpeakerCorpus.problems` and skipped) or one FLAC
 without a line (reported, kept). Damaged lines never stop the corpus from opening.
+Unfinished temporary files of a killed writer are removed when the folder is
+opened (and reported). A full disk or a read-only folder is a plain
+:class:`~workbench.errors.CorpusError` that says what to do; the failed write
+leaves nothing behind.
+
+Prompts and transcripts must contain words that can be scored (see
+:func:`workbench.text.normalize_text`): ``"!!!"`` or ``"   "`` is refused when a
+take or a prompt list is saved, and such takes already stored are listed as
+``"rejected"`` (reported by :meth:`SpeakerCorpus.problems`), so no metric or
+training run sees an empty reference. A take whose audio file is gone is listed
+with the status ``"missing"``.
 
 >>> import tempfile, numpy as np
 >>> parent = tempfile.mkdtemp()
@@ -40,6 +51,7 @@ import math
 import os
 import re
 import secrets
+import tempfile
 import threading
 import warnings
 import zipfile
@@ -51,8 +63,9 @@ from typing import Any
 import numpy as np
 
 from workbench import audio as _audio
-from workbench._atomic import atomic_file, fsync_dir, write_bytes_atomic
+from workbench._atomic import atomic_file, disk_error_message, fsync_dir, is_temp_name, write_bytes_atomic
 from workbench.errors import AudioError, CorpusError
+from workbench.text import normalize_text
 
 try:  # POSIX only; elsewhere a single app session per folder is assumed
     import fcntl as _fcntl
@@ -60,6 +73,7 @@ except ImportError:  # pragma: no cover - Windows
     _fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "MISSING",
     "STATUSES",
     "ImportReport",
     "SpeakerCorpus",
@@ -71,8 +85,10 @@ __all__ = [
     "validate_speaker_id",
 ]
 
-#: Allowed values of :attr:`Utterance.status`.
+#: Statuses stored in the manifest (:attr:`Utterance.status`, :meth:`SpeakerCorpus.set_status`).
 STATUSES = ("ok", "rejected", "skipped")
+#: The status :meth:`SpeakerCorpus.utterances` gives a take whose audio file is gone (never stored).
+MISSING = "missing"
 
 _SR = 16_000  # Hz, audio stored in the corpus
 _MANIFEST = "manifest.jsonl"
@@ -88,19 +104,10 @@ _RESERVED = frozenset(
     | {f"lpt{i}" for i in range(10)}
 )
 _REQUIRED_KEYS = ("utt_id", "audio_path", "prompt", "duration_s", "created", "status")
-_IMPORT_SUFFIXES = (".wav", ".flac", ".ogg")
-_UNSUPPORTED_AUDIO = (
-    ".mp3",
-    ".m4a",
-    ".aac",
-    ".wma",
-    ".amr",
-    ".3gp",
-    ".opus",
-    ".webm",
-    ".aiff",
-    ".aif",
-)
+_IMPORT_SUFFIXES = _audio.AUDIO_SUFFIXES  # one list for transcribe, import and the app
+_UNSUPPORTED_AUDIO = _audio.UNSUPPORTED_AUDIO_SUFFIXES
+# str.splitlines() also breaks at these; inside one prompt they become spaces
+_LINE_SEPARATORS = re.compile(" *[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029][ \x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]*")
 _FATAL_CODES = frozenset({"empty", "not_audio", "bad_shape", "nonfinite"})
 
 
@@ -165,6 +172,36 @@ def _now() -> str:
 def _norm_prompt(text: str) -> str:
     """Prompt text for grouping: case, punctuation and spacing ignored."""
     return " ".join(re.sub(r"[^\w\s']", " ", text.casefold()).split())
+
+
+def _one_line(text: str) -> str:
+    """Unicode line and paragraph separators (U+2028 ...) become spaces; spacing is collapsed.
+
+    Newlines and carriage returns are not touched (callers refuse them): they are visible
+    line breaks, the others come invisibly from copy and paste.
+    """
+    return _LINE_SEPARATORS.sub(" ", text).strip() if _LINE_SEPARATORS.search(text) else text
+
+
+def _text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a prompt or transcript, or None: line breaks, broken characters, no words."""
+    if "\n" in text or "\r" in text:
+        return "has a line break; each prompt must be one line"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = text[err.start]
+        return (f"contains a broken character (U+{ord(bad):04X}, half of a pair, usually from copying text "
+                "between programs); type the prompt again")
+    if not normalize_text(text):
+        return ("has no words that can be scored (letters a-z or numbers; punctuation, symbols and other "
+                "alphabets are ignored), so every recording of it would count as an empty sentence")
+    return None
+
+
+def _disk_error(err: OSError, where: Path, what: str) -> CorpusError:
+    """A plain CorpusError for a failed write: what failed, why, and what to do."""
+    return CorpusError(f"{disk_error_message(err, where)} {what}")
 
 
 def _json_problem(value: Any) -> str | None:
@@ -267,7 +304,7 @@ class Utterance:
             raise CorpusError(
                 f"consent_id must be text or None, got {self.consent_id!r}."
             )
-        if self.status not in STATUSES:
+        if self.status not in STATUSES and self.status != MISSING:  # MISSING: only ever derived, see utterances()
             raise CorpusError(
                 f"status must be one of {', '.join(STATUSES)}; got {self.status!r}."
             )
@@ -319,6 +356,8 @@ class Utterance:
         kwargs = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d}
         if "quality" in kwargs and kwargs["quality"] is None:
             kwargs["quality"] = {}
+        if kwargs.get("status") == MISSING:  # derived from the folder, never stored
+            raise CorpusError(f"{where}status must be one of {', '.join(STATUSES)}; got {MISSING!r}.")
         try:
             return cls(**kwargs)
         except CorpusError as exc:
@@ -519,16 +558,24 @@ class SpeakerCorpus:
             "simulated": bool(simulated),
             "profile": copy.deepcopy(profile),
         }
-        (root / _AUDIO_DIR).mkdir(parents=True, exist_ok=True)
+        new_folder = not root.exists()
         corpus = cls(root, info)
-        with corpus._locked():
-            write_bytes_atomic(
-                root / _PROMPTS, "".join(p + "\n" for p in prompt_list).encode("utf-8")
-            )
-            (root / _MANIFEST).touch()
-            write_bytes_atomic(
-                root / _SPEAKER_JSON, _json_bytes(info)
-            )  # last: marks the folder complete
+        try:
+            (root / _AUDIO_DIR).mkdir(parents=True, exist_ok=True)
+            with corpus._locked():
+                write_bytes_atomic(
+                    root / _PROMPTS, "".join(p + "\n" for p in prompt_list).encode("utf-8")
+                )
+                (root / _MANIFEST).touch()
+                write_bytes_atomic(
+                    root / _SPEAKER_JSON, _json_bytes(info)
+                )  # last: marks the folder complete
+        except (OSError, CorpusError) as err:
+            if new_folder:  # leave no half-made speaker folder behind
+                _remove_unfinished(root)
+            if isinstance(err, CorpusError):
+                raise
+            raise _disk_error(err, root, f"The speaker folder {speaker_id!r} was not created.") from None
         return corpus
 
     @classmethod
@@ -571,6 +618,14 @@ class SpeakerCorpus:
                 stacklevel=2,
             )
         corpus = cls(root, info)
+        removed = corpus._remove_temp_files()
+        if removed:
+            warnings.warn(
+                f"Speaker folder '{root}': removed {len(removed)} unfinished temporary file(s) left by a save that "
+                f"was interrupted ({', '.join(removed[:5])}). Every take in the manifest is complete; a take being "
+                "saved at that moment was not saved and needs recording again.",
+                stacklevel=2,
+            )
         corpus._read()
         if corpus._problems:
             shown = "".join(f"\n  - {p}" for p in corpus._problems[:5])
@@ -601,9 +656,9 @@ class SpeakerCorpus:
                 try:
                     flags = os.O_RDWR | os.O_CREAT if write else os.O_RDONLY
                     fd: int | None = os.open(self.root / _LOCK, flags, 0o644)
-                except OSError:
+                except OSError as err:
                     if write:
-                        raise
+                        raise _disk_error(err, self.root, "Nothing was changed in the speaker folder.") from None
                     fd = None
                 if fd is not None and _fcntl is not None:
                     try:
@@ -626,8 +681,44 @@ class SpeakerCorpus:
                     os.close(self._lock_fd)  # closing releases the flock
                     self._lock_fd = None
 
+    def _temp_files(self) -> list[Path]:
+        """Temporary files of :func:`~workbench._atomic.atomic_file` in the folder and in ``audio/``."""
+        out = []
+        for folder in (self.root, self.root / _AUDIO_DIR):
+            with contextlib.suppress(OSError):
+                out += sorted(p for p in folder.iterdir() if is_temp_name(p.name) and p.is_file())
+        return out
+
+    def _remove_temp_files(self) -> list[str]:
+        """Delete the unfinished temporary files of a writer that was killed; returns their names.
+
+        Every write into the folder happens under the exclusive lock, so with the lock
+        held no temporary file belongs to a write in progress. A folder that cannot be
+        written keeps them (:meth:`problems` lists them).
+        """
+        if not self._temp_files():
+            return []
+        removed = []
+        try:
+            with self._locked():
+                for path in self._temp_files():
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                        removed.append(path.relative_to(self.root).as_posix())
+        except CorpusError:  # read-only folder: reported by problems()
+            pass
+        return removed
+
     def _read(self) -> list[Utterance]:
         """All valid manifest lines in order; refreshes :meth:`problems`."""
+        return self._scan()[0]
+
+    def _scan(self) -> tuple[list[Utterance], dict[str, str]]:
+        """``(valid manifest lines in order, {utt_id: derived status})``; refreshes :meth:`problems`.
+
+        Derived statuses: :data:`MISSING` for a take whose audio file is gone, and
+        ``"rejected"`` for an ``"ok"`` take whose transcript has no words to score.
+        """
         with self._locked(write=False):
             try:
                 data = (self.root / _MANIFEST).read_bytes()
@@ -642,6 +733,8 @@ class SpeakerCorpus:
                 if (self.root / _AUDIO_DIR).is_dir()
                 else []
             )
+            temp_files = self._temp_files()
+        derived: dict[str, str] = {}
         lines: list[Utterance] = []
         problems: list[str] = []
         raw_lines = data.split(b"\n")
@@ -660,8 +753,17 @@ class SpeakerCorpus:
         referenced = {utt.audio_path for utt in lines}
         for utt in _latest(lines):
             if not (self.root / utt.audio_path).is_file():
+                derived[utt.utt_id] = MISSING
                 problems.append(
-                    f"take {utt.utt_id!r}: its audio file {utt.audio_path} is missing."
+                    f"take {utt.utt_id!r}: its audio file {utt.audio_path} is missing; the take is listed as "
+                    f"'{MISSING}' and not used. Restore the file from a backup or export, or record the prompt again."
+                )
+            elif utt.status == "ok" and not normalize_text(utt.transcript or utt.prompt):
+                derived[utt.utt_id] = "rejected"
+                problems.append(
+                    f"take {utt.utt_id!r}: its text {utt.transcript or utt.prompt!r} has no words to score, so it is "
+                    "left out of training and of every error rate (listed as 'rejected'). Record it again with a "
+                    "prompt that has words."
                 )
         for name in audio_files:
             if f"{_AUDIO_DIR}/{name}" not in referenced:
@@ -669,8 +771,14 @@ class SpeakerCorpus:
                     f"{_AUDIO_DIR}/{name} has no manifest line (the app probably stopped while saving it); "
                     "the file is kept."
                 )
-        self._problems = problems
-        return lines
+        for path in temp_files:
+            problems.append(
+                f"{path.relative_to(self.root).as_posix()} is an unfinished file left by a save that was interrupted "
+                "and holds no take of the manifest; it is removed when the folder is next opened where it can be "
+                "written (or delete it yourself)."
+            )
+        self._problems = problems + self._prompt_problems()
+        return lines, derived
 
     def _append(self, line: str) -> None:
         """Append one line durably; starts a new line if the last one was cut off. Hold the lock."""
@@ -685,9 +793,14 @@ class SpeakerCorpus:
                 if os.read(fd, 1) != b"\n":
                     data = b"\n" + data
             view = memoryview(data)
-            while view:  # O_APPEND: every write lands at the end
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            try:
+                while view:  # O_APPEND: every write lands at the end
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError:  # full disk: take back the part of the line that was written
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise
         finally:
             os.close(fd)
         if new:
@@ -731,23 +844,76 @@ class SpeakerCorpus:
                     "created": _now(),
                 }
             )
-            write_bytes_atomic(self.root / _SPEAKER_JSON, _json_bytes(info))
+            with self._writing(f"Consent {consent_id!r} was not recorded."):
+                write_bytes_atomic(self.root / _SPEAKER_JSON, _json_bytes(info))
 
-    def prompts(self) -> list[str]:
-        """The prompt list (``prompts.txt``, blank lines left out)."""
+    def _prompt_lines(self) -> list[tuple[int, str]]:
+        """``(line number, prompt)`` of ``prompts.txt``; only ``\n`` ends a line (U+2028 is a space)."""
         try:
-            text = (self.root / _PROMPTS).read_text(encoding="utf-8-sig")
+            text = (self.root / _PROMPTS).read_text(encoding="utf-8-sig", errors="replace")
         except FileNotFoundError:
             return []
-        return [line.strip() for line in text.splitlines() if line.strip()]
+        lines = ((i, _one_line(line.strip())) for i, line in enumerate(text.split("\n"), start=1))
+        return [(i, line) for i, line in lines if line]
+
+    def _prompt_problems(self) -> list[str]:
+        return [f"prompts.txt line {i}: {p!r} has no words to score; it is left out of the prompt list. "
+                "Edit the list (set_prompts) to give it words." for i, p in self._prompt_lines()
+                if not normalize_text(p)]
+
+    def prompts(self) -> list[str]:
+        """The prompt list (``prompts.txt``; blank lines and prompts without words left out)."""
+        return [p for _, p in self._prompt_lines() if normalize_text(p)]
 
     def set_prompts(self, prompts: Sequence[str]) -> None:
-        """Replace the prompt list (atomically). Each prompt is one line of text."""
+        """Replace the prompt list (atomically). Each prompt is one line of text with words.
+
+        Raises:
+            CorpusError: a prompt with a line break, a broken character or no words
+            (``"!!!"``), or the folder cannot be written.
+        """
         checked = _check_prompts(prompts)
-        with self._locked():
+        with self._locked(), self._writing("The prompt list was not changed."):
             write_bytes_atomic(
                 self.root / _PROMPTS, "".join(p + "\n" for p in checked).encode("utf-8")
             )
+
+    def check_writable(self, *subfolders: str, what: str = "Nothing was changed.") -> None:
+        """Raise a plain :class:`CorpusError` now if the folder (or these subfolders) cannot be written.
+
+        Call it before long work whose result is saved into the folder (training), so
+        that a read-only or full disk is found before, not after. It writes, fsyncs and
+        removes a small temporary file in each folder (in the speaker folder for a
+        subfolder that does not exist yet): a permission check alone misses read-only
+        disks, full disks and root. Nothing is left behind.
+
+        Args:
+            subfolders: e.g. ``"submodels"``, ``"reports"``.
+            what: the sentence the message ends with, e.g. "Nothing was trained."
+        """
+        for sub in subfolders or ("",):
+            folder = self.root / sub if sub and (self.root / sub).is_dir() else self.root
+            try:
+                fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-check.", suffix=".tmp")
+            except OSError as err:
+                raise _disk_error(err, self.root / sub, what) from None
+            try:
+                os.write(fd, bytes(64 * 1024))  # room for a small file, not only for a name
+                os.fsync(fd)
+            except OSError as err:
+                raise _disk_error(err, self.root / sub, what) from None
+            finally:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Turn an ``OSError`` of a write (full disk, read-only folder) into a plain CorpusError."""
+        try:
+            yield
+        except OSError as err:
+            raise _disk_error(err, self.root, what) from None
 
     # -- takes -------------------------------------------------------------- #
 
@@ -786,10 +952,20 @@ class SpeakerCorpus:
 
         Raises:
             AudioError: nothing to save (no samples, NaN/inf, not audio).
-            CorpusError: bad prompt, id, status, consent or extra.
+            CorpusError: bad prompt (no words, a line break, a broken character), id,
+            status, consent or extra, checked before anything is written; or the folder
+            cannot be written (full disk, read-only), when nothing is left behind.
         """
         if not isinstance(prompt, str):
             raise CorpusError(f"prompt must be text, got {prompt!r}.")
+        if transcript is not None and not isinstance(transcript, str):
+            raise CorpusError(f"transcript must be text or None, got {transcript!r}.")
+        prompt = _one_line(prompt)
+        transcript = None if transcript is None else _one_line(transcript)
+        for name, text in (("prompt", prompt), ("transcript", transcript)):
+            reason = None if text is None else _text_problem(text)
+            if reason is not None:
+                raise CorpusError(f"The take was not saved: its {name} {text!r} {reason}.")
         if status is not None and status not in STATUSES:
             raise CorpusError(
                 f"status must be one of {', '.join(STATUSES)}; got {status!r}."
@@ -813,6 +989,7 @@ class SpeakerCorpus:
         wav = _audio.to_mono(audio)
         if sample_rate != _SR:
             wav = _audio.resample(wav, int(sample_rate), _SR)
+        flac = _audio.encode_audio(wav, ".flac", _SR)  # before the lock; the disk is touched once, below
         with self._locked():
             if consent_id is not None:
                 known = [c.get("consent_id") for c in _read_info(self.root)["consent"]]
@@ -837,8 +1014,22 @@ class SpeakerCorpus:
                 status=status or ("ok" if report.ok else "rejected"),
                 extra=copy.deepcopy(extra),
             )
-            _audio.save_audio(self.root / audio_path, wav, _SR)
-            self._append(utt.to_json())
+            try:
+                line = utt.to_json()
+                line.encode("utf-8")
+            except UnicodeEncodeError as err:  # e.g. half a surrogate pair inside ``extra``
+                raise CorpusError(
+                    f"The take was not saved: its details contain a broken character (U+{ord(err.object[err.start]):04X}, "
+                    "half of a pair, usually from copying text between programs). Type that text again."
+                ) from None
+            with self._writing(f"The take for {prompt!r} was not saved; the takes saved before are safe."):
+                write_bytes_atomic(self.root / audio_path, flac)
+                try:
+                    self._append(line)
+                except OSError:
+                    with contextlib.suppress(OSError):  # no audio file without its manifest line
+                        (self.root / audio_path).unlink()
+                    raise
         return utt
 
     def _new_utt_id(self, ids: set[str]) -> str:
@@ -867,14 +1058,22 @@ class SpeakerCorpus:
     def utterances(self, status: str | None = "ok") -> list[Utterance]:
         """Current takes, in recording order (a later line with the same utt_id wins).
 
+        A take whose audio file is gone is listed with the status :data:`MISSING`, and
+        an ``"ok"`` take whose text has no words to score (``"!!!"``, stored before such
+        prompts were refused) as ``"rejected"``; :meth:`problems` says why. The
+        manifest keeps the stored status, so a restored file brings the take back.
+
         Args:
-            status: ``"ok"`` (default), ``"rejected"``, ``"skipped"``, or None for all.
+            status: ``"ok"`` (default), ``"rejected"``, ``"skipped"``, ``"missing"``,
+                or None for all.
         """
-        if status is not None and status not in STATUSES:
+        if status is not None and status not in STATUSES and status != MISSING:
             raise CorpusError(
-                f"status must be one of {', '.join(STATUSES)} or None; got {status!r}."
+                f"status must be one of {', '.join(STATUSES)}, {MISSING} or None; got {status!r}."
             )
-        current = _latest(self._read())
+        lines, derived = self._scan()
+        current = [dataclasses.replace(u, status=derived[u.utt_id]) if u.utt_id in derived else u
+                   for u in _latest(lines)]
         return [u for u in current if status is None or u.status == status]
 
     def _get(self, utt_id: str) -> Utterance:
@@ -891,8 +1090,9 @@ class SpeakerCorpus:
             raise CorpusError(
                 f"status must be one of {', '.join(STATUSES)}; got {status!r}."
             )
-        with self._locked():
-            utt = self._get(utt_id)
+        with self._locked(), self._writing(f"Take {utt_id!r} keeps its status."):
+            stored = {u.utt_id: u for u in _latest(self._read())}
+            utt = stored.get(utt_id) or self._get(utt_id)  # _get raises the plain error
             if utt.status != status:
                 self._append(dataclasses.replace(utt, status=status).to_json())
 
@@ -945,7 +1145,7 @@ class SpeakerCorpus:
 
         Returns:
             ``{"speaker_id", "display_name", "simulated", "n_ok", "n_rejected",
-            "n_skipped", "minutes_ok", "n_prompts", "n_prompts_recorded", "n_problems"}``;
+            "n_skipped", "n_missing", "minutes_ok", "n_prompts", "n_prompts_recorded", "n_problems"}``;
             ``n_prompts_recorded`` counts prompts of the list with at least one ok take.
         """
         utts = self.utterances(None)
@@ -960,6 +1160,7 @@ class SpeakerCorpus:
             "n_ok": len(ok),
             "n_rejected": sum(u.status == "rejected" for u in utts),
             "n_skipped": sum(u.status == "skipped" for u in utts),
+            "n_missing": sum(u.status == MISSING for u in utts),
             "minutes_ok": round(sum(u.duration_s for u in ok) / 60.0, 3),
             "n_prompts": len(prompt_keys),
             "n_prompts_recorded": len(prompt_keys & recorded),
@@ -999,6 +1200,13 @@ class SpeakerCorpus:
             raise CorpusError(
                 f"Cannot export into the speaker folder itself ('{dest}'). Choose a path outside '{self.root}'."
             )
+        try:
+            self._write_zip(dest)
+        except OSError as err:
+            raise _disk_error(err, dest, "No export was written; the speaker folder is unchanged.") from None
+        return dest
+
+    def _write_zip(self, dest: Path) -> None:
         with atomic_file(dest, "wb") as fh, self._locked(write=False):
             with zipfile.ZipFile(fh, "w") as zf:
                 for path in sorted(self.root.rglob("*")):
@@ -1008,7 +1216,6 @@ class SpeakerCorpus:
                     stored = path.suffix.lower() in (".flac", ".ogg")  # already compressed
                     zf.write(path, f"{self.speaker_id}/{rel.as_posix()}",
                              compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
-        return dest
 
 
 def split_by_prompt(
@@ -1051,13 +1258,24 @@ def _check_prompts(prompts: Sequence[str]) -> list[str]:
     for i, p in enumerate(prompts):
         if not isinstance(p, str):
             raise CorpusError(f"Prompt {i + 1} must be text, got {p!r}.")
-        if "\n" in p or "\r" in p:
-            raise CorpusError(
-                f"Prompt {i + 1} ({p!r}) has a line break; each prompt must be one line."
-            )
-        if p.strip():
-            out.append(p.strip())
+        p = _one_line(p.strip())
+        if not p:  # a blank entry, like a blank line in a prompt file
+            continue
+        reason = _text_problem(p)
+        if reason is not None:
+            raise CorpusError(f"Prompt {i + 1} ({p!r}) {reason}. Nothing was saved; fix it and try again.")
+        out.append(p)
     return out
+
+
+def _remove_unfinished(root: Path) -> None:
+    """Remove a speaker folder that :meth:`SpeakerCorpus.create` made but could not finish (its own files only)."""
+    for name in (_PROMPTS, _MANIFEST, _LOCK):
+        with contextlib.suppress(OSError):
+            (root / name).unlink()
+    for folder in (root / _AUDIO_DIR, root):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if empty
 
 
 def _read_info(root: Path) -> dict[str, Any]:
@@ -1123,7 +1341,7 @@ def list_speakers(parent: str | os.PathLike) -> list[SpeakerCorpus]:
 # --------------------------------------------------------------------------- #
 
 
-def _read_transcripts(path: Path) -> dict[str, str]:
+def _read_transcripts(path: Path, ids: Sequence[str] = ()) -> dict[str, str]:
     """``{id: text}`` from a transcript file (see :func:`parse_transcripts`)."""
     if not path.is_file():
         raise CorpusError(f"Transcript file '{path}' was not found. Check the path.")
@@ -1133,23 +1351,52 @@ def _read_transcripts(path: Path) -> dict[str, str]:
         raise CorpusError(
             f"Transcript file '{path}' is not UTF-8 text. Save it as UTF-8 (plain text or CSV) and try again."
         ) from None
-    return parse_transcripts(text, csv=path.suffix.lower() == ".csv", source=str(path))
+    return parse_transcripts(text, csv=path.suffix.lower() == ".csv", source=str(path), ids=ids)
 
 
-def parse_transcripts(text: str, *, csv: bool = False, source: str = "transcripts") -> dict[str, str]:
+def _split_id(line: str, ids: Sequence[str]) -> tuple[str, str]:
+    """``(id, text)`` of one plain-text transcript line (the rule is in :func:`parse_transcripts`)."""
+    if "\t" in line:
+        uid, _, rest = line.partition("\t")
+        return uid.strip(), rest
+    for uid in sorted(ids, key=len, reverse=True):
+        if line.startswith(uid) and (len(line) == len(uid) or line[len(uid)].isspace()):
+            return uid, line[len(uid):]
+    parts = line.split(None, 1)
+    return parts[0], parts[1] if len(parts) > 1 else ""
+
+
+def parse_transcripts(text: str, *, csv: bool = False, source: str = "transcripts",
+                      ids: Sequence[str] = ()) -> dict[str, str]:
     """``{id: text}`` from ``<id> <text>`` lines, or CSV with an ``id,text`` header.
+
+    Where the id of a plain-text line ends:
+
+    1. at the first tab, if the line has one (``take 3<TAB>hello there``);
+    2. else after the longest of ``ids`` (the audio files' names without their
+       ending) that the line starts with, followed by a space, so that
+       ``take 3 hello there`` matches ``take 3.wav``;
+    3. else at the first space.
+
+    Only ``\\n`` (or ``\\r\\n``) ends a line; other Unicode line separators are spaces.
 
     Args:
         text: the file's content.
         csv: treat it as CSV even without a recognisable header.
         source: the name used in error messages (a file name, never used as a path).
+        ids: the ids the lines may start with (rule 2); ``import_folder`` passes the stems.
 
     Raises:
-        CorpusError: lines without id or text, repeated ids, or no transcripts at all.
+        CorpusError: lines without id or text, text without words (``!!!``),
+        repeated ids, or no transcripts at all.
+
+    >>> parse_transcripts("take 3 hello there\\nb1 good morning", ids=["take 3", "take"])
+    {'take 3': 'hello there', 'b1': 'good morning'}
     """
     path = source
     is_csv = csv
-    first = next((line for line in text.splitlines() if line.strip()), "")
+    text = _LINE_SEPARATORS.sub(" ", text.replace("\r\n", "\n"))
+    first = next((line for line in text.split("\n") if line.strip()), "")
     header = [h.strip().lower() for h in first.split(",")]
     rows: list[tuple[int, str, str]] = []
     errors: list[str] = []
@@ -1168,18 +1415,12 @@ def parse_transcripts(text: str, *, csv: bool = False, source: str = "transcript
                 continue
             rows.append((line_no, uid, utext))
     else:
-        for line_no, line in enumerate(text.splitlines(), start=1):
-            stripped = line.strip()
-            if not stripped or stripped.startswith("#"):
+        for line_no, line in enumerate(text.split("\n"), start=1):
+            stripped = line.strip(" \r\x00\x0b\x0c") if "\t" in line else line.strip()
+            if not stripped.strip() or stripped.startswith("#"):
                 continue
-            parts = stripped.split(None, 1)
-            rows.append(
-                (
-                    line_no,
-                    parts[0],
-                    " ".join(parts[1].split()) if len(parts) > 1 else "",
-                )
-            )
+            uid, rest = _split_id(stripped, ids)
+            rows.append((line_no, uid, " ".join(rest.split())))
     out: dict[str, str] = {}
     seen: dict[str, int] = {}
     for line_no, uid, utext in rows:
@@ -1187,6 +1428,8 @@ def parse_transcripts(text: str, *, csv: bool = False, source: str = "transcript
             errors.append(f"line {line_no}: no id")
         elif not utext:
             errors.append(f"line {line_no}: {uid!r} has no text")
+        elif not normalize_text(utext):
+            errors.append(f"line {line_no}: the text of {uid!r} ({utext!r}) has no words to score")
         elif uid in seen:
             errors.append(
                 f"line {line_no}: {uid!r} already appears on line {seen[uid]}"
@@ -1227,8 +1470,9 @@ def import_folder(
 ) -> SpeakerCorpus:
     """Import existing recordings into a speaker folder.
 
-    Audio files (``.wav``, ``.flac``, ``.ogg`` directly in ``src_dir``) are
-    matched to transcripts by file stem (``a01.wav`` <-> ``a01``). Every file is
+    Audio files (:data:`workbench.audio.AUDIO_SUFFIXES`: WAV, FLAC, OGG, MP3,
+    AIFF directly in ``src_dir``) are matched to transcripts by file stem
+    (``a01.wav`` <-> ``a01``; names with spaces: see :func:`parse_transcripts`). Every file is
     quality-checked; takes with errors are kept with status ``"rejected"``.
     Re-running the import skips files already imported.
 
@@ -1255,7 +1499,6 @@ def import_folder(
         raise CorpusError(
             f"'{src}' is not a folder. Pass the folder that holds the audio files."
         )
-    texts = _read_transcripts(Path(os.fspath(transcripts)))
     allowed = {"display_name", "notes", "prompts", "simulated", "profile", "exist_ok"}
     unknown = sorted(set(create_kwargs) - allowed)
     if unknown:
@@ -1274,6 +1517,7 @@ def import_folder(
             report.unreadable.append(
                 f"{path.name}: this format is not supported; export it as WAV or FLAC"
             )
+    texts = _read_transcripts(Path(os.fspath(transcripts)), ids=list(by_stem))
     corpus = SpeakerCorpus.create(parent, speaker_id, **create_kwargs)
     if "prompts" not in create_kwargs:
         existing = corpus.prompts()
@@ -1306,7 +1550,10 @@ def import_folder(
         if utt_id is not None and utt_id in used_ids:
             utt_id = None
         try:
-            x, rate = _audio.read_audio(path, max_seconds=600)
+            with warnings.catch_warnings(record=True) as heard:
+                warnings.simplefilter("always")
+                x, rate = _audio.read_audio(path, max_seconds=600)
+            report.unreadable += [f"{path.name}: {w.message} (imported)" for w in heard]
             utt = corpus.add_take(
                 x,
                 prompt=texts[stem],
@@ -1317,6 +1564,11 @@ def import_folder(
         except AudioError as exc:
             report.unreadable.append(f"{path.name}: {exc}")
             continue
+        except CorpusError as exc:  # the folder cannot be written (full disk, read-only): stop here
+            raise CorpusError(
+                f"The import into '{corpus.root}' stopped at {path.name}: {exc} The {len(report.added) + len(report.rejected)} "
+                "files imported before it are saved; run the same import again afterwards and it goes on from there."
+            ) from None
         used_ids.add(utt.utt_id)
         (report.added if utt.status == "ok" else report.rejected).append(utt.utt_id)
     report.missing_audio = [uid for uid in texts if uid not in by_stem]

@@ -5,6 +5,9 @@ One text normalization is applied to references and hypotheses alike:
 numbers spelled out, apostrophes inside words kept). Metrics are **corpus-level**:
 errors summed over utterances divided by reference words summed over utterances,
 not a mean of per-utterance rates (short utterances would otherwise dominate).
+An utterance whose reference has no words after normalization (``"!!!"``) cannot
+be scored: it is left out of every rate, with a warning, instead of counting each
+recognised word as an error.
 
 Every figure here is an *ASR word error rate*: how often a speech recogniser gets
 a word wrong. It is not a clinical intelligibility score (Gutz et al. 2022) and
@@ -19,6 +22,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import html
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -91,6 +95,33 @@ def _check_pair(refs: Sequence[str], hyps: Sequence[str]) -> tuple[list[str], li
     return [normalize_text(r) for r in refs], [normalize_text(h) for h in hyps]
 
 
+def _drop_wordless(refs: list[str], *hyps: list[str], ids: Sequence[str] | None = None,
+                   originals: Sequence[str] | None = None) -> tuple[list[str], ...]:
+    """Leave out the utterances whose normalized reference is empty, with one warning.
+
+    Args:
+        refs: normalized references; ``hyps``: lists of the same length.
+        ids: utterance ids, named in the warning; else ``originals`` (the texts given).
+
+    Returns:
+        ``(refs, *hyps[, ids])`` without those utterances (``ids`` last, if given).
+    """
+    keep = [i for i, r in enumerate(refs) if r]
+    if len(keep) < len(refs):
+        gone = [i for i, r in enumerate(refs) if not r]
+        names = [repr(ids[i]) if ids is not None else repr(originals[i] if originals is not None else "")
+                 for i in gone]
+        more = f" and {len(gone) - 5} more" if len(gone) > 5 else ""
+        warnings.warn(
+            f"{len(gone)} of {len(refs)} utterances were left out of the error rates: their reference has no words "
+            f"to score ({', '.join(names[:5])}{more}). Record them again with a prompt that has words, or mark them "
+            "skipped.",
+            stacklevel=3,
+        )
+    out = tuple([x[i] for i in keep] for x in (refs, *hyps))
+    return out + ((list(ids[i] for i in keep),) if ids is not None else ())
+
+
 def _per_utterance(refs: list[str], hyps: list[str], *, chars: bool) -> list[tuple[ErrorCounts, list]]:
     import jiwer
 
@@ -112,8 +143,11 @@ def _per_utterance(refs: list[str], hyps: list[str], *, chars: bool) -> list[tup
 
 
 def error_counts(refs: Sequence[str], hyps: Sequence[str], *, chars: bool = False) -> ErrorCounts:
-    """Corpus-level edit counts after normalization (words, or characters with ``chars``)."""
+    """Corpus-level edit counts after normalization (words, or characters with ``chars``).
+
+    Utterances whose reference has no words are left out, with a warning."""
     r, h = _check_pair(refs, hyps)
+    r, h = _drop_wordless(r, h, originals=list(refs))
     total = ErrorCounts(0, 0, 0, 0)
     for counts, _ in _per_utterance(r, h, chars=chars):
         total = total + counts
@@ -267,6 +301,7 @@ def bootstrap_wer_difference(refs: Sequence[str], before: Sequence[str], after: 
     """
     r, b = _check_pair(refs, before)
     _, a = _check_pair(refs, after)
+    r, b, a = _drop_wordless(r, b, a, originals=list(refs))
     per_b = _per_utterance(r, b, chars=False)
     per_a = _per_utterance(r, a, chars=False)
     eb = np.array([c.errors for c, _ in per_b], dtype=np.float64)
@@ -291,12 +326,15 @@ def bootstrap_wer_difference(refs: Sequence[str], before: Sequence[str], after: 
 
 def compare(refs: Sequence[str], before: Sequence[str], after: Sequence[str], *,
             utt_ids: Sequence[str] | None = None, n_resamples: int = 2000, seed: int = 0) -> Comparison:
-    """Before/after comparison of one speaker's held-out utterances."""
+    """Before/after comparison of one speaker's held-out utterances.
+
+    Utterances whose reference has no words are left out (of the table too), with a warning."""
     r, b = _check_pair(refs, before)
     _, a = _check_pair(refs, after)
     ids = list(utt_ids) if utt_ids is not None else [f"utt{i:03d}" for i in range(len(r))]
     if len(ids) != len(r):
         raise ValueError(f"{len(ids)} utterance ids for {len(r)} references")
+    r, b, a, ids = _drop_wordless(r, b, a, ids=ids)
     per_b = _per_utterance(r, b, chars=False)
     per_a = _per_utterance(r, a, chars=False)
     utts = [UtteranceResult(i, ref, hb, ha, cb, ca)

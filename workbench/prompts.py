@@ -2,7 +2,10 @@
 
 A prompt list is a plain text file with one prompt a line. Blank lines and lines
 starting with ``#`` are skipped, surrounding whitespace is stripped and
-duplicates are dropped (the first one is kept, order is preserved).
+duplicates are dropped (the first one is kept, order is preserved). Only a
+newline ends a line: Unicode line separators (U+2028, from copy and paste) are
+spaces. A line with no words to score (``!!!``) is refused, because every
+recording of it would count as an empty sentence.
 
 Shipped lists live in ``workbench/data/prompts/`` (see its README for the source
 and licence):
@@ -29,6 +32,7 @@ from importlib import resources
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
+from workbench.text import normalize_text
 
 __all__ = ["PromptError", "list_prompt_sets", "load_prompts", "parse_prompts", "prompt_vocabulary"]
 
@@ -56,15 +60,33 @@ def list_prompt_sets() -> list[str]:
 
 
 def parse_prompts(text: str) -> list[str]:
-    """Prompts from the text of a prompt file: stripped, no blanks, no ``#`` comments, no duplicates."""
+    """Prompts from the text of a prompt file: stripped, no blanks, no ``#`` comments, no duplicates.
+
+    Raises:
+        PromptError: lines with no words to score (``!!!``) or with a broken character,
+        named by line number.
+    """
     seen: set[str] = set()
     prompts: list[str] = []
-    for line in text.splitlines():
-        prompt = " ".join(line.split())  # strip and collapse inner whitespace
+    bad: list[str] = []
+    for line_no, line in enumerate(text.split("\n"), start=1):  # not splitlines(): U+2028 is no line end
+        prompt = " ".join(line.split())  # strip and collapse inner whitespace (U+2028 included)
         if not prompt or prompt.startswith("#") or prompt in seen:
+            continue
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError:
+            bad.append(f"line {line_no} has a broken character (half of a pair, from copying text); type it again")
+            continue
+        if not normalize_text(prompt):
+            bad.append(f"line {line_no} ({prompt!r}) has no words to score")
             continue
         seen.add(prompt)
         prompts.append(prompt)
+    if bad:
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise PromptError(f"Some prompts cannot be used: {'; '.join(bad[:5])}{more}. Give each prompt words "
+                          "(letters a-z or numbers) or delete those lines, then try again.")
     return prompts
 
 
@@ -102,7 +124,10 @@ def load_prompts(name_or_path: str | Path = "everyday") -> list[str]:
             f"No prompt list called '{name}': it is not a shipped list ({', '.join(list_prompt_sets())}) "
             "and no such file exists. Give one of those names or the path of a text file with one prompt a line."
         )
-    prompts = parse_prompts(text)
+    try:
+        prompts = parse_prompts(text)
+    except PromptError as err:
+        raise PromptError(f"{where[0].upper()}{where[1:]}: {err}") from None
     if not prompts:
         raise PromptError(
             f"{where[0].upper()}{where[1:]} has no prompts (only blank lines or '#' comments). Add one prompt a line."
