@@ -189,3 +189,58 @@ def test_widget_asks_consent_then_saves_browser_takes(corpus, monkeypatch):
     assert bytes(player.value[:4]) == b"RIFF"
     next(b for b in buttons if b.description == "Skip").click()  # moving on clears the player
     assert len(player.value) == 0 and session.index == 2
+
+
+def test_widget_follows_the_session_when_code_drives_it(corpus, monkeypatch):
+    """Run All in notebook 01: the widget is shown, then a cell moves the session on; the view must show
+    the session's prompt (a take recorded from the widget goes to that prompt)."""
+    monkeypatch.setitem(sys.modules, "sounddevice", None)
+    session = PromptSession(corpus, consent_id="c1")
+    view = session.widget(recorder=Recorder(auto_keep=True))
+    where, prompt = view.children[1].children[:2]
+    assert PROMPTS[0] in prompt.value
+    session.record(make_speechlike(1.2))
+    session.go(2)
+    assert PROMPTS[2] in prompt.value and "Prompt 3 of 3" in where.value
+    progress_row = view.children[1].children[2]
+    assert progress_row.children[1].value == "1 of 3 recorded"
+    session.skip()  # back to the first open prompt
+    assert session.index == 1 and PROMPTS[1] in prompt.value
+    assert "Skipped prompt 3" in view.children[1].children[4].value
+
+
+def test_summary_counts_prompts_skipped_before_any_take(corpus):
+    """Notebook 01's simulated speaker read 2 of 15 prompts and skips the rest: the counts must say so."""
+    session = PromptSession(corpus, consent_id="c1")
+    session.record(make_speechlike(1.2))
+    session.next()
+    session.skip()  # no take at all for prompt 2
+    session.record(make_speechlike(1.0, amp=0.004))  # prompt 3: only an unusable take
+    summary = session.summary()
+    assert session.progress_text == "1 of 3 recorded, 1 skipped"
+    assert (summary["n_prompts"], summary["n_recorded"], summary["n_skipped"], summary["n_rejected"],
+            summary["n_todo"]) == (3, 1, 1, 1, 0)
+    assert (summary["n_takes_ok"], summary["n_takes_rejected"], summary["n_takes_skipped"]) == (1, 1, 0)
+
+
+def test_a_clipped_take_is_explained_once(corpus, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sounddevice", None)
+    session = PromptSession(corpus, consent_id="c1")
+    rec = Recorder(auto_keep=True)
+    view = session.widget(recorder=rec)
+    message = view.children[1].children[4]
+    sent = []
+    monkeypatch.setattr(rec.browser, "send", lambda content, buffers=None: sent.append(content))
+    clipped = np.clip(make_speechlike(1.5) * 30, -1, 1)
+    pcm = float_to_pcm16(clipped).astype("<i2")
+    rec.browser.handle_message({"type": "start", "take": "a", "rate": SR})
+    rec.browser.handle_message({"type": "chunk", "take": "a", "seq": 0}, [pcm.tobytes()])
+    rec.browser.handle_message({"type": "stop", "take": "a", "chunks": 1, "samples": pcm.size})
+    shown = [sent[-1]["message"], message.value]  # the recorder's line in the page, the session's message
+    assert sum(text.count("Clipped") for text in shown) == 1
+    assert "Clipped" in message.value and "not usable" in message.value
+    assert sent[-1]["message"].startswith("Received 1.5 s")
+    # an upload: the same
+    from workbench.ui._render import wav_bytes
+    rec.receive_upload(({"name": "loud.wav", "content": memoryview(wav_bytes(clipped))},))
+    assert "Clipped" not in rec.message and "Clipped" in message.value

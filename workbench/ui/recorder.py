@@ -352,6 +352,7 @@ class KernelRecorder:
         self.max_seconds = float(max_seconds)
         self.block_seconds = float(block_seconds)
         self.auto_keep = bool(auto_keep)
+        self.show_quality = True  # False when the caller shows the quality message itself (a prompt session)
         self.device = self._find(device)
         self.take: Recording | None = None  # stopped, not yet kept or redone
         self.report: QualityReport | None = None
@@ -501,7 +502,7 @@ class KernelRecorder:
             notes.append(f"Stopped at the {self.max_seconds:.0f} s limit.")
         if overflows:
             notes.append("Some sound was lost because the computer was busy; listen, and record again if it sounds choppy.")
-        self.message = " ".join(notes + [self.report.message])
+        self.message = " ".join(notes + [self.report.message if self.show_quality else _received(take)])
         self.take = take
         if self.auto_keep:
             self.keep()
@@ -612,6 +613,11 @@ class KernelRecorder:
         return w.VBox([picker, w.HBox([record, stop, meter, clock]), message, player, decide])
 
 
+def _received(take: Recording) -> str:
+    """What a recorder says about a take whose quality message is shown elsewhere."""
+    return f"Received {take.duration_s:.1f} s: see the message below."
+
+
 def _close_quietly(stream: Any) -> None:
     for name in ("stop", "close"):
         try:
@@ -665,6 +671,7 @@ class BrowserRecorder(anywidget.AnyWidget):
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[Recording], Any]] = []
         self._error_callbacks: list[Callable[[str, str], Any]] = []
+        self.show_quality = True  # False when the caller shows the quality message itself (a prompt session)
         if on_recording is not None:
             self._callbacks.append(on_recording)
         self.on_msg(self._on_custom_msg)
@@ -743,7 +750,7 @@ class BrowserRecorder(anywidget.AnyWidget):
 
     def _deliver(self, rec: Recording, take: str, reason: Any) -> Recording:
         self.recording, self.report = rec, rec.quality()
-        message, ok = self.report.message, self.report.ok
+        message, ok = (self.report.message if self.show_quality else _received(rec)), self.report.ok
         if reason == "limit":
             message = f"Stopped at the {rec.duration_s:.0f} s limit. " + message
         try:
@@ -858,6 +865,7 @@ class Recorder:
         self.last: Recording | None = None
         self.last_source: str | None = None
         self.message = ""
+        self._show_quality = True
         self._browser: BrowserRecorder | None = None
         self._callbacks: list[Callable[[Recording], Any]] = []
         self._view: Any = None
@@ -871,8 +879,25 @@ class Recorder:
         """The browser recorder (made on first use)."""
         if self._browser is None:
             self._browser = BrowserRecorder(max_seconds=self.max_seconds)
+            self._browser.show_quality = self._show_quality
             self._browser.on_recording(lambda rec: self.deliver(rec, "browser"))
         return self._browser
+
+    @property
+    def show_quality(self) -> bool:
+        """Whether the recorder shows the quality check itself (default True).
+
+        A :class:`~workbench.ui.session.PromptSession` sets it to False: its own message
+        says whether the take was saved and why not, so the problem is shown once.
+        """
+        return self._show_quality
+
+    @show_quality.setter
+    def show_quality(self, value: bool) -> None:
+        self._show_quality = bool(value)
+        for rec in (self.kernel, self._browser):
+            if rec is not None:
+                rec.show_quality = self._show_quality
 
     def on_recording(self, fn: Callable[[Recording], Any]) -> Callable[[Recording], Any]:
         """Call ``fn(recording)`` with every take, whatever its source. Returns ``fn``."""
@@ -891,8 +916,7 @@ class Recorder:
     def receive_upload(self, value: Any) -> Recording:
         """Load an upload (see :func:`load_upload`), check it, deliver it; sets :attr:`message`."""
         rec, name = load_upload(value)
-        report = rec.quality()
-        self.message = f"{name}: {report.message}"
+        self.message = f"{name}: {rec.quality().message if self._show_quality else _received(rec)}"
         return self.deliver(rec, "upload")
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

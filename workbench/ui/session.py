@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import html
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,6 +85,7 @@ class PromptSession:
         self.ok: bool | None = None
         self.last_take: Utterance | None = None
         self._skipped: set[int] = set()
+        self._listeners: list[Callable[[], None]] = []
         self._lock = threading.RLock()
         if consent_id is not None:
             self.give_consent(consent_id)
@@ -167,6 +168,23 @@ class PromptSession:
         text = f"{st.count('recorded')} of {self.n_prompts} recorded"
         return text + (f", {st.count('skipped')} skipped" if "skipped" in st else "")
 
+    def summary(self) -> dict[str, Any]:
+        """Counts of this session's prompts (what :attr:`progress_text` says) and of the folder's takes.
+
+        Returns:
+            ``{"n_prompts", "n_recorded", "n_skipped", "n_rejected", "n_todo"}`` count
+            prompts (a prompt skipped before any take counts as skipped, although the
+            folder holds no take for it); ``"n_takes_ok"``, ``"n_takes_rejected"``,
+            ``"n_takes_skipped"`` and ``"minutes_ok"`` count the takes on disk.
+        """
+        st = self.statuses()
+        folder = self.corpus.summary()
+        return {"speaker_id": self.corpus.speaker_id, "n_prompts": self.n_prompts,
+                "n_recorded": st.count("recorded"), "n_skipped": st.count("skipped"),
+                "n_rejected": st.count("rejected"), "n_todo": st.count("todo"),
+                "n_takes_ok": folder["n_ok"], "n_takes_rejected": folder["n_rejected"],
+                "n_takes_skipped": folder["n_skipped"], "minutes_ok": folder["minutes_ok"]}
+
     @property
     def finished(self) -> bool:
         """True when every prompt is recorded or skipped."""
@@ -182,7 +200,19 @@ class PromptSession:
         return int(index)
 
     def _say(self, message: str, ok: bool | None) -> None:
+        """Set the message of the last action and tell the views (every action ends here)."""
         self.message, self.ok = message, ok
+        for fn in list(self._listeners):
+            fn()
+
+    def on_change(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call ``fn()`` after every action (record, skip, next, go...), whoever made it. Returns ``fn``.
+
+        The widget redraws itself this way, so it always shows the session's current
+        prompt, also when a notebook cell drives the session.
+        """
+        self._listeners.append(fn)
+        return fn
 
     # -- actions ------------------------------------------------------------------ #
 
@@ -317,6 +347,7 @@ class PromptSession:
 
         w = require("ipywidgets", extra="ui", purpose="show the recording session")
         rec = recorder if recorder is not None else Recorder(auto_keep=True)
+        rec.show_quality = False  # the session's message says what the check found, once
 
         consent_id = w.Text(description="Consent id", placeholder="consent-2024-05")
         consent_text = w.Textarea(description="Agreed to", placeholder="What the speaker agreed to")
@@ -371,27 +402,23 @@ class PromptSession:
             def handler(_: Any) -> None:
                 clear_player()
                 try:
-                    fn()
+                    fn()  # the session calls refresh (on_change)
                 except WorkbenchError as err:
                     self._say(str(err), False)
-                refresh()
             return handler
 
         def on_take(recording: Recording) -> None:  # on the kernel recorder's thread or the comm handler
+            clear_player()
             try:
                 self.record(recording, source=rec.last_source or "program")
             except WorkbenchError as err:
                 self._say(str(err), False)
-            clear_player()
-            refresh()
 
         def on_consent(_: Any) -> None:
             try:
                 self.give_consent(consent_id.value.strip(), text=consent_text.value, given_by=given_by.value.strip())
             except WorkbenchError as err:
                 consent_msg.value = error_html(str(err))
-                return
-            refresh()
 
         def on_play(_: Any) -> None:
             if earlier.value is None:
@@ -401,7 +428,6 @@ class PromptSession:
                 player.layout.display = ""
             except WorkbenchError as err:
                 self._say(str(err), False)
-                refresh()
 
         rec.on_recording(on_take)
         consent_save.on_click(on_consent)
@@ -411,6 +437,7 @@ class PromptSession:
         next_.on_click(act(self.next))
         play.on_click(on_play)
         earlier.observe(lambda _: clear_player(), names="value")
+        self.on_change(refresh)
         refresh()
         return w.VBox([consent_box, work])
 
