@@ -1,7 +1,13 @@
-"""Shared test helpers: synthetic audio and temporary speaker folders.
+"""Shared test helpers: synthetic audio and temporary speaker folders; the ``tts`` marker.
 
 Audio is generated, never downloaded: every helper returns ``(n,)`` float32 at
 ``sr`` Hz (16 kHz by default) and is deterministic for a given seed.
+
+Tests that run a speech engine carry ``@pytest.mark.tts("espeak", "flite")`` (the
+engines they need; a bare ``@pytest.mark.tts`` needs the engines named by its
+``espeak``/``flite``/``festival`` fixtures, else all three). Where one is missing
+the test is skipped with the reason and the install command, unless
+``WORKBENCH_REQUIRE_TTS=1`` (CI), where it fails.
 """
 
 from __future__ import annotations
@@ -77,3 +83,42 @@ def speaker_root(tmp_path: Path) -> Path:
     root = tmp_path / "speakers"
     root.mkdir()
     return root
+
+
+# --------------------------------------------------------------------------- #
+# The tts marker
+# --------------------------------------------------------------------------- #
+
+_ENGINE_FIXTURES = ("espeak", "flite", "festival")
+
+
+def tts_gate(engines: tuple[str, ...], *, require: bool) -> str | None:
+    """Why a test that needs these speech engines cannot run here, or None if it can.
+
+    Raises:
+        pytest.fail.Exception: an engine is missing and ``require`` (WORKBENCH_REQUIRE_TTS=1).
+    """
+    from workbench import simulate
+
+    missing = [e for e in engines if e not in simulate.available_engines()]
+    if not missing:
+        return None
+    programs = ", ".join(simulate._PROGRAMS[e][0] for e in missing)
+    apt = " ".join(simulate._PROGRAMS[e][1] for e in missing)
+    if require:
+        pytest.fail(f"needs {programs} (WORKBENCH_REQUIRE_TTS=1) but it is missing: sudo apt-get install {apt}",
+                    pytrace=False)
+    return f"needs {programs}, which is not installed (sudo apt-get install {apt}); WORKBENCH_REQUIRE_TTS=1 makes this fail"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("tts")
+    if marker is None:
+        return
+    unknown = [e for e in marker.args if e not in _ENGINE_FIXTURES]
+    if unknown:
+        pytest.fail(f"@pytest.mark.tts: unknown engine(s) {unknown}; use {', '.join(_ENGINE_FIXTURES)}", pytrace=False)
+    engines = tuple(marker.args) or tuple(f for f in _ENGINE_FIXTURES if f in getattr(item, "fixturenames", ()))
+    reason = tts_gate(engines or _ENGINE_FIXTURES, require=os.environ.get("WORKBENCH_REQUIRE_TTS") == "1")
+    if reason is not None:
+        pytest.skip(reason)
