@@ -39,11 +39,81 @@ def _adapter_choice(name: str | None) -> dict:
 
 def _cmd_record(args: argparse.Namespace) -> int:
     from workbench.prompts import load_prompts
+    from workbench.ui.recorder import KernelRecorder
     from workbench.ui.terminal import record_in_terminal
 
+    prompts = load_prompts(args.prompts) if args.create else None
+    mic = KernelRecorder(args.device)  # PortAudio and the microphone first: nothing is written if they fail
     kept = record_in_terminal(args.speaker_dir, consent_id=args.consent, create=args.create,
-                              prompts=load_prompts(args.prompts) if args.create else None, device=args.device)
+                              prompts=prompts, device=args.device, recorder=mic)
     return 0 if kept >= 0 else 1
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    import warnings
+    from pathlib import Path
+
+    from workbench.corpus import import_folder
+
+    target = Path(args.speaker_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the report below says the same, once
+        corpus = import_folder(args.folder, args.transcripts, target.parent, target.name, exist_ok=True)
+    report = corpus.last_import
+    print(report.message)
+    for line in report.unreadable:
+        print(f"  {line}", file=sys.stderr)
+    print(f"Speaker folder: {corpus.root}")
+    return 1 if report.unmatched_audio or report.missing_audio or report.unreadable else 0
+
+
+_HOPELESS = ("silent", "empty")  # nothing in such a file can be a word: whatever the model says is dropped
+
+
+def _load_for_transcribe(files: Sequence[str]) -> tuple[list, dict[str, tuple[bool, list[str]]]]:
+    """Each file as ``(n,)`` float32 at 16 kHz, and by file ``(silent, what is wrong in words)``.
+
+    Damaged samples (NaN) are refused naming the file. A silent file's transcript is
+    left empty; a short, quiet or cut-off one gets a note, so that an empty or poor
+    transcript is explained.
+    """
+    import warnings
+
+    from workbench.audio import check_quality, load_audio
+    from workbench.errors import AudioError
+
+    wavs, notes = [], {}
+    for f in files:
+        with warnings.catch_warnings(record=True) as heard:
+            warnings.simplefilter("always")
+            wav = load_audio(f)
+        report = check_quality(wav)
+        bad = [p for p in report.problems if p.code == "nonfinite"]
+        if bad:
+            raise AudioError(f"{f}: {bad[0].message}")
+        hopeless = [p.message for p in report.problems if p.code in _HOPELESS]
+        notes[f] = (bool(hopeless), hopeless + [str(w.message) for w in heard] + [
+            p.message for p in report.problems if p.code in ("too_short", "too_quiet")])
+        wavs.append(wav)
+    return wavs, notes
+
+
+def _report_transcripts(files: Sequence[str], texts: Sequence[str], notes: dict[str, tuple[bool, list[str]]]) -> int:
+    """Print ``file<TAB>text`` lines, and to stderr why a transcript is empty or doubtful; 1 if any is empty."""
+    empty = 0
+    for f, t in zip(files, texts, strict=True):
+        hopeless, said = notes.get(f, (False, []))
+        why = " ".join(said)
+        if hopeless:  # whatever the model made of silence is not a transcript
+            t = ""
+        print(f"{f}\t{t}")
+        if not t.strip():
+            empty += 1
+            print(f"workbench transcribe: nothing was recognised in {f}." + (f" {why}" if why else
+                  " It may hold no speech, or speech the model cannot make out."), file=sys.stderr)
+        elif why:
+            print(f"workbench transcribe: {f}: {why} The transcript may be incomplete.", file=sys.stderr)
+    return 1 if empty else 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -67,13 +137,27 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, cwd=root)
 
 
-def _cmd_personalize(args: argparse.Namespace) -> int:
+def _speaker_model(speaker_dir: str | None, requested: str):
+    """Load the base model for a speaker folder (``--model auto``: by speaker kind) and say which."""
     from workbench.models.base import load_base_model
-    from workbench.personalize import TrainConfig
-    from workbench.workflow import personalize_speaker
+    from workbench.models.choice import choose_base_model
 
-    config = TrainConfig(max_seconds=60.0 * args.minutes, seed=args.seed, **_adapter_choice(args.adapter))
-    run = personalize_speaker(args.speaker_dir, backend=load_base_model(args.model), config=config,
+    info = None
+    if speaker_dir is not None and requested == "auto":
+        from workbench.corpus import SpeakerCorpus
+
+        info = SpeakerCorpus.open(speaker_dir).info
+    choice = choose_base_model(info, requested)
+    print(choice.reason[0].upper() + choice.reason[1:], file=sys.stderr)
+    return load_base_model(choice.name)
+
+
+def _cmd_personalize(args: argparse.Namespace) -> int:
+    from workbench.workflow import default_config, personalize_speaker
+
+    backend = _speaker_model(args.speaker_dir, args.model)
+    config = default_config(backend, max_seconds=60.0 * args.minutes, seed=args.seed, **_adapter_choice(args.adapter))
+    run = personalize_speaker(args.speaker_dir, backend=backend, config=config,
                               decoder=args.decoder, seed=args.seed)
     print(run.comparison.summary())
     print(f"Personal adapter: {run.submodel_path}")
@@ -83,8 +167,7 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
 
 def _cmd_train_bank(args: argparse.Namespace) -> int:
     from workbench import distributed
-    from workbench.personalize import TrainConfig
-    from workbench.workflow import train_bank
+    from workbench.workflow import default_config, train_bank
 
     device = distributed.init_from_env(args.device)  # joins the torchrun job, if this is one
     finished = False
@@ -100,10 +183,23 @@ def _cmd_train_bank(args: argparse.Namespace) -> int:
                 raise TrainingError("--speaker-space learns HRA heads from a vector per speaker; leave out "
                                     f"--adapter {args.adapter} or use --adapter hra")
             adapter = {"adapter": HRAConfig(space="embedding", embed_dim=args.speaker_space)}
-        config = TrainConfig(max_seconds=60.0 * args.minutes, seed=args.seed,
-                             per_speaker_selection=args.per_speaker_selection,
-                             **({"max_steps": args.steps} if args.steps else {}), **adapter)
-        run = train_bank(args.speakers, args.out, model=args.model, device=device, config=config,
+        from workbench.models.base import load_base_model
+
+        model = "tiny" if args.model == "auto" else args.model  # auto: the speakers' kind decides below
+        if args.model == "auto":
+            from workbench.models.choice import choose_base_model
+            from workbench.workflow import speaker_folders
+
+            kinds = {bool(c.info.get("simulated")) for c in speaker_folders(args.speakers)}
+            choice = choose_base_model({"simulated": kinds == {True}})
+            model = choice.name
+            if distributed.is_main():
+                print(choice.reason[0].upper() + choice.reason[1:], file=sys.stderr)
+        backend = load_base_model(model, device=device)
+        config = default_config(backend, max_seconds=60.0 * args.minutes, seed=args.seed,
+                                per_speaker_selection=args.per_speaker_selection,
+                                **({"max_steps": args.steps} if args.steps else {}), **adapter)
+        run = train_bank(args.speakers, args.out, backend=backend, device=device, config=config,
                          decoder=args.decoder, seed=args.seed)
         if run.path is not None:  # rank 0 (or the only process) reports
             _, world = distributed.rank_and_size()
@@ -121,13 +217,11 @@ def _cmd_train_bank(args: argparse.Namespace) -> int:
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
     from workbench.adapters import load_submodel
-    from workbench.audio import load_audio
-    from workbench.models.base import load_base_model
     from workbench.workflow import bank_row, build_decoder
 
-    backend = load_base_model(args.model)
-    wavs = [load_audio(f) for f in args.files]
-    decoder = build_decoder(args.decoder)
+    backend = _speaker_model(None, args.model)
+    wavs, notes = _load_for_transcribe(args.files)
+    decoder = build_decoder(args.decoder, backend=backend)
     if args.adapter:
         adapted, meta = load_submodel(backend, args.adapter)
         held = meta.get("speaker_ids", [])
@@ -138,16 +232,14 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         texts = adapted.transcribe(wavs, decoder=decoder, speakers=rows)
     else:
         texts = backend.transcribe(wavs, decoder=decoder)
-    for f, t in zip(args.files, texts, strict=True):
-        print(f"{f}\t{t}")
-    return 0
+    return _report_transcripts(args.files, texts, notes)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from workbench.workflow import evaluate_speaker
 
-    result = evaluate_speaker(args.speaker_dir, model=args.model, adapter=args.adapter, decoder=args.decoder,
-                              write_report=args.report)
+    result = evaluate_speaker(args.speaker_dir, backend=_speaker_model(args.speaker_dir, args.model),
+                              adapter=args.adapter, decoder=args.decoder, write_report=args.report)
     print(result.summary() if hasattr(result, "summary") else result)
     return 0
 
@@ -201,10 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_simulate(sub)
 
-    model_help = "base model: 'tiny' (built in, offline), a transformers hub id, or a local folder"
+    model_help = ("base model: 'auto' (default: the built-in model for simulated speakers, Whisper tiny.en for real "
+                  "people when installed), 'tiny', 'whisper-tiny.en', 'whisper-base', a transformers hub id, or a "
+                  "local folder (transformers or CTranslate2/faster-whisper)")
     p = sub.add_parser("personalize", help="train a personal adapter for one speaker folder")
     p.add_argument("speaker_dir")
-    p.add_argument("--model", default="tiny", help=model_help)
+    p.add_argument("--model", default="auto", help=model_help)
     p.add_argument("--adapter", default=None, help="adapter family: lora (default), residual, conv or hra")
     p.add_argument("--minutes", type=float, default=1.5, help="training time budget in minutes (default 1.5)")
     p.add_argument("--decoder", default="lexicon", choices=["greedy", "lexicon"])
@@ -216,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "Run several processes with: torchrun --nproc-per-node N -m workbench.cli train-bank ...")
     p.add_argument("speakers", nargs="+", help="speaker folders, or folders that hold speaker folders")
     p.add_argument("--out", required=True, help="the bank's Submodel file (.safetensors)")
-    p.add_argument("--model", default="tiny", help=model_help)
+    p.add_argument("--model", default="auto", help=model_help)
     p.add_argument("--adapter", default=None, help="adapter family: lora (default), residual, conv or hra")
     p.add_argument("--minutes", type=float, default=5.0, help="training time budget in minutes (default 5)")
     p.add_argument("--steps", type=int, default=None, help="at most this many steps (default: the trainer's)")
@@ -234,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("transcribe", help="transcribe audio files with a base model and optional adapter")
     p.add_argument("files", nargs="+")
-    p.add_argument("--model", default="tiny", help=model_help)
+    p.add_argument("--model", default="auto", help=model_help)
     p.add_argument("--adapter", default=None, help="a Submodel file (.safetensors) from 'workbench personalize'")
     p.add_argument("--speaker", default=None, help="with a bank file (workbench train-bank): whose adapter to use")
     p.add_argument("--decoder", default="greedy", choices=["greedy", "lexicon"])
@@ -244,11 +338,22 @@ def build_parser() -> argparse.ArgumentParser:
                             ("report", "write an HTML + CSV before/after report for a speaker folder")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("speaker_dir")
-        p.add_argument("--model", default="tiny", help=model_help)
+        p.add_argument("--model", default="auto", help=model_help)
         p.add_argument("--adapter", default=None,
                        help="a Submodel file (default: the newest in the speaker's submodels/ folder)")
         p.add_argument("--decoder", default="lexicon", choices=["greedy", "lexicon"])
         p.set_defaults(func=_cmd_evaluate if name == "evaluate" else _cmd_report, report=False)
+
+    p = sub.add_parser("import", help="import recordings on disk (audio files + a transcript file) into a speaker folder",
+                       description="Import existing recordings: every audio file in FOLDER (WAV, FLAC, OGG, MP3, AIFF) "
+                       "whose name matches a transcript becomes a take of SPEAKER_DIR (created if needed; its name is "
+                       "the de-identified speaker id). Takes with quality errors are kept as 'rejected'. Running it "
+                       "again skips files already imported.")
+    p.add_argument("folder", help="the folder that holds the audio files")
+    p.add_argument("transcripts", help="a .txt file of '<file name without ending> <sentence>' lines (a tab may "
+                   "separate them; names with spaces match the longest file name), or a .csv with id,text columns")
+    p.add_argument("speaker_dir", help="the speaker folder to create or add to")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("record", help="record a speaker reading prompts with this computer's microphone")
     p.add_argument("speaker_dir", help="the speaker folder (its name is the de-identified speaker id)")

@@ -26,8 +26,8 @@ from workbench.errors import TrainingError
 from workbench.evaluate import Comparison, compare
 from workbench.personalize import TrainConfig, Trainer, TrainResult
 
-__all__ = ["BankRun", "BaseScore", "PersonalizationRun", "bank_row", "build_decoder", "evaluate_speaker",
-           "personalize_speaker", "speaker_folders", "train_bank"]
+__all__ = ["BankRun", "BaseScore", "PersonalizationRun", "bank_row", "build_decoder", "decoder_name", "default_config",
+           "evaluate_speaker", "personalize_speaker", "speaker_folders", "train_bank"]
 
 
 @dataclasses.dataclass
@@ -43,8 +43,11 @@ class PersonalizationRun:
     adapted: Any  # the live injection (backend + adapter), ready to transcribe
 
 
-def build_decoder(kind: str, prompts: list[str] | None = None) -> Callable | None:
+def build_decoder(kind: str, prompts: list[str] | None = None, *, backend: Any = None) -> Callable | None:
     """``"greedy"`` (None: the backend's default) or ``"lexicon"``.
+
+    A sequence-to-sequence ``backend`` (Whisper) always decodes with its own search, so
+    this returns None for it whatever ``kind`` says (see :func:`decoder_name`).
 
     The lexicon decoder is a beam search restricted to the words of the shipped
     everyday prompt list plus ``prompts`` (the speaker's own list), with a bigram
@@ -53,10 +56,10 @@ def build_decoder(kind: str, prompts: list[str] | None = None) -> Callable | Non
     phrases from that domain, as in phrase-based apps; free speech outside it
     will be forced onto known words.
     """
-    if kind == "greedy":
-        return None
-    if kind != "lexicon":
+    if kind not in ("greedy", "lexicon"):
         raise TrainingError(f"decoder must be 'greedy' or 'lexicon', got {kind!r}")
+    if kind == "greedy" or getattr(backend, "is_seq2seq", False):
+        return None
     from workbench.decode import BeamSearchDecoder, Lexicon, WordLM
     from workbench.prompts import load_prompts, prompt_vocabulary
 
@@ -66,6 +69,19 @@ def build_decoder(kind: str, prompts: list[str] | None = None) -> Callable | Non
     personal = sorted(prompt_vocabulary(own) - known)
     sentences = everyday + own
     return BeamSearchDecoder(Lexicon.from_sentences(sentences), WordLM.from_sentences(sentences), boost=personal)
+
+
+def decoder_name(kind: str, backend: Any) -> str:
+    """What decodes, in words, for reports: Whisper's own search, or the CTC decoder ``kind``."""
+    return f"{backend.name} greedy search" if getattr(backend, "is_seq2seq", False) else kind
+
+
+def default_config(backend: Any, **settings: Any) -> TrainConfig:
+    """:class:`TrainConfig` with ``backend``'s defaults (its adapter and learning rate) under ``settings``.
+
+    Giving ``adapter`` drops the backend's learning rate too (the family's own default applies)."""
+    base = {} if "adapter" in settings else backend.default_train_settings()
+    return TrainConfig(**{**base, **settings})
 
 
 def _progress_bar(trainer: Trainer) -> None:
@@ -148,12 +164,18 @@ def personalize_speaker(
     from workbench.models.base import load_base_model
 
     corpus = SpeakerCorpus.open(speaker_dir)
+    # before the training, not at save time: a read-only or full disk is found first (issue 16)
+    corpus.check_writable("submodels", *(() if report_dir else ("reports",)),
+                          what="Nothing was trained: the personal model could not be saved there.")
+    if report_dir is not None:
+        _check_writable(Path(report_dir) / "report.html")
     train_utts, valid_utts, test_utts = three_way_split(corpus, test_fraction=test_fraction,
                                                         valid_fraction=valid_fraction, seed=seed, max_train=max_train)
     backend = backend or load_base_model(model)
     train, valid, held_out = (examples_from_corpus(corpus, u) for u in (train_utts, valid_utts, test_utts))
-    dec = build_decoder(decoder, prompts=corpus.prompts())
-    config = config or TrainConfig(seed=seed)
+    dec = build_decoder(decoder, prompts=corpus.prompts(), backend=backend)
+    decoder = decoder_name(decoder, backend)
+    config = config or default_config(backend, seed=seed)
     trainer = Trainer(backend, train, valid, config, decoder=dec)
     if progress:
         _progress_bar(trainer)
@@ -292,7 +314,7 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
     corpus = SpeakerCorpus.open(speaker_dir)
     backend = backend or load_base_model(model)
     path = Path(adapter) if adapter else _newest_submodel(corpus.root)
-    dec = build_decoder(decoder, prompts=corpus.prompts())
+    dec = build_decoder(decoder, prompts=corpus.prompts(), backend=backend)
     if path is None:
         if write_report:
             raise TrainingError(f"{corpus.speaker_id} has no personal adapter yet: run "
@@ -427,8 +449,9 @@ def train_bank(
         used[corpus.speaker_id] = {"utt_ids": [u.utt_id for u in tr], "valid_utt_ids": [u.utt_id for u in va]}
         trained_prompts |= {u.prompt.lower() for u in tr + va}
     backend = backend or load_base_model(model, device=device)
-    dec = build_decoder(decoder, prompts=sorted({p for c in corpora for p in c.prompts()}))  # validation
-    config = config or TrainConfig(seed=seed)
+    dec = build_decoder(decoder, prompts=sorted({p for c in corpora for p in c.prompts()}),
+                        backend=backend)  # validation
+    config = config or default_config(backend, seed=seed)
     trainer = Trainer(backend, train, valid, config, decoder=dec)
     rank, world = distributed.rank_and_size()
     if progress and rank == 0:
@@ -441,7 +464,7 @@ def train_bank(
     for corpus, idx in zip(corpora, by_row, strict=True):
         mine = idx[rank::world]
         before, after = _transcribe_both(trainer.adapted, [held_out[i] for i in mine],
-                                         build_decoder(decoder, prompts=corpus.prompts()))
+                                         build_decoder(decoder, prompts=corpus.prompts(), backend=backend))
         share += list(zip(mine, before, after, strict=True))
     heard = {i: (b, a) for part in distributed.all_gather_objects(share) for i, b, a in part}
     comparisons = {corpus.speaker_id: compare([held_out[i].text for i in idx], [heard[i][0] for i in idx],
@@ -452,7 +475,7 @@ def train_bank(
         return BankRun(ids, result, comparisons, None, trainer.adapted)
     training = {"speakers": used, "prompts": sorted(trained_prompts), "steps": result.steps,
                 "seconds": round(result.seconds, 1), "stopped": result.stopped_reason, "processes": world,
-                "decoder": decoder}
+                "decoder": decoder_name(decoder, backend)}
     metrics = {sid: {"wer_before": c.wer_before, "wer_after": c.wer_after, "held_out_utterances": len(c.utterances)}
                for sid, c in comparisons.items()}
     path = trainer.adapted.save(out, speaker_ids=ids,
