@@ -10,7 +10,8 @@ pytest.importorskip("transformers")
 from workbench.adapters import ResidualConfig, inject  # noqa: E402
 from workbench.errors import AudioError, WorkbenchError  # noqa: E402
 from workbench.models.base import load_base_model  # noqa: E402
-from workbench.models.hf import HFCTCBackend, HFWhisperBackend  # noqa: E402
+from workbench.models.hf import HFCTCBackend  # noqa: E402
+from workbench.models.whisper import WhisperBackend  # noqa: E402
 
 from _models import hf_ctc_dir, hf_whisper_dir, noise_waves  # noqa: E402
 
@@ -31,7 +32,7 @@ def whisper_dir(tmp_path_factory):
 def test_load_transcribe_loss_and_backward_through_an_adapter(which, ctc_dir, whisper_dir) -> None:
     path = ctc_dir if which == "ctc" else whisper_dir
     backend = load_base_model(path)
-    assert isinstance(backend, HFCTCBackend if which == "ctc" else HFWhisperBackend)
+    assert isinstance(backend, HFCTCBackend if which == "ctc" else WhisperBackend)
     assert len(backend.adapter_sites()) == 2 and backend.linear_layers()
     waves = noise_waves(3, seed=2)
     texts = backend.transcribe(waves)

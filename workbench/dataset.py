@@ -54,40 +54,28 @@ def examples_from_corpus(corpus: Any, utterances: Sequence[Any] | None = None, *
 
 
 class FeatureCache:
-    """Frontend features of a fixed list of examples, computed once.
+    """Frontend features of a fixed list of examples, computed once (by the backend).
 
     Args:
         backend: an :class:`~workbench.models.base.ASRBackend`.
         examples: the utterances to cache.
+        frozen_layers: also run the first ``k`` (frozen, adapter-free) encoder layers once
+            and cache their output, for backends with ``supports_frozen_prefix``.
     """
 
-    def __init__(self, backend: Any, examples: Sequence[Example], *, chunk: int = 16) -> None:
+    def __init__(self, backend: Any, examples: Sequence[Example], *, frozen_layers: int = 0) -> None:
         self.backend = backend
         self.examples = list(examples)
-        self.features: list[torch.Tensor] = []  # each (T_i, F) or (S_i,)
-        self.wave_lengths: list[int] = []
-        for ex in self.examples:  # one at a time: features identical to any batch (tested per backend)
-            batch = backend.featurize([ex.wav])
-            n = int(batch.lengths[0])
-            self.features.append(batch.features[0, :n].detach().clone())
-            self.wave_lengths.append(int(batch.waveform_lengths[0]))
+        # one at a time (or in one shared window): features identical to any batch (tested per backend)
+        self.items = backend.cache_features([ex.wav for ex in self.examples], frozen_layers=frozen_layers)
+        self.lengths = [int(it[1]) for it in self.items]
 
     def __len__(self) -> int:
         return len(self.examples)
 
     def batch(self, indices: Sequence[int]) -> tuple[Any, list[str]]:
         """Padded :class:`~workbench.models.base.Batch` (with speaker rows) and transcripts."""
-        from workbench.models.base import Batch
-
-        feats = [self.features[i] for i in indices]
-        lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
-        out = torch.zeros((len(feats), int(lengths.max()), *feats[0].shape[1:]), dtype=feats[0].dtype)
-        for j, f in enumerate(feats):
-            out[j, : f.shape[0]] = f
-        speakers = torch.tensor([self.examples[i].speaker for i in indices], dtype=torch.long)
-        wl = torch.tensor([self.wave_lengths[i] for i in indices], dtype=torch.long)
-        device = self.backend.device
-        batch = Batch(out.to(device), lengths.to(device), wl.to(device), speakers.to(device))
+        batch = self.backend.collate([self.items[i] for i in indices], [self.examples[i].speaker for i in indices])
         return batch, [self.examples[i].text for i in indices]
 
 

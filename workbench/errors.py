@@ -12,6 +12,7 @@ __all__ = [
     "AudioError",
     "CorpusError",
     "MissingDependencyError",
+    "ModelImportError",
     "NotYetSupportedError",
     "TrainingError",
     "WorkbenchError",
@@ -36,6 +37,10 @@ class CorpusError(WorkbenchError, ValueError):
 
 class MissingDependencyError(WorkbenchError, ImportError):
     """An optional package or a system program is not installed."""
+
+
+class ModelImportError(WorkbenchError, ValueError):
+    """A base-model folder or weight file cannot be imported (not the format, truncated, wrong hash)."""
 
 
 class NotYetSupportedError(WorkbenchError, NotImplementedError):

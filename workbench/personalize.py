@@ -33,6 +33,7 @@ optimizer state are all functions of the seed and step).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -223,7 +224,7 @@ class Trainer:
         self.events: dict[str, list[Callable[[dict], None]]] = {e: [] for e in EVENTS}
         self._stop = threading.Event()
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
-        self.decoder = decoder or backend.greedy_decoder()
+        self.decoder = None if getattr(backend, "is_seq2seq", False) else decoder or backend.greedy_decoder()
         n_speakers = 1 + max(e.speaker for e in [*train, *valid])
         self.adapted = None
         if config.mode == "adapter":
@@ -242,8 +243,10 @@ class Trainer:
         self.speaker_state = [{"best_loss": math.inf, "best_step": 0, "lowest_wer": math.inf, "bad_evals": 0,
                                "errors": 0, "words": 0, "n": 0} for _ in range(n_speakers if self.per_speaker else 0)]
         distributed.broadcast_parameters(self.params)  # every process starts from rank 0's weights
-        self.train_cache = FeatureCache(backend, with_speed_perturbation(train, config.speed_perturb))
-        self.eval_cache = FeatureCache(backend, valid)
+        self.frozen_layers = self._frozen_prefix()
+        self.train_cache = FeatureCache(backend, with_speed_perturbation(train, config.speed_perturb),
+                                        frozen_layers=self.frozen_layers)
+        self.eval_cache = FeatureCache(backend, valid, frozen_layers=self.frozen_layers)
         self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
         self.step = 0
         self.elapsed = 0.0
@@ -288,11 +291,25 @@ class Trainer:
         self.backend.invalidate_fingerprint()
         return params
 
+    def _frozen_prefix(self) -> int:
+        """How many bottom encoder layers no trained weight touches, so that their outputs can be
+        computed once per recording (backends with ``supports_frozen_prefix``; not with
+        SpecAugment, which changes the input at every step)."""
+        c, backend = self.config, self.backend
+        if not getattr(backend, "supports_frozen_prefix", False) or c.specaugment is not None:
+            return 0
+        if c.mode == "adapter":
+            return backend.num_layers - c.adapter.top_layers if c.adapter.top_layers else 0
+        return backend.num_layers - c.last_layers if c.mode == "last_layers" else 0
+
     def _per_speaker_selection(self, n_speakers: int, valid: Sequence[Example]) -> bool:
         """Choose each speaker's rows on its own validation phrases? Only for a bank whose every
         trained weight has a row per speaker, and every speaker has validation phrases."""
         if not (self.config.per_speaker_selection and self.adapted is not None and n_speakers > 1):
             return False
+        if getattr(self.backend, "is_seq2seq", False):
+            raise TrainingError("per-speaker selection needs each recording's own loss, which the workbench "
+                                "computes for CTC models only; leave per_speaker_selection off for Whisper")
         if {id(p) for p in self.params} != {id(p) for p in self.adapted.per_speaker_parameters()}:
             return False  # shared weights (HRA's controller): one checkpoint for everyone
         missing = sorted(set(range(n_speakers)) - {e.speaker for e in valid})
@@ -341,11 +358,17 @@ class Trainer:
 
         self._set_train_mode(False)
         refs, hyps, loss, speakers, losses = [], [], 0.0, [], []
-        order = sorted(range(len(self.eval_cache)), key=lambda i: -self.eval_cache.features[i].shape[0])
+        order = sorted(range(len(self.eval_cache)), key=lambda i: -self.eval_cache.lengths[i])
         order = order[self.rank::self.world]  # this process's share (all of it in one process)
         for s in range(0, len(order), 16):
             idx = order[s: s + 16]
             batch, texts = self.eval_cache.batch(idx)
+            if getattr(self.backend, "is_seq2seq", False):  # the backend's own loss and decoding
+                with self.adapted.route(batch.speaker_index) if self.adapted else contextlib.nullcontext():
+                    loss += float(self.backend.loss(batch, texts)) * len(idx)
+                    hyps += self.backend.decode_batch(batch)
+                refs += texts
+                continue
             lp, lens = self.adapted.log_probs(batch) if self.adapted else self.backend.log_probs(batch)
             if self.per_speaker:  # each utterance's own loss, for its speaker's choice (and the sum)
                 own = [float(self.backend.loss_from_log_probs(lp[j: j + 1], lens[j: j + 1], [texts[j]]))
@@ -488,7 +511,7 @@ class Trainer:
         loss, share = None, len(positions) / len(indices)
         if positions:
             batch, texts = self.train_cache.batch([indices[j] for j in positions])
-            if c.specaugment is not None and batch.features.dim() == 3:  # log-mel backends
+            if c.specaugment is not None and batch.features.dim() == 3 and not batch.start_layer:  # log-mel
                 seeds = torch.tensor([c.seed * 7_919 + self.step * 1_000 + j for j in positions])
                 spec_augment(batch.features, batch.lengths, c.specaugment, seeds=seeds, inplace=True)
             loss = self.adapted.loss(batch, texts) if self.adapted else self.backend.loss(batch, texts)

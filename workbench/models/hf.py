@@ -2,7 +2,9 @@
 
 - CTC models (``Wav2Vec2ForCTC``, ``HubertForCTC``, ``WavLMForCTC``: anything
   ``AutoModelForCTC`` loads) via :class:`HFCTCBackend`;
-- Whisper (``WhisperForConditionalGeneration``) via :class:`HFWhisperBackend`.
+- Whisper (``WhisperForConditionalGeneration``) via
+  :class:`workbench.models.whisper.WhisperBackend` (its own module: features,
+  loss and decoding differ).
 
 Both load from a local directory (offline) or a hub id (downloaded once by
 transformers, only when a user names one). Adapter sites are the encoder
@@ -32,7 +34,7 @@ from workbench.errors import WorkbenchError
 from workbench.models.base import MAX_TRAIN_S, ASRBackend, Batch, check_waveforms
 from workbench.text import normalize_text
 
-__all__ = ["HFCTCBackend", "HFWhisperBackend", "load_hf_model"]
+__all__ = ["HFCTCBackend", "load_hf_model"]
 
 _OFFLINE_HELP = (
     "The model {name!r} is not on this machine and could not be downloaded ({reason}). "
@@ -153,76 +155,13 @@ class HFCTCBackend(_HFBase):
         return (loss / (tl.to(loss.device) + 1)).mean()
 
 
-class HFWhisperBackend(_HFBase):
-    """Whisper: seq2seq. ``Batch.features`` is ``(B, T, 80)`` log-mel (30 s windows, transposed)."""
-
-    def _layers(self) -> nn.ModuleList:
-        return self.model.model.encoder.layers
-
-    def output_layer(self) -> nn.Module:
-        return self.model.proj_out
-
-    def featurize(self, waveforms: list[np.ndarray]) -> Batch:
-        wavs = check_waveforms(waveforms, sample_rate=self.sample_rate, max_seconds=MAX_TRAIN_S)
-        out = self.processor.feature_extractor(wavs, sampling_rate=self.sample_rate, return_tensors="pt")
-        feats = out["input_features"].transpose(1, 2)  # (B, 3000, 80): time first, like the built-in model
-        wl = torch.tensor([len(w) for w in wavs], dtype=torch.long)
-        frames = torch.div(wl, self.processor.feature_extractor.hop_length, rounding_mode="floor")
-        dev = self.device
-        return Batch(feats.to(dev), frames.to(dev), wl.to(dev))
-
-    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        # Whisper always encodes its full window (no attention mask exists); frames after the
-        # audio are log-mel of silence, as in training. Lengths are reported for pooling.
-        enc = self.model.model.encoder(batch.features.transpose(1, 2)).last_hidden_state
-        lens = torch.clamp(torch.div(batch.lengths + 1, 2, rounding_mode="floor"), max=enc.shape[1])
-        return enc, lens
-
-    def log_probs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        raise WorkbenchError("Whisper is a sequence-to-sequence model: it has no CTC log-probabilities; "
-                             "use transcribe() or loss()")
-
-    def loss(self, batch: Batch, targets: list[str]) -> torch.Tensor:
-        tok = self.processor.tokenizer
-        enc = tok([" " + normalize_text(t) for t in targets], padding=True, return_tensors="pt")
-        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100).to(self.device)
-        out = self.model(input_features=batch.features.transpose(1, 2), labels=labels)
-        return out.loss
-
-    @torch.no_grad()
-    def transcribe(self, waveforms: list[np.ndarray], *, batch_size: int = 8, decoder: Any = None,
-                   sample_rate: int | None = None, speakers: list[int] | None = None, route: Any = None) -> list[str]:
-        if decoder is not None:
-            raise WorkbenchError("Whisper decodes with its own generate(); custom decoders are for CTC models")
-        pieces, owner = self._prepare(waveforms, sample_rate)
-        was_training = self.module.training
-        self.module.eval()
-        texts = [""] * len(pieces)
-        limit = min(224, self.model.config.max_target_positions // 2)  # tokens per 20 s piece
-        try:
-            for s in range(0, len(pieces), batch_size):
-                idx = list(range(s, min(s + batch_size, len(pieces))))
-                batch = self.featurize([pieces[i] for i in idx])
-                ctx = route(None if speakers is None else torch.tensor([speakers[owner[i]] for i in idx])) \
-                    if route is not None else contextlib.nullcontext()
-                with ctx:
-                    ids = self.model.generate(input_features=batch.features.transpose(1, 2), max_new_tokens=limit)
-                for i, t in zip(idx, self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True), strict=True):
-                    texts[i] = normalize_text(t)
-        finally:
-            self.module.train(was_training)
-        out: list[list[str]] = [[] for _ in range(max(owner) + 1)]
-        for o, t in zip(owner, texts, strict=True):
-            if t:
-                out[o].append(t)
-        return [" ".join(p) for p in out]
-
-
-def load_hf_model(name_or_path: str | Path, *, device: str = "cpu") -> ASRBackend:
+def load_hf_model(name_or_path: str | Path, *, device: str = "cpu", **whisper_options: Any) -> ASRBackend:
     """Load a transformers CTC or Whisper model from a local folder or a hub id.
 
     A local folder never touches the network. A hub id is fetched by transformers
     (once, into its cache); without network the error says how to get a local copy.
+    ``whisper_options`` (``language``, ``window``, ...) go to
+    :class:`~workbench.models.whisper.WhisperBackend`.
     """
     transformers = require("transformers", extra="hf", purpose="use pretrained wav2vec2/HuBERT/WavLM/Whisper models")
     name = str(name_or_path)
@@ -234,8 +173,10 @@ def load_hf_model(name_or_path: str | Path, *, device: str = "cpu") -> ASRBacken
         config = transformers.AutoConfig.from_pretrained(name, **kwargs)
         processor = transformers.AutoProcessor.from_pretrained(name, **kwargs)
         if config.model_type == "whisper":
+            from workbench.models.whisper import WhisperBackend
+
             model = transformers.WhisperForConditionalGeneration.from_pretrained(name, **kwargs)
-            cls = HFWhisperBackend
+            cls = WhisperBackend
         elif any(a.endswith("ForCTC") for a in (config.architectures or [])):
             model = transformers.AutoModelForCTC.from_pretrained(name, **kwargs)
             cls = HFCTCBackend
@@ -255,4 +196,8 @@ def load_hf_model(name_or_path: str | Path, *, device: str = "cpu") -> ASRBacken
     model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return cls(model, processor, name=name)
+    if cls is HFCTCBackend:
+        if whisper_options:
+            raise WorkbenchError(f"{sorted(whisper_options)} are Whisper settings; {name!r} is a CTC model")
+        return cls(model, processor, name=name)
+    return cls(model, processor, name=name, **whisper_options)

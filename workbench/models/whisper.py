@@ -1,0 +1,366 @@
+"""Whisper behind the :class:`ASRBackend` interface: its own features, loss, padding and decoding.
+
+Whisper is a sequence-to-sequence model, so it differs from the CTC backends in
+four ways, all owned here:
+
+- **Features and padding.** ``Batch.features`` is ``(B, W, 80)`` log-mel (time
+  first, like the built-in model) with ``W`` the *encoding window* in mel frames
+  (100 per second). Frames after the audio hold Whisper's own log-mel of silence
+  (which depends on each recording's loudest frame), never zeros: the feature
+  extractor pads every recording to 30 s before the log, and the window is cut
+  from that.
+- **The window.** ``window="full"`` encodes Whisper's native 30 s (3000 frames)
+  for every recording, as OpenAI's decoding does. ``window="auto"`` (the
+  default) encodes only the batch's longest recording plus ``margin_s`` of
+  silence, rounded up to ``bucket_s``, slicing the positional embeddings: a 3 s
+  prompt costs 1/6 of the encoder work. Its cost in word errors is measured in
+  ``bench/bench_whisper_speed.py`` (docs/results.md).
+- **Loss.** Token-level cross-entropy (mean over the batch's real tokens) of the
+  transcript after the decoder prompt ``<|startoftranscript|>`` [``<|en|>
+  <|transcribe|>`` for multilingual models] ``<|notimestamps|>`` — the same prompt
+  as decoding, built once here (never a second start token).
+- **Decoding.** Greedy, batched, with a key/value cache; special and timestamp
+  tokens are suppressed, blank and end-of-text at the first step too (as
+  Whisper's own decoding does); at most ``8 + 7 * seconds`` tokens per recording
+  (a generous speaking rate), and a *repetition guard* that ends a recording's
+  text when an n-gram (n <= 8 tokens) repeats ``4`` times in a row, keeping one
+  copy: runaway loops ("no no no no ...") are Whisper's typical failure on
+  atypical speech.
+
+**Frozen-prefix caching.** When adapters touch only the top encoder layers (and the
+decoder), the bottom ``k`` layers' outputs are the same at every step:
+:meth:`WhisperBackend.cache_features` computes them once per recording (``Batch``
+then carries hidden states with ``start_layer=k``), and :meth:`encode` resumes at
+layer ``k``. Every recording of a cache shares one window, so the cached batch
+equals the uncached one exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench.errors import WorkbenchError
+from workbench.models.base import MAX_TRAIN_S, Batch, check_waveforms
+from workbench.models.hf import _HFBase
+from workbench.text import normalize_text
+
+__all__ = ["LANGUAGES_HELP", "WhisperBackend"]
+
+HOP = 160  # samples per mel frame at 16 kHz (10 ms)
+FULL_FRAMES = 3000  # Whisper's native window: 30 s of mel frames
+REPEAT_NGRAM = 8  # longest repeated token n-gram the guard looks for
+REPEAT_TIMES = 4  # that many copies in a row end the text
+WHISPER_LORA_LR = 1e-3  # peak learning rate of the default LoRA (LoRA's 3e-3 overshoots on Whisper)
+LANGUAGES_HELP = "english, german, french, spanish, ... (Whisper's language names or codes such as 'en')"
+
+
+class WhisperBackend(_HFBase):
+    """Whisper (``WhisperForConditionalGeneration``) as a backend.
+
+    Args:
+        model: the transformers model (frozen, eval mode).
+        processor: its ``WhisperProcessor``.
+        name: the model id shown to users and bound into Submodel files.
+        language: for multilingual models, the spoken language (name or code;
+            default English). English-only (``.en``) models ignore it.
+        window: ``"auto"`` (encode the audio plus a margin) or ``"full"`` (30 s).
+        margin_s: seconds of silence after the longest recording (``"auto"``).
+        bucket_s: the window is rounded up to a multiple of this (``"auto"``).
+    """
+
+    is_seq2seq = True
+    supports_frozen_prefix = True
+
+    def __init__(self, model: nn.Module, processor: Any, *, name: str, language: str | None = None,
+                 window: str = "auto", margin_s: float = 1.0, bucket_s: float = 2.0) -> None:
+        super().__init__(model, processor, name=name)
+        if window not in ("auto", "full"):
+            raise WorkbenchError(f"window must be 'auto' or 'full', got {window!r}")
+        self.window, self.margin_s, self.bucket_s = window, float(margin_s), float(bucket_s)
+        self.tokenizer = processor.tokenizer
+        tok = self.tokenizer
+        self.eot = int(tok.convert_tokens_to_ids("<|endoftext|>"))
+        sot = int(tok.convert_tokens_to_ids("<|startoftranscript|>"))
+        self.multilingual = int(model.config.vocab_size) >= 51865
+        prompt = [sot]
+        self.language = None
+        if self.multilingual:
+            self.language = _language_token(tok, language or "en")
+            prompt += [int(tok.convert_tokens_to_ids(self.language)), int(tok.convert_tokens_to_ids("<|transcribe|>"))]
+        prompt.append(int(tok.convert_tokens_to_ids("<|notimestamps|>")))
+        self.prompt_ids = prompt
+        vocab = int(model.config.vocab_size)
+        suppress = torch.zeros(vocab, dtype=torch.bool)
+        suppress[self.eot + 1:] = True  # every special and timestamp token
+        for i in list(model.config.suppress_tokens or []):
+            if 0 <= int(i) < vocab:
+                suppress[int(i)] = True
+        self._suppress = suppress
+        begin = torch.zeros(vocab, dtype=torch.bool)
+        for i in list(model.config.begin_suppress_tokens or [220]) + [self.eot]:
+            if 0 <= int(i) < vocab:
+                begin[int(i)] = True
+        self._begin_suppress = begin
+        self.max_target = int(model.config.max_target_positions)
+
+    # ------------------------------------------------------------------ structure
+    def _layers(self) -> nn.ModuleList:
+        return self.model.model.encoder.layers
+
+    def output_layer(self) -> nn.Module:
+        return self.model.proj_out
+
+    def linear_layers(self) -> list[tuple[str, nn.Linear]]:
+        """Encoder linears (``encoder.layers.i.*``) and decoder linears (``decoder.layers.i.*``):
+        LoRA with ``decoder=True`` adapts both."""
+        out = super().linear_layers()
+        out += [(f"decoder.layers.{i}.{n}", m) for i, layer in enumerate(self.model.model.decoder.layers)
+                for n, m in layer.named_modules() if isinstance(m, nn.Linear)]
+        return out
+
+    def default_train_settings(self) -> dict[str, Any]:
+        """LoRA on the top half of the encoder and on the whole decoder (the bottom half is
+        computed once per recording, see the module docstring), at a learning rate chosen on
+        validation recordings (bench/bench_whisper_speed.py, docs/results.md)."""
+        from workbench.adapters import LoRAConfig
+
+        return {"adapter": LoRAConfig(top_layers=max(1, self.num_layers // 2), decoder=True),
+                "learning_rate": WHISPER_LORA_LR}
+
+    # ------------------------------------------------------------------ features
+    def window_frames(self, n_frames: int) -> int:
+        """The encoding window (mel frames, even) for a longest recording of ``n_frames``."""
+        if self.window == "full":
+            return FULL_FRAMES
+        bucket = max(2, int(round(self.bucket_s * 100)) // 2 * 2)
+        need = n_frames + int(round(self.margin_s * 100))
+        return int(min(FULL_FRAMES, math.ceil(need / bucket) * bucket))
+
+    def featurize(self, waveforms: list[np.ndarray], *, window: int | None = None) -> Batch:
+        """Log-mel ``(B, W, 80)`` cut from each recording's 30 s features; lengths in mel frames."""
+        wavs = check_waveforms(waveforms, sample_rate=self.sample_rate, max_seconds=MAX_TRAIN_S)
+        frames = [len(w) // HOP for w in wavs]
+        w_frames = window or self.window_frames(max(frames))
+        out = self.processor.feature_extractor(wavs, sampling_rate=self.sample_rate, return_tensors="pt")
+        feats = out["input_features"][:, :, :w_frames].transpose(1, 2).contiguous()  # (B, W, 80)
+        dev = self.device
+        return Batch(feats.to(dev), torch.tensor([min(f, w_frames) for f in frames], device=dev),
+                     torch.tensor([len(w) for w in wavs], device=dev))
+
+    def cache_features(self, waveforms: list[np.ndarray], *, frozen_layers: int = 0) -> list[tuple]:
+        """Per recording ``(features, length, samples)`` in one shared window; with
+        ``frozen_layers = k`` the features are the hidden states ``(W/2, D)`` after the
+        convolutional frontend and the first ``k`` encoder layers (computed once, no grad)."""
+        if not waveforms:
+            return []
+        if not 0 <= frozen_layers <= self.num_layers:
+            raise WorkbenchError(f"frozen_layers must be in [0, {self.num_layers}], got {frozen_layers}")
+        window = self.window_frames(max(len(w) for w in waveforms) // HOP)
+        items = []
+        for s in range(0, len(waveforms), 8):
+            batch = self.featurize(waveforms[s: s + 8], window=window)
+            feats, lens = batch.features, batch.lengths
+            if frozen_layers:
+                with torch.no_grad():
+                    feats, lens = self._frontend(batch), self._encoder_lengths(batch.lengths, window)
+                    for layer in self._layers()[:frozen_layers]:
+                        feats = layer(feats, None)
+            items += [(feats[j].detach().clone(), int(lens[j]), int(batch.waveform_lengths[j]))
+                      for j in range(feats.shape[0])]
+        return [(*it, frozen_layers) for it in items]
+
+    def collate(self, items: list[tuple], speakers: list[int]) -> Batch:
+        """Stack cached items (they share one window, so no padding is needed)."""
+        feats = torch.stack([it[0] for it in items])
+        dev = self.device
+        return Batch(feats.to(dev), torch.tensor([it[1] for it in items], device=dev),
+                     torch.tensor([it[2] for it in items], device=dev), torch.tensor(speakers, device=dev),
+                     start_layer=int(items[0][3]))
+
+    # ------------------------------------------------------------------ encoder
+    def _frontend(self, batch: Batch) -> torch.Tensor:
+        """Convolutions + positional embeddings of log-mel ``(B, W, 80)`` -> ``(B, W/2, D)``."""
+        enc = self.model.model.encoder
+        x = F.gelu(enc.conv1(batch.features.transpose(1, 2)))
+        x = F.gelu(enc.conv2(x)).transpose(1, 2)  # (B, W/2, D)
+        if x.shape[1] > enc.embed_positions.weight.shape[0]:
+            raise WorkbenchError(f"the encoding window is {x.shape[1]} frames; Whisper takes at most "
+                                 f"{enc.embed_positions.weight.shape[0]} (30 s)")
+        return x + enc.embed_positions.weight[: x.shape[1]]
+
+    @staticmethod
+    def _encoder_lengths(mel_lengths: torch.Tensor, window: int) -> torch.Tensor:
+        return torch.clamp(torch.div(mel_lengths + 1, 2, rounding_mode="floor"), max=window // 2)
+
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder output ``(B, W/2, D)`` and true lengths in encoder frames (20 ms each)."""
+        start = batch.start_layer
+        if start:
+            x, lens = batch.features, batch.lengths
+        else:
+            x = self._frontend(batch)
+            lens = self._encoder_lengths(batch.lengths, batch.features.shape[1])
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < lens[:, None]
+        with self._frames(mask):
+            for layer in self._layers()[start:]:
+                x = layer(x, None)
+        return self.model.model.encoder.layer_norm(x), lens
+
+    def log_probs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        raise WorkbenchError("Whisper is a sequence-to-sequence model: it has no CTC log-probabilities; "
+                             "use transcribe(), decode_batch() or loss()")
+
+    # ------------------------------------------------------------------ loss
+    def target_ids(self, text: str) -> list[int]:
+        """Token ids of one transcript (no prompt, no end token); whitespace collapsed."""
+        return list(self.tokenizer(" " + " ".join(text.split()), add_special_tokens=False).input_ids)
+
+    def decoder_io(self, targets: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forcing decoder input and labels, both ``(B, P + N)`` long.
+
+        The input is the prompt (one start token) then the transcript's tokens, padded with
+        end tokens; the labels are the transcript's tokens then one end token, aligned so that
+        position ``t`` predicts token ``t + 1``, and -100 (ignored) on the prompt and padding.
+        """
+        seqs = [self.target_ids(t)[: self.max_target - len(self.prompt_ids) - 1] for t in targets]
+        p, n_max = len(self.prompt_ids), max(len(s) for s in seqs)
+        dec_in = torch.full((len(seqs), p + n_max), self.eot, dtype=torch.long)
+        labels = torch.full((len(seqs), p + n_max), -100, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            dec_in[i, :p] = torch.tensor(self.prompt_ids)
+            dec_in[i, p: p + len(s)] = torch.tensor(s, dtype=torch.long)
+            labels[i, p - 1: p + len(s)] = torch.tensor([*s, self.eot], dtype=torch.long)
+        return dec_in, labels
+
+    def loss(self, batch: Batch, targets: list[str]) -> torch.Tensor:
+        """Mean token cross-entropy of ``targets`` (prompt excluded, end token included)."""
+        enc, _ = self.encode(batch)
+        dec_in, labels = self.decoder_io(targets)
+        hidden = self.model.model.decoder(input_ids=dec_in.to(enc.device), encoder_hidden_states=enc).last_hidden_state
+        logits = self.model.proj_out(hidden)
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels.to(enc.device).flatten(), ignore_index=-100)
+
+    # ------------------------------------------------------------------ decoding
+    @torch.no_grad()
+    def decode_batch(self, batch: Batch) -> list[str]:
+        """Greedy transcripts of a featurized batch (normalized text), one per example."""
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        enc, _ = self.encode(batch)
+        b = enc.shape[0]
+        seconds = batch.waveform_lengths.float().cpu() / self.sample_rate
+        limits = [int(min(self.max_target - len(self.prompt_ids) - 1, 8 + math.ceil(7 * float(s)))) for s in seconds]
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        inp = torch.tensor([self.prompt_ids] * b, device=enc.device)
+        out: list[list[int]] = [[] for _ in range(b)]
+        done = [False] * b
+        suppress, begin = self._suppress.to(enc.device), self._begin_suppress.to(enc.device)
+        for step in range(max(limits)):
+            o = self.model.model.decoder(input_ids=inp, encoder_hidden_states=enc, cache=cache,
+                                         use_cache=True)
+            cache = o.past_key_values
+            logits = self.model.proj_out(o.last_hidden_state[:, -1]).float()
+            logits[:, suppress] = -math.inf
+            if step == 0:  # no blank or empty transcript (Whisper's own rule)
+                logits[:, begin] = -math.inf
+            nxt = logits.argmax(-1)
+            for i in range(b):
+                if done[i]:
+                    continue
+                t = int(nxt[i])
+                if t == self.eot or len(out[i]) >= limits[i]:
+                    done[i] = True
+                    continue
+                out[i].append(t)
+                cut = _repetition_cut(out[i])
+                if cut is not None:
+                    out[i] = out[i][:cut]
+                    done[i] = True
+            if all(done):
+                break
+            inp = nxt[:, None]
+        return [normalize_text(t) for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    @torch.no_grad()
+    def transcribe(self, waveforms: list[np.ndarray], *, batch_size: int = 8, decoder: Any = None,
+                   sample_rate: int | None = None, speakers: list[int] | None = None, route: Any = None) -> list[str]:
+        """Transcribe recordings (chunked at 20 s, batched by length); see :meth:`ASRBackend.transcribe`.
+
+        ``decoder`` must be None: Whisper decodes with its own greedy search above."""
+        if decoder is not None:
+            raise WorkbenchError("Whisper decodes with its own search; custom (CTC lexicon) decoders are for the "
+                                 "built-in model and CTC models. Use --decoder greedy, or leave the decoder out")
+        pieces, owner = self._prepare(waveforms, sample_rate)
+        was_training = self.module.training
+        self.module.eval()
+        texts = [""] * len(pieces)
+        order = np.argsort([-len(p) for p in pieces], kind="stable")
+        try:
+            for s in range(0, len(order), batch_size):
+                idx = [int(i) for i in order[s: s + batch_size]]
+                batch = self.featurize([pieces[i] for i in idx])
+                ctx = contextlib.nullcontext() if route is None else \
+                    route(None if speakers is None else torch.tensor([speakers[owner[i]] for i in idx]))
+                with ctx:
+                    for i, t in zip(idx, self.decode_batch(batch), strict=True):
+                        texts[i] = t
+        finally:
+            self.module.train(was_training)
+        out: list[list[str]] = [[] for _ in range(max(owner) + 1)]
+        for o, t in zip(owner, texts, strict=True):
+            if t:
+                out[o].append(t)
+        return [" ".join(p) for p in out]
+
+
+def _repetition_cut(tokens: list[int]) -> int | None:
+    """Where to cut ``tokens`` if they end in ``REPEAT_TIMES`` copies of one n-gram
+    (n <= ``REPEAT_NGRAM``): the length that keeps the first copy; else None.
+
+    >>> _repetition_cut([5, 1, 1, 1, 1])
+    2
+    >>> _repetition_cut([5, 1, 2, 1, 2, 1, 2, 1, 2])
+    3
+    >>> _repetition_cut([1, 1, 1]) is None
+    True
+    """
+    n_tok = len(tokens)
+    for n in range(1, REPEAT_NGRAM + 1):
+        span = n * REPEAT_TIMES
+        if span > n_tok:
+            break
+        gram = tokens[n_tok - n:]
+        if all(tokens[n_tok - k * n - n: n_tok - k * n] == gram for k in range(1, REPEAT_TIMES)):
+            return n_tok - span + n
+    return None
+
+
+def _language_token(tokenizer: Any, language: str) -> str:
+    """``<|xx|>`` for a language name or code; a plain error for an unknown one."""
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
+    key = language.strip().lower()
+    code = key if key in LANGUAGES else TO_LANGUAGE_CODE.get(key)
+    token = f"<|{code}|>" if code else None
+    if token is None or tokenizer.convert_tokens_to_ids(token) in (None, tokenizer.unk_token_id):
+        raise WorkbenchError(f"unknown language {language!r} for this multilingual Whisper model; use one of: "
+                             f"{LANGUAGES_HELP}")
+    return token
+
+
+def import_info(folder: str | Path) -> dict:
+    """The ``workbench_import.json`` of a converted folder ({} for other folders)."""
+    p = Path(folder) / "workbench_import.json"
+    try:
+        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+    except (OSError, ValueError):
+        return {}
