@@ -61,6 +61,10 @@ DEFAULT_DATA_DIR = "workbench-data"  # relative to the folder the app is started
 MIN_PASSWORD_LENGTH = 8
 PASSWORD_ENV = "WORKBENCH_PASSWORD"
 _MAX_MESSAGE = 200 * 1024 * 1024  # bytes per websocket message: uploads of many recordings at once
+# A session whose page is gone (tab closed, or a plain GET that never opened the websocket) is
+# destroyed this long after its last connection ended, and its state freed (WorkbenchApp.close).
+_SESSION_LIFETIME_MS = 15_000  # Bokeh's default: a slow page still has time to connect
+_SESSION_CHECK_MS = 3_000  # how often the server looks (Bokeh's default, 17 s, keeps dead sessions longer)
 
 
 class ServeError(WorkbenchError):
@@ -244,6 +248,8 @@ def serve(data_dir: str | os.PathLike | None = None, *, address: str = "127.0.0.
         "port": int(port), "address": address, "show": show, "title": "Speech Workbench",
         "websocket_origin": allow_origins or _origins(address, int(port)),
         "websocket_max_message_size": _MAX_MESSAGE, "threaded": threaded,
+        "unused_session_lifetime_milliseconds": _SESSION_LIFETIME_MS,
+        "check_unused_sessions_milliseconds": _SESSION_CHECK_MS,
     }
     if password:
         import secrets

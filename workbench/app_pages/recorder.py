@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -106,6 +107,20 @@ def recorder_available() -> bool:
     return True
 
 
+@functools.cache
+def _receiver_class() -> type:
+    """:class:`~workbench.ui.recorder.BrowserRecorder` for its message handling only, never displayed.
+
+    Its ESM is a plain string here: given the file path, anywidget ties every instance
+    to the file's change signal (hot reload) with a strong reference, so no recorder,
+    and no page or session it calls back into, could ever be freed.
+    """
+    from workbench.ui.recorder import BrowserRecorder
+
+    return type("_Receiver", (BrowserRecorder,), {"_esm": "export default {};", "_css": "",
+                                                   "__module__": __name__})
+
+
 class PanelRecorder(pn.custom.JSComponent):
     """Record one take with the browser's microphone; ``on_recording(recording)`` gets it at 16 kHz.
 
@@ -123,9 +138,7 @@ class PanelRecorder(pn.custom.JSComponent):
 
     def __init__(self, on_recording: Callable[[Any], Any] | None = None, **params: Any) -> None:
         super().__init__(**params)
-        from workbench.ui.recorder import BrowserRecorder
-
-        self.receiver = BrowserRecorder(max_seconds=self.max_seconds)
+        self.receiver = _receiver_class()(max_seconds=self.max_seconds)
         self.receiver._reply = lambda content: self._send_msg(content)  # to this page, not to a Jupyter comm
         if on_recording is not None:
             self.receiver.on_recording(on_recording)
@@ -148,8 +161,14 @@ class PanelRecorder(pn.custom.JSComponent):
         self.receiver.handle_message(data.get("content"), buffers)
 
     def close(self) -> None:
-        """Release the hidden Jupyter widget."""
-        try:
-            self.receiver.close()
-        except Exception:  # noqa: BLE001, S110 - closing twice is harmless
-            pass
+        """Release the hidden Jupyter widget (and its layout, which ipywidgets also keeps in a registry)."""
+        receiver = self.receiver
+        receiver._reply = lambda content: None  # a late message from a closed page goes nowhere
+        receiver._callbacks.clear()
+        receiver._error_callbacks.clear()
+        for widget in (getattr(receiver, "layout", None), receiver):
+            try:
+                if widget is not None:
+                    widget.close()
+            except Exception:  # noqa: BLE001, S110 - closing twice is harmless
+                pass

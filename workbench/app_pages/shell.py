@@ -86,11 +86,15 @@ class WorkbenchApp(pn.viewable.Viewer):
             self.pages["Speakers"].open(sid)
 
     def close(self) -> None:
-        """Release what the session holds (hidden recorder widgets, the progress timer)."""
+        """Release what the session holds (hidden recorder widgets, the progress timer).
+
+        Called when Panel destroys the session (the page was closed, or never connected);
+        afterwards nothing outside the session refers to it, so it is freed.
+        """
         for page in self.pages.values():
-            for rec in (getattr(page, "recorder", None),):
-                if rec is not None:
-                    rec.close()
+            rec = getattr(page, "recorder", None)
+            if rec is not None:
+                rec.close()
         self.pages["Personalize"]._stop_polling()
 
     def sidebar(self) -> list[Any]:
