@@ -390,6 +390,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from workbench import _threads
+
+    _threads.apply_threads()  # a CPU set smaller than the machine, or WORKBENCH_THREADS=N (issue 16)
     try:
         return int(args.func(args) or 0)
     except WorkbenchError as err:
