@@ -260,11 +260,9 @@ def test_upload_many_recordings_with_their_transcripts(app, ctx, tmp_path) -> No
 def test_upload_one_recording_for_the_prompt_on_screen(app, ctx) -> None:
     create(app)
     page = app.pages["Record"]
-    page.upload_one.filename = "take.flac"
-    page.upload_one.value = (SAMPLE / "audio" / "00001-4cccfd.flac").read_bytes()
+    assert page.upload_one.receive([("take.flac", (SAMPLE / "audio" / "00001-4cccfd.flac").read_bytes())])
     assert SpeakerCorpus.open(ctx.data_dir / "spk-001").summary()["n_ok"] == 1
-    page.upload_one.filename = "take.mp3"
-    page.upload_one.value = b"ID3 not really"
+    page.upload_one.receive([("take.mp3", b"ID3 not really")])
     assert "not a WAV" in page.message.object
 
 

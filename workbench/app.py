@@ -60,7 +60,9 @@ DEFAULT_PORT = 5006
 DEFAULT_DATA_DIR = "workbench-data"  # relative to the folder the app is started in
 MIN_PASSWORD_LENGTH = 8
 PASSWORD_ENV = "WORKBENCH_PASSWORD"
-_MAX_MESSAGE = 200 * 1024 * 1024  # bytes per websocket message: uploads of many recordings at once
+# Bytes per websocket message from a page. A longer one closes the connection (the page looks alive but is
+# dead), so uploads travel in pieces far below it (app_pages/upload_input.py) and takes in 1 s chunks.
+_MAX_MESSAGE = 16 * 1024 * 1024
 # A session whose page is gone (tab closed, or a plain GET that never opened the websocket) is
 # destroyed this long after its last connection ended, and its state freed (WorkbenchApp.close).
 _SESSION_LIFETIME_MS = 15_000  # Bokeh's default: a slow page still has time to connect

@@ -21,6 +21,7 @@ from workbench.app_pages.common import (
     open_speaker,
 )
 from workbench.app_pages.recorder import PanelRecorder, recorder_available
+from workbench.app_pages.upload_input import FileUpload
 from workbench.app_pages.uploads import add_uploaded_files, load_one_upload
 from workbench.errors import WorkbenchError
 
@@ -51,10 +52,10 @@ class RecordPage(pn.viewable.Viewer):
         self.skip = pn.widgets.Button(name="Skip", width=110)
         self.next = pn.widgets.Button(name="Next →", button_type="primary", width=110)
         self.player = pn.pane.Audio(None, sample_rate=16_000, visible=False, name="Last take")
-        self.upload_one = pn.widgets.FileInput(accept=".wav,.flac,.ogg", multiple=False,
-                                               name="Recording of the sentence on screen")
-        self.upload_many = pn.widgets.FileInput(accept=".wav,.flac,.ogg,.txt,.csv", multiple=True,
-                                                name="Recordings and their transcript file")
+        self.upload_one = FileUpload(accept=".wav,.flac,.ogg", multiple=False,
+                                     label="Recording of the sentence on screen")
+        self.upload_many = FileUpload(accept=".wav,.flac,.ogg,.txt,.csv", multiple=True,
+                                      label="Recordings and their transcript file")
         self.upload_message = html_pane("")
         self.consent_id = pn.widgets.TextInput(name="Consent record id", placeholder="e.g. consent-2024-05", width=320)
         self.consent_text = pn.widgets.TextAreaInput(name="What the speaker agreed to", height=70, width=520)
@@ -71,8 +72,10 @@ class RecordPage(pn.viewable.Viewer):
         self.skip.on_click(lambda _: self._act("skip"))
         self.next.on_click(lambda _: self._act("next"))
         self.consent_button.on_click(lambda _: self.give_consent())
-        self.upload_one.param.watch(lambda _: self._on_upload_one(), "value")
-        self.upload_many.param.watch(lambda _: self._on_upload_many(), "value")
+        self.upload_one.on_files(self._on_upload_one)
+        self.upload_one.on_refused(lambda text: setattr(self.message, "object", message_html(text, False)))
+        self.upload_many.on_files(self.add_files)
+        self.upload_many.on_refused(lambda text: setattr(self.upload_message, "object", message_html(text, False)))
         state.param.watch(lambda _: self.load(), "speaker_id")
         self._build_work()
         self.load()
@@ -149,28 +152,14 @@ class RecordPage(pn.viewable.Viewer):
         self.state.data_version += 1
         self.refresh()
 
-    def _on_upload_one(self) -> None:
-        if not self.upload_one.value:
-            return
+    def _on_upload_one(self, files: list[tuple[str, bytes]]) -> None:
         try:
-            rec = load_one_upload(self.upload_one.filename, self.upload_one.value)
+            if len(files) != 1:
+                raise WorkbenchError("Upload one recording at a time for the sentence on screen.")
+            rec = load_one_upload(*files[0])
             self.take(rec, source="upload")
         except WorkbenchError as err:
             self.message.object = message_html(str(err), False)
-        finally:
-            self.upload_one.clear()
-
-    def _on_upload_many(self) -> None:
-        values = self.upload_many.value
-        if not values:
-            return
-        names = self.upload_many.filename or []
-        if not isinstance(values, list):
-            values, names = [values], [names]
-        try:
-            self.add_files(list(zip(names, values, strict=False)))
-        finally:
-            self.upload_many.clear()
 
     def add_files(self, files: list[tuple[str, bytes]]) -> Any:
         """Add many uploaded recordings with their transcript file (see :func:`add_uploaded_files`)."""

@@ -29,6 +29,7 @@ from workbench.app_pages.common import (
     open_speaker,
 )
 from workbench.app_pages.recorder import PanelRecorder, recorder_available
+from workbench.app_pages.upload_input import FileUpload
 from workbench.app_pages.uploads import load_one_upload
 from workbench.errors import CorpusError, WorkbenchError
 
@@ -123,12 +124,13 @@ class ResultsPage(pn.viewable.Viewer):
                                                      visible=False, width=280)
         self.download_csv = pn.widgets.FileDownload(label="Download the table (CSV)", visible=False, width=280)
         self.try_answer = html_pane("")
-        self.try_upload = pn.widgets.FileInput(accept=".wav,.flac,.ogg", multiple=False,
-                                              name="Or upload a recording (WAV, FLAC or OGG)")
+        self.try_upload = FileUpload(accept=".wav,.flac,.ogg", multiple=False,
+                                     label="Or upload a recording (WAV, FLAC or OGG)")
         self.recorder = PanelRecorder(max_seconds=20.0) if recorder_available() else None
         if self.recorder is not None:
             self.recorder.on_recording(lambda rec: self._try_in_thread(rec.audio))
-        self.try_upload.param.watch(lambda _: self._on_try_upload(), "value")
+        self.try_upload.on_files(self._on_try_upload)
+        self.try_upload.on_refused(lambda text: setattr(self.try_answer, "object", message_html(text, False)))
         self.choose.param.watch(lambda _: self.show(), "value")
         state.param.watch(lambda _: self.load(), "speaker_id")
         self.load()
@@ -274,16 +276,14 @@ class ResultsPage(pn.viewable.Viewer):
 
         threading.Thread(target=work, name="workbench-try", daemon=True).start()
 
-    def _on_try_upload(self) -> None:
-        if not self.try_upload.value:
-            return
+    def _on_try_upload(self, files: list[tuple[str, bytes]]) -> None:
         try:
-            rec = load_one_upload(self.try_upload.filename, self.try_upload.value)
+            if len(files) != 1:
+                raise WorkbenchError("Upload one recording at a time.")
+            rec = load_one_upload(*files[0])
         except WorkbenchError as err:
             self.try_answer.object = message_html(str(err), False)
             return
-        finally:
-            self.try_upload.clear()
         self._try_in_thread(rec.audio)
 
     # ------------------------------------------------------------------ view
