@@ -90,6 +90,7 @@ def targets() -> list[tuple[str, str, str, bool | None, str]]:
     rows.append(("The whole suite (`python -m bench`)", "< 15 min",
                  f"{suite['wall_s'] / 60:.1f} min" if suite else "not measured",
                  suite["wall_s"] < 900 if suite else None, "bench/__main__.py"))
+    rows.append(_contention_target(_load("contention")))
     emb = _load("embeddings_cpu")
     if emb:
         worst = max(v for k, v in emb.items() if k.endswith("_s_per_100")) if any(
@@ -121,10 +122,10 @@ def benchmarks_md() -> str:
     lines += ["", "Machines:", ""]
     for name in ("specaugment_cpu", "models_cpu", "submodels_cpu", "distributed_cpu", "personalization",
                  "personalization_seeds", "personalization_bank", "study_bank_selection",
-                 "personalization_study", "study_defaults", "embeddings_cpu"):
+                 "personalization_study", "study_defaults", "embeddings_cpu", "contention"):
         if _load(name):
             lines.append(f"- `{name}`: {_machine(_load(name))}")
-    lines += ["", *_details()]
+    lines += ["", *_details(), *_contention_details(_load("contention"))]
     return "\n".join(lines) + "\n"
 
 
@@ -225,6 +226,39 @@ def _details() -> list[str]:
         for r in ddp["rows"]:
             out.append(f"| {r['variant']} | {r['step_s']:.3f} | {r['utt_per_s']:.1f} | {r['speedup']:.2f}x |")
         out.append("")
+    return out
+
+
+def _contention_target(con: dict | None) -> tuple[str, str, str, bool | None, str]:
+    name, req, script = ("Training step with 1-2 busy processes, workbench setting vs 1 thread", "<= 2x",
+                         "bench/bench_contention.py")
+    if not con:
+        return name, req, "not measured", None, script
+    mine = [r for r in con["rows"] if r["setting"] == "workbench" and r["busy"] > 0]
+    got = ", ".join(f"{r['over_1_thread']:.2f}x ({r['busy']} busy)" for r in mine)
+    return name, req, got, all(r["over_1_thread"] <= 2 for r in mine), script
+
+
+def _contention_details(con: dict | None) -> list[str]:
+    if not con:
+        return []
+    by = {(r["setting"], r["busy"]): r for r in con["rows"]}
+    loads = sorted({r["busy"] for r in con["rows"]})
+    out = ["## A busy CPU (OpenMP threads and wait policy)", "",
+           "The default training step (built-in model, LoRA, batch 8, `Trainer._train_step`), median of "
+           f"{con['rounds']} rounds x {con['steps_per_round']} steps per setting, settings alternating; busy = a "
+           "separate Python process spinning on one core. `old`: torch's defaults (one thread per core, libgomp "
+           "spins ~3 ms before sleeping); `passive`: OMP_WAIT_POLICY=PASSIVE; `workbench`: what `workbench/_threads.py` "
+           "chooses (passive wait, threads as torch chooses). `python -m bench.bench_contention`", "",
+           "| setting | " + " | ".join(f"{b} busy: s / step (vs 1 thread)" for b in loads) + " |",
+           "|---|" + "---|" * len(loads)]
+    for name in con["settings"]:
+        cells = [f"{by[(name, b)]['step_s']:.2f} ({by[(name, b)]['over_1_thread']:.2f}x)" for b in loads]
+        out.append(f"| {name} ({by[(name, loads[0])]['threads']} threads) | " + " | ".join(cells) + " |")
+    avg = [f"{b} busy: {by[('old', b)]['loadavg_1min'][0]:.1f}-{by[('old', b)]['loadavg_1min'][1]:.1f}" for b in loads]
+    out += ["", "Other jobs shared this machine while it was measured, so even the '0 busy' column is not a quiet "
+            f"machine (1-minute load average before-after each column: {'; '.join(avg)}, on {con['cores_usable']} "
+            "cores). The ratios within a column compare settings under the same load.", ""]
     return out
 
 
