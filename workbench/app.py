@@ -11,8 +11,11 @@ The pages call the same core functions as the notebooks and the CLI
 Safe by default:
 
 - it listens on 127.0.0.1 only (this computer);
-- ``password`` turns on a login page (Panel's basic auth); listening on another
+- ``password`` turns on a login page (Panel's basic auth); after 5 wrong passwords an
+  address must wait (30 s, doubling, at most 15 minutes); listening on another
   address (``--address 0.0.0.0``) is refused without one;
+- Panel's ``/components/...`` route needs the login too, and never imports a module named
+  in a URL (:mod:`workbench.app_pages.access`);
 - no request leaves the computer: Panel and Bokeh's files are served by the app
   itself, the recorder's code is inlined, the login page is the app's own;
 - everything is written inside the data folder, and every speaker id or file
@@ -178,7 +181,7 @@ font-size:1.05em;border:0;border-radius:6px;background:#2a6f97;color:#fff;cursor
 </style></head><body>
 <form action=".{{ login_endpoint }}" method="post">
 <h1>Speech Workbench</h1><p>Type the password you were given to open the app.</p>
-{% if errormessage %}<p class="error">Wrong password. Try again.</p>{% endif %}
+{% if errormessage %}<p class="error" role="alert">{{ errormessage|e }}</p>{% endif %}
 <input type="hidden" name="username" value="workbench">
 <label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password" autofocus required>
@@ -253,10 +256,16 @@ def serve(data_dir: str | os.PathLike | None = None, *, address: str = "127.0.0.
         "unused_session_lifetime_milliseconds": _SESSION_LIFETIME_MS,
         "check_unused_sessions_milliseconds": _SESSION_CHECK_MS,
     }
+    from workbench.app_pages.access import auth_provider, component_route
+
+    kwargs["extra_patterns"] = [component_route()]  # in place of Panel's: login required, no import by URL
     if password:
         import secrets
 
-        kwargs.update(basic_auth=password, cookie_secret=secrets.token_urlsafe(32), **_auth_templates())
+        templates = _auth_templates()
+        kwargs.update(auth_provider=auth_provider(password, login_template=templates["login_template"],
+                                                  logout_template=templates["logout_template"]),
+                      cookie_secret=secrets.token_urlsafe(32))
     if verbose:
         host = "127.0.0.1" if address in ("0.0.0.0", "::") else address
         print(f"Speech Workbench: open http://{host}:{port}/ in a browser"
