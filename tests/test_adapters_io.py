@@ -134,7 +134,7 @@ def test_cli_transcribe_with_a_crafted_rank_says_so_plainly(tmp_path, capsys) ->
     wav = tmp_path / "x.wav"
     sf.write(wav, (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32), 16000)
     with bounded_memory():
-        rc = main(["transcribe", str(wav), "--adapter", str(crafted)])
+        rc = main(["transcribe", str(wav), "--model", "tiny", "--adapter", str(crafted)])
     err = capsys.readouterr().err
     assert rc == 2
     assert "that.safetensors" in err and "rank" in err and "1000000" in err and "export the adapter again" in err
