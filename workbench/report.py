@@ -19,7 +19,7 @@ from workbench._atomic import write_bytes_atomic
 from workbench._optional import has_module
 from workbench.evaluate import METRIC_LABEL, Comparison
 
-__all__ = ["NOTICE", "write_report"]
+__all__ = ["NOTICE", "report_stem", "write_report"]
 
 NOTICE = ("Not a medical device. These figures are ASR word error rates: how often an automatic speech "
           "recogniser misrecognised words in these recordings. They are not a clinical intelligibility score "
@@ -36,6 +36,31 @@ td,th{border-bottom:1px solid #eee;padding:4px 6px;text-align:left;vertical-alig
 """
 
 
+# Clearer labels for the callers' data keys ("training minutes" read as minutes spent training).
+_LABELS = {"training minutes": "minutes of training audio", "minutes": "minutes of training audio",
+           "utterances": "training utterances", "validation_utterances": "validation utterances"}
+
+
+def report_stem(name: str, speaker_id: str) -> str:
+    """The report's file name without extension: it always names the speaker.
+
+    >>> report_stem("report-20240501-101500", "spk-017")
+    'report-spk-017-20240501-101500'
+    >>> report_stem("report", "spk-017")
+    'report-spk-017'
+    """
+    if speaker_id and speaker_id in name:
+        return name
+    head, sep, rest = name.partition("-")
+    return f"{head}-{speaker_id}{sep}{rest}" if speaker_id else name
+
+
+def _consent_ids(speaker: dict) -> str:
+    ids = [str(c.get("consent_id")) for c in speaker.get("consent", []) or [] if isinstance(c, dict)
+           and c.get("consent_id")]
+    return ", ".join(dict.fromkeys(ids)) or "none recorded"
+
+
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -49,7 +74,7 @@ def _kv(rows: dict[str, Any]) -> str:
 
 def write_report(out_dir: str | Path, *, speaker: dict, comparison: Comparison, history: list[dict] | None = None,
                  adapter: dict | None = None, data: dict | None = None, name: str = "report") -> tuple[Path, Path]:
-    """Write ``<name>.html`` and ``<name>.csv`` into ``out_dir``.
+    """Write ``<name>.html`` and ``<name>.csv`` into ``out_dir``, ``<name>`` with the speaker id in it.
 
     Args:
         speaker: speaker.json content (id, display name, simulated flag, profile...).
@@ -57,13 +82,17 @@ def write_report(out_dir: str | Path, *, speaker: dict, comparison: Comparison, 
         history: the trainer's history (for the training curve), if any.
         adapter: adapter details (family, parameter report, training time, ...).
         data: training data summary (utterances, minutes, ...).
+        name: the file name without extension; the speaker id is added after its first
+            word when it does not contain it (``report-<stamp>`` -> ``report-<id>-<stamp>``).
     Returns:
         ``(html_path, csv_path)``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    sid = str(speaker.get("speaker_id", "speaker"))
+    name = report_stem(name, sid)
     csv_path = comparison.to_csv(out / f"{name}.csv")
-    sid = speaker.get("speaker_id", "speaker")
+    improved = [u for u in comparison.best(5) if u.change > 0]
     lo, hi = comparison.interval["diff_low"], comparison.interval["diff_high"]
     plots = ""
     if has_module("matplotlib"):
@@ -83,10 +112,14 @@ def write_report(out_dir: str | Path, *, speaker: dict, comparison: Comparison, 
 <h1>Personalization report: {html.escape(sid)}</h1>
 <p class="notice">{html.escape(NOTICE)}</p>{simulated}
 <h2>Result</h2>{headline}{plots}
-<h2>Speaker and data</h2>{_kv({"speaker id": sid, "name": speaker.get("display_name", ""),
-                              "simulated": bool(speaker.get("simulated")), **(data or {})})}
+<h2>Speaker and data</h2>{_kv({"speaker id": sid, "description": speaker.get("display_name", ""),
+                              "consent record": _consent_ids(speaker),
+                              "simulated": bool(speaker.get("simulated")),
+                              **{_LABELS.get(k, k): v for k, v in (data or {}).items()}})}
 <h2>Utterances with the most errors after personalization</h2>{comparison.to_html_table(comparison.worst(5))}
-<h2>Utterances that improved most</h2>{comparison.to_html_table(comparison.best(5))}
+<h2>Utterances that improved most</h2>{comparison.to_html_table(improved) if improved else
+                                       "<p>None of the held-out utterances has fewer word errors after "
+                                       "personalization.</p>"}
 <h2>Adapter</h2>{_kv(adapter or {})}
 <h2>All held-out utterances</h2>{comparison.to_html_table()}
 <p style="color:#777;font-size:.85em">Metric: {html.escape(METRIC_LABEL)}. Written

@@ -36,7 +36,8 @@ from workbench.errors import CorpusError, WorkbenchError
 __all__ = ["PhraseTester", "ResultsPage", "load_comparison", "report_files"]
 
 _log = logging.getLogger(__name__)
-_REPORT = re.compile(r"report-(\d{8}-\d{6})\.csv")
+# report-<stamp>.csv (older runs) or report-<speaker id>-<stamp>.csv (report.report_stem)
+_REPORT = re.compile(r"report-(?:[A-Za-z0-9][A-Za-z0-9_.-]*-)?(\d{8}-\d{6})\.csv")
 
 
 def report_files(speaker_dir: Path) -> list[Path]:
@@ -44,8 +45,8 @@ def report_files(speaker_dir: Path) -> list[Path]:
     folder = Path(speaker_dir) / "reports"
     if not folder.is_dir():
         return []
-    return sorted((p for p in folder.iterdir() if _REPORT.fullmatch(p.name) and p.is_file()),
-                  key=lambda p: p.name, reverse=True)
+    found = [(m.group(1), p) for p in folder.iterdir() if (m := _REPORT.fullmatch(p.name)) and p.is_file()]
+    return [p for _, p in sorted(found, key=lambda sp: (sp[0], sp[1].name), reverse=True)]
 
 
 def _label(path: Path) -> str:
