@@ -277,45 +277,12 @@ def build_data(args, cache: Path):
 
 
 # ----------------------------------------------------------------------------- real speech (optional)
-ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
-ASTERISK_TEXTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
-
-
-def load_asterisk(sounds: Path = ASTERISK_SOUNDS, texts: Path = ASTERISK_TEXTS) -> list[tuple[np.ndarray, str]]:
-    """Real speech: Debian's asterisk-core-sounds-en(-wav), one speaker (Allison), 8 kHz, CC-BY-SA-3.0.
-
-    ``sudo apt-get install asterisk-core-sounds-en asterisk-core-sounds-en-wav``. Returns
-    (16 kHz waveform, normalised transcript) for every prompt whose transcript is speech
-    (bracketed descriptions such as ``[beep]`` are skipped) and at most 12 s long.
-    """
-    import gzip
-
-    import librosa
-    import soundfile as sf
-
+def load_asterisk() -> list[tuple[np.ndarray, str]]:
+    """Real speech (``workbench.real_speech.load_asterisk``): (16 kHz waveform, normalised transcript)."""
+    from workbench.real_speech import load_asterisk as _load
     from workbench.text import normalize_text
 
-    opener = gzip.open if str(texts).endswith(".gz") else open
-    out = []
-    with opener(texts, "rt", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if line.startswith(";") or ":" not in line:
-                continue
-            name, _, text = line.partition(":")
-            text = text.strip()
-            if not text or text.startswith("["):
-                continue
-            wav_path = sounds / f"{name.strip()}.wav"
-            if not wav_path.is_file():
-                continue
-            wav, sr = sf.read(wav_path, dtype="float32", always_2d=False)
-            if wav.ndim > 1:
-                wav = wav.mean(1)
-            wav = librosa.resample(wav, orig_sr=sr, target_sr=SR) if sr != SR else wav
-            norm = normalize_text(text)
-            if norm and 0.3 * SR <= len(wav) <= 12 * SR:
-                out.append((wav.astype(np.float32), norm))
-    return out
+    return [(u.wav, normalize_text(u.text)) for u in _load()]
 
 
 def add_asterisk(data: dict, repeat: int) -> None:

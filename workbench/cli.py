@@ -137,17 +137,30 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, cwd=root)
 
 
-def _speaker_model(speaker_dir: str | None, requested: str):
-    """Load the base model for a speaker folder (``--model auto``: by speaker kind) and say which."""
+def _speaker_model(speaker_dir: str | None, requested: str, adapter: str | None = None, *,
+                   newest_adapter: bool = True):
+    """Load the base model (``--model auto``: the one an adapter was trained on, else by the
+    speaker's kind: simulated or real) and say which, on stderr."""
+    from pathlib import Path
+
     from workbench.models.base import load_base_model
     from workbench.models.choice import choose_base_model
 
-    info = None
-    if speaker_dir is not None and requested == "auto":
-        from workbench.corpus import SpeakerCorpus
+    info, adapter_base = None, None
+    if requested == "auto":
+        if speaker_dir is not None:
+            from workbench.corpus import SpeakerCorpus
 
-        info = SpeakerCorpus.open(speaker_dir).info
-    choice = choose_base_model(info, requested)
+            corpus = SpeakerCorpus.open(speaker_dir)
+            info = corpus.info
+            if adapter is None and newest_adapter:  # evaluate/report use the newest Submodel in the folder
+                files = sorted((corpus.root / "submodels").glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+                adapter = str(files[-1]) if files else None
+        if adapter is not None and Path(adapter).is_file():
+            from workbench.adapters.io import read_submodel
+
+            adapter_base = read_submodel(adapter)[1].get("base_model")
+    choice = choose_base_model(info, requested, adapter_base=adapter_base)
     print(choice.reason[0].upper() + choice.reason[1:], file=sys.stderr)
     return load_base_model(choice.name)
 
@@ -155,7 +168,7 @@ def _speaker_model(speaker_dir: str | None, requested: str):
 def _cmd_personalize(args: argparse.Namespace) -> int:
     from workbench.workflow import default_config, personalize_speaker
 
-    backend = _speaker_model(args.speaker_dir, args.model)
+    backend = _speaker_model(args.speaker_dir, args.model, newest_adapter=False)
     config = default_config(backend, max_seconds=60.0 * args.minutes, seed=args.seed, **_adapter_choice(args.adapter))
     run = personalize_speaker(args.speaker_dir, backend=backend, config=config,
                               decoder=args.decoder, seed=args.seed)
@@ -219,7 +232,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     from workbench.adapters import load_submodel
     from workbench.workflow import bank_row, build_decoder
 
-    backend = _speaker_model(None, args.model)
+    backend = _speaker_model(None, args.model, args.adapter)
     wavs, notes = _load_for_transcribe(args.files)
     decoder = build_decoder(args.decoder, backend=backend)
     if args.adapter:
@@ -238,7 +251,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from workbench.workflow import evaluate_speaker
 
-    result = evaluate_speaker(args.speaker_dir, backend=_speaker_model(args.speaker_dir, args.model),
+    result = evaluate_speaker(args.speaker_dir, backend=_speaker_model(args.speaker_dir, args.model, args.adapter),
                               adapter=args.adapter, decoder=args.decoder, write_report=args.report)
     print(result.summary() if hasattr(result, "summary") else result)
     return 0

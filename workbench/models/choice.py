@@ -39,15 +39,23 @@ def real_speech_model_available() -> bool:
         ww._hub_cached(src.hub_id) is not None
 
 
-def choose_base_model(speaker_info: dict[str, Any] | None = None, requested: str = "auto") -> ModelChoice:
+def choose_base_model(speaker_info: dict[str, Any] | None = None, requested: str = "auto", *,
+                      adapter_base: str | None = None) -> ModelChoice:
     """The base model for a speaker (``speaker.json`` content) or, with None, for plain audio files.
 
     Args:
         speaker_info: the speaker's metadata (``SpeakerCorpus.info``), or None.
         requested: a model name; anything but ``"auto"`` is used as given.
+        adapter_base: the base model a Submodel file to be used was trained on (its
+            metadata's ``base_model``): with ``"auto"``, that model, when it loads by name.
     """
+    from workbench.models.whisper_weights import canonical_name, is_whisper_name
+
     if requested != "auto":
         return ModelChoice(requested, f"base model {requested} (chosen by you)")
+    if adapter_base in ("tiny", "workbench-tiny") or (adapter_base and is_whisper_name(adapter_base)):
+        name = "tiny" if adapter_base in ("tiny", "workbench-tiny") else canonical_name(adapter_base)
+        return ModelChoice(name, f"base model: {name} (the personal adapter was trained on it)")
     if speaker_info is not None and speaker_info.get("simulated"):
         return ModelChoice("tiny", "base model: the built-in model (this is a simulated speaker, and the "
                                    "built-in model was trained on simulated voices)")
