@@ -163,7 +163,9 @@ def test_the_whole_workflow_by_clicking(browser, shots, tmp_path) -> None:
         net = NetworkLog(context)
         page = context.new_page()
         errors: list[str] = []
+        console: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: console.append(m.text))
         page.set_default_timeout(30_000)
         page.goto(server.url + "/")
         expect(page.get_by_text("Speech Workbench").first).to_be_visible()
@@ -199,6 +201,9 @@ def test_the_whole_workflow_by_clicking(browser, shots, tmp_path) -> None:
             expect(page.get_by_text(f"{i + 1} of 6 recorded")).to_be_visible()
             if i == 0:
                 shot(page, shots / "03-record-take.png")
+                if has_mic:  # one play control for the take: the recorder's own
+                    expect(page.locator(".wb-rec-play")).to_be_enabled()
+                    assert page.locator("audio:visible").count() == 0
             page.get_by_role("button", name="Next →").click()
         expect(page.get_by_text("3 of 6 recorded")).to_be_visible()
         if has_mic:
@@ -221,6 +226,8 @@ def test_the_whole_workflow_by_clicking(browser, shots, tmp_path) -> None:
         expect(page.get_by_text("Finished (stopped by you)")).to_be_visible(timeout=90_000)
         expect(page.get_by_role("button", name="See the results →")).to_be_visible()
         shot(page, shots / "06-personalize-done.png")
+        # both charts drew from explicit ranges (an empty or all-equal series left Bokeh's empty)
+        assert not [m for m in console if "could not set initial ranges" in m], console[:5]
 
         # 6. see the results and download the report
         page.get_by_role("button", name="See the results →").click()

@@ -43,6 +43,12 @@ class TrainingJob:
             the one the trainer reads, see :meth:`stop`).
         decoder: ``"lexicon"`` or ``"greedy"``.
         test_fraction: share of prompts kept aside to measure the result.
+        clock: ``fn() -> seconds`` for the time limit (default :func:`time.monotonic`; tests pass a fake).
+
+    The time limit (``config.max_seconds``) counts from the start of training, measurements
+    of the kept-aside recordings included: once it has passed, the run is stopped after the
+    step or measurement under way (the trainer alone looks only between steps, so a long
+    measurement could carry it well past the limit).
 
     Attributes:
         phase: ``"waiting"``, ``"loading"`` (the base model), ``"preparing"`` (features),
@@ -54,7 +60,8 @@ class TrainingJob:
     """
 
     def __init__(self, speaker_dir: Path, *, backend_factory: Any, model: str, config: Any,
-                 decoder: str = "lexicon", test_fraction: float = 0.25) -> None:
+                 decoder: str = "lexicon", test_fraction: float = 0.25,
+                 clock: Any = time.monotonic) -> None:
         self.speaker_dir = Path(speaker_dir)
         self.speaker_id = self.speaker_dir.name
         self.backend_factory = backend_factory
@@ -75,9 +82,12 @@ class TrainingJob:
         self.losses: list[tuple[int, float]] = []
         self.wers: list[tuple[int, float]] = []
         self.stop_reason = ""
+        self.clock = clock
+        self.time_up = False  # the time limit stopped the run
         self.version = 0  # bumped on every change, so views redraw only when needed
         self._trainer: Any = None
         self._train_t0: float | None = None
+        self._train_end: float | None = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -122,7 +132,15 @@ class TrainingJob:
                 "max_seconds": self.max_seconds, "losses": list(self.losses), "wers": list(self.wers),
                 "stop_requested": self.stop_requested, "stop_reason": self.stop_reason, "error": self.error,
                 "version": self.version, "run": self.run, "model": self.model,
+                "training_s": self.training_seconds(), "time_up": self.time_up,
             }
+
+    def training_seconds(self) -> float:
+        """Seconds since training started (measurements included); frozen once it has stopped."""
+        if self._train_t0 is None:
+            return 0.0
+        end = self._train_end if self._train_end is not None else self.clock()
+        return max(0.0, end - self._train_t0)
 
     @property
     def fraction(self) -> float:
@@ -133,7 +151,7 @@ class TrainingJob:
         if self.max_seconds:
             elapsed = self.elapsed
             if self.phase == "training" and self._train_t0 is not None:  # live, not only at step events
-                elapsed = max(elapsed, time.monotonic() - self._train_t0)
+                elapsed = max(elapsed, self.training_seconds())
             done = max(done, elapsed / self.max_seconds)
         if self.step > 0:  # a step is done: never show an empty bar
             done = max(done, 0.001)
@@ -146,8 +164,16 @@ class TrainingJob:
                 setattr(self, k, v)
             self.version += 1
 
+    def _check_time(self) -> None:
+        """Stop the run once the time limit has passed (called in the training thread)."""
+        if self.max_seconds and not self.time_up and not self.stop_requested \
+                and self.training_seconds() >= float(self.max_seconds):
+            self.time_up = True
+            if self._trainer is not None:
+                self._trainer.stop()
+
     def _on_start(self, e: dict) -> None:
-        self._train_t0 = time.monotonic()
+        self._train_t0 = self.clock()
         self._set(phase="training", max_steps=int(e.get("max_steps", self.max_steps)),
                   max_seconds=e.get("max_seconds", self.max_seconds))
 
@@ -156,14 +182,23 @@ class TrainingJob:
             self.step, self.elapsed = int(e["step"]), float(e.get("elapsed_s", self.elapsed))
             self.losses.append((self.step, float(e["loss"])))
             self.version += 1
+        self._check_time()
 
     def _on_eval(self, e: dict) -> None:
         with self._lock:
             self.wers.append((int(e["step"]), float(e["wer"])))
             self.version += 1
+        self._check_time()
 
     def _on_stop(self, e: dict) -> None:
-        reason = "stopped by you" if self.stop_requested else str(e.get("reason", ""))
+        self._train_end = self.clock()
+        reason = str(e.get("reason", ""))
+        if self.stop_requested:
+            reason = "stopped by you"
+        elif self.time_up or reason == "time budget":
+            reason = "time limit reached"
+        elif reason == "early stop":
+            reason = "no more improvement on the recordings kept aside"
         self._set(phase="measuring", stop_reason=reason)
 
     def _attach(self, trainer: Any) -> None:

@@ -8,6 +8,7 @@ charts; it never blocks the server while the model trains.
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any
 
@@ -39,18 +40,54 @@ _PHASES = {
 _POLL_MS = 500
 
 
-def _figure(title: str, y_label: str, colour: str, *, from_zero: bool = False) -> tuple[Any, Any]:
-    from bokeh.models import ColumnDataSource
+def _aside(n: int, fraction: float) -> int:
+    """Prompts :func:`workbench.corpus.split_by_prompt` sets aside out of ``n``."""
+    if n < 2 or fraction <= 0:
+        return 0
+    return min(max(round(fraction * n), 1), n - 1)
+
+
+def sentences_needed(n_prompts: int, need: int, *, test_fraction: float, valid_fraction: float | None = None) -> int:
+    """How many more sentences (one good take each) until the split leaves ``need`` to learn from
+    and at least one for validation and one for the test: the same arithmetic as
+    :func:`~workbench.workflow.three_way_split`, so it adds up whatever has been recorded.
+
+    >>> sentences_needed(0, 10, test_fraction=0.25), sentences_needed(5, 10, test_fraction=0.25)
+    (16, 11)
+    """
+    if valid_fraction is None:
+        valid_fraction = inspect.signature(three_way_split).parameters["valid_fraction"].default
+    n = max(0, int(n_prompts))
+    while True:
+        test = _aside(n, test_fraction)
+        valid = _aside(n - test, valid_fraction)
+        if n - test - valid >= need and valid >= 1 and test >= 1:
+            return n - int(n_prompts)
+        n += 1
+
+
+def _figure(title: str, y_label: str, colour: str) -> tuple[Any, Any]:
+    """A line chart with explicit ranges from 0 (:func:`_fit_ranges` widens them as points arrive).
+
+    Bokeh's automatic ranges cannot be set from an empty source ("could not set initial
+    ranges"), nor from values that are all equal, e.g. 0 % word errors at every measurement.
+    """
+    from bokeh.models import ColumnDataSource, Range1d
     from bokeh.plotting import figure
 
     source = ColumnDataSource(data={"step": [], "value": []})
     fig = figure(title=title, height=260, sizing_mode="stretch_width", toolbar_location=None,
-                 x_axis_label="training step", y_axis_label=y_label)
-    if from_zero:
-        fig.y_range.start = 0
+                 x_axis_label="training step", y_axis_label=y_label, x_range=Range1d(0, 10), y_range=Range1d(0, 1))
     fig.line("step", "value", source=source, line_width=2, color=colour)
     fig.scatter("step", "value", source=source, size=5, color=colour)
     return fig, source
+
+
+def _fit_ranges(fig: Any, source: Any, last_step: int, *, min_top: float) -> None:
+    """Ranges from 0 to a little past ``last_step`` and the largest value (at least 10 steps and ``min_top``)."""
+    values = [v for v in source.data["value"] if v == v]  # no NaN
+    fig.x_range.end = max(10.0, 1.03 * last_step + 1)
+    fig.y_range.end = max(min_top, 1.1 * max(values, default=0.0))
 
 
 class PersonalizePage(pn.viewable.Viewer):
@@ -77,7 +114,7 @@ class PersonalizePage(pn.viewable.Viewer):
                                              visible=False)
         self.loss_fig, self.loss_source = _figure("Training loss (goes down as the model learns)", "loss", "#495057")
         self.wer_fig, self.wer_source = _figure("Word errors on recordings kept aside (%)", "ASR word error rate (%)",
-                                                "#c62828", from_zero=True)
+                                                "#c62828")
         self.charts = pn.Row(pn.pane.Bokeh(self.loss_fig, sizing_mode="stretch_width"),
                              pn.pane.Bokeh(self.wer_fig, sizing_mode="stretch_width"),
                              sizing_mode="stretch_width", visible=False)
@@ -118,6 +155,8 @@ class PersonalizePage(pn.viewable.Viewer):
         self.load()
 
     def _readiness(self, corpus: Any) -> tuple[str, bool]:
+        from workbench.personalize import MIN_HELD_OUT_WORDS
+
         s = corpus.summary()
         train, valid, test = three_way_split(corpus, test_fraction=self.ctx.test_fraction)
         need = int(self.ctx.train_config(self.minutes.value).min_utterances)
@@ -125,11 +164,18 @@ class PersonalizePage(pn.viewable.Viewer):
                 f"sentences. {len(test)} of them are kept aside to measure the result and {len(valid)} to decide "
                 f"when to stop; the model learns from the other {len(train)}.</p>")
         if len(train) < need or not test or not valid:
-            more = max(need - len(train), 1)
+            prompts = len({" ".join(u.prompt.casefold().split()) for u in [*train, *valid, *test]})
+            more = max(1, sentences_needed(prompts, need, test_fraction=self.ctx.test_fraction))
             text += message_html(f"Not enough recordings yet: personalization needs at least {need} to learn from "
-                                 f"plus a few kept aside. Record about {more + 2} more sentences, then come back.",
-                                 False)
+                                 f"plus a few kept aside. Record about {more} more sentence{'s' if more > 1 else ''}"
+                                 " (one good recording each), then come back.", False)
             return text, False
+        for role, utts in (("to decide when to stop", valid), ("to measure the result", test)):
+            words = sum(len((u.transcript or u.prompt).split()) for u in utts)
+            if words < MIN_HELD_OUT_WORDS:
+                text += (f"<p class='wb-notice'>Only {words} words are kept aside {role} (at least "
+                         f"{MIN_HELD_OUT_WORDS} give a steady figure), so the word error rate on them jumps in big "
+                         "steps. You can train now; recording more sentences makes the result more reliable.</p>")
         return text, True
 
     def start(self) -> TrainingJob | None:
@@ -163,6 +209,8 @@ class PersonalizePage(pn.viewable.Viewer):
         self._n_loss = self._n_wer = 0
         self.loss_source.data = {"step": [], "value": []}
         self.wer_source.data = {"step": [], "value": []}
+        _fit_ranges(self.loss_fig, self.loss_source, 0, min_top=1.0)
+        _fit_ranges(self.wer_fig, self.wer_source, 0, min_top=10.0)
         if job is None:
             self.progress.visible = self.charts.visible = self.see_results.visible = False
             self.status.object = self.result.object = ""
@@ -198,6 +246,8 @@ class PersonalizePage(pn.viewable.Viewer):
             new = wers[self._n_wer:]
             self.wer_source.stream({"step": [s for s, _ in new], "value": [100 * v for _, v in new]})
             self._n_wer = len(wers)
+        _fit_ranges(self.loss_fig, self.loss_source, snap["step"], min_top=1.0)
+        _fit_ranges(self.wer_fig, self.wer_source, snap["step"], min_top=10.0)
         self.charts.visible = True
         self.progress.visible = True
         self.progress.value = int(1000 * job.fraction)
@@ -224,17 +274,24 @@ class PersonalizePage(pn.viewable.Viewer):
     def _status_html(self, snap: dict) -> str:
         phase = snap["phase"]
         text = _PHASES.get(phase, phase)
+        seconds, limit = snap.get("training_s", snap["elapsed"]), snap["max_seconds"]
         if phase == "training":
             text += f": step {snap['step']}"
-            if snap["max_seconds"]:
-                text += f", {snap['elapsed']:.0f} of at most {snap['max_seconds']:.0f} seconds"
+            if limit and seconds > limit:
+                text += (f", {seconds:.0f} seconds: past the {limit:.0f} second limit, stopping after the "
+                         "step or measurement under way")
+            elif limit:
+                text += f", {seconds:.0f} of at most {limit:.0f} seconds"
             if snap["wers"]:
                 text += f". Word errors on the kept-aside recordings: {100 * snap['wers'][-1][1]:.0f}%"
             if snap["stop_requested"]:
                 text = "Stopping after this step…"
         elif phase == "done":
             why = snap["stop_reason"] or "finished"
-            text = f"Finished ({esc(why)}) after {snap['step']} training steps."
+            text = f"Finished ({why}) after {snap['step']} training steps"
+            if limit:
+                text += f" and {seconds:.0f} seconds (limit {limit:.0f} s)"
+            text += "."
         started = self.job.started_at if self.job else time.time()
         return (f"<div class='wb-status' aria-live='polite'>{esc(text)}</div>"
                 f"<div style='color:#666;font-size:0.9em'>Started at {time.strftime('%H:%M', time.localtime(started))}"

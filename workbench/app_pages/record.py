@@ -21,6 +21,7 @@ from workbench.app_pages.common import (
     open_speaker,
 )
 from workbench.app_pages.recorder import PanelRecorder, recorder_available
+from workbench.app_pages.speakers import CONSENT_TEXT
 from workbench.app_pages.upload_input import FileUpload
 from workbench.app_pages.uploads import add_uploaded_files, load_one_upload
 from workbench.errors import WorkbenchError
@@ -58,7 +59,8 @@ class RecordPage(pn.viewable.Viewer):
                                       label="Recordings and their transcript file")
         self.upload_message = html_pane("")
         self.consent_id = pn.widgets.TextInput(name="Consent record id", placeholder="e.g. consent-2024-05", width=320)
-        self.consent_text = pn.widgets.TextAreaInput(name="What the speaker agreed to", height=70, width=520)
+        self.consent_text = pn.widgets.TextAreaInput(name="What the speaker agreed to", height=70, width=520,
+                                                     value=CONSENT_TEXT)
         self.given_by = pn.widgets.TextInput(name="Consent given by", placeholder="speaker or guardian (no names)",
                                              width=320)
         self.consent_button = pn.widgets.Button(name="Save consent", button_type="primary", width=160)
@@ -135,8 +137,9 @@ class RecordPage(pn.viewable.Viewer):
         except WorkbenchError as err:
             self.message.object = message_html(str(err), False)
             raise
-        self.player.object = recording.audio
-        self.player.visible = True
+        # the browser recorder has its own Play button for its take: one play control per take
+        self.player.object = recording.audio if source != "browser" else None
+        self.player.visible = source != "browser"
         self.state.data_version += 1
         self.refresh()
         return utt

@@ -116,6 +116,7 @@ class ResultsPage(pn.viewable.Viewer):
         self.corpus: Any = None
         self.comparison: Any = None
         self.tester: PhraseTester | None = None
+        self._newest: str | None = None  # the newest report when the list was last shown
         self.header = html_pane("")
         self.choose = pn.widgets.Select(name="Training run", options={}, width=320)
         self.summary = html_pane("", sizing_mode="stretch_width")
@@ -162,9 +163,12 @@ class ResultsPage(pn.viewable.Viewer):
         files = report_files(self.corpus.root)
         options = {_label(p): p.name for p in files}  # values are names; paths are rebuilt and checked in show()
         old = self.choose.value
+        newest = files[0].name if files else None
         self.choose.options = options
-        if files:
-            self.choose.value = old if old in options.values() else files[0].name
+        if files:  # a new run is shown at once; otherwise the run chosen stays chosen
+            keep = old in options.values() and newest == self._newest
+            self.choose.value = old if keep else newest
+        self._newest = newest
         self.show()
 
     def _clear(self) -> None:

@@ -21,6 +21,10 @@ from workbench.errors import CorpusError, WorkbenchError
 __all__ = ["SpeakersPage"]
 
 _PROMPT_SETS = {"Everyday phrases (shipped with the workbench)": "everyday", "My own sentences (type them below)": "own"}
+#: What the consent field holds until it is edited: it is stored as shown (a greyed-out hint looked filled in
+#: but stored nothing).
+CONSENT_TEXT = "Recordings are used to personalize speech recognition for this speaker only."
+_N_PROMPTS = 40
 
 
 class SpeakersPage(pn.viewable.Viewer):
@@ -38,15 +42,14 @@ class SpeakersPage(pn.viewable.Viewer):
         self.label = pn.widgets.TextInput(name="Short description (optional, no names)",
                                           placeholder="e.g. adult, group B", width=320)
         self.prompt_set = pn.widgets.Select(name="Sentences to read", options=_PROMPT_SETS, width=420)
-        self.n_prompts = pn.widgets.IntInput(name="How many sentences", value=40, start=3, end=1000, step=5,
+        self.n_prompts = pn.widgets.IntInput(name="How many sentences", value=_N_PROMPTS, start=3, end=1000, step=5,
                                              width=200)
         self.own_prompts = pn.widgets.TextAreaInput(name="Your sentences, one per line", height=150, width=520,
                                                     visible=False, placeholder="Good morning\nCan I have a cup of tea")
         self.consent_id = pn.widgets.TextInput(name="Consent record id", placeholder="e.g. consent-2024-05",
                                                width=320)
         self.consent_text = pn.widgets.TextAreaInput(name="What the speaker agreed to", height=70, width=520,
-                                                     placeholder="Recordings are used to personalize speech "
-                                                                 "recognition for this speaker only.")
+                                                     value=CONSENT_TEXT)
         self.given_by = pn.widgets.TextInput(name="Consent given by", placeholder="speaker or guardian (no names)",
                                              width=320)
         self.create_button = pn.widgets.Button(name="Create speaker", button_type="success", width=200)
@@ -151,11 +154,20 @@ class SpeakersPage(pn.viewable.Viewer):
         self.create_message.object = message_html(
             f"Speaker {sid} is ready, with {len(prompts)} sentences to read and consent {consent}. "
             "Next: record the sentences.", True)
+        self.open_message.object = ""  # it was about the speaker open before
         self.go_record.visible = True
-        self.new_id.value = ""
+        self.reset_form()
         self.state.speaker_id = sid
         self.refresh()
         return sid
+
+    def reset_form(self) -> None:
+        """Empty the new-speaker form (so the next speaker does not inherit this one's consent)."""
+        self.new_id.value = self.label.value = self.consent_id.value = self.given_by.value = ""
+        self.own_prompts.value = ""
+        self.consent_text.value = CONSENT_TEXT
+        self.prompt_set.value = next(iter(_PROMPT_SETS.values()))
+        self.n_prompts.value = _N_PROMPTS
 
     def open(self, speaker_id: Any) -> bool:
         """Make ``speaker_id`` the open speaker of this session (validated); False with a message if not."""
@@ -165,6 +177,8 @@ class SpeakersPage(pn.viewable.Viewer):
             self.open_message.object = message_html(str(err), False)
             return False
         self.state.speaker_id = corpus.speaker_id
+        self.create_message.object = ""  # "speaker X is ready" no longer describes the open speaker
+        self.go_record.visible = False
         s = corpus.summary()
         self.open_message.object = message_html(
             f"Opened {corpus.speaker_id}: {s['n_ok']} good recordings, {s['n_prompts_recorded']} of "

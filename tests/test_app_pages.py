@@ -1,0 +1,215 @@
+"""What users found on the app's pages (issue 16, item 12), driven through the pages' Python side.
+
+The charts' console warning and the single play control in a real browser are checked
+in ``tests/browser/test_app_browser.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pn = pytest.importorskip("panel")
+
+from _models import tiny_backend  # noqa: E402
+
+from conftest import make_speechlike  # noqa: E402
+from workbench.adapters import ResidualConfig  # noqa: E402
+from workbench.app_pages import jobs  # noqa: E402
+from workbench.app_pages.common import AppContext  # noqa: E402
+from workbench.app_pages.personalize import sentences_needed  # noqa: E402
+from workbench.app_pages.shell import WorkbenchApp  # noqa: E402
+from workbench.app_pages.speakers import CONSENT_TEXT  # noqa: E402
+from workbench.audio import Recording  # noqa: E402
+from workbench.corpus import SpeakerCorpus  # noqa: E402
+from workbench.personalize import TrainConfig  # noqa: E402
+
+pytestmark = [pytest.mark.filterwarnings("ignore::PendingDeprecationWarning"),
+              pytest.mark.filterwarnings("ignore:the held-out set has only")]
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "sim-accent"
+
+
+def tiny_config(minutes: float) -> TrainConfig:
+    return TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=100_000, max_seconds=60.0 * minutes,
+                       eval_every=2, batch_size=4, min_utterances=10, specaugment=None, patience=0)
+
+
+@pytest.fixture
+def app(tmp_path) -> WorkbenchApp:
+    (tmp_path / "data").mkdir()
+    return WorkbenchApp(AppContext(data_dir=tmp_path / "data", backend_factory=lambda name: tiny_backend(),
+                                   train_config=tiny_config, decoder="greedy"))
+
+
+def create(app: WorkbenchApp, sid: str, consent: str, n: int = 40, **form) -> str | None:
+    page = app.pages["Speakers"]
+    page.new_id.value, page.consent_id.value, page.n_prompts.value = sid, consent, n
+    for name, value in form.items():
+        getattr(page, name).value = value
+    return page.create()
+
+
+def sample_files(n: int, skip: int = 0) -> list[tuple[str, bytes]]:
+    lines = [json.loads(x) for x in (SAMPLE / "manifest.jsonl").read_text().splitlines() if x.strip()]
+    lines = lines[skip:skip + n]
+    files = [(Path(u["audio_path"]).name, (SAMPLE / u["audio_path"]).read_bytes()) for u in lines]
+    return files + [("t.txt", "".join(f"{Path(u['audio_path']).stem} {u['transcript']}\n" for u in lines).encode())]
+
+
+# --------------------------------------------------------------------------- Speakers page
+
+
+def test_the_consent_text_shown_is_the_text_stored(app, tmp_path) -> None:
+    page = app.pages["Speakers"]
+    assert page.consent_text.value == CONSENT_TEXT and not page.consent_text.placeholder
+    assert create(app, "spk-001", "consent-1") == "spk-001"
+    stored = SpeakerCorpus.open(tmp_path / "data" / "spk-001").info["consent"][0]
+    assert stored["text"] == CONSENT_TEXT
+    record = app.pages["Record"]  # the Record page's consent form says the same
+    assert record.consent_text.value == CONSENT_TEXT
+
+
+def test_the_new_speaker_form_is_empty_for_the_next_speaker(app, tmp_path) -> None:
+    assert create(app, "spk-001", "consent-1", n=7, label="adult, group B", given_by="guardian",
+                  consent_text="Only for this study.") == "spk-001"
+    page = app.pages["Speakers"]
+    assert (page.new_id.value, page.label.value, page.consent_id.value, page.given_by.value) == ("", "", "", "")
+    assert page.consent_text.value == CONSENT_TEXT and page.n_prompts.value == 40
+    # a second speaker created without retyping gets a plain refusal, not the first one's consent
+    page.new_id.value = "spk-002"
+    assert page.create() is None and "consent record" in page.create_message.object
+
+
+def test_messages_about_another_speaker_do_not_stay_on_screen(app) -> None:
+    page = app.pages["Speakers"]
+    assert create(app, "spk-001", "consent-1") == "spk-001"
+    assert create(app, "spk-002", "consent-2") == "spk-002"
+    assert page.open("spk-001") and "Opened spk-001" in page.open_message.object
+    assert page.create_message.object == "" and not page.go_record.visible  # "spk-002 is ready" is gone
+    assert create(app, "spk-003", "consent-3") == "spk-003"
+    assert page.open_message.object == ""  # "Opened spk-001" is gone
+
+
+# --------------------------------------------------------------------------- Record page
+
+
+def test_one_play_control_per_take(app) -> None:
+    assert create(app, "spk-001", "consent-1", n=5) == "spk-001"
+    page = app.pages["Record"]
+    page.take(Recording(make_speechlike(1.5), 16_000), source="browser")
+    assert not page.player.visible  # the recorder's own Play button plays it
+    page._act("next")
+    page.upload_one.receive([("take.flac", (SAMPLE / "audio" / "00001-4cccfd.flac").read_bytes())])
+    assert page.player.visible and page.player.object is not None  # an upload has no other player
+
+
+# --------------------------------------------------------------------------- Personalize page
+
+
+def test_record_more_adds_up_whatever_has_been_recorded() -> None:
+    need = {n: sentences_needed(n, 10, test_fraction=0.25) for n in range(0, 20)}
+    assert all(n + more == need[0] + 0 for n, more in need.items() if more > 0)
+    assert need[0] == 16 and need[5] == 11 and need[16] == 0
+
+
+def test_the_page_asks_for_a_number_that_adds_up(app) -> None:
+    assert create(app, "spk-001", "consent-1", n=3) == "spk-001"
+    page = app.pages["Personalize"]
+    page.load()
+    assert "Record about 16 more sentences" in page.data.object
+    app.pages["Record"].add_files(sample_files(5))
+    page.load()
+    assert "Record about 11 more sentences" in page.data.object
+
+
+def test_a_small_validation_set_is_said_on_the_page(app) -> None:
+    assert create(app, "spk-001", "consent-1", n=3) == "spk-001"
+    app.pages["Record"].add_files(sample_files(16))
+    page = app.pages["Personalize"]
+    page.load()
+    assert not page.train.disabled
+    assert "words are kept aside to decide when to stop" in page.data.object and "wb-notice" in page.data.object
+
+
+def test_the_word_error_chart_has_ranges_even_when_every_value_is_equal(app) -> None:
+    page = app.pages["Personalize"]
+    assert page.wer_fig.y_range.start == 0 and page.wer_fig.y_range.end > 0  # nothing yet: still a range
+
+    class Done:  # a job whose every measurement was 0 % (a perfect, tiny validation set)
+        finished, running, started_at = False, True, 0.0
+        fraction = 0.5
+
+        def snapshot(self):
+            return {"phase": "training", "step": 40, "max_steps": 100, "elapsed": 5.0, "max_seconds": 90.0,
+                    "losses": [(s, 1.0 / s) for s in range(1, 41)], "wers": [(s, 0.0) for s in range(0, 41, 10)],
+                    "stop_requested": False, "stop_reason": "", "error": None, "version": 1, "run": None,
+                    "model": "tiny", "training_s": 5.0, "time_up": False}
+
+    page.job = Done()
+    page.poll()
+    assert list(page.wer_source.data["value"]) == [0.0] * 5
+    assert page.wer_fig.y_range.end > page.wer_fig.y_range.start == 0
+    assert page.wer_fig.x_range.end >= 40 and page.loss_fig.y_range.end >= 1.0
+
+
+# --------------------------------------------------------------------------- the time limit
+
+
+class FakeTrainer:
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+def test_the_time_limit_stops_a_run_even_during_long_measurements(tmp_path) -> None:
+    now = [100.0]
+    job = jobs.TrainingJob(tmp_path / "spk", backend_factory=None, model="tiny", config=tiny_config(1.5),
+                           clock=lambda: now[0])
+    trainer = FakeTrainer()
+    job._attach(trainer)
+    job._on_start({"max_steps": 400, "max_seconds": 90.0})
+    now[0] += 85
+    job._on_step({"step": 80, "loss": 1.0, "elapsed_s": 60.0})  # the trainer's own clock lags (measurements)
+    assert not trainer.stopped
+    now[0] += 32  # a long measurement of the kept-aside recordings
+    job._on_eval({"step": 80, "wer": 0.2})
+    assert trainer.stopped and job.time_up
+    snap = job.snapshot()
+    assert snap["training_s"] == pytest.approx(117.0)
+
+    from workbench.app_pages.personalize import PersonalizePage
+
+    page = PersonalizePage.__new__(PersonalizePage)  # only the status line
+    page.job, page.ctx = job, AppContext(data_dir=tmp_path)
+    text = page._status_html(snap)
+    assert "117 seconds: past the 90 second limit, stopping" in text and "117 of at most 90" not in text
+    job._on_stop({"reason": "stopped by user", "step": 81})
+    now[0] += 20  # measuring the result does not count
+    job._set(phase="done")
+    text = page._status_html(job.snapshot())
+    assert "Finished (time limit reached) after 80 training steps and 117 seconds (limit 90 s)" in text
+
+
+# --------------------------------------------------------------------------- Results page
+
+
+def test_after_a_second_run_the_new_run_is_shown(app, tmp_path) -> None:
+    assert create(app, "spk-001", "consent-1") == "spk-001"
+    reports = tmp_path / "data" / "spk-001" / "reports"
+    reports.mkdir()
+    row = "utt_id,reference,before,after\nu1,good morning,good evening,good morning\n"
+    (reports / "report-spk-001-20240101-090000.csv").write_text(row)
+    results = app.pages["Results"]
+    results.load()
+    assert results.choose.value == "report-spk-001-20240101-090000.csv"
+    (reports / "report-spk-001-20240101-100000.csv").write_text(row)
+    results.on_show()
+    assert results.choose.value == "report-spk-001-20240101-100000.csv"  # the new run, not the old one
+    results.choose.value = "report-spk-001-20240101-090000.csv"  # the person picks the old one
+    results.on_show()
+    assert results.choose.value == "report-spk-001-20240101-090000.csv"  # and it stays picked
