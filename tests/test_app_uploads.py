@@ -1,7 +1,7 @@
 """The app's upload component without a browser: what the page sends, piece by piece, and the size limits.
 
 What only the browser shows (the refusal before anything is sent, the session
-surviving it) is in ``tests/browser/test_app_uploads.py``.
+surviving it) is in ``tests/browser/test_browser_uploads.py``.
 """
 
 from __future__ import annotations
