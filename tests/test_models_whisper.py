@@ -85,7 +85,8 @@ def test_frozen_prefix_cache_equals_the_full_encoder(backend) -> None:
 def test_decoding_is_capped_by_duration_and_stops_loops() -> None:
     assert _repetition_cut([7, 3, 3, 3, 3]) == 2
     assert _repetition_cut([9, 1, 2, 1, 2, 1, 2, 1, 2]) == 3
-    assert _repetition_cut([1, 2, 3, 1, 2, 3]) is None
+    assert _repetition_cut([1, 2, 3, 1, 2, 3]) is None  # three tokens: 3 copies needed
+    assert _repetition_cut([8, 1, 2, 3, 4, 5, 1, 2, 3, 4, 5]) == 6  # a phrase said twice
 
 
 def test_random_model_output_is_bounded_by_the_audio_length(backend) -> None:

@@ -29,10 +29,7 @@ IMAGE_TYPES = ("image/png", "image/svg+xml", "image/jpeg")
 # These build a bare matplotlib Figure in the notebook itself, which Jupyter shows as text; the fix
 # is in the notebook (fig = workbench.plots.new_figure(...) instead of Figure(...)). Not run here
 # until then, to spare CI a run that is known to fail.
-_KNOWN_TEXT_FIGURES = {
-    "05_compare_adapters.ipynb": "cell builds matplotlib.figure.Figure(...): use workbench.plots.new_figure",
-    "06_submodels_at_scale.ipynb": "cell builds matplotlib.figure.Figure(...): use workbench.plots.new_figure",
-}
+_KNOWN_TEXT_FIGURES: dict[str, str] = {}  # notebook -> why its figures may print as text (none now)
 
 
 def plotting_cells(nb) -> list[int]:

@@ -463,6 +463,8 @@ class Trainer:
         start = time.perf_counter() - self.elapsed
         steps_done_here, t_here = 0, time.perf_counter()
         while self.step < c.max_steps:
+            if steps_done_here:  # the last evaluation's time counts too (it can be long)
+                self.elapsed = time.perf_counter() - start
             over_time = c.max_seconds is not None and self.elapsed >= c.max_seconds
             asked, over_time = distributed.sum_scalars(self._stop.is_set(), over_time)  # any process decides
             if asked:

@@ -23,9 +23,10 @@ four ways, all owned here:
   tokens are suppressed, blank and end-of-text at the first step too (as
   Whisper's own decoding does); at most ``8 + 7 * seconds`` tokens per recording
   (a generous speaking rate), and a *repetition guard* that ends a recording's
-  text when an n-gram (n <= 8 tokens) repeats ``4`` times in a row, keeping one
-  copy: runaway loops ("no no no no ...") are Whisper's typical failure on
-  atypical speech.
+  text when it starts to loop, keeping one copy: a token or two repeated 4 times in
+  a row ("no no no no ..."), three or four tokens 3 times, or any longer phrase
+  (up to 48 tokens) twice. Runaway loops are Whisper's typical failure on atypical
+  speech and on a short encoding window.
 
 **Frozen-prefix caching.** When adapters touch only the top encoder layers (and the
 decoder), the bottom ``k`` layers' outputs are the same at every step:
@@ -57,8 +58,7 @@ __all__ = ["LANGUAGES_HELP", "WhisperBackend"]
 
 HOP = 160  # samples per mel frame at 16 kHz (10 ms)
 FULL_FRAMES = 3000  # Whisper's native window: 30 s of mel frames
-REPEAT_NGRAM = 8  # longest repeated token n-gram the guard looks for
-REPEAT_TIMES = 4  # that many copies in a row end the text
+REPEAT_NGRAM = 48  # longest repeated token n-gram (a sentence) the guard looks for
 WHISPER_LORA_LR = 1e-3  # peak learning rate of the default LoRA (LoRA's 3e-3 overshoots on Whisper)
 LANGUAGES_HELP = "english, german, french, spanish, ... (Whisper's language names or codes such as 'en')"
 
@@ -322,24 +322,34 @@ class WhisperBackend(_HFBase):
         return [" ".join(p) for p in out]
 
 
+def _repeats_needed(n: int) -> int:
+    """Copies in a row of an ``n``-token n-gram that count as a loop: 4 of one or two tokens
+    ("no no no no"), 3 of three or four, 2 of anything longer (a whole phrase said twice
+    in a row is Whisper's typical loop on a short window, and rare in a read prompt)."""
+    return 4 if n <= 2 else 3 if n <= 4 else 2
+
+
 def _repetition_cut(tokens: list[int]) -> int | None:
-    """Where to cut ``tokens`` if they end in ``REPEAT_TIMES`` copies of one n-gram
-    (n <= ``REPEAT_NGRAM``): the length that keeps the first copy; else None.
+    """Where to cut ``tokens`` if they end in a loop (see :func:`_repeats_needed`, n <=
+    ``REPEAT_NGRAM``): the length that keeps the first copy; else None.
 
     >>> _repetition_cut([5, 1, 1, 1, 1])
     2
-    >>> _repetition_cut([5, 1, 2, 1, 2, 1, 2, 1, 2])
+    >>> _repetition_cut([9, 1, 2, 1, 2, 1, 2, 1, 2])
     3
+    >>> _repetition_cut([1, 2, 3, 4, 5, 1, 2, 3, 4, 5])
+    5
     >>> _repetition_cut([1, 1, 1]) is None
     True
     """
     n_tok = len(tokens)
-    for n in range(1, REPEAT_NGRAM + 1):
-        span = n * REPEAT_TIMES
+    for n in range(1, min(REPEAT_NGRAM, n_tok // 2) + 1):
+        times = _repeats_needed(n)
+        span = n * times
         if span > n_tok:
-            break
+            continue
         gram = tokens[n_tok - n:]
-        if all(tokens[n_tok - k * n - n: n_tok - k * n] == gram for k in range(1, REPEAT_TIMES)):
+        if all(tokens[n_tok - k * n - n: n_tok - k * n] == gram for k in range(1, times)):
             return n_tok - span + n
     return None
 

@@ -654,8 +654,10 @@ class BrowserRecorder(anywidget.AnyWidget):
         error: the last problem (browser or transfer) in plain language, else None.
     """
 
-    _esm = _STATIC / "recorder.js"
-    _css = _STATIC / "recorder.css"
+    # Strings, not paths: anywidget keeps a class-level file watcher (hot reload) with a strong
+    # reference to every widget whose _esm is a path, so each recorder would never be freed.
+    _esm = (_STATIC / "recorder.js").read_text(encoding="utf-8")
+    _css = (_STATIC / "recorder.css").read_text(encoding="utf-8")
     max_seconds = traitlets.Float(60.0).tag(sync=True)
     chunk_seconds = traitlets.Float(1.0).tag(sync=True)  # audio per message: 1 s = 32 KB
     disabled = traitlets.Bool(False).tag(sync=True)
