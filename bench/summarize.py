@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from bench import _common
+from bench.summarize_whisper import results_md_real_speech, whisper_details, whisper_targets
 
 #: Markers of the generated part of docs/results.md (the rest is written by hand).
 START, END = "<!-- personalization results: written by bench/summarize.py -->", "<!-- end of generated part -->"
@@ -91,6 +92,7 @@ def targets() -> list[tuple[str, str, str, bool | None, str]]:
                  f"{suite['wall_s'] / 60:.1f} min" if suite else "not measured",
                  suite["wall_s"] < 900 if suite else None, "bench/__main__.py"))
     rows.append(_contention_target(_load("contention")))
+    rows += whisper_targets(_load)
     emb = _load("embeddings_cpu")
     if emb:
         worst = max(v for k, v in emb.items() if k.endswith("_s_per_100")) if any(
@@ -122,10 +124,11 @@ def benchmarks_md() -> str:
     lines += ["", "Machines:", ""]
     for name in ("specaugment_cpu", "models_cpu", "submodels_cpu", "distributed_cpu", "personalization",
                  "personalization_seeds", "personalization_bank", "study_bank_selection",
-                 "personalization_study", "study_defaults", "embeddings_cpu", "contention"):
+                 "personalization_study", "study_defaults", "embeddings_cpu", "contention", "real_speech_cpu",
+                 "whisper_cpu"):
         if _load(name):
             lines.append(f"- `{name}`: {_machine(_load(name))}")
-    lines += ["", *_details(), *_contention_details(_load("contention"))]
+    lines += ["", *_details(), *whisper_details(_load), *_contention_details(_load("contention"))]
     return "\n".join(lines) + "\n"
 
 
@@ -324,6 +327,7 @@ def results_md_personalization() -> str:
                   f"{100 * m['mean']:+.0f}% | {100 * m['min']:+.0f}% to {100 * m['max']:+.0f}% | {m['train_s']:.0f} |"
                   for m in means]
         lines.append("")
+    lines += results_md_real_speech(_load, _seed_means(seeds))
     bank = _load("personalization_bank")
     if bank:
         solo = {r["speaker"]: r for r in (suite or {}).get("rows", []) if r["family"] == bank["family"]}

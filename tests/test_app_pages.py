@@ -213,3 +213,38 @@ def test_after_a_second_run_the_new_run_is_shown(app, tmp_path) -> None:
     results.choose.value = "report-spk-001-20240101-090000.csv"  # the person picks the old one
     results.on_show()
     assert results.choose.value == "report-spk-001-20240101-090000.csv"  # and it stays picked
+
+
+def test_automatic_base_model_follows_the_speaker_kind(tmp_path) -> None:
+    """'auto' (the first choice offered) trains simulated speakers on the built-in model and real
+    people on Whisper tiny.en; the settings follow the chosen model (its own adapter)."""
+    import shutil
+
+    from workbench.app_pages.common import ModelDefaults, default_models
+    from workbench.errors import WorkbenchError
+
+    assert next(iter(default_models().values())) == "auto"
+    root = Path(__file__).resolve().parent.parent / "sample_data"
+    shutil.copytree(root / "sim-accent", tmp_path / "sim-accent")
+    shutil.copytree(root / "real" / "real-allison", tmp_path / "real-allison")
+    asked = []
+
+    def factory(name):
+        asked.append(name)
+        raise WorkbenchError("stop here")  # the job fails plainly; only the choice matters
+
+    for folder in ("sim-accent", "real-allison"):
+        job = jobs.TrainingJob(tmp_path / folder, backend_factory=factory, model="auto", config=ModelDefaults(60.0))
+        job.start()
+        assert job.join(30) and job.phase == "failed" and job.error == "stop here"
+    from workbench.models.choice import real_speech_model_available
+
+    assert asked == ["tiny", "whisper-tiny.en" if real_speech_model_available() else "tiny"]
+    assert ModelDefaults(60.0)(tiny_backend()).max_seconds == 60.0
+
+
+def test_model_defaults_match_the_train_config_defaults() -> None:
+    from workbench.app_pages.common import ModelDefaults
+
+    d, c = ModelDefaults(90.0), TrainConfig()
+    assert (d.max_steps, d.min_utterances) == (c.max_steps, c.min_utterances)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import SR, make_speechlike, make_tone
+from _disk import fail_atomic_writes  # noqa: E402
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -486,38 +487,12 @@ def test_play() -> None:
 # --------------------------------------------------------------------------- #
 
 
-class _FullDisk:
-    """A file object whose writes fail as on a full (or read-only) disk."""
-
-    def __init__(self, real, code: int) -> None:
-        self._real, self._code = real, code
-
-    def write(self, data):
-        raise OSError(self._code, os.strerror(self._code))
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._real.close()
-
-
-def _fail_writes(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
-    import workbench._atomic as atomic
-
-    real_fdopen = os.fdopen
-    monkeypatch.setattr(atomic.os, "fdopen", lambda fd, mode="r": _FullDisk(real_fdopen(fd, mode), code))
-
-
 @pytest.mark.parametrize(("code", "words"), [(28, "the disk is full"), (30, "read-only")])
 def test_save_on_a_full_or_read_only_disk_is_a_plain_error_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, words: str
 ) -> None:
     # before: soundfile's own write callback failed and raised a bare AssertionError
-    _fail_writes(monkeypatch, code)
+    fail_atomic_writes(monkeypatch, code)
     with pytest.raises(AudioError, match=words) as exc:
         save_audio(tmp_path / "take.flac", make_tone(0.5))
     assert "take.flac" in str(exc.value) and "Nothing was saved" in str(exc.value)

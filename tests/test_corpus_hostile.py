@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import make_speechlike
+from _disk import fail_atomic_writes, read_only_open  # noqa: E402
 
 import workbench._atomic as atomic
 from workbench.corpus import MISSING, SpeakerCorpus, import_folder
@@ -35,28 +36,6 @@ def _files(corpus: SpeakerCorpus) -> list[str]:
     return sorted(p.relative_to(corpus.root).as_posix() for p in corpus.root.rglob("*") if p.is_file())
 
 
-class _FailingFile:
-    def __init__(self, real, code: int) -> None:
-        self._real, self._code = real, code
-
-    def write(self, data):
-        raise OSError(self._code, os.strerror(self._code))
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._real.close()
-
-
-def _fail_atomic_writes(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
-    real = os.fdopen
-    monkeypatch.setattr(atomic.os, "fdopen", lambda fd, mode="r": _FailingFile(real(fd, mode), code))
-
-
 # --------------------------------------------------------------------------- #
 # Full and read-only disks
 # --------------------------------------------------------------------------- #
@@ -66,7 +45,7 @@ def test_full_disk_on_add_take_is_a_plain_error_and_leaves_nothing(speaker_root,
     corpus = _corpus(speaker_root)
     first = corpus.add_take(make_speechlike(1.0), prompt=PROMPTS[0])
     before, manifest = _files(corpus), (corpus.root / "manifest.jsonl").read_bytes()
-    _fail_atomic_writes(monkeypatch, errno.ENOSPC)
+    fail_atomic_writes(monkeypatch, errno.ENOSPC)
     with pytest.raises(CorpusError, match="the disk is full. Free some space") as exc:
         corpus.add_take(make_speechlike(1.0, seed=1), prompt=PROMPTS[1])
     assert "'good morning' was not saved; the takes saved before are safe" in str(exc.value)
@@ -101,14 +80,7 @@ def test_read_only_folder_writes_are_plain_errors(speaker_root, monkeypatch, act
     corpus = _corpus(speaker_root)
     utt = corpus.add_take(make_speechlike(1.0), prompt=PROMPTS[0])
     before = {p: (corpus.root / p).read_bytes() for p in _files(corpus)}
-    real_open = os.open
-
-    def read_only(path, flags, *args, **kwargs):
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
-            raise OSError(errno.EROFS, "Read-only file system", str(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", read_only)
+    read_only_open(monkeypatch)
     calls = {
         "add_take": lambda: corpus.add_take(make_speechlike(1.0, seed=2), prompt=PROMPTS[1]),
         "set_prompts": lambda: corpus.set_prompts(["a new prompt"]),
@@ -123,7 +95,7 @@ def test_read_only_folder_writes_are_plain_errors(speaker_root, monkeypatch, act
 
 
 def test_create_on_a_read_only_disk_leaves_no_half_folder(speaker_root, monkeypatch):
-    _fail_atomic_writes(monkeypatch, errno.EROFS)
+    fail_atomic_writes(monkeypatch, errno.EROFS)
     with pytest.raises(CorpusError, match="read-only.*The speaker folder 'spk-h' was not created"):
         _corpus(speaker_root)
     monkeypatch.undo()
@@ -158,7 +130,7 @@ def test_full_disk_stops_an_import_plainly_and_a_rerun_goes_on(tmp_path, speaker
     def second_fails(self, *args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
-            _fail_atomic_writes(monkeypatch, errno.ENOSPC)
+            fail_atomic_writes(monkeypatch, errno.ENOSPC)
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(SpeakerCorpus, "add_take", second_fails)
@@ -335,14 +307,7 @@ def test_leftover_temp_files_are_removed_on_open_and_reported(speaker_root):
 def test_leftover_temp_files_in_a_read_only_folder_are_reported(speaker_root, monkeypatch):
     corpus = _corpus(speaker_root)
     (corpus.root / "audio" / ".x.flac.abc.tmp").write_bytes(b"half")
-    real_open = os.open
-
-    def read_only(path, flags, *args, **kwargs):
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
-            raise OSError(errno.EROFS, "Read-only file system", str(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", read_only)
+    read_only_open(monkeypatch)
     with pytest.warns(UserWarning, match="1 problem"):
         reopened = SpeakerCorpus.open(corpus.root)
     assert any(p.startswith("audio/.x.flac.abc.tmp is an unfinished file") for p in reopened.problems())

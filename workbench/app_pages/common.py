@@ -24,7 +24,9 @@ __all__ = [
     "CSS",
     "PAGES",
     "AppContext",
+    "ModelDefaults",
     "SessionState",
+    "default_models",
     "default_train_config",
     "esc",
     "html_pane",
@@ -91,11 +93,37 @@ def in_session(fn: Callable[[], Any]) -> Callable[[], None]:
     return call
 
 
-def default_train_config(minutes: float) -> Any:
-    """The training settings of the app: the core defaults with a time budget of ``minutes``."""
-    from workbench.personalize import TrainConfig
+@dataclasses.dataclass(frozen=True)
+class ModelDefaults:
+    """Training settings that follow the base model: ``config(backend)`` is its own default
+    :class:`~workbench.personalize.TrainConfig` (adapter, learning rate) with these limits."""
 
-    return TrainConfig(max_seconds=60.0 * float(minutes))
+    max_seconds: float
+    max_steps: int = 400  # TrainConfig's default
+    min_utterances: int = 10  # TrainConfig's default: the page says how many more to record
+
+    def __call__(self, backend: Any) -> Any:
+        from workbench.workflow import default_config
+
+        return default_config(backend, max_seconds=self.max_seconds, max_steps=self.max_steps,
+                              min_utterances=self.min_utterances)
+
+
+def default_train_config(minutes: float) -> Any:
+    """The training settings of the app: the base model's defaults with a time budget of ``minutes``."""
+    return ModelDefaults(max_seconds=60.0 * float(minutes))
+
+
+def default_models() -> dict[str, str]:
+    """The base models offered: automatic (by speaker), the built-in model, and Whisper
+    tiny.en when it is installed."""
+    from workbench.models.choice import REAL_SPEECH_MODEL, real_speech_model_available
+
+    models = {"Automatic: built-in for simulated speakers, Whisper for real people": "auto",
+              "Built-in model (workbench-tiny, trained on synthetic voices)": "tiny"}
+    if real_speech_model_available():
+        models["Whisper tiny.en (OpenAI, pretrained on human speech, offline)"] = REAL_SPEECH_MODEL
+    return models
 
 
 def _default_backend_factory(model: str) -> Any:
@@ -110,17 +138,19 @@ class AppContext:
 
     Attributes:
         data_dir: the folder holding the speaker folders; nothing is written outside it.
-        models: base models the page offers, label -> name passed to ``backend_factory``.
+        models: base models the page offers, label -> name passed to ``backend_factory``;
+            ``"auto"`` is resolved per speaker (:func:`workbench.models.choice.choose_base_model`).
             Set by whoever starts the server, never by a request.
         backend_factory: ``fn(name) -> backend``; called once per training run (each
             run gets its own copy, since adapters are injected in place).
-        train_config: ``fn(minutes) -> TrainConfig`` for one run.
+        train_config: ``fn(minutes)`` -> a ``TrainConfig``, or a :class:`ModelDefaults` (the default:
+            the chosen base model's own settings), for one run.
         decoder: ``"lexicon"`` (the prompt domain's words, the CLI's default) or ``"greedy"``.
         test_fraction: share of prompts kept aside to measure the result.
     """
 
     data_dir: Path
-    models: dict[str, str] = dataclasses.field(default_factory=lambda: {"Built-in model (workbench-tiny)": "tiny"})
+    models: dict[str, str] = dataclasses.field(default_factory=default_models)
     backend_factory: Callable[[str], Any] = _default_backend_factory
     train_config: Callable[[float], Any] = default_train_config
     decoder: str = "lexicon"

@@ -211,10 +211,16 @@ class TrainingJob:
 
         try:
             self._set(phase="loading")
+            if self.model == "auto":  # simulated speakers: the built-in model; real people: Whisper
+                from workbench.corpus import SpeakerCorpus
+                from workbench.models.choice import choose_base_model
+
+                self.model = choose_base_model(SpeakerCorpus.open(self.speaker_dir).info).name
             backend = self.backend_factory(self.model)
+            config = self.config(backend) if callable(self.config) else self.config
             self._set(phase="preparing")
             run = personalize_speaker(
-                self.speaker_dir, backend=backend, config=self.config, decoder=self.decoder,
+                self.speaker_dir, backend=backend, config=config, decoder=self.decoder,
                 test_fraction=self.test_fraction, progress=False,
                 callbacks={"on_start": self._on_start, "on_step": self._on_step, "on_eval": self._on_eval,
                            "on_stop": self._on_stop}, trainer_hook=self._attach)

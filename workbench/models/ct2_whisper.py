@@ -219,29 +219,26 @@ def _whisper_state_dict(v: CT2Variables) -> tuple[dict[str, np.ndarray], dict[st
         sd[f"model.encoder.conv{k}.bias"] = f32(f"encoder/conv{k}/bias")
     sd["model.encoder.embed_positions.weight"] = f32("encoder/position_encodings/encodings")
     norm("model.encoder.layer_norm", "encoder/layer_norm")
-    for i in range(n_enc):
-        src, dst = f"encoder/layer_{i}", f"model.encoder.layers.{i}"
+    def block(src: str, dst: str) -> None:  # what encoder and decoder layers share: self-attention, FFN
         norm(f"{dst}.self_attn_layer_norm", f"{src}/self_attention/layer_norm")
         fused([f"{dst}.self_attn.{p}_proj" for p in "qkv"], f"{src}/self_attention/linear_0", (True, False, True))
         linear(f"{dst}.self_attn.out_proj", f"{src}/self_attention/linear_1")
         norm(f"{dst}.final_layer_norm", f"{src}/ffn/layer_norm")
         linear(f"{dst}.fc1", f"{src}/ffn/linear_0")
         linear(f"{dst}.fc2", f"{src}/ffn/linear_1")
+
+    for i in range(n_enc):
+        block(f"encoder/layer_{i}", f"model.encoder.layers.{i}")
     sd["model.decoder.embed_tokens.weight"] = f32("decoder/embeddings/weight")
     sd["model.decoder.embed_positions.weight"] = f32("decoder/position_encodings/encodings")
     norm("model.decoder.layer_norm", "decoder/layer_norm")
     for i in range(n_dec):
         src, dst = f"decoder/layer_{i}", f"model.decoder.layers.{i}"
-        norm(f"{dst}.self_attn_layer_norm", f"{src}/self_attention/layer_norm")
-        fused([f"{dst}.self_attn.{p}_proj" for p in "qkv"], f"{src}/self_attention/linear_0", (True, False, True))
-        linear(f"{dst}.self_attn.out_proj", f"{src}/self_attention/linear_1")
-        norm(f"{dst}.encoder_attn_layer_norm", f"{src}/attention/layer_norm")
+        block(src, dst)
+        norm(f"{dst}.encoder_attn_layer_norm", f"{src}/attention/layer_norm")  # cross-attention
         linear(f"{dst}.encoder_attn.q_proj", f"{src}/attention/linear_0")
         fused([f"{dst}.encoder_attn.{p}_proj" for p in "kv"], f"{src}/attention/linear_1", (False, True))
         linear(f"{dst}.encoder_attn.out_proj", f"{src}/attention/linear_2")
-        norm(f"{dst}.final_layer_norm", f"{src}/ffn/layer_norm")
-        linear(f"{dst}.fc1", f"{src}/ffn/linear_0")
-        linear(f"{dst}.fc2", f"{src}/ffn/linear_1")
     conv1 = sd["model.encoder.conv1.weight"]
     sizes = {
         "d_model": int(conv1.shape[0]), "num_mel_bins": int(conv1.shape[1]),
