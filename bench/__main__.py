@@ -9,7 +9,9 @@ import time
 import traceback
 
 BENCHES = ["specaugment", "models", "submodels", "distributed", "embeddings", "personalization"]
-OPTIONAL = ["contention"]  # --only NAME: minutes of deliberately stalled steps, kept out of the 15-minute suite
+# --only NAME: kept out of the 15-minute suite (contention: minutes of deliberately stalled steps;
+# real_speech and whisper: about 7 and 3 minutes, more with bench_whisper --table/--tricks)
+OPTIONAL = ["contention", "real_speech", "whisper"]
 
 
 def main(argv: list[str] | None = None) -> int:

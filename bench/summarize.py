@@ -236,7 +236,7 @@ def _contention_target(con: dict | None) -> tuple[str, str, str, bool | None, st
     name, req, script = ("Training step with 1-2 busy processes, workbench setting vs 1 thread", "<= 2x",
                          "bench/bench_contention.py")
     if not con:
-        return name, req, "not measured", None, script
+        return name, req, "not run (opt-in: `python -m bench --only contention`)", None, script
     mine = [r for r in con["rows"] if r["setting"] == "workbench" and r["busy"] > 0]
     got = ", ".join(f"{r['over_1_thread']:.2f}x ({r['busy']} busy)" for r in mine)
     return name, req, got, all(r["over_1_thread"] <= 2 for r in mine), script

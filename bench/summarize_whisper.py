@@ -51,9 +51,13 @@ def whisper_targets(load: Callable[[str], dict | None]) -> list[Row]:
                          f"{ours['rtf'] / ct2['rtf']:.2f}x with the auto window, {full['rtf'] / ct2['rtf']:.2f}x with "
                          "the full 30 s window", full["rtf"] <= 2 * ct2["rtf"], script))
     else:
-        rows.append(("Real speech: Whisper tiny.en vs pocketsphinx", "<= 0.5x", "not measured", None, script))
+        rows.append(("Real speech: Whisper tiny.en vs pocketsphinx", "<= 0.5x",
+                     "not run (opt-in: `python -m bench --only real_speech`)", None, script))
     script = "bench/bench_whisper.py"
-    if whisper:
+    if not whisper:
+        rows.append(("Whisper tiny.en training step and personal results", "<= 2 s; >= 50%",
+                     "not run (opt-in: `python -m bench --only whisper`, then `--table`)", None, script))
+    else:
         st = whisper["step"]["seconds_per_step"]
         rows.append(("Whisper tiny.en training step, batch 8, 2 threads (default: auto window + cached bottom half)",
                      "<= 2 s", f"{st['auto+prefix']:.2f} s (plain 30 s window, every layer: "

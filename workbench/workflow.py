@@ -79,8 +79,9 @@ def decoder_name(kind: str, backend: Any) -> str:
 def default_config(backend: Any, **settings: Any) -> TrainConfig:
     """:class:`TrainConfig` with ``backend``'s defaults (its adapter and learning rate) under ``settings``.
 
-    Giving ``adapter`` drops the backend's learning rate too (the family's own default applies)."""
-    base = {} if "adapter" in settings else backend.default_train_settings()
+    Giving ``adapter`` drops the backend's learning rate too (the family's own default applies);
+    ``backend=None`` gives the generic defaults."""
+    base = {} if "adapter" in settings or backend is None else backend.default_train_settings()
     return TrainConfig(**{**base, **settings})
 
 
