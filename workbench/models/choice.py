@@ -52,7 +52,7 @@ def choose_base_model(speaker_info: dict[str, Any] | None = None, requested: str
     from workbench.models.whisper_weights import canonical_name, is_whisper_name
 
     if requested != "auto":
-        return ModelChoice(requested, f"base model {requested} (chosen by you)")
+        return ModelChoice(requested, f"base model: {requested} (chosen by you)")
     if adapter_base in ("tiny", "workbench-tiny") or (adapter_base and is_whisper_name(adapter_base)):
         name = "tiny" if adapter_base in ("tiny", "workbench-tiny") else canonical_name(adapter_base)
         return ModelChoice(name, f"base model: {name} (the personal adapter was trained on it)")
