@@ -70,6 +70,16 @@ def wait_listening(proc: subprocess.Popen, port: int, *, timeout: float = 90.0) 
             time.sleep(0.2)
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Terminate a server started by a test; kill it if it has not ended after ``timeout`` s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def shot(page, path: Path) -> None:
     """A screenshot of the whole page: the app's template scrolls inside its main area, so grow the window first."""
     size = page.viewport_size

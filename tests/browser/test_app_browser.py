@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-from _browser import ARGS, CHROMIUM, free_port, nav, require_browser, shot, wait_listening
+from _browser import ARGS, CHROMIUM, free_port, nav, require_browser, shot, stop_process, wait_listening
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -70,12 +70,7 @@ class Server:
         return self.proc.stdout.read() if self.proc.stdout else ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
 
 
 @pytest.fixture(scope="module")

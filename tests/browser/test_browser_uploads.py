@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _browser import ARGS, CHROMIUM, free_port, nav, require_browser, wait_listening
+from _browser import ARGS, CHROMIUM, free_port, nav, require_browser, stop_process, wait_listening
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -105,8 +105,4 @@ def test_a_too_big_upload_is_refused_and_the_next_takes_are_saved(tmp_path) -> N
             assert len(_takes(data)) == 2 and not errors, errors
             browser.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from _browser import CHROMIUM, free_port, require_browser, wait_listening
+from _browser import CHROMIUM, free_port, require_browser, stop_process, wait_listening
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -74,11 +74,7 @@ def lab(tmp_path: Path):
             pytest.fail("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:])
         yield f"http://127.0.0.1:{port}", token
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 20)
         log.close()
 
 
