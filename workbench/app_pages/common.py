@@ -119,10 +119,10 @@ def default_models() -> dict[str, str]:
     tiny.en when it is installed."""
     from workbench.models.choice import REAL_SPEECH_MODEL, real_speech_model_available
 
-    models = {"Automatic: built-in for simulated speakers, Whisper for real people": "auto",
-              "Built-in model (workbench-tiny, trained on synthetic voices)": "tiny"}
+    models = {"Automatic (by speaker: Whisper for real people)": "auto",
+              "Built-in model (synthetic voices only)": "tiny"}
     if real_speech_model_available():
-        models["Whisper tiny.en (OpenAI, pretrained on human speech, offline)"] = REAL_SPEECH_MODEL
+        models["Whisper tiny.en (real speech, offline)"] = REAL_SPEECH_MODEL
     return models
 
 
