@@ -9,11 +9,11 @@ Audio inside the package is always 16 kHz mono float32 in [-1, 1].
 """
 
 from workbench import _threads
+from workbench.constants import SAMPLE_RATE
 from workbench.errors import WorkbenchError
 
 _threads.apply_env()  # before torch loads libgomp: OpenMP threads sleep instead of spinning (issue 16)
 
 __version__ = "0.1.0"
-SAMPLE_RATE = 16_000  # Hz, every waveform inside the package
 
 __all__ = ["SAMPLE_RATE", "WorkbenchError", "__version__"]
