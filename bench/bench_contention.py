@@ -47,7 +47,7 @@ def worker() -> None:
     from workbench.corpus import SpeakerCorpus
     from workbench.dataset import examples_from_corpus
     from workbench.models.base import load_base_model
-    from workbench.personalize import TrainConfig, Trainer
+    from workbench.trainer import TrainConfig, Trainer
     from workbench.workflow import three_way_split
 
     corpus = SpeakerCorpus.open(ROOT / "sample_data" / "sim-dysarthria-severe")

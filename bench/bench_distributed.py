@@ -51,7 +51,7 @@ def worker(out: str, steps: int, threads: int, device: str) -> None:
     from workbench.corpus import list_speakers
     from workbench.dataset import examples_from_corpus
     from workbench.models.base import load_base_model
-    from workbench.personalize import TrainConfig, Trainer
+    from workbench.trainer import TrainConfig, Trainer
     from workbench.workflow import three_way_split
 
     dev = distributed.init_from_env("cuda" if device.startswith("cuda") else "cpu")

@@ -64,7 +64,7 @@ def run_one(speaker_dir: Path, family: str, *, budget: float, max_train: int = 5
     """
     from workbench.adapters import REGISTRY
     from workbench.models.base import load_base_model
-    from workbench.personalize import TrainConfig, Trainer
+    from workbench.trainer import TrainConfig, Trainer
 
     corpus, train, valid, held_out, decoder = _setup(speaker_dir, max_train)
     backend = load_base_model("tiny")
@@ -117,7 +117,7 @@ def data_efficiency(speaker_dir: Path, sample_dir: Path, *, budget: float, sizes
     from workbench.corpus import list_speakers
     from workbench.dataset import examples_from_corpus
     from workbench.models.base import load_base_model
-    from workbench.personalize import TrainConfig, Trainer
+    from workbench.trainer import TrainConfig, Trainer
 
     from workbench.text import normalize_text
 
@@ -169,7 +169,7 @@ def data_efficiency(speaker_dir: Path, sample_dir: Path, *, budget: float, sizes
 def bank_job(speaker_dirs: list[Path], *, budget: float, max_train: int = 50) -> dict:
     """Every speaker in one bank job (default adapter, one row each, at most ``max_train`` takes
     each, a budget of ``budget`` seconds per speaker), scored on each speaker's test phrases."""
-    from workbench.personalize import TrainConfig
+    from workbench.trainer import TrainConfig
     from workbench.workflow import train_bank
 
     t0 = time.perf_counter()
@@ -209,7 +209,7 @@ def choose_policy(speakers: list[Path], *, budget: float) -> dict:
     validation WER), never on the test phrases; the test figures are reported beside it.
     """
     from workbench.augment import POLICIES
-    from workbench.personalize import TrainConfig
+    from workbench.trainer import TrainConfig
 
     family = TrainConfig().adapter.family
     rows = []
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     from workbench.corpus import list_speakers
     from workbench.demo import DEMO_SPEAKER, default_sample_dir
     from workbench.embeddings import speaker_profile
-    from workbench.personalize import TrainConfig
+    from workbench.trainer import TrainConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one speaker, 10 s budget: checks that it runs")

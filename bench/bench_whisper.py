@@ -64,7 +64,7 @@ def _examples(speaker: str, max_train: int = 50, seed: int = 0):
 
 
 def step_times(quick: bool) -> dict:
-    from workbench.personalize import Trainer
+    from workbench.trainer import Trainer
 
     train, valid, _ = _examples("sim-dysarthria-severe")
     names = ["auto+prefix", "auto", "full+prefix"] + ([] if quick else ["full"])
@@ -81,7 +81,7 @@ def step_times(quick: bool) -> dict:
 
 def trick_costs(steps: int, speakers: list[str]) -> list[dict]:
     from workbench.evaluate import wer
-    from workbench.personalize import Trainer
+    from workbench.trainer import Trainer
 
     rows = []
     for speaker in speakers:

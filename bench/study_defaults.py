@@ -76,7 +76,7 @@ def trajectory(speaker_dir: Path, candidate: str, *, steps: int, seed: int = 0) 
     from workbench.augment import POLICIES
     from workbench.evaluate import wer
     from workbench.models.base import load_base_model
-    from workbench.personalize import TrainConfig, Trainer
+    from workbench.trainer import TrainConfig, Trainer
 
     changes = dict(CANDIDATES[candidate])
     if "specaugment" in changes:
@@ -139,7 +139,7 @@ def bank_selection(dirs: list[Path], seeds: list[int], *, budget_per_speaker: fl
     """One bank job for all development speakers (default adapter, at most 50 takes each), once
     with each speaker's rows chosen on its own validation phrases and once with one joint choice;
     the test-phrase relative reduction per speaker. Writes ``docs/bench/study_bank_selection.json``."""
-    from workbench.personalize import TrainConfig
+    from workbench.trainer import TrainConfig
     from workbench.workflow import train_bank
 
     t0, runs = time.perf_counter(), []

@@ -71,7 +71,7 @@ def targets() -> list[tuple[str, str, str, bool | None, str]]:
         rows.append(("Submodel serving and training", "see issue 5", "not measured", None, "bench/bench_submodels.py"))
     pers = _load("personalization")
     if pers:
-        from workbench.personalize import TrainConfig
+        from workbench.trainer import TrainConfig
 
         family = TrainConfig().adapter.family
         mine = [r for r in pers["rows"] if r["family"] == family and "typical" not in r["speaker"]]

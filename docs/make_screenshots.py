@@ -49,7 +49,7 @@ def specaugment(out: Path) -> None:
 
 def personalize(out: Path, data: Path, budget: float) -> Path:
     """Personalize a copy of the sample speaker; returns the report's HTML path."""
-    from workbench.personalize import TrainConfig
+    from workbench.trainer import TrainConfig
     from workbench.plots import plot_training_curve, plot_wer_before_after
     from workbench.workflow import personalize_speaker
 

@@ -61,7 +61,7 @@ def main() -> None:
     from workbench.dataset import examples_from_corpus
     from workbench.evaluate import wer
     from workbench.models.base import load_base_model
-    from workbench.personalize import TrainConfig, Trainer
+    from workbench.trainer import TrainConfig, Trainer
     from workbench.workflow import build_decoder
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

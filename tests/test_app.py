@@ -46,7 +46,7 @@ from workbench.app_pages.shell import WorkbenchApp
 from workbench.audio import Recording
 from workbench.corpus import SpeakerCorpus
 from workbench.errors import CorpusError, WorkbenchError
-from workbench.personalize import TrainConfig
+from workbench.trainer import TrainConfig
 
 pytestmark = [pytest.mark.filterwarnings("ignore:the held-out set has only"),
               pytest.mark.filterwarnings("ignore::PendingDeprecationWarning"), pytest.mark.timeout(180)]

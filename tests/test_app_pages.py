@@ -24,7 +24,7 @@ from workbench.app_pages.shell import WorkbenchApp  # noqa: E402
 from workbench.app_pages.speakers import CONSENT_TEXT  # noqa: E402
 from workbench.audio import Recording  # noqa: E402
 from workbench.corpus import SpeakerCorpus  # noqa: E402
-from workbench.personalize import TrainConfig  # noqa: E402
+from workbench.trainer import TrainConfig  # noqa: E402
 
 pytestmark = [pytest.mark.filterwarnings("ignore::PendingDeprecationWarning"),
               pytest.mark.filterwarnings("ignore:the held-out set has only")]

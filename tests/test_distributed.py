@@ -35,7 +35,7 @@ _SCRIPT = textwrap.dedent(
     from workbench.adapters import ResidualConfig
     from workbench.augment import POLICIES
     from workbench.dataset import Example
-    from workbench.personalize import TrainConfig, Trainer
+    from workbench.trainer import TrainConfig, Trainer
     from _models import noise_waves, tiny_backend
 
     TEXTS = ["turn on the light", "call my sister", "i am hungry", "good morning"]
@@ -193,7 +193,7 @@ def test_train_bank_cli_under_torchrun(tmp_path) -> None:
 
 def test_train_bank_in_one_process(tmp_path, capsys) -> None:
     from workbench.adapters import load_submodel
-    from workbench.personalize import TrainConfig
+    from workbench.trainer import TrainConfig
     from workbench.workflow import train_bank
 
     config = TrainConfig(max_steps=2, eval_every=1, speed_perturb=())

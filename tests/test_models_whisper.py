@@ -13,7 +13,7 @@ from workbench.dataset import Example, FeatureCache  # noqa: E402
 from workbench.errors import AudioError, TrainingError, WorkbenchError  # noqa: E402
 from workbench.models.base import load_base_model  # noqa: E402
 from workbench.models.whisper import WhisperBackend, _repetition_cut  # noqa: E402
-from workbench.personalize import TrainConfig, Trainer  # noqa: E402
+from workbench.trainer import TrainConfig, Trainer  # noqa: E402
 from workbench.workflow import build_decoder, default_config  # noqa: E402
 
 from _models import hf_whisper_dir, noise_waves  # noqa: E402

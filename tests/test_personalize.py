@@ -10,7 +10,7 @@ import torch
 from workbench.adapters import ConvAdapterConfig, HRAConfig, LoRAConfig, ResidualConfig
 from workbench.dataset import Example, speaker_mixed_batches
 from workbench.errors import TrainingError
-from workbench.personalize import EVENTS, TrainConfig, Trainer
+from workbench.trainer import EVENTS, TrainConfig, Trainer
 
 from _models import noise_waves, tiny_backend
 

@@ -10,7 +10,7 @@ import pytest
 
 from workbench.adapters import ResidualConfig
 from workbench.dataset import Example
-from workbench.personalize import TrainConfig, Trainer
+from workbench.trainer import TrainConfig, Trainer
 from workbench.ui.trainer import Throttle, TrainerSession
 
 from _models import noise_waves, tiny_backend

@@ -81,7 +81,7 @@ def test_three_training_steps_lower_the_loss(takes) -> None:
     import dataclasses
 
     from workbench.models.base import load_base_model
-    from workbench.personalize import Trainer
+    from workbench.trainer import Trainer
     from workbench.workflow import default_config
 
     backend = load_base_model("whisper-tiny.en")

@@ -9,7 +9,7 @@ import pytest
 
 from workbench.corpus import SpeakerCorpus
 from workbench.evaluate import Comparison
-from workbench.personalize import TrainConfig
+from workbench.trainer import TrainConfig
 from workbench.adapters import ResidualConfig
 from workbench.workflow import BaseScore, build_decoder, evaluate_speaker, personalize_speaker, three_way_split
 

@@ -53,7 +53,7 @@ def run_demo(*, data_dir: str | Path | None = None, out_dir: str | Path | None =
     """Run the demo; returns 0 when the personal model improved WER, 1 otherwise."""
     from workbench.evaluate import METRIC_LABEL
     from workbench.models.base import load_base_model
-    from workbench.personalize import TrainConfig
+    from workbench.trainer import TrainConfig
     from workbench.workflow import personalize_speaker
 
     data = Path(data_dir) if data_dir else default_sample_dir()

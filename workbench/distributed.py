@@ -7,7 +7,7 @@ Launch any training script, or ``workbench train-bank``, with ``torchrun``::
 ``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous
 address; :func:`init_from_env` joins the process group (NCCL on GPUs, Gloo on
 CPUs). Every process then holds the whole frozen base model and the whole
-Submodel bank, and :class:`~workbench.personalize.Trainer` splits each batch
+Submodel bank, and :class:`~workbench.trainer.Trainer` splits each batch
 across processes: process ``r`` runs examples ``r, r + W, r + 2W, ...`` of the
 batch (``W`` = world size), the gradients are summed across processes and
 divided by the batch size, so a step is the same step as in one process

@@ -8,7 +8,7 @@ so every front end runs exactly the same steps:
    stopping and which checkpoint to keep) and training;
 2. load the frozen base model and build the decoder (greedy, or a word lexicon + LM
    of the prompt domain plus the speaker's personal vocabulary);
-3. train a personal adapter with the :class:`~workbench.personalize.Trainer`;
+3. train a personal adapter with the :class:`~workbench.trainer.Trainer`;
 4. transcribe the held-out recordings with the base model and the personal model;
 5. save the Submodel into the speaker folder and write the HTML/CSV report.
 """
@@ -24,7 +24,7 @@ from typing import Any
 from workbench.dataset import examples_from_corpus
 from workbench.errors import TrainingError
 from workbench.evaluate import Comparison, compare
-from workbench.personalize import TrainConfig, Trainer, TrainResult
+from workbench.trainer import TrainConfig, Trainer, TrainResult
 
 __all__ = ["BankRun", "BaseScore", "PersonalizationRun", "bank_row", "build_decoder", "decoder_name", "default_config",
            "evaluate_speaker", "personalize_speaker", "speaker_folders", "train_bank"]
@@ -158,7 +158,7 @@ def personalize_speaker(
         progress: show a tqdm progress bar.
         callbacks: extra trainer event subscriptions, e.g. a live plot.
         report_dir: where the report goes (default ``<speaker_dir>/reports``).
-        trainer_hook: called with the :class:`~workbench.personalize.Trainer` before it
+        trainer_hook: called with the :class:`~workbench.trainer.Trainer` before it
             starts, e.g. so an app can call its thread-safe ``stop()``.
     """
     from workbench.corpus import SpeakerCorpus

@@ -39,7 +39,7 @@ sys.path.insert(0, sys.argv[4])
 from _models import tiny_backend
 from workbench.adapters import ResidualConfig
 from workbench.app import serve
-from workbench.personalize import TrainConfig
+from workbench.trainer import TrainConfig
 
 def config(minutes):
     return TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=100000, max_seconds=60.0 * minutes,

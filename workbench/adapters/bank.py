@@ -171,7 +171,7 @@ def warm_start(backend: Any, bank_file: str | Path, *, z: Tensor | None = None,
     needs very few utterances.
 
     Returns:
-        a one-speaker :class:`Adapted` ready for the :class:`~workbench.personalize.Trainer`.
+        a one-speaker :class:`Adapted` ready for the :class:`~workbench.trainer.Trainer`.
     """
     tensors, meta = read_submodel(bank_file)
     check_base(meta, base_model=backend.name, base_fingerprint=backend.fingerprint(), what=str(bank_file))

@@ -96,7 +96,7 @@ def in_session(fn: Callable[[], Any]) -> Callable[[], None]:
 @dataclasses.dataclass(frozen=True)
 class ModelDefaults:
     """Training settings that follow the base model: ``config(backend)`` is its own default
-    :class:`~workbench.personalize.TrainConfig` (adapter, learning rate) with these limits."""
+    :class:`~workbench.trainer.TrainConfig` (adapter, learning rate) with these limits."""
 
     max_seconds: float
     max_steps: int = 400  # TrainConfig's default

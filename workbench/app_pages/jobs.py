@@ -39,7 +39,7 @@ class TrainingJob:
         speaker_dir: the speaker folder (already validated against the data folder).
         backend_factory: ``fn(model) -> backend``, called in the thread (a fresh copy per run).
         model: name passed to ``backend_factory``.
-        config: the :class:`~workbench.personalize.TrainConfig` of this run (this object is
+        config: the :class:`~workbench.trainer.TrainConfig` of this run (this object is
             the one the trainer reads, see :meth:`stop`).
         decoder: ``"lexicon"`` or ``"greedy"``.
         test_fraction: share of prompts kept aside to measure the result.

@@ -155,7 +155,7 @@ class PersonalizePage(pn.viewable.Viewer):
         self.load()
 
     def _readiness(self, corpus: Any) -> tuple[str, bool]:
-        from workbench.personalize import MIN_HELD_OUT_WORDS
+        from workbench.trainer import MIN_HELD_OUT_WORDS
 
         s = corpus.summary()
         train, valid, test = three_way_split(corpus, test_fraction=self.ctx.test_fraction)

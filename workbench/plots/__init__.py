@@ -16,7 +16,7 @@ from workbench.plots.embeddings import (
     plot_similarity_heatmap,
     plot_speaker_trajectory,
 )
-from workbench.plots.training import plot_training_curve, plot_wer_before_after
+from workbench.plots.trainer import plot_training_curve, plot_wer_before_after
 
 __all__ = [
     "new_figure",

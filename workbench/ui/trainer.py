@@ -1,7 +1,7 @@
 """The live trainer view: a progress bar, live loss/WER curves, a Stop button, and "try it".
 
 :class:`TrainerSession` is the logic (no widgets): it runs a
-:class:`~workbench.personalize.Trainer` in a background thread, keeps a
+:class:`~workbench.trainer.Trainer` in a background thread, keeps a
 throttled snapshot of progress for the view, and after training transcribes a
 phrase with the base and the personal model side by side. :meth:`TrainerSession.widget`
 builds the ipywidgets view over it. Widget traits are updated from the training
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import WorkbenchError
-from workbench.personalize import Trainer, TrainResult
+from workbench.trainer import Trainer, TrainResult
 from workbench.ui._render import error_html
 
 __all__ = ["TrainerSession", "Throttle"]
@@ -77,7 +77,7 @@ class TrainerSession:
     """Run a trainer in the background and expose its progress to a view.
 
     Args:
-        trainer: a configured :class:`~workbench.personalize.Trainer`.
+        trainer: a configured :class:`~workbench.trainer.Trainer`.
         on_update: called (throttled, about twice a second) after progress changes;
             the widget passes its redraw here.
         decoder: decoder for "try it" (default: the trainer's validation decoder).
@@ -197,7 +197,7 @@ class TrainerSession:
         square in the toolbar) while it waits asks training to stop, too.
 
         Returns:
-            The :class:`~workbench.personalize.TrainResult` (None if training failed:
+            The :class:`~workbench.trainer.TrainResult` (None if training failed:
             see :attr:`error`, or if it was never started).
         """
         if self.running and _kernel_handles_comms_while_waiting() is False:
