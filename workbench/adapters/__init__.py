@@ -17,7 +17,7 @@ from workbench.adapters.base import AdapterConfig
 from workbench.adapters.conv import ConvAdapterConfig
 from workbench.adapters.hra import HRAConfig
 from workbench.adapters.lora import LoRAConfig
-from workbench.adapters.model import REGISTRY, Adapted, config_from_dict, inject, load_submodel
+from workbench.adapters.adapted import REGISTRY, Adapted, config_from_dict, inject, load_submodel
 from workbench.adapters.residual import ResidualConfig
 
 __all__ = [

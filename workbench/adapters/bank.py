@@ -23,7 +23,7 @@ from torch import Tensor
 
 from workbench.adapters.base import AdapterConfig
 from workbench.adapters.io import check_base, read_submodel
-from workbench.adapters.model import Adapted, fitting_config, inject
+from workbench.adapters.adapted import Adapted, fitting_config, inject
 from workbench.errors import AdapterError
 
 __all__ = ["SubmodelBank", "warm_start"]

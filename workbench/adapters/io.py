@@ -68,7 +68,7 @@ def read_submodel(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
 
     The metadata is untrusted (anyone can edit it): its types, the speaker ids and their
     count are checked here, before the weights are read; that the config fits the stored
-    tensors is checked by :func:`workbench.adapters.model.fitting_config`, before any adapter
+    tensors is checked by :func:`workbench.adapters.adapted.fitting_config`, before any adapter
     is built. Weights must be finite floating-point tensors.
 
     Raises:
