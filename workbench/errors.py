@@ -11,9 +11,12 @@ __all__ = [
     "AdapterError",
     "AudioError",
     "CorpusError",
+    "EmbeddingError",
     "MissingDependencyError",
     "ModelImportError",
     "NotYetSupportedError",
+    "ProfileError",
+    "SynthesisError",
     "TrainingError",
     "WorkbenchError",
 ]
@@ -49,3 +52,15 @@ class NotYetSupportedError(WorkbenchError, NotImplementedError):
 
 class TrainingError(WorkbenchError, RuntimeError):
     """Personalization cannot start or continue (too little data, NaN loss, bad checkpoint)."""
+
+
+class EmbeddingError(WorkbenchError, ValueError):
+    """Embeddings cannot be computed or compared as asked (wrong source, shapes, too few points)."""
+
+
+class ProfileError(WorkbenchError, ValueError):
+    """A simulated-speaker profile or voice spec is invalid, or the voice cannot do what the profile asks."""
+
+
+class SynthesisError(WorkbenchError, RuntimeError):
+    """A TTS engine failed or timed out while making simulated speech."""
