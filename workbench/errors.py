@@ -12,6 +12,7 @@ __all__ = [
     "AudioError",
     "CorpusError",
     "EmbeddingError",
+    "MicrophoneError",
     "MissingDependencyError",
     "ModelImportError",
     "NotYetSupportedError",
@@ -36,6 +37,18 @@ class AdapterError(WorkbenchError, ValueError):
 
 class CorpusError(WorkbenchError, ValueError):
     """A speaker folder, manifest or speaker id is invalid."""
+
+
+class MicrophoneError(WorkbenchError, RuntimeError):
+    """The kernel's microphone cannot be used; ``str(err)`` says why and what to do.
+
+    Attributes:
+        reason: ``"no_sounddevice"``, ``"no_portaudio"``, ``"no_input"`` or ``"device"``.
+    """
+
+    def __init__(self, message: str, *, reason: str = "device") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class MissingDependencyError(WorkbenchError, ImportError):
