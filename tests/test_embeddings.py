@@ -17,6 +17,8 @@ from tests._models import noise_waves, tiny_backend
 from tests.conftest import make_speechlike
 from workbench import embeddings as E
 from workbench._optional import has_module
+from workbench.embeddings import cache as embed_cache
+from workbench.embeddings import dvector as dv
 from workbench.errors import MissingDependencyError
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
@@ -81,20 +83,20 @@ def test_all_is_sorted() -> None:
 
 
 def test_partial_slices_follow_resemblyzer() -> None:
-    assert E._partial_starts(16_000) == [0]  # 1 s: one (zero-padded) partial
+    assert dv._partial_starts(16_000) == [0]  # 1 s: one (zero-padded) partial
     # 5 s: 501 frames; starts every 77 frames; the 6th would cover only 72 % -> dropped
-    assert E._partial_starts(80_000) == [0, 77, 154, 231, 308]
+    assert dv._partial_starts(80_000) == [0, 77, 154, 231, 308]
 
 
 def test_missing_resemblyzer_says_what_to_install(monkeypatch) -> None:
-    real = E.importlib.util.find_spec
-    monkeypatch.setattr(E.importlib.util, "find_spec", lambda name, *a: None if name == "resemblyzer" else real(name, *a))
-    E._dvector_model.cache_clear()
+    real = dv.importlib.util.find_spec
+    monkeypatch.setattr(dv.importlib.util, "find_spec", lambda name, *a: None if name == "resemblyzer" else real(name, *a))
+    dv._dvector_model.cache_clear()
     try:
         with pytest.raises(MissingDependencyError, match=r"pip install 'workbench\[embed\]'"):
             E.embed_utterances(noise_waves(1), "dvector")
     finally:
-        E._dvector_model.cache_clear()
+        dv._dvector_model.cache_clear()
 
 
 @needs_resemblyzer
@@ -181,7 +183,7 @@ def test_corpus_embeddings_are_cached_and_corrupt_caches_recomputed(two_speakers
 
     calls = []
     real = E.embed_utterances
-    monkeypatch.setattr(E, "embed_utterances", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
+    monkeypatch.setattr(embed_cache, "embed_utterances", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
     again = E.embed_corpora(two_speakers, "encoder", backend=backend)
     assert calls == []  # everything came from the cache
     np.testing.assert_array_equal(again.vectors, table.vectors)
