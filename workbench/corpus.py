@@ -64,6 +64,7 @@ import numpy as np
 
 from workbench import audio as _audio
 from workbench._atomic import atomic_file, disk_error_message, fsync_dir, is_temp_name, write_bytes_atomic
+from workbench.constants import SAMPLE_RATE
 from workbench.errors import AudioError, CorpusError
 from workbench.text import normalize_text
 
@@ -90,7 +91,6 @@ STATUSES = ("ok", "rejected", "skipped")
 #: The status :meth:`SpeakerCorpus.utterances` gives a take whose audio file is gone (never stored).
 MISSING = "missing"
 
-_SR = 16_000  # Hz, audio stored in the corpus
 _MANIFEST = "manifest.jsonl"
 _SPEAKER_JSON = "speaker.json"
 _PROMPTS = "prompts.txt"
@@ -326,6 +326,16 @@ class Utterance:
         self,
     ) -> int:  # the dict fields are not hashable; equal takes share these
         return hash((self.utt_id, self.audio_path, self.status, self.created))
+
+    @property
+    def quality_report(self) -> _audio.QualityReport:
+        """The quality check :meth:`SpeakerCorpus.add_take` decided this take's status by.
+
+        Its ``ok`` is the decision (``status`` is ``"ok"`` or ``"rejected"`` accordingly,
+        unless the caller set a status), ``problems`` the reasons and ``message`` the
+        plain-language text a view shows. Rebuilt from :attr:`quality`.
+        """
+        return _audio.QualityReport.from_dict(self.quality)
 
     def to_dict(self) -> dict[str, Any]:
         """All fields as a JSON-safe dict."""
@@ -923,16 +933,20 @@ class SpeakerCorpus:
         *,
         prompt: str,
         transcript: str | None = None,
-        sample_rate: int = _SR,
+        sample_rate: int = SAMPLE_RATE,
         consent_id: str | None = None,
         utt_id: str | None = None,
         status: str | None = None,
         extra: dict[str, Any] | None = None,
+        replaces: Sequence[str] = (),
     ) -> Utterance:
         """Save one take: FLAC first (atomically), then its manifest line (fsynced).
 
-        A take with quality errors is still saved, with status ``"rejected"``,
-        so nothing is lost; :meth:`set_status` can bring it back.
+        The quality check happens here, once: a take with quality errors is still
+        saved, with status ``"rejected"``, so nothing is lost; :meth:`set_status` can
+        bring it back. The returned take carries the decision: its ``status`` and
+        its :attr:`Utterance.quality_report` (``ok``, ``problems``, ``message``), which
+        is what a view shows; nobody needs to check the audio again.
 
         Args:
             audio: ``(n,)`` or ``(n, channels)`` samples at ``sample_rate``
@@ -946,9 +960,14 @@ class SpeakerCorpus:
                 old one, and the old audio file is kept.
             status: default ``"ok"`` if the quality check has no errors, else ``"rejected"``.
             extra: JSON-safe dict stored with the take.
+            replaces: utt ids of earlier takes (of the same prompt) that this take
+                replaces if it is saved as ``"ok"``: they are listed in its
+                ``extra["replaces"]`` and set to ``"rejected"`` (kept on disk) once the
+                new take is on disk. A take saved as ``"rejected"`` replaces nothing.
 
         Returns:
-            The :class:`Utterance` written; its ``quality`` is the report's dict.
+            The :class:`Utterance` written: ``status`` is the decision and
+            :attr:`~Utterance.quality_report` the reasons (``quality`` is its dict).
 
         Raises:
             AudioError: nothing to save (no samples, NaN/inf, not audio).
@@ -975,6 +994,9 @@ class SpeakerCorpus:
         extra = {} if extra is None else extra
         if not isinstance(extra, dict) or _json_problem(extra) is not None:
             raise CorpusError(f"extra must be a dict of JSON values, got {extra!r}.")
+        if isinstance(replaces, str):
+            raise CorpusError("replaces must be a list of utt ids, not one string. Wrap it: [utt_id].")
+        replaces = [_validate_name(r, "Utterance id", "00017-a3f9c2") for r in replaces]
         report = _audio.check_quality(audio, sample_rate)
         fatal = [
             p
@@ -987,9 +1009,9 @@ class SpeakerCorpus:
                 "This take cannot be saved. " + " ".join(p.message for p in fatal)
             )
         wav = _audio.to_mono(audio)
-        if sample_rate != _SR:
-            wav = _audio.resample(wav, int(sample_rate), _SR)
-        flac = _audio.encode_audio(wav, ".flac", _SR)  # before the lock; the disk is touched once, below
+        if sample_rate != SAMPLE_RATE:
+            wav = _audio.resample(wav, int(sample_rate), SAMPLE_RATE)
+        flac = _audio.encode_audio(wav, ".flac", SAMPLE_RATE)  # before the lock; the disk is touched once, below
         with self._locked():
             if consent_id is not None:
                 known = [c.get("consent_id") for c in _read_info(self.root)["consent"]]
@@ -1000,19 +1022,29 @@ class SpeakerCorpus:
                     )
             lines = self._read()
             ids = {u.utt_id for u in lines}
+            unknown = [r for r in replaces if r not in ids]
+            if unknown:
+                raise CorpusError(
+                    f"The take was not saved: it should replace {', '.join(map(repr, unknown))}, but speaker "
+                    f"{self.speaker_id!r} has no such take."
+                )
             if utt_id is None:
                 utt_id = self._new_utt_id(ids)
             audio_path = self._free_audio_path(utt_id, {u.audio_path for u in lines})
+            decided = status or ("ok" if report.ok else "rejected")
+            extra = copy.deepcopy(extra)
+            if replaces and decided == "ok":
+                extra["replaces"] = list(replaces)
             utt = Utterance(
                 utt_id=utt_id,
                 audio_path=audio_path,
                 prompt=prompt,
                 transcript=transcript,
-                duration_s=wav.size / _SR,
+                duration_s=wav.size / SAMPLE_RATE,
                 quality=report.to_dict(),
                 consent_id=consent_id,
-                status=status or ("ok" if report.ok else "rejected"),
-                extra=copy.deepcopy(extra),
+                status=decided,
+                extra=extra,
             )
             try:
                 line = utt.to_json()
@@ -1030,6 +1062,13 @@ class SpeakerCorpus:
                     with contextlib.suppress(OSError):  # no audio file without its manifest line
                         (self.root / audio_path).unlink()
                     raise
+            if decided == "ok" and replaces:  # after the new take is safely on disk
+                stored = {u.utt_id: u for u in _latest(lines)}
+                with self._writing(f"The take was saved, but {', '.join(map(repr, replaces))} is still marked "
+                                   "as good; set it aside with set_status(utt_id, 'rejected')."):
+                    for old_id in replaces:
+                        if stored[old_id].status != "rejected":
+                            self._append(dataclasses.replace(stored[old_id], status="rejected").to_json())
         return utt
 
     def _new_utt_id(self, ids: set[str]) -> str:
