@@ -15,10 +15,12 @@ __all__ = [
     "MicrophoneError",
     "MissingDependencyError",
     "ModelImportError",
+    "ModelSizeError",
     "NotYetSupportedError",
     "ProfileError",
     "SynthesisError",
     "TrainingError",
+    "WireFormatError",
     "WorkbenchError",
 ]
 
@@ -59,6 +61,10 @@ class ModelImportError(WorkbenchError, ValueError):
     """A base-model folder or weight file cannot be imported (not the format, truncated, wrong hash)."""
 
 
+class ModelSizeError(WorkbenchError, ValueError):
+    """A size of the built-in model (a subnetwork of its supernet) is not one of the valid choices."""
+
+
 class NotYetSupportedError(WorkbenchError, NotImplementedError):
     """A code path that exists in the interface but is not available yet."""
 
@@ -77,3 +83,7 @@ class ProfileError(WorkbenchError, ValueError):
 
 class SynthesisError(WorkbenchError, RuntimeError):
     """A TTS engine failed or timed out while making simulated speech."""
+
+
+class WireFormatError(WorkbenchError, ValueError):
+    """A device message (compressed representation) is damaged, cut off, or from another model."""

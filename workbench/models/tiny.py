@@ -69,14 +69,38 @@ class TinyConfig:
     subsample_channels: int = 32  # channels of the 2-D subsampling convs
     dropout: float = 0.1
     vocab_size: int = VOCAB_SIZE  # CTC outputs incl. blank
+    # A size of the supernet (workbench.models.supernet) is narrower inside a block than D.
+    # None everywhere = the original built-in model (its files and fingerprint are unchanged).
+    size: str | None = None  # size name, e.g. "small"; part of the backend's name
+    ff_hidden: int | None = None  # FFN hidden units (None: ff_mult * d_model)
+    head_dim: int | None = None  # attention head width (None: d_model // num_heads)
+    conv_channels: int | None = None  # conv-module channels (None: d_model)
 
     def __post_init__(self) -> None:
-        if self.d_model % self.num_heads:
+        if self.head_dim is None and self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
-        if (self.d_model // self.num_heads) % 2:
+        if self.attn_head_dim % 2:
             raise ValueError("head dim must be even for rotary embeddings")
         if self.conv_kernel % 2 == 0:
             raise ValueError(f"conv_kernel={self.conv_kernel} must be odd (same-length convolution)")
+        for name in ("ff_hidden", "head_dim", "conv_channels"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be positive")
+
+    @property
+    def ffn_dim(self) -> int:
+        """FFN hidden units."""
+        return self.ff_hidden if self.ff_hidden is not None else self.ff_mult * self.d_model
+
+    @property
+    def attn_head_dim(self) -> int:
+        """Width of one attention head (rotary embeddings rotate pairs of it)."""
+        return self.head_dim if self.head_dim is not None else self.d_model // self.num_heads
+
+    @property
+    def conv_dim(self) -> int:
+        """Channels of the conv module (GLU output, depthwise conv)."""
+        return self.conv_channels if self.conv_channels is not None else self.d_model
 
 
 def _lengths_to_mask(lengths: torch.Tensor, t: int) -> torch.Tensor:
@@ -123,11 +147,12 @@ def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torc
 
 
 class FeedForward(nn.Module):
-    def __init__(self, d: int, mult: int, dropout: float) -> None:
+    def __init__(self, d: int, mult: int, dropout: float, *, hidden: int | None = None) -> None:
         super().__init__()
+        hidden = d * mult if hidden is None else hidden
         self.norm = nn.LayerNorm(d)
-        self.fc1 = nn.Linear(d, d * mult)
-        self.fc2 = nn.Linear(d * mult, d)
+        self.fc1 = nn.Linear(d, hidden)
+        self.fc2 = nn.Linear(hidden, d)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,37 +160,46 @@ class FeedForward(nn.Module):
 
 
 class RotaryMHSA(nn.Module):
-    """Multi-head self-attention with rotary positions and a key-padding mask."""
+    """Multi-head self-attention with rotary positions and a key-padding mask.
 
-    def __init__(self, d: int, heads: int, dropout: float) -> None:
+    ``heads`` heads of ``head_dim`` (default ``d // heads``) units each: q/k/v are ``heads * head_dim`` wide.
+    """
+
+    def __init__(self, d: int, heads: int, dropout: float, *, head_dim: int | None = None) -> None:
         super().__init__()
         self.heads = heads
+        self.head_dim = d // heads if head_dim is None else head_dim
+        inner = heads * self.head_dim
         self.norm = nn.LayerNorm(d)
-        self.qkv = nn.Linear(d, 3 * d)
-        self.proj = nn.Linear(d, d)
+        self.qkv = nn.Linear(d, 3 * inner)
+        self.proj = nn.Linear(inner, d)
         self.drop = nn.Dropout(dropout)
         self.attn_dropout = dropout
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.norm(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        b, t, _ = x.shape
+        q, k, v = self.qkv(self.norm(x)).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k = _apply_rotary(q, *rope), _apply_rotary(k, *rope)  # (B, H, T, hd)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask[:, None, None, :], dropout_p=self.attn_dropout if self.training else 0.0
         )
-        return self.drop(self.proj(y.transpose(1, 2).reshape(b, t, d)))
+        return self.drop(self.proj(y.transpose(1, 2).reshape(b, t, self.heads * self.head_dim)))
 
 
 class ConvModule(nn.Module):
-    """Pointwise -> GLU -> depthwise (padding zeroed) -> LayerNorm -> SiLU -> pointwise."""
+    """Pointwise -> GLU -> depthwise (padding zeroed) -> LayerNorm -> SiLU -> pointwise.
 
-    def __init__(self, d: int, kernel: int, dropout: float) -> None:
+    The GLU output and the depthwise conv have ``channels`` (default ``d``) channels.
+    """
+
+    def __init__(self, d: int, kernel: int, dropout: float, *, channels: int | None = None) -> None:
         super().__init__()
+        c = d if channels is None else channels
         self.norm = nn.LayerNorm(d)
-        self.pw1 = nn.Linear(d, 2 * d)
-        self.dw = nn.Conv1d(d, d, kernel, padding=kernel // 2, groups=d)
-        self.norm2 = nn.LayerNorm(d)
-        self.pw2 = nn.Linear(d, d)
+        self.pw1 = nn.Linear(d, 2 * c)
+        self.dw = nn.Conv1d(c, c, kernel, padding=kernel // 2, groups=c)
+        self.norm2 = nn.LayerNorm(c)
+        self.pw2 = nn.Linear(c, d)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -184,10 +218,10 @@ class ConformerBlock(nn.Module):
     def __init__(self, cfg: TinyConfig) -> None:
         super().__init__()
         d = cfg.d_model
-        self.ff1 = FeedForward(d, cfg.ff_mult, cfg.dropout)
-        self.attn = RotaryMHSA(d, cfg.num_heads, cfg.dropout)
-        self.conv = ConvModule(d, cfg.conv_kernel, cfg.dropout)
-        self.ff2 = FeedForward(d, cfg.ff_mult, cfg.dropout)
+        self.ff1 = FeedForward(d, cfg.ff_mult, cfg.dropout, hidden=cfg.ffn_dim)
+        self.attn = RotaryMHSA(d, cfg.num_heads, cfg.dropout, head_dim=cfg.attn_head_dim)
+        self.conv = ConvModule(d, cfg.conv_kernel, cfg.dropout, channels=cfg.conv_dim)
+        self.ff2 = FeedForward(d, cfg.ff_mult, cfg.dropout, hidden=cfg.ffn_dim)
         self.norm = nn.LayerNorm(d)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -215,7 +249,7 @@ class TinyConformerCTC(nn.Module):
         x, lens = self.subsample(feats, lengths)
         x = self.drop(x)
         mask = _lengths_to_mask(lens, x.shape[1])
-        rope = _rotary(x.shape[1], self.cfg.d_model // self.cfg.num_heads, x.device)
+        rope = _rotary(x.shape[1], self.cfg.attn_head_dim, x.device)
         for block in self.blocks:
             x = block(x, mask, rope)
         return x, lens
@@ -248,11 +282,13 @@ class TinyBackend(ASRBackend):
     """:class:`ASRBackend` around :class:`TinyConformerCTC`."""
 
     sample_rate = 16_000
+    supports_frozen_prefix = True
 
-    def __init__(self, model: TinyConformerCTC, *, name: str = ARCHITECTURE, card: dict | None = None) -> None:
+    def __init__(self, model: TinyConformerCTC, *, name: str | None = None, card: dict | None = None) -> None:
         self.model = model
         self.module = model
-        self.name = name
+        # a supernet size is its own base model: "workbench-tiny-small" (adapters bind to it)
+        self.name = name or (ARCHITECTURE if model.cfg.size is None else f"{ARCHITECTURE}-{model.cfg.size}")
         self.config = model.cfg
         self.hidden_size = model.cfg.d_model
         self.num_layers = model.cfg.num_layers
@@ -271,7 +307,46 @@ class TinyBackend(ASRBackend):
         return Batch(feats, flens, wl)
 
     def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.encode_features(batch.features, batch.lengths)
+        """``enc (B, T', D)``, lengths; resumes after block ``batch.start_layer`` when the
+        features are already hidden states (frozen-prefix caching, the device/server split)."""
+        if not batch.start_layer:
+            return self.model.encode_features(batch.features, batch.lengths)
+        return self.run_blocks(batch.features, batch.lengths, start=batch.start_layer)
+
+    def run_blocks(self, x: torch.Tensor, lengths: torch.Tensor, *, start: int = 0,
+                   stop: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Blocks ``start .. stop-1`` on hidden states ``x (B, T', D)`` with lengths in encoder frames."""
+        stop = self.num_layers if stop is None else stop
+        if not 0 <= start <= stop <= self.num_layers:
+            raise WorkbenchError(f"encoder blocks {start}..{stop} are outside 0..{self.num_layers}")
+        mask = _lengths_to_mask(lengths, x.shape[1])
+        rope = _rotary(x.shape[1], self.config.d_model // self.config.num_heads, x.device)
+        for block in self.model.blocks[start:stop]:
+            x = block(x, mask, rope)
+        return x, lengths
+
+    def cache_features(self, waveforms: list[np.ndarray], *, frozen_layers: int = 0) -> list[tuple]:
+        """Per-waveform log-mel ``(T_i, 80)`` or, with ``frozen_layers = k``, the hidden states
+        ``(T'_i, D)`` after the subsampling and the first ``k`` blocks (each computed alone)."""
+        if not frozen_layers:
+            return super().cache_features(waveforms)
+        if not 0 < frozen_layers <= self.num_layers:
+            raise WorkbenchError(f"frozen_layers must be in [0, {self.num_layers}], got {frozen_layers}")
+        out = []
+        with torch.no_grad():
+            for w in waveforms:
+                batch = self.featurize([w])
+                x, lens = self.model.subsample(batch.features, batch.lengths)
+                x, lens = self.run_blocks(self.model.drop(x), lens, stop=frozen_layers)
+                n = int(lens[0])
+                out.append((x[0, :n].detach().clone(), n, int(batch.waveform_lengths[0]), frozen_layers))
+        return out
+
+    def collate(self, items: list[tuple], speakers: list[int]) -> Batch:
+        """A padded :class:`Batch` of :meth:`cache_features` items (``start_layer`` from the items)."""
+        batch = super().collate([it[:3] for it in items], speakers)
+        batch.start_layer = int(items[0][3]) if len(items[0]) > 3 else 0
+        return batch
 
     def log_probs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         enc, lens = self.encode(batch)

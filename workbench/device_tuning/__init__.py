@@ -1,0 +1,19 @@
+"""Device Tuning: recognition split between the patient's device and the clinic's server.
+
+After Jiang, Hou and Zhou, "Device Tuning for Multi-Task Large Model" (arXiv 2302.10820): the
+device runs the first encoder blocks of a frozen base model, a learned compressor turns the
+hidden states into a few range-coded bits per frame, and the server runs the rest of the model
+with each speaker's Submodel. Raw audio never leaves the device.
+
+Modules:
+    wire         the message format (header, speaker id, payload) and its checks
+    compressor   the learned bottleneck + quantizer (device) and expander (server)
+    entropy      lossless range coding of the symbols (``constriction``, optional)
+    split        the split model: device encode, server restore and transcribe
+"""
+
+from workbench.device_tuning.compressor import Compressor, CompressorConfig
+from workbench.device_tuning.split import SplitModel
+from workbench.device_tuning.wire import Message, check_compatible
+
+__all__ = ["Compressor", "CompressorConfig", "Message", "SplitModel", "check_compatible"]

@@ -1,0 +1,134 @@
+"""The learned compressor between the device part and the server part of a split model.
+
+Device side: hidden states ``h (B, T', D)`` after the first ``k`` encoder blocks are stacked
+``stride`` frames at a time (``(B, ceil(T'/s), s*D)``), squeezed by a small MLP to ``dims``
+values, bounded by ``tanh`` and quantized to ``2**bits`` uniform levels in ``[-1, 1]``: integer
+symbols ``(B, ceil(T'/s), dims)``. The rounding passes gradients straight through (STE), so the
+compressor trains end to end through the frozen server part.
+
+Server side: symbols are mapped back to their levels and expanded by a second MLP to
+``(B, T', D)``, which feeds encoder block ``k``.
+
+Each symbol position has its own probability table (``tables (dims, 2**bits)``, counted on the
+training voices), which the range coder (:mod:`workbench.device_tuning.entropy`) uses to spend
+about the entropy of the symbols on the wire, not ``bits`` each.
+
+>>> import torch
+>>> c = Compressor(d_model=8, dims=3, bits=2, stride=2).eval()
+>>> sym = c.encode(torch.zeros(1, 5, 8))
+>>> tuple(sym.shape), int(sym.max()) < 4
+((1, 3, 3), True)
+>>> tuple(c.decode(sym, 5).shape)
+(1, 5, 8)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import torch
+from torch import nn
+
+from workbench.errors import WorkbenchError
+
+__all__ = ["Compressor", "CompressorConfig"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressorConfig:
+    """Sizes of a compressor (what the wire header carries, plus the MLP width)."""
+
+    d_model: int
+    dims: int = 16  # symbols per symbol frame
+    bits: int = 3  # bits per symbol before entropy coding
+    stride: int = 2  # encoder frames per symbol frame
+    hidden: int = 256  # MLP width on both sides
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bits <= 8:
+            raise WorkbenchError(f"bits must be 1 to 8, got {self.bits}")
+        if not 1 <= self.stride <= 8:
+            raise WorkbenchError(f"stride must be 1 to 8, got {self.stride}")
+        if not 1 <= self.dims <= 1024:
+            raise WorkbenchError(f"dims must be 1 to 1024, got {self.dims}")
+
+    def nominal_bits_per_second(self, frames_per_second: float) -> float:
+        """Bits per second before entropy coding (``dims * bits`` per symbol frame)."""
+        return frames_per_second / self.stride * self.dims * self.bits
+
+
+class Compressor(nn.Module):
+    """Bottleneck + quantizer (device) and expander (server). See the module docstring."""
+
+    def __init__(self, d_model: int, dims: int = 16, bits: int = 3, stride: int = 2, hidden: int = 256) -> None:
+        super().__init__()
+        self.config = CompressorConfig(d_model, dims, bits, stride, hidden)
+        s_d = stride * d_model
+        self.down = nn.Sequential(nn.LayerNorm(s_d), nn.Linear(s_d, hidden), nn.GELU(), nn.Linear(hidden, dims))
+        self.up = nn.Sequential(nn.Linear(dims, hidden), nn.GELU(), nn.Linear(hidden, s_d))
+        levels = 2 ** bits
+        self.register_buffer("tables", torch.full((dims, levels), 1.0 / levels))
+
+    @property
+    def levels(self) -> int:
+        return 2 ** self.config.bits
+
+    # -- device side ----------------------------------------------------------
+    def _stack(self, h: torch.Tensor) -> torch.Tensor:
+        """``(B, T', D)`` -> ``(B, ceil(T'/s), s*D)`` (zero-padded at the end)."""
+        b, t, d = h.shape
+        s = self.config.stride
+        pad = (-t) % s
+        if pad:
+            h = torch.cat([h, h.new_zeros(b, pad, d)], dim=1)
+        return h.reshape(b, (t + pad) // s, s * d)
+
+    def _bounded(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.down(self._stack(h)))
+
+    def encode(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden states ``(B, T', D)`` -> integer symbols ``(B, ceil(T'/s), dims)`` in ``[0, 2**bits)``."""
+        z = self._bounded(h)
+        return torch.round((z + 1) * 0.5 * (self.levels - 1)).long()
+
+    # -- server side ----------------------------------------------------------
+    def dequantize(self, symbols: torch.Tensor) -> torch.Tensor:
+        """Symbols -> their levels in ``[-1, 1]`` (float)."""
+        return symbols.float() * (2.0 / (self.levels - 1)) - 1.0
+
+    def expand(self, z: torch.Tensor, frames: int) -> torch.Tensor:
+        """Levels ``(B, T_s, dims)`` -> hidden states ``(B, frames, D)``."""
+        b, ts, _ = z.shape
+        out = self.up(z).reshape(b, ts * self.config.stride, self.config.d_model)
+        return out[:, :frames]
+
+    def decode(self, symbols: torch.Tensor, frames: int) -> torch.Tensor:
+        """Integer symbols ``(B, T_s, dims)`` -> hidden states ``(B, frames, D)``."""
+        return self.expand(self.dequantize(symbols), frames)
+
+    # -- training ------------------------------------------------------------
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """What the server sees, differentiably: ``(B, T', D) -> (B, T', D)`` through the
+        quantizer with straight-through gradients."""
+        z = self._bounded(h)
+        q = torch.round((z + 1) * 0.5 * (self.levels - 1)) * (2.0 / (self.levels - 1)) - 1.0
+        return self.expand(z + (q - z).detach(), h.shape[1])
+
+    @torch.no_grad()
+    def fit_tables(self, symbols: list[torch.Tensor], *, prior: float = 0.5) -> None:
+        """Count each position's symbol frequencies over ``symbols`` (each ``(T_s, dims)``), with
+        ``prior`` added to every count so that no symbol has probability 0."""
+        counts = torch.full((self.config.dims, self.levels), float(prior))
+        for s in symbols:
+            counts.scatter_add_(1, s.reshape(-1, self.config.dims).T.long(),
+                                torch.ones(self.config.dims, s.numel() // self.config.dims))
+        self.tables.copy_(counts / counts.sum(dim=1, keepdim=True))
+
+    def identity(self) -> bytes:
+        """16 bytes naming this compressor: sha256 of its sizes, weights and tables."""
+        h = hashlib.sha256(repr(dataclasses.astuple(self.config)).encode())
+        for name, t in sorted(self.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().float().contiguous().numpy().tobytes())
+        return h.digest()[:16]

@@ -1,0 +1,151 @@
+"""A base model split between the patient's device and the server, with the compressor between.
+
+The device runs the frontend and the first ``k`` encoder blocks (the backend's frozen-prefix
+path, :meth:`ASRBackend.cache_features` with ``frozen_layers=k``), compresses the hidden states
+and sends one :class:`~workbench.device_tuning.wire.Message` per utterance. The server checks the
+message against its own model and compressor, restores the hidden states and runs the frozen
+rest of the model from block ``k`` (a :class:`~workbench.models.base.Batch` with
+``start_layer=k``), with each speaker's Submodel where it has one. Raw audio never leaves
+the device.
+
+With ``compressor=None`` the hidden states pass unchanged (in-process only): the split model
+then equals the unsplit one, which the tests check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from workbench.constants import SAMPLE_RATE
+from workbench.device_tuning.compressor import Compressor
+from workbench.device_tuning.entropy import decode_symbols, encode_symbols
+from workbench.device_tuning.wire import Message, check_compatible
+from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.adapters import Adapted
+    from workbench.models.base import ASRBackend
+
+__all__ = ["SplitModel"]
+
+
+class SplitModel:
+    """Device part + compressor + server part of one frozen backend.
+
+    Args:
+        backend: a backend with ``supports_frozen_prefix`` (the built-in model, Whisper).
+        split_layer: ``k``, encoder blocks run on the device (1 .. num_layers).
+        compressor: the trained :class:`Compressor`, or None to pass hidden states unchanged.
+    """
+
+    def __init__(self, backend: ASRBackend, split_layer: int, compressor: Compressor | None = None) -> None:
+        if not getattr(backend, "supports_frozen_prefix", False):
+            raise WorkbenchError(f"{backend.name} cannot be split between a device and a server yet.")
+        if not 1 <= split_layer <= backend.num_layers:
+            raise WorkbenchError(
+                f"The split layer must be 1 to {backend.num_layers} for {backend.name}; got {split_layer}.")
+        if compressor is not None and compressor.config.d_model != backend.hidden_size:
+            raise WorkbenchError(
+                f"This compressor was made for width {compressor.config.d_model}, but {backend.name} has "
+                f"width {backend.hidden_size}: train a compressor for this model.")
+        self.backend = backend
+        self.split_layer = split_layer
+        self.compressor = compressor
+
+    @property
+    def fingerprint(self) -> bytes:
+        """16 bytes of the base model's weight fingerprint (what the wire header carries)."""
+        return bytes.fromhex(self.backend.fingerprint()[:32])
+
+    # -- device ---------------------------------------------------------------
+    def device_hidden(self, waveforms: Sequence[np.ndarray]) -> list[tuple]:
+        """What the device computes: one ``(hidden (T'_i, D), T'_i, samples, k)`` per waveform."""
+        return self.backend.cache_features(list(waveforms), frozen_layers=self.split_layer)
+
+    def encode(self, waveforms: Sequence[np.ndarray], speaker: str = "") -> list[Message]:
+        """Device side: waveforms (16 kHz) -> one wire message each (needs a compressor)."""
+        c = self._need_compressor()
+        tables = c.tables.cpu().numpy()
+        out = []
+        with torch.no_grad():
+            for h, n, _samples, _k in self.device_hidden(waveforms):
+                sym = c.encode(h[None].float())[0].cpu().numpy()
+                out.append(Message(self.fingerprint, c.identity(), self.split_layer, c.config.stride, c.config.bits,
+                                   c.config.dims, speaker, int(n), encode_symbols(sym, tables)))
+        return out
+
+    # -- server ---------------------------------------------------------------
+    def check(self, msg: Message) -> None:
+        """Refuse a message from another model, split or compressor (plain :class:`WireFormatError`)."""
+        c = self._need_compressor()
+        check_compatible(msg, fingerprint=self.fingerprint, compressor=c.identity(), split_layer=self.split_layer,
+                         stride=c.config.stride, bits=c.config.bits, dims=c.config.dims)
+
+    def restore(self, messages: Sequence[Message]) -> list[torch.Tensor]:
+        """Server side: messages -> hidden states ``(T'_i, D)`` for block ``k`` on."""
+        c = self._need_compressor()
+        tables = c.tables.cpu().numpy()
+        out = []
+        with torch.no_grad():
+            for m in messages:
+                self.check(m)
+                sym = decode_symbols(m.payload, tables, frames=m.symbol_frames)
+                out.append(c.decode(torch.from_numpy(sym)[None], m.frames)[0])
+        return out
+
+    def transcribe_hidden(self, hidden: Sequence[torch.Tensor], *, adapted: Adapted | None = None,
+                          rows: Sequence[int] | None = None) -> list[str]:
+        """The frozen rest of the model on restored hidden states, one transcript each.
+
+        Args:
+            hidden: ``(T'_i, D)`` per utterance, as :meth:`restore` or :meth:`device_hidden` give.
+            adapted: the backend with Submodels injected (a bank's ``adapted``), or None.
+            rows: the Submodel row of each utterance (with ``adapted``).
+        """
+        items = [(h, int(h.shape[0]), int(h.shape[0]), self.split_layer) for h in hidden]
+        if not items:
+            return []
+        backend = self.backend
+        batch = backend.collate(items, list(rows) if rows is not None else [0] * len(items))
+        if adapted is None or rows is None:
+            batch.speaker_index = None
+        was = backend.module.training
+        backend.module.eval()
+        try:
+            with torch.no_grad():
+                if getattr(backend, "is_seq2seq", False):
+                    if adapted is None:
+                        return backend.decode_batch(batch)
+                    with adapted.route(batch.speaker_index):
+                        return backend.decode_batch(batch)
+                lp, lens = (adapted or backend).log_probs(batch)
+        finally:
+            backend.module.train(was)
+        decode = backend.greedy_decoder()
+        lp = lp.float().cpu().numpy()
+        return [decode(lp[i, : int(lens[i])]) for i in range(len(items))]
+
+    def transcribe(self, waveforms: Sequence[np.ndarray]) -> list[str]:
+        """The whole round trip in one process (device, wire bytes, server), for evaluation."""
+        if self.compressor is None:
+            return self.transcribe_hidden([h for h, *_ in self.device_hidden(waveforms)])
+        wire = [m.to_bytes() for m in self.encode(waveforms)]
+        return self.transcribe_hidden(self.restore([Message.from_bytes(b) for b in wire]))
+
+    def bits_per_second(self, waveforms: Sequence[np.ndarray]) -> dict[str, float]:
+        """Measured traffic: ``payload`` (entropy-coded symbols) and ``total`` (with headers), bit/s."""
+        msgs = self.encode(waveforms)
+        seconds = sum(len(w) for w in waveforms) / SAMPLE_RATE
+        payload = sum(len(m.payload) for m in msgs) * 8
+        total = sum(len(m.to_bytes()) for m in msgs) * 8
+        return {"payload": payload / seconds, "total": total / seconds, "seconds": seconds}
+
+    def _need_compressor(self) -> Compressor:
+        if self.compressor is None:
+            raise WorkbenchError("This split model has no compressor, so it cannot make wire messages: "
+                                 "load or train one (recipes/train_compressor.py).")
+        return self.compressor

@@ -1,0 +1,167 @@
+"""The wire format a device sends to the server: one utterance's compressed encoder representation.
+
+Everything is little-endian. A message is a fixed 56-byte header, the speaker id and the payload::
+
+    offset size  field
+    0      4     magic b"WBDT" (workbench device tuning)
+    4      1     format version (1)
+    5      1     bits per symbol, 1..8 (the compressor's quantizer)
+    6      2     dims: symbols per frame, 1..1024 (the bottleneck width)
+    8      1     split layer k: the device ran the frontend and the first k encoder blocks
+    9      1     frame stride s, 1..8: one symbol frame per s encoder frames
+    10     2     speaker id length L, 0..128 (UTF-8 bytes)
+    12     4     encoder frames N, 1..MAX_FRAMES (the server restores N frames)
+    16     4     payload length P in bytes, a multiple of 4 (range-coder words)
+    20     16    base-model fingerprint (the first 16 bytes of the weights' sha256)
+    36     16    compressor id (the first 16 bytes of the compressor's sha256)
+    52     4     CRC-32 of the header bytes 0..51, the speaker id and the payload
+    56     L     speaker id (UTF-8; letters, digits, '-', '_', '.')
+    56+L   P     payload: the range-coded symbols, ceil(N / s) * dims of them
+
+A message is refused with a plain :class:`~workbench.errors.WireFormatError` when it is
+truncated, longer than its header says, has a header whose sizes disagree, a bad CRC, or when
+the server's model or compressor is not the one that made it (see :func:`check_compatible`).
+
+>>> m = Message(b"\\x01" * 16, b"\\x02" * 16, split_layer=4, stride=2, bits=3, dims=16,
+...             speaker="sim-als", frames=75, payload=b"\\x00" * 8)
+>>> Message.from_bytes(m.to_bytes()) == m
+True
+>>> len(m.to_bytes())
+71
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import struct
+import zlib
+
+from workbench.errors import WireFormatError
+
+__all__ = ["HEADER_BYTES", "MAGIC", "MAX_FRAMES", "Message", "check_compatible"]
+
+MAGIC = b"WBDT"
+VERSION = 1
+HEADER_BYTES = 56
+MAX_FRAMES = 25 * 60 * 10  # ten minutes of built-in encoder frames (25 per second)
+MAX_DIMS = 1024
+MAX_SPEAKER_BYTES = 128
+_HEAD = struct.Struct("<4sBBHBBHII16s16s")  # everything before the CRC (52 bytes)
+_CRC = struct.Struct("<I")
+_SPEAKER = re.compile(r"[A-Za-z0-9_.\-]*")
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """One utterance on the wire.
+
+    Attributes:
+        fingerprint: 16 bytes identifying the base model's weights.
+        compressor: 16 bytes identifying the compressor (weights and symbol tables).
+        split_layer: encoder blocks run on the device.
+        stride: encoder frames per symbol frame.
+        bits: bits per symbol before entropy coding.
+        dims: symbols per symbol frame.
+        speaker: whose Submodel the server applies ("" for the base model).
+        frames: encoder frames ``N`` of the utterance.
+        payload: the entropy-coded symbols (a multiple of 4 bytes).
+    """
+
+    fingerprint: bytes
+    compressor: bytes
+    split_layer: int
+    stride: int
+    bits: int
+    dims: int
+    speaker: str
+    frames: int
+    payload: bytes
+
+    @property
+    def symbol_frames(self) -> int:
+        """``ceil(frames / stride)``: how many frames of ``dims`` symbols the payload holds."""
+        return -(-self.frames // self.stride)
+
+    def validate(self) -> None:
+        """Raise :class:`WireFormatError` unless every field is in range."""
+        if len(self.fingerprint) != 16 or len(self.compressor) != 16:
+            raise WireFormatError("The model fingerprint and compressor id must be 16 bytes each.")
+        if not 1 <= self.bits <= 8:
+            raise WireFormatError(f"The message says {self.bits} bits per symbol; 1 to 8 are valid.")
+        if not 1 <= self.dims <= MAX_DIMS:
+            raise WireFormatError(f"The message says {self.dims} symbols per frame; 1 to {MAX_DIMS} are valid.")
+        if not 1 <= self.stride <= 8:
+            raise WireFormatError(f"The message says a frame stride of {self.stride}; 1 to 8 are valid.")
+        if not 0 <= self.split_layer <= 255:
+            raise WireFormatError(f"The message says split layer {self.split_layer}; 0 to 255 are valid.")
+        if not 1 <= self.frames <= MAX_FRAMES:
+            raise WireFormatError(
+                f"The message says {self.frames} encoder frames; 1 to {MAX_FRAMES} (ten minutes) are valid.")
+        if len(self.payload) % 4:
+            raise WireFormatError(f"The payload is {len(self.payload)} bytes, not a whole number of 4-byte words.")
+        raw = self.speaker.encode("utf-8")
+        if len(raw) > MAX_SPEAKER_BYTES or not _SPEAKER.fullmatch(self.speaker):
+            raise WireFormatError(
+                f"The speaker id {self.speaker[:40]!r} is not valid: use up to {MAX_SPEAKER_BYTES} letters, "
+                "digits, '-', '_' or '.'.")
+
+    def to_bytes(self) -> bytes:
+        """The message as sent: header, speaker id, payload."""
+        self.validate()
+        spk = self.speaker.encode("utf-8")
+        head = _HEAD.pack(MAGIC, VERSION, self.bits, self.dims, self.split_layer, self.stride, len(spk),
+                          self.frames, len(self.payload), self.fingerprint, self.compressor)
+        crc = zlib.crc32(self.payload, zlib.crc32(spk, zlib.crc32(head)))
+        return head + _CRC.pack(crc) + spk + self.payload
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Message:
+        """Parse and check one message; raises :class:`WireFormatError` on anything off."""
+        data = bytes(data)
+        if len(data) < HEADER_BYTES:
+            raise WireFormatError(
+                f"The message is {len(data)} bytes, shorter than the {HEADER_BYTES}-byte header: it was cut off. "
+                "Send it again.")
+        magic, version, bits, dims, split, stride, n_spk, frames, n_pay, fp, comp = _HEAD.unpack_from(data)
+        if magic != MAGIC:
+            raise WireFormatError("This is not a workbench device message (wrong magic bytes).")
+        if version != VERSION:
+            raise WireFormatError(
+                f"The message is format version {version}; this server reads version {VERSION}. "
+                "Update the device app or the server so that both match.")
+        if n_spk > MAX_SPEAKER_BYTES:
+            raise WireFormatError(f"The header says a {n_spk}-byte speaker id; at most {MAX_SPEAKER_BYTES} are valid.")
+        want = HEADER_BYTES + n_spk + n_pay
+        if len(data) != want:
+            what = "cut off" if len(data) < want else "longer than its header says"
+            raise WireFormatError(
+                f"The message is {len(data)} bytes but its header says {want}: it was {what}. Send it again.")
+        (crc,) = _CRC.unpack_from(data, _HEAD.size)
+        spk_raw = data[HEADER_BYTES:HEADER_BYTES + n_spk]
+        payload = data[HEADER_BYTES + n_spk:]
+        if zlib.crc32(payload, zlib.crc32(spk_raw, zlib.crc32(data[:_HEAD.size]))) != crc:
+            raise WireFormatError("The message's checksum does not match: it was damaged on the way. Send it again.")
+        try:
+            speaker = spk_raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise WireFormatError("The speaker id in the message is not valid UTF-8 text.") from None
+        msg = cls(fp, comp, split, stride, bits, dims, speaker, frames, payload)
+        msg.validate()
+        return msg
+
+
+def check_compatible(msg: Message, *, fingerprint: bytes, compressor: bytes, split_layer: int,
+                     stride: int, bits: int, dims: int) -> None:
+    """Refuse a message made by another model, split or compressor than the server's."""
+    if msg.fingerprint != fingerprint:
+        raise WireFormatError(
+            f"The message was made with base model {msg.fingerprint.hex()[:12]}, but this server runs "
+            f"{fingerprint.hex()[:12]}. Install the same model on the device and the server.")
+    mine = (compressor, split_layer, stride, bits, dims)
+    theirs = (msg.compressor, msg.split_layer, msg.stride, msg.bits, msg.dims)
+    if theirs != mine:
+        raise WireFormatError(
+            f"The message was made with compressor {msg.compressor.hex()[:12]} (split {msg.split_layer}, stride "
+            f"{msg.stride}, {msg.bits} bits x {msg.dims}); this server expects {compressor.hex()[:12]} (split "
+            f"{split_layer}, stride {stride}, {bits} bits x {dims}). Use the same compressor on both sides.")
