@@ -76,13 +76,17 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = [
     "MISSING",
     "STATUSES",
+    "TRANSCRIPT_SUFFIXES",
+    "UPLOAD_SUFFIXES",
     "ImportReport",
     "SpeakerCorpus",
     "Utterance",
     "import_folder",
     "list_speakers",
+    "load_one_upload",
     "parse_transcripts",
     "split_by_prompt",
+    "upload_name",
     "validate_speaker_id",
 ]
 
@@ -1615,3 +1619,70 @@ def import_folder(
     if report.unmatched_audio or report.missing_audio or report.unreadable:
         warnings.warn(f"Import into '{corpus.root}': {report.message}", stacklevel=2)
     return corpus
+
+
+# --------------------------------------------------------------------------- #
+# Uploads: files that arrive as (name, bytes)
+# --------------------------------------------------------------------------- #
+
+#: Endings of the recordings an upload takes: the formats the app's file choosers offer
+#: (a folder import reads every ending of :data:`workbench.audio.AUDIO_SUFFIXES`).
+UPLOAD_SUFFIXES = (".wav", ".flac", ".ogg")
+#: Endings of a transcript file uploaded with its recordings.
+TRANSCRIPT_SUFFIXES = (".txt", ".csv")
+_MAX_UPLOAD_NAME = 80
+
+
+def upload_name(name: Any) -> str:
+    """The last part of an uploaded file name, printable and shortened; for messages and matching only.
+
+    An uploaded name never becomes a path.
+
+    >>> upload_name("../../x/take 1.wav")
+    'take 1.wav'
+    """
+    text = str(name or "upload").replace("\\", "/")
+    text = PurePosixPath(text).name or "upload"
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= _MAX_UPLOAD_NAME else text[: _MAX_UPLOAD_NAME - 1] + "…"
+
+
+def _format_names(suffixes: Sequence[str]) -> str:
+    """``(".wav", ".flac", ".ogg")`` -> ``"WAV, FLAC or OGG"``."""
+    names = [s.lstrip(".").upper() for s in suffixes]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def load_one_upload(
+    name: str | None, content: bytes | bytearray | memoryview | None, *,
+    suffixes: Sequence[str] | None = UPLOAD_SUFFIXES,
+) -> _audio.Recording:
+    """One uploaded recording as a 16 kHz mono :class:`~workbench.audio.Recording`.
+
+    The one place an uploaded file becomes a take, for the app's upload buttons and the
+    notebook recorder's upload fallback alike; messages name the file.
+
+    Args:
+        name: the file name as uploaded (only its last part is used, never as a path),
+            or None for bytes without a name (then messages say "the upload" and the
+            ending is not checked).
+        content: the file's bytes; None or empty means nothing was uploaded.
+        suffixes: the endings accepted (lower case, with the dot), default
+            :data:`UPLOAD_SUFFIXES`; None accepts every file :func:`~workbench.audio.load_audio` reads.
+
+    Returns:
+        The recording, ``(n,)`` float32 at :data:`~workbench.constants.SAMPLE_RATE` Hz.
+
+    Raises:
+        AudioError: nothing uploaded, an ending not in ``suffixes``, or not a readable recording.
+    """
+    shown = "the upload" if name is None else upload_name(name)
+    formats = _format_names(suffixes or UPLOAD_SUFFIXES)
+    if not content:
+        raise AudioError(f"No file was uploaded. Choose a {formats} recording.")
+    if name is not None and suffixes is not None and PurePosixPath(shown).suffix.lower() not in suffixes:
+        raise AudioError(f"{shown} is not a {formats} recording. Export it in one of those formats.")
+    try:
+        return _audio.Recording(_audio.load_audio(bytes(content)), SAMPLE_RATE)
+    except AudioError as err:
+        raise AudioError(f"{shown}: {err}") from None

@@ -30,7 +30,7 @@ from workbench.app_pages.common import (
 )
 from workbench.app_pages.recorder import PanelRecorder, recorder_available
 from workbench.app_pages.upload_input import FileUpload
-from workbench.app_pages.uploads import load_one_upload
+from workbench.corpus import load_one_upload
 from workbench.errors import CorpusError, WorkbenchError
 
 __all__ = ["PhraseTester", "ResultsPage", "load_comparison", "report_files"]

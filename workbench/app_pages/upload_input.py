@@ -118,9 +118,9 @@ def _mb(n: int) -> str:
 def size_problem(names: Sequence[str], sizes: Sequence[int], *, max_file: int = MAX_FILE_BYTES,
                  max_total: int = MAX_TOTAL_BYTES) -> str | None:
     """Why an upload of files of ``sizes`` bytes is refused, in plain words; None when it is fine."""
-    from workbench.app_pages.uploads import display_name
+    from workbench.corpus import upload_name
 
-    big = [(display_name(n), int(s)) for n, s in zip(names, sizes, strict=False) if int(s) > max_file]
+    big = [(upload_name(n), int(s)) for n, s in zip(names, sizes, strict=False) if int(s) > max_file]
     if big:
         name, size = big[0]
         more = f" (and {len(big) - 1} more)" if len(big) > 1 else ""

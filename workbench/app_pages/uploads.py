@@ -11,24 +11,18 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
+from workbench.corpus import (
+    TRANSCRIPT_SUFFIXES,
+    UPLOAD_SUFFIXES,
+    load_one_upload,  # noqa: F401  (record.py's import, until it imports workbench.corpus)
+    upload_name,
+)
 from workbench.errors import AudioError, CorpusError
 
-__all__ = ["AUDIO_SUFFIXES", "TRANSCRIPT_SUFFIXES", "UploadReport", "add_uploaded_files", "display_name", "load_one_upload"]
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
-TRANSCRIPT_SUFFIXES = (".txt", ".csv")
-_MAX_NAME = 80
-
-
-def display_name(name: Any) -> str:
-    """The last part of an uploaded file name, shortened; for messages and matching only."""
-    text = str(name or "upload").replace("\\", "/")
-    text = PurePosixPath(text).name or "upload"
-    text = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return text if len(text) <= _MAX_NAME else text[: _MAX_NAME - 1] + "…"
+__all__ = ["UploadReport", "add_uploaded_files"]
 
 
 def _suffix(name: str) -> str:
@@ -108,12 +102,12 @@ def add_uploaded_files(corpus: Any, files: Sequence[tuple[str, bytes]], *, conse
         CorpusError: no recordings, no transcript file, two transcript files, or a
         transcript file with mistakes (the message says which lines).
     """
-    names = [display_name(n) for n, _ in files]
-    audio = [(n, c) for n, (_, c) in zip(names, files, strict=True) if _suffix(n) in AUDIO_SUFFIXES]
+    names = [upload_name(n) for n, _ in files]
+    audio = [(n, c) for n, (_, c) in zip(names, files, strict=True) if _suffix(n) in UPLOAD_SUFFIXES]
     texts = [(n, c) for n, (_, c) in zip(names, files, strict=True) if _suffix(n) in TRANSCRIPT_SUFFIXES]
     report = UploadReport()
     report.unreadable += [f"{n}: not a WAV, FLAC or OGG recording or a .txt/.csv transcript file"
-                          for n in names if _suffix(n) not in AUDIO_SUFFIXES + TRANSCRIPT_SUFFIXES]
+                          for n in names if _suffix(n) not in UPLOAD_SUFFIXES + TRANSCRIPT_SUFFIXES]
     if not audio:
         raise CorpusError("No recordings in this upload. Choose WAV, FLAC or OGG files (and their transcript file).")
     if not texts:
@@ -157,18 +151,3 @@ def add_uploaded_files(corpus: Any, files: Sequence[tuple[str, bytes]], *, conse
         corpus.set_prompts(prompts + new_prompts)
         report.new_prompts = len(new_prompts)
     return report
-
-
-def load_one_upload(name: Any, content: bytes | None) -> Any:
-    """One uploaded recording as a 16 kHz :class:`~workbench.audio.Recording`, or :class:`AudioError`."""
-    from workbench.audio import Recording, load_audio
-
-    shown = display_name(name)
-    if not content:
-        raise AudioError("No file was uploaded. Choose a WAV, FLAC or OGG recording.")
-    if _suffix(shown) not in AUDIO_SUFFIXES:
-        raise AudioError(f"{shown} is not a WAV, FLAC or OGG recording. Export it in one of those formats.")
-    try:
-        return Recording(load_audio(bytes(content)), 16_000)
-    except AudioError as err:
-        raise AudioError(f"{shown}: {err}") from None
