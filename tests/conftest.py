@@ -99,12 +99,13 @@ def tts_gate(engines: tuple[str, ...], *, require: bool) -> str | None:
         pytest.fail.Exception: an engine is missing and ``require`` (WORKBENCH_REQUIRE_TTS=1).
     """
     from workbench import simulate
+    from workbench.simulate import voices
 
     missing = [e for e in engines if e not in simulate.available_engines()]
     if not missing:
         return None
-    programs = ", ".join(simulate._PROGRAMS[e][0] for e in missing)
-    apt = " ".join(simulate._PROGRAMS[e][1] for e in missing)
+    programs = ", ".join(voices._PROGRAMS[e][0] for e in missing)
+    apt = " ".join(voices._PROGRAMS[e][1] for e in missing)
     if require:
         pytest.fail(f"needs {programs} (WORKBENCH_REQUIRE_TTS=1) but it is missing: sudo apt-get install {apt}",
                     pytrace=False)

@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workbench import simulate_effects as fx
 from workbench.errors import MissingDependencyError
 from workbench.simulate import (
     PROFILES,
@@ -30,6 +29,9 @@ from workbench.simulate import (
     synthesize,
     voice_pool,
 )
+from workbench.simulate import effects as fx
+from workbench.simulate import phonemes as ph
+from workbench.simulate.plan import plan_segments
 
 SR = 16_000
 PHRASES = ["could you pass me the salt please", "turn off the kitchen light", "what's the weather like today"]
@@ -200,20 +202,20 @@ def test_profile_constructor_validates():
 
 @given(st.text(alphabet="pbtdkgfvTDszSZhmnNlrwjaeiouAEIOUV@03:#2-;',_!", max_size=20))
 def test_tokenizer_round_trips(word):
-    assert "".join(fx.tokenize_phonemes(word)) == word
+    assert "".join(ph.tokenize_phonemes(word)) == word
 
 
 def test_rules_are_speaker_consistent_and_seeded():
     words = ["kUd", "ju:", "p'aas", "m,i:", "D@2", "s'O2lt", "pl'i:z"]
-    rules = fx.draw_rules(0.8, 0.0, np.random.default_rng(4))
-    assert rules == fx.draw_rules(0.8, 0.0, np.random.default_rng(4))
-    assert len(fx.draw_rules(0.2, 0.0, np.random.default_rng(4))) < len(rules)
-    a = fx.apply_rules(words, rules, probability=0.9, speaker_seed=11)
-    assert a == fx.apply_rules(words, rules, probability=0.9, speaker_seed=11)
-    assert fx.apply_rules(words, rules, probability=0.0, speaker_seed=11) == words
-    assert fx.phoneme_edits(words, fx.apply_rules(words, rules, probability=1.0, speaker_seed=11)) > 0
+    rules = ph.draw_rules(0.8, 0.0, np.random.default_rng(4))
+    assert rules == ph.draw_rules(0.8, 0.0, np.random.default_rng(4))
+    assert len(ph.draw_rules(0.2, 0.0, np.random.default_rng(4))) < len(rules)
+    a = ph.apply_rules(words, rules, probability=0.9, speaker_seed=11)
+    assert a == ph.apply_rules(words, rules, probability=0.9, speaker_seed=11)
+    assert ph.apply_rules(words, rules, probability=0.0, speaker_seed=11) == words
+    assert ph.phoneme_edits(words, ph.apply_rules(words, rules, probability=1.0, speaker_seed=11)) > 0
     # the same word comes out the same wherever it occurs (speaker-consistent)
-    twice = fx.apply_rules(["s'O2lt", "kUd", "s'O2lt"], rules, probability=0.6, speaker_seed=11)
+    twice = ph.apply_rules(["s'O2lt", "kUd", "s'O2lt"], rules, probability=0.6, speaker_seed=11)
     assert twice[0] == twice[2]
 
 
@@ -232,22 +234,22 @@ def test_rules_are_speaker_consistent_and_seeded():
     ],
 )
 def test_each_rule_does_what_it_says(rule, word, expected):
-    assert fx.apply_rules([word], [rule], probability=1.0, speaker_seed=0) == [expected]
-    assert fx.phoneme_edits([word], [expected]) == 1
+    assert ph.apply_rules([word], [rule], probability=1.0, speaker_seed=0) == [expected]
+    assert ph.phoneme_edits([word], [expected]) == 1
 
 
 def test_plan_segments_timing_effects():
     units = ["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"]
-    plain, counts = fx.plan_segments(units, phonemes=False, rng=np.random.default_rng(0))
+    plain, counts = plan_segments(units, phonemes=False, rng=np.random.default_rng(0))
     assert len(plain) == 1 and plain[0].rate == 1.0 and plain[0].pause_ms == 0 and sum(counts.values()) == 0
-    slow, counts = fx.plan_segments(units, phonemes=False, slow=1.0, rng=np.random.default_rng(0))
+    slow, counts = plan_segments(units, phonemes=False, slow=1.0, rng=np.random.default_rng(0))
     assert counts["pauses"] >= 3 and all(s.rate == pytest.approx(0.45) for s in slow)
-    rush, _ = fx.plan_segments(units, phonemes=False, rush=1.0, rng=np.random.default_rng(0))
+    rush, _ = plan_segments(units, phonemes=False, rush=1.0, rng=np.random.default_rng(0))
     assert len(rush) >= 2 and all(s.rate == pytest.approx(1.6) for s in rush)
-    _, counts = fx.plan_segments(units * 3, phonemes=False, dysfluency=1.0, rng=np.random.default_rng(0))
+    _, counts = plan_segments(units * 3, phonemes=False, dysfluency=1.0, rng=np.random.default_rng(0))
     assert counts["repetitions"] + counts["blocks"] >= 5 and counts["prolongations"] == 0  # words cannot prolong
-    segs, counts = fx.plan_segments(["s'Vn", "f'i:l", "m'i:"] * 6, phonemes=True, dysfluency=1.0,
-                                    rng=np.random.default_rng(1))
+    segs, counts = plan_segments(["s'Vn", "f'i:l", "m'i:"] * 6, phonemes=True, dysfluency=1.0,
+                                 rng=np.random.default_rng(1))
     assert counts["prolongations"] >= 1 and any("sss" in u or "fff" in u or "mmm" in u for s in segs for u in s.units)
 
 
