@@ -9,7 +9,10 @@ never reach frames at or beyond ``tau_i``; with ``mask_value="zero"`` a frequenc
 band is zeroed across the padded frames as well (padding is conventionally 0 and
 nothing may read it), with "mean"/"noise" padding is returned untouched.
 
-The maths (Park et al. 2019, 2020; ../shared/REFERENCE.md section 1):
+The maths follows D. S. Park et al., "SpecAugment: A Simple Data Augmentation
+Method for Automatic Speech Recognition" (Interspeech 2019, arXiv:1904.08779), for
+the classic policies, and D. S. Park et al., "SpecAugment on Large Scale Datasets"
+(ICASSP 2020, arXiv:1912.05533), for adaptive multiplicity and size:
 
 - time masks: count ``m_i = min(M_max, floor(p_M * tau_i))`` when adaptive
   multiplicity is on (``p_M > 0``), else ``M_max``; maximum width
@@ -51,6 +54,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from workbench.constants import SAMPLE_RATE
 
 __all__ = [
     "POLICIES",
@@ -552,7 +557,7 @@ class SpecAugment(nn.Module):
 # --------------------------------------------------------------------------- waveform perturbations
 
 
-def speed_perturb(wav: np.ndarray, factor: float, sample_rate: int = 16_000) -> np.ndarray:
+def speed_perturb(wav: np.ndarray, factor: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Change speed and pitch together by ``factor`` (1.1 = 10 % faster), as in Kaldi's
     speed perturbation: resample to ``sample_rate / factor`` and play at ``sample_rate``.
 

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from workbench.errors import CorpusError
+from workbench.constants import SAMPLE_RATE
+from workbench.errors import AudioError, CorpusError
+
+if TYPE_CHECKING:  # annotations only: the corpus and the backends are above this module
+    from workbench.corpus import SpeakerCorpus, Utterance
+    from workbench.models.base import ASRBackend, Batch
 
 __all__ = ["Example", "FeatureCache", "examples_from_corpus", "speaker_mixed_batches"]
 
@@ -31,10 +36,11 @@ class Example:
 
     @property
     def seconds(self) -> float:
-        return len(self.wav) / 16_000
+        return len(self.wav) / SAMPLE_RATE
 
 
-def examples_from_corpus(corpus: Any, utterances: Sequence[Any] | None = None, *, speaker: int = 0) -> list[Example]:
+def examples_from_corpus(corpus: SpeakerCorpus, utterances: Sequence[Utterance] | None = None, *,
+                         speaker: int = 0) -> list[Example]:
     """Load the audio of ``utterances`` (default: all usable ones) of a SpeakerCorpus,
     with leading/trailing silence trimmed (the quality check promises it)."""
     from workbench.audio import trim_silence
@@ -44,7 +50,7 @@ def examples_from_corpus(corpus: Any, utterances: Sequence[Any] | None = None, *
     for u in utts:
         try:
             wav = corpus.load_audio(u)
-        except Exception as err:  # a damaged file must not stop the others; report it
+        except (AudioError, CorpusError) as err:  # a damaged or missing file: say which take, and what to do
             raise CorpusError(f"recording {u.utt_id} of speaker {corpus.speaker_id} cannot be read ({err}); "
                               "mark it rejected or record it again") from None
         trimmed = trim_silence(wav)
@@ -63,7 +69,7 @@ class FeatureCache:
             and cache their output, for backends with ``supports_frozen_prefix``.
     """
 
-    def __init__(self, backend: Any, examples: Sequence[Example], *, frozen_layers: int = 0) -> None:
+    def __init__(self, backend: ASRBackend, examples: Sequence[Example], *, frozen_layers: int = 0) -> None:
         self.backend = backend
         self.examples = list(examples)
         # one at a time (or in one shared window): features identical to any batch (tested per backend)
@@ -73,7 +79,7 @@ class FeatureCache:
     def __len__(self) -> int:
         return len(self.examples)
 
-    def batch(self, indices: Sequence[int]) -> tuple[Any, list[str]]:
+    def batch(self, indices: Sequence[int]) -> tuple[Batch, list[str]]:
         """Padded :class:`~workbench.models.base.Batch` (with speaker rows) and transcripts."""
         batch = self.backend.collate([self.items[i] for i in indices], [self.examples[i].speaker for i in indices])
         return batch, [self.examples[i].text for i in indices]

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from workbench.constants import SAMPLE_RATE
+
 __all__ = [
     "HOP_LENGTH",
     "LogMel",
@@ -48,7 +50,6 @@ __all__ = [
     "pad_waveforms",
 ]
 
-SAMPLE_RATE = 16_000  # Hz
 N_FFT = 512  # 32 ms FFT
 WIN_LENGTH = 400  # 25 ms Hann window
 HOP_LENGTH = 160  # 10 ms hop

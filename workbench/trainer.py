@@ -42,17 +42,20 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from workbench import distributed
 from workbench._atomic import write_bytes_atomic
-from workbench.adapters import AdapterConfig, LoRAConfig, config_from_dict, inject
+from workbench.adapters import Adapted, AdapterConfig, LoRAConfig, config_from_dict, inject
 from workbench.augment import SpecAugmentPolicy, spec_augment, speed_perturb
 from workbench.dataset import Example, FeatureCache, speaker_mixed_batches
 from workbench.errors import TrainingError
+
+if TYPE_CHECKING:  # annotations only: the base models sit above the trainer
+    from workbench.models.base import ASRBackend
 
 __all__ = [
     "EVENTS",
@@ -212,8 +215,8 @@ class Trainer:
         decoder: per-utterance decoder for the validation WER (default greedy).
     """
 
-    def __init__(self, backend: Any, train: Sequence[Example], valid: Sequence[Example],
-                 config: TrainConfig | None = None, *, adapted: Any = None,
+    def __init__(self, backend: ASRBackend, train: Sequence[Example], valid: Sequence[Example],
+                 config: TrainConfig | None = None, *, adapted: Adapted | None = None,
                  checkpoint_dir: str | Path | None = None, decoder: Callable | None = None) -> None:
         self.config = config = config or TrainConfig()
         if not valid:

@@ -12,12 +12,12 @@ Each family is one module with a config dataclass and a banked ``nn.Module``:
 many speakers in one forward pass.
 """
 
+from workbench.adapters.adapted import REGISTRY, Adapted, config_from_dict, inject, load_submodel
 from workbench.adapters.bank import SubmodelBank, warm_start
 from workbench.adapters.base import AdapterConfig
 from workbench.adapters.conv import ConvAdapterConfig
 from workbench.adapters.hra import HRAConfig
 from workbench.adapters.lora import LoRAConfig
-from workbench.adapters.adapted import REGISTRY, Adapted, config_from_dict, inject, load_submodel
 from workbench.adapters.residual import ResidualConfig
 
 __all__ = [

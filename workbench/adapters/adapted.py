@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +29,9 @@ from workbench.adapters.hra import HierarchicalRecurrentAdapter, HRAConfig
 from workbench.adapters.lora import LoRAAdapter, LoRAConfig
 from workbench.adapters.residual import ResidualAdapter, ResidualConfig
 from workbench.errors import AdapterError
+
+if TYPE_CHECKING:  # annotations only: the base models sit above the adapters
+    from workbench.models.base import ASRBackend, Batch
 
 __all__ = ["REGISTRY", "Adapted", "config_from_dict", "fitting_config", "inject", "layout_shapes", "load_submodel"]
 
@@ -72,7 +75,7 @@ class Adapted:
         base_fingerprint: the backend's weight fingerprint at injection time.
     """
 
-    def __init__(self, backend: Any, config: AdapterConfig) -> None:
+    def __init__(self, backend: ASRBackend, config: AdapterConfig) -> None:
         self.backend = backend
         self.config = config
         self.adapters = nn.ModuleDict()
@@ -156,12 +159,12 @@ class Adapted:
                                "cannot be served now; call unmerge() first to serve a mixed batch")
         return index
 
-    def loss(self, batch: Any, targets: list[str]) -> Tensor:
+    def loss(self, batch: Batch, targets: list[str]) -> Tensor:
         """Training loss through the adapters, routed by ``batch.speaker_index``."""
         with self.route(batch.speaker_index):
             return self.backend.loss(batch, targets)
 
-    def log_probs(self, batch: Any) -> tuple[Tensor, Tensor]:
+    def log_probs(self, batch: Batch) -> tuple[Tensor, Tensor]:
         with self.route(batch.speaker_index):
             return self.backend.log_probs(batch)
 
@@ -239,7 +242,7 @@ class Adapted:
         self._merged = None
         return self
 
-    def remove(self) -> Any:
+    def remove(self) -> ASRBackend:
         """Unmerge and remove every hook; returns the plain backend."""
         self.unmerge()
         for h in self._hooks:
@@ -288,8 +291,8 @@ class Adapted:
         """``state_dict`` keys whose tensors have a leading speaker dimension."""
         return {f"{key}.{name}" for key, m in self.adapters.items() for name in m.per_speaker_names}
 
-    def save(self, path: Any, *, speaker_ids: list[str], specaugment: dict | None = None,
-             training: dict | None = None, metrics: dict | None = None) -> Any:
+    def save(self, path: str | Path, *, speaker_ids: list[str], specaugment: dict | None = None,
+             training: dict | None = None, metrics: dict | None = None) -> Path:
         """Write the adapter weights and metadata to a Submodel file (safetensors)."""
         from workbench.adapters.io import write_submodel
 
@@ -301,7 +304,7 @@ class Adapted:
                               base_fingerprint=self.base_fingerprint, speaker_ids=speaker_ids,
                               specaugment=specaugment, training=training, metrics=metrics)
 
-    def load(self, path: Any) -> dict[str, Any]:
+    def load(self, path: str | Path) -> dict[str, Any]:
         """Load a Submodel file written for this base model and layout; returns its metadata."""
         from workbench.adapters.io import check_base, read_submodel
 
@@ -335,7 +338,7 @@ class Adapted:
         self.adapters.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
 
-def _chosen_sites(backend: Any, config: AdapterConfig) -> list[tuple[str, nn.Module]]:
+def _chosen_sites(backend: ASRBackend, config: AdapterConfig) -> list[tuple[str, nn.Module]]:
     sites = backend.adapter_sites()
     if not sites:
         raise AdapterError(f"the base model {backend.name!r} exposes no adapter sites")
@@ -344,7 +347,8 @@ def _chosen_sites(backend: Any, config: AdapterConfig) -> list[tuple[str, nn.Mod
     return sites[-config.top_layers:] if config.top_layers else sites
 
 
-def _build_modules(backend: Any, config: AdapterConfig) -> tuple[nn.ModuleDict, list[tuple[str, nn.Module, int]]]:
+def _build_modules(backend: ASRBackend,
+                   config: AdapterConfig) -> tuple[nn.ModuleDict, list[tuple[str, nn.Module, int]]]:
     """The adapter modules for ``config`` on ``backend`` and where each attaches.
 
     Returns:
@@ -377,7 +381,7 @@ def _build_modules(backend: Any, config: AdapterConfig) -> tuple[nn.ModuleDict, 
     return modules, targets
 
 
-def layout_shapes(backend: Any, config: AdapterConfig) -> dict[str, tuple[int, ...]]:
+def layout_shapes(backend: ASRBackend, config: AdapterConfig) -> dict[str, tuple[int, ...]]:
     """``state_dict`` key -> shape of the adapter ``config`` would inject, **without allocating it**.
 
     The modules are built for one speaker on the meta device (no memory, no loop over
@@ -396,7 +400,7 @@ def layout_shapes(backend: Any, config: AdapterConfig) -> dict[str, tuple[int, .
             for k, v in modules.state_dict().items()}
 
 
-def fitting_config(backend: Any, meta: dict[str, Any], tensors: dict[str, Tensor], what: str) -> AdapterConfig:
+def fitting_config(backend: ASRBackend, meta: dict[str, Any], tensors: dict[str, Tensor], what: str) -> AdapterConfig:
     """The config in a Submodel file's metadata, checked against its tensors **before** anything is built.
 
     The metadata is untrusted: a file whose settings say ``rank = 1000000`` while its
@@ -437,7 +441,7 @@ def _settings(config: dict) -> str:
     return text if len(text) <= 160 else text[:159] + "…"
 
 
-def load_submodel(backend: Any, path: Any) -> tuple[Adapted, dict[str, Any]]:
+def load_submodel(backend: ASRBackend, path: str | Path) -> tuple[Adapted, dict[str, Any]]:
     """Inject the adapter described in a Submodel file and load its weights.
 
     Returns:
@@ -456,7 +460,7 @@ def load_submodel(backend: Any, path: Any) -> tuple[Adapted, dict[str, Any]]:
     return adapted, meta
 
 
-def inject(backend: Any, config: AdapterConfig) -> Adapted:
+def inject(backend: ASRBackend, config: AdapterConfig) -> Adapted:
     """Place the adapters described by ``config`` into ``backend`` (frozen) and return the handle.
 
     A backend carries at most one live injection: call :meth:`Adapted.remove`

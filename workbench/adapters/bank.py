@@ -16,15 +16,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
+from workbench.adapters.adapted import Adapted, fitting_config, inject
 from workbench.adapters.base import AdapterConfig
 from workbench.adapters.io import check_base, read_submodel
-from workbench.adapters.adapted import Adapted, fitting_config, inject
 from workbench.errors import AdapterError
+
+if TYPE_CHECKING:  # annotations only: the base models sit above the adapters
+    from workbench.models.base import ASRBackend
 
 __all__ = ["SubmodelBank", "warm_start"]
 
@@ -42,7 +45,7 @@ class SubmodelBank:
         speaker_ids: one de-identified id per row, unique.
     """
 
-    def __init__(self, backend: Any, config: AdapterConfig, speaker_ids: Sequence[str]) -> None:
+    def __init__(self, backend: ASRBackend, config: AdapterConfig, speaker_ids: Sequence[str]) -> None:
         ids = [str(s) for s in speaker_ids]
         if not ids:
             raise AdapterError("a Submodel bank needs at least one speaker")
@@ -54,7 +57,7 @@ class SubmodelBank:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_files(cls, backend: Any, paths: Sequence[str | Path]) -> SubmodelBank:
+    def from_files(cls, backend: ASRBackend, paths: Sequence[str | Path]) -> SubmodelBank:
         """Stack Submodel files (each one or more speakers) into one bank."""
         if not paths:
             raise AdapterError("no Submodel files given")
@@ -159,7 +162,7 @@ class SubmodelBank:
         return self.adapted.save(path, speaker_ids=self.speaker_ids, **metadata)
 
 
-def warm_start(backend: Any, bank_file: str | Path, *, z: Tensor | None = None,
+def warm_start(backend: ASRBackend, bank_file: str | Path, *, z: Tensor | None = None,
                train_shared: bool = False) -> Adapted:
     """A new speaker's Submodel that starts inside a trained speaker-embedding space.
 

@@ -13,13 +13,19 @@ recurrent weight is a vector ``u``). Each speaker owns only a small **head**::
 The head's output projection is zero-initialized, so a fresh HRA is the
 identity. A linear head costs ``d_c * D + D`` parameters per speaker.
 
-Reconstructed from the abstract and secondary summaries (../shared/REFERENCE.md
-section 2); the LayerNorm on the controller input is our addition, for stable
-training across layers whose activations differ in scale.
+Reconstructed from the abstract of T. Munkhdalai, Y. Chen, K. C. Sim, F. Biadsy,
+T. Sainath and P. Moreno Mengibar, "Hierarchical Recurrent Adapters for Efficient
+Multi-Task Adaptation of Large Speech Models" (arXiv:2403.19709, 2024) and from
+secondary summaries, not from released code. The LayerNorm on the controller
+input is our addition, for stable training across layers whose activations
+differ in scale.
 
-**Embedding space** (``space="embedding"``, the Submodels paper's learned speaker
-space): speaker ``s`` owns only a vector ``z_s`` (``embed_dim`` numbers); a
-shared generator maps it to the linear head, ``[W_s, c_s] = G z_s + g``. Many
+**Embedding space** (``space="embedding"``): the learned speaker space of
+F. Biadsy et al., "A Scalable Model Specialization Framework for Training and
+Inference using Submodels and its Application to Speech Model Personalization"
+(Interspeech 2022, arXiv:2203.12559). Speaker ``s`` owns only a vector ``z_s``
+(``embed_dim`` numbers); a shared generator maps it to the linear head,
+``[W_s, c_s] = G z_s + g``. Many
 speakers train ``G``, the controller and all ``z_s`` jointly; a new speaker can
 start from the mean ``z`` or its nearest speakers' ``z`` and fit ``z_s`` alone
 with very few utterances. The generator's output layer starts at zero, so a

@@ -15,24 +15,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench.augment import POLICIES, SpecAugmentPolicy, spec_augment
+from workbench.augment import POLICIES, AugmentMasks, SpecAugmentPolicy, spec_augment
+from workbench.constants import SAMPLE_RATE
+from workbench.features import HOP_LENGTH, LOG_FLOOR, N_FFT, WIN_LENGTH, LogMel, pad_waveforms
 
 __all__ = ["SpecAugmentExplorer", "masked_audio"]
-
-_FLOOR = 1e-6  # matches workbench.features.LOG_FLOOR
 
 
 def _raw_log_mel(wav: np.ndarray) -> torch.Tensor:
     """Unnormalized log-mel ``(T, 80)`` of one 16 kHz waveform."""
-    from workbench.features import LogMel, pad_waveforms
-
     batch, lengths = pad_waveforms([wav])
     feats, _ = LogMel(normalize=False)(batch, lengths)
     return feats[0]
 
 
 def masked_audio(wav: np.ndarray, policy: SpecAugmentPolicy, *, seed: int = 0,
-                 n_iter: int = 32) -> tuple[np.ndarray, Any]:
+                 n_iter: int = 32) -> tuple[np.ndarray, AugmentMasks]:
     """What the model hears: ``wav`` after SpecAugment, resynthesized by Griffin-Lim.
 
     Args:
@@ -43,17 +41,15 @@ def masked_audio(wav: np.ndarray, policy: SpecAugmentPolicy, *, seed: int = 0,
     """
     import librosa
 
-    from workbench.features import HOP_LENGTH, N_FFT, WIN_LENGTH
-
     raw = _raw_log_mel(np.asarray(wav, dtype=np.float32))  # (T, F)
     mean, std = raw.mean(0, keepdim=True), raw.std(0, keepdim=True).clamp(min=1e-5)
     norm = ((raw - mean) / std)[None]
     out, masks = spec_augment(norm, torch.tensor([raw.shape[0]]), policy, seeds=torch.tensor([seed]),
                               return_masks=True)
-    mel_power = (torch.exp(out[0] * std + mean) - _FLOOR).clamp(min=0.0).numpy().T  # (F, T)
+    mel_power = (torch.exp(out[0] * std + mean) - LOG_FLOOR).clamp(min=0.0).numpy().T  # (F, T)
     audio = librosa.feature.inverse.mel_to_audio(
-        mel_power, sr=16_000, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH,
-        power=2.0, n_iter=n_iter, fmin=20.0, fmax=8000.0)
+        mel_power, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH,
+        power=2.0, n_iter=n_iter, fmin=20.0, fmax=SAMPLE_RATE / 2)
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     return (audio / peak * 0.9 if peak > 0 else audio).astype(np.float32), masks
 
