@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench.constants import SAMPLE_RATE
 from workbench.errors import MissingDependencyError
 
 __all__ = ["ASTERISK_LICENSE", "ASTERISK_SOUNDS", "ASTERISK_TEXTS", "RealUtterance", "load_asterisk"]
@@ -69,6 +70,7 @@ def load_asterisk(*, min_s: float = 0.3, max_s: float = 12.0, sounds: Path = AST
                 wav = wav.mean(1)
             if not min_s * sr <= len(wav) <= max_s * sr:
                 continue
-            wav = librosa.resample(wav, orig_sr=sr, target_sr=16_000, res_type="soxr_hq") if sr != 16_000 else wav
+            if sr != SAMPLE_RATE:
+                wav = librosa.resample(wav, orig_sr=sr, target_sr=SAMPLE_RATE, res_type="soxr_hq")
             out.append(RealUtterance(name, text, np.ascontiguousarray(wav, dtype=np.float32)))
     return sorted(out, key=lambda u: u.name)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench._optional import require
+from workbench.constants import SAMPLE_RATE
 from workbench.errors import WorkbenchError
 from workbench.models.base import MAX_TRAIN_S, ASRBackend, Batch, check_waveforms
 from workbench.text import normalize_text
@@ -54,7 +55,7 @@ def _decoder_for(tokenizer: Any) -> Any:
 class _HFBase(ASRBackend):
     """Shared plumbing: device, frame mask capture, adapter sites, linear layers."""
 
-    sample_rate = 16_000
+    sample_rate = SAMPLE_RATE
 
     def __init__(self, model: nn.Module, processor: Any, *, name: str) -> None:
         self.model = model

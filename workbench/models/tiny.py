@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.constants import SAMPLE_RATE
 from workbench.errors import WorkbenchError
 from workbench.features import LogMel
 from workbench.models.base import MAX_TRAIN_S, ASRBackend, Batch, check_waveforms
@@ -281,7 +282,7 @@ def ctc_loss(log_probs: torch.Tensor, lengths: torch.Tensor, targets: list[str])
 class TinyBackend(ASRBackend):
     """:class:`ASRBackend` around :class:`TinyConformerCTC`."""
 
-    sample_rate = 16_000
+    sample_rate = SAMPLE_RATE
     supports_frozen_prefix = True
 
     def __init__(self, model: TinyConformerCTC, *, name: str | None = None, card: dict | None = None) -> None:
