@@ -46,7 +46,7 @@ def worker() -> None:
 
     from workbench.corpus import SpeakerCorpus
     from workbench.dataset import examples_from_corpus
-    from workbench.models.base import load_base_model
+    from workbench.models import load_base_model
     from workbench.trainer import TrainConfig, Trainer
     from workbench.workflow import three_way_split
 

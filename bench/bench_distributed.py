@@ -50,7 +50,7 @@ def worker(out: str, steps: int, threads: int, device: str) -> None:
     from workbench import distributed
     from workbench.corpus import list_speakers
     from workbench.dataset import examples_from_corpus
-    from workbench.models.base import load_base_model
+    from workbench.models import load_base_model
     from workbench.trainer import TrainConfig, Trainer
     from workbench.workflow import three_way_split
 

@@ -51,7 +51,7 @@ def _group(profile: str) -> str:
 
 def _encoder_backend() -> tuple[Any, str]:
     """The shipped base model, or (until its weights exist) a random one of the same size."""
-    from workbench.models.base import load_base_model
+    from workbench.models import load_base_model
     from workbench.models.tiny import TinyBackend, TinyConfig, TinyConformerCTC, default_model_dir
 
     if (default_model_dir() / "model.safetensors").is_file():

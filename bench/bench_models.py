@@ -15,7 +15,7 @@ from bench._common import bench_main, machine, time_call
 
 
 def run(device: str = "cpu", quick: bool = False) -> dict:
-    from workbench.models.base import load_base_model
+    from workbench.models import load_base_model
     from workbench.models.tiny import default_model_dir
 
     if not (default_model_dir() / "model.safetensors").is_file():

@@ -63,7 +63,7 @@ def run_one(speaker_dir: Path, family: str, *, budget: float, max_train: int = 5
     ``seed``: the training seed (initial weights, batch order); the split is always seed 0.
     """
     from workbench.adapters import REGISTRY
-    from workbench.models.base import load_base_model
+    from workbench.models import load_base_model
     from workbench.trainer import TrainConfig, Trainer
 
     corpus, train, valid, held_out, decoder = _setup(speaker_dir, max_train)
@@ -116,7 +116,7 @@ def data_efficiency(speaker_dir: Path, sample_dir: Path, *, budget: float, sizes
     from workbench.adapters import HRAConfig, warm_start
     from workbench.corpus import list_speakers
     from workbench.dataset import examples_from_corpus
-    from workbench.models.base import load_base_model
+    from workbench.models import load_base_model
     from workbench.trainer import TrainConfig, Trainer
 
     from workbench.text import normalize_text

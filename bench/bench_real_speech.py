@@ -52,7 +52,7 @@ def _timed(fn, wavs: list[np.ndarray]) -> tuple[list[str], float]:
 
 
 def _workbench(name: str, **options: Any):
-    from workbench.models.base import load_base_model
+    from workbench.models import load_base_model
 
     backend = load_base_model(name, **options)
     return lambda wavs: backend.transcribe(wavs, batch_size=8)
@@ -62,7 +62,7 @@ def _ct2(compute_type: str):
     import ctranslate2
 
     from workbench.models import whisper_weights as ww
-    from workbench.models.base import load_base_model
+    from workbench.models import load_base_model
     from workbench.text import normalize_text
 
     src = ww.WHISPER_MODELS["whisper-tiny.en"]

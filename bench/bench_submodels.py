@@ -33,7 +33,7 @@ from workbench.adapters.io import read_submodel
 
 
 def _backend(device: str):
-    from workbench.models.base import load_base_model
+    from workbench.models import load_base_model
     from workbench.models.tiny import TinyBackend, TinyConfig, TinyConformerCTC, default_model_dir
 
     if (default_model_dir() / "model.safetensors").is_file():

@@ -44,7 +44,7 @@ BUDGET_S = 180.0  # the issue's "at most 3 minutes of training"
 def _variant(name: str):
     """(backend, TrainConfig) of a speed variant."""
     from workbench.adapters import LoRAConfig
-    from workbench.models.base import load_base_model
+    from workbench.models import load_base_model
     from workbench.workflow import default_config
 
     backend = load_base_model(MODEL, window="full" if name.startswith("full") else "auto")
@@ -106,7 +106,7 @@ def trick_costs(steps: int, speakers: list[str]) -> list[dict]:
 
 
 def table(seeds: int, speakers: list[str], budget: float) -> list[dict]:
-    from workbench.models.base import load_base_model
+    from workbench.models import load_base_model
     from workbench.workflow import default_config, personalize_speaker
 
     backend = load_base_model(MODEL)

@@ -75,7 +75,7 @@ def trajectory(speaker_dir: Path, candidate: str, *, steps: int, seed: int = 0) 
     from bench.bench_personalization import _setup
     from workbench.augment import POLICIES
     from workbench.evaluate import wer
-    from workbench.models.base import load_base_model
+    from workbench.models import load_base_model
     from workbench.trainer import TrainConfig, Trainer
 
     changes = dict(CANDIDATES[candidate])

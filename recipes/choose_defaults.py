@@ -60,7 +60,7 @@ def main() -> None:
     from workbench.corpus import SpeakerCorpus
     from workbench.dataset import examples_from_corpus
     from workbench.evaluate import wer
-    from workbench.models.base import load_base_model
+    from workbench.models import load_base_model
     from workbench.trainer import TrainConfig, Trainer
     from workbench.workflow import build_decoder
 

@@ -16,7 +16,7 @@ import torch
 
 from workbench import distributed
 from workbench.errors import TrainingError
-from workbench.models.base import load_base_model
+from workbench.models.loading import load_base_model
 
 from _models import noise_waves, tiny_backend
 
@@ -244,7 +244,7 @@ def captured(monkeypatch) -> dict:
 
     monkeypatch.setattr(wf, "personalize_speaker", capture)
     monkeypatch.setattr(wf, "train_bank", capture)
-    monkeypatch.setattr("workbench.models.base.load_base_model", lambda *a, **k: None)
+    monkeypatch.setattr("workbench.models.loading.load_base_model", lambda *a, **k: None)
     return seen
 
 

@@ -9,7 +9,7 @@ pytest.importorskip("transformers")
 
 from workbench.adapters import ResidualConfig, inject  # noqa: E402
 from workbench.errors import AudioError, WorkbenchError  # noqa: E402
-from workbench.models.base import load_base_model  # noqa: E402
+from workbench.models.loading import load_base_model  # noqa: E402
 from workbench.models.hf import HFCTCBackend  # noqa: E402
 from workbench.models.whisper import WhisperBackend  # noqa: E402
 

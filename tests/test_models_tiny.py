@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from workbench.errors import AudioError, WorkbenchError
-from workbench.models.base import Batch, check_waveforms, load_base_model, split_long_waveform
+from workbench.models.base import Batch, check_waveforms, split_long_waveform
+from workbench.models.loading import load_base_model
 from workbench.models.tiny import (
     TinyBackend,
     TinyConfig,

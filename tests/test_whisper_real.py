@@ -49,7 +49,7 @@ def takes(cache):
 
 
 def test_the_wheel_imports_and_transcribes_real_speech(takes) -> None:
-    from workbench.models.base import load_base_model
+    from workbench.models.loading import load_base_model
 
     backend = load_base_model("whisper-tiny.en")
     assert backend.name == "whisper-tiny.en" and backend.num_parameters() > 30e6
@@ -60,7 +60,7 @@ def test_the_wheel_imports_and_transcribes_real_speech(takes) -> None:
 
 def test_conversion_equals_ctranslate2_on_real_recordings(takes) -> None:
     ctranslate2 = pytest.importorskip("ctranslate2")
-    from workbench.models.base import load_base_model
+    from workbench.models.loading import load_base_model
     from workbench.text import normalize_text
 
     backend = load_base_model("whisper-tiny.en", window="full")  # ctranslate2 always encodes 30 s
@@ -80,7 +80,7 @@ def test_conversion_equals_ctranslate2_on_real_recordings(takes) -> None:
 def test_three_training_steps_lower_the_loss(takes) -> None:
     import dataclasses
 
-    from workbench.models.base import load_base_model
+    from workbench.models.loading import load_base_model
     from workbench.trainer import Trainer
     from workbench.workflow import default_config
 

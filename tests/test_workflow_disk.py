@@ -36,9 +36,9 @@ def no_training(monkeypatch):
         raise AssertionError("the folder should have been checked before this")
 
     monkeypatch.setattr(workflow.Trainer, "fit", refuse)
-    import workbench.models.base as base
+    import workbench.models.loading as loading
 
-    monkeypatch.setattr(base, "load_base_model", refuse)
+    monkeypatch.setattr(loading, "load_base_model", refuse)
 
 
 @pytest.mark.parametrize(("code", "words"), [(errno.EROFS, "read-only"), (errno.ENOSPC, "the disk is full")])

@@ -132,7 +132,7 @@ def create_app(data_dir: str | os.PathLike, *, models: Mapping[str, str] | None 
         data_dir: folder of speaker folders (created if needed).
         models: base models offered on the Personalize page, label -> name for
             ``backend_factory`` (default: the built-in model).
-        backend_factory: ``fn(name) -> backend`` (default :func:`workbench.models.base.load_base_model`).
+        backend_factory: ``fn(name) -> backend`` (default :func:`workbench.models.load_base_model`).
             Tests pass a small random model here.
         train_config: ``fn(minutes) -> TrainConfig`` (default: the core defaults with that time budget).
         decoder: ``"lexicon"`` (default, as the CLI) or ``"greedy"``.

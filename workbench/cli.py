@@ -143,7 +143,7 @@ def _speaker_model(speaker_dir: str | None, requested: str, adapter: str | None 
     speaker's kind: simulated or real) and say which, on stderr."""
     from pathlib import Path
 
-    from workbench.models.base import load_base_model
+    from workbench.models.loading import load_base_model
     from workbench.models.choice import choose_base_model
 
     info, adapter_base = None, None
@@ -196,7 +196,7 @@ def _cmd_train_bank(args: argparse.Namespace) -> int:
                 raise TrainingError("--speaker-space learns HRA heads from a vector per speaker; leave out "
                                     f"--adapter {args.adapter} or use --adapter hra")
             adapter = {"adapter": HRAConfig(space="embedding", embed_dim=args.speaker_space)}
-        from workbench.models.base import load_base_model
+        from workbench.models.loading import load_base_model
 
         model = "tiny" if args.model == "auto" else args.model  # auto: the speakers' kind decides below
         if args.model == "auto":

