@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import panel as pn
 
@@ -30,8 +30,11 @@ from workbench.app_pages.common import (
 )
 from workbench.app_pages.recorder import PanelRecorder, recorder_available
 from workbench.app_pages.upload_input import FileUpload
-from workbench.corpus import load_one_upload
+from workbench.corpus import SpeakerCorpus, load_one_upload
 from workbench.errors import CorpusError, WorkbenchError
+
+if TYPE_CHECKING:  # annotations only: torch loads when a phrase is first tried
+    from workbench.adapters import Adapted
 
 __all__ = ["PhraseTester", "ResultsPage", "load_comparison", "report_files"]
 
@@ -76,10 +79,10 @@ def load_comparison(csv_path: Path) -> Any:
 class PhraseTester:
     """Transcribe a phrase with the base model and the speaker's newest personal model (loaded once)."""
 
-    def __init__(self, ctx: AppContext, corpus: Any) -> None:
+    def __init__(self, ctx: AppContext, corpus: SpeakerCorpus) -> None:
         self.ctx, self.corpus = ctx, corpus
         self._lock = threading.Lock()
-        self._loaded: tuple[Path, Any] | None = None
+        self._loaded: tuple[Path, Adapted] | None = None
 
     def newest_submodel(self) -> Path | None:
         files = sorted((self.corpus.root / "submodels").glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
@@ -113,7 +116,7 @@ class ResultsPage(pn.viewable.Viewer):
     def __init__(self, ctx: AppContext, state: SessionState, **params: Any) -> None:
         super().__init__(**params)
         self.ctx, self.state = ctx, state
-        self.corpus: Any = None
+        self.corpus: SpeakerCorpus | None = None
         self.comparison: Any = None
         self.tester: PhraseTester | None = None
         self._newest: str | None = None  # the newest report when the list was last shown
