@@ -162,7 +162,7 @@ def personalize_speaker(
             starts, e.g. so an app can call its thread-safe ``stop()``.
     """
     from workbench.corpus import SpeakerCorpus
-    from workbench.models.base import load_base_model
+    from workbench.models.loading import load_base_model
 
     corpus = SpeakerCorpus.open(speaker_dir)
     # before the training, not at save time: a read-only or full disk is found first (issue 16)
@@ -310,7 +310,7 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
     from workbench.adapters import load_submodel
     from workbench.corpus import SpeakerCorpus
     from workbench.evaluate import cer, wer
-    from workbench.models.base import load_base_model
+    from workbench.models.loading import load_base_model
 
     corpus = SpeakerCorpus.open(speaker_dir)
     backend = backend or load_base_model(model)
@@ -430,7 +430,7 @@ def train_bank(
             together (as :func:`personalize_speaker`).
     """
     from workbench import distributed
-    from workbench.models.base import load_base_model
+    from workbench.models.loading import load_base_model
 
     corpora = speaker_folders(speakers)
     _check_writable(Path(out))  # before the training, not after it
