@@ -19,6 +19,7 @@ __all__ = [
     "NotYetSupportedError",
     "ProfileError",
     "SynthesisError",
+    "TrainingBusyError",
     "TrainingError",
     "WireFormatError",
     "WorkbenchError",
@@ -71,6 +72,10 @@ class NotYetSupportedError(WorkbenchError, NotImplementedError):
 
 class TrainingError(WorkbenchError, RuntimeError):
     """Personalization cannot start or continue (too little data, NaN loss, bad checkpoint)."""
+
+
+class TrainingBusyError(TrainingError):
+    """A run for this speaker is already going (the app trains one run per speaker at a time)."""
 
 
 class EmbeddingError(WorkbenchError, ValueError):
