@@ -32,7 +32,6 @@ from _models import tiny_backend
 from conftest import make_speechlike
 from workbench.adapters import ResidualConfig
 from workbench.app import (
-    ServeError,
     add_serve_arguments,
     check_address,
     read_password,
@@ -45,7 +44,7 @@ from workbench.app_pages.recorder import PanelRecorder, recorder_available
 from workbench.app_pages.shell import WorkbenchApp
 from workbench.audio import Recording
 from workbench.corpus import SpeakerCorpus
-from workbench.errors import CorpusError, WorkbenchError
+from workbench.errors import CorpusError, ServeError, WorkbenchError
 from workbench.trainer import TrainConfig
 
 pytestmark = [pytest.mark.filterwarnings("ignore:the held-out set has only"),

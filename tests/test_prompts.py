@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workbench.prompts import PromptError, list_prompt_sets, load_prompts, parse_prompts, prompt_vocabulary
+from workbench.errors import PromptError
+from workbench.prompts import (
+    list_prompt_sets,
+    load_prompts,
+    parse_prompts,
+    prompt_vocabulary,
+)
 
 
 def test_shipped_sets_are_listed():

@@ -44,13 +44,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import WorkbenchError
+from workbench.errors import ServeError
 
 __all__ = [
     "DEFAULT_DATA_DIR",
     "DEFAULT_PORT",
     "MIN_PASSWORD_LENGTH",
-    "ServeError",
     "add_serve_arguments",
     "check_address",
     "create_app",
@@ -70,10 +69,6 @@ _MAX_MESSAGE = 16 * 1024 * 1024
 # destroyed this long after its last connection ended, and its state freed (WorkbenchApp.close).
 _SESSION_LIFETIME_MS = 15_000  # Bokeh's default: a slow page still has time to connect
 _SESSION_CHECK_MS = 3_000  # how often the server looks (Bokeh's default, 17 s, keeps dead sessions longer)
-
-
-class ServeError(WorkbenchError):
-    """The app cannot start with these settings (the message says what to change)."""
 
 
 def _is_loopback(address: str) -> bool:

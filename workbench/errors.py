@@ -18,6 +18,8 @@ __all__ = [
     "ModelSizeError",
     "NotYetSupportedError",
     "ProfileError",
+    "PromptError",
+    "ServeError",
     "SynthesisError",
     "TrainingBusyError",
     "TrainingError",
@@ -92,3 +94,11 @@ class SynthesisError(WorkbenchError, RuntimeError):
 
 class WireFormatError(WorkbenchError, ValueError):
     """A device message (compressed representation) is damaged, cut off, or from another model."""
+
+
+class PromptError(WorkbenchError, ValueError):
+    """A prompt list cannot be found, is empty, or holds a prompt with no words to score."""
+
+
+class ServeError(WorkbenchError):
+    """The app cannot start with these settings (address, password); the message says what to change."""

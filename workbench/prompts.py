@@ -31,18 +31,14 @@ from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
-from workbench.errors import WorkbenchError
+from workbench.errors import PromptError
 from workbench.text import normalize_text
 
-__all__ = ["PromptError", "list_prompt_sets", "load_prompts", "parse_prompts", "prompt_vocabulary"]
+__all__ = ["list_prompt_sets", "load_prompts", "parse_prompts", "prompt_vocabulary"]
 
 _PACKAGE_DIR = "data/prompts"
 _SUFFIX = ".txt"
 _WORD = re.compile(r"[a-z']+")
-
-
-class PromptError(WorkbenchError, ValueError):
-    """A prompt list cannot be found or is empty."""
 
 
 def _prompt_dir():
