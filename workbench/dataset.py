@@ -31,7 +31,7 @@ class Example:
 
     wav: np.ndarray
     text: str
-    speaker: int = 0  # row in a Submodel bank (0 for a single personal adapter)
+    speaker: int = 0  # row in a Submodel bank (0 for a single speaker's Submodel)
     utt_id: str = ""
 
     @property

@@ -24,8 +24,8 @@ would. Events fire in every process; print or plot from ``distributed.is_main()`
 
 Guarantees: the loss is checked to be finite every step; gradients are clipped;
 ``stop()`` may be called from any thread and returns control after the current
-step; early stopping watches the validation WER, and the adapter with the lowest
-validation loss is restored at the end; the same
+step; early stopping watches the validation WER, and the adapter weights with the
+lowest validation loss are restored at the end; the same
 seed gives the same result, and a run resumed from a checkpoint continues
 exactly as if it had not been interrupted (batches, SpecAugment draws and
 optimizer state are all functions of the seed and step).
@@ -198,7 +198,7 @@ def with_speed_perturbation(examples: Sequence[Example], factors: Sequence[float
 
 
 class Trainer:
-    """Fine-tune a personal adapter (or a baseline) on a frozen base model.
+    """Train a speaker's Submodel (adapters on a frozen base model), or a baseline.
 
     Args:
         backend: the base :class:`~workbench.models.base.ASRBackend` (frozen for
@@ -275,7 +275,7 @@ class Trainer:
             cb(payload)
 
     def stop(self) -> None:
-        """Ask the run to stop after the current step (thread-safe); the best adapter is kept.
+        """Ask the run to stop after the current step (thread-safe); the best weights are kept.
 
         Under ``torchrun``, a stop asked in any process stops every process."""
         self._stop.set()
@@ -317,7 +317,7 @@ class Trainer:
             return False  # shared weights (HRA's controller): one checkpoint for everyone
         missing = sorted(set(range(n_speakers)) - {e.speaker for e in valid})
         if missing:
-            warnings.warn(f"bank rows {missing} have no validation recordings, so every speaker's adapter is "
+            warnings.warn(f"bank rows {missing} have no validation recordings, so every speaker's Submodel is "
                           "chosen together", stacklevel=3)
             return False
         return True
@@ -425,7 +425,7 @@ class Trainer:
     def _track_speakers(self, scores: dict) -> None:
         """Per-speaker selection: the same two rules as for one speaker, applied to each speaker's
         validation phrases; the run stops when every speaker has gone ``patience`` evaluations
-        without a lower WER. The kept adapter combines each speaker's best rows; its WER and
+        without a lower WER. The kept Submodel combines each speaker's best rows; its WER and
         loss are combined from each speaker's figures at that speaker's kept step."""
         self.lowest_wer = min(self.lowest_wer, scores["wer"])
         improved = []

@@ -1,4 +1,4 @@
-"""Personal adapters ("Submodels"): four families, one interface, banks of many speakers.
+"""Adapters: small trainable modules in a frozen base model; four families, one interface.
 
 Each family is one module with a config dataclass and a banked ``nn.Module``:
 
@@ -8,8 +8,10 @@ Each family is one module with a config dataclass and a banked ``nn.Module``:
 - ``hra``: Hierarchical Recurrent Adapter (shared controller + per-speaker heads),
   optionally in a learned speaker-embedding space.
 
-:func:`inject` places them into a frozen backend; :class:`SubmodelBank` serves
-many speakers in one forward pass.
+:func:`inject` places them into a frozen backend and returns the :class:`Adapted`
+handle (the base model with adapters injected). One speaker's trained adapter
+weights, saved with their metadata, are a **Submodel** (:mod:`workbench.adapters.io`);
+a :class:`SubmodelBank` serves many speakers' Submodels in one forward pass.
 """
 
 from workbench.adapters.adapted import REGISTRY, Adapted, config_from_dict, inject, load_submodel

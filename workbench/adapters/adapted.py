@@ -65,7 +65,7 @@ def _is_attention(name: str) -> bool:
 
 
 class Adapted:
-    """Adapters injected into one backend. Create with :func:`inject`.
+    """The base model with adapters injected: one handle over both. Create with :func:`inject`.
 
     Attributes:
         backend: the frozen :class:`~workbench.models.base.ASRBackend`.

@@ -1,7 +1,7 @@
-"""SubmodelBank: many speakers' adapters stacked, served in one forward pass.
+"""SubmodelBank: many speakers' Submodels stacked, served in one forward pass.
 
 Every per-speaker parameter already has a leading speaker dimension (see
-:mod:`workbench.adapters.base`), so a bank is an injected adapter with
+:mod:`workbench.adapters.base`), so a bank is one :class:`Adapted` with
 ``num_speakers = N`` plus the list of speaker ids that name its rows. A batch
 whose examples each belong to a different speaker costs one forward pass: each
 example's weights are gathered by its row index and applied with batched

@@ -1,7 +1,7 @@
 """What every adapter family shares: the config base class and per-speaker routing.
 
 Every adapter is **banked**: each per-speaker parameter has a leading speaker
-dimension ``N`` (``N = 1`` for one personal adapter). A forward pass takes a
+dimension ``N`` (``N = 1`` for one speaker's Submodel). A forward pass takes a
 speaker index ``(B,)`` and gathers each example's rows, so a batch in which
 every example belongs to a different speaker costs one pass (the Lingvo/Praxis
 multitask-adapter design). With ``N = 1`` the gather is skipped and plain

@@ -1,6 +1,7 @@
 """Submodel files: safetensors weights plus JSON metadata. Never pickle.
 
-A file holds one speaker's adapter (or a whole bank) and says what it belongs to::
+A Submodel is one speaker's trained adapter weights; its file (or a bank's, one
+row per speaker) says what it belongs to::
 
     workbench_submodel  "1" (format version)
     family, config       adapter family and its full config (JSON)
