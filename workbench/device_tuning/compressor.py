@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from workbench.errors import WorkbenchError
+from workbench._atomic import write_bytes_atomic
+from workbench.errors import WorkbenchError, WireFormatError
 
-__all__ = ["Compressor", "CompressorConfig"]
+__all__ = ["Compressor", "CompressorConfig", "load_compressor", "save_compressor"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,3 +135,60 @@ class Compressor(nn.Module):
             h.update(name.encode())
             h.update(t.detach().cpu().float().contiguous().numpy().tobytes())
         return h.digest()[:16]
+
+
+def save_compressor(comp: Compressor, path: str | Path, *, split_layer: int, base_fingerprint: str,
+                    card: dict | None = None) -> Path:
+    """Write ``comp`` (safetensors) with its sizes, split layer, base model and a card in the metadata."""
+    from safetensors.torch import save
+
+    meta = {"format": "workbench-compressor", "config": json.dumps(dataclasses.asdict(comp.config)),
+            "split_layer": str(int(split_layer)), "base_fingerprint": str(base_fingerprint),
+            "card": json.dumps(card or {})}
+    data = save({k: v.detach().cpu().contiguous() for k, v in comp.state_dict().items()}, metadata=meta)
+    write_bytes_atomic(path, data)
+    return Path(path)
+
+
+def load_compressor(path: str | Path) -> tuple[Compressor, dict]:
+    """Read a compressor file; its metadata is untrusted and checked field by field.
+
+    Returns:
+        the compressor (eval mode) and ``{"split_layer", "base_fingerprint", "card"}``.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    bad = f"{path.name} is not a usable compressor file"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (OSError, SafetensorError, ValueError) as err:
+        raise WireFormatError(f"{bad} ({err}).") from None
+    if meta.get("format") != "workbench-compressor":
+        raise WireFormatError(f"{bad}: it was not written by the workbench.")
+    try:
+        cfg = json.loads(meta["config"])
+        if not isinstance(cfg, dict) or set(cfg) != {f.name for f in dataclasses.fields(CompressorConfig)}:
+            raise ValueError("unexpected fields")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in cfg.values()):
+            raise ValueError("sizes must be whole numbers")
+        if not 1 <= cfg["d_model"] <= 4096 or not 1 <= cfg["hidden"] <= 8192:
+            raise ValueError("sizes out of range")
+        config = CompressorConfig(**cfg)
+        split_layer = int(meta["split_layer"])
+        card = json.loads(meta.get("card", "{}"))
+        fingerprint = str(meta["base_fingerprint"])
+    except (KeyError, ValueError, TypeError, WorkbenchError) as err:
+        raise WireFormatError(f"{bad}: its metadata is damaged ({err}).") from None
+    comp = Compressor(config.d_model, config.dims, config.bits, config.stride, config.hidden)
+    want = {k: tuple(v.shape) for k, v in comp.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in tensors.items()}
+    if want != got:
+        raise WireFormatError(f"{bad}: its weights do not match the sizes it claims.")
+    tables = tensors["tables"]
+    if not torch.isfinite(tables).all() or (tables <= 0).any():
+        raise WireFormatError(f"{bad}: its symbol tables are not probabilities.")
+    comp.load_state_dict(tensors)
+    return comp.eval(), {"split_layer": split_layer, "base_fingerprint": fingerprint, "card": card}

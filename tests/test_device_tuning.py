@@ -1,0 +1,241 @@
+"""Device Tuning: the split model, the compressor, range coding and the wire format."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workbench.device_tuning import Compressor, Message, SplitModel
+from workbench.device_tuning.compressor import load_compressor, save_compressor
+from workbench.device_tuning.entropy import decode_symbols, encode_symbols
+from workbench.device_tuning.train import CompressorTraining, distill_loss, train_compressor
+from workbench.device_tuning.wire import HEADER_BYTES
+from workbench.errors import WireFormatError, WorkbenchError
+from workbench.models import load_base_model
+
+pytest.importorskip("constriction")
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "sim-typical-espeak"
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return load_base_model("tiny").freeze()
+
+
+def _takes(n: int = 6) -> list[tuple[np.ndarray, str]]:
+    rows = [json.loads(line) for line in (SAMPLE / "manifest.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["status"] == "ok"][:n]
+    return [(sf.read(SAMPLE / r["audio_path"], dtype="float32")[0], r["transcript"]) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def clips():
+    return [w for w, _ in _takes()]
+
+
+def _message(**kw) -> Message:
+    base = dict(fingerprint=b"\x01" * 16, compressor=b"\x02" * 16, split_layer=4, stride=2, bits=3, dims=16,
+                speaker="sim-als", frames=75, payload=b"\x00\x01\x02\x03" * 3)
+    base.update(kw)
+    return Message(**base)
+
+
+# -- the split ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("k", [1, 4, 8])
+def test_identity_split_equals_unsplit(backend, clips, k):
+    split = SplitModel(backend, k)
+    full, lens = backend.log_probs(backend.featurize(clips))
+    hidden = [h for h, *_ in split.device_hidden(clips)]
+    batch = backend.collate([(h, h.shape[0], h.shape[0], k) for h in hidden], [0] * len(hidden))
+    lp, lens2 = backend.log_probs(batch)
+    assert torch.equal(lens, lens2)
+    for i, n in enumerate(lens.tolist()):
+        assert torch.allclose(lp[i, :n], full[i, :n], atol=1e-4)
+    assert split.transcribe(clips) == backend.transcribe(clips)
+
+
+def test_bad_split_layer_names_the_range(backend):
+    with pytest.raises(WorkbenchError, match="1 to 8"):
+        SplitModel(backend, 9)
+    with pytest.raises(WorkbenchError, match="width 100"):
+        SplitModel(backend, 4, Compressor(100))
+
+
+def test_round_trip_through_bytes_matches_in_process(backend, clips):
+    split = SplitModel(backend, 4, Compressor(backend.hidden_size, dims=8, bits=2))
+    msgs = split.encode(clips[:3], speaker="sim-x")
+    restored = split.restore([Message.from_bytes(m.to_bytes()) for m in msgs])
+    with torch.no_grad():
+        for (h, n, *_), r in zip(split.device_hidden(clips[:3]), restored):
+            want = split.compressor.decode(split.compressor.encode(h[None]), n)[0]
+            assert r.shape == (n, backend.hidden_size)
+            assert torch.allclose(r, want, atol=1e-6)
+
+
+def test_server_refuses_another_model_or_compressor(backend, clips):
+    split = SplitModel(backend, 4, Compressor(backend.hidden_size))
+    msg = split.encode(clips[:1])[0]
+    other = SplitModel(backend, 4, Compressor(backend.hidden_size))  # other random weights
+    with pytest.raises(WireFormatError, match="compressor"):
+        other.restore([msg])
+    import dataclasses
+    with pytest.raises(WireFormatError, match="base model"):
+        split.restore([dataclasses.replace(msg, fingerprint=b"\x00" * 16)])
+
+
+# -- compressor ----------------------------------------------------------------------------------
+def test_compressor_symbols_in_range_and_ste_passes_gradients():
+    c = Compressor(d_model=12, dims=5, bits=3, stride=3)
+    h = torch.randn(2, 10, 12, requires_grad=True)
+    sym = c.encode(h)
+    assert sym.shape == (2, 4, 5) and sym.min() >= 0 and sym.max() <= 7
+    out = c(h)
+    assert out.shape == h.shape
+    out.sum().backward()
+    assert h.grad is not None and h.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in c.down.parameters())
+
+
+def test_fit_tables_counts_frequencies():
+    c = Compressor(d_model=4, dims=2, bits=1, stride=1)
+    c.fit_tables([torch.tensor([[0, 1], [0, 1], [0, 0]])], prior=0.0)
+    assert torch.allclose(c.tables, torch.tensor([[1.0, 0.0], [1 / 3, 2 / 3]]))
+
+
+def test_compressor_file_round_trip_and_crafted_files(tmp_path):
+    c = Compressor(d_model=8, dims=4, bits=2, stride=2, hidden=16)
+    c.fit_tables([torch.randint(0, 4, (20, 4))])
+    p = save_compressor(c, tmp_path / "c.safetensors", split_layer=3, base_fingerprint="ab" * 32)
+    c2, meta = load_compressor(p)
+    assert c2.identity() == c.identity() and meta["split_layer"] == 3
+
+    from safetensors.torch import save_file
+    good = {k: v.contiguous() for k, v in c.state_dict().items()}
+    cases = {
+        "not_ours.safetensors": ({"config": "{}"}, good),
+        "lies.safetensors": ({"format": "workbench-compressor", "split_layer": "3", "base_fingerprint": "x",
+                              "config": json.dumps({"d_model": 8, "dims": 99, "bits": 2, "stride": 2,
+                                                    "hidden": 16})}, good),
+        "huge.safetensors": ({"format": "workbench-compressor", "split_layer": "3", "base_fingerprint": "x",
+                              "config": json.dumps({"d_model": 10**9, "dims": 4, "bits": 2, "stride": 2,
+                                                    "hidden": 16})}, good),
+        "badjson.safetensors": ({"format": "workbench-compressor", "config": "{not json"}, good),
+        "zero_table.safetensors": ({"format": "workbench-compressor", "split_layer": "3", "base_fingerprint": "x",
+                                    "config": json.dumps({"d_model": 8, "dims": 4, "bits": 2, "stride": 2,
+                                                          "hidden": 16})},
+                                   {**good, "tables": torch.zeros(4, 4)}),
+    }
+    for name, (meta, tensors) in cases.items():
+        save_file(tensors, str(tmp_path / name), metadata=meta)
+        with pytest.raises(WireFormatError):
+            load_compressor(tmp_path / name)
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 40)
+    with pytest.raises(WireFormatError):
+        load_compressor(tmp_path / "junk.safetensors")
+
+
+# -- range coding --------------------------------------------------------------------------------
+def test_range_coding_is_lossless_and_near_the_entropy():
+    rng = np.random.default_rng(0)
+    p = np.array([0.6, 0.2, 0.1, 0.05, 0.02, 0.01, 0.01, 0.01])
+    tables = np.tile(p, (4, 1))
+    sym = rng.choice(8, size=(2000, 4), p=p)
+    data = encode_symbols(sym, tables)
+    assert (decode_symbols(data, tables, frames=2000) == sym).all()
+    entropy = -(p * np.log2(p)).sum() * sym.size
+    assert len(data) * 8 < 1.03 * entropy + 64
+    assert len(data) * 8 < 0.75 * 3 * sym.size  # well under the nominal 3 bits a symbol
+
+
+def test_distill_loss_zero_for_equal_and_masks_padding():
+    lp = torch.log_softmax(torch.randn(2, 5, 7), -1)
+    assert distill_loss(lp, lp, torch.tensor([5, 3])).abs() < 1e-6
+    other = lp.clone()
+    other[1, 3:] = torch.log_softmax(torch.randn(2, 7), -1)  # only padding differs
+    assert distill_loss(other, lp, torch.tensor([5, 3])).abs() < 1e-6
+
+
+def test_a_few_training_steps_lower_the_loss(backend, clips):
+    texts = [t for _, t in _takes()]
+    split = SplitModel(backend, 4, Compressor(backend.hidden_size, dims=16, bits=3))
+    hidden = split.device_hidden(clips)
+    hist = train_compressor(split, hidden, texts, CompressorTraining(seconds=60, max_steps=30, batch_size=6, lr=3e-3))
+    assert len(hist) == 30
+    assert np.mean([h["loss"] for h in hist[-5:]]) < 0.7 * np.mean([h["loss"] for h in hist[:5]])
+    assert not torch.allclose(split.compressor.tables, torch.full_like(split.compressor.tables, 1 / 8))
+
+
+# -- wire format ---------------------------------------------------------------------------------
+def test_wire_round_trip_and_header_size():
+    m = _message()
+    data = m.to_bytes()
+    assert len(data) == HEADER_BYTES + len("sim-als") + 12
+    assert Message.from_bytes(data) == m
+
+
+def test_every_truncation_and_extension_is_refused():
+    data = _message().to_bytes()
+    for n in range(len(data)):
+        with pytest.raises(WireFormatError):
+            Message.from_bytes(data[:n])
+    with pytest.raises(WireFormatError, match="longer"):
+        Message.from_bytes(data + b"\x00")
+
+
+def test_header_that_lies_about_sizes_is_refused():
+    data = bytearray(_message().to_bytes())
+    struct.pack_into("<I", data, 16, 10**6)  # payload length
+    with pytest.raises(WireFormatError, match="header says"):
+        Message.from_bytes(bytes(data))
+    data = bytearray(_message().to_bytes())
+    struct.pack_into("<H", data, 10, 200)  # speaker id length over the limit
+    with pytest.raises(WireFormatError, match="speaker id"):
+        Message.from_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("bits", 9, "bits"), ("dims", 0, "symbols per frame"), ("stride", 0, "stride"),
+    ("frames", 0, "encoder frames"), ("speaker", "../etc", "speaker id"), ("payload", b"\x00" * 5, "4-byte"),
+])
+def test_out_of_range_fields_are_refused(field, value, match):
+    with pytest.raises(WireFormatError, match=match):
+        _message(**{field: value}).to_bytes()
+
+
+def test_any_flipped_bit_is_caught():
+    data = _message().to_bytes()
+    for i in range(len(data)):
+        bad = bytearray(data)
+        bad[i] ^= 0x10
+        with pytest.raises(WireFormatError):
+            Message.from_bytes(bytes(bad))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_random_bytes_parse_or_refuse(blob):
+    try:
+        m = Message.from_bytes(blob)
+    except WireFormatError:
+        return
+    assert m.to_bytes() == blob
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=HEADER_BYTES, max_size=120), st.integers(0, 119))
+def test_fuzz_valid_header_with_garbage(blob, cut):
+    data = _message().to_bytes()
+    mixed = data[:cut] + blob[cut:] if cut < len(blob) else data
+    try:
+        Message.from_bytes(mixed)
+    except WireFormatError:
+        pass
