@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 
 from workbench.embeddings import (
-    EmbeddingError,
     Projection,
     UtteranceEmbeddings,
     fit_projection,
     nearest_speakers,
     speaker_embeddings,
 )
+from workbench.errors import EmbeddingError, WorkbenchError
 
 __all__ = ["EmbeddingExplorer"]
 
@@ -174,7 +174,7 @@ class EmbeddingExplorer:
                 show(self.hover(index))
                 try:
                     player.value = wav_bytes(self.audio(index))
-                except Exception as err:  # noqa: BLE001 - a missing file must not break the view
+                except WorkbenchError as err:  # a missing or unreadable file must not break the view
                     text.value += f"<br><span style='color:#b00'>cannot play it: {_esc(str(err))}</span>"
 
         menu.observe(on_select, names="value")
