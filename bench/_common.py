@@ -14,7 +14,8 @@ from typing import Any
 #: Where results go: docs/bench, or $WORKBENCH_BENCH_DIR (the CI smoke test writes to a temporary folder).
 RESULTS_DIR = Path(os.environ.get("WORKBENCH_BENCH_DIR") or Path(__file__).resolve().parent.parent / "docs" / "bench")
 
-__all__ = ["RESULTS_DIR", "bench_main", "compare_calls", "machine", "time_call", "write_result"]
+__all__ = ["RESULTS_DIR", "bench_main", "compare_calls", "compare_samples", "machine", "spread", "time_call",
+           "write_result"]
 
 
 def machine(device: str = "cpu") -> dict[str, Any]:
@@ -50,9 +51,18 @@ def time_call(fn: Callable[[], Any], *, repeat: int = 5, warmup: int = 1, sync: 
 def compare_calls(fns: dict[str, Callable[[], Any]], *, repeat: int = 5, warmup: int = 1,
                   sync: Callable[[], None] | None = None,
                   setup: Callable[[], None] | None = None) -> dict[str, float]:
-    """Median wall time (s) of each function, measured **interleaved**: every round runs
-    each variant once, so a slow spell on a shared machine hits all variants alike.
-    ``setup`` runs untimed before every call (e.g. to write a fresh input)."""
+    """Median wall time (s) of each function, measured **interleaved** (see :func:`compare_samples`)."""
+    samples = compare_samples(fns, repeat=repeat, warmup=warmup, sync=sync, setup=setup)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def compare_samples(fns: dict[str, Callable[[], Any]], *, repeat: int = 5, warmup: int = 1,
+                    sync: Callable[[], None] | None = None,
+                    setup: Callable[[], None] | None = None) -> dict[str, list[float]]:
+    """Every round's wall time (s) of each function, measured **interleaved**: every round runs
+    each variant once, so a slow spell on a shared machine hits all variants alike (round ``i``
+    of two variants is a matched pair). ``setup`` runs untimed before every call (e.g. to write
+    a fresh input)."""
     for fn in fns.values():
         for _ in range(warmup):
             if setup:
@@ -70,7 +80,21 @@ def compare_calls(fns: dict[str, Callable[[], Any]], *, repeat: int = 5, warmup:
             if sync:
                 sync()
             times[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median and the spread of ``values``: lower and upper quartiles, minimum and maximum.
+
+    >>> spread([1.0, 2.0, 3.0, 4.0, 100.0])["median"]
+    3.0
+    """
+    v = sorted(values)
+    if len(v) == 1:
+        q1 = q3 = v[0]
+    else:
+        q1, _, q3 = statistics.quantiles(v, n=4, method="inclusive")
+    return {"median": statistics.median(v), "q1": q1, "q3": q3, "min": v[0], "max": v[-1], "n": len(v)}
 
 
 def bench_main(doc: str, run: Callable[..., dict], name: str, argv: list[str] | None = None) -> dict:
