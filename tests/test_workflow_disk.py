@@ -13,7 +13,7 @@ import pytest
 from conftest import make_speechlike
 from test_corpus_hostile import _as_unprivileged
 
-import workbench.corpus as corpus_module
+import workbench.corpus.folder as corpus_module
 import workbench.workflow as workflow
 from workbench.corpus import SpeakerCorpus
 from workbench.errors import CorpusError
