@@ -103,8 +103,8 @@ def test_transcribe_of_a_long_file_gives_advice_a_cli_user_can_follow(tmp_path, 
 
 
 def test_record_create_without_portaudio_writes_nothing(tmp_path, capsys, monkeypatch):
-    pytest.importorskip("workbench.ui.recorder")
-    import workbench.ui.recorder as recorder
+    pytest.importorskip("workbench.ui.kernel_recorder")
+    import workbench.ui.kernel_recorder as recorder
 
     def no_portaudio():
         raise recorder.MicrophoneError(recorder.NO_PORTAUDIO_MESSAGE, reason="no_portaudio")

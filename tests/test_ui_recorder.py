@@ -19,22 +19,14 @@ import pytest
 pytest.importorskip("ipywidgets")
 pytest.importorskip("anywidget")
 
-import workbench.ui.recorder as recmod
+import workbench.ui.kernel_recorder as recmod
 from conftest import make_speechlike
 from workbench.audio import Recording, float_to_pcm16, pcm16_to_float
-from workbench.errors import AudioError
+from workbench.errors import AudioError, MicrophoneError
+from workbench.takes import ChunkAssembler
 from workbench.ui._render import wav_bytes
-from workbench.ui.recorder import (
-    BrowserRecorder,
-    ChunkAssembler,
-    InputDevice,
-    KernelRecorder,
-    MicrophoneError,
-    Recorder,
-    list_input_devices,
-    load_upload,
-    recorder,
-)
+from workbench.ui.kernel_recorder import InputDevice, KernelRecorder, list_input_devices
+from workbench.ui.recorder import BrowserRecorder, Recorder, load_upload, recorder
 
 SR = 16_000
 

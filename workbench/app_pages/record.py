@@ -8,7 +8,7 @@ through the list. This page only shows it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import panel as pn
 
@@ -24,7 +24,13 @@ from workbench.app_pages.recorder import PanelRecorder, recorder_available
 from workbench.app_pages.speakers import CONSENT_TEXT
 from workbench.app_pages.upload_input import FileUpload
 from workbench.app_pages.uploads import add_uploaded_files, load_one_upload
+from workbench.constants import SAMPLE_RATE
 from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.audio import Recording
+    from workbench.corpus import SpeakerCorpus, Utterance
+    from workbench.ui.session import PromptSession
 
 __all__ = ["RecordPage"]
 
@@ -37,8 +43,8 @@ class RecordPage(pn.viewable.Viewer):
     def __init__(self, ctx: AppContext, state: SessionState, **params: Any) -> None:
         super().__init__(**params)
         self.ctx, self.state = ctx, state
-        self.session: Any = None
-        self.corpus: Any = None
+        self.session: PromptSession | None = None
+        self.corpus: SpeakerCorpus | None = None
         self.header = html_pane("")
         self.where = html_pane("")
         self.prompt = html_pane("", css_classes=["wb-prompt"], sizing_mode="stretch_width")
@@ -47,12 +53,13 @@ class RecordPage(pn.viewable.Viewer):
         self.message = html_pane("")
         self.recorder = PanelRecorder(max_seconds=30.0) if recorder_available() else None
         if self.recorder is not None:
-            self.recorder.on_recording(lambda rec: self.take(rec, source="browser"))
+            # the recorder shows the decision of the corpus that saved the take (no check of its own)
+            self.recorder.on_recording(lambda rec: self.take(rec, source="browser").quality_report)
         self.back = pn.widgets.Button(name="← Back", width=110)
         self.again = pn.widgets.Button(name="Record again", width=140)
         self.skip = pn.widgets.Button(name="Skip", width=110)
         self.next = pn.widgets.Button(name="Next →", button_type="primary", width=110)
-        self.player = pn.pane.Audio(None, sample_rate=16_000, visible=False, name="Last take")
+        self.player = pn.pane.Audio(None, sample_rate=SAMPLE_RATE, visible=False, name="Last take")
         self.upload_one = FileUpload(accept=".wav,.flac,.ogg", multiple=False,
                                      label="Recording of the sentence on screen")
         self.upload_many = FileUpload(accept=".wav,.flac,.ogg,.txt,.csv", multiple=True,
@@ -128,7 +135,7 @@ class RecordPage(pn.viewable.Viewer):
         self.refresh()
         return True
 
-    def take(self, recording: Any, *, source: str) -> Any:
+    def take(self, recording: Recording, *, source: str) -> Utterance:
         """Save a take of the prompt on screen (from the microphone or an upload)."""
         if self.session is None:
             raise WorkbenchError("Open a speaker with a prompt list before recording.")

@@ -4,9 +4,9 @@ The anywidget ESM is reused unchanged: its default export is renamed and a
 small shim gives it the anywidget model API (``get``/``on``/``off``/``send``)
 on top of Panel's :class:`panel.custom.JSComponent` model. Audio chunks travel
 as base64 in Panel's custom messages (``model.send_msg``); the Python side hands
-them to :meth:`workbench.ui.recorder.BrowserRecorder.handle_message`, the same
-code that reassembles and checks takes in Jupyter, and sends its answer back
-with ``msg:custom``. Nothing is loaded from the network: the ESM is inlined.
+them to a :class:`workbench.takes.TakeProtocol`, the same code that reassembles
+takes for the notebooks' recorder, and sends its answer back with
+``msg:custom``. Nothing is loaded from the network: the ESM is inlined.
 
 Browsers allow the microphone only on ``https://`` pages or ``http://localhost``
 / ``127.0.0.1``; elsewhere the recorder says so and the upload remains.
@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import panel as pn
 import param
+
+from workbench.takes import ErrorCallback, TakeCallback, TakeProtocol
 
 __all__ = ["PanelRecorder", "recorder_available"]
 
@@ -97,36 +97,16 @@ _ESM = _esm()
 
 
 def recorder_available() -> bool:
-    """True when the browser recorder can be shown (its ESM and Python side are installed)."""
-    if _ESM is None:
-        return False
-    try:
-        from workbench.ui.recorder import BrowserRecorder  # noqa: F401
-    except Exception:  # noqa: BLE001 - anywidget missing: upload only
-        return False
-    return True
-
-
-@functools.cache
-def _receiver_class() -> type:
-    """:class:`~workbench.ui.recorder.BrowserRecorder` for its message handling only, never displayed.
-
-    Its ESM is a plain string here: given the file path, anywidget ties every instance
-    to the file's change signal (hot reload) with a strong reference, so no recorder,
-    and no page or session it calls back into, could ever be freed.
-    """
-    from workbench.ui.recorder import BrowserRecorder
-
-    return type("_Receiver", (BrowserRecorder,), {"_esm": "export default {};", "_css": "",
-                                                   "__module__": __name__})
+    """True when the browser recorder can be shown (its ESM is installed and could be hosted)."""
+    return _ESM is not None
 
 
 class PanelRecorder(pn.custom.JSComponent):
     """Record one take with the browser's microphone; ``on_recording(recording)`` gets it at 16 kHz.
 
     Attributes (Python side):
-        receiver: the :class:`~workbench.ui.recorder.BrowserRecorder` whose message handling
-            is reused (never displayed); its ``report`` and ``error`` describe the last take.
+        protocol: the :class:`~workbench.takes.TakeProtocol` that handles the page's messages;
+            its ``report`` and ``error`` describe the last take.
     """
 
     max_seconds = param.Number(default=30.0, bounds=(1, 600), doc="the page stops by itself after this long")
@@ -136,39 +116,37 @@ class PanelRecorder(pn.custom.JSComponent):
     _esm = _ESM or "export function render({el}) { el.textContent = 'The recorder is not installed.' }"
     _stylesheets = _css()
 
-    def __init__(self, on_recording: Callable[[Any], Any] | None = None, **params: Any) -> None:
+    def __init__(self, on_recording: TakeCallback | None = None, **params: Any) -> None:
         super().__init__(**params)
-        self.receiver = _receiver_class()(max_seconds=self.max_seconds)
-        self.receiver._reply = lambda content: self._send_msg(content)  # to this page, not to a Jupyter comm
+        self.protocol = TakeProtocol(self._reply, max_seconds=self.max_seconds)
+        self.param.watch(lambda event: setattr(self.protocol, "max_seconds", float(event.new)), "max_seconds")
         if on_recording is not None:
-            self.receiver.on_recording(on_recording)
+            self.protocol.on_recording(on_recording)
 
-    def on_recording(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        """Call ``fn(recording)`` with every take. Returns ``fn``."""
-        return self.receiver.on_recording(fn)
+    def on_recording(self, fn: TakeCallback) -> TakeCallback:
+        """Call ``fn(recording)`` with every take. Returns ``fn``.
 
-    def on_error(self, fn: Callable[[str, str], Any]) -> Callable[[str, str], Any]:
+        A callback that saves the take returns the :class:`~workbench.audio.QualityReport` the
+        corpus decided; the page shows that report.
+        """
+        return self.protocol.on_recording(fn)
+
+    def on_error(self, fn: ErrorCallback) -> ErrorCallback:
         """Call ``fn(code, message)`` when the browser or the transfer fails. Returns ``fn``."""
-        return self.receiver.on_error(fn)
+        return self.protocol.on_error(fn)
 
-    def _handle_msg(self, data: Any) -> None:
+    def _reply(self, content: dict[str, object]) -> None:
+        self._send_msg(content)  # looked up on each answer: tests replace it to read the answers
+
+    def _handle_msg(self, data: object) -> None:
         if not isinstance(data, dict):
             return
         try:
             buffers = [base64.b64decode(b, validate=True) for b in data.get("buffers") or []]
         except (binascii.Error, TypeError, ValueError):
             buffers = []  # a damaged piece: the assembler reports the gap in plain words
-        self.receiver.handle_message(data.get("content"), buffers)
+        self.protocol.handle_message(data.get("content"), buffers)
 
     def close(self) -> None:
-        """Release the hidden Jupyter widget (and its layout, which ipywidgets also keeps in a registry)."""
-        receiver = self.receiver
-        receiver._reply = lambda content: None  # a late message from a closed page goes nowhere
-        receiver._callbacks.clear()
-        receiver._error_callbacks.clear()
-        for widget in (getattr(receiver, "layout", None), receiver):
-            try:
-                if widget is not None:
-                    widget.close()
-            except Exception:  # noqa: BLE001, S110 - closing twice is harmless
-                pass
+        """Drop the callbacks into the page and session: a late message from a closed page goes nowhere."""
+        self.protocol.close()

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from workbench.constants import SAMPLE_RATE
+
 __all__ = ["error_html", "figure_png", "wav_bytes"]
 
 
@@ -18,7 +20,7 @@ def figure_png(fig: Any, dpi: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def wav_bytes(wav: np.ndarray, sample_rate: int = 16_000) -> bytes:
+def wav_bytes(wav: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     """16-bit WAV bytes of a float waveform in [-1, 1] (for an ``ipywidgets.Audio``)."""
     import soundfile as sf
 

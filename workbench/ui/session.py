@@ -32,18 +32,20 @@ from __future__ import annotations
 import html
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workbench.audio import QualityReport, Recording, check_quality
+from workbench.audio import QualityReport, Recording
+from workbench.constants import SAMPLE_RATE
 from workbench.corpus import SpeakerCorpus, Utterance
 from workbench.errors import CorpusError, WorkbenchError
 from workbench.ui._render import error_html
 
-__all__ = ["PromptSession"]
+if TYPE_CHECKING:
+    from workbench.ui.recorder import Recorder
 
-_SR = 16_000
+__all__ = ["PromptSession"]
 
 
 class PromptSession:
@@ -216,7 +218,7 @@ class PromptSession:
 
     # -- actions ------------------------------------------------------------------ #
 
-    def record(self, audio: np.ndarray | Recording, sample_rate: int = _SR, *, source: str = "program") -> Utterance:
+    def record(self, audio: np.ndarray | Recording, sample_rate: int = SAMPLE_RATE, *, source: str = "program") -> Utterance:
         """Save a take of the current prompt into the corpus, at once.
 
         Args:
@@ -227,7 +229,8 @@ class PromptSession:
         Returns:
             The saved :class:`~workbench.corpus.Utterance`: status ``"ok"``, or
             ``"rejected"`` when the quality check found an error (the take is kept).
-            :attr:`message` says which, in plain language. It does not move on: call :meth:`next`.
+            The corpus decides (:meth:`~workbench.corpus.SpeakerCorpus.add_take`); :attr:`message`
+            says what its ``quality_report`` found, in plain language. It does not move on: call :meth:`next`.
 
         Raises:
             CorpusError: no consent given yet.
@@ -244,17 +247,13 @@ class PromptSession:
             i = self.index
             earlier = [u for u in self.takes(i) if u.status == "ok"]
             extra: dict[str, Any] = {"prompt_index": i, "source": source}
-            if earlier and check_quality(audio, sample_rate).ok:  # what add_take will decide
-                extra["replaces"] = [u.utt_id for u in earlier]
-            utt = self.corpus.add_take(
+            utt = self.corpus.add_take(  # a good take replaces the earlier good one; a rejected one, nothing
                 audio, prompt=self.prompts[i], sample_rate=sample_rate, consent_id=self.consent_id, extra=extra,
+                replaces=[u.utt_id for u in earlier],
             )
-            if utt.status == "ok":
-                for u in earlier:  # after the new take is safely on disk
-                    self.corpus.set_status(u.utt_id, "rejected")
             self._skipped.discard(i)
             self.last_take = utt
-            problems = _quality_message(utt)
+            problems = utt.quality_report.message
             if utt.status == "ok":
                 note = " It replaces the earlier take (kept on disk, not used)." if earlier else ""
                 self._say(f"Saved ({utt.duration_s:.1f} s). {problems}{note}", True)
@@ -334,7 +333,7 @@ class PromptSession:
             self._view = self.widget()
         return self._view._repr_mimebundle_(**kwargs)
 
-    def widget(self, recorder: Any = None) -> Any:
+    def widget(self, recorder: Recorder | None = None) -> Any:
         """The view: consent (asked once), the prompt in large text, progress, a recorder, actions, earlier takes.
 
         Args:
@@ -407,12 +406,14 @@ class PromptSession:
                     self._say(str(err), False)
             return handler
 
-        def on_take(recording: Recording) -> None:  # on the kernel recorder's thread or the comm handler
+        def on_take(recording: Recording) -> QualityReport | None:  # kernel recorder's thread or comm handler
             clear_player()
             try:
-                self.record(recording, source=rec.last_source or "program")
+                utt = self.record(recording, source=rec.last_source or "program")
             except WorkbenchError as err:
                 self._say(str(err), False)
+                return None
+            return utt.quality_report  # the recorder shows the corpus's decision, not a check of its own
 
         def on_consent(_: Any) -> None:
             try:
@@ -440,11 +441,6 @@ class PromptSession:
         self.on_change(refresh)
         refresh()
         return w.VBox([consent_box, work])
-
-
-def _quality_message(utt: Utterance) -> str:
-    """The plain-language quality check stored with a take."""
-    return QualityReport.from_dict(utt.quality).message
 
 
 def _short(text: str, n: int = 40) -> str:

@@ -30,7 +30,7 @@ def record_in_terminal(speaker_dir: str | Path, *, consent_id: str, prompts: lis
     """
     from workbench.corpus import SpeakerCorpus
     from workbench.prompts import load_prompts
-    from workbench.ui.recorder import KernelRecorder
+    from workbench.ui.kernel_recorder import KernelRecorder
     from workbench.ui.session import PromptSession
 
     path = Path(speaker_dir)
