@@ -39,7 +39,7 @@ def _adapter_choice(name: str | None) -> dict:
 
 def _cmd_record(args: argparse.Namespace) -> int:
     from workbench.prompts import load_prompts
-    from workbench.ui.recorder import KernelRecorder
+    from workbench.ui.kernel_recorder import KernelRecorder
     from workbench.ui.terminal import record_in_terminal
 
     prompts = load_prompts(args.prompts) if args.create else None
