@@ -23,13 +23,14 @@ from workbench.app_pages.common import (
 from workbench.app_pages.recorder import PanelRecorder, recorder_available
 from workbench.app_pages.speakers import CONSENT_TEXT
 from workbench.app_pages.upload_input import FileUpload
-from workbench.app_pages.uploads import add_uploaded_files, load_one_upload
+from workbench.app_pages.uploads import add_uploaded_files
 from workbench.constants import SAMPLE_RATE
+from workbench.corpus import load_one_upload
 from workbench.errors import WorkbenchError
 
 if TYPE_CHECKING:
     from workbench.audio import Recording
-    from workbench.corpus import SpeakerCorpus, Utterance
+    from workbench.corpus import ImportReport, SpeakerCorpus, Utterance
     from workbench.ui.session import PromptSession
 
 __all__ = ["RecordPage"]
@@ -171,7 +172,7 @@ class RecordPage(pn.viewable.Viewer):
         except WorkbenchError as err:
             self.message.object = message_html(str(err), False)
 
-    def add_files(self, files: list[tuple[str, bytes]]) -> Any:
+    def add_files(self, files: list[tuple[str, bytes]]) -> ImportReport | None:
         """Add many uploaded recordings with their transcript file (see :func:`add_uploaded_files`)."""
         from workbench.ui.session import PromptSession
 

@@ -10,10 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from workbench.corpus import (
-    import_files,
-    load_one_upload,  # noqa: F401  (record.py's import, until it imports workbench.corpus)
-)
+from workbench.corpus import import_files
 
 if TYPE_CHECKING:
     from workbench.corpus import ImportReport, SpeakerCorpus
