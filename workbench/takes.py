@@ -49,6 +49,7 @@ from workbench.constants import SAMPLE_RATE
 from workbench.errors import AudioError, WorkbenchError
 
 __all__ = [
+    "Buffer",
     "ChunkAssembler",
     "ErrorCallback",
     "Reply",
@@ -59,6 +60,7 @@ __all__ = [
 ]
 
 Buffer = bytes | bytearray | memoryview
+"""Bytes as a comm or an upload delivers them."""
 Reply = Callable[[dict[str, object]], object]
 """Sends one answer to the page (a JSON-safe dict, no buffers)."""
 TakeCallback = Callable[[Recording], object]

@@ -32,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from workbench._optional import require
-from workbench.audio import QualityReport, Recording, load_audio
+from workbench.audio import QualityReport, Recording
 from workbench.constants import SAMPLE_RATE
-from workbench.errors import AudioError, MicrophoneError, WorkbenchError
+from workbench.corpus import load_one_upload
+from workbench.errors import MicrophoneError, WorkbenchError
 from workbench.takes import (
+    Buffer,
     ChunkAssembler,
     ErrorCallback,
     TakeCallback,
@@ -149,10 +151,10 @@ class BrowserRecorder(anywidget.AnyWidget):
         """True while chunks of a take are being collected."""
         return self.protocol.receiving
 
-    def _on_custom_msg(self, _widget: object, content: object, buffers: Sequence[bytes | memoryview]) -> None:
+    def _on_custom_msg(self, _widget: object, content: object, buffers: Sequence[Buffer]) -> None:
         self.handle_message(content, buffers)
 
-    def handle_message(self, content: object, buffers: Sequence[bytes | bytearray | memoryview] = ()) -> Recording | None:
+    def handle_message(self, content: object, buffers: Sequence[Buffer] = ()) -> Recording | None:
         """Handle one message from the page (what the comm delivers; tests call it directly).
 
         Returns:
@@ -170,8 +172,12 @@ class BrowserRecorder(anywidget.AnyWidget):
 # --------------------------------------------------------------------------- #
 
 
-def load_upload(value: Any) -> tuple[Recording, str]:
+def load_upload(value: object) -> tuple[Recording, str]:
     """The first file of an ``ipywidgets.FileUpload`` value as a 16 kHz :class:`Recording`.
+
+    Reading it is :func:`workbench.corpus.load_one_upload`, as for the app's upload buttons;
+    this only takes the file out of the widget's value. Any ending the widget lets through
+    (``audio/*``) is tried.
 
     Args:
         value: the widget's ``value`` (ipywidgets 8: a tuple of dicts with
@@ -183,25 +189,29 @@ def load_upload(value: Any) -> tuple[Recording, str]:
     Raises:
         AudioError: nothing uploaded, or not a readable recording.
     """
-    name, content = "the upload", None
+    name, content = _first_file(value)
+    return load_one_upload(name, content, suffixes=None), name or "the upload"
+
+
+def _first_file(value: object) -> tuple[str | None, Buffer | None]:
+    """``(name, bytes)`` of the first file in a FileUpload value (either ipywidgets shape); name None for raw bytes."""
     if isinstance(value, (bytes, bytearray, memoryview)):
-        content = value
-    elif isinstance(value, dict) and value:
+        return None, value
+    item: object = None
+    if isinstance(value, dict) and value:
         if "content" in value:
-            name, content = value.get("name", name), value["content"]
+            item = value
         else:
             name, item = next(iter(value.items()))
-            content = item.get("content") if isinstance(item, dict) else item
+            if not isinstance(item, dict):
+                return str(name), item if isinstance(item, (bytes, bytearray, memoryview)) else None
+            item = {"name": name, **item}
     elif isinstance(value, (tuple, list)) and value:
         item = value[0]
-        name, content = item.get("name", name), item.get("content")
-    if content is None:
-        raise AudioError("No file was uploaded. Choose a WAV, FLAC or OGG recording.")
-    try:
-        wav = load_audio(bytes(content))
-    except AudioError as err:
-        raise AudioError(f"{name}: {err}") from None
-    return Recording(wav, SAMPLE_RATE), str(name)
+    if not isinstance(item, dict):
+        return None, None
+    content = item.get("content")
+    return str(item.get("name", "the upload")), content if isinstance(content, (bytes, bytearray, memoryview)) else None
 
 
 _PREFER = ("auto", "kernel", "browser", "upload")
