@@ -20,8 +20,8 @@ pytest.importorskip("transformers")
 
 from workbench.errors import ModelImportError  # noqa: E402
 from workbench.models import whisper_weights  # noqa: E402
-from workbench.models.loading import load_base_model  # noqa: E402
 from workbench.models.ct2_whisper import convert_ct2_whisper, file_sha256, read_ct2_model_bin  # noqa: E402
+from workbench.models.loading import load_base_model  # noqa: E402
 
 from _models import hf_whisper_dir, noise_waves  # noqa: E402
 

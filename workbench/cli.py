@@ -143,8 +143,8 @@ def _speaker_model(speaker_dir: str | None, requested: str, adapter: str | None 
     speaker's kind: simulated or real) and say which, on stderr."""
     from pathlib import Path
 
-    from workbench.models.loading import load_base_model
     from workbench.models.choice import choose_base_model
+    from workbench.models.loading import load_base_model
 
     info, adapter_base = None, None
     if requested == "auto":

@@ -87,7 +87,9 @@ def in_session(fn: Callable[[], Any]) -> Callable[[], None]:
     def call() -> None:
         try:
             doc.add_next_tick_callback(fn)
-        except Exception:  # noqa: BLE001, S110 - the session was closed meanwhile: nothing to show
+        except (AttributeError, RuntimeError):
+            # the session was closed meanwhile: nothing to show. Bokeh raises AttributeError for a destroyed
+            # Document (its callback list is gone), RuntimeError for a collected one or a closed event loop.
             pass
 
     return call

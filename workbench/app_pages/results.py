@@ -253,7 +253,8 @@ class ResultsPage(pn.viewable.Viewer):
             return self.tester.transcribe(wav)
         except WorkbenchError as err:
             return {"error": str(err)}
-        except Exception as err:  # noqa: BLE001 - runs in a thread: report, never die silently
+        except Exception as err:  # noqa: BLE001 - top of the "try a phrase" thread: any failure (torch, a bug)
+            # must reach the page and the log; a narrower catch would leave the page waiting for an answer
             _log.exception("try a phrase failed")
             return {"error": f"The phrase could not be transcribed ({type(err).__name__}: {err})."}
 

@@ -120,7 +120,8 @@ class SpeakerMapPage(pn.viewable.Viewer):
             except WorkbenchError as err:
                 self.result = None
                 return str(err)
-            except Exception as err:  # noqa: BLE001 - a thread must report, never die silently
+            except Exception as err:  # noqa: BLE001 - top of the map's thread: any failure (sklearn, torch, a bug)
+                # must reach the page and the log; a narrower catch would leave "Computing the map…" forever
                 _log.exception("speakers map failed")
                 self.result = None
                 return f"The map could not be drawn ({type(err).__name__}: {err})."

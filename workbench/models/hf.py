@@ -33,6 +33,7 @@ from workbench._optional import require
 from workbench.constants import SAMPLE_RATE
 from workbench.errors import WorkbenchError
 from workbench.models.base import MAX_TRAIN_S, ASRBackend, Batch, check_waveforms
+from workbench.models.whisper_weights import _hub_errors
 from workbench.text import normalize_text
 
 __all__ = ["HFCTCBackend", "load_hf_model"]
@@ -156,6 +157,19 @@ class HFCTCBackend(_HFBase):
         return (loss / (tl.to(loss.device) + 1)).mean()
 
 
+def _load_errors() -> tuple[type[Exception], ...]:
+    """What transformers raises for a folder or hub id it cannot load, as probed: missing files or no
+    network (``OSError`` and the hub's errors), a config it does not know (``ValueError``, ``KeyError``),
+    weights of another shape (``RuntimeError``), no tokenizer (``TypeError``) or no tokenizer package
+    (``ImportError``), a truncated or damaged weight file (safetensors' ``SafetensorError``)."""
+    errors: tuple[type[Exception], ...] = (*_hub_errors(), KeyError, RuntimeError, TypeError, ImportError)
+    try:
+        from safetensors import SafetensorError
+    except ImportError:
+        return errors
+    return (*errors, SafetensorError)
+
+
 def load_hf_model(name_or_path: str | Path, *, device: str = "cpu", **whisper_options: Any) -> ASRBackend:
     """Load a transformers CTC or Whisper model from a local folder or a hub id.
 
@@ -187,7 +201,7 @@ def load_hf_model(name_or_path: str | Path, *, device: str = "cpu", **whisper_op
                 "supports CTC speech models (wav2vec2, HuBERT, WavLM ...ForCTC) and Whisper")
     except WorkbenchError:
         raise
-    except Exception as err:  # noqa: BLE001 - network/hub/format errors of any library become one plain message
+    except _load_errors() as err:  # network, hub and format errors of each library become one plain message
         if local:
             raise WorkbenchError(f"the folder {name!r} is not a complete transformers model ({err}); it needs "
                                  "config.json, the weights and the processor/tokenizer files") from None

