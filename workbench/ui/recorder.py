@@ -328,7 +328,7 @@ class Recorder:
         self.deliver(recording, source)
         return self.report
 
-    def receive_upload(self, value: Any) -> Recording:
+    def receive_upload(self, value: object) -> Recording:
         """Load an upload (see :func:`load_upload`), deliver it, say what was found; sets :attr:`message`."""
         rec, name = load_upload(value)
         self.deliver(rec, "upload")
@@ -377,7 +377,7 @@ class Recorder:
 
 
 def recorder(
-    on_recording: Callable[[Recording], Any] | None = None,
+    on_recording: TakeCallback | None = None,
     *,
     prefer: str = "auto",
     device: int | str | None = None,

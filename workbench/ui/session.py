@@ -397,8 +397,8 @@ class PromptSession:
             earlier.value = keep if keep in ids else (ids[0] if ids else None)  # newest first
             play.disabled = not options
 
-        def act(fn: Any) -> Any:
-            def handler(_: Any) -> None:
+        def act(fn: Callable[[], object]) -> Callable[[object], None]:
+            def handler(_: object) -> None:
                 clear_player()
                 try:
                     fn()  # the session calls refresh (on_change)
