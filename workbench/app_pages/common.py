@@ -14,11 +14,16 @@ import dataclasses
 import html
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import param
 
 from workbench.errors import CorpusError
+
+if TYPE_CHECKING:  # annotations only: the pages load the corpus, models and trainer on first use
+    from workbench.corpus import SpeakerCorpus
+    from workbench.models.base import ASRBackend
+    from workbench.trainer import TrainConfig
 
 __all__ = [
     "CSS",
@@ -104,14 +109,14 @@ class ModelDefaults:
     max_steps: int = 400  # TrainConfig's default
     min_utterances: int = 10  # TrainConfig's default: the page says how many more to record
 
-    def __call__(self, backend: Any) -> Any:
+    def __call__(self, backend: ASRBackend) -> TrainConfig:
         from workbench.workflow import default_config
 
         return default_config(backend, max_seconds=self.max_seconds, max_steps=self.max_steps,
                               min_utterances=self.min_utterances)
 
 
-def default_train_config(minutes: float) -> Any:
+def default_train_config(minutes: float) -> ModelDefaults:
     """The training settings of the app: the base model's defaults with a time budget of ``minutes``."""
     return ModelDefaults(max_seconds=60.0 * float(minutes))
 
@@ -128,7 +133,7 @@ def default_models() -> dict[str, str]:
     return models
 
 
-def _default_backend_factory(model: str) -> Any:
+def _default_backend_factory(model: str) -> ASRBackend:
     from workbench.models.loading import load_base_model
 
     return load_base_model(model)
@@ -153,7 +158,7 @@ class AppContext:
 
     data_dir: Path
     models: dict[str, str] = dataclasses.field(default_factory=default_models)
-    backend_factory: Callable[[str], Any] = _default_backend_factory
+    backend_factory: Callable[[str], ASRBackend] = _default_backend_factory
     train_config: Callable[[float], Any] = default_train_config
     decoder: str = "lexicon"
     test_fraction: float = 0.25
@@ -191,7 +196,7 @@ def speaker_path(ctx: AppContext, speaker_id: Any) -> Path:
     return path
 
 
-def open_speaker(ctx: AppContext, speaker_id: Any) -> Any:
+def open_speaker(ctx: AppContext, speaker_id: Any) -> SpeakerCorpus:
     """Open an existing speaker folder (validated by :func:`speaker_path`)."""
     from workbench.corpus import SpeakerCorpus
 
