@@ -38,7 +38,6 @@ from workbench.corpus import load_one_upload
 from workbench.errors import MicrophoneError, WorkbenchError
 from workbench.takes import (
     Buffer,
-    ChunkAssembler,
     ErrorCallback,
     TakeCallback,
     TakeProtocol,
@@ -66,6 +65,11 @@ _STATIC = Path(__file__).parent / "static"
 # --------------------------------------------------------------------------- #
 
 
+def _from_protocol(name: str, doc: str) -> property:
+    """A read-only attribute of the widget that is its :class:`~workbench.takes.TakeProtocol`'s."""
+    return property(lambda self: getattr(self.protocol, name), doc=doc)
+
+
 class BrowserRecorder(anywidget.AnyWidget):
     """Record with the browser's microphone; the take arrives in the kernel at 16 kHz.
 
@@ -85,7 +89,8 @@ class BrowserRecorder(anywidget.AnyWidget):
         max_seconds: the page stops by itself after this long.
 
     Attributes:
-        protocol: the take protocol; :attr:`recording`, :attr:`report` and :attr:`error` are its.
+        protocol: the take protocol; :attr:`recording`, :attr:`report`, :attr:`error` and
+            :attr:`receiving` are its (``protocol.input_rate``: the page's rate, for diagnostics).
     """
 
     # Strings, not paths: anywidget keeps a class-level file watcher (hot reload) with a strong
@@ -95,6 +100,12 @@ class BrowserRecorder(anywidget.AnyWidget):
     max_seconds = traitlets.Float(60.0).tag(sync=True)
     chunk_seconds = traitlets.Float(1.0).tag(sync=True)  # audio per message: 1 s = 32 KB
     disabled = traitlets.Bool(False).tag(sync=True)
+    # the take's state is the protocol's; read-only here
+    recording = _from_protocol("recording", "The last take received (a Recording at 16 kHz), kernel memory only.")
+    report = _from_protocol("report", "The last take's QualityReport: the one that decided it.")
+    error = _from_protocol("error", "The last problem (browser or transfer) in plain language, else None.")
+    receiving = _from_protocol("receiving", "True while chunks of a take are being collected.")
+    _assembler = _from_protocol("assembler", "The chunks being received, None between takes.")
 
     def __init__(self, on_recording: TakeCallback | None = None, *, max_seconds: float = 60.0,
                  **kwargs: Any) -> None:
@@ -106,26 +117,6 @@ class BrowserRecorder(anywidget.AnyWidget):
         self.on_msg(self._on_custom_msg)
 
     @property
-    def recording(self) -> Recording | None:
-        """The last take received, kernel memory only."""
-        return self.protocol.recording
-
-    @property
-    def report(self) -> QualityReport | None:
-        """The last take's :class:`~workbench.audio.QualityReport`."""
-        return self.protocol.report
-
-    @property
-    def error(self) -> str | None:
-        """The last problem (browser or transfer) in plain language, else None."""
-        return self.protocol.error
-
-    @property
-    def input_rate(self) -> float | None:
-        """The page's AudioContext rate in Hz, for diagnostics."""
-        return self.protocol.input_rate
-
-    @property
     def show_quality(self) -> bool:
         """Whether the page is told what the quality check found (False: a prompt session says it)."""
         return self.protocol.show_quality
@@ -134,10 +125,6 @@ class BrowserRecorder(anywidget.AnyWidget):
     def show_quality(self, value: bool) -> None:
         self.protocol.show_quality = bool(value)
 
-    @property
-    def _assembler(self) -> ChunkAssembler | None:  # the chunks being received (tests check none are left)
-        return self.protocol.assembler
-
     def on_recording(self, fn: TakeCallback) -> TakeCallback:
         """Call ``fn(recording)`` with every take received. Returns ``fn``."""
         return self.protocol.on_recording(fn)
@@ -145,11 +132,6 @@ class BrowserRecorder(anywidget.AnyWidget):
     def on_error(self, fn: ErrorCallback) -> ErrorCallback:
         """Call ``fn(code, message)`` when the browser or the transfer fails. Returns ``fn``."""
         return self.protocol.on_error(fn)
-
-    @property
-    def receiving(self) -> bool:
-        """True while chunks of a take are being collected."""
-        return self.protocol.receiving
 
     def _on_custom_msg(self, _widget: object, content: object, buffers: Sequence[Buffer]) -> None:
         self.handle_message(content, buffers)
