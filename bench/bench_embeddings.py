@@ -25,12 +25,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from bench._common import bench_main, compare_calls, machine
+from workbench.constants import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from workbench.models.base import ASRBackend
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = ROOT / "sample_data"
@@ -75,7 +79,7 @@ def _waves(n: int) -> list[np.ndarray]:
     return out[:n]
 
 
-def timing(waves: list[np.ndarray], backend: Any, *, repeat: int, dvector: bool) -> dict[str, Any]:
+def timing(waves: list[np.ndarray], backend: ASRBackend, *, repeat: int, dvector: bool) -> dict[str, Any]:
     from workbench import embeddings as E
     from workbench.embeddings import dvector as dv
 
@@ -89,7 +93,7 @@ def timing(waves: list[np.ndarray], backend: Any, *, repeat: int, dvector: bool)
     if dvector:
         fns["dvector_loop_t1"] = lambda: [E.embed_utterances([w], "dvector", threads=1) for w in waves]
     times = compare_calls(fns, repeat=repeat, warmup=1)
-    audio_s = sum(len(w) for w in waves) / 16_000
+    audio_s = sum(len(w) for w in waves) / SAMPLE_RATE
     n = len(waves)
     out: dict[str, Any] = {"utterances": n, "audio_s": audio_s, "default_threads": default_threads,
                            "times_s": times}
@@ -119,7 +123,7 @@ def _distances(table: Any, groups: dict[str, str]) -> dict[str, Any]:
             "separation": [vars(r) for r in rows]}
 
 
-def quality(backend: Any, weights: str, *, dvector: bool) -> dict[str, Any]:
+def quality(backend: ASRBackend, weights: str, *, dvector: bool) -> dict[str, Any]:
     from workbench import embeddings as E
 
     out: dict[str, Any] = {"encoder_weights": weights}
@@ -146,7 +150,7 @@ def quality(backend: Any, weights: str, *, dvector: bool) -> dict[str, Any]:
     return out
 
 
-def _study_draw(backend: Any, *, dvector: bool, n_per_speaker: int, speakers_per_profile: int,
+def _study_draw(backend: ASRBackend, *, dvector: bool, n_per_speaker: int, speakers_per_profile: int,
                 seed: int) -> dict[str, Any]:
     """One draw of voices: ``speakers_per_profile`` speakers per profile, each its own espeak base voice."""
     from workbench import embeddings as E
@@ -183,7 +187,7 @@ def _study_draw(backend: Any, *, dvector: bool, n_per_speaker: int, speakers_per
     return out
 
 
-def profile_study(backend: Any, *, dvector: bool, n_per_speaker: int = 16, speakers_per_profile: int = 4,
+def profile_study(backend: ASRBackend, *, dvector: bool, n_per_speaker: int = 16, speakers_per_profile: int = 4,
                   seeds: tuple[int, ...] = (7, 8, 9)) -> dict[str, Any]:
     """Several simulated speakers per profile, each with its own espeak voice; several voice draws.
 
