@@ -106,7 +106,7 @@ def test_a_missing_folder_or_file_is_one_plain_line_and_exit_2(argv, words, tmp_
 
 def test_python_dash_m_workbench_runs_the_same_entry_point(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "workbench", "evaluate", str(tmp_path / "nowhere")],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                          check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stdout == "" and NO_FOLDER in proc.stderr and "Traceback" not in proc.stderr
 
