@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from bench._common import bench_main, machine, time_call
+from workbench.constants import SAMPLE_RATE
 
 
 def run(device: str = "cpu", quick: bool = False) -> dict:
@@ -25,8 +26,8 @@ def run(device: str = "cpu", quick: bool = False) -> dict:
     backend = load_base_model("tiny", device=device)
     rng = np.random.default_rng(0)
     n = 8 if quick else 32
-    waves = [(0.1 * rng.standard_normal(int(16000 * rng.uniform(2.0, 4.0)))).astype(np.float32) for _ in range(n)]
-    audio_s = sum(len(w) for w in waves) / 16000
+    waves = [(0.1 * rng.standard_normal(int(SAMPLE_RATE * rng.uniform(2.0, 4.0)))).astype(np.float32) for _ in range(n)]
+    audio_s = sum(len(w) for w in waves) / SAMPLE_RATE
     repeat = 2 if quick else 5
     t_batched = time_call(lambda: backend.transcribe(waves, batch_size=16), repeat=repeat, sync=sync)
     t_single = time_call(lambda: [backend.transcribe([w]) for w in waves], repeat=max(1, repeat // 2), sync=sync)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from bench._common import bench_main, machine
+from workbench.constants import SAMPLE_RATE
 
 SUBSET = 150  # prompts in the full run (every k-th of ~545); --quick uses 8
 
@@ -78,7 +79,7 @@ def _ct2(compute_type: str):
         out = []
         for s in range(0, len(wavs), 8):
             chunk = wavs[s: s + 8]
-            feats = processor.feature_extractor(chunk, sampling_rate=16000, return_tensors="np")["input_features"]
+            feats = processor.feature_extractor(chunk, sampling_rate=SAMPLE_RATE, return_tensors="np")["input_features"]
             res = model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(feats)),
                                  [prompt] * len(chunk), beam_size=1, max_length=224)
             out += [normalize_text(processor.tokenizer.decode(r.sequences_ids[0])) for r in res]
@@ -92,7 +93,7 @@ def _pocketsphinx():
 
     from workbench.text import normalize_text
 
-    decoder = Decoder(samprate=16000, loglevel="FATAL")
+    decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
 
     def run(wavs: list[np.ndarray]) -> list[str]:
         out = []
@@ -125,7 +126,7 @@ def run(device: str, quick: bool) -> dict:
     utts = _subset(8 if quick else SUBSET)
     wavs = [u.wav for u in utts]
     refs = [normalize_text(u.text) for u in utts]
-    audio_s = sum(len(w) for w in wavs) / 16000
+    audio_s = sum(len(w) for w in wavs) / SAMPLE_RATE
     systems: dict[str, Any] = {}
     for name, make in SYSTEMS.items():
         try:

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from bench._common import machine, time_call, write_result
 from workbench.adapters import REGISTRY, LoRAConfig, SubmodelBank, inject, load_submodel
 from workbench.adapters.io import read_submodel
+from workbench.constants import SAMPLE_RATE
 
 
 def _backend(device: str):
@@ -45,7 +46,7 @@ def _backend(device: str):
 
 def _waves(n: int, seconds: float = 2.5, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    return [(0.1 * rng.standard_normal(int(16000 * seconds * rng.uniform(0.8, 1.2)))).astype(np.float32)
+    return [(0.1 * rng.standard_normal(int(SAMPLE_RATE * seconds * rng.uniform(0.8, 1.2)))).astype(np.float32)
             for _ in range(n)]
 
 

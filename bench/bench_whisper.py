@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from bench._common import RESULTS_DIR, compare_calls, machine, write_result
+from workbench.constants import SAMPLE_RATE
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
@@ -76,7 +77,7 @@ def step_times(quick: bool) -> dict:
     fns = {n: (lambda t=t: t._train_step()) for n, t in trainers.items()}
     times = compare_calls(fns, repeat=2 if quick else 5, warmup=1)
     return {"batch": 8, "seconds_per_step": times, "speaker": "sim-dysarthria-severe",
-            "mean_utterance_s": statistics.mean(len(e.wav) / 16000 for e in train)}
+            "mean_utterance_s": statistics.mean(len(e.wav) / SAMPLE_RATE for e in train)}
 
 
 def trick_costs(steps: int, speakers: list[str]) -> list[dict]:
