@@ -148,10 +148,23 @@ def _decode_metadata(raw: dict[str, str], name: str) -> dict[str, Any]:
 
 
 def check_base(meta: dict[str, Any], *, base_model: str, base_fingerprint: str, what: str = "this Submodel") -> None:
-    """Refuse a Submodel trained on another base model, naming both fingerprints."""
+    """Refuse a Submodel trained on another base model, naming both fingerprints (and both sizes
+    of the built-in model, ``workbench-tiny-<size>``, when that is the difference)."""
     if meta.get("base_fingerprint") != base_fingerprint:
+        trained, loaded = _tiny_size(meta.get("base_model")), _tiny_size(base_model)
+        sizes = (f" It was made for the {trained} size of the built-in model, and the loaded one is the {loaded} "
+                 f"size." if trained and loaded and trained != loaded else "")
         raise AdapterError(
             f"{what} was trained on base model {meta.get('base_model')!r} (fingerprint "
             f"{str(meta.get('base_fingerprint'))[:12]}…) but the loaded base model is {base_model!r} "
-            f"(fingerprint {base_fingerprint[:12]}…). Load the base model it was trained on, or train a new "
+            f"(fingerprint {base_fingerprint[:12]}…).{sizes} Load the base model it was trained on, or train a new "
             "adapter for this one.")
+
+
+def _tiny_size(name: Any) -> str | None:
+    """``"'small'"`` for ``workbench-tiny-small``, ``"original"`` for ``workbench-tiny``, else None."""
+    if name == "workbench-tiny":
+        return "original"
+    if isinstance(name, str) and name.startswith("workbench-tiny-"):
+        return repr(name.removeprefix("workbench-tiny-"))
+    return None

@@ -321,7 +321,7 @@ class TinyBackend(ASRBackend):
         if not 0 <= start <= stop <= self.num_layers:
             raise WorkbenchError(f"encoder blocks {start}..{stop} are outside 0..{self.num_layers}")
         mask = _lengths_to_mask(lengths, x.shape[1])
-        rope = _rotary(x.shape[1], self.config.d_model // self.config.num_heads, x.device)
+        rope = _rotary(x.shape[1], self.config.attn_head_dim, x.device)
         for block in self.model.blocks[start:stop]:
             x = block(x, mask, rope)
         return x, lengths
