@@ -198,3 +198,28 @@ def test_wait_says_how_to_stop_on_a_kernel_that_queues_widget_messages(monkeypat
 
     asyncio.run(cell())
     assert session.join(60) and session.result.stopped_reason == "stopped by user"  # the interrupt stopped it
+
+
+def test_the_session_runs_the_workflows_train_step_then_finish_follows(tmp_path) -> None:
+    """Notebook 03: prepare, a live session over the train step (Stop works), then finish."""
+    from workbench.corpus import SpeakerCorpus
+    from workbench.workflow import finish, prepare, train
+
+    corpus = SpeakerCorpus.create(tmp_path, "spk-live", prompts=TEXTS + ["open the door", "see you soon"])
+    for i, w in enumerate(noise_waves(18, seed=4, lo=12000, hi=20000)):
+        corpus.add_take(w * 3, prompt=(TEXTS + ["open the door", "see you soon"])[i % 6])
+    plan = prepare(corpus.root, backend=tiny_backend(), config=TrainConfig(
+        adapter=ResidualConfig(bottleneck=4), max_steps=10_000, max_seconds=None, batch_size=4, eval_every=1,
+        min_utterances=4, patience=0), submodel_dir=tmp_path / "out", report_dir=tmp_path / "out")
+    two = threading.Event()
+    plan.trainer.on("on_step", lambda e: two.set() if e["step"] >= 2 else None)
+    session = TrainerSession(plan.trainer, fit=lambda: train(plan, progress=False), update_interval=0.0)
+    session.start()
+    assert two.wait(60)
+    session.stop()
+    assert session.join(60) and session.error is None
+    assert plan.result is session.result and session.result.stopped_reason == "stopped by user"
+    assert len(session.losses) == session.result.steps  # the live curve followed the run
+    run = finish(plan)
+    assert run.submodel_path.is_file() and run.report_html.is_file() and run.train_result is session.result
+    run.adapted.remove()

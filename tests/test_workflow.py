@@ -8,6 +8,7 @@ import re
 import pytest
 
 from workbench.corpus import SpeakerCorpus
+from workbench.plots import report_figures
 from workbench.evaluate import Comparison
 from workbench.trainer import TrainConfig
 from workbench.adapters import ResidualConfig
@@ -34,7 +35,7 @@ def test_personalize_then_evaluate_and_report(speaker, tmp_path) -> None:
     backend = tiny_backend()
     config = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=4, max_seconds=None, eval_every=2,
                          batch_size=4, min_utterances=4)
-    run = personalize_speaker(speaker.root, backend=backend, config=config, progress=False)
+    run = personalize_speaker(speaker.root, backend=backend, config=config, progress=False, figures=report_figures)
     assert run.submodel_path.is_file() and run.submodel_path.parent.name == "submodels"
     page = run.report_html.read_text()
     assert "Not a medical device" in page and "ASR word error rate" in page

@@ -16,7 +16,8 @@ from test_corpus_hostile import _as_unprivileged
 import workbench.corpus.folder as corpus_module
 import workbench.workflow as workflow
 from workbench.corpus import SpeakerCorpus
-from workbench.errors import CorpusError
+from workbench.errors import CorpusError, TrainingError
+from workbench.trainer import Trainer
 
 PROMPTS = ["turn on the light", "good morning", "call my sister", "close the door"]
 
@@ -35,7 +36,7 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the folder should have been checked before this")
 
-    monkeypatch.setattr(workflow.Trainer, "fit", refuse)
+    monkeypatch.setattr(Trainer, "fit", refuse)
     import workbench.models.loading as loading
 
     monkeypatch.setattr(loading, "load_base_model", refuse)
@@ -59,7 +60,7 @@ def test_a_report_folder_elsewhere_is_checked_too(tmp_path, no_training):
     root = _speaker(tmp_path)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    with pytest.raises(workflow.TrainingError, match="cannot"):
+    with pytest.raises(TrainingError, match="cannot"):
         workflow.personalize_speaker(root, progress=False, report_dir=blocker / "reports")
 
 

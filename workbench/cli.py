@@ -166,12 +166,13 @@ def _speaker_model(speaker_dir: str | None, requested: str, adapter: str | None 
 
 
 def _cmd_personalize(args: argparse.Namespace) -> int:
+    from workbench.plots import report_figures
     from workbench.workflow import default_config, personalize_speaker
 
     backend = _speaker_model(args.speaker_dir, args.model, newest_adapter=False)
     config = default_config(backend, max_seconds=60.0 * args.minutes, seed=args.seed, **_adapter_choice(args.adapter))
     run = personalize_speaker(args.speaker_dir, backend=backend, config=config,
-                              decoder=args.decoder, seed=args.seed)
+                              decoder=args.decoder, seed=args.seed, figures=report_figures)
     print(run.comparison.summary())
     print(f"Personal adapter: {run.submodel_path}")
     print(f"Report: {run.report_html}")
@@ -249,10 +250,12 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from workbench.plots import report_figures
     from workbench.workflow import evaluate_speaker
 
     result = evaluate_speaker(args.speaker_dir, backend=_speaker_model(args.speaker_dir, args.model, args.adapter),
-                              adapter=args.adapter, decoder=args.decoder, write_report=args.report)
+                              adapter=args.adapter, decoder=args.decoder, write_report=args.report,
+                              figures=report_figures)
     print(result.summary() if hasattr(result, "summary") else result)
     return 0
 

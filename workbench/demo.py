@@ -53,6 +53,7 @@ def run_demo(*, data_dir: str | Path | None = None, out_dir: str | Path | None =
     """Run the demo; returns 0 when the personal model improved WER, 1 otherwise."""
     from workbench.evaluate import METRIC_LABEL
     from workbench.models.loading import load_base_model
+    from workbench.plots import report_figures
     from workbench.trainer import TrainConfig
     from workbench.workflow import personalize_speaker
 
@@ -72,7 +73,7 @@ def run_demo(*, data_dir: str | Path | None = None, out_dir: str | Path | None =
     print(f"Base model: {backend.name} ({backend.num_parameters() / 1e6:.1f}M parameters, frozen)")
     config = TrainConfig(max_seconds=30.0 if quick else 90.0, max_steps=150 if quick else 400)
     run = personalize_speaker(work, backend=backend, config=config, decoder="lexicon", progress=True,
-                              report_dir=out)
+                              report_dir=out, figures=report_figures)
     cmp_ = run.comparison
     print()
     print(f"{METRIC_LABEL} on {len(cmp_.utterances)} held-out phrases:")
@@ -96,8 +97,8 @@ def _real_voice(data: Path, n: int) -> None:
     from workbench.corpus import SpeakerCorpus
     from workbench.dataset import examples_from_corpus
     from workbench.evaluate import METRIC_LABEL, wer
-    from workbench.models.loading import load_base_model
     from workbench.models.choice import REAL_SPEECH_MODEL, real_speech_model_available
+    from workbench.models.loading import load_base_model
 
     folder = data / "real" / "real-allison"
     if not (folder / "speaker.json").is_file():

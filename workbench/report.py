@@ -2,8 +2,12 @@
 
 The report holds: the speaker and data summary, ASR word error rate before and
 after with its interval, the worst and best utterances with word alignments,
-the training curve, the adapter details, and the "not a medical device"
+the figures it is given, the adapter details, and the "not a medical device"
 notice. It has no external links or scripts: it opens offline in any browser.
+
+This module draws nothing: the caller that can (a front end with matplotlib)
+renders the figures, e.g. :func:`workbench.plots.report_figures` (the WER before and
+after, the training curve), and passes them in; without figures the report has none.
 """
 
 from __future__ import annotations
@@ -12,11 +16,11 @@ import base64
 import datetime as _dt
 import html
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from workbench._atomic import write_bytes_atomic
-from workbench._optional import has_module
 from workbench.evaluate import METRIC_LABEL, Comparison
 
 __all__ = ["NOTICE", "report_stem", "write_report"]
@@ -62,9 +66,14 @@ def _consent_ids(speaker: dict) -> str:
 
 
 def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return "<img alt='plot' src='data:image/png;base64," + base64.b64encode(buf.getvalue()).decode() + "'>"
+    """An ``<img>`` with the figure inside it: PNG ``bytes`` as they are, else ``fig.savefig`` (matplotlib)."""
+    if isinstance(fig, bytes | bytearray):
+        data = bytes(fig)
+    else:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        data = buf.getvalue()
+    return "<img alt='plot' src='data:image/png;base64," + base64.b64encode(data).decode() + "'>"
 
 
 def _kv(rows: dict[str, Any]) -> str:
@@ -72,18 +81,19 @@ def _kv(rows: dict[str, Any]) -> str:
         f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items()) + "</table>"
 
 
-def write_report(out_dir: str | Path, *, speaker: dict, comparison: Comparison, history: list[dict] | None = None,
-                 adapter: dict | None = None, data: dict | None = None, name: str = "report") -> tuple[Path, Path]:
+def write_report(out_dir: str | Path, *, speaker: dict, comparison: Comparison, adapter: dict | None = None,
+                 data: dict | None = None, name: str = "report", figures: Sequence[Any] = ()) -> tuple[Path, Path]:
     """Write ``<name>.html`` and ``<name>.csv`` into ``out_dir``, ``<name>`` with the speaker id in it.
 
     Args:
         speaker: speaker.json content (id, display name, simulated flag, profile...).
         comparison: :func:`workbench.evaluate.compare` result on held-out utterances.
-        history: the trainer's history (for the training curve), if any.
         adapter: adapter details (family, parameter report, training time, ...).
         data: training data summary (utterances, minutes, ...).
         name: the file name without extension; the speaker id is added after its first
             word when it does not contain it (``report-<stamp>`` -> ``report-<id>-<stamp>``).
+        figures: shown under the result, in order: matplotlib Figures (anything with
+            ``savefig``) or PNG ``bytes``, embedded in the page; none: no figures.
     Returns:
         ``(html_path, csv_path)``.
     """
@@ -93,16 +103,7 @@ def write_report(out_dir: str | Path, *, speaker: dict, comparison: Comparison, 
     name = report_stem(name, sid)
     csv_path = comparison.to_csv(out / f"{name}.csv")
     improved = [u for u in comparison.best(5) if u.change > 0]
-    lo, hi = comparison.interval["diff_low"], comparison.interval["diff_high"]
-    plots = ""
-    if has_module("matplotlib"):
-        from workbench.plots import plot_training_curve, plot_wer_before_after
-
-        plots += _png(plot_wer_before_after(comparison.wer_before, comparison.wer_after, interval=(lo, hi)))
-        if history:
-            plots += _png(plot_training_curve(history))
-    else:
-        plots = "<p>(Plots need matplotlib: pip install 'workbench[ui]'.)</p>"
+    plots = "".join(_png(fig) for fig in figures)
     simulated = ("<p class='sim'>This speaker is <b>simulated</b> (synthetic speech for teaching and testing), "
                  "not a real person.</p>" if speaker.get("simulated") else "")
     headline = (f"<p class='big'>{100 * comparison.wer_before:.1f}% &rarr; <b>{100 * comparison.wer_after:.1f}%</b>"

@@ -1,7 +1,8 @@
 """Training runs of the app: one background thread per run, one run per speaker at a time.
 
-A :class:`TrainingJob` runs :func:`workbench.workflow.personalize_speaker` (the
-same call as the CLI and the notebooks) in a daemon thread and keeps a
+A :class:`TrainingJob` runs the steps of :func:`workbench.workflow.personalize_speaker`
+(:func:`~workbench.workflow.prepare`, :func:`~workbench.workflow.train`,
+:func:`~workbench.workflow.finish`: the same as the CLI and the notebooks) in a daemon thread and keeps a
 lock-protected record of its progress that any browser session can poll with
 :meth:`TrainingJob.snapshot`. The module-level registry (:func:`start_training`,
 :func:`job_for`) is keyed by the speaker folder, so a second run for the same
@@ -16,20 +17,19 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from workbench.errors import TrainingError, WorkbenchError
+from workbench.errors import TrainingBusyError, TrainingError, WorkbenchError
 
-__all__ = ["TrainingBusyError", "TrainingJob", "job_for", "start_training"]
+if TYPE_CHECKING:
+    from workbench.trainer import Trainer
+
+__all__ = ["TrainingJob", "job_for", "start_training"]
 
 _log = logging.getLogger(__name__)
 
 _JOBS: dict[str, TrainingJob] = {}
 _JOBS_LOCK = threading.Lock()
-
-
-class TrainingBusyError(TrainingError):
-    """A run for this speaker is already going."""
 
 
 class TrainingJob:
@@ -85,7 +85,7 @@ class TrainingJob:
         self.clock = clock
         self.time_up = False  # the time limit stopped the run
         self.version = 0  # bumped on every change, so views redraw only when needed
-        self._trainer: Any = None
+        self._trainer: Trainer | None = None
         self._train_t0: float | None = None
         self._train_end: float | None = None
         self._lock = threading.Lock()
@@ -201,13 +201,14 @@ class TrainingJob:
             reason = "no more improvement on the recordings kept aside"
         self._set(phase="measuring", stop_reason=reason)
 
-    def _attach(self, trainer: Any) -> None:
+    def _attach(self, trainer: Trainer) -> None:
         self._trainer = trainer
         if self.stop_requested:
             trainer.stop()
 
     def _target(self) -> None:
-        from workbench.workflow import personalize_speaker
+        from workbench.plots import report_figures
+        from workbench.workflow import finish, prepare, train
 
         try:
             self._set(phase="loading")
@@ -219,20 +220,23 @@ class TrainingJob:
             backend = self.backend_factory(self.model)
             config = self.config(backend) if callable(self.config) else self.config
             self._set(phase="preparing")
-            run = personalize_speaker(
-                self.speaker_dir, backend=backend, config=config, decoder=self.decoder,
-                test_fraction=self.test_fraction, progress=False,
-                callbacks={"on_start": self._on_start, "on_step": self._on_step, "on_eval": self._on_eval,
-                           "on_stop": self._on_stop}, trainer_hook=self._attach)
+            plan = prepare(self.speaker_dir, backend=backend, config=config, decoder=self.decoder,
+                           test_fraction=self.test_fraction)
+            self._attach(plan.trainer)
+            train(plan, progress=False, callbacks={"on_start": self._on_start, "on_step": self._on_step,
+                                                   "on_eval": self._on_eval, "on_stop": self._on_stop})
+            run = finish(plan, figures=report_figures)
             try:
                 run.adapted.remove()  # the adapter is saved; free the live model
-            except Exception:  # noqa: BLE001, S110 - releasing memory must not lose the result
-                pass
+            except RuntimeError as err:  # torch failing to unmerge: the result is saved, keep it
+                _log.warning("could not release the personal model of %s: %s", self.speaker_id, err)
             run.adapted = None
             self._set(run=run, phase="done", finished_at=time.time())
         except WorkbenchError as err:
             self._set(phase="failed", error=str(err), finished_at=time.time())
-        except Exception as err:  # noqa: BLE001 - shown on the page, never lost in a thread
+        # The job's boundary: any failure in this thread is shown on the page and logged in full,
+        # never lost with the thread (re-raising here would only print it to the server's console).
+        except Exception as err:  # noqa: BLE001
             _log.error("training %s failed:\n%s", self.speaker_id, traceback.format_exc())
             self._set(phase="failed", finished_at=time.time(),
                       error=f"Training stopped because of an unexpected problem ({type(err).__name__}: {err}). "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import panel as pn
 
@@ -25,6 +25,9 @@ from workbench.app_pages.common import (
 from workbench.app_pages.jobs import TrainingJob, job_for, start_training
 from workbench.errors import WorkbenchError
 from workbench.workflow import three_way_split
+
+if TYPE_CHECKING:
+    from workbench.corpus import SpeakerCorpus
 
 __all__ = ["PersonalizePage"]
 
@@ -126,7 +129,7 @@ class PersonalizePage(pn.viewable.Viewer):
         self.load()
 
     # ------------------------------------------------------------------ logic
-    def _speaker(self) -> Any:
+    def _speaker(self) -> SpeakerCorpus | None:
         return open_speaker(self.ctx, self.state.speaker_id) if self.state.speaker_id else None
 
     def load(self) -> None:
@@ -154,7 +157,7 @@ class PersonalizePage(pn.viewable.Viewer):
     def on_show(self) -> None:
         self.load()
 
-    def _readiness(self, corpus: Any) -> tuple[str, bool]:
+    def _readiness(self, corpus: SpeakerCorpus) -> tuple[str, bool]:
         from workbench.trainer import MIN_HELD_OUT_WORDS
 
         s = corpus.summary()

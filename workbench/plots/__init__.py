@@ -16,7 +16,7 @@ from workbench.plots.embeddings import (
     plot_similarity_heatmap,
     plot_speaker_trajectory,
 )
-from workbench.plots.trainer import plot_training_curve, plot_wer_before_after
+from workbench.plots.trainer import plot_training_curve, plot_wer_before_after, report_figures
 
 __all__ = [
     "new_figure",
@@ -30,4 +30,5 @@ __all__ = [
     "plot_spectrogram",
     "plot_training_curve",
     "plot_wer_before_after",
+    "report_figures",
 ]

@@ -1,13 +1,14 @@
-"""Figures for personalization: the live training curve and WER before/after."""
+"""Figures for personalization: the live training curve, WER before/after, and the report's figures."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from workbench._optional import has_module
 from workbench.plots._base import new_axes, new_figure
 
-__all__ = ["plot_training_curve", "plot_wer_before_after"]
+__all__ = ["plot_training_curve", "plot_wer_before_after", "report_figures"]
 
 
 def plot_training_curve(history: Sequence[dict], *, ax: Any = None, title: str = "Personalization") -> Any:
@@ -62,3 +63,21 @@ def plot_wer_before_after(before: float, after: float, *, interval: tuple[float,
     ax.set_title(label or "Word errors: before and after", fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
     return fig
+
+
+def report_figures(comparison: Any, history: Sequence[dict] | None = None) -> list[Any]:
+    """The figures of the HTML report (:func:`workbench.report.write_report`'s ``figures``).
+
+    The WER before and after (with the interval of its drop) and, given the trainer's
+    ``history``, the training curve. Without matplotlib: none (the report is written without them).
+
+    Args:
+        comparison: a :class:`~workbench.evaluate.Comparison` on the held-out recordings.
+    """
+    if not has_module("matplotlib"):
+        return []
+    interval = (comparison.interval["diff_low"], comparison.interval["diff_high"])
+    figures = [plot_wer_before_after(comparison.wer_before, comparison.wer_after, interval=interval)]
+    if history:
+        figures.append(plot_training_curve(history))
+    return figures

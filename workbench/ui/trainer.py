@@ -32,7 +32,7 @@ from workbench.errors import WorkbenchError
 from workbench.trainer import Trainer, TrainResult
 from workbench.ui._render import error_html
 
-__all__ = ["TrainerSession", "Throttle"]
+__all__ = ["Throttle", "TrainerSession"]
 
 
 class Throttle:
@@ -81,11 +81,16 @@ class TrainerSession:
         on_update: called (throttled, about twice a second) after progress changes;
             the widget passes its redraw here.
         decoder: decoder for "try it" (default: the trainer's validation decoder).
+        fit: what the background thread runs (default ``trainer.fit``), e.g.
+            ``lambda: workflow.train(plan, progress=False)``: the workflow's train step on
+            ``plan.trainer``, so that ``workflow.finish(plan)`` can follow.
     """
 
     def __init__(self, trainer: Trainer, *, on_update: Callable[[], None] | None = None,
-                 decoder: Any = None, update_interval: float = 0.5) -> None:
+                 decoder: Callable | None = None, update_interval: float = 0.5,
+                 fit: Callable[[], TrainResult] | None = None) -> None:
         self.trainer = trainer
+        self._fit = fit or trainer.fit
         self.decoder = decoder if decoder is not None else trainer.decoder
         self.thread: threading.Thread | None = None
         self.result: TrainResult | None = None
@@ -153,8 +158,10 @@ class TrainerSession:
 
         def run() -> None:
             try:
-                self.result = self.trainer.fit()
-            except BaseException as err:  # shown in the view, never lost in a thread
+                self.result = self._fit()
+            # The thread's boundary: any failure (an interrupt too) is kept and shown in the view, never
+            # lost with the thread; the view is where a person reads it (re-raising would only print it).
+            except BaseException as err:  # noqa: BLE001
                 self.error = err
                 self.status = f"stopped with an error: {err}"
             finally:

@@ -1,0 +1,155 @@
+"""Many speakers, one job: one Submodel bank (a row per speaker), also across processes (``torchrun``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from workbench.dataset import examples_from_corpus
+from workbench.errors import TrainingError
+from workbench.evaluate import Comparison, compare
+from workbench.trainer import TrainConfig, Trainer, TrainResult
+from workbench.workflow.common import (
+    _check_writable,
+    _progress_bar,
+    _transcribe_both,
+    build_decoder,
+    decoder_name,
+    default_config,
+    three_way_split,
+)
+
+if TYPE_CHECKING:
+    from workbench.adapters import Adapted
+    from workbench.corpus import SpeakerCorpus
+    from workbench.models.base import ASRBackend
+
+__all__ = ["BankRun", "speaker_folders", "train_bank"]
+
+
+@dataclasses.dataclass
+class BankRun:
+    """What :func:`train_bank` produced. In a ``torchrun`` job only rank 0 writes the
+    file: elsewhere ``path`` is None (``comparisons`` is the same everywhere)."""
+
+    speaker_ids: list[str]
+    train_result: TrainResult
+    comparisons: dict[str, Comparison]  # speaker id -> ASR word error rates before/after on its test phrases
+    path: Path | None  # the bank's Submodel file
+    adapted: Adapted
+
+    def table(self) -> str:
+        """One line per speaker: WER before -> after on its own test phrases."""
+        lines = [f"{'speaker':28s} {'before':>7s} {'after':>7s}  test phrases"]
+        for sid, c in self.comparisons.items():
+            lines.append(f"{sid:28s} {100 * c.wer_before:6.1f}% {100 * c.wer_after:6.1f}%  {len(c.utterances)}")
+        return "\n".join(lines)
+
+
+def speaker_folders(paths: list[str | Path]) -> list[SpeakerCorpus]:
+    """The :class:`~workbench.corpus.SpeakerCorpus` of each path: a speaker folder, or a folder
+    of speaker folders (all of them). Raises if none is found or an id repeats."""
+    from workbench.corpus import SpeakerCorpus, list_speakers
+
+    corpora = []
+    for path in paths:
+        path = Path(path)
+        corpora += [SpeakerCorpus.open(path)] if (path / "speaker.json").is_file() else list_speakers(path)
+    if not corpora:
+        raise TrainingError(f"no speaker folders in {', '.join(map(str, paths))} (a speaker folder holds "
+                            "speaker.json; make them with the app, workbench record or workbench simulate)")
+    ids = [c.speaker_id for c in corpora]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise TrainingError(f"speaker ids must differ within one bank; given twice: {', '.join(twice)}")
+    return corpora
+
+
+def train_bank(
+    speakers: list[str | Path],
+    out: str | Path,
+    *,
+    backend: ASRBackend | None = None,
+    model: str = "tiny",
+    device: str = "cpu",
+    config: TrainConfig | None = None,
+    decoder: str = "lexicon",
+    test_fraction: float = 0.25,
+    valid_fraction: float = 0.15,
+    max_train: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> BankRun:
+    """Train one Submodel bank for many speakers in one job (one row per speaker).
+
+    Every batch mixes speakers; each example is routed to its own speaker's rows.
+    Each speaker is split by prompt as :func:`personalize_speaker` splits one
+    (test / validation / training); early stopping and the checkpoint kept follow
+    the validation set of all speakers together. A prompt that is a test phrase of
+    any speaker is used in training by none, since shared weights would have heard
+    it. Under ``torchrun`` each process takes its share of every batch and of the
+    test phrases (:mod:`workbench.distributed`); only rank 0 writes the file.
+
+    Args:
+        speakers: speaker folders, or folders of speaker folders.
+        out: the bank's Submodel file (``.safetensors``); one speaker's Submodel can be
+            taken out of it with :meth:`workbench.adapters.SubmodelBank.export_speaker`.
+        config: training settings (default :class:`TrainConfig` with ``seed``).
+        max_train: use at most this many of each speaker's takes for training and validation
+            together (as :func:`personalize_speaker`).
+    """
+    from workbench import distributed
+    from workbench.models.loading import load_base_model
+
+    corpora = speaker_folders(speakers)
+    _check_writable(Path(out))  # before the training, not after it
+    splits = [three_way_split(c, test_fraction=test_fraction, valid_fraction=valid_fraction, seed=seed,
+                              max_train=max_train) for c in corpora]
+    # A prompt that is a test phrase of any speaker is trained on by none: shared weights (HRA's
+    # controller, the speaker space) would otherwise have heard its text from another voice. Such
+    # takes join their speaker's test phrases (as evaluate_speaker would count them).
+    test_prompts = {u.prompt.lower() for _, _, te in splits for u in te}
+    train, valid, held_out, used, trained_prompts = [], [], [], {}, set()
+    for row, (corpus, (tr, va, te)) in enumerate(zip(corpora, splits, strict=True)):
+        te = te + [u for u in tr + va if u.prompt.lower() in test_prompts]  # never trained on: tested
+        tr, va = ([u for u in part if u.prompt.lower() not in test_prompts] for part in (tr, va))
+        train += examples_from_corpus(corpus, tr, speaker=row)
+        valid += examples_from_corpus(corpus, va, speaker=row)
+        held_out += examples_from_corpus(corpus, te, speaker=row)
+        used[corpus.speaker_id] = {"utt_ids": [u.utt_id for u in tr], "valid_utt_ids": [u.utt_id for u in va]}
+        trained_prompts |= {u.prompt.lower() for u in tr + va}
+    backend = backend or load_base_model(model, device=device)
+    dec = build_decoder(decoder, prompts=sorted({p for c in corpora for p in c.prompts()}),
+                        backend=backend)  # validation
+    config = config or default_config(backend, seed=seed)
+    trainer = Trainer(backend, train, valid, config, decoder=dec)
+    rank, world = distributed.rank_and_size()
+    if progress and rank == 0:
+        _progress_bar(trainer)
+    result = trainer.fit()
+    # Test phrases: every process transcribes its share, each speaker with its own decoder (the one
+    # personalize_speaker and evaluate_speaker use), and every process gathers all of them.
+    by_row = [[i for i, e in enumerate(held_out) if e.speaker == row] for row in range(len(corpora))]
+    share: list[tuple] = []
+    for corpus, idx in zip(corpora, by_row, strict=True):
+        mine = idx[rank::world]
+        before, after = _transcribe_both(trainer.adapted, [held_out[i] for i in mine],
+                                         build_decoder(decoder, prompts=corpus.prompts(), backend=backend))
+        share += list(zip(mine, before, after, strict=True))
+    heard = {i: (b, a) for part in distributed.all_gather_objects(share) for i, b, a in part}
+    comparisons = {corpus.speaker_id: compare([held_out[i].text for i in idx], [heard[i][0] for i in idx],
+                                              [heard[i][1] for i in idx], utt_ids=[held_out[i].utt_id for i in idx])
+                   for corpus, idx in zip(corpora, by_row, strict=True)}
+    ids = [c.speaker_id for c in corpora]
+    if rank != 0:
+        return BankRun(ids, result, comparisons, None, trainer.adapted)
+    training = {"speakers": used, "prompts": sorted(trained_prompts), "steps": result.steps,
+                "seconds": round(result.seconds, 1), "stopped": result.stopped_reason, "processes": world,
+                "decoder": decoder_name(decoder, backend)}
+    metrics = {sid: {"wer_before": c.wer_before, "wer_after": c.wer_after, "held_out_utterances": len(c.utterances)}
+               for sid, c in comparisons.items()}
+    path = trainer.adapted.save(out, speaker_ids=ids,
+                                specaugment=None if config.specaugment is None else config.specaugment.to_dict(),
+                                training=training, metrics=metrics)
+    return BankRun(ids, result, comparisons, path, trainer.adapted)

@@ -1,0 +1,134 @@
+"""What every job of the workflow shares: the decoder, the settings, the three-way split, the progress bar.
+
+Also the two helpers the jobs share: transcribing with the base and the personal model
+(the adapter switched off, then on) and checking that a result file can be written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workbench.errors import TrainingError
+from workbench.evaluate import Comparison
+from workbench.trainer import TrainConfig, Trainer
+
+if TYPE_CHECKING:
+    from workbench.adapters import Adapted
+    from workbench.corpus import SpeakerCorpus
+    from workbench.dataset import Example
+    from workbench.models.base import ASRBackend
+
+__all__ = ["FigureMaker", "build_decoder", "decoder_name", "default_config", "three_way_split"]
+
+# fn(comparison, trainer history or None) -> the report's figures, e.g. workbench.plots.report_figures
+FigureMaker = Callable[[Comparison, list[dict] | None], Sequence[Any]]
+
+
+def build_decoder(kind: str, prompts: list[str] | None = None, *,
+                  backend: ASRBackend | None = None) -> Callable | None:
+    """``"greedy"`` (None: the backend's default) or ``"lexicon"``.
+
+    A sequence-to-sequence ``backend`` (Whisper) always decodes with its own search, so
+    this returns None for it whatever ``kind`` says (see :func:`decoder_name`).
+
+    The lexicon decoder is a beam search restricted to the words of the shipped
+    everyday prompt list plus ``prompts`` (the speaker's own list), with a bigram
+    LM of those sentences; the speaker's words that are not in the everyday list
+    (names, places: personal vocabulary) are boosted. It assumes the speaker says
+    phrases from that domain, as in phrase-based apps; free speech outside it
+    will be forced onto known words.
+    """
+    if kind not in ("greedy", "lexicon"):
+        raise TrainingError(f"decoder must be 'greedy' or 'lexicon', got {kind!r}")
+    if kind == "greedy" or getattr(backend, "is_seq2seq", False):
+        return None
+    from workbench.decode import BeamSearchDecoder, Lexicon, WordLM
+    from workbench.prompts import load_prompts, prompt_vocabulary
+
+    everyday = load_prompts("everyday")
+    own = list(prompts or [])
+    known = prompt_vocabulary(everyday)
+    personal = sorted(prompt_vocabulary(own) - known)
+    sentences = everyday + own
+    return BeamSearchDecoder(Lexicon.from_sentences(sentences), WordLM.from_sentences(sentences), boost=personal)
+
+
+def decoder_name(kind: str, backend: ASRBackend) -> str:
+    """What decodes, in words, for reports: Whisper's own search, or the CTC decoder ``kind``."""
+    return f"{backend.name} greedy search" if getattr(backend, "is_seq2seq", False) else kind
+
+
+def default_config(backend: ASRBackend | None, **settings: Any) -> TrainConfig:
+    """:class:`TrainConfig` with ``backend``'s defaults (its adapter and learning rate) under ``settings``.
+
+    Giving ``adapter`` drops the backend's learning rate too (the family's own default applies);
+    ``backend=None`` gives the generic defaults."""
+    base = {} if "adapter" in settings or backend is None else backend.default_train_settings()
+    return TrainConfig(**{**base, **settings})
+
+
+def _progress_bar(trainer: Trainer) -> None:
+    """A tqdm bar over steps, with loss and held-out WER in the postfix."""
+    from tqdm.auto import tqdm
+
+    state: dict[str, Any] = {}
+
+    def start(e: dict) -> None:
+        state["bar"] = tqdm(total=e["max_steps"], desc="personalizing", unit="step", leave=True)
+
+    def step(e: dict) -> None:
+        state["bar"].update(1)
+        state["bar"].set_postfix(loss=f"{e['loss']:.2f}", wer=state.get("wer", "-"), refresh=False)
+
+    def evaluated(e: dict) -> None:
+        state["wer"] = f"{100 * e['wer']:.0f}%"
+
+    def end(e: dict) -> None:
+        state["bar"].close()
+
+    trainer.on("on_start", start).on("on_step", step).on("on_eval", evaluated).on("on_stop", end)
+
+
+def three_way_split(corpus: SpeakerCorpus, *, test_fraction: float = 0.25, valid_fraction: float = 0.15,
+                    seed: int = 0, max_train: int | None = None) -> tuple[list, list, list]:
+    """``(train, valid, test)`` utterances of a speaker, split by prompt.
+
+    The test prompts are those of ``corpus.split(test_fraction, seed)`` (the same for
+    every run and every model, so before/after figures compare); ``max_train`` caps
+    the rest (training + validation together); ``valid_fraction`` of its prompts are
+    then set aside for validation.
+    """
+    from workbench.corpus import split_by_prompt
+
+    rest, test = corpus.split(test_fraction=test_fraction, seed=seed)
+    if max_train is not None:
+        rest = rest[:max_train]
+    train, valid = split_by_prompt(rest, fraction=valid_fraction, seed=seed + 1)
+    return train, valid, test
+
+
+def _transcribe_both(adapted: Adapted, examples: list[Example], decoder: Callable | None) -> tuple[list[str], list[str]]:
+    """``(base, personal)`` transcripts of ``examples``; each is routed to its own bank row
+    (``Example.speaker``; row 0 for one speaker)."""
+    if not examples:
+        return [], []
+    wavs = [e.wav for e in examples]
+    rows = [e.speaker for e in examples] if adapted.num_speakers > 1 else None
+    with adapted.disabled():
+        before = adapted.transcribe(wavs, decoder=decoder, speakers=rows)
+    return before, adapted.transcribe(wavs, decoder=decoder, speakers=rows)
+
+
+def _check_writable(path: Path) -> None:
+    """Raise a plain error now if ``path`` could not be written later."""
+    import os
+
+    folder = path.parent  # Path("bank.safetensors").parent is Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise TrainingError(f"cannot create the folder for {path} ({err.strerror}); choose another --out") from None
+    if path.is_dir() or not os.access(folder, os.W_OK):
+        raise TrainingError(f"cannot write {path} (a folder, or no permission to write there); choose another --out")

@@ -1,0 +1,260 @@
+"""The main job for one speaker, in steps: :func:`prepare`, :func:`train`, :func:`finish`.
+
+:func:`personalize_speaker` is the three in order; a live view (notebook 03, the app)
+calls them itself, so that it holds the trainer (its ``stop()``) between the first two.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workbench.dataset import examples_from_corpus
+from workbench.errors import TrainingError
+from workbench.evaluate import Comparison, compare
+from workbench.trainer import TrainConfig, Trainer, TrainResult
+from workbench.workflow.common import (
+    FigureMaker,
+    _check_writable,
+    _progress_bar,
+    build_decoder,
+    decoder_name,
+    default_config,
+    three_way_split,
+)
+
+if TYPE_CHECKING:
+    from workbench.adapters import Adapted
+    from workbench.corpus import SpeakerCorpus
+    from workbench.dataset import Example
+    from workbench.models.base import ASRBackend
+
+__all__ = ["PersonalizationPlan", "PersonalizationRun", "finish", "personalize_speaker", "prepare", "train"]
+
+
+@dataclasses.dataclass
+class PersonalizationRun:
+    """Everything one personalization produced."""
+
+    speaker_id: str
+    comparison: Comparison  # held-out ASR word error rates before/after
+    train_result: TrainResult
+    submodel_path: Path
+    report_html: Path
+    report_csv: Path
+    adapted: Adapted | None  # the live injection (backend + adapter), ready to transcribe
+
+
+@dataclasses.dataclass
+class PersonalizationPlan:
+    """One speaker's run, prepared by :func:`prepare`; :func:`train` and :func:`finish` take it on.
+
+    ``train``, ``valid`` and ``held_out`` are :class:`~workbench.dataset.Example` lists
+    (16 kHz waveforms with their texts) of different prompts; ``decoder`` scores both the
+    base and the personal model. :func:`train` sets ``result``.
+    """
+
+    corpus: SpeakerCorpus
+    backend: ASRBackend
+    base_model_reason: str  # why this base model, in words (for a person)
+    config: TrainConfig
+    train: list[Example]
+    valid: list[Example]  # decides when to stop and which checkpoint is kept
+    held_out: list[Example]  # the test phrases: the before/after figures, never trained on
+    decoder: Callable | None
+    decoder_label: str  # what decodes, in words (for the report)
+    trainer: Trainer
+    submodel_dir: Path
+    report_dir: Path
+    result: TrainResult | None = None
+    _base: list[str] | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def adapted(self) -> Adapted:
+        """The base model with the (untrained, then trained) personal adapter in place."""
+        return self.trainer.adapted
+
+    def base_transcripts(self) -> list[str]:
+        """What the base model (the adapter switched off) hears in ``held_out``; computed once.
+
+        The base model is frozen, so this is the "before" whether it is asked before
+        training (to show the starting point) or after it (:func:`finish`).
+        """
+        if self._base is None:
+            with self.adapted.disabled():
+                self._base = self.adapted.transcribe([e.wav for e in self.held_out], decoder=self.decoder) \
+                    if self.held_out else []
+        return self._base
+
+
+def prepare(
+    speaker_dir: str | Path,
+    *,
+    backend: ASRBackend | None = None,
+    model: str = "tiny",
+    config: TrainConfig | None = None,
+    settings: dict[str, Any] | None = None,
+    max_train: int | None = None,
+    test_fraction: float = 0.25,
+    valid_fraction: float = 0.15,
+    decoder: str = "greedy",
+    seed: int = 0,
+    report_dir: str | Path | None = None,
+    submodel_dir: str | Path | None = None,
+) -> PersonalizationPlan:
+    """Step 1: the data split, the base model, the settings and the trainer, for one speaker folder.
+
+    Whether the Submodel and the report can be saved is checked first, before any model
+    is loaded (a read-only or full disk is found now, not after the training).
+
+    Args:
+        speaker_dir: a :class:`~workbench.corpus.SpeakerCorpus` folder.
+        backend: a loaded base model (default: ``load_base_model`` of ``model``).
+        model: a base model name, or ``"auto"`` (see :func:`workbench.models.choice.choose_base_model`).
+        config: training settings (defaults need no tuning).
+        settings: without ``config``: :class:`TrainConfig` fields over the base model's
+            defaults (see :func:`default_config`), e.g. ``{"max_seconds": 90}``.
+        max_train: use at most this many utterances for training and validation together
+            (data-efficiency studies).
+        test_fraction: share of prompts held out for the before/after WER (never used
+            in training, nor to choose the checkpoint).
+        valid_fraction: share of the remaining prompts kept aside as validation: their
+            WER stops training early and their loss picks the checkpoint kept.
+        decoder: ``"greedy"`` or ``"lexicon"`` (see :func:`build_decoder`); the same
+            decoder scores the base and the personal model.
+        report_dir: where the report goes (default ``<speaker_dir>/reports``).
+        submodel_dir: where the Submodel goes (default ``<speaker_dir>/submodels``).
+    """
+    from workbench.corpus import SpeakerCorpus
+
+    corpus = SpeakerCorpus.open(speaker_dir)
+    # before the training, not at save time: a read-only or full disk is found first (issue 16)
+    inside = (*(() if submodel_dir else ("submodels",)), *(() if report_dir else ("reports",)))
+    if inside:
+        corpus.check_writable(*inside, what="Nothing was trained: the personal model could not be saved there.")
+    for folder, name in ((submodel_dir, "personal.safetensors"), (report_dir, "report.html")):
+        if folder is not None:
+            _check_writable(Path(folder) / name)
+    train_utts, valid_utts, test_utts = three_way_split(corpus, test_fraction=test_fraction,
+                                                        valid_fraction=valid_fraction, seed=seed, max_train=max_train)
+    if backend is None:
+        from workbench.models.choice import choose_base_model
+        from workbench.models.loading import load_base_model
+
+        choice = choose_base_model(corpus.info, model)
+        backend, reason = load_base_model(choice.name), choice.reason
+    else:
+        reason = f"base model: {backend.name} (given)"
+    train_ex, valid_ex, held_out = (examples_from_corpus(corpus, u) for u in (train_utts, valid_utts, test_utts))
+    dec = build_decoder(decoder, prompts=corpus.prompts(), backend=backend)
+    config = config or default_config(backend, **{"seed": seed, **(settings or {})})
+    trainer = Trainer(backend, train_ex, valid_ex, config, decoder=dec)  # builds the feature caches
+    if trainer.adapted is None:
+        raise TrainingError("the personalization workflow trains adapters; use Trainer directly for the baselines")
+    return PersonalizationPlan(corpus, backend, reason, config, train_ex, valid_ex, held_out, dec,
+                               decoder_name(decoder, backend), trainer,
+                               Path(submodel_dir) if submodel_dir else corpus.root / "submodels",
+                               Path(report_dir) if report_dir else corpus.root / "reports")
+
+
+def train(plan: PersonalizationPlan, *, progress: bool = True,
+          callbacks: dict[str, Callable[[dict], None]] | None = None) -> TrainResult:
+    """Step 2: train the personal adapter (returns when training has finished or was stopped).
+
+    Training stops at the step limit, the time budget, early stopping, or after
+    ``plan.trainer.stop()`` (thread-safe: a Stop button calls it); the best adapter so far is kept.
+
+    Args:
+        progress: show a tqdm progress bar.
+        callbacks: extra trainer event subscriptions (event name -> ``fn(payload)``),
+            e.g. a live plot; a view may also subscribe on ``plan.trainer`` itself.
+    """
+    if plan.result is not None:
+        raise TrainingError("this run has been trained already: prepare a new one to train again")
+    if progress:
+        _progress_bar(plan.trainer)
+    for event, fn in (callbacks or {}).items():
+        plan.trainer.on(event, fn)
+    plan.result = plan.trainer.fit()
+    return plan.result
+
+
+def finish(plan: PersonalizationPlan, *, figures: FigureMaker | None = None) -> PersonalizationRun:
+    """Step 3: measure the base and the personal model on the test phrases, save the Submodel, write the report.
+
+    Args:
+        figures: ``fn(comparison, history) -> figures`` for the report, e.g.
+            :func:`workbench.plots.report_figures` (a front end with matplotlib passes it);
+            None: a report without figures.
+    """
+    result = plan.result
+    if result is None:
+        raise TrainingError("nothing has been trained yet: train first, then finish")
+    corpus, config, adapted, held_out = plan.corpus, plan.config, plan.adapted, plan.held_out
+    after = adapted.transcribe([e.wav for e in held_out], decoder=plan.decoder) if held_out else []
+    comparison = compare([e.text for e in held_out], plan.base_transcripts(), after,
+                         utt_ids=[e.utt_id for e in held_out])
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    minutes = sum(e.seconds for e in plan.train) / 60
+    training = {"utterances": len(plan.train), "validation_utterances": len(plan.valid),
+                "minutes": round(minutes, 2), "utt_ids": [e.utt_id for e in plan.train],
+                "valid_utt_ids": [e.utt_id for e in plan.valid],
+                "steps": result.steps, "seconds": round(result.seconds, 1), "stopped": result.stopped_reason,
+                "decoder": plan.decoder_label}
+    metrics = {"wer_before": comparison.wer_before, "wer_after": comparison.wer_after,
+               "cer_before": comparison.cer_before, "cer_after": comparison.cer_after,
+               "held_out_utterances": len(held_out), "interval": comparison.interval}
+    submodel = adapted.save(plan.submodel_dir / f"{config.adapter.family}-{stamp}.safetensors",
+                            speaker_ids=[corpus.speaker_id],
+                            specaugment=None if config.specaugment is None else config.specaugment.to_dict(),
+                            training=training, metrics=metrics)
+    report = result.parameter_report
+    adapter_info = {"family": config.adapter.family, "parameters per speaker": report.get("per_speaker"),
+                    "share of the base model": f"{report.get('per_speaker_percent', 0):.2f}%",
+                    "base model": plan.backend.name, "training steps": result.steps,
+                    "training time": f"{result.seconds:.0f} s", "stopped because": result.stopped_reason,
+                    "file": submodel.name}
+    data = {"training utterances": len(plan.train), "validation utterances (decide when to stop)": len(plan.valid),
+            "training minutes": f"{minutes:.1f}",
+            "held-out utterances": len(held_out), "decoder": plan.decoder_label}
+    from workbench.report import write_report
+
+    html_path, csv_path = write_report(plan.report_dir, speaker=corpus.info, comparison=comparison,
+                                       adapter=adapter_info, data=data, name=f"report-{stamp}",
+                                       figures=figures(comparison, result.history) if figures else ())
+    return PersonalizationRun(corpus.speaker_id, comparison, result, submodel, html_path, csv_path, adapted)
+
+
+def personalize_speaker(
+    speaker_dir: str | Path,
+    *,
+    backend: ASRBackend | None = None,
+    model: str = "tiny",
+    config: TrainConfig | None = None,
+    max_train: int | None = None,
+    test_fraction: float = 0.25,
+    valid_fraction: float = 0.15,
+    decoder: str = "greedy",
+    progress: bool = True,
+    callbacks: dict[str, Callable[[dict], None]] | None = None,
+    report_dir: str | Path | None = None,
+    seed: int = 0,
+    trainer_hook: Callable[[Trainer], None] | None = None,
+    figures: FigureMaker | None = None,
+) -> PersonalizationRun:
+    """Personalize one speaker folder end to end: :func:`prepare`, :func:`train`, :func:`finish`.
+
+    The arguments are theirs (see them); ``trainer_hook`` is called with the
+    :class:`~workbench.trainer.Trainer` before it starts, e.g. so an app can call its
+    thread-safe ``stop()``.
+    """
+    plan = prepare(speaker_dir, backend=backend, model=model, config=config, max_train=max_train,
+                   test_fraction=test_fraction, valid_fraction=valid_fraction, decoder=decoder, seed=seed,
+                   report_dir=report_dir)
+    if trainer_hook is not None:
+        trainer_hook(plan.trainer)
+    train(plan, progress=progress, callbacks=callbacks)
+    return finish(plan, figures=figures)
