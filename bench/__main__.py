@@ -8,10 +8,11 @@ import sys
 import time
 import traceback
 
-BENCHES = ["specaugment", "models", "submodels", "distributed", "embeddings", "personalization"]
+BENCHES = ["specaugment", "models", "submodels", "distributed", "embeddings", "personalization", "peers"]
 # --only NAME: kept out of the 15-minute suite (contention: minutes of deliberately stalled steps;
-# real_speech and whisper: about 7 and 3 minutes, more with bench_whisper --table/--tricks)
-OPTIONAL = ["contention", "real_speech", "whisper"]
+# real_speech and whisper: about 7 and 3 minutes, more with bench_whisper --table/--tricks; peers_whisper
+# and peers_training: Whisper against PEFT, about 4 and 15 minutes)
+OPTIONAL = ["contention", "real_speech", "whisper", "peers_whisper", "peers_training"]
 
 
 def main(argv: list[str] | None = None) -> int:

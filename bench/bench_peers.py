@@ -162,7 +162,8 @@ def _whisper_scorer(texts: list[str]) -> Callable[[ASRBackend, Batch], torch.Ten
     def scores(backend: ASRBackend, batch: Batch) -> torch.Tensor:
         enc, _ = backend.encode(batch)
         dec_in, _ = backend.decoder_io(texts)
-        hidden = backend.model.model.decoder(input_ids=dec_in.to(enc.device), encoder_hidden_states=enc).last_hidden_state
+        decoder = backend.model.model.decoder
+        hidden = decoder(input_ids=dec_in.to(enc.device), encoder_hidden_states=enc).last_hidden_state
         return backend.model.proj_out(hidden)  # (B, P + N, vocab) teacher-forced logits
     return scores
 
@@ -256,8 +257,10 @@ def _waves(n: int, seconds: float, seed: int) -> list[np.ndarray]:
             for _ in range(n)]
 
 
-def bench_mixed_lora(model: str, device: str = "cpu", *, n: int = 64, repeat: int = 5) -> dict:
-    """Our bank vs PEFT on ``model`` ("tiny": the built-in model, or "whisper-tiny.en"), batches of ``n``."""
+def bench_mixed_lora(model: str, device: str = "cpu", *, n: int = 64, repeat: int = 5,
+                     seconds: float | None = None) -> dict:
+    """Our bank vs PEFT on ``model`` ("tiny": the built-in model, or "whisper-tiny.en"), batches of ``n``
+    utterances of about ``seconds`` (default 2.5 s for the built-in model, 2 s for Whisper)."""
     from workbench.adapters import LoRAConfig
     from workbench.models import load_base_model
 
@@ -274,19 +277,47 @@ def bench_mixed_lora(model: str, device: str = "cpu", *, n: int = 64, repeat: in
     print(f"mixed-speaker LoRA, {model}, batches of {n}:", flush=True)
     load = lambda: load_base_model(model, device=device)  # noqa: E731
     if model == "tiny":
-        seconds, config, fn = 2.5, LoRAConfig(), _builtin_scores
+        seconds, config, fn = seconds or 2.5, LoRAConfig(), _builtin_scores
     else:
-        seconds, config = 2.0, first.default_train_settings()["adapter"]
+        seconds, config = seconds or 2.0, first.default_train_settings()["adapter"]
         fn = _whisper_scorer(["please turn on the kitchen light"] * n)
     batch = first.featurize(_waves(n, seconds, 0))
     return {"batch": n, "utterance_s": seconds, "frames": int(batch.features.shape[1]), "config": config.to_dict(),
             "rows": _mixed_rows(load, config, fn, batch, n, repeat, sync)}
 
 
+def wer_against_jiwer(n: int = 200, seed: int = 0) -> dict:
+    """Our WER and CER against jiwer's on the sample prompts with random word edits (both after the
+    workbench's text normalization): the largest difference, corpus-level and per utterance."""
+    import jiwer
+
+    from workbench.evaluate import cer, wer
+    from workbench.prompts import load_prompts
+    from workbench.text import normalize_text
+
+    rng = random.Random(seed)
+    refs = [normalize_text(t) for t in load_prompts()][:n]
+    vocab = sorted({w for r in refs for w in r.split()})
+    hyps = []
+    for r in refs:
+        words = [w for w in r.split() if rng.random() > 0.15]  # deletions
+        words = [rng.choice(vocab) if rng.random() < 0.15 else w for w in words]  # substitutions
+        hyps.append(" ".join(w + (" " + rng.choice(vocab) if rng.random() < 0.1 else "") for w in words) or vocab[0])
+    per = max(abs(wer([r], [h]) - jiwer.wer(r, h)) for r, h in zip(refs, hyps, strict=True))
+    out = {"utterances": len(refs), "wer": wer(refs, hyps),
+           "max_abs_diff_corpus": abs(wer(refs, hyps) - jiwer.wer(refs, hyps)),
+           "max_abs_diff_cer": abs(cer(refs, hyps) - jiwer.cer(refs, hyps)), "max_abs_diff_per_utterance": per}
+    worst = max(out["max_abs_diff_corpus"], out["max_abs_diff_cer"], per)
+    print(f"WER and CER against jiwer on {len(refs)} edited prompts: largest difference {worst:.1e}", flush=True)
+    return out
+
+
 def run(device: str = "cpu", quick: bool = False) -> dict:
-    """SpecAugment and the built-in model's mixed-speaker LoRA (the default suite)."""
+    """SpecAugment, the built-in model's mixed-speaker LoRA and the WER against jiwer (the default suite)."""
     return {"machine": machine(device), "specaugment": bench_specaugment(device, quick),
-            "mixed_lora": bench_mixed_lora("tiny", device, n=8 if quick else 64, repeat=3 if quick else 7)}
+            "mixed_lora": bench_mixed_lora("tiny", device, n=8 if quick else 64, repeat=3 if quick else 7),
+            "wer_vs_jiwer": wer_against_jiwer(40 if quick else 200) if missing("jiwer") is None
+            else {"missing": missing("jiwer")}}
 
 
 def run_whisper(device: str = "cpu", quick: bool = False) -> dict:
@@ -301,10 +332,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 def main_whisper(argv: list[str] | None = None) -> dict:
     return bench_main(__doc__, run_whisper, "peers_whisper", argv)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    return bench_main(__doc__, run, "peers", argv)
 
 
 if __name__ == "__main__":

@@ -120,15 +120,18 @@ SYSTEMS = {
 }
 
 
-def run(device: str, quick: bool) -> dict:
+def run(device: str, quick: bool, *, systems_only: list[str] | None = None, utterances: int | None = None) -> dict:
+    """Every system of :data:`SYSTEMS` (or those named in ``systems_only``) on the same recordings."""
     from workbench.text import normalize_text
 
-    utts = _subset(8 if quick else SUBSET)
+    utts = _subset(utterances or (8 if quick else SUBSET))
     wavs = [u.wav for u in utts]
     refs = [normalize_text(u.text) for u in utts]
     audio_s = sum(len(w) for w in wavs) / SAMPLE_RATE
     systems: dict[str, Any] = {}
     for name, make in SYSTEMS.items():
+        if systems_only is not None and name not in systems_only:
+            continue
         try:
             fn = make()
         except Exception as err:  # noqa: BLE001 - a peer or a model that is not installed is reported, not fatal

@@ -53,7 +53,8 @@ def speechbrain_freq_domain() -> ModuleType:
         raise ModuleNotFoundError(f"speechbrain is not installed ({SPEECHBRAIN_INSTALL})")
     path = Path(list(spec.submodule_search_locations)[0]) / "augment" / "freq_domain.py"
     if not path.is_file():
-        raise ModuleNotFoundError(f"this speechbrain has no {path.name}: install the tested version ({SPEECHBRAIN_INSTALL})")
+        raise ModuleNotFoundError(f"this speechbrain has no {path.name}: install the tested version "
+                                  f"({SPEECHBRAIN_INSTALL})")
     mod_spec = importlib.util.spec_from_file_location("_speechbrain_freq_domain", path)
     module = importlib.util.module_from_spec(mod_spec)
     mod_spec.loader.exec_module(module)

@@ -14,11 +14,6 @@ __all__ = ["results_md_real_speech", "whisper_details", "whisper_targets"]
 Row = tuple[str, str, str, "bool | None", str]
 
 
-def _real_best(real: dict, prefix: str) -> dict | None:
-    rows = [v for k, v in real["systems"].items() if k.startswith(prefix) and "wer" in v]
-    return rows[0] if rows else None
-
-
 def _table_means(whisper: dict | None) -> list[dict]:
     rows = (whisper or {}).get("table") or []
     per: dict[str, list[dict]] = {}
@@ -33,26 +28,9 @@ def _table_means(whisper: dict | None) -> list[dict]:
 
 
 def whisper_targets(load: Callable[[str], dict | None]) -> list[Row]:
-    """Target rows of issue 15 (and the Whisper-vs-ctranslate2 ratio of issue 20)."""
+    """Target rows of issue 15: the Whisper training step and its personal results."""
     rows: list[Row] = []
-    real, whisper = load("real_speech_cpu"), load("whisper_cpu")
-    script = "bench/bench_real_speech.py"
-    if real:
-        ours = _real_best(real, "whisper-tiny.en (workbench, auto")
-        ps = _real_best(real, "pocketsphinx")
-        ct2 = _real_best(real, "whisper-tiny.en (ctranslate2 float32")
-        full = _real_best(real, "whisper-tiny.en (workbench, full")
-        if ours and ps:
-            rows.append(("Real speech: Whisper tiny.en WER vs pocketsphinx's (Asterisk prompts)", "<= 0.5x",
-                         f"{100 * ours['wer']:.1f}% vs {100 * ps['wer']:.1f}% ({ours['wer'] / ps['wer']:.2f}x)",
-                         ours["wer"] <= 0.5 * ps["wer"], script))
-        if ours and ct2 and full:
-            rows.append(("Whisper tiny.en CPU time vs ctranslate2 (same weights, float32)", "<= 2x",
-                         f"{ours['rtf'] / ct2['rtf']:.2f}x with the auto window, {full['rtf'] / ct2['rtf']:.2f}x with "
-                         "the full 30 s window", full["rtf"] <= 2 * ct2["rtf"], script))
-    else:
-        rows.append(("Real speech: Whisper tiny.en vs pocketsphinx", "<= 0.5x",
-                     "not run (opt-in: `python -m bench --only real_speech`)", None, script))
+    whisper = load("whisper_cpu")  # real speech against CTranslate2 and pocketsphinx: bench/summarize_peers.py
     script = "bench/bench_whisper.py"
     if not whisper:
         rows.append(("Whisper tiny.en training step and personal results", "<= 2 s; >= 50%",
