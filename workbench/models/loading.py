@@ -15,8 +15,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from workbench.models import hf, tiny, whisper_weights
 from workbench.models.base import ASRBackend
+from workbench.models.hf import load_hf_model
+from workbench.models.tiny import is_tiny_dir, load_tiny
+from workbench.models.whisper_weights import (
+    WHISPER_MODELS,
+    canonical_name,
+    import_ct2_folder,
+    is_whisper_name,
+    whisper_folder,
+)
 
 __all__ = ["load_base_model"]
 
@@ -41,18 +49,18 @@ def load_base_model(name_or_path: str | Path = "tiny", *, device: str = "cpu", *
     """
     key = str(name_or_path)
     if key in ("tiny", "workbench-tiny"):
-        return tiny.load_tiny(device=device)
+        return load_tiny(device=device)
     path = Path(key)
-    if path.is_dir() and (path / "config.json").is_file() and tiny.is_tiny_dir(path):
-        return tiny.load_tiny(path, device=device)
-    if whisper_weights.is_whisper_name(key):
-        folder, _source = whisper_weights.whisper_folder(key)
-        backend = hf.load_hf_model(folder, device=device, **options)
-        backend.name = whisper_weights.WHISPER_MODELS[whisper_weights.canonical_name(key)].name
+    if path.is_dir() and (path / "config.json").is_file() and is_tiny_dir(path):
+        return load_tiny(path, device=device)
+    if is_whisper_name(key):
+        folder, _source = whisper_folder(key)
+        backend = load_hf_model(folder, device=device, **options)
+        backend.name = WHISPER_MODELS[canonical_name(key)].name
         return backend
     if path.is_dir() and (path / "model.bin").is_file():  # a CTranslate2 (faster-whisper) folder
-        folder = whisper_weights.import_ct2_folder(path)
-        backend = hf.load_hf_model(folder, device=device, **options)
+        folder = import_ct2_folder(path)
+        backend = load_hf_model(folder, device=device, **options)
         backend.name = f"ct2:{path.resolve().name}"
         return backend
-    return hf.load_hf_model(key, device=device, **options)
+    return load_hf_model(key, device=device, **options)
