@@ -39,13 +39,12 @@ import statistics
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import nn
 
 from bench._common import bench_main, compare_samples, machine, spread
+from bench.bench_submodels import _waves  # noise recordings of about `seconds` each
 from bench.peers import missing, speechbrain_freq_domain
-from workbench.constants import SAMPLE_RATE
 
 if TYPE_CHECKING:
     from workbench.adapters import SubmodelBank
@@ -249,12 +248,6 @@ def _mixed_rows(load: Callable[[], ASRBackend], config, fn, batch: Batch, n: int
                   f"{max(rounds):.2f}); max |ours - PEFT| {diff:.1e} (LoRA moves outputs by {effect:.1e})", flush=True)
         bank.adapted.remove()
     return rows
-
-
-def _waves(n: int, seconds: float, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [(0.1 * rng.standard_normal(int(SAMPLE_RATE * seconds * rng.uniform(0.8, 1.2)))).astype(np.float32)
-            for _ in range(n)]
 
 
 def bench_mixed_lora(model: str, device: str = "cpu", *, n: int = 64, repeat: int = 5,
