@@ -12,22 +12,12 @@ pytest.importorskip("matplotlib")
 pytest.importorskip("IPython")
 
 from IPython.core.formatters import DisplayFormatter  # noqa: E402
+from test_plots_embeddings import utterance_embeddings  # noqa: E402
 
 from workbench import plots  # noqa: E402
 from workbench.augment import POLICIES  # noqa: E402
-from workbench.embeddings import UtteranceEmbeddings  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def _embeddings() -> UtteranceEmbeddings:
-    rng = np.random.default_rng(0)
-    n = 12
-    speakers = [f"sim-s{i % 3}" for i in range(n)]
-    return UtteranceEmbeddings(rng.standard_normal((n, 8)).astype(np.float32), speakers,
-                               [f"u{i}" for i in range(n)], ["hello"] * n,
-                               ["typical" if s == "sim-s0" else "dysarthria" for s in speakers],
-                               ["2024-01-01"] * n, [None] * n, "dvector")
 
 
 def _figures() -> dict[str, object]:
@@ -43,7 +33,7 @@ def _figures() -> dict[str, object]:
         "plot_wer_before_after": plots.plot_wer_before_after(0.6, 0.3, interval=(0.1, 0.4)),
         "plot_embedding_scatter": plots.plot_embedding_scatter(np.random.default_rng(1).standard_normal((6, 2)),
                                                                ["a", "a", "b", "b", "c", "c"]),
-        "plot_embedding_map": plots.plot_embedding_map(_embeddings()),
+        "plot_embedding_map": plots.plot_embedding_map(utterance_embeddings()),
         "plot_speaker_trajectory": plots.plot_speaker_trajectory(np.array([[0.0, 0.0], [1.0, 0.5]]), ["s1", "s2"]),
         "plot_similarity_heatmap": plots.plot_similarity_heatmap(ids, np.eye(3) + 0.1),
         "plot_nearest_speakers": plots.plot_nearest_speakers([("sim-a", 0.1), ("sim-b", 0.3)]),

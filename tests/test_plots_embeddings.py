@@ -29,8 +29,10 @@ def _legend(ax) -> list[str]:
     return [t.get_text() for t in ax.get_legend().get_texts()]
 
 
-def _embeddings() -> UtteranceEmbeddings:
-    rng = np.random.default_rng(1)
+def utterance_embeddings(seed: int = 0) -> UtteranceEmbeddings:
+    """12 random 8-D d-vectors of 3 speakers (``sim-s0`` typical, the others dysarthria); also for
+    ``test_plots_display.py``."""
+    rng = np.random.default_rng(seed)
     n = 12
     speakers = [f"sim-s{i % 3}" for i in range(n)]
     return UtteranceEmbeddings(rng.standard_normal((n, 8)).astype(np.float32), speakers,
@@ -86,7 +88,7 @@ def test_3d_points_need_3d_axes() -> None:
 
 
 def test_embedding_map_projects_and_places_each_speaker_at_its_mean() -> None:
-    emb = _embeddings()
+    emb = utterance_embeddings()
     (ax,) = plots.plot_embedding_map(emb).axes
     assert ax.get_title() == "d-vectors, PCA map"
     assert sorted(t.get_text() for t in ax.texts) == [" s0", " s1", " s2"]
@@ -136,7 +138,7 @@ def test_nearest_speakers_are_bars_nearest_on_top_typical_grey() -> None:
 
 @pytest.mark.parametrize("draw", [
     lambda ax: plots.plot_embedding_scatter(_points(), IDS, ax=ax),
-    lambda ax: plots.plot_embedding_map(_embeddings(), ax=ax),
+    lambda ax: plots.plot_embedding_map(utterance_embeddings(), ax=ax),
     lambda ax: plots.plot_speaker_trajectory(np.array([[0.0, 0.0], [1.0, 1.0]]), ["s1", "s2"], ax=ax),
     lambda ax: plots.plot_similarity_heatmap(["a", "b"], np.eye(2), ax=ax),
     lambda ax: plots.plot_nearest_speakers([("a", 0.2)], ax=ax),
