@@ -23,6 +23,7 @@ __all__ = [
     "SynthesisError",
     "TrainingBusyError",
     "TrainingError",
+    "ServerError",
     "WireFormatError",
     "WorkbenchError",
 ]
@@ -102,3 +103,7 @@ class PromptError(WorkbenchError, ValueError):
 
 class ServeError(WorkbenchError):
     """The app cannot start with these settings (address, password); the message says what to change."""
+
+
+class ServerError(WorkbenchError, RuntimeError):
+    """The clinic's server refused a device's request or could not be reached."""

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from workbench.adapters import Adapted
     from workbench.models.base import ASRBackend
 
-__all__ = ["SplitModel"]
+__all__ = ["ServerSideBackend", "SplitModel"]
 
 
 class SplitModel:
@@ -144,8 +144,42 @@ class SplitModel:
         total = sum(len(m.to_bytes()) for m in msgs) * 8
         return {"payload": payload / seconds, "total": total / seconds, "seconds": seconds}
 
+    def server_backend(self) -> ServerSideBackend:
+        """The backend as the server sees it, for training server-side Submodels with the
+        ordinary Trainer (adapters on blocks ``k`` and above: ``top_layers = num_layers - k``)."""
+        return ServerSideBackend(self)
+
     def _need_compressor(self) -> Compressor:
         if self.compressor is None:
             raise WorkbenchError("This split model has no compressor, so it cannot make wire messages: "
                                  "load or train one (recipes/train_compressor.py).")
         return self.compressor
+
+
+class ServerSideBackend:
+    """A backend whose frozen-prefix features are what the server restores from the wire.
+
+    Everything is the wrapped backend's except :meth:`cache_features`: with ``frozen_layers = k``
+    (the split layer) it returns the device part's hidden states after the compressor's round
+    trip (quantized exactly as on the wire), so a Trainer fits adapters to what the server will see.
+    """
+
+    def __init__(self, split: SplitModel) -> None:
+        self._split = split
+
+    def __getattr__(self, name: str):
+        return getattr(self._split.backend, name)
+
+    def cache_features(self, waveforms: list[np.ndarray], *, frozen_layers: int = 0) -> list[tuple]:
+        k = self._split.split_layer
+        if frozen_layers != k:
+            raise WorkbenchError(
+                f"Server-side Submodels start at the split (block {k}): train adapters on the top "
+                f"{self._split.backend.num_layers - k} blocks only (top_layers={self._split.backend.num_layers - k}), "
+                "without SpecAugment.")
+        items = self._split.device_hidden(waveforms)
+        comp = self._split.compressor
+        if comp is None:
+            return items
+        with torch.no_grad():
+            return [(comp.decode(comp.encode(h[None].float()), n)[0], n, samples, k) for h, n, samples, k in items]
