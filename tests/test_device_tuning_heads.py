@@ -13,8 +13,8 @@ from workbench.device_tuning import Compressor
 from workbench.device_tuning.heads import (
     PROFILE_CLASSES,
     RESEARCH_LABEL,
-    AtypicalityHead,
     AttentivePool,
+    AtypicalityHead,
     HeadTraining,
     SpeakerHead,
     atypicality_loss,
@@ -179,3 +179,21 @@ def test_inverse_model_shapes_training_and_griffin_lim():
     stats = MelStats(torch.full((80,), -6.0), torch.full((80,), 2.0))
     wav = mel_to_audio(pred[0], stats, n_iter=2)
     assert wav.dtype == np.float32 and wav.shape == ((mels[0].shape[0] - 1) * 160,) and np.isfinite(wav).all()
+
+
+# -- the bench's quick mode -------------------------------------------------------------------
+@pytest.mark.slow
+def test_quick_bench_reports_every_head_on_both_representations(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_BENCH_DIR", str(tmp_path))
+    from bench import bench_device_tuning_tasks as bench
+
+    res = bench.run("cpu", quick=True)
+    assert "UNTRAINED" in res["compressors_note"] and res["atypicality_label"] == RESEARCH_LABEL
+    assert set(res["tasks"]) == {"uncompressed k=4", "compressed k=4 untrained-k4-8x3s2"}
+    for row in res["tasks"].values():
+        assert {"asr", "speaker", "atypicality"} <= set(row)
+        assert row["atypicality"]["held-out voices"]["label"] == RESEARCH_LABEL
+    probes = res["privacy"]["speaker_probe"]
+    assert "raw log-mel" in probes and all(p["n_test"] == 8 and p["n_speakers"] == 8 for p in probes.values())
+    assert any("never a clinical score" in line for line in res["table"])
+    assert res["privacy"]["reconstruction"]["compressed k=4 untrained-k4-8x3s2 (from wire symbols)"]["utterances"] == 3

@@ -45,8 +45,8 @@ __all__ = [
     "PROFILE_CLASSES",
     "PROFILE_TEMPLATES",
     "RESEARCH_LABEL",
-    "AtypicalityHead",
     "AttentivePool",
+    "AtypicalityHead",
     "HeadTraining",
     "PooledHead",
     "SpeakerHead",
@@ -276,7 +276,7 @@ def _collate_targets(targets, idx: Sequence[int]):
 
 
 def train_head(head: nn.Module, feats: Sequence[torch.Tensor], targets,
-               loss_fn: Callable, settings: HeadTraining = HeadTraining(),
+               loss_fn: Callable, settings: HeadTraining | None = None,
                on_step: Callable[[dict], None] | None = None) -> list[dict]:
     """Train ``head`` in place on frames ``feats`` (each ``(T_i, D)``) and their targets.
 
@@ -289,6 +289,7 @@ def train_head(head: nn.Module, feats: Sequence[torch.Tensor], targets,
     Returns:
         the per-step history ``[{"step", "loss", "seconds"}]``; the head is left in eval mode.
     """
+    settings = settings or HeadTraining()
     rng = random.Random(settings.seed)
     torch.manual_seed(settings.seed)
     opt = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)

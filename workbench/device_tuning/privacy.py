@@ -40,7 +40,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.constants import SAMPLE_RATE
-from workbench.device_tuning.heads import HeadTraining, frame_mask, head_outputs, masked_mean_std, train_head
+from workbench.device_tuning.heads import (
+    HeadTraining,
+    frame_mask,
+    head_outputs,
+    masked_mean_std,
+    train_head,
+)
 from workbench.errors import WorkbenchError
 from workbench.features import HOP_LENGTH, LOG_FLOOR, N_FFT, N_MELS, WIN_LENGTH
 
@@ -119,7 +125,7 @@ class ProbeResult:
 
 
 def speaker_probe(feats: Sequence[torch.Tensor], speakers: Sequence[str], train_idx: Sequence[int],
-                  test_idx: Sequence[int], settings: HeadTraining = HeadTraining(), hidden: int = 256) -> ProbeResult:
+                  test_idx: Sequence[int], settings: HeadTraining | None = None, hidden: int = 256) -> ProbeResult:
     """Train a :class:`SpeakerProbe` on ``feats[train_idx]`` and score it on ``feats[test_idx]``.
 
     Args:
@@ -136,6 +142,7 @@ def speaker_probe(feats: Sequence[torch.Tensor], speakers: Sequence[str], train_
         raise WorkbenchError("every test speaker must have training utterances")
     y = torch.tensor([pos.get(s, -1) for s in speakers])  # -1: a speaker the probe never trains on
     probe = SpeakerProbe(feats[0].shape[1], len(names), hidden)
+    settings = settings or HeadTraining()
     tr = [feats[i] for i in train_idx]
     hist = train_head(probe, tr, y[list(train_idx)], F.cross_entropy, settings)
 
@@ -202,7 +209,7 @@ def inverse_loss(pred: torch.Tensor, target: tuple[torch.Tensor, torch.Tensor]) 
 
 
 def train_inverse(model: InverseModel, inputs: Sequence[torch.Tensor], mels: Sequence[torch.Tensor],
-                  settings: HeadTraining = HeadTraining()) -> list[dict]:
+                  settings: HeadTraining | None = None) -> list[dict]:
     """Train ``model`` in place: stream frames ``inputs[i] (T_i, F)`` -> normalized log-mel ``mels[i]``."""
     return train_head(model, inputs, list(mels), inverse_loss, settings)
 
@@ -247,8 +254,8 @@ class MelStats:
 
 
 def mel_to_audio(log_mel: torch.Tensor, stats: MelStats | None = None, *, n_iter: int = 32) -> np.ndarray:
-    """Log-mel ``(T, 80)`` -> a 16 kHz waveform by Griffin-Lim (``librosa.feature.inverse.mel_to_audio``
-    with the frontend's FFT, window, hop and Slaney filterbank).
+    """Log-mel ``(T, 80)`` -> a 16 kHz waveform by Griffin-Lim, as ``librosa.feature.inverse.mel_to_audio``
+    does it (with the frontend's FFT, window, hop and Slaney filterbank, and a fixed initial phase).
 
     Args:
         log_mel: raw log mel power (``stats=None``), or per-utterance normalized log-mel with the
@@ -264,9 +271,11 @@ def mel_to_audio(log_mel: torch.Tensor, stats: MelStats | None = None, *, n_iter
     if stats is not None:
         x = x * stats.std + stats.mean
     power = (x.exp() - LOG_FLOOR).clamp(min=0.0).T.numpy().astype(np.float64)  # (80, T)
-    wav = librosa.feature.inverse.mel_to_audio(
-        power, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=WIN_LENGTH, power=2.0,
-        n_iter=n_iter, fmin=20.0, fmax=SAMPLE_RATE / 2, length=(x.shape[0] - 1) * HOP_LENGTH)
+    # the two steps of librosa.feature.inverse.mel_to_audio, with a fixed initial phase (reproducible)
+    stft = librosa.feature.inverse.mel_to_stft(power, sr=SAMPLE_RATE, n_fft=N_FFT, power=2.0, fmin=20.0,
+                                               fmax=SAMPLE_RATE / 2)
+    wav = librosa.griffinlim(stft, n_iter=n_iter, hop_length=HOP_LENGTH, win_length=WIN_LENGTH, n_fft=N_FFT,
+                             center=True, pad_mode="constant", length=(x.shape[0] - 1) * HOP_LENGTH, random_state=0)
     wav = np.nan_to_num(wav.astype(np.float32))
     peak = float(np.abs(wav).max())
     return wav * (0.99 / peak) if peak > 0.99 else wav

@@ -1,0 +1,414 @@
+"""Device Tuning tasks and privacy: server-side heads on the compressed stream vs the uncompressed one, and what the stream gives away.
+
+Everything reads the representation at the split (after encoder block ``k`` of the frozen
+built-in model). For each compressor, the same heads are trained on it and on the uncompressed
+hidden states, with the same steps, architecture and data:
+
+- speech recognition: the frozen rest of the model (WER on held-out voices);
+- speaker embedding (:class:`~workbench.device_tuning.heads.SpeakerHead`, distilled from the
+  d-vectors of the raw audio): EER and nearest-speaker accuracy on held-out speakers;
+- atypicality (:class:`~workbench.device_tuning.heads.AtypicalityHead`): profile accuracy and
+  severity MAE on held-out voices. This is a research output on simulated speakers, never a
+  clinical score.
+
+Privacy, measured (:mod:`workbench.device_tuning.privacy`):
+
+- a speaker-identification probe on the wire symbols, on the restored and the uncompressed
+  hidden states, and on raw log-mel. Accuracy is on held-out utterances of the same speakers;
+- an inverse model from the stream to log-mel, then Griffin-Lim, recognized by the ASR model
+  (WER). The true log-mel through Griffin-Lim and the original audio are given for reference.
+
+Data: speakers simulated with ``workbench.simulate`` (random espeak voices x the profiles of
+``PROFILE_TEMPLATES`` at random severities), cached in
+``~/.cache/workbench/device_tuning_tasks/``. In the full run the eight sample speakers are an extra
+atypicality set. ``--quick`` uses a few sample-speaker recordings, an untrained compressor and a
+few steps: it checks the plumbing, and its numbers mean nothing.
+
+Compressors: ``~/.cache/workbench/compressors/tiny-k*-*.safetensors`` from
+``recipes/train_compressor.py``. When there are none, the full run uses an untrained one and
+says so (``compressors_note``).
+
+Full run: ``OMP_NUM_THREADS=2 python -m bench.bench_device_tuning_tasks`` takes about 25 minutes
+on 2 CPU cores with four compressors at one split (about 1.5 min for the first synthesis, then
+about 5 minutes per compressor). It writes ``docs/bench/device_tuning_tasks_cpu.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._common import bench_main, machine
+
+REPO = Path(__file__).resolve().parents[1]
+FULL = {"per_class": 12, "utts": 7, "heldout_per_class": 3, "probe_test": 2, "head_steps": 600, "probe_steps": 400,
+        "inverse_steps": 600, "inverse_hidden": 192, "inverse_eval": 30, "griffin_lim_iters": 32, "batch": 32,
+        "sample_per_speaker": 20}
+QUICK = {"per_sample_speaker": 4, "heldout_speakers": 3, "probe_test": 1, "head_steps": 12, "probe_steps": 20,
+         "inverse_steps": 8, "inverse_hidden": 32, "inverse_eval": 3, "griffin_lim_iters": 4, "batch": 8}
+
+
+def _cache_root() -> Path:
+    sys.path.insert(0, str(REPO / "recipes"))
+    from train_compressor import default_out  # recipes/ is not a package
+
+    return default_out().parent
+
+
+# -- data -------------------------------------------------------------------------------------
+def _sample_items(per: int | None) -> list[dict]:
+    """The simulated sample speakers' recordings with their profile class and severity."""
+    from workbench.corpus import SpeakerCorpus
+    from workbench.device_tuning.heads import profile_label
+    from workbench.embeddings import speaker_profile
+    from workbench.text import normalize_text
+
+    items = []
+    for folder in sorted((REPO / "sample_data").glob("sim-*")):
+        corpus = SpeakerCorpus.open(folder)
+        cls, sev = profile_label(speaker_profile(corpus))
+        for u in corpus.utterances()[:per]:
+            items.append({"wav": corpus.load_audio(u), "text": normalize_text(u.transcript), "speaker": folder.name,
+                          "profile": cls, "severity": sev})
+    return items
+
+
+def _synth_job(job: tuple) -> tuple[int, Any, str | None]:
+    idx, text, voice, profile, seed = job
+    import torch
+
+    torch.set_num_threads(1)
+    from workbench import simulate
+    from workbench.errors import WorkbenchError
+
+    try:
+        wav = simulate.synthesize(text, voice, profile, seed=seed)
+    except (WorkbenchError, OSError) as exc:  # one failing voice must not stop the set
+        return idx, None, f"{type(exc).__name__}: {exc}"
+    return idx, (np.clip(wav, -1, 1) * 32767).astype(np.int16), None
+
+
+def _simulated_items(per_class: int, utts: int, seed: int = 0) -> tuple[list[dict], dict]:
+    """``per_class`` random espeak voices per profile class, ``utts`` phrases each (cached)."""
+    from multiprocessing import get_context
+
+    import torch
+
+    from workbench import simulate
+    from workbench.device_tuning.heads import PROFILE_TEMPLATES
+    from workbench.embeddings import dvector_fingerprint, embed_utterances
+    from workbench.prompts import load_prompts
+    from workbench.text import normalize_text
+
+    phrases = sorted({normalize_text(p) for p in load_prompts("everyday") if normalize_text(p)})
+    key = hashlib.sha256(json.dumps([per_class, utts, seed, len(phrases), PROFILE_TEMPLATES, "v1",
+                                     dvector_fingerprint()]).encode()).hexdigest()[:12]
+    path = _cache_root() / "device_tuning_tasks" / f"sim-{key}.pt"
+    if path.exists():
+        data = torch.load(path, weights_only=False)
+        print(f"   loaded {len(data['items'])} simulated utterances from {path}", flush=True)
+    else:
+        rng = np.random.default_rng(seed)
+        speakers, jobs = [], []
+        for cls, template in PROFILE_TEMPLATES.items():
+            for i in range(per_class):
+                voice = simulate.random_voice(rng, engines=["espeak"])  # one engine: no engine-class shortcut
+                sev = 0.0 if cls == "typical" else float(rng.uniform(0.3, 1.0))
+                spec = template.format(s=sev)
+                spk = {"speaker": f"{cls}-{i:02d}", "profile": cls, "severity": round(sev, 2), "voice": voice.spec(),
+                       "profile_spec": spec, "seed": int(rng.integers(1 << 30))}
+                speakers.append(spk)
+                profile = simulate.Profile.parse(spec, seed=spk["seed"])
+                for _ in range(utts):
+                    jobs.append((len(jobs), phrases[int(rng.integers(len(phrases)))], voice, profile,
+                                 int(rng.integers(1 << 30))))
+        owner = [s for s in speakers for _ in range(utts)]
+        t0 = time.perf_counter()
+        with get_context("fork").Pool(max(1, min(2, os.cpu_count() or 1))) as pool:
+            done = sorted(pool.imap_unordered(_synth_job, jobs, chunksize=8))
+        items = []
+        for (idx, pcm, err), job in zip(done, jobs, strict=True):
+            if err is None and 0.3 * 16000 < len(pcm) < 12 * 16000:
+                items.append({**owner[idx], "pcm": pcm, "text": job[1]})
+            elif err:
+                print(f"   synthesis failed: {err}", flush=True)
+        wavs = [it["pcm"].astype(np.float32) / 32767 for it in items]
+        dvec = embed_utterances(wavs, "dvector", threads=1)
+        data = {"items": items, "dvectors": dvec, "speakers": speakers, "synth_seconds": time.perf_counter() - t0}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(data, path)
+        print(f"   synthesized {len(items)} utterances of {len(speakers)} speakers in {data['synth_seconds']:.0f} s "
+              f"-> {path}", flush=True)
+    items = [{**{k: v for k, v in it.items() if k != "pcm"}, "wav": it["pcm"].astype(np.float32) / 32767,
+              "dvector": d} for it, d in zip(data["items"], data["dvectors"], strict=True)]
+    return items, {"cache": str(path), "speakers": len(data["speakers"]), "utterances": len(items),
+                   "synth_seconds": round(float(data["synth_seconds"]), 1)}
+
+
+def _heldout_speakers(items: list[dict], per_class: int) -> set[str]:
+    """``per_class`` speakers of every profile class (the last ones by name) held out from the heads."""
+    by: dict[str, list[str]] = {}
+    for it in items:
+        by.setdefault(it["profile"], [])
+        if it["speaker"] not in by[it["profile"]]:
+            by[it["profile"]].append(it["speaker"])
+    return {s for spk in by.values() for s in sorted(spk)[len(spk) - min(per_class, len(spk) - 1):]}
+
+
+def _compressors(quick: bool, backend) -> tuple[dict, str]:
+    from workbench.device_tuning import Compressor
+    from workbench.device_tuning.compressor import load_compressor
+
+    found = {}
+    if not quick:
+        for path in sorted((_cache_root() / "compressors").glob("tiny-k*-*.safetensors")):
+            comp, meta = load_compressor(path)
+            if meta["base_fingerprint"] != backend.fingerprint():
+                print(f"   skip {path.name}: made for another base model", flush=True)
+                continue
+            found[path.stem] = (comp, meta["split_layer"], meta["card"])
+    if found:
+        return found, f"{len(found)} trained compressor(s) from recipes/train_compressor.py"
+    comp = Compressor(backend.hidden_size, 8, 3, 2).eval()
+    note = ("UNTRAINED compressor 8x3s2 at k=4 (random weights): " +
+            ("--quick checks the plumbing only" if quick else
+             "no trained compressor was found in ~/.cache/workbench/compressors; run recipes/train_compressor.py"))
+    return {"untrained-k4-8x3s2": (comp, 4, {})}, note
+
+
+# -- measurements -----------------------------------------------------------------------------
+def _heads(train: list, test: list, tr_items: list[dict], te_items: list[dict], cfg: dict,
+           extra: dict[str, tuple[list, list[dict]]]) -> dict[str, Any]:
+    """Speaker and atypicality heads trained on ``train`` frames, scored on ``test`` (and on ``extra`` sets)."""
+    import torch
+
+    from workbench.device_tuning.heads import (
+        PROFILE_CLASSES,
+        AtypicalityHead,
+        HeadTraining,
+        SpeakerHead,
+        atypicality_loss,
+        atypicality_metrics,
+        head_outputs,
+        speaker_loss,
+        speaker_metrics,
+        train_head,
+    )
+
+    d = train[0].shape[1]
+    settings = HeadTraining(max_steps=cfg["head_steps"], batch_size=cfg["batch"])
+    spk = SpeakerHead(d)
+    hist_s = train_head(spk, train, torch.tensor(np.stack([it["dvector"] for it in tr_items])), speaker_loss, settings)
+    emb = head_outputs(spk, test).numpy()
+    target = np.stack([it["dvector"] for it in te_items])
+    speaker = {**speaker_metrics(emb, [it["speaker"] for it in te_items]),
+               "cosine_to_dvector": float(np.mean(np.sum(emb * target, 1) / np.linalg.norm(target, axis=1))),
+               "steps": len(hist_s), "first_loss": hist_s[0]["loss"], "final_loss": hist_s[-1]["loss"]}
+
+    def labels(items):
+        return (torch.tensor([PROFILE_CLASSES.index(it["profile"]) for it in items]),
+                torch.tensor([float(it["severity"]) for it in items]))
+
+    aty = AtypicalityHead(d)
+    hist_a = train_head(aty, train, labels(tr_items), atypicality_loss, settings)
+    atyp = {"held-out voices": atypicality_metrics(head_outputs(aty, test), *labels(te_items))}
+    for name, (frames, items) in extra.items():
+        atyp[name] = atypicality_metrics(head_outputs(aty, frames), *labels(items))
+    atyp["steps"] = len(hist_a)
+    return {"speaker": speaker, "atypicality": atyp}
+
+
+def _probe(feats: list, speakers: list[str], cfg: dict) -> dict:
+    from workbench.device_tuning.heads import HeadTraining
+    from workbench.device_tuning.privacy import speaker_probe, split_utterances
+
+    tr, te = split_utterances(speakers, test_per_speaker=cfg["probe_test"])
+    res = speaker_probe(feats, speakers, tr, te, HeadTraining(max_steps=cfg["probe_steps"], batch_size=cfg["batch"]))
+    return res.to_dict()
+
+
+def _inverse(inputs_tr: list, mels_tr: list, inputs_te: list, mels_te: list, upsample: int, stats, cfg: dict,
+             asr) -> dict:
+    import torch
+
+    from workbench.device_tuning.heads import HeadTraining
+    from workbench.device_tuning.privacy import (
+        InverseModel,
+        mel_to_audio,
+        reconstruct,
+        train_inverse,
+    )
+
+    model = InverseModel(inputs_tr[0].shape[1], upsample, hidden=cfg["inverse_hidden"])
+    hist = train_inverse(model, inputs_tr, mels_tr, HeadTraining(max_steps=cfg["inverse_steps"], batch_size=16))
+    pred = reconstruct(model, inputs_te, [m.shape[0] for m in mels_te])
+    l1 = float(torch.stack([(p - m).abs().mean() for p, m in zip(pred, mels_te, strict=True)]).mean())
+    wavs = [mel_to_audio(p, stats, n_iter=cfg["griffin_lim_iters"]) for p in pred]
+    return {**asr(wavs), "mel_l1": l1, "steps": len(hist), "final_loss": hist[-1]["loss"]}
+
+
+def run(device: str, quick: bool) -> dict[str, Any]:
+
+    from workbench.constants import SAMPLE_RATE
+    from workbench.device_tuning import SplitModel
+    from workbench.device_tuning.heads import RESEARCH_LABEL, restored
+    from workbench.device_tuning.privacy import (
+        MelStats,
+        log_mels,
+        mel_to_audio,
+        wire_levels,
+    )
+    from workbench.evaluate import cer, wer
+    from workbench.models import load_base_model
+
+    cfg = QUICK if quick else FULL
+    t_start = time.perf_counter()
+    backend = load_base_model("tiny", device=device).freeze()
+    if quick:
+        items = _sample_items(cfg["per_sample_speaker"])
+        names = sorted({it["speaker"] for it in items})
+        held = set(names[:: max(1, len(names) // cfg["heldout_speakers"])][: cfg["heldout_speakers"]])
+        from workbench.embeddings import embed_utterances
+
+        for it, v in zip(items, embed_utterances([it["wav"] for it in items], "dvector", threads=1), strict=True):
+            it["dvector"] = v
+        data_info = {"source": "sample_data/sim-* (quick)", "utterances": len(items), "speakers": len(names)}
+        extra_items: list[dict] = []
+    else:
+        items, data_info = _simulated_items(cfg["per_class"], cfg["utts"])
+        held = _heldout_speakers(items, cfg["heldout_per_class"])
+        data_info["source"] = "workbench.simulate: random espeak voices x PROFILE_TEMPLATES"
+        extra_items = _sample_items(cfg["sample_per_speaker"])
+        from workbench.embeddings import embed_utterances
+
+        for it, v in zip(extra_items, embed_utterances([it["wav"] for it in extra_items], "dvector", threads=1),
+                         strict=True):
+            it["dvector"] = v
+    tr_i = [i for i, it in enumerate(items) if it["speaker"] not in held]
+    te_i = [i for i, it in enumerate(items) if it["speaker"] in held]
+    tr_items, te_items = [items[i] for i in tr_i], [items[i] for i in te_i]
+    data_info.update({"head_train_utterances": len(tr_i), "heldout_utterances": len(te_i),
+                      "heldout_speakers": sorted(held)})
+    print(f"   {len(items)} utterances, {len(held)} held-out speakers ({len(te_i)} utterances)", flush=True)
+    comps, note = _compressors(quick, backend)
+    print(f"   compressors: {note}", flush=True)
+
+    wavs = [it["wav"] for it in items]
+    speakers = [it["speaker"] for it in items]
+    refs = [it["text"] for it in items]
+    inv_te = te_i[: cfg["inverse_eval"]]
+
+    def asr(out_wavs: list[np.ndarray], idx: list[int] = inv_te) -> dict:
+        hyps = backend.transcribe(out_wavs, batch_size=8)
+        return {"wer": wer([refs[i] for i in idx], hyps), "cer": cer([refs[i] for i in idx], hyps),
+                "utterances": len(idx)}
+
+    norm, raw = log_mels(wavs)
+    stats = MelStats.of([raw[i] for i in tr_i])
+    mels_tr, mels_te = [norm[i] for i in tr_i], [norm[i] for i in inv_te]
+    n_iter = cfg["griffin_lim_iters"]
+    reconstruction = {
+        "original audio": asr([wavs[i] for i in inv_te]),
+        "true log-mel -> Griffin-Lim": asr([mel_to_audio(raw[i], n_iter=n_iter) for i in inv_te]),
+        "true normalized log-mel + average level -> Griffin-Lim": asr(
+            [mel_to_audio(norm[i], stats, n_iter=n_iter) for i in inv_te]),
+    }
+    probes = {"raw log-mel": _probe(raw, speakers, cfg)}
+    extra_wavs = [it["wav"] for it in extra_items]
+    tasks: dict[str, dict] = {}
+    asr_rows: dict[str, dict] = {}
+    dvec_ref = speaker_metrics_reference(te_items)
+    hidden_by_k: dict[int, tuple[list, list]] = {}
+    for name, (comp, k, card) in comps.items():
+        t0 = time.perf_counter()
+        if k not in hidden_by_k:
+            split = SplitModel(backend, k)
+            hidden_by_k[k] = ([h.cpu() for h, *_ in split.device_hidden(wavs)],
+                              [h.cpu() for h, *_ in split.device_hidden(extra_wavs)] if extra_wavs else [])
+            hid, ext = hidden_by_k[k]
+            unc = f"uncompressed k={k}"
+            print(f"   {unc}: heads, probe, inverse", flush=True)
+            tasks[unc] = _heads([hid[i] for i in tr_i], [hid[i] for i in te_i], tr_items, te_items, cfg,
+                                {"sample speakers": (ext, extra_items)} if ext else {})
+            asr_rows[unc] = _asr_hidden(SplitModel(backend, k), [hid[i] for i in te_i], te_items)
+            probes[unc] = _probe(hid, speakers, cfg)
+            reconstruction[unc] = _inverse([hid[i] for i in tr_i], mels_tr, [hid[i] for i in inv_te], mels_te, 4,
+                                           stats, cfg, asr)
+        hid, ext = hidden_by_k[k]
+        rest = restored(comp, hid)
+        wire = wire_levels(comp, hid)
+        label = f"compressed k={k} {name}"
+        print(f"   {label}: heads, probes, inverse", flush=True)
+        tasks[label] = _heads([rest[i] for i in tr_i], [rest[i] for i in te_i], tr_items, te_items, cfg,
+                              {"sample speakers": (restored(comp, ext), extra_items)} if ext else {})
+        asr_rows[label] = _asr_hidden(SplitModel(backend, k, comp), [rest[i] for i in te_i], te_items)
+        probes[f"{label} (wire symbols)"] = _probe(wire, speakers, cfg)
+        probes[f"{label} (restored)"] = _probe(rest, speakers, cfg)
+        reconstruction[f"{label} (from wire symbols)"] = _inverse(
+            [wire[i] for i in tr_i], mels_tr, [wire[i] for i in inv_te], mels_te, 4 * comp.config.stride, stats, cfg,
+            asr)
+        tasks[label]["card"] = card
+        tasks[label]["nominal_bits_per_s"] = comp.config.nominal_bits_per_second(25.0)
+        print(f"   {label}: {time.perf_counter() - t0:.0f} s", flush=True)
+    for name, row in asr_rows.items():
+        tasks[name]["asr"] = row
+    table = _table(tasks, probes, reconstruction, dvec_ref)
+    for line in table:
+        print("   " + line)
+    seconds = sum(len(w) for w in wavs) / SAMPLE_RATE
+    return {"machine": machine(device), "quick": quick, "config": cfg, "data": {**data_info, "audio_s": seconds},
+            "compressors_note": note, "atypicality_label": RESEARCH_LABEL, "tasks": tasks,
+            "speaker_reference_dvector": dvec_ref, "privacy": {"speaker_probe": probes, "reconstruction": reconstruction},
+            "table": table, "run_s": time.perf_counter() - t_start,
+            "notes": [("heads and probes run on the CPU; compared heads have the same steps, architecture "
+                       "and data"),
+                      "probe accuracy is on held-out utterances of the speakers it was trained on",
+                      "reconstruction WER: inverse model -> Griffin-Lim audio -> the same ASR model"]}
+
+
+def speaker_metrics_reference(te_items: list[dict]) -> dict:
+    """The d-vectors of the raw audio themselves on the held-out speakers (what the head imitates)."""
+    from workbench.device_tuning.heads import speaker_metrics
+
+    return speaker_metrics(np.stack([it["dvector"] for it in te_items]), [it["speaker"] for it in te_items])
+
+
+def _asr_hidden(split, hidden: list, items: list[dict]) -> dict:
+    from workbench.evaluate import wer
+
+    hyps = split.transcribe_hidden(hidden)
+    return {"wer": wer([it["text"] for it in items], hyps), "utterances": len(items)}
+
+
+def _table(tasks: dict, probes: dict, recon: dict, dvec_ref: dict) -> list[str]:
+    """Plain-text rows: each head on each representation, then the privacy figures."""
+    head = ("multi-task heads (held-out voices)   ASR WER | speaker EER, nearest-speaker acc | "
+            "atypicality* profile acc, severity MAE")
+    ref = (f"{'d-vectors of the raw audio':<44}      - | {dvec_ref['eer']:.3f}, "
+           f"{dvec_ref['nearest_speaker_accuracy']:.3f} |")
+    rows = [head, ref]
+    for name, t in tasks.items():
+        s, a = t["speaker"], t["atypicality"]["held-out voices"]
+        rows.append(f"{name:<44} {t['asr']['wer']:6.3f} | {s['eer']:.3f}, {s['nearest_speaker_accuracy']:.3f} | "
+                    f"{a['profile_accuracy']:.3f}, {a['severity_mae']:.3f}")
+    rows.append("* atypicality head: research output on simulated speakers, never a clinical score")
+    rows.append("privacy: speaker-ID probe accuracy on held-out utterances of known speakers (chance)")
+    rows += [f"  {name:<60} {p['accuracy']:.3f} ({p['chance']:.3f})" for name, p in probes.items()]
+    rows.append("privacy: WER of audio reconstructed by an inverse model + Griffin-Lim")
+    rows += [f"  {name:<60} {r['wer']:.3f}" for name, r in recon.items()]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return bench_main(__doc__, run, "device_tuning_tasks", argv)
+
+
+if __name__ == "__main__":
+    main()
