@@ -99,8 +99,8 @@ def test_sandwich_step_updates_each_sampled_size_on_its_slice():
                         generator=torch.Generator(), choices=choices)
     assert not out["skipped"] and [n for n, _ in out["losses"]] == ["large", "small", "d3-f32-h2-c16"]
     after = dict(sn.model.named_parameters())
-    for k in before:
-        step = (before[k] - after[k].detach()) / lr
+    for k, w0 in before.items():
+        step = (w0 - after[k].detach()) / lr
         torch.testing.assert_close(step, sum(g[k] for g in grads), rtol=1e-4, atol=1e-6)
     # every distilled size moved the shared weights inside its own slice, and only there
     for i, c in ((1, SMALL), (2, choices[2])):
@@ -241,3 +241,25 @@ def test_alpha_divergence_gradient_is_alphanets_and_padding_is_ignored():
     torch.testing.assert_close(alpha_divergence(q, teacher, short),
                                alpha_divergence(frames, torch.cat([teacher[0], teacher[1, :3]])[None],
                                                 torch.tensor([8])))
+
+
+def test_a_shipped_size_loads_by_name(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from workbench.models import load_base_model, supernet
+    from workbench.models.choice import choose_base_model
+    from workbench.models.tiny import save_tiny
+
+    monkeypatch.setattr(supernet, "_sizes_root", lambda: tmp_path)
+    with pytest.raises(ModelSizeError, match="not installed.*train_supernet.py"):
+        load_base_model("tiny", size="small")
+    sn = _supernet()
+    save_tiny(sn.extract(SMALL).eval(), tmp_path / "tiny-small", fp16=True)
+    assert supernet.installed_sizes() == ["small"]
+    for name, kw in (("tiny", {"size": "small"}), ("tiny-small", {}), ("workbench-tiny-small", {})):
+        backend = load_base_model(name, **kw)
+        assert backend.name == "workbench-tiny-small" and backend.config.num_layers == SMALL.depth
+    assert set(load_file(str(tmp_path / "tiny-small" / "model.safetensors"))) >= {"head.weight"}
+    with pytest.raises(ModelSizeError, match="valid sizes are small, medium, large"):
+        load_base_model("tiny", size="tiny")
+    assert choose_base_model(None, adapter_base="workbench-tiny-small").name == "workbench-tiny-small"

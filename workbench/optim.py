@@ -33,6 +33,7 @@ that name the parameters dominating the gradient are left out too.
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 from torch.optim import Optimizer
@@ -70,9 +71,10 @@ class ScaledAdam(Optimizer):
                  size_update_period: int = 4, clipping_update_period: int = 100) -> None:
         if not 0 < betas[0] <= betas[1] < 1:
             raise ValueError(f"betas must satisfy 0 < beta1 <= beta2 < 1, got {betas}")
-        defaults = dict(lr=lr, clipping_scale=clipping_scale, betas=betas, scalar_lr_scale=scalar_lr_scale,
-                        eps=eps, param_min_rms=param_min_rms, param_max_rms=param_max_rms, scalar_max=scalar_max,
-                        size_update_period=size_update_period, clipping_update_period=clipping_update_period)
+        defaults = {"lr": lr, "clipping_scale": clipping_scale, "betas": betas, "scalar_lr_scale": scalar_lr_scale,
+                    "eps": eps, "param_min_rms": param_min_rms, "param_max_rms": param_max_rms,
+                    "scalar_max": scalar_max, "size_update_period": size_update_period,
+                    "clipping_update_period": clipping_update_period}
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -189,7 +191,7 @@ class ScaledAdam(Optimizer):
             n = norms.numel()
             quartiles = [float(norms[min(n - 1, (n // 4) * i)]) for i in range(5)]
             median = quartiles[2]
-            if median != median:
+            if math.isnan(median):
                 raise RuntimeError("too many gradients were not finite")
             threshold = clipping_scale * median * (2.0 if step in irregular else 1.0)
             first["model_norm_threshold"] = threshold
@@ -200,7 +202,7 @@ class ScaledAdam(Optimizer):
         if "model_norm_threshold" not in first:
             return 1.0
         ans = min(1.0, float(first["model_norm_threshold"] / (tot_norm + 1e-20)))
-        if ans != ans:
+        if math.isnan(ans):
             ans = 0.0
         if ans < 1.0:
             first["num_clipped"] = first.get("num_clipped", 0) + 1

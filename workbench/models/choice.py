@@ -51,6 +51,8 @@ def choose_base_model(speaker_info: dict[str, Any] | None = None, requested: str
 
     if requested != "auto":
         return ModelChoice(requested, f"base model: {requested} (chosen by you)")
+    if adapter_base and adapter_base.startswith("workbench-tiny-"):  # a size of the built-in model
+        return ModelChoice(adapter_base, f"base model: {adapter_base} (the personal adapter was trained on it)")
     if adapter_base in ("tiny", "workbench-tiny") or (adapter_base and is_whisper_name(adapter_base)):
         name = "tiny" if adapter_base in ("tiny", "workbench-tiny") else canonical_name(adapter_base)
         return ModelChoice(name, f"base model: {name} (the personal adapter was trained on it)")

@@ -15,8 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from workbench.errors import ModelSizeError
 from workbench.models.base import ASRBackend
 from workbench.models.hf import load_hf_model
+from workbench.models.supernet import size_dir
 from workbench.models.tiny import is_tiny_dir, load_tiny
 from workbench.models.whisper_weights import (
     WHISPER_MODELS,
@@ -29,7 +31,8 @@ from workbench.models.whisper_weights import (
 __all__ = ["load_base_model"]
 
 
-def load_base_model(name_or_path: str | Path = "tiny", *, device: str = "cpu", **options: Any) -> ASRBackend:
+def load_base_model(name_or_path: str | Path = "tiny", *, device: str = "cpu", size: str | None = None,
+                    **options: Any) -> ASRBackend:
     """Load a base model by name.
 
     Args:
@@ -41,6 +44,9 @@ def load_base_model(name_or_path: str | Path = "tiny", *, device: str = "cpu", *
             a transformers folder or hub id (wav2vec2/HuBERT/WavLM CTC, Whisper); or a
             CTranslate2 (faster-whisper) Whisper folder, imported once into the cache.
         device: torch device string.
+        size: a size of the built-in model cut from its supernet (``"small"``, ``"medium"``,
+            ``"large"``; :mod:`~workbench.models.supernet`), also given as ``"tiny-small"`` or
+            ``"workbench-tiny-small"``; each size is its own base model with its own adapters.
         options: Whisper settings (``language``, ``window``; see
             :class:`~workbench.models.whisper.WhisperBackend`).
 
@@ -48,6 +54,13 @@ def load_base_model(name_or_path: str | Path = "tiny", *, device: str = "cpu", *
         a frozen backend in eval mode.
     """
     key = str(name_or_path)
+    for prefix in ("tiny-", "workbench-tiny-"):
+        if key.startswith(prefix) and size is None and not Path(key).is_dir():
+            key, size = "tiny", key[len(prefix):]
+    if size is not None:
+        if key not in ("tiny", "workbench-tiny"):
+            raise ModelSizeError(f"size={size!r} is for the built-in model ('tiny'), not for {key!r}")
+        return load_tiny(size_dir(size), device=device)
     if key in ("tiny", "workbench-tiny"):
         return load_tiny(device=device)
     path = Path(key)

@@ -49,7 +49,8 @@ from torch import nn
 from workbench.errors import ModelSizeError
 from workbench.models.tiny import RotaryMHSA, TinyBackend, TinyConfig, TinyConformerCTC
 
-__all__ = ["DEFAULT_SPACE", "SIZE_NAMES", "SearchSpace", "SubnetChoice", "Supernet"]
+__all__ = ["DEFAULT_SPACE", "SIZE_NAMES", "SearchSpace", "SubnetChoice", "Supernet", "installed_sizes",
+           "size_dir"]
 
 SIZE_NAMES = ("small", "medium", "large")
 _FIELDS = ("depth", "ffn", "heads", "conv")
@@ -166,6 +167,37 @@ def _join(vals: tuple[int, ...]) -> str:
 
 
 DEFAULT_SPACE = SearchSpace()
+
+
+def _sizes_root():
+    from workbench.models.tiny import default_model_dir
+
+    return default_model_dir().parent
+
+
+def installed_sizes() -> list[str]:
+    """The named sizes shipped in the package (folders ``workbench/data/models/tiny-<size>``), small first."""
+    return [n for n in DEFAULT_SPACE.size_names if (_sizes_root() / f"tiny-{n}" / "model.safetensors").is_file()]
+
+
+def size_dir(size: str):
+    """The folder of a shipped size (``"small"`` ...), checked.
+
+    Raises:
+        ModelSizeError: not a size name (the valid ones are listed), or not installed.
+    """
+    name = str(size).strip().lower()
+    if name not in DEFAULT_SPACE.size_names:
+        raise ModelSizeError(f"{str(size)!r} is not a size of the built-in model; valid sizes are "
+                             f"{', '.join(DEFAULT_SPACE.size_names)}")
+    folder = _sizes_root() / f"tiny-{name}"
+    if not (folder / "model.safetensors").is_file():
+        have = installed_sizes()
+        raise ModelSizeError(f"the {name!r} size of the built-in model is not installed "
+                             f"({'installed: ' + ', '.join(have) if have else 'no sizes are installed yet'}). "
+                             f"Train it with: python recipes/train_supernet.py --mode supernet, then copy the "
+                             f"run's {name}/ folder to {folder}")
+    return folder
 
 
 class _FeatureForward(nn.Module):
