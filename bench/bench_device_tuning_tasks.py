@@ -28,9 +28,12 @@ Compressors: ``~/.cache/workbench/compressors/tiny-k*-*.safetensors`` from
 ``recipes/train_compressor.py``. When there are none, the full run uses an untrained one and
 says so (``compressors_note``).
 
-Full run: ``OMP_NUM_THREADS=2 python -m bench.bench_device_tuning_tasks`` takes about 25 minutes
-on 2 CPU cores with four compressors at one split (about 1.5 min for the first synthesis, then
-about 5 minutes per compressor). It writes ``docs/bench/device_tuning_tasks_cpu.json``.
+Full run: ``OMP_NUM_THREADS=2 python -m bench.bench_device_tuning_tasks`` writes
+``docs/bench/device_tuning_tasks_cpu.json``. Estimated from per-step timings on this 2-core
+machine under load (not a timed full run): about 25 minutes with four compressors at one split.
+That is about 6 minutes of data and reference rows (the first synthesis of 588 utterances and
+their d-vectors is cached), about 4 minutes for the uncompressed rows of each split point, and
+about 3.5 minutes per compressor. The inverse models and Griffin-Lim take most of it.
 """
 
 from __future__ import annotations
