@@ -39,11 +39,11 @@ def speaker_copy(tmp_path: Path) -> Path:
     return dst
 
 
-def test_the_parser_has_every_subcommand() -> None:
-    assert set(_subcommands()) == SUBCOMMANDS
+def test_the_parser_has_every_documented_subcommand() -> None:
+    assert set(_subcommands()) >= SUBCOMMANDS
 
 
-@pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
+@pytest.mark.parametrize("name", sorted(_subcommands()))
 def test_help_of_each_subcommand_exits_0_and_shows_its_usage(name: str, capsys) -> None:
     with pytest.raises(SystemExit) as done:
         main([name, "--help"])
