@@ -9,6 +9,7 @@ code 2 (never a traceback). Subcommands import their module lazily so that
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -229,10 +230,37 @@ def _cmd_train_bank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_transcribe_remote(args: argparse.Namespace) -> int:
+    """``transcribe --server URL``: the device part runs here; only the compressed representation is sent."""
+    from workbench.device_tuning.client import DeviceClient
+    from workbench.device_tuning.compressor import default_compressor
+
+    client = DeviceClient(args.server, args.compressor or default_compressor(), token=args.token)
+    wavs, notes = _load_for_transcribe(args.files)
+    texts, sent = [], 0
+    for wav in wavs:
+        answer = client.transcribe(wav, speaker=args.speaker or "")
+        texts.append(answer["text"])
+        sent += answer["bytes_sent"]
+    print(f"sent {sent} bytes to {args.server} (no audio left this computer)", file=sys.stderr)
+    return _report_transcripts(args.files, texts, notes)
+
+
+def _cmd_serve_asr(args: argparse.Namespace) -> int:
+    from workbench.device_tuning.compressor import default_compressor
+    from workbench.device_tuning.server import serve_asr
+
+    serve_asr(args.compressor or default_compressor(), args.submodels, host=args.host, port=args.port,
+              token=args.token, model=args.model)
+    return 0
+
+
 def _cmd_transcribe(args: argparse.Namespace) -> int:
     from workbench.adapters import load_submodel
     from workbench.workflow import bank_row, build_decoder
 
+    if args.server:
+        return _cmd_transcribe_remote(args)
     backend = _speaker_model(None, args.model, args.adapter)
     wavs, notes = _load_for_transcribe(args.files)
     decoder = build_decoder(args.decoder, backend=backend)
@@ -348,7 +376,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", default=None, help="a Submodel file (.safetensors) from 'workbench personalize'")
     p.add_argument("--speaker", default=None, help="with a bank file (workbench train-bank): whose adapter to use")
     p.add_argument("--decoder", default="greedy", choices=["greedy", "lexicon"])
+    p.add_argument("--server", default=None, metavar="URL",
+                   help="send a compressed representation (never the audio) to a clinic server started with "
+                        "'workbench serve-asr', e.g. http://127.0.0.1:8200/asr; --speaker picks the Submodel there")
+    p.add_argument("--compressor", default=None, help="with --server: the compressor file the server runs "
+                   "(default: the shipped one)")
+    p.add_argument("--token", default=os.environ.get("WORKBENCH_SERVER_TOKEN"),
+                   help="with --server: the server's token (default: $WORKBENCH_SERVER_TOKEN)")
     p.set_defaults(func=_cmd_transcribe)
+
+    p = sub.add_parser("serve-asr", help="start the clinic server for split recognition (Ray Serve): devices send "
+                       "compressed representations, each speaker's Submodel is applied here")
+    p.add_argument("--submodels", nargs="*", default=[], help="Submodel or bank files whose speakers it serves")
+    p.add_argument("--compressor", default=None, help="compressor file (default: the shipped one)")
+    p.add_argument("--model", default="tiny", help="the base model the compressor was trained for")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (anything but this computer "
+                   "needs --token)")
+    p.add_argument("--port", type=int, default=8200)
+    p.add_argument("--token", default=os.environ.get("WORKBENCH_SERVER_TOKEN"),
+                   help="a secret clients must send (default: $WORKBENCH_SERVER_TOKEN)")
+    p.set_defaults(func=_cmd_serve_asr)
 
     for name, help_text in (("evaluate", "ASR word error rate of the base model (and an adapter) on a speaker"),
                             ("report", "write an HTML + CSV before/after report for a speaker folder")):

@@ -10,6 +10,12 @@ Modules:
     compressor   the learned bottleneck + quantizer (device) and expander (server)
     entropy      lossless range coding of the symbols (``constriction``, optional)
     split        the split model: device encode, server restore and transcribe
+    train        training a compressor (distillation to the unsplit model + CTC)
+    heads        server-side task heads on the same representation (speaker embedding,
+                 simulated atypicality: a research output, never a clinical score)
+    privacy      what the stream reveals: a speaker-ID probe and an inverse model
+    server       the clinic's server on Ray Serve (``workbench serve-asr``)
+    client       the device side over HTTP (``workbench transcribe --server URL``)
 """
 
 from workbench.device_tuning.compressor import Compressor, CompressorConfig

@@ -35,7 +35,9 @@ from torch import nn
 from workbench._atomic import write_bytes_atomic
 from workbench.errors import WorkbenchError, WireFormatError
 
-__all__ = ["Compressor", "CompressorConfig", "load_compressor", "save_compressor"]
+__all__ = ["SHIPPED_DIR", "Compressor", "CompressorConfig", "default_compressor", "load_compressor", "save_compressor"]
+
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "compressors"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,3 +194,12 @@ def load_compressor(path: str | Path) -> tuple[Compressor, dict]:
         raise WireFormatError(f"{bad}: its symbol tables are not probabilities.")
     comp.load_state_dict(tensors)
     return comp.eval(), {"split_layer": split_layer, "base_fingerprint": fingerprint, "card": card}
+
+
+def default_compressor() -> Path:
+    """The shipped compressor for the built-in model (``workbench/data/compressors/``)."""
+    files = sorted(SHIPPED_DIR.glob("*.safetensors"))
+    if not files:
+        raise WorkbenchError(f"No compressor is shipped in {SHIPPED_DIR}: train one with "
+                             "recipes/train_compressor.py and pass it with --compressor.")
+    return files[0]
