@@ -39,7 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pretrain.data import build_data
+from pretrain.data import add_corpus_arguments, build_data
 from pretrain.training import collate, make_batches, mel_warp
 from todm.export import compare, evaluate_size, export_sizes, write_run_card
 
@@ -249,7 +249,7 @@ def main(argv=None) -> None:
     p.add_argument("--optimizer", choices=("scaled_adam", "adam"), default="scaled_adam")
     p.add_argument("--n-random", type=int, default=2, help="random sizes per step besides largest and smallest")
     p.add_argument("--ctc-weight", type=float, default=0.0, help="CTC weight added for the distilled sizes")
-    p.add_argument("--minutes", type=float, default=12.0, help="training time budget (wall clock)")
+    p.add_argument("--minutes", type=float, default=10.0, help="training time budget (wall clock)")
     p.add_argument("--ckpt-minutes", type=float, default=3.0)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -272,16 +272,7 @@ def main(argv=None) -> None:
     p.add_argument("--compare", nargs="+", type=Path, help="run folders to put side by side (no training)")
     p.add_argument("--out", type=Path, default=default_out())
     p.add_argument("--run-name", default=None, help="default: from the mode and the switches")
-    # the pretraining recipe's corpus (same cache key as recipes/pretrain_tiny.py for the same values)
-    p.add_argument("--cache", type=Path, default=default_out().parent / "pretrain")
-    p.add_argument("--n-train", type=int, default=1500)
-    p.add_argument("--variants", type=int, default=2)
-    p.add_argument("--n-eval", type=int, default=150)
-    p.add_argument("--train-voices", type=int, default=800)
-    p.add_argument("--heldout-voices", type=int, default=24)
-    p.add_argument("--heldout-texts", type=float, default=0.15)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    add_corpus_arguments(p, n_train=1500)  # the pretraining recipe's corpus and its cache
     args = p.parse_args(argv)
     if args.compare:
         compare(args.compare, args.out / "comparison.md")

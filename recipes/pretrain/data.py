@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -180,6 +181,21 @@ def synthesize_set(jobs, workers: int, desc: str):
     kept = [item for o in out if o is not None for item in o]
     print(f"{desc}: {len(kept)} utterances ({errors} failed)", flush=True)
     return kept
+
+
+def add_corpus_arguments(parser, *, n_train: int) -> None:
+    """The flags :func:`build_data` reads (``--cache``, ``--n-train`` ... ``--seed``), for recipes that
+    train on this corpus; the same values find the same cached corpus."""
+    cache = Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")) / "pretrain"
+    parser.add_argument("--cache", type=Path, default=cache, help="where the synthesised corpus is cached")
+    parser.add_argument("--n-train", type=int, default=n_train, help="training phrases to synthesize")
+    parser.add_argument("--variants", type=int, default=2, help="perturbed copies of each synthesized phrase")
+    parser.add_argument("--n-eval", type=int, default=150, help="utterances per evaluation set")
+    parser.add_argument("--train-voices", type=int, default=800)
+    parser.add_argument("--heldout-voices", type=int, default=24)
+    parser.add_argument("--heldout-texts", type=float, default=0.15, help="fraction of prompts held out")
+    parser.add_argument("--workers", type=int, default=2, help="synthesis processes")
+    parser.add_argument("--seed", type=int, default=0)
 
 
 def build_data(args, cache: Path):
