@@ -263,3 +263,27 @@ def test_a_shipped_size_loads_by_name(tmp_path, monkeypatch):
     with pytest.raises(ModelSizeError, match="valid sizes are small, medium, large"):
         load_base_model("tiny", size="tiny")
     assert choose_base_model(None, adapter_base="workbench-tiny-small").name == "workbench-tiny-small"
+
+
+def test_sizes_table_pick_and_cli(tmp_path, monkeypatch, capsys):
+    from workbench.cli import main
+    from workbench.models import sizes, supernet
+    from workbench.models.tiny import save_tiny
+
+    monkeypatch.setattr(supernet, "_sizes_root", lambda: tmp_path)
+    assert sizes.pick_size(0.5)[0] == "tiny"
+    sn = _supernet()
+    for name in ("small", "large"):
+        save_tiny(sn.extract(name).eval(), tmp_path / f"tiny-{name}", fp16=True)
+    monkeypatch.setattr(sizes, "measure_rtf", lambda backend, seconds=2.0: backend.num_parameters() * 1e-6)
+    rows = sizes.size_table()
+    assert [r.model for r in rows] == ["tiny-small", "tiny-large", "tiny"] and rows[0].params < rows[1].params
+    n_small, n_large = rows[0].params * 1e-6, rows[1].params * 1e-6
+    model, reason = sizes.pick_size((n_small + n_large) / 2)
+    assert model == "tiny-small" and "workbench-tiny-small" in reason and "largest size" in reason
+    assert sizes.pick_size(n_large + 1)[0] == "tiny-large"
+    model, reason = sizes.pick_size(n_small / 2)
+    assert model == "tiny-small" and "no size meets" in reason
+    assert main(["models", "--seconds", "0.1", "--rtf-budget", str(n_large + 1)]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-small" in out and "workbench-tiny-large" in out and "the largest size" in out

@@ -299,6 +299,19 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return simulate_cli(args)
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from workbench.models.sizes import pick_size, size_table
+
+    print(f"{'model':14s} {'name':22s} {'parameters':>10s} {'file':>8s} {'held-out WER':>12s} {'RTF here':>9s}")
+    for r in size_table(seconds=args.seconds):
+        wer = "?" if r.heldout_wer is None else f"{r.heldout_wer:.3f}"
+        print(f"{r.model:14s} {r.name:22s} {r.params / 1e6:9.2f}M {r.file_mb:6.1f}MB {wer:>12s} {r.rtf:9.4f}")
+    print("RTF: seconds of compute per second of audio, one utterance at a time, measured now on this machine.")
+    if args.rtf_budget is not None:
+        print(pick_size(args.rtf_budget, seconds=args.seconds)[1])
+    return 0
+
+
 def _add_simulate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "simulate",
@@ -437,6 +450,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", action="append", help="run one benchmark (repeatable)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("models", help="the sizes of the built-in model: parameters, file size, WER, speed here")
+    p.add_argument("--rtf-budget", type=float, default=None,
+                   help="also pick the largest size needing at most this many seconds per second of audio here")
+    p.add_argument("--seconds", type=float, default=2.0, help="seconds to time each model (default 2)")
+    p.set_defaults(func=_cmd_models)
 
     return parser
 
