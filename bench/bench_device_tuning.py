@@ -5,7 +5,7 @@ Every system recognizes the same recordings with the same frozen built-in model:
 - unsplit, sending raw 16-bit PCM (256 kbit/s) or fp16 log-mel (128 kbit/s): the same WER;
 - split after ``k`` blocks with each trained compressor (``recipes/train_compressor.py``): the
   device sends range-coded symbols; the bit rate is measured on the wire bytes (payload, and total
-  with the 56-byte header and the speaker id);
+  with the 40-byte header and the speaker id);
 - codec2 (700C-3200 bit/s) and Opus (6-24 kbit/s): encoded on the device, decoded on the server and
   recognized by the full model.
 

@@ -74,6 +74,9 @@ def main(argv=None) -> None:
                    help="operating points DIMSxBITSsSTRIDE")
     p.add_argument("--minutes", type=float, default=4.0, help="training time per point")
     p.add_argument("--ctc-weight", type=float, default=0.2)
+    p.add_argument("--rate-weight", type=float, default=0.0,
+                   help="weight of the estimated bits per symbol in the loss (0: no rate term)")
+    p.add_argument("--tag", default="", help="suffix of the output names (e.g. r05 for a rate-weighted run)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", type=Path, default=default_out())
@@ -99,7 +102,7 @@ def main(argv=None) -> None:
     print(f"device outputs: {len(hidden)} utterances after block {args.split}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, dims, bits, stride in points:
-        path = args.out / f"tiny-k{args.split}-{name}.safetensors"
+        path = args.out / f"tiny-k{args.split}-{name}{'-' + args.tag if args.tag else ''}.safetensors"
         if args.resume and path.exists():
             print(f"{name}: done already ({path})")
             continue
@@ -107,11 +110,11 @@ def main(argv=None) -> None:
         t0 = time.time()
         hist = train_compressor(split, hidden, texts, CompressorTraining(
             seconds=60 * args.minutes, batch_size=args.batch_size, lr=args.lr, ctc_weight=args.ctc_weight,
-            seed=args.seed), on_step=lambda r: r["step"] % 100 == 0 and print(
+            rate_weight=args.rate_weight, seed=args.seed), on_step=lambda r: r["step"] % 100 == 0 and print(
                 f"  {name} step {r['step']} loss {r['loss']:.3f} (kd {r['kd']:.3f}, ctc {r['ctc']:.3f})", flush=True))
         card = {"point": name, "dims": dims, "bits": bits, "stride": stride, "steps": len(hist),
                 "train_seconds": round(time.time() - t0, 1), "final_loss": hist[-1]["loss"] if hist else None,
-                "n_train": len(hidden), "ctc_weight": args.ctc_weight, "lr": args.lr,
+                "n_train": len(hidden), "ctc_weight": args.ctc_weight, "rate_weight": args.rate_weight, "lr": args.lr,
                 "corpus": "recipes/pretrain synthetic voices (held-out voices and phrases excluded)",
                 "threads": args.threads}
         save_compressor(split.compressor, path, split_layer=args.split, base_fingerprint=backend.fingerprint(),

@@ -120,6 +120,18 @@ class Compressor(nn.Module):
         q = torch.round((z + 1) * 0.5 * (self.levels - 1)) * (2.0 / (self.levels - 1)) - 1.0
         return self.expand(z + (q - z).detach(), h.shape[1])
 
+    def rate_bits(self, h: torch.Tensor) -> torch.Tensor:
+        """A differentiable estimate of the bits per symbol the range coder will spend on ``h``:
+        each value is softly assigned to the levels (a Gaussian of half a level's spacing), and the
+        cross-entropy of those assignments against their mean over the batch is returned. Adding it
+        to the loss teaches the compressor to use predictable symbols (rate-distortion)."""
+        z = self._bounded(h)
+        levels = torch.linspace(-1.0, 1.0, self.levels, device=z.device)
+        sigma = 1.0 / (self.levels - 1)  # half the spacing 2 / (levels - 1)
+        q = torch.softmax(-((z[..., None] - levels) ** 2) / (2 * sigma**2), dim=-1)  # (B, T_s, dims, L)
+        p = q.reshape(-1, self.config.dims, self.levels).mean(0).clamp_min(1e-6)  # (dims, L)
+        return -(q * torch.log2(p)).sum(-1).mean()
+
     @torch.no_grad()
     def fit_tables(self, symbols: list[torch.Tensor], *, prior: float = 0.5) -> None:
         """Count each position's symbol frequencies over ``symbols`` (each ``(T_s, dims)``), with
@@ -131,12 +143,12 @@ class Compressor(nn.Module):
         self.tables.copy_(counts / counts.sum(dim=1, keepdim=True))
 
     def identity(self) -> bytes:
-        """16 bytes naming this compressor: sha256 of its sizes, weights and tables."""
+        """8 bytes naming this compressor: sha256 of its sizes, weights and tables."""
         h = hashlib.sha256(repr(dataclasses.astuple(self.config)).encode())
         for name, t in sorted(self.state_dict().items()):
             h.update(name.encode())
             h.update(t.detach().cpu().float().contiguous().numpy().tobytes())
-        return h.digest()[:16]
+        return h.digest()[:8]
 
 
 def save_compressor(comp: Compressor, path: str | Path, *, split_layer: int, base_fingerprint: str,

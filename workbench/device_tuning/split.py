@@ -58,8 +58,8 @@ class SplitModel:
 
     @property
     def fingerprint(self) -> bytes:
-        """16 bytes of the base model's weight fingerprint (what the wire header carries)."""
-        return bytes.fromhex(self.backend.fingerprint()[:32])
+        """8 bytes of the base model's weight fingerprint (what the wire header carries)."""
+        return bytes.fromhex(self.backend.fingerprint()[:16])
 
     # -- device ---------------------------------------------------------------
     def device_hidden(self, waveforms: Sequence[np.ndarray]) -> list[tuple]:

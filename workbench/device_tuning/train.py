@@ -4,6 +4,7 @@ The device part's outputs are computed once per recording (they never change: th
 is frozen), so a step costs the compressor plus the server part. The loss is
 
     KL(teacher || student) per true frame  +  ctc_weight * CTC(student, transcript)
+                                            +  rate_weight * estimated bits per symbol
 
 where the teacher is the unsplit model's CTC posterior on the same recording (distillation to
 the uncompressed model) and the student is the server's posterior on the compressed hidden
@@ -36,6 +37,7 @@ class CompressorTraining:
     batch_size: int = 16
     lr: float = 2e-3
     ctc_weight: float = 0.2
+    rate_weight: float = 0.0  # x bits per symbol (Compressor.rate_bits): trades WER for fewer bits sent
     seed: int = 0
 
 
@@ -76,17 +78,18 @@ def train_compressor(split: SplitModel, hidden: Sequence[tuple], texts: Sequence
             batch = backend.collate([hidden[i] for i in idx], [0] * len(idx))
             with torch.no_grad():
                 teacher, lens = backend.log_probs(batch)
+            rate = comp.rate_bits(batch.features) if settings.rate_weight else torch.zeros(())
             batch.features = comp(batch.features)
             student, _ = backend.log_probs(batch)
             kd = distill_loss(student.float(), teacher.float(), lens)
             ctc = backend.loss_from_log_probs(student, lens, [texts[i] for i in idx])
-            loss = kd + settings.ctc_weight * ctc
+            loss = kd + settings.ctc_weight * ctc + settings.rate_weight * rate
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(comp.parameters(), 5.0)
             opt.step()
             step += 1
-            rec = {"step": step, "loss": loss.item(), "kd": kd.item(), "ctc": ctc.item(),
+            rec = {"step": step, "loss": loss.item(), "kd": kd.item(), "ctc": ctc.item(), "rate_bits": rate.item(),
                    "seconds": time.perf_counter() - start}
             history.append(rec)
             if on_step is not None:

@@ -1,6 +1,6 @@
 """The wire format a device sends to the server: one utterance's compressed encoder representation.
 
-Everything is little-endian. A message is a fixed 56-byte header, the speaker id and the payload::
+Everything is little-endian. A message is a fixed 40-byte header, the speaker id and the payload::
 
     offset size  field
     0      4     magic b"WBDT" (workbench device tuning)
@@ -12,22 +12,25 @@ Everything is little-endian. A message is a fixed 56-byte header, the speaker id
     10     2     speaker id length L, 0..128 (UTF-8 bytes)
     12     4     encoder frames N, 1..MAX_FRAMES (the server restores N frames)
     16     4     payload length P in bytes, a multiple of 4 (range-coder words)
-    20     16    base-model fingerprint (the first 16 bytes of the weights' sha256)
-    36     16    compressor id (the first 16 bytes of the compressor's sha256)
-    52     4     CRC-32 of the header bytes 0..51, the speaker id and the payload
-    56     L     speaker id (UTF-8; letters, digits, '-', '_', '.')
-    56+L   P     payload: the range-coded symbols, ceil(N / s) * dims of them
+    20     8     base-model fingerprint (the first 8 bytes of the weights' sha256)
+    28     8     compressor id (the first 8 bytes of the compressor's sha256)
+    36     4     CRC-32 of the header bytes 0..35, the speaker id and the payload
+    40     L     speaker id (UTF-8; letters, digits, '-', '_', '.')
+    40+L   P     payload: the range-coded symbols, ceil(N / s) * dims of them
+
+The header is a fixed cost per utterance (320 bits, plus the speaker id): at two seconds an
+utterance it is ~160 bit/s, so it counts in every bit rate the benchmarks report.
 
 A message is refused with a plain :class:`~workbench.errors.WireFormatError` when it is
 truncated, longer than its header says, has a header whose sizes disagree, a bad CRC, or when
 the server's model or compressor is not the one that made it (see :func:`check_compatible`).
 
->>> m = Message(b"\\x01" * 16, b"\\x02" * 16, split_layer=4, stride=2, bits=3, dims=16,
+>>> m = Message(b"\\x01" * 8, b"\\x02" * 8, split_layer=4, stride=2, bits=3, dims=16,
 ...             speaker="sim-als", frames=75, payload=b"\\x00" * 8)
 >>> Message.from_bytes(m.to_bytes()) == m
 True
 >>> len(m.to_bytes())
-71
+55
 """
 
 from __future__ import annotations
@@ -43,11 +46,12 @@ __all__ = ["HEADER_BYTES", "MAGIC", "MAX_FRAMES", "Message", "check_compatible"]
 
 MAGIC = b"WBDT"
 VERSION = 1
-HEADER_BYTES = 56
+HEADER_BYTES = 40
+ID_BYTES = 8  # model fingerprint and compressor id on the wire
 MAX_FRAMES = 25 * 60 * 10  # ten minutes of built-in encoder frames (25 per second)
 MAX_DIMS = 1024
 MAX_SPEAKER_BYTES = 128
-_HEAD = struct.Struct("<4sBBHBBHII16s16s")  # everything before the CRC (52 bytes)
+_HEAD = struct.Struct("<4sBBHBBHII8s8s")  # everything before the CRC (36 bytes)
 _CRC = struct.Struct("<I")
 _SPEAKER = re.compile(r"[A-Za-z0-9_.\-]*")
 
@@ -57,8 +61,8 @@ class Message:
     """One utterance on the wire.
 
     Attributes:
-        fingerprint: 16 bytes identifying the base model's weights.
-        compressor: 16 bytes identifying the compressor (weights and symbol tables).
+        fingerprint: 8 bytes identifying the base model's weights.
+        compressor: 8 bytes identifying the compressor (weights and symbol tables).
         split_layer: encoder blocks run on the device.
         stride: encoder frames per symbol frame.
         bits: bits per symbol before entropy coding.
@@ -85,8 +89,8 @@ class Message:
 
     def validate(self) -> None:
         """Raise :class:`WireFormatError` unless every field is in range."""
-        if len(self.fingerprint) != 16 or len(self.compressor) != 16:
-            raise WireFormatError("The model fingerprint and compressor id must be 16 bytes each.")
+        if len(self.fingerprint) != ID_BYTES or len(self.compressor) != ID_BYTES:
+            raise WireFormatError(f"The model fingerprint and compressor id must be {ID_BYTES} bytes each.")
         if not 1 <= self.bits <= 8:
             raise WireFormatError(f"The message says {self.bits} bits per symbol; 1 to 8 are valid.")
         if not 1 <= self.dims <= MAX_DIMS:
