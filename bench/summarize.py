@@ -12,6 +12,9 @@ from bench import _common
 from bench.peers import SPEECHBRAIN_INSTALL
 from bench.summarize_whisper import results_md_real_speech, whisper_details, whisper_targets
 from bench.summarize_peers import peers_details, peers_targets
+from bench.summarize_device_tuning import END as DT_END
+from bench.summarize_device_tuning import START as DT_START
+from bench.summarize_device_tuning import results_md_device_tuning
 
 #: Markers of the generated part of docs/results.md (the rest is written by hand).
 START, END = "<!-- personalization results: written by bench/summarize.py -->", "<!-- end of generated part -->"
@@ -514,7 +517,8 @@ def main(quick: bool = False) -> None:
     bench_md, results_md = out / f"benchmarks{_SUFFIX}.md", out / f"results{_SUFFIX}.md"
     bench_md.write_text(benchmarks_md())
     old = results_md.read_text() if results_md.is_file() else "# Results\n"
-    results_md.write_text(_splice(old, results_md_personalization()))
+    new = _splice(old, results_md_personalization())
+    results_md.write_text(_splice(new, results_md_device_tuning(_load), DT_START, DT_END))
     print(f"wrote {bench_md} and {results_md}")
     readme = _common.RESULTS_DIR.parent.parent / "README.md"
     if not quick and readme.is_file() and PERF_START in readme.read_text():

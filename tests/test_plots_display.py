@@ -38,7 +38,14 @@ def _figures() -> dict[str, object]:
         "plot_similarity_heatmap": plots.plot_similarity_heatmap(ids, np.eye(3) + 0.1),
         "plot_nearest_speakers": plots.plot_nearest_speakers([("sim-a", 0.1), ("sim-b", 0.3)]),
         "new_figure": _own_figure(),
+        "report_figures": plots.report_figures(_comparison(), history)[-1],  # the training curve of the report
     }
+
+
+def _comparison() -> object:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(wer_before=0.6, wer_after=0.3, interval={"diff_low": 0.1, "diff_high": 0.4})
 
 
 def _own_figure() -> object:
