@@ -79,8 +79,9 @@ class LoRAAdapter(SiteAdapter):
         shape = x.shape
         x3 = self.dropout(x).reshape(shape[0], -1, shape[-1])  # (B, T, in)
         h = bmm_or_matmul(x3, self.lora_a.transpose(1, 2), speaker_index)  # (B, T, r)
+        h = h * self.config.scale  # on the rank-r activations: r multiplications a frame, not `out`
         out = bmm_or_matmul(h, self.lora_b.transpose(1, 2), speaker_index)  # (B, T, out)
-        return (out * self.config.scale).reshape(*shape[:-1], out.shape[-1])
+        return out.reshape(*shape[:-1], out.shape[-1])
 
     def update(self, speaker: int = 0) -> Tensor:
         """The dense weight update ``(alpha/r) B_s A_s`` of shape ``(out, in)``."""

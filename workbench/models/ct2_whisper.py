@@ -366,9 +366,11 @@ def convert_ct2_whisper(
         suppress_tokens=config.suppress_tokens, begin_suppress_tokens=config.begin_suppress_tokens,
         no_timestamps_token_id=ids["notimestamps"], is_multilingual=multilingual, max_length=448,
         alignment_heads=[list(map(int, h)) for h in ct2_config.get("alignment_heads", [])],
-        lang_to_id=lang_to_id or None,
-        task_to_id={"transcribe": ids["transcribe"], "translate": ids["translate"]} if multilingual else None,
         forced_decoder_ids=None,
+        # English-only models get no language/task tables: transformers' generate() reads a present
+        # ``lang_to_id: null`` as a multilingual model and fails
+        **({"lang_to_id": lang_to_id, "task_to_id": {"transcribe": ids["transcribe"], "translate": ids["translate"]}}
+           if multilingual else {}),
     )
     if multilingual:
         tokenizer.set_prefix_tokens(language="english", task="transcribe", predict_timestamps=False)
