@@ -23,7 +23,7 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("matplotlib")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-_PLOTTING = re.compile(r"\bplot_\w+\(|\.figure\(\)|\bFigure\(")
+_PLOTTING = re.compile(r"\bplot_\w+\(|\.figure\(\)|\bFigure\(|\bnew_figure\(")
 IMAGE_TYPES = ("image/png", "image/svg+xml", "image/jpeg")
 
 # These build a bare matplotlib Figure in the notebook itself, which Jupyter shows as text; the fix
