@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -45,7 +44,7 @@ for _path in (REPO, REPO / "recipes"):  # the workbench package, and this recipe
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from pretrain.data import add_asterisk, build_data  # noqa: E402
+from pretrain.data import add_asterisk, add_corpus_arguments, build_data  # noqa: E402
 from pretrain.evaluation import run_eval  # noqa: E402
 from pretrain.training import train  # noqa: E402
 
@@ -54,17 +53,9 @@ from pretrain.training import train  # noqa: E402
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=REPO / "workbench" / "data" / "models" / "tiny")
-    p.add_argument("--cache", type=Path, default=Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")) / "pretrain")
     p.add_argument("--minutes", type=float, default=90.0, help="training time budget (wall clock)")
-    p.add_argument("--n-train", type=int, default=12000, help="training phrases to synthesize")
-    p.add_argument("--variants", type=int, default=2, help="perturbed copies of each synthesized training phrase")
-    p.add_argument("--n-eval", type=int, default=150, help="utterances per evaluation set")
-    p.add_argument("--train-voices", type=int, default=800)
-    p.add_argument("--heldout-voices", type=int, default=24)
-    p.add_argument("--heldout-texts", type=float, default=0.15, help="fraction of prompts held out")
-    p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    add_corpus_arguments(p, n_train=12000)  # --cache, --n-train ... --seed (recipes/pretrain/data.py)
     p.add_argument("--d-model", type=int, default=144)
     p.add_argument("--layers", type=int, default=8)
     p.add_argument("--heads", type=int, default=4)

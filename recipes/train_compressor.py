@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pretrain.data import build_data  # noqa: E402  (recipes/ is not a package)
+from pretrain.data import add_corpus_arguments, build_data  # noqa: E402  (recipes/ is not a package)
 
 from workbench.device_tuning import Compressor, SplitModel  # noqa: E402
 from workbench.device_tuning.compressor import save_compressor  # noqa: E402
@@ -80,16 +80,8 @@ def main(argv=None) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", type=Path, default=default_out())
-    p.add_argument("--cache", type=Path, default=default_out().parent / "pretrain")
-    p.add_argument("--n-train", type=int, default=1500)
-    p.add_argument("--variants", type=int, default=2)
-    p.add_argument("--n-eval", type=int, default=150)
-    p.add_argument("--train-voices", type=int, default=800)
-    p.add_argument("--heldout-voices", type=int, default=24)
-    p.add_argument("--heldout-texts", type=float, default=0.15)
-    p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    add_corpus_arguments(p, n_train=1500)  # the pretraining corpus's flags: the same values, the same cache
     p.add_argument("--resume", action="store_true", help="skip points already written")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

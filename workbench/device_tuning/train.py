@@ -21,24 +21,24 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
+from workbench.device_tuning.heads import HeadTraining
 from workbench.device_tuning.split import SplitModel
 
 __all__ = ["CompressorTraining", "distill_loss", "train_compressor"]
 
 
 @dataclasses.dataclass
-class CompressorTraining:
-    """Settings of :func:`train_compressor` (seconds are wall-clock on this machine)."""
+class CompressorTraining(HeadTraining):
+    """Settings of :func:`train_compressor`: the heads' budget fields (seconds are wall-clock on
+    this machine; whichever of ``seconds`` and ``max_steps`` runs out first ends it), plus the loss weights."""
 
-    seconds: float = 300.0
     max_steps: int = 100_000
+    seconds: float = 300.0
     batch_size: int = 16
-    lr: float = 2e-3
+    weight_decay: float = 1e-4
     ctc_weight: float = 0.2
     rate_weight: float = 0.0  # x bits per symbol (Compressor.rate_bits): trades WER for fewer bits sent
-    seed: int = 0
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -61,7 +61,7 @@ def train_compressor(split: SplitModel, hidden: Sequence[tuple], texts: Sequence
     comp.train()
     rng = random.Random(settings.seed)
     torch.manual_seed(settings.seed)
-    opt = torch.optim.AdamW(comp.parameters(), lr=settings.lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(comp.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     order = sorted(range(len(hidden)), key=lambda i: hidden[i][1])  # length buckets: little padding
     chunks = [order[i:i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
     history: list[dict] = []
