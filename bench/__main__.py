@@ -12,7 +12,7 @@ BENCHES = ["specaugment", "models", "submodels", "distributed", "embeddings", "p
 # --only NAME: kept out of the 15-minute suite (contention: minutes of deliberately stalled steps;
 # real_speech and whisper: about 7 and 3 minutes, more with bench_whisper --table/--tricks; peers_whisper
 # and peers_training: Whisper against PEFT, about 4 and 15 minutes)
-OPTIONAL = ["contention", "real_speech", "whisper", "peers_whisper", "peers_training", "device_tuning",
+OPTIONAL = ["contention", "real_speech", "whisper", "peers_whisper", "peers_training", "device_tuning", "device_server",
             "device_tuning_tasks"]
 
 

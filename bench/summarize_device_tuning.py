@@ -75,6 +75,15 @@ def results_md_device_tuning(load: Callable[[str], dict | None]) -> str:
               "recognized by the same frozen built-in model (greedy).", ""]
     lines += _goal(dt) + [""] + _bandwidth(dt) + ["", "Device part, each utterance alone (as on a device):", ""]
     lines += _cost(dt) + [""]
+    srv = load("device_server_cpu")
+    if srv:
+        a, b = srv["load"], srv["one_at_a_time"]
+        lines += [f"The server (`bench/bench_device_server.py`, Ray Serve on 127.0.0.1, {srv['speakers']} speakers "
+                  f"mixed, started in {srv['start_s']:.0f} s): {a['clients']} concurrent device clients for "
+                  f"{a['seconds']:.0f} s were served {a['requests']:,} requests ({a['per_s']:.1f}/s, p50 "
+                  f"{a['p50_ms']:.0f} ms, p95 {a['p95_ms']:.0f} ms, {a['errors']} errors; batches of 1-"
+                  f"{max(int(k) for k in a['batch_sizes'])}), against {b['per_s']:.1f}/s one request at a time "
+                  f"(p50 {b['p50_ms']:.0f} ms): {srv['throughput_ratio']:.2f}x the throughput.", ""]
     if tasks:
         lines += ["### The other tasks and privacy, on the same representation", "",
                   f"`bench/bench_device_tuning_tasks.py`. {tasks.get('atypicality_label', '')}", ""]

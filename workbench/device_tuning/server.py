@@ -104,7 +104,9 @@ def _deployment_class(max_batch_size: int, batch_wait_timeout_s: float):
     from starlette.requests import Request
     from starlette.responses import JSONResponse
 
-    @serve.deployment(ray_actor_options={"num_cpus": 1})
+    # max_ongoing_requests: Ray Serve's default (5) caps how many requests reach the replica at once,
+    # and with it every batch at 5; let a full batch and the next one queue
+    @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=2 * max_batch_size)
     class ASRServer:
         def __init__(self, compressor_path: str, submodels: Sequence[str], model: str, token: str | None,
                      base_fallback: bool) -> None:
