@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from workbench.constants import SAMPLE_RATE
 from workbench.device_tuning.compressor import Compressor
 from workbench.device_tuning.entropy import decode_symbols, encode_symbols
 from workbench.device_tuning.wire import Message, check_compatible
@@ -135,14 +134,6 @@ class SplitModel:
             return self.transcribe_hidden([h for h, *_ in self.device_hidden(waveforms)])
         wire = [m.to_bytes() for m in self.encode(waveforms)]
         return self.transcribe_hidden(self.restore([Message.from_bytes(b) for b in wire]))
-
-    def bits_per_second(self, waveforms: Sequence[np.ndarray]) -> dict[str, float]:
-        """Measured traffic: ``payload`` (entropy-coded symbols) and ``total`` (with headers), bit/s."""
-        msgs = self.encode(waveforms)
-        seconds = sum(len(w) for w in waveforms) / SAMPLE_RATE
-        payload = sum(len(m.payload) for m in msgs) * 8
-        total = sum(len(m.to_bytes()) for m in msgs) * 8
-        return {"payload": payload / seconds, "total": total / seconds, "seconds": seconds}
 
     def server_backend(self) -> ServerSideBackend:
         """The backend as the server sees it, for training server-side Submodels with the

@@ -248,12 +248,19 @@ class TinyConformerCTC(nn.Module):
     def encode_features(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``feats (B, T, 80)``, frame lengths -> ``enc (B, T', D)``, ``enc_lengths (B,)``."""
         x, lens = self.subsample(feats, lengths)
-        x = self.drop(x)
-        mask = _lengths_to_mask(lens, x.shape[1])
+        return self.run_blocks(self.drop(x), lens)
+
+    def run_blocks(self, x: torch.Tensor, lengths: torch.Tensor, *, start: int = 0,
+                   stop: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Blocks ``start .. stop-1`` on hidden states ``x (B, T', D)`` with lengths in encoder frames."""
+        stop = len(self.blocks) if stop is None else stop
+        if not 0 <= start <= stop <= len(self.blocks):
+            raise WorkbenchError(f"encoder blocks {start}..{stop} are outside 0..{len(self.blocks)}")
+        mask = _lengths_to_mask(lengths, x.shape[1])
         rope = _rotary(x.shape[1], self.cfg.attn_head_dim, x.device)
-        for block in self.blocks:
+        for block in self.blocks[start:stop]:
             x = block(x, mask, rope)
-        return x, lens
+        return x, lengths
 
     def forward(self, wav: torch.Tensor, wav_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats, flens = self.frontend(wav, wav_lengths)
@@ -316,15 +323,8 @@ class TinyBackend(ASRBackend):
 
     def run_blocks(self, x: torch.Tensor, lengths: torch.Tensor, *, start: int = 0,
                    stop: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Blocks ``start .. stop-1`` on hidden states ``x (B, T', D)`` with lengths in encoder frames."""
-        stop = self.num_layers if stop is None else stop
-        if not 0 <= start <= stop <= self.num_layers:
-            raise WorkbenchError(f"encoder blocks {start}..{stop} are outside 0..{self.num_layers}")
-        mask = _lengths_to_mask(lengths, x.shape[1])
-        rope = _rotary(x.shape[1], self.config.attn_head_dim, x.device)
-        for block in self.model.blocks[start:stop]:
-            x = block(x, mask, rope)
-        return x, lengths
+        """Blocks ``start .. stop-1`` on hidden states ``x (B, T', D)`` (:meth:`TinyConformerCTC.run_blocks`)."""
+        return self.model.run_blocks(x, lengths, start=start, stop=stop)
 
     def cache_features(self, waveforms: list[np.ndarray], *, frozen_layers: int = 0) -> list[tuple]:
         """Per-waveform log-mel ``(T_i, 80)`` or, with ``frozen_layers = k``, the hidden states
