@@ -19,7 +19,8 @@ live (notebook 03, the app) calls them itself, so that it can hold the trainer (
 
 The package: :mod:`~workbench.workflow.steps` (one speaker, the three steps),
 :mod:`~workbench.workflow.evaluation` (scoring an adapter later),
-:mod:`~workbench.workflow.bank` (many speakers in one job) and
+:mod:`~workbench.workflow.bank` (many speakers in one job),
+:mod:`~workbench.workflow.personal` (which Submodel is a speaker's personal model) and
 :mod:`~workbench.workflow.common` (the decoder, the settings and the split they share).
 """
 
@@ -32,6 +33,13 @@ from workbench.workflow.common import (
     three_way_split,
 )
 from workbench.workflow.evaluation import BaseScore, bank_row, evaluate_speaker
+from workbench.workflow.personal import (
+    PersonalModel,
+    SubmodelRun,
+    choose_personal_submodel,
+    personal_submodel,
+    submodel_runs,
+)
 from workbench.workflow.steps import (
     PersonalizationPlan,
     PersonalizationRun,
@@ -41,6 +49,7 @@ from workbench.workflow.steps import (
     train,
 )
 
-__all__ = ["BankRun", "BaseScore", "FigureMaker", "PersonalizationPlan", "PersonalizationRun", "bank_row",
-           "build_decoder", "decoder_name", "default_config", "evaluate_speaker", "finish", "personalize_speaker",
-           "prepare", "speaker_folders", "three_way_split", "train", "train_bank"]
+__all__ = ["BankRun", "BaseScore", "FigureMaker", "PersonalModel", "PersonalizationPlan", "PersonalizationRun",
+           "SubmodelRun", "bank_row", "build_decoder", "choose_personal_submodel", "decoder_name", "default_config",
+           "evaluate_speaker", "finish", "personal_submodel", "personalize_speaker", "prepare", "speaker_folders",
+           "submodel_runs", "three_way_split", "train", "train_bank"]
