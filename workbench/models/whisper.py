@@ -39,6 +39,7 @@ equals the uncached one exactly.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from typing import Any
 
@@ -52,13 +53,23 @@ from workbench.models.base import MAX_TRAIN_S, Batch, check_waveforms
 from workbench.models.hf import _HFBase
 from workbench.text import normalize_text
 
-__all__ = ["LANGUAGES_HELP", "WhisperBackend"]
+__all__ = ["LANGUAGES_HELP", "Decoded", "WhisperBackend"]
 
 HOP = 160  # samples per mel frame at 16 kHz (10 ms)
 FULL_FRAMES = 3000  # Whisper's native window: 30 s of mel frames
 REPEAT_NGRAM = 48  # longest repeated token n-gram (a sentence) the guard looks for
 WHISPER_LORA_LR = 1e-3  # peak learning rate of the default LoRA (LoRA's 3e-3 overshoots on Whisper)
 LANGUAGES_HELP = "english, german, french, spanish, ... (Whisper's language names or codes such as 'en')"
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoded:
+    """One recording's greedy decoding (:meth:`WhisperBackend.decode_details`)."""
+
+    tokens: list[int]  # token ids, forced prefix included, no prompt and no end token
+    text: str  # normalized (workbench.text.normalize_text)
+    avg_logprob: float  # mean natural-log probability of the freely chosen tokens, end token included
+    no_speech_prob: float  # probability of Whisper's no-speech token at the start token (0 if it has none)
 
 
 class WhisperBackend(_HFBase):
@@ -109,6 +120,12 @@ class WhisperBackend(_HFBase):
                 begin[int(i)] = True
         self._begin_suppress = begin
         self.max_target = int(model.config.max_target_positions)
+        self.no_speech_id = None  # Whisper's silence detector: <|nocaptions|> (.en) or <|nospeech|>
+        for name in ("<|nocaptions|>", "<|nospeech|>"):
+            i = tok.convert_tokens_to_ids(name)
+            if isinstance(i, int) and i != tok.unk_token_id and 0 <= i < vocab:
+                self.no_speech_id = i
+                break
 
     # ------------------------------------------------------------------ structure
     def _layers(self) -> nn.ModuleList:
@@ -251,42 +268,75 @@ class WhisperBackend(_HFBase):
     @torch.no_grad()
     def decode_batch(self, batch: Batch) -> list[str]:
         """Greedy transcripts of a featurized batch (normalized text), one per example."""
+        return [d.text for d in self.decode_details(batch)]
+
+    @torch.no_grad()
+    def decode_details(self, batch: Batch, *, prefixes: list[list[int]] | None = None) -> list[Decoded]:
+        """Greedy decoding with what a streaming caller needs besides the text, one per example.
+
+        Args:
+            batch: featurized audio (:meth:`featurize`).
+            prefixes: per example, token ids forced after the prompt (text already committed,
+                e.g. :meth:`target_ids` of it); decoding continues after them. None: no prefix.
+
+        Returns:
+            :class:`Decoded` per example: the tokens (prefix included), the normalized text,
+            the mean log-probability of the tokens chosen freely (end token included) and the
+            probability of Whisper's no-speech token at the start token (its silence detector).
+        """
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
         enc, _ = self.encode(batch)
         b = enc.shape[0]
+        prefixes = [list(p) for p in prefixes] if prefixes is not None else [[] for _ in range(b)]
         seconds = batch.waveform_lengths.float().cpu() / self.sample_rate
-        limits = [int(min(self.max_target - len(self.prompt_ids) - 1, 8 + math.ceil(7 * float(s)))) for s in seconds]
+        cap = self.max_target - len(self.prompt_ids) - 1
+        limits = [int(min(cap, max(8 + math.ceil(7 * float(s)), len(p) + 1)))
+                  for s, p in zip(seconds, prefixes, strict=True)]
+        prefixes = [p[: lim] for p, lim in zip(prefixes, limits, strict=True)]
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         inp = torch.tensor([self.prompt_ids] * b, device=enc.device)
         out: list[list[int]] = [[] for _ in range(b)]
+        logprob, chosen = [0.0] * b, [0] * b
+        no_speech = [0.0] * b
         done = [False] * b
         suppress, begin = self._suppress.to(enc.device), self._begin_suppress.to(enc.device)
         for step in range(max(limits)):
             o = self.model.model.decoder(input_ids=inp, encoder_hidden_states=enc, cache=cache,
                                          use_cache=True)
             cache = o.past_key_values
+            if step == 0 and self.no_speech_id is not None:  # at the start token, as Whisper's decoding does
+                first = self.model.proj_out(o.last_hidden_state[:, 0]).float().softmax(-1)
+                no_speech = [float(v) for v in first[:, self.no_speech_id]]
             logits = self.model.proj_out(o.last_hidden_state[:, -1]).float()
             logits[:, suppress] = -math.inf
             if step == 0:  # no blank or empty transcript (Whisper's own rule)
                 logits[:, begin] = -math.inf
+            logp = logits.log_softmax(-1)
             nxt = logits.argmax(-1)
             for i in range(b):
                 if done[i]:
                     continue
-                t = int(nxt[i])
+                forced = len(out[i]) < len(prefixes[i])
+                t = prefixes[i][len(out[i])] if forced else int(nxt[i])
+                nxt[i] = t
+                if not forced:
+                    logprob[i] += float(logp[i, t])
+                    chosen[i] += 1
                 if t == self.eot or len(out[i]) >= limits[i]:
                     done[i] = True
                     continue
                 out[i].append(t)
-                cut = _repetition_cut(out[i])
+                cut = None if forced else _repetition_cut(out[i])
                 if cut is not None:
-                    out[i] = out[i][:cut]
+                    out[i] = out[i][:max(cut, len(prefixes[i]))]
                     done[i] = True
             if all(done):
                 break
             inp = nxt[:, None]
-        return [normalize_text(t) for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+        texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
+        return [Decoded(out[i], normalize_text(texts[i]), logprob[i] / max(1, chosen[i]), no_speech[i])
+                for i in range(b)]
 
     @torch.no_grad()
     def transcribe(self, waveforms: list[np.ndarray], *, batch_size: int = 8, decoder: Any = None,
