@@ -28,10 +28,30 @@ from typing import Any
 from workbench._optional import require
 from workbench.errors import AdapterError, WireFormatError, WorkbenchError
 
-__all__ = ["LOCAL_HOSTS", "ASRServer", "build_app", "serve_asr"]
+__all__ = ["LOCAL_HOSTS", "ASRServer", "build_app", "check_server_blocks", "serve_asr"]
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 ROUTE = "/asr"
+
+
+def check_server_blocks(top_layers: int, num_layers: int, split_layer: int, names: Sequence[str]) -> None:
+    """Refuse Submodels with adapters on blocks the device runs: the server could apply only part of them.
+
+    Blocks ``0 .. split_layer - 1`` run on the device with the base model; an adapter there
+    (``top_layers`` 0 = every block, or more than ``num_layers - split_layer``) would be silently
+    dropped, and every transcript would be worse than with the same Submodel on one computer.
+    """
+    first = 0 if top_layers == 0 else num_layers - top_layers
+    if first >= split_layer:
+        return
+    files = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    k, last = split_layer, num_layers - 1
+    raise AdapterError(
+        f"{files} adapt encoder blocks {first}-{last}, but this server runs only blocks {k}-{last} (the device runs "
+        f"blocks 0-{k - 1} with the base model), so the adapters on blocks {first}-{k - 1} would never be applied "
+        f"and the transcripts would be worse than with the same Submodel on one computer. Serve Submodels trained "
+        f"for the server: adapters on the top {num_layers - k} blocks only (top_layers={num_layers - k}; "
+        "SplitModel.server_backend() trains them on what the server sees).")
 
 
 class ServerCore:
@@ -52,6 +72,9 @@ class ServerCore:
                 "train one for this model (recipes/train_compressor.py).")
         self.split = SplitModel(backend, meta["split_layer"], comp)
         self.bank = SubmodelBank.from_files(backend, list(submodels)) if submodels else None
+        if self.bank is not None:
+            check_server_blocks(self.bank.adapted.config.top_layers, backend.num_layers, meta["split_layer"],
+                                [Path(p).name for p in submodels])
         self.token = token
         self.base_fallback = base_fallback
 
