@@ -32,6 +32,7 @@ from torch import nn
 from workbench._optional import require
 from workbench.constants import SAMPLE_RATE
 from workbench.errors import WorkbenchError
+from workbench.models._serial import one_load_at_a_time
 from workbench.models.base import MAX_TRAIN_S, ASRBackend, Batch, check_waveforms
 from workbench.models.whisper_weights import _hub_errors
 from workbench.text import normalize_text
@@ -170,6 +171,7 @@ def _load_errors() -> tuple[type[Exception], ...]:
     return (*errors, SafetensorError)
 
 
+@one_load_at_a_time  # from_pretrained swaps process-wide functions: one load at a time
 def load_hf_model(name_or_path: str | Path, *, device: str = "cpu", **whisper_options: Any) -> ASRBackend:
     """Load a transformers CTC or Whisper model from a local folder or a hub id.
 
