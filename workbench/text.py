@@ -35,6 +35,7 @@ __all__ = [
     "encode",
     "normalize_text",
     "number_to_words",
+    "prompt_key",
 ]
 
 BLANK = "<blank>"
@@ -82,6 +83,23 @@ def normalize_text(text: str) -> str:
     text = re.sub(r"[^a-z' ]+", " ", text)
     text = re.sub(r"(?<![a-z])'|'(?![a-z])", " ", text)  # quotes, not apostrophes
     return re.sub(r" +", " ", text).strip()
+
+
+def prompt_key(text: str) -> str:
+    """The one rule for "the same prompt": case, punctuation and spacing ignored.
+
+    Every place that compares prompts uses it: the corpus's split (test, validation and
+    training phrases are whole prompts), a bank's rule that no speaker trains on another's
+    test phrase, ``workbench evaluate``, the prompt list and the app's pages. Unlike
+    :func:`normalize_text` it keeps digits and letters outside ``a-z`` as they are, so a
+    split once made never moves.
+
+    >>> prompt_key("The conference is now LOCKED.") == prompt_key("the conference is now locked")
+    True
+    >>> prompt_key("  Don't   stop!  ")
+    "don't stop"
+    """
+    return " ".join(re.sub(r"[^\w\s']", " ", str(text).casefold()).split())
 
 
 def encode(text: str, *, normalize: bool = True) -> list[int]:

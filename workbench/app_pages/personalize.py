@@ -24,6 +24,7 @@ from workbench.app_pages.common import (
 )
 from workbench.app_pages.jobs import TrainingJob, job_for, start_training
 from workbench.errors import WorkbenchError
+from workbench.text import prompt_key
 from workbench.workflow import three_way_split
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ class PersonalizePage(pn.viewable.Viewer):
                 f"sentences. {len(test)} of them are kept aside to measure the result and {len(valid)} to decide "
                 f"when to stop; the model learns from the other {len(train)}.</p>")
         if len(train) < need or not test or not valid:
-            prompts = len({" ".join(u.prompt.casefold().split()) for u in [*train, *valid, *test]})
+            prompts = len({prompt_key(u.prompt) for u in [*train, *valid, *test]})
             more = max(1, sentences_needed(prompts, need, test_fraction=self.ctx.test_fraction))
             text += message_html(f"Not enough recordings yet: personalization needs at least {need} to learn from "
                                  f"plus a few kept aside. Record about {more} more sentence{'s' if more > 1 else ''}"

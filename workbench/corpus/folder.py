@@ -40,7 +40,7 @@ from workbench.corpus.records import (
     validate_speaker_id,
 )
 from workbench.errors import CorpusError
-from workbench.text import normalize_text
+from workbench.text import normalize_text, prompt_key
 
 try:  # POSIX only; elsewhere a single app session per folder is assumed
     import fcntl as _fcntl
@@ -471,8 +471,20 @@ class SpeakerFolder:
                 if not normalize_text(p)]
 
     def prompts(self) -> list[str]:
-        """The prompt list (``prompts.txt``; blank lines and prompts without words left out)."""
-        return [p for _, p in self._prompt_lines() if normalize_text(p)]
+        """The prompt list (``prompts.txt``; blank lines and prompts without words left out).
+
+        A line that is the same prompt as an earlier one (:func:`~workbench.text.prompt_key`:
+        ``"Now locked"`` and ``"now locked."``) is left out too, so every page counts the
+        same sentences and a take of either spelling records that one sentence.
+        """
+        seen: set[str] = set()
+        out = []
+        for _, p in self._prompt_lines():
+            key = prompt_key(p)
+            if normalize_text(p) and key not in seen:
+                seen.add(key)
+                out.append(p)
+        return out
 
     def set_prompts(self, prompts: Sequence[str]) -> None:
         """Replace the prompt list (atomically). Each prompt is one line of text with words.

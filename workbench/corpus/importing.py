@@ -32,10 +32,11 @@ from typing import Any
 
 from workbench import audio as _audio
 from workbench.constants import SAMPLE_RATE
-from workbench.corpus.records import _name_problem, _norm_prompt
+from workbench.corpus.records import _name_problem
 from workbench.corpus.speaker import SpeakerCorpus
 from workbench.corpus.transcripts import _read_transcripts, parse_transcripts
 from workbench.errors import AudioError, CorpusError
+from workbench.text import prompt_key
 
 __all__ = [
     "TRANSCRIPT_SUFFIXES",
@@ -143,11 +144,11 @@ def _utt_id_from_stem(stem: str) -> str | None:
 def _add_prompts(corpus: SpeakerCorpus, texts: dict[str, str], report: ImportReport) -> dict[str, str]:
     """Add the sentences not yet in the prompt list; returns ``{normalized: the list's spelling}``."""
     prompts = corpus.prompts()
-    by_norm = {_norm_prompt(p): p for p in prompts}
+    by_norm = {prompt_key(p): p for p in prompts}
     new = []
     for text in texts.values():
-        if _norm_prompt(text) not in by_norm:
-            by_norm[_norm_prompt(text)] = text
+        if prompt_key(text) not in by_norm:
+            by_norm[prompt_key(text)] = text
             new.append(text)
     if new:
         corpus.set_prompts(prompts + new)
@@ -162,7 +163,7 @@ def _add_recordings(corpus: SpeakerCorpus, by_stem: _ByStem, texts: dict[str, st
     if add_prompts:
         by_norm = _add_prompts(corpus, texts, report)
     else:
-        by_norm = {_norm_prompt(p): p for p in corpus.prompts()}
+        by_norm = {prompt_key(p): p for p in corpus.prompts()}
     present = corpus.utterances(None)
     used_ids = {u.utt_id for u in present}
     done = {(u.extra.get("source"), u.extra.get("source_file")) for u in present}
@@ -189,7 +190,7 @@ def _add_recordings(corpus: SpeakerCorpus, by_stem: _ByStem, texts: dict[str, st
                 warnings.simplefilter("always")
                 x, rate = _audio.read_audio(data, max_seconds=_MAX_SECONDS)
             report.unreadable += [f"{name}: {w.message} (imported)" for w in heard]
-            utt = corpus.add_take(x, prompt=by_norm.get(_norm_prompt(said), said), transcript=said,
+            utt = corpus.add_take(x, prompt=by_norm.get(prompt_key(said), said), transcript=said,
                                   sample_rate=rate, consent_id=consent_id, utt_id=utt_id, extra=extra)
         except AudioError as exc:
             report.unreadable.append(f"{name}: {exc}")

@@ -28,7 +28,7 @@ from typing import Any
 
 from workbench import audio as _audio
 from workbench.errors import CorpusError
-from workbench.text import normalize_text
+from workbench.text import normalize_text, prompt_key
 
 __all__ = ["MISSING", "STATUSES", "Utterance", "split_by_prompt", "validate_speaker_id"]
 
@@ -102,11 +102,6 @@ def validate_speaker_id(speaker_id: str) -> str:
 def _now() -> str:
     """Current time, ISO-8601 UTC with seconds (``2024-05-01T12:00:00+00:00``)."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _norm_prompt(text: str) -> str:
-    """Prompt text for grouping: case, punctuation and spacing ignored."""
-    return " ".join(re.sub(r"[^\w\s']", " ", text.casefold()).split())
 
 
 def _one_line(text: str) -> str:
@@ -346,7 +341,7 @@ def split_by_prompt(
     def rank(key: str) -> bytes:
         return hashlib.sha256(f"{seed}\x1f{key}".encode()).digest()
 
-    keys = sorted({_norm_prompt(u.prompt) for u in utts})
+    keys = sorted({prompt_key(u.prompt) for u in utts})
     n = len(keys)
     k = round(fraction * n)
     if fraction > 0 and n >= 2:
@@ -354,8 +349,8 @@ def split_by_prompt(
     elif n < 2:
         k = 0
     aside_keys = set(sorted(keys, key=rank)[:k])
-    rest = [u for u in utts if _norm_prompt(u.prompt) not in aside_keys]
-    aside = [u for u in utts if _norm_prompt(u.prompt) in aside_keys]
+    rest = [u for u in utts if prompt_key(u.prompt) not in aside_keys]
+    aside = [u for u in utts if prompt_key(u.prompt) in aside_keys]
     return rest, aside
 
 

@@ -39,13 +39,13 @@ from workbench.corpus.records import (
     Utterance,
     _json_problem,
     _latest,
-    _norm_prompt,
     _one_line,
     _text_problem,
     _validate_name,
     split_by_prompt,
 )
 from workbench.errors import AudioError, CorpusError
+from workbench.text import prompt_key
 
 if TYPE_CHECKING:
     from workbench.corpus.importing import ImportReport
@@ -332,8 +332,8 @@ class SpeakerCorpus(SpeakerFolder):
         utts = self.utterances(None)
         ok = [u for u in utts if u.status == "ok"]
         info = self.info
-        recorded = {_norm_prompt(u.prompt) for u in ok}
-        prompt_keys = {_norm_prompt(p) for p in self.prompts()}
+        recorded = {prompt_key(u.prompt) for u in ok}
+        prompt_keys = {prompt_key(p) for p in self.prompts()}
         return {
             "speaker_id": self.speaker_id,
             "display_name": info.get("display_name", ""),

@@ -40,6 +40,7 @@ from workbench.audio import QualityReport, Recording
 from workbench.constants import SAMPLE_RATE
 from workbench.corpus import SpeakerCorpus, Utterance
 from workbench.errors import CorpusError, WorkbenchError
+from workbench.text import prompt_key
 from workbench.ui._render import error_html
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ class PromptSession:
                 raise CorpusError("Every prompt must be a line of text; remove empty or non-text entries.")
             if not corpus.prompts():
                 corpus.set_prompts(self.prompts)
+            first = {}  # one line per sentence (prompt_key), in order, first spelling kept: as corpus.prompts()
+            self.prompts = [first.setdefault(prompt_key(p), p) for p in self.prompts if prompt_key(p) not in first]
         if not self.prompts:
             raise CorpusError(
                 f"Speaker {corpus.speaker_id!r} has no prompts to read. Give a list: "
@@ -127,10 +130,10 @@ class PromptSession:
         """Takes of prompt ``index`` (default: every prompt of this session), any status, oldest first."""
         if index is not None:
             self._check_index(index)
-            wanted = {self.prompts[index]}
+            wanted = {prompt_key(self.prompts[index])}
         else:
-            wanted = set(self.prompts)
-        return [u for u in self.corpus.utterances(None) if u.prompt in wanted]
+            wanted = {prompt_key(p) for p in self.prompts}
+        return [u for u in self.corpus.utterances(None) if prompt_key(u.prompt) in wanted]
 
     def status(self, index: int | None = None) -> str:
         """``"recorded"`` (a good take), ``"skipped"``, ``"rejected"`` (only unusable takes) or ``"todo"``."""
@@ -146,10 +149,10 @@ class PromptSession:
         """:meth:`status` of every prompt (one manifest read)."""
         by_prompt: dict[str, list[str]] = {}
         for u in self.corpus.utterances(None):
-            by_prompt.setdefault(u.prompt, []).append(u.status)
+            by_prompt.setdefault(prompt_key(u.prompt), []).append(u.status)
         out = []
         for i, p in enumerate(self.prompts):
-            st = by_prompt.get(p, [])
+            st = by_prompt.get(prompt_key(p), [])
             if "ok" in st:
                 out.append("recorded")
             elif i in self._skipped or "skipped" in st:

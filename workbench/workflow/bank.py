@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from workbench.dataset import examples_from_corpus
 from workbench.errors import TrainingError
 from workbench.evaluate import Comparison, compare
+from workbench.text import prompt_key
 from workbench.trainer import TrainConfig, Trainer, TrainResult
 from workbench.workflow.common import (
     _check_writable,
@@ -109,16 +110,16 @@ def train_bank(
     # A prompt that is a test phrase of any speaker is trained on by none: shared weights (HRA's
     # controller, the speaker space) would otherwise have heard its text from another voice. Such
     # takes join their speaker's test phrases (as evaluate_speaker would count them).
-    test_prompts = {u.prompt.lower() for _, _, te in splits for u in te}
+    test_prompts = {prompt_key(u.prompt) for _, _, te in splits for u in te}
     train, valid, held_out, used, trained_prompts = [], [], [], {}, set()
     for row, (corpus, (tr, va, te)) in enumerate(zip(corpora, splits, strict=True)):
-        te = te + [u for u in tr + va if u.prompt.lower() in test_prompts]  # never trained on: tested
-        tr, va = ([u for u in part if u.prompt.lower() not in test_prompts] for part in (tr, va))
+        te = te + [u for u in tr + va if prompt_key(u.prompt) in test_prompts]  # never trained on: tested
+        tr, va = ([u for u in part if prompt_key(u.prompt) not in test_prompts] for part in (tr, va))
         train += examples_from_corpus(corpus, tr, speaker=row)
         valid += examples_from_corpus(corpus, va, speaker=row)
         held_out += examples_from_corpus(corpus, te, speaker=row)
         used[corpus.speaker_id] = {"utt_ids": [u.utt_id for u in tr], "valid_utt_ids": [u.utt_id for u in va]}
-        trained_prompts |= {u.prompt.lower() for u in tr + va}
+        trained_prompts |= {prompt_key(u.prompt) for u in tr + va}
     backend = backend or load_base_model(model, device=device)
     dec = build_decoder(decoder, prompts=sorted({p for c in corpora for p in c.prompts()}),
                         backend=backend)  # validation

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from workbench.dataset import examples_from_corpus
 from workbench.errors import TrainingError
 from workbench.evaluate import Comparison, compare
+from workbench.text import prompt_key
 from workbench.workflow.common import FigureMaker, _transcribe_both, build_decoder
 
 if TYPE_CHECKING:
@@ -71,14 +72,9 @@ def _adapter_owner(meta: dict, speaker_id: str, path: Path) -> str:
 
     warnings.warn(f"{path.name} is {ids[0]!r}'s adapter, not {speaker_id!r}'s: these scores are another speaker's "
                   f"adapter on {speaker_id!r}'s recordings, not {speaker_id!r}'s personal result. To score "
-                  f"{speaker_id!r}'s own adapter, leave out --adapter (the newest in its submodels folder is used) "
+                  f"{speaker_id!r}'s own adapter, leave out --adapter (its personal model is used) "
                   "or choose one of its own files.", UserWarning, stacklevel=3)
     return f"{ids[0]} (another speaker: not {speaker_id})"
-
-
-def _newest_submodel(root: Path) -> Path | None:
-    files = sorted((root / "submodels").glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
-    return files[-1] if files else None
 
 
 def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: ASRBackend | None = None,
@@ -86,6 +82,9 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
                      seed: int = 0, write_report: bool = False,
                      figures: FigureMaker | None = None) -> Comparison | BaseScore:
     """Score the base model, and the speaker's personal adapter when there is one.
+
+    ``adapter`` None: the speaker's personal model (:func:`~workbench.workflow.personal_submodel`:
+    the run the user chose, else the newest run that beat the base model), if any.
 
     Held-out recordings are those the adapter never saw: its file lists its training
     and validation utterances, and every recording of their prompts is excluded too. Without an
@@ -103,12 +102,22 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
 
     corpus = SpeakerCorpus.open(speaker_dir)
     backend = backend or load_base_model(model)
-    path = Path(adapter) if adapter else _newest_submodel(corpus.root)
+    if adapter:
+        path = Path(adapter)
+    else:  # the speaker's personal model: the run the user chose, else the newest run that beat the base model
+        from workbench.workflow.personal import personal_submodel
+
+        personal = personal_submodel(corpus.root)
+        path = personal.path if personal else None
     dec = build_decoder(decoder, prompts=corpus.prompts(), backend=backend)
     if path is None:
         if write_report:
-            raise TrainingError(f"{corpus.speaker_id} has no personal adapter yet: run "
-                                f"'workbench personalize {corpus.root}' first")
+            runs = list((corpus.root / "submodels").glob("*.safetensors"))
+            raise TrainingError(
+                f"{corpus.speaker_id} has no personal adapter yet: none of its {len(runs)} runs beat the base model "
+                "on the test phrases. Write the report of one run with --adapter FILE, or record more and train "
+                f"again ('workbench personalize {corpus.root}')" if runs else
+                f"{corpus.speaker_id} has no personal adapter yet: run 'workbench personalize {corpus.root}' first")
         _, test_utts = corpus.split(test_fraction=test_fraction, seed=seed)
         held_out = examples_from_corpus(corpus, test_utts)
         refs = [e.text for e in held_out]
@@ -123,8 +132,9 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
             used = {**{k: v for k, v in used.items() if k != "speakers"}, **used["speakers"].get(corpus.speaker_id, {})}
         trained = set(used.get("utt_ids", [])) | set(used.get("valid_utt_ids", []))  # training or validation
         all_utts = corpus.utterances()
-        train_prompts = {u.prompt.lower() for u in all_utts if u.utt_id in trained} | set(used.get("prompts", []))
-        test_utts = [u for u in all_utts if u.utt_id not in trained and u.prompt.lower() not in train_prompts]
+        train_prompts = {prompt_key(u.prompt) for u in all_utts if u.utt_id in trained} | {
+            prompt_key(p) for p in used.get("prompts", []) if isinstance(p, str)}  # files before prompt_key: lower()
+        test_utts = [u for u in all_utts if u.utt_id not in trained and prompt_key(u.prompt) not in train_prompts]
         if not test_utts:
             raise TrainingError("every recording of this speaker was used to train the adapter, so there is "
                                 "nothing left to measure on; record a few new prompts")
