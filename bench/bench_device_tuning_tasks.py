@@ -28,6 +28,13 @@ Compressors: ``~/.cache/workbench/compressors/tiny-k*-*.safetensors`` from
 ``recipes/train_compressor.py``. When there are none, the full run uses an untrained one and
 says so (``compressors_note``).
 
+``--probes`` runs only the speaker-ID probe of notebook 08, with its settings, on the shipped
+compressor: the wire symbols, the restored states, raw log-mel and d-vectors (the calibration: a
+representation made to carry identity, so a reader sees that the probe is strong enough), with
+chance. Under a minute on 1 thread; writes ``docs/bench/device_tuning_probes_cpu.json`` (both
+of the notebook's settings; with ``--quick`` only its fast ones, to ``..._quick.json``), which
+``bench/summarize.py`` puts in docs/results.md.
+
 Full run: ``OMP_NUM_THREADS=2 python -m bench.bench_device_tuning_tasks`` writes
 ``docs/bench/device_tuning_tasks_cpu.json``. Estimated from per-step timings on this 2-core
 machine under load (not a timed full run): about 25 minutes with four compressors at one split.
@@ -38,6 +45,7 @@ about 3.5 minutes per compressor. The inverse models and Griffin-Lim take most o
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -54,6 +62,9 @@ REPO = Path(__file__).resolve().parents[1]
 FULL = {"per_class": 12, "utts": 7, "heldout_per_class": 3, "probe_test": 2, "head_steps": 600, "probe_steps": 400,
         "inverse_steps": 600, "inverse_hidden": 192, "inverse_eval": 30, "griffin_lim_iters": 32, "batch": 32,
         "sample_per_speaker": 20}
+# notebook 08, part 4: utterances per sample speaker and probe steps (WORKBENCH_FAST=1 -> "fast")
+NOTEBOOK_PROBES = {"fast": {"per_speaker": 6, "probe_steps": 40, "test_per_speaker": 2},
+                   "full": {"per_speaker": 14, "probe_steps": 300, "test_per_speaker": 2}}
 QUICK = {"per_sample_speaker": 4, "heldout_speakers": 3, "probe_test": 1, "head_steps": 12, "probe_steps": 20,
          "inverse_steps": 8, "inverse_hidden": 32, "inverse_eval": 3, "griffin_lim_iters": 4, "batch": 8}
 
@@ -258,6 +269,7 @@ def _inverse(inputs_tr: list, mels_tr: list, inputs_te: list, mels_te: list, ups
 
 
 def run(device: str, quick: bool) -> dict[str, Any]:
+    import torch
 
     from workbench.constants import SAMPLE_RATE
     from workbench.device_tuning import SplitModel
@@ -323,7 +335,9 @@ def run(device: str, quick: bool) -> dict[str, Any]:
         "true normalized log-mel + average level -> Griffin-Lim": asr(
             [mel_to_audio(norm[i], stats, n_iter=n_iter) for i in inv_te]),
     }
-    probes = {"raw log-mel": _probe(raw, speakers, cfg)}
+    probes = {"raw log-mel": _probe(raw, speakers, cfg),
+              "d-vectors of the raw audio (calibration)": _probe(
+                  [torch.as_tensor(it["dvector"], dtype=torch.float32)[None] for it in items], speakers, cfg)}
     extra_wavs = [it["wav"] for it in extra_items]
     tasks: dict[str, dict] = {}
     asr_rows: dict[str, dict] = {}
@@ -409,7 +423,58 @@ def _table(tasks: dict, probes: dict, recon: dict, dvec_ref: dict) -> list[str]:
     return rows
 
 
+def run_probes(device: str, quick: bool) -> dict[str, Any]:
+    """Notebook 08's speaker probe (:func:`workbench.device_tuning.privacy.probe_split`) with its
+    settings, on the shipped compressor and the sample speakers (``--probes``)."""
+    import torch
+
+    from workbench.corpus import SpeakerCorpus
+    from workbench.dataset import examples_from_corpus
+    from workbench.device_tuning import SplitModel
+    from workbench.device_tuning.compressor import default_compressor, load_compressor
+    from workbench.device_tuning.heads import HeadTraining
+    from workbench.device_tuning.privacy import probe_split
+    from workbench.models import load_base_model
+
+    t0 = time.perf_counter()
+    backend = load_base_model("tiny", device=device).freeze()
+    path = default_compressor()
+    compressor, meta = load_compressor(path)
+    split = SplitModel(backend, meta["split_layer"], compressor)
+    folders = sorted(p for p in (REPO / "sample_data").glob("sim-*") if (p / "manifest.jsonl").exists())
+    runs = {}
+    for name, cfg in NOTEBOOK_PROBES.items():
+        if quick and name != "fast":
+            continue
+        utts, who = [], []
+        for f in folders:  # as notebook 08 reads them
+            exs = examples_from_corpus(SpeakerCorpus.open(f))[: cfg["per_speaker"]]
+            utts += [e.wav for e in exs]
+            who += [f.name] * len(exs)
+        t1 = time.perf_counter()
+        res = probe_split(split, utts, who, test_per_speaker=cfg["test_per_speaker"],
+                          settings=HeadTraining(max_steps=cfg["probe_steps"]))
+        order = list(res)  # the JSON's keys are sorted: this keeps the table's order
+        runs[name] = {"settings": cfg, "probes": {k: v.to_dict() for k, v in res.items()},
+                      "seconds": time.perf_counter() - t1}
+        print(f"   {name} settings ({len(utts)} utterances of {len(folders)} speakers): " + ", ".join(
+            f"{k} {v.accuracy:.0%}" for k, v in res.items()) + f" (chance {next(iter(res.values())).chance:.0%})",
+            flush=True)
+    return {"machine": machine(device), "quick": quick, "torch_threads": torch.get_num_threads(),
+            "compressor": {"file": path.name, "split_layer": meta["split_layer"], **dataclasses.asdict(compressor.config)},
+            "speakers": [f.name for f in folders], "runs": runs, "representations": order, "run_s": time.perf_counter() - t0,
+            "notes": ["probe: mean and std of the frames -> LayerNorm -> MLP (workbench.device_tuning.privacy); "
+                      "accuracy on held-out utterances of the speakers it was trained on; chance = the largest "
+                      "speaker's share of the test utterances",
+                      "d-vectors (pretrained GE2E, workbench.embeddings) are the calibration: they are made to "
+                      "carry identity"]}
+
+
 def main(argv: list[str] | None = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--probes" in argv:
+        argv.remove("--probes")
+        return bench_main(__doc__, run_probes, "device_tuning_probes", argv)
     return bench_main(__doc__, run, "device_tuning_tasks", argv)
 
 

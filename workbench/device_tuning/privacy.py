@@ -3,8 +3,12 @@
 1. **Who is speaking.** :class:`SpeakerProbe` is a small classifier over the mean and std of
    the frames it reads. It is trained on some utterances of a set of known speakers and scored
    on **other** utterances of the same speakers (:func:`split_utterances`; the two sets never
-   share an utterance). The same probe runs on the compressed stream and on raw log-mel. An
-   eavesdropper who knows these speakers does about this well.
+   share an utterance). :func:`speaker_probes` runs the same probe, on the same split, on every
+   representation: the compressed stream, raw log-mel and, to calibrate it, d-vectors (which
+   are made to carry identity: a probe that cannot name the speaker from them is too weak to
+   measure privacy). An eavesdropper who knows these speakers does about this well.
+   The probe pools each utterance's mean and std, so it refuses features normalized per
+   utterance (mean 0 and std 1 in every utterance carry nothing to pool): use raw log-mel.
 2. **What was said, as audio.** :class:`InverseModel` maps the stream back to log-mel.
    :func:`mel_to_audio` turns that into a waveform with Griffin-Lim
    (``librosa.feature.inverse.mel_to_audio``), and the ASR model transcribes it. The WER of
@@ -32,7 +36,7 @@ predicts normalized log-mel. :func:`mel_to_audio` puts back an average level per
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -59,7 +63,10 @@ __all__ = [
     "log_mels",
     "mel_to_audio",
     "reconstruct",
+    "dvector_frames",
+    "probe_split",
     "speaker_probe",
+    "speaker_probes",
     "split_utterances",
     "train_inverse",
     "wire_levels",
@@ -136,13 +143,16 @@ def speaker_probe(feats: Sequence[torch.Tensor], speakers: Sequence[str], train_
     """
     if set(train_idx) & set(test_idx):
         raise WorkbenchError("the probe's test utterances must not be among its training utterances")
+    _refuse_normalized(feats)
     names = sorted({speakers[i] for i in train_idx})
     pos = {s: i for i, s in enumerate(names)}
     if any(speakers[i] not in pos for i in test_idx):
         raise WorkbenchError("every test speaker must have training utterances")
     y = torch.tensor([pos.get(s, -1) for s in speakers])  # -1: a speaker the probe never trains on
-    probe = SpeakerProbe(feats[0].shape[1], len(names), hidden)
     settings = settings or HeadTraining()
+    with torch.random.fork_rng():  # the initial weights follow settings.seed, not what ran before
+        torch.manual_seed(settings.seed)
+        probe = SpeakerProbe(feats[0].shape[1], len(names), hidden)
     tr = [feats[i] for i in train_idx]
     hist = train_head(probe, tr, y[list(train_idx)], F.cross_entropy, settings)
 
@@ -154,6 +164,89 @@ def speaker_probe(feats: Sequence[torch.Tensor], speakers: Sequence[str], train_
     return ProbeResult(accuracy=acc(test_idx), chance=float(torch.bincount(test_y).max() / len(test_y)),
                        train_accuracy=acc(train_idx), n_speakers=len(names), n_train=len(train_idx),
                        n_test=len(test_idx), steps=len(hist))
+
+
+def _refuse_normalized(feats: Sequence[torch.Tensor], tol: float = 0.02) -> None:
+    """Raise when every utterance of ``feats`` has mean 0 and std 1 in every dimension (features
+    normalized per utterance): the probe's pooled mean and std would be the same for everyone,
+    and it would report chance whoever speaks."""
+    seen = 0
+    for x in feats:
+        if x.shape[0] < 2:
+            return  # one frame per utterance (an embedding): nothing was normalized over time
+        pooled = masked_mean_std(x[None].float(), torch.tensor([x.shape[0]]))[0]
+        mean, std = pooled.chunk(2)
+        if float(mean.abs().max()) > tol or float((std - 1).abs().max()) > tol:
+            return
+        seen += 1
+    if seen:
+        raise WorkbenchError(
+            "these features are normalized per utterance (mean 0, std 1 in every dimension of every "
+            "recording), so the speaker probe, which reads each recording's mean and std, would see the "
+            "same numbers for every speaker and report chance. Give it raw log-mel (log_mels(...)[1]).")
+
+
+def speaker_probes(representations: Mapping[str, Sequence[torch.Tensor]], speakers: Sequence[str], *,
+                   test_per_speaker: int = 2, settings: HeadTraining | None = None, hidden: int = 256,
+                   seed: int = 0) -> dict[str, ProbeResult]:
+    """The same :func:`speaker_probe` on each representation of the same utterances, with one
+    train/test split (:func:`split_utterances`) for all of them.
+
+    Args:
+        representations: name -> ``(T_i, F)`` per utterance, in the order of ``speakers``; include
+            a calibration (``dvector_frames``) so the reader sees how strong the probe is.
+        speakers: the speaker of each utterance.
+
+    Returns:
+        name -> :class:`ProbeResult`, in the order given; every probe starts from ``settings.seed``.
+    """
+    train_idx, test_idx = split_utterances(speakers, test_per_speaker=test_per_speaker, seed=seed)
+    out = {}
+    for name, feats in representations.items():
+        if len(feats) != len(speakers):
+            raise WorkbenchError(f"{name}: {len(feats)} utterances for {len(speakers)} speaker labels")
+        out[name] = speaker_probe(feats, speakers, train_idx, test_idx, settings, hidden)
+    return out
+
+
+def probe_split(split, waveforms: Sequence[np.ndarray], speakers: Sequence[str], *, test_per_speaker: int = 2,
+                settings: HeadTraining | None = None, calibrate: bool = True) -> dict[str, ProbeResult]:
+    """:func:`speaker_probes` on what a :class:`~workbench.device_tuning.SplitModel` (with its
+    compressor) exposes, next to raw log-mel and, with ``calibrate``, d-vectors.
+
+    Representations, in this order: ``"wire symbols"`` (what an eavesdropper reads,
+    :func:`wire_levels`), ``"restored states"`` (what the server computes from them),
+    ``"raw log-mel"`` (the audio's spectrum, :func:`log_mels`) and ``"d-vectors (calibration)"``
+    (:func:`dvector_frames`). Notebook 08 and ``bench/bench_device_tuning_tasks.py --probes`` call this.
+
+    Args:
+        split: a SplitModel with a compressor.
+        waveforms: ``(S_i,)`` float32 at 16 kHz.
+        speakers: the speaker of each waveform (at least 2 utterances each).
+    """
+    from workbench.device_tuning.heads import restored
+
+    compressor = split.compressor
+    if compressor is None:
+        raise WorkbenchError("the probe reads the wire symbols, so the split model needs a compressor: "
+                             "SplitModel(backend, k, compressor)")
+    hidden = [h.detach().cpu() for h, *_ in split.device_hidden(waveforms)]
+    reps = {"wire symbols": wire_levels(compressor, hidden),
+            "restored states": restored(compressor, hidden),
+            "raw log-mel": log_mels(waveforms)[1]}
+    if calibrate:
+        reps["d-vectors (calibration)"] = dvector_frames(waveforms)
+    return speaker_probes(reps, speakers, test_per_speaker=test_per_speaker, settings=settings)
+
+
+def dvector_frames(waveforms: Sequence[np.ndarray], threads: int | None = 1) -> list[torch.Tensor]:
+    """One d-vector per 16 kHz waveform (:mod:`workbench.embeddings`, pretrained GE2E), as a
+    ``(1, 256)`` "sequence" the probe reads: the calibration representation, made to carry
+    identity. Needs ``pip install 'workbench[embed]'``."""
+    from workbench.embeddings import embed_utterances
+
+    vecs = embed_utterances(list(waveforms), "dvector", threads=threads)
+    return [torch.as_tensor(v, dtype=torch.float32)[None] for v in vecs]
 
 
 # -- 2. reconstruction --------------------------------------------------------------------------
@@ -227,7 +320,7 @@ def reconstruct(model: InverseModel, inputs: Sequence[torch.Tensor], frames: Seq
 
 def log_mels(waveforms: Sequence[np.ndarray]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """``(normalized, raw)`` log-mel ``(T_i, 80)`` of each 16 kHz waveform, as the built-in model's
-    frontend computes them (normalized = what the model reads)."""
+    frontend computes them (normalized = what the model reads; the speaker probe needs ``raw``)."""
     from workbench.features import LogMel, normalize_per_utterance, pad_waveforms
 
     front = LogMel(normalize=False)
