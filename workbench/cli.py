@@ -140,41 +140,55 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _speaker_model(speaker_dir: str | None, requested: str, adapter: str | None = None, *,
                    newest_adapter: bool = True):
-    """Load the base model (``--model auto``: the one an adapter was trained on, else by the
-    speaker's kind: simulated or real) and say which, on stderr."""
+    """``(backend, adapter)``: the base model and the Submodel file in use (or None), each said on stderr.
+
+    With ``speaker_dir``, no ``adapter`` and ``newest_adapter``, the Submodel is the speaker's
+    personal model (:func:`workbench.workflow.personal_submodel`: the run the user chose, else
+    the newest run that beat the base model). ``--model auto`` loads the base model that
+    Submodel was trained on (never downloaded: a name read from a file is not the user's),
+    else one by the speaker's kind (simulated or real)."""
     from pathlib import Path
 
     from workbench.models.choice import choose_base_model
     from workbench.models.loading import load_base_model
 
     info, adapter_base = None, None
-    if requested == "auto":
-        if speaker_dir is not None:
-            from workbench.corpus import SpeakerCorpus
+    if speaker_dir is not None:
+        from workbench.corpus import SpeakerCorpus
 
-            corpus = SpeakerCorpus.open(speaker_dir)
-            info = corpus.info
-            if adapter is None and newest_adapter:  # evaluate/report use the newest Submodel in the folder
-                files = sorted((corpus.root / "submodels").glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
-                adapter = str(files[-1]) if files else None
-        if adapter is not None and Path(adapter).is_file():
-            from workbench.adapters.io import read_submodel
+        corpus = SpeakerCorpus.open(speaker_dir)
+        info = corpus.info
+        if adapter is None and newest_adapter:
+            from workbench.workflow import personal_submodel
 
-            adapter_base = read_submodel(adapter)[1].get("base_model")
+            personal = personal_submodel(corpus.root)
+            adapter = str(personal.path) if personal else None
+            print(personal.describe() if personal else
+                  f"Personal model: none ({corpus.speaker_id} has no run that beat the base model on its test "
+                  "phrases, and none was chosen); the base model alone is used. --adapter FILE names a run.",
+                  file=sys.stderr)
+    elif adapter is not None:
+        print(f"Personal model: {Path(adapter).name} (given with --adapter)", file=sys.stderr)
+    if requested == "auto" and adapter is not None and Path(adapter).is_file():
+        from workbench.adapters.io import read_submodel
+
+        adapter_base = read_submodel(adapter)[1].get("base_model")
     choice = choose_base_model(info, requested, adapter_base=adapter_base)
     print(choice.reason[0].upper() + choice.reason[1:], file=sys.stderr)
-    return load_base_model(choice.name)
+    return load_base_model(choice.name, offline=requested == "auto"), adapter
 
 
 def _cmd_personalize(args: argparse.Namespace) -> int:
     from workbench.plots import report_figures
     from workbench.workflow import default_config, personalize_speaker
 
-    backend = _speaker_model(args.speaker_dir, args.model, newest_adapter=False)
+    backend, _ = _speaker_model(args.speaker_dir, args.model, newest_adapter=False)
     config = default_config(backend, max_seconds=60.0 * args.minutes, seed=args.seed, **_adapter_choice(args.adapter))
     run = personalize_speaker(args.speaker_dir, backend=backend, config=config,
                               decoder=args.decoder, seed=args.seed, figures=report_figures)
     print(run.comparison.summary())
+    if run.advice:  # no improvement: what to do next (the run is not used as the personal model)
+        print(run.advice)
     print(f"Personal adapter: {run.submodel_path}")
     print(f"Report: {run.report_html}")
     return 0
@@ -235,14 +249,25 @@ def _cmd_transcribe_remote(args: argparse.Namespace) -> int:
     from workbench.device_tuning.client import DeviceClient
     from workbench.device_tuning.compressor import default_compressor
 
+    if args.decoder != "greedy" or args.adapter or args.model != "auto":
+        ignored = [f for f, on in (("--decoder", args.decoder != "greedy"), ("--adapter", bool(args.adapter)),
+                                   ("--model", args.model != "auto")) if on]
+        print(f"Note: {' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored with --server: the "
+              "server decodes with its own base model and the Submodel it holds for --speaker", file=sys.stderr)
     client = DeviceClient(args.server, args.compressor or default_compressor(), token=args.token)
     wavs, notes = _load_for_transcribe(args.files)
-    texts, sent = [], 0
+    texts, sent, base_only = [], 0, 0
     for wav in wavs:
         answer = client.transcribe(wav, speaker=args.speaker or "")
         texts.append(answer["text"])
         sent += answer["bytes_sent"]
+        base_only += answer.get("submodel") is False
     print(f"sent {sent} bytes to {args.server} (no audio left this computer)", file=sys.stderr)
+    if args.speaker and base_only:
+        print(f"Note: the server holds no Submodel for speaker {args.speaker!r}, so the base model alone "
+              f"transcribed {base_only} of {len(wavs)} file(s). Check the spelling of --speaker (the server's "
+              "speakers are listed by GET on its address), or start it with that speaker's Submodel.",
+              file=sys.stderr)
     return _report_transcripts(args.files, texts, notes)
 
 
@@ -261,7 +286,9 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 
     if args.server:
         return _cmd_transcribe_remote(args)
-    backend = _speaker_model(None, args.model, args.adapter)
+    backend, _ = _speaker_model(None, args.model, args.adapter)
+    if args.adapter is None:
+        print("Personal model: none (no --adapter given); the base model alone is used", file=sys.stderr)
     wavs, notes = _load_for_transcribe(args.files)
     decoder = build_decoder(args.decoder, backend=backend)
     if args.adapter:
@@ -281,8 +308,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from workbench.plots import report_figures
     from workbench.workflow import evaluate_speaker
 
-    result = evaluate_speaker(args.speaker_dir, backend=_speaker_model(args.speaker_dir, args.model, args.adapter),
-                              adapter=args.adapter, decoder=args.decoder, write_report=args.report,
+    backend, adapter = _speaker_model(args.speaker_dir, args.model, args.adapter)
+    result = evaluate_speaker(args.speaker_dir, backend=backend, adapter=adapter,
+                              decoder=args.decoder, write_report=args.report,
                               figures=report_figures)
     print(result.summary() if hasattr(result, "summary") else result)
     return 0
@@ -416,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("speaker_dir")
         p.add_argument("--model", default="auto", help=model_help)
         p.add_argument("--adapter", default=None,
-                       help="a Submodel file (default: the newest in the speaker's submodels/ folder)")
+                       help="a Submodel file (default: the speaker's personal model: the run chosen in the app, "
+                            "else the newest run that beat the base model)")
         p.add_argument("--decoder", default="lexicon", choices=["greedy", "lexicon"])
         p.set_defaults(func=_cmd_evaluate if name == "evaluate" else _cmd_report, report=False)
 

@@ -45,7 +45,9 @@ def choose_base_model(speaker_info: dict[str, Any] | None = None, requested: str
         speaker_info: the speaker's metadata (``SpeakerCorpus.info``), or None.
         requested: a model name; anything but ``"auto"`` is used as given.
         adapter_base: the base model a Submodel file to be used was trained on (its
-            metadata's ``base_model``): with ``"auto"``, that model, when it loads by name.
+            metadata's ``base_model``): with ``"auto"``, that model. A name read from a file is
+            not the user's: load it with ``load_base_model(name, offline=True)``, which never
+            downloads (a model that is not on this machine gets a plain message instead).
     """
     from workbench.models.whisper_weights import canonical_name, is_whisper_name
 
@@ -56,6 +58,8 @@ def choose_base_model(speaker_info: dict[str, Any] | None = None, requested: str
     if adapter_base in ("tiny", "workbench-tiny") or (adapter_base and is_whisper_name(adapter_base)):
         name = "tiny" if adapter_base in ("tiny", "workbench-tiny") else canonical_name(adapter_base)
         return ModelChoice(name, f"base model: {name} (the personal adapter was trained on it)")
+    if adapter_base:  # another model (a folder, a hub id): the adapter fits no other
+        return ModelChoice(adapter_base, f"base model: {adapter_base} (the personal adapter was trained on it)")
     if speaker_info is not None and speaker_info.get("simulated"):
         return ModelChoice("tiny", "base model: the built-in model (this is a simulated speaker, and the "
                                    "built-in model was trained on simulated voices)")

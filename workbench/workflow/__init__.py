@@ -38,18 +38,21 @@ from workbench.workflow.personal import (
     SubmodelRun,
     choose_personal_submodel,
     personal_submodel,
+    run_advice,
     submodel_runs,
 )
 from workbench.workflow.steps import (
+    NothingLearnedError,
     PersonalizationPlan,
     PersonalizationRun,
     finish,
+    nothing_learned,
     personalize_speaker,
     prepare,
     train,
 )
 
-__all__ = ["BankRun", "BaseScore", "FigureMaker", "PersonalModel", "PersonalizationPlan", "PersonalizationRun",
+__all__ = ["BankRun", "BaseScore", "FigureMaker", "NothingLearnedError", "PersonalModel", "PersonalizationPlan", "PersonalizationRun",
            "SubmodelRun", "bank_row", "build_decoder", "choose_personal_submodel", "decoder_name", "default_config",
-           "evaluate_speaker", "finish", "personal_submodel", "personalize_speaker", "prepare", "speaker_folders",
-           "submodel_runs", "three_way_split", "train", "train_bank"]
+           "evaluate_speaker", "finish", "nothing_learned", "personal_submodel", "personalize_speaker", "prepare",
+           "run_advice", "speaker_folders", "submodel_runs", "three_way_split", "train", "train_bank"]

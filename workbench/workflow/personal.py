@@ -31,11 +31,16 @@ from typing import Any
 from workbench.errors import TrainingError, WorkbenchError
 
 __all__ = ["PICK_FILE", "PersonalModel", "SubmodelRun", "choose_personal_submodel", "personal_submodel",
-           "submodel_runs"]
+           "run_advice", "submodel_runs"]
 
 #: The file in a speaker folder that holds the user's pick: ``{"file": "<name>.safetensors", "chosen": "<date>"}``.
 PICK_FILE = "personal_model.json"
 _MAX_PICK_BYTES = 4096
+#: Below this base-model word error rate (0..1) on the test phrases a personal model has little to win.
+ALREADY_GOOD_WER = 0.05
+#: Fewer training recordings than this: advise recording more. On the sample speakers the test-phrase
+#: gains kept growing up to 40 training utterances (docs/results.md, "Data efficiency").
+RECORD_MORE_BELOW = 40
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +70,7 @@ class SubmodelRun:
     wer_before: float | None  # word error rate on the test phrases, 0..1 (None: missing or garbage)
     wer_after: float | None
     problem: str | None = None  # why the file cannot be used, in words (None: it reads back)
+    training: dict = dataclasses.field(default_factory=dict)  # the file's "training" metadata (untrusted)
 
     @property
     def beat_base(self) -> bool:
@@ -128,7 +134,8 @@ def _read_run(path: Path, speaker_id: str) -> SubmodelRun:
     n = figures.get("held_out_utterances")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:  # no test phrases: the figures mean nothing
         before = after = None
-    return SubmodelRun(path, meta["base_model"], created, before, after)
+    training = meta.get("training") if isinstance(meta.get("training"), dict) else {}
+    return SubmodelRun(path, meta["base_model"], created, before, after, training=training)
 
 
 def _files(root: Path) -> list[Path]:
@@ -251,3 +258,39 @@ def choose_personal_submodel(speaker_dir: str | Path, path_or_none: str | Path |
         raise TrainingError(f"{name} could not be kept as the personal model; choose it again")
     return chosen
 
+
+
+def _whole(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def run_advice(wer_before: float, wer_after: float, training: dict | None = None) -> str | None:
+    """What a therapist can do after a run that did not beat the base model, in plain words (None: it did).
+
+    Args:
+        wer_before, wer_after: word error rates (0..1) of the base and the personal model on the test phrases.
+        training: the run's ``training`` metadata (``utterances``, ``minutes``, ``steps``,
+            ``best_step``, ``stopped``); untrusted: unusable fields are left out of the advice.
+    """
+    if wer_after < wer_before:
+        return None
+    training = training if isinstance(training, dict) else {}
+    parts = [f"No improvement: the personal model made {100 * wer_after:.1f} % word errors on the test phrases, "
+             f"the base model {100 * wer_before:.1f} %."]
+    if wer_before <= ALREADY_GOOD_WER:
+        parts.append("The base model already understands this speaker well, so a personal model is not needed "
+                     "for now.")
+    else:
+        utts, minutes = _whole(training.get("utterances")), _rate(training.get("minutes"))
+        if utts is not None and utts < RECORD_MORE_BELOW:
+            spoken = f" ({minutes:.1f} minutes)" if minutes is not None else ""
+            parts.append(f"Record more: this run learned from {utts} recordings{spoken}; results usually keep "
+                         f"improving up to about {RECORD_MORE_BELOW}. Record more sentences, then train again.")
+        steps, best = _whole(training.get("steps")), _whole(training.get("best_step"))
+        stopped = training.get("stopped")
+        if steps and best == steps and stopped in ("time budget", "stopped by user", "max steps"):
+            parts.append("Train longer: the model was still getting better at the last check when the run ended, "
+                         "so give the next run more minutes.")
+    parts.append("Do not use this run: it is not used as the personal model (Try a phrase and transcribing keep "
+                 "the base model, or an earlier run that helped), unless you choose it yourself on the Results page.")
+    return " ".join(parts)

@@ -32,7 +32,17 @@ if TYPE_CHECKING:
     from workbench.dataset import Example
     from workbench.models.base import ASRBackend
 
-__all__ = ["PersonalizationPlan", "PersonalizationRun", "finish", "personalize_speaker", "prepare", "train"]
+__all__ = ["NothingLearnedError", "PersonalizationPlan", "PersonalizationRun", "finish", "nothing_learned",
+           "personalize_speaker", "prepare", "train"]
+
+
+class NothingLearnedError(TrainingError):
+    """The run stopped before its first check on the validation recordings: the adapter is untrained."""
+
+
+def nothing_learned(result: TrainResult) -> bool:
+    """True when no check after step 0 ran: the adapter kept is the untrained one (nothing was learned)."""
+    return not any(h.get("kind") == "eval" and h.get("step", 0) > 0 for h in result.history)
 
 
 @dataclasses.dataclass
@@ -46,6 +56,7 @@ class PersonalizationRun:
     report_html: Path
     report_csv: Path
     adapted: Adapted | None  # the live injection (backend + adapter), ready to transcribe
+    advice: str | None = None  # after "No improvement": what to do next, in plain words (None: it improved)
 
 
 @dataclasses.dataclass
@@ -185,6 +196,14 @@ def train(plan: PersonalizationPlan, *, progress: bool = True,
 def finish(plan: PersonalizationPlan, *, figures: FigureMaker | None = None) -> PersonalizationRun:
     """Step 3: measure the base and the personal model on the test phrases, save the Submodel, write the report.
 
+    A run that did not beat the base model is saved and reported with advice (``run.advice``,
+    and "what to do next" in the report); it is not used as the personal model
+    (:func:`~workbench.workflow.personal_submodel`) unless the user chooses it.
+
+    Raises:
+        NothingLearnedError: the run stopped before its first check (no evaluation after step 0),
+            so its adapter is untrained: nothing is saved and no report is written.
+
     Args:
         figures: ``fn(comparison, history) -> figures`` for the report, e.g.
             :func:`workbench.plots.report_figures` (a front end with matplotlib passes it);
@@ -193,6 +212,13 @@ def finish(plan: PersonalizationPlan, *, figures: FigureMaker | None = None) -> 
     result = plan.result
     if result is None:
         raise TrainingError("nothing has been trained yet: train first, then finish")
+    if nothing_learned(result):  # an untrained adapter is not a personal model: nothing is saved or reported
+        every = plan.config.eval_every
+        raise NothingLearnedError(
+            f"Stopped before the first check: nothing learned yet. The personal model is checked on the recordings "
+            f"kept aside every {every} training steps, and this run ended after {result.steps} "
+            f"({result.stopped_reason}), so no personal model was saved and no report was written. The recordings "
+            f"are safe: train again and let it run past step {every}.")
     corpus, config, adapted, held_out = plan.corpus, plan.config, plan.adapted, plan.held_out
     after = adapted.transcribe([e.wav for e in held_out], decoder=plan.decoder) if held_out else []
     comparison = compare([e.text for e in held_out], plan.base_transcripts(), after,
@@ -203,7 +229,7 @@ def finish(plan: PersonalizationPlan, *, figures: FigureMaker | None = None) -> 
                 "minutes": round(minutes, 2), "utt_ids": [e.utt_id for e in plan.train],
                 "valid_utt_ids": [e.utt_id for e in plan.valid],
                 "steps": result.steps, "seconds": round(result.seconds, 1), "stopped": result.stopped_reason,
-                "decoder": plan.decoder_label}
+                "best_step": result.best_step, "decoder": plan.decoder_label}
     metrics = {"wer_before": comparison.wer_before, "wer_after": comparison.wer_after,
                "cer_before": comparison.cer_before, "cer_after": comparison.cer_after,
                "held_out_utterances": len(held_out), "interval": comparison.interval}
@@ -217,6 +243,11 @@ def finish(plan: PersonalizationPlan, *, figures: FigureMaker | None = None) -> 
                     "base model": plan.backend.name, "training steps": result.steps,
                     "training time": f"{result.seconds:.0f} s", "stopped because": result.stopped_reason,
                     "file": submodel.name}
+    from workbench.workflow.personal import run_advice
+
+    advice = run_advice(comparison.wer_before, comparison.wer_after, training)
+    if advice:
+        adapter_info["what to do next"] = advice
     data = {"training utterances": len(plan.train), "validation utterances (decide when to stop)": len(plan.valid),
             "training minutes": f"{minutes:.1f}",
             "held-out utterances": len(held_out), "decoder": plan.decoder_label}
@@ -225,7 +256,7 @@ def finish(plan: PersonalizationPlan, *, figures: FigureMaker | None = None) -> 
     html_path, csv_path = write_report(plan.report_dir, speaker=corpus.info, comparison=comparison,
                                        adapter=adapter_info, data=data, name=f"report-{stamp}",
                                        figures=figures(comparison, result.history) if figures else ())
-    return PersonalizationRun(corpus.speaker_id, comparison, result, submodel, html_path, csv_path, adapted)
+    return PersonalizationRun(corpus.speaker_id, comparison, result, submodel, html_path, csv_path, adapted, advice)
 
 
 def personalize_speaker(
