@@ -97,6 +97,8 @@ class StreamingRecognizer:
         preroll_s: audio kept before the first voiced frame of a phrase.
         vad: options of :class:`~workbench.live.vad.VoiceActivity` (``mode``, ``margin_db``, ...).
         decoder: options of the step decoder (``no_speech_threshold``, ``min_logprob``, ``min_confidence``).
+        warmup: decode 1 s of quiet once now, so that the first caption is not slowed by one-time set-up
+            (not counted in :attr:`compute_s`).
 
     Example (the built-in model; silence gives no captions)::
 
@@ -107,7 +109,7 @@ class StreamingRecognizer:
     def __init__(self, backend, *, submodel: str | Path | None = None, speaker: str | None = None,
                  step_s: float = 0.5, pause_s: float = 0.5, max_buffer_s: float = 12.0, max_lag_s: float = 2.0,
                  keep_s: float = 60.0, preroll_s: float = 0.3, vad: dict | None = None,
-                 decoder: dict | None = None) -> None:
+                 decoder: dict | None = None, warmup: bool = True) -> None:
         if not 0.05 <= step_s <= 5.0:
             raise ValueError(f"step_s must be between 0.05 and 5 seconds, got {step_s!r}")
         if not step_s < max_buffer_s <= 28.0:
@@ -142,6 +144,9 @@ class StreamingRecognizer:
         self.compute_s = 0.0  # seconds spent decoding (wall clock)
         self.cpu_s = 0.0  # CPU seconds of this process spent in feed()/finish() (all threads)
         self.decodes = 0
+        if warmup:
+            quiet = (1e-3 * np.sin(np.arange(SAMPLE_RATE) * 0.05)).astype(np.float32)
+            self._decode(quiet, [], np.ones(len(quiet) // FRAME, bool))
 
     # ------------------------------------------------------------------ setup
     def _load_submodel(self, path: str | Path, speaker: str | None):
