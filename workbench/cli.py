@@ -327,6 +327,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return simulate_cli(args)
 
 
+def _cmd_listen(args: argparse.Namespace) -> int:
+    from workbench.live.listen import listen
+
+    return listen(args.speaker, args.model, file=args.file, fast=args.fast, as_json=args.json, device=args.device)
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from workbench.models.sizes import pick_size, size_table
 
@@ -485,6 +491,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also pick the largest size needing at most this many seconds per second of audio here")
     p.add_argument("--seconds", type=float, default=2.0, help="seconds to time each model (default 2)")
     p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("listen", help="live captions from the microphone or a file, with a speaker's personal model",
+                       description="Caption speech as it is spoken: committed words are printed as they become final. "
+                       "With --speaker, the speaker's personal model is used (the one transcribe and the app use).")
+    p.add_argument("--speaker", default=None, metavar="DIR", help="speaker folder whose personal model to use "
+                   "(default: the base model alone)")
+    p.add_argument("--model", default="auto", help=model_help)
+    p.add_argument("--file", default=None, metavar="X.wav", help="caption this audio file, played in real time, "
+                   "instead of the microphone")
+    p.add_argument("--fast", action="store_true", help="with --file: as fast as possible (the times printed stay "
+                   "those of real-time playback)")
+    p.add_argument("--json", action="store_true", help='one JSON object a line: {"event": "commit"|"partial", '
+                   '"text", "start", "end", "emitted"} (seconds)')
+    p.add_argument("--device", default=None, help="microphone index or name (default: the system default)")
+    p.set_defaults(func=_cmd_listen)
 
     return parser
 

@@ -189,7 +189,10 @@ def train(plan: PersonalizationPlan, *, progress: bool = True,
         _progress_bar(plan.trainer)
     for event, fn in (callbacks or {}).items():
         plan.trainer.on(event, fn)
-    plan.result = plan.trainer.fit()
+    from workbench.workflow.busy import training_lock
+
+    with training_lock(plan.corpus.root):  # a live correction waits for the run (workbench.live.corrections)
+        plan.result = plan.trainer.fit()
     return plan.result
 
 
@@ -230,6 +233,12 @@ def finish(plan: PersonalizationPlan, *, figures: FigureMaker | None = None) -> 
                 "valid_utt_ids": [e.utt_id for e in plan.valid],
                 "steps": result.steps, "seconds": round(result.seconds, 1), "stopped": result.stopped_reason,
                 "best_step": result.best_step, "decoder": plan.decoder_label}
+    from workbench.live.corrections import use_counts
+
+    takes = {u.utt_id: u for u in corpus.utterances("ok")}
+    use = use_counts(takes.values(), [takes[e.utt_id] for e in [*plan.train, *plan.valid] if e.utt_id in takes],
+                     [takes[e.utt_id] for e in held_out if e.utt_id in takes])
+    training["from_use"] = use["from_use"]
     metrics = {"wer_before": comparison.wer_before, "wer_after": comparison.wer_after,
                "cer_before": comparison.cer_before, "cer_after": comparison.cer_after,
                "held_out_utterances": len(held_out), "interval": comparison.interval}
@@ -251,6 +260,9 @@ def finish(plan: PersonalizationPlan, *, figures: FigureMaker | None = None) -> 
     data = {"training utterances": len(plan.train), "validation utterances (decide when to stop)": len(plan.valid),
             "training minutes": f"{minutes:.1f}",
             "held-out utterances": len(held_out), "decoder": plan.decoder_label}
+    data["of which from use (corrected live captions)"] = use["from_use"]
+    if use["kept_out"]:
+        data["corrections kept out of training (they are test phrases)"] = use["kept_out"]
     from workbench.report import write_report
 
     html_path, csv_path = write_report(plan.report_dir, speaker=corpus.info, comparison=comparison,
