@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: Page names, in the order of the sidebar.
-PAGES = ("Speakers", "Record", "Personalize", "Results", "Speakers map")
+PAGES = ("Speakers", "Record", "Personalize", "Results", "Live captions", "Speakers map")
 
 _COLOURS = {True: "#1b5e20", False: "#b00020", None: "#333"}
 _BACKGROUNDS = {True: "#e8f5e9", False: "#fdecea", None: "#f1f3f5"}

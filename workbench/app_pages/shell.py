@@ -7,6 +7,7 @@ from typing import Any
 import panel as pn
 
 from workbench.app_pages.common import PAGES, AppContext, SessionState, esc, html_pane
+from workbench.app_pages.live import LivePage
 from workbench.app_pages.personalize import PersonalizePage
 from workbench.app_pages.record import RecordPage
 from workbench.app_pages.results import ResultsPage
@@ -20,6 +21,7 @@ _HELP = {
     "Record": "Read the sentences one by one. Every recording is saved at once.",
     "Personalize": "Train the personal model. You can stop at any time.",
     "Results": "Word errors before and after, each recording, the report to download.",
+    "Live captions": "The speaker talks; their personal model captions. Say it back, correct a line.",
     "Speakers map": "Which speakers sound alike.",
 }
 
@@ -40,6 +42,7 @@ class WorkbenchApp(pn.viewable.Viewer):
             "Record": RecordPage(ctx, self.state),
             "Personalize": PersonalizePage(ctx, self.state),
             "Results": ResultsPage(ctx, self.state),
+            "Live captions": LivePage(ctx, self.state),
             "Speakers map": SpeakerMapPage(ctx, self.state),
         }
         self.nav = pn.widgets.RadioButtonGroup(options=list(PAGES), value=self.state.page, orientation="vertical",
