@@ -312,7 +312,7 @@ def test_training_starts_stops_and_a_second_run_is_refused(trained_ready, ctx) -
     page.stop()
     assert job.join(120) and job.phase == "done", job.error
     page.poll()
-    assert "stopped by you" in page.status.object
+    assert "stopped by user" in page.status.object
     assert job.run.report_html.is_file() and job.run.submodel_path.is_file()
     assert job.run.report_html.resolve().is_relative_to(ctx.data_dir)
     assert page.see_results.visible and "before" in page.result.object

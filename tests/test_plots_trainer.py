@@ -15,9 +15,9 @@ from workbench.evaluate import compare
 from workbench.plots import _base
 from workbench.plots import trainer as plots
 
-HISTORY = [{"kind": "eval", "step": 0, "wer": 0.8}, {"kind": "step", "step": 1, "loss": 3.0},
-           {"kind": "step", "step": 2, "loss": 2.5}, {"kind": "eval", "step": 2, "wer": 0.4},
-           {"kind": "step", "step": 3, "loss": 2.0}, {"kind": "eval", "step": 3, "wer": 0.5}]
+HISTORY = [{"kind": "eval", "step": 0, "wer": 0.8}, {"kind": "step", "step": 1, "loss": 3.0, "loss_name": "CTC"},
+           {"kind": "step", "step": 2, "loss": 2.5, "loss_name": "CTC"}, {"kind": "eval", "step": 2, "wer": 0.4},
+           {"kind": "step", "step": 3, "loss": 2.0, "loss_name": "CTC"}, {"kind": "eval", "step": 3, "wer": 0.5}]
 
 
 def _texts(ax) -> list[str]:
@@ -44,6 +44,39 @@ def test_training_curve_before_any_evaluation_draws_the_loss_only() -> None:
     ax, right = fig.axes
     assert len(ax.get_lines()) == 1 and len(right.get_lines()) == 0 and len(right.texts) == 0
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["training loss"]
+
+
+def test_the_loss_axis_names_the_backends_own_loss() -> None:
+    """Issue 24 A14: the axis said "training loss (CTC)" for Whisper too."""
+    whisper = [{**h, "loss_name": "cross-entropy"} if h["kind"] == "step" else h for h in HISTORY]
+    assert plots.plot_training_curve(whisper).axes[0].get_ylabel() == "training loss (cross-entropy)"
+    unnamed = [{k: v for k, v in h.items() if k != "loss_name"} for h in HISTORY]  # e.g. an old checkpoint
+    assert plots.plot_training_curve(unnamed).axes[0].get_ylabel() == "training loss"
+    assert plots.plot_training_curve(unnamed, loss_name="CTC").axes[0].get_ylabel() == "training loss (CTC)"
+
+
+@pytest.mark.parametrize("before,after,interval", [(0.95, 0.88, (-0.02, 0.2)), (0.3, 0.25, (-0.1, 0.15)),
+                                                   (0.6, 0.3, (0.1, 0.4)), (1.3, 1.2, (-0.3, 0.5))])
+def test_the_bar_labels_collide_with_nothing(before, after, interval) -> None:
+    """Issue 24 A14: the "after" label was drawn across the error bar of the drop."""
+    fig = plots.plot_wer_before_after(before, after, interval=interval)
+    (ax,) = fig.axes
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw_without_rendering()
+    labels = [t.get_window_extent(renderer) for t in ax.texts]
+    (bar,) = ax.collections
+    (segment,) = bar.get_segments()
+    (x, low), (_, high) = sorted(ax.transData.transform(segment), key=lambda p: p[1])  # the whisker, in pixels
+    caps = [ax.transData.transform(xy)[1] for line in ax.get_lines() for xy in line.get_xydata()]
+    frame = ax.get_window_extent(renderer)
+    title = ax.title.get_window_extent(renderer)
+    for box in labels:
+        if box.x0 <= x <= box.x1:  # above the bar: clear of the whisker and its caps
+            assert box.y0 > max(high, *caps) + 1
+        assert not box.overlaps(title) and frame.y0 <= box.y0 and box.y1 <= frame.y1
+    assert not labels[0].overlaps(labels[1])
 
 
 def test_wer_bars_show_percentages_and_the_interval_of_the_drop() -> None:

@@ -162,3 +162,13 @@ def test_hostile_text_is_shown_as_text(tmp_path) -> None:
     assert "<title>Personalization report: spk-&lt;b&gt;1</title>" in page
     with csv_path.open(newline="", encoding="utf-8") as f:  # the CSV keeps the ids as they are
         assert [r["utt_id"] for r in csv.DictReader(f)] == ["<script>u0</script>", 'u1" onmouseover="alert(1)']
+
+
+def test_large_numbers_have_thousands_separators(tmp_path) -> None:
+    """Issue 24 A14: the report's adapter table said "430080" parameters per speaker."""
+    html_path, _ = write_report(tmp_path, speaker=SPEAKER, comparison=_comparison(),
+                                adapter={"parameters per speaker": 430080, "training steps": 42, "merged": True},
+                                name="report-20240501-101500")
+    page = html_path.read_text()
+    assert "<td>parameters per speaker</td><td>430,080</td>" in page and "430080" not in page
+    assert "<td>training steps</td><td>42</td>" in page and "<td>merged</td><td>True</td>" in page

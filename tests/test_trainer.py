@@ -74,6 +74,64 @@ def test_stop_from_another_thread_ends_within_one_step() -> None:
     assert result.steps <= step_when_asked + 1
 
 
+def _timed(trainer: Trainer, now: list[float], *, step_s: float, eval_s: float) -> Trainer:
+    """Make each step and each evaluation take ``step_s`` / ``eval_s`` seconds on the clock ``now``."""
+    train_step, evaluate = trainer._train_step, trainer.evaluate
+
+    def slow(fn, seconds):
+        def run():
+            now[0] += seconds
+            return fn()
+        return run
+
+    trainer._train_step, trainer.evaluate = slow(train_step, step_s), slow(evaluate, eval_s)
+    return trainer
+
+
+def test_the_time_budget_is_a_ceiling_with_every_evaluation_and_the_last_check_in_it() -> None:
+    """Slow evaluations (20 s) next to 1 s steps: the run ends within its 90 s, and the steps after
+    the last periodic check are checked too (issue 24 A4: the app stopped the trainer, which skipped it)."""
+    now = [0.0]
+    trainer = _timed(Trainer(tiny_backend(), _examples(8), _examples(3, seed=1),
+                             _config(max_steps=1000, eval_every=4, max_seconds=90.0), clock=lambda: now[0]),
+                     now, step_s=1.0, eval_s=20.0)
+    stops = []
+    trainer.on("on_stop", stops.append)
+    result = trainer.fit()
+    evals = [h for h in result.history if h["kind"] == "eval"]
+    assert result.stopped_reason == "time budget" and result.stopped_because == "time limit reached"
+    assert result.seconds == now[0] <= 90.0 and result.seconds > 90.0 - 21.0  # no room for one more step + check
+    assert evals[-1]["step"] == result.steps and result.steps % 4 != 0  # the last check came after the budget
+    assert stops[0]["text"] == "time limit reached" and stops[0]["elapsed_s"] == result.seconds
+    assert evals[-1]["elapsed_s"] == result.seconds  # the evaluation's time is counted in elapsed_s
+
+
+def test_the_step_events_name_the_backends_loss() -> None:
+    """The curves' axis names the loss: CTC for CTC models, cross-entropy for Whisper (issue 24 A14)."""
+    trainer = Trainer(tiny_backend(), _examples(8), _examples(3, seed=1), _config(max_steps=1))
+    assert {h["loss_name"] for h in trainer.fit().history if h["kind"] == "step"} == {"CTC"}
+    seq2seq = tiny_backend()
+    seq2seq.is_seq2seq = True  # what the trainer reads of a Whisper backend
+    assert Trainer(seq2seq, _examples(8), _examples(3, seed=1), _config()).loss_name == "cross-entropy"
+
+
+def test_stop_still_checks_the_steps_since_the_last_check() -> None:
+    trainer = Trainer(tiny_backend(), _examples(8), _examples(3, seed=1), _config(max_steps=100, eval_every=50))
+    trainer.on("on_step", lambda e: trainer.stop() if e["step"] == 3 else None)
+    result = trainer.fit()
+    evals = [h["step"] for h in result.history if h["kind"] == "eval"]
+    assert result.stopped_reason == "stopped by user" and evals == [0, 3]
+    assert result.best_step in (0, 3)
+
+
+def test_an_evaluation_longer_than_the_budget_leaves_no_step() -> None:
+    now = [0.0]
+    trainer = _timed(Trainer(tiny_backend(), _examples(8), _examples(3, seed=1), _config(max_seconds=10.0),
+                             clock=lambda: now[0]), now, step_s=1.0, eval_s=12.0)
+    result = trainer.fit()
+    assert (result.stopped_reason, result.steps, result.best_step) == ("time budget", 0, 0)
+
+
 def test_resume_continues_exactly_from_checkpoint(tmp_path) -> None:
     cfg = _config(checkpoint_every=6)
     straight = Trainer(tiny_backend(), _examples(8), _examples(3, seed=1), cfg, checkpoint_dir=tmp_path / "a")

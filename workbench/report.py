@@ -77,8 +77,11 @@ def _png(fig: Any) -> str:
 
 
 def _kv(rows: dict[str, Any]) -> str:
+    def text(v: Any) -> str:  # 430,080 parameters, not 430080 (a bool is an int too: keep True/False)
+        return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
     return "<table class='kv'>" + "".join(
-        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items()) + "</table>"
+        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(text(v))}</td></tr>" for k, v in rows.items()) + "</table>"
 
 
 def write_report(out_dir: str | Path, *, speaker: dict, comparison: Comparison, adapter: dict | None = None,

@@ -10,11 +10,13 @@ subscribes to its events (minGPT style)::
 Events (each callback gets one dict):
 
 - ``on_start``: steps planned, parameter report, data sizes;
-- ``on_step``: ``step``, ``loss``, ``lr``, ``grad_norm``, ``steps_per_s``, ``elapsed_s``;
+- ``on_step``: ``step``, ``loss`` (its kind: ``loss_name``, "CTC" or "cross-entropy"), ``lr``, ``grad_norm``,
+  ``steps_per_s``, ``elapsed_s``;
 - ``on_eval``: ``step``, ``wer``, ``cer``, ``loss`` on the validation utterances (step 0 = the base model);
 - ``on_best``: ``step``, ``wer``, ``loss`` when the validation loss reaches a new low (the checkpoint kept;
   with per-speaker selection also ``speakers``, the bank rows that improved);
-- ``on_stop``: ``reason`` ("stopped by user", "time budget", "early stop", "max steps");
+- ``on_stop``: ``reason`` ("stopped by user", "time budget", "early stop", "max steps"), ``text``
+  (the same in words for people, :data:`STOP_REASONS`), ``step``, ``elapsed_s``;
 - ``on_end``: the :class:`TrainResult`.
 
 Under ``torchrun`` (see :mod:`workbench.distributed`) each process runs its share
@@ -23,8 +25,9 @@ combined so that every process takes the same steps and decisions as one process
 would. Events fire in every process; print or plot from ``distributed.is_main()``.
 
 Guarantees: the loss is checked to be finite every step; gradients are clipped;
-``stop()`` may be called from any thread and returns control after the current
-step; early stopping watches the validation WER, and the adapter weights with the
+``stop()`` may be called from any thread and ends the run after the current
+step and one evaluation of the steps since the last; ``max_seconds`` is a ceiling
+on :meth:`Trainer.fit`, evaluations included (see there); early stopping watches the validation WER, and the adapter weights with the
 lowest validation loss are restored at the end; the same
 seed gives the same result, and a run resumed from a checkpoint continues
 exactly as if it had not been interrupted (batches, SpecAugment draws and
@@ -39,7 +42,6 @@ import json
 import math
 import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +55,7 @@ from workbench.adapters import Adapted, AdapterConfig, LoRAConfig, config_from_d
 from workbench.augment import SpecAugmentPolicy, spec_augment, speed_perturb
 from workbench.dataset import Example, FeatureCache, speaker_mixed_batches
 from workbench.errors import TrainingError
+from workbench.notices import notify
 
 if TYPE_CHECKING:  # annotations only: the base models sit above the trainer
     from workbench.models.base import ASRBackend
@@ -60,6 +63,7 @@ if TYPE_CHECKING:  # annotations only: the base models sit above the trainer
 __all__ = [
     "EVENTS",
     "MIN_HELD_OUT_WORDS",
+    "STOP_REASONS",
     "TrainConfig",
     "TrainResult",
     "Trainer",
@@ -69,6 +73,13 @@ __all__ = [
 
 EVENTS = ("on_start", "on_step", "on_eval", "on_best", "on_stop", "on_end")
 MIN_HELD_OUT_WORDS = 30  # below this many reference words the held-out WER is too noisy to trust
+# TrainResult.stopped_reason -> the same in words: the app, the notebooks and the report say these
+STOP_REASONS = {
+    "max steps": "step limit reached",
+    "time budget": "time limit reached",
+    "early stop": "no more improvement on the recordings kept aside",
+    "stopped by user": "stopped by user",
+}
 
 
 def _default_adapter() -> AdapterConfig:
@@ -94,7 +105,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     batch_size: int = 8
     max_steps: int = 400
-    max_seconds: float | None = 90.0  # wall-clock training budget; None = steps only
+    max_seconds: float | None = 90.0  # wall-clock ceiling on Trainer.fit, evaluations included; None = steps only
     warmup_steps: int = 10  # linear warm-up, then cosine decay to 10 % at max_steps
     eval_every: int = 10  # steps between validation evaluations (the best checkpoint came at 20-70 steps)
     patience: int = 5  # evaluations without a lower validation WER before early stopping; 0 = never
@@ -169,6 +180,11 @@ class TrainResult:
     speaker_steps: list[int] | None = None  # per-speaker selection: the step each speaker's rows come from
 
     @property
+    def stopped_because(self) -> str:
+        """:attr:`stopped_reason` in words for people (:data:`STOP_REASONS`), e.g. "time limit reached"."""
+        return STOP_REASONS.get(self.stopped_reason, self.stopped_reason)
+
+    @property
     def relative_reduction(self) -> float:
         return (self.wer_before - self.best_wer) / self.wer_before if self.wer_before > 0 else 0.0
 
@@ -182,7 +198,7 @@ def check_enough_data(n_train: int, minimum: int, *, n_held_out_words: int | Non
             f"only {n_train} usable training recordings; personalization needs at least {minimum}. "
             f"Record {minimum - n_train} more prompt(s) and try again.")
     if n_held_out_words is not None and n_held_out_words < MIN_HELD_OUT_WORDS:
-        warnings.warn(
+        notify(
             f"the {role} set has only {n_held_out_words} words, so its WER is not reliable "
             f"(aim for at least {MIN_HELD_OUT_WORDS}); record more prompts or use k-fold evaluation",
             stacklevel=3)
@@ -213,11 +229,14 @@ class Trainer:
             ``inject(backend, config.adapter)`` with as many rows as speakers.
         checkpoint_dir: where checkpoints go (with ``config.checkpoint_every``).
         decoder: per-utterance decoder for the validation WER (default greedy).
+        clock: ``fn() -> seconds`` for the time budget (default :func:`time.perf_counter`;
+            tests pass a fake one).
     """
 
     def __init__(self, backend: ASRBackend, train: Sequence[Example], valid: Sequence[Example],
                  config: TrainConfig | None = None, *, adapted: Adapted | None = None,
-                 checkpoint_dir: str | Path | None = None, decoder: Callable | None = None) -> None:
+                 checkpoint_dir: str | Path | None = None, decoder: Callable | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.config = config = config or TrainConfig()
         if not valid:
             raise TrainingError("no validation recordings to watch the WER on; keep at least a few aside")
@@ -226,8 +245,12 @@ class Trainer:
         self.backend = backend
         self.events: dict[str, list[Callable[[dict], None]]] = {e: [] for e in EVENTS}
         self._stop = threading.Event()
+        self.clock = clock
+        self._slowest = {"step": 0.0, "eval": 0.0}  # seconds: what the time budget keeps in hand
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.decoder = None if getattr(backend, "is_seq2seq", False) else decoder or backend.greedy_decoder()
+        # what the training loss is, for the curves' axis: Whisper's own loss is token cross-entropy
+        self.loss_name = "cross-entropy" if getattr(backend, "is_seq2seq", False) else "CTC"
         n_speakers = 1 + max(e.speaker for e in [*train, *valid])
         self.adapted = None
         if config.mode == "adapter":
@@ -317,7 +340,7 @@ class Trainer:
             return False  # shared weights (HRA's controller): one checkpoint for everyone
         missing = sorted(set(range(n_speakers)) - {e.speaker for e in valid})
         if missing:
-            warnings.warn(f"bank rows {missing} have no validation recordings, so every speaker's Submodel is "
+            notify(f"bank rows {missing} have no validation recordings, so every speaker's Submodel is "
                           "chosen together", stacklevel=3)
             return False
         return True
@@ -397,8 +420,14 @@ class Trainer:
                                       "n": len(mine)}
         return out
 
-    def _eval_and_track(self) -> None:
+    def _eval_and_track(self, start: float | None = None) -> None:
+        """Evaluate, track the best weights and early stopping; ``start``: the clock at the run's
+        start (``elapsed_s`` then includes this evaluation)."""
+        t_eval = self.clock()
         scores = self.evaluate()
+        self._slowest["eval"] = max(self._slowest["eval"], self.clock() - t_eval)
+        if start is not None:
+            self.elapsed = self.clock() - start
         payload = {"step": self.step, **scores, "elapsed_s": self.elapsed}
         self.history.append({"kind": "eval", **payload})
         if self.step == 0 and math.isnan(self.wer_before):
@@ -453,22 +482,32 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainResult:
-        """Train until max steps, the time budget, early stopping or :meth:`stop`."""
+        """Train until max steps, the time budget, early stopping or :meth:`stop`.
+
+        ``config.max_seconds`` is a ceiling on this call, evaluations included: the first
+        (step 0, the base model), the periodic ones and the last. A step starts only if it and
+        one more evaluation still fit (as long as the slowest step and evaluation so far took),
+        so that however the run ends, by the budget or by :meth:`stop`, the steps after the
+        last evaluation are evaluated too and can be the checkpoint kept. (After Stop that
+        costs one pass over the validation recordings, a few seconds; discarding up to
+        ``eval_every - 1`` trained steps unseen would cost more.) An evaluation alone longer
+        than the budget leaves no time for any step: the run ends with ``"time budget"``.
+        """
         c = self.config
         report = self.adapted.parameter_report() if self.adapted else {
             "family": c.mode, "trainable": sum(p.numel() for p in self.params)}
         self._emit("on_start", {"max_steps": c.max_steps, "max_seconds": c.max_seconds,
                                 "train_utterances": len(self.train_cache),
                                 "valid_utterances": len(self.eval_cache), "parameters": report})
+        start = self.clock() - self.elapsed  # a resumed run goes on counting from its checkpoint
         if self.step == 0:
-            self._eval_and_track()
+            self._eval_and_track(start)
         reason = "max steps"
-        start = time.perf_counter() - self.elapsed
-        steps_done_here, t_here = 0, time.perf_counter()
+        steps_done_here, t_here = 0, self.clock()
         while self.step < c.max_steps:
-            if steps_done_here:  # the last evaluation's time counts too (it can be long)
-                self.elapsed = time.perf_counter() - start
-            over_time = c.max_seconds is not None and self.elapsed >= c.max_seconds
+            self.elapsed = self.clock() - start
+            over_time = c.max_seconds is not None and \
+                self.elapsed + self._slowest["step"] + self._slowest["eval"] > c.max_seconds
             asked, over_time = distributed.sum_scalars(self._stop.is_set(), over_time)  # any process decides
             if asked:
                 reason = "stopped by user"
@@ -479,24 +518,28 @@ class Trainer:
             if c.patience and self.bad_evals >= c.patience:
                 reason = "early stop"
                 break
+            t_step = self.clock()
             loss, grad_norm, lr = self._train_step()
             self.step += 1
             steps_done_here += 1
-            self.elapsed = time.perf_counter() - start
-            rate = steps_done_here / max(1e-9, time.perf_counter() - t_here)
-            payload = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "steps_per_s": rate,
-                       "elapsed_s": self.elapsed}
+            self._slowest["step"] = max(self._slowest["step"], self.clock() - t_step)
+            self.elapsed = self.clock() - start
+            rate = steps_done_here / max(1e-9, self.clock() - t_here)
+            payload = {"step": self.step, "loss": loss, "loss_name": self.loss_name, "lr": lr,
+                       "grad_norm": grad_norm, "steps_per_s": rate, "elapsed_s": self.elapsed}
             self.history.append({"kind": "step", **payload})
             self._emit("on_step", payload)
             if self.step % c.eval_every == 0 or self.step == c.max_steps:
-                self._eval_and_track()
+                self._eval_and_track(start)
             if c.checkpoint_every and self.checkpoint_dir and self.step % c.checkpoint_every == 0 and self.rank == 0:
                 self.save_checkpoint(self.checkpoint_dir / "checkpoint.safetensors")
-        if self.history and self.history[-1].get("kind") != "eval" and reason != "stopped by user":
-            self._eval_and_track()
+        if self.history and self.history[-1].get("kind") != "eval":  # the steps since the last evaluation
+            self._eval_and_track(start)
+        self.elapsed = self.clock() - start
         self._restore(self._best_state)
         self._set_train_mode(False)
-        self._emit("on_stop", {"reason": reason, "step": self.step})
+        self._emit("on_stop", {"reason": reason, "step": self.step, "elapsed_s": self.elapsed,
+                               "text": STOP_REASONS[reason]})
         result = TrainResult(wer_before=self.wer_before, best_wer=self.best_wer, best_step=self.best_step,
                              steps=self.step, seconds=self.elapsed, stopped_reason=reason,
                              history=list(self.history), parameter_report=report,

@@ -218,7 +218,7 @@ def test_the_whole_workflow_by_clicking(browser, shots, tmp_path) -> None:
         page.wait_for_timeout(3000)
         shot(page, shots / "05-personalize-training.png")
         page.get_by_role("button", name="■ Stop").click()
-        expect(page.get_by_text("Finished (stopped by you)")).to_be_visible(timeout=90_000)
+        expect(page.get_by_text("Finished (stopped by user)")).to_be_visible(timeout=90_000)
         expect(page.get_by_role("button", name="See the results →")).to_be_visible()
         shot(page, shots / "06-personalize-done.png")
         # both charts drew from explicit ranges (an empty or all-equal series left Bokeh's empty)

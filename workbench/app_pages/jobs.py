@@ -43,12 +43,18 @@ class TrainingJob:
             the one the trainer reads, see :meth:`stop`).
         decoder: ``"lexicon"`` or ``"greedy"``.
         test_fraction: share of prompts kept aside to measure the result.
-        clock: ``fn() -> seconds`` for the time limit (default :func:`time.monotonic`; tests pass a fake).
+        clock: ``fn() -> seconds`` for the live progress between the trainer's events
+            (default :func:`time.monotonic`; tests pass a fake).
 
-    The time limit (``config.max_seconds``) counts from the start of training, measurements
-    of the kept-aside recordings included: once it has passed, the run is stopped after the
-    step or measurement under way (the trainer alone looks only between steps, so a long
-    measurement could carry it well past the limit).
+    The time limit (``config.max_seconds``) is the trainer's own: a ceiling on training,
+    its measurements of the kept-aside recordings included, with the last check of the
+    steps since the previous one inside it (:meth:`workbench.trainer.Trainer.fit`). The job
+    only shows it; the reason shown when the run ends is the one saved with the personal
+    model and written in the report (:data:`workbench.trainer.STOP_REASONS`).
+
+    When the run ends, the job lets go of the trainer, the base model and the feature
+    caches (some hundred MB each for Whisper); what it keeps is :attr:`run`: figures,
+    file paths and the training history.
 
     Attributes:
         phase: ``"waiting"``, ``"loading"`` (the base model), ``"preparing"`` (features),
@@ -83,7 +89,6 @@ class TrainingJob:
         self.wers: list[tuple[int, float]] = []
         self.stop_reason = ""
         self.clock = clock
-        self.time_up = False  # the time limit stopped the run
         self.version = 0  # bumped on every change, so views redraw only when needed
         self._trainer: Trainer | None = None
         self._train_t0: float | None = None
@@ -132,15 +137,17 @@ class TrainingJob:
                 "max_seconds": self.max_seconds, "losses": list(self.losses), "wers": list(self.wers),
                 "stop_requested": self.stop_requested, "stop_reason": self.stop_reason, "error": self.error,
                 "version": self.version, "run": self.run, "model": self.model,
-                "training_s": self.training_seconds(), "time_up": self.time_up,
+                "training_s": self.training_seconds(),
             }
 
     def training_seconds(self) -> float:
-        """Seconds since training started (measurements included); frozen once it has stopped."""
+        """Seconds since training started (measurements included): live while it runs, then the
+        trainer's own figure (the one saved with the personal model)."""
         if self._train_t0 is None:
             return 0.0
-        end = self._train_end if self._train_end is not None else self.clock()
-        return max(0.0, end - self._train_t0)
+        if self._train_end is not None:
+            return self.elapsed
+        return max(0.0, self.clock() - self._train_t0)
 
     @property
     def fraction(self) -> float:
@@ -164,14 +171,6 @@ class TrainingJob:
                 setattr(self, k, v)
             self.version += 1
 
-    def _check_time(self) -> None:
-        """Stop the run once the time limit has passed (called in the training thread)."""
-        if self.max_seconds and not self.time_up and not self.stop_requested \
-                and self.training_seconds() >= float(self.max_seconds):
-            self.time_up = True
-            if self._trainer is not None:
-                self._trainer.stop()
-
     def _on_start(self, e: dict) -> None:
         self._train_t0 = self.clock()
         self._set(phase="training", max_steps=int(e.get("max_steps", self.max_steps)),
@@ -182,24 +181,19 @@ class TrainingJob:
             self.step, self.elapsed = int(e["step"]), float(e.get("elapsed_s", self.elapsed))
             self.losses.append((self.step, float(e["loss"])))
             self.version += 1
-        self._check_time()
 
     def _on_eval(self, e: dict) -> None:
         with self._lock:
             self.wers.append((int(e["step"]), float(e["wer"])))
             self.version += 1
-        self._check_time()
 
     def _on_stop(self, e: dict) -> None:
-        self._train_end = self.clock()
+        from workbench.trainer import STOP_REASONS
+
         reason = str(e.get("reason", ""))
-        if self.stop_requested:
-            reason = "stopped by you"
-        elif self.time_up or reason == "time budget":
-            reason = "time limit reached"
-        elif reason == "early stop":
-            reason = "no more improvement on the recordings kept aside"
-        self._set(phase="measuring", stop_reason=reason)
+        self._train_end = self.clock()
+        self._set(phase="measuring", stop_reason=str(e.get("text", STOP_REASONS.get(reason, reason))),
+                  elapsed=float(e.get("elapsed_s", self.elapsed)))
 
     def _attach(self, trainer: Trainer) -> None:
         self._trainer = trainer
@@ -231,6 +225,8 @@ class TrainingJob:
             except RuntimeError as err:  # torch failing to unmerge: the result is saved, keep it
                 _log.warning("could not release the personal model of %s: %s", self.speaker_id, err)
             run.adapted = None
+            self._release()
+            del plan, backend  # the base model, the trainer and its feature caches go with them
             self._set(run=run, phase="done", finished_at=time.time())
         except WorkbenchError as err:
             self._set(phase="failed", error=str(err), finished_at=time.time())
@@ -242,6 +238,15 @@ class TrainingJob:
                       error=f"Training stopped because of an unexpected problem ({type(err).__name__}: {err}). "
                             "Your recordings are safe. Try again; if it happens again, send the server log "
                             "to whoever set up this computer.")
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Let go of the trainer (it holds the base model, the adapter, the feature caches and the
+        optimizer), so that a finished run keeps only its figures and file paths in memory."""
+        trainer, self._trainer = self._trainer, None
+        if trainer is not None:
+            trainer.events = {name: [] for name in trainer.events}  # its callbacks point back at this job
 
 
 def _key(speaker_dir: Path) -> str:

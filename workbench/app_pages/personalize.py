@@ -289,7 +289,7 @@ class PersonalizePage(pn.viewable.Viewer):
             if snap["wers"]:
                 text += f". Word errors on the kept-aside recordings: {100 * snap['wers'][-1][1]:.0f}%"
             if snap["stop_requested"]:
-                text = "Stopping after this step…"
+                text = "Stopping after this step and one last check of the recordings kept aside…"
         elif phase == "done":
             why = snap["stop_reason"] or "finished"
             text = f"Finished ({why}) after {snap['step']} training steps"

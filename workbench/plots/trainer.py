@@ -11,20 +11,25 @@ from workbench.plots._base import new_axes, new_figure
 __all__ = ["plot_training_curve", "plot_wer_before_after", "report_figures"]
 
 
-def plot_training_curve(history: Sequence[dict], *, ax: Any = None, title: str = "Personalization") -> Any:
+def plot_training_curve(history: Sequence[dict], *, ax: Any = None, title: str = "Personalization",
+                        loss_name: str | None = None) -> Any:
     """Training loss (left axis) and validation ASR word error rate (right axis) against step.
 
     Args:
-        history: the trainer's history: dicts with ``kind`` "step" (``step``, ``loss``)
-            or "eval" (``step``, ``wer``).
+        history: the trainer's history: dicts with ``kind`` "step" (``step``, ``loss``,
+            ``loss_name``) or "eval" (``step``, ``wer``).
+        loss_name: what the loss is, e.g. "CTC" or "cross-entropy" (Whisper); default: the
+            history's own ``loss_name`` (:attr:`workbench.trainer.Trainer.loss_name`), else none.
     """
+    if loss_name is None:
+        loss_name = next((h["loss_name"] for h in history if h.get("kind") == "step" and h.get("loss_name")), None)
     fig, ax = new_axes(ax, figsize=(7.0, 3.2))
     steps = [h["step"] for h in history if h.get("kind") == "step"]
     losses = [h["loss"] for h in history if h.get("kind") == "step"]
     evals = [(h["step"], 100 * h["wer"]) for h in history if h.get("kind") == "eval"]
     ax.plot(steps, losses, color="#6c757d", lw=1.2, label="training loss")
     ax.set_xlabel("training step")
-    ax.set_ylabel("training loss (CTC)")
+    ax.set_ylabel(f"training loss ({loss_name})" if loss_name else "training loss")
     ax.grid(alpha=0.3)
     right = ax.twinx()
     if evals:
@@ -51,14 +56,19 @@ def plot_wer_before_after(before: float, after: float, *, interval: tuple[float,
     fig, ax = new_axes(ax, figsize=(4.0, 3.2))
     vals = [100 * before, 100 * after]
     bars = ax.bar(["base model", "personal model"], vals, color=["#adb5bd", "#2a9d8f"], width=0.6)
+    tops = list(vals)  # where each bar's drawing ends: its value label goes above that
     if interval is not None:  # the drop's interval [lo, hi] puts "after" in [before - hi, before - lo]
         lo, hi = interval
         diff = before - after
         yerr = [[100 * max(0.0, hi - diff)], [100 * max(0.0, diff - lo)]]
         ax.errorbar([1], [vals[1]], yerr=yerr, fmt="none", ecolor="black", capsize=6, lw=1.2)
-    for b, v in zip(bars, vals, strict=True):
-        ax.text(b.get_x() + b.get_width() / 2, v + 1, f"{v:.0f}%", ha="center", va="bottom", fontsize=11)
-    ax.set_ylim(0, max(100.0, max(vals) * 1.15))
+        tops[1] += yerr[1][0]
+    # the labels sit above the error bar, not across it, and inside the axes (room = 12 % of the top)
+    top = max(100.0, max(tops) * 1.15 + 4)
+    for b, v, t in zip(bars, vals, tops, strict=True):
+        ax.annotate(f"{v:.0f}%", (b.get_x() + b.get_width() / 2, t), xytext=(0, 3), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=11)
+    ax.set_ylim(0, top)
     ax.set_ylabel("ASR word error rate (%)")
     ax.set_title(label or "Word errors: before and after", fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)

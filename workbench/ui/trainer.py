@@ -125,7 +125,8 @@ class TrainerSession:
 
     def _on_stop(self, e: dict) -> None:
         with self._lock:
-            self.status = f"finished ({e['reason']}) after {e['step']} steps in {self.elapsed:.0f} s"
+            self.elapsed = float(e.get("elapsed_s", self.elapsed))  # the last check included
+            self.status = f"finished ({e.get('text', e['reason'])}) after {e['step']} steps in {self.elapsed:.0f} s"
 
     def _training_status(self) -> str:
         if self._stopping:
@@ -238,7 +239,7 @@ class TrainerSession:
         snap = self.snapshot()
         history = [{"kind": "step", "step": s, "loss": v} for s, v in snap["losses"]]
         history += [{"kind": "eval", "step": s, "wer": v} for s, v in snap["wers"]]
-        return plot_training_curve(history, title="Live personalization")
+        return plot_training_curve(history, title="Live personalization", loss_name=self.trainer.loss_name)
 
     # ---------------------------------------------------------------- try it
     def try_phrase(self, wav: np.ndarray) -> dict[str, str]:
