@@ -382,10 +382,12 @@ def default_model_dir() -> Path:
 
 
 def is_tiny_dir(path: Path) -> bool:
+    """True when ``path/config.json`` says it is the built-in architecture (its content is checked on loading)."""
     try:
-        return json.loads((Path(path) / "config.json").read_text()).get("architecture") == ARCHITECTURE
-    except (OSError, ValueError):
+        card = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError, RecursionError):
         return False
+    return isinstance(card, dict) and card.get("architecture") == ARCHITECTURE
 
 
 def save_tiny(model: TinyConformerCTC, path: str | Path, *, fp16: bool = False, extra: dict | None = None) -> None:
@@ -408,9 +410,16 @@ def save_tiny(model: TinyConformerCTC, path: str | Path, *, fp16: bool = False, 
 def load_tiny(path: str | Path | None = None, *, device: str = "cpu") -> TinyBackend:
     """Load the built-in model (or a directory written by :func:`save_tiny`), frozen, in eval mode.
 
-    Weights stored in fp16 are upcast to fp32 for CPU inference/training.
+    Weights stored in fp16 are upcast to fp32 for CPU inference/training. ``config.json`` is
+    checked against the weights' header before anything is built
+    (:func:`workbench.models.tiny_files.checked_config`): a folder from elsewhere may lie.
+
+    Raises:
+        WorkbenchError: no weights file; ModelImportError: the files are damaged or do not match.
     """
     from safetensors.torch import load_file
+
+    from workbench.models.tiny_files import checked_config
 
     path = Path(path) if path is not None else default_model_dir()
     wfile = path / "model.safetensors"
@@ -419,8 +428,7 @@ def load_tiny(path: str | Path | None = None, *, device: str = "cpu") -> TinyBac
             f"no weights at {wfile}. The built-in model ships with the package; reinstall it, "
             "or train one with: python recipes/pretrain_tiny.py --out DIR"
         )
-    meta = json.loads((path / "config.json").read_text())
-    cfg = TinyConfig(**meta["config"])
+    cfg, meta = checked_config(path)
     sd = {k: (v if v.dtype == torch.float32 else v.float()) for k, v in load_file(str(wfile), device=device).items()}
     fbank = sd.pop(_FBANK_KEY, None)
     # (a "meta" device build would skip the random init but imports torch._decomp: seconds, not ms)
