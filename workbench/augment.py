@@ -47,7 +47,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -56,6 +55,7 @@ import torch
 from torch import Tensor, nn
 
 from workbench.constants import SAMPLE_RATE
+from workbench.notices import notify
 
 __all__ = [
     "POLICIES",
@@ -117,7 +117,7 @@ class SpecAugmentPolicy:
                 "or adaptive_size (p_S, a fraction of the utterance length)"
             )
         if self.adaptive_multiplicity > 0 and self.time_masks == 0:
-            warnings.warn(
+            notify(
                 "SpecAugmentPolicy: adaptive_multiplicity is set but time_masks (M_max) is 0, "
                 "so no time masks will be drawn", stacklevel=3,
             )

@@ -22,12 +22,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import html
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from workbench.notices import notify
 from workbench.text import normalize_text
 
 __all__ = [
@@ -112,7 +112,7 @@ def _drop_wordless(refs: list[str], *hyps: list[str], ids: Sequence[str] | None 
         names = [repr(ids[i]) if ids is not None else repr(originals[i] if originals is not None else "")
                  for i in gone]
         more = f" and {len(gone) - 5} more" if len(gone) > 5 else ""
-        warnings.warn(
+        notify(
             f"{len(gone)} of {len(refs)} utterances were left out of the error rates: their reference has no words "
             f"to score ({', '.join(names[:5])}{more}). Record them again with a prompt that has words, or mark them "
             "skipped.",

@@ -18,13 +18,13 @@ import dataclasses
 import math
 import numbers
 import typing
-import warnings
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from workbench.errors import AdapterError
+from workbench.notices import notify
 
 __all__ = ["ACTIVATIONS", "MAX_SIZE", "MAX_SPEAKERS", "AdapterConfig", "SiteAdapter", "add_bias", "bmm_or_matmul",
            "gather_rows"]
@@ -89,7 +89,7 @@ class AdapterConfig:
         return dataclasses.replace(self, **changes)
 
     def _warn_fix(self, message: str) -> None:
-        warnings.warn(f"{type(self).__name__}: {message}", stacklevel=4)
+        notify(f"{type(self).__name__}: {message}", stacklevel=4)
 
 
 def _short(val: Any, limit: int = 60) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,6 +24,7 @@ from workbench._atomic import disk_error_message, write_bytes_atomic
 from workbench.audio.samples import _check_rate, pcm16_to_float, resample, to_mono
 from workbench.constants import SAMPLE_RATE
 from workbench.errors import AudioError
+from workbench.notices import notify
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -181,7 +181,7 @@ def read_audio(
         raise AudioError(f"{name} contains no sound (0 samples). Record again.")
     announced = int.from_bytes(head8[4:8], "little") + 8 if head == b"RIFF" and len(head8) == 8 else 0
     if 8 < announced < 0xFFFFFFFF and size < announced:  # 0 / 0xFFFFFFFF: written by a streaming recorder
-        warnings.warn(
+        notify(
             f"{name} looks cut off: it holds {x.shape[0] / rate:.1f} s, only {100 * size / announced:.0f} % of what "
             "its header announces (the copy or the recording stopped early). The part that is there was read; "
             "check the original file.",

@@ -15,7 +15,6 @@ import json
 import os
 import tempfile
 import threading
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -40,6 +39,7 @@ from workbench.corpus.records import (
     validate_speaker_id,
 )
 from workbench.errors import CorpusError
+from workbench.notices import notify
 from workbench.text import normalize_text, prompt_key
 
 try:  # POSIX only; elsewhere a single app session per folder is assumed
@@ -221,7 +221,7 @@ class SpeakerFolder:
             )
         info = _read_info(root)
         if info["speaker_id"] != root.name:
-            warnings.warn(
+            notify(
                 f"Speaker folder '{root}' holds speaker {info['speaker_id']!r}; the folder name differs. "
                 "The id in speaker.json is used.",
                 stacklevel=2,
@@ -229,7 +229,7 @@ class SpeakerFolder:
         corpus = cls(root, info)
         removed = corpus._remove_temp_files()
         if removed:
-            warnings.warn(
+            notify(
                 f"Speaker folder '{root}': removed {len(removed)} unfinished temporary file(s) left by a save that "
                 f"was interrupted ({', '.join(removed[:5])}). Every take in the manifest is complete; a take being "
                 "saved at that moment was not saved and needs recording again.",
@@ -243,7 +243,7 @@ class SpeakerFolder:
                 if len(corpus._problems) > 5
                 else ""
             )
-            warnings.warn(
+            notify(
                 f"Speaker folder '{root}': {len(corpus._problems)} problem(s), skipped or kept aside "
                 f"(nothing was deleted):{shown}{more}",
                 stacklevel=2,

@@ -36,6 +36,7 @@ from workbench.corpus.records import _name_problem
 from workbench.corpus.speaker import SpeakerCorpus
 from workbench.corpus.transcripts import _read_transcripts, parse_transcripts
 from workbench.errors import AudioError, CorpusError
+from workbench.notices import notify
 from workbench.text import prompt_key
 
 __all__ = [
@@ -271,7 +272,7 @@ def import_folder(
     corpus = SpeakerCorpus.create(parent, speaker_id, **create_kwargs)
     _add_recordings(corpus, by_stem, texts, report, add_prompts="prompts" not in create_kwargs)
     if report.unmatched_audio or report.missing_audio or report.unreadable:
-        warnings.warn(f"Import into '{corpus.root}': {report.message}", stacklevel=2)
+        notify(f"Import into '{corpus.root}': {report.message}", stacklevel=2)
     return corpus
 
 

@@ -15,7 +15,6 @@ import copy
 import dataclasses
 import os
 import secrets
-import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +44,7 @@ from workbench.corpus.records import (
     split_by_prompt,
 )
 from workbench.errors import AudioError, CorpusError
+from workbench.notices import notify
 from workbench.text import prompt_key
 
 if TYPE_CHECKING:
@@ -421,5 +421,5 @@ def list_speakers(parent: str | os.PathLike) -> list[SpeakerCorpus]:
             try:
                 out.append(SpeakerCorpus.open(child))
             except CorpusError as exc:
-                warnings.warn(f"Skipped speaker folder '{child}': {exc}", stacklevel=2)
+                notify(f"Skipped speaker folder '{child}': {exc}", stacklevel=2)
     return out

@@ -37,7 +37,7 @@ from workbench.models.base import MAX_TRAIN_S, ASRBackend, Batch, check_waveform
 from workbench.models.whisper_weights import _hub_errors
 from workbench.text import normalize_text
 
-__all__ = ["HFCTCBackend", "load_hf_model"]
+__all__ = ["HFCTCBackend", "load_hf_model", "quiet_transformers"]
 
 _OFFLINE_HELP = (
     "The model {name!r} is not on this machine and could not be downloaded ({reason}). "
@@ -171,7 +171,24 @@ def _load_errors() -> tuple[type[Exception], ...]:
     return (*errors, SafetensorError)
 
 
+@contextlib.contextmanager
+def quiet_transformers():
+    """Inside the block transformers draws no progress bars ("Loading weights", "Writing model
+    shards"): machine noise next to a therapist's or a teacher's output. Its warnings still show.
+    The previous setting comes back after the block; ``with quiet_transformers(): model.save_pretrained(d)``."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 @one_load_at_a_time  # from_pretrained swaps process-wide functions: one load at a time
+@quiet_transformers()  # no "Loading weights" bar (a hub download still shows huggingface_hub's own)
 def load_hf_model(name_or_path: str | Path, *, device: str = "cpu", **whisper_options: Any) -> ASRBackend:
     """Load a transformers CTC or Whisper model from a local folder or a hub id.
 

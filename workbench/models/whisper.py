@@ -304,7 +304,7 @@ class WhisperBackend(_HFBase):
         for step in range(max(limits)):
             o = self.model.model.decoder(input_ids=inp, encoder_hidden_states=enc, cache=cache,
                                          use_cache=True)
-            cache = o.past_key_values
+            cache = o.cache if "cache" in o else o.past_key_values  # transformers 5 renamed it (and warns on the old)
             if step == 0 and self.no_speech_id is not None:  # at the start token, as Whisper's decoding does
                 first = self.model.proj_out(o.last_hidden_state[:, 0]).float().softmax(-1)
                 no_speech = [float(v) for v in first[:, self.no_speech_id]]

@@ -68,12 +68,12 @@ def _adapter_owner(meta: dict, speaker_id: str, path: Path) -> str:
     ids = list(meta.get("speaker_ids", []))
     if speaker_id in ids:
         return speaker_id if len(ids) == 1 else f"{speaker_id} (one of {len(ids)} speakers in a bank)"
-    import warnings
+    from workbench.notices import notify
 
-    warnings.warn(f"{path.name} is {ids[0]!r}'s adapter, not {speaker_id!r}'s: these scores are another speaker's "
+    notify(f"{path.name} is {ids[0]!r}'s adapter, not {speaker_id!r}'s: these scores are another speaker's "
                   f"adapter on {speaker_id!r}'s recordings, not {speaker_id!r}'s personal result. To score "
                   f"{speaker_id!r}'s own adapter, leave out --adapter (its personal model is used) "
-                  "or choose one of its own files.", UserWarning, stacklevel=3)
+                  "or choose one of its own files.", stacklevel=3)
     return f"{ids[0]} (another speaker: not {speaker_id})"
 
 
