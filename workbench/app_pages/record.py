@@ -241,7 +241,8 @@ class RecordPage(pn.viewable.Viewer):
             self.upload_one,
             html_pane("<p>Or many recordings at once, <b>together with their transcript file</b>: a .txt "
                       "file with one line per recording, <code>file-name-without-extension the sentence</code>, "
-                      "or a .csv file with the columns <code>id,text</code>.</p>"),
+                      "or a .csv file with the columns <code>id,text</code>, or the speaker's prompt list (one "
+                      "sentence per line, in the order of the recordings' file names).</p>"),
             self.upload_many, self.upload_message,
         ]
 

@@ -36,7 +36,7 @@ Modules (each name below is importable from ``workbench.corpus``):
 * :mod:`~workbench.corpus.speaker`: :class:`SpeakerCorpus` (making, opening, saving
   takes with the one quality check, the split, the counts, the zip export) and
   :func:`list_speakers`;
-* :mod:`~workbench.corpus.transcripts`: :func:`parse_transcripts`;
+* :mod:`~workbench.corpus.transcripts`: :func:`parse_transcripts`, :func:`match_transcripts`;
 * :mod:`~workbench.corpus.importing`: existing recordings in, from a folder
   (:func:`import_folder`) or uploaded as ``(name, bytes)`` (:func:`import_files`,
   :func:`load_one_upload`), with one :class:`ImportReport`.
@@ -71,7 +71,7 @@ from workbench.corpus.records import (
     validate_speaker_id,
 )
 from workbench.corpus.speaker import SpeakerCorpus, list_speakers
-from workbench.corpus.transcripts import parse_transcripts
+from workbench.corpus.transcripts import match_transcripts, parse_transcripts
 
 __all__ = [
     "MISSING",
@@ -85,6 +85,7 @@ __all__ = [
     "import_folder",
     "list_speakers",
     "load_one_upload",
+    "match_transcripts",
     "parse_transcripts",
     "split_by_prompt",
     "upload_name",

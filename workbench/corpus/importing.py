@@ -3,7 +3,9 @@
 Both go one way (:func:`_add_recordings`) and give one :class:`ImportReport`:
 
 1. each audio file is matched to its transcript line by file stem (``a01.wav`` <->
-   ``a01``; names with spaces: :func:`~workbench.corpus.parse_transcripts`);
+   ``a01``; names with spaces: :func:`~workbench.corpus.parse_transcripts`), or a plain
+   prompt list (no file names) to the files in the order of their names
+   (:func:`~workbench.corpus.transcripts.match_transcripts`; the report says so);
 2. transcript sentences not yet in the prompt list are added to it (compared
    ignoring case, punctuation and spacing); a take keeps the list's spelling as its
    prompt and the transcript's as what was said;
@@ -34,7 +36,7 @@ from workbench import audio as _audio
 from workbench.constants import SAMPLE_RATE
 from workbench.corpus.records import _name_problem
 from workbench.corpus.speaker import SpeakerCorpus
-from workbench.corpus.transcripts import _read_transcripts, parse_transcripts
+from workbench.corpus.transcripts import _read_transcripts, match_transcripts
 from workbench.errors import AudioError, CorpusError
 from workbench.notices import notify
 from workbench.text import prompt_key
@@ -65,22 +67,27 @@ class ImportReport:
     Attributes:
         added: utt ids saved with status ``"ok"``.
         rejected: utt ids saved with status ``"rejected"`` (kept, not used for training).
+        rejected_files: ``"file name: why"`` for each of :attr:`rejected`.
         unmatched_audio: audio file names with no transcript line.
         missing_audio: transcript ids with no audio file.
         unreadable: ``"name: reason"`` for files that could not be used.
         already_present: file names skipped because an earlier import added them.
         new_prompts: sentences added to the prompt list.
+        note: how the transcript file was read, when it was a plain prompt list matched by
+            file order (:func:`~workbench.corpus.transcripts.match_transcripts`); else ``""``.
         source: ``"upload"`` for uploaded files, None for a folder (as stored in
             each take's ``extra["source"]``); the message's wording follows it.
     """
 
     added: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    rejected_files: list[str] = field(default_factory=list)
     unmatched_audio: list[str] = field(default_factory=list)
     missing_audio: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     already_present: list[str] = field(default_factory=list)
     new_prompts: int = 0
+    note: str = ""
     source: str | None = None
 
     @property
@@ -100,10 +107,17 @@ class ImportReport:
         if self.source == "upload":
             parts = [f"Added {n} recording{'s' if n != 1 else ''}."]
             if m:
-                parts.append(f"{m} more were saved but did not pass the quality check "
-                             "(kept aside, not used for training).")
+                parts.append(f"{m} more {'were' if m != 1 else 'was'} saved but did not pass the quality check "
+                             "(kept aside, not used for training; record or upload "
+                             f"{'them' if m != 1 else 'it'} again):")
         else:
-            parts = [f"Imported {n} good takes and {m} rejected takes."]
+            parts = [f"Imported {n} good take{'s' if n != 1 else ''} and {m} rejected "
+                     f"take{'s' if m != 1 else ''}" + (":" if m else ".")]
+        if m:
+            shown = [why.rstrip(".") for why in self.rejected_files[:10] or self.rejected[:10]]
+            parts.append("; ".join(shown) + (f" (and {m - len(shown)} more)." if m > len(shown) else "."))
+        if self.note:
+            parts.append(self.note)
         if self.new_prompts:
             parts.append(f"{self.new_prompts} new sentence{'s were' if self.new_prompts != 1 else ' was'} "
                          "added to the prompt list.")
@@ -203,6 +217,8 @@ def _add_recordings(corpus: SpeakerCorpus, by_stem: _ByStem, texts: dict[str, st
             ) from None
         used_ids.add(utt.utt_id)
         (report.added if utt.status == "ok" else report.rejected).append(utt.utt_id)
+        if utt.status != "ok":
+            report.rejected_files.append(f"{name}: {utt.quality_report.message}")
     report.missing_audio = [uid for uid in texts if uid not in by_stem]
     corpus.last_import = report
 
@@ -268,7 +284,7 @@ def import_folder(
             report.unreadable.append(
                 f"{path.name}: this format is not supported; export it as WAV or FLAC"
             )
-    texts = _read_transcripts(Path(os.fspath(transcripts)), ids=list(by_stem))
+    texts, report.note = _read_transcripts(Path(os.fspath(transcripts)), ids=list(by_stem))
     corpus = SpeakerCorpus.create(parent, speaker_id, **create_kwargs)
     _add_recordings(corpus, by_stem, texts, report, add_prompts="prompts" not in create_kwargs)
     if report.unmatched_audio or report.missing_audio or report.unreadable:
@@ -308,7 +324,8 @@ def import_files(corpus: SpeakerCorpus, files: Sequence[tuple[str, bytes]], *,
         files: ``(file name, bytes)`` pairs: WAV/FLAC/OGG recordings (:data:`UPLOAD_SUFFIXES`)
             and one transcript file (``.txt`` with ``<name> <sentence>`` lines, or ``.csv``
             with ``id,text`` columns), where ``<name>`` is the recording's file name
-            without its extension.
+            without its extension; or the speaker's prompt list, one sentence per
+            recording in the order of the file names.
         consent_id: the consent the takes are recorded under.
 
     Returns:
@@ -337,7 +354,8 @@ def import_files(corpus: SpeakerCorpus, files: Sequence[tuple[str, bytes]], *,
     if not transcript_files:
         raise CorpusError(
             "Add the transcript file to the same upload: a .txt file with one line per recording, "
-            "'<file name without extension> <the sentence>', or a .csv file with the columns id,text. "
+            "'<file name without extension> <the sentence>', a .csv file with the columns id,text, or the "
+            "speaker's prompt list (one sentence per recording, in the order of the file names). "
             "To add a single recording for the prompt on screen, use 'Upload a recording for this prompt'.")
     if len(transcript_files) > 1:
         raise CorpusError(f"Upload one transcript file at a time (got {', '.join(n for n, _ in transcript_files)}).")
@@ -346,7 +364,7 @@ def import_files(corpus: SpeakerCorpus, files: Sequence[tuple[str, bytes]], *,
         text = bytes(content).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise CorpusError(f"'{name}' is not UTF-8 text. Save it as UTF-8 (plain text or CSV) and try again.") from None
-    texts = parse_transcripts(text, csv=_suffix(name) == ".csv", source=name, ids=list(by_stem))
+    texts, report.note = match_transcripts(text, csv=_suffix(name) == ".csv", source=name, ids=list(by_stem))
     _add_recordings(corpus, by_stem, texts, report, consent_id=consent_id)
     return report
 

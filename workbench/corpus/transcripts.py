@@ -2,12 +2,15 @@
 
 The one reader for a folder import, the app's uploads and the command line; every
 line is checked (an id, words to score, no repeats) before anything is written.
+:func:`match_transcripts` also takes a plain prompt list (one sentence a line, no file
+names), matched to the recordings in the order of their file names.
 """
 
 from __future__ import annotations
 
 import csv as _csv
 import io
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,11 +18,11 @@ from workbench.corpus.records import _LINE_SEPARATORS
 from workbench.errors import CorpusError
 from workbench.text import normalize_text
 
-__all__ = ["parse_transcripts"]
+__all__ = ["match_transcripts", "parse_transcripts"]
 
 
-def _read_transcripts(path: Path, ids: Sequence[str] = ()) -> dict[str, str]:
-    """``{id: text}`` from a transcript file (see :func:`parse_transcripts`)."""
+def _read_transcripts(path: Path, ids: Sequence[str] = ()) -> tuple[dict[str, str], str]:
+    """``({id: text}, note)`` from a transcript file (see :func:`match_transcripts`)."""
     if not path.is_file():
         raise CorpusError(f"Transcript file '{path}' was not found. Check the path.")
     try:
@@ -28,7 +31,7 @@ def _read_transcripts(path: Path, ids: Sequence[str] = ()) -> dict[str, str]:
         raise CorpusError(
             f"Transcript file '{path}' is not UTF-8 text. Save it as UTF-8 (plain text or CSV) and try again."
         ) from None
-    return parse_transcripts(text, csv=path.suffix.lower() == ".csv", source=str(path), ids=ids)
+    return match_transcripts(text, csv=path.suffix.lower() == ".csv", source=str(path), ids=ids)
 
 
 def _split_id(line: str, ids: Sequence[str]) -> tuple[str, str]:
@@ -41,6 +44,62 @@ def _split_id(line: str, ids: Sequence[str]) -> tuple[str, str]:
             return uid, line[len(uid):]
     parts = line.split(None, 1)
     return parts[0], parts[1] if len(parts) > 1 else ""
+
+
+def _file_order(stem: str) -> list:
+    """Sort key: file names in the order people number them (``take 2`` before ``take 10``)."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t.casefold()) for t in re.split(r"(\d+)", stem) if t]
+
+
+def _looks_like_an_id(word: str) -> bool:
+    """A first word that names a file (``a01``, ``rec_3``, ``take-2``), not the first word of a sentence."""
+    return bool(re.fullmatch(r"[\w.-]+", word)) and bool(re.search(r"[\d_]", word))
+
+
+def match_transcripts(text: str, *, csv: bool = False, source: str = "transcripts",
+                      ids: Sequence[str] = ()) -> tuple[dict[str, str], str]:
+    """``({id: text}, note)``: :func:`parse_transcripts`, or a plain prompt list matched by file order.
+
+    A speaker's own ``prompts.txt`` (one sentence a line, no file names) is the natural
+    file to upload with the recordings. When no line starts with the name of one of the
+    recordings (``ids``, without endings) and the first words do not look like file names,
+    the lines are taken as the sentences of the recordings in the order of their file
+    names (``take 2`` before ``take 10``): as many lines as recordings, or a plain error.
+    ``note`` then says so, with the first and last pair to check; else it is ``""``.
+
+    >>> match_transcripts("Good morning.\nThank you.", ids=["b-2", "b-1"])[0]
+    {'b-1': 'Good morning.', 'b-2': 'Thank you.'}
+    """
+    clean = _LINE_SEPARATORS.sub(" ", text.replace("\r\n", "\n"))
+    lines = [" ".join(line.split()) for line in clean.split("\n")]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    first = lines[0].lower() if lines else ""
+    names = sorted(ids, key=len, reverse=True)
+
+    def named(line: str) -> bool:
+        return any(line.startswith(n) and (len(line) == len(n) or line[len(n)].isspace()) for n in names)
+
+    plain = (not csv and ids and lines and "\t" not in clean and not ("id" in first and "text" in first)
+             and not any(named(line) for line in lines)
+             and not all(_looks_like_an_id(line.split()[0]) for line in lines))
+    if not plain:
+        return parse_transcripts(text, csv=csv, source=source, ids=ids), ""
+    order = sorted(ids, key=_file_order)
+    if len(lines) != len(order):
+        raise CorpusError(
+            f"'{source}' has {len(lines)} sentences without file names for {len(order)} recordings. Either start "
+            "each line with the recording's file name (without .wav), then the sentence ('take-01 Good "
+            "morning.'), or give exactly one sentence per recording, in the order of the file names.")
+    wordless = [f"line {i + 1} ({line!r})" for i, line in enumerate(lines) if not normalize_text(line)]
+    if wordless:
+        raise CorpusError(f"'{source}' has sentences without words to score: {', '.join(wordless[:10])}. "
+                          "Fix them and try again.")
+    out = dict(zip(order, lines, strict=True))
+    note = (f"'{source}' has no file names, so its {len(lines)} sentences were matched to the recordings in the "
+            f"order of their file names ({order[0]}: {lines[0]!r}"
+            + (f" ... {order[-1]}: {lines[-1]!r}" if len(order) > 1 else "")
+            + "). Check a few on the Record page; if the order is wrong, start each line with the file name.")
+    return out, note
 
 
 def parse_transcripts(text: str, *, csv: bool = False, source: str = "transcripts",
@@ -107,6 +166,10 @@ def parse_transcripts(text: str, *, csv: bool = False, source: str = "transcript
             errors.append(f"line {line_no}: {uid!r} has no text")
         elif not normalize_text(utext):
             errors.append(f"line {line_no}: the text of {uid!r} ({utext!r}) has no words to score")
+        elif uid in seen and ids and uid not in ids:
+            errors.append(f"line {line_no}: {uid!r} (also the start of line {seen[uid]}) is not the name of a "
+                          "recording; each line must start with the recording's file name (without .wav), then "
+                          "the sentence")
         elif uid in seen:
             errors.append(
                 f"line {line_no}: {uid!r} already appears on line {seen[uid]}"
