@@ -326,6 +326,8 @@ def test_training_starts_stops_and_a_second_run_is_refused(trained_ready, ctx) -
     assert "personal model heard" in results.table.object
     assert Path(results.download_html.file).resolve().is_relative_to(ctx.data_dir)
     assert results.download_html.visible and results.download_csv.filename.endswith(".csv")
+    # a random model's run rarely beats the base model, so it is the personal model only when chosen (issue 24 A6)
+    assert results.use_run(job.run.submodel_path.name), results.pick_message.object
     out = results.try_phrase(make_speechlike(1.2))
     assert out is not None and set(out) >= {"base", "personal"} and "Personal model heard" in results.try_answer.object
 

@@ -3,7 +3,11 @@
 A result is read back from the CSV that :func:`workbench.workflow.personalize_speaker`
 wrote next to its HTML report, and re-scored with :func:`workbench.evaluate.compare`
 (the same numbers and interval as the report). "Try a phrase" transcribes a new
-recording with the base model and the speaker's newest personal model.
+recording with the base model and the speaker's personal model
+(:func:`workbench.workflow.personal_submodel`: the run the therapist chose on this page,
+else the newest run that beat the base model), on that Submodel's own base model, loaded
+from this machine only (never the app's "auto" label, never a download). After a run
+with no improvement the page says what to do next (:func:`workbench.workflow.run_advice`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ __all__ = ["PhraseTester", "ResultsPage", "load_comparison", "report_files"]
 _log = logging.getLogger(__name__)
 # report-<stamp>.csv (older runs) or report-<speaker id>-<stamp>.csv (report.report_stem)
 _REPORT = re.compile(r"report-(?:[A-Za-z0-9][A-Za-z0-9_.-]*-)?(\d{8}-\d{6})\.csv")
+_AUTOMATIC = "Automatic: the newest run that beat the base model"
 
 
 def report_files(speaker_dir: Path) -> list[Path]:
@@ -76,38 +81,80 @@ def load_comparison(csv_path: Path) -> Any:
         raise CorpusError(f"The report {csv_path.name} cannot be read ({err}).") from None
 
 
+def _load_base(ctx: AppContext, name: str) -> Any:
+    """The base model ``name`` (a Submodel's ``base_model``, or a resolved choice) without the network.
+
+    The app's own loader is called with ``offline=True``: a name read from a file is not the
+    user's, so it loads from this machine or gives a plain message (never a hub request).
+    A custom ``backend_factory`` (tests, Python callers) decides for itself.
+    """
+    from workbench.app_pages import common
+
+    if ctx.backend_factory is common._default_backend_factory:
+        from workbench.models.loading import load_base_model
+
+        return load_base_model(name, offline=True)
+    return ctx.backend_factory(name)
+
+
 class PhraseTester:
-    """Transcribe a phrase with the base model and the speaker's newest personal model (loaded once)."""
+    """Transcribe a phrase with the base model and the speaker's personal model (each loaded once)."""
 
     def __init__(self, ctx: AppContext, corpus: SpeakerCorpus) -> None:
         self.ctx, self.corpus = ctx, corpus
         self._lock = threading.Lock()
-        self._loaded: tuple[Path, Adapted] | None = None
+        self._loaded: tuple[Path | str, Any] | None = None  # (Submodel path, Adapted) or (base name, backend)
 
-    def newest_submodel(self) -> Path | None:
-        files = sorted((self.corpus.root / "submodels").glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
-        return files[-1] if files else None
+    def personal(self) -> Any:
+        """The speaker's :class:`~workbench.workflow.PersonalModel` now, or None."""
+        from workbench.workflow import personal_submodel
 
-    def transcribe(self, wav: Any) -> dict[str, str]:
-        """``{"base": text, "personal": text, "model": file name}`` for one ``(n,)`` 16 kHz recording."""
+        return personal_submodel(self.corpus.root)
+
+    def _base_name(self) -> str:
+        """The base model when there is no personal model: the app's choice, "auto" resolved for this speaker."""
+        from workbench.models.choice import choose_base_model
+
+        return choose_base_model(self.corpus.info, self.ctx.default_model).name
+
+    def transcribe(self, wav: Any) -> dict[str, Any]:
+        """``{"base", "personal", "model", "reason"}`` for one ``(n,)`` 16 kHz recording.
+
+        ``personal`` is None (and ``model`` empty) when no run beat the base model and none
+        was chosen: ``reason`` then says why, and the base model alone is heard.
+
+        Raises:
+            WorkbenchError: the speaker has no run at all, or a model cannot be loaded (plain message).
+        """
         from workbench.adapters import load_submodel
         from workbench.workflow import build_decoder
 
         with self._lock:
-            path = self.newest_submodel()
-            if path is None:
+            chosen = self.personal()
+            runs = any((self.corpus.root / "submodels").glob("*.safetensors"))
+            if chosen is None and not runs:
                 raise WorkbenchError(f"{self.corpus.speaker_id} has no personal model yet: train one on the "
                                      "Personalize page first.")
-            if self._loaded is None or self._loaded[0] != path:
-                backend = self.ctx.backend_factory(self.ctx.default_model)
-                adapted, _ = load_submodel(backend, path)
-                self._loaded = (path, adapted)
+            if chosen is None:  # runs, but none beat the base model and none was chosen: the base model alone
+                name = self._base_name()
+                if self._loaded is None or self._loaded[0] != name:
+                    self._loaded = None  # free the previous model before loading the next
+                    self._loaded = (name, _load_base(self.ctx, name))
+                backend = self._loaded[1]
+                decoder = build_decoder(self.ctx.decoder, prompts=self.corpus.prompts(), backend=backend)
+                base = backend.transcribe([wav], decoder=decoder)[0]
+                why = "no run has beaten the base model yet, and none was chosen on this page"
+                return {"base": base, "personal": None, "model": "", "reason": why}
+            if self._loaded is None or self._loaded[0] != chosen.path:
+                self._loaded = None
+                adapted, _ = load_submodel(_load_base(self.ctx, chosen.base_model), chosen.path)
+                self._loaded = (chosen.path, adapted)
             adapted = self._loaded[1]
-            decoder = build_decoder(self.ctx.decoder, prompts=self.corpus.prompts())
+            decoder = build_decoder(self.ctx.decoder, prompts=self.corpus.prompts(), backend=adapted.backend)
             with adapted.disabled():
                 base = adapted.transcribe([wav], decoder=decoder)[0]
             personal = adapted.transcribe([wav], decoder=decoder)[0]
-        return {"base": base, "personal": personal, "model": path.name}
+        return {"base": base, "personal": personal, "model": chosen.path.name, "reason": chosen.reason}
 
 
 class ResultsPage(pn.viewable.Viewer):
@@ -128,6 +175,12 @@ class ResultsPage(pn.viewable.Viewer):
         self.download_html = pn.widgets.FileDownload(label="Download the report (HTML)", button_type="primary",
                                                      visible=False, width=280)
         self.download_csv = pn.widgets.FileDownload(label="Download the table (CSV)", visible=False, width=280)
+        self.personal_line = html_pane("", sizing_mode="stretch_width")
+        self.pick = pn.widgets.Select(name="Personal model (used by Try a phrase and transcribing)", options={},
+                                      width=520)
+        self.pick_button = pn.widgets.Button(name="Use this", button_type="primary", width=120)
+        self.pick_message = html_pane("")
+        self.pick_button.on_click(lambda _: self.use_run(self.pick.value))
         self.try_answer = html_pane("")
         self.try_upload = FileUpload(accept=".wav,.flac,.ogg", multiple=False,
                                      label="Or upload a recording (WAV, FLAC or OGG)")
@@ -158,10 +211,12 @@ class ResultsPage(pn.viewable.Viewer):
                 self.header.object = "<h2>Results</h2><p>First choose a speaker on the <b>Speakers</b> page.</p>"
             self.choose.options = {}
             self._clear()
+            self.show_personal()
             return
         if self.tester is None or self.tester.corpus.root != self.corpus.root:
             self.tester = PhraseTester(self.ctx, self.corpus)
-            self.try_answer.object = ""
+            self.try_answer.object = self.pick_message.object = ""
+        self.show_personal()
         self.header.object = f"<h2>Results: {esc(self.corpus.speaker_id)}</h2>"
         files = report_files(self.corpus.root)
         options = {_label(p): p.name for p in files}  # values are names; paths are rebuilt and checked in show()
@@ -173,6 +228,75 @@ class ResultsPage(pn.viewable.Viewer):
             self.choose.value = old if keep else newest
         self._newest = newest
         self.show()
+
+    def show_personal(self) -> None:
+        """Say which personal model is in use and why, and offer every usable run to choose from."""
+        from workbench.workflow import chosen_submodel, submodel_runs
+
+        if self.corpus is None or self.tester is None:
+            self.personal_line.object, self.pick.options = "", {}
+            return
+        personal = self.tester.personal()
+        runs = [r for r in submodel_runs(self.corpus.root) if r.problem is None]
+        if personal is not None:
+            line = (f"<p><b>Personal model in use:</b> {esc(personal.path.name)}, {esc(personal.reason)}. "
+                    "Try a phrase and transcribing use it.</p>")
+        elif runs:
+            line = ("<p><b>No personal model in use:</b> no run has beaten the base model on the recordings kept "
+                    "aside, so Try a phrase and transcribing use the base model alone. You can still choose a run "
+                    "below.</p>")
+        else:
+            line = "<p><b>No personal model yet:</b> train one on the <b>Personalize</b> page.</p>"
+        self.personal_line.object = line
+        options = {_AUTOMATIC: ""}
+        for r in runs:
+            options[self._run_label(r)] = r.path.name
+        self.pick.options = options
+        pinned = chosen_submodel(self.corpus.root)
+        self.pick.value = pinned if pinned in options.values() else ""
+        self.pick.visible = self.pick_button.visible = bool(runs)
+
+    @staticmethod
+    def _run_label(run: Any) -> str:
+        try:
+            when = _dt.datetime.fromtimestamp(run.path.stat().st_mtime).strftime("%d %b %Y, %H:%M")
+        except OSError:
+            when = run.path.stem
+        verdict = "better than the base model" if run.beat_base else "no improvement"
+        return f"{when}: {run.figures()} word errors ({verdict})"
+
+    def use_run(self, name: Any) -> bool:
+        """Make the run ``name`` (a file name offered by :attr:`pick`; ``""``: automatic) the personal model."""
+        from workbench.workflow import choose_personal_submodel
+
+        if self.corpus is None:
+            return False
+        if not isinstance(name, str) or name not in self.pick.options.values():
+            self.pick_message.object = message_html("Choose one of the runs in the list.", False)
+            return False
+        try:
+            chosen = choose_personal_submodel(self.corpus.root, name or None)
+        except WorkbenchError as err:
+            self.pick_message.object = message_html(str(err), False)
+            self.show_personal()
+            return False
+        if chosen is None:
+            text = ("Automatic choice: no run has beaten the base model yet, so the base model alone is used.")
+        else:
+            text = f"Personal model: {chosen.path.name} ({chosen.reason})."
+        self.pick_message.object = message_html(text, True)
+        self.show_personal()
+        self.show()  # the report shown may now be (or no longer be) the personal model's
+        return True
+
+    def _run_of_report(self, csv_path: Path) -> Any:
+        """The Submodel run written with this report (same time stamp), or None."""
+        from workbench.workflow import submodel_runs
+
+        m = _REPORT.fullmatch(csv_path.name)
+        if not m or self.corpus is None:
+            return None
+        return next((r for r in submodel_runs(self.corpus.root) if r.path.stem.endswith(f"-{m.group(1)}")), None)
 
     def _clear(self) -> None:
         self.comparison = None
@@ -204,7 +328,7 @@ class ResultsPage(pn.viewable.Viewer):
             self.summary.object = message_html(str(err), False)
             return
         self.comparison = cmp_
-        self.summary.object = self._summary_html(cmp_)
+        self.summary.object = self._summary_html(cmp_) + self._run_html(cmp_, self._run_of_report(csv_path))
         self._draw_chart(cmp_)
         self.table.object = ("<h3>Each recording kept aside</h3><p>Worst first. What the base model and the "
                              "personal model recognised, compared with what was said.</p>"
@@ -234,6 +358,20 @@ class ResultsPage(pn.viewable.Viewer):
             "recordings this range is wide.</p>"
             f"<p class='wb-notice'>{esc(NOTICE)}</p>")
 
+    def _run_html(self, c: Any, run: Any) -> str:
+        """Whether the shown run is the personal model, and after no improvement what to do next."""
+        from workbench.workflow import run_advice
+
+        personal = self.tester.personal() if self.tester is not None else None
+        advice = run_advice(c.wer_before, c.wer_after, run.training if run is not None else {})
+        if run is not None and personal is not None and personal.path.name == run.path.name:
+            used = "<p>This run is the personal model in use.</p>"
+        elif run is not None:
+            used = "<p>This run is not the personal model in use (choose it below to use it anyway).</p>"
+        else:
+            used = ""
+        return used + (message_html(advice, None) if advice else "")
+
     def _draw_chart(self, c: Any) -> None:
         try:
             from workbench.plots import plot_wer_before_after
@@ -246,7 +384,7 @@ class ResultsPage(pn.viewable.Viewer):
         self.chart.object = fig
         self.chart.visible = True
 
-    def _transcribe(self, wav: Any) -> dict[str, str]:
+    def _transcribe(self, wav: Any) -> dict[str, Any]:
         if self.tester is None:
             return {"error": "Open a speaker first."}
         try:
@@ -258,17 +396,21 @@ class ResultsPage(pn.viewable.Viewer):
             _log.exception("try a phrase failed")
             return {"error": f"The phrase could not be transcribed ({type(err).__name__}: {err})."}
 
-    def _show_try(self, out: dict[str, str]) -> None:
+    def _show_try(self, out: dict[str, Any]) -> None:
         if "error" in out:
             self.try_answer.object = message_html(out["error"], False)
             return
-        self.try_answer.object = (
-            "<table class='wb-table wb-try'><tr><th>Base model heard</th><td>"
-            f"{esc(out['base']) or '<i>(nothing)</i>'}</td></tr><tr><th>Personal model heard</th><td>"
-            f"<b>{esc(out['personal']) or '<i>(nothing)</i>'}</b></td></tr></table>"
-            f"<div style='color:#666;font-size:0.9em'>Personal model: {esc(out['model'])}</div>")
+        rows = f"<tr><th>Base model heard</th><td>{esc(out['base']) or '<i>(nothing)</i>'}</td></tr>"
+        if out.get("personal") is None:
+            note = f"No personal model: {esc(out.get('reason', ''))}. Only the base model listened."
+        else:
+            rows += (f"<tr><th>Personal model heard</th><td><b>{esc(out['personal']) or '<i>(nothing)</i>'}</b>"
+                     "</td></tr>")
+            note = f"Personal model: {esc(out['model'])}, {esc(out.get('reason', ''))}"
+        self.try_answer.object = (f"<table class='wb-table wb-try'>{rows}</table>"
+                                  f"<div style='color:#666;font-size:0.9em'>{note}</div>")
 
-    def try_phrase(self, wav: Any) -> dict[str, str] | None:
+    def try_phrase(self, wav: Any) -> dict[str, Any] | None:
         """Transcribe one recording with both models and show the two texts side by side (blocking)."""
         out = self._transcribe(wav)
         self._show_try(out)
@@ -276,7 +418,7 @@ class ResultsPage(pn.viewable.Viewer):
 
     def _try_in_thread(self, wav: Any) -> None:
         self.try_answer.object = message_html("Listening…", None)
-        out: dict[str, str] = {}
+        out: dict[str, Any] = {}
         show = in_session(lambda: self._show_try(out))
 
         def work() -> None:
@@ -301,6 +443,8 @@ class ResultsPage(pn.viewable.Viewer):
         return pn.Column(
             self.header, self.choose, self.summary, self.chart, pn.Row(self.download_html, self.download_csv),
             self.table,
+            html_pane("<h3>Personal model</h3>"), self.personal_line,
+            pn.Row(self.pick, pn.Column(pn.Spacer(height=18), self.pick_button)), self.pick_message,
             html_pane("<h3>Try a phrase</h3><p>Record (or upload) a new sentence and see what the base model "
                       "and the personal model make of it.</p>"),
             *mic, self.try_upload, self.try_answer,

@@ -73,10 +73,13 @@ class SpeakersPage(pn.viewable.Viewer):
                 corpora = list_speakers(self.ctx.data_dir)
             except CorpusError:
                 return []
+        from workbench.workflow import personal_submodel
+
         out = []
         for c in corpora:
             s = c.summary()
             s["trained"] = any((c.root / "submodels").glob("*.safetensors"))
+            s["personal"] = personal_submodel(c.root)  # the user's pick, else the newest run that beat the base
             out.append(s)
         return out
 
@@ -96,11 +99,23 @@ class SpeakersPage(pn.viewable.Viewer):
             f"<tr><td><b>{esc(r['speaker_id'])}</b>{' (simulated)' if r['simulated'] else ''}</td>"
             f"<td>{esc(r['display_name'])}</td>"
             f"<td>{r['n_prompts_recorded']} of {r['n_prompts']}</td><td>{r['n_ok']}</td>"
-            f"<td>{r['minutes_ok']:.1f}</td><td>{'yes' if r['trained'] else 'not yet'}</td></tr>" for r in rows)
+            f"<td>{r['minutes_ok']:.1f}</td><td>{self._personal_cell(r)}</td></tr>" for r in rows)
         self.table.object = (
             "<table class='wb-table'><thead><tr><th>Speaker</th><th>Description</th><th>Sentences recorded</th>"
             "<th>Good recordings</th><th>Minutes</th><th>Personal model</th></tr></thead>"
             f"<tbody>{body}</tbody></table>")
+
+    @staticmethod
+    def _personal_cell(row: dict[str, Any]) -> str:
+        """"yes" with which run and why, or why there is none (runs that did not beat the base model are not used)."""
+        personal = row.get("personal")
+        if personal is not None:
+            return (f"yes<div style='color:#666;font-size:0.85em'>{esc(personal.path.name)}: "
+                    f"{esc(personal.reason)}</div>")
+        if row["trained"]:
+            return ("no<div style='color:#666;font-size:0.85em'>no run beat the base model yet "
+                    "(see Results)</div>")
+        return "not yet"
 
     def on_show(self) -> None:
         self.refresh()

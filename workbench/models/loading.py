@@ -57,7 +57,8 @@ def _check_name(key: str) -> None:
 
 
 def _is_tiny_name(key: str) -> bool:
-    return key in ("tiny", "workbench-tiny") or (key.startswith(("tiny-", "workbench-tiny-")) and not Path(key).is_dir())
+    return key in ("tiny", "workbench-tiny") or (
+        key.startswith(("tiny-", "workbench-tiny-")) and not Path(key).is_dir())
 
 
 def offline_source(name: str | Path) -> str:

@@ -37,6 +37,7 @@ from workbench.workflow.personal import (
     PersonalModel,
     SubmodelRun,
     choose_personal_submodel,
+    chosen_submodel,
     personal_submodel,
     run_advice,
     submodel_runs,
@@ -52,7 +53,8 @@ from workbench.workflow.steps import (
     train,
 )
 
-__all__ = ["BankRun", "BaseScore", "FigureMaker", "NothingLearnedError", "PersonalModel", "PersonalizationPlan", "PersonalizationRun",
-           "SubmodelRun", "bank_row", "build_decoder", "choose_personal_submodel", "decoder_name", "default_config",
-           "evaluate_speaker", "finish", "nothing_learned", "personal_submodel", "personalize_speaker", "prepare",
-           "run_advice", "speaker_folders", "submodel_runs", "three_way_split", "train", "train_bank"]
+__all__ = ["BankRun", "BaseScore", "FigureMaker", "NothingLearnedError", "PersonalModel", "PersonalizationPlan",
+           "PersonalizationRun", "SubmodelRun", "bank_row", "build_decoder", "choose_personal_submodel",
+           "chosen_submodel", "decoder_name", "default_config", "evaluate_speaker", "finish", "nothing_learned",
+           "personal_submodel", "personalize_speaker", "prepare", "run_advice", "speaker_folders", "submodel_runs",
+           "three_way_split", "train", "train_bank"]
