@@ -1,0 +1,257 @@
+"""The streaming recognizer (workbench.live): the commit policy, silence and noise, files faster than real
+time, the clock and skipping ahead, bounded memory, bad chunks."""
+
+from __future__ import annotations
+
+import os
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench.errors import AudioError
+from workbench.live import CaptionEvent, StreamingRecognizer, Word
+from workbench.live.decoders import Hypothesis
+from workbench.live.policy import LocalAgreement
+
+from _models import tiny_backend
+from conftest import make_speechlike
+
+pytest.importorskip("_webrtcvad", reason="live captions need webrtcvad (pip install 'workbench[live]')")
+
+SR = 16_000
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
+
+
+def room_noise(seconds: float, seed: int = 0, level_dbfs: float = -35.0) -> np.ndarray:
+    """Pink noise, mains hum (50 and 100 Hz) and a few soft knocks: a room with nobody speaking."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    spec = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1 / SR)
+    spec[1:] /= np.sqrt(freqs[1:])
+    spec[0] = 0
+    pink = np.fft.irfft(spec, n)
+    t = np.arange(n) / SR
+    x = pink / pink.std() + 0.3 * np.sin(2 * np.pi * 50 * t) + 0.15 * np.sin(2 * np.pi * 100 * t)
+    for s in rng.integers(0, n - 800, size=max(1, int(seconds / 5))):
+        x[s: s + 800] += 3 * rng.standard_normal(800) * np.exp(-np.arange(800) / 150)
+    return (x * 10 ** (level_dbfs / 20) / np.sqrt(np.mean(x ** 2))).astype(np.float32)
+
+
+def stream(rec: StreamingRecognizer, wav: np.ndarray, chunk_s: float = 0.1) -> list[CaptionEvent]:
+    step = int(chunk_s * SR)
+    events = []
+    for s in range(0, len(wav), step):
+        events += rec.feed(wav[s: s + step])
+    return events + rec.finish()
+
+
+def words(s: str, t0: float = 0.0) -> list[Word]:
+    return [Word(w, t0 + i, t0 + i + 0.5) for i, w in enumerate(s.split())]
+
+
+# ---------------------------------------------------------------------------- the commit policy
+def test_local_agreement_commits_what_two_decodes_agree_on() -> None:
+    p = LocalAgreement()
+    script = [("i", []), ("i want", ["i"]), ("want to go", ["want"]), ("to go home", ["to", "go"]),
+              ("home now", ["home"])]
+    for hyp, expected in script:  # each decode is the tail after the committed words
+        committed, partial = p.update(words(hyp))
+        assert [w.text for w in committed] == expected
+        assert [w.text for w in partial] == hyp.split()[len(expected):]
+    assert [w.text for w in p.flush()] == ["now"] and p.pending == []
+
+
+def test_local_agreement_a_changed_word_is_not_committed_and_reset_drops_it() -> None:
+    p = LocalAgreement()
+    p.update(words("the cat sat"))
+    committed, partial = p.update(words("the hat sat"))  # the second word changed: only "the" agreed
+    assert [w.text for w in committed] == ["the"] and [w.text for w in partial] == ["hat", "sat"]
+    committed, _ = p.update(words("cat sat"))
+    assert committed == []  # "hat" vs "cat": nothing agreed
+    p.reset()
+    assert p.pending == [] and p.flush() == []
+
+
+def test_committed_times_come_from_the_newer_decode() -> None:
+    p = LocalAgreement()
+    p.update([Word("hello", 0.0, 0.4)])
+    committed, _ = p.update([Word("hello", 0.1, 0.5), Word("there", 0.5, 0.9)])
+    assert committed == [Word("hello", 0.1, 0.5)]
+
+
+# ---------------------------------------------------------------------------- silence and noise
+@pytest.mark.parametrize("kind", ["ctc", "whisper"])
+def test_silence_and_room_noise_give_no_words(kind, tmp_path) -> None:
+    if kind == "ctc":
+        backend = tiny_backend()
+    else:
+        from _models import hf_whisper_dir
+        from workbench.models.hf import load_hf_model
+
+        backend = load_hf_model(hf_whisper_dir(tmp_path / "whisper"))
+    for wav in (np.zeros(15 * SR, np.float32), room_noise(15, seed=1), room_noise(15, seed=2, level_dbfs=-20)):
+        rec = StreamingRecognizer(backend, warmup=False)
+        events = stream(rec, wav)
+        assert [e for e in events if e.kind == "commit"] == []
+        assert rec.decodes == 0  # the detector never heard speech, so nothing was even decoded
+
+
+def test_whisper_silence_rule_drops_a_decode_its_detector_calls_silence(tmp_path) -> None:
+    """Noise that gets past the VAD: Whisper's no-speech probability and mean log-probability decide."""
+    from workbench.live.decoders import WhisperStep
+    from workbench.models.whisper import Decoded
+
+    class Fake:
+        is_seq2seq = True
+
+        def __init__(self, decoded):
+            self.decoded = decoded
+
+        def target_ids(self, text):
+            return [1] * len(text.split())
+
+        def featurize(self, wavs):
+            return wavs
+
+        def decode_details(self, batch, prefixes):
+            return [self.decoded]
+
+    voiced = np.ones(10, bool)
+    wav = np.zeros(SR, np.float32)
+    thanks = Decoded([1, 2], "thank you", avg_logprob=-1.2, no_speech_prob=0.9)
+    assert not WhisperStep(Fake(thanks))(wav, [], voiced).speech
+    guess = Decoded([1, 2], "thank you", avg_logprob=-2.5, no_speech_prob=0.1)
+    assert not WhisperStep(Fake(guess))(wav, [], voiced).speech
+    said = Decoded([1, 2], "thank you", avg_logprob=-0.3, no_speech_prob=0.2)
+    hyp = WhisperStep(Fake(said))(wav, [], voiced)
+    assert hyp.speech and [w.text for w in hyp.words] == ["thank", "you"]
+    only_prefix = Decoded([1, 2], "thank you", avg_logprob=-0.1, no_speech_prob=0.0)
+    assert not WhisperStep(Fake(only_prefix))(wav, ["thank", "you"], voiced).speech  # nothing new was said
+
+
+# ---------------------------------------------------------------------------- a file, faster than real time
+def _phrases(speaker: str, n: int) -> tuple[list[np.ndarray], list[str]]:
+    from workbench.corpus import SpeakerCorpus
+
+    corpus = SpeakerCorpus.open(SAMPLES / speaker)
+    utts = corpus.utterances()[:n]
+    return [corpus.load_audio(u) for u in utts], [u.prompt for u in utts]
+
+
+def test_a_file_streamed_faster_than_real_time_matches_the_offline_transcript() -> None:
+    from workbench.evaluate import wer
+    from workbench.models.loading import load_base_model
+
+    backend = load_base_model("tiny")
+    wavs, _ = _phrases("sim-typical-espeak", 6)
+    gap = np.zeros(SR, np.float32)
+    audio = np.concatenate([gap] + [x for w in wavs for x in (w, gap)])
+    offline = " ".join(backend.transcribe(wavs))
+    rec = StreamingRecognizer(backend)
+    t0 = time.perf_counter()
+    events = stream(rec, audio)
+    wall = time.perf_counter() - t0
+    assert wall < len(audio) / SR  # faster than real time
+    commits = [e for e in events if e.kind == "commit"]
+    live = " ".join(e.text for e in commits)
+    assert wer([offline], [live]) <= 0.25, (offline, live)
+    for e in events:
+        assert 0 <= e.start_s <= e.end_s <= len(audio) / SR + 1e-6
+    for e in commits:
+        assert e.emitted_s >= e.end_s - 0.35  # nothing is committed long before it is said (estimated times)
+    emitted = [e.emitted_s for e in events]
+    assert emitted == sorted(emitted)
+    assert abs(rec.now_s - len(audio) / SR) < 1e-6 and rec.status == "keeping up"
+    assert events[-1].kind == "partial" and events[-1].text == ""  # the partial line is cleared at the end
+
+
+def test_chunk_length_does_not_matter_much() -> None:
+    backend = tiny_backend()
+    audio = np.concatenate([np.zeros(SR // 2, np.float32), make_speechlike(3.0, seed=3),
+                            np.zeros(SR, np.float32)])
+    for chunk_s in (0.01, 0.1, 1.0, 5.0):  # any length, even longer than the file
+        events = stream(StreamingRecognizer(backend, warmup=False), audio, chunk_s)
+        assert all(e.kind in ("partial", "commit") for e in events)
+    whole = StreamingRecognizer(backend, warmup=False)
+    assert whole.feed(np.zeros(0, np.float32)) == []
+
+
+def test_recent_audio_is_kept_for_corrections_and_bounded() -> None:
+    rec = StreamingRecognizer(tiny_backend(), keep_s=20.0, warmup=False)
+    ramp = (np.arange(40 * SR) % 1000 / 1e4).astype(np.float32)  # quiet: no speech, just known samples
+    stream(rec, ramp)
+    got = rec.audio(30.0, 31.5)
+    assert np.array_equal(got, ramp[30 * SR: int(31.5 * SR)])
+    with pytest.raises(AudioError, match="too old"):
+        rec.audio(1.0, 2.0)
+    with pytest.raises(AudioError, match="no audio"):
+        rec.audio(41.0, 42.0)
+
+
+def test_bad_chunks_are_refused_plainly_and_lose_nothing() -> None:
+    rec = StreamingRecognizer(tiny_backend(), warmup=False)
+    rec.feed(np.zeros(SR, np.float32))
+    with pytest.raises(AudioError, match="NaN"):
+        rec.feed(np.full(100, np.nan, np.float32))
+    with pytest.raises(AudioError, match="mono"):
+        rec.feed(np.zeros((100, 2), np.float32))
+    assert rec.now_s == 1.0  # the refused chunks were not taken in
+    rec.feed(np.zeros(SR, np.float32))
+    assert rec.now_s == 2.0
+
+
+# ---------------------------------------------------------------------------- falling behind
+def test_a_recognizer_that_falls_behind_says_so_and_skips_ahead() -> None:
+    rec = StreamingRecognizer(tiny_backend(), step_s=0.1, max_lag_s=0.6, warmup=False)
+    real = rec._decode
+
+    def slow(wav, prefix, voiced):  # a computer far too slow for this model: 0.3 s per 0.1 s step
+        time.sleep(0.3)
+        return real(wav, prefix, voiced)
+
+    rec._decode = slow
+    audio = make_speechlike(5.0, seed=1, lead_s=0.0, tail_s=0.0)
+    lags = []
+    for s in range(0, len(audio), SR // 10):
+        rec.feed(audio[s: s + SR // 10])
+        lags.append(rec._busy_until - rec.now_s)
+    assert rec.skipped_s > 0 and rec.status.startswith("fell behind, skipped")
+    assert max(lags) < 0.6 + 0.3 + 0.1  # never more than the allowed lag plus one decode behind
+    rec.feed(np.zeros(12 * SR, np.float32))  # 10 s of audio later the status is back to normal
+    assert rec.status == "keeping up"
+
+
+# ---------------------------------------------------------------------------- memory
+def _memory_growth(minutes: float) -> tuple[int, int]:
+    """Traced bytes after the first third and at the end of a long stream of phrases and pauses."""
+    rec = StreamingRecognizer(tiny_backend(), keep_s=10.0, warmup=False)
+    phrase = np.concatenate([make_speechlike(2.5, seed=1), np.zeros(SR, np.float32)])
+    n = int(minutes * 60 / (len(phrase) / SR))
+    tracemalloc.start()
+    try:
+        marks = []
+        for i in range(n):
+            for s in range(0, len(phrase), SR // 5):
+                rec.feed(phrase[s: s + SR // 5])
+            if i in (n // 3, n - 1):
+                marks.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    assert rec.decodes > n  # it really decoded speech all along
+    return marks[0], marks[1]
+
+
+def test_memory_stays_flat_over_a_long_stream() -> None:
+    early, late = _memory_growth(1.5)
+    assert late - early < 256 * 1024, (early, late)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("WORKBENCH_SLOW") != "1", reason="the 10-minute stream runs with WORKBENCH_SLOW=1")
+def test_memory_stays_flat_over_ten_minutes() -> None:
+    early, late = _memory_growth(10.0)
+    assert late - early < 256 * 1024, (early, late)
