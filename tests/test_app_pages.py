@@ -106,6 +106,32 @@ def test_one_play_control_per_take(app) -> None:
     assert page.player.visible and page.player.object is not None  # an upload has no other player
 
 
+def test_next_clears_the_last_take_and_its_quality_is_said_once(app) -> None:
+    """Issue 24 A11: after Next the recorder kept the previous take's message and Play button, and
+    the quality message was shown twice (by the recorder and by the page)."""
+    import numpy as np
+
+    assert create(app, "spk-001", "consent-1", n=5) == "spk-001"
+    page = app.pages["Record"]
+    if page.recorder is None:
+        pytest.skip("the browser recorder is not installed")
+    sent: list[dict] = []
+    page.recorder._send_msg = sent.append
+    quiet = (0.001 * make_speechlike(1.5) * 32767).astype(np.int16)  # too quiet: the check says why
+    protocol = page.recorder.protocol
+    protocol.handle_message({"type": "start", "take": "t1", "rate": 16_000})
+    protocol.handle_message({"type": "chunk", "take": "t1", "seq": 0, "n": quiet.size}, [quiet.tobytes()])
+    protocol.handle_message({"type": "stop", "take": "t1", "chunks": 1, "samples": quiet.size})
+    report = SpeakerCorpus.open(page.corpus.root).utterances(None)[-1].quality_report
+    assert not report.ok and sent[-1]["type"] == "result"
+    assert report.message not in sent[-1]["message"] and "Received 1.5 s" in sent[-1]["message"]  # the recorder
+    assert page.message.object.count(report.problems[0].message) == 1  # the page says it, once
+    page._act("next")
+    assert sent[-1] == {"type": "reset"}  # the recorder drops the take's message and Play button
+    assert report.problems[0].message not in page.message.object and "Prompt 2 of 5" in page.message.object
+    assert not page.player.visible and page.player.object is None
+
+
 # --------------------------------------------------------------------------- Personalize page
 
 

@@ -270,3 +270,17 @@ def test_resampler_and_pcm_conversion_in_the_page(page):
         for k in ("44100", "48000", "96000")))
     expected = float_to_pcm16(np.array(out["probe"], dtype=np.float32)).tolist()
     assert out["pcm"] == expected
+
+
+def test_a_reset_clears_the_last_take_and_ignores_its_late_answer(page):
+    """Issue 24 A11: after Next the page kept the previous take's message and Play button."""
+    p = page()
+    sent, _ = record(p, 0.6)
+    take = sent[0]["content"]["take"]
+    p.evaluate("(m) => window.wb.deliver(m)", {"type": "result", "take": take, "ok": False, "message": "too quiet"})
+    assert p.inner_text(".wb-rec-status") == "too quiet" and p.is_enabled(".wb-rec-play")
+    p.evaluate("() => window.wb.deliver({type: 'reset'})")
+    assert p.inner_text(".wb-rec-status").startswith("Press Record") and not p.is_enabled(".wb-rec-play")
+    p.evaluate("(m) => window.wb.deliver(m)", {"type": "result", "take": take, "ok": True, "message": "late"})
+    assert p.inner_text(".wb-rec-status").startswith("Press Record")  # the cleared take's late answer
+    assert p.errors == []

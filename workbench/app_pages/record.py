@@ -54,8 +54,10 @@ class RecordPage(pn.viewable.Viewer):
         self.message = html_pane("")
         self.recorder = PanelRecorder(max_seconds=30.0) if recorder_available() else None
         if self.recorder is not None:
-            # the recorder shows the decision of the corpus that saved the take (no check of its own)
+            # the corpus that saved the take decides (no check of its own); the page's message says what
+            # it found, once: the recorder itself only says that the take arrived
             self.recorder.on_recording(lambda rec: self.take(rec, source="browser").quality_report)
+            self.recorder.protocol.show_quality = False
         self.back = pn.widgets.Button(name="← Back", width=110)
         self.again = pn.widgets.Button(name="Record again", width=140)
         self.skip = pn.widgets.Button(name="Skip", width=110)
@@ -97,7 +99,7 @@ class RecordPage(pn.viewable.Viewer):
 
         self.session = self.corpus = None
         self.message.object = self.upload_message.object = ""
-        self.player.visible = False
+        self._forget_take()
         if self.state.speaker_id:
             try:
                 self.corpus = open_speaker(self.ctx, self.state.speaker_id)
@@ -159,9 +161,16 @@ class RecordPage(pn.viewable.Viewer):
             getattr(self.session, what)()
         except WorkbenchError as err:
             self.session._say(str(err), False)
-        self.player.visible = False
+        self._forget_take()
         self.state.data_version += 1
         self.refresh()
+
+    def _forget_take(self) -> None:
+        """Another sentence (or Record again): the last take's Play buttons and message go."""
+        self.player.visible = False
+        self.player.object = None
+        if self.recorder is not None:
+            self.recorder.reset()
 
     def _on_upload_one(self, files: list[tuple[str, bytes]]) -> None:
         try:

@@ -135,6 +135,11 @@ class PanelRecorder(pn.custom.JSComponent):
         """Call ``fn(code, message)`` when the browser or the transfer fails. Returns ``fn``."""
         return self.protocol.on_error(fn)
 
+    def reset(self) -> None:
+        """Clear the last take's message and Play button in the page (the page moved to another
+        sentence); a take being recorded is left alone."""
+        self._reply({"type": "reset"})
+
     def _reply(self, content: dict[str, object]) -> None:
         self._send_msg(content)  # looked up on each answer: tests replace it to read the answers
 

@@ -11,7 +11,9 @@
 //
 // Audio travels only in custom messages, never in a synced trait, so it is never part of
 // the widget state that a notebook can save. The kernel answers {type: "result", take, ok,
-// message}. The level meter, timer and local playback live in the page only.
+// message}, and sends {type: "reset"} when the page moves to another sentence: the last
+// take's message and Play button go (a take being recorded is not touched). The level meter,
+// timer and local playback live in the page only.
 
 export const RATE = 16000; // Hz, what the kernel expects
 
@@ -204,7 +206,8 @@ function render({ model, el: root }) {
   const meter = el("div", "wb-rec-meter");
   const meterFill = el("div", "wb-rec-meter-fill");
   const time = el("span", "wb-rec-time", "0:00");
-  const status = el("div", "wb-rec-status", "Press Record, read the sentence, then press Stop.");
+  const READY = "Press Record, read the sentence, then press Stop.";
+  const status = el("div", "wb-rec-status", READY);
   for (const b of [recordBtn, stopBtn, playBtn]) b.type = "button";
   recordBtn.title = "Record with this browser's microphone";
   meter.title = "Input level";
@@ -215,6 +218,7 @@ function render({ model, el: root }) {
   let rec = null; // the recording in progress
   let lastTake = null; // {id, pcm: [ArrayBuffer...]} for local playback
   let player = null;
+  let forgotten = null; // the id of the take a reset cleared
 
   function setStatus(text, kind = "") {
     status.textContent = text;
@@ -417,8 +421,17 @@ function render({ model, el: root }) {
   }
 
   function onMessage(msg) {
+    if (msg && msg.type === "reset" && root.dataset.state === "idle") {
+      forgotten = lastTake ? lastTake.id : forgotten; // its late answer is not shown either
+      lastTake = null;
+      delete root.dataset.result;
+      setStatus(READY);
+      setState("idle");
+      return;
+    }
     if (!msg || msg.type !== "result") return;
     if (lastTake && msg.take && msg.take !== lastTake.id) return; // an older take
+    if (!lastTake && msg.take && msg.take === forgotten) return; // the take before a reset
     setStatus(msg.message || "", msg.ok ? "ok" : "bad");
     root.dataset.result = msg.ok ? "ok" : "bad";
   }
