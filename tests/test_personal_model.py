@@ -34,6 +34,7 @@ from workbench.workflow.personal import PICK_FILE, RECORD_MORE_BELOW
 from _models import tiny_backend
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
+pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # Panel 1.x's widget names
 GOOD = {"wer_before": 0.141, "wer_after": 0.09, "held_out_utterances": 12}
 WORSE = {"wer_before": 0.141, "wer_after": 0.156, "held_out_utterances": 12}
 
@@ -292,3 +293,72 @@ def test_the_clinic_server_refuses_a_submodel_it_could_only_partly_apply(tmp_pat
         ServerCore(str(default_compressor()), [str(paths["one-too-many"])])
     core = ServerCore(str(default_compressor()), [str(paths["fits"])])
     assert core.info()["speakers"] == ["spk-fits"]
+
+
+def test_evaluate_names_a_submodel_given_with_adapter(tmp_path, capsys) -> None:
+    from workbench.cli import main
+
+    root, _, worse = _speaker_with_runs(tmp_path)
+    assert main(["evaluate", str(root), "--adapter", str(worse), "--decoder", "greedy"]) == 0
+    err = capsys.readouterr().err
+    assert f"Personal model: {worse.name} (given with --adapter)" in err and "newest run" not in err
+
+
+# --------------------------------------------------------------------------- the app's pages
+
+
+def _app(tmp_path: Path):
+    pytest.importorskip("panel")
+    from workbench.app_pages.common import AppContext
+    from workbench.app_pages.shell import WorkbenchApp
+
+    (tmp_path / "data").mkdir()
+    app = WorkbenchApp(AppContext(data_dir=tmp_path / "data", backend_factory=lambda name: tiny_backend(),
+                                  decoder="greedy"))
+    page = app.pages["Speakers"]
+    page.new_id.value, page.consent_id.value, page.n_prompts.value = "spk-1", "consent-1", 3
+    assert page.create() == "spk-1"
+    return app, tmp_path / "data" / "spk-1"
+
+
+def test_the_speakers_table_says_yes_only_for_a_personal_model_and_which(tmp_path) -> None:
+    app, root = _app(tmp_path)
+    page = app.pages["Speakers"]
+    assert "not yet" in page.table.object
+    worse = _save(root, "lora-2.safetensors", WORSE)
+    page.refresh()
+    assert ">no<" in page.table.object and "no run beat the base model yet" in page.table.object
+    good = _save(root, "lora-1.safetensors", GOOD, age=100)
+    page.refresh()
+    assert ">yes<" in page.table.object and good.name in page.table.object and "14.1 % -&gt; 9.0 %" in page.table.object
+    choose_personal_submodel(root, worse)
+    page.refresh()
+    assert worse.name in page.table.object and "chosen by you" in page.table.object
+
+
+def test_the_results_page_advises_after_no_improvement_and_lets_the_therapist_choose(tmp_path) -> None:
+    app, root = _app(tmp_path)
+    stamp = "20261206-101500"
+    worse = _save(root, f"lora-{stamp}.safetensors", WORSE,
+                  training={"utterances": 12, "minutes": 0.8, "steps": 40, "best_step": 40, "stopped": "time budget"})
+    (root / "reports").mkdir(exist_ok=True)
+    (root / "reports" / f"report-spk-1-{stamp}.csv").write_text(
+        "utt_id,reference,before,after\nu1,good morning,good evening,bad evening\n")
+    results = app.pages["Results"]
+    app.go("Results")
+    results.load()
+    text = results.summary.object
+    assert "No improvement" in text and "Record more: this run learned from 12 recordings" in text
+    assert "Train longer" in text and "This run is not the personal model in use" in text
+    assert "No personal model in use" in results.personal_line.object
+    assert set(results.pick.options.values()) == {"", worse.name} and results.pick.value == ""
+    # the therapist picks the run; the page and the pick file agree, and a crafted value is refused
+    assert not results.use_run("../../speaker.json") and "Choose one of the runs" in results.pick_message.object
+    assert results.use_run(worse.name) and chosen_submodel(root) == worse.name
+    assert "This run is the personal model in use" in results.summary.object
+    assert worse.name in results.personal_line.object and results.pick.value == worse.name
+    out = results.try_phrase(torch.zeros(16_000).numpy() + 0.01)
+    assert out is not None and out["model"] == worse.name and "chosen by you" in results.try_answer.object
+    assert results.use_run("") and chosen_submodel(root) is None
+    out = results.try_phrase(torch.zeros(16_000).numpy() + 0.01)
+    assert out["personal"] is None and "Only the base model listened" in results.try_answer.object

@@ -139,10 +139,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _speaker_model(speaker_dir: str | None, requested: str, adapter: str | None = None, *,
-                   newest_adapter: bool = True):
+                   personal: bool = True):
     """``(backend, adapter)``: the base model and the Submodel file in use (or None), each said on stderr.
 
-    With ``speaker_dir``, no ``adapter`` and ``newest_adapter``, the Submodel is the speaker's
+    With ``speaker_dir``, no ``adapter`` and ``personal``, the Submodel is the speaker's
     personal model (:func:`workbench.workflow.personal_submodel`: the run the user chose, else
     the newest run that beat the base model). ``--model auto`` loads the base model that
     Submodel was trained on (never downloaded: a name read from a file is not the user's),
@@ -152,22 +152,22 @@ def _speaker_model(speaker_dir: str | None, requested: str, adapter: str | None 
     from workbench.models.choice import choose_base_model
     from workbench.models.loading import load_base_model
 
-    info, adapter_base = None, None
+    info, adapter_base, given = None, None, adapter is not None
     if speaker_dir is not None:
         from workbench.corpus import SpeakerCorpus
 
         corpus = SpeakerCorpus.open(speaker_dir)
         info = corpus.info
-        if adapter is None and newest_adapter:
+        if adapter is None and personal:
             from workbench.workflow import personal_submodel
 
-            personal = personal_submodel(corpus.root)
-            adapter = str(personal.path) if personal else None
-            print(personal.describe() if personal else
+            chosen = personal_submodel(corpus.root)
+            adapter = str(chosen.path) if chosen else None
+            print(chosen.describe() if chosen else
                   f"Personal model: none ({corpus.speaker_id} has no run that beat the base model on its test "
                   "phrases, and none was chosen); the base model alone is used. --adapter FILE names a run.",
                   file=sys.stderr)
-    elif adapter is not None:
+    if given:
         print(f"Personal model: {Path(adapter).name} (given with --adapter)", file=sys.stderr)
     if requested == "auto" and adapter is not None and Path(adapter).is_file():
         from workbench.adapters.io import read_submodel
@@ -182,7 +182,7 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
     from workbench.plots import report_figures
     from workbench.workflow import default_config, personalize_speaker
 
-    backend, _ = _speaker_model(args.speaker_dir, args.model, newest_adapter=False)
+    backend, _ = _speaker_model(args.speaker_dir, args.model, personal=False)
     config = default_config(backend, max_seconds=60.0 * args.minutes, seed=args.seed, **_adapter_choice(args.adapter))
     run = personalize_speaker(args.speaker_dir, backend=backend, config=config,
                               decoder=args.decoder, seed=args.seed, figures=report_figures)
