@@ -97,12 +97,13 @@ def three_way_split(corpus: SpeakerCorpus, *, test_fraction: float = 0.25, valid
 
     The test prompts are those of ``corpus.split(test_fraction, seed)`` over the prompted
     takes (the same for every run and every model, so before/after figures compare);
-    ``max_train`` caps the rest (training + validation together); ``valid_fraction`` of
-    its prompts are then set aside for validation.
+    ``max_train`` caps the rest of the prompted takes (training + validation together);
+    ``valid_fraction`` of its prompts are then set aside for validation.
 
     Takes from use (corrected live captions, :func:`workbench.live.from_use`) never become
-    test phrases: they join the rest after the prompted takes, except those whose prompt
-    is a test phrase (:func:`workbench.text.prompt_key`), which are left out altogether.
+    test phrases: all of them join the rest after the prompted takes (``max_train`` does not
+    cap them), except those whose prompt is a test phrase (:func:`workbench.text.prompt_key`),
+    which are left out altogether.
     """
     from workbench.corpus import split_by_prompt
     from workbench.live.corrections import from_use
@@ -111,9 +112,9 @@ def three_way_split(corpus: SpeakerCorpus, *, test_fraction: float = 0.25, valid
     takes = corpus.utterances("ok")
     rest, test = split_by_prompt([u for u in takes if not from_use(u)], fraction=test_fraction, seed=seed)
     test_keys = {prompt_key(u.prompt) for u in test}
-    rest += [u for u in takes if from_use(u) and prompt_key(u.prompt) not in test_keys]
     if max_train is not None:
         rest = rest[:max_train]
+    rest += [u for u in takes if from_use(u) and prompt_key(u.prompt) not in test_keys]
     train, valid = split_by_prompt(rest, fraction=valid_fraction, seed=seed + 1)
     return train, valid, test
 
