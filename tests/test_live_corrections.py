@@ -79,6 +79,9 @@ def test_corrections_join_training_never_the_test_phrases(speaker) -> None:
     assert sorted(pool) == sorted([u.utt_id for u in train0 + valid0] + [new.utt_id])
     counts = use_counts(speaker.utterances("ok"), train1 + valid1, test1)
     assert counts == {"from_use": 1, "kept_out": 1}
+    train2, valid2, test2 = three_way_split(speaker, test_fraction=0.25, seed=0, max_train=4)
+    assert test2 == test1 and len([u for u in train2 + valid2 if not from_use(u)]) == 4
+    assert [u.utt_id for u in train2 + valid2 if from_use(u)] == [new.utt_id]  # max_train caps prompted takes only
 
 
 def test_the_report_counts_takes_from_use(speaker, tmp_path) -> None:
