@@ -257,3 +257,115 @@ def test_rate_estimate_follows_how_predictable_the_symbols_are():
         c.fit_tables([s for s in sym])
         real = len(encode_symbols(sym.reshape(-1, 4).numpy(), c.tables.numpy())) * 8 / sym.numel()
     assert abs(real - float(r_spread)) < 0.5
+
+
+# -- hostile input (issue 24 B3, B14) ------------------------------------------------------------
+def _crafted(tmp_path, name: str, *, tensors: dict | None = None, card: str | None = None, **config) -> Path:
+    """A compressor file written by hand: ``config`` overrides the sizes; ``tensors`` the weights."""
+    from safetensors.torch import save_file
+
+    cfg = {"d_model": 8, "dims": 4, "bits": 2, "stride": 2, "hidden": 16, **config}
+    if tensors is None:
+        c = Compressor(8, 4, 2, 2, 16)
+        tensors = {k: v.contiguous() for k, v in c.state_dict().items()}
+    meta = {"format": "workbench-compressor", "split_layer": "3", "base_fingerprint": "ab" * 32,
+            "config": json.dumps(cfg), "card": card if card is not None else "{}"}
+    save_file(tensors, str(tmp_path / name), metadata=meta)
+    return tmp_path / name
+
+
+def test_compressor_files_are_checked_like_submodels(tmp_path):
+    """Probes of issue 24 B14: deep JSON, near-zero tables, NaN/Inf weights: a plain refusal each."""
+    good = {k: v.contiguous() for k, v in Compressor(8, 4, 2, 2, 16).state_dict().items()}
+    load_compressor(_crafted(tmp_path, "good.safetensors"))  # the control loads
+    cases = {
+        "deep.safetensors": ({"card": "[" * 50_000 + "]" * 50_000}, "metadata"),
+        "long.safetensors": ({"card": json.dumps({"x": "y" * 100_000})}, "metadata"),
+        "subnormal.safetensors": ({"tensors": {**good, "tables": torch.full((4, 4), 1e-40)}}, "tables"),
+        "near_zero.safetensors": ({"tensors": {**good, "tables": torch.tensor([[1.0, 1e-30, 1e-30, 1e-30]] * 4)}},
+                                  "tables"),
+        "not_summing.safetensors": ({"tensors": {**good, "tables": torch.full((4, 4), 0.5)}}, "tables"),
+        "nan.safetensors": ({"tensors": {**good, "up.0.weight": torch.full_like(good["up.0.weight"], float("nan"))}},
+                            "NaN"),
+        "inf.safetensors": ({"tensors": {**good, "down.1.bias": torch.full_like(good["down.1.bias"], float("inf"))}},
+                            "NaN"),
+        "ints.safetensors": ({"tensors": {**good, "up.2.bias": torch.zeros(16, dtype=torch.int32)}}, "integers"),
+    }
+    for name, (kw, match) in cases.items():
+        with pytest.raises(WireFormatError, match=match):
+            load_compressor(_crafted(tmp_path, name, **kw))
+
+
+def test_largest_claimed_sizes_are_refused_before_allocating(tmp_path):
+    """A small file claiming the largest sizes (2.4 GB of weights) is refused from its header alone."""
+    import resource
+    import time
+
+    path = _crafted(tmp_path, "huge.safetensors", d_model=4096, hidden=8192, stride=8, dims=1024, bits=8)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    t0 = time.perf_counter()
+    with pytest.raises(WireFormatError, match="do not match the sizes"):
+        load_compressor(path)
+    assert time.perf_counter() - t0 < 2.0
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 300_000  # under 300 MB more, not 2.4 GB
+
+
+def test_fit_tables_keeps_every_probability_usable():
+    from workbench.device_tuning.entropy import MIN_PROBABILITY, check_tables
+
+    c = Compressor(d_model=4, dims=2, bits=2, stride=1)
+    c.fit_tables([torch.zeros(3_000_000, 2, dtype=torch.long)])  # 0.5 / 3e6 would be under the floor
+    assert float(c.tables.min()) >= MIN_PROBABILITY * 0.999 and check_tables(c.tables.numpy()) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 8), st.integers(1, 300), st.floats(0.02, 5.0), st.integers(0, 2**31))
+def test_payload_bounds_hold_for_every_symbol_sequence(dims, bits, frames, concentration, seed):
+    """Whatever symbols a device sends (the likeliest, the rarest, random), the payload length
+    is within :func:`payload_bounds`: the server's size check never refuses a real message."""
+    from workbench.device_tuning.entropy import MIN_PROBABILITY, payload_bounds
+
+    rng = np.random.default_rng(seed)
+    t = np.maximum(rng.dirichlet(np.full(2**bits, concentration), size=dims), MIN_PROBABILITY)
+    t = (t / t.sum(1, keepdims=True)).astype(np.float32)
+    lo, hi = payload_bounds(t, frames)
+    for sym in (np.tile(t.argmax(1), (frames, 1)), np.tile(t.argmin(1), (frames, 1)),
+                np.stack([rng.choice(2**bits, size=frames, p=row / row.sum()) for row in t.astype(np.float64)], 1)):
+        n = len(encode_symbols(sym, t))
+        assert lo <= n <= hi
+
+
+def test_many_frames_with_a_tiny_payload_are_refused_at_once(backend):
+    """Issue 24 B3: 15,000 frames claimed with an empty payload (40 bytes that cost 19 s of CPU)."""
+    import time
+
+    from workbench.device_tuning.wire import MAX_FRAMES
+
+    c = Compressor(backend.hidden_size, dims=16, bits=3, stride=2)
+    split = SplitModel(backend, 4, c)
+    ids = dict(fingerprint=split.fingerprint, compressor=c.identity(), split_layer=4, stride=2, bits=3, dims=16)
+    t0 = time.perf_counter()
+    for frames, payload in ((MAX_FRAMES, b""), (MAX_FRAMES, b"\x00" * 64), (2, b"\x00" * 4000)):
+        with pytest.raises(WireFormatError, match="take .* bytes|at most"):
+            split.symbols(Message(**ids, speaker="", frames=frames, payload=payload))
+    assert time.perf_counter() - t0 < 3.0
+    # a real message that claims more than the longest take (30 s) is refused too, with its payload intact
+    big = split.max_frames + 2
+    sym = np.zeros((-(-big // 2), 16), dtype=np.int64)
+    msg = Message(**ids, speaker="", frames=big, payload=encode_symbols(sym, c.tables.numpy()))
+    with pytest.raises(WireFormatError, match="at most 30 s|at most .* per message"):
+        split.symbols(msg)
+    ok = Message(**ids, speaker="", frames=split.max_frames, payload=encode_symbols(sym[:-1], c.tables.numpy()))
+    assert split.symbols(ok).shape == (-(-split.max_frames // 2), 16)
+
+
+def test_a_payload_that_does_not_decode_is_refused_per_message(backend, clips):
+    """Issue 24 B1 probe: every payload byte 0xff, the CRC made valid: a WireFormatError for it alone."""
+    import dataclasses
+
+    split = SplitModel(backend, 4, Compressor(backend.hidden_size, dims=16, bits=3))
+    good = split.encode(clips[:1])[0]
+    poisoned = Message.from_bytes(dataclasses.replace(good, payload=b"\xff" * len(good.payload)).to_bytes())
+    with pytest.raises(WireFormatError, match="does not decode"):
+        split.symbols(poisoned)
+    assert split.symbols(good).shape == (good.symbol_frames, 16)

@@ -8,6 +8,7 @@ Only the wire message leaves the machine (never audio). Standard library HTTP (`
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -19,6 +20,35 @@ import numpy as np
 from workbench.errors import ServerError
 
 __all__ = ["DeviceClient"]
+
+MAX_ANSWER_BYTES = 1_000_000  # a workbench answer is a few hundred bytes
+_CHECK_ADDRESS = ("check the address: it is the one 'workbench serve-asr' prints, like http://127.0.0.1:8200/asr, "
+                  "and the program there must be the clinic's workbench server.")
+_NEED_TEXT = {"text": str}  # what a transcription answer must hold
+_NEED_INFO = {"fingerprint": str, "speakers": list}  # what GET answers
+
+
+def _answer(raw: bytes, url: str, *, need: dict[str, type]) -> dict[str, Any]:
+    """The server's JSON answer, checked to be a workbench answer (else a plain :class:`ServerError`)."""
+    what = None
+    if len(raw) > MAX_ANSWER_BYTES:
+        what = "an answer of more than 1 MB"
+    else:
+        try:
+            out = json.loads(raw)
+        except (ValueError, RecursionError):  # HTML, text, cut-off JSON, bad UTF-8
+            start = raw[:40].decode("utf-8", "replace").strip()
+            what = f"not JSON: it starts {start!r}" if start else "an empty answer"
+        else:
+            if not isinstance(out, dict):
+                what = f"JSON, but a {type(out).__name__}, not a workbench answer"
+            else:
+                missing = [k for k, t in need.items() if not isinstance(out.get(k), t)]
+                if missing:
+                    what = f"JSON without {' or '.join(repr(k) for k in missing)}"
+    if what is not None:
+        raise ServerError(f"The answer from {url} is {what}; {_CHECK_ADDRESS}")
+    return out
 
 
 class DeviceClient:
@@ -51,17 +81,26 @@ class DeviceClient:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return json.loads(resp.read())
+                raw = resp.read(MAX_ANSWER_BYTES + 1)
+                if resp.length and len(raw) <= MAX_ANSWER_BYTES:  # fewer bytes than its Content-Length
+                    raise http.client.IncompleteRead(raw, resp.length)
         except urllib.error.HTTPError as err:
             try:
-                why = json.loads(err.read()).get("error", "")
-            except (ValueError, AttributeError):
+                why = json.loads(err.read(MAX_ANSWER_BYTES)).get("error", "")
+            except (ValueError, AttributeError, OSError, http.client.HTTPException):
                 why = ""
-            raise ServerError(f"The server at {self.url} refused the request ({err.code}): {why or err.reason}") from None
+            if not isinstance(why, str) or not why:
+                raise ServerError(f"The server at {self.url} refused the request ({err.code} {err.reason}) without "
+                                  f"a workbench answer: {_CHECK_ADDRESS}") from None
+            raise ServerError(f"The server at {self.url} refused the request ({err.code}): {why}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
             reason = getattr(err, "reason", err)
             raise ServerError(f"The server at {self.url} could not be reached ({reason}). Is it running "
                               "(workbench serve-asr), and is the address right?") from None
+        except (http.client.HTTPException, OSError) as err:  # a cut-off or garbled answer
+            raise ServerError(f"The answer from {self.url} was cut off or garbled ({type(err).__name__}): "
+                              f"send it again; if it keeps happening, {_CHECK_ADDRESS}") from None
+        return _answer(raw, self.url, need=_NEED_TEXT if data is not None else _NEED_INFO)
 
     def server_info(self) -> dict[str, Any]:
         """What the server runs (model fingerprint, split, compressor, speakers)."""

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from workbench._atomic import write_bytes_atomic
+from workbench.device_tuning.entropy import MIN_PROBABILITY, check_tables
 from workbench.errors import WorkbenchError, WireFormatError
 
 __all__ = ["SHIPPED_DIR", "Compressor", "CompressorConfig", "default_compressor", "load_compressor", "save_compressor"]
@@ -135,12 +136,17 @@ class Compressor(nn.Module):
     @torch.no_grad()
     def fit_tables(self, symbols: list[torch.Tensor], *, prior: float = 0.5) -> None:
         """Count each position's symbol frequencies over ``symbols`` (each ``(T_s, dims)``), with
-        ``prior`` added to every count so that no symbol has probability 0."""
+        ``prior`` added to every count so that no symbol has probability 0 (and, with a prior, none
+        below :data:`~workbench.device_tuning.entropy.MIN_PROBABILITY`)."""
         counts = torch.full((self.config.dims, self.levels), float(prior))
         for s in symbols:
             counts.scatter_add_(1, s.reshape(-1, self.config.dims).T.long(),
                                 torch.ones(self.config.dims, s.numel() // self.config.dims))
-        self.tables.copy_(counts / counts.sum(dim=1, keepdim=True))
+        probs = counts / counts.sum(dim=1, keepdim=True)
+        if prior > 0:  # a floor the loader checks (MIN_PROBABILITY): counts over millions of symbols go below it
+            probs = probs.clamp_min(MIN_PROBABILITY)
+            probs = probs / probs.sum(dim=1, keepdim=True)
+        self.tables.copy_(probs)
 
     def identity(self) -> bytes:
         """8 bytes naming this compressor: sha256 of its sizes, weights and tables."""
@@ -164,47 +170,88 @@ def save_compressor(comp: Compressor, path: str | Path, *, split_layer: int, bas
     return Path(path)
 
 
+_MAX_META_CHARS = 65_536  # a card or config longer than this is not one the workbench wrote
+
+
+def _expected_shapes(config: CompressorConfig) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes a compressor of ``config`` has, computed without allocating its weights."""
+    with torch.device("meta"):
+        comp = Compressor(config.d_model, config.dims, config.bits, config.stride, config.hidden)
+    return {k: tuple(v.shape) for k, v in comp.state_dict().items()}
+
+
+def _read_meta(meta: dict[str, str]) -> tuple[CompressorConfig, int, str, dict]:
+    """The checked ``(config, split_layer, base_fingerprint, card)`` of a compressor file's metadata."""
+    for key in ("config", "card"):
+        if len(meta.get(key, "")) > _MAX_META_CHARS:
+            raise ValueError(f"{key} is {len(meta[key]):,} characters long")
+    try:
+        cfg = json.loads(meta["config"])
+        card = json.loads(meta.get("card", "{}"))
+    except RecursionError:  # nesting thousands deep
+        raise ValueError("nested too deeply") from None
+    if not isinstance(cfg, dict) or set(cfg) != {f.name for f in dataclasses.fields(CompressorConfig)}:
+        raise ValueError("unexpected fields")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in cfg.values()):
+        raise ValueError("sizes must be whole numbers")
+    if not 1 <= cfg["d_model"] <= 4096 or not 1 <= cfg["hidden"] <= 8192:
+        raise ValueError("sizes out of range")
+    if not isinstance(card, dict):
+        raise ValueError("the card is not a set of named values")
+    split_layer = int(meta["split_layer"])
+    if not 1 <= split_layer <= 255:
+        raise ValueError(f"split layer {split_layer}")
+    fingerprint = str(meta["base_fingerprint"])
+    if len(fingerprint) > 128:
+        raise ValueError("the base model fingerprint is too long")
+    return CompressorConfig(**cfg), split_layer, fingerprint, card
+
+
 def load_compressor(path: str | Path) -> tuple[Compressor, dict]:
-    """Read a compressor file; its metadata is untrusted and checked field by field.
+    """Read a compressor file; it is untrusted and checked before anything is built.
+
+    Checked in order: the metadata (sizes in range, JSON of sane depth and length), the tensor
+    names, shapes and types from the safetensors header (before any weight is read, so a file
+    that claims huge sizes allocates nothing), then the weights (finite) and the symbol tables
+    (probabilities the range coder can use: :func:`~workbench.device_tuning.entropy.check_tables`).
 
     Returns:
         the compressor (eval mode) and ``{"split_layer", "base_fingerprint", "card"}``.
+
+    Raises:
+        WireFormatError: the file is missing, damaged, not a compressor, or fails a check above.
     """
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     bad = f"{path.name} is not a usable compressor file"
+    redo = "use the shipped compressor or train one again (recipes/train_compressor.py)"
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            if meta.get("format") != "workbench-compressor":
+                raise WireFormatError(f"{bad}: it was not written by the workbench.")
+            try:
+                config, split_layer, fingerprint, card = _read_meta(meta)
+            except (KeyError, ValueError, TypeError, WorkbenchError) as err:
+                raise WireFormatError(f"{bad}: its metadata is damaged ({err}); {redo}.") from None
+            want = _expected_shapes(config)
+            got = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            if want != got:
+                raise WireFormatError(f"{bad}: its weights do not match the sizes it claims; {redo}.")
+            tensors = {k: f.get_tensor(k) for k in want}
     except (OSError, SafetensorError, ValueError) as err:
         raise WireFormatError(f"{bad} ({err}).") from None
-    if meta.get("format") != "workbench-compressor":
-        raise WireFormatError(f"{bad}: it was not written by the workbench.")
-    try:
-        cfg = json.loads(meta["config"])
-        if not isinstance(cfg, dict) or set(cfg) != {f.name for f in dataclasses.fields(CompressorConfig)}:
-            raise ValueError("unexpected fields")
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in cfg.values()):
-            raise ValueError("sizes must be whole numbers")
-        if not 1 <= cfg["d_model"] <= 4096 or not 1 <= cfg["hidden"] <= 8192:
-            raise ValueError("sizes out of range")
-        config = CompressorConfig(**cfg)
-        split_layer = int(meta["split_layer"])
-        card = json.loads(meta.get("card", "{}"))
-        fingerprint = str(meta["base_fingerprint"])
-    except (KeyError, ValueError, TypeError, WorkbenchError) as err:
-        raise WireFormatError(f"{bad}: its metadata is damaged ({err}).") from None
-    comp = Compressor(config.d_model, config.dims, config.bits, config.stride, config.hidden)
-    want = {k: tuple(v.shape) for k, v in comp.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in tensors.items()}
-    if want != got:
-        raise WireFormatError(f"{bad}: its weights do not match the sizes it claims.")
-    tables = tensors["tables"]
-    if not torch.isfinite(tables).all() or (tables <= 0).any():
-        raise WireFormatError(f"{bad}: its symbol tables are not probabilities.")
-    comp.load_state_dict(tensors)
+    for key, t in tensors.items():
+        if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+            raise WireFormatError(f"{bad}: its weight {key!r} is not finite numbers (NaN, infinity or integers), "
+                                  f"so every transcript would be garbage; {redo}.")
+    problem = check_tables(tensors["tables"].double().numpy())
+    if problem:
+        raise WireFormatError(f"{bad}: its symbol tables are not probabilities the coder can use ({problem}); {redo}.")
+    with torch.device("meta"):  # the file's tensors become the weights: nothing is allocated twice
+        comp = Compressor(config.d_model, config.dims, config.bits, config.stride, config.hidden)
+    comp.load_state_dict({k: v.float() for k, v in tensors.items()}, assign=True)
     return comp.eval(), {"split_layer": split_layer, "base_fingerprint": fingerprint, "card": card}
 
 

@@ -16,12 +16,52 @@ True
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from workbench._optional import require
 from workbench.errors import WireFormatError
 
-__all__ = ["decode_symbols", "encode_symbols"]
+__all__ = ["MIN_PROBABILITY", "check_tables", "decode_symbols", "encode_symbols", "payload_bounds"]
+
+MIN_PROBABILITY = 2.0**-20  # the least a table may give a symbol (the coder's own floor is 2**-24)
+_PRECISION = 2.0**-24  # constriction's leaky quantization: each probability moves by up to ~this
+_WORD = 32  # bits in one range-coder word
+
+
+def check_tables(tables: np.ndarray) -> str | None:
+    """What is wrong with probability tables ``(dims, levels)``, or None when they are usable.
+
+    Usable means finite, every entry at least :data:`MIN_PROBABILITY`, every row summing to 1
+    (within float32 rounding): the range coder then codes any symbol, and a payload's size has
+    the bounds :func:`payload_bounds` gives.
+    """
+    t = np.asarray(tables, dtype=np.float64)
+    if t.ndim != 2 or 0 in t.shape:
+        return f"they have shape {t.shape}, not (dims, levels)"
+    if not np.isfinite(t).all():
+        return "they hold NaN or infinite values"
+    if t.min() < MIN_PROBABILITY * (1 - 1e-3):
+        return f"a symbol has probability {t.min():.3g}, below the least usable {MIN_PROBABILITY:.3g}"
+    worst = float(np.abs(t.sum(axis=1) - 1).max())
+    if worst > 1e-3:
+        return f"a row sums to {1 + worst:.4g} or {1 - worst:.4g}, not 1"
+    return None
+
+
+def payload_bounds(tables: np.ndarray, frames: int) -> tuple[int, int]:
+    """The fewest and most bytes :func:`encode_symbols` can give for ``frames`` symbol frames.
+
+    Each symbol costs at least ``-log2`` of its position's largest probability and at most
+    ``-log2`` of its smallest (both widened by the coder's quantization), plus up to two words
+    of coder state; the server refuses a payload outside these bounds before decoding it, so a
+    message cannot claim many frames with a few bytes. Tables must pass :func:`check_tables`.
+    """
+    t = np.asarray(tables, dtype=np.float64)
+    least = float(-np.log2(np.minimum(1.0, t.max(axis=1) + 4 * _PRECISION)).sum()) * frames
+    most = float(-np.log2(t.min(axis=1) * 15 / 16).sum()) * frames  # 15/16: p >= 2**-20 moves by <= 2**-24
+    return 4 * max(0, math.floor((least - _WORD) / _WORD)), 4 * math.ceil((most + 2 * _WORD) / _WORD)
 
 
 def _coder():
@@ -47,13 +87,19 @@ def decode_symbols(data: bytes, tables: np.ndarray, *, frames: int) -> np.ndarra
     """The inverse of :func:`encode_symbols`: ``(frames, dims)`` int64 symbols.
 
     Raises:
-        WireFormatError: the payload is not whole words or does not decode to valid symbols.
+        WireFormatError: the payload is not whole words, its size does not fit ``frames``
+            (:func:`payload_bounds`), or it does not decode to valid symbols.
     """
     c = _coder()
     if len(data) % 4:
         raise WireFormatError(f"The payload is {len(data)} bytes, not a whole number of 4-byte words.")
-    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
     dims, levels = np.asarray(tables).shape
+    lo, hi = payload_bounds(tables, frames)
+    if not lo <= len(data) <= hi:
+        raise WireFormatError(
+            f"The payload is {len(data)} bytes, but {frames} frames of {dims} symbols take {lo} to {hi} bytes "
+            "with this compressor: the message was damaged or made up. Send it again.")
+    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
     try:
         dec = c.stream.queue.RangeDecoder(words)
         out = dec.decode(c.stream.model.Categorical(perfect=False), _rows(tables, frames))

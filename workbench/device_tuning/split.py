@@ -14,6 +14,7 @@ then equals the unsplit one, which the tests check.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,8 @@ import torch
 from workbench.device_tuning.compressor import Compressor
 from workbench.device_tuning.entropy import decode_symbols, encode_symbols
 from workbench.device_tuning.wire import Message, check_compatible
-from workbench.errors import WorkbenchError
+from workbench.errors import WireFormatError, WorkbenchError
+from workbench.models.base import MAX_TRAIN_S
 
 if TYPE_CHECKING:
     from workbench.adapters import Adapted
@@ -84,17 +86,41 @@ class SplitModel:
         check_compatible(msg, fingerprint=self.fingerprint, compressor=c.identity(), split_layer=self.split_layer,
                          stride=c.config.stride, bits=c.config.bits, dims=c.config.dims)
 
+    @functools.cached_property
+    def max_frames(self) -> int:
+        """Encoder frames of the longest utterance a device sends (``MAX_TRAIN_S`` of audio, which
+        the device part refuses to exceed): the server refuses messages that claim more, so one
+        request cannot buy more than that much compute. Measured once on silence."""
+        silence = np.zeros(round(MAX_TRAIN_S * self.backend.sample_rate), dtype=np.float32)
+        return int(self.device_hidden([silence])[0][1])
+
+    def symbols(self, msg: Message) -> np.ndarray:
+        """Server side, one message: check it, then decode its payload to ``(ceil(N/s), dims)`` symbols.
+
+        Everything that can be wrong with one device's message is found here (before it joins a
+        batch): another model or compressor, more frames than :attr:`max_frames`, a payload
+        whose size does not fit its frames, a payload that does not decode.
+
+        Raises:
+            WireFormatError: with a message the device's user can act on.
+        """
+        self.check(msg)
+        if msg.frames > self.max_frames:
+            fps = self.max_frames / MAX_TRAIN_S
+            raise WireFormatError(
+                f"The message holds {msg.frames} encoder frames (about {msg.frames / fps:.0f} s of speech); this "
+                f"server takes at most {self.max_frames} ({MAX_TRAIN_S:.0f} s) per message: send shorter pieces.")
+        return decode_symbols(msg.payload, self.compressor.tables.cpu().numpy(), frames=msg.symbol_frames)
+
+    def hidden(self, symbols: np.ndarray, frames: int) -> torch.Tensor:
+        """Server side: decoded symbols ``(ceil(N/s), dims)`` -> hidden states ``(N, D)`` for block ``k`` on."""
+        c = self._need_compressor()
+        with torch.no_grad():
+            return c.decode(torch.from_numpy(np.asarray(symbols))[None], frames)[0]
+
     def restore(self, messages: Sequence[Message]) -> list[torch.Tensor]:
         """Server side: messages -> hidden states ``(T'_i, D)`` for block ``k`` on."""
-        c = self._need_compressor()
-        tables = c.tables.cpu().numpy()
-        out = []
-        with torch.no_grad():
-            for m in messages:
-                self.check(m)
-                sym = decode_symbols(m.payload, tables, frames=m.symbol_frames)
-                out.append(c.decode(torch.from_numpy(sym)[None], m.frames)[0])
-        return out
+        return [self.hidden(self.symbols(m), m.frames) for m in messages]
 
     def transcribe_hidden(self, hidden: Sequence[torch.Tensor], *, adapted: Adapted | None = None,
                           rows: Sequence[int] | None = None) -> list[str]:
