@@ -115,6 +115,7 @@ class LivePage(pn.viewable.Viewer):
         self.feeder: LiveFeeder | None = None
         self.loading = False
         self._loaded_for: tuple | None = None
+        self._filled = ""  # the text the page put in the correction box (not typed by the person)
         self._lock = threading.Lock()
         self.header = html_pane("")
         self.about = html_pane("", sizing_mode="stretch_width")
@@ -123,7 +124,7 @@ class LivePage(pn.viewable.Viewer):
         self.message = html_pane("", sizing_mode="stretch_width")
         self.stream = BrowserStream(self._start_feeder, on_error=self._mic_error, on_stop=self._stopped)
         self.recorder = LiveMicrophone(self.stream, disabled=True) if _LIVE_ESM else None
-        self.say_button = pn.widgets.Button(name="\U0001f50a Say it back", button_type="primary", width=190,
+        self.say_button = pn.widgets.Button(name="Say it back", button_type="primary", width=190,
                                             description="Speak the last line in a clear voice")
         self.player = pn.pane.Audio(None, autoplay=True, visible=False, name="Said back", width=320)
         self.voice_note = html_pane("")
@@ -133,6 +134,10 @@ class LivePage(pn.viewable.Viewer):
         self.say_button.on_click(lambda _: self.say_back())
         self.save.on_click(lambda _: self.correct())
         self.pick.param.watch(self._on_pick, "value")
+        # the text as last typed: value_input follows each key press in the browser, value only a blur or Enter
+        # (a click on Save may reach the server before that blur's value)
+        self._typed = ""
+        self.fix.param.watch(lambda e: setattr(self, "_typed", e.new or ""), ["value", "value_input"])
         self._refresh_later = in_session(self.refresh)
         self._done_later = in_session(self._opened)
         state.param.watch(self._on_speaker, "speaker_id")
@@ -295,10 +300,13 @@ class LivePage(pn.viewable.Viewer):
         self.player.paused = False
         self.message.object = message_html(f"Saying: \u201c{result['text']}\u201d", None)
 
+    def _fill(self, text: str) -> None:
+        self.fix.value = self._filled = text
+
     def _on_pick(self, event: Any) -> None:
         if event.new is not None and self.captions is not None:
             try:
-                self.fix.value = self.captions.line(event.new).shown
+                self._fill(self.captions.line(event.new).shown)
             except WorkbenchError:
                 pass
 
@@ -310,12 +318,14 @@ class LivePage(pn.viewable.Viewer):
                 raise WorkbenchError("Open a speaker and let the model load first.")
             if self.pick.value is None:
                 raise WorkbenchError("There is no caption to correct yet: press Start captions and speak.")
-            utt = captions.correct(self.pick.value, self.fix.value or "")
+            utt = captions.correct(self.pick.value, self._typed)
         except WorkbenchError as err:
             self.message.object = message_html(str(err), False)
             return None
         self.state.data_version += 1  # the Results and Record pages count the new take
         self.refresh()
+        self.fix.value = ""  # the browser shows what was saved (a same-value update would not reach it)
+        self._fill(captions.line(self.pick.value).shown if self.pick.value is not None else "")
         return utt
 
     # ------------------------------------------------------------------ view
@@ -345,11 +355,13 @@ class LivePage(pn.viewable.Viewer):
         recent = list(reversed(captions.lines[-10:]))
         options = {f"{line.number}. {line.shown[:60]}": line.number for line in recent}
         if options != self.pick.options:
-            keep = self.pick.value if self.pick.value in options.values() else (recent[0].number if recent else None)
+            untouched = self.fix.value in ("", self._filled)  # nobody is typing a correction: follow the newest
+            keep = self.pick.value if self.pick.value in options.values() and not untouched else \
+                (recent[0].number if recent else None)
             self.pick.options = options
             self.pick.value = keep
-            if keep is not None and not self.fix.value:
-                self.fix.value = captions.line(keep).shown
+            if keep is not None and untouched:
+                self._fill(captions.line(keep).shown)
         if captions.message:
             self.message.object = message_html(captions.message, captions.ok)
 

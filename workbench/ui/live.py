@@ -52,7 +52,9 @@ CAPTION_CSS = """
 .wb-captions .wb-line { margin: 0.15em 0; }
 .wb-captions .wb-line.wb-old { font-size: 0.7em; color: #495057; }
 .wb-captions .wb-num { font-size: 0.45em; color: #868e96; vertical-align: middle; margin-right: 0.5em; }
-.wb-captions .wb-fixed { color: #1b5e20; }
+.wb-captions .wb-line.wb-fixed { color: #1b5e20; }
+.wb-captions .wb-tag { font-size: 0.4em; color: #1b5e20; border: 1px solid #1b5e20; border-radius: 4px;
+  padding: 0 4px; margin-left: 0.6em; vertical-align: middle; font-style: normal; }
 .wb-captions .wb-partial { color: #6c757d; font-style: italic; }
 .wb-captions .wb-empty { color: #6c757d; font-size: 0.6em; }
 """
@@ -247,7 +249,8 @@ class LiveCaptions:
             fixed = " wb-fixed" if line.corrected is not None else ""
             words = html.escape(line.shown[:1].upper() + line.shown[1:])
             parts.append(f"<div class='wb-line{old}{fixed}' data-line='{line.number}'>"
-                         f"<span class='wb-num'>{line.number}</span>{words}</div>")
+                         f"<span class='wb-num'>{line.number}</span>{words}"
+                         f"{'<span class=wb-tag>corrected</span>' if fixed else ''}</div>")
         if partial:
             parts.append(f"<div class='wb-line wb-partial'>{html.escape(partial)}\u2026</div>")
         return "<div class='wb-captions' role='log' aria-live='polite'>" + "".join(parts) + "</div>"
