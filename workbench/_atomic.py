@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_file", "disk_error_message", "fsync_dir", "is_temp_name", "write_bytes_atomic"]
+__all__ = ["atomic_file", "disk_error_message", "disk_reason", "fsync_dir", "is_temp_name", "write_bytes_atomic"]
 
 _TMP_SUFFIX = ".tmp"
 
@@ -84,6 +84,21 @@ def is_temp_name(name: str) -> bool:
 
 _FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG})
 _DENIED = frozenset({errno.EACCES, errno.EPERM})
+
+
+def disk_reason(err: OSError) -> str:
+    """Why a write failed, in a few plain words ("the disk is full", "the disk or folder is read-only", ...).
+
+    >>> disk_reason(OSError(errno.EROFS, "Read-only file system"))
+    'the disk or folder is read-only'
+    """
+    if err.errno in _FULL:
+        return "the disk is full"
+    if err.errno == errno.EROFS:
+        return "the disk or folder is read-only"
+    if err.errno in _DENIED:
+        return "this account may not write there"
+    return str(err.strerror or err)
 
 
 def disk_error_message(err: OSError, path: str | os.PathLike) -> str:

