@@ -171,7 +171,8 @@ def load_base_model(name_or_path: str | Path = "tiny", *, device: str = "cpu", s
         backend = load_hf_model(folder, device=device, **options)
         backend.name = f"ct2:{path.resolve().name}"
         return backend
-    if not path.is_dir() and not _HUB_ID.fullmatch(key):  # never send a non-id to the hub
+    looks_like_a_path = bool(path.suffix) or key.startswith((".", "/", "~"))  # load_hf_model: "no model folder"
+    if not path.is_dir() and not looks_like_a_path and not _HUB_ID.fullmatch(key):  # never send a non-id to the hub
         raise WorkbenchError(f"{key[:120]!r} is neither a model folder on this machine nor a Hugging Face hub id "
                              "(owner/name). Check the spelling, or name 'tiny', 'whisper-tiny.en' or a folder.")
     return load_hf_model(key, device=device, **options)
