@@ -30,8 +30,8 @@ from typing import Any
 
 from workbench.errors import TrainingError, WorkbenchError
 
-__all__ = ["PICK_FILE", "PersonalModel", "SubmodelRun", "choose_personal_submodel", "personal_submodel",
-           "run_advice", "submodel_runs"]
+__all__ = ["PICK_FILE", "PersonalModel", "SubmodelRun", "choose_personal_submodel", "chosen_submodel",
+           "personal_submodel", "run_advice", "submodel_runs"]
 
 #: The file in a speaker folder that holds the user's pick: ``{"file": "<name>.safetensors", "chosen": "<date>"}``.
 PICK_FILE = "personal_model.json"
@@ -187,6 +187,11 @@ def _read_pick(root: Path) -> tuple[str | None, str | None]:
         return None, None
     chosen = data.get("chosen")
     return data["file"], chosen if isinstance(chosen, str) else None
+
+
+def chosen_submodel(speaker_dir: str | Path) -> str | None:
+    """The file name the user chose as the personal model (as stored, not checked), or None: automatic."""
+    return _read_pick(Path(speaker_dir))[0]
 
 
 def _checked_pick(root: Path, name: str, speaker_id: str) -> SubmodelRun:
