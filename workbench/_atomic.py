@@ -2,7 +2,12 @@
 
 Write to a temporary file in the same folder, flush and fsync it, rename it
 over the target (``os.replace``, atomic on POSIX and Windows), then fsync the
-folder so the rename itself survives a power cut. A failed write (full disk,
+folder so the rename itself survives a power cut.
+
+**One rule for file modes:** everything written here (recordings, speaker files,
+personal models, reports and their CSV, checkpoints) is private to the user who
+runs the workbench (mode 0600, whatever the umask): it is patient data. The
+temporary file is created 0600 (``mkstemp``) and keeps that mode when renamed. A failed write (full disk,
 read-only folder) removes its temporary file; a crash leaves at worst a hidden
 ``.<name>.*.tmp`` file, which readers ignore (:func:`is_temp_name`) and
 :meth:`workbench.corpus.SpeakerCorpus.open` removes.
@@ -17,13 +22,15 @@ import contextlib
 import errno
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_file", "disk_error_message", "disk_reason", "fsync_dir", "is_temp_name", "write_bytes_atomic"]
+__all__ = ["PRIVATE_MODE", "atomic_file", "disk_error_message", "disk_reason", "fsync_dir", "is_temp_name",
+           "write_atomic_with", "write_bytes_atomic"]
 
 _TMP_SUFFIX = ".tmp"
+PRIVATE_MODE = 0o600  # every file written here: read and write for its owner only
 
 
 def fsync_dir(directory: Path) -> None:
@@ -53,7 +60,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """
     path = Path(os.fspath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)  # 0600
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -71,6 +78,35 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Replace ``path`` with ``data`` all at once."""
     with atomic_file(path, "wb") as fh:
         fh.write(data)
+
+
+def write_atomic_with(path: str | os.PathLike, writer: Callable[[Path], object]) -> Path:
+    """Replace ``path`` with what ``writer(temporary_path)`` writes: for a function that takes a path
+    (e.g. ``Comparison.to_csv``). The temporary file exists (mode 0600) before ``writer`` opens it, so
+    the result is private, atomic and durable like :func:`atomic_file`'s.
+
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "b.txt"
+    >>> _ = write_atomic_with(target, lambda p: p.write_text("hi"))
+    >>> target.read_text(), oct(target.stat().st_mode & 0o777)
+    ('hi', '0o600')
+    """
+    path = Path(os.fspath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)  # 0600
+    os.close(fd)
+    try:
+        writer(Path(tmp))
+        with open(tmp, "rb+") as fh:  # durable before it becomes visible
+            os.fsync(fh.fileno())
+        os.chmod(tmp, PRIVATE_MODE)  # in case the writer replaced the file rather than writing into it
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+    return path
 
 
 def is_temp_name(name: str) -> bool:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from workbench._atomic import write_bytes_atomic
+from workbench._atomic import write_atomic_with, write_bytes_atomic
 from workbench.evaluate import METRIC_LABEL, Comparison
 
 __all__ = ["NOTICE", "report_stem", "write_report"]
@@ -98,13 +98,13 @@ def write_report(out_dir: str | Path, *, speaker: dict, comparison: Comparison, 
         figures: shown under the result, in order: matplotlib Figures (anything with
             ``savefig``) or PNG ``bytes``, embedded in the page; none: no figures.
     Returns:
-        ``(html_path, csv_path)``.
+        ``(html_path, csv_path)``, both written atomically and private to the user (mode 0600).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sid = str(speaker.get("speaker_id", "speaker"))
     name = report_stem(name, sid)
-    csv_path = comparison.to_csv(out / f"{name}.csv")
+    csv_path = write_atomic_with(out / f"{name}.csv", comparison.to_csv)  # private (0600) like the report
     improved = [u for u in comparison.best(5) if u.change > 0]
     plots = "".join(_png(fig) for fig in figures)
     simulated = ("<p class='sim'>This speaker is <b>simulated</b> (synthetic speech for teaching and testing), "
