@@ -265,6 +265,11 @@ def test_transcribe_server_says_what_it_ignores_and_a_speaker_it_does_not_hold(t
     assert "the server holds no Submodel for speaker 'spk-0l7', so the base model alone transcribed 1 of 1" in err
     assert main(["transcribe", audio, "--server", url]) == 0  # no speaker asked: the base model is expected
     assert "no Submodel" not in capsys.readouterr().err
+    held = {"text": "good morning", "speaker": "spk-017", "submodel": True, "batch_size": 1, "bytes_sent": 100}
+    monkeypatch.setattr(Server, "transcribe", lambda self, wav, speaker="": dict(held))
+    assert main(["transcribe", audio, "--server", url, "--speaker", "spk-017"]) == 0
+    err = capsys.readouterr().err
+    assert "Personal model: the server's Submodel for 'spk-017'" in err and "ignored" not in err
 
 
 def test_the_clinic_server_refuses_a_submodel_it_could_only_partly_apply(tmp_path) -> None:

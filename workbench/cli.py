@@ -263,6 +263,8 @@ def _cmd_transcribe_remote(args: argparse.Namespace) -> int:
         sent += answer["bytes_sent"]
         base_only += answer.get("submodel") is False
     print(f"sent {sent} bytes to {args.server} (no audio left this computer)", file=sys.stderr)
+    if args.speaker and wavs and not base_only:
+        print(f"Personal model: the server's Submodel for {args.speaker!r}", file=sys.stderr)
     if args.speaker and base_only:
         print(f"Note: the server holds no Submodel for speaker {args.speaker!r}, so the base model alone "
               f"transcribed {base_only} of {len(wavs)} file(s). Check the spelling of --speaker (the server's "
