@@ -42,10 +42,20 @@ class Example:
 def examples_from_corpus(corpus: SpeakerCorpus, utterances: Sequence[Utterance] | None = None, *,
                          speaker: int = 0) -> list[Example]:
     """Load the audio of ``utterances`` (default: all usable ones) of a SpeakerCorpus,
-    with leading/trailing silence trimmed (the quality check promises it)."""
+    with leading/trailing silence trimmed (the quality check promises it).
+
+    Raises:
+        CorpusError: a take cannot be read (which, and what to do); or nothing to load
+            because no take of the speaker is usable (every one rejected: the quality
+            check's findings, :meth:`~workbench.corpus.SpeakerCorpus.usable_problem`).
+    """
     from workbench.audio import trim_silence
 
     utts = corpus.utterances() if utterances is None else list(utterances)
+    if not utts:  # nothing to load: say why when it is because no take of the speaker is usable
+        problem = corpus.usable_problem()
+        if problem is not None:
+            raise CorpusError(problem)
     out = []
     for u in utts:
         try:
@@ -67,14 +77,43 @@ class FeatureCache:
         examples: the utterances to cache.
         frozen_layers: also run the first ``k`` (frozen, adapter-free) encoder layers once
             and cache their output, for backends with ``supports_frozen_prefix``.
+        skip_unusable: leave out the examples the backend refuses (e.g. a take longer than it
+            trains on) instead of failing on the first; :attr:`left_out` lists them with why.
+
+    Attributes:
+        examples: the examples cached (without those left out), in the given order.
+        left_out: ``(example, why)`` for each example left out, ``why`` in plain words.
     """
 
-    def __init__(self, backend: ASRBackend, examples: Sequence[Example], *, frozen_layers: int = 0) -> None:
+    def __init__(self, backend: ASRBackend, examples: Sequence[Example], *, frozen_layers: int = 0,
+                 skip_unusable: bool = False) -> None:
         self.backend = backend
         self.examples = list(examples)
+        self.left_out: list[tuple[Example, str]] = []
         # one at a time (or in one shared window): features identical to any batch (tested per backend)
-        self.items = backend.cache_features([ex.wav for ex in self.examples], frozen_layers=frozen_layers)
+        try:
+            self.items = backend.cache_features([ex.wav for ex in self.examples], frozen_layers=frozen_layers)
+        except AudioError:
+            if not skip_unusable:
+                raise
+            self.examples = self._usable(backend, self.examples, frozen_layers)
+            self.items = backend.cache_features([ex.wav for ex in self.examples], frozen_layers=frozen_layers) \
+                if self.examples else []
         self.lengths = [int(it[1]) for it in self.items]
+
+    def _usable(self, backend: ASRBackend, examples: list[Example], frozen_layers: int) -> list[Example]:
+        """The examples the backend accepts alone; the others go to :attr:`left_out` (only after a refusal:
+        the usual path featurizes each recording once)."""
+        kept = []
+        for ex in examples:
+            try:
+                backend.cache_features([ex.wav], frozen_layers=frozen_layers)
+            except AudioError as err:  # "waveform 0 is 45.0 s long; ... at most 30 s — cut it ...": about this take
+                why = str(err).split(" — ")[0]
+                self.left_out.append((ex, why[len("waveform 0 "):] if why.startswith("waveform 0 ") else why))
+            else:
+                kept.append(ex)
+        return kept
 
     def __len__(self) -> int:
         return len(self.examples)

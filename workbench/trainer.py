@@ -9,7 +9,8 @@ subscribes to its events (minGPT style)::
 
 Events (each callback gets one dict):
 
-- ``on_start``: steps planned, parameter report, data sizes;
+- ``on_start``: steps planned, parameter report, data sizes, ``left_out`` (the takes the base model
+  refused, e.g. longer than it trains on, named, with what to do; "" when none);
 - ``on_step``: ``step``, ``loss`` (its kind: ``loss_name``, "CTC" or "cross-entropy"), ``lr``, ``grad_norm``,
   ``steps_per_s``, ``elapsed_s``;
 - ``on_eval``: ``step``, ``wer``, ``cer``, ``loss`` on the validation utterances (step 0 = the base model);
@@ -238,11 +239,29 @@ class Trainer:
                  checkpoint_dir: str | Path | None = None, decoder: Callable | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.config = config = config or TrainConfig()
+        check_enough_data(len(train), config.min_utterances)  # first: no takes at all is not about validation
         if not valid:
             raise TrainingError("no validation recordings to watch the WER on; keep at least a few aside")
-        n_words = sum(len(e.text.split()) for e in valid)
-        check_enough_data(len(train), config.min_utterances, n_held_out_words=n_words, role="validation")
         self.backend = backend
+        # the features first, before the base model is touched: a take the backend refuses (longer than
+        # it trains on) is left out and named, and too few left is said before any adapter is injected
+        self.frozen_layers = self._frozen_prefix()
+        self.train_cache = FeatureCache(backend, with_speed_perturbation(train, config.speed_perturb),
+                                        frozen_layers=self.frozen_layers, skip_unusable=True)
+        self.eval_cache = FeatureCache(backend, valid, frozen_layers=self.frozen_layers, skip_unusable=True)
+        self.left_out = self._left_out_note(train)
+        if self.left_out:
+            notify(self.left_out, stacklevel=2)
+        originals = {id(e) for e in train}
+        n_train = sum(id(e) in originals for e in self.train_cache.examples)
+        if not self.eval_cache.examples:
+            raise TrainingError(f"no validation recordings are left to watch the WER on. {self.left_out}")
+        n_words = sum(len(e.text.split()) for e in self.eval_cache.examples)
+        try:
+            check_enough_data(n_train, config.min_utterances, n_held_out_words=n_words, role="validation")
+        except TrainingError as err:
+            raise TrainingError(f"{err} {self.left_out}".strip()) from None
+        valid = self.eval_cache.examples
         self.events: dict[str, list[Callable[[dict], None]]] = {e: [] for e in EVENTS}
         self._stop = threading.Event()
         self.clock = clock
@@ -269,10 +288,6 @@ class Trainer:
         self.speaker_state = [{"best_loss": math.inf, "best_step": 0, "lowest_wer": math.inf, "bad_evals": 0,
                                "errors": 0, "words": 0, "n": 0} for _ in range(n_speakers if self.per_speaker else 0)]
         distributed.broadcast_parameters(self.params)  # every process starts from rank 0's weights
-        self.frozen_layers = self._frozen_prefix()
-        self.train_cache = FeatureCache(backend, with_speed_perturbation(train, config.speed_perturb),
-                                        frozen_layers=self.frozen_layers)
-        self.eval_cache = FeatureCache(backend, valid, frozen_layers=self.frozen_layers)
         self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=config.weight_decay)
         self.step = 0
         self.elapsed = 0.0
@@ -302,6 +317,24 @@ class Trainer:
 
         Under ``torchrun``, a stop asked in any process stops every process."""
         self._stop.set()
+
+    def _left_out_note(self, originals: Sequence[Example]) -> str:
+        """The takes the feature caches left out, named with their sentence and why, and what to do; or ""."""
+        mine = {id(e) for e in originals}
+        takes = [(ex, why) for ex, why in self.train_cache.left_out if id(ex) in mine] + self.eval_cache.left_out
+        copies = sum(id(ex) not in mine for ex, _ in self.train_cache.left_out)
+        if not takes and not copies:
+            return ""
+        named = [f"take {ex.utt_id} ({ex.text!r}) {why}" if why.startswith("is ") else
+                 f"take {ex.utt_id} ({ex.text!r}): {why}" for ex, why in takes[:10]]
+        more = f" (and {len(takes) - 10} more)" if len(takes) > 10 else ""
+        note = (f"{len(takes)} recording{'s were' if len(takes) != 1 else ' was'} left out of training: "
+                f"{'; '.join(named)}{more}. Record {'them' if len(takes) != 1 else 'it'} again as shorter takes, one "
+                "sentence each (on the Record page, Record again sets the old take aside).") if takes else ""
+        if copies:
+            note += (f" {copies} slowed-down cop{'ies' if copies != 1 else 'y'} of long takes (speed perturbation) "
+                     f"{'were' if copies != 1 else 'was'} left out too.")
+        return note.strip()
 
     # ------------------------------------------------------------------ parameters
     def _unfreeze_baseline(self, config: TrainConfig) -> list[nn.Parameter]:
@@ -498,7 +531,8 @@ class Trainer:
             "family": c.mode, "trainable": sum(p.numel() for p in self.params)}
         self._emit("on_start", {"max_steps": c.max_steps, "max_seconds": c.max_seconds,
                                 "train_utterances": len(self.train_cache),
-                                "valid_utterances": len(self.eval_cache), "parameters": report})
+                                "valid_utterances": len(self.eval_cache), "parameters": report,
+                                "left_out": self.left_out})
         start = self.clock() - self.elapsed  # a resumed run goes on counting from its checkpoint
         if self.step == 0:
             self._eval_and_track(start)

@@ -88,6 +88,7 @@ class TrainingJob:
         self.losses: list[tuple[int, float]] = []
         self.wers: list[tuple[int, float]] = []
         self.stop_reason = ""
+        self.note = ""  # takes the trainer left out (too long...), named, with what to do
         self.clock = clock
         self.version = 0  # bumped on every change, so views redraw only when needed
         self._trainer: Trainer | None = None
@@ -137,7 +138,7 @@ class TrainingJob:
                 "max_seconds": self.max_seconds, "losses": list(self.losses), "wers": list(self.wers),
                 "stop_requested": self.stop_requested, "stop_reason": self.stop_reason, "error": self.error,
                 "version": self.version, "run": self.run, "model": self.model,
-                "training_s": self.training_seconds(),
+                "training_s": self.training_seconds(), "note": self.note,
             }
 
     def training_seconds(self) -> float:
@@ -174,7 +175,7 @@ class TrainingJob:
     def _on_start(self, e: dict) -> None:
         self._train_t0 = self.clock()
         self._set(phase="training", max_steps=int(e.get("max_steps", self.max_steps)),
-                  max_seconds=e.get("max_seconds", self.max_seconds))
+                  max_seconds=e.get("max_seconds", self.max_seconds), note=str(e.get("left_out") or ""))
 
     def _on_step(self, e: dict) -> None:
         with self._lock:

@@ -168,6 +168,9 @@ class PersonalizePage(pn.viewable.Viewer):
                 f"sentences. {len(test)} of them are kept aside to measure the result and {len(valid)} to decide "
                 f"when to stop; the model learns from the other {len(train)}.</p>")
         if len(train) < need or not test or not valid:
+            problem = corpus.usable_problem() if s["n_rejected"] else None
+            if problem is not None:  # every take rejected: say why, not "record more"
+                return text + message_html(problem, False), False
             prompts = len({prompt_key(u.prompt) for u in [*train, *valid, *test]})
             more = max(1, sentences_needed(prompts, need, test_fraction=self.ctx.test_fraction))
             text += message_html(f"Not enough recordings yet: personalization needs at least {need} to learn from "
@@ -297,7 +300,8 @@ class PersonalizePage(pn.viewable.Viewer):
                 text += f" and {seconds:.0f} seconds (limit {limit:.0f} s)"
             text += "."
         started = self.job.started_at if self.job else time.time()
-        return (f"<div class='wb-status' aria-live='polite'>{esc(text)}</div>"
+        note = f"<p class='wb-notice'>{esc(snap['note'])}</p>" if snap.get("note") else ""
+        return (f"<div class='wb-status' aria-live='polite'>{esc(text)}</div>{note}"
                 f"<div style='color:#666;font-size:0.9em'>Started at {time.strftime('%H:%M', time.localtime(started))}"
                 f" with {esc(self._model_label(snap['model']))}. You can keep recording other speakers meanwhile.</div>")
 

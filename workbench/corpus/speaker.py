@@ -321,6 +321,38 @@ class SpeakerCorpus(SpeakerFolder):
         """
         return split_by_prompt(self.utterances("ok"), fraction=test_fraction, seed=seed)
 
+    def usable_problem(self) -> str | None:
+        """Why no take of this speaker can be trained or measured on, in plain words; None when one can.
+
+        Every take rejected says so, with the quality check's most frequent findings (one
+        example message each), so a person knows what to change before recording again.
+        """
+        utts = self.utterances(None)
+        if any(u.status == "ok" for u in utts):
+            return None
+        sid = self.speaker_id
+        if not utts:
+            return f"{sid} has no recordings yet. Record the sentences (or upload recordings) first."
+        found: dict[str, list] = {}  # problem code -> [count, one message]
+        set_aside = 0
+        for u in utts:
+            if u.status != "rejected":
+                continue
+            errors = [p for p in u.quality_report.problems if p.severity == "error"]
+            if not errors:
+                set_aside += 1  # a good take set aside by "Record again" or replaced
+            for p in errors:
+                found.setdefault(p.code, [0, p.message])[0] += 1
+        why = [f"{n} take{'s' if n != 1 else ''}: {message}" for n, message in
+               sorted(found.values(), key=lambda x: -x[0])[:3]]
+        if set_aside:
+            why.append(f"{set_aside} set aside with Record again")
+        others = len(utts) - sum(u.status == "rejected" for u in utts)
+        if others:
+            why.append(f"{others} skipped or missing")
+        return (f"None of the {len(utts)} takes of {sid} can be used: every one was rejected or set aside "
+                f"({'; '.join(why)}). Fix what the quality check found, then record the sentences again.")
+
     def summary(self) -> dict[str, Any]:
         """Counts for a dashboard.
 
