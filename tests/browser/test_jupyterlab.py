@@ -1,9 +1,12 @@
-"""Notebooks 02 and 03 in a real JupyterLab, driven by headless Chromium with Run All.
+"""Notebooks 02, 03 and 08 in a real JupyterLab, driven by headless Chromium with Run All.
 
 What only a browser shows: that figures arrive as images (not the text
 ``<Figure size 800x300 with 1 Axes>``), and that the live trainer's Stop button stops
 a training that a Run All started while the next cell waits for it (a cell that
-blocks the kernel queues the click until training has ended by itself).
+blocks the kernel queues the click until training has ended by itself); that notebook 03's
+word-by-word table starts with the errors, and that notebook 08 shows two different WER
+figures and a speaker probe that finds the speaker in log-mel (issue 24). Screenshots of the
+table and the probe figure are left in the test's temporary folder.
 
 The server binds 127.0.0.1 with a random token, serves a temporary copy of the two
 notebooks (JupyterLab saves outputs into the files it runs) and starts kernels as
@@ -43,12 +46,12 @@ def _require_jupyterlab() -> None:
 
 @pytest.fixture
 def lab(tmp_path: Path):
-    """``(base_url, token)`` of a JupyterLab serving copies of notebooks 02 and 03."""
+    """``(base_url, token)`` of a JupyterLab serving copies of notebooks 02, 03 and 08."""
     require_browser()
     _require_jupyterlab()
     root = tmp_path / "lab"
     root.mkdir()
-    for name in ("02_adaptive_specaugment.ipynb", "03_personalize_live.ipynb"):
+    for name in ("02_adaptive_specaugment.ipynb", "03_personalize_live.ipynb", "08_device_and_server.ipynb"):
         shutil.copy(NOTEBOOKS / name, root / name)
     settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)  # no "get notified about Jupyter news?" toast, no update check (offline)
@@ -180,5 +183,49 @@ def test_run_all_shows_figures_as_images_and_stop_stops_training(lab, tmp_path: 
             assert trainer.locator(".progress-bar").evaluate("b => b.style.width") == "100%"
             curve = page.locator(".jp-CodeCell", has_text="await session.wait()").locator(".jp-OutputArea-output img")
             assert curve.count() == 1, "the training curve is not shown as an image"
+            table = page.locator(".jp-CodeCell", has_text="to_html_table(").locator(".jp-OutputArea")
+            table.screenshot(path=tmp_path / "nb03-table.png")
+            headings = table.locator("h4").all_inner_texts()
+            assert headings[:1] == ["Most word errors after training"], headings
+        finally:
+            browser.close()
+
+
+def _percent(text: str, label: str) -> float:
+    import re
+
+    m = re.search(re.escape(label) + r"\s*(\d+(?:\.\d+)?)%", text)
+    assert m, f"no '{label} N%' in {text!r}"
+    return float(m.group(1))
+
+
+def test_notebook_08_shows_a_real_before_after_and_a_calibrated_probe(lab, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, token = lab
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium"), executable_path=CHROMIUM, headless=True, args=FLAGS,
+            viewport={"width": 1300, "height": 900})
+        try:
+            page = browser.pages[0] if browser.pages else browser.new_page()
+            _open(page, base, token, "08_device_and_server.ipynb")
+            _run_all(page)
+            try:
+                _wait_all_ran(page, RUN_ALL_S)
+            except Exception:
+                _fail_with_shot(page, tmp_path, "notebook 08 did not finish under Run All")
+            texts = _cell_texts(page)
+            part3 = next(t for t in texts if "trainer.fit()" in t)
+            before, after = _percent(part3, "before"), _percent(part3, "after")
+            assert before != after, part3  # was "before 60.8 %, after 60.8 %"
+            probe = next(t for t in texts if "probe_split(" in t)
+            chance = _percent(probe, "chance")
+            assert _percent(probe, "raw log-mel:") >= 3 * chance, probe  # was 12 %: chance
+            assert _percent(probe, "d-vectors (calibration):") >= 80, probe
+            figure = page.locator(".jp-CodeCell", has_text="axvline(100 * chance").locator(".jp-OutputArea-output img")
+            assert figure.count() == 1, "the probe figure is not shown as an image"
+            figure.screenshot(path=tmp_path / "nb08-probe.png")
+            assert not [t for t in texts if "<Figure size" in t or "UserWarning" in t], "noise or a figure as text"
         finally:
             browser.close()
