@@ -199,7 +199,10 @@ def load_hf_model(name_or_path: str | Path, *, device: str = "cpu", **whisper_op
     """
     transformers = require("transformers", extra="hf", purpose="use pretrained wav2vec2/HuBERT/WavLM/Whisper models")
     name = str(name_or_path)
-    local = Path(name).is_dir()
+    try:
+        local = Path(name).is_dir()
+    except OSError:  # a name too long for a path (ENAMETOOLONG): not a folder here
+        local = False
     if not local and (Path(name).suffix or name.startswith((".", "/", "~"))):
         raise WorkbenchError(f"no model folder at {name!r}: check the path (a folder with config.json)")
     kwargs = {"local_files_only": True} if local else {}

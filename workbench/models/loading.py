@@ -54,6 +54,10 @@ def _check_name(key: str) -> None:
             f"{key!r} is a workbench setting, not a model name: it cannot be loaded as a model. Name a base model: "
             "'tiny' (the built-in model), 'whisper-tiny.en' (real speech, offline once installed), a model folder, "
             "or a Hugging Face hub id such as 'facebook/wav2vec2-base-960h'.")
+    if any(len(part.encode("utf-8", "surrogateescape")) > 255 for part in Path(key).parts):  # NAME_MAX (issue 24)
+        raise WorkbenchError(f"the model name {key[:40]!r}... is {len(key)} characters long: no model name, and no "
+                             "folder name, is longer than 255. Check what was typed or pasted; name 'tiny', "
+                             "'whisper-tiny.en', a model folder or a hub id.")
 
 
 def _is_tiny_name(key: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -46,11 +47,21 @@ def measure_rtf(backend: TinyBackend, *, seconds: float = 2.0, utterance_s: floa
 
 
 def _heldout_wer(folder: Path) -> float | None:
+    """The held-out WER in the size's ``metrics.json`` (its model card), or None when it is missing or is
+    not a number from 0 up: the file is read, not trusted (a size folder can come from anywhere)."""
     try:
-        res = json.loads((folder / "metrics.json").read_text())["results"]["heldout_voices_heldout_texts"]
-    except (OSError, ValueError, KeyError, TypeError):
+        res = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
-    return (res.get("lexicon_beam") or res.get("greedy") or {}).get("wer")
+    for key in ("results", "heldout_voices_heldout_texts"):
+        res = res.get(key) if isinstance(res, dict) else None
+    if not isinstance(res, dict):
+        return None
+    decoded = res.get("lexicon_beam") or res.get("greedy")
+    wer = decoded.get("wer") if isinstance(decoded, dict) else None
+    if isinstance(wer, bool) or not isinstance(wer, (int, float)) or not math.isfinite(wer) or wer < 0:
+        return None
+    return float(wer)
 
 
 def size_table(*, measure: bool = True, seconds: float = 2.0) -> list[SizeInfo]:
