@@ -67,7 +67,7 @@ def match_transcripts(text: str, *, csv: bool = False, source: str = "transcript
     names (``take 2`` before ``take 10``): as many lines as recordings, or a plain error.
     ``note`` then says so, with the first and last pair to check; else it is ``""``.
 
-    >>> match_transcripts("Good morning.\nThank you.", ids=["b-2", "b-1"])[0]
+    >>> match_transcripts("Good morning.\\nThank you.", ids=["b-2", "b-1"])[0]
     {'b-1': 'Good morning.', 'b-2': 'Thank you.'}
     """
     clean = _LINE_SEPARATORS.sub(" ", text.replace("\r\n", "\n"))
