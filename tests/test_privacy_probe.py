@@ -91,3 +91,20 @@ def test_log_mel_probe_on_the_sample_speakers_is_well_above_chance():
     assert res["wire symbols"].accuracy > chance
     with pytest.raises(WorkbenchError, match="normalized per utterance"):
         speaker_probes({"normalized log-mel": log_mels(utts)[0]}, who, settings=HeadTraining(max_steps=1))
+
+
+def test_probe_bench_and_its_results_section(tmp_path, monkeypatch):
+    """``bench_device_tuning_tasks --probes --quick`` and the docs/results.md section it feeds."""
+    monkeypatch.setenv("WORKBENCH_BENCH_DIR", str(tmp_path))
+    from bench import bench_device_tuning_tasks as bench
+    from bench.summarize_device_tuning import probe_lines
+
+    res = bench.run_probes("cpu", quick=True)
+    assert list(res["runs"]) == ["fast"] and res["runs"]["fast"]["settings"] == bench.NOTEBOOK_PROBES["fast"]
+    assert res["representations"] == ["wire symbols", "restored states", "raw log-mel", "d-vectors (calibration)"]
+    lines = probe_lines(res)
+    assert ("| notebook settings | test recordings | chance | wire symbols | restored states | raw log-mel | "
+            "d-vectors (calibration) |") in lines
+    row = next(line for line in lines if line.startswith("| fast"))
+    probes = res["runs"]["fast"]["probes"]
+    assert f"{100 * probes['raw log-mel']['accuracy']:.0f} %" in row and "| 12 % |" in row
