@@ -175,6 +175,8 @@ def test_port_in_use_is_refused_before_ray_starts(files):
             serve_asr(files[0], [files[1]], port=port, blocking=False)
         assert time.perf_counter() - t0 < 5.0
     check_port_free("127.0.0.1", port)  # free again once closed
+    with pytest.raises(WorkbenchError, match="not a port number"):
+        check_port_free("127.0.0.1", 70000)
 
 
 def test_serve_asr_start_up_failures_say_why_at_once(files, tmp_path, capsys):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import hmac
 import json
 import logging
@@ -199,8 +200,10 @@ class ServerCore:
 async def _read_body(request, limit: int, timeout_s: float) -> bytes:
     """The request's body, refused (:class:`Refused`) when it says or turns out to be longer than
     ``limit`` bytes (413, before it is read), or takes longer than ``timeout_s`` to arrive (408)."""
+    from workbench.models.base import MAX_TRAIN_S
+
     too_big = (f"The request is larger than any message this server accepts ({limit:,} bytes): send one "
-               "utterance (at most 30 s) per request, made by 'workbench transcribe --server'.")
+               f"utterance (at most {MAX_TRAIN_S:.0f} s) per request, made by 'workbench transcribe --server'.")
     length = request.headers.get("content-length")
     if length is not None:
         if not length.strip().isdigit():
@@ -309,6 +312,8 @@ def check_port_free(host: str, port: int) -> None:
         WorkbenchError: the port is taken or not a port.
     """
     try:
+        if not 0 < int(port) < 65536:
+            raise OverflowError("not a port number")
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, OverflowError, UnicodeError) as err:
         raise WorkbenchError(f"The server cannot listen on {host}:{port} ({err}): give an address of this "
@@ -319,6 +324,9 @@ def check_port_free(host: str, port: int) -> None:
         try:
             s.bind(addr)
         except OSError as err:
+            if err.errno != errno.EADDRINUSE:
+                raise WorkbenchError(f"The server cannot listen on {host}:{port} ({err.strerror}): give an address "
+                                     "of this computer (--host) and a port from 1024 to 65535 (--port).") from None
             raise WorkbenchError(
                 f"Port {port} on {host} is in use ({err.strerror}): another program, perhaps another "
                 f"'workbench serve-asr', listens there. Stop it, or start this server on a free port (--port)."
