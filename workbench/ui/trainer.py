@@ -130,7 +130,7 @@ class TrainerSession:
 
     def _training_status(self) -> str:
         if self._stopping:
-            return f"stopping after this step (step {self.step}, {self.elapsed:.0f} s)..."
+            return f"stopping after this step and one last check (step {self.step}, {self.elapsed:.0f} s)..."
         if self.max_seconds is not None:
             return (f"training: {self.elapsed:.0f} of at most {self.max_seconds:.0f} s, step {self.step} "
                     f"(at most {self.max_steps} steps){self._note}")
@@ -182,7 +182,7 @@ class TrainerSession:
             return
         with self._lock:
             self._stopping = True
-            self.status = "stopping after this step..."
+            self.status = "stopping after this step and one last check..."
         self.trainer.stop()
         self._update.flush()
 
