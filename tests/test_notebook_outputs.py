@@ -254,7 +254,8 @@ def test_notebook_07_shows_whisper_before_and_after_training() -> None:
     assert max(len(line) for line in printed.splitlines()) < 120, printed  # was 600 random letters
 
 
-@pytest.mark.parametrize("name", ["03_personalize_live.ipynb", "07_real_models.ipynb", "08_device_and_server.ipynb"])
+@pytest.mark.parametrize("name", ["03_personalize_live.ipynb", "03b_live_captions.ipynb", "07_real_models.ipynb",
+                                  "08_device_and_server.ipynb"])
 def test_no_machine_noise(name: str) -> None:
     nb, _, _ = executed(name)
     found = {}
@@ -265,6 +266,25 @@ def test_no_machine_noise(name: str) -> None:
     assert not found, f"{name} shows machine noise: {found}"
 
 
+def test_notebook_03b_captions_both_models_says_it_back_and_saves_corrections() -> None:
+    nb, _, run = executed("03b_live_captions.ipynb")
+    board = outputs_text(_cell_with(nb, "side_by_side()"))
+    base, personal = _pct(board, "live captions, base model:"), _pct(board, "live captions, personal model:")
+    assert "wb-captions" in board and board.count("data-line=") >= 4, board[:300]  # both columns have lines
+    assert 0 <= personal <= 100 and 0 <= base <= 100
+    said = _cell_with(nb, "personal.say_back()")
+    assert any("audio/wav" in "".join(o.get("data", {}).get("text/html", "")) for o in said.outputs), \
+        "Say it back shows no audio"
+    fixed = outputs_text(_cell_with(nb, "personal.correct("))
+    n = int(re.search(r"(\d+) corrections saved", fixed).group(1))
+    assert n >= 1 and re.search(rf"holds {n} usable takes from use", fixed), fixed
+    manifest = run / "output" / "03b_live_captions" / "sim-accent" / "manifest.jsonl"
+    takes = [json.loads(x) for x in manifest.read_text().splitlines() if x.strip()]
+    assert sum(t.get("extra", {}).get("source") == "use" for t in takes) == n
+    again = outputs_text(_cell_with(nb, "second_run = finish(plan)"))
+    assert re.search(r"of them corrected captions from use", again) and "after" in again, again
+
+
 def test_a_plain_note_reads_as_a_line_of_text() -> None:
     """Our own warnings (notify) show as 'Note: ...', not as a UserWarning with a temp file's path."""
     nb, _, _ = executed("07_real_models.ipynb")
@@ -272,7 +292,8 @@ def test_a_plain_note_reads_as_a_line_of_text() -> None:
     assert "Note: the validation set has only" in text and "UserWarning" not in text, text
 
 
-@pytest.mark.parametrize("name", ["03_personalize_live.ipynb", "07_real_models.ipynb", "08_device_and_server.ipynb"])
+@pytest.mark.parametrize("name", ["03_personalize_live.ipynb", "03b_live_captions.ipynb", "07_real_models.ipynb",
+                                  "08_device_and_server.ipynb"])
 def test_notebooks_run_with_the_network_blocked_and_never_try_it(name: str) -> None:
     nb, attempts, _ = executed(name)
     assert [a for a in attempts if a["kind"] == "guard"], "the network guard did not start in the kernel"
