@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workbench._disk import check_room_for_run, report_disk_errors, save_or_keep
 from workbench.dataset import examples_from_corpus
 from workbench.errors import TrainingError
 from workbench.evaluate import Comparison, compare
@@ -165,6 +166,8 @@ def prepare(
     trainer = Trainer(backend, train_ex, valid_ex, config, decoder=dec)  # builds the feature caches
     if trainer.adapted is None:
         raise TrainingError("the personalization workflow trains adapters; use Trainer directly for the baselines")
+    check_room_for_run(trainer, held_out=len(held_out), submodel_dir=Path(submodel_dir or corpus.root / "submodels"),
+                       report_dir=Path(report_dir or corpus.root / "reports"))  # a full disk: found now (issue 24)
     return PersonalizationPlan(corpus, backend, reason, config, train_ex, valid_ex, held_out, dec,
                                decoder_name(decoder, backend), trainer,
                                Path(submodel_dir) if submodel_dir else corpus.root / "submodels",
@@ -242,10 +245,10 @@ def finish(plan: PersonalizationPlan, *, figures: FigureMaker | None = None) -> 
     metrics = {"wer_before": comparison.wer_before, "wer_after": comparison.wer_after,
                "cer_before": comparison.cer_before, "cer_after": comparison.cer_after,
                "held_out_utterances": len(held_out), "interval": comparison.interval}
-    submodel = adapted.save(plan.submodel_dir / f"{config.adapter.family}-{stamp}.safetensors",
-                            speaker_ids=[corpus.speaker_id],
-                            specaugment=None if config.specaugment is None else config.specaugment.to_dict(),
-                            training=training, metrics=metrics)
+    submodel = save_or_keep(lambda path: adapted.save(  # a full disk now: kept elsewhere, with a plain message
+        path, speaker_ids=[corpus.speaker_id], training=training, metrics=metrics,
+        specaugment=None if config.specaugment is None else config.specaugment.to_dict()),
+        plan.submodel_dir / f"{config.adapter.family}-{stamp}.safetensors", speaker_dir=corpus.root)
     report = result.parameter_report
     adapter_info = {"family": config.adapter.family, "parameters per speaker": report.get("per_speaker"),
                     "share of the base model": f"{report.get('per_speaker_percent', 0):.2f}%",
@@ -265,9 +268,10 @@ def finish(plan: PersonalizationPlan, *, figures: FigureMaker | None = None) -> 
         data["corrections kept out of training (they are test phrases)"] = use["kept_out"]
     from workbench.report import write_report
 
-    html_path, csv_path = write_report(plan.report_dir, speaker=corpus.info, comparison=comparison,
-                                       adapter=adapter_info, data=data, name=f"report-{stamp}",
-                                       figures=figures(comparison, result.history) if figures else ())
+    with report_disk_errors(plan.report_dir, submodel=submodel, speaker_dir=corpus.root):
+        html_path, csv_path = write_report(plan.report_dir, speaker=corpus.info, comparison=comparison,
+                                           adapter=adapter_info, data=data, name=f"report-{stamp}",
+                                           figures=figures(comparison, result.history) if figures else ())
     return PersonalizationRun(corpus.speaker_id, comparison, result, submodel, html_path, csv_path, adapted, advice)
 
 
