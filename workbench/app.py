@@ -4,7 +4,8 @@ Pages (a sidebar on the left): **Speakers** (list, create with a de-identified
 code and a consent record, open), **Record** (prompt by prompt with the
 browser's microphone, or uploads), **Personalize** (train with live progress and
 curves, Stop), **Results** (ASR word error rate before/after with its interval,
-per-recording alignments, "try a phrase", report downloads) and **Speakers map**.
+per-recording alignments, "try a phrase", report downloads), **Live captions** (the speaker talks, the
+personal model captions; say it back in a clear voice, correct a line) and **Speakers map**.
 The pages call the same core functions as the notebooks and the CLI
 (:mod:`workbench.app_pages` holds them).
 
