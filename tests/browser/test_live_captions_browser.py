@@ -5,7 +5,8 @@ The app runs in a subprocess over a copy of a shipped simulated speaker, with it
 fake microphone plays three of the speaker's recordings with pauses, in a loop
 (``--use-file-for-fake-audio-capture``). The test checks the three things a person does there:
 the captions appear, *Say it back* plays audio made on the server, and a correction lands in the
-speaker folder as a take from use. Nothing may leave this computer. A screenshot of the page
+speaker folder as a take from use; then the microphone goes away mid-stream (its track ends) and
+the page says so, keeping the captions. Nothing may leave this computer. A screenshot of the page
 goes to a temp folder (printed; ``WORKBENCH_SCREENSHOTS=DIR`` chooses it).
 
 Skipped when chromium or playwright is missing, unless ``WORKBENCH_REQUIRE_BROWSER=1``.
@@ -87,6 +88,11 @@ def test_live_captions_say_it_back_and_a_correction(mic_file, tmp_path) -> None:
                 *ARGS, f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required"])
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             context.route("**/*", route)
+            # keep the page's microphone streams reachable, so the test can make one go away (unplugged)
+            context.add_init_script("(() => { const md = navigator.mediaDevices; if (!md) return;"
+                                    " const get = md.getUserMedia.bind(md); window.__wbStreams = [];"
+                                    " md.getUserMedia = async (c) => { const s = await get(c);"
+                                    " window.__wbStreams.push(s); return s; }; })()")
             page = context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
@@ -135,6 +141,18 @@ def test_live_captions_say_it_back_and_a_correction(mic_file, tmp_path) -> None:
             assert rows[-1]["extra"]["source"] == "use" and rows[-1]["prompt"] == prompts[0]
             assert (data / SID / rows[-1]["audio_path"]).is_file() and first is not None
             shot(page, shots / "live-captions-corrected.png")
+
+            # 4. the microphone goes away mid-stream: a plain message, and the captions stay
+            n_lines = lines.count()
+            start.click()
+            expect(page.get_by_text("Listening…")).to_be_visible()
+            page.wait_for_timeout(1500)
+            page.evaluate("() => window.__wbStreams.at(-1).getAudioTracks()"
+                          ".forEach(t => t.dispatchEvent(new Event('ended')))")
+            expect(page.get_by_text("The microphone stopped (was it unplugged").first).to_be_visible(timeout=30_000)
+            expect(start).to_be_enabled()
+            assert lines.count() >= n_lines and lines.first.inner_text().strip()
+            shot(page, shots / "live-captions-mic-lost.png")
             assert not errors, errors
             assert not external, f"requests left localhost: {external}"
             context.close()
