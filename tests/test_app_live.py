@@ -325,3 +325,57 @@ def test_notebook_widget_with_a_fake_kernel_microphone() -> None:
         t.join(60)
     assert caps.lines and "wb-captions" in box.children[3].value
     assert "No personal model yet" in box.children[0].value
+
+
+def test_notebook_widget_says_when_the_kernel_microphone_goes_away() -> None:
+    pytest.importorskip("ipywidgets")
+    import time
+
+    from workbench.ui.live import live_widget
+
+    wav, _ = speech(1)
+
+    class Unplugged:
+        """Delivers one phrase, then nothing more (as when the microphone is pulled out)."""
+
+        def __init__(self, *, callback, blocksize, **_):
+            self.callback, self.blocksize, self.active = callback, blocksize, True
+
+        def start(self):
+            for i in range(0, len(wav), self.blocksize):
+                self.callback(wav[i:i + self.blocksize, None], self.blocksize, None, None)
+            self.active = False
+
+        def stop(self):
+            raise RuntimeError("PortAudio: device unavailable")
+
+        def close(self):
+            pass
+
+    rec, description = real_open(SAMPLE, "tiny")
+    caps = LiveCaptions(rec, description)
+    box = live_widget(caps, source="kernel", stream_factory=Unplugged)
+    start, stop = box.children[1].children
+    start.click()
+    deadline = time.monotonic() + 30
+    while caps.message != MIC_LOST_MESSAGE and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert caps.message == MIC_LOST_MESSAGE and not start.disabled and stop.disabled
+    for t in [t for t in __import__("threading").enumerate() if t.name == "workbench-live-captions"]:
+        t.join(60)
+    assert caps.lines, "what was captioned before is kept"
+
+
+def test_notebook_widget_with_the_browser_microphone() -> None:
+    pytest.importorskip("ipywidgets")
+    pytest.importorskip("anywidget")
+    from workbench.ui.live import live_widget
+
+    rec, description = real_open(SAMPLE, "tiny")
+    caps = LiveCaptions(rec, description)
+    box = live_widget(caps, source="browser")
+    mic = box.children[1]
+    assert mic.chunk_seconds == 0.5 and isinstance(mic.protocol, BrowserStream)
+    wav, _ = speech(2)
+    feeder = send(mic.protocol, wav)
+    assert feeder.join(60) and len(caps.lines) >= 2

@@ -439,8 +439,13 @@ def stream_file(captions: LiveCaptions, wav: np.ndarray, *, chunk_s: float = 0.5
 # --------------------------------------------------------------------------- #
 
 
-def _kernel_stream(feeder: LiveFeeder, device: int | str | None, stream_factory: Callable[..., Any] | None) -> Any:
-    """An open input stream of the kernel's microphone that puts 0.1 s blocks into ``feeder``."""
+_MIC_SILENT_S = 3.0  # no block from an open kernel stream for this long: the microphone went away
+
+
+def _kernel_stream(feeder: LiveFeeder, device: int | str | None, stream_factory: Callable[..., Any] | None,
+                   seen: dict[str, float]) -> Any:
+    """An open input stream of the kernel's microphone that puts 0.1 s blocks into ``feeder``;
+    ``seen["at"]`` is the time of the last block (``time.monotonic``)."""
     if stream_factory is None:
         from workbench.ui.kernel_recorder import _load_sounddevice
 
@@ -448,12 +453,24 @@ def _kernel_stream(feeder: LiveFeeder, device: int | str | None, stream_factory:
 
     def callback(indata: Any, frames: int, time_info: Any, status: Any) -> None:
         block = np.asarray(indata, dtype=np.float32)
+        seen["at"] = time.monotonic()
         feeder.put((block.mean(axis=1) if block.ndim == 2 else block.reshape(-1)).copy())
 
+    seen["at"] = time.monotonic()
     stream = stream_factory(samplerate=SAMPLE_RATE, device=device, channels=1, dtype="float32",
                             blocksize=SAMPLE_RATE // 10, callback=callback)
     stream.start()
     return stream
+
+
+def _watch_kernel_mic(state: dict[str, Any], stream: Any, lost: Callable[[], None]) -> None:
+    """Call ``lost()`` once if ``stream`` (still the open one) stops delivering audio (unplugged, taken)."""
+    while state.get("stream") is stream:
+        time.sleep(0.25)
+        inactive = not getattr(stream, "active", True)
+        if state.get("stream") is stream and (inactive or time.monotonic() - state["seen"]["at"] > _MIC_SILENT_S):
+            lost()
+            return
 
 
 def live_widget(captions: LiveCaptions, *, source: str = "auto", device: int | str | None = None,
@@ -544,8 +561,9 @@ def live_widget(captions: LiveCaptions, *, source: str = "auto", device: int | s
 
         def on_start(_: Any) -> None:
             feeder = start_feeder()
+            state["seen"] = {}
             try:
-                state["stream"] = _kernel_stream(feeder, device, stream_factory)
+                state["stream"] = _kernel_stream(feeder, device, stream_factory, state["seen"])
             except Exception as err:  # PortAudio raises several types; the person needs the words only
                 feeder.end()
                 captions._say(f"The microphone could not be opened ({err}). Pick another one, or use the "
@@ -553,15 +571,19 @@ def live_widget(captions: LiveCaptions, *, source: str = "auto", device: int | s
                 redraw()
                 return
             start.disabled, stop.disabled = True, False
+            threading.Thread(target=_watch_kernel_mic, args=(state, state["stream"], lambda: on_stop(None, lost=True)),
+                             name="workbench-live-mic-watch", daemon=True).start()
 
-        def on_stop(_: Any) -> None:
+        def on_stop(_: Any, *, lost: bool = False) -> None:
             stream, state["stream"] = state["stream"], None
             if stream is not None:
                 try:
                     stream.stop()
                     stream.close()
                 except Exception:  # already gone (unplugged): the captions are kept either way
-                    captions._say(MIC_LOST_MESSAGE, False)
+                    lost = True
+            if lost:
+                captions._say(MIC_LOST_MESSAGE, False)
             if state["feeder"] is not None:
                 state["feeder"].end()
             start.disabled, stop.disabled = False, True
