@@ -111,6 +111,8 @@ def test_live_captions_say_it_back_and_a_correction(mic_file, tmp_path) -> None:
             lines = page.locator(".wb-captions .wb-line[data-line]")
             expect(lines.nth(1)).to_be_visible(timeout=60_000)  # two committed lines: a pause split them
             page.wait_for_timeout(2500)
+            expect(page.get_by_text("● Listening ·")).to_be_visible()
+            shot(page, shots / "live-captions-listening.png")
             page.locator(".wb-rec-stop").click()
             expect(page.get_by_text("Captions stopped after")).to_be_visible(timeout=30_000)
             heard = " ".join(lines.all_inner_texts()).lower().split()

@@ -350,8 +350,10 @@ class LivePage(pn.viewable.Viewer):
         self.about.object = (f"<div style='{style};padding:8px 12px;font-size:0.98em;max-width:60em'>"
                              + "<br>".join(lines) + "</div>")
         self.view.object = captions.html()
-        heard = f"{self.feeder.heard_s:.0f} s heard \u00b7 " if self.feeder is not None else ""
-        self.status.object = f"<span class='wb-where'>{heard}the model is {esc(captions.status)}</span>"
+        feeder = self.feeder
+        self.status.object = ("" if feeder is None else
+                              f"<span class='wb-where'>\u25cf Listening \u00b7 {feeder.heard_s:.0f} s heard \u00b7 "
+                              f"the model is {esc(captions.status)}</span>")
         recent = list(reversed(captions.lines[-10:]))
         options = {f"{line.number}. {line.shown[:60]}": line.number for line in recent}
         if options != self.pick.options:
