@@ -111,8 +111,16 @@ def write_onnx(adapted: Adapted, folder: Path, quantization: str | None) -> tupl
     merged = adapted.config.family in MERGEABLE
     model = fresh_merged_model(adapted, merged_state_dict(adapted)) if merged else backend.model
     path = folder / FILE_NAME
-    with torch.no_grad():
-        _export(OnnxCTC(model).eval(), path)
+    params = list(adapted.adapters.parameters())
+    trainable = [p.requires_grad for p in params]
+    try:
+        for p in params:  # the tracer records adapter weights as constants
+            p.requires_grad_(False)
+        with torch.no_grad():
+            _export(OnnxCTC(model).eval(), path)
+    finally:
+        for p, flag in zip(params, trainable, strict=True):
+            p.requires_grad_(flag)
     wavs = probe_waveforms((2.5, 1.3))
     wav, lens = pad_waveforms(wavs)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -11,10 +11,14 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.export import EXPORT_EXTRA, FORMATS, ExportError
 from workbench.export.merge import Verification, check_family
 from workbench.export.source import base_kind, load_adapted, resolve_source
+
+if TYPE_CHECKING:
+    from workbench.models.base import ASRBackend
 
 __all__ = ["QUANTIZATIONS", "ExportResult", "export_model"]
 
@@ -86,7 +90,8 @@ def _check_engines(fmt: str) -> None:
 
 
 def export_model(source: str | Path, fmt: str, out: str | Path, *, speaker: str | None = None,
-                 quantization: str | None = None, force: bool = False, model: str | None = None) -> ExportResult:
+                 quantization: str | None = None, force: bool = False, model: str | None = None,
+                 backend: ASRBackend | None = None) -> ExportResult:
     """Export one speaker's personal model for another engine.
 
     Args:
@@ -98,6 +103,8 @@ def export_model(source: str | Path, fmt: str, out: str | Path, *, speaker: str 
         quantization: the weight type (:data:`QUANTIZATIONS`; default the first listed).
         force: replace an existing ``out`` (only once the new export is complete).
         model: load this base model instead of the one the file names (a local folder).
+        backend: an already loaded base model to use instead of loading one (the file must
+            have been trained on it).
 
     Raises:
         ExportError, AdapterError, MissingDependencyError: with a plain message; nothing is
@@ -118,11 +125,11 @@ def export_model(source: str | Path, fmt: str, out: str | Path, *, speaker: str 
                           f"{' or '.join(allowed)}")
     out = check_target(out, force=force)
     src = resolve_source(source, speaker=speaker)
-    kind = base_kind(model or src.base_model)
+    kind = None if backend is not None else base_kind(model or src.base_model)
     if kind is not None:
         check_family(src.family, fmt, kind)  # before the model is loaded: a refusal costs nothing
     _check_engines(fmt)
-    adapted, kind = load_adapted(src, model=model)
+    adapted, kind = load_adapted(src, model=model, backend=backend)
     try:
         check_family(src.family, fmt, kind)
         need = adapted.backend.num_parameters() * _BYTES[quantization]

@@ -25,6 +25,7 @@ from workbench.export import ExportError
 
 if TYPE_CHECKING:
     from workbench.adapters import Adapted
+    from workbench.models.base import ASRBackend
 
 __all__ = ["ExportSource", "base_kind", "load_adapted", "resolve_source"]
 
@@ -135,13 +136,15 @@ def _personal_file(folder: Path) -> tuple[Path, str, str]:
     return personal.path, f"the personal model of {sid!r}: {personal.path.name} ({personal.reason})", sid
 
 
-def load_adapted(src: ExportSource, *, model: str | None = None) -> tuple[Adapted, str]:
+def load_adapted(src: ExportSource, *, model: str | None = None, backend: ASRBackend | None = None) -> tuple[Adapted, str]:
     """Load the Submodel's base model and inject the speaker's adapter (one row).
 
     Args:
         src: from :func:`resolve_source`.
         model: a base model to load instead of the one the file names (a local folder,
             say); the file is refused unless it was trained on exactly that model.
+        backend: an already loaded base model to use (the app, tests); refused likewise
+            unless the file was trained on it. Its adapters are removed after the export.
 
     Returns:
         ``(adapted, kind)`` with kind ``"whisper"`` or ``"built-in"``.
@@ -159,14 +162,16 @@ def load_adapted(src: ExportSource, *, model: str | None = None) -> tuple[Adapte
     from workbench.models.whisper import WhisperBackend
 
     name = model or src.base_model
-    if model is None and base_kind(name) is None:
+    if backend is None and model is None and base_kind(name) is None:
         raise ExportError(f"{src.path.name} was trained on base model {name[:80]!r}, which export does not know by "
                           "name: exports are made from Whisper tiny.en / base or the built-in model. If you have "
                           "that model in a local folder, give it with --model FOLDER")
-    try:
-        backend = load_base_model(name)
-    except WorkbenchError as err:
-        raise ExportError(f"the base model {name[:80]!r} that {src.path.name} needs cannot be loaded: {err}") from None
+    if backend is None:
+        try:
+            backend = load_base_model(name)
+        except WorkbenchError as err:
+            raise ExportError(f"the base model {name[:80]!r} that {src.path.name} needs cannot be loaded: {err}") \
+                from None
     if isinstance(backend, WhisperBackend):
         kind = WHISPER
     elif isinstance(backend, TinyBackend):
