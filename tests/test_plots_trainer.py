@@ -28,7 +28,7 @@ def test_training_curve_has_loss_left_wer_right_and_marks_the_best_step() -> Non
     fig = plots.plot_training_curve(HISTORY, title="spk-001")
     assert isinstance(fig, Figure)
     ax, right = fig.axes
-    assert ax.get_title() == "spk-001"
+    assert ax.get_title(loc="left") == "spk-001"
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("training step", "training loss (CTC)")
     assert right.get_ylabel() == "ASR word error rate on validation (%)"
     (loss,) = ax.get_lines()
@@ -53,6 +53,35 @@ def test_the_loss_axis_names_the_backends_own_loss() -> None:
     unnamed = [{k: v for k, v in h.items() if k != "loss_name"} for h in HISTORY]  # e.g. an old checkpoint
     assert plots.plot_training_curve(unnamed).axes[0].get_ylabel() == "training loss"
     assert plots.plot_training_curve(unnamed, loss_name="CTC").axes[0].get_ylabel() == "training loss (CTC)"
+
+
+def _boxes(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw_without_rendering()
+    return renderer
+
+
+@pytest.mark.parametrize("best_at", [0, 3, 6])
+def test_the_curves_labels_collide_with_nothing(best_at) -> None:
+    """Issue 24 A14: "best N%" ran into the right axis' numbers, and the legend covered the curves."""
+    import numpy as np
+
+    history = [{"kind": "step", "step": s, "loss": 3.0 / s, "loss_name": "CTC"} for s in range(1, 61)]
+    history += [{"kind": "eval", "step": 10 * k, "wer": 0.3 if k == best_at else 0.9 - 0.01 * k} for k in range(7)]
+    fig = plots.plot_training_curve(sorted(history, key=lambda h: h["step"]), title="Live personalization")
+    renderer = _boxes(fig)
+    ax, right = fig.axes
+    frame = ax.get_window_extent(renderer)
+    (best,) = right.texts
+    box = best.get_window_extent(renderer)
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1  # inside the axes, not over the tick labels
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.y0 >= frame.y1 - 1  # above the axes: it covers no curve
+    assert not legend.overlaps(ax._left_title.get_window_extent(renderer))
+    points = np.vstack([line.get_xydata() for line in ax.get_lines()])
+    assert not any(legend.contains(*ax.transData.transform(p)) for p in points)
 
 
 @pytest.mark.parametrize("before,after,interval", [(0.95, 0.88, (-0.02, 0.2)), (0.3, 0.25, (-0.1, 0.15)),

@@ -36,13 +36,16 @@ def plot_training_curve(history: Sequence[dict], *, ax: Any = None, title: str =
         xs, ys = zip(*evals, strict=True)
         right.plot(xs, ys, "o-", color="#d62828", lw=1.8, label="validation WER")
         best = min(range(len(ys)), key=ys.__getitem__)
-        right.annotate(f"best {ys[best]:.0f}%", (xs[best], ys[best]), textcoords="offset points", xytext=(4, 8),
-                       color="#d62828", fontsize=9)
+        late = xs[best] > (min(xs) + max(xs)) / 2  # in the right half: the label goes left, inside the axes
+        right.annotate(f"best {ys[best]:.0f}%", (xs[best], ys[best]), textcoords="offset points",
+                       xytext=(-4 if late else 4, 8), ha="right" if late else "left", color="#d62828", fontsize=9)
         right.set_ylim(0, max(100.0, max(ys) * 1.05))
     right.set_ylabel("ASR word error rate on validation (%)", color="#d62828")
-    ax.set_title(title)
+    ax.set_title(title, loc="left")  # the legend sits at the right of the same line
     lines = ax.get_lines() + right.get_lines()
-    ax.legend(lines, [ln.get_label() for ln in lines], loc="upper right", fontsize=8)
+    # above the axes, beside the title: inside, it covered the curves wherever they ran
+    ax.legend(lines, [ln.get_label() for ln in lines], loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2,
+              fontsize=8, frameon=False, borderaxespad=0.2)
     return fig
 
 
