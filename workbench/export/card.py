@@ -189,8 +189,10 @@ def decoding_section(fmt: str, kind: str, folder: str = "DIR") -> list[str]:
                   "or `WhisperForConditionalGeneration.from_pretrained(...)` with `model.generate(input_features, "
                   "return_timestamps=False, num_beams=1, do_sample=False, max_new_tokens=...)`; leave "
                   "`temperature` unset (a tuple of temperatures turns the fallback on). transformers always encodes "
-                  "30 s (its Whisper encoder refuses other lengths), so on some recordings its words differ from the "
-                  "workbench's; the ct2 and ggml exports can encode the shorter window.", ""]
+                  "30 s (its Whisper encoder refuses other lengths) and has no repetition guard, so on some recordings its "
+                  "words differ from the workbench's and on short phrases it can repeat the sentence until "
+                  "`max_new_tokens` stops it: keep that cap, and prefer the ct2 or ggml export, which can encode the "
+                  "shorter window.", ""]
     return lines
 
 
