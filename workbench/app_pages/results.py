@@ -439,12 +439,15 @@ class ResultsPage(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ view
     def __panel__(self) -> Any:
+        from workbench.app_pages.downloads import downloads_for  # exports for other engines (issue 26)
+
         mic: list[Any] = [self.recorder] if self.recorder is not None else []
         return pn.Column(
             self.header, self.choose, self.summary, self.chart, pn.Row(self.download_html, self.download_csv),
             self.table,
             html_pane("<h3>Personal model</h3>"), self.personal_line,
             pn.Row(self.pick, pn.Column(pn.Spacer(height=18), self.pick_button)), self.pick_message,
+            downloads_for(self),
             html_pane("<h3>Try a phrase</h3><p>Record (or upload) a new sentence and see what the base model "
                       "and the personal model make of it.</p>"),
             *mic, self.try_upload, self.try_answer,

@@ -168,7 +168,7 @@ def load_adapted(src: ExportSource, *, model: str | None = None, backend: ASRBac
                           "that model in a local folder, give it with --model FOLDER")
     if backend is None:
         try:
-            backend = load_base_model(name)
+            backend = load_base_model(name, offline=model is None)  # a name read from a file never downloads
         except WorkbenchError as err:
             raise ExportError(f"the base model {name[:80]!r} that {src.path.name} needs cannot be loaded: {err}") \
                 from None
