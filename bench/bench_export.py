@@ -6,19 +6,20 @@ engine on the speaker's **test phrases** (the recordings the adapter never train
 recording at a time, greedy, with the model card's decoding settings:
 
 - ``ct2`` int8 and float32 in faster-whisper (``beam_size=1``, ``temperature=0``, no
-  timestamps, no previous text, ``max_new_tokens`` from the duration);
-- ``ggml`` float16 in whisper.cpp (pywhispercpp; the same settings);
-- ``hf`` in transformers' ``pipeline("automatic-speech-recognition")``;
+  timestamps, no previous text, ``max_new_tokens`` from the duration, ``chunk_length`` = the
+  workbench's encoding window), and int8 with faster-whisper's usual 30 s window;
+- ``ggml`` float16 in whisper.cpp (pywhispercpp; the same settings, ``audio_ctx`` = the window);
+- ``hf`` in transformers' ``pipeline("automatic-speech-recognition")`` (always 30 s);
 - ``onnx`` (built-in model) in ONNX Runtime with greedy CTC decoding.
 
 Each is compared with the workbench's own path, ``workbench transcribe --adapter FILE``
-(the same functions, in process) on the same audio files: the share of transcripts that are
-identical after the workbench's text normalization (goal >= 95 %) and the corpus WER
-against the prompts (goal: within 1 point). The real-time factor (compute seconds / audio
-seconds, 2 threads for every engine, after a warm-up recording) is measured in interleaved
-rounds. Whisper's engines pad every recording to 30 s; the workbench encodes only the audio
-plus a margin (``window="auto"``), so its transcripts can differ on a few recordings; the
-workbench's ``window="full"`` is listed too.
+(the same functions, in process, one recording at a time) on the same audio files: the share
+of transcripts that are identical after the workbench's text normalization (goal >= 95 %)
+and the corpus WER against the prompts (goal: within 1 point). The real-time factor (compute
+seconds / audio seconds, 2 threads for every engine, after a warm-up recording) is measured
+in interleaved rounds. The workbench trains and decodes Whisper on the audio plus a margin
+(``window="auto"``), not on 30 s; its ``window="full"`` path is listed too, as the reference
+for engines that always encode 30 s.
 
 The personal models are trained once, on copies of the sample speakers in the workbench
 cache (``bench-export/``), unless ``--speaker``/``--builtin-speaker`` name speaker folders

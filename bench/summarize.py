@@ -12,6 +12,7 @@ from bench import _common
 from bench.peers import SPEECHBRAIN_INSTALL
 from bench.summarize_whisper import results_md_real_speech, whisper_details, whisper_targets
 from bench.summarize_peers import peers_details, peers_targets
+from bench.summarize_export import export_details
 from bench.summarize_device_tuning import END as DT_END
 from bench.summarize_device_tuning import START as DT_START
 from bench.summarize_device_tuning import results_md_device_tuning
@@ -130,7 +131,7 @@ def benchmarks_md() -> str:
                  "whisper_cpu", "peers_cpu", "peers_whisper_cpu", "peers_training_cpu"):
         if _load(name):
             lines.append(f"- `{name}`: {_machine(_load(name))}")
-    lines += ["", *peers_details(_load), *_details(), *whisper_details(_load),
+    lines += ["", *peers_details(_load), *_details(), *whisper_details(_load), *export_details(_load),
               *_contention_details(_load("contention"))]
     return "\n".join(lines) + "\n"
 

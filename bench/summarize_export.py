@@ -1,0 +1,48 @@
+"""The "Exported personal models" section of docs/benchmarks.md, from docs/bench/export.json (bench_export.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["export_details"]
+
+
+def _machine(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    return f"{m['cpu']}, {m['cores']} cores, {result['threads']} threads per engine"
+
+
+def _engines(part: dict[str, Any], goals: dict[str, float]) -> list[str]:
+    lines = [f"**{part['speaker']}** ({part['submodel']}): {part['recordings']} test phrases, "
+             f"{part['audio_s']:.0f} s of audio.", "",
+             "| engine | transcripts identical to `workbench transcribe --adapter` | WER | vs the workbench | RTF | |",
+             "|---|---|---|---|---|---|"]
+    for name, e in part["engines"].items():
+        mark = "reference" if name == "workbench" else ("—" if "met" not in e else ("met" if e["met"] else "**missed**"))
+        lines.append(f"| {name} | {100 * e['identical']:.0f} % ({round(e['identical'] * e['n'])} of {e['n']}) | "
+                     f"{100 * e['wer']:.1f} % | {e['wer_points_vs_workbench']:+.1f} points | {e['rtf']:.3f} | {mark} |")
+    lines += ["", "| export | size | export time | merged vs adapted (largest difference) | adapter's own effect |",
+              "|---|---|---|---|---|"]
+    for name, x in part["exports"].items():
+        lines.append(f"| {name} | {x['mb']:.0f} MB | {x['seconds']:.0f} s | {x['max_diff']:.1e} | "
+                     f"{x['adapter_effect']:.1e} |")
+    return lines + [""]
+
+
+def export_details(load: Callable[[str], dict | None]) -> list[str]:
+    """Markdown lines of the section (a 'not measured' line when the benchmark has not run)."""
+    result = load("export")
+    head = ["## Exported personal models in their engines", ""]
+    if not result:
+        return head + ["Not measured yet: `python -m bench.bench_export` (about 10 minutes; trains two sample "
+                       "personal models once).", ""]
+    g = result["goals"]
+    return head + [
+        f"Each export run by its own engine, greedy, one recording at a time, with the model card's decoding "
+        f"settings; goals: at least {100 * g['identical']:.0f} % of transcripts identical to the workbench's and the "
+        f"corpus WER within {g['wer_points']:.0f} point. RTF: compute seconds per second of audio, median of "
+        f"{result['rounds']} interleaved rounds. faster-whisper and whisper.cpp are given the workbench's encoding "
+        "window (`chunk_length`, `audio_ctx`); transformers always encodes 30 s, like the workbench's "
+        "`window=\"full\"` row. Machine: " + _machine(result) + ". `python -m bench.bench_export`", "",
+        *_engines(result["whisper"], g), *_engines(result["builtin"], g)]
