@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from workbench.augment import speed_perturb
 from workbench.constants import SAMPLE_RATE
 from workbench.errors import AudioError, CorpusError
 
@@ -22,7 +23,8 @@ if TYPE_CHECKING:  # annotations only: the corpus and the backends are above thi
     from workbench.corpus import SpeakerCorpus, Utterance
     from workbench.models.base import ASRBackend, Batch
 
-__all__ = ["Example", "FeatureCache", "examples_from_corpus", "speaker_mixed_batches"]
+__all__ = ["Example", "FeatureCache", "examples_from_corpus", "left_out_note", "speaker_mixed_batches",
+           "with_speed_perturbation"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +124,33 @@ class FeatureCache:
         """Padded :class:`~workbench.models.base.Batch` (with speaker rows) and transcripts."""
         batch = self.backend.collate([self.items[i] for i in indices], [self.examples[i].speaker for i in indices])
         return batch, [self.examples[i].text for i in indices]
+
+
+def with_speed_perturbation(examples: Sequence[Example], factors: Sequence[float]) -> list[Example]:
+    """``examples`` followed by a copy of each at every speed in ``factors`` (same text,
+    speaker and utterance id); the training set grows ``1 + len(factors)`` times."""
+    out = list(examples)
+    for factor in factors:
+        out += [dataclasses.replace(e, wav=speed_perturb(e.wav, factor)) for e in examples]
+    return out
+
+
+def left_out_note(originals: Sequence[Example], train: FeatureCache, valid: FeatureCache) -> str:
+    """The takes two feature caches left out (``skip_unusable``), named with their sentence and why, and
+    what to do; "" when none. ``train`` may hold speed-changed copies of ``originals``, counted apart."""
+    mine = {id(e) for e in originals}
+    takes = [(ex, why) for ex, why in train.left_out if id(ex) in mine] + valid.left_out
+    copies = sum(id(ex) not in mine for ex, _ in train.left_out)
+    named = [f"take {ex.utt_id} ({ex.text!r}) {why}" if why.startswith("is ") else
+             f"take {ex.utt_id} ({ex.text!r}): {why}" for ex, why in takes[:10]]
+    more = f" (and {len(takes) - 10} more)" if len(takes) > 10 else ""
+    note = (f"{len(takes)} recording{'s were' if len(takes) != 1 else ' was'} left out of training: "
+            f"{'; '.join(named)}{more}. Record {'them' if len(takes) != 1 else 'it'} again as shorter takes, one "
+            "sentence each (on the Record page, Record again sets the old take aside).") if takes else ""
+    if copies:
+        note += (f" {copies} slowed-down cop{'ies' if copies != 1 else 'y'} of long takes (speed perturbation) "
+                 f"{'were' if copies != 1 else 'was'} left out too.")
+    return note.strip()
 
 
 def speaker_mixed_batches(speakers: Sequence[int], batch_size: int, *, generator: torch.Generator) -> list[list[int]]:

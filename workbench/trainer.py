@@ -28,8 +28,9 @@ would. Events fire in every process; print or plot from ``distributed.is_main()`
 Guarantees: the loss is checked to be finite every step; gradients are clipped;
 ``stop()`` may be called from any thread and ends the run after the current
 step and one evaluation of the steps since the last; ``max_seconds`` is a ceiling
-on :meth:`Trainer.fit`, evaluations included (see there); early stopping watches the validation WER, and the adapter weights with the
-lowest validation loss are restored at the end; the same
+on :meth:`Trainer.fit`, evaluations included (see there); early stopping
+watches the validation WER, and the adapter weights with the lowest
+validation loss are restored at the end; the same
 seed gives the same result, and a run resumed from a checkpoint continues
 exactly as if it had not been interrupted (batches, SpecAugment draws and
 optimizer state are all functions of the seed and step).
@@ -53,8 +54,8 @@ from torch import nn
 from workbench import distributed
 from workbench._atomic import write_bytes_atomic
 from workbench.adapters import Adapted, AdapterConfig, LoRAConfig, config_from_dict, inject
-from workbench.augment import SpecAugmentPolicy, spec_augment, speed_perturb
-from workbench.dataset import Example, FeatureCache, speaker_mixed_batches
+from workbench.augment import SpecAugmentPolicy, spec_augment
+from workbench.dataset import Example, FeatureCache, left_out_note, speaker_mixed_batches, with_speed_perturbation
 from workbench.errors import TrainingError
 from workbench.notices import notify
 
@@ -205,15 +206,6 @@ def check_enough_data(n_train: int, minimum: int, *, n_held_out_words: int | Non
             stacklevel=3)
 
 
-def with_speed_perturbation(examples: Sequence[Example], factors: Sequence[float]) -> list[Example]:
-    """``examples`` followed by a copy of each at every speed in ``factors`` (same text,
-    speaker and utterance id); the training set grows ``1 + len(factors)`` times."""
-    out = list(examples)
-    for factor in factors:
-        out += [dataclasses.replace(e, wav=speed_perturb(e.wav, factor)) for e in examples]
-    return out
-
-
 class Trainer:
     """Train a speaker's Submodel (adapters on a frozen base model), or a baseline.
 
@@ -249,7 +241,7 @@ class Trainer:
         self.train_cache = FeatureCache(backend, with_speed_perturbation(train, config.speed_perturb),
                                         frozen_layers=self.frozen_layers, skip_unusable=True)
         self.eval_cache = FeatureCache(backend, valid, frozen_layers=self.frozen_layers, skip_unusable=True)
-        self.left_out = self._left_out_note(train)
+        self.left_out = left_out_note(train, self.train_cache, self.eval_cache)
         if self.left_out:
             notify(self.left_out, stacklevel=2)
         originals = {id(e) for e in train}
@@ -317,24 +309,6 @@ class Trainer:
 
         Under ``torchrun``, a stop asked in any process stops every process."""
         self._stop.set()
-
-    def _left_out_note(self, originals: Sequence[Example]) -> str:
-        """The takes the feature caches left out, named with their sentence and why, and what to do; or ""."""
-        mine = {id(e) for e in originals}
-        takes = [(ex, why) for ex, why in self.train_cache.left_out if id(ex) in mine] + self.eval_cache.left_out
-        copies = sum(id(ex) not in mine for ex, _ in self.train_cache.left_out)
-        if not takes and not copies:
-            return ""
-        named = [f"take {ex.utt_id} ({ex.text!r}) {why}" if why.startswith("is ") else
-                 f"take {ex.utt_id} ({ex.text!r}): {why}" for ex, why in takes[:10]]
-        more = f" (and {len(takes) - 10} more)" if len(takes) > 10 else ""
-        note = (f"{len(takes)} recording{'s were' if len(takes) != 1 else ' was'} left out of training: "
-                f"{'; '.join(named)}{more}. Record {'them' if len(takes) != 1 else 'it'} again as shorter takes, one "
-                "sentence each (on the Record page, Record again sets the old take aside).") if takes else ""
-        if copies:
-            note += (f" {copies} slowed-down cop{'ies' if copies != 1 else 'y'} of long takes (speed perturbation) "
-                     f"{'were' if copies != 1 else 'was'} left out too.")
-        return note.strip()
 
     # ------------------------------------------------------------------ parameters
     def _unfreeze_baseline(self, config: TrainConfig) -> list[nn.Parameter]:
