@@ -6,8 +6,9 @@ engine on the speaker's **test phrases** (the recordings the adapter never train
 recording at a time, greedy, with the model card's decoding settings:
 
 - ``ct2`` int8 and float32 in faster-whisper (``beam_size=1``, ``temperature=0``, no
-  timestamps, no previous text, ``max_new_tokens`` from the duration, ``chunk_length`` = the
-  workbench's encoding window), and int8 with faster-whisper's usual 30 s window;
+  timestamps, no previous text, ``max_new_tokens`` from the duration; faster-whisper always
+  encodes 30 s, zero-padded), and in CTranslate2 directly with the workbench's encoding window
+  (the model card's snippet, :func:`workbench.export.ct2.window_transcriber`);
 - ``ggml`` float16 in whisper.cpp (pywhispercpp; the same settings, ``audio_ctx`` = the window);
 - ``hf`` in transformers' ``pipeline("automatic-speech-recognition")`` (always 30 s);
 - ``onnx`` (built-in model) in ONNX Runtime with greedy CTC decoding.
@@ -93,22 +94,36 @@ def _workbench_path(submodel: Path, **options: Any) -> Callable[[np.ndarray], st
     return lambda wav: adapted.transcribe([wav])[0]
 
 
-def _faster_whisper(folder: Path, *, window: bool = True) -> Callable[[np.ndarray], str]:
+def _prompt(submodel: Path) -> list[int]:
+    """The Whisper decoding prompt of the Submodel's base model."""
+    from workbench.adapters.io import read_submodel
+    from workbench.models.loading import load_base_model
+
+    return list(load_base_model(read_submodel(submodel)[1]["base_model"]).prompt_ids)
+
+
+def _faster_whisper(folder: Path) -> Callable[[np.ndarray], str]:
+    """faster-whisper as a user runs it: the model card's settings, its own 30 s window."""
     from faster_whisper import WhisperModel
 
-    from workbench.export.card import max_new_tokens, window_seconds
+    from workbench.export.card import max_new_tokens
 
     model = WhisperModel(str(folder), device="cpu", compute_type="default", cpu_threads=THREADS)
 
     def run(wav: np.ndarray) -> str:
-        seconds = len(wav) / 16000
         segments, _ = model.transcribe(wav, beam_size=1, temperature=0.0, without_timestamps=True,
                                        condition_on_previous_text=False, vad_filter=False,
-                                       max_new_tokens=max_new_tokens(seconds),
-                                       chunk_length=window_seconds(seconds) if window else None)
+                                       max_new_tokens=max_new_tokens(len(wav) / 16000))
         return " ".join(s.text.strip() for s in segments)
 
     return run
+
+
+def _ctranslate2(folder: Path, prompt: list[int]) -> Callable[[np.ndarray], str]:
+    """CTranslate2 directly with the workbench's window (the model card's snippet)."""
+    from workbench.export.ct2 import window_transcriber
+
+    return window_transcriber(folder, prompt, threads=THREADS)
 
 
 def _whisper_cpp(folder: Path) -> Callable[[np.ndarray], str]:
@@ -218,10 +233,12 @@ def run(quick: bool, speaker: Path | None, builtin_speaker: Path | None, rounds:
             exports[f"{fmt} {q}"] = {"seconds": r.seconds, "max_diff": r.verification.max_diff,
                                      "adapter_effect": r.verification.adapter_effect,
                                      "mb": sum(p.stat().st_size for p in r.path.iterdir()) / 1e6}
-        fns = {"workbench": _workbench_path(submodel), "workbench full window": _workbench_path(submodel, window="full"),
+        ours, prompt = _workbench_path(submodel), _prompt(submodel)
+        fns = {"workbench": ours, "workbench full window": _workbench_path(submodel, window="full"),
+               "ctranslate2 int8, workbench window": _ctranslate2(out / "ct2-int8", prompt),
+               "ctranslate2 float32, workbench window": _ctranslate2(out / "ct2-float32", prompt),
                "faster-whisper int8": _faster_whisper(out / "ct2-int8"),
                "faster-whisper float32": _faster_whisper(out / "ct2-float32"),
-               "faster-whisper int8, 30 s window": _faster_whisper(out / "ct2-int8", window=False),
                "whisper.cpp float16": _whisper_cpp(out / "ggml-float16"),
                "transformers": _transformers(out / "hf-float32")}
         texts, seconds = _rounds(fns, wavs, rounds)

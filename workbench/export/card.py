@@ -47,8 +47,8 @@ def max_new_tokens(seconds: float) -> int:
 
 def window_seconds(seconds: float) -> int:
     """The encoding window (whole seconds) the workbench uses for a recording of ``seconds``: the audio
-    plus 1 s, rounded up to 2 s, at most 30 s. Pass it to faster-whisper as ``chunk_length`` and to
-    whisper.cpp as ``audio_ctx = 50 * window`` to encode what the personal model was trained on.
+    plus 1 s, rounded up to 2 s, at most 30 s. Cut CTranslate2's input to it, or pass it to
+    whisper.cpp as ``audio_ctx = 50 * window``, to encode what the personal model was trained on.
 
     >>> window_seconds(2.2), window_seconds(3.0), window_seconds(40.0)
     (4, 4, 30)
@@ -129,8 +129,10 @@ def _base_lines(base_model: str, kind: str) -> list[str]:
     return lines
 
 
-def decoding_section(fmt: str, kind: str, folder: str = "DIR") -> list[str]:
-    """How to run the export, with the decoding settings that keep a fine-tuned Whisper from looping."""
+def decoding_section(fmt: str, kind: str, folder: str = "DIR", prompt: list[int] | None = None) -> list[str]:
+    """How to run the export, with the decoding settings that keep a fine-tuned Whisper from looping.
+
+    ``prompt``: the Whisper decoding prompt's token ids (for the CTranslate2 snippet)."""
     if kind == "built-in":
         return ["## How to run it", "",
                 "The graph takes 16 kHz mono audio and returns CTC log-probabilities; decode greedily (best symbol "
@@ -151,19 +153,36 @@ def decoding_section(fmt: str, kind: str, folder: str = "DIR") -> list[str]:
              "**Encode what it was trained on.** The workbench trains and measures personal models on the recording "
              f"plus {WINDOW_MARGIN_S:g} s of silence, rounded up to {WINDOW_BUCKET_S:g} s (a 2.2 s phrase: a 4 s "
              "window), not on Whisper's usual 30 s window. Engines that pad every recording to 30 s give different "
-             "words on some recordings; where the engine allows it, set the window as below "
+             "words on some recordings (docs/benchmarks.md measures how many); where the engine allows it, set the "
+             "window as below "
              "(`window = 2 * ceil((seconds + 1) / 2)`, at most 30).", ""]
     if fmt == "ct2":
-        lines += ["faster-whisper:", "", "```python", "import math", "from faster_whisper import WhisperModel", "",
+        ids = list(prompt or [])
+        lines += ["faster-whisper (simple; it always encodes 30 s, so some words can differ from the workbench's):", "",
+                  "```python", "from faster_whisper import WhisperModel", "",
                   f"model = WhisperModel('{folder}', device='cpu', compute_type='default')",
                   "seconds = 3.0  # the recording's length",
                   "segments, info = model.transcribe('take.wav', beam_size=1, temperature=0.0, without_timestamps=True,",
                   "                                  condition_on_previous_text=False, vad_filter=False,",
-                  f"                                  max_new_tokens={TOKENS_FIXED} + math.ceil({TOKENS_PER_SECOND} * "
-                  "seconds),",
-                  "                                  chunk_length=min(30, 2 * math.ceil((seconds + 1) / 2)))",
+                  f"                                  max_new_tokens={TOKENS_FIXED} + round({TOKENS_PER_SECOND} * seconds))",
                   "print(' '.join(s.text.strip() for s in segments))", "```", "",
-                  "(`temperature=0.0` as a single value turns the fallback off; the default is a list of six.)", ""]
+                  "(`temperature=0.0` as a single value turns the fallback off; the default is a list of six. "
+                  "faster-whisper pads every recording to 30 s, and `chunk_length` does not change that.)", "",
+                  "CTranslate2 directly, with the workbench's window (what the personal model was trained and measured on):", "",
+                  "```python", "import math, ctranslate2, numpy as np, tokenizers",
+                  "from faster_whisper import decode_audio",
+                  "from faster_whisper.feature_extractor import FeatureExtractor", "",
+                  f"model = ctranslate2.models.Whisper('{folder}')",
+                  f"tokenizer = tokenizers.Tokenizer.from_file('{folder}/tokenizer.json')",
+                  "audio = decode_audio('take.wav')  # 16 kHz mono float32",
+                  "seconds = len(audio) / 16000",
+                  "window = min(30, 2 * math.ceil((seconds + 1) / 2))  # seconds",
+                  "mel = FeatureExtractor()(np.pad(audio, (0, max(0, 480000 - len(audio)))))[:, :100 * window]",
+                  "result = model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])),",
+                  f"                        [{ids}], beam_size=1, suppress_blank=True,",
+                  f"                        max_length={TOKENS_FIXED} + math.ceil({TOKENS_PER_SECOND} * seconds))",
+                  "print(tokenizer.decode(result[0].sequences_ids[0]))", "```", "",
+                  f"(`{ids}` is the decoding prompt: start of transcript, [language, task,] no timestamps.)", ""]
     elif fmt == "ggml":
         lines += ["whisper.cpp (command line; `--audio-ctx` is 50 x the window in seconds, here a 4 s window):", "",
                   "```bash",
@@ -197,7 +216,7 @@ def decoding_section(fmt: str, kind: str, folder: str = "DIR") -> list[str]:
 
 
 def model_card(*, fmt: str, kind: str, speaker_id: str, meta: dict[str, Any], chosen: str, details: list[str],
-               files: list[str], verification: str, folder: str = "DIR") -> str:
+               files: list[str], verification: str, folder: str = "DIR", prompt: list[int] | None = None) -> str:
     """The Markdown model card of one export.
 
     Args:
@@ -208,6 +227,7 @@ def model_card(*, fmt: str, kind: str, speaker_id: str, meta: dict[str, Any], ch
         details: format-specific lines (quantization, merge).
         files: the files of the export, with what each holds.
         verification: the merged-vs-adapted check, in words.
+        prompt: the Whisper decoding prompt's token ids.
     """
     from workbench import __version__
     from workbench.export import FORMATS
@@ -227,6 +247,6 @@ def model_card(*, fmt: str, kind: str, speaker_id: str, meta: dict[str, Any], ch
              *details, f"- check at export: {verification}.", "",
              "## Training data", "", *_training_lines(meta.get("training")), "",
              "## How well it did", "", *_wer_lines(meta.get("metrics"), speaker_id), "",
-             *decoding_section(fmt, kind, folder),
+             *decoding_section(fmt, kind, folder, prompt),
              "## Files", "", *[f"- {f}" for f in files], ""]
     return "\n".join(lines)

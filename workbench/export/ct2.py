@@ -13,14 +13,15 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from workbench.export.merge import Verification, merged_whisper
 
 if TYPE_CHECKING:
     from workbench.adapters import Adapted
 
-__all__ = ["QUANTIZATIONS", "write_ct2"]
+__all__ = ["QUANTIZATIONS", "window_transcriber", "write_ct2"]
 
 QUANTIZATIONS = ("int8", "float16", "float32")
 _COPIED = ["tokenizer.json", "preprocessor_config.json"]
@@ -49,3 +50,42 @@ def write_ct2(adapted: Adapted, folder: Path, quantization: str | None) -> tuple
     return files, [f"- format: CTranslate2 (faster-whisper), weights {quantization}, converted by ctranslate2 "
                    f"{ctranslate2.__version__}'s TransformersConverter from the merged float32 model "
                    "(LoRA merged: W + alpha/r · B A)."], verification
+
+
+def window_transcriber(folder: str | Path, prompt: list[int], *, threads: int = 2) -> Callable[[Any], str]:
+    """Transcribe with a ct2 export in CTranslate2 directly, encoding the workbench's window (not 30 s).
+
+    The model card's CTranslate2 snippet, as a function: log-mel of the recording and silence
+    (faster-whisper's feature extractor), cut to :func:`workbench.export.card.window_seconds`,
+    greedy, at most :func:`workbench.export.card.max_new_tokens` tokens.
+
+    Args:
+        folder: the ct2 export.
+        prompt: the decoding prompt's token ids (``WhisperBackend.prompt_ids``).
+
+    Returns:
+        ``fn(audio (n,) float32 at 16 kHz) -> text``.
+    """
+    import numpy as np
+
+    from workbench._optional import require
+    from workbench.export.card import max_new_tokens, window_seconds
+
+    ctranslate2 = require("ctranslate2", extra="export", purpose="run a ct2 export")
+    require("faster_whisper", extra="export", purpose="compute Whisper's log-mel")
+    import tokenizers
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    model = ctranslate2.models.Whisper(str(folder), device="cpu", intra_threads=threads)
+    tokenizer = tokenizers.Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
+    features = FeatureExtractor()
+
+    def run(audio: Any) -> str:
+        audio = np.asarray(audio, dtype=np.float32)
+        seconds = len(audio) / 16000
+        mel = features(np.pad(audio, (0, max(0, 480000 - len(audio)))))[:, : 100 * window_seconds(seconds)]
+        result = model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])), [list(prompt)],
+                                beam_size=1, suppress_blank=True, max_length=max_new_tokens(seconds))
+        return tokenizer.decode(result[0].sequences_ids[0])
+
+    return run

@@ -138,7 +138,8 @@ def export_model(source: str | Path, fmt: str, out: str | Path, *, speaker: str 
             files = {"README.md": "this model card", **files}
             card = model_card(fmt=fmt, kind=kind, speaker_id=src.speaker_id, meta=src.meta, chosen=src.chosen,
                               details=details, files=[f"`{k}`: {v}" for k, v in files.items()],
-                              verification=verification.describe(), folder=out.name)
+                              verification=verification.describe(), folder=out.name,
+                              prompt=list(getattr(adapted.backend, "prompt_ids", []) or []))
             write_bytes_atomic(tmp / "README.md", card.encode("utf-8"))
     finally:
         adapted.remove()
