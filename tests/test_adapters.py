@@ -16,6 +16,7 @@ from workbench.adapters import (
     LoRAConfig,
     ResidualConfig,
     SubmodelBank,
+    VectorConfig,
     inject,
     load_submodel,
 )
@@ -36,7 +37,11 @@ CASES = {
     "hra-embedding": HRAConfig(controller_dim=8, space="embedding", embed_dim=4),
     "hra-top2": HRAConfig(controller_dim=8, top_layers=2),
     "lora-top1": LoRAConfig(rank=2, top_layers=1),
+    "vector-ia3": VectorConfig(),
+    "vector-flora": VectorConfig(mode="flora"),
+    "vector-top1": VectorConfig(top_layers=1),
 }
+MERGEABLE = ("lora", "vector")
 
 
 def _tiny_backend(seed: int = 0) -> TinyBackend:
@@ -132,7 +137,7 @@ def test_merge_equals_unmerged_where_supported(backend, case) -> None:
     _randomize(adapted, scale=0.05)
     try:
         unmerged = _logits(backend, waves, adapted)
-        if not case.startswith("lora"):
+        if not case.startswith(MERGEABLE):
             with pytest.raises(AdapterError, match="cannot be merged"):
                 adapted.merge()
             return

@@ -26,13 +26,14 @@ from workbench.adapters import (
     LoRAConfig,
     ResidualConfig,
     SubmodelBank,
+    VectorConfig,
     inject,
     load_submodel,
 )
 from workbench.adapters.io import read_submodel
 from workbench.errors import AdapterError
 
-from _models import tiny_backend
+from _models import noise_waves, tiny_backend
 
 HEADROOM = 3 << 30  # bytes of address space a test may add (a regression asks for ~20 GB)
 RSS_GROWTH_MB = 400  # peak resident memory a test may add
@@ -74,6 +75,8 @@ CONFIGS = {
     "conv": ConvAdapterConfig(groups=4),
     "hra": HRAConfig(controller_dim=4, head="ffn", ffn_hidden=4),
     "hra-embedding": HRAConfig(controller_dim=4, space="embedding", embed_dim=3),
+    "vector-ia3": VectorConfig(),
+    "vector-flora": VectorConfig(mode="flora", top_layers=2),
 }
 
 
@@ -214,6 +217,51 @@ def test_bank_files_and_warm_start_check_the_layout_too(backend, tmp_path) -> No
         with pytest.raises(AdapterError, match="bottleneck"):
             bank.add_speakers(other)
         bank.adapted.remove()
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"mode": "flora"}, "need weights it does not hold|do not match its stored weights"),
+    ({"mode": "ia4"}, "one of"),
+    ({"mode": ["ia3"]}, "one of"),
+    ({"decoder": "yes"}, "true or false"),
+    ({"top_layers": 2}, "need weights it does not hold"),
+    ({"num_speakers": 2}, "2 speakers but the file names 1"),
+    ({"rank": 8}, "unknown vector adapter settings"),
+    ({"family": "lora"}, "settings say"),
+])
+def test_crafted_vector_metadata_is_refused(backend, tmp_path, changes, match) -> None:
+    """The vector family's settings are checked against its stored vectors like every family's."""
+    path = _real_file(backend, VectorConfig(), tmp_path / "real.safetensors")
+    tensors, raw = _raw(path)
+    bad = _rewrite(path, tensors, _with_config(raw, **changes), tmp_path / "bad.safetensors")
+    with bounded_memory(), pytest.raises(AdapterError, match=match):
+        load_submodel(backend, bad)
+    with pytest.raises(AdapterError, match=match):
+        SubmodelBank.from_files(backend, [bad])
+
+
+def test_vector_bank_round_trips_row_by_row(backend, tmp_path) -> None:
+    """A vector bank saved, exported speaker by speaker and stacked again serves the same outputs."""
+    waves = noise_waves(2, seed=3)
+    bank = SubmodelBank(backend, VectorConfig(mode="flora"), ["a", "b", "c"])
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in bank.adapted.adapters.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=g))
+    batch = backend.featurize(waves)
+    with torch.no_grad(), bank.adapted.route([2, 0]):
+        expected = backend.log_probs(batch)[0]
+    paths = [bank.export_speaker(s, tmp_path / f"{s}.safetensors") for s in ("a", "b", "c")]
+    whole = bank.save(tmp_path / "bank.safetensors")
+    bank.adapted.remove()
+    for source in (paths, [whole]):
+        again = SubmodelBank.from_files(backend, source)
+        try:
+            assert again.speaker_ids == ["a", "b", "c"]
+            with torch.no_grad(), again.adapted.route(again.index(["c", "a"])):
+                assert torch.equal(backend.log_probs(batch)[0], expected)
+        finally:
+            again.adapted.remove()
 
 
 # ---------------------------------------------------------------------------- fuzzing

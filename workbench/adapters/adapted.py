@@ -7,6 +7,11 @@ built-in model and the transformers backends alike. It returns an
 :class:`Adapted` handle that routes speakers, enables/disables, merges where the
 maths allows, reports parameters and round-trips the adapter weights.
 
+The linear families (LoRA, vector) are served cheaply: a batch whose examples all
+belong to one speaker runs on that speaker's merged weights (a cached copy swapped
+in for the batch, :mod:`workbench.adapters.merge_cache`), and LoRA layers that read
+the same input share one shrink matmul (:mod:`workbench.adapters.fused`).
+
 >>> from workbench.adapters import ResidualConfig, inject            # doctest: +SKIP
 >>> adapted = inject(load_base_model("tiny"), ResidualConfig())       # doctest: +SKIP
 >>> loss = adapted.loss(batch, texts); loss.backward()                # doctest: +SKIP
@@ -25,15 +30,20 @@ from torch import Tensor, nn
 
 from workbench.adapters.base import AdapterConfig, SiteAdapter
 from workbench.adapters.conv import ConvAdapter, ConvAdapterConfig
+from workbench.adapters.fused import FusedShrink, shrink_groups
 from workbench.adapters.hra import HierarchicalRecurrentAdapter, HRAConfig
+from workbench.adapters.linear import LinearAdapter, swap_params
 from workbench.adapters.lora import LoRAAdapter, LoRAConfig
+from workbench.adapters.merge_cache import MergeCache
 from workbench.adapters.residual import ResidualAdapter, ResidualConfig
+from workbench.adapters.vector import VectorAdapter, VectorConfig, vector_role
 from workbench.errors import AdapterError
 
 if TYPE_CHECKING:  # annotations only: the base models sit above the adapters
     from workbench.models.base import ASRBackend, Batch
 
-__all__ = ["REGISTRY", "Adapted", "config_from_dict", "fitting_config", "inject", "layout_shapes", "load_submodel"]
+__all__ = ["LINEAR_FAMILIES", "REGISTRY", "Adapted", "config_from_dict", "fitting_config", "inject", "layout_shapes",
+           "load_submodel"]
 
 # family name -> (config class, module class)
 REGISTRY: dict[str, tuple[type[AdapterConfig], type[SiteAdapter]]] = {
@@ -41,7 +51,9 @@ REGISTRY: dict[str, tuple[type[AdapterConfig], type[SiteAdapter]]] = {
     "hra": (HRAConfig, HierarchicalRecurrentAdapter),
     "lora": (LoRAConfig, LoRAAdapter),
     "residual": (ResidualConfig, ResidualAdapter),
+    "vector": (VectorConfig, VectorAdapter),
 }
+LINEAR_FAMILIES = ("lora", "vector")  # families placed on linear layers: their update merges into the weights
 
 _ATTENTION_WORDS = ("attn", "attention", "q_proj", "k_proj", "v_proj", "out_proj", "qkv")
 
@@ -86,6 +98,11 @@ class Adapted:
         self._speaker_index: Tensor | None = None
         self._state: dict = {}
         self._merged: int | None = None  # the speaker row folded into the base weights, if any
+        self._fused: dict[str, FusedShrink] = {}  # LoRA key -> its shared-input shrink group
+        self._merge_cache = MergeCache()  # one speaker's merged weights, for one-speaker batches
+        self._fast_row: int | None = None  # the route's one speaker, served from merged copies when cached
+        self._swapped: dict[str, dict[str, Tensor]] = {}  # key -> base tensors while a merged copy is in
+        self._epoch = 0  # routed forward passes so far (a fused shrink is never reused across them)
         backend.freeze()
         device = backend.device
         self._inject(config)
@@ -96,11 +113,21 @@ class Adapted:
         self.adapters, targets = _build_modules(self.backend, config)
         for key, target, site in targets:
             adapter = self.adapters[key]
-            if config.family == "lora":
+            if config.family in LINEAR_FAMILIES:
                 self._linears[key] = target
-                self._hooks.append(target.register_forward_hook(self._lora_hook(adapter)))
+                if adapter.scales_input:
+                    self._hooks.append(target.register_forward_pre_hook(self._input_hook(key, adapter)))
+                self._hooks.append(target.register_forward_hook(self._linear_hook(key, adapter)))
             else:
                 self._hooks.append(target.register_forward_hook(self._site_hook(site, adapter), with_kwargs=True))
+        if config.family == "lora":
+            names = {id(lin): name for name, lin in self.backend.linear_layers()}
+            key_of = {names[id(lin)]: key for key, lin in self._linears.items()}
+            for group in shrink_groups(list(key_of)):
+                members = [self.adapters[key_of[n]] for n in group]
+                if len({a.lora_a.shape[2] for a in members}) == 1:  # one input width
+                    fused = FusedShrink(members)
+                    self._fused.update({key_of[n]: fused for n in group})
 
     def _site_hook(self, site: int, adapter: SiteAdapter):
         def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
@@ -115,11 +142,28 @@ class Adapted:
 
         return hook
 
-    def _lora_hook(self, adapter: LoRAAdapter):
+    def _input_hook(self, key: str, adapter: LinearAdapter):
+        def pre_hook(module: nn.Module, args: tuple) -> tuple | None:
+            if not self.enabled or adapter.merged_speaker is not None or key in self._swapped:
+                return None
+            return (adapter.transform_input(args[0], self._speaker_index), *args[1:])
+
+        return pre_hook
+
+    def _linear_hook(self, key: str, adapter: LinearAdapter):
         def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
             if not self.enabled or adapter.merged_speaker is not None:
                 return None
-            return output + adapter.delta(args[0], self._speaker_index)
+            if key in self._swapped:  # this batch's speaker is merged into the weights
+                if torch.is_grad_enabled() and any(p.requires_grad for p in adapter.parameters()):
+                    raise AdapterError("this batch is served from merged weights, so no gradient can reach the "
+                                       "adapter; enter route() with gradients enabled to train")
+                return None
+            fused = self._fused.get(key)
+            shrunk = None
+            if fused is not None and adapter.fusable:
+                shrunk = fused.shrunk(adapter, args[0], self._speaker_index, self._epoch)
+            return adapter.transform_output(output, args[0], self._speaker_index, shrunk)
 
         return hook
 
@@ -136,12 +180,43 @@ class Adapted:
             speaker_index: ``(B,)`` ints in ``[0, num_speakers)``; None means row 0
                 for every example (allowed only when there is one speaker).
         """
-        prev = self._speaker_index
+        prev, prev_fast = self._speaker_index, self._fast_row
         self._speaker_index = self._check_index(speaker_index)
+        self._epoch += 1
+        self._set_fast(self._one_row(self._speaker_index))
         try:
             yield
         finally:
             self._speaker_index = prev
+            self._set_fast(prev_fast)
+            for fused in self._fused.values():
+                fused.forget()
+
+    def _one_row(self, index: Tensor | None) -> int | None:
+        """The speaker row of a one-speaker batch that may be served from merged weights, else None:
+        linear families, inference only (no gradients, no live dropout), adapters on and not merged already."""
+        if not self._linears or self._merged is not None or not self.enabled or torch.is_grad_enabled():
+            return None
+        if any(isinstance(m, nn.Dropout) and m.training and m.p > 0 for m in self.adapters.modules()):
+            return None
+        if index is None:
+            return 0
+        if not index.numel():
+            return None
+        first = int(index[0])
+        return first if bool((index == first).all()) else None
+
+    def _set_fast(self, row: int | None) -> None:
+        """Serve ``row`` from its cached merged weights (when the cache has them), or nobody (None)."""
+        for key, old in self._swapped.items():
+            swap_params(self._linears[key], old)
+        self._swapped = {}
+        self._fast_row = row
+        if row is None or not self.enabled:
+            return
+        tensors = self._merge_cache.get(dict(self.adapters.items()), self._linears, row)
+        if tensors is not None:
+            self._swapped = {key: swap_params(self._linears[key], tensors[key]) for key in self._linears}
 
     def _check_index(self, index: Tensor | list[int] | None) -> Tensor | None:
         if index is None:
@@ -185,6 +260,7 @@ class Adapted:
     def enabled(self, on: bool) -> None:
         # while LoRA is merged, "off" must put the exact base weights back (see LoRAAdapter.show_base)
         self._enabled = bool(on)
+        self._set_fast(self._fast_row)  # a merged copy is swapped out while off, back in when on again
         for key, lin in self._linears.items():
             self.adapters[key].show_base(lin, not self._enabled)
 
@@ -213,10 +289,11 @@ class Adapted:
         each adapted linear's base weight is kept once more in memory so that
         :meth:`unmerge` and :meth:`disabled` give the base model exactly.
         """
-        if self.config.family != "lora":
+        if self.config.family not in LINEAR_FAMILIES:
             raise AdapterError(
                 f"{self.config.family} adapters are non-linear, so they cannot be merged into the base weights; "
-                "only LoRA can. Keep them unmerged (the overhead is small)")
+                "only LoRA and vector adapters can. Keep them unmerged (the overhead is small)")
+        self._set_fast(None)
         if self._merged is not None:
             raise AdapterError(f"speaker row {self._merged} is already merged; call unmerge() first")
         if not self.enabled:
@@ -237,6 +314,7 @@ class Adapted:
 
     def unmerge(self) -> Adapted:
         """Put the exact base weights back (kept at merge time)."""
+        self._set_fast(None)
         for key, lin in self._linears.items():
             self.adapters[key].unmerge_from(lin)
         self._merged = None
@@ -245,6 +323,7 @@ class Adapted:
     def remove(self) -> ASRBackend:
         """Unmerge and remove every hook; returns the plain backend."""
         self.unmerge()
+        self._merge_cache.clear()
         for h in self._hooks:
             h.remove()
         self._hooks.clear()
@@ -335,6 +414,7 @@ class Adapted:
             k, got, want = wrong[0]
             raise AdapterError(f"adapter weight {k!r} has shape {got} but this layout needs {want} "
                                f"({len(wrong)} mismatched tensors): was it trained with another config?")
+        self._set_fast(None)
         self.adapters.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
 
@@ -358,16 +438,18 @@ def _build_modules(backend: ASRBackend,
         call under ``torch.device("meta")`` gives the layout without allocating it.
     """
     modules, targets = nn.ModuleDict(), []
-    if config.family == "lora":
+    if config.family in LINEAR_FAMILIES:
         blocks = tuple(name + "." for name, _ in _chosen_sites(backend, config))
         blocks += ("decoder.",) if config.decoder else ()  # seq2seq backends (Whisper) list decoder linears too
         for name, lin in backend.linear_layers():
-            if name.startswith(blocks) and (config.targets == "all" or (config.targets == "attention") == _is_attention(name)):
+            module = _linear_adapter(config, name, lin) if name.startswith(blocks) else None
+            if module is not None:
                 key = name.replace(".", "_")
-                modules[key] = LoRAAdapter(lin.in_features, lin.out_features, config)
+                modules[key] = module
                 targets.append((key, lin, 0))
         if not targets:
-            raise AdapterError(f"no {config.targets} linear layers found in {backend.name!r} for LoRA")
+            what = f"{config.targets} linear layers" if config.family == "lora" else f"linear layers for {config.mode}"
+            raise AdapterError(f"no {what} found in {backend.name!r} for the {config.family} adapter")
         return modules, targets
     sites = _chosen_sites(backend, config)
     module_cls, dim = REGISTRY[config.family][1], backend.hidden_size
@@ -379,6 +461,16 @@ def _build_modules(backend: ASRBackend,
             modules[key] = module_cls(dim, config, site=i, num_sites=len(sites))
         targets.append((key, block, i))
     return modules, targets
+
+
+def _linear_adapter(config: AdapterConfig, name: str, lin: nn.Linear) -> LinearAdapter | None:
+    """The adapter this linear-family ``config`` places on the linear layer ``name``, or None."""
+    if isinstance(config, LoRAConfig):
+        if config.targets == "all" or (config.targets == "attention") == _is_attention(name):
+            return LoRAAdapter(lin.in_features, lin.out_features, config)
+        return None
+    role = vector_role(name, lin, config.mode)
+    return None if role is None else VectorAdapter(lin.in_features, lin.out_features, config, role)
 
 
 def layout_shapes(backend: ASRBackend, config: AdapterConfig) -> dict[str, tuple[int, ...]]:

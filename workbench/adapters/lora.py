@@ -7,9 +7,12 @@ For a frozen ``nn.Linear`` ``W (out, in)``::
 with ``A_s (r, in)`` Kaiming-uniform and ``B_s (out, r)`` zero, per speaker ``s``.
 Because the update is linear it can be **merged** into ``W`` for one speaker
 (``W += alpha/r * B_s A_s``) and unmerged again; merging refuses non-finite
-results. Mixed-speaker batches gather each example's ``A_s``/``B_s`` and use
-batched matmuls: no loop over the distinct speakers in a batch (contrast PEFT's
-mixed-adapter inference, which groups rows per adapter and loops).
+results. Mixed-speaker batches gather each example's ``A_s``/``B_s`` (once per
+utterance, never per frame) and use batched matmuls: no loop over the distinct
+speakers in a batch (contrast PEFT's mixed-adapter inference, which groups rows
+per adapter and loops). The "expand" ``B_s h`` is added into the linear's output
+by the matmul itself (``baddbmm``), and linears that read the same input share one
+"shrink" matmul (:mod:`workbench.adapters.fused`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from workbench.adapters.base import AdapterConfig, SiteAdapter, bmm_or_matmul
+from workbench.adapters.base import AdapterConfig, bmm_or_matmul, gather_rows
+from workbench.adapters.linear import LinearAdapter
 from workbench.errors import AdapterError
 
 __all__ = ["LoRAAdapter", "LoRAConfig"]
@@ -55,8 +59,8 @@ class LoRAConfig(AdapterConfig):
         return self.alpha / self.rank
 
 
-class LoRAAdapter(SiteAdapter):
-    """Banked LoRA factors for one ``nn.Linear``; :meth:`delta` is added to its output."""
+class LoRAAdapter(LinearAdapter):
+    """Banked LoRA factors for one ``nn.Linear``; its output gains ``(alpha/r) B_s A_s x``."""
 
     per_speaker_names = ("lora_a", "lora_b")
 
@@ -70,16 +74,38 @@ class LoRAAdapter(SiteAdapter):
         self.lora_a = nn.Parameter(a)  # (N, r, in)
         self.lora_b = nn.Parameter(torch.zeros(n, out_features, r))  # (N, out, r): zero = identity
         self.dropout = nn.Dropout(config.dropout)
-        self.merged_speaker: int | None = None
-        self._other: Tensor | None = None  # while merged: the weight not in the linear now (base or merged)
-        self._base_shown = False  # while merged: the linear holds the base weight (adapters disabled)
+
+    @property
+    def fusable(self) -> bool:
+        """Whether this layer's shrink may be computed together with other layers on the same input
+        (not while LoRA dropout is live: each layer draws its own dropout mask, as in PEFT)."""
+        return not (self.dropout.training and self.config.dropout > 0)
+
+    def shrink(self, x3: Tensor, speaker_index: Tensor | None) -> Tensor:
+        """``A_s x`` for ``x3 (B, T, in)`` -> ``(B, T, r)`` (unscaled: the scale is applied in the expand)."""
+        return bmm_or_matmul(self.dropout(x3), self.lora_a.transpose(1, 2), speaker_index)
+
+    def transform_output(self, output: Tensor, x: Tensor, speaker_index: Tensor | None,
+                         shrunk: Tensor | None = None) -> Tensor:
+        """``output + (alpha/r) B_s (A_s x)``, the add fused into the expand's matmul
+        (``baddbmm``: no ``(B, T, out)`` temporary; in place under ``torch.no_grad()``)."""
+        b, out_f = output.shape[0], output.shape[-1]
+        h = shrunk if shrunk is not None else self.shrink(x.reshape(b, -1, x.shape[-1]), speaker_index)
+        out3 = output.reshape(b, -1, out_f)  # (B, T, out)
+        bt = self.lora_b.transpose(1, 2)  # (N, r, out)
+        scale, inplace = self.config.scale, not torch.is_grad_enabled()
+        if bt.shape[0] == 1:
+            flat, h2 = out3.reshape(-1, out_f), h.reshape(-1, h.shape[-1])
+            flat = flat.addmm_(h2, bt[0], alpha=scale) if inplace else torch.addmm(flat, h2, bt[0], alpha=scale)
+            return flat.reshape(output.shape)
+        w = gather_rows(bt, speaker_index, b)  # (B, r, out): one gather per utterance, never per frame
+        out3 = out3.baddbmm_(h, w, alpha=scale) if inplace else torch.baddbmm(out3, h, w, alpha=scale)
+        return out3.reshape(output.shape)
 
     def delta(self, x: Tensor, speaker_index: Tensor | None) -> Tensor:
         """``(alpha/r) B_s A_s x`` for ``x (B, ..., in)`` -> ``(B, ..., out)``."""
         shape = x.shape
-        x3 = self.dropout(x).reshape(shape[0], -1, shape[-1])  # (B, T, in)
-        h = bmm_or_matmul(x3, self.lora_a.transpose(1, 2), speaker_index)  # (B, T, r)
-        h = h * self.config.scale  # on the rank-r activations: r multiplications a frame, not `out`
+        h = self.shrink(x.reshape(shape[0], -1, shape[-1]), speaker_index) * self.config.scale  # (B, T, r)
         out = bmm_or_matmul(h, self.lora_b.transpose(1, 2), speaker_index)  # (B, T, out)
         return out.reshape(*shape[:-1], out.shape[-1])
 
@@ -87,41 +113,6 @@ class LoRAAdapter(SiteAdapter):
         """The dense weight update ``(alpha/r) B_s A_s`` of shape ``(out, in)``."""
         return (self.lora_b[speaker] @ self.lora_a[speaker]) * self.config.scale
 
-    def merge_into(self, linear: nn.Linear, speaker: int = 0, *, safe: bool = True) -> None:
-        """``W += (alpha/r) B_s A_s``; the original ``W`` is kept (one copy of this layer's weight) so that
-        unmerging and :meth:`show_base` restore the base model bit for bit (subtracting would be off
-        by rounding)."""
-        if self.merged_speaker is not None:
-            raise AdapterError("this LoRA layer is already merged; unmerge it first")
-        with torch.no_grad():
-            new = linear.weight + self.update(speaker).to(linear.weight.dtype)
-            if safe and not torch.isfinite(new).all():
-                raise AdapterError("merging would put NaN/inf into the base weights; the adapter is broken — "
-                                   "retrain it or load a good checkpoint")
-            self._other = linear.weight.detach().clone()  # the base weight while the merged one is live
-            self._base_shown = False
-            linear.weight.copy_(new)
-        self.merged_speaker = speaker
-
-    def show_base(self, linear: nn.Linear, base: bool) -> None:
-        """While merged: put the exact base weight (``base=True``) or the merged one back into ``linear``.
-
-        A pointer swap, no arithmetic, so both directions are exact and O(1).
-        """
-        if self.merged_speaker is None or base == self._base_shown:
-            return
-        with torch.no_grad():
-            linear.weight.data, self._other = self._other, linear.weight.data
-        self._base_shown = base
-
-    def unmerge_from(self, linear: nn.Linear) -> None:
-        """Restore the exact base weight (kept at merge time)."""
-        if self.merged_speaker is None:
-            return
-        self.show_base(linear, True)
-        self._other = None
-        self.merged_speaker = None
-
-    def forward(self, x: Tensor, mask: Tensor | None, speaker_index: Tensor | None,
-                state: dict) -> Tensor:  # pragma: no cover - LoRA is applied through delta()
-        raise AdapterError("LoRAAdapter is applied to a linear layer's input through delta()")
+    def merged(self, linear: nn.Linear, speaker: int) -> dict[str, Tensor]:
+        """``W + (alpha/r) B_s A_s`` (the bias is unchanged)."""
+        return {"weight": linear.weight.detach() + self.update(speaker).detach().to(linear.weight.dtype)}
