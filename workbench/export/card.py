@@ -168,7 +168,8 @@ def decoding_section(fmt: str, kind: str, folder: str = "DIR", prompt: list[int]
                   "print(' '.join(s.text.strip() for s in segments))", "```", "",
                   "(`temperature=0.0` as a single value turns the fallback off; the default is a list of six. "
                   "faster-whisper pads every recording to 30 s, and `chunk_length` does not change that.)", "",
-                  "CTranslate2 directly, with the workbench's window (what the personal model was trained and measured on):", "",
+                  "CTranslate2 directly, with the workbench's window (what the personal model was trained and "
+                  "measured on):", "",
                   "```python", "import math, ctranslate2, numpy as np, tokenizers",
                   "from faster_whisper import decode_audio",
                   "from faster_whisper.feature_extractor import FeatureExtractor", "",

@@ -132,7 +132,7 @@ def export_model(source: str | Path, fmt: str, out: str | Path, *, speaker: str 
     adapted, kind = load_adapted(src, model=model, backend=backend)
     try:
         check_family(src.family, fmt, kind)
-        need = adapted.backend.num_parameters() * _BYTES[quantization]
+        need = adapted.backend.num_parameters() * (_BYTES[quantization] + (4 if fmt == "ct2" else 0))  # ct2: + scratch
         with staged_folder(out, force=force, need_bytes=need) as tmp:
             files, details, verification = _writer(fmt)(adapted, tmp, quantization)
             files = {"README.md": "this model card", **files}
