@@ -61,7 +61,7 @@ class ExportResult:
     seconds: float
 
     def summary(self) -> str:
-        return (f"Exported speaker {self.speaker_id!r}'s personal model ({self.family}, from {self.submodel.name}) "
+        return (f"Exported the personal model of speaker {self.speaker_id} ({self.family}, from {self.submodel.name}) "
                 f"for {FORMATS[self.format]} ({self.quantization}) to {self.path} in {self.seconds:.0f} s.\n"
                 f"Check: {self.verification.describe()}.\nModel card with the decoding settings: "
                 f"{self.path / 'README.md'}")
