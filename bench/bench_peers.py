@@ -22,6 +22,12 @@
    Each side runs on its own copy of the base model, the same scoring code (a module
    wrapping the backend, so PEFT is driven through its public ``forward``); reported:
    utterances per second, the ratio, and the outputs' largest absolute difference.
+   The base model with no adapter runs in the same alternating rounds, which gives each
+   side's **overhead over no adapter**.
+3. **The vector family** ((IA)^3 and rank-1 FLoRA per-speaker scalings, on the same layers
+   as the LoRA) on the same batch, alternating with the base model: its mixed-batch cost
+   over no adapter at 1 and at 64 distinct speakers, and its parameters per speaker
+   against LoRA's. No peer serves per-speaker vectors in one batch, so no ratio to PEFT.
 
 Whisper transcription against CTranslate2 and pocketsphinx is ``bench_real_speech``
 (its figures feed the same table); personalization against a PEFT + ``Seq2SeqTrainer``
@@ -50,9 +56,11 @@ if TYPE_CHECKING:
     from workbench.adapters import SubmodelBank
     from workbench.models.base import ASRBackend, Batch
 
-__all__ = ["DISTINCT", "MATCHED", "bench_mixed_lora", "bench_specaugment", "main_whisper", "run", "run_whisper"]
+__all__ = ["DISTINCT", "MATCHED", "VECTOR_MODES", "bench_mixed_lora", "bench_specaugment", "main_whisper", "run",
+           "run_whisper"]
 
 DISTINCT = [1, 8, 64]  # distinct speakers in a batch of 64
+VECTOR_MODES = ("ia3", "flora")  # the vector family's modes measured
 #: The matched SpecAugment policy (each library's own parameters for it are in _augmenters)
 MATCHED = {"freq_masks": 2, "freq_width": 27, "time_masks": 10, "time_width": 50}
 
@@ -232,21 +240,79 @@ def _mixed_rows(load: Callable[[], ASRBackend], config, fn, batch: Batch, n: int
                 with torch.no_grad():
                     return peft_model(batch) if loaded == 1 else peft_model(batch, adapter_names=names)
 
-            y_ours = ours()  # these two calls are the warm-up as well
+            def no_adapter() -> torch.Tensor:
+                with torch.no_grad(), bank.adapted.disabled():
+                    return fn(backend_a, batch)
+
+            y_ours = ours()  # these calls are the warm-up as well (and the second one-speaker call: merged)
+            y_ours = ours()
             diff, effect = float((y_ours - peft()).abs().max()), float((y_ours - base).abs().max())
-            t = compare_samples({"ours": ours, "peft": peft}, repeat=repeat, warmup=0, sync=sync)
+            no_adapter()
+            t = compare_samples({"ours": ours, "peft": peft, "base": no_adapter}, repeat=repeat, warmup=0, sync=sync)
             rounds = [p / o for p, o in zip(t["peft"], t["ours"], strict=True)]
             row = {"distinct": d, "loaded": loaded, "layers": layers,
                    "ours_utt_per_s": len(batch) / statistics.median(t["ours"]),
                    "peft_utt_per_s": len(batch) / statistics.median(t["peft"]),
-                   "ours_s": spread(t["ours"]), "peft_s": spread(t["peft"]), "ratio_rounds": spread(rounds),
-                   "max_abs_diff": diff, "max_abs_effect": effect}
+                   "base_utt_per_s": len(batch) / statistics.median(t["base"]),
+                   "ours_s": spread(t["ours"]), "peft_s": spread(t["peft"]), "base_s": spread(t["base"]),
+                   "ratio_rounds": spread(rounds), "max_abs_diff": diff, "max_abs_effect": effect,
+                   "ours_over_base_rounds": spread([o / b for o, b in zip(t["ours"], t["base"], strict=True)]),
+                   "peft_over_base_rounds": spread([p / b for p, b in zip(t["peft"], t["base"], strict=True)])}
             row["ratio"] = row["ours_utt_per_s"] / row["peft_utt_per_s"]
+            row["ours_over_base"] = row["base_utt_per_s"] / row["ours_utt_per_s"]
+            row["peft_over_base"] = row["base_utt_per_s"] / row["peft_utt_per_s"]
             rows.append(row)
             print(f"   {d!s:>6} distinct of {loaded:3d}: ours {row['ours_utt_per_s']:7.1f} utt/s, PEFT "
                   f"{row['peft_utt_per_s']:7.1f} utt/s ({row['ratio']:.2f}x; rounds {min(rounds):.2f}-"
-                  f"{max(rounds):.2f}); max |ours - PEFT| {diff:.1e} (LoRA moves outputs by {effect:.1e})", flush=True)
+                  f"{max(rounds):.2f}); no adapter {row['base_utt_per_s']:7.1f} utt/s (ours {row['ours_over_base']:.2f}x "
+                  f"its time, PEFT {row['peft_over_base']:.2f}x); max |ours - PEFT| {diff:.1e} (LoRA moves outputs "
+                  f"by {effect:.1e})", flush=True)
         bank.adapted.remove()
+    return rows
+
+
+def _vector_rows(backend: ASRBackend, lora, fn, batch: Batch, n: int, repeat: int, sync) -> list[dict]:
+    """The vector family on the LoRA's layers, ``n`` speakers loaded: its time over no adapter at 1 and ``n``
+    distinct speakers in the batch, alternating with the base model, and its parameters per speaker."""
+    from workbench.adapters import VectorConfig, inject
+
+    rows = []
+    for mode in VECTOR_MODES:
+        cfg = VectorConfig(mode=mode, num_speakers=n, top_layers=lora.top_layers, decoder=lora.decoder)
+        adapted = inject(backend, cfg)
+        g = torch.Generator().manual_seed(n)
+        with torch.no_grad():  # distinct scalings per speaker (a fresh vector adapter is the identity)
+            for p in adapted.adapters.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+        adapted.eval()
+        with torch.no_grad(), adapted.disabled():
+            base = fn(backend, batch)
+        per_speaker = adapted.parameter_report()["per_speaker"]
+        for d in [d for d in (1, n) if d <= n]:
+            index = torch.arange(len(batch)) % d
+
+            def ours(index: torch.Tensor = index) -> torch.Tensor:
+                with torch.no_grad(), adapted.route(index):
+                    return fn(backend, batch)
+
+            def no_adapter() -> torch.Tensor:
+                with torch.no_grad(), adapted.disabled():
+                    return fn(backend, batch)
+
+            ours()
+            effect = float((ours() - base).abs().max())
+            t = compare_samples({"vector": ours, "base": no_adapter}, repeat=repeat, warmup=1, sync=sync)
+            row = {"mode": mode, "distinct": d, "loaded": n, "layers": len(adapted.adapters),
+                   "per_speaker_parameters": per_speaker, "utt_per_s": len(batch) / statistics.median(t["vector"]),
+                   "base_utt_per_s": len(batch) / statistics.median(t["base"]), "vector_s": spread(t["vector"]),
+                   "base_s": spread(t["base"]), "max_abs_effect": effect,
+                   "over_base_rounds": spread([v / b for v, b in zip(t["vector"], t["base"], strict=True)])}
+            row["over_base"] = row["base_utt_per_s"] / row["utt_per_s"]
+            rows.append(row)
+            print(f"   vector ({mode}), {d:3d} distinct of {n}: {row['utt_per_s']:7.1f} utt/s, no adapter "
+                  f"{row['base_utt_per_s']:7.1f} utt/s ({row['over_base']:.2f}x its time); {per_speaker:,} parameters "
+                  f"per speaker; it moves outputs by {effect:.1e}", flush=True)
+        adapted.remove()
     return rows
 
 
@@ -275,8 +341,15 @@ def bench_mixed_lora(model: str, device: str = "cpu", *, n: int = 64, repeat: in
         seconds, config = seconds or 2.0, first.default_train_settings()["adapter"]
         fn = _whisper_scorer(["please turn on the kitchen light"] * n)
     batch = first.featurize(_waves(n, seconds, 0))
+    rows = _mixed_rows(load, config, fn, batch, n, repeat, sync)
+    from workbench.adapters import inject
+
+    lora = inject(first, config.replace(num_speakers=1))
+    lora_per_speaker = lora.parameter_report()["per_speaker"]
+    lora.remove()
     return {"batch": n, "utterance_s": seconds, "frames": int(batch.features.shape[1]), "config": config.to_dict(),
-            "rows": _mixed_rows(load, config, fn, batch, n, repeat, sync)}
+            "rows": rows, "lora_per_speaker_parameters": lora_per_speaker,
+            "vector": _vector_rows(first, config, fn, batch, n, repeat, sync)}
 
 
 def wer_against_jiwer(n: int = 200, seed: int = 0) -> dict:
@@ -314,7 +387,7 @@ def run(device: str = "cpu", quick: bool = False) -> dict:
 
 
 def run_whisper(device: str = "cpu", quick: bool = False) -> dict:
-    """Whisper tiny.en's mixed-speaker LoRA (opt-in: about 4 minutes)."""
+    """Whisper tiny.en's mixed-speaker LoRA and vector adapters (opt-in: about 7 minutes)."""
     return {"machine": machine(device),
             "mixed_lora": bench_mixed_lora("whisper-tiny.en", device, n=8 if quick else 64, repeat=2 if quick else 5)}
 

@@ -1,7 +1,8 @@
-"""Mixed-speaker LoRA on Whisper tiny.en, our bank vs PEFT ``adapter_names`` (part 2 of :mod:`bench.bench_peers`).
+"""Mixed-speaker adapters on Whisper tiny.en: our LoRA bank vs PEFT and vs no adapter; the vector family.
 
-Opt-in (about 4 minutes on 2 CPU cores): ``python -m bench.bench_peers_whisper [--quick]`` or
-``python -m bench --only peers_whisper``; writes ``docs/bench/peers_whisper_cpu.json``.
+Part 2 of :mod:`bench.bench_peers`. Opt-in (about 7 minutes on 2 CPU cores):
+``python -m bench.bench_peers_whisper [--quick]`` or ``python -m bench --only peers_whisper``;
+writes ``docs/bench/peers_whisper_cpu.json``.
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ def run(device: str = "cpu", quick: bool = False, families: list[str] | None = N
     sync = torch.cuda.synchronize if device.startswith("cuda") else None
     repeat = 2 if quick else 5
     n = 8 if quick else 64
-    families = families or (["hra"] if quick else ["hra", "residual", "lora", "conv"])
+    families = families or (["hra"] if quick else ["hra", "residual", "lora", "conv", "vector"])
     result: dict = {"machine": machine(device), "weights": weights, "n_speakers": n, "serving": {}, "training": {}}
     for fam in families:
         result["serving"][fam] = bench_serving(backend, fam, n, repeat, sync)
