@@ -18,7 +18,7 @@ from _models import tiny_backend  # noqa: E402
 from conftest import make_speechlike  # noqa: E402
 from workbench.adapters import ResidualConfig  # noqa: E402
 from workbench.app_pages import jobs  # noqa: E402
-from workbench.app_pages.common import AppContext  # noqa: E402
+from workbench.app_pages.common import AppContext, esc  # noqa: E402
 from workbench.app_pages.personalize import sentences_needed  # noqa: E402
 from workbench.app_pages.shell import WorkbenchApp  # noqa: E402
 from workbench.app_pages.speakers import CONSENT_TEXT  # noqa: E402
@@ -221,6 +221,64 @@ def test_the_trainer_owns_the_time_limit_and_the_page_says_what_the_file_says(ap
     assert f"Finished (time limit reached) after {result.steps} training steps and {result.seconds:.0f} seconds" in text
     gc.collect()
     assert made and made[0]() is None, "the finished run still holds its base model"
+
+
+def _job_on(app, tmp_path, made: list, **config) -> jobs.TrainingJob:
+    """A training job on a new speaker with 16 sample recordings; ``made`` collects weak references
+    to the base models it loads."""
+    import weakref
+
+    assert create(app, "spk-001", "consent-1", n=3) == "spk-001"
+    app.pages["Record"].add_files(sample_files(16))
+
+    def factory(name):
+        made.append(weakref.ref(backend := tiny_backend()))
+        return backend
+
+    settings = {"adapter": ResidualConfig(bottleneck=4), "max_steps": 4, "max_seconds": None, "eval_every": 2,
+                "batch_size": 4, "min_utterances": 10, "patience": 0, "speed_perturb": (), **config}
+    return jobs.TrainingJob(tmp_path / "data" / "spk-001", backend_factory=factory, model="tiny",
+                            config=TrainConfig(**settings), decoder="greedy")
+
+
+def test_the_page_gives_the_advice_after_no_improvement(app, tmp_path) -> None:
+    """Issue 24 A6 (review): the page showed only the summary, not what to do next."""
+    job = _job_on(app, tmp_path, [], learning_rate=1e-12)  # learns nothing: the same words after as before
+    job.start()
+    assert job.join(120) and job.phase == "done", job.error
+    assert job.run.advice and job.run.advice.startswith("No improvement")
+    page = app.pages["Personalize"]
+    page._attach(job)  # as the page does for a run it started (start_training)
+    page.poll()
+    assert "no improvement" in page.result.object
+    assert esc(job.run.advice) in page.result.object and "role='alert'" not in page.result.object
+    assert page.see_results.visible
+
+
+def test_a_stop_before_the_first_check_is_an_outcome_not_a_failure(app, tmp_path) -> None:
+    """Issue 24 A5 (review): "Stopped before the first check" was shown as a red failure; it is a plain
+    outcome with what to do, nothing is saved, and the run lets go of its model (B7)."""
+    import gc
+
+    made: list = []
+    job = _job_on(app, tmp_path, made)
+    job.stop()  # Stop pressed while the base model loads
+    job.start()
+    assert job.join(120) and job.phase == "nothing learned", (job.phase, job.error)
+    assert job.finished and not job.running and job.error is None
+    page = app.pages["Personalize"]
+    page._attach(job)
+    page.poll()
+    shown = page.result.object
+    assert "Stopped before the first check: nothing learned yet" in shown and "train again" in shown
+    assert "longer time limit" in shown  # what to do, on this page
+    assert "role='alert'" not in shown and "#b00020" not in shown  # neutral, not red
+    assert "Stopped before the first check" in page.status.object
+    assert not page.train.disabled and page.stop_button.disabled and not page.see_results.visible
+    folder = tmp_path / "data" / "spk-001"
+    assert not list(folder.glob("submodels/*")) and not list(folder.glob("reports/*"))
+    gc.collect()
+    assert made and made[0]() is None, "the stopped run still holds its base model"
 
 
 # --------------------------------------------------------------------------- Results page

@@ -35,3 +35,25 @@ def test_cli_help_and_not_yet_commands(capsys) -> None:
     assert main([]) == 0
     assert "personalize" in capsys.readouterr().out
     assert main(["--version"]) == 0
+
+
+@needs_weights
+def test_demo_says_what_to_do_after_no_improvement(tmp_path, capsys, monkeypatch) -> None:
+    """Issue 24 A6 (review): after "No improvement" the demo printed the figures but not the advice."""
+    import dataclasses
+
+    import workbench.demo
+    import workbench.workflow
+
+    real = workbench.workflow.personalize_speaker
+
+    def learns_nothing(*args, config, **kwargs):  # the demo's run with a learning rate too small to change a word
+        config = dataclasses.replace(config, learning_rate=1e-12, max_steps=4, eval_every=2, max_seconds=None)
+        return real(*args, config=config, **kwargs)
+
+    monkeypatch.setattr(workbench.workflow, "personalize_speaker", learns_nothing)
+    monkeypatch.setattr(workbench.demo, "_real_voice", lambda data, n: None)
+    code = main(["demo", "--quick", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1 and "(no improvement)" in out, out
+    assert "No improvement: the personal model made" in out and "Do not use this run" in out, out

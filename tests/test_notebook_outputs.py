@@ -243,6 +243,34 @@ def test_notebook_03_table_shows_the_errors_first_and_the_report_next_to_it() ->
     assert "notebooks/output/" in ignored, "notebook 03's output folder must not be committed"
 
 
+def test_notebook_03_says_what_to_do_after_no_improvement(tmp_path, capsys) -> None:
+    """Issue 24 A6 (review): the finishing cell printed the summary but not ``run.advice``. The cell's own
+    code runs here on a run that learns nothing (a tiny random model and a learning rate too small to
+    change a word), so the advice is there to print whatever the shipped run measures."""
+    from _models import noise_waves, tiny_backend
+
+    from workbench.adapters import ResidualConfig
+    from workbench.corpus import SpeakerCorpus
+    from workbench.trainer import TrainConfig
+    from workbench.workflow import prepare, train
+
+    prompts = [f"phrase number {w}" for w in ("one", "two", "three", "four", "five", "six", "seven", "eight")]
+    corpus = SpeakerCorpus.create(tmp_path / "data", "spk-nb", prompts=prompts, simulated=True)
+    for i, w in enumerate(noise_waves(16, seed=3, lo=12000, hi=20000)):
+        corpus.add_take(w * 3, prompt=prompts[i % len(prompts)])
+    config = TrainConfig(adapter=ResidualConfig(bottleneck=4), learning_rate=1e-12, max_steps=4, max_seconds=None,
+                         eval_every=2, batch_size=4, min_utterances=4, speed_perturb=())
+    plan = prepare(corpus.root, backend=tiny_backend(), config=config, submodel_dir=tmp_path / "out",
+                   report_dir=tmp_path / "out")
+    train(plan, progress=False)
+    cell = _cell_with(nbformat.read(NOTEBOOKS / "03_personalize_live.ipynb", as_version=4), "finish(plan")
+    space = {"plan": plan}
+    exec(compile(cell.source, "notebook 03, finishing cell", "exec"), space)
+    printed = capsys.readouterr().out
+    assert space["run"].advice and space["run"].advice in printed, printed
+    space["run"].adapted.remove()
+
+
 def test_notebook_07_shows_whisper_before_and_after_training() -> None:
     from workbench.models.choice import real_speech_model_available
 

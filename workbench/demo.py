@@ -78,7 +78,11 @@ def run_demo(*, data_dir: str | Path | None = None, out_dir: str | Path | None =
     print()
     print(f"{METRIC_LABEL} on {len(cmp_.utterances)} held-out phrases:")
     print(f"  base model:     {100 * cmp_.wer_before:5.1f}%")
-    print(f"  personal model: {100 * cmp_.wer_after:5.1f}%   ({100 * cmp_.relative_reduction:.0f}% fewer errors)")
+    change = (f"{100 * cmp_.relative_reduction:.0f}% fewer errors" if cmp_.wer_after < cmp_.wer_before
+              else "no improvement")
+    print(f"  personal model: {100 * cmp_.wer_after:5.1f}%   ({change})")
+    if run.advice:  # no improvement: what to do next (the run is not used as the personal model)
+        print(run.advice)
     print()
     print("Examples (said | base model heard | personal model heard):")
     for u in cmp_.best(4):

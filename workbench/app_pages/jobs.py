@@ -59,10 +59,12 @@ class TrainingJob:
     Attributes:
         phase: ``"waiting"``, ``"loading"`` (the base model), ``"preparing"`` (features),
             ``"training"``, ``"measuring"`` (transcribing the kept-aside recordings,
-            writing the report), then ``"done"`` or ``"failed"``.
+            writing the report), then ``"done"``, ``"nothing learned"`` (the run ended before
+            its first check, so nothing was saved: an outcome, not a failure) or ``"failed"``.
         run: the :class:`~workbench.workflow.PersonalizationRun` once done (its live
             model is released; the personal adapter is on disk).
         error: the plain-language problem when ``phase == "failed"``.
+        notice: what happened and what to do when ``phase == "nothing learned"``.
     """
 
     def __init__(self, speaker_dir: Path, *, backend_factory: Any, model: str, config: Any,
@@ -78,6 +80,7 @@ class TrainingJob:
         self.phase = "waiting"
         self.run: Any = None
         self.error: str | None = None
+        self.notice: str | None = None
         self.stop_requested = False
         self.started_at = time.time()
         self.finished_at: float | None = None
@@ -100,7 +103,7 @@ class TrainingJob:
     # ------------------------------------------------------------------ control
     @property
     def finished(self) -> bool:
-        return self.phase in ("done", "failed")
+        return self.phase in ("done", "nothing learned", "failed")
 
     @property
     def running(self) -> bool:
@@ -137,7 +140,7 @@ class TrainingJob:
                 "phase": self.phase, "step": self.step, "max_steps": self.max_steps, "elapsed": self.elapsed,
                 "max_seconds": self.max_seconds, "losses": list(self.losses), "wers": list(self.wers),
                 "stop_requested": self.stop_requested, "stop_reason": self.stop_reason, "error": self.error,
-                "version": self.version, "run": self.run, "model": self.model,
+                "notice": self.notice, "version": self.version, "run": self.run, "model": self.model,
                 "training_s": self.training_seconds(), "note": self.note,
             }
 
@@ -203,8 +206,9 @@ class TrainingJob:
 
     def _target(self) -> None:
         from workbench.plots import report_figures
-        from workbench.workflow import finish, prepare, train
+        from workbench.workflow import NothingLearnedError, finish, prepare, train
 
+        plan = None
         try:
             self._set(phase="loading")
             if self.model == "auto":  # simulated speakers: the built-in model; real people: Whisper
@@ -229,6 +233,14 @@ class TrainingJob:
             self._release()
             del plan, backend  # the base model, the trainer and its feature caches go with them
             self._set(run=run, phase="done", finished_at=time.time())
+        except NothingLearnedError as err:  # Stop or the time limit came first: nothing saved, nothing broken
+            try:
+                plan.adapted.remove()  # the untrained adapter goes; the base model goes with the plan
+            except RuntimeError as gone:
+                _log.warning("could not remove the untrained adapter of %s: %s", self.speaker_id, gone)
+            self._set(phase="nothing learned", finished_at=time.time(),
+                      notice=f"{err} On this page: choose a longer time limit, and press Stop only after the word "
+                             "error chart has its second point.")
         except WorkbenchError as err:
             self._set(phase="failed", error=str(err), finished_at=time.time())
         # The job's boundary: any failure in this thread is shown on the page and logged in full,
@@ -240,6 +252,7 @@ class TrainingJob:
                             "Your recordings are safe. Try again; if it happens again, send the server log "
                             "to whoever set up this computer.")
         finally:
+            plan = None  # noqa: F841 - the base model, the trainer and its caches, on every path
             self._release()
 
     def _release(self) -> None:

@@ -39,6 +39,7 @@ _PHASES = {
     "training": "Training the personal model",
     "measuring": "Training finished. Measuring the result on the recordings kept aside and writing the report…",
     "done": "Finished.",
+    "nothing learned": "Stopped before the first check: nothing learned yet.",
     "failed": "Training did not finish.",
 }
 _POLL_MS = 500
@@ -271,11 +272,16 @@ class PersonalizePage(pn.viewable.Viewer):
         if snap["phase"] == "failed":
             self.result.object = message_html(snap["error"] or "Training did not finish.", False)
             self.see_results.visible = False
+        elif snap["phase"] == "nothing learned":  # an outcome with what to do, not a failure: grey, not red
+            self.result.object = message_html(snap.get("notice") or _PHASES["nothing learned"], None)
+            self.see_results.visible = False
         else:
             run = snap["run"]
             better = run.comparison.wer_after < run.comparison.wer_before
             self.result.object = message_html(run.comparison.summary() + ". The report is on the Results page.",
                                               True if better else None)
+            if run.advice:  # after "No improvement": what to do next (workflow.personal.run_advice)
+                self.result.object += message_html(run.advice, None)
             self.see_results.visible = True
 
     def _status_html(self, snap: dict) -> str:
