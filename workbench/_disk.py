@@ -94,12 +94,16 @@ def check_room(needs: dict[Path, int], *, what: str = "Nothing was trained.") ->
                 f"try again. {what}")
 
 
-def check_room_for_run(trainer: Any, *, held_out: int, submodel_dir: Path, report_dir: Path) -> None:
-    """:func:`check_room` for a prepared :class:`~workbench.trainer.Trainer` run (before ``fit``)."""
+def check_room_for_run(trainer: Any, *, held_out: int, submodel_dir: Path, report_dir: Path | None) -> None:
+    """:func:`check_room` for a prepared :class:`~workbench.trainer.Trainer` run (before ``fit``).
+
+    ``report_dir`` None: the run writes no report (a bank: :func:`workbench.workflow.train_bank`).
+    """
     sizes = run_output_bytes(trainer.adapted, held_out=held_out,
                              checkpoint=bool(trainer.checkpoint_dir and trainer.config.checkpoint_every))
     needs = {Path(submodel_dir): sizes["submodel"]}
-    needs[Path(report_dir)] = needs.get(Path(report_dir), 0) + sizes["report"]
+    if report_dir is not None:
+        needs[Path(report_dir)] = needs.get(Path(report_dir), 0) + sizes["report"]
     if sizes["checkpoint"]:
         needs[trainer.checkpoint_dir] = needs.get(trainer.checkpoint_dir, 0) + sizes["checkpoint"]
     check_room(needs)

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from workbench._disk import check_room_for_run
 from workbench.dataset import examples_from_corpus
 from workbench.errors import TrainingError
 from workbench.evaluate import Comparison, compare
@@ -20,6 +21,7 @@ from workbench.workflow.common import (
     default_config,
     three_way_split,
 )
+from workbench.workflow.steps import nothing_learned, nothing_learned_error
 
 if TYPE_CHECKING:
     from workbench.adapters import Adapted
@@ -99,6 +101,12 @@ def train_bank(
         config: training settings (default :class:`TrainConfig` with ``seed``).
         max_train: use at most this many of each speaker's takes for training and validation
             together (as :func:`personalize_speaker`).
+
+    Raises:
+        TrainingError: the disk holding ``out`` has too little room for the bank (checked before
+            training, from the adapter's size: :func:`workbench._disk.check_room_for_run`).
+        NothingLearnedError: the run stopped before its first check (no evaluation after step 0):
+            the adapter is untrained, so no bank is saved. A ``backend`` given is left without it.
     """
     from workbench import distributed
     from workbench.models.loading import load_base_model
@@ -125,10 +133,19 @@ def train_bank(
                         backend=backend)  # validation
     config = config or default_config(backend, seed=seed)
     trainer = Trainer(backend, train, valid, config, decoder=dec)
+    try:  # a full disk: found now, not at the save after the training (issue 24 B8)
+        check_room_for_run(trainer, held_out=0, submodel_dir=Path(out).parent, report_dir=None)
+    except TrainingError:
+        trainer.adapted.remove()  # the backend goes back as it came
+        raise
     rank, world = distributed.rank_and_size()
     if progress and rank == 0:
         _progress_bar(trainer)
     result = trainer.fit()
+    if nothing_learned(result):  # an untrained adapter is no personal model (issue 24 A5); every process agrees
+        trainer.adapted.remove()
+        raise nothing_learned_error(result, config.eval_every, what="bank",
+                                    unsaved=f"no bank was saved (nothing was written to '{out}')")
     # Test phrases: every process transcribes its share, each speaker with its own decoder (the one
     # personalize_speaker and evaluate_speaker use), and every process gathers all of them.
     by_row = [[i for i, e in enumerate(held_out) if e.speaker == row] for row in range(len(corpora))]

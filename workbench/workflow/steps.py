@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from workbench.models.base import ASRBackend
 
 __all__ = ["NothingLearnedError", "PersonalizationPlan", "PersonalizationRun", "finish", "nothing_learned",
-           "personalize_speaker", "prepare", "train"]
+           "nothing_learned_error", "personalize_speaker", "prepare", "train"]
 
 
 class NothingLearnedError(TrainingError):
@@ -44,6 +44,22 @@ class NothingLearnedError(TrainingError):
 def nothing_learned(result: TrainResult) -> bool:
     """True when no check after step 0 ran: the adapter kept is the untrained one (nothing was learned)."""
     return not any(h.get("kind") == "eval" and h.get("step", 0) > 0 for h in result.history)
+
+
+def nothing_learned_error(result: TrainResult, eval_every: int, *, what: str = "personal model",
+                          unsaved: str = "no personal model was saved and no report was written") -> NothingLearnedError:
+    """The plain :class:`NothingLearnedError` for a run that :func:`nothing_learned` (what happened, what to do).
+
+    Args:
+        eval_every: the run's steps between checks (``TrainConfig.eval_every``).
+        what: what is checked, e.g. ``"bank"``.
+        unsaved: what was therefore not written, in words.
+    """
+    return NothingLearnedError(
+        f"Stopped before the first check: nothing learned yet. The {what} is checked on the recordings kept "
+        f"aside every {eval_every} training steps, and this run ended after {result.steps} "
+        f"({result.stopped_because}), so {unsaved}. The recordings are safe: train again and let it run past "
+        f"step {eval_every}.")
 
 
 @dataclasses.dataclass
@@ -219,12 +235,7 @@ def finish(plan: PersonalizationPlan, *, figures: FigureMaker | None = None) -> 
     if result is None:
         raise TrainingError("nothing has been trained yet: train first, then finish")
     if nothing_learned(result):  # an untrained adapter is not a personal model: nothing is saved or reported
-        every = plan.config.eval_every
-        raise NothingLearnedError(
-            f"Stopped before the first check: nothing learned yet. The personal model is checked on the recordings "
-            f"kept aside every {every} training steps, and this run ended after {result.steps} "
-            f"({result.stopped_reason}), so no personal model was saved and no report was written. The recordings "
-            f"are safe: train again and let it run past step {every}.")
+        raise nothing_learned_error(result, plan.config.eval_every)
     corpus, config, adapted, held_out = plan.corpus, plan.config, plan.adapted, plan.held_out
     after = adapted.transcribe([e.wav for e in held_out], decoder=plan.decoder) if held_out else []
     comparison = compare([e.text for e in held_out], plan.base_transcripts(), after,
