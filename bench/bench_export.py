@@ -13,6 +13,10 @@ recording at a time, greedy, with the model card's decoding settings:
 - ``hf`` in transformers' ``pipeline("automatic-speech-recognition")`` (always 30 s);
 - ``onnx`` (built-in model) in ONNX Runtime with greedy CTC decoding.
 
+The workbench stops a transcript when it starts to loop; the engines do not, so each engine's
+text is also given the same loop cut (re-tokenized, :func:`workbench.export.card.cut_loops`,
+as the model card shows); both figures are kept (``*_raw``: the engine's own text).
+
 Each is compared with the workbench's own path, ``workbench transcribe --adapter FILE``
 (the same functions, in process, one recording at a time) on the same audio files: the share
 of transcripts that are identical after the workbench's text normalization (goal >= 95 %)
@@ -190,16 +194,21 @@ def _rounds(fns: dict[str, Callable[[np.ndarray], str]], wavs: list[np.ndarray],
 
 
 def _compare(refs: list[str], texts: dict[str, list[str]], seconds: dict[str, list[float]], audio_s: float,
-             ours: str) -> dict[str, Any]:
+             ours: str, guard: Callable[[str], str] | None = None) -> dict[str, Any]:
+    """Agreement with ``ours`` and WER of every engine; with ``guard`` (the workbench's loop cut applied to an
+    engine's text), on the guarded text, and the engine's raw text as ``*_raw``."""
     from workbench.evaluate import wer
 
     base = texts[ours]
     rows = {}
-    for name, hyps in texts.items():
+    for name, raw in texts.items():
+        hyps = [guard(t) for t in raw] if guard is not None and name != ours else raw
         same = sum(a == b for a, b in zip(hyps, base, strict=True))
         w = wer(refs, hyps)
         rows[name] = {"identical": same / len(hyps), "n": len(hyps), "wer": w,
                       "wer_points_vs_workbench": 100 * (w - wer(refs, base)),
+                      "identical_raw": sum(a == b for a, b in zip(raw, base, strict=True)) / len(raw),
+                      "wer_raw": wer(refs, raw),
                       "rtf": statistics.median(seconds[name]) / audio_s,
                       "rtf_rounds": [s / audio_s for s in seconds[name]],
                       "differences": [{"ref": r, "workbench": b, "engine": h}
@@ -208,6 +217,17 @@ def _compare(refs: list[str], texts: dict[str, list[str]], seconds: dict[str, li
             rows[name]["met"] = (rows[name]["identical"] >= GOAL_IDENTICAL
                                  and abs(rows[name]["wer_points_vs_workbench"]) <= GOAL_WER_POINTS)
     return rows
+
+
+def _loop_guard(submodel: Path) -> Callable[[str], str]:
+    """The workbench's repetition guard on an engine's text: re-tokenized with the model's tokenizer, cut, decoded."""
+    from workbench.adapters.io import read_submodel
+    from workbench.export.card import cut_loops
+    from workbench.models.loading import load_base_model
+    from workbench.text import normalize_text
+
+    tok = load_base_model(read_submodel(submodel)[1]["base_model"]).tokenizer
+    return lambda text: normalize_text(tok.decode(cut_loops(tok(" " + text, add_special_tokens=False).input_ids)))
 
 
 def run(quick: bool, speaker: Path | None, builtin_speaker: Path | None, rounds: int) -> dict[str, Any]:
@@ -245,7 +265,8 @@ def run(quick: bool, speaker: Path | None, builtin_speaker: Path | None, rounds:
         audio_s = sum(len(w) for w in wavs) / 16000
         result["whisper"] = {"speaker": folder.name, "submodel": submodel.name, "recordings": len(wavs),
                              "audio_s": audio_s, "exports": exports,
-                             "engines": _compare(refs, texts, seconds, audio_s, "workbench")}
+                             "engines": _compare(refs, texts, seconds, audio_s, "workbench",
+                                                 _loop_guard(submodel))}
         # the built-in model: onnx
         folder = builtin_speaker or _personal_speaker("sim-stutter", "tiny", work, 1.0)
         wavs, refs, submodel = _test_phrases(folder, limit)
@@ -268,8 +289,9 @@ def _print(result: dict[str, Any]) -> None:
         print(f"{r['speaker']} ({r['submodel']}): {r['recordings']} test phrases, {r['audio_s']:.0f} s of audio")
         for name, e in r["engines"].items():
             mark = "" if "met" not in e else ("  met" if e["met"] else "  MISSED")
-            print(f"  {name:24s} identical {100 * e['identical']:5.1f} %  WER {100 * e['wer']:5.1f} %  "
-                  f"({e['wer_points_vs_workbench']:+.1f} pts)  RTF {e['rtf']:.3f}{mark}")
+            print(f"  {name:38s} identical {100 * e['identical']:5.1f} % (raw {100 * e['identical_raw']:5.1f} %)  "
+                  f"WER {100 * e['wer']:5.1f} % ({e['wer_points_vs_workbench']:+.1f} pts; raw "
+                  f"{100 * e['wer_raw']:5.1f} %)  RTF {e['rtf']:.3f}{mark}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

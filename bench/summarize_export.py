@@ -16,12 +16,14 @@ def _machine(result: dict[str, Any]) -> str:
 def _engines(part: dict[str, Any], goals: dict[str, float]) -> list[str]:
     lines = [f"**{part['speaker']}** ({part['submodel']}): {part['recordings']} test phrases, "
              f"{part['audio_s']:.0f} s of audio.", "",
-             "| engine | transcripts identical to `workbench transcribe --adapter` | WER | vs the workbench | RTF | |",
-             "|---|---|---|---|---|---|"]
+             "| engine | transcripts identical to `workbench transcribe --adapter` | WER | vs the workbench | "
+             "engine's own text, no loop cut: identical, WER | RTF | |", "|---|---|---|---|---|---|---|"]
     for name, e in part["engines"].items():
         mark = "reference" if name == "workbench" else ("—" if "met" not in e else ("met" if e["met"] else "**missed**"))
         lines.append(f"| {name} | {100 * e['identical']:.0f} % ({round(e['identical'] * e['n'])} of {e['n']}) | "
-                     f"{100 * e['wer']:.1f} % | {e['wer_points_vs_workbench']:+.1f} points | {e['rtf']:.3f} | {mark} |")
+                     f"{100 * e['wer']:.1f} % | {e['wer_points_vs_workbench']:+.1f} points | "
+                     f"{100 * e.get('identical_raw', e['identical']):.0f} %, {100 * e.get('wer_raw', e['wer']):.1f} % | "
+                     f"{e['rtf']:.3f} | {mark} |")
     lines += ["", "| export | size | export time | merged vs adapted (largest difference) | adapter's own effect |",
               "|---|---|---|---|---|"]
     for name, x in part["exports"].items():
@@ -44,5 +46,7 @@ def export_details(load: Callable[[str], dict | None]) -> list[str]:
         f"corpus WER within {g['wer_points']:.0f} point. RTF: compute seconds per second of audio, median of "
         f"{result['rounds']} interleaved rounds. faster-whisper and whisper.cpp are given the workbench's encoding "
         "window (`chunk_length`, `audio_ctx`); transformers always encodes 30 s, like the workbench's "
-        "`window=\"full\"` row. Machine: " + _machine(result) + ". `python -m bench.bench_export`", "",
+        "`window=\"full\"` row. The workbench cuts a transcript that starts to loop; the engines' text gets the same "
+        "cut (the model card's `cut_loops`), and their own text is shown too. Machine: " + _machine(result) +
+        ". `python -m bench.bench_export`", "",
         *_engines(result["whisper"], g), *_engines(result["builtin"], g)]

@@ -390,3 +390,21 @@ def test_export_package_imports_without_torch():
 
 def test_errors_are_workbench_errors():
     assert issubclass(ExportError, WorkbenchError)
+
+
+def test_the_model_cards_loop_cut_is_the_workbench_guard():
+    from workbench.export.card import CUT_LOOPS_CODE, cut_loops
+
+    scope: dict = {}
+    exec(CUT_LOOPS_CODE, scope)  # the code printed in every Whisper model card
+    rng = np.random.default_rng(0)
+    phrase = [5, 6, 7, 8, 9, 10]
+    cases = [list(rng.integers(0, 4, size=int(rng.integers(1, 40)))) for _ in range(300)]
+    cases += [[1, *phrase, *phrase, *phrase, 2], [3, 3, 3], [3, 3, 3, 3, 3], [1, 2, 1, 2, 1, 2, 9]]
+    cut = 0
+    for ids in cases:
+        ids = [int(i) for i in ids]
+        assert scope["cut_loops"](ids) == cut_loops(ids), ids
+        cut += len(cut_loops(ids)) < len(ids)
+    assert cut > 20  # the cases do exercise the guard
+    assert cut_loops([1, *phrase, *phrase, *phrase, 2]) == [1, *phrase]

@@ -25,7 +25,8 @@ import math
 import re
 from typing import Any
 
-__all__ = ["BUILTIN_PROVENANCE", "decoding_section", "max_new_tokens", "model_card", "window_seconds"]
+__all__ = ["BUILTIN_PROVENANCE", "CUT_LOOPS_CODE", "cut_loops", "decoding_section", "max_new_tokens", "model_card",
+           "window_seconds"]
 
 NOTICE = ("**Not a medical device.** The figures below are ASR word error rates: how often a speech recogniser "
           "gets a word wrong on these recordings. They are not a clinical intelligibility score.")
@@ -43,6 +44,34 @@ def max_new_tokens(seconds: float) -> int:
     22
     """
     return int(TOKENS_FIXED + math.ceil(TOKENS_PER_SECOND * max(0.0, float(seconds))))
+
+
+#: The workbench's repetition guard (workbench.models.whisper), as plain code for the model card.
+CUT_LOOPS_CODE = """def cut_loops(ids):  # keep the first copy when the last tokens loop (the workbench's guard)
+    for end in range(1, len(ids) + 1):
+        for n in range(1, min(48, end // 2) + 1):
+            times = 4 if n <= 2 else 3 if n <= 4 else 2
+            if n * times <= end and all(ids[end - k * n - n:end - k * n] == ids[end - n:end] for k in range(1, times)):
+                return ids[:end - n * times + n]
+    return ids"""
+
+
+def cut_loops(tokens: list[int]) -> list[int]:
+    """The workbench's repetition guard, applied after decoding: the tokens up to the first loop, one copy kept.
+
+    The workbench checks after every token (:func:`workbench.models.whisper._repetition_cut`) and stops
+    there; the engines have no such guard, so this replays the check on each prefix of their output.
+
+    >>> cut_loops([7, 1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2])
+    [7, 1, 2, 3, 4, 5]
+    """
+    from workbench.models.whisper import _repetition_cut
+
+    for end in range(1, len(tokens) + 1):
+        cut = _repetition_cut(list(tokens[:end]))
+        if cut is not None:
+            return list(tokens[:cut])
+    return list(tokens)
 
 
 def window_seconds(seconds: float) -> int:
@@ -155,7 +184,11 @@ def decoding_section(fmt: str, kind: str, folder: str = "DIR", prompt: list[int]
              "window), not on Whisper's usual 30 s window. Engines that pad every recording to 30 s give different "
              "words on some recordings (docs/benchmarks.md measures how many); where the engine allows it, set the "
              "window as below "
-             "(`window = 2 * ceil((seconds + 1) / 2)`, at most 30).", ""]
+             "(`window = 2 * ceil((seconds + 1) / 2)`, at most 30).", "",
+             "**Cut loops.** The workbench also stops a transcript as soon as its last tokens repeat (one or two "
+             "tokens 4 times, three or four tokens 3 times, a longer phrase twice) and keeps the first copy. The "
+             "engines have no such guard; apply it to the token ids they return (re-tokenize the text where an "
+             "engine returns only text):", "", "```python", CUT_LOOPS_CODE, "```", ""]
     if fmt == "ct2":
         ids = list(prompt or [])
         lines += ["faster-whisper (simple; it always encodes 30 s, so some words can differ from the workbench's):", "",
@@ -182,7 +215,7 @@ def decoding_section(fmt: str, kind: str, folder: str = "DIR", prompt: list[int]
                   "result = model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])),",
                   f"                        [{ids}], beam_size=1, suppress_blank=True,",
                   f"                        max_length={TOKENS_FIXED} + math.ceil({TOKENS_PER_SECOND} * seconds))",
-                  "print(tokenizer.decode(result[0].sequences_ids[0]))", "```", "",
+                  "print(tokenizer.decode(cut_loops(result[0].sequences_ids[0])))  # cut_loops: above", "```", "",
                   f"(`{ids}` is the decoding prompt: start of transcript, [language, task,] no timestamps.)", ""]
     elif fmt == "ggml":
         lines += ["whisper.cpp (command line; `--audio-ctx` is 50 x the window in seconds, here a 4 s window):", "",

@@ -57,7 +57,8 @@ def window_transcriber(folder: str | Path, prompt: list[int], *, threads: int = 
 
     The model card's CTranslate2 snippet, as a function: log-mel of the recording and silence
     (faster-whisper's feature extractor), cut to :func:`workbench.export.card.window_seconds`,
-    greedy, at most :func:`workbench.export.card.max_new_tokens` tokens.
+    greedy, at most :func:`workbench.export.card.max_new_tokens` tokens, loops cut
+    (:func:`workbench.export.card.cut_loops`).
 
     Args:
         folder: the ct2 export.
@@ -69,7 +70,7 @@ def window_transcriber(folder: str | Path, prompt: list[int], *, threads: int = 
     import numpy as np
 
     from workbench._optional import require
-    from workbench.export.card import max_new_tokens, window_seconds
+    from workbench.export.card import cut_loops, max_new_tokens, window_seconds
 
     ctranslate2 = require("ctranslate2", extra="export", purpose="run a ct2 export")
     require("faster_whisper", extra="export", purpose="compute Whisper's log-mel")
@@ -86,6 +87,6 @@ def window_transcriber(folder: str | Path, prompt: list[int], *, threads: int = 
         mel = features(np.pad(audio, (0, max(0, 480000 - len(audio)))))[:, : 100 * window_seconds(seconds)]
         result = model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])), [list(prompt)],
                                 beam_size=1, suppress_blank=True, max_length=max_new_tokens(seconds))
-        return tokenizer.decode(result[0].sequences_ids[0])
+        return tokenizer.decode(cut_loops(result[0].sequences_ids[0]))
 
     return run
