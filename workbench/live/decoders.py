@@ -11,7 +11,8 @@ Two kinds of base model, one interface (``decoder(wav, prefix) -> Hypothesis``):
   Whisper writes words for silence and noise ("thank you"); its own silence detector decides:
   a decode whose no-speech probability is above ``no_speech_threshold`` while its mean
   log-probability is below ``logprob_threshold`` (OpenAI's rule), or whose mean
-  log-probability is below ``min_logprob`` (a guess, whatever it is), is not speech.
+  log-probability is below ``min_logprob`` (a guess, whatever it is; only for the first words of a
+  phrase), is not speech.
 - :class:`CTCStep` (the built-in model, transformers CTC models). Greedy CTC: a word's times
   are the frames of its first and last character on the best path (exact to a frame), so a
   stable prefix is found by time; a word whose characters' mean probability is below
@@ -108,7 +109,9 @@ class WhisperStep:
         texts = d.text.split()
         free = len(texts) > len(prefix)  # the decode added words of its own
         silent = d.no_speech_prob > self.no_speech_threshold and d.avg_logprob < self.logprob_threshold
-        speech = free and not silent and d.avg_logprob >= self.min_logprob
+        # a continuation of words already committed is judged by the silence rule alone: its few tokens
+        # (one word and the end token) make the mean log-probability too noisy to be a test of speech
+        speech = free and not silent and (bool(prefix) or d.avg_logprob >= self.min_logprob)
         return Hypothesis(spread_words(texts, voiced), speech, d.avg_logprob)
 
 

@@ -53,10 +53,17 @@ class LocalAgreement:
         """The uncommitted words of the last decode (the partial caption)."""
         return list(self._pending)
 
-    def update(self, tail: Sequence[Word]) -> tuple[list[Word], list[Word]]:
-        """Compare ``tail`` with the previous one; returns ``(committed now, still partial)``."""
+    def update(self, tail: Sequence[Word], stable_until: float | None = None) -> tuple[list[Word], list[Word]]:
+        """Compare ``tail`` with the previous one; returns ``(committed now, still partial)``.
+
+        ``stable_until``: words ending after this time (seconds) are not committed even when both
+        decodes agree: they may still be being spoken ("call forward un-" read as "and").
+        """
         tail = list(tail)
         n = common_prefix(self._pending, tail)
+        if stable_until is not None:
+            while n and tail[n - 1].end_s > stable_until:
+                n -= 1
         committed, self._pending = tail[:n], tail[n:]
         return committed, list(self._pending)
 

@@ -6,9 +6,10 @@ How it works (one idea each, in their own modules):
    voice-activity detector (:mod:`~workbench.live.vad`). Nothing is decoded while nobody speaks,
    so silence and steady noise cost nothing and produce no words.
 2. At a speech onset a *buffer* starts (``preroll_s`` before the first voiced frame). Every
-   ``step_s`` of new audio the whole buffer is decoded again (:mod:`~workbench.live.decoders`)
-   and the words two consecutive decodes agree on are committed (LocalAgreement-2,
-   :mod:`~workbench.live.policy`); the rest is a partial caption.
+   ``step_s`` of new audio (or later, when the previous decode is still running) the whole buffer
+   is decoded again (:mod:`~workbench.live.decoders`) and the words two consecutive decodes agree
+   on are committed (LocalAgreement-2, :mod:`~workbench.live.policy`), except those ending in the
+   last ``holdback_s`` of audio (a word still being spoken); the rest is a partial caption.
 3. After ``pause_s`` without a voiced frame, the buffer is decoded once more up to the pause
    and all its words are committed; the buffer is then dropped (trimmed at the pause). A buffer
    longer than ``max_buffer_s`` (no pause) is trimmed after its last committed word.
@@ -16,8 +17,10 @@ How it works (one idea each, in their own modules):
 **The clock.** ``emitted_s`` is when an event would appear if the audio arrived in real time:
 a decode starts when its audio has arrived and the previous decode has finished, and takes
 the time it really took here. So a file fed as fast as possible gives the same latencies as
-the same file played in real time (on the same computer). When decoding falls more than
-``max_lag_s`` behind the audio, the recognizer skips ahead: the audio it has no time for is
+the same file played in real time (on the same computer). A decode that would start while the
+previous one is still running is left out (the next one covers its audio). When decoding still
+falls more than ``max_lag_s`` behind the audio (a single decode slower than the audio it
+covers), the recognizer skips ahead: the audio it has no time for is
 not decoded (its pending words are dropped), and :attr:`StreamingRecognizer.status` says so.
 
 Memory is bounded: ``keep_s`` seconds of audio and VAD decisions, one buffer of at most
@@ -95,8 +98,13 @@ class StreamingRecognizer:
         max_lag_s: fall this far behind the audio and the recognizer skips ahead.
         keep_s: seconds of recent audio kept for :meth:`audio` (corrections).
         preroll_s: audio kept before the first voiced frame of a phrase.
+        holdback_s: words ending less than this before the end of the audio are not committed yet
+            (the last word may still be being spoken), even when two decodes agree on them.
         vad: options of :class:`~workbench.live.vad.VoiceActivity` (``mode``, ``margin_db``, ...).
         decoder: options of the step decoder (``no_speech_threshold``, ``min_logprob``, ``min_confidence``).
+        realtime: False: every decode is taken as instantaneous (events are emitted at the audio time
+            of the decode; nothing is ever behind or skipped), for deterministic tests and for
+            measuring what the policy costs in words apart from the computer's speed.
         warmup: decode 1 s of quiet once now, so that the first caption is not slowed by one-time set-up
             (not counted in :attr:`compute_s`).
 
@@ -108,8 +116,8 @@ class StreamingRecognizer:
 
     def __init__(self, backend, *, submodel: str | Path | None = None, speaker: str | None = None,
                  step_s: float = 0.5, pause_s: float = 0.5, max_buffer_s: float = 12.0, max_lag_s: float = 2.0,
-                 keep_s: float = 60.0, preroll_s: float = 0.3, vad: dict | None = None,
-                 decoder: dict | None = None, warmup: bool = True) -> None:
+                 keep_s: float = 60.0, preroll_s: float = 0.3, holdback_s: float = 0.3, vad: dict | None = None,
+                 decoder: dict | None = None, warmup: bool = True, realtime: bool = True) -> None:
         if not 0.05 <= step_s <= 5.0:
             raise ValueError(f"step_s must be between 0.05 and 5 seconds, got {step_s!r}")
         if not step_s < max_buffer_s <= 28.0:
@@ -125,7 +133,8 @@ class StreamingRecognizer:
             raise AdapterError("this personal model is a bank of several speakers; give its file as submodel= "
                                "with speaker= to choose whose rows to use")
         self.step = int(round(step_s * SAMPLE_RATE))
-        self.pause_s, self.max_lag_s = float(pause_s), float(max_lag_s)
+        self.pause_s, self.max_lag_s, self.holdback_s = float(pause_s), float(max_lag_s), float(holdback_s)
+        self.realtime = bool(realtime)
         self.max_buffer = int(round(max_buffer_s * SAMPLE_RATE))
         self.preroll = int(round(preroll_s * SAMPLE_RATE))
         self._decode = step_decoder(backend, route=route, **(decoder or {}))
@@ -248,11 +257,13 @@ class StreamingRecognizer:
         if self._vad.silent_for() >= self.pause_s:  # the phrase ended: decode to the pause, commit it all
             end = min(total, (self._vad.last_voiced + 1) * FRAME + self.preroll)
             return self._final(end)
-        if total - self._last_decode < self.step:
-            return []
+        if total - self._last_decode < self.step or self._vad.silent_for() >= self.holdback_s:
+            return []  # not yet; or the speaker has stopped: the decode at the pause will take it all
         lag = self._busy_until - total / SAMPLE_RATE
         if lag > self.max_lag_s:
             return self._skip(lag)
+        if lag > 0:  # still busy with the last decode: the next one starts when it is done, on all the audio
+            return []
         events = self._step(total)
         if total - self._buf_start > self.max_buffer:
             events += self._trim(total)
@@ -268,7 +279,7 @@ class StreamingRecognizer:
         dt = time.perf_counter() - t0
         self.compute_s += dt
         self.decodes += 1
-        self._busy_until = max(end / SAMPLE_RATE, self._busy_until) + dt
+        self._busy_until = max(end / SAMPLE_RATE, self._busy_until) + (dt if self.realtime else 0.0)
         self._last_decode = end
         offset = start / SAMPLE_RATE
         words = [Word(w.text, round(w.start_s + offset, 3), round(w.end_s + offset, 3)) for w in hyp.words]
@@ -287,7 +298,7 @@ class StreamingRecognizer:
 
     def _step(self, end: int) -> list[CaptionEvent]:
         hyp, clock = self._run(end)
-        committed, _ = self._policy.update(self._tail(hyp))
+        committed, _ = self._policy.update(self._tail(hyp), stable_until=end / SAMPLE_RATE - self.holdback_s)
         return self._emit(committed, clock)
 
     def _final(self, end: int) -> list[CaptionEvent]:
@@ -328,6 +339,7 @@ class StreamingRecognizer:
         self._policy.reset()
 
     def _emit(self, committed: list[Word], clock: float) -> list[CaptionEvent]:
+        """Events for the words committed now and for a changed partial line (audio times; at ``clock``)."""
         events = []
         if committed:
             self._buf_words += committed
@@ -337,7 +349,7 @@ class StreamingRecognizer:
         text = " ".join(w.text for w in pending)
         if text != self._partial:
             self._partial = text
-            start = pending[0].start_s if pending else (committed[-1].end_s if committed else clock)
+            start = pending[0].start_s if pending else (committed[-1].end_s if committed else self.now_s)
             end = pending[-1].end_s if pending else start
             events.append(CaptionEvent("partial", text, start, end, round(clock, 3)))
         return events

@@ -1,0 +1,182 @@
+"""Do corrections made during use teach the personal model? (issue 25, item 3)
+
+For one sample speaker and Whisper tiny.en, on the speaker's fixed test phrases
+(``three_way_split`` seed 0, never trained on), three conditions per training seed:
+
+- **A**: personalize on the first ``--prompted`` (25) prompted takes;
+- **C**: personalize on the first ``prompted + used`` (50) prompted takes;
+- **B**: *use* the personal model of A live: the next ``--used`` (25) prompted recordings are
+  streamed through :class:`workbench.live.StreamingRecognizer` with 1 s pauses between them,
+  each committed caption line is corrected with its reference and saved with
+  :func:`workbench.live.save_correction` (the caption's audio span, marked as coming from use);
+  then personalize again on the A takes plus those corrections. A phrase that got no caption at
+  all cannot be corrected by a user and is skipped (counted).
+
+B and C train on the same recordings; B's come cut by the recognizer with corrected text, C's as
+prompted takes. Every stage works on its own copy of the speaker folder (under
+``~/.cache/workbench/study_corrections``) and is saved to ``docs/bench/study_corrections.partial.json``
+when done, so an interrupted run resumes at the next stage. ``--quick``: 6 + 4 takes, one seed,
+2 training steps (checks that it runs; the figures mean nothing).
+
+    python -m bench.study_corrections [--speaker sim-dysarthria-severe] [--seeds 0 1 2] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._common import RESULTS_DIR, machine, write_result
+from workbench.constants import SAMPLE_RATE
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
+MODEL = "whisper-tiny.en"
+WORK = Path(os.environ.get("WORKBENCH_BENCH_CACHE") or Path.home() / ".cache" / "workbench") / "study_corrections"
+GAP_S = 1.0
+
+
+def _fresh_copy(speaker: str, name: str) -> Path:
+    work = WORK / name
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(SAMPLES / speaker, work, ignore=shutil.ignore_patterns("submodels", "reports"))
+    return work
+
+
+def _personalize(folder: Path, backend, *, seed: int, max_train: int, quick: bool) -> dict[str, Any]:
+    from workbench.workflow import default_config, finish, prepare, train
+
+    settings = {"max_steps": 2, "eval_every": 1} if quick else {}
+    config = default_config(backend, max_seconds=90.0, seed=seed, **settings)
+    plan = prepare(folder, backend=backend, config=config, seed=0, max_train=max_train)  # seed 0: the split
+    train(plan, progress=False)
+    run = finish(plan)
+    run.adapted.remove()
+    return {"wer": run.comparison.wer_after, "wer_before": run.comparison.wer_before,
+            "train_takes": len(plan.train) + len(plan.valid), "submodel": str(run.submodel_path),
+            "steps": run.train_result.steps}
+
+
+def use_and_correct(folder: Path, backend, submodel: str, used: list, source) -> dict[str, Any]:
+    """Stream ``used`` takes (from ``source``, a SpeakerCorpus) through the personal model; save each
+    caption line corrected with its reference as a take from use in ``folder``."""
+    from workbench.evaluate import wer
+    from workbench.live import StreamingRecognizer, save_correction
+    from workbench.text import normalize_text
+
+    gap = np.zeros(int(GAP_S * SAMPLE_RATE), np.float32)
+    rec = StreamingRecognizer(backend, submodel=submodel, keep_s=30.0)
+    saved, skipped, refs, hyps = 0, 0, [], []
+    try:
+        for utt in used:
+            wav = source.load_audio(utt)
+            t0 = rec.now_s
+            events = []
+            for chunk in (wav, gap):
+                for s in range(0, len(chunk), SAMPLE_RATE // 10):
+                    events += rec.feed(chunk[s: s + SAMPLE_RATE // 10])
+            line = [e for e in events if e.kind == "commit" and e.start_s >= t0 - 0.2]
+            ref = normalize_text(utt.prompt)
+            refs.append(ref)
+            hyps.append(" ".join(e.text for e in line))
+            if not line:  # nothing on screen to correct
+                skipped += 1
+                continue
+            span = rec.audio(max(t0, line[0].start_s - 0.3), min(rec.now_s, line[-1].end_s + 0.4))
+            save_correction(folder, utt.prompt, span, caption=hyps[-1])
+            saved += 1
+    finally:
+        rec.close()
+    return {"saved": saved, "skipped": skipped, "caption_wer": wer(refs, hyps)}
+
+
+def run(speaker: str, seeds: list[int], prompted: int, used_n: int, quick: bool) -> dict[str, Any]:
+    import torch
+
+    from workbench.corpus import SpeakerCorpus
+    from workbench.live.corrections import use_counts
+    from workbench.models.loading import load_base_model
+    from workbench.workflow import three_way_split
+
+    torch.set_num_threads(2)
+    partial = RESULTS_DIR / f"study_corrections{'_quick' if quick else ''}.partial.json"
+    done: dict[str, Any] = json.loads(partial.read_text()) if partial.is_file() else {}
+    source = SpeakerCorpus.open(SAMPLES / speaker)
+    _, _, test = three_way_split(source, seed=0)
+    test_ids = {t.utt_id for t in test}
+    rest = [u for u in source.utterances() if u.utt_id not in test_ids]  # in the order max_train cuts
+    if len(rest) < prompted + used_n:
+        raise SystemExit(f"{speaker} has {len(rest)} takes outside its test phrases; need {prompted + used_n}")
+    used = rest[prompted: prompted + used_n]  # the max_train cap takes the first `prompted` of rest
+    backend = load_base_model(MODEL)
+    tag = speaker.replace("/", "_") + ("-quick" if quick else "")
+
+    def stage(key: str, fn) -> dict:
+        if key not in done:
+            t0 = time.perf_counter()
+            done[key] = fn()
+            done[key]["seconds"] = time.perf_counter() - t0
+            RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(done, indent=1))
+            print(f"{key}: {done[key]}", flush=True)
+        return done[key]
+
+    for seed in seeds:
+        a = stage(f"A|{seed}", lambda: _personalize(_fresh_copy(speaker, f"{tag}-A{seed}"), backend, seed=seed,
+                                                    max_train=prompted, quick=quick))
+        stage(f"C|{seed}", lambda: _personalize(_fresh_copy(speaker, f"{tag}-C{seed}"), backend, seed=seed,
+                                                max_train=prompted + used_n, quick=quick))
+
+        def b_stage() -> dict:
+            folder = _fresh_copy(speaker, f"{tag}-B{seed}")
+            use = use_and_correct(folder, backend, a["submodel"], used, source)
+            corpus = SpeakerCorpus.open(folder)
+            use["kept_out"] = use_counts(corpus.utterances(), [], three_way_split(corpus, seed=0)[2])["kept_out"]
+            return {**_personalize(folder, backend, seed=seed, max_train=prompted, quick=quick), "use": use}
+
+        stage(f"B|{seed}", b_stage)
+    names = {"A": f"A: {prompted} prompted takes", "B": f"B: {prompted} prompted + corrections from use",
+             "C": f"C: {prompted + used_n} prompted takes"}
+    conditions = {}
+    for c, label in names.items():
+        wers = [done[f"{c}|{s}"]["wer"] for s in seeds]
+        conditions[label] = {"wer": wers, "mean": float(np.mean(wers)),
+                             "train_takes": [done[f"{c}|{s}"]["train_takes"] for s in seeds]}
+    uses = [done[f"B|{s}"]["use"] for s in seeds]
+    return {"machine": machine("cpu"), "speaker": speaker, "model": MODEL, "seeds": seeds, "prompted": prompted,
+            "used": used_n, "test_phrases": len(test), "quick": quick, "conditions": conditions,
+            "base_wer": done[f"A|{seeds[0]}"]["wer_before"],
+            "use_caption_wer": float(np.mean([u["caption_wer"] for u in uses])),
+            "corrections_saved": [u["saved"] for u in uses], "captions_missed": [u["skipped"] for u in uses],
+            "kept_out": sum(u["kept_out"] for u in uses)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--speaker", default="sim-dysarthria-severe")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--prompted", type=int, default=25)
+    parser.add_argument("--used", type=int, default=25)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.prompted, args.used = args.seeds[:1], 6, 4
+    t0 = time.perf_counter()
+    result = run(args.speaker, args.seeds, args.prompted, args.used, args.quick)
+    result["wall_s"] = time.perf_counter() - t0
+    path = write_result("study_corrections" + ("_quick" if args.quick else ""), result)
+    (RESULTS_DIR / f"study_corrections{'_quick' if args.quick else ''}.partial.json").unlink(missing_ok=True)
+    print(f"wrote {path}")
+    for name, row in result["conditions"].items():
+        print(f"{name}: {', '.join(f'{100 * w:.1f} %' for w in row['wer'])} (mean {100 * row['mean']:.1f} %)")
+    return result
+
+
+if __name__ == "__main__":
+    main()
