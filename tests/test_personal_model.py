@@ -272,13 +272,11 @@ def test_transcribe_server_says_what_it_ignores_and_a_speaker_it_does_not_hold(t
     assert "Personal model: the server's Submodel for 'spk-017'" in err and "ignored" not in err
 
 
-def test_the_clinic_server_refuses_a_submodel_it_could_only_partly_apply(tmp_path) -> None:
-    """Issue 24 A13: LoRA on every block while the server runs only the blocks above the split."""
-    pytest.importorskip("constriction")
+def _server_submodels(tmp_path) -> tuple[dict[str, Path], int, int]:
+    """Submodels with LoRA on every block, on the blocks above the default compressor's split, and one
+    more: ``(paths, split_layer, num_layers)``."""
     from workbench.adapters import SubmodelBank
     from workbench.device_tuning.compressor import default_compressor, load_compressor
-    from workbench.device_tuning.server import ServerCore
-    from workbench.errors import AdapterError
     from workbench.models.loading import load_base_model
 
     backend = load_base_model("tiny").freeze()
@@ -291,6 +289,17 @@ def test_the_clinic_server_refuses_a_submodel_it_could_only_partly_apply(tmp_pat
                 p.add_(0.1)
         paths[name] = bank.save(tmp_path / f"{name}.safetensors")
         bank.adapted.remove()
+    return paths, k, n
+
+
+def test_the_clinic_server_refuses_a_submodel_it_could_only_partly_apply(tmp_path) -> None:
+    """Issue 24 A13: LoRA on every block while the server runs only the blocks above the split."""
+    pytest.importorskip("constriction")
+    from workbench.device_tuning.compressor import default_compressor
+    from workbench.device_tuning.server import ServerCore
+    from workbench.errors import AdapterError
+
+    paths, k, n = _server_submodels(tmp_path)
     with pytest.raises(AdapterError, match=f"all.safetensors adapt encoder blocks 0-{n - 1}, but this server runs "
                                            f"only blocks {k}-{n - 1}"):
         ServerCore(str(default_compressor()), [str(paths["all"])])
@@ -298,6 +307,39 @@ def test_the_clinic_server_refuses_a_submodel_it_could_only_partly_apply(tmp_pat
         ServerCore(str(default_compressor()), [str(paths["one-too-many"])])
     core = ServerCore(str(default_compressor()), [str(paths["fits"])])
     assert core.info()["speakers"] == ["spk-fits"]
+
+
+def test_serve_asr_refuses_a_partly_applicable_submodel_before_ray_starts(tmp_path, monkeypatch, capsys) -> None:
+    """Issue 24 A13 (review): the start-up check in the driver did not look at the blocks, so the refusal
+    came from inside Ray, after its start-up, as Ray's traceback. Now it comes first, in plain words."""
+    pytest.importorskip("constriction")
+    import socket
+
+    import workbench.device_tuning.server as server
+    from workbench.cli import main
+    from workbench.device_tuning.compressor import default_compressor
+    from workbench.errors import AdapterError
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started before the Submodels were checked")
+
+    monkeypatch.setattr(server, "_start_ray", no_ray)
+    monkeypatch.setattr(server, "require", no_ray)
+    paths, k, n = _server_submodels(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    for name, match in (("all", f"adapt encoder blocks 0-{n - 1}, but this server runs only blocks {k}-{n - 1}"),
+                        ("one-too-many", f"top_layers={n - k}")):
+        with pytest.raises(AdapterError, match=match):
+            server.serve_asr(default_compressor(), [paths["fits"], paths[name]], port=port, blocking=False)
+    assert time.perf_counter() - t0 < 10.0
+    rc = main(["serve-asr", "--port", str(port), "--submodels", str(paths["all"])])
+    err = capsys.readouterr().err
+    assert rc == 2 and "all.safetensors adapt encoder blocks" in err and "Traceback" not in err, err
+    with pytest.raises(AssertionError, match="Ray was started"):  # a Submodel that fits passes on to Ray
+        server.serve_asr(default_compressor(), [paths["fits"]], port=port, blocking=False)
 
 
 def test_evaluate_names_a_submodel_given_with_adapter(tmp_path, capsys) -> None:

@@ -96,6 +96,14 @@ def check_server_blocks(top_layers: int, num_layers: int, split_layer: int, name
         "SplitModel.server_backend() trains them on what the server sees).")
 
 
+def _check_compressor_base(compressor_path: str | Path, meta: dict[str, Any], backend: Any) -> None:
+    """Refuse a compressor trained for another base model than ``backend``."""
+    if meta["base_fingerprint"] != backend.fingerprint():
+        raise WireFormatError(
+            f"The compressor {Path(compressor_path).name} was trained for another base model than {backend.name}: "
+            "train one for this model (recipes/train_compressor.py).")
+
+
 class ServerCore:
     """What the deployment does, without Ray: parse, check, batch-transcribe (also used by tests)."""
 
@@ -110,10 +118,7 @@ class ServerCore:
 
         backend = load_base_model(model).freeze()
         comp, meta = load_compressor(compressor_path)
-        if meta["base_fingerprint"] != backend.fingerprint():
-            raise WireFormatError(
-                f"The compressor {Path(compressor_path).name} was trained for another base model than {backend.name}: "
-                "train one for this model (recipes/train_compressor.py).")
+        _check_compressor_base(compressor_path, meta, backend)
         self.split = SplitModel(backend, meta["split_layer"], comp)
         self.bank = SubmodelBank.from_files(backend, list(submodels)) if submodels else None
         if self.bank is not None:
@@ -333,19 +338,33 @@ def check_port_free(host: str, port: int) -> None:
             ) from None
 
 
-def _check_files(compressor_path: str | Path, submodels: Sequence[str | Path]) -> None:
-    """Before Ray starts: the compressor and every Submodel file load, and were made for one base model."""
+def _check_files(compressor_path: str | Path, submodels: Sequence[str | Path], *, model: str = "tiny") -> None:
+    """Before Ray starts: the compressor and every Submodel file load, were made for ``model``, and
+    the Submodels adapt only the blocks the server runs (:func:`check_server_blocks`, as the
+    deployment checks them), so a refusal is one plain message in a second or two, not Ray's
+    traceback after half a minute. Loads the base model once (the built-in one in ~0.1 s)."""
+    from workbench.adapters.adapted import fitting_config
     from workbench.adapters.io import read_submodel
     from workbench.device_tuning.compressor import load_compressor
+    from workbench.models import load_base_model
 
     _, meta = load_compressor(compressor_path)
+    files = []
     for path in submodels:
-        _, sub = read_submodel(path)
+        tensors, sub = read_submodel(path)
         if sub["base_fingerprint"] != meta["base_fingerprint"]:
             raise AdapterError(
                 f"{Path(path).name} was trained on base model {sub['base_model']!r} (fingerprint "
                 f"{sub['base_fingerprint'][:12]}), but the compressor {Path(compressor_path).name} is for "
                 f"fingerprint {meta['base_fingerprint'][:12]}: serve Submodels trained on the compressor's base model.")
+        files.append((Path(path).name, tensors, sub))
+    backend = load_base_model(model)
+    _check_compressor_base(compressor_path, meta, backend)
+    tops: dict[int, list[str]] = {}
+    for name, tensors, sub in files:  # the settings checked against the weights, as the deployment loads them
+        tops.setdefault(fitting_config(backend, sub, tensors, name).top_layers, []).append(name)
+    for top, names in sorted(tops.items()):
+        check_server_blocks(top, backend.num_layers, meta["split_layer"], names)
 
 
 _WORKBENCH_ERROR = re.compile(r"workbench\.errors\.\w+: (.+)")
@@ -388,7 +407,8 @@ def serve_asr(compressor_path: str | Path, submodels: Sequence[str | Path] = (),
     """Start Ray (local), Serve's HTTP proxy on ``host:port`` and the deployment; returns the URL.
 
     What can be checked without Ray is checked first, in a second or two: the token rule, the
-    compressor and Submodel files, and that the port is free.
+    compressor and Submodel files (and that the server can apply every adapter in them), and that
+    the port is free.
 
     Raises:
         WorkbenchError: a non-local ``host`` without a token; a missing or damaged file; a busy
@@ -398,7 +418,7 @@ def serve_asr(compressor_path: str | Path, submodels: Sequence[str | Path] = (),
         raise WorkbenchError(
             f"The server would listen on {host}, where other machines can reach it: give it a token "
             "(--token or WORKBENCH_SERVER_TOKEN), or keep the default 127.0.0.1.")
-    _check_files(compressor_path, submodels)
+    _check_files(compressor_path, submodels, model=model)
     check_port_free(host, port)
     ray = require("ray", extra="serve", purpose="run the clinic's server")
     serve = require("ray.serve", extra="serve", purpose="run the clinic's server")
