@@ -49,3 +49,32 @@ def test_a_writer_that_fails_leaves_nothing(tmp_path) -> None:
     with pytest.raises(OSError):
         write_atomic_with(tmp_path / "x.csv", fail)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_speaker_folder_is_private_file_by_file(tmp_path, umask) -> None:
+    """Issue 24 review: manifest.jsonl and .lock were made 0644 while the recordings were 0600."""
+    from _models import noise_waves
+
+    from workbench.corpus import SpeakerCorpus
+
+    corpus = SpeakerCorpus.create(tmp_path, "spk-1", prompts=["good morning", "call my sister"])
+    corpus.add_take(noise_waves(1, seed=1, lo=16000, hi=17000)[0] * 3, prompt="good morning")
+    files = [p for p in corpus.root.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {".lock", "manifest.jsonl", "speaker.json", "prompts.txt"}
+    assert any(p.suffix == ".flac" for p in files)
+    assert {p.relative_to(corpus.root).as_posix(): oct(_mode(p)) for p in files} == \
+        {p.relative_to(corpus.root).as_posix(): oct(PRIVATE_MODE) for p in files}
+
+
+def test_a_speaker_folder_made_before_the_rule_becomes_private_when_written(tmp_path) -> None:
+    """A folder from an earlier version (manifest and lock 0644) is made private at the next write."""
+    from _models import noise_waves
+
+    from workbench.corpus import SpeakerCorpus
+
+    corpus = SpeakerCorpus.create(tmp_path, "spk-1", prompts=["good morning"])
+    for name in ("manifest.jsonl", ".lock"):
+        os.chmod(corpus.root / name, 0o644)
+    SpeakerCorpus.open(corpus.root).add_take(noise_waves(1, seed=2, lo=16000, hi=17000)[0] * 3,
+                                              prompt="good morning")
+    assert _mode(corpus.root / "manifest.jsonl") == PRIVATE_MODE and _mode(corpus.root / ".lock") == PRIVATE_MODE

@@ -7,7 +7,9 @@ folder so the rename itself survives a power cut.
 **One rule for file modes:** everything written here (recordings, speaker files,
 personal models, reports and their CSV, checkpoints) is private to the user who
 runs the workbench (mode 0600, whatever the umask): it is patient data. The
-temporary file is created 0600 (``mkstemp``) and keeps that mode when renamed. A failed write (full disk,
+temporary file is created 0600 (``mkstemp``) and keeps that mode when renamed. Files written
+in place (a speaker folder's ``manifest.jsonl``, its ``.lock`` and ``.training`` marks) are
+opened with :func:`open_private`, which holds them to the same rule. A failed write (full disk,
 read-only folder) removes its temporary file; a crash leaves at worst a hidden
 ``.<name>.*.tmp`` file, which readers ignore (:func:`is_temp_name`) and
 :meth:`workbench.corpus.SpeakerCorpus.open` removes.
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import IO
 
 __all__ = ["PRIVATE_MODE", "atomic_file", "disk_error_message", "disk_reason", "fsync_dir", "is_temp_name",
-           "write_atomic_with", "write_bytes_atomic"]
+           "open_private", "write_atomic_with", "write_bytes_atomic"]
 
 _TMP_SUFFIX = ".tmp"
 PRIVATE_MODE = 0o600  # every file written here: read and write for its owner only
@@ -72,6 +74,24 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def open_private(path: str | os.PathLike, flags: int) -> int:
+    """``os.open(path, flags)`` for a file written in place: created 0600, and an existing file of
+    this user that others may read (made before this rule, or by hand) is made 0600 when opened to write.
+
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "manifest.jsonl"
+    >>> os.close(open_private(target, os.O_WRONLY | os.O_CREAT))
+    >>> oct(target.stat().st_mode & 0o777)
+    '0o600'
+    """
+    fd = os.open(path, flags, PRIVATE_MODE)
+    if flags & (os.O_WRONLY | os.O_RDWR) and hasattr(os, "fchmod"):  # POSIX
+        with contextlib.suppress(OSError):  # another user's file, or a file system without modes: leave it
+            if os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, PRIVATE_MODE)
+    return fd
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

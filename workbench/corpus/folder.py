@@ -23,6 +23,7 @@ from workbench._atomic import (
     disk_error_message,
     fsync_dir,
     is_temp_name,
+    open_private,
     write_bytes_atomic,
 )
 from workbench.corpus.records import (
@@ -175,7 +176,7 @@ class SpeakerFolder:
                 write_bytes_atomic(
                     root / _PROMPTS, "".join(p + "\n" for p in prompt_list).encode("utf-8")
                 )
-                (root / _MANIFEST).touch()
+                os.close(open_private(root / _MANIFEST, os.O_WRONLY | os.O_CREAT))  # private, as every file here
                 write_bytes_atomic(
                     root / _SPEAKER_JSON, _json_bytes(info)
                 )  # last: marks the folder complete
@@ -264,7 +265,7 @@ class SpeakerFolder:
             if self._lock_depth == 0:
                 try:
                     flags = os.O_RDWR | os.O_CREAT if write else os.O_RDONLY
-                    fd: int | None = os.open(self.root / _LOCK, flags, 0o644)
+                    fd: int | None = open_private(self.root / _LOCK, flags)
                 except OSError as err:
                     if write:
                         raise _disk_error(err, self.root, "Nothing was changed in the speaker folder.") from None
@@ -394,7 +395,7 @@ class SpeakerFolder:
         path = self.root / _MANIFEST
         data = line.encode("utf-8") + b"\n"
         new = not path.exists()
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = open_private(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         try:
             size = os.fstat(fd).st_size
             if size > 0:
