@@ -222,3 +222,28 @@ def test_decoding_computes_cross_attention_keys_and_values_once(whisper) -> None
         for h in hooks:
             h.remove()
         bank.remove()
+
+
+def test_gathered_rows_are_reused_only_for_the_same_routing_and_weights(whisper) -> None:
+    """Each example's factors are gathered once per routed batch (every decoding step reuses them), and
+    gathered again when the weights change inside the batch or another routing comes."""
+    batch = whisper.featurize(noise_waves(3, seed=8))
+    bank = inject(whisper, LoRAConfig(rank=4, decoder=True, num_speakers=3))
+    _randomize(bank, scale=0.1)
+    try:
+        with torch.no_grad(), bank.route([2, 0, 1]):
+            first = _teacher_forced(whisper, batch)
+            assert torch.equal(_teacher_forced(whisper, batch), first)
+            for a in bank.adapters.values():
+                a.lora_a.mul_(1.5)
+                a.lora_b.mul_(2.0)
+            changed = _teacher_forced(whisper, batch)
+        fresh = _scores(whisper, batch, bank, [2, 0, 1])
+        torch.testing.assert_close(changed, fresh, atol=1e-5, rtol=1e-5)
+        assert (changed - first).abs().max() > 1e-3
+        other = _scores(whisper, batch, bank, [0, 1, 2])
+        for i, s in enumerate([0, 1, 2]):
+            alone = whisper.featurize([noise_waves(3, seed=8)[i]], window=batch.features.shape[1])
+            torch.testing.assert_close(_scores(whisper, alone, bank, [s])[0], other[i], atol=1e-5, rtol=1e-5)
+    finally:
+        bank.remove()

@@ -191,6 +191,9 @@ class Adapted:
             self._set_fast(prev_fast)
             for fused in self._fused.values():
                 fused.forget()
+            for adapter in self.adapters.values():
+                if isinstance(adapter, LoRAAdapter):
+                    adapter.forget()
 
     def _one_row(self, index: Tensor | None) -> int | None:
         """The speaker row of a one-speaker batch that may be served from merged weights, else None:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from workbench.adapters.base import bmm_or_matmul
+from workbench.adapters.base import gather_rows
 from workbench.adapters.lora import LoRAAdapter
 
 __all__ = ["FusedShrink", "shrink_groups"]
@@ -78,6 +78,7 @@ class FusedShrink:
         self._input: weakref.ref | None = None
         self._key: tuple = ()
         self._result: Tensor | None = None
+        self._rows: tuple[Tensor, tuple, Tensor] | None = None  # (routing, key, each example's rows of A)
 
     def _stacked(self) -> Tensor:
         """``(N, in, sum r)``: the group's ``A`` concatenated (kept between calls while no weight changes
@@ -100,11 +101,25 @@ class FusedShrink:
                None if speaker_index is None else (id(speaker_index), speaker_index._version))
         if self._input is None or self._input() is not x or key != self._key or self._result is None:
             x3 = x.reshape(x.shape[0], -1, x.shape[-1])
-            self._result = bmm_or_matmul(x3, self._stacked(), speaker_index)  # (B, T, sum r)
+            stacked = self._stacked()  # (N, in, sum r)
+            if stacked.shape[0] == 1:
+                self._result = torch.matmul(x3, stacked[0])
+            else:
+                self._result = torch.bmm(x3, self._gathered(stacked, speaker_index, x3.shape[0]))  # (B, T, sum r)
             self._input, self._key = weakref.ref(x), key
         lo, hi = self.offsets[id(adapter)]
         return self._result[..., lo:hi]
 
+    def _gathered(self, stacked: Tensor, speaker_index: Tensor | None, batch: int) -> Tensor:
+        """Each example's rows of ``stacked``: gathered once per routed batch when no gradient is needed
+        (every decoding step reuses them; kept for this very routing tensor), afresh under autograd."""
+        if speaker_index is None or stacked.requires_grad:
+            return gather_rows(stacked, speaker_index, batch)
+        key = (speaker_index._version, batch, self._stack_key)
+        if self._rows is None or self._rows[0] is not speaker_index or self._rows[1] != key:
+            self._rows = (speaker_index, key, gather_rows(stacked, speaker_index, batch))
+        return self._rows[2]
+
     def forget(self) -> None:
-        """Drop the last result (and its autograd graph); the stacked weights stay."""
-        self._input, self._result, self._key = None, None, ()
+        """Drop the last result (and its autograd graph) and the gathered rows; the stacked weights stay."""
+        self._input, self._result, self._key, self._rows = None, None, (), None

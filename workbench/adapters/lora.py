@@ -74,6 +74,26 @@ class LoRAAdapter(LinearAdapter):
         self.lora_a = nn.Parameter(a)  # (N, r, in)
         self.lora_b = nn.Parameter(torch.zeros(n, out_features, r))  # (N, out, r): zero = identity
         self.dropout = nn.Dropout(config.dropout)
+        self._rows: dict[str, tuple[Tensor, tuple, Tensor]] = {}  # gathered factors, kept while a route lasts
+
+    def gathered(self, name: str, weight: Tensor, speaker_index: Tensor | None, batch: int) -> Tensor:
+        """``gather_rows(weight, speaker_index, batch)`` for the parameter ``name``, gathered once per
+        routed batch under ``torch.no_grad()`` and reused by every decoding step (never per token):
+        kept for this very routing tensor (same object, same version) and parameter version."""
+        param = getattr(self, name)
+        if speaker_index is None or (torch.is_grad_enabled() and param.requires_grad):
+            return gather_rows(weight, speaker_index, batch)
+        key = (speaker_index._version, batch, param.data_ptr(), param._version)
+        hit = self._rows.get(name)
+        if hit is not None and hit[0] is speaker_index and hit[1] == key:
+            return hit[2]
+        rows = gather_rows(weight, speaker_index, batch)
+        self._rows[name] = (speaker_index, key, rows)
+        return rows
+
+    def forget(self) -> None:
+        """Drop the gathered factors (at the end of a routed batch)."""
+        self._rows = {}
 
     @property
     def fusable(self) -> bool:
@@ -83,7 +103,10 @@ class LoRAAdapter(LinearAdapter):
 
     def shrink(self, x3: Tensor, speaker_index: Tensor | None) -> Tensor:
         """``A_s x`` for ``x3 (B, T, in)`` -> ``(B, T, r)`` (unscaled: the scale is applied in the expand)."""
-        return bmm_or_matmul(self.dropout(x3), self.lora_a.transpose(1, 2), speaker_index)
+        a = self.lora_a.transpose(1, 2)  # (N, in, r)
+        if a.shape[0] == 1:
+            return torch.matmul(self.dropout(x3), a[0])
+        return torch.bmm(self.dropout(x3), self.gathered("lora_a", a, speaker_index, x3.shape[0]))
 
     def transform_output(self, output: Tensor, x: Tensor, speaker_index: Tensor | None,
                          shrunk: Tensor | None = None) -> Tensor:
@@ -98,7 +121,7 @@ class LoRAAdapter(LinearAdapter):
             flat, h2 = out3.reshape(-1, out_f), h.reshape(-1, h.shape[-1])
             flat = flat.addmm_(h2, bt[0], alpha=scale) if inplace else torch.addmm(flat, h2, bt[0], alpha=scale)
             return flat.reshape(output.shape)
-        w = gather_rows(bt, speaker_index, b)  # (B, r, out): one gather per utterance, never per frame
+        w = self.gathered("lora_b", bt, speaker_index, b)  # (B, r, out): per utterance, never per frame or step
         out3 = out3.baddbmm_(h, w, alpha=scale) if inplace else torch.baddbmm(out3, h, w, alpha=scale)
         return out3.reshape(output.shape)
 
