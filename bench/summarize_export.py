@@ -44,9 +44,10 @@ def export_details(load: Callable[[str], dict | None]) -> list[str]:
         f"Each export run by its own engine, greedy, one recording at a time, with the model card's decoding "
         f"settings; goals: at least {100 * g['identical']:.0f} % of transcripts identical to the workbench's and the "
         f"corpus WER within {g['wer_points']:.0f} point. RTF: compute seconds per second of audio, median of "
-        f"{result['rounds']} interleaved rounds. faster-whisper and whisper.cpp are given the workbench's encoding "
-        "window (`chunk_length`, `audio_ctx`); transformers always encodes 30 s, like the workbench's "
-        "`window=\"full\"` row. The workbench cuts a transcript that starts to loop; the engines' text gets the same "
-        "cut (the model card's `cut_loops`), and their own text is shown too. Machine: " + _machine(result) +
+        f"{result['rounds']} interleaved rounds. CTranslate2 (called directly, the model card's recipe) and "
+        "whisper.cpp (`audio_ctx`) encode the workbench's window (the recording + 1 s, in 2 s steps); faster-whisper "
+        "and transformers always encode 30 s, like the workbench's `window=\"full\"` row. The workbench cuts a "
+        "transcript that starts to loop; the engines' text gets the same cut (the model card's `cut_loops`; the "
+        "CTranslate2 recipe cuts by itself), and their own text is shown too. Machine: " + _machine(result) +
         ". `python -m bench.bench_export`", "",
         *_engines(result["whisper"], g), *_engines(result["builtin"], g)]
