@@ -89,6 +89,10 @@ def test_a_bank_with_room_trains_and_saves(tmp_path, monkeypatch) -> None:
     run = train_bank(_speakers(tmp_path / "data"), out, backend=backend, config=_config(), decoder="greedy",
                      progress=False)
     assert run.path == out and out.is_file()
+    from workbench.adapters.io import read_submodel
+
+    training = read_submodel(out)[1]["training"]  # why it stopped, in the app's words too (trainer.STOP_REASONS)
+    assert (training["stopped"], training["stopped_because"]) == ("max steps", "step limit reached")
     (folder, need), = asked[0].items()
     assert folder == out.parent and out.stat().st_size <= need < 4 * out.stat().st_size + (1 << 20)
     run.adapted.remove()

@@ -70,3 +70,22 @@ def test_settings_go_over_the_models_defaults(speaker) -> None:
     plan = prepare(speaker.root, backend=tiny_backend(), settings={"max_steps": 7, "min_utterances": 4}, seed=3)
     assert (plan.config.max_steps, plan.config.seed) == (7, 3)
     plan.adapted.remove()
+
+
+def test_the_report_and_the_submodel_say_why_training_stopped_in_the_apps_words(speaker, tmp_path) -> None:
+    """Issue 24 review: the report printed the trainer's code ("max steps", "time budget") where the app
+    said "step limit reached", "time limit reached" (trainer.STOP_REASONS)."""
+    import html
+
+    from workbench.adapters.io import read_submodel
+    from workbench.trainer import STOP_REASONS
+
+    plan = prepare(speaker.root, backend=tiny_backend(), config=CONFIG, submodel_dir=tmp_path, report_dir=tmp_path)
+    assert train(plan, progress=False).stopped_reason == "max steps"
+    run = finish(plan)
+    page = html.unescape(run.report_html.read_text())
+    assert "step limit reached" in page and "max steps" not in page
+    training = read_submodel(run.submodel_path)[1]["training"]
+    assert training["stopped"] == "max steps"  # the code, for programs (run_advice reads it)
+    assert training["stopped_because"] == STOP_REASONS["max steps"] == "step limit reached"  # for people
+    run.adapted.remove()

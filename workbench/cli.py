@@ -236,7 +236,7 @@ def _cmd_train_bank(args: argparse.Namespace) -> int:
             print(run.table())
             n = len(run.speaker_ids)
             print(f"{n} speaker{'s' if n > 1 else ''} in one bank: {r.steps} steps in {r.seconds:.0f} s "
-                  f"({r.stopped_reason}), {world} process{'es' if world > 1 else ''}")
+                  f"({r.stopped_because}), {world} process{'es' if world > 1 else ''}")
             print(f"Bank: {run.path}")
         finished = True
     finally:

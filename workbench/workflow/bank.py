@@ -163,8 +163,8 @@ def train_bank(
     if rank != 0:
         return BankRun(ids, result, comparisons, None, trainer.adapted)
     training = {"speakers": used, "prompts": sorted(trained_prompts), "steps": result.steps,
-                "seconds": round(result.seconds, 1), "stopped": result.stopped_reason, "processes": world,
-                "decoder": decoder_name(decoder, backend)}
+                "seconds": round(result.seconds, 1), "stopped": result.stopped_reason,
+                "stopped_because": result.stopped_because, "processes": world, "decoder": decoder_name(decoder, backend)}
     metrics = {sid: {"wer_before": c.wer_before, "wer_after": c.wer_after, "held_out_utterances": len(c.utterances)}
                for sid, c in comparisons.items()}
     path = trainer.adapted.save(out, speaker_ids=ids,

@@ -246,6 +246,7 @@ def finish(plan: PersonalizationPlan, *, figures: FigureMaker | None = None) -> 
                 "minutes": round(minutes, 2), "utt_ids": [e.utt_id for e in plan.train],
                 "valid_utt_ids": [e.utt_id for e in plan.valid],
                 "steps": result.steps, "seconds": round(result.seconds, 1), "stopped": result.stopped_reason,
+                "stopped_because": result.stopped_because,  # the code's words (trainer.STOP_REASONS), as the app says
                 "best_step": result.best_step, "decoder": plan.decoder_label}
     from workbench.live.corrections import use_counts
 
@@ -264,7 +265,7 @@ def finish(plan: PersonalizationPlan, *, figures: FigureMaker | None = None) -> 
     adapter_info = {"family": config.adapter.family, "parameters per speaker": report.get("per_speaker"),
                     "share of the base model": f"{report.get('per_speaker_percent', 0):.2f}%",
                     "base model": plan.backend.name, "training steps": result.steps,
-                    "training time": f"{result.seconds:.0f} s", "stopped because": result.stopped_reason,
+                    "training time": f"{result.seconds:.0f} s", "stopped because": result.stopped_because,
                     "file": submodel.name}
     from workbench.workflow.personal import run_advice
 
