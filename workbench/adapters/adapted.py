@@ -183,8 +183,8 @@ class Adapted:
         prev, prev_fast = self._speaker_index, self._fast_row
         self._speaker_index = self._check_index(speaker_index)
         self._epoch += 1
-        self._set_fast(self._one_row(self._speaker_index))
         try:
+            self._set_fast(self._one_row(self._speaker_index))
             yield
         finally:
             self._speaker_index = prev
