@@ -11,7 +11,7 @@ The mixed-batch cost of each family is ``bench_peers`` / ``bench_peers_whisper``
 
 Not part of ``python -m bench`` (about 36 personalizations: roughly an hour on 2 CPU cores
 with Whisper tiny.en). Run:
-``python -m bench.bench_vector_study [--model whisper-tiny.en] [--seeds 0 1 2] [--mode ia3]``;
+``python -m bench.bench_vector_study [--model whisper-tiny.en] [--seeds 0 1 2] [--mode ia3] [--learning-rate 1e-2]``;
 writes ``docs/bench/vector_study_cpu.json``.
 """
 
@@ -43,16 +43,20 @@ def _configs(backend, mode: str) -> dict:
     return {"lora": lora, f"vector-{mode}": vector}
 
 
-def run_one(speaker: str, family: str, adapter, backend, seed: int, out: Path) -> dict:
+def run_one(speaker: str, family: str, adapter, backend, seed: int, out: Path, learning_rate: float | None = None) -> dict:
     from workbench.workflow import default_config, finish, prepare, train
 
     config = default_config(backend) if family == "lora" else default_config(backend, adapter=adapter)
+    if learning_rate is not None and family != "lora":
+        config = dataclasses.replace(config, learning_rate=learning_rate)
     t0 = time.perf_counter()
     plan = prepare(SAMPLE / speaker, backend=backend, config=dataclasses.replace(config, seed=seed), seed=seed,
                    report_dir=out / "reports", submodel_dir=out / "submodels")
     train(plan, progress=False)
     run = finish(plan)
-    row = {"speaker": speaker, "family": family, "seed": seed, "wer_before": run.comparison.wer_before,
+    row = {"speaker": speaker, "family": family, "seed": seed, "learning_rate": config.learning_rate if config.learning_rate is not None
+           else type(config.adapter).learning_rate,
+           "wer_before": run.comparison.wer_before,
            "wer_after": run.comparison.wer_after, "per_speaker_parameters": run.train_result.parameter_report["per_speaker"],
            "train_s": run.train_result.seconds, "steps": run.train_result.steps, "wall_s": time.perf_counter() - t0}
     if run.adapted is not None:
@@ -77,7 +81,7 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
-def run(model: str, seeds: list[int], mode: str, speakers: list[str]) -> dict:
+def run(model: str, seeds: list[int], mode: str, speakers: list[str], learning_rate: float | None = None) -> dict:
     from workbench.models import load_base_model
 
     backend = load_base_model(model)
@@ -87,7 +91,8 @@ def run(model: str, seeds: list[int], mode: str, speakers: list[str]) -> dict:
         for speaker in speakers:
             for seed in seeds:
                 for family, adapter in configs.items():  # the families alternate, so a slow spell hits both
-                    rows.append(run_one(speaker, family, adapter, backend, seed, Path(tmp) / family / speaker))
+                    rows.append(run_one(speaker, family, adapter, backend, seed, Path(tmp) / family / speaker,
+                                        learning_rate))
     result = {"machine": machine("cpu"), "model": model, "seeds": seeds, "speakers": speakers,
               "configs": {k: v.to_dict() for k, v in configs.items()}, "rows": rows, "summary": summary(rows)}
     for family, s in result["summary"].items():
@@ -102,9 +107,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--mode", default="ia3", choices=["ia3", "flora"])
     parser.add_argument("--speaker", action="append", choices=ATYPICAL, help="only these speakers (repeatable)")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="the vector family's peak learning rate (default: VectorConfig.learning_rate)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    result = run(args.model, args.seeds, args.mode, args.speaker or ATYPICAL)
+    result = run(args.model, args.seeds, args.mode, args.speaker or ATYPICAL, args.learning_rate)
     result["wall_s"] = time.perf_counter() - t0
     path = write_result("vector_study_cpu", result)
     print(f"wrote {path}")
