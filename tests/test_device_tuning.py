@@ -369,3 +369,27 @@ def test_a_payload_that_does_not_decode_is_refused_per_message(backend, clips):
     with pytest.raises(WireFormatError, match="does not decode"):
         split.symbols(poisoned)
     assert split.symbols(good).shape == (good.symbol_frames, 16)
+
+
+@pytest.mark.parametrize("merged", [False, True], ids=["live", "merged"])
+def test_transcribe_hidden_without_adapted_is_the_base_model(clips, merged):
+    """Issue 24 review: with ``adapted=None`` the server part ran with whatever adapters had been injected
+    into the same backend (a Trainer's, a bank's). It must be the base model, and leave them as they were."""
+    from workbench.adapters import LoRAConfig, inject
+
+    backend = load_base_model("tiny").freeze()  # its own copy: adapters go into it
+    split = SplitModel(backend, 4)
+    hidden = [h for h, *_ in split.device_hidden(clips)]
+    base = split.transcribe_hidden(hidden)
+    adapted = inject(backend, LoRAConfig(rank=2, top_layers=backend.num_layers - 4))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in adapted.trainable_parameters():
+            p.add_(torch.randn_like(p) * 0.3)  # an adapter that changes what the server hears
+    if merged:
+        adapted.merge(0)
+    personal = split.transcribe_hidden(hidden, adapted=adapted, rows=[0] * len(hidden))
+    assert personal != base
+    assert split.transcribe_hidden(hidden) == base  # adapted=None: the base model
+    assert adapted.enabled and split.transcribe_hidden(hidden, adapted=adapted, rows=[0] * len(hidden)) == personal
+    adapted.remove()

@@ -14,6 +14,7 @@ then equals the unsplit one, which the tests check.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -128,12 +129,22 @@ class SplitModel:
 
         Args:
             hidden: ``(T'_i, D)`` per utterance, as :meth:`restore` or :meth:`device_hidden` give.
-            adapted: the backend with Submodels injected (a bank's ``adapted``), or None.
+            adapted: the backend with Submodels injected (a bank's ``adapted``), or None: the base
+                model, with any adapters injected into this backend (a Trainer's, a bank's)
+                switched off for the call and back as they were after it.
             rows: the Submodel row of each utterance (with ``adapted``).
         """
         items = [(h, int(h.shape[0]), int(h.shape[0]), self.split_layer) for h in hidden]
         if not items:
             return []
+        if adapted is None:
+            with contextlib.ExitStack() as off:
+                for other in _injected(self.backend):
+                    off.enter_context(other.disabled())
+                return self._transcribe_items(items, None, rows)
+        return self._transcribe_items(items, adapted, rows)
+
+    def _transcribe_items(self, items: list[tuple], adapted: Adapted | None, rows: Sequence[int] | None) -> list[str]:
         backend = self.backend
         batch = backend.collate(items, list(rows) if rows is not None else [0] * len(items))
         if adapted is None or rows is None:
@@ -171,6 +182,22 @@ class SplitModel:
             raise WorkbenchError("This split model has no compressor, so it cannot make wire messages: "
                                  "load or train one (recipes/train_compressor.py).")
         return self.compressor
+
+
+def _injected(backend: ASRBackend) -> list[Adapted]:
+    """The :class:`~workbench.adapters.Adapted` handles whose hooks sit on ``backend``'s modules
+    (an injection keeps no list on the backend; each hook holds its handle)."""
+    from workbench.adapters import Adapted
+
+    found: dict[int, Adapted] = {}
+    for module in backend.module.modules():
+        for hooks in (module._forward_hooks, module._forward_pre_hooks):
+            for fn in hooks.values():
+                for cell in getattr(fn, "__closure__", None) or ():
+                    with contextlib.suppress(ValueError):  # an empty cell
+                        if isinstance(cell.cell_contents, Adapted):
+                            found[id(cell.cell_contents)] = cell.cell_contents
+    return list(found.values())
 
 
 class ServerSideBackend:
