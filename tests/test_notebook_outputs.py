@@ -241,6 +241,8 @@ def test_notebook_03_table_shows_the_errors_first_and_the_report_next_to_it() ->
     assert report.startswith("output/03_personalize_live/") and (run / report).is_file(), saved
     ignored = (NOTEBOOKS.parent / ".gitignore").read_text().splitlines()
     assert "notebooks/output/" in ignored, "notebook 03's output folder must not be committed"
+    mark = NOTEBOOKS.parent / "sample_data" / "sim-dysarthria-severe" / ".training"
+    assert not mark.exists(), "the run left its training mark in the shipped sample data"
 
 
 def test_notebook_03_says_what_to_do_after_no_improvement(tmp_path, capsys) -> None:
