@@ -71,7 +71,25 @@ def test_conversion_equals_ctranslate2_on_real_recordings(takes) -> None:
     theirs_enc = np.array(model.encode(ctranslate2.StorageView.from_array(feats), to_cpu=True))
     with torch.no_grad():
         ours_enc = backend.encode(batch)[0].numpy()
-    assert float(np.abs(ours_enc - theirs_enc).max()) < 1e-3
+    # Both encoders are float32 computations of the same network that add up in different orders
+    # (CTranslate2's own GEMM, softmax and layer-norm kernels vs torch's), so how far apart they may be
+    # is measured here, not guessed: the same network in float64 gives the rounding of our float32.
+    # Measured (ctranslate2 4.8.5, torch 2.13, 1 thread): the largest gap, 1.004e-3, is in the 30 s
+    # window's padding (frame 1472 of 1500, after 0.76 s of speech) in dimension 354, one of Whisper's
+    # few outlier dimensions (|values| up to 13); float64 puts our float32 5.6e-4 off there and
+    # CTranslate2's 1.19e-3; on speech frames the gap is 2.4e-5. Everywhere it is about twice our own
+    # rounding (max 1.8x, 99th percentile 2.0x). A conversion error is far above that: GELU's tanh
+    # approximation instead of erf alone gives a 99th percentile of 8.7e-3 (2,700x the rounding).
+    reference = load_base_model("whisper-tiny.en", window="full")
+    reference.model.double()
+    with torch.no_grad():
+        exact = reference.encode(type(batch)(batch.features.double(), batch.lengths, batch.waveform_lengths))[0]
+    rounding, gap = np.abs(ours_enc - exact.numpy()), np.abs(ours_enc - theirs_enc)
+    assert float(rounding.max()) < 5e-3, "our float32 encoder is not float32-accurate"  # measured 5.6e-4
+    assert float(gap.max()) <= 4 * float(rounding.max()), (gap.max(), rounding.max())
+    assert float(np.quantile(gap, 0.99)) <= 4 * float(np.quantile(rounding, 0.99)), \
+        (np.quantile(gap, 0.99), np.quantile(rounding, 0.99))
+    del reference, exact
     res = model.generate(ctranslate2.StorageView.from_array(feats), [backend.prompt_ids] * len(chosen), beam_size=1)
     theirs = [normalize_text(backend.tokenizer.decode(r.sequences_ids[0])) for r in res]
     assert backend.decode_batch(batch) == theirs
