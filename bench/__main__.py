@@ -13,7 +13,8 @@ BENCHES = ["specaugment", "models", "submodels", "distributed", "embeddings", "p
 # real_speech and whisper: about 7 and 3 minutes, more with bench_whisper --table/--tricks; peers_whisper
 # and peers_training: Whisper against PEFT, about 4 and 15 minutes)
 OPTIONAL = ["contention", "real_speech", "whisper", "peers_whisper", "peers_training", "device_tuning", "device_server",
-            "device_tuning_tasks", "export"]  # export: every engine on the exported personal models, ~10 minutes
+            "device_tuning_tasks", "export", "live"]  # export: every engine on the exported personal models, ~10
+# minutes; live: ~30 minutes (a personal model per speaker is trained once, then cached)
 
 
 def main(argv: list[str] | None = None) -> int:

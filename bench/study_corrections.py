@@ -15,7 +15,7 @@ For one sample speaker and Whisper tiny.en, on the speaker's fixed test phrases
 B and C train on the same recordings; B's come cut by the recognizer with corrected text, C's as
 prompted takes. Every stage works on its own copy of the speaker folder (under
 ``~/.cache/workbench/study_corrections``) and is saved to ``docs/bench/study_corrections.partial.json``
-when done, so an interrupted run resumes at the next stage. ``--quick``: 6 + 4 takes, one seed,
+when done, so an interrupted run resumes at the next stage. ``--quick``: 12 + 4 takes, one seed,
 2 training steps (checks that it runs; the figures mean nothing).
 
     python -m bench.study_corrections [--speaker sim-dysarthria-severe] [--seeds 0 1 2] [--quick]
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.prompted, args.used = args.seeds[:1], 6, 4
+        args.seeds, args.prompted, args.used = args.seeds[:1], 12, 4  # the trainer needs 10 recordings
     t0 = time.perf_counter()
     result = run(args.speaker, args.seeds, args.prompted, args.used, args.quick)
     result["wall_s"] = time.perf_counter() - t0

@@ -16,6 +16,9 @@ from bench.summarize_export import export_details
 from bench.summarize_device_tuning import END as DT_END
 from bench.summarize_device_tuning import START as DT_START
 from bench.summarize_device_tuning import results_md_device_tuning
+from bench.summarize_live import END as CORR_END
+from bench.summarize_live import START as CORR_START
+from bench.summarize_live import live_details, results_md_corrections
 
 #: Markers of the generated part of docs/results.md (the rest is written by hand).
 START, END = "<!-- personalization results: written by bench/summarize.py -->", "<!-- end of generated part -->"
@@ -132,7 +135,7 @@ def benchmarks_md() -> str:
         if _load(name):
             lines.append(f"- `{name}`: {_machine(_load(name))}")
     lines += ["", *peers_details(_load), *_details(), *whisper_details(_load), *export_details(_load),
-              *_contention_details(_load("contention"))]
+              *_contention_details(_load("contention")), *live_details(_load)]
     return "\n".join(lines) + "\n"
 
 
@@ -519,7 +522,8 @@ def main(quick: bool = False) -> None:
     bench_md.write_text(benchmarks_md())
     old = results_md.read_text() if results_md.is_file() else "# Results\n"
     new = _splice(old, results_md_personalization())
-    results_md.write_text(_splice(new, results_md_device_tuning(_load), DT_START, DT_END))
+    new = _splice(new, results_md_device_tuning(_load), DT_START, DT_END)
+    results_md.write_text(_splice(new, results_md_corrections(_load), CORR_START, CORR_END))
     print(f"wrote {bench_md} and {results_md}")
     readme = _common.RESULTS_DIR.parent.parent / "README.md"
     if not quick and readme.is_file() and PERF_START in readme.read_text():

@@ -17,6 +17,7 @@ Modules, one idea each:
 * :mod:`~workbench.live.opening`: :func:`open_recognizer`, the speaker's personal model and why;
 * :mod:`~workbench.live.corrections`: :func:`save_correction`, a corrected caption as a take from use;
 * :mod:`~workbench.live.listen`: the ``workbench listen`` command.
+* :mod:`~workbench.live.voice`: say it back in a clear offline voice.
 
 >>> from workbench.live import CaptionEvent
 >>> CaptionEvent("commit", "hello", 0.2, 0.6, 1.1).to_json()
