@@ -92,7 +92,10 @@ class StreamingRecognizer:
             Its LoRA is merged into the base weights for speed (the backend then serves only
             this speaker until :meth:`close`).
         speaker: with a bank file, whose row to use.
-        step_s: seconds of new audio between decodes of the buffer.
+        step_s: seconds of new audio between decodes of the buffer. 1 s (whisper_streaming's default
+            chunk): on 32 development phrases of four sample speakers (their training phrases), Whisper
+            tiny.en streamed at 30.6 % WER against 27.4 % offline with 1 s steps, 32.5 % with 0.5 s steps
+            (median latency before decoding time 0.86 s and 0.51 s).
         pause_s: seconds without voice that end a phrase (everything pending is committed).
         max_buffer_s: the longest buffer decoded at once (Whisper takes at most 30 s).
         max_lag_s: fall this far behind the audio and the recognizer skips ahead.
@@ -115,7 +118,7 @@ class StreamingRecognizer:
     """
 
     def __init__(self, backend, *, submodel: str | Path | None = None, speaker: str | None = None,
-                 step_s: float = 0.5, pause_s: float = 0.5, max_buffer_s: float = 12.0, max_lag_s: float = 2.0,
+                 step_s: float = 1.0, pause_s: float = 0.5, max_buffer_s: float = 12.0, max_lag_s: float = 2.0,
                  keep_s: float = 60.0, preroll_s: float = 0.3, holdback_s: float = 0.3, vad: dict | None = None,
                  decoder: dict | None = None, warmup: bool = True, realtime: bool = True) -> None:
         if not 0.05 <= step_s <= 5.0:
