@@ -57,9 +57,10 @@ def hf_whisper_dir(path) -> str:
 
     from transformers import (WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration,
                               WhisperProcessor, WhisperTokenizer)
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     path.mkdir(parents=True, exist_ok=True)
-    vocab = {ch: i for i, ch in enumerate(_bytes_to_unicode().values())}
+    vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}
     specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|translate|>", "<|transcribe|>",
                 "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
     for sp in specials:
@@ -84,16 +85,3 @@ def hf_whisper_dir(path) -> str:
     model.generation_config.begin_suppress_tokens = []
     model.save_pretrained(path)
     return str(path)
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character map (the base of a byte-level BPE vocabulary)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs], strict=True))

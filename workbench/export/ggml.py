@@ -84,15 +84,9 @@ def ggml_name(hf_name: str) -> str | None:
 
 def _byte_decoder() -> dict[str, int]:
     """GPT-2's byte-level BPE alphabet, reversed: printable character -> the byte it stands for."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    return {c: b for b, c in bytes_to_unicode().items()}
 
 
 def _vocabulary(tokenizer) -> list[bytes]:
