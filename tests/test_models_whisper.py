@@ -143,3 +143,27 @@ def test_per_speaker_selection_is_refused_plainly_for_whisper(backend) -> None:
     valid = [Example(w, t, speaker=i) for i, (w, t) in enumerate(zip(waves[10:], WORDS[10:], strict=True))]
     with pytest.raises(TrainingError, match="per_speaker_selection"):
         Trainer(backend, train, valid, TrainConfig(per_speaker_selection=True, speed_perturb=()))
+
+
+def test_cached_decoding_chooses_what_the_whole_sequence_says(backend) -> None:
+    """Each token greedy decoding chose with its key/value cache is the best next token of the decoder run
+    on the whole sequence without a cache. Transformers before 5.24 ignore ``cache=`` (it lands in
+    ``**kwargs``), so every step decoded without its past; the cache's name now follows the version."""
+    wavs = noise_waves(3, seed=3, lo=16000, hi=32000)
+    batch = backend.featurize(wavs)
+    forced = [backend.target_ids(t) for t in ("good morning", "open the door", "thank you")]
+    decoded = backend.decode_details(batch, prefixes=forced)
+    free = [len(d.tokens) - len(f) for d, f in zip(decoded, forced, strict=True)]
+    assert sum(free) >= 3, f"too few tokens chosen after the forced ones to tell: {free}"  # each needs the cache
+    p = len(backend.prompt_ids)
+    with torch.no_grad():
+        enc, _ = backend.encode(batch)
+        for i, d in enumerate(decoded):
+            seq = torch.tensor([backend.prompt_ids + d.tokens])
+            h = backend.model.model.decoder(input_ids=seq, encoder_hidden_states=enc[i: i + 1], use_cache=False)
+            logits = backend.model.proj_out(h.last_hidden_state[0]).float()
+            logits[:, backend._suppress] = -float("inf")
+            logits[p - 1, backend._begin_suppress] = -float("inf")
+            for step in range(len(forced[i]), len(d.tokens)):  # position p - 1 + step predicts token `step`
+                token, row = d.tokens[step], logits[p - 1 + step]
+                assert float(row[token]) >= float(row.max()) - 1e-4, (i, step, token, int(row.argmax()))

@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import inspect
 import math
 from typing import Any
 
@@ -295,6 +297,7 @@ class WhisperBackend(_HFBase):
                   for s, p in zip(seconds, prefixes, strict=True)]
         prefixes = [p[: lim] for p, lim in zip(prefixes, limits, strict=True)]
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        cache_arg = _decoder_cache_arg(type(self.model.model.decoder))
         inp = torch.tensor([self.prompt_ids] * b, device=enc.device)
         out: list[list[int]] = [[] for _ in range(b)]
         logprob, chosen = [0.0] * b, [0] * b
@@ -302,9 +305,9 @@ class WhisperBackend(_HFBase):
         done = [False] * b
         suppress, begin = self._suppress.to(enc.device), self._begin_suppress.to(enc.device)
         for step in range(max(limits)):
-            o = self.model.model.decoder(input_ids=inp, encoder_hidden_states=enc, cache=cache,
-                                         use_cache=True)
-            cache = o.cache if "cache" in o else o.past_key_values  # transformers 5 renamed it (and warns on the old)
+            o = self.model.model.decoder(input_ids=inp, encoder_hidden_states=enc, use_cache=True,
+                                         **{cache_arg: cache})
+            cache = o.cache if "cache" in o else o.past_key_values
             if step == 0 and self.no_speech_id is not None:  # at the start token, as Whisper's decoding does
                 first = self.model.proj_out(o.last_hidden_state[:, 0]).float().softmax(-1)
                 no_speech = [float(v) for v in first[:, self.no_speech_id]]
@@ -375,6 +378,19 @@ def _repeats_needed(n: int) -> int:
     ("no no no no"), 3 of three or four, 2 of anything longer (a whole phrase said twice
     in a row is Whisper's typical loop on a short window, and rare in a read prompt)."""
     return 4 if n <= 2 else 3 if n <= 4 else 2
+
+
+@functools.cache
+def _decoder_cache_arg(decoder_class: type) -> str:
+    """The name under which this transformers version's Whisper decoder takes its key/value cache.
+
+    ``cache`` from transformers 5.24 (``past_key_values`` still works there, with a deprecation
+    warning); ``past_key_values`` before, where an unknown ``cache=`` lands in ``**kwargs`` and
+    is ignored, so every step would decode without its past (seen on 5.12; the test
+    ``test_cached_decoding_chooses_what_the_whole_sequence_says`` catches it).
+    """
+    params = inspect.signature(decoder_class.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def _repetition_cut(tokens: list[int]) -> int | None:
