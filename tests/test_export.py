@@ -364,6 +364,18 @@ def test_model_card_escapes_crafted_metadata_and_says_how_to_decode():
     assert max_new_tokens(3.0) == 29 and window_seconds(3.0) == 4
 
 
+def test_model_card_says_why_training_stopped_in_the_apps_words():
+    from workbench.export.card import model_card
+
+    for training, words in (({"stopped": "time budget"}, "time limit reached"),
+                            ({"stopped": "time budget", "stopped_because": "time limit reached"}, "time limit reached"),
+                            ({"stopped": "early stop"}, "no more improvement")):
+        meta = {"family": "lora", "config": {"family": "lora"}, "base_model": "whisper-tiny.en", "training": training}
+        card = model_card(fmt="ct2", kind="whisper", speaker_id="spk-01", meta=meta, chosen="x", details=[],
+                          files=[], verification="ok")
+        assert f"stopped because: {words}" in card and "time budget" not in card
+
+
 def test_window_seconds_is_the_whisper_backend_window(whisper):
     from workbench.export.card import window_seconds
 

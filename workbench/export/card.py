@@ -138,8 +138,11 @@ def _training_lines(training: Any) -> list[str]:
         v = _number(training.get(key))
         if v is not None:
             lines.append(f"- {label}: {v:.{digits}f}")
-    if isinstance(training.get("stopped"), str):
-        lines.append(f"- stopped because: {_text(training['stopped'])}")
+    stopped = training.get("stopped_because") or training.get("stopped")  # words; older files hold the code
+    if isinstance(stopped, str):
+        from workbench.trainer import STOP_REASONS
+
+        lines.append(f"- stopped because: {_text(STOP_REASONS.get(stopped, stopped))}")
     return lines or ["- not recorded in the Submodel file."]
 
 
