@@ -276,3 +276,33 @@ def test_memory_stays_flat_over_a_long_stream() -> None:
 def test_memory_stays_flat_over_ten_minutes() -> None:
     early, late = _memory_growth(10.0)
     assert late - early < 256 * 1024, (early, late)
+
+
+def test_speech_without_a_pause_keeps_the_buffer_bounded() -> None:
+    rec = StreamingRecognizer(tiny_backend(), max_buffer_s=3.0, step_s=0.5, warmup=False)
+    real = rec._decode
+    longest = []
+
+    def watch(wav, prefix, voiced):
+        longest.append(len(wav) / SR)
+        return real(wav, prefix, voiced)
+
+    rec._decode = watch
+    speech = make_speechlike(12.0, seed=4, lead_s=0.0, tail_s=0.0, amp=0.5)
+    stream(rec, speech)
+    assert max(longest) <= 3.0 + 0.5 + 0.1  # at most the buffer bound plus one step
+
+
+def test_a_phrase_starts_where_its_sound_starts_not_where_the_detector_is_sure() -> None:
+    from workbench.live.vad import FRAME_S, VoiceActivity
+
+    rng = np.random.default_rng(0)
+    room = (1e-3 * rng.standard_normal(2 * SR)).astype(np.float32)  # -60 dBFS
+    soft = (0.01 * rng.standard_normal(SR // 2)).astype(np.float32)  # a breathy onset, -40 dBFS: sound, not voice
+    vad = VoiceActivity()
+    for part in (room, soft, make_speechlike(0.6, seed=1, lead_s=0.0, tail_s=0.0)):
+        vad.process(part)
+    onset = vad.onset()
+    assert onset is not None and onset * FRAME_S >= 2.4  # the detector is sure only once the voice comes
+    start = vad.sound_start(onset) * FRAME_S
+    assert 1.95 <= start <= 2.1  # the soft sound before it belongs to the phrase; the room does not

@@ -75,6 +75,7 @@ class VoiceActivity:
         self.onset_frames, self.onset_window = int(onset_frames), int(onset_window)
         self._keep = max(self.onset_window, int(math.ceil(keep_s / FRAME_S)))
         self._voiced: collections.deque[bool] = collections.deque(maxlen=self._keep)
+        self._level: collections.deque[float] = collections.deque(maxlen=self._keep)  # dBFS per frame
         self._rest = np.zeros(0, np.float32)  # samples of an unfinished frame
         self.frames = 0
         self.floor_db: float | None = None
@@ -99,6 +100,7 @@ class VoiceActivity:
             loud = level >= self.min_db and level >= self.floor_db + self.margin_db
             voiced = bool(loud and self._lib.process(self._handle, SAMPLE_RATE, pcm[i].tobytes(), FRAME))
             self._voiced.append(voiced)
+            self._level.append(level)
             if voiced:
                 self.last_voiced = self.frames
             self.frames += 1
@@ -126,6 +128,24 @@ class VoiceActivity:
         if int(recent.sum()) < self.onset_frames:
             return None
         return self.frames - self.onset_window + int(np.argmax(recent))
+
+    def sound_start(self, frame: int, *, max_back_s: float = 1.0, above_db: float = 6.0,
+                    max_gap_s: float = 0.2) -> int:
+        """The first frame of the sound that ``frame`` belongs to: walking back (at most ``max_back_s``) over
+        frames ``above_db`` over the noise floor, across quieter gaps shorter than ``max_gap_s`` (between
+        syllables). The detector calls a word's soft start (an "f", an "h") non-speech; the recognizer needs it."""
+        floor = self.floor_db if self.floor_db is not None else self.min_db
+        lo = max(self.oldest, frame - int(round(max_back_s / FRAME_S)))
+        max_gap = int(round(max_gap_s / FRAME_S))
+        levels = list(self._level)
+        first, gap, f = frame, 0, frame - 1
+        while f >= lo and gap <= max_gap:
+            if levels[f - self.oldest] >= floor + above_db:
+                first, gap = f, 0
+            else:
+                gap += 1
+            f -= 1
+        return first
 
     def silent_for(self) -> float:
         """Seconds since the last voiced frame (``inf`` if none yet)."""
