@@ -296,13 +296,13 @@ def _summary(rows: dict[str, dict]) -> dict[str, Any]:
             "cpu_rtf": cpu / audio_s, "audio_s": audio_s, "noise_words": noise}
 
 
-def run(device: str, quick: bool) -> dict[str, Any]:
+def run(device: str, quick: bool, speakers: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     from workbench.models.loading import load_base_model
 
     torch.set_num_threads(THREADS)
-    speakers = SPEAKERS[-1:] if quick else SPEAKERS
+    speakers = speakers or (SPEAKERS[-1:] if quick else SPEAKERS)
     n_phrases = 3 if quick else None
     noise_s = 5.0 if quick else 60.0
     noises = {"silence": np.zeros(int(noise_s * SAMPLE_RATE), np.float32),
@@ -355,12 +355,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--fresh", action="store_true", help="forget the finished rows of an interrupted run")
+    parser.add_argument("--speakers", nargs="+", default=None, help=f"sample speakers (default: {' '.join(SPEAKERS)})")
     args = parser.parse_args(argv)
     partial = RESULTS_DIR / f"live_{args.device}{'_quick' if args.quick else ''}.partial.json"
     if args.fresh and partial.is_file():
         partial.unlink()
     t0 = time.perf_counter()
-    result = run(args.device, args.quick)
+    result = run(args.device, args.quick, args.speakers)
     result["wall_s"] = time.perf_counter() - t0
     path = write_result(f"live_{args.device}" + ("_quick" if args.quick else ""), result)
     partial.unlink(missing_ok=True)
