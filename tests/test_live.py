@@ -13,7 +13,6 @@ import pytest
 
 from workbench.errors import AudioError
 from workbench.live import CaptionEvent, StreamingRecognizer, Word
-from workbench.live.decoders import Hypothesis
 from workbench.live.policy import LocalAgreement
 
 from _models import tiny_backend
