@@ -232,7 +232,8 @@ def run_peer(wavs: list[np.ndarray], stream: np.ndarray, noises: dict[str, np.nd
     from workbench.models import whisper_weights as ww
     from workbench.text import normalize_text
 
-    logging.getLogger("whisperlivekit").setLevel(logging.ERROR)
+    for name in ("whisperlivekit", "faster_whisper"):  # their per-chunk INFO lines
+        logging.getLogger(name).setLevel(logging.WARNING)
     folder = ww._resource(ww.WHISPER_MODELS[MODEL].parts[0]).parent  # the CTranslate2 tiny.en in the wheel
 
     class ASR(FasterWhisperASR):
