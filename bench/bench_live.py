@@ -160,7 +160,7 @@ def personal_model(name: str, quick: bool) -> Path:
     out = CACHE / f"{name.replace('/', '_')}-{MODEL}-{tag}.safetensors"
     if out.is_file():
         return out
-    work = CACHE / "work" / f"{name.replace('/', '_')}-{tag}"
+    work = CACHE / "work" / tag / Path(name).name  # the folder keeps the speaker's name
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(SAMPLES / name, work, ignore=shutil.ignore_patterns("submodels", "reports"))
     backend = load_base_model(MODEL)

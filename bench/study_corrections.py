@@ -43,7 +43,7 @@ GAP_S = 1.0
 
 
 def _fresh_copy(speaker: str, name: str) -> Path:
-    work = WORK / name
+    work = WORK / name / Path(speaker).name  # the folder keeps the speaker's name
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(SAMPLES / speaker, work, ignore=shutil.ignore_patterns("submodels", "reports"))
     return work
