@@ -305,3 +305,25 @@ def test_a_phrase_starts_where_its_sound_starts_not_where_the_detector_is_sure()
     assert onset is not None and onset * FRAME_S >= 2.4  # the detector is sure only once the voice comes
     start = vad.sound_start(onset) * FRAME_S
     assert 1.95 <= start <= 2.1  # the soft sound before it belongs to the phrase; the room does not
+
+
+def test_a_new_phrase_never_decodes_the_last_phrase_again() -> None:
+    rng = np.random.default_rng(1)
+    room = (1e-3 * rng.standard_normal(SR)).astype(np.float32)
+    breath = (6e-3 * rng.standard_normal(int(0.7 * SR))).astype(np.float32)  # a noisy pause: sound, not voice
+    audio = np.concatenate([room, make_speechlike(1.5, seed=1, lead_s=0.0, tail_s=0.0), breath,
+                            make_speechlike(1.5, seed=2, lead_s=0.0, tail_s=0.0), room])
+    rec = StreamingRecognizer(tiny_backend(), warmup=False, realtime=False)
+    real = rec._decode
+    spans = []
+
+    def watch(wav, prefix, voiced):
+        spans.append((rec._buf_start, rec._buf_start + len(wav)))
+        return real(wav, prefix, voiced)
+
+    rec._decode = watch
+    stream(rec, audio)
+    starts = sorted({s for s, _ in spans})
+    assert len(starts) >= 2, "two phrases"
+    first_end = max(e for s, e in spans if s == starts[0])
+    assert all(s >= first_end for s in starts[1:])

@@ -159,6 +159,7 @@ class StreamingRecognizer:
         self._partial = ""
         self._busy_until = 0.0  # the clock (seconds): when the last decode finished
         self._skip_until = 0  # samples before this are not decoded (skipped to catch up)
+        self._done_until = 0  # samples before this belong to a phrase already finished (never decoded again)
         self.skipped_s = 0.0
         self._last_skip_at = -np.inf
         self.compute_s = 0.0  # seconds spent decoding (wall clock)
@@ -263,7 +264,8 @@ class StreamingRecognizer:
             if onset is None or total <= self._skip_until:
                 return []
             first = self._vad.sound_start(onset) if self.extend_onset else onset
-            self._buf_start = _frame_edge(max(self._ring.oldest, self._skip_until, first * FRAME - self.preroll))
+            self._buf_start = _frame_edge(max(self._ring.oldest, self._skip_until, self._done_until,
+                                              first * FRAME - self.preroll))
             self._last_decode = total
             return []
         if self._vad.silent_for() >= self.pause_s:  # the phrase ended: decode to the pause, commit it all
@@ -316,6 +318,7 @@ class StreamingRecognizer:
 
     def _final(self, end: int) -> list[CaptionEvent]:
         events: list[CaptionEvent] = []
+        self._done_until = max(self._done_until, end)
         if end > self._buf_start:
             hyp, clock = self._run(end)
             tail = self._tail(hyp)
