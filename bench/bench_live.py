@@ -297,7 +297,7 @@ def _summary(rows: dict[str, dict]) -> dict[str, Any]:
             "cpu_rtf": cpu / audio_s, "audio_s": audio_s, "noise_words": noise}
 
 
-def run(device: str, quick: bool, speakers: list[str] | None = None) -> dict[str, Any]:
+def run(device: str, quick: bool, speakers: list[str] | None = None, peer: bool = True) -> dict[str, Any]:
     import torch
 
     from workbench.models.loading import load_base_model
@@ -311,7 +311,7 @@ def run(device: str, quick: bool, speakers: list[str] | None = None) -> dict[str
     partial_path = RESULTS_DIR / f"live_{device}{'_quick' if quick else ''}.partial.json"
     done: dict[str, dict] = json.loads(partial_path.read_text()) if partial_path.is_file() else {}
     backend = load_base_model(MODEL)
-    why_no_peer = peer_available()
+    why_no_peer = peer_available() if peer else "left out (--no-peer)"
     systems = ["base", "personal"] + ([] if why_no_peer else ["peer"])
     for spk in speakers:
         wavs, refs = _speaker_data(spk, n_phrases)
@@ -356,13 +356,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--fresh", action="store_true", help="forget the finished rows of an interrupted run")
+    parser.add_argument("--no-peer", action="store_true", help="measure the workbench alone")
     parser.add_argument("--speakers", nargs="+", default=None, help=f"sample speakers (default: {' '.join(SPEAKERS)})")
     args = parser.parse_args(argv)
     partial = RESULTS_DIR / f"live_{args.device}{'_quick' if args.quick else ''}.partial.json"
     if args.fresh and partial.is_file():
         partial.unlink()
     t0 = time.perf_counter()
-    result = run(args.device, args.quick, args.speakers)
+    result = run(args.device, args.quick, args.speakers, peer=not args.no_peer)
     result["wall_s"] = time.perf_counter() - t0
     path = write_result(f"live_{args.device}" + ("_quick" if args.quick else ""), result)
     partial.unlink(missing_ok=True)

@@ -310,7 +310,7 @@ def test_a_phrase_starts_where_its_sound_starts_not_where_the_detector_is_sure()
 def test_a_new_phrase_never_decodes_the_last_phrase_again() -> None:
     rng = np.random.default_rng(1)
     room = (1e-3 * rng.standard_normal(SR)).astype(np.float32)
-    breath = (6e-3 * rng.standard_normal(int(0.7 * SR))).astype(np.float32)  # a noisy pause: sound, not voice
+    breath = (6e-3 * rng.standard_normal(int(1.1 * SR))).astype(np.float32)  # a noisy pause: sound, not voice
     audio = np.concatenate([room, make_speechlike(1.5, seed=1, lead_s=0.0, tail_s=0.0), breath,
                             make_speechlike(1.5, seed=2, lead_s=0.0, tail_s=0.0), room])
     rec = StreamingRecognizer(tiny_backend(), warmup=False, realtime=False)
