@@ -34,9 +34,10 @@ SID = SAMPLE.name
 
 
 def speech(n: int = 3) -> tuple[np.ndarray, list[str]]:
-    """The first ``n`` sample recordings with 0.8 s pauses, and their prompts."""
+    """The first ``n`` sample recordings with 1.2 s pauses (longer than the recognizer's 0.8 s phrase end), and
+    their prompts."""
     lines = [json.loads(x) for x in (SAMPLE / "manifest.jsonl").read_text().splitlines()[:n]]
-    pause = np.zeros(int(0.8 * 16000), np.float32)
+    pause = np.zeros(int(1.2 * 16000), np.float32)
     wav = np.concatenate([np.concatenate([load_audio(SAMPLE / u["audio_path"]), pause]) for u in lines])
     return np.concatenate([pause, wav]), [u["prompt"] for u in lines]
 

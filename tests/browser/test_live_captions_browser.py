@@ -135,7 +135,12 @@ def test_live_captions_say_it_back_and_a_correction(mic_file, tmp_path) -> None:
             # 3. correct the first line: it lands in the speaker folder as a take from use
             first = lines.first.get_attribute("data-line")
             page.locator("select").select_option(index=page.locator("select option").count() - 1)
-            page.get_by_label("It should say").fill(prompts[0])
+            box = page.get_by_label("It should say")  # typed as a person types (a fill() of the text already there
+            picked = page.locator("select option:checked").inner_text().split(". ", 1)[1]
+            expect(box).to_have_value(picked)  # the page has put the picked line in the box: now type over it
+            box.select_text()  # sends no key events, and the click that follows it was lost)
+            box.press_sequentially(prompts[0], delay=20)
+            expect(box).to_have_value(prompts[0])
             page.get_by_role("button", name="Save correction").click()
             expect(page.get_by_text("as a take from use")).to_be_visible(timeout=30_000)
             rows = _rows(data / SID)

@@ -116,6 +116,7 @@ class LivePage(pn.viewable.Viewer):
         self.loading = False
         self._loaded_for: tuple | None = None
         self._filled = ""  # the text the page put in the correction box (not typed by the person)
+        self._listing = False  # True while refresh() renews the line list (not the person picking a line)
         self._lock = threading.Lock()
         self.header = html_pane("")
         self.about = html_pane("", sizing_mode="stretch_width")
@@ -304,6 +305,8 @@ class LivePage(pn.viewable.Viewer):
         self.fix.value = self._filled = text
 
     def _on_pick(self, event: Any) -> None:
+        if self._listing:  # the page is renewing the list: refresh() decides what the box shows
+            return
         if event.new is not None and self.captions is not None:
             try:
                 self._fill(self.captions.line(event.new).shown)
@@ -357,11 +360,15 @@ class LivePage(pn.viewable.Viewer):
         recent = list(reversed(captions.lines[-10:]))
         options = {f"{line.number}. {line.shown[:60]}": line.number for line in recent}
         if options != self.pick.options:
-            untouched = self.fix.value in ("", self._filled)  # nobody is typing a correction: follow the newest
+            untouched = self._typed in ("", self._filled)  # nobody is typing a correction (key presses included): follow the newest
             keep = self.pick.value if self.pick.value in options.values() and not untouched else \
                 (recent[0].number if recent else None)
-            self.pick.options = options
-            self.pick.value = keep
+            self._listing = True
+            try:
+                self.pick.options = options
+                self.pick.value = keep
+            finally:
+                self._listing = False
             if keep is not None and untouched:
                 self._fill(captions.line(keep).shown)
         if captions.message:

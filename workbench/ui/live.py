@@ -318,14 +318,15 @@ class LiveFeeder:
             try:
                 if chunks:
                     audio = np.concatenate(chunks)
-                    with self._lock:
-                        self._queued -= audio.size
                     self.heard_s += audio.size / SAMPLE_RATE
                     self.captions.feed(audio)
                 if done:
                     self.captions.finish()
             except WorkbenchError as err:  # e.g. a broken chunk: say it, keep the captions, go on
                 self.captions._say(str(err), False)
+            finally:  # audio counts against the backlog until it is decoded, not only while it waits
+                with self._lock:
+                    self._queued -= sum(x.size for x in chunks)
             if self.dropped_s:
                 self.captions._say(f"The computer could not keep up: {self.dropped_s:.1f} s of audio were skipped.",
                                    False)
