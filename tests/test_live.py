@@ -20,24 +20,10 @@ from conftest import make_speechlike
 
 pytest.importorskip("_webrtcvad", reason="live captions need webrtcvad (pip install 'workbench[live]')")
 
+from bench.bench_live import room_noise  # noqa: E402  (one copy: the benchmark's silent room)
+
 SR = 16_000
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
-
-
-def room_noise(seconds: float, seed: int = 0, level_dbfs: float = -35.0) -> np.ndarray:
-    """Pink noise, mains hum (50 and 100 Hz) and a few soft knocks: a room with nobody speaking."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * SR)
-    spec = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n, 1 / SR)
-    spec[1:] /= np.sqrt(freqs[1:])
-    spec[0] = 0
-    pink = np.fft.irfft(spec, n)
-    t = np.arange(n) / SR
-    x = pink / pink.std() + 0.3 * np.sin(2 * np.pi * 50 * t) + 0.15 * np.sin(2 * np.pi * 100 * t)
-    for s in rng.integers(0, n - 800, size=max(1, int(seconds / 5))):
-        x[s: s + 800] += 3 * rng.standard_normal(800) * np.exp(-np.arange(800) / 150)
-    return (x * 10 ** (level_dbfs / 20) / np.sqrt(np.mean(x ** 2))).astype(np.float32)
 
 
 def stream(rec: StreamingRecognizer, wav: np.ndarray, chunk_s: float = 0.1) -> list[CaptionEvent]:
