@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from bench._common import bench_main, machine
+from workbench.constants import cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
 FULL = {"per_class": 12, "utts": 7, "heldout_per_class": 3, "probe_test": 2, "head_steps": 600, "probe_steps": 400,
@@ -67,13 +68,6 @@ NOTEBOOK_PROBES = {"fast": {"per_speaker": 6, "probe_steps": 40, "test_per_speak
                    "full": {"per_speaker": 14, "probe_steps": 300, "test_per_speaker": 2}}
 QUICK = {"per_sample_speaker": 4, "heldout_speakers": 3, "probe_test": 1, "head_steps": 12, "probe_steps": 20,
          "inverse_steps": 8, "inverse_hidden": 32, "inverse_eval": 3, "griffin_lim_iters": 4, "batch": 8}
-
-
-def _cache_root() -> Path:
-    sys.path.insert(0, str(REPO / "recipes"))
-    from train_compressor import default_out  # recipes/ is not a package
-
-    return default_out().parent
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -124,7 +118,7 @@ def _simulated_items(per_class: int, utts: int, seed: int = 0) -> tuple[list[dic
     phrases = sorted({normalize_text(p) for p in load_prompts("everyday") if normalize_text(p)})
     key = hashlib.sha256(json.dumps([per_class, utts, seed, len(phrases), PROFILE_TEMPLATES, "v1",
                                      dvector_fingerprint()]).encode()).hexdigest()[:12]
-    path = _cache_root() / "device_tuning_tasks" / f"sim-{key}.pt"
+    path = cache_dir() / "device_tuning_tasks" / f"sim-{key}.pt"
     if path.exists():
         data = torch.load(path, weights_only=False)
         print(f"   loaded {len(data['items'])} simulated utterances from {path}", flush=True)
@@ -182,7 +176,7 @@ def _compressors(quick: bool, backend) -> tuple[dict, str]:
 
     found = {}
     if not quick:
-        for path in sorted((_cache_root() / "compressors").glob("tiny-k*-*.safetensors")):
+        for path in sorted((cache_dir() / "compressors").glob("tiny-k*-*.safetensors")):
             comp, meta = load_compressor(path)
             if meta["base_fingerprint"] != backend.fingerprint():
                 print(f"   skip {path.name}: made for another base model", flush=True)

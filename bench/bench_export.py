@@ -234,10 +234,10 @@ def run(quick: bool, speaker: Path | None, builtin_speaker: Path | None, rounds:
     import torch
 
     from workbench.export import export_model
-    from workbench.models.whisper_weights import cache_root
+    from workbench.constants import cache_dir
 
     torch.set_num_threads(THREADS)
-    work = cache_root() / "bench-export"
+    work = cache_dir() / "bench-export"
     limit = 6 if quick else None
     rounds = 1 if quick else rounds
     result: dict[str, Any] = {"machine": machine("cpu"), "threads": THREADS, "quick": quick, "rounds": rounds,

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from bench._common import RESULTS_DIR, machine, write_result
-from workbench.constants import SAMPLE_RATE
+from workbench.constants import SAMPLE_RATE, cache_dir
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
 SPEAKERS = ["sim-dysarthria-severe", "sim-als-like", "sim-parkinsonian", "sim-stutter", "sim-voice-tremor",
@@ -53,7 +53,7 @@ SPEAKERS = ["sim-dysarthria-severe", "sim-als-like", "sim-parkinsonian", "sim-st
 MODEL = "whisper-tiny.en"
 GAP_S = 1.0  # silence between phrases
 THREADS = 2  # "on 2 cores"
-CACHE = Path(os.environ.get("WORKBENCH_BENCH_CACHE") or Path.home() / ".cache" / "workbench" / "bench_live")
+CACHE = Path(os.environ.get("WORKBENCH_BENCH_CACHE") or cache_dir() / "bench_live")
 
 
 # ---------------------------------------------------------------------------- inputs

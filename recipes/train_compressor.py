@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pretrain.data import add_corpus_arguments, build_data  # noqa: E402  (recipes/ is not a package)
 
+from workbench.constants import cache_dir  # noqa: E402
 from workbench.device_tuning import Compressor, SplitModel  # noqa: E402
 from workbench.device_tuning.compressor import save_compressor  # noqa: E402
 from workbench.device_tuning.train import CompressorTraining, train_compressor  # noqa: E402
@@ -39,7 +39,7 @@ _POINT = re.compile(r"(\d+)x(\d)s(\d)")
 
 
 def default_out() -> Path:
-    return Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")) / "compressors"
+    return cache_dir() / "compressors"
 
 
 def parse_point(text: str) -> tuple[int, int, int]:

@@ -44,6 +44,7 @@ from pretrain.training import collate, make_batches, mel_warp
 from todm.export import compare, evaluate_size, export_sizes, write_run_card
 
 from workbench.augment import POLICIES, spec_augment
+from workbench.constants import cache_dir
 from workbench.decode import greedy_decode
 from workbench.models.sandwich import SandwichConfig, sandwich_step
 from workbench.models.supernet import DEFAULT_SPACE, SearchSpace, Supernet
@@ -55,7 +56,7 @@ DEFAULT_LR = {("scaled_adam", "shipped"): 0.015, ("scaled_adam", "scratch"): 0.0
 
 
 def default_out() -> Path:
-    return Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")) / "supernet"
+    return cache_dir() / "supernet"
 
 
 def run_name(args) -> str:

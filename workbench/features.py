@@ -4,7 +4,7 @@ Conventions (one everywhere):
 
 * waveforms are 16 kHz mono float32, lengths are in **samples**;
 * features are ``(B, T, 80)`` log-mel frames, lengths are in **frames**;
-* 25 ms window (``win_length=400``, ``n_fft=512``), 10 ms hop (``hop=160``);
+* 25 ms window (``win_length=400``, ``n_fft=512``), 10 ms hop (``constants.HOP_LENGTH``, 160 samples);
 * a frame exists for every full hop: ``T = 1 + S // hop`` (``center=True`` STFT
   with zero padding of ``n_fft // 2`` on both sides of the *true* signal).
 
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from workbench.constants import SAMPLE_RATE
+from workbench.constants import HOP_LENGTH, SAMPLE_RATE
 
 __all__ = [
     "HOP_LENGTH",
@@ -52,7 +52,6 @@ __all__ = [
 
 N_FFT = 512  # 32 ms FFT
 WIN_LENGTH = 400  # 25 ms Hann window
-HOP_LENGTH = 160  # 10 ms hop
 N_MELS = 80
 LOG_FLOOR = 1e-6  # added to mel power before log: -13.8 in silence
 

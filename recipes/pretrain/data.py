@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import time
 from pathlib import Path
 
 import numpy as np
 
-from workbench.constants import SAMPLE_RATE
+from workbench.constants import FRAMES_PER_SECOND, SAMPLE_RATE, cache_dir
 from workbench.errors import WorkbenchError
 
 # Whole base voices never used for training: these espeak variants in every accent, and flite's slt.
@@ -186,7 +185,7 @@ def synthesize_set(jobs, workers: int, desc: str):
 def add_corpus_arguments(parser, *, n_train: int) -> None:
     """The flags :func:`build_data` reads (``--cache``, ``--n-train`` ... ``--seed``), for recipes that
     train on this corpus; the same values find the same cached corpus."""
-    cache = Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")) / "pretrain"
+    cache = cache_dir() / "pretrain"
     parser.add_argument("--cache", type=Path, default=cache, help="where the synthesised corpus is cached")
     parser.add_argument("--n-train", type=int, default=n_train, help="training phrases to synthesize")
     parser.add_argument("--variants", type=int, default=2, help="perturbed copies of each synthesized phrase")
@@ -249,7 +248,7 @@ def build_data(args, cache: Path):
         "eval_heldout_voices": synthesize_set(ev_b, args.workers, "eval: held-out voices, held-out texts"),
         "dev": synthesize_set(dev, args.workers, "dev"),
         "synth_seconds": time.time() - t0,
-        "train_hours": sum(x.shape[0] for x, _ in train) / 100 / 3600,
+        "train_hours": sum(x.shape[0] for x, _ in train) / FRAMES_PER_SECOND / 3600,
     }
     cache.mkdir(parents=True, exist_ok=True)
     torch.save(data, path)

@@ -64,10 +64,10 @@ def export_zip(speaker_dir: str | Path, fmt: str, *, cache: Path | None = None, 
     from workbench._atomic import disk_error_message
     from workbench.export import ExportError, export_model
     from workbench.export.source import resolve_source
-    from workbench.models.whisper_weights import cache_root
+    from workbench.constants import cache_dir
 
     src = resolve_source(speaker_dir)
-    cache = Path(cache) if cache is not None else cache_root() / "exports"
+    cache = Path(cache) if cache is not None else cache_dir() / "exports"
     name = f"{src.speaker_id}-{fmt}-{_digest(src.path)}"
     target = cache / f"{name}.zip"
     if target.is_file():

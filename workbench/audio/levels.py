@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from workbench.audio.samples import _check_rate, to_mono
-from workbench.constants import SAMPLE_RATE
+from workbench.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 from workbench.errors import AudioError
 
 __all__ = ["trim_silence"]
@@ -22,7 +22,6 @@ __all__ = ["trim_silence"]
 _FLOOR_DBFS = -120.0  # level reported for digital silence
 _EPS_POWER = 10.0 ** (_FLOOR_DBFS / 10.0)  # mean-square power at the floor
 _FRAME_S = 0.025  # analysis frame, seconds
-_HOP_S = 0.010  # analysis hop, seconds
 _TRIM_TOP_DB = 35.0  # frames this far below the loudest frame count as silence
 
 
@@ -37,7 +36,7 @@ def _frame_levels_db(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int, 
         ``[i * hop, i * hop + frame_len)``. Shorter input is one frame.
     """
     frame_len = max(1, round(_FRAME_S * sample_rate))
-    hop = max(1, round(_HOP_S * sample_rate))
+    hop = max(1, round(sample_rate / FRAMES_PER_SECOND))  # 10 ms
     if x.size <= frame_len:
         frame_len = x.size
         starts = np.zeros(1, dtype=np.int64)

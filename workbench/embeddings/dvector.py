@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from workbench._optional import require
-from workbench.constants import SAMPLE_RATE
+from workbench.constants import HOP_LENGTH, SAMPLE_RATE
 from workbench.errors import MissingDependencyError
 
 __all__ = ["DVECTOR_DIM", "PREPROCESS_VERSION", "dvector_fingerprint", "dvector_weights_path"]
@@ -48,7 +48,6 @@ PREPROCESS_VERSION = 1  # bump when the d-vector preprocessing changes: old cach
 
 # GE2E frontend and partials, as in resemblyzer/hparams.py
 _N_FFT = 400  # 25 ms window
-_HOP = 160  # 10 ms hop
 _N_MELS = 40
 _PARTIAL_FRAMES = 160  # 1.6 s per partial utterance
 _PARTIAL_RATE = 1.3  # partials per second -> a step of 77 frames (~50 % overlap)
@@ -179,10 +178,10 @@ def _shorten_silences(wav: np.ndarray) -> np.ndarray:
 
 def _partial_starts(n_samples: int, rate: float = _PARTIAL_RATE, min_coverage: float = _MIN_COVERAGE) -> list[int]:
     """First mel frame of each partial utterance (``VoiceEncoder.compute_partial_slices``)."""
-    n_frames = int(np.ceil((n_samples + 1) / _HOP))
-    step = int(np.round((SAMPLE_RATE / rate) / _HOP))
+    n_frames = int(np.ceil((n_samples + 1) / HOP_LENGTH))
+    step = int(np.round((SAMPLE_RATE / rate) / HOP_LENGTH))
     starts = list(range(0, max(1, n_frames - _PARTIAL_FRAMES + step + 1), step))
-    coverage = (n_samples - starts[-1] * _HOP) / (_PARTIAL_FRAMES * _HOP)
+    coverage = (n_samples - starts[-1] * HOP_LENGTH) / (_PARTIAL_FRAMES * HOP_LENGTH)
     if coverage < min_coverage and len(starts) > 1:
         starts.pop()
     return starts
@@ -191,11 +190,11 @@ def _partial_starts(n_samples: int, rate: float = _PARTIAL_RATE, min_coverage: f
 def _mel_partials(wav: np.ndarray) -> torch.Tensor:
     """``(P, 160, 40)`` mel-power partials of one preprocessed 16 kHz utterance."""
     starts = _partial_starts(len(wav))
-    need = (starts[-1] + _PARTIAL_FRAMES) * _HOP
+    need = (starts[-1] + _PARTIAL_FRAMES) * HOP_LENGTH
     x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
     if need >= len(wav):
         x = torch.nn.functional.pad(x, (0, need - len(wav)))
-    spec = torch.stft(x, n_fft=_N_FFT, hop_length=_HOP, win_length=_N_FFT, window=torch.hann_window(_N_FFT),
+    spec = torch.stft(x, n_fft=_N_FFT, hop_length=HOP_LENGTH, win_length=_N_FFT, window=torch.hann_window(_N_FFT),
                       center=True, pad_mode="constant", return_complex=True)  # (201, T)
     mel = (spec.abs() ** 2).T @ _mel_basis()  # (T, 40)
     return torch.stack([mel[s:s + _PARTIAL_FRAMES] for s in starts])

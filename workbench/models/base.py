@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from workbench.constants import FRAMES_PER_SECOND
 from workbench.errors import AudioError, NotYetSupportedError
 
 __all__ = [
@@ -126,7 +127,7 @@ def split_long_waveform(wav: np.ndarray, sample_rate: int, max_chunk_s: float = 
     [319920, 319920, 160160]
     """
     max_len = int(max_chunk_s * sample_rate)
-    hop = sample_rate // 100
+    hop = sample_rate // FRAMES_PER_SECOND  # 10 ms
     pieces, start = [], 0
     n = len(wav)
     while n - start > max_len:

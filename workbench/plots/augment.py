@@ -8,11 +8,12 @@ import numpy as np
 import torch
 
 from workbench.augment import SpecAugmentPolicy, spec_augment
+from workbench.constants import FRAMES_PER_SECOND
 from workbench.plots._base import new_axes, new_figure
 
 __all__ = ["plot_augment_grid", "plot_masks", "plot_spectrogram"]
 
-_HOP_S = 0.01  # seconds per frame of the built-in frontend
+_HOP_S = 1 / FRAMES_PER_SECOND  # seconds per frame of the built-in frontend
 
 
 def _as_2d(features: Any) -> np.ndarray:

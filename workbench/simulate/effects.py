@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workbench.constants import SAMPLE_RATE
+from workbench.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 
 __all__ = [
     "active_level_dbfs",
@@ -246,7 +246,7 @@ def nasal_ratio_db(x: np.ndarray, sr: int = SAMPLE_RATE) -> float:
 
 def _log_envelope(x: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Frame level in dB (25 ms frames, 10 ms hop), floored 30 dB below the loudest frame: (frames,)."""
-    hop, win = sr // 100, sr // 40
+    hop, win = sr // FRAMES_PER_SECOND, sr // 40  # 10 ms hop, 25 ms window
     if x.size < win:
         return np.zeros(0)
     frames = np.lib.stride_tricks.sliding_window_view(x.astype(np.float64), win)[::hop]
