@@ -21,7 +21,6 @@ import pytest
 from conftest import make_speechlike
 from _disk import fail_atomic_writes, read_only_open  # noqa: E402
 
-import workbench._atomic as atomic
 from workbench.corpus import MISSING, SpeakerCorpus, import_folder
 from workbench.errors import CorpusError
 

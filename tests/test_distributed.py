@@ -18,8 +18,6 @@ from workbench import distributed
 from workbench.errors import TrainingError
 from workbench.models.loading import load_base_model
 
-from _models import noise_waves, tiny_backend
-
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
 pytestmark = pytest.mark.filterwarnings("ignore:the validation set has only")

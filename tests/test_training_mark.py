@@ -106,7 +106,7 @@ def test_training_leaves_no_mark_in_the_speaker_folder(tmp_path) -> None:
 
     from workbench.adapters import ResidualConfig
     from workbench.corpus import SpeakerCorpus
-    from workbench.trainer import TrainConfig, Trainer
+    from workbench.trainer import TrainConfig
     from workbench.workflow import prepare, train
 
     prompts = [f"phrase number {w}" for w in ("one", "two", "three", "four", "five", "six", "seven", "eight")]

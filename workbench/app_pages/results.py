@@ -18,7 +18,7 @@ import logging
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import panel as pn
 
@@ -36,9 +36,6 @@ from workbench.app_pages.recorder import PanelRecorder, recorder_available
 from workbench.app_pages.upload_input import FileUpload
 from workbench.corpus import SpeakerCorpus, load_one_upload
 from workbench.errors import CorpusError, WorkbenchError
-
-if TYPE_CHECKING:  # annotations only: torch loads when a phrase is first tried
-    from workbench.adapters import Adapted
 
 __all__ = ["PhraseTester", "ResultsPage", "load_comparison", "report_files"]
 

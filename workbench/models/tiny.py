@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import time
 from pathlib import Path
 
 import numpy as np

@@ -13,8 +13,8 @@ four ways, all owned here:
   for every recording, as OpenAI's decoding does. ``window="auto"`` (the
   default) encodes only the batch's longest recording plus ``margin_s`` of
   silence, rounded up to ``bucket_s``, slicing the positional embeddings: a 3 s
-  prompt costs 1/6 of the encoder work. Its cost in word errors is measured in
-  ``bench/bench_whisper_speed.py`` (docs/results.md).
+  prompt costs 1/6 of the encoder work. Its cost in word errors is measured by
+  ``bench/bench_real_speech.py`` (docs/benchmarks.md, "Real speech": auto vs full window).
 - **Loss.** Token-level cross-entropy (mean over the batch's real tokens) of the
   transcript after the decoder prompt ``<|startoftranscript|>`` [``<|en|>
   <|transcribe|>`` for multilingual models] ``<|notimestamps|>`` — the same prompt
@@ -147,8 +147,9 @@ class WhisperBackend(_HFBase):
 
     def default_train_settings(self) -> dict[str, Any]:
         """LoRA on the top half of the encoder and on the whole decoder (the bottom half is
-        computed once per recording, see the module docstring), at a learning rate chosen on
-        validation recordings (bench/bench_whisper_speed.py, docs/results.md)."""
+        computed once per recording, see the module docstring; its cost in time and words:
+        ``bench/bench_whisper.py --tricks``, docs/benchmarks.md), at ``WHISPER_LORA_LR`` (LoRA's 3e-3
+        overshot on Whisper; no script in ``bench/`` records that comparison yet)."""
         from workbench.adapters import LoRAConfig
 
         return {"adapter": LoRAConfig(top_layers=max(1, self.num_layers // 2), decoder=True),

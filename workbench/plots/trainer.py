@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from workbench._optional import has_module
-from workbench.plots._base import new_axes, new_figure
+from workbench.plots._base import new_axes
 
 __all__ = ["plot_training_curve", "plot_wer_before_after", "report_figures"]
 
