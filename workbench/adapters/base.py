@@ -24,7 +24,6 @@ import torch
 from torch import Tensor, nn
 
 from workbench.errors import AdapterError
-from workbench.notices import notify
 
 __all__ = ["ACTIVATIONS", "MAX_SIZE", "MAX_SPEAKERS", "AdapterConfig", "SiteAdapter", "add_bias", "bmm_or_matmul",
            "gather_rows"]
@@ -88,9 +87,6 @@ class AdapterConfig:
     def replace(self, **changes: Any) -> AdapterConfig:
         return dataclasses.replace(self, **changes)
 
-    def _warn_fix(self, message: str) -> None:
-        notify(f"{type(self).__name__}: {message}", stacklevel=4)
-
 
 def _short(val: Any, limit: int = 60) -> str:
     """``repr(val)`` cut to ``limit`` characters (values from a file can be huge)."""
@@ -147,13 +143,6 @@ class SiteAdapter(nn.Module):
     def shared_parameters(self) -> dict[str, nn.Parameter]:
         per = set(self.per_speaker_names)
         return {n: p for n, p in self.named_parameters() if n not in per}
-
-    def resize_speakers(self, rows: Tensor) -> None:
-        """Keep/reorder/duplicate speaker rows: ``rows (N',)`` long indices into the current N."""
-        for name in self.per_speaker_names:
-            old = getattr(self, name)
-            setattr(self, name, nn.Parameter(old.detach().index_select(0, rows.to(old.device)).clone(),
-                                             requires_grad=old.requires_grad))
 
     @staticmethod
     def _masked(x: Tensor, mask: Tensor | None) -> Tensor:

@@ -106,13 +106,6 @@ def _lengths_to_mask(lengths: torch.Tensor, t: int) -> torch.Tensor:
     return torch.arange(t, device=lengths.device)[None, :] < lengths[:, None]  # (B, T) True = real frame
 
 
-def subsampled_lengths(lengths: torch.Tensor) -> torch.Tensor:
-    """Frames after two 3x3 stride-2 convs with padding 1: ``L -> (L - 1) // 2 + 1`` twice."""
-    for _ in range(2):
-        lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
-    return lengths
-
-
 class ConvSubsampling(nn.Module):
     """``(B, T, F)`` -> ``(B, T', D)`` with ``T' = ceil(ceil(T/2)/2)``; padding re-zeroed after each conv."""
 
