@@ -19,7 +19,7 @@ import numpy as np
 
 from workbench.errors import ServerError
 
-__all__ = ["DeviceClient"]
+__all__ = ["DeviceClient", "summary_line"]
 
 MAX_ANSWER_BYTES = 1_000_000  # a workbench answer is a few hundred bytes
 _CHECK_ADDRESS = ("check the address: it is the one 'workbench serve-asr' prints, like http://127.0.0.1:8200/asr, "
@@ -64,13 +64,14 @@ class DeviceClient:
 
     def __init__(self, url: str, compressor_path: str | Path, *, model: str = "tiny", token: str | None = None,
                  timeout_s: float = 60.0) -> None:
-        from workbench.device_tuning.compressor import load_compressor
-        from workbench.device_tuning.split import SplitModel
+        from workbench.device_tuning.compressor import check_compressor_base, load_compressor
+        from workbench.device_tuning.split import split_for
         from workbench.models import load_base_model
 
-        backend = load_base_model(model).freeze()
         comp, meta = load_compressor(compressor_path)
-        self.split = SplitModel(backend, meta["split_layer"], comp)
+        backend = load_base_model(model).freeze()
+        check_compressor_base(compressor_path, meta, backend)
+        self.split = split_for(backend, meta["split_layer"], comp)
         self.url, self.token, self.timeout_s = url, token, timeout_s
 
     def _request(self, data: bytes | None) -> dict[str, Any]:
@@ -107,8 +108,21 @@ class DeviceClient:
         return self._request(None)
 
     def transcribe(self, wav: np.ndarray, speaker: str = "") -> dict[str, Any]:
-        """Send one 16 kHz recording's representation; the server's answer plus ``bytes_sent``."""
+        """Send one 16 kHz recording's representation; the server's answer plus ``bytes_sent``
+        (the whole message, header included) and ``audio_seconds``."""
         data = self.split.encode([wav], speaker=speaker)[0].to_bytes()
         out = self._request(data)
         out["bytes_sent"] = len(data)
+        out["audio_seconds"] = len(wav) / self.split.backend.sample_rate
         return out
+
+
+def summary_line(bytes_sent: int, audio_seconds: float) -> str:
+    """What a run cost on the wire, for people and measurement scripts:
+    ``sent N bytes for S s of audio (R kbit/s)`` (``R`` = ``8 N / S / 1000``, headers included).
+
+    >>> summary_line(1000, 4.0)
+    'sent 1000 bytes for 4.00 s of audio (2.00 kbit/s)'
+    """
+    rate = 8 * bytes_sent / audio_seconds / 1000 if audio_seconds > 0 else 0.0
+    return f"sent {bytes_sent} bytes for {audio_seconds:.2f} s of audio ({rate:.2f} kbit/s)"

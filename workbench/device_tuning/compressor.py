@@ -36,7 +36,8 @@ from workbench._atomic import write_bytes_atomic
 from workbench.device_tuning.entropy import MIN_PROBABILITY, check_tables
 from workbench.errors import WorkbenchError, WireFormatError
 
-__all__ = ["SHIPPED_DIR", "Compressor", "CompressorConfig", "default_compressor", "load_compressor", "save_compressor"]
+__all__ = ["SHIPPED_DIR", "Compressor", "CompressorConfig", "check_compressor_base", "default_compressor",
+           "load_compressor", "save_compressor"]
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "compressors"
 
@@ -255,10 +256,24 @@ def load_compressor(path: str | Path) -> tuple[Compressor, dict]:
     return comp.eval(), {"split_layer": split_layer, "base_fingerprint": fingerprint, "card": card}
 
 
-def default_compressor() -> Path:
-    """The shipped compressor for the built-in model (``workbench/data/compressors/``)."""
-    files = sorted(SHIPPED_DIR.glob("*.safetensors"))
+def check_compressor_base(compressor_path: str | Path, meta: dict, backend) -> None:
+    """Refuse a compressor trained for another base model than ``backend`` (plain :class:`WireFormatError`)."""
+    if meta["base_fingerprint"] != backend.fingerprint():
+        raise WireFormatError(
+            f"The compressor {Path(compressor_path).name} was trained for another base model than {backend.name}: "
+            f"use the compressor made for {backend.name} on both the device and the server, or train one "
+            f"({_recipe(backend.name)}).")
+
+
+def _recipe(model: str) -> str:
+    return "recipes/train_whisper_compressor.py" if "whisper" in model.lower() else "recipes/train_compressor.py"
+
+
+def default_compressor(model: str = "tiny") -> Path:
+    """The shipped compressor for base model ``model`` (``workbench/data/compressors/<model>-k*.safetensors``)."""
+    name = str(model).rstrip("/").rsplit("/", 1)[-1]
+    files = sorted(SHIPPED_DIR.glob(f"{name}-k*.safetensors"))
     if not files:
-        raise WorkbenchError(f"No compressor is shipped in {SHIPPED_DIR}: train one with "
-                             "recipes/train_compressor.py and pass it with --compressor.")
+        raise WorkbenchError(f"No compressor for {name} is shipped in {SHIPPED_DIR}: train one with "
+                             f"{_recipe(name)} and pass it with --compressor.")
     return files[0]

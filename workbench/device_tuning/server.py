@@ -98,10 +98,9 @@ def check_server_blocks(top_layers: int, num_layers: int, split_layer: int, name
 
 def _check_compressor_base(compressor_path: str | Path, meta: dict[str, Any], backend: Any) -> None:
     """Refuse a compressor trained for another base model than ``backend``."""
-    if meta["base_fingerprint"] != backend.fingerprint():
-        raise WireFormatError(
-            f"The compressor {Path(compressor_path).name} was trained for another base model than {backend.name}: "
-            "train one for this model (recipes/train_compressor.py).")
+    from workbench.device_tuning.compressor import check_compressor_base
+
+    check_compressor_base(compressor_path, meta, backend)
 
 
 class ServerCore:
@@ -112,14 +111,14 @@ class ServerCore:
         from workbench.adapters import SubmodelBank
         from workbench.device_tuning.compressor import load_compressor
         from workbench.device_tuning.entropy import payload_bounds
-        from workbench.device_tuning.split import SplitModel
-        from workbench.device_tuning.wire import HEADER_BYTES, MAX_SPEAKER_BYTES
+        from workbench.device_tuning.split import split_for
+        from workbench.device_tuning.wire import HEADER_BYTES_V2, MAX_SPEAKER_BYTES
         from workbench.models import load_base_model
 
         backend = load_base_model(model).freeze()
         comp, meta = load_compressor(compressor_path)
         _check_compressor_base(compressor_path, meta, backend)
-        self.split = SplitModel(backend, meta["split_layer"], comp)
+        self.split = split_for(backend, meta["split_layer"], comp)
         self.bank = SubmodelBank.from_files(backend, list(submodels)) if submodels else None
         if self.bank is not None:
             check_server_blocks(self.bank.adapted.config.top_layers, backend.num_layers, meta["split_layer"],
@@ -128,7 +127,7 @@ class ServerCore:
         self.base_fallback = base_fallback
         self.max_frames = self.split.max_frames
         most = payload_bounds(comp.tables.cpu().numpy(), -(-self.max_frames // comp.config.stride))[1]
-        self.max_body_bytes = HEADER_BYTES + MAX_SPEAKER_BYTES + most  # the largest message it can accept
+        self.max_body_bytes = HEADER_BYTES_V2 + MAX_SPEAKER_BYTES + most  # the largest message it can accept
 
     def info(self) -> dict[str, Any]:
         c = self.split.compressor
@@ -191,12 +190,14 @@ class ServerCore:
         if mine:
             rows = self.bank.index([messages[i].speaker for i in mine]).tolist()
             for i, t in zip(mine, self.split.transcribe_hidden([hidden[i] for i in mine],
+                                                               samples=[messages[i].samples for i in mine],
                                                                adapted=self.bank.adapted, rows=rows)):
                 texts[i] = t
         if rest:
             ctx = self.bank.adapted.disabled() if self.bank else contextlib.nullcontext()
             with ctx:  # the base model: the bank's adapters are switched off for this pass
-                for i, t in zip(rest, self.split.transcribe_hidden([hidden[i] for i in rest])):
+                for i, t in zip(rest, self.split.transcribe_hidden([hidden[i] for i in rest],
+                                                                   samples=[messages[i].samples for i in rest])):
                     texts[i] = t
         return [{"text": t, "speaker": m.speaker, "submodel": m.speaker in known, "batch_size": len(messages)}
                 for t, m in zip(texts, messages)]

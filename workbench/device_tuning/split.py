@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from workbench.adapters import Adapted
     from workbench.models.base import ASRBackend
 
-__all__ = ["ServerSideBackend", "SplitModel"]
+__all__ = ["ServerSideBackend", "SplitModel", "split_for"]
 
 
 class SplitModel:
@@ -44,19 +44,26 @@ class SplitModel:
         compressor: the trained :class:`Compressor`, or None to pass hidden states unchanged.
     """
 
+    min_split_layer = 1  # the built-in model's blocks start from its subsampled frames
+
     def __init__(self, backend: ASRBackend, split_layer: int, compressor: Compressor | None = None) -> None:
         if not getattr(backend, "supports_frozen_prefix", False):
             raise WorkbenchError(f"{backend.name} cannot be split between a device and a server yet.")
-        if not 1 <= split_layer <= backend.num_layers:
-            raise WorkbenchError(
-                f"The split layer must be 1 to {backend.num_layers} for {backend.name}; got {split_layer}.")
-        if compressor is not None and compressor.config.d_model != backend.hidden_size:
-            raise WorkbenchError(
-                f"This compressor was made for width {compressor.config.d_model}, but {backend.name} has "
-                f"width {backend.hidden_size}: train a compressor for this model.")
+        if not self.min_split_layer <= split_layer <= backend.num_layers:
+            raise WorkbenchError(f"The split layer must be {self.min_split_layer} to {backend.num_layers} for "
+                                 f"{backend.name}; got {split_layer}.")
         self.backend = backend
         self.split_layer = split_layer
+        if compressor is not None and compressor.config.d_model != self.width:
+            raise WorkbenchError(
+                f"This compressor was made for width {compressor.config.d_model}, but {backend.name} has "
+                f"width {self.width} at split layer {split_layer}: train a compressor for this model and split.")
         self.compressor = compressor
+
+    @property
+    def width(self) -> int:
+        """Values per frame the device sends (before compression): the encoder's width."""
+        return int(self.backend.hidden_size)
 
     @property
     def fingerprint(self) -> bytes:
@@ -74,11 +81,20 @@ class SplitModel:
         tables = c.tables.cpu().numpy()
         out = []
         with torch.no_grad():
-            for h, n, _samples, _k in self.device_hidden(waveforms):
+            for h, n, samples, _k in self.device_hidden(waveforms):
+                h, frames, samples_field = self._wire_frames(h, int(n), int(samples))
                 sym = c.encode(h[None].float())[0].cpu().numpy()
                 out.append(Message(self.fingerprint, c.identity(), self.split_layer, c.config.stride, c.config.bits,
-                                   c.config.dims, speaker, int(n), encode_symbols(sym, tables)))
+                                   c.config.dims, speaker, frames, encode_symbols(sym, tables), samples_field))
         return out
+
+    def _wire_frames(self, h: torch.Tensor, frames: int, samples: int) -> tuple[torch.Tensor, int, int]:
+        """What of a device output goes on the wire: ``(states (N, D), N, samples field)``. The
+        built-in model's server needs only its ``N`` true frames (format version 1)."""
+        return h[:frames], frames, 0
+
+    def _check_frames(self, msg: Message) -> None:
+        """Refuse a message whose sizes this server cannot restore (besides :attr:`max_frames`)."""
 
     # -- server ---------------------------------------------------------------
     def check(self, msg: Message) -> None:
@@ -106,6 +122,7 @@ class SplitModel:
             WireFormatError: with a message the device's user can act on.
         """
         self.check(msg)
+        self._check_frames(msg)
         if msg.frames > self.max_frames:
             fps = self.max_frames / MAX_TRAIN_S
             raise WireFormatError(
@@ -123,18 +140,24 @@ class SplitModel:
         """Server side: messages -> hidden states ``(T'_i, D)`` for block ``k`` on."""
         return [self.hidden(self.symbols(m), m.frames) for m in messages]
 
-    def transcribe_hidden(self, hidden: Sequence[torch.Tensor], *, adapted: Adapted | None = None,
-                          rows: Sequence[int] | None = None) -> list[str]:
+    def _items(self, hidden: Sequence[torch.Tensor], samples: Sequence[int] | None) -> list[tuple]:
+        """Restored states -> the backend's cached items ``(states, true frames, samples, k)``."""
+        return [(h, int(h.shape[0]), int(h.shape[0]), self.split_layer) for h in hidden]
+
+    def transcribe_hidden(self, hidden: Sequence[torch.Tensor], *, samples: Sequence[int] | None = None,
+                          adapted: Adapted | None = None, rows: Sequence[int] | None = None) -> list[str]:
         """The frozen rest of the model on restored hidden states, one transcript each.
 
         Args:
             hidden: ``(T'_i, D)`` per utterance, as :meth:`restore` or :meth:`device_hidden` give.
+            samples: each recording's length in samples at 16 kHz (a message's ``samples``), which
+                a sequence-to-sequence split needs; the built-in split ignores it.
             adapted: the backend with Submodels injected (a bank's ``adapted``), or None: the base
                 model, with any adapters injected into this backend (a Trainer's, a bank's)
                 switched off for the call and back as they were after it.
             rows: the Submodel row of each utterance (with ``adapted``).
         """
-        items = [(h, int(h.shape[0]), int(h.shape[0]), self.split_layer) for h in hidden]
+        items = self._items(hidden, samples)
         if not items:
             return []
         if adapted is None:
@@ -168,9 +191,10 @@ class SplitModel:
     def transcribe(self, waveforms: Sequence[np.ndarray]) -> list[str]:
         """The whole round trip in one process (device, wire bytes, server), for evaluation."""
         if self.compressor is None:
-            return self.transcribe_hidden([h for h, *_ in self.device_hidden(waveforms)])
-        wire = [m.to_bytes() for m in self.encode(waveforms)]
-        return self.transcribe_hidden(self.restore([Message.from_bytes(b) for b in wire]))
+            items = self.device_hidden(waveforms)
+            return self.transcribe_hidden([h for h, *_ in items], samples=[s for _, _, s, _ in items])
+        msgs = [Message.from_bytes(m.to_bytes()) for m in self.encode(waveforms)]
+        return self.transcribe_hidden(self.restore(msgs), samples=[m.samples for m in msgs])
 
     def server_backend(self) -> ServerSideBackend:
         """The backend as the server sees it, for training server-side Submodels with the
@@ -182,6 +206,16 @@ class SplitModel:
             raise WorkbenchError("This split model has no compressor, so it cannot make wire messages: "
                                  "load or train one (recipes/train_compressor.py).")
         return self.compressor
+
+
+def split_for(backend: ASRBackend, split_layer: int, compressor: Compressor | None = None) -> SplitModel:
+    """The split model for ``backend``: a :class:`~workbench.device_tuning.whisper_split.WhisperSplit`
+    for Whisper (a sequence-to-sequence backend), else a :class:`SplitModel`."""
+    if getattr(backend, "is_seq2seq", False):
+        from workbench.device_tuning.whisper_split import WhisperSplit
+
+        return WhisperSplit(backend, split_layer, compressor)
+    return SplitModel(backend, split_layer, compressor)
 
 
 def _injected(backend: ASRBackend) -> list[Adapted]:
@@ -221,9 +255,11 @@ class ServerSideBackend:
                 f"Server-side Submodels start at the split (block {k}): train adapters on the top "
                 f"{self._split.backend.num_layers - k} blocks only (top_layers={self._split.backend.num_layers - k}), "
                 "without SpecAugment.")
-        items = self._split.device_hidden(waveforms)
+        # the backend's own cache (one shared window for Whisper, so that a Trainer's batches stack)
+        items = self._split.backend.cache_features(list(waveforms), frozen_layers=k)
         comp = self._split.compressor
         if comp is None:
             return items
         with torch.no_grad():
-            return [(comp.decode(comp.encode(h[None].float()), n)[0], n, samples, k) for h, n, samples, k in items]
+            return [(comp.decode(comp.encode(h[None].float()), h.shape[0])[0], n, samples, k)
+                    for h, n, samples, k in items]

@@ -4,7 +4,7 @@ Everything is little-endian. A message is a fixed 40-byte header, the speaker id
 
     offset size  field
     0      4     magic b"WBDT" (workbench device tuning)
-    4      1     format version (1)
+    4      1     format version (1; 2 adds the audio length, below)
     5      1     bits per symbol, 1..8 (the compressor's quantizer)
     6      2     dims: symbols per frame, 1..1024 (the bottleneck width)
     8      1     split layer k: the device ran the frontend and the first k encoder blocks
@@ -18,8 +18,18 @@ Everything is little-endian. A message is a fixed 40-byte header, the speaker id
     40     L     speaker id (UTF-8; letters, digits, '-', '_', '.')
     40+L   P     payload: the range-coded symbols, ceil(N / s) * dims of them
 
-The header is a fixed cost per utterance (320 bits, plus the speaker id): at two seconds an
-utterance it is ~160 bit/s, so it counts in every bit rate the benchmarks report.
+Format version 2 (a Whisper split's messages) adds one field after the compressor id, so its
+header is 44 bytes (the CRC at 40, the speaker id at 44)::
+
+    36     4     audio samples S at 16 kHz, 1..MAX_SAMPLES: how long the recording was
+
+A sequence-to-sequence server needs it: Whisper's encoding window and its decoding length cap
+follow the recording's duration, and ``N`` must be the window's frames for ``S`` samples. The
+built-in split sends version 1 (its server needs only ``N``); a version 1 message carries
+``samples = 0``.
+
+The header is a fixed cost per utterance (320 bits, 352 in version 2, plus the speaker id): at
+two seconds an utterance it is ~160 bit/s, so it counts in every bit rate the benchmarks report.
 
 A message is refused with a plain :class:`~workbench.errors.WireFormatError` when it is
 truncated, longer than its header says, has a header whose sizes disagree, a bad CRC, or when
@@ -42,16 +52,20 @@ import zlib
 
 from workbench.errors import WireFormatError
 
-__all__ = ["HEADER_BYTES", "MAGIC", "MAX_FRAMES", "Message", "check_compatible"]
+__all__ = ["HEADER_BYTES", "HEADER_BYTES_V2", "MAGIC", "MAX_FRAMES", "MAX_SAMPLES", "Message", "check_compatible"]
 
 MAGIC = b"WBDT"
 VERSION = 1
+VERSION_SAMPLES = 2  # version 1 plus the audio length (samples)
 HEADER_BYTES = 40
+HEADER_BYTES_V2 = 44
+MAX_SAMPLES = 16_000 * 60 * 10  # ten minutes at 16 kHz
 ID_BYTES = 8  # model fingerprint and compressor id on the wire
 MAX_FRAMES = 25 * 60 * 10  # ten minutes of built-in encoder frames (25 per second)
 MAX_DIMS = 1024
 MAX_SPEAKER_BYTES = 128
 _HEAD = struct.Struct("<4sBBHBBHII8s8s")  # everything before the CRC (36 bytes)
+_SAMPLES = struct.Struct("<I")  # version 2: the audio samples, after _HEAD and before the CRC
 _CRC = struct.Struct("<I")
 _SPEAKER = re.compile(r"[A-Za-z0-9_.\-]*")
 
@@ -70,6 +84,7 @@ class Message:
         speaker: whose Submodel the server applies ("" for the base model).
         frames: encoder frames ``N`` of the utterance.
         payload: the entropy-coded symbols (a multiple of 4 bytes).
+        samples: the recording's length in samples at 16 kHz (format version 2), or 0 (version 1).
     """
 
     fingerprint: bytes
@@ -81,6 +96,17 @@ class Message:
     speaker: str
     frames: int
     payload: bytes
+    samples: int = 0
+
+    @property
+    def version(self) -> int:
+        """The format version this message is sent in: 2 when it carries the audio length."""
+        return VERSION_SAMPLES if self.samples else VERSION
+
+    @property
+    def header_bytes(self) -> int:
+        """The fixed header's size on the wire (40 or 44 bytes, without the speaker id)."""
+        return HEADER_BYTES_V2 if self.samples else HEADER_BYTES
 
     @property
     def symbol_frames(self) -> int:
@@ -102,6 +128,9 @@ class Message:
         if not 1 <= self.frames <= MAX_FRAMES:
             raise WireFormatError(
                 f"The message says {self.frames} encoder frames; 1 to {MAX_FRAMES} (ten minutes) are valid.")
+        if not 0 <= self.samples <= MAX_SAMPLES:
+            raise WireFormatError(
+                f"The message says {self.samples} audio samples; 1 to {MAX_SAMPLES} (ten minutes at 16 kHz) are valid.")
         if len(self.payload) % 4:
             raise WireFormatError(f"The payload is {len(self.payload)} bytes, not a whole number of 4-byte words.")
         raw = self.speaker.encode("utf-8")
@@ -114,8 +143,10 @@ class Message:
         """The message as sent: header, speaker id, payload."""
         self.validate()
         spk = self.speaker.encode("utf-8")
-        head = _HEAD.pack(MAGIC, VERSION, self.bits, self.dims, self.split_layer, self.stride, len(spk),
+        head = _HEAD.pack(MAGIC, self.version, self.bits, self.dims, self.split_layer, self.stride, len(spk),
                           self.frames, len(self.payload), self.fingerprint, self.compressor)
+        if self.samples:
+            head += _SAMPLES.pack(self.samples)
         crc = zlib.crc32(self.payload, zlib.crc32(spk, zlib.crc32(head)))
         return head + _CRC.pack(crc) + spk + self.payload
 
@@ -130,27 +161,38 @@ class Message:
         magic, version, bits, dims, split, stride, n_spk, frames, n_pay, fp, comp = _HEAD.unpack_from(data)
         if magic != MAGIC:
             raise WireFormatError("This is not a workbench device message (wrong magic bytes).")
-        if version != VERSION:
+        if version not in (VERSION, VERSION_SAMPLES):
             raise WireFormatError(
-                f"The message is format version {version}; this server reads version {VERSION}. "
-                "Update the device app or the server so that both match.")
+                f"The message is format version {version}; this server reads versions {VERSION} and "
+                f"{VERSION_SAMPLES}. Update the device app or the server so that both match.")
+        samples, head_size = 0, HEADER_BYTES
+        if version == VERSION_SAMPLES:
+            if len(data) < HEADER_BYTES_V2:
+                raise WireFormatError(
+                    f"The message is {len(data)} bytes, shorter than the {HEADER_BYTES_V2}-byte header of format "
+                    f"version {VERSION_SAMPLES}: it was cut off. Send it again.")
+            (samples,) = _SAMPLES.unpack_from(data, _HEAD.size)
+            if samples == 0:
+                raise WireFormatError("The message is format version 2 but says the recording has 0 samples.")
+            head_size = HEADER_BYTES_V2
+        crc_at = head_size - _CRC.size
         if n_spk > MAX_SPEAKER_BYTES:
             raise WireFormatError(f"The header says a {n_spk}-byte speaker id; at most {MAX_SPEAKER_BYTES} are valid.")
-        want = HEADER_BYTES + n_spk + n_pay
+        want = head_size + n_spk + n_pay
         if len(data) != want:
             what = "cut off" if len(data) < want else "longer than its header says"
             raise WireFormatError(
                 f"The message is {len(data)} bytes but its header says {want}: it was {what}. Send it again.")
-        (crc,) = _CRC.unpack_from(data, _HEAD.size)
-        spk_raw = data[HEADER_BYTES:HEADER_BYTES + n_spk]
-        payload = data[HEADER_BYTES + n_spk:]
-        if zlib.crc32(payload, zlib.crc32(spk_raw, zlib.crc32(data[:_HEAD.size]))) != crc:
+        (crc,) = _CRC.unpack_from(data, crc_at)
+        spk_raw = data[head_size:head_size + n_spk]
+        payload = data[head_size + n_spk:]
+        if zlib.crc32(payload, zlib.crc32(spk_raw, zlib.crc32(data[:crc_at]))) != crc:
             raise WireFormatError("The message's checksum does not match: it was damaged on the way. Send it again.")
         try:
             speaker = spk_raw.decode("utf-8")
         except UnicodeDecodeError:
             raise WireFormatError("The speaker id in the message is not valid UTF-8 text.") from None
-        msg = cls(fp, comp, split, stride, bits, dims, speaker, frames, payload)
+        msg = cls(fp, comp, split, stride, bits, dims, speaker, frames, payload, samples)
         msg.validate()
         return msg
 

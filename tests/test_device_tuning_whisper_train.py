@@ -1,0 +1,95 @@
+"""Training a Whisper split's compressor by distillation (issue 28): it learns, and it resumes exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from workbench.device_tuning import Compressor
+from workbench.device_tuning.split import split_for
+from workbench.device_tuning.whisper_train import (WhisperCompressorTrainer, WhisperDistillSettings, distill_items,
+                                                   state_loss, token_kl)
+from workbench.errors import WorkbenchError
+from workbench.models import load_base_model
+
+pytest.importorskip("transformers")
+
+from _models import hf_whisper_dir, noise_waves  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def split_items(tmp_path_factory):
+    backend = load_base_model(hf_whisper_dir(tmp_path_factory.mktemp("hf") / "whisper")).freeze()
+    split = split_for(backend, 1)
+    return split, distill_items(split, noise_waves(6, seed=5, lo=6000, hi=30000))
+
+
+def _trainer(split, items, seed=0, **kw) -> WhisperCompressorTrainer:
+    torch.manual_seed(seed)
+    split.compressor = Compressor(split.width, dims=8, bits=3, stride=2, hidden=32)
+    settings = WhisperDistillSettings(max_steps=40, batch_size=3, lr=3e-3, warmup_steps=2, seed=seed, **kw)
+    return WhisperCompressorTrainer(split, items, settings)
+
+
+def test_items_hold_the_window_and_the_unsplit_transcript(split_items):
+    split, items = split_items
+    assert len({it.hidden.shape[0] for it in items}) == 2  # two window sizes: batches keep them apart
+    assert [it.text for it in items] == [split.backend.transcribe([w])[0]
+                                         for w in noise_waves(6, seed=5, lo=6000, hi=30000)]
+
+
+def test_losses_are_zero_for_the_teacher_and_mask_padding():
+    logits = torch.randn(2, 5, 11)
+    labels = torch.tensor([[-100, 1, 2, 3, -100], [-100, 4, -100, -100, -100]])
+    assert float(token_kl(logits, logits, labels)) == pytest.approx(0.0, abs=1e-6)
+    other = logits.clone()
+    other[:, 4] += torch.randn(2, 11) * 5  # only ignored positions differ
+    other[1, 2:] += 3.0
+    assert float(token_kl(other, logits, labels)) == pytest.approx(0.0, abs=1e-6)
+    h = torch.randn(2, 6, 4)
+    lens = torch.tensor([6, 3])
+    assert float(state_loss(h, h, lens)) == 0.0
+    noisy = h.clone()
+    noisy[1, 3:] += 10  # padding frames
+    assert float(state_loss(noisy, h, lens)) == 0.0
+    assert float(state_loss(h + 0.1, h, lens)) > 0
+
+
+def test_a_short_run_lowers_every_term_of_the_loss(split_items):
+    split, items = split_items
+    trainer = _trainer(split, items)
+    before = trainer.evaluate()
+    history = trainer.train(30)
+    after = trainer.evaluate()
+    assert len(history) == 30 and trainer.step == 30
+    assert after["loss"] < 0.7 * before["loss"], (before, after)
+    assert after["kl"] < before["kl"] and after["state"] < before["state"]
+    trainer.fit_tables()
+    assert torch.allclose(split.compressor.tables.sum(1), torch.ones(8))
+
+
+def test_a_resumed_run_takes_the_same_steps_as_an_unbroken_one(split_items, tmp_path):
+    split, items = split_items
+    whole = _trainer(split, items, rate_weight=0.01)
+    whole.train(8)
+    want = {k: v.clone() for k, v in whole.comp.state_dict().items()}
+
+    first = _trainer(split, items, rate_weight=0.01)
+    first.train(5)
+    path = first.save(tmp_path / "ckpt.safetensors", extra={"note": "half"})
+    second = _trainer(split, items, seed=0, rate_weight=0.01)  # a new process: fresh weights, then the checkpoint
+    assert second.load(path) == {"note": "half"} and second.step == 5
+    second.train(3)
+    for k, v in second.comp.state_dict().items():
+        assert torch.allclose(v, want[k], atol=1e-6), k
+
+
+def test_a_checkpoint_of_other_settings_is_refused(split_items, tmp_path):
+    split, items = split_items
+    path = _trainer(split, items).save(tmp_path / "ckpt.safetensors")
+    other = _trainer(split, items, state_weight=0.5)
+    with pytest.raises(WorkbenchError, match="other settings"):
+        other.load(path)
+    assert dataclasses.asdict(other.settings)["state_weight"] == 0.5
