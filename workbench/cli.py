@@ -185,7 +185,8 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
     backend, _ = _speaker_model(args.speaker_dir, args.model, personal=False)
     config = default_config(backend, max_seconds=60.0 * args.minutes, seed=args.seed, **_adapter_choice(args.adapter))
     run = personalize_speaker(args.speaker_dir, backend=backend, config=config,
-                              decoder=args.decoder, seed=args.seed, figures=report_figures)
+                              decoder=args.decoder, seed=args.seed, figures=report_figures,
+                              vocabulary=_vocabulary(args, args.speaker_dir))
     print(run.comparison.summary())
     if run.advice:  # no improvement: what to do next (the run is not used as the personal model)
         print(run.advice)
@@ -292,7 +293,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     if args.adapter is None:
         print("Personal model: none (no --adapter given); the base model alone is used", file=sys.stderr)
     wavs, notes = _load_for_transcribe(args.files)
-    decoder = build_decoder(args.decoder, backend=backend)
+    decoder = build_decoder(args.decoder, backend=backend, vocabulary=_vocabulary(args, None))
     if args.adapter:
         adapted, meta = load_submodel(backend, args.adapter)
         held = meta.get("speaker_ids", [])
@@ -313,7 +314,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     backend, adapter = _speaker_model(args.speaker_dir, args.model, args.adapter)
     result = evaluate_speaker(args.speaker_dir, backend=backend, adapter=adapter,
                               decoder=args.decoder, write_report=args.report,
-                              figures=report_figures)
+                              figures=report_figures, vocabulary=_vocabulary(args, args.speaker_dir))
     print(result.summary() if hasattr(result, "summary") else result)
     return 0
 
@@ -332,7 +333,31 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_listen(args: argparse.Namespace) -> int:
     from workbench.live.listen import listen
 
-    return listen(args.speaker, args.model, file=args.file, fast=args.fast, as_json=args.json, device=args.device)
+    options = {}
+    words = _vocabulary(args, args.speaker)
+    if words:  # the word list biases the search of the backend the recognizer is given
+        backend, _ = _speaker_model(args.speaker, args.model)
+        if getattr(backend, "is_seq2seq", False):
+            backend.logit_bias = backend.vocabulary_bias(words)
+        else:
+            print(f"Note: live captions with {backend.name} do not use the word list yet (Whisper's do); "
+                  "transcribe and evaluate use it.", file=sys.stderr)
+        options["backend"] = backend
+    return listen(args.speaker, args.model, file=args.file, fast=args.fast, as_json=args.json, device=args.device,
+                  **options)
+
+
+def _vocabulary(args: argparse.Namespace, speaker_dir: str | None) -> list[str]:
+    """The word list a command decodes with: ``--vocabulary FILE``, else the speaker's saved list
+    (:func:`workbench.vocabulary.resolve_vocabulary`), said on stderr when there is one."""
+    from workbench.vocabulary import resolve_vocabulary
+
+    words = resolve_vocabulary(speaker_dir, args.vocabulary)
+    if words:
+        where = args.vocabulary if args.vocabulary else "the speaker's word list"
+        shown = ", ".join(words[:5]) + (f", ... ({len(words)} in all)" if len(words) > 5 else "")
+        print(f"Word list: {shown} (from {where})", file=sys.stderr)
+    return words
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -386,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_simulate(sub)
 
+    vocabulary_help = ("a word list: one word or name a line that the speaker uses (family, places, medicines); "
+                       "decoding favours them where the audio allows, no retraining (default: the list saved "
+                       "in the speaker folder, if any)")
     model_help = ("base model: 'auto' (default: the built-in model for simulated speakers, Whisper tiny.en for real "
                   "people when installed), 'tiny', 'whisper-tiny.en', 'whisper-base', a transformers hub id, or a "
                   "local folder (transformers or CTranslate2/faster-whisper)")
@@ -396,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=1.5, help="training time budget in minutes (default 1.5)")
     p.add_argument("--decoder", default="lexicon", choices=["greedy", "lexicon"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vocabulary", default=None, metavar="FILE", help=vocabulary_help)
     p.set_defaults(func=_cmd_personalize)
 
     p = sub.add_parser("train-bank", help="train one Submodel bank for many speakers in one job (torchrun-ready)",
@@ -432,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the shipped one)")
     p.add_argument("--token", default=os.environ.get("WORKBENCH_SERVER_TOKEN"),
                    help="with --server: the server's token (default: $WORKBENCH_SERVER_TOKEN)")
+    p.add_argument("--vocabulary", default=None, metavar="FILE", help=vocabulary_help)
     p.set_defaults(func=_cmd_transcribe)
 
     p = sub.add_parser("serve-asr", help="start the clinic server for split recognition (Ray Serve): devices send "
@@ -455,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a Submodel file (default: the speaker's personal model: the run chosen in the app, "
                             "else the newest run that beat the base model)")
         p.add_argument("--decoder", default="lexicon", choices=["greedy", "lexicon"])
+        p.add_argument("--vocabulary", default=None, metavar="FILE", help=vocabulary_help)
         p.set_defaults(func=_cmd_evaluate if name == "evaluate" else _cmd_report, report=False)
 
     p = sub.add_parser("import", help="import recordings on disk (audio files + a transcript file) into a speaker folder",
@@ -511,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help='one JSON object a line: {"event": "commit"|"partial", '
                    '"text", "start", "end", "emitted"} (seconds)')
     p.add_argument("--device", default=None, help="microphone index or name (default: the system default)")
+    p.add_argument("--vocabulary", default=None, metavar="FILE", help=vocabulary_help)
     p.set_defaults(func=_cmd_listen)
 
     return parser

@@ -24,6 +24,7 @@ __all__ = [
     "TrainingBusyError",
     "TrainingError",
     "ServerError",
+    "VocabularyError",
     "WireFormatError",
     "WorkbenchError",
 ]
@@ -99,6 +100,10 @@ class WireFormatError(WorkbenchError, ValueError):
 
 class PromptError(WorkbenchError, ValueError):
     """A prompt list cannot be found, is empty, or holds a prompt with no words to score."""
+
+
+class VocabularyError(WorkbenchError, ValueError):
+    """A speaker's word list (names and words they use) cannot be read or holds an unusable line."""
 
 
 class ServeError(WorkbenchError):

@@ -21,7 +21,9 @@ four ways, all owned here:
   as decoding, built once here (never a second start token).
 - **Decoding.** Greedy, batched, with a key/value cache; special and timestamp
   tokens are suppressed, blank and end-of-text at the first step too (as
-  Whisper's own decoding does); at most ``8 + 7 * seconds`` tokens per recording
+  Whisper's own decoding does); an optional logits processor (``bias``: a
+  speaker's word list, :class:`workbench.decode_bias.VocabularyBias`) may move
+  the choice within its bound; at most ``8 + 7 * seconds`` tokens per recording
   (a generous speaking rate), and a *repetition guard* that ends a recording's
   text when it starts to loop, keeping one copy: a token or two repeated 4 times in
   a row ("no no no no ..."), three or four tokens 3 times, or any longer phrase
@@ -129,6 +131,8 @@ class WhisperBackend(_HFBase):
             if isinstance(i, int) and i != tok.unk_token_id and 0 <= i < vocab:
                 self.no_speech_id = i
                 break
+        # decode_details' logits processor when none is given (a speaker's word list for live captions)
+        self.logit_bias: Any = None
 
     # ------------------------------------------------------------------ structure
     def _layers(self) -> nn.ModuleList:
@@ -279,19 +283,31 @@ class WhisperBackend(_HFBase):
         return F.cross_entropy(logits.flatten(0, 1).float(), labels.to(enc.device).flatten(), ignore_index=-100)
 
     # ------------------------------------------------------------------ decoding
-    @torch.no_grad()
-    def decode_batch(self, batch: Batch) -> list[str]:
-        """Greedy transcripts of a featurized batch (normalized text), one per example."""
-        return [d.text for d in self.decode_details(batch)]
+    def vocabulary_bias(self, entries: list[str], config: Any = None) -> Any:
+        """A :class:`~workbench.decode_bias.VocabularyBias` for a word list, in this model's tokens."""
+        from workbench.decode_bias import VocabularyBias
+
+        return VocabularyBias.from_entries(
+            entries, lambda text: list(self.tokenizer(text, add_special_tokens=False).input_ids), config=config)
 
     @torch.no_grad()
-    def decode_details(self, batch: Batch, *, prefixes: list[list[int]] | None = None) -> list[Decoded]:
+    def decode_batch(self, batch: Batch, *, bias: Any = None) -> list[str]:
+        """Greedy transcripts of a featurized batch (normalized text), one per example."""
+        return [d.text for d in self.decode_details(batch, bias=bias)]
+
+    @torch.no_grad()
+    def decode_details(self, batch: Batch, *, prefixes: list[list[int]] | None = None,
+                       bias: Any = None) -> list[Decoded]:
         """Greedy decoding with what a streaming caller needs besides the text, one per example.
 
         Args:
             batch: featurized audio (:meth:`featurize`).
             prefixes: per example, token ids forced after the prompt (text already committed,
                 e.g. :meth:`target_ids` of it); decoding continues after them. None: no prefix.
+            bias: a logits processor ``bias(logp (B, V), tokens so far per example) -> scores
+                (B, V)`` whose argmax is chosen (:class:`~workbench.decode_bias.VocabularyBias`);
+                None: :attr:`logit_bias` (usually none). The log-probabilities reported stay
+                the model's own.
 
         Returns:
             :class:`Decoded` per example: the tokens (prefix included), the normalized text,
@@ -316,6 +332,7 @@ class WhisperBackend(_HFBase):
         no_speech = [0.0] * b
         done = [False] * b
         suppress, begin = self._suppress.to(enc.device), self._begin_suppress.to(enc.device)
+        bias = self.logit_bias if bias is None else bias
         for step in range(max(limits)):
             o = self.model.model.decoder(input_ids=inp, encoder_hidden_states=enc, use_cache=True,
                                          **{cache_arg: cache})
@@ -328,7 +345,7 @@ class WhisperBackend(_HFBase):
             if step == 0:  # no blank or empty transcript (Whisper's own rule)
                 logits[:, begin] = -math.inf
             logp = logits.log_softmax(-1)
-            nxt = logits.argmax(-1)
+            nxt = (logits if bias is None else bias(logp, out)).argmax(-1)
             for i in range(b):
                 if done[i]:
                     continue
@@ -358,8 +375,9 @@ class WhisperBackend(_HFBase):
                    sample_rate: int | None = None, speakers: list[int] | None = None, route: Any = None) -> list[str]:
         """Transcribe recordings (chunked at 20 s, batched by length); see :meth:`ASRBackend.transcribe`.
 
-        ``decoder`` must be None: Whisper decodes with its own greedy search above."""
-        if decoder is not None:
+        ``decoder`` must be None (Whisper decodes with its own greedy search above) or a
+        word-list bias for that search (:meth:`vocabulary_bias`)."""
+        if decoder is not None and not getattr(decoder, "is_logit_bias", False):
             raise WorkbenchError("Whisper decodes with its own search; custom (CTC lexicon) decoders are for the "
                                  "built-in model and CTC models. Use --decoder greedy, or leave the decoder out")
         pieces, owner = self._prepare(waveforms, sample_rate)
@@ -374,7 +392,7 @@ class WhisperBackend(_HFBase):
                 ctx = contextlib.nullcontext() if route is None else \
                     route(None if speakers is None else torch.tensor([speakers[owner[i]] for i in idx]))
                 with ctx:
-                    for i, t in zip(idx, self.decode_batch(batch), strict=True):
+                    for i, t in zip(idx, self.decode_batch(batch, bias=decoder), strict=True):
                         texts[i] = t
         finally:
             self.module.train(was_training)

@@ -27,11 +27,17 @@ FigureMaker = Callable[[Comparison, list[dict] | None], Sequence[Any]]
 
 
 def build_decoder(kind: str, prompts: list[str] | None = None, *,
-                  backend: ASRBackend | None = None) -> Callable | None:
+                  backend: ASRBackend | None = None, vocabulary: Sequence[str] = ()) -> Callable | None:
     """``"greedy"`` (None: the backend's default) or ``"lexicon"``.
 
     A sequence-to-sequence ``backend`` (Whisper) always decodes with its own search, so
-    this returns None for it whatever ``kind`` says (see :func:`decoder_name`).
+    this returns None for it whatever ``kind`` says (see :func:`decoder_name`), or, with a
+    ``vocabulary``, that search's bounded bias towards the listed words
+    (:class:`~workbench.decode_bias.VocabularyBias`).
+
+    ``vocabulary``: the speaker's word list (:mod:`workbench.vocabulary`; names, places,
+    medicines). The CTC decoders boost its words: the lexicon decoder adds them to its
+    words, and ``"greedy"`` becomes a beam search with free spelling that boosts them.
 
     The lexicon decoder is a beam search restricted to the words of the shipped
     everyday prompt list plus ``prompts`` (the speaker's own list), with a bigram
@@ -42,15 +48,20 @@ def build_decoder(kind: str, prompts: list[str] | None = None, *,
     """
     if kind not in ("greedy", "lexicon"):
         raise TrainingError(f"decoder must be 'greedy' or 'lexicon', got {kind!r}")
-    if kind == "greedy" or getattr(backend, "is_seq2seq", False):
-        return None
+    if getattr(backend, "is_seq2seq", False):
+        return backend.vocabulary_bias(list(vocabulary)) if vocabulary else None
     from workbench.decode import BeamSearchDecoder, Lexicon, WordLM
+    from workbench.vocabulary import boost_words
+
+    listed = boost_words(vocabulary)
+    if kind == "greedy":
+        return BeamSearchDecoder(boost=listed) if listed else None
     from workbench.prompts import load_prompts, prompt_vocabulary
 
     everyday = load_prompts("everyday")
     own = list(prompts or [])
     known = prompt_vocabulary(everyday)
-    personal = sorted(prompt_vocabulary(own) - known)
+    personal = sorted((prompt_vocabulary(own) - known) | set(listed))
     sentences = everyday + own
     return BeamSearchDecoder(Lexicon.from_sentences(sentences), WordLM.from_sentences(sentences), boost=personal)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,7 +80,8 @@ def _adapter_owner(meta: dict, speaker_id: str, path: Path) -> str:
 def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: ASRBackend | None = None,
                      adapter: str | Path | None = None, decoder: str = "lexicon", test_fraction: float = 0.25,
                      seed: int = 0, write_report: bool = False,
-                     figures: FigureMaker | None = None) -> Comparison | BaseScore:
+                     figures: FigureMaker | None = None,
+                     vocabulary: Sequence[str] | None = None) -> Comparison | BaseScore:
     """Score the base model, and the speaker's personal adapter when there is one.
 
     ``adapter`` None: the speaker's personal model (:func:`~workbench.workflow.personal_submodel`:
@@ -89,6 +90,9 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
     Held-out recordings are those the adapter never saw: its file lists its training
     and validation utterances, and every recording of their prompts is excluded too. Without an
     adapter the folder is split as :func:`personalize_speaker` splits it.
+
+    ``vocabulary``: the word list to decode with (names and words the speaker uses,
+    :mod:`workbench.vocabulary`); None: the speaker's saved list.
 
     Returns:
         a :class:`~workbench.evaluate.Comparison` (base vs personal) or, with no adapter,
@@ -99,6 +103,7 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
     from workbench.corpus import SpeakerCorpus
     from workbench.evaluate import cer, wer
     from workbench.models.loading import load_base_model
+    from workbench.vocabulary import speaker_vocabulary
 
     corpus = SpeakerCorpus.open(speaker_dir)
     backend = backend or load_base_model(model)
@@ -109,7 +114,8 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
 
         personal = personal_submodel(corpus.root)
         path = personal.path if personal else None
-    dec = build_decoder(decoder, prompts=corpus.prompts(), backend=backend)
+    dec = build_decoder(decoder, prompts=corpus.prompts(), backend=backend,
+                        vocabulary=speaker_vocabulary(corpus.root) if vocabulary is None else vocabulary)
     if path is None:
         if write_report:
             runs = list((corpus.root / "submodels").glob("*.safetensors"))

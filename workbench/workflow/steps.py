@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,6 +132,7 @@ def prepare(
     seed: int = 0,
     report_dir: str | Path | None = None,
     submodel_dir: str | Path | None = None,
+    vocabulary: Sequence[str] | None = None,
 ) -> PersonalizationPlan:
     """Step 1: the data split, the base model, the settings and the trainer, for one speaker folder.
 
@@ -155,8 +156,11 @@ def prepare(
             decoder scores the base and the personal model.
         report_dir: where the report goes (default ``<speaker_dir>/reports``).
         submodel_dir: where the Submodel goes (default ``<speaker_dir>/submodels``).
+        vocabulary: the word list the before/after transcripts are decoded with (names and
+            words the speaker uses, :mod:`workbench.vocabulary`); None: the speaker's saved list.
     """
     from workbench.corpus import SpeakerCorpus
+    from workbench.vocabulary import speaker_vocabulary
 
     corpus = SpeakerCorpus.open(speaker_dir)
     # before the training, not at save time: a read-only or full disk is found first (issue 16)
@@ -177,7 +181,8 @@ def prepare(
     else:
         reason = f"base model: {backend.name} (given)"
     train_ex, valid_ex, held_out = (examples_from_corpus(corpus, u) for u in (train_utts, valid_utts, test_utts))
-    dec = build_decoder(decoder, prompts=corpus.prompts(), backend=backend)
+    dec = build_decoder(decoder, prompts=corpus.prompts(), backend=backend,
+                        vocabulary=speaker_vocabulary(corpus.root) if vocabulary is None else vocabulary)
     config = config or default_config(backend, **{"seed": seed, **(settings or {})})
     trainer = Trainer(backend, train_ex, valid_ex, config, decoder=dec)  # builds the feature caches
     if trainer.adapted is None:
@@ -303,6 +308,7 @@ def personalize_speaker(
     seed: int = 0,
     trainer_hook: Callable[[Trainer], None] | None = None,
     figures: FigureMaker | None = None,
+    vocabulary: Sequence[str] | None = None,
 ) -> PersonalizationRun:
     """Personalize one speaker folder end to end: :func:`prepare`, :func:`train`, :func:`finish`.
 
@@ -312,7 +318,7 @@ def personalize_speaker(
     """
     plan = prepare(speaker_dir, backend=backend, model=model, config=config, max_train=max_train,
                    test_fraction=test_fraction, valid_fraction=valid_fraction, decoder=decoder, seed=seed,
-                   report_dir=report_dir)
+                   report_dir=report_dir, vocabulary=vocabulary)
     if trainer_hook is not None:
         trainer_hook(plan.trainer)
     train(plan, progress=progress, callbacks=callbacks)

@@ -1,0 +1,234 @@
+"""A speaker's word list: the file (untrusted input) and the bounded bias it puts on decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.decode_bias import BiasConfig, TokenTrie, VocabularyBias
+from workbench.errors import VocabularyError
+from workbench.vocabulary import (MAX_ENTRIES, MAX_FILE_BYTES, MAX_LINE_CHARS, VOCABULARY_FILE, boost_words,
+                                  parse_vocabulary, read_vocabulary, resolve_vocabulary, save_vocabulary,
+                                  speaker_vocabulary)
+
+# ---------------------------------------------------------------------------- the file
+
+
+def test_entries_keep_their_spelling_skip_comments_and_duplicates() -> None:
+    text = "\ufeff# family\r\nSiobhan\n  Auntie   Margaret \n\nSIOBHAN\nDr. Okafor\n# meds\nparacetamol\n"
+    assert parse_vocabulary(text.encode("utf-8")) == ["Siobhan", "Auntie Margaret", "Dr. Okafor", "paracetamol"]
+    assert boost_words(["Siobhan", "Auntie Margaret", "margaret"]) == ["siobhan", "auntie", "margaret"]
+
+
+@pytest.mark.parametrize(("data", "said"), [
+    (b"a\n" * (MAX_FILE_BYTES // 2 + 1), "at most"),
+    (b"Siobhan\n\xff\xfeJamal\n", "not plain text"),
+    ("Siobhan\nJa\x00mal\n", "control character"),
+    ("x" * (MAX_LINE_CHARS + 1), f"at most {MAX_LINE_CHARS}"),
+    ("Siobhan\n!!!\n", "no letters"),
+    ("call my grandson jamal on sunday\n", "words"),
+    ("".join(f"name{chr(97 + i // 26)}{chr(97 + i % 26)}\n" for i in range(MAX_ENTRIES + 1)), "more than"),
+], ids=["too-large", "not-utf8", "control-char", "long-line", "no-letters", "too-many-words", "too-many-entries"])
+def test_unusable_lists_are_refused_with_the_line_and_what_to_do(data, said) -> None:
+    with pytest.raises(VocabularyError, match=said):
+        parse_vocabulary(data)
+
+
+def test_files_are_read_with_a_size_cap_and_plain_errors(tmp_path) -> None:
+    with pytest.raises(VocabularyError, match="no word list"):
+        read_vocabulary(tmp_path / "missing.txt")
+    with pytest.raises(VocabularyError, match="folder"):
+        read_vocabulary(tmp_path)
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"ab\n" * MAX_FILE_BYTES)
+    with pytest.raises(VocabularyError, match="bytes"):
+        read_vocabulary(big)
+    good = tmp_path / "words.txt"
+    good.write_text("Jamal\nBrighton\n")
+    assert read_vocabulary(good) == ["Jamal", "Brighton"]
+    assert resolve_vocabulary(None, good) == ["Jamal", "Brighton"]
+    assert resolve_vocabulary(None, None) == []
+
+
+def test_save_round_trip_and_a_bad_list_keeps_the_old_one(tmp_path) -> None:
+    assert speaker_vocabulary(tmp_path) == []
+    assert save_vocabulary(tmp_path, "Jamal\nBrighton\n") == ["Jamal", "Brighton"]
+    assert (tmp_path / VOCABULARY_FILE).read_text() == "Jamal\nBrighton\n"
+    assert speaker_vocabulary(tmp_path) == ["Jamal", "Brighton"]
+    with pytest.raises(VocabularyError):
+        save_vocabulary(tmp_path, "Jamal\n" + "y" * 200)
+    assert speaker_vocabulary(tmp_path) == ["Jamal", "Brighton"]  # nothing lost
+    assert save_vocabulary(tmp_path, "") == [] and not (tmp_path / VOCABULARY_FILE).exists()
+    with pytest.raises(VocabularyError, match="speaker folder"):
+        save_vocabulary(tmp_path / "nobody", ["Jamal"])
+
+
+# ---------------------------------------------------------------------------- the bound
+
+
+def test_config_is_checked() -> None:
+    for bad in ({"margin": -1.0}, {"bonus": float("nan")}, {"floor": 2.0}):
+        with pytest.raises(VocabularyError):
+            BiasConfig(**bad)
+
+
+def test_trie_walks_and_candidates_follow_word_starts_and_continuations() -> None:
+    bias = VocabularyBias([[10, 11, 12]], [[20, 11, 12]])
+    assert bias.candidates([]) == {10, 20}  # any word start; the no-space form only first
+    assert bias.candidates([3]) == {10}
+    assert bias.candidates([3, 10]) == {10, 11}
+    assert bias.candidates([20, 11]) == {10, 12}
+    assert len(TokenTrie([[1, 2], [1, 3]])) == 3
+
+
+V, BEST, EOT = 40, 1, 0
+WORD = [10, 11, 12]  # the listed word's tokens
+
+
+def _script(gap: float, *, steps: int = 3) -> list[torch.Tensor]:
+    """Logits of a scripted recording: at step s the audio says token BEST (logit 5), and the
+    listed word's s-th token is ``gap`` nats behind it; then the end token."""
+    rows = []
+    for s in range(steps):
+        row = torch.zeros(V)
+        row[BEST] = 5.0
+        row[WORD[s]] = 5.0 - gap
+        rows.append(row)
+    end = torch.zeros(V)
+    end[EOT] = 9.0
+    return rows + [end]
+
+
+def _greedy(rows: list[torch.Tensor], bias: VocabularyBias | None) -> list[int]:
+    out: list[int] = []
+    for row in rows:
+        logp = row[None].log_softmax(-1)
+        t = int((logp if bias is None else bias(logp, [out])).argmax())
+        if t == EOT:
+            break
+        out.append(t)
+    return out
+
+
+@pytest.mark.parametrize("gap", [2.5, 3.0, 6.0, 20.0])
+def test_a_listed_word_the_audio_does_not_support_never_appears(gap) -> None:
+    bias = VocabularyBias([WORD], config=BiasConfig(margin=2.0, bonus=2.0))
+    out = _greedy(_script(gap), bias)
+    assert out == _greedy(_script(gap), None) == [BEST] * 3
+    assert not set(out) & set(WORD)
+
+
+@pytest.mark.parametrize("gap", [0.3, 1.0, 1.9])
+def test_a_listed_word_close_to_the_best_is_chosen(gap) -> None:
+    assert _greedy(_script(gap), None) == [BEST] * 3  # without the list: the near miss
+    assert _greedy(_script(gap), VocabularyBias([WORD], config=BiasConfig(margin=2.0, bonus=2.0))) == WORD
+
+
+def test_the_floor_and_a_zero_bonus_hold_it_back() -> None:
+    flat = torch.zeros(V)  # every token equally (un)likely: p = 1/40 < floor 0.05
+    flat[BEST] = 0.01
+    logp = flat[None].log_softmax(-1)
+    bias = VocabularyBias([WORD], config=BiasConfig(margin=2.0, floor=0.05, bonus=2.0))
+    assert torch.equal(bias(logp, [[]]), logp)
+    assert _greedy(_script(1.0), VocabularyBias([WORD], config=BiasConfig(bonus=0.0))) == [BEST] * 3
+
+
+def test_a_word_stops_where_the_audio_stops_supporting_it() -> None:
+    rows = _script(1.0)
+    rows[1][WORD[1]] = 5.0 - 4.0  # the second token is far behind: the word is not finished for it
+    out = _greedy(rows, VocabularyBias([WORD], config=BiasConfig(margin=2.0, bonus=2.0)))
+    assert out[0] == WORD[0] and out[1] == BEST
+
+
+# ---------------------------------------------------------------------------- Whisper
+
+
+@pytest.fixture(scope="module")
+def whisper(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from _models import hf_whisper_dir
+
+    from workbench.models.loading import load_base_model
+
+    return load_base_model(hf_whisper_dir(tmp_path_factory.mktemp("hf") / "whisper"))
+
+
+class _Scripted(torch.nn.Module):
+    """Stands in for Whisper's output projection: returns the next scripted row at each call."""
+
+    def __init__(self, rows: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.rows, self.calls = rows, 0
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        row = self.rows[min(self.calls, len(self.rows) - 1)]
+        self.calls += 1
+        return row.expand(hidden.shape[0], -1).clone()
+
+
+def _whisper_script(whisper, word: list[int], gap: float) -> list[torch.Tensor]:
+    best = _ids(whisper, "x")[0]  # a token of no listed word
+    rows = []
+    for tok in word:
+        row = torch.zeros(whisper.model.config.vocab_size)
+        row[best], row[tok] = 5.0, 5.0 - gap
+        rows.append(row)
+    end = torch.zeros(whisper.model.config.vocab_size)
+    end[whisper.eot] = 9.0
+    return rows + [end]
+
+
+def _ids(whisper, text: str) -> list[int]:
+    return list(whisper.tokenizer(text, add_special_tokens=False).input_ids)
+
+
+@pytest.mark.parametrize(("gap", "said"), [(4.0, False), (1.0, True)])
+def test_whisper_decoding_takes_the_bias_within_its_bound(whisper, monkeypatch, gap, said) -> None:
+    from workbench.workflow import build_decoder
+
+    bias = build_decoder("greedy", backend=whisper, vocabulary=["Siobhan"])
+    assert isinstance(bias, VocabularyBias)
+    word = _ids(whisper, "Siobhan")  # the first word of the transcript: no leading space
+    assert bias.candidates(word[:2]) >= {word[2]}
+    monkeypatch.setattr(whisper, "no_speech_id", None)  # one projection call per step
+    batch = whisper.featurize([np.zeros(16000, np.float32)])
+    monkeypatch.setattr(whisper.model, "proj_out", _Scripted(_whisper_script(whisper, word, gap)))
+    plain = whisper.decode_details(batch)[0]
+    monkeypatch.setattr(whisper.model, "proj_out", _Scripted(_whisper_script(whisper, word, gap)))
+    biased = whisper.decode_details(batch, bias=bias)[0]
+    assert "siobhan" not in plain.text
+    assert ("siobhan" in biased.text) is said
+    if not said:
+        assert biased.tokens == plain.tokens
+
+
+def test_whisper_round_trip_with_a_word_list(whisper, tmp_path) -> None:
+    from _models import noise_waves
+
+    from workbench.workflow import build_decoder
+
+    wavs = noise_waves(3, seed=4)
+    plain = whisper.transcribe(wavs)
+    off = whisper.vocabulary_bias(["Siobhan", "Jamal"], BiasConfig(bonus=0.0))
+    assert whisper.transcribe(wavs, decoder=off) == plain  # no bonus: the same search
+    bias = build_decoder("lexicon", ["hello there"], backend=whisper, vocabulary=["Siobhan", "Jamal"])
+    texts = whisper.transcribe(wavs, decoder=bias)
+    assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
+    assert build_decoder("lexicon", ["hello there"], backend=whisper) is None
+    whisper.logit_bias = bias  # what `workbench listen --vocabulary` sets
+    try:
+        assert whisper.transcribe(wavs) == texts
+    finally:
+        whisper.logit_bias = None
+
+
+def test_the_built_in_decoders_boost_the_same_list() -> None:
+    from workbench.decode import BeamSearchDecoder
+    from workbench.workflow import build_decoder
+
+    lexicon = build_decoder("lexicon", ["visit aunt margaret"], vocabulary=["Siobhan", "Dr. Okafor"])
+    assert {"siobhan", "okafor", "dr"} <= lexicon.boost and "siobhan" in lexicon.lexicon
+    greedy = build_decoder("greedy", vocabulary=["Siobhan"])
+    assert isinstance(greedy, BeamSearchDecoder) and greedy.boost == {"siobhan"}
+    assert build_decoder("greedy") is None

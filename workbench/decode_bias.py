@@ -1,0 +1,179 @@
+"""Bounded logit biasing towards a word list, for token-by-token decoders (Whisper).
+
+A speaker's word list (:mod:`workbench.vocabulary`) is turned into token sequences: each
+entry as written, Capitalized and lower-case, each with a leading space (a word inside the
+text) and without (the first word of the transcript). The sequences form a prefix trie
+(:class:`TokenTrie`). At every decoding step, the tokens that would start a listed word, or
+continue one whose first tokens were just emitted, are *candidates*.
+
+**The bound.** A candidate gets a bonus only when the model already finds it plausible:
+
+- its log-probability is within ``margin`` nats of the best token's, and
+- its probability is at least ``floor``;
+
+and then the bonus is a fixed ``bonus`` nats, never more. A listed word that the audio
+does not support (far below the best token) is therefore never produced: greedy search
+picks the same token as without the list. One that is close (a name the model half heard,
+"Siobhan" against "Chevron") wins. Each token of a word is judged on its own, so a word
+whose later tokens the audio does not support stops there.
+
+The scores are log-probabilities plus bonuses; the decoder reports its confidence from
+the unbiased log-probabilities (the list changes what is chosen, not how sure the model was).
+
+>>> import torch
+>>> bias = VocabularyBias([[5, 6]], config=BiasConfig(margin=1.0, bonus=1.0))
+>>> logp = torch.log_softmax(torch.tensor([[3.0, 0, 0, 0, 0, 2.5, 0, 0]]), -1)
+>>> int(bias(logp, [[]]).argmax())    # token 5 starts a listed word and is 0.5 nats behind: it wins
+5
+>>> logp = torch.log_softmax(torch.tensor([[3.0, 0, 0, 0, 0, 1.5, 0, 0]]), -1)
+>>> int(bias(logp, [[]]).argmax())    # 1.5 nats behind, beyond the margin: no bonus
+0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+
+from workbench.errors import VocabularyError
+
+__all__ = ["BiasConfig", "TokenTrie", "VocabularyBias"]
+
+
+@dataclasses.dataclass(frozen=True)
+class BiasConfig:
+    """How far the word list may move a decision (natural-log units)."""
+
+    margin: float = 2.0  # a candidate is helped only within this many nats of the best token
+    floor: float = 0.02  # ... and only when its probability is at least this
+    bonus: float = 2.0  # nats added to a helped candidate (fixed: the most the list can add)
+
+    def __post_init__(self) -> None:
+        for name, value, hi in (("margin", self.margin, 10.0), ("floor", self.floor, 1.0), ("bonus", self.bonus, 10.0)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= hi):
+                raise VocabularyError(f"vocabulary bias {name} must be a number from 0 to {hi}, got {value!r}")
+
+
+class TokenTrie:
+    """A prefix trie over token-id sequences; node 0 is the root.
+
+    >>> t = TokenTrie([[1, 2], [1, 3], [4]])
+    >>> sorted(t.children(t.walk([1])))
+    [2, 3]
+    >>> t.walk([2]) is None
+    True
+    """
+
+    def __init__(self, sequences: Iterable[Sequence[int]] = ()) -> None:
+        self._next: list[dict[int, int]] = [{}]
+        self.depth = 0  # tokens in the longest sequence
+        for seq in sequences:
+            self.add(seq)
+
+    def add(self, seq: Sequence[int]) -> None:
+        node = 0
+        for t in seq:
+            nxt = self._next[node].get(int(t))
+            if nxt is None:
+                nxt = len(self._next)
+                self._next[node][int(t)] = nxt
+                self._next.append({})
+            node = nxt
+        self.depth = max(self.depth, len(seq))
+
+    def walk(self, tokens: Sequence[int], node: int = 0) -> int | None:
+        """The node reached from ``node`` along ``tokens``; None when they leave the trie."""
+        for t in tokens:
+            node = self._next[node].get(int(t))
+            if node is None:
+                return None
+        return node
+
+    def children(self, node: int) -> Iterable[int]:
+        """The tokens that continue the path to ``node``."""
+        return self._next[node].keys()
+
+    def __len__(self) -> int:
+        return len(self._next) - 1
+
+
+class VocabularyBias:
+    """A logits processor for greedy decoding: ``scores = bias(logp, histories)``.
+
+    Args:
+        anywhere: token sequences of the listed words as they appear inside a text (with
+            their leading space): a candidate at any step.
+        at_start: sequences of the words as the first word of a transcript (no leading
+            space): candidates only at the first step.
+        config: the bound (:class:`BiasConfig`).
+
+    ``__call__(logp, histories)``: ``logp`` ``(B, V)`` log-probabilities of the next token;
+    ``histories[i]`` the tokens of example ``i`` so far (after the decoder prompt). Returns
+    ``(B, V)`` scores to take the argmax of (``logp`` plus the bonuses).
+    """
+
+    is_logit_bias = True  # what WhisperBackend.transcribe accepts as its ``decoder``
+
+    def __init__(self, anywhere: Iterable[Sequence[int]], at_start: Iterable[Sequence[int]] = (), *,
+                 config: BiasConfig | None = None, entries: Sequence[str] = ()) -> None:
+        self.anywhere = TokenTrie(s for s in anywhere if len(s))
+        self.at_start = TokenTrie(s for s in at_start if len(s))
+        self.config = config or BiasConfig()
+        self.entries = list(entries)  # the words, for display
+
+    @classmethod
+    def from_entries(cls, entries: Sequence[str], encode: Callable[[str], list[int]], *,
+                     config: BiasConfig | None = None) -> VocabularyBias:
+        """Sequences of every spelling of ``entries`` (as written, Capitalized, lower-case),
+        with and without a leading space; ``encode(text)`` gives the token ids of text
+        (no special tokens)."""
+        anywhere, at_start = set(), set()
+        for e in entries:
+            words = " ".join(str(e).split())
+            for form in {words, " ".join(w[:1].upper() + w[1:] for w in words.split()), words.lower()}:
+                anywhere.add(tuple(encode(" " + form)))
+                at_start.add(tuple(encode(form)))
+        return cls(sorted(anywhere), sorted(at_start), config=config, entries=entries)
+
+    def candidates(self, history: Sequence[int]) -> set[int]:
+        """Tokens that start a listed word after ``history`` or continue one it ends inside."""
+        out = set(self.anywhere.children(0))
+        n = len(history)
+        if n == 0:
+            out.update(self.at_start.children(0))
+        for k in range(1, min(n, self.anywhere.depth) + 1):
+            node = self.anywhere.walk(history[n - k:])
+            if node is not None:
+                out.update(self.anywhere.children(node))
+        if 0 < n <= self.at_start.depth:
+            node = self.at_start.walk(history)
+            if node is not None:
+                out.update(self.at_start.children(node))
+        return out
+
+    def __call__(self, logp: torch.Tensor, histories: Sequence[Sequence[int]]) -> torch.Tensor:
+        if logp.ndim != 2 or logp.shape[0] != len(histories):
+            raise ValueError(f"logp must be (B, V) with B = {len(histories)} histories, got {tuple(logp.shape)}")
+        scores = logp.clone()
+        cfg = self.config
+        if cfg.bonus == 0.0:
+            return scores
+        best = logp.max(-1).values  # (B,)
+        lowest = math.log(cfg.floor) if cfg.floor > 0 else -math.inf
+        vocab = logp.shape[1]
+        for i, hist in enumerate(histories):
+            cand = [t for t in self.candidates(hist) if 0 <= t < vocab]
+            if not cand:
+                continue
+            idx = torch.tensor(cand, device=logp.device)
+            lp = logp[i, idx]
+            ok = (lp >= best[i] - cfg.margin) & (lp >= lowest)
+            scores[i, idx[ok]] += cfg.bonus
+        return scores
+
+    def __repr__(self) -> str:
+        return (f"VocabularyBias({len(self.entries)} words, margin={self.config.margin}, floor={self.config.floor}, "
+                f"bonus={self.config.bonus})")
