@@ -44,7 +44,7 @@ from workbench.app_pages.recorder import PanelRecorder, recorder_available
 from workbench.app_pages.shell import WorkbenchApp
 from workbench.audio import Recording
 from workbench.corpus import SpeakerCorpus
-from workbench.errors import CorpusError, ServeError, WorkbenchError
+from workbench.errors import CorpusError, ServerError, WorkbenchError
 from workbench.trainer import TrainConfig
 
 pytestmark = [pytest.mark.filterwarnings("ignore:the held-out set has only"),
@@ -381,21 +381,21 @@ def test_address_rules() -> None:
     check_address("localhost", None)
     check_address("::1", None)
     for address in ("0.0.0.0", "192.168.1.20", "::"):
-        with pytest.raises(ServeError, match="password"):
+        with pytest.raises(ServerError, match="password"):
             check_address(address, None)
         check_address(address, "a-long-password")
-    with pytest.raises(ServeError, match="too short"):
+    with pytest.raises(ServerError, match="too short"):
         check_address("0.0.0.0", "short")
 
 
 def test_serving_on_all_addresses_without_password_refuses_to_start(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("WORKBENCH_PASSWORD", raising=False)
-    with pytest.raises(ServeError, match="Refusing to listen on 0.0.0.0"):
+    with pytest.raises(ServerError, match="Refusing to listen on 0.0.0.0"):
         serve(tmp_path / "d", address="0.0.0.0", show=False, verbose=False)
     assert not (tmp_path / "d").exists()  # refused before anything happened
     parser = add_serve_arguments(argparse.ArgumentParser())
     args = parser.parse_args(["--address", "0.0.0.0", "--data", str(tmp_path / "d"), "--no-browser"])
-    with pytest.raises(ServeError, match="--password-file"):
+    with pytest.raises(ServerError, match="--password-file"):
         serve_cli(args)
 
 
@@ -406,9 +406,9 @@ def test_password_sources(tmp_path) -> None:
     assert read_password(None, env={"WORKBENCH_PASSWORD": "from-env-123"}) == "from-env-123"
     assert read_password(None, env={}) is None
     f.write_text("\n")
-    with pytest.raises(ServeError, match="empty"):
+    with pytest.raises(ServerError, match="empty"):
         read_password(f, env={})
-    with pytest.raises(ServeError, match="Cannot read"):
+    with pytest.raises(ServerError, match="Cannot read"):
         read_password(tmp_path / "missing.txt", env={})
 
 

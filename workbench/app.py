@@ -45,7 +45,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import ServeError
+from workbench.errors import ServerError
 
 __all__ = [
     "DEFAULT_DATA_DIR",
@@ -85,14 +85,14 @@ def check_address(address: str, password: str | None) -> None:
     """Refuse to listen beyond this computer without a password.
 
     Raises:
-        ServeError: ``address`` is not a loopback address (127.0.0.1, ::1, localhost) and
+        ServerError: ``address`` is not a loopback address (127.0.0.1, ::1, localhost) and
             there is no password, or the password is too short.
     """
     if password is not None and len(password) < MIN_PASSWORD_LENGTH:
-        raise ServeError(f"The password is too short ({len(password)} characters); use at least "
+        raise ServerError(f"The password is too short ({len(password)} characters); use at least "
                          f"{MIN_PASSWORD_LENGTH}.")
     if not _is_loopback(str(address)) and not password:
-        raise ServeError(
+        raise ServerError(
             f"Refusing to listen on {address}: other computers could open the app and the recordings without a "
             "password. Set one with --password-file FILE (a file holding the password) or the environment "
             f"variable {PASSWORD_ENV}, or leave out --address to use the app on this computer only (127.0.0.1).")
@@ -109,11 +109,11 @@ def read_password(password_file: str | os.PathLike | None = None,
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
-            raise ServeError(f"Cannot read the password file {path} ({err}). Check the path.") from None
+            raise ServerError(f"Cannot read the password file {path} ({err}). Check the path.") from None
         lines = text.splitlines()
         password = lines[0].strip() if lines else ""
         if not password:
-            raise ServeError(f"The password file {path} is empty: put the password on its first line.")
+            raise ServerError(f"The password file {path} is empty: put the password on its first line.")
         return password
     value = (os.environ if env is None else env).get(PASSWORD_ENV, "")
     return value or None
@@ -237,7 +237,7 @@ def serve(data_dir: str | os.PathLike | None = None, *, address: str = "127.0.0.
         threaded: run the server in a background thread and return it (``server.stop()`` ends it).
 
     Raises:
-        ServeError: unsafe address without a password, or a password that is too short.
+        ServerError: unsafe address without a password, or a password that is too short.
     """
     check_address(address, password)
     import panel as pn

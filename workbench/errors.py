@@ -19,7 +19,6 @@ __all__ = [
     "NotYetSupportedError",
     "ProfileError",
     "PromptError",
-    "ServeError",
     "SynthesisError",
     "TrainingBusyError",
     "TrainingError",
@@ -106,9 +105,19 @@ class VocabularyError(WorkbenchError, ValueError):
     """A speaker's word list (names and words they use) cannot be read or holds an unusable line."""
 
 
-class ServeError(WorkbenchError):
-    """The app cannot start with these settings (address, password); the message says what to change."""
-
-
 class ServerError(WorkbenchError, RuntimeError):
-    """The clinic's server refused a device's request or could not be reached."""
+    """A server cannot do what was asked: the app cannot start with these settings (address, password),
+    or the clinic's server refused a device's request or could not be reached. The message says what
+    to change."""
+
+
+def __getattr__(name: str) -> type[WorkbenchError]:
+    """``ServeError``, the app's former name for :class:`ServerError`, still works for one release (with a
+    ``DeprecationWarning``)."""
+    if name == "ServeError":
+        import warnings
+
+        warnings.warn("workbench.errors.ServeError is now ServerError; ServeError goes in the next release",
+                      DeprecationWarning, stacklevel=2)
+        return ServerError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
