@@ -266,19 +266,21 @@ class Supernet(nn.Module):
                                    head_dim=cfg.attn_head_dim, conv_channels=choice.conv,
                                    size=self.space.name_of(choice), dropout=0.0)
 
-    def _skeleton(self, choice: SubnetChoice) -> _FeatureForward:
-        """A hollow model of the choice's shape, cached: its code runs the slices.
+    def _skeleton(self, choice: SubnetChoice, *, cached: bool = True) -> _FeatureForward:
+        """A hollow model of the choice's shape, cached (``cached=False``: a new one, e.g. to hook
+        adapters into without touching the supernet's own runs): its code runs the slices.
 
         Its parameters are zero-stride views of one number (no memory); a meta-device build
         would cost ~4 s once (``torch.hann_window`` on meta imports the decompositions).
         """
-        sk = self._skeletons.get(choice)
+        sk = self._skeletons.get(choice) if cached else None
         if sk is None:
             sk = _FeatureForward(TinyConformerCTC(self._shape_config(choice),
                                                   fbank=torch.zeros(self.model.frontend.fbank.shape)))
             for p in sk.parameters():
                 p.data = torch.zeros(()).expand(p.shape)
-            self._skeletons[choice] = sk
+            if cached:
+                self._skeletons[choice] = sk
         return sk
 
     def num_parameters(self, choice: SubnetChoice | str | None = None) -> int:
