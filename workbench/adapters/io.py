@@ -11,6 +11,9 @@ row per speaker) says what it belongs to::
     specaugment          the SpecAugment policy used in training (JSON) or "null"
     training             data summary: utterances, minutes, corpus ids (JSON)
     metrics              WER/CER before and after (JSON)
+    supernet             optional, a LoRA of the built-in model's supernet (JSON):
+                         {"made_for": size, "sizes": {size: fingerprint}}; it may be cut for any
+                         listed size (workbench.models.supernet_adapters)
     created, package_version
 
 Loading onto a different base model is refused with both fingerprints named.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +43,8 @@ _MAX_ID = 200  # characters in one speaker id
 
 def write_submodel(path: str | Path, tensors: dict[str, Tensor], *, config: dict, base_model: str,
                    base_fingerprint: str, speaker_ids: list[str], specaugment: dict | None = None,
-                   training: dict | None = None, metrics: dict | None = None) -> Path:
+                   training: dict | None = None, metrics: dict | None = None,
+                   supernet: dict | None = None) -> Path:
     """Write ``tensors`` and the metadata atomically (temp file, fsync, rename)."""
     from workbench import __version__
 
@@ -58,6 +63,8 @@ def write_submodel(path: str | Path, tensors: dict[str, Tensor], *, config: dict
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "package_version": __version__,
     }
+    if supernet is not None:
+        meta["supernet"] = json.dumps(supernet, sort_keys=True)
     from safetensors.torch import save as to_bytes
 
     write_bytes_atomic(path, to_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=meta))
@@ -111,6 +118,35 @@ _DAMAGED = ("the file is damaged or was not written by the workbench — do not 
             "again from the speaker's folder or train a new one")
 
 
+_MAX_SIZES = 16  # named sizes in one supernet marker
+_SIZE_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_FINGERPRINT_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def _supernet_marker(text: str | None, name: str) -> dict[str, Any] | None:
+    """The checked ``supernet`` field: None when absent, else ``{"made_for": size, "sizes": {size: sha256}}``."""
+    if text is None:
+        return None
+    bad = (f"{name}: its supernet marker (which sizes of the built-in model it may be cut for) is not valid; "
+           f"{_DAMAGED}")
+    if not isinstance(text, str) or len(text) > 200 * _MAX_SIZES:
+        raise AdapterError(bad)
+    try:
+        marker = json.loads(text)
+    except (ValueError, RecursionError):
+        raise AdapterError(bad) from None
+    if not isinstance(marker, dict) or set(marker) != {"made_for", "sizes"}:
+        raise AdapterError(bad)
+    sizes = marker["sizes"]
+    if not isinstance(sizes, dict) or not 0 < len(sizes) <= _MAX_SIZES or not all(
+            isinstance(k, str) and _SIZE_RE.fullmatch(k) and isinstance(v, str) and _FINGERPRINT_RE.fullmatch(v)
+            for k, v in sizes.items()):
+        raise AdapterError(bad)
+    if not isinstance(marker["made_for"], str) or marker["made_for"] not in sizes:
+        raise AdapterError(bad)
+    return {"made_for": marker["made_for"], "sizes": dict(sizes)}
+
+
 def _decode_metadata(raw: dict[str, str], name: str) -> dict[str, Any]:
     """Decode the JSON fields of ``raw`` and check their types (see the module docstring)."""
     meta: dict[str, Any] = dict(raw)
@@ -119,6 +155,7 @@ def _decode_metadata(raw: dict[str, str], name: str) -> dict[str, Any]:
             meta[key] = json.loads(raw.get(key, "null"))
         except (ValueError, RecursionError):  # bad JSON, an int of > 4300 digits, deep nesting
             raise AdapterError(f"{name}: metadata field {key!r} is corrupt; {_DAMAGED}") from None
+    meta["supernet"] = _supernet_marker(raw.get("supernet"), name)
     for key in ("family", "base_model", "base_fingerprint"):
         if not isinstance(meta.get(key), str):
             raise AdapterError(f"{name}: metadata field {key!r} is {_short(meta.get(key))}, not text; {_DAMAGED}")
@@ -154,6 +191,12 @@ def check_base(meta: dict[str, Any], *, base_model: str, base_fingerprint: str, 
         trained, loaded = _tiny_size(meta.get("base_model")), _tiny_size(base_model)
         sizes = (f" It was made for the {trained} size of the built-in model, and the loaded one is the {loaded} "
                  f"size." if trained and loaded and trained != loaded else "")
+        marker = meta.get("supernet") or {}
+        if base_fingerprint in marker.get("sizes", {}).values():
+            sizes += (" It is a supernet adapter that can be cut for this size: load it with "
+                      "workbench.models.supernet_adapters.load_for_size (the command line's --size does).")
+        elif sizes:
+            sizes += " Only a personal adapter trained on the largest size (--size large) serves the other sizes."
         raise AdapterError(
             f"{what} was trained on base model {meta.get('base_model')!r} (fingerprint "
             f"{str(meta.get('base_fingerprint'))[:12]}…) but the loaded base model is {base_model!r} "
