@@ -250,20 +250,23 @@ def _cmd_transcribe_remote(args: argparse.Namespace) -> int:
     from workbench.device_tuning.client import DeviceClient
     from workbench.device_tuning.compressor import default_compressor
 
-    if args.decoder != "greedy" or args.adapter or args.model != "auto":
-        ignored = [f for f, on in (("--decoder", args.decoder != "greedy"), ("--adapter", bool(args.adapter)),
-                                   ("--model", args.model != "auto")) if on]
+    from workbench.device_tuning.client import summary_line
+
+    if args.decoder != "greedy" or args.adapter:
+        ignored = [f for f, on in (("--decoder", args.decoder != "greedy"), ("--adapter", bool(args.adapter))) if on]
         print(f"Note: {' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored with --server: the "
-              "server decodes with its own base model and the Submodel it holds for --speaker", file=sys.stderr)
-    client = DeviceClient(args.server, args.compressor or default_compressor(), token=args.token)
+              "server decodes with the Submodel it holds for --speaker", file=sys.stderr)
+    model = "tiny" if args.model == "auto" else args.model  # the device part: the server's base model
+    client = DeviceClient(args.server, args.compressor or default_compressor(model), model=model, token=args.token)
     wavs, notes = _load_for_transcribe(args.files)
-    texts, sent, base_only = [], 0, 0
+    texts, sent, seconds, base_only = [], 0, 0.0, 0
     for wav in wavs:
         answer = client.transcribe(wav, speaker=args.speaker or "")
         texts.append(answer["text"])
         sent += answer["bytes_sent"]
+        seconds += answer["audio_seconds"]
         base_only += answer.get("submodel") is False
-    print(f"sent {sent} bytes to {args.server} (no audio left this computer)", file=sys.stderr)
+    print(f"{summary_line(sent, seconds)} to {args.server} (no audio left this computer)", file=sys.stderr)
     if args.speaker and wavs and not base_only:
         print(f"Personal model: the server's Submodel for {args.speaker!r}", file=sys.stderr)
     if args.speaker and base_only:
@@ -278,7 +281,7 @@ def _cmd_serve_asr(args: argparse.Namespace) -> int:
     from workbench.device_tuning.compressor import default_compressor
     from workbench.device_tuning.server import serve_asr
 
-    serve_asr(args.compressor or default_compressor(), args.submodels, host=args.host, port=args.port,
+    serve_asr(args.compressor or default_compressor(args.model), args.submodels, host=args.host, port=args.port,
               token=args.token, model=args.model)
     return 0
 
@@ -458,7 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send a compressed representation (never the audio) to a clinic server started with "
                         "'workbench serve-asr', e.g. http://127.0.0.1:8200/asr; --speaker picks the Submodel there")
     p.add_argument("--compressor", default=None, help="with --server: the compressor file the server runs "
-                   "(default: the shipped one)")
+                   "(default: the one shipped for --model; with --server, --model auto is the built-in model, "
+                   "--model whisper-tiny.en the Whisper split)")
     p.add_argument("--token", default=os.environ.get("WORKBENCH_SERVER_TOKEN"),
                    help="with --server: the server's token (default: $WORKBENCH_SERVER_TOKEN)")
     p.add_argument("--vocabulary", default=None, metavar="FILE", help=vocabulary_help)
@@ -468,7 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "compressed representations, each speaker's Submodel is applied here")
     p.add_argument("--submodels", nargs="*", default=[], help="Submodel or bank files whose speakers it serves")
     p.add_argument("--compressor", default=None, help="compressor file (default: the shipped one)")
-    p.add_argument("--model", default="tiny", help="the base model the compressor was trained for")
+    p.add_argument("--model", default="tiny", help="the base model the compressor was trained for: tiny (the "
+                   "built-in model) or whisper-tiny.en (the Whisper split)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (anything but this computer "
                    "needs --token)")
     p.add_argument("--port", type=int, default=8200)
