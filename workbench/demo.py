@@ -51,7 +51,7 @@ def pick_demo_speaker(data_dir: Path, speaker: str | None = None) -> Path:
 def run_demo(*, data_dir: str | Path | None = None, out_dir: str | Path | None = None, quick: bool = False,
              speaker: str | None = None) -> int:
     """Run the demo; returns 0 when the personal model improved WER, 1 otherwise."""
-    from workbench.evaluate import METRIC_LABEL
+    from workbench.metrics import METRIC_LABEL
     from workbench.models.loading import load_base_model
     from workbench.plots import report_figures
     from workbench.trainer import TrainConfig
@@ -100,7 +100,7 @@ def _real_voice(data: Path, n: int) -> None:
     """Transcribe ``n`` recordings of the shipped real speaker with both kinds of base model."""
     from workbench.corpus import SpeakerCorpus
     from workbench.dataset import examples_from_corpus
-    from workbench.evaluate import METRIC_LABEL, wer
+    from workbench.metrics import METRIC_LABEL, wer
     from workbench.models.choice import REAL_SPEECH_MODEL, real_speech_model_available
     from workbench.models.loading import load_base_model
 

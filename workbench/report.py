@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench._atomic import write_atomic_with, write_bytes_atomic
-from workbench.evaluate import METRIC_LABEL, Comparison
+from workbench.metrics import METRIC_LABEL, Comparison
 
 __all__ = ["NOTICE", "report_stem", "write_report"]
 
@@ -90,7 +90,7 @@ def write_report(out_dir: str | Path, *, speaker: dict, comparison: Comparison, 
 
     Args:
         speaker: speaker.json content (id, display name, simulated flag, profile...).
-        comparison: :func:`workbench.evaluate.compare` result on held-out utterances.
+        comparison: :func:`workbench.metrics.compare` result on held-out utterances.
         adapter: adapter details (family, parameter report, training time, ...).
         data: training data summary (utterances, minutes, ...).
         name: the file name without extension; the speaker id is added after its first

@@ -4,7 +4,7 @@ The vocabulary is ``<blank>``, space, ``a``-``z`` and the apostrophe (29 symbols
 index 0 is the CTC blank.
 
 :func:`normalize_text` is deliberately simple and predictable, because WER is
-computed on its output (``workbench.evaluate`` reuses it):
+computed on its output (``workbench.metrics`` reuses it):
 
 1. Unicode is folded to ASCII (``café`` -> ``cafe``) and lower-cased;
    curly apostrophes become ``'``.

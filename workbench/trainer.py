@@ -387,7 +387,7 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Validation WER/CER (corpus-level, normalized text) and mean loss with the current weights."""
-        from workbench.evaluate import cer, error_counts, wer
+        from workbench.metrics import cer, error_counts, wer
 
         self._set_train_mode(False)
         refs, hyps, loss, speakers, losses = [], [], 0.0, [], []

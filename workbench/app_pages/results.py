@@ -1,7 +1,7 @@
 """Results page: ASR word error rate before and after, per-recording alignments, downloads, "try a phrase".
 
 A result is read back from the CSV that :func:`workbench.workflow.personalize_speaker`
-wrote next to its HTML report, and re-scored with :func:`workbench.evaluate.compare`
+wrote next to its HTML report, and re-scored with :func:`workbench.metrics.compare`
 (the same numbers and interval as the report). "Try a phrase" transcribes a new
 recording with the base model and the speaker's personal model
 (:func:`workbench.workflow.personal_submodel`: the run the therapist chose on this page,
@@ -64,8 +64,8 @@ def _label(path: Path) -> str:
 
 
 def load_comparison(csv_path: Path) -> Any:
-    """A :class:`~workbench.evaluate.Comparison` rebuilt from a report CSV."""
-    from workbench.evaluate import compare
+    """A :class:`~workbench.metrics.Comparison` rebuilt from a report CSV."""
+    from workbench.metrics import compare
 
     with Path(csv_path).open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))

@@ -85,7 +85,7 @@ def report_figures(comparison: Any, history: Sequence[dict] | None = None) -> li
     ``history``, the training curve. Without matplotlib: none (the report is written without them).
 
     Args:
-        comparison: a :class:`~workbench.evaluate.Comparison` on the held-out recordings.
+        comparison: a :class:`~workbench.metrics.Comparison` on the held-out recordings.
     """
     if not has_module("matplotlib"):
         return []

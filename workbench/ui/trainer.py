@@ -335,7 +335,7 @@ class TrainerSession:
     @staticmethod
     def _answer_html(out: dict[str, str], said: str | None = None) -> str:
         """Both transcripts as a small table; word by word against ``said`` when it is known."""
-        from workbench.evaluate import alignment_html, alignment_legend
+        from workbench.metrics import alignment_html, alignment_legend
 
         def cell(hyp: str) -> str:
             if said is not None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from workbench._disk import check_room_for_run
 from workbench.dataset import examples_from_corpus
 from workbench.errors import TrainingError
-from workbench.evaluate import Comparison, compare
+from workbench.metrics import Comparison, compare
 from workbench.text import prompt_key
 from workbench.trainer import TrainConfig, Trainer, TrainResult
 from workbench.workflow.common import (

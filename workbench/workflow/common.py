@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import TrainingError
-from workbench.evaluate import Comparison
+from workbench.metrics import Comparison
 from workbench.trainer import TrainConfig, Trainer
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from workbench.dataset import examples_from_corpus
 from workbench.errors import TrainingError
-from workbench.evaluate import Comparison, compare
+from workbench.metrics import Comparison, compare
 from workbench.text import prompt_key
 from workbench.workflow.common import FigureMaker, _transcribe_both, build_decoder
 
@@ -41,7 +41,7 @@ class BaseScore:
     n_utterances: int
 
     def summary(self) -> str:
-        from workbench.evaluate import METRIC_LABEL
+        from workbench.metrics import METRIC_LABEL
 
         return (f"{self.speaker_id}: {METRIC_LABEL} {100 * self.wer:.1f}% (character error rate "
                 f"{100 * self.cer:.1f}%) on {self.n_utterances} held-out recordings, base model")
@@ -95,13 +95,13 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
     :mod:`workbench.vocabulary`); None: the speaker's saved list.
 
     Returns:
-        a :class:`~workbench.evaluate.Comparison` (base vs personal) or, with no adapter,
+        a :class:`~workbench.metrics.Comparison` (base vs personal) or, with no adapter,
         a :class:`BaseScore`. ``write_report`` also writes the HTML/CSV report, with
         ``figures(comparison, None)`` in it when given (see :func:`finish`).
     """
     from workbench.adapters import load_submodel
     from workbench.corpus import SpeakerCorpus
-    from workbench.evaluate import cer, wer
+    from workbench.metrics import cer, wer
     from workbench.models.loading import load_base_model
     from workbench.vocabulary import speaker_vocabulary
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from workbench._disk import check_room_for_run, report_disk_errors, save_or_keep
 from workbench.dataset import examples_from_corpus
 from workbench.errors import TrainingError
-from workbench.evaluate import Comparison, compare
+from workbench.metrics import Comparison, compare
 from workbench.trainer import TrainConfig, Trainer, TrainResult
 from workbench.workflow.common import (
     FigureMaker,

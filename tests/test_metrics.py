@@ -1,4 +1,5 @@
-"""WER/CER against jiwer on hand-made cases, alignments, bootstrap, reports."""
+"""workbench.metrics: WER/CER against jiwer on hand-made cases, alignments, bootstrap, reports;
+workbench.evaluate, its former name, is the same functions."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import csv
 import jiwer
 import pytest
 
-from workbench.evaluate import (
+from workbench.metrics import (
     METRIC_LABEL,
     AlignedWord,
     ErrorCounts,
@@ -136,3 +137,11 @@ def test_scored_references_give_no_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert wer(["hello there"], ["hello"]) == 0.5
+
+
+def test_the_former_module_name_is_the_same_functions():
+    import workbench.evaluate as former
+    import workbench.metrics as metrics
+
+    assert former.__all__ == metrics.__all__ and "alignment_legend" in metrics.__all__
+    assert all(getattr(former, name) is getattr(metrics, name) for name in metrics.__all__)
