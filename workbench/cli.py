@@ -139,7 +139,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _speaker_model(speaker_dir: str | None, requested: str, adapter: str | None = None, *,
-                   personal: bool = True):
+                   personal: bool = True, size: str | None = None):
     """``(backend, adapter)``: the base model and the Submodel file in use (or None), each said on stderr.
 
     With ``speaker_dir``, no ``adapter`` and ``personal``, the Submodel is the speaker's
@@ -169,6 +169,12 @@ def _speaker_model(speaker_dir: str | None, requested: str, adapter: str | None 
                   file=sys.stderr)
     if given:
         print(f"Personal model: {Path(adapter).name} (given with --adapter)", file=sys.stderr)
+    if size is not None:  # --size: a size of the built-in model (auto: the largest in real time here), and why
+        from workbench.models.sizes import sized_model
+
+        name, reason = sized_model(size, requested)
+        print(reason[0].upper() + reason[1:], file=sys.stderr)
+        return load_base_model(name), adapter
     if requested == "auto" and adapter is not None and Path(adapter).is_file():
         from workbench.adapters.io import read_submodel
 
@@ -182,7 +188,7 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
     from workbench.plots import report_figures
     from workbench.workflow import default_config, personalize_speaker
 
-    backend, _ = _speaker_model(args.speaker_dir, args.model, personal=False)
+    backend, _ = _speaker_model(args.speaker_dir, args.model, personal=False, size=args.size)
     config = default_config(backend, max_seconds=60.0 * args.minutes, seed=args.seed, **_adapter_choice(args.adapter))
     run = personalize_speaker(args.speaker_dir, backend=backend, config=config,
                               decoder=args.decoder, seed=args.seed, figures=report_figures,
@@ -191,6 +197,11 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
     if run.advice:  # no improvement: what to do next (the run is not used as the personal model)
         print(run.advice)
     print(f"Personal adapter: {run.submodel_path}")
+    if args.size and run.submodel_path:  # trained on the supernet's largest size: it serves every size
+        from workbench.models.supernet_adapters import mark_supernet_adapter
+
+        if mark_supernet_adapter(run.submodel_path, backend):
+            print("It serves every size of the built-in model (small, medium, large): it was trained on the largest.")
     print(f"Report: {run.report_html}")
     return 0
 
@@ -287,18 +298,21 @@ def _cmd_serve_asr(args: argparse.Namespace) -> int:
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
-    from workbench.adapters import load_submodel
+    from workbench.models.supernet_adapters import load_adapter
     from workbench.workflow import bank_row, build_decoder
 
     if args.server:
         return _cmd_transcribe_remote(args)
-    backend, _ = _speaker_model(None, args.model, args.adapter)
+    backend, _ = _speaker_model(None, args.model, args.adapter, size=args.size)
     if args.adapter is None:
         print("Personal model: none (no --adapter given); the base model alone is used", file=sys.stderr)
     wavs, notes = _load_for_transcribe(args.files)
     decoder = build_decoder(args.decoder, backend=backend, vocabulary=_vocabulary(args, None))
     if args.adapter:
-        adapted, meta = load_submodel(backend, args.adapter)
+        adapted, meta = load_adapter(backend, args.adapter)  # a supernet adapter is cut for the size in use
+        if meta.get("sliced_for"):
+            print(f"The personal adapter was trained on the {meta['supernet']['made_for']} size; it is cut for the "
+                  f"{meta['sliced_for']} size in use.", file=sys.stderr)
         held = meta.get("speaker_ids", [])
         if args.speaker and len(held) == 1 and args.speaker != held[0]:
             raise TrainingError(f"this Submodel file is {held[0]!r}'s, not {args.speaker!r}'s; leave out --speaker "
@@ -337,6 +351,11 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     from workbench.live.listen import listen
 
     options = {}
+    if args.size:  # a size of the built-in model (auto: the largest in real time here), and why
+        from workbench.models.sizes import sized_model
+
+        args.model, reason = sized_model(args.size, args.model)
+        print(reason[0].upper() + reason[1:], file=sys.stderr)
     words = _vocabulary(args, args.speaker)
     if words:  # the word list biases the search of the backend the recognizer is given
         backend, _ = _speaker_model(args.speaker, args.model)
@@ -428,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder", default="lexicon", choices=["greedy", "lexicon"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vocabulary", default=None, metavar="FILE", help=vocabulary_help)
+    p.add_argument("--size", default=None, choices=["small", "medium", "large", "auto"],
+                   help="a size of the built-in model: small, medium, large, or auto (the largest that runs in "
+                   "real time on this computer, measured now); 'workbench models' lists them")
     p.set_defaults(func=_cmd_personalize)
 
     p = sub.add_parser("train-bank", help="train one Submodel bank for many speakers in one job (torchrun-ready)",
@@ -466,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=os.environ.get("WORKBENCH_SERVER_TOKEN"),
                    help="with --server: the server's token (default: $WORKBENCH_SERVER_TOKEN)")
     p.add_argument("--vocabulary", default=None, metavar="FILE", help=vocabulary_help)
+    p.add_argument("--size", default=None, choices=["small", "medium", "large", "auto"],
+                   help="a size of the built-in model: small, medium, large, or auto (the largest that runs in "
+                   "real time on this computer, measured now); 'workbench models' lists them")
     p.set_defaults(func=_cmd_transcribe)
 
     p = sub.add_parser("serve-asr", help="start the clinic server for split recognition (Ray Serve): devices send "
@@ -548,6 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
                    '"text", "start", "end", "emitted"} (seconds)')
     p.add_argument("--device", default=None, help="microphone index or name (default: the system default)")
     p.add_argument("--vocabulary", default=None, metavar="FILE", help=vocabulary_help)
+    p.add_argument("--size", default=None, choices=["small", "medium", "large", "auto"],
+                   help="a size of the built-in model: small, medium, large, or auto (the largest that runs in "
+                   "real time on this computer, measured now); 'workbench models' lists them")
     p.set_defaults(func=_cmd_listen)
 
     return parser

@@ -25,7 +25,6 @@ from workbench.errors import ModelSizeError, WorkbenchError
 from workbench.models._serial import one_load_at_a_time
 from workbench.models.base import ASRBackend
 from workbench.models.hf import load_hf_model
-from workbench.models.supernet import size_dir
 from workbench.models.tiny import is_tiny_dir, load_tiny
 from workbench.models.whisper_weights import (
     WHISPER_MODELS,
@@ -159,7 +158,9 @@ def load_base_model(name_or_path: str | Path = "tiny", *, device: str = "cpu", s
     if size is not None:
         if key not in ("tiny", "workbench-tiny"):
             raise ModelSizeError(f"size={size!r} is for the built-in model ('tiny'), not for {key!r}")
-        return load_tiny(size_dir(size), device=device)
+        from workbench.models.sizes import load_size  # every file of the size folder checked
+
+        return load_size(size, device=device)
     if key in ("tiny", "workbench-tiny"):
         return load_tiny(device=device)
     path = Path(key)

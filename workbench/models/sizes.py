@@ -4,6 +4,12 @@ A size is a folder ``workbench/data/models/tiny-<size>`` written by ``recipes/tr
 (see :mod:`workbench.models.supernet`); the original built-in model (``tiny``) is listed too.
 The real-time factor (seconds of compute per second of audio, greedy decoding, one utterance at
 a time, torch's current threads) is MEASURED on this machine, in about ``seconds`` per model.
+
+A size folder can come from anywhere (a copied archive), so :func:`load_size` believes none of
+it: ``config.json`` is checked against the weights' header before anything is built
+(:func:`workbench.models.tiny_files.checked_config`: a config claiming huge dimensions allocates
+nothing), it must name the size of its folder, and the model card (``metrics.json``, at most
+:data:`MAX_CARD_BYTES`) must name the fingerprint of the weights it sits beside.
 """
 
 from __future__ import annotations
@@ -17,10 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from workbench.constants import SAMPLE_RATE
-from workbench.models.supernet import installed_sizes, size_dir
+from workbench.errors import ModelSizeError
+from workbench.models.supernet import SIZE_NAMES, SIZES_HOWTO, installed_sizes, size_dir
 from workbench.models.tiny import TinyBackend, default_model_dir, load_tiny
 
-__all__ = ["SizeInfo", "measure_rtf", "pick_size", "size_table"]
+__all__ = ["DEFAULT_RTF_BUDGET", "MAX_CARD_BYTES", "SizeInfo", "load_size", "measure_rtf", "pick_size", "size_table",
+           "sized_model"]
+
+MAX_CARD_BYTES = 1_000_000  # a size's metrics.json (its model card) is a few kB
 
 
 @dataclasses.dataclass
@@ -46,12 +56,63 @@ def measure_rtf(backend: TinyBackend, *, seconds: float = 2.0, utterance_s: floa
     return (time.perf_counter() - t0) / (runs * utterance_s)
 
 
+def _card(folder: Path) -> dict | None:
+    """The size's ``metrics.json`` (its model card) as a dict, None when there is none.
+
+    Raises:
+        ModelSizeError: larger than :data:`MAX_CARD_BYTES` (nothing is read), or not a JSON object.
+    """
+    path = folder / "metrics.json"
+    try:
+        n = path.stat().st_size
+    except OSError:
+        return None
+    if n > MAX_CARD_BYTES:
+        raise ModelSizeError(f"the model card {path} is {n / 1e6:.0f} MB, not a model card (a few kB); the size "
+                             f"folder is damaged or not the workbench's. Delete the folder and {SIZES_HOWTO}")
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        card = None
+    if not isinstance(card, dict):
+        raise ModelSizeError(f"the model card {path} cannot be read as a model card (damaged JSON). Delete the "
+                             f"folder and {SIZES_HOWTO}")
+    return card
+
+
+def load_size(size: str, *, device: str = "cpu") -> TinyBackend:
+    """The installed size ``size`` (``"small"`` ...) as a frozen backend, every file of its folder checked.
+
+    Raises:
+        ModelSizeError: not a size, not installed (the message says how to make it), a config naming
+            another size, or a model card naming other weights (wrong fingerprint) or too large.
+        ModelImportError: ``config.json`` and the weights disagree (huge claimed dimensions included).
+    """
+    from workbench.models.tiny_files import checked_config
+
+    folder = size_dir(size)
+    name = folder.name.removeprefix("tiny-")
+    cfg, _ = checked_config(folder)  # the weights' header only: nothing is built yet
+    if cfg.size != name:  # the backend's name (what adapters bind to) comes from it
+        raise ModelSizeError(f"the folder {folder} should hold the {name!r} size of the built-in model, but its "
+                             f"config.json says {str(cfg.size)[:40]!r}: it was copied to the wrong place. Delete it "
+                             f"and {SIZES_HOWTO}")
+    card = _card(folder)
+    backend = load_tiny(folder, device=device)
+    claimed = card.get("fingerprint") if card else None
+    if claimed is not None and claimed != backend.fingerprint():
+        raise ModelSizeError(f"the model card of {folder} describes other weights (fingerprint "
+                             f"{str(claimed)[:12]}…, the weights are {backend.fingerprint()[:12]}…): its figures are "
+                             f"not this model's. Copy the size's folder again, whole, or {SIZES_HOWTO}")
+    return backend
+
+
 def _heldout_wer(folder: Path) -> float | None:
     """The held-out WER in the size's ``metrics.json`` (its model card), or None when it is missing or is
     not a number from 0 up: the file is read, not trusted (a size folder can come from anywhere)."""
     try:
-        res = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        res = _card(folder)
+    except ModelSizeError:
         return None
     for key in ("results", "heldout_voices_heldout_texts"):
         res = res.get(key) if isinstance(res, dict) else None
@@ -68,24 +129,27 @@ def size_table(*, measure: bool = True, seconds: float = 2.0) -> list[SizeInfo]:
     """The original built-in model and every installed size, smallest size first, the original last."""
     rows = []
     for model, folder in [*((f"tiny-{n}", size_dir(n)) for n in installed_sizes()), ("tiny", default_model_dir())]:
-        backend = load_tiny(folder)
+        backend = load_size(model.removeprefix("tiny-")) if model != "tiny" else load_tiny(folder)
         rows.append(SizeInfo(model, backend.name, backend.num_parameters(),
                              (folder / "model.safetensors").stat().st_size / 1e6, _heldout_wer(folder),
                              measure_rtf(backend, seconds=seconds) if measure else None))
     return rows
 
 
-def pick_size(rtf_budget: float = 0.5, *, seconds: float = 2.0) -> tuple[str, str]:
+DEFAULT_RTF_BUDGET = 0.5  # seconds of compute per second of audio: room for decoding and the rest of the work
+
+
+def pick_size(rtf_budget: float = DEFAULT_RTF_BUDGET, *, seconds: float = 2.0) -> tuple[str, str]:
     """``(model, reason)``: the largest installed size whose measured RTF is within ``rtf_budget``.
 
-    Without installed sizes the original built-in model is the answer. When no size is fast
-    enough, the fastest one is picked and the reason says so.
+    Without installed sizes the original built-in model is the answer, and the reason says how to
+    make the sizes. When no size is fast enough, the fastest one is picked and the reason says so.
     """
     sizes = [r for r in size_table(measure=False) if r.model != "tiny"]
     if not sizes:
-        return "tiny", "base model: the built-in model (no smaller sizes are installed)"
+        return "tiny", f"base model: the built-in model (no sizes of it are installed to choose from; {SIZES_HOWTO})"
     for row in sorted(sizes, key=lambda r: r.params, reverse=True):
-        row.rtf = measure_rtf(load_tiny(size_dir(row.model.removeprefix("tiny-"))), seconds=seconds)
+        row.rtf = measure_rtf(load_size(row.model.removeprefix("tiny-")), seconds=seconds)
         if row.rtf <= rtf_budget:
             return row.model, (f"base model: {row.name} ({row.params / 1e6:.1f} M parameters), the largest size "
                                f"that runs in real time here (measured {row.rtf:.3f} s per second of audio, "
@@ -93,3 +157,25 @@ def pick_size(rtf_budget: float = 0.5, *, seconds: float = 2.0) -> tuple[str, st
     fastest = min(sizes, key=lambda r: r.rtf)
     return fastest.model, (f"base model: {fastest.name}, the fastest size; no size meets the budget of {rtf_budget:g} "
                            f"s per second of audio on this machine (it measured {fastest.rtf:.3f})")
+
+
+def sized_model(size: str, requested_model: str = "auto", *, rtf_budget: float = DEFAULT_RTF_BUDGET,
+                seconds: float = 2.0) -> tuple[str, str]:
+    """``(base model name, reason)`` for ``--size small|medium|large|auto`` (the command line, the app).
+
+    ``auto`` is :func:`pick_size` (measured here, about ``seconds`` per size); a named size is used as
+    given (loading it says how to make it when it is not installed).
+
+    Raises:
+        ModelSizeError: not a size, or ``requested_model`` names a model other than the built-in one.
+    """
+    if str(requested_model).strip().lower() not in ("auto", "tiny", "workbench-tiny"):
+        raise ModelSizeError(f"--size chooses a size of the built-in model, but the base model asked for is "
+                             f"{str(requested_model)[:60]!r}; leave out --size or --model")
+    text = str(size).strip().lower()
+    if text == "auto":
+        return pick_size(rtf_budget, seconds=seconds)
+    if text not in SIZE_NAMES:
+        raise ModelSizeError(f"{str(size)[:40]!r} is not a size of the built-in model; choose one of "
+                             f"{', '.join(SIZE_NAMES)} or auto (the largest that runs in real time here)")
+    return f"tiny-{text}", f"base model: workbench-tiny-{text} (the {text} size of the built-in model, chosen by you)"

@@ -49,10 +49,14 @@ from torch import nn
 from workbench.errors import ModelSizeError
 from workbench.models.tiny import RotaryMHSA, TinyBackend, TinyConfig, TinyConformerCTC
 
-__all__ = ["DEFAULT_SPACE", "SIZE_NAMES", "SearchSpace", "SubnetChoice", "Supernet", "installed_sizes",
+__all__ = ["DEFAULT_SPACE", "SIZES_HOWTO", "SIZE_NAMES", "SearchSpace", "SubnetChoice", "Supernet", "installed_sizes",
            "size_dir"]
 
 SIZE_NAMES = ("small", "medium", "large")
+#: how to make the sizes (said whenever none is installed)
+SIZES_HOWTO = ("make them with: python recipes/train_supernet.py --mode supernet --resume (recipes/todm/README.md "
+               "gives the commands and the compute), then copy the run's small/, medium/ and large/ folders to "
+               "workbench/data/models/tiny-small, tiny-medium and tiny-large")
 _FIELDS = ("depth", "ffn", "heads", "conv")
 
 
@@ -194,9 +198,8 @@ def size_dir(size: str):
     if not (folder / "model.safetensors").is_file():
         have = installed_sizes()
         raise ModelSizeError(f"the {name!r} size of the built-in model is not installed "
-                             f"({'installed: ' + ', '.join(have) if have else 'no sizes are installed yet'}). "
-                             f"Train it with: python recipes/train_supernet.py --mode supernet, then copy the "
-                             f"run's {name}/ folder to {folder}")
+                             f"({'installed: ' + ', '.join(have) if have else 'no sizes are installed yet'}); "
+                             f"{SIZES_HOWTO}")
     return folder
 
 

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from workbench.adapters.adapted import Adapted
     from workbench.adapters.base import AdapterConfig
 
-__all__ = ["SLICEABLE_FAMILIES", "SupernetLoRA", "load_for_size", "mark_supernet_adapter", "size_fingerprints",
+__all__ = ["SLICEABLE_FAMILIES", "SupernetLoRA", "load_adapter", "load_for_size", "mark_supernet_adapter", "size_fingerprints",
            "slice_adapter", "slice_submodel_file", "supernet_marker"]
 
 SLICEABLE_FAMILIES = ("lora",)
@@ -180,7 +180,7 @@ def mark_supernet_adapter(path: str | Path, backend: TinyBackend, space: SearchS
 
     Returns False (the file unchanged) when ``backend`` is not the supernet's largest size.
     """
-    from workbench.adapters.io import check_base, read_submodel, write_submodel
+    from workbench.adapters.io import check_base, read_submodel
 
     marker = supernet_marker(backend, space)
     if marker is None:
@@ -257,6 +257,16 @@ def load_for_size(backend: TinyBackend, path: str | Path) -> tuple[Adapted, dict
         raise
     meta = {**meta, "sliced_for": _sliceable_to(meta, backend)}
     return adapted, meta
+
+
+def load_adapter(backend, path: str | Path) -> tuple[Adapted, dict[str, Any]]:
+    """:func:`load_for_size` for a built-in-model backend, else
+    :func:`~workbench.adapters.adapted.load_submodel` (what the command line loads ``--adapter`` with)."""
+    from workbench.adapters.adapted import load_submodel
+
+    if isinstance(backend, TinyBackend):
+        return load_for_size(backend, path)
+    return load_submodel(backend, path)
 
 
 def slice_submodel_file(path: str | Path, backend: TinyBackend, out: str | Path) -> Path:
