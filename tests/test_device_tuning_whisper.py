@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 

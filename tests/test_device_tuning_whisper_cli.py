@@ -7,7 +7,6 @@ import json
 import re
 import threading
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch

@@ -10,7 +10,9 @@ Modules:
     compressor   the learned bottleneck + quantizer (device) and expander (server)
     entropy      lossless range coding of the symbols (``constriction``, optional)
     split        the split model: device encode, server restore and transcribe
+    whisper_split  the Whisper split (k = 0 .. num_layers; each recording in its own window)
     train        training a compressor (distillation to the unsplit model + CTC)
+    whisper_train  training a Whisper split's compressor (token KL + top states; resumable)
     heads        server-side task heads on the same representation (speaker embedding,
                  simulated atypicality: a research output, never a clinical score)
     privacy      what the stream reveals: a speaker-ID probe and an inverse model

@@ -176,7 +176,7 @@ class SplitModel:
         backend.module.eval()
         try:
             with torch.no_grad():
-                if getattr(backend, "is_seq2seq", False):
+                if backend.is_seq2seq:
                     if adapted is None:
                         return backend.decode_batch(batch)
                     with adapted.route(batch.speaker_index):
@@ -211,7 +211,7 @@ class SplitModel:
 def split_for(backend: ASRBackend, split_layer: int, compressor: Compressor | None = None) -> SplitModel:
     """The split model for ``backend``: a :class:`~workbench.device_tuning.whisper_split.WhisperSplit`
     for Whisper (a sequence-to-sequence backend), else a :class:`SplitModel`."""
-    if getattr(backend, "is_seq2seq", False):
+    if backend.is_seq2seq:
         from workbench.device_tuning.whisper_split import WhisperSplit
 
         return WhisperSplit(backend, split_layer, compressor)

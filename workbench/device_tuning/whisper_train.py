@@ -213,7 +213,7 @@ class WhisperCompressorTrainer:
             torch.nn.utils.clip_grad_norm_(self.comp.parameters(), st.grad_clip)
             self.opt.step()
             self.step += 1
-            rec = {"step": self.step, "lr": st.lr_at(self.step - 1), **{k: float(v) for k, v in out.items()}}
+            rec = {"step": self.step, "lr": st.lr_at(self.step - 1), **{k: float(v.detach()) for k, v in out.items()}}
             history.append(rec)
             if on_step is not None:
                 on_step(rec)

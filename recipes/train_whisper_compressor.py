@@ -1,0 +1,209 @@
+"""Train a Device Tuning compressor for Whisper (issue 28) by distillation from the unsplit model.
+
+The device runs Whisper's log-mel and the first ``--split`` encoder layers; the compressor
+between them and the server (the rest of the encoder and the decoder) is trained on:
+
+- the pretraining recipe's synthetic voices and phrases (``recipes/pretrain``: its training
+  voices and training phrases; the held-out voices and phrases are never used), synthesized
+  here as waveforms (cached), and
+- the real recordings that are not test material: Debian's Asterisk prompts minus the 150
+  that ``bench/bench_real_speech.py`` tests on (``sample_data/real`` and the atypical sample
+  speakers are never read).
+
+The teacher's targets are the unsplit model's own transcripts (computed once, cached). The loss
+is :mod:`workbench.device_tuning.whisper_train`'s: token KL under teacher forcing + top encoder
+states + an optional rate term. Step-based and resumable: a checkpoint every
+``--checkpoint-every`` steps; ``--resume`` continues from it and takes the same steps an
+unbroken run would.
+
+    # check that it runs (a minute or two)
+    python recipes/train_whisper_compressor.py --quick
+    # one operating point (the lead's long run; hours on 2 CPU cores)
+    python recipes/train_whisper_compressor.py --split 2 --point 16x3s2 --steps 6000 --n-synthetic 1500
+    python recipes/train_whisper_compressor.py --split 2 --point 16x3s2 --steps 6000 --n-synthetic 1500 --resume
+
+It writes ``<out>/whisper-tiny.en-k<split>-<point>[-<tag>].safetensors`` (the compressor, with a
+card: data, steps, losses) and ``<out>/<same name>.ckpt.safetensors`` (the run's checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "recipes"))
+sys.path.insert(0, str(ROOT))
+
+from pretrain.data import (add_corpus_arguments, make_text, split_prompts,  # noqa: E402
+                           synthesize_set, voice_pools)
+from train_compressor import parse_point  # noqa: E402
+
+from workbench._atomic import write_bytes_atomic  # noqa: E402
+from workbench.device_tuning import Compressor  # noqa: E402
+from workbench.device_tuning.compressor import save_compressor  # noqa: E402
+from workbench.device_tuning.split import split_for  # noqa: E402
+from workbench.device_tuning.whisper_train import (DistillItem, WhisperCompressorTrainer,  # noqa: E402
+                                                   WhisperDistillSettings)
+from workbench.models import load_base_model  # noqa: E402
+
+
+def default_out() -> Path:
+    return Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")) / "compressors"
+
+
+def synthetic_waves(args) -> list[tuple[np.ndarray, str]]:
+    """``--n-synthetic`` phrases of the pretraining corpus's training voices and phrases, as 16 kHz
+    waveforms (perturbed as the pretraining corpus is), cached as int16 in ``--cache``."""
+    from workbench.prompts import load_prompts
+
+    key = hashlib.sha256(json.dumps([args.seed, args.n_synthetic, args.heldout_texts, args.train_voices,
+                                     args.heldout_voices, "whisper-waves-v1"]).encode()).hexdigest()[:12]
+    path = args.cache / f"whisper-waves-{key}.npz"
+    if path.exists():
+        z = np.load(path)
+        texts = json.loads(str(z["texts"]))
+        bounds = z["bounds"]
+        return [(z["pcm"][a:b].astype(np.float32) / 32767.0, t) for (a, b), t in zip(bounds, texts, strict=True)]
+    prompts = load_prompts("everyday")
+    train_phrases, _held = split_prompts(prompts, args.heldout_texts, args.seed)
+    words = sorted({w for p in train_phrases for w in p.split()})
+    train_voices, _held_voices = voice_pools(args.train_voices, args.heldout_voices, args.seed)
+    rng = random.Random(args.seed + 28)
+    seeds = np.random.SeedSequence(args.seed + 28).generate_state(args.n_synthetic, dtype=np.uint64)
+    jobs = [(i, int(seeds[i]), make_text(rng, train_phrases, words), rng.choice(train_voices), 1.0, True, 1)
+            for i in range(args.n_synthetic)]
+    kept = synthesize_set(jobs, args.workers, "synthetic training voices")
+    pcm = np.concatenate([np.clip(w * 32767, -32767, 32767).astype(np.int16) for w, _ in kept])
+    ends = np.cumsum([len(w) for w, _ in kept])
+    bounds = np.stack([ends - [len(w) for w, _ in kept], ends], axis=1)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, pcm=pcm, bounds=bounds, texts=json.dumps([t for _, t in kept]))
+    os.replace(tmp, path)
+    return [(pcm[a:b].astype(np.float32) / 32767.0, t) for (a, b), (_, t) in zip(bounds, kept, strict=True)]
+
+
+def real_training_waves() -> list[tuple[np.ndarray, str]]:
+    """The Asterisk prompts that are not in bench_real_speech's 150-prompt test set."""
+    from bench.bench_real_speech import SUBSET, _subset
+    from workbench.real_speech import load_asterisk
+
+    test = {u.name for u in _subset(SUBSET)}
+    return [(u.wav, u.text) for u in load_asterisk() if u.name not in test]
+
+
+def teacher_items(split, waves: list[np.ndarray], cache: Path, tag: str) -> list[DistillItem]:
+    """Device states of every recording (recomputed: cheap) and the unsplit model's transcripts
+    (cached in ``cache``: they do not depend on the split layer)."""
+    fp = split.backend.fingerprint()[:12]
+    key = hashlib.sha256(json.dumps([fp, tag, [len(w) for w in waves]]).encode()).hexdigest()[:12]
+    path = cache / f"whisper-teacher-{key}.json"
+    texts = json.loads(path.read_text()) if path.exists() else None
+    items, t0 = [], time.time()
+    saved, split.compressor = split.compressor, None
+    try:
+        for s in range(0, len(waves), 8):
+            chunk = split.device_hidden(waves[s:s + 8])
+            if texts is None or len(texts) != len(waves):
+                got = split.transcribe_hidden([h for h, *_ in chunk], samples=[n for _, _, n, _ in chunk])
+            else:
+                got = texts[s:s + 8]
+            items += [DistillItem(h, int(n), int(smp), t) for (h, n, smp, _k), t in zip(chunk, got, strict=True)]
+            if (s // 8) % 25 == 0:
+                print(f"  teacher: {len(items)}/{len(waves)} recordings ({time.time() - t0:.0f} s)", flush=True)
+    finally:
+        split.compressor = saved
+    if texts is None:
+        cache.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, json.dumps([it.text for it in items]).encode())
+    return items
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="whisper-tiny.en")
+    p.add_argument("--split", type=int, default=2, help="encoder layers on the device (0: log-mel only)")
+    p.add_argument("--point", default="16x3s2", help="operating point DIMSxBITSsSTRIDE")
+    p.add_argument("--hidden", type=int, default=256, help="the compressor's MLP width")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--state-weight", type=float, default=1.0, help="weight of the top encoder states' error")
+    p.add_argument("--rate-weight", type=float, default=0.0, help="weight of the estimated bits per symbol")
+    p.add_argument("--n-synthetic", type=int, default=1500, help="synthetic training phrases")
+    p.add_argument("--no-real", action="store_true", help="leave out the real (Asterisk) training recordings")
+    p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--tag", default="", help="suffix of the output names")
+    p.add_argument("--out", type=Path, default=default_out())
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--quick", action="store_true", help="a few recordings and steps: check that it runs")
+    add_corpus_arguments(p, n_train=0)  # the pretraining corpus's voice and phrase pools (same seed, same split)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n_synthetic, args.steps, args.checkpoint_every, args.no_real = 12, 6, 3, True
+        args.train_voices, args.out = 40, args.out / "quick"
+    torch.set_num_threads(args.threads)
+    dims, bits, stride = parse_point(args.point)
+
+    backend = load_base_model(args.model).freeze()
+    name = f"{backend.name}-k{args.split}-{args.point}{'-' + args.tag if args.tag else ''}"
+    final, ckpt = args.out / f"{name}.safetensors", args.out / f"{name}.ckpt.safetensors"
+    if final.exists() and args.resume:
+        print(f"{name}: done already ({final})")
+        return
+    data = synthetic_waves(args)
+    n_syn = len(data)
+    if not args.no_real:
+        data += real_training_waves()
+    print(f"training recordings: {n_syn} synthetic + {len(data) - n_syn} real "
+          f"({sum(len(w) for w, _ in data) / 16000 / 3600:.2f} h)", flush=True)
+    split = split_for(backend, args.split)
+    items = teacher_items(split, [w for w, _ in data], args.cache, f"{args.seed}-{args.n_synthetic}-{args.no_real}")
+    torch.manual_seed(args.seed)
+    split.compressor = Compressor(split.width, dims, bits, stride, hidden=args.hidden)
+    settings = WhisperDistillSettings(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                      warmup_steps=min(args.warmup, max(1, args.steps // 10)),
+                                      state_weight=args.state_weight, rate_weight=args.rate_weight, seed=args.seed)
+    trainer = WhisperCompressorTrainer(split, items, settings)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.resume and ckpt.exists():
+        trainer.load(ckpt)
+        print(f"resumed at step {trainer.step} from {ckpt}", flush=True)
+    t0, last = time.time(), {}
+
+    def on_step(rec: dict) -> None:
+        last.update(rec)
+        if rec["step"] % 20 == 0 or rec["step"] == settings.max_steps:
+            print(f"  step {rec['step']}/{settings.max_steps} loss {rec['loss']:.4f} (kl {rec['kl']:.4f}, "
+                  f"states {rec['state']:.4f}, rate {rec['rate']:.3f} bits) lr {rec['lr']:.2e} "
+                  f"{time.time() - t0:.0f} s", flush=True)
+
+    while trainer.step < settings.max_steps:
+        trainer.train(min(args.checkpoint_every, settings.max_steps - trainer.step), on_step=on_step)
+        trainer.save(ckpt, extra={"last": last})
+    trainer.fit_tables()
+    card = {"point": args.point, "dims": dims, "bits": bits, "stride": stride, "hidden": args.hidden,
+            "split_layer": args.split, "model": backend.name, "steps": trainer.step, "last_step": last,
+            "train_seconds_this_process": round(time.time() - t0, 1), "n_synthetic": n_syn,
+            "n_real": len(data) - n_syn, "settings": {k: getattr(settings, k) for k in (
+                "batch_size", "lr", "warmup_steps", "state_weight", "rate_weight", "seed")},
+            "corpus": "recipes/pretrain training voices and phrases (held-out ones excluded) + Asterisk prompts "
+                      "outside bench_real_speech's 150-prompt test set", "threads": args.threads}
+    save_compressor(split.compressor, final, split_layer=args.split, base_fingerprint=backend.fingerprint(), card=card)
+    print(f"{name}: {trainer.step} steps -> {final}", json.dumps(card), flush=True)
+
+
+if __name__ == "__main__":
+    main()
