@@ -359,7 +359,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     words = _vocabulary(args, args.speaker)
     if words:  # the word list biases the search of the backend the recognizer is given
         backend, _ = _speaker_model(args.speaker, args.model)
-        if getattr(backend, "is_seq2seq", False):
+        if backend.is_seq2seq:
             backend.logit_bias = backend.vocabulary_bias(words)
         else:
             print(f"Note: live captions with {backend.name} do not use the word list yet (Whisper's do); "

@@ -259,9 +259,9 @@ class Trainer:
         self.clock = clock
         self._slowest = {"step": 0.0, "eval": 0.0}  # seconds: what the time budget keeps in hand
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
-        self.decoder = None if getattr(backend, "is_seq2seq", False) else decoder or backend.greedy_decoder()
+        self.decoder = None if backend.is_seq2seq else decoder or backend.greedy_decoder()
         # what the training loss is, for the curves' axis: Whisper's own loss is token cross-entropy
-        self.loss_name = "cross-entropy" if getattr(backend, "is_seq2seq", False) else "CTC"
+        self.loss_name = "cross-entropy" if backend.is_seq2seq else "CTC"
         n_speakers = 1 + max(e.speaker for e in [*train, *valid])
         self.adapted = None
         if config.mode == "adapter":
@@ -340,7 +340,7 @@ class Trainer:
         trained weight has a row per speaker, and every speaker has validation phrases."""
         if not (self.config.per_speaker_selection and self.adapted is not None and n_speakers > 1):
             return False
-        if getattr(self.backend, "is_seq2seq", False):
+        if self.backend.is_seq2seq:
             raise TrainingError("per-speaker selection needs each recording's own loss, which the workbench "
                                 "computes for CTC models only; leave per_speaker_selection off for Whisper")
         if {id(p) for p in self.params} != {id(p) for p in self.adapted.per_speaker_parameters()}:
@@ -396,7 +396,7 @@ class Trainer:
         for s in range(0, len(order), 16):
             idx = order[s: s + 16]
             batch, texts = self.eval_cache.batch(idx)
-            if getattr(self.backend, "is_seq2seq", False):  # the backend's own loss and decoding
+            if self.backend.is_seq2seq:  # the backend's own loss and decoding
                 with self.adapted.route(batch.speaker_index) if self.adapted else contextlib.nullcontext():
                     loss += float(self.backend.loss(batch, texts)) * len(idx)
                     hyps += self.backend.decode_batch(batch)

@@ -184,4 +184,4 @@ class CTCStep:
 
 def step_decoder(backend, *, route=None, **options):
     """:class:`WhisperStep` for a sequence-to-sequence backend, else :class:`CTCStep`."""
-    return (WhisperStep if getattr(backend, "is_seq2seq", False) else CTCStep)(backend, route=route, **options)
+    return (WhisperStep if backend.is_seq2seq else CTCStep)(backend, route=route, **options)

@@ -153,7 +153,7 @@ class StreamingRecognizer:
         self.tail = int(round(tail_s * SAMPLE_RATE))
         self.extend_onset = bool(extend_onset)
         self._decode = step_decoder(backend, route=route, **(decoder or {}))
-        self._forces_prefix = bool(getattr(backend, "is_seq2seq", False))
+        self._forces_prefix = bool(backend.is_seq2seq)
         self._vad = VoiceActivity(keep_s=max(keep_s, max_buffer_s + 5.0), **(vad or {}))
         self._ring = _Ring(int(round(max(keep_s, max_buffer_s + 5.0) * SAMPLE_RATE)))
         self._policy = LocalAgreement()

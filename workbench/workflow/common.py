@@ -48,7 +48,7 @@ def build_decoder(kind: str, prompts: list[str] | None = None, *,
     """
     if kind not in ("greedy", "lexicon"):
         raise TrainingError(f"decoder must be 'greedy' or 'lexicon', got {kind!r}")
-    if getattr(backend, "is_seq2seq", False):
+    if backend.is_seq2seq:
         return backend.vocabulary_bias(list(vocabulary)) if vocabulary else None
     from workbench.decode import BeamSearchDecoder, Lexicon, WordLM
     from workbench.vocabulary import boost_words
@@ -68,7 +68,7 @@ def build_decoder(kind: str, prompts: list[str] | None = None, *,
 
 def decoder_name(kind: str, backend: ASRBackend) -> str:
     """What decodes, in words, for reports: Whisper's own search, or the CTC decoder ``kind``."""
-    return f"{backend.name} greedy search" if getattr(backend, "is_seq2seq", False) else kind
+    return f"{backend.name} greedy search" if backend.is_seq2seq else kind
 
 
 def default_config(backend: ASRBackend | None, **settings: Any) -> TrainConfig:
