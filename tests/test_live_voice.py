@@ -106,6 +106,51 @@ def test_without_the_neural_voice_flite_is_used_and_says_why(monkeypatch):
     assert "flite" in text and "robotic" in text and "workbench[voice]" in text
 
 
+def _crafted_voice(tmp_path, monkeypatch, model_bytes: bytes):
+    """The installed-voice lookup pointed at a crafted model file (and a config beside it)."""
+    model, config = tmp_path / "en_US-joe-medium.onnx", tmp_path / "en_US-joe-medium.onnx.json"
+    model.write_bytes(model_bytes)
+    config.write_text('{"audio": {"sample_rate": 22050}}', encoding="utf-8")
+    monkeypatch.setattr(v, "_piper_files", lambda: (model, config))
+    monkeypatch.setattr(v, "has_module", lambda name: True)
+    monkeypatch.setattr(v.shutil, "which", lambda name: f"/usr/bin/{name}" if name in ("espeak-ng", "flite") else None)
+    v._piper_model.cache_clear()
+
+
+def test_a_voice_file_that_is_not_the_pinned_one_is_never_loaded(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    _crafted_voice(tmp_path, monkeypatch, b"not the published model" * 100)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a model file that failed its checksum reached onnxruntime")
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", types.SimpleNamespace(InferenceSession=never,
+                                                                          SessionOptions=lambda: None))
+    problem = v._missing("piper")
+    assert problem is not None and "en_US-joe-medium.onnx" in problem and "SHA-256" in problem
+    assert v.pick_voice().key == "flite"  # auto falls back to the next voice
+    assert "flite" in v.describe_voice() and "not the published one" in v.describe_voice()
+    with pytest.raises(MissingDependencyError, match="not the published one"):
+        v.pick_voice("piper")
+    with pytest.raises(SynthesisError, match="Reinstall it"):
+        v._piper_model()
+    v._piper_model.cache_clear()
+
+
+def test_an_unreadable_or_missing_voice_file_is_a_plain_reason(tmp_path, monkeypatch):
+    _crafted_voice(tmp_path, monkeypatch, b"")
+    (tmp_path / "en_US-joe-medium.onnx").unlink()
+    assert "cannot be read" in v._missing("piper")
+
+
+def test_the_installed_voice_files_match_their_pinned_checksums():
+    if not v.has_module(v._PIPER_PACKAGE):
+        pytest.skip("the neural voice is not installed (pip install 'workbench[voice]')")
+    assert v._piper_files_problem() is None
+
+
 def test_wav_bytes_round_trip():
     wave = (0.5 * np.sin(np.arange(2205) / 5)).astype(np.float32)
     data = v.wav_bytes(wave, 22050)

