@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from bench._common import RESULTS_DIR, machine, write_result
-from workbench.constants import SAMPLE_RATE, cache_dir
+from workbench.constants import FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE, cache_dir
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
 SPEAKERS = ["sim-dysarthria-severe", "sim-als-like", "sim-parkinsonian", "sim-stutter", "sim-voice-tremor",
@@ -75,12 +75,12 @@ def room_noise(seconds: float, seed: int = 0, level_dbfs: float = -35.0) -> np.n
 
 def _speech_span(wav: np.ndarray, top_db: float = 35.0) -> tuple[float, float, np.ndarray]:
     """``(start_s, end_s, loud (F,))`` of a phrase: 10 ms frames within ``top_db`` of the loudest."""
-    hop = SAMPLE_RATE // 100
+    hop = HOP_LENGTH
     m = len(wav) // hop
     db = 10 * np.log10(np.mean(wav[: m * hop].reshape(m, hop).astype(np.float64) ** 2, axis=1) + 1e-12)
     loud = db > db.max() - top_db
     idx = np.flatnonzero(loud)
-    return idx[0] * 0.01, (idx[-1] + 1) * 0.01, loud
+    return idx[0] / FRAMES_PER_SECOND, (idx[-1] + 1) / FRAMES_PER_SECOND, loud
 
 
 def build_stream(wavs: list[np.ndarray], refs: list[str]) -> tuple[np.ndarray, list[dict]]:
@@ -91,7 +91,7 @@ def build_stream(wavs: list[np.ndarray], refs: list[str]) -> tuple[np.ndarray, l
     parts, phrases, t = [gap], [], GAP_S
     for wav, ref in zip(wavs, refs, strict=True):
         s0, s1, loud = _speech_span(wav)
-        words = spread_words(ref.split(), loud, 0.01)
+        words = spread_words(ref.split(), loud, 1 / FRAMES_PER_SECOND)
         ends = [t + w.end_s for w in words]
         if ends:
             ends[-1] = t + s1  # the last word ends where the speech ends
@@ -203,7 +203,9 @@ def _feed(rec, wav: np.ndarray, chunk_s: float) -> list[tuple[str, float, float,
     events += rec.finish()
     out = []
     for e in events:
-        if e.kind == "commit":
+        if e.kind == "commit" and getattr(e, "words", ()):  # the recognizer's own word times
+            out += [(w.text, w.start_s, w.end_s, e.emitted_s) for w in e.words]
+        elif e.kind == "commit":
             words = e.text.split()
             span = (e.end_s - e.start_s) / max(1, len(words))
             out += [(w, e.start_s + k * span, e.start_s + (k + 1) * span, e.emitted_s) for k, w in enumerate(words)]

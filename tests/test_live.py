@@ -68,6 +68,18 @@ def test_committed_times_come_from_the_newer_decode() -> None:
     assert committed == [Word("hello", 0.1, 0.5)]
 
 
+def test_ctc_alignment_finds_the_frames_of_each_character() -> None:
+    from workbench.live.decoders import ctc_align
+
+    blank, a, b = 0, 1, 2
+    path = [blank, a, a, blank, a, b, b, blank]  # "aab": the repeated a needs the blank between
+    lp = np.full((len(path), 3), np.log(0.05))
+    lp[np.arange(len(path)), path] = np.log(0.9)
+    assert ctc_align(lp, [a, a, b], blank).tolist() == [1, 4, 5]
+    assert ctc_align(lp[:2], [a, a, b], blank) is None  # three labels (and a blank) cannot fit in two frames
+    assert ctc_align(lp, [], blank).tolist() == []
+
+
 # ---------------------------------------------------------------------------- silence and noise
 @pytest.mark.parametrize("kind", ["ctc", "whisper"])
 def test_silence_and_room_noise_give_no_words(kind, tmp_path) -> None:
@@ -154,6 +166,30 @@ def test_a_file_streamed_faster_than_real_time_matches_the_offline_transcript() 
     assert events[-1].kind == "partial" and events[-1].text == ""  # the partial line is cleared at the end
 
 
+def test_reset_starts_a_new_stream_without_reloading_the_model() -> None:
+    from workbench.models.loading import load_base_model
+
+    backend = load_base_model("tiny")
+    wavs, _ = _phrases("sim-typical-espeak", 2)
+    gap = np.zeros(SR, np.float32)
+    audio = np.concatenate([gap, wavs[0], gap, wavs[1], gap])
+    rec = StreamingRecognizer(backend, warmup=False, realtime=False)
+    decode = rec._decode
+    first = stream(rec, audio)
+    assert [e for e in first if e.kind == "commit"], "the phrases give words (else nothing is tested)"
+    rec.feed(audio[: SR + len(wavs[0]) // 2])  # stopped in the middle of a phrase: pending words, a partial line
+    assert rec._buf_start is not None
+    rec.reset()
+    assert rec.now_s == 0 and rec.decodes == 0 and rec.compute_s == 0 and rec.status == "keeping up"
+    with pytest.raises(AudioError, match="no audio"):
+        rec.audio(0.0, 1.0)  # the old stream's audio is gone
+    again = stream(rec, audio)
+    assert again == first  # the same events at the same times: nothing of the last stream is left
+    assert rec._decode is decode and rec.backend is backend  # the same model, not loaded again
+    fresh = stream(StreamingRecognizer(backend, warmup=False, realtime=False), audio)
+    assert fresh == first
+
+
 def test_chunk_length_does_not_matter_much() -> None:
     backend = tiny_backend()
     audio = np.concatenate([np.zeros(SR // 2, np.float32), make_speechlike(3.0, seed=3),
@@ -195,10 +231,10 @@ def test_a_recognizer_that_falls_behind_says_so_and_skips_ahead() -> None:
     real = rec._decode
     calls = []
 
-    def slow(wav, prefix, voiced):  # a computer far too slow: every decode takes 0.8 s
+    def slow(wav, prefix, voiced, *rest):  # a computer far too slow: every decode takes 0.8 s
         calls.append(len(wav))
         time.sleep(0.8)
-        return real(wav, prefix, voiced)
+        return real(wav, prefix, voiced, *rest)
 
     rec._decode = slow
     audio = make_speechlike(6.0, seed=1, lead_s=0.0, tail_s=0.0)
@@ -218,10 +254,10 @@ def test_a_slow_decode_is_left_out_rather_than_queued() -> None:
     real = rec._decode
     calls = []
 
-    def slowish(wav, prefix, voiced):  # 0.25 s per decode: slower than the 0.1 s step, faster than the audio
+    def slowish(wav, prefix, voiced, *rest):  # 0.25 s per decode: slower than the 0.1 s step, faster than the audio
         calls.append(len(wav))
         time.sleep(0.25)
-        return real(wav, prefix, voiced)
+        return real(wav, prefix, voiced, *rest)
 
     rec._decode = slowish
     audio = make_speechlike(3.0, seed=1, lead_s=0.0, tail_s=0.0)
@@ -268,9 +304,9 @@ def test_speech_without_a_pause_keeps_the_buffer_bounded() -> None:
     real = rec._decode
     longest = []
 
-    def watch(wav, prefix, voiced):
+    def watch(wav, prefix, voiced, *rest):
         longest.append(len(wav) / SR)
-        return real(wav, prefix, voiced)
+        return real(wav, prefix, voiced, *rest)
 
     rec._decode = watch
     speech = make_speechlike(12.0, seed=4, lead_s=0.0, tail_s=0.0, amp=0.5)
@@ -303,9 +339,9 @@ def test_a_new_phrase_never_decodes_the_last_phrase_again() -> None:
     real = rec._decode
     spans = []
 
-    def watch(wav, prefix, voiced):
+    def watch(wav, prefix, voiced, *rest):
         spans.append((rec._buf_start, rec._buf_start + len(wav)))
-        return real(wav, prefix, voiced)
+        return real(wav, prefix, voiced, *rest)
 
     rec._decode = watch
     stream(rec, audio)

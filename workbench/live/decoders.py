@@ -13,10 +13,12 @@ Two kinds of base model, one interface (``decoder(wav, prefix) -> Hypothesis``):
   log-probability is below ``logprob_threshold`` (OpenAI's rule), or whose mean
   log-probability is below ``min_logprob`` (a guess, whatever it is; only for the first words of a
   phrase), is not speech.
-- :class:`CTCStep` (the built-in model, transformers CTC models). Greedy CTC: a word's times
-  are the frames of its first and last character on the best path (exact to a frame), so a
-  stable prefix is found by time; a word whose characters' mean probability is below
-  ``min_confidence`` is dropped as noise.
+- :class:`CTCStep` (the built-in model, transformers CTC models). Greedy CTC, or the decoder the
+  offline path uses (``text_decoder``: the lexicon beam search a speaker's evaluation uses), whose
+  words are then aligned to the frames (CTC Viterbi forced alignment). A word's times are the
+  frames of its first and last character on the path (exact to a frame), so a stable prefix is
+  found by time; a word whose characters' mean probability is below ``min_confidence`` is
+  dropped as noise.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from workbench.constants import SAMPLE_RATE
 from workbench.live.events import Word
 from workbench.live.vad import FRAME_S
 
-__all__ = ["CTCStep", "Hypothesis", "WhisperStep", "spread_words", "step_decoder"]
+__all__ = ["CTCStep", "Hypothesis", "WhisperStep", "ctc_align", "spread_words", "step_decoder"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,8 +100,11 @@ class WhisperStep:
         self.min_logprob = float(min_logprob)
 
     @torch.no_grad()
-    def __call__(self, wav: np.ndarray, prefix: Sequence[str], voiced: np.ndarray) -> Hypothesis:
-        """``wav``: ``(n,)`` float32 buffer; ``prefix``: words committed from it; ``voiced``: its VAD frames."""
+    def __call__(self, wav: np.ndarray, prefix: Sequence[str], voiced: np.ndarray,
+                 prefix_end_s: float | None = None) -> Hypothesis:
+        """``wav``: ``(n,)`` float32 buffer; ``prefix``: words committed from it; ``voiced``: its VAD frames;
+        ``prefix_end_s``: where the last committed word ends (seconds from the buffer's start): the new
+        words share the voiced frames after it (None: all words share the buffer's voiced frames)."""
         import contextlib
 
         b = self.backend
@@ -112,7 +117,61 @@ class WhisperStep:
         # a continuation of words already committed is judged by the silence rule alone: its few tokens
         # (one word and the end token) make the mean log-probability too noisy to be a test of speech
         speech = free and not silent and (bool(prefix) or d.avg_logprob >= self.min_logprob)
+        if prefix and prefix_end_s is not None and free:
+            edge = min(len(voiced), max(0, int(round(prefix_end_s / FRAME_S))))
+            after = voiced[edge:] if edge < len(voiced) else voiced[-1:]
+            shift = min(edge, len(voiced) - len(after))
+            new = [Word(w.text, round(w.start_s + shift * FRAME_S, 4), round(w.end_s + shift * FRAME_S, 4))
+                   for w in spread_words(texts[len(prefix):], after)]
+            return Hypothesis(spread_words(texts[: len(prefix)], voiced[:max(1, edge)]) + new, speech, d.avg_logprob)
         return Hypothesis(spread_words(texts, voiced), speech, d.avg_logprob)
+
+
+def ctc_align(log_probs: np.ndarray, labels: Sequence[int], blank: int = 0) -> np.ndarray | None:
+    """The frame where each label is first emitted on the best CTC path that spells ``labels`` (Viterbi).
+
+    Args:
+        log_probs: ``(T, V)`` per-frame log-probabilities.
+        labels: the label ids to align, ``(L,)`` (no blanks).
+        blank: the blank id.
+
+    Returns:
+        ``(L,)`` int frame indices (non-decreasing), or None when ``labels`` cannot fit in ``T`` frames.
+
+    >>> lp = np.log(np.array([[.1, .8, .1], [.8, .1, .1], [.1, .1, .8]]))
+    >>> ctc_align(lp, [1, 2]).tolist()
+    [0, 2]
+    """
+    lp = np.asarray(log_probs, np.float64)
+    labels = [int(c) for c in labels]
+    t_max, n = lp.shape[0], len(labels)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    ext = np.full(2 * n + 1, blank, np.int64)  # blank, c1, blank, c2, ..., blank
+    ext[1::2] = labels
+    s = len(ext)
+    skip = np.zeros(s, bool)  # a label may follow the previous label directly when they differ
+    skip[3::2] = ext[3::2] != ext[1:-2:2]
+    score = np.full(s, -np.inf)
+    score[0], score[1] = lp[0, blank], lp[0, ext[1]]
+    back = np.zeros((t_max, s), np.int8)  # 0: stay, 1: from s-1, 2: from s-2
+    for t in range(1, t_max):
+        stay, step1 = score, np.concatenate([[-np.inf], score[:-1]])
+        step2 = np.where(skip, np.concatenate([[-np.inf, -np.inf], score[:-2]]), -np.inf)
+        best = np.stack([stay, step1, step2])
+        back[t] = best.argmax(0)
+        score = best.max(0) + lp[t, ext]
+    end = s - 1 if score[s - 1] >= score[s - 2] else s - 2
+    if not np.isfinite(score[end]):
+        return None
+    first = np.zeros(n, np.int64)
+    state = end
+    for t in range(t_max - 1, -1, -1):
+        if state % 2 == 1:
+            first[state // 2] = t  # walking back: the last assignment is the first frame of the label
+        if t:
+            state -= int(back[t, state])
+    return first
 
 
 class CTCStep:
@@ -122,17 +181,21 @@ class CTCStep:
         backend: the built-in model or a transformers CTC backend (adapters already injected).
         route: a context manager factory for a bank's row, or None.
         min_confidence: a word whose characters' mean posterior is below this is dropped.
+        text_decoder: ``(T, V)`` log-probabilities -> text, the decoder of the offline path
+            (:func:`workbench.workflow.build_decoder`, e.g. the lexicon beam search); None: greedy.
     """
 
-    def __init__(self, backend, *, route=None, min_confidence: float = 0.5) -> None:
+    def __init__(self, backend, *, route=None, min_confidence: float = 0.5, text_decoder=None) -> None:
         from workbench.text import VOCAB
 
         self.backend, self.route = backend, route
         self.min_confidence = float(min_confidence)
+        self.text_decoder = text_decoder
         self._vocab = VOCAB
 
     @torch.no_grad()
-    def __call__(self, wav: np.ndarray, prefix: Sequence[str], voiced: np.ndarray) -> Hypothesis:
+    def __call__(self, wav: np.ndarray, prefix: Sequence[str], voiced: np.ndarray,
+                 prefix_end_s: float | None = None) -> Hypothesis:
         import contextlib
 
         with self.route() if self.route is not None else contextlib.nullcontext():
@@ -142,9 +205,34 @@ class CTCStep:
             return Hypothesis([], False, 0.0)
         frame_s = len(wav) / SAMPLE_RATE / lp.shape[0]
         if lp.shape[-1] != len(self._vocab):  # another alphabet: its own decoder, times spread by VAD
-            texts = self.backend.greedy_decoder()(lp).split()
+            texts = (self.text_decoder or self.backend.greedy_decoder())(lp).split()
             return Hypothesis(spread_words(texts, voiced), bool(texts), 1.0)
+        if self.text_decoder is not None:
+            return self._aligned(lp, frame_s, self.text_decoder(lp).split())
         return self._words(lp, frame_s)
+
+    def _aligned(self, lp: np.ndarray, frame_s: float, texts: list[str]) -> Hypothesis:
+        """``texts`` (the offline decoder's words) with the frames of their characters on the aligned path."""
+        from workbench.text import BLANK_ID
+
+        index = {c: i for i, c in enumerate(self._vocab)}
+        texts = [t for t in texts if t and all(c in index for c in t)]
+        if not texts:
+            return Hypothesis([], False, 0.0)
+        labels = [index[c] for c in " ".join(texts)]
+        first = ctc_align(lp, labels, BLANK_ID)
+        if first is None:  # cannot happen for a decoder's own output; greedy is the safe answer
+            return self._words(lp, frame_s)
+        probs = np.exp(lp[first, labels])
+        words, conf, k = [], [], 0
+        for t in texts:
+            frames, p = first[k: k + len(t)], probs[k: k + len(t)]
+            k += len(t) + 1  # the space
+            c = float(np.mean(p))
+            conf.append(c)
+            if c >= self.min_confidence:
+                words.append(Word(t, round(int(frames[0]) * frame_s, 4), round((int(frames[-1]) + 1) * frame_s, 4)))
+        return Hypothesis(words, bool(words), float(np.mean(conf)))
 
     def _words(self, lp: np.ndarray, frame_s: float) -> Hypothesis:
         """Words on the greedy CTC path with the frames of their first and last characters."""

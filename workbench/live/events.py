@@ -36,6 +36,7 @@ class CaptionEvent:
         end_s: audio time where the last word ends.
         emitted_s: time since the stream began when the event was emitted (the same clock
             as the audio when it is played in real time).
+        words: a commit's words with their own audio times (empty for a partial).
     """
 
     kind: str
@@ -43,6 +44,7 @@ class CaptionEvent:
     start_s: float
     end_s: float
     emitted_s: float
+    words: tuple[Word, ...] = ()
 
     def to_json(self) -> dict:
         """``{"event", "text", "start", "end", "emitted"}`` as ``workbench listen --json`` prints it (ms precision)."""

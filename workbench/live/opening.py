@@ -20,6 +20,21 @@ from workbench.live.stream import StreamingRecognizer
 __all__ = ["open_recognizer"]
 
 
+def _offline_decoder(options: dict[str, Any], corpus, backend, lines: list[str]) -> dict[str, Any]:
+    """``options`` with the CTC decoder a speaker's evaluation uses (the lexicon of their prompts), so live
+    captions read as the offline transcripts of the same model do (Whisper always uses its own search)."""
+    from workbench.defaults import RUN_DEFAULTS
+    from workbench.workflow.common import build_decoder
+
+    decoder = dict(options.get("decoder") or {})
+    if "text_decoder" not in decoder:
+        decoder["text_decoder"] = build_decoder(RUN_DEFAULTS.decoder, prompts=corpus.prompts(), backend=backend)
+        if decoder["text_decoder"] is not None:
+            lines.append(f"Words are decoded with the {RUN_DEFAULTS.decoder} decoder of the speaker's evaluation "
+                         "(the everyday and the speaker's own prompts).")
+    return {**options, "decoder": decoder}
+
+
 def open_recognizer(speaker_dir: str | Path | None = None, model: str = "auto", *, backend=None,
                     **options: Any) -> tuple[StreamingRecognizer, str]:
     """A :class:`StreamingRecognizer` for a speaker (their personal model when there is one) and a plain
@@ -56,6 +71,8 @@ def open_recognizer(speaker_dir: str | Path | None = None, model: str = "auto", 
         backend = load_base_model(choice.name)
     else:
         lines.append(f"Base model: {backend.name} (given).")
+    if speaker_dir is not None and not getattr(backend, "is_seq2seq", False):
+        options = _offline_decoder(options, corpus, backend, lines)
     if speaker_dir is None:
         lines.append("No speaker chosen: the base model captions alone (give a speaker folder to use their "
                      "personal model).")

@@ -129,7 +129,7 @@ class StreamingRecognizer:
     def __init__(self, backend, *, submodel: str | Path | None = None, speaker: str | None = None,
                  step_s: float = 1.0, pause_s: float = 0.8, max_buffer_s: float = 12.0, max_lag_s: float = 2.0,
                  keep_s: float = 60.0, preroll_s: float = 0.2, tail_s: float = 0.3, holdback_s: float = 0.3,
-                 extend_onset: bool = True, vad: dict | None = None,
+                 extend_onset: bool = True, carry_s: float = 0.0, exact_tail: bool = False, vad: dict | None = None,
                  decoder: dict | None = None, warmup: bool = True, realtime: bool = True) -> None:
         if not 0.05 <= step_s <= 5.0:
             raise ValueError(f"step_s must be between 0.05 and 5 seconds, got {step_s!r}")
@@ -152,13 +152,28 @@ class StreamingRecognizer:
         self.preroll = int(round(preroll_s * SAMPLE_RATE))
         self.tail = int(round(tail_s * SAMPLE_RATE))
         self.extend_onset = bool(extend_onset)
+        self.carry_s, self.exact_tail = float(carry_s), bool(exact_tail)
         self._decode = step_decoder(backend, route=route, **(decoder or {}))
         self._forces_prefix = bool(backend.is_seq2seq)
-        self._vad = VoiceActivity(keep_s=max(keep_s, max_buffer_s + 5.0), **(vad or {}))
-        self._ring = _Ring(int(round(max(keep_s, max_buffer_s + 5.0) * SAMPLE_RATE)))
+        self._vad_options = {"keep_s": max(keep_s, max_buffer_s + 5.0), **(vad or {})}
+        self._ring_samples = int(round(max(keep_s, max_buffer_s + 5.0) * SAMPLE_RATE))
         self._policy = LocalAgreement()
+        self._start_stream()
+        if warmup:
+            quiet = (1e-3 * np.sin(np.arange(SAMPLE_RATE) * 0.05)).astype(np.float32)
+            self._decode(quiet, [], np.ones(len(quiet) // FRAME, bool))
+
+    # ------------------------------------------------------------------ setup
+    def _start_stream(self) -> None:
+        """The state of one stream: recent audio, voice activity, the buffer, the clock and the counters."""
+        self._vad = VoiceActivity(**self._vad_options)
+        self._ring = _Ring(self._ring_samples)
+        self._policy.reset()
         self._buf_start: int | None = None  # absolute sample where the buffer starts; None: nobody speaking
         self._buf_words: list[Word] = []  # words committed from the current buffer (Whisper's forced prefix)
+        self._piece_start = 0  # how many of _buf_words were carried over from the last phrase
+        self._piece_sample = 0  # where this phrase's own audio starts (after the carried audio)
+        self._last_phrase: tuple[int, int, list[Word]] | None = None  # (start, end sample, committed words)
         self._last_decode = 0  # sample count at the last decode
         self._partial = ""
         self._busy_until = 0.0  # the clock (seconds): when the last decode finished
@@ -169,11 +184,7 @@ class StreamingRecognizer:
         self.compute_s = 0.0  # seconds spent decoding (wall clock)
         self.cpu_s = 0.0  # CPU seconds of this process spent in feed()/finish() (all threads)
         self.decodes = 0
-        if warmup:
-            quiet = (1e-3 * np.sin(np.arange(SAMPLE_RATE) * 0.05)).astype(np.float32)
-            self._decode(quiet, [], np.ones(len(quiet) // FRAME, bool))
 
-    # ------------------------------------------------------------------ setup
     def _load_submodel(self, path: str | Path, speaker: str | None):
         from workbench.adapters import load_submodel
 
@@ -190,6 +201,14 @@ class StreamingRecognizer:
         if adapted.config.family == "lora":
             adapted.merge(0)
         return None
+
+    def reset(self) -> None:
+        """Start a new stream with the same model: forget the audio, the captions pending and the clock.
+
+        Nothing is committed (call :meth:`finish` first to keep what is pending); the base model and the
+        personal adapter stay loaded, so the next :meth:`feed` starts at time 0 without waiting for a load.
+        """
+        self._start_stream()
 
     def close(self) -> None:
         """Remove the personal adapter this recognizer loaded (the backend is the base model again)."""
@@ -270,6 +289,7 @@ class StreamingRecognizer:
             first = self._vad.sound_start(onset) if self.extend_onset else onset
             self._buf_start = _frame_edge(max(self._ring.oldest, self._skip_until, self._done_until,
                                               first * FRAME - self.preroll))
+            self._carry_context()
             self._last_decode = total
             return []
         if self._vad.silent_for() >= self.pause_s:  # the phrase ended: decode to the pause, commit it all
@@ -288,13 +308,27 @@ class StreamingRecognizer:
             events += self._trim(total)
         return events
 
+    def _carry_context(self) -> None:
+        """A phrase starting soon after the last one continues its buffer: the last phrase's audio and its
+        committed words (forced as the transcript's start) give the decode its context."""
+        last = self._last_phrase
+        self._last_phrase, self._piece_sample = None, self._buf_start
+        if last is None or not self._forces_prefix:
+            return
+        start, end, committed = last
+        if (self._buf_start - end <= self.carry_s * SAMPLE_RATE and start >= self._ring.oldest
+                and self._buf_start - start <= self.max_buffer // 2 and committed):
+            self._buf_start, self._buf_words = start, list(committed)
+            self._piece_start = len(committed)
+
     def _run(self, end: int) -> tuple[Hypothesis, float]:
         """Decode the buffer up to sample ``end``; returns the hypothesis (absolute times) and the clock after it."""
         start = self._buf_start
         wav = self._ring.get(start, end)
         voiced = self._vad.voiced(start // FRAME, -(-end // FRAME))  # the buffer starts on a frame edge
         t0 = time.perf_counter()
-        hyp = self._decode(wav, [w.text for w in self._buf_words], voiced)
+        edge = self._buf_words[-1].end_s - start / SAMPLE_RATE if self._buf_words and self.exact_tail else None
+        hyp = self._decode(wav, [w.text for w in self._buf_words], voiced, edge)
         dt = time.perf_counter() - t0
         self.compute_s += dt
         self.decodes += 1
@@ -330,6 +364,9 @@ class StreamingRecognizer:
             events = self._emit(tail, clock)
         if self._partial:
             events += self._emit([], self._busy_until)
+        piece = self._buf_words[self._piece_start:]
+        if self.carry_s > 0 and piece:
+            self._last_phrase = (self._piece_sample, end, piece)
         self._close_buffer()
         return events
 
@@ -340,7 +377,8 @@ class StreamingRecognizer:
             events = self._emit(self._policy.flush(), self._busy_until)
         cut = int(round(self._buf_words[-1].end_s * SAMPLE_RATE)) if self._buf_words else total
         self._buf_start = min(_frame_edge(max(cut, self._buf_start)), total // FRAME * FRAME)
-        self._buf_words = []
+        self._buf_words, self._piece_start = [], 0
+        self._piece_sample = max(self._piece_sample, self._buf_start)
         return events
 
     def _skip(self, lag: float) -> list[CaptionEvent]:
@@ -356,6 +394,7 @@ class StreamingRecognizer:
     def _close_buffer(self) -> None:
         self._buf_start = None
         self._buf_words = []
+        self._piece_start = 0
         self._policy.reset()
 
     def _emit(self, committed: list[Word], clock: float) -> list[CaptionEvent]:
@@ -364,7 +403,7 @@ class StreamingRecognizer:
         if committed:
             self._buf_words += committed
             events.append(CaptionEvent("commit", " ".join(w.text for w in committed), committed[0].start_s,
-                                       committed[-1].end_s, round(clock, 3)))
+                                       committed[-1].end_s, round(clock, 3), tuple(committed)))
         pending = self._policy.pending
         text = " ".join(w.text for w in pending)
         if text != self._partial:
