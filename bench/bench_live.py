@@ -27,7 +27,10 @@ streams, one system after another in this process, with 2 torch threads:
 Personal models are trained here once per speaker (``personalize_speaker`` with the defaults
 of the CLI on a copy of the folder) and cached under ``~/.cache/workbench/bench_live``; every
 finished (system, speaker) is saved to ``docs/bench/live_cpu.partial.json`` so an interrupted
-run resumes where it stopped. ``--quick``: one speaker, three phrases, 5 s of silence/noise,
+run resumes where it stopped. The file stays after a finished run: a later run measures again
+only the rows of the workbench whose recognizer code changed (each row keeps a fingerprint of
+``workbench/live``'s streaming modules, :data:`OUR_CODE`) and keeps the peer's rows (the peer
+does not depend on our code); ``--fresh`` measures everything again. ``--quick``: one speaker, three phrases, 5 s of silence/noise,
 a 2-step personal model (checks that everything runs; the figures mean nothing).
 """
 
@@ -54,6 +57,26 @@ MODEL = "whisper-tiny.en"
 GAP_S = 1.0  # silence between phrases
 THREADS = 2  # "on 2 cores"
 CACHE = Path(os.environ.get("WORKBENCH_BENCH_CACHE") or cache_dir() / "bench_live")
+# the modules our streamed rows depend on: a row measured with other versions of them is measured again
+OUR_CODE = ("decoders.py", "events.py", "policy.py", "stream.py", "vad.py")
+
+
+def code_fingerprint() -> str:
+    """SHA-256 (12 hex digits) of the streaming recognizer's modules (:data:`OUR_CODE`)."""
+    import hashlib
+
+    import workbench.live
+
+    folder = Path(workbench.live.__file__).parent
+    digest = hashlib.sha256()
+    for name in OUR_CODE:
+        digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def reusable_rows(done: dict[str, dict], fingerprint: str) -> dict[str, dict]:
+    """The finished rows still valid: the peer's always, ours only when measured with the same code."""
+    return {k: r for k, r in done.items() if k.startswith("peer|") or r.get("code") == fingerprint}
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -312,6 +335,12 @@ def run(device: str, quick: bool, speakers: list[str] | None = None, peer: bool 
               "room noise -35 dBFS": room_noise(noise_s, 0, -35.0), "room noise -20 dBFS": room_noise(noise_s, 1, -20.0)}
     partial_path = RESULTS_DIR / f"live_{device}{'_quick' if quick else ''}.partial.json"
     done: dict[str, dict] = json.loads(partial_path.read_text()) if partial_path.is_file() else {}
+    fingerprint = code_fingerprint()
+    kept = reusable_rows(done, fingerprint)
+    if len(kept) < len(done):
+        print(f"measuring again {len(done) - len(kept)} row(s) of the workbench made with other recognizer code; "
+              f"keeping {len(kept)} (the peer's and those of this code)", flush=True)
+    done = kept
     backend = load_base_model(MODEL)
     why_no_peer = peer_available() if peer else "left out (--no-peer)"
     systems = ["base", "personal"] + ([] if why_no_peer else ["peer"])
@@ -333,6 +362,8 @@ def run(device: str, quick: bool, speakers: list[str] | None = None, peer: bool 
                          "latencies": scored["latencies"], "last_word_latencies": scored["last_word_latencies"],
                          "audio_s": len(stream) / SAMPLE_RATE, "stats": res["stats"],
                          "noise_words": res["noise_words"], "seconds": time.perf_counter() - t0}
+            if system != "peer":
+                done[key]["code"] = fingerprint
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)
             partial_path.write_text(json.dumps(done))
             print(f"{system:8s} {spk:22s} done in {done[key]['seconds']:.0f} s", flush=True)
@@ -357,7 +388,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--fresh", action="store_true", help="forget the finished rows of an interrupted run")
+    parser.add_argument("--fresh", action="store_true",
+                        help="measure every row again (by default the peer's rows, and ours made with the same "
+                             "recognizer code, are kept)")
     parser.add_argument("--no-peer", action="store_true", help="measure the workbench alone")
     parser.add_argument("--speakers", nargs="+", default=None, help=f"sample speakers (default: {' '.join(SPEAKERS)})")
     args = parser.parse_args(argv)
@@ -368,7 +401,6 @@ def main(argv: list[str] | None = None) -> dict:
     result = run(args.device, args.quick, args.speakers, peer=not args.no_peer)
     result["wall_s"] = time.perf_counter() - t0
     path = write_result(f"live_{args.device}" + ("_quick" if args.quick else ""), result)
-    partial.unlink(missing_ok=True)
     print(f"wrote {path}")
     for name, s in result["systems"].items():
         o = s["overall"]

@@ -60,3 +60,12 @@ def test_the_summary_marks_each_acceptance_bound() -> None:
     text = "\n".join(summarize_live.live_details(lambda name: result if name == "live_cpu" else None))
     assert text.count("MISSED") == 5 and "- met:" not in text
     assert summarize_live.live_details(lambda name: None) == []
+
+
+def test_a_rerun_keeps_the_peers_rows_and_ours_only_from_the_same_recognizer_code() -> None:
+    from bench.bench_live import code_fingerprint, reusable_rows
+
+    now = code_fingerprint()
+    assert len(now) == 12 and now == code_fingerprint()
+    done = {"peer|a": {"x": 1}, "personal|a": {"code": now}, "base|a": {"code": "0" * 12}, "base|b": {}}
+    assert sorted(reusable_rows(done, now)) == ["peer|a", "personal|a"]
