@@ -9,7 +9,8 @@ Debian's headless Chromium, on a temporary copy of the sample speakers.
    ``sim-dysarthria-severe`` with the default settings (notebook 03): the live
    curves, WER before/after, and the HTML report with its word-by-word table;
 3. ``embeddings.png``: d-vectors of the eight sample speakers (notebook 04);
-4. ``app-speakers.png``, ``app-record.png``, ``app-results.png``: the app.
+4. ``app-speakers.png``, ``app-record.png``, ``app-results.png``, ``app-live.png``: the app (live
+   captions of the speaker's recordings, played by Chromium's fake microphone).
 
 Run: ``python docs/make_screenshots.py [--out docs/img] [--budget 45] [--no-app]`` (about 3 minutes).
 """
@@ -85,6 +86,24 @@ def _serve(data: Path) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
+def _microphone_file(speaker: Path, path: Path) -> Path:
+    """Three of the speaker's recordings with 1.2 s pauses, as a 16-bit WAV for Chromium's fake microphone."""
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    from workbench.audio import load_audio
+
+    rows = [json.loads(x) for x in (speaker / "manifest.jsonl").read_text().splitlines() if x.strip()][:3]
+    pause = np.zeros(int(1.2 * 16_000), np.float32)
+    parts = [pause]
+    for row in rows:
+        parts += [load_audio(speaker / row["audio_path"]), pause]
+    sf.write(path, np.concatenate(parts), 16_000, subtype="PCM_16")
+    return path
+
+
 def screenshots(out: Path, data: Path, report: Path) -> None:
     from _browser import ARGS, CHROMIUM, browser_problems, nav, shot
     from playwright.sync_api import expect, sync_playwright
@@ -94,10 +113,12 @@ def screenshots(out: Path, data: Path, report: Path) -> None:
         raise RuntimeError("cannot take the app screenshots: " + "; ".join(problems))
     for other in ("sim-typical-espeak", "sim-accent"):
         shutil.copytree(SAMPLE / other, data / other)
+    mic = _microphone_file(data / SPEAKER, data.parent / "microphone.wav")
     proc, url = _serve(data)
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            browser = pw.chromium.launch(executable_path=CHROMIUM,
+                                         args=[*ARGS, f"--use-file-for-fake-audio-capture={mic}"])
             page = browser.new_page(viewport={"width": 1200, "height": 800})
             page.set_default_timeout(60_000)
             page.goto(report.as_uri())
@@ -116,7 +137,15 @@ def screenshots(out: Path, data: Path, report: Path) -> None:
             expect(page.get_by_role("heading", name=f"Results: {SPEAKER}")).to_be_visible()
             expect(page.get_by_text("Base model:")).to_be_visible()
             shot(page, out / "app-results.png")
-            for name in ("app-speakers", "app-record", "app-results"):
+            nav(page, "Live captions")
+            expect(page.get_by_role("heading", name=f"Live captions: {SPEAKER}")).to_be_visible()
+            start = page.locator(".wb-rec-record")
+            expect(start).to_be_enabled()  # once the model is loaded
+            start.click()
+            expect(page.locator(".wb-captions .wb-line[data-line]").nth(1)).to_be_visible()  # two caption lines
+            shot(page, out / "app-live.png")
+            start.click()  # stop
+            for name in ("app-speakers", "app-record", "app-results", "app-live"):
                 print(f"wrote {out / name}.png")
             browser.close()
     finally:
