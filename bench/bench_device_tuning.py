@@ -86,7 +86,7 @@ def run(device: str, quick: bool) -> dict[str, Any]:
     if not quick:
         sys.path.insert(0, str(REPO / "recipes"))
     from bench._codecs import CODEC2_MODES, codec2_round_trip, opus_round_trip
-    from workbench.constants import SAMPLE_RATE
+    from workbench.constants import FRAMES_PER_SECOND, SAMPLE_RATE
     from workbench.device_tuning import SplitModel
     from workbench.models import load_base_model
 
@@ -105,7 +105,7 @@ def run(device: str, quick: bool) -> dict[str, Any]:
         print(f"   {set_name}: {len(items)} recordings, {seconds:.0f} s", flush=True)
         base = backend.transcribe(wavs, batch_size=8)
         add("raw PCM 16-bit", set_name, refs, base, 16 * SAMPLE_RATE * seconds, seconds)
-        add("log-mel fp16", set_name, refs, base, 80 * 100 * 16 * seconds, seconds)
+        add("log-mel fp16", set_name, refs, base, 80 * FRAMES_PER_SECOND * 16 * seconds, seconds)  # 80 mels x 16 bits
         for name, (comp, k, card) in comps.items():
             split = SplitModel(backend, k, comp)
             msgs = split.encode(wavs)

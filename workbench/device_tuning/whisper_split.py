@@ -30,15 +30,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from workbench.constants import HOP_LENGTH
 from workbench.device_tuning.split import SplitModel, _injected
 from workbench.device_tuning.wire import Message
 from workbench.errors import WireFormatError, WorkbenchError
 from workbench.models.base import MAX_TRAIN_S
 
 __all__ = ["WhisperSplit", "window_geometry"]
-
-HOP = 160  # samples per mel frame at 16 kHz (workbench.models.whisper.HOP)
-
 
 def window_geometry(samples: int, *, split_layer: int, window_frames: Callable[[int], int]) -> tuple[int, int]:
     """``(frames sent, true frames)`` of a recording of ``samples`` (16 kHz) at split ``k``.
@@ -47,7 +45,7 @@ def window_geometry(samples: int, *, split_layer: int, window_frames: Callable[[
     frames after the frontend; the true frames are the audio's own (what Whisper's backend
     gives as lengths: ``min(mel, W)`` or ``min((mel + 1) // 2, W / 2)``).
     """
-    mel = int(samples) // HOP
+    mel = int(samples) // HOP_LENGTH  # 10 ms mel frames
     window = int(window_frames(mel))
     if split_layer == 0:
         return window, min(mel, window)

@@ -25,6 +25,8 @@ import math
 import re
 from typing import Any
 
+from workbench.constants import FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE
+
 __all__ = ["BUILTIN_PROVENANCE", "CUT_LOOPS_CODE", "cut_loops", "decoding_section", "max_new_tokens", "model_card",
            "window_seconds"]
 
@@ -82,9 +84,9 @@ def window_seconds(seconds: float) -> int:
     >>> window_seconds(2.2), window_seconds(3.0), window_seconds(40.0)
     (4, 4, 30)
     """
-    need = int(round(float(seconds) * 16000)) // 160 + int(round(WINDOW_MARGIN_S * 100))  # mel frames
-    bucket = int(round(WINDOW_BUCKET_S * 100))
-    return int(min(FULL_WINDOW_S * 100, math.ceil(need / bucket) * bucket)) // 100
+    need = int(round(float(seconds) * SAMPLE_RATE)) // HOP_LENGTH + int(round(WINDOW_MARGIN_S * FRAMES_PER_SECOND))
+    bucket = int(round(WINDOW_BUCKET_S * FRAMES_PER_SECOND))  # mel frames
+    return int(min(FULL_WINDOW_S * FRAMES_PER_SECOND, math.ceil(need / bucket) * bucket)) // FRAMES_PER_SECOND
 
 
 def _text(value: Any, limit: int = 80) -> str:
