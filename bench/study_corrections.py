@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 
 from bench._common import RESULTS_DIR, machine, write_result
-from workbench.constants import SAMPLE_RATE
+from workbench.constants import SAMPLE_RATE, cache_dir
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
 MODEL = "whisper-tiny.en"
-WORK = Path(os.environ.get("WORKBENCH_BENCH_CACHE") or Path.home() / ".cache" / "workbench") / "study_corrections"
+WORK = Path(os.environ.get("WORKBENCH_BENCH_CACHE") or cache_dir()) / "study_corrections"
 GAP_S = 1.0
 MAX_STEPS = 120  # the default Whisper run converges in 20-70 steps (docs/results.md); early stopping ends it sooner
 

@@ -49,6 +49,7 @@ from pretrain.data import (add_corpus_arguments, make_text, split_prompts,  # no
 from train_compressor import parse_point  # noqa: E402
 
 from workbench._atomic import write_bytes_atomic  # noqa: E402
+from workbench.constants import cache_dir  # noqa: E402
 from workbench.device_tuning import Compressor  # noqa: E402
 from workbench.device_tuning.compressor import save_compressor  # noqa: E402
 from workbench.device_tuning.split import split_for  # noqa: E402
@@ -58,7 +59,7 @@ from workbench.models import load_base_model  # noqa: E402
 
 
 def default_out() -> Path:
-    return Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")) / "compressors"
+    return cache_dir() / "compressors"
 
 
 def synthetic_waves(args) -> list[tuple[np.ndarray, str]]:
