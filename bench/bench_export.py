@@ -13,6 +13,17 @@ recording at a time, greedy, with the model card's decoding settings:
 - ``hf`` in transformers' ``pipeline("automatic-speech-recognition")`` (always 30 s);
 - ``onnx`` (built-in model) in ONNX Runtime with greedy CTC decoding.
 
+Two personal Whisper models of the same speaker are measured: the default one, trained on the
+workbench's short window (``window="auto"``), and one trained on Whisper's 30 s window
+(``workbench personalize --window full``: what faster-whisper and transformers encode), trained
+here for a fixed number of steps (:data:`FULL_STEPS`, not a time budget, so the model does not
+depend on how busy the machine is). For the full-window model every engine runs with its plain
+30 s defaults (no window cut, no ``audio_ctx``), as its model card says. The int8 rows are the
+cost of quantization (CTranslate2's int8 weights against the float32 ones), not of the export.
+whisper.cpp runs float16 weights only (a float32 file aborts it, see workbench.export.ggml); the
+row "workbench, weights rounded to float16" is the workbench's own path on the merged weights
+rounded as the ggml file rounds them, to tell the cost of float16 from whisper.cpp's own.
+
 The workbench stops a transcript when it starts to loop; the engines do not, so each engine's
 text is also given the same loop cut (re-tokenized, :func:`workbench.export.card.cut_loops`,
 as the model card shows); both figures are kept (``*_raw``: the engine's own text).
@@ -28,7 +39,9 @@ for engines that always encode 30 s.
 
 The personal models are trained once, on copies of the sample speakers in the workbench
 cache (``bench-export/``), unless ``--speaker``/``--builtin-speaker`` name speaker folders
-that already hold one. ``python -m bench.bench_export [--quick]``; writes docs/bench/export.json.
+that already hold one (the full-window model: ``bench-export/full-<steps>steps/``; ``--quick``
+trains :data:`QUICK_FULL_STEPS` steps there instead). ``python -m bench.bench_export [--quick]``;
+writes docs/bench/export.json.
 """
 
 from __future__ import annotations
@@ -48,6 +61,8 @@ from bench._common import machine, write_result
 
 THREADS = 2
 GOAL_IDENTICAL, GOAL_WER_POINTS = 0.95, 1.0
+FULL_STEPS = 50  # the full-window model's training steps (the auto-window model took 53 in its 2 minutes)
+QUICK_FULL_STEPS = 10  # --quick: one check on the validation recordings (eval_every), to see that it runs
 _ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -72,14 +87,38 @@ def _personal_speaker(name: str, model: str, work: Path, minutes: float) -> Path
     return folder
 
 
-def _test_phrases(folder: Path, limit: int | None) -> tuple[list[np.ndarray], list[str], Path]:
-    """The speaker's recordings its personal model never trained or validated on, as files on disk read by
-    ``workbench transcribe`` (no trimming), with their prompts, and the Submodel file."""
+def _full_window_model(name: str, model: str, work: Path, steps: int) -> Path:
+    """A personal ``model`` for sample speaker ``name`` trained on Whisper's 30 s window for ``steps`` steps
+    (trained once in ``work/full-<steps>steps/<name>``, then reused); returns its Submodel file."""
+    from workbench.adapters.io import read_submodel
+
+    folder = work / f"full-{steps}steps" / name
+    done = sorted((folder / "submodels").glob("*.safetensors")) if folder.is_dir() else []
+    if done and read_submodel(done[-1])[1]["window"] == "full":
+        return done[-1]
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(_ROOT / "sample_data" / name, folder)
+    from workbench.models.loading import load_base_model
+    from workbench.workflow import default_config, personalize_speaker
+
+    backend = load_base_model(model)
+    print(f"training a full-window personal {model} model for {name} ({steps} steps, once; reused from {folder})",
+          flush=True)
+    run = personalize_speaker(folder, backend=backend, window="full", progress=False,
+                              config=default_config(backend, max_seconds=None, max_steps=steps, seed=0))
+    run.adapted.remove()
+    return run.submodel_path
+
+
+def _test_phrases(folder: Path, limit: int | None, path: Path | None = None) -> tuple[list[np.ndarray], list[str], Path]:
+    """The speaker's recordings its personal model (or the Submodel ``path``) never trained or validated on, as
+    files on disk read by ``workbench transcribe`` (no trimming), with their prompts, and the Submodel file."""
     from workbench.adapters.io import read_submodel
     from workbench.corpus import SpeakerCorpus
     from workbench.workflow import personal_submodel
 
-    path = personal_submodel(folder).path
+    path = path or personal_submodel(folder).path
     meta = read_submodel(path)[1]
     seen = set(meta["training"].get("utt_ids", [])) | set(meta["training"].get("valid_utt_ids", []))
     corpus = SpeakerCorpus.open(folder)
@@ -87,14 +126,29 @@ def _test_phrases(folder: Path, limit: int | None) -> tuple[list[np.ndarray], li
     return [corpus.load_audio(u) for u in utts], [u.transcript or u.prompt for u in utts], path
 
 
-def _workbench_path(submodel: Path, **options: Any) -> Callable[[np.ndarray], str]:
-    """``workbench transcribe --adapter FILE`` in process: the file's base model, its adapter, greedy."""
+def _workbench_path(submodel: Path, *, window: str | None = None, float16: bool = False) -> Callable[[np.ndarray], str]:
+    """``workbench transcribe --adapter FILE`` in process: the file's base model, its adapter (decoded on the window
+    it was trained on), greedy. ``window``: another window instead; ``float16``: the adapter merged and every
+    weight the ggml file stores in float16 rounded to float16 (what whisper.cpp computes with)."""
+    import torch
+
     from workbench.adapters import load_submodel
     from workbench.adapters.io import read_submodel
     from workbench.models.loading import load_base_model
 
-    backend = load_base_model(read_submodel(submodel)[1]["base_model"], **options)
+    backend = load_base_model(read_submodel(submodel)[1]["base_model"])
     adapted, _ = load_submodel(backend, submodel)
+    if window is not None:
+        adapted.window = window
+    if float16:
+        from workbench.export.ggml import _KEEP_F32, ggml_name
+
+        adapted.merge(0)
+        with torch.no_grad():
+            for key, t in backend.model.state_dict(keep_vars=True).items():
+                name = ggml_name(key)
+                if name is not None and t.dim() >= 2 and name not in _KEEP_F32:
+                    t.copy_(t.half().float())
     return lambda wav: adapted.transcribe([wav])[0]
 
 
@@ -130,7 +184,9 @@ def _ctranslate2(folder: Path, prompt: list[int]) -> Callable[[np.ndarray], str]
     return window_transcriber(folder, prompt, threads=THREADS)
 
 
-def _whisper_cpp(folder: Path) -> Callable[[np.ndarray], str]:
+def _whisper_cpp(folder: Path, window: str) -> Callable[[np.ndarray], str]:
+    """whisper.cpp with the model card's settings: ``audio_ctx`` = the window for an auto-window model, its 30 s
+    default (``audio_ctx=0``) for a full-window one."""
     from pywhispercpp.model import Model
 
     from workbench.export.card import max_new_tokens, window_seconds
@@ -141,7 +197,7 @@ def _whisper_cpp(folder: Path) -> Callable[[np.ndarray], str]:
         seconds = len(wav) / 16000
         segments = model.transcribe(wav, no_timestamps=True, temperature=0.0, temperature_inc=0.0,
                                     single_segment=True, no_context=True, max_tokens=max_new_tokens(seconds),
-                                    audio_ctx=50 * window_seconds(seconds))
+                                    audio_ctx=0 if window == "full" else 50 * window_seconds(seconds))
         return " ".join(s.text.strip() for s in segments)
 
     return run
@@ -154,8 +210,8 @@ def _transformers(folder: Path) -> Callable[[np.ndarray], str]:
 
     asr = pipeline("automatic-speech-recognition", model=str(folder), device="cpu")
     return lambda wav: asr({"raw": wav, "sampling_rate": 16000}, return_timestamps=False,
-                           generate_kwargs={"num_beams": 1, "do_sample": False,
-                                            "max_new_tokens": max_new_tokens(len(wav) / 16000)})["text"]
+                           generate_kwargs={"num_beams": 1, "do_sample": False,  # max_length: the card says why
+                                            "max_length": max_new_tokens(len(wav) / 16000)})["text"]
 
 
 def _onnxruntime(folder: Path) -> Callable[[np.ndarray], str]:
@@ -230,43 +286,62 @@ def _loop_guard(submodel: Path) -> Callable[[str], str]:
     return lambda text: normalize_text(tok.decode(cut_loops(tok(" " + text, add_special_tokens=False).input_ids)))
 
 
-def run(quick: bool, speaker: Path | None, builtin_speaker: Path | None, rounds: int) -> dict[str, Any]:
+def _export_row(r: Any) -> dict[str, Any]:
+    return {"seconds": r.seconds, "max_diff": r.verification.max_diff, "adapter_effect": r.verification.adapter_effect,
+            "mb": sum(p.stat().st_size for p in r.path.iterdir()) / 1e6}
+
+
+def _whisper_part(folder: Path, submodel: Path | None, out: Path, limit: int | None, rounds: int) -> dict[str, Any]:
+    """Every Whisper engine on one personal model's exports, against the workbench (the model's own window)."""
+    from workbench.adapters.io import read_submodel
+    from workbench.export import export_model
+
+    wavs, refs, submodel = _test_phrases(folder, limit, submodel)
+    window = read_submodel(submodel)[1]["window"]
+    out = out / window
+    exports = {}
+    for fmt, q in (("ct2", "int8"), ("ct2", "float32"), ("ggml", "float16"), ("hf", "float32")):
+        exports[f"{fmt} {q}"] = _export_row(export_model(submodel, fmt, out / f"{fmt}-{q}", quantization=q))
+    prompt = _prompt(submodel)
+    fns = {"workbench": _workbench_path(submodel),
+           "workbench, weights rounded to float16 (as whisper.cpp's)": _workbench_path(submodel, float16=True)}
+    if window == "auto":  # the engines that encode 30 s, against the workbench on 30 s; CT2 on the short window
+        fns["workbench on the full window (not what it was trained on)"] = _workbench_path(submodel, window="full")
+        fns["ctranslate2 float32, its trained window"] = _ctranslate2(out / "ct2-float32", prompt)
+        fns["ctranslate2 int8 (quantization cost), its trained window"] = _ctranslate2(out / "ct2-int8", prompt)
+    fns.update({"faster-whisper float32": _faster_whisper(out / "ct2-float32"),
+                "faster-whisper int8 (quantization cost)": _faster_whisper(out / "ct2-int8"),
+                "whisper.cpp float16": _whisper_cpp(out / "ggml-float16", window),
+                "transformers": _transformers(out / "hf-float32")})
+    texts, seconds = _rounds(fns, wavs, rounds)
+    audio_s = sum(len(w) for w in wavs) / 16000
+    return {"speaker": folder.name, "submodel": submodel.name, "window": window, "recordings": len(wavs),
+            "audio_s": audio_s, "exports": exports,
+            "engines": _compare(refs, texts, seconds, audio_s, "workbench", _loop_guard(submodel))}
+
+
+def run(quick: bool, speaker: Path | None, builtin_speaker: Path | None, rounds: int,
+        full_steps: int = FULL_STEPS) -> dict[str, Any]:
     import torch
 
-    from workbench.export import export_model
     from workbench.constants import cache_dir
+    from workbench.export import export_model
 
     torch.set_num_threads(THREADS)
     work = cache_dir() / "bench-export"
     limit = 6 if quick else None
     rounds = 1 if quick else rounds
+    full_steps = QUICK_FULL_STEPS if quick else full_steps
     result: dict[str, Any] = {"machine": machine("cpu"), "threads": THREADS, "quick": quick, "rounds": rounds,
-                              "goals": {"identical": GOAL_IDENTICAL, "wer_points": GOAL_WER_POINTS}}
+                              "goals": {"identical": GOAL_IDENTICAL, "wer_points": GOAL_WER_POINTS},
+                              "full_window_steps": full_steps}
     with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
         out = Path(tmp)
-        # Whisper tiny.en: ct2 (int8, float32), ggml, hf
+        # Whisper tiny.en, two personal models of one speaker: the default (auto window) and a full-window one
         folder = speaker or _personal_speaker("sim-dysarthria-severe", "whisper-tiny.en", work, 2.0)
-        wavs, refs, submodel = _test_phrases(folder, limit)
-        exports = {}
-        for fmt, q in (("ct2", "int8"), ("ct2", "float32"), ("ggml", "float16"), ("hf", "float32")):
-            r = export_model(folder, fmt, out / f"{fmt}-{q}", quantization=q)
-            exports[f"{fmt} {q}"] = {"seconds": r.seconds, "max_diff": r.verification.max_diff,
-                                     "adapter_effect": r.verification.adapter_effect,
-                                     "mb": sum(p.stat().st_size for p in r.path.iterdir()) / 1e6}
-        ours, prompt = _workbench_path(submodel), _prompt(submodel)
-        fns = {"workbench": ours, "workbench full window": _workbench_path(submodel, window="full"),
-               "ctranslate2 int8, workbench window": _ctranslate2(out / "ct2-int8", prompt),
-               "ctranslate2 float32, workbench window": _ctranslate2(out / "ct2-float32", prompt),
-               "faster-whisper int8": _faster_whisper(out / "ct2-int8"),
-               "faster-whisper float32": _faster_whisper(out / "ct2-float32"),
-               "whisper.cpp float16": _whisper_cpp(out / "ggml-float16"),
-               "transformers": _transformers(out / "hf-float32")}
-        texts, seconds = _rounds(fns, wavs, rounds)
-        audio_s = sum(len(w) for w in wavs) / 16000
-        result["whisper"] = {"speaker": folder.name, "submodel": submodel.name, "recordings": len(wavs),
-                             "audio_s": audio_s, "exports": exports,
-                             "engines": _compare(refs, texts, seconds, audio_s, "workbench",
-                                                 _loop_guard(submodel))}
+        result["whisper"] = _whisper_part(folder, None, out, limit, rounds)
+        full = _full_window_model("sim-dysarthria-severe", "whisper-tiny.en", work, full_steps)
+        result["whisper_full"] = _whisper_part(full.parent.parent, full, out, limit, rounds)
         # the built-in model: onnx
         folder = builtin_speaker or _personal_speaker("sim-stutter", "tiny", work, 1.0)
         wavs, refs, submodel = _test_phrases(folder, limit)
@@ -275,28 +350,27 @@ def run(quick: bool, speaker: Path | None, builtin_speaker: Path | None, rounds:
         texts, seconds = _rounds(fns, wavs, rounds)
         audio_s = sum(len(w) for w in wavs) / 16000
         result["builtin"] = {"speaker": folder.name, "submodel": submodel.name, "recordings": len(wavs),
-                             "audio_s": audio_s, "exports": {"onnx float32": {
-                                 "seconds": r.seconds, "max_diff": r.verification.max_diff,
-                                 "adapter_effect": r.verification.adapter_effect,
-                                 "mb": sum(p.stat().st_size for p in r.path.iterdir()) / 1e6}},
+                             "audio_s": audio_s, "exports": {"onnx float32": _export_row(r)},
                              "engines": _compare(refs, texts, seconds, audio_s, "workbench")}
     return result
 
 
 def _print(result: dict[str, Any]) -> None:
-    for part in ("whisper", "builtin"):
+    for part in ("whisper", "whisper_full", "builtin"):
         r = result[part]
-        print(f"{r['speaker']} ({r['submodel']}): {r['recordings']} test phrases, {r['audio_s']:.0f} s of audio")
+        print(f"{r['speaker']} ({r['submodel']}, window {r.get('window', '-')}): {r['recordings']} test phrases, "
+              f"{r['audio_s']:.0f} s of audio")
         for name, e in r["engines"].items():
             mark = "" if "met" not in e else ("  met" if e["met"] else "  MISSED")
-            print(f"  {name:38s} identical {100 * e['identical']:5.1f} % (raw {100 * e['identical_raw']:5.1f} %)  "
+            print(f"  {name:58s} identical {100 * e['identical']:5.1f} % (raw {100 * e['identical_raw']:5.1f} %)  "
                   f"WER {100 * e['wer']:5.1f} % ({e['wer_points_vs_workbench']:+.1f} pts; raw "
                   f"{100 * e['wer_raw']:5.1f} %)  RTF {e['rtf']:.3f}{mark}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="6 test phrases, one round")
+    parser.add_argument("--quick", action="store_true", help=f"6 test phrases, one round, a full-window model of "
+                        f"{QUICK_FULL_STEPS} steps")
     parser.add_argument("--device", default="cpu", help="cpu only (the engines are measured on the CPU)")
     parser.add_argument("--speaker", type=Path, default=None,
                         help="a speaker folder with a personal Whisper tiny.en model (default: train one on a copy of "
@@ -304,9 +378,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--builtin-speaker", type=Path, default=None,
                         help="a speaker folder with a personal built-in-model model (default: sim-stutter, once)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=THREADS, help=f"threads per engine (default {THREADS}; the "
+                        "RTF figures are for the default)")
+    parser.add_argument("--full-steps", type=int, default=FULL_STEPS,
+                        help=f"training steps of the full-window personal model (default {FULL_STEPS}; --quick: "
+                             f"{QUICK_FULL_STEPS})")
     args = parser.parse_args(argv)
+    globals()["THREADS"] = args.threads  # every engine reads it when it is built
     t0 = time.perf_counter()
-    result = run(args.quick, args.speaker, args.builtin_speaker, args.rounds)
+    result = run(args.quick, args.speaker, args.builtin_speaker, args.rounds, args.full_steps)
     result["wall_s"] = time.perf_counter() - t0
     path = write_result("export" + ("_quick" if args.quick else ""), result)
     _print(result)

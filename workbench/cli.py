@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from workbench.defaults import RUN_DEFAULTS
 from workbench.errors import NotYetSupportedError, TrainingError, WorkbenchError
 
 __all__ = ["build_parser", "main"]
@@ -191,9 +192,11 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
     backend, _ = _speaker_model(args.speaker_dir, args.model, personal=False, size=args.size)
     config = default_config(backend, max_seconds=60.0 * args.minutes, seed=args.seed, **_adapter_choice(args.adapter))
     run = personalize_speaker(args.speaker_dir, backend=backend, config=config,
-                              decoder=args.decoder, seed=args.seed, figures=report_figures,
+                              decoder=args.decoder, seed=args.seed, figures=report_figures, window=args.window,
                               vocabulary=_vocabulary(args, args.speaker_dir))
     print(run.comparison.summary())
+    if run.train_result.cut_short:  # the time ceiling ended the run before it converged
+        print(f"Note: {run.train_result.cut_short} (a longer --minutes, or a quieter computer).")
     if run.advice:  # no improvement: what to do next (the run is not used as the personal model)
         print(run.advice)
     print(f"Personal adapter: {run.submodel_path}")
@@ -226,17 +229,13 @@ def _cmd_train_bank(args: argparse.Namespace) -> int:
             adapter = {"adapter": HRAConfig(space="embedding", embed_dim=args.speaker_space)}
         from workbench.models.loading import load_base_model
 
-        model = "tiny" if args.model == "auto" else args.model  # auto: the speakers' kind decides below
-        if args.model == "auto":
-            from workbench.models.choice import choose_base_model
-            from workbench.workflow import speaker_folders
+        from workbench.workflow import speaker_folders
+        from workbench.workflow.bank import bank_base_model
 
-            kinds = {bool(c.info.get("simulated")) for c in speaker_folders(args.speakers)}
-            choice = choose_base_model({"simulated": kinds == {True}})
-            model = choice.name
-            if distributed.is_main():
-                print(choice.reason[0].upper() + choice.reason[1:], file=sys.stderr)
-        backend = load_base_model(model, device=device)
+        choice = bank_base_model(speaker_folders(args.speakers), args.model)  # auto: the speakers' kind decides
+        if args.model == "auto" and distributed.is_main():
+            print(choice.reason[0].upper() + choice.reason[1:], file=sys.stderr)
+        backend = load_base_model(choice.name, device=device, offline=args.model == "auto")
         config = default_config(backend, max_seconds=60.0 * args.minutes, seed=args.seed,
                                 per_speaker_selection=args.per_speaker_selection,
                                 **({"max_steps": args.steps} if args.steps else {}), **adapter)
@@ -249,6 +248,8 @@ def _cmd_train_bank(args: argparse.Namespace) -> int:
             n = len(run.speaker_ids)
             print(f"{n} speaker{'s' if n > 1 else ''} in one bank: {r.steps} steps in {r.seconds:.0f} s "
                   f"({r.stopped_because}), {world} process{'es' if world > 1 else ''}")
+            if r.cut_short:  # the time ceiling ended the run before it converged
+                print(f"Note: {r.cut_short} (a longer --minutes, or a quieter computer).")
             print(f"Bank: {run.path}")
         finished = True
     finally:
@@ -263,8 +264,9 @@ def _cmd_transcribe_remote(args: argparse.Namespace) -> int:
 
     from workbench.device_tuning.client import summary_line
 
-    if args.decoder != "greedy" or args.adapter:
-        ignored = [f for f, on in (("--decoder", args.decoder != "greedy"), ("--adapter", bool(args.adapter))) if on]
+    dec = RUN_DEFAULTS.transcribe_decoder
+    if args.decoder != dec or args.adapter:
+        ignored = [f for f, on in (("--decoder", args.decoder != dec), ("--adapter", bool(args.adapter))) if on]
         print(f"Note: {' and '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored with --server: the "
               "server decodes with the Submodel it holds for --speaker", file=sys.stderr)
     model = "tiny" if args.model == "auto" else args.model  # the device part: the server's base model
@@ -439,13 +441,20 @@ def build_parser() -> argparse.ArgumentParser:
     model_help = ("base model: 'auto' (default: the built-in model for simulated speakers, Whisper tiny.en for real "
                   "people when installed), 'tiny', 'whisper-tiny.en', 'whisper-base', a transformers hub id, or a "
                   "local folder (transformers or CTranslate2/faster-whisper)")
+    minutes_help = (f"a ceiling on the training time, in minutes (default {RUN_DEFAULTS.max_minutes:g}). Training "
+                    "normally ends sooner, when the model stops improving on the recordings kept aside, so a busy "
+                    "computer gives the same model, later; a run this limit cuts short says so")
     p = sub.add_parser("personalize", help="train a personal adapter for one speaker folder")
     p.add_argument("speaker_dir")
-    p.add_argument("--model", default="auto", help=model_help)
+    p.add_argument("--model", default=RUN_DEFAULTS.model, help=model_help)
     p.add_argument("--adapter", default=None, help="adapter family: lora (default), residual, conv or hra")
-    p.add_argument("--minutes", type=float, default=1.5, help="training time budget in minutes (default 1.5)")
-    p.add_argument("--decoder", default="lexicon", choices=["greedy", "lexicon"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--minutes", type=float, default=RUN_DEFAULTS.max_minutes, help=minutes_help)
+    p.add_argument("--decoder", default=RUN_DEFAULTS.decoder, choices=["greedy", "lexicon"])
+    p.add_argument("--seed", type=int, default=RUN_DEFAULTS.seed)
+    p.add_argument("--window", default=None, choices=["auto", "full"],
+                   help="Whisper only: what the personal model hears. auto (default): the recording + 1 s, about 9x "
+                   "cheaper per training step; full: Whisper's 30 s window, which faster-whisper and transformers "
+                   "always use: train with it when the model is meant for 'workbench export'")
     p.add_argument("--vocabulary", default=None, metavar="FILE", help=vocabulary_help)
     p.add_argument("--size", default=None, choices=["small", "medium", "large", "auto"],
                    help="a size of the built-in model: small, medium, large, or auto (the largest that runs in "
@@ -457,11 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "Run several processes with: torchrun --nproc-per-node N -m workbench.cli train-bank ...")
     p.add_argument("speakers", nargs="+", help="speaker folders, or folders that hold speaker folders")
     p.add_argument("--out", required=True, help="the bank's Submodel file (.safetensors)")
-    p.add_argument("--model", default="auto", help=model_help)
+    p.add_argument("--model", default=RUN_DEFAULTS.model, help=model_help)
     p.add_argument("--adapter", default=None, help="adapter family: lora (default), residual, conv or hra")
-    p.add_argument("--minutes", type=float, default=5.0, help="training time budget in minutes (default 5)")
-    p.add_argument("--steps", type=int, default=None, help="at most this many steps (default: the trainer's)")
-    p.add_argument("--decoder", default="lexicon", choices=["greedy", "lexicon"])
+    p.add_argument("--minutes", type=float, default=RUN_DEFAULTS.max_minutes, help=minutes_help)
+    p.add_argument("--steps", type=int, default=None, help="at most this many steps (default: the base model's, "
+                   f"{RUN_DEFAULTS.max_steps} for the built-in model, {RUN_DEFAULTS.max_steps_seq2seq} for Whisper)")
+    p.add_argument("--decoder", default=RUN_DEFAULTS.decoder, choices=["greedy", "lexicon"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto: each process's own GPU when there are GPUs, else the CPU")
     p.add_argument("--per-speaker-selection", action="store_true",
@@ -470,15 +480,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speaker-space", type=int, default=None, metavar="DIM",
                    help="learn a speaker-embedding space: each speaker is a DIM-number vector that a shared "
                         "generator turns into its HRA head (warm starts and the speaker map use it)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=RUN_DEFAULTS.seed)
     p.set_defaults(func=_cmd_train_bank)
 
     p = sub.add_parser("transcribe", help="transcribe audio files with a base model and optional adapter")
     p.add_argument("files", nargs="+")
-    p.add_argument("--model", default="auto", help=model_help)
+    p.add_argument("--model", default=RUN_DEFAULTS.model, help=model_help)
     p.add_argument("--adapter", default=None, help="a Submodel file (.safetensors) from 'workbench personalize'")
     p.add_argument("--speaker", default=None, help="with a bank file (workbench train-bank): whose adapter to use")
-    p.add_argument("--decoder", default="greedy", choices=["greedy", "lexicon"])
+    p.add_argument("--decoder", default=RUN_DEFAULTS.transcribe_decoder, choices=["greedy", "lexicon"])
     p.add_argument("--server", default=None, metavar="URL",
                    help="send a compressed representation (never the audio) to a clinic server started with "
                         "'workbench serve-asr', e.g. http://127.0.0.1:8200/asr; --speaker picks the Submodel there")
@@ -510,11 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
                             ("report", "write an HTML + CSV before/after report for a speaker folder")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("speaker_dir")
-        p.add_argument("--model", default="auto", help=model_help)
+        p.add_argument("--model", default=RUN_DEFAULTS.model, help=model_help)
         p.add_argument("--adapter", default=None,
                        help="a Submodel file (default: the speaker's personal model: the run chosen in the app, "
                             "else the newest run that beat the base model)")
-        p.add_argument("--decoder", default="lexicon", choices=["greedy", "lexicon"])
+        p.add_argument("--decoder", default=RUN_DEFAULTS.decoder, choices=["greedy", "lexicon"])
         p.add_argument("--vocabulary", default=None, metavar="FILE", help=vocabulary_help)
         p.set_defaults(func=_cmd_evaluate if name == "evaluate" else _cmd_report, report=False)
 

@@ -12,6 +12,7 @@ __all__ = [
     "AudioError",
     "CorpusError",
     "EmbeddingError",
+    "ExportError",
     "MicrophoneError",
     "MissingDependencyError",
     "ModelImportError",
@@ -79,6 +80,10 @@ class TrainingError(WorkbenchError, RuntimeError):
 
 class TrainingBusyError(TrainingError):
     """A run for this speaker is already going (the app trains one run per speaker at a time)."""
+
+
+class ExportError(WorkbenchError, ValueError):
+    """A personal model cannot be exported as asked (``workbench export``); ``str(err)`` says why and what to do."""
 
 
 class EmbeddingError(WorkbenchError, ValueError):

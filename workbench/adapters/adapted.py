@@ -547,6 +547,7 @@ def load_submodel(backend: ASRBackend, path: str | Path) -> tuple[Adapted, dict[
     tensors, meta = read_submodel(path)
     check_base(meta, base_model=backend.name, base_fingerprint=backend.fingerprint())
     adapted = inject(backend, fitting_config(backend, meta, tensors, Path(path).name))
+    adapted.window = meta["window"]  # Whisper decodes on the window it was trained on (WhisperBackend.encoding_window)
     try:
         adapted.load_state_dict(tensors)
     except AdapterError:

@@ -9,7 +9,9 @@ row per speaker) says what it belongs to::
     base_fingerprint     sha256 of the frozen base weights it was trained on
     speaker_ids          JSON list, one per bank row
     specaugment          the SpecAugment policy used in training (JSON) or "null"
-    training             data summary: utterances, minutes, corpus ids (JSON)
+    training             data summary: utterances, minutes, corpus ids (JSON); for Whisper its
+                         "window", the encoding window it was trained on: "auto" (the audio
+                         + a margin) or "full" (30 s); a file without it was trained on "auto"
     metrics              WER/CER before and after (JSON)
     supernet             optional, a LoRA of the built-in model's supernet (JSON):
                          {"made_for": size, "sizes": {size: fingerprint}}; it may be cut for any
@@ -34,11 +36,12 @@ from workbench._atomic import write_bytes_atomic
 from workbench.adapters.base import MAX_SPEAKERS, _short
 from workbench.errors import AdapterError
 
-__all__ = ["FORMAT_VERSION", "check_base", "read_submodel", "write_submodel"]
+__all__ = ["FORMAT_VERSION", "WINDOWS", "check_base", "read_submodel", "write_submodel"]
 
 FORMAT_VERSION = "1"
 _JSON_KEYS = ("config", "speaker_ids", "specaugment", "training", "metrics")
 _MAX_ID = 200  # characters in one speaker id
+WINDOWS = ("auto", "full")  # the Whisper encoding windows a Submodel can be trained on (workbench.models.whisper)
 
 
 def write_submodel(path: str | Path, tensors: dict[str, Tensor], *, config: dict, base_model: str,
@@ -181,6 +184,11 @@ def _decode_metadata(raw: dict[str, str], name: str) -> dict[str, Any]:
     n = config.get("num_speakers", 1)
     if isinstance(n, int) and not isinstance(n, bool) and n != len(ids):
         raise AdapterError(f"{name}: the settings say {_short(n)} speakers but the file names {len(ids)}; {_DAMAGED}")
+    window = meta["training"].get("window", "auto")  # files from before the field: the default window
+    if not isinstance(window, str) or window not in WINDOWS:
+        raise AdapterError(f"{name}: the encoding window it was trained on is {_short(window)}, not 'auto' or "
+                           f"'full'; {_DAMAGED}")
+    meta["window"] = window  # the checked value, for the readers (load_submodel, export)
     return meta
 
 

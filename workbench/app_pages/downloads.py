@@ -83,6 +83,22 @@ def export_zip(speaker_dir: str | Path, fmt: str, *, cache: Path | None = None, 
     return target
 
 
+def _window_advice(submodel: Path) -> str:
+    """A sentence for a personal model trained on the short window (what faster-whisper/transformers change)."""
+    from workbench.adapters.io import read_submodel
+
+    try:
+        window = read_submodel(submodel)[1]["window"]
+    except WorkbenchError:
+        return ""
+    if window != "auto":
+        return " It was trained on Whisper's 30 s window, so every program hears it as the workbench does."
+    return (" It was trained on the workbench's short window (the recording + 1 s): whisper.cpp and the README's "
+            "CTranslate2 recipe hear it as the workbench does, but faster-whisper and transformers always use 30 s "
+            "and will write other words on some recordings. For a model that matches there too, train it with "
+            "the full window: workbench personalize SPEAKER_DIR --window full.")
+
+
 class ExportDownloads(pn.viewable.Viewer):
     """The download buttons of the open speaker's personal model (a block of the Results page)."""
 
@@ -132,7 +148,8 @@ class ExportDownloads(pn.viewable.Viewer):
             self.buttons[fmt].filename = f"{self.state.speaker_id}-{fmt}.zip"
         self.note.object = (f"<p>{esc(personal.describe())}. Each zip holds the model with the personal adapter "
                             "merged in and a README with the decoding settings to use. The first download takes "
-                            "up to a minute.</p>" if formats else
+                            f"up to a minute.{_window_advice(personal.path) if kind == 'whisper' else ''}</p>"
+                            if formats else
                             f"<p>{esc(personal.describe())} is on a base model that cannot be exported.</p>")
 
     def download(self, fmt: str) -> str | None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from workbench.errors import WorkbenchError
+from workbench.errors import ExportError
 
 if TYPE_CHECKING:
     from workbench.export.pipeline import ExportResult
@@ -37,10 +37,6 @@ FORMATS: dict[str, str] = {
     "onnx": "ONNX Runtime",
 }
 EXPORT_EXTRA = "pip install 'workbench[export]'"
-
-
-class ExportError(WorkbenchError, ValueError):
-    """A personal model cannot be exported as asked; ``str(err)`` says why and what to do."""
 
 
 def export_model(source: Any, fmt: str, out: Any, **options: Any) -> ExportResult:

@@ -163,10 +163,17 @@ def _base_lines(base_model: str, kind: str) -> list[str]:
     return lines
 
 
-def decoding_section(fmt: str, kind: str, folder: str = "DIR", prompt: list[int] | None = None) -> list[str]:
+def decoding_section(fmt: str, kind: str, folder: str = "DIR", prompt: list[int] | None = None,
+                     window: str = "auto") -> list[str]:
     """How to run the export, with the decoding settings that keep a fine-tuned Whisper from looping.
 
-    ``prompt``: the Whisper decoding prompt's token ids (for the CTranslate2 snippet)."""
+    Args:
+        prompt: the Whisper decoding prompt's token ids (for the CTranslate2 snippet).
+        window: the encoding window the personal model was trained on (its Submodel's
+            ``window``): ``"auto"`` (the recording + 1 s: the recipes set that window where the
+            engine allows it, and say where it does not) or ``"full"`` (30 s: the engines'
+            defaults are what it was trained on).
+    """
     if kind == "built-in":
         return ["## How to run it", "",
                 "The graph takes 16 kHz mono audio and returns CTC log-probabilities; decode greedily (best symbol "
@@ -179,79 +186,123 @@ def decoding_section(fmt: str, kind: str, folder: str = "DIR", prompt: list[int]
                 "best = log_probs[0, :lengths[0]].argmax(-1)",
                 "text = ''.join(vocab[i] for j, i in enumerate(best) if i != 0 and (j == 0 or i != best[j - 1]))",
                 "```", ""]
+    full = window == "full"
     lines = ["## Decoding settings (important)", "",
              "Decode this model **greedily, without timestamps, without temperature fallback, and with at most "
              f"{TOKENS_FIXED} + {TOKENS_PER_SECOND} tokens per second of audio**. A fine-tuned Whisper that may "
              "predict timestamps, retry at higher temperatures or write up to 448 tokens for a short phrase tends to "
-             "loop or to stop early.", "",
-             "**Encode what it was trained on.** The workbench trains and measures personal models on the recording "
-             f"plus {WINDOW_MARGIN_S:g} s of silence, rounded up to {WINDOW_BUCKET_S:g} s (a 2.2 s phrase: a 4 s "
-             "window), not on Whisper's usual 30 s window. Engines that pad every recording to 30 s give different "
-             "words on some recordings (docs/benchmarks.md measures how many); where the engine allows it, set the "
-             "window as below "
-             "(`window = 2 * ceil((seconds + 1) / 2)`, at most 30).", "",
-             "**Cut loops.** The workbench also stops a transcript as soon as its last tokens repeat (one or two "
-             "tokens 4 times, three or four tokens 3 times, a longer phrase twice) and keeps the first copy. The "
-             "engines have no such guard; apply it to the token ids they return (re-tokenize the text where an "
-             "engine returns only text):", "", "```python", CUT_LOOPS_CODE, "```", ""]
+             "loop or to stop early.", ""]
+    if full:
+        lines += ["**Encoding window: Whisper's 30 s, the engines' default.** This personal model was trained on "
+                  "Whisper's own 30 s window (`workbench personalize --window full`), which is what faster-whisper, "
+                  "transformers and whisper.cpp encode by default: run them with their plain settings below (no "
+                  "window cut, no `audio_ctx`).", ""]
+    else:
+        lines += ["**Encode what it was trained on.** This personal model was trained and measured on the recording "
+                  f"plus {WINDOW_MARGIN_S:g} s of silence, rounded up to {WINDOW_BUCKET_S:g} s (a 2.2 s phrase: a 4 s "
+                  "window), not on Whisper's usual 30 s window. Engines that pad every recording to 30 s "
+                  "(faster-whisper, transformers) **will give different words on some recordings** "
+                  "(docs/benchmarks.md measures how many); where the engine allows it, set the window as below "
+                  "(`window = 2 * ceil((seconds + 1) / 2)`, at most 30).", "",
+                  "**For a model that matches in every engine,** train it on Whisper's 30 s window and export that "
+                  "one: `workbench personalize SPEAKER_DIR --window full`, then `workbench export SPEAKER_DIR ...` "
+                  "(about 9 times the training time per step).", ""]
+    lines += ["**Cut loops.** The workbench also stops a transcript as soon as its last tokens repeat (one or two "
+              "tokens 4 times, three or four tokens 3 times, a longer phrase twice) and keeps the first copy. The "
+              "engines have no such guard; apply it to the token ids they return (re-tokenize the text where an "
+              "engine returns only text):", "", "```python", CUT_LOOPS_CODE, "```", ""]
     if fmt == "ct2":
-        ids = list(prompt or [])
-        lines += ["faster-whisper (simple; it always encodes 30 s, so some words can differ from the workbench's):", "",
-                  "```python", "from faster_whisper import WhisperModel", "",
-                  f"model = WhisperModel('{folder}', device='cpu', compute_type='default')",
-                  "seconds = 3.0  # the recording's length",
-                  "segments, info = model.transcribe('take.wav', beam_size=1, temperature=0.0, without_timestamps=True,",
-                  "                                  condition_on_previous_text=False, vad_filter=False,",
-                  f"                                  max_new_tokens={TOKENS_FIXED} + round({TOKENS_PER_SECOND} * seconds))",
-                  "print(' '.join(s.text.strip() for s in segments))", "```", "",
-                  "(`temperature=0.0` as a single value turns the fallback off; the default is a list of six. "
-                  "faster-whisper pads every recording to 30 s, and `chunk_length` does not change that.)", "",
-                  "CTranslate2 directly, with the workbench's window (what the personal model was trained and "
-                  "measured on):", "",
-                  "```python", "import math, ctranslate2, numpy as np, tokenizers",
-                  "from faster_whisper import decode_audio",
-                  "from faster_whisper.feature_extractor import FeatureExtractor", "",
-                  f"model = ctranslate2.models.Whisper('{folder}')",
-                  f"tokenizer = tokenizers.Tokenizer.from_file('{folder}/tokenizer.json')",
-                  "audio = decode_audio('take.wav')  # 16 kHz mono float32",
-                  "seconds = len(audio) / 16000",
-                  "window = min(30, 2 * math.ceil((seconds + 1) / 2))  # seconds",
-                  "mel = FeatureExtractor()(np.pad(audio, (0, max(0, 480000 - len(audio)))))[:, :100 * window]",
-                  "result = model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])),",
-                  f"                        [{ids}], beam_size=1, suppress_blank=True,",
-                  f"                        max_length={TOKENS_FIXED} + math.ceil({TOKENS_PER_SECOND} * seconds))",
-                  "print(tokenizer.decode(cut_loops(result[0].sequences_ids[0])))  # cut_loops: above", "```", "",
-                  f"(`{ids}` is the decoding prompt: start of transcript, [language, task,] no timestamps.)", ""]
+        lines += _ct2_recipe(folder, list(prompt or []), full)
     elif fmt == "ggml":
-        lines += ["whisper.cpp (command line; `--audio-ctx` is 50 x the window in seconds, here a 4 s window):", "",
-                  "```bash",
-                  f"whisper-cli -m {folder}/ggml-model.bin -f take.wav --no-timestamps --beam-size 1 --best-of 1 \\",
-                  "    --temperature 0 --no-fallback --max-context 0 --audio-ctx 200", "```", "",
-                  "pywhispercpp:", "", "```python", "import math", "from pywhispercpp.model import Model", "",
-                  f"model = Model('{folder}/ggml-model.bin', n_threads=2)",
-                  "seconds = 3.0  # the recording's length",
-                  "segments = model.transcribe('take.wav', no_timestamps=True, temperature=0.0, temperature_inc=0.0,",
-                  "                            single_segment=True, no_context=True, print_progress=False,",
-                  f"                            max_tokens={TOKENS_FIXED} + math.ceil({TOKENS_PER_SECOND} * seconds),",
-                  "                            audio_ctx=50 * min(30, 2 * math.ceil((seconds + 1) / 2)))",
-                  "print(' '.join(s.text.strip() for s in segments))", "```", "",
-                  "(`temperature_inc=0.0` / `--no-fallback` turns the temperature fallback off; `max_tokens` caps the "
-                  "one segment of a short recording; the command line has no such cap.)", ""]
+        lines += _ggml_recipe(folder, full)
     elif fmt == "hf":
-        lines += ["transformers:", "", "```python", "from transformers import pipeline", "",
-                  f"asr = pipeline('automatic-speech-recognition', model='{folder}')",
-                  "out = asr('take.wav', return_timestamps=False,",
-                  f"          generate_kwargs={{'num_beams': 1, 'do_sample': False, 'max_new_tokens': {TOKENS_FIXED} + "
-                  f"{TOKENS_PER_SECOND} * 3}})  # 3 s",
-                  "print(out['text'])", "```", "",
-                  "or `WhisperForConditionalGeneration.from_pretrained(...)` with `model.generate(input_features, "
-                  "return_timestamps=False, num_beams=1, do_sample=False, max_new_tokens=...)`; leave "
-                  "`temperature` unset (a tuple of temperatures turns the fallback on). transformers always encodes "
-                  "30 s (its Whisper encoder refuses other lengths) and has no repetition guard, so on some recordings its "
-                  "words differ from the workbench's and on short phrases it can repeat the sentence until "
-                  "`max_new_tokens` stops it: keep that cap, and prefer the ct2 or ggml export, which can encode the "
-                  "shorter window.", ""]
+        lines += _hf_recipe(folder, full)
     return lines
+
+
+def _ct2_recipe(folder: str, ids: list[int], full: bool) -> list[str]:
+    lines = ["faster-whisper" + (" (encodes 30 s, as this model was trained):" if full else
+                                 " (simple; it always encodes 30 s, so some words will differ from the workbench's):"),
+             "", "```python", "from faster_whisper import WhisperModel", "",
+             f"model = WhisperModel('{folder}', device='cpu', compute_type='default')",
+             "seconds = 3.0  # the recording's length",
+             "segments, info = model.transcribe('take.wav', beam_size=1, temperature=0.0, without_timestamps=True,",
+             "                                  condition_on_previous_text=False, vad_filter=False,",
+             f"                                  max_new_tokens={TOKENS_FIXED} + round({TOKENS_PER_SECOND} * seconds))",
+             "print(' '.join(s.text.strip() for s in segments))", "```", "",
+             "(`temperature=0.0` as a single value turns the fallback off; the default is a list of six. "
+             "faster-whisper pads every recording to 30 s, and `chunk_length` does not change that.)", ""]
+    if full:
+        return lines
+    return lines + [
+        "CTranslate2 directly, with the window this model was trained and measured on:", "",
+        "```python", "import math, ctranslate2, numpy as np, tokenizers",
+        "from faster_whisper import decode_audio",
+        "from faster_whisper.feature_extractor import FeatureExtractor", "",
+        f"model = ctranslate2.models.Whisper('{folder}')",
+        f"tokenizer = tokenizers.Tokenizer.from_file('{folder}/tokenizer.json')",
+        "audio = decode_audio('take.wav')  # 16 kHz mono float32",
+        "seconds = len(audio) / 16000",
+        "window = min(30, 2 * math.ceil((seconds + 1) / 2))  # seconds",
+        "mel = FeatureExtractor()(np.pad(audio, (0, max(0, 480000 - len(audio)))))[:, :100 * window]",
+        "result = model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])),",
+        f"                        [{ids}], beam_size=1, suppress_blank=True,",
+        f"                        max_length={TOKENS_FIXED} + math.ceil({TOKENS_PER_SECOND} * seconds))",
+        "print(tokenizer.decode(cut_loops(result[0].sequences_ids[0])))  # cut_loops: above", "```", "",
+        f"(`{ids}` is the decoding prompt: start of transcript, [language, task,] no timestamps.)", ""]
+
+
+def _ggml_recipe(folder: str, full: bool) -> list[str]:
+    ctx_cli = "" if full else " --audio-ctx 200"
+    ctx_py = [] if full else ["                            audio_ctx=50 * min(30, 2 * math.ceil((seconds + 1) / 2)))"]
+    return ["whisper.cpp (command line" + ("):" if full else "; `--audio-ctx` is 50 x the window in seconds, here a "
+                                           "4 s window):"), "",
+            "```bash",
+            f"whisper-cli -m {folder}/ggml-model.bin -f take.wav --no-timestamps --beam-size 1 --best-of 1 \\",
+            f"    --temperature 0 --no-fallback --max-context 0{ctx_cli}", "```", "",
+            "pywhispercpp:", "", "```python", "import math", "from pywhispercpp.model import Model", "",
+            f"model = Model('{folder}/ggml-model.bin', n_threads=2)",
+            "seconds = 3.0  # the recording's length",
+            "segments = model.transcribe('take.wav', no_timestamps=True, temperature=0.0, temperature_inc=0.0,",
+            "                            single_segment=True, no_context=True, print_progress=False,",
+            f"                            max_tokens={TOKENS_FIXED} + math.ceil({TOKENS_PER_SECOND} * seconds)"
+            + ("," if ctx_py else ")"), *ctx_py,
+            "print(' '.join(s.text.strip() for s in segments))", "```", "",
+            "(`temperature_inc=0.0` / `--no-fallback` turns the temperature fallback off; `max_tokens` caps the "
+            "one segment of a short recording; the command line has no such cap.)", ""]
+
+
+def _hf_recipe(folder: str, full: bool) -> list[str]:
+    lines = ["transformers:", "", "```python", "from transformers import pipeline", "",
+             f"asr = pipeline('automatic-speech-recognition', model='{folder}')",
+             "out = asr('take.wav', return_timestamps=False,",
+             f"          generate_kwargs={{'num_beams': 1, 'do_sample': False, 'max_length': {TOKENS_FIXED} + "
+             f"{TOKENS_PER_SECOND} * 3}})  # 3 s",
+             "print(out['text'])", "```", "",
+             "or `WhisperForConditionalGeneration.from_pretrained(...)` with `model.generate(input_features, "
+             "return_timestamps=False, num_beams=1, do_sample=False, max_length=...)`; leave "
+             "`temperature` unset (a tuple of temperatures turns the fallback on). The cap is passed as "
+             "`max_length`: Whisper's `generate` counts it after the decoding prompt (the same cap as "
+             "`max_new_tokens`), and `max_new_tokens` makes transformers 5 log \"Both `max_new_tokens` and "
+             "`max_length` seem to have been set\" (its Whisper `generate` sets a `max_length` of its own). "
+             "transformers has no repetition guard: on a short phrase it can repeat the sentence until "
+             "the cap stops it, so keep that cap."]
+    if full:
+        lines[-1] += " It encodes 30 s, the window this model was trained on."
+    else:
+        lines[-1] += (" transformers always encodes 30 s (its Whisper encoder refuses other lengths), so on some "
+                      "recordings its words will differ from the workbench's: prefer the ct2 or ggml export, which "
+                      "can encode the shorter window, or train with `--window full` for this format.")
+    return lines + [""]
+
+
+def _window_line(window: str) -> list[str]:
+    if window == "full":
+        return ["- encoding window it was trained on: Whisper's 30 s (`workbench personalize --window full`), the "
+                "engines' default."]
+    return [f"- encoding window it was trained on: the recording + {WINDOW_MARGIN_S:g} s, in {WINDOW_BUCKET_S:g} s "
+            "steps (the workbench's default); engines that always encode 30 s will differ on some recordings (see "
+            "the decoding settings)."]
 
 
 def model_card(*, fmt: str, kind: str, speaker_id: str, meta: dict[str, Any], chosen: str, details: list[str],
@@ -283,9 +334,10 @@ def model_card(*, fmt: str, kind: str, speaker_id: str, meta: dict[str, Any], ch
              "## What it is", "",
              *_base_lines(str(meta.get("base_model")), kind),
              f"- personal adapter: **{family}** ({settings}), trained {_text(meta.get('created', 'at an unknown time'))}.",
+             *(_window_line(str(meta.get("window", "auto"))) if kind == "whisper" else []),
              *details, f"- check at export: {verification}.", "",
              "## Training data", "", *_training_lines(meta.get("training")), "",
              "## How well it did", "", *_wer_lines(meta.get("metrics"), speaker_id), "",
-             *decoding_section(fmt, kind, folder, prompt),
+             *decoding_section(fmt, kind, folder, prompt, window=str(meta.get("window", "auto"))),
              "## Files", "", *[f"- {f}" for f in files], ""]
     return "\n".join(lines)

@@ -18,11 +18,19 @@ to use. Engines: pip install 'workbench[export]'."""
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from workbench.export import export_model
+    import sys
+    import warnings
 
-    result = export_model(args.source, args.format, args.out, speaker=args.speaker, quantization=args.quantization,
-                          force=args.force, model=args.model)
+    from workbench.export import export_model
+    from workbench.notices import Notice
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Notice)  # printed below, once, after the summary
+        result = export_model(args.source, args.format, args.out, speaker=args.speaker,
+                              quantization=args.quantization, force=args.force, model=args.model)
     print(result.summary())
+    for note in result.notes:
+        print(f"Warning: {note}", file=sys.stderr)
     return 0
 
 
@@ -37,7 +45,8 @@ def add_export_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", required=True, help="the folder to create (it appears complete or not at all)")
     p.add_argument("--speaker", default=None, help="with a bank file: whose personal model to export")
     p.add_argument("--quantization", default=None, choices=["int8", "float16", "float32"],
-                   help="weights: ct2 int8 (default), float16 or float32; ggml float16; hf and onnx float32")
+                   help="weights: ct2 int8 (default), float16 or float32; ggml float16 (whisper.cpp cannot run "
+                   "float32); hf and onnx float32")
     p.add_argument("--force", action="store_true", help="replace an existing --out folder (once the new one is "
                    "complete)")
     p.add_argument("--model", default=None, help="the base model to load instead of the one the file names (a local "

@@ -16,7 +16,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from workbench.export.merge import Verification, merged_whisper
+from workbench.export.merge import Verification, how_merged, merged_whisper
 
 if TYPE_CHECKING:
     from workbench.adapters import Adapted
@@ -49,7 +49,7 @@ def write_ct2(adapted: Adapted, folder: Path, quantization: str | None) -> tuple
              "preprocessor_config.json": "the log-mel settings"}
     return files, [f"- format: CTranslate2 (faster-whisper), weights {quantization}, converted by ctranslate2 "
                    f"{ctranslate2.__version__}'s TransformersConverter from the merged float32 model "
-                   "(LoRA merged: W + alpha/r · B A)."], verification
+                   f"({how_merged(adapted.config.family)})."], verification
 
 
 def window_transcriber(folder: str | Path, prompt: list[int], *, threads: int = 2) -> Callable[[Any], str]:

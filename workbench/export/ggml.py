@@ -20,9 +20,18 @@ per tensor                      n_dims, name length, type (0 f32, 1 f16), the di
 
 Tensor names are OpenAI's (``encoder.blocks.0.attn.query.weight``); ``proj_out`` is not
 written (tied to the token embedding). Matrices are float16 and vectors, convolution biases
-and positional embeddings float32, as whisper.cpp's own converter writes them. (A float32
-file, ``ftype`` 0, loads but stops at whisper.cpp's first convolution, whose CPU kernel takes
-float16 weights only: pywhispercpp 1.5.1 asserts ``src0->type == GGML_TYPE_F16``.)
+and positional embeddings float32, as whisper.cpp's own converter writes them.
+
+**Why float16 only.** :func:`write_ggml_file` can write a float32 file (``ftype`` 0, tested for
+its layout), and it loads, but whisper.cpp then builds the convolution kernels in float32 too,
+and its CPU convolution (``ggml_conv_1d`` -> ``im2col`` with float16 output) takes float16
+kernels only: whisper.cpp 1.8.5 (pywhispercpp 1.5.1, the newest wheel) aborts the process on the
+first recording (``GGML_ASSERT(src0->type == GGML_TYPE_F16)`` in ``ggml_compute_forward_im2col``,
+checked 2026-12-06). Keeping float16 kernels inside a float32 file is refused by its loader
+("tensor 'encoder.conv1.weight' has wrong size"). So ``--quantization float32`` is refused
+for ggml with that explanation (:data:`FLOAT32_REFUSED`); the cost of float16 weights is
+measured in ``bench/bench_export.py`` (the workbench's own path on the merged weights rounded
+to float16).
 """
 
 from __future__ import annotations
@@ -34,15 +43,21 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from workbench.export import ExportError
-from workbench.export.merge import Verification, merged_whisper
+from workbench.export.merge import Verification, how_merged, merged_whisper
 
 if TYPE_CHECKING:
     from workbench.adapters import Adapted
 
-__all__ = ["GGML_MAGIC", "QUANTIZATIONS", "ggml_name", "write_ggml", "write_ggml_file"]
+__all__ = ["FLOAT32_REFUSED", "GGML_MAGIC", "QUANTIZATIONS", "ggml_name", "write_ggml", "write_ggml_file"]
 
 GGML_MAGIC = 0x67676D6C
-QUANTIZATIONS = ("float16",)  # whisper.cpp's CPU convolution (im2col) takes float16 kernels only
+QUANTIZATIONS = ("float16",)  # whisper.cpp's CPU convolution takes float16 kernels only (module docstring)
+FLOAT32_REFUSED = (
+    "--quantization float32 is not available for ggml: whisper.cpp builds the convolution kernels of a float32 file "
+    "in float32, and its CPU convolution (im2col) takes float16 kernels only, so whisper.cpp 1.8.5 (pywhispercpp "
+    "1.5.1) stops the whole program with 'GGML_ASSERT(src0->type == GGML_TYPE_F16) failed' on the first recording. "
+    "Leave out --quantization (float16), or for float32 weights use --format ct2 --quantization float32 "
+    "(faster-whisper / CTranslate2)")
 FILE_NAME = "ggml-model.bin"
 _LAYER_MAP = {
     "self_attn.k_proj": "attn.key", "self_attn.q_proj": "attn.query", "self_attn.v_proj": "attn.value",
@@ -154,5 +169,5 @@ def write_ggml(adapted: Adapted, folder: Path, quantization: str | None) -> tupl
                             ftype=1 if quantization == "float16" else 0)
     files = {FILE_NAME: f"the whisper.cpp model ({n} tensors, {quantization} matrices, personal adapter merged)"}
     return files, [f"- format: whisper.cpp ggml, {quantization} (vectors and positional embeddings float32), written "
-                   "by the workbench from the merged float32 model (LoRA merged: W + alpha/r · B A); mel filters from "
+                   f"by the workbench from the merged float32 model ({how_merged(adapted.config.family)}); mel filters from "
                    "librosa, vocabulary from the model's tokenizer."], verification

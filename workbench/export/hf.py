@@ -1,6 +1,6 @@
 """``--format hf``: a transformers folder of the merged personal Whisper model.
 
-The folder holds ``model.safetensors`` (float32, LoRA merged), ``config.json``,
+The folder holds ``model.safetensors`` (float32, adapter merged), ``config.json``,
 ``generation_config.json`` (the base model's special and suppressed tokens), the processor
 (``processor_config.json``, and ``preprocessor_config.json`` for older transformers and for
 CTranslate2's converter) and the tokenizer (``tokenizer.json``, ``tokenizer_config.json``).
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from workbench.export.merge import Verification, merged_whisper
+from workbench.export.merge import Verification, how_merged, merged_whisper
 
 if TYPE_CHECKING:
     from torch import nn
@@ -43,5 +43,5 @@ def write_hf(adapted: Adapted, folder: Path, quantization: str | None) -> tuple[
     """Merge, check and write the transformers folder. ``quantization``: only float32 (or None)."""
     model, verification = merged_whisper(adapted)
     files = write_hf_model(model, adapted, folder)
-    return files, ["- format: transformers `WhisperForConditionalGeneration`, float32, LoRA merged into the weights "
-                   "(W + alpha/r · B A)."], verification
+    return files, ["- format: transformers `WhisperForConditionalGeneration`, float32, adapter merged into the "
+                   f"weights ({how_merged(adapted.config.family)})."], verification

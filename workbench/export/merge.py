@@ -1,8 +1,12 @@
 """Fold a speaker's adapter into the base weights, and check the result against the adapted model.
 
 **Which families merge.** LoRA adds ``(alpha/r) B A x`` to a linear layer's output, which is
-the same as adding ``(alpha/r) B A`` to its weight: :meth:`workbench.adapters.Adapted.merge`
-does exactly that (and refuses NaN). The residual, ConvAdapter and HRA families put a
+the same as adding ``(alpha/r) B A`` to its weight; the vector family (IA3, rank-1 FLoRA,
+:mod:`workbench.adapters.vector`) scales a linear layer's input and/or output element-wise,
+``y = b * (W (a * x) + bias)``, which is the layer ``W' = diag(b) W diag(a)``,
+``bias' = b * bias``. :meth:`workbench.adapters.Adapted.merge` folds either into the weights
+exactly (and refuses NaN); the check below confirms it to float32 rounding on every export.
+The residual, ConvAdapter and HRA families put a
 non-linear module (LayerNorm, ReLU/GELU, a sigmoid gate, a recurrent controller) after an
 encoder block; no change of the base weights reproduces it, so their models cannot become a
 plain Whisper checkpoint. They can still be exported as a graph that contains the adapter:
@@ -32,9 +36,9 @@ if TYPE_CHECKING:
     from workbench.adapters import Adapted
 
 __all__ = ["MERGEABLE", "RTOL", "Verification", "check_family", "compare_outputs", "fresh_merged_model",
-           "merged_state_dict", "merged_whisper", "probe_waveforms", "whisper_probe"]
+           "how_merged", "merged_state_dict", "merged_whisper", "probe_waveforms", "whisper_probe"]
 
-MERGEABLE = ("lora",)  # families whose update is linear in the base weights
+MERGEABLE = ("lora", "vector")  # families whose update folds into the linear layers' weights (Adapted.merge)
 RTOL = 1e-4  # largest allowed difference, relative to the largest output (float32 rounding through the net)
 _WHISPER_FORMATS = ("hf", "ct2", "ggml")
 
@@ -85,18 +89,30 @@ def check_family(family: str, fmt: str, kind: str) -> None:
             f"a {family} adapter cannot be exported to {fmt} ({FORMATS[fmt]}): it is a small network placed after "
             "each encoder block, not a change of the model's weights, so it cannot be folded into the plain Whisper "
             "model that faster-whisper, whisper.cpp and transformers run. None of ct2, ggml or hf can hold it (only "
-            "LoRA can be merged); the built-in model's adapters of every family export to onnx. To take this "
+            "LoRA and vector adapters can be merged); the built-in model's adapters of every family export to onnx. "
+            "To take this "
             "speaker's Whisper model anywhere, train a LoRA adapter: workbench personalize SPEAKER_DIR --adapter lora")
 
 
+def how_merged(family: str) -> str:
+    """How ``family``'s update went into the weights, in the model card's words.
+
+    >>> how_merged("vector")
+    'vector scalings merged: diag(b) W diag(a), b * bias'
+    """
+    return "vector scalings merged: diag(b) W diag(a), b * bias" if family == "vector" else \
+        "LoRA merged: W + alpha/r · B A"
+
+
 def merged_state_dict(adapted: Adapted) -> dict[str, Tensor]:
-    """The base model's ``state_dict`` with the (one-speaker) LoRA update folded into its weights.
+    """The base model's ``state_dict`` with the (one-speaker) LoRA or vector update folded into its weights.
 
     Uses :meth:`Adapted.merge` (which refuses NaN/inf) and :meth:`Adapted.unmerge` (which
     restores the exact base weights), so the live model is unchanged afterwards.
     """
     if adapted.config.family not in MERGEABLE:
-        raise ExportError(f"a {adapted.config.family} adapter cannot be merged into the base weights (only LoRA can)")
+        raise ExportError(f"a {adapted.config.family} adapter cannot be merged into the base weights (only LoRA and "
+                          "vector adapters can)")
     adapted.merge(0)
     try:
         return {k: v.detach().clone() for k, v in adapted.backend.module.state_dict().items()}
@@ -172,7 +188,7 @@ def whisper_probe(adapted: Adapted) -> tuple[Tensor, Tensor]:
 
 
 def merged_whisper(adapted: Adapted) -> tuple[nn.Module, Verification]:
-    """A plain ``WhisperForConditionalGeneration`` with the speaker's LoRA merged in, checked on the probe.
+    """A plain ``WhisperForConditionalGeneration`` with the speaker's adapter merged in, checked on the probe.
 
     The check runs the full model (encoder on a 30 s window, decoder teacher-forced on the
     prompt and a sentence) and compares every logit. The base model's generation settings

@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from workbench.export.merge import MERGEABLE, Verification, compare_outputs, fresh_merged_model, merged_state_dict, \
-    probe_waveforms
+from workbench.export.merge import MERGEABLE, Verification, compare_outputs, fresh_merged_model, how_merged, \
+    merged_state_dict, probe_waveforms
 
 if TYPE_CHECKING:
     from workbench.adapters import Adapted
@@ -142,7 +142,7 @@ def write_onnx(adapted: Adapted, folder: Path, quantization: str | None) -> tupl
                                    "(2.5 s and 1.3 s, one batch) in ONNX Runtime", what="ONNX graph")
     vocab = {"blank_id": BLANK_ID, "symbols": list(VOCAB), "frame_seconds": 0.04, "sample_rate": 16000}
     write_bytes_atomic(folder / "vocab.json", (json.dumps(vocab, indent=1) + "\n").encode())
-    how = ("LoRA merged into the weights (W + alpha/r · B A), plain model exported" if merged else
+    how = (f"adapter merged into the weights ({how_merged(adapted.config.family)}), plain model exported" if merged else
            f"the {adapted.config.family} adapter is not linear in the weights, so it is part of the graph")
     files = {FILE_NAME: "the graph: 16 kHz audio in, CTC log-probabilities out (log-mel frontend inside)",
              "vocab.json": "the 29 output symbols (0 is the CTC blank)"}

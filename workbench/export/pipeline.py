@@ -20,12 +20,12 @@ from workbench.export.source import base_kind, load_adapted, resolve_source
 if TYPE_CHECKING:
     from workbench.models.base import ASRBackend
 
-__all__ = ["QUANTIZATIONS", "ExportResult", "export_model"]
+__all__ = ["QUANTIZATIONS", "ExportResult", "export_model", "window_note"]
 
 #: format -> the weight types it can be written in (the first is the default)
 QUANTIZATIONS: dict[str, tuple[str, ...]] = {
     "ct2": ("int8", "float16", "float32"),
-    "ggml": ("float16",),  # whisper.cpp's convolution takes float16 kernels only (see workbench.export.ggml)
+    "ggml": ("float16",),  # whisper.cpp aborts on a float32 file (see workbench.export.ggml.FLOAT32_REFUSED)
     "hf": ("float32",),
     "onnx": ("float32",),
 }
@@ -48,6 +48,7 @@ class ExportResult:
         verification: the merged-vs-adapted check.
         files: file name -> what it holds.
         seconds: wall time of the export.
+        notes: what the user should know about this export, in words (also given as notices).
     """
 
     path: Path
@@ -59,6 +60,7 @@ class ExportResult:
     verification: Verification
     files: dict[str, str]
     seconds: float
+    notes: tuple[str, ...] = ()
 
     def summary(self) -> str:
         return (f"Exported the personal model of speaker {self.speaker_id} ({self.family}, from {self.submodel.name}) "
@@ -77,6 +79,24 @@ def _writer(fmt: str) -> Callable:
     else:
         from workbench.export.onnx import write_onnx as writer
     return writer
+
+
+def window_note(fmt: str, window: str) -> str | None:
+    """What to tell the user when the engine of ``fmt`` encodes another window than the model learned.
+
+    faster-whisper and transformers always encode Whisper's 30 s window; a personal model trained on
+    the workbench's short window (``"auto"``) therefore says other words there on some recordings.
+    None when there is nothing to say (a ``"full"`` model, or whisper.cpp, which takes the window).
+    """
+    if window != "auto" or fmt not in ("ct2", "hf"):
+        return None
+    engine = {"ct2": "faster-whisper", "hf": "transformers"}[fmt]
+    exact = ("; the model card's CTranslate2 recipe encodes the short window and matches the workbench" if fmt == "ct2"
+             else "")
+    return (f"this personal model was trained on the workbench's short window (the recording + 1 s), but {engine} "
+            f"always encodes Whisper's 30 s window, so its transcripts will differ from the workbench's on some "
+            f"recordings{exact}. For an export that matches in {engine}, train the speaker with 'workbench "
+            "personalize SPEAKER_DIR --window full' and export that personal model.")
 
 
 def _check_engines(fmt: str) -> None:
@@ -120,6 +140,10 @@ def export_model(source: str | Path, fmt: str, out: str | Path, *, speaker: str 
                           ", ".join(f"{k} ({v})" for k, v in FORMATS.items()))
     allowed = QUANTIZATIONS[fmt]
     quantization = quantization or allowed[0]
+    if fmt == "ggml" and quantization == "float32":
+        from workbench.export.ggml import FLOAT32_REFUSED
+
+        raise ExportError(FLOAT32_REFUSED)
     if quantization not in allowed:
         raise ExportError(f"--quantization {quantization} is not available for {fmt}; choose "
                           f"{' or '.join(allowed)}")
@@ -143,5 +167,10 @@ def export_model(source: str | Path, fmt: str, out: str | Path, *, speaker: str 
             write_bytes_atomic(tmp / "README.md", card.encode("utf-8"))
     finally:
         adapted.remove()
+    note = window_note(fmt, src.window) if kind == "whisper" else None
+    if note:
+        from workbench.notices import notify
+
+        notify(note, stacklevel=2)
     return ExportResult(out, fmt, quantization, src.speaker_id, src.path, src.family, verification, files,
-                        time.perf_counter() - t0)
+                        time.perf_counter() - t0, (note,) if note else ())

@@ -62,6 +62,11 @@ class ExportSource:
     def base_model(self) -> str:
         return str(self.meta["base_model"])
 
+    @property
+    def window(self) -> str:
+        """The Whisper encoding window it was trained on: ``"auto"`` (the audio + 1 s) or ``"full"`` (30 s)."""
+        return str(self.meta.get("window", "auto"))
+
 
 def base_kind(name: str) -> str | None:
     """``"whisper"`` for the named Whisper models, ``"built-in"`` for the built-in model (any size), else None.
@@ -183,6 +188,7 @@ def load_adapted(src: ExportSource, *, model: str | None = None, backend: ASRBac
                what=f"{src.path.name}")
     config = fitting_config(backend, src.meta, src.tensors, src.path.name)
     adapted = inject(backend, config.replace(num_speakers=1))
+    adapted.window = src.window  # decoded on the window it was trained on, as load_submodel does
     per = adapted.per_speaker_keys()
     try:
         adapted.load_state_dict({k: (v[src.row: src.row + 1] if k in per else v) for k, v in src.tensors.items()})

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from workbench._disk import check_room_for_run
 from workbench.dataset import examples_from_corpus
+from workbench.defaults import RUN_DEFAULTS
 from workbench.errors import TrainingError
 from workbench.metrics import Comparison, compare
 from workbench.text import prompt_key
@@ -27,8 +28,9 @@ if TYPE_CHECKING:
     from workbench.adapters import Adapted
     from workbench.corpus import SpeakerCorpus
     from workbench.models.base import ASRBackend
+    from workbench.models.choice import ModelChoice
 
-__all__ = ["BankRun", "speaker_folders", "train_bank"]
+__all__ = ["BankRun", "bank_base_model", "speaker_folders", "train_bank"]
 
 
 @dataclasses.dataclass
@@ -69,19 +71,27 @@ def speaker_folders(paths: list[str | Path]) -> list[SpeakerCorpus]:
     return corpora
 
 
+def bank_base_model(corpora: list[SpeakerCorpus], model: str = RUN_DEFAULTS.model) -> ModelChoice:
+    """The base model of a bank: ``model``, or with ``"auto"`` the built-in model when every
+    speaker is simulated, else Whisper tiny.en (:func:`~workbench.models.choice.choose_base_model`)."""
+    from workbench.models.choice import choose_base_model
+
+    return choose_base_model({"simulated": all(bool(c.info.get("simulated")) for c in corpora)}, model)
+
+
 def train_bank(
     speakers: list[str | Path],
     out: str | Path,
     *,
     backend: ASRBackend | None = None,
-    model: str = "tiny",
+    model: str = RUN_DEFAULTS.model,
     device: str = "cpu",
     config: TrainConfig | None = None,
-    decoder: str = "lexicon",
-    test_fraction: float = 0.25,
-    valid_fraction: float = 0.15,
+    decoder: str = RUN_DEFAULTS.decoder,
+    test_fraction: float = RUN_DEFAULTS.test_fraction,
+    valid_fraction: float = RUN_DEFAULTS.valid_fraction,
     max_train: int | None = None,
-    seed: int = 0,
+    seed: int = RUN_DEFAULTS.seed,
     progress: bool = True,
 ) -> BankRun:
     """Train one Submodel bank for many speakers in one job (one row per speaker).
@@ -98,7 +108,8 @@ def train_bank(
         speakers: speaker folders, or folders of speaker folders.
         out: the bank's Submodel file (``.safetensors``); one speaker's Submodel can be
             taken out of it with :meth:`workbench.adapters.SubmodelBank.export_speaker`.
-        config: training settings (default :class:`TrainConfig` with ``seed``).
+        model: without ``backend``: a base model name, or ``"auto"`` (:func:`bank_base_model`).
+        config: training settings (default: :func:`default_config` of the base model, with ``seed``).
         max_train: use at most this many of each speaker's takes for training and validation
             together (as :func:`personalize_speaker`).
 
@@ -128,7 +139,8 @@ def train_bank(
         held_out += examples_from_corpus(corpus, te, speaker=row)
         used[corpus.speaker_id] = {"utt_ids": [u.utt_id for u in tr], "valid_utt_ids": [u.utt_id for u in va]}
         trained_prompts |= {prompt_key(u.prompt) for u in tr + va}
-    backend = backend or load_base_model(model, device=device)
+    backend = backend or load_base_model(bank_base_model(corpora, model).name, device=device,
+                                         offline=model == "auto")
     dec = build_decoder(decoder, prompts=sorted({p for c in corpora for p in c.prompts()}),
                         backend=backend)  # validation
     config = config or default_config(backend, seed=seed)
@@ -165,6 +177,10 @@ def train_bank(
     training = {"speakers": used, "prompts": sorted(trained_prompts), "steps": result.steps,
                 "seconds": round(result.seconds, 1), "stopped": result.stopped_reason,
                 "stopped_because": result.stopped_because, "processes": world, "decoder": decoder_name(decoder, backend)}
+    if result.cut_short:  # the time ceiling ended it, not convergence
+        training["cut_short"] = result.cut_short
+    if hasattr(backend, "encoding_window"):  # Whisper: the window the bank learned, decoded on from now on
+        training["window"] = backend.encoding_window
     metrics = {sid: {"wer_before": c.wer_before, "wer_after": c.wer_after, "held_out_utterances": len(c.utterances)}
                for sid, c in comparisons.items()}
     path = trainer.adapted.save(out, speaker_ids=ids,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench._disk import check_room_for_run, report_disk_errors, save_or_keep
 from workbench.dataset import examples_from_corpus
+from workbench.defaults import RUN_DEFAULTS
 from workbench.errors import TrainingError
 from workbench.metrics import Comparison, compare
 from workbench.trainer import TrainConfig, Trainer, TrainResult
@@ -122,16 +123,17 @@ def prepare(
     speaker_dir: str | Path,
     *,
     backend: ASRBackend | None = None,
-    model: str = "tiny",
+    model: str = RUN_DEFAULTS.model,
     config: TrainConfig | None = None,
     settings: dict[str, Any] | None = None,
     max_train: int | None = None,
-    test_fraction: float = 0.25,
-    valid_fraction: float = 0.15,
-    decoder: str = "greedy",
-    seed: int = 0,
+    test_fraction: float = RUN_DEFAULTS.test_fraction,
+    valid_fraction: float = RUN_DEFAULTS.valid_fraction,
+    decoder: str = RUN_DEFAULTS.decoder,
+    seed: int = RUN_DEFAULTS.seed,
     report_dir: str | Path | None = None,
     submodel_dir: str | Path | None = None,
+    window: str | None = None,
     vocabulary: Sequence[str] | None = None,
 ) -> PersonalizationPlan:
     """Step 1: the data split, the base model, the settings and the trainer, for one speaker folder.
@@ -139,13 +141,15 @@ def prepare(
     Whether the Submodel and the report can be saved is checked first, before any model
     is loaded (a read-only or full disk is found now, not after the training).
 
+    Every default is :data:`workbench.defaults.RUN_DEFAULTS`'s (the CLI's, the app's and the notebooks').
+
     Args:
         speaker_dir: a :class:`~workbench.corpus.SpeakerCorpus` folder.
         backend: a loaded base model (default: ``load_base_model`` of ``model``).
         model: a base model name, or ``"auto"`` (see :func:`workbench.models.choice.choose_base_model`).
         config: training settings (defaults need no tuning).
         settings: without ``config``: :class:`TrainConfig` fields over the base model's
-            defaults (see :func:`default_config`), e.g. ``{"max_seconds": 90}``.
+            defaults (see :func:`default_config`), e.g. ``{"max_steps": 60}``.
         max_train: use at most this many utterances for training and validation together
             (data-efficiency studies).
         test_fraction: share of prompts held out for the before/after WER (never used
@@ -156,6 +160,10 @@ def prepare(
             decoder scores the base and the personal model.
         report_dir: where the report goes (default ``<speaker_dir>/reports``).
         submodel_dir: where the Submodel goes (default ``<speaker_dir>/submodels``).
+        window: Whisper's encoding window to train on, ``"auto"`` (the recording + 1 s, ~9x cheaper
+            per step) or ``"full"`` (Whisper's 30 s: what faster-whisper and transformers encode, for a
+            personal model meant for export); None: the base model's own setting (``"auto"``). The
+            Submodel records it, and every later decode of it uses it.
         vocabulary: the word list the before/after transcripts are decoded with (names and
             words the speaker uses, :mod:`workbench.vocabulary`); None: the speaker's saved list.
     """
@@ -176,15 +184,15 @@ def prepare(
         from workbench.models.choice import choose_base_model
         from workbench.models.loading import load_base_model
 
-        choice = choose_base_model(corpus.info, model)
-        backend, reason = load_base_model(choice.name), choice.reason
+        choice = choose_base_model(corpus.info, model)  # "auto": never a download (a name the user gave may)
+        backend, reason = load_base_model(choice.name, offline=model == "auto"), choice.reason
     else:
         reason = f"base model: {backend.name} (given)"
     train_ex, valid_ex, held_out = (examples_from_corpus(corpus, u) for u in (train_utts, valid_utts, test_utts))
     dec = build_decoder(decoder, prompts=corpus.prompts(), backend=backend,
                         vocabulary=speaker_vocabulary(corpus.root) if vocabulary is None else vocabulary)
     config = config or default_config(backend, **{"seed": seed, **(settings or {})})
-    trainer = Trainer(backend, train_ex, valid_ex, config, decoder=dec)  # builds the feature caches
+    trainer = _trainer_on_window(window, backend, lambda: Trainer(backend, train_ex, valid_ex, config, decoder=dec))
     if trainer.adapted is None:
         raise TrainingError("the personalization workflow trains adapters; use Trainer directly for the baselines")
     check_room_for_run(trainer, held_out=len(held_out), submodel_dir=Path(submodel_dir or corpus.root / "submodels"),
@@ -195,12 +203,35 @@ def prepare(
                                Path(report_dir) if report_dir else corpus.root / "reports")
 
 
+def _trainer_on_window(window: str | None, backend: ASRBackend, build: Callable[[], Trainer]) -> Trainer:
+    """``build()`` (a Trainer: it caches the features) on Whisper's ``window``; the trained adapter keeps
+    the window (``Adapted.window``), and the shared base model's own setting is left as it was."""
+    if window is None:
+        return build()
+    if window not in ("auto", "full"):
+        raise TrainingError(f"the encoding window must be 'auto' (the recording + 1 s) or 'full' (Whisper's "
+                            f"30 s), got {window!r}")
+    if not hasattr(backend, "encoding_window"):
+        raise TrainingError(f"the encoding window is a Whisper setting, and {backend.name} is not a Whisper model "
+                            "(it always hears the whole recording): leave out the window")
+    before, backend.window = backend.window, window
+    try:
+        trainer = build()
+    finally:
+        backend.window = before
+    if trainer.adapted is not None:
+        trainer.adapted.window = window
+    return trainer
+
+
 def train(plan: PersonalizationPlan, *, progress: bool = True,
           callbacks: dict[str, Callable[[dict], None]] | None = None) -> TrainResult:
     """Step 2: train the personal adapter (returns when training has finished or was stopped).
 
-    Training stops at the step limit, the time budget, early stopping, or after
-    ``plan.trainer.stop()`` (thread-safe: a Stop button calls it); the best adapter so far is kept.
+    Training stops at early stopping or the step limit, or after ``plan.trainer.stop()``
+    (thread-safe: a Stop button calls it); the best adapter so far is kept. The time limit is a
+    ceiling the defaults do not reach on a quiet computer; a run it cut short says so
+    (``result.cut_short``, also in the Submodel file and the report).
 
     Args:
         progress: show a tqdm progress bar.
@@ -253,6 +284,10 @@ def finish(plan: PersonalizationPlan, *, figures: FigureMaker | None = None) -> 
                 "steps": result.steps, "seconds": round(result.seconds, 1), "stopped": result.stopped_reason,
                 "stopped_because": result.stopped_because,  # the code's words (trainer.STOP_REASONS), as the app says
                 "best_step": result.best_step, "decoder": plan.decoder_label}
+    if result.cut_short:  # the time ceiling, not convergence, ended it: say so wherever the run is shown
+        training["cut_short"] = result.cut_short
+    if hasattr(plan.backend, "encoding_window"):  # Whisper: the window it learned, decoded on from now on
+        training["window"] = plan.backend.encoding_window
     from workbench.live.corrections import use_counts
 
     takes = {u.utt_id: u for u in corpus.utterances("ok")}
@@ -275,6 +310,8 @@ def finish(plan: PersonalizationPlan, *, figures: FigureMaker | None = None) -> 
     from workbench.workflow.personal import run_advice
 
     advice = run_advice(comparison.wer_before, comparison.wer_after, training)
+    if result.cut_short:
+        adapter_info["time limit"] = result.cut_short[0].upper() + result.cut_short[1:] + "."
     if advice:
         adapter_info["what to do next"] = advice
     data = {"training utterances": len(plan.train), "validation utterances (decide when to stop)": len(plan.valid),
@@ -296,18 +333,19 @@ def personalize_speaker(
     speaker_dir: str | Path,
     *,
     backend: ASRBackend | None = None,
-    model: str = "tiny",
+    model: str = RUN_DEFAULTS.model,
     config: TrainConfig | None = None,
     max_train: int | None = None,
-    test_fraction: float = 0.25,
-    valid_fraction: float = 0.15,
-    decoder: str = "greedy",
+    test_fraction: float = RUN_DEFAULTS.test_fraction,
+    valid_fraction: float = RUN_DEFAULTS.valid_fraction,
+    decoder: str = RUN_DEFAULTS.decoder,
     progress: bool = True,
     callbacks: dict[str, Callable[[dict], None]] | None = None,
     report_dir: str | Path | None = None,
-    seed: int = 0,
+    seed: int = RUN_DEFAULTS.seed,
     trainer_hook: Callable[[Trainer], None] | None = None,
     figures: FigureMaker | None = None,
+    window: str | None = None,
     vocabulary: Sequence[str] | None = None,
 ) -> PersonalizationRun:
     """Personalize one speaker folder end to end: :func:`prepare`, :func:`train`, :func:`finish`.
@@ -318,7 +356,7 @@ def personalize_speaker(
     """
     plan = prepare(speaker_dir, backend=backend, model=model, config=config, max_train=max_train,
                    test_fraction=test_fraction, valid_fraction=valid_fraction, decoder=decoder, seed=seed,
-                   report_dir=report_dir, vocabulary=vocabulary)
+                   report_dir=report_dir, window=window, vocabulary=vocabulary)
     if trainer_hook is not None:
         trainer_hook(plan.trainer)
     train(plan, progress=progress, callbacks=callbacks)
