@@ -148,6 +148,7 @@ def main(argv=None) -> None:
     p.add_argument("--tag", default="", help="suffix of the output names")
     p.add_argument("--out", type=Path, default=default_out())
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--quick", action="store_true", help="a few recordings and steps: check that it runs")
     add_corpus_arguments(p, n_train=0)  # the pretraining corpus's voice and phrase pools (same seed, same split)
@@ -158,7 +159,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     dims, bits, stride = parse_point(args.point)
 
-    backend = load_base_model(args.model).freeze()
+    backend = load_base_model(args.model, device=args.device).freeze()
     name = f"{backend.name}-k{args.split}-{args.point}{'-' + args.tag if args.tag else ''}"
     final, ckpt = args.out / f"{name}.safetensors", args.out / f"{name}.ckpt.safetensors"
     if final.exists() and args.resume:
@@ -173,7 +174,7 @@ def main(argv=None) -> None:
     split = split_for(backend, args.split)
     items = teacher_items(split, [w for w, _ in data], args.cache, f"{args.seed}-{args.n_synthetic}-{args.no_real}")
     torch.manual_seed(args.seed)
-    split.compressor = Compressor(split.width, dims, bits, stride, hidden=args.hidden)
+    split.compressor = Compressor(split.width, dims, bits, stride, hidden=args.hidden).to(backend.device)
     settings = WhisperDistillSettings(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                       warmup_steps=min(args.warmup, max(1, args.steps // 10)),
                                       state_weight=args.state_weight, rate_weight=args.rate_weight, seed=args.seed)

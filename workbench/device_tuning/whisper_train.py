@@ -224,7 +224,8 @@ class WhisperCompressorTrainer:
         """Count the symbol frequencies on every training recording (for the range coder)."""
         with torch.no_grad():
             self.comp.eval()
-            self.comp.fit_tables([self.comp.encode(it.hidden[None].float())[0] for it in self.items])
+            dev = self.comp.tables.device
+            self.comp.fit_tables([self.comp.encode(it.hidden[None].float().to(dev))[0].cpu() for it in self.items])
 
     # -- checkpoints --------------------------------------------------------------------------------
     def save(self, path: str | Path, *, extra: dict | None = None) -> Path:
@@ -267,6 +268,7 @@ class WhisperCompressorTrainer:
         for k, v in tensors.items():
             if k.startswith("opt."):
                 _, i, key = k.split(".", 2)
-                self.opt.state.setdefault(params[int(i)], {})[key] = v
+                param = params[int(i)]
+                self.opt.state.setdefault(param, {})[key] = v if key == "step" else v.to(param.device)
         self.step = int(meta["step"])
         return json.loads(meta.get("extra", "{}"))
