@@ -331,6 +331,38 @@ def test_automatic_base_model_follows_the_speaker_kind(tmp_path) -> None:
 
 def test_model_defaults_match_the_train_config_defaults() -> None:
     from workbench.app_pages.common import ModelDefaults
+    from workbench.workflow import default_config
 
-    d, c = ModelDefaults(90.0), TrainConfig()
-    assert (d.max_steps, d.min_utterances) == (c.max_steps, c.min_utterances)
+    d, c = ModelDefaults(90.0)(tiny_backend()), default_config(tiny_backend())
+    assert (d.max_steps, d.min_utterances) == (c.max_steps, c.min_utterances)  # the base model's own
+    assert ModelDefaults().max_seconds == c.max_seconds == TrainConfig().max_seconds  # one ceiling
+
+
+def test_the_page_shows_the_time_left_from_the_measured_pace_and_says_when_the_ceiling_cut_the_run(tmp_path) -> None:
+    """Issue 27: the page estimates the time left from the measured step time (an upper bound: early
+    stopping usually ends the run sooner), and a run the time ceiling ended says so."""
+    from workbench.app_pages.personalize import PersonalizePage
+
+    now = [100.0]
+    job = jobs.TrainingJob(tmp_path / "spk", backend_factory=None, model="tiny", config=tiny_config(15),
+                           clock=lambda: now[0])
+    job._on_start({"max_steps": 100, "max_seconds": 900.0})
+    assert job.time_left() is None  # no step measured yet
+    now[0] += 20.0
+    job._on_step({"step": 10, "loss": 1.0, "elapsed_s": 20.0})  # 2 s a step so far, checks included
+    assert job.time_left() == pytest.approx(180.0)  # 90 steps to the step limit
+    now[0] += 5.0
+    assert job.time_left() == pytest.approx(175.0)  # the time since the last step is spent already
+    page = PersonalizePage.__new__(PersonalizePage)  # only the status line
+    page.job, page.ctx = job, AppContext(data_dir=tmp_path)
+    text = page._status_html(job.snapshot())
+    assert "step 10 of at most 100, 25 seconds, at most about 3 minutes left" in text
+    job._set(max_seconds=60.0)  # a low ceiling bounds the estimate: 35 s of it are left
+    assert job.time_left() == pytest.approx(35.0)
+    note = "stopped by the time limit at step 10 of about 100; the model may improve with more time"
+    job._on_stop({"reason": "time budget", "step": 10, "elapsed_s": 60.0, "text": "time limit reached", "note": note})
+    job._set(phase="done")
+    assert job.time_left() is None
+    text = page._status_html(job.snapshot())
+    assert "Finished (time limit reached) after 10 training steps" in text
+    assert "Stopped by the time limit at step 10 of about 100; the model may improve with more time" in text

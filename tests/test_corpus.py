@@ -282,7 +282,7 @@ def test_split_is_deterministic_and_stratified(speaker_root: Path) -> None:
 
     other = SpeakerCorpus.create(speaker_root, "spk-rev")
     _fill(other, PROMPTS[::-1], takes=1)  # recorded in another order
-    assert {norm(u) for u in other.split(seed=0)[1]} == test_p
+    assert {norm(u) for u in other.split(test_fraction=0.2, seed=0)[1]} == test_p
 
 
 def test_split_small_corpora(speaker_root: Path) -> None:

@@ -45,6 +45,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from workbench.defaults import RUN_DEFAULTS
 from workbench.errors import ServerError
 
 __all__ = [
@@ -121,7 +122,8 @@ def read_password(password_file: str | os.PathLike | None = None,
 
 def create_app(data_dir: str | os.PathLike, *, models: Mapping[str, str] | None = None,
                backend_factory: Callable[[str], Any] | None = None,
-               train_config: Callable[[float], Any] | None = None, decoder: str = "lexicon") -> Callable[[], Any]:
+               train_config: Callable[[float], Any] | None = None,
+               decoder: str = RUN_DEFAULTS.decoder) -> Callable[[], Any]:
     """The per-session app factory that :func:`serve` hands to Panel.
 
     Args:
@@ -130,7 +132,7 @@ def create_app(data_dir: str | os.PathLike, *, models: Mapping[str, str] | None 
             ``backend_factory`` (default: the built-in model).
         backend_factory: ``fn(name) -> backend`` (default :func:`workbench.models.load_base_model`).
             Tests pass a small random model here.
-        train_config: ``fn(minutes) -> TrainConfig`` (default: the core defaults with that time budget).
+        train_config: ``fn(minutes) -> TrainConfig`` (default: the core defaults with that time ceiling).
         decoder: ``"lexicon"`` (default, as the CLI) or ``"greedy"``.
 
     Returns:
@@ -220,7 +222,7 @@ def _origins(address: str, port: int) -> list[str]:
 def serve(data_dir: str | os.PathLike | None = None, *, address: str = "127.0.0.1", port: int = DEFAULT_PORT,
           password: str | None = None, show: bool = True, models: Mapping[str, str] | None = None,
           backend_factory: Callable[[str], Any] | None = None, train_config: Callable[[float], Any] | None = None,
-          decoder: str = "lexicon", allow_origins: list[str] | None = None, threaded: bool = False,
+          decoder: str = RUN_DEFAULTS.decoder, allow_origins: list[str] | None = None, threaded: bool = False,
           verbose: bool = True) -> Any:
     """Start the app (blocks until Ctrl+C unless ``threaded``).
 

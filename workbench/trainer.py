@@ -17,7 +17,8 @@ Events (each callback gets one dict):
 - ``on_best``: ``step``, ``wer``, ``loss`` when the validation loss reaches a new low (the checkpoint kept;
   with per-speaker selection also ``speakers``, the bank rows that improved);
 - ``on_stop``: ``reason`` ("stopped by user", "time budget", "early stop", "max steps"), ``text``
-  (the same in words for people, :data:`STOP_REASONS`), ``step``, ``elapsed_s``;
+  (the same in words for people, :data:`STOP_REASONS`), ``step``, ``elapsed_s``, ``note`` (when the
+  time ceiling cut the run short, :attr:`TrainResult.cut_short`; else "");
 - ``on_end``: the :class:`TrainResult`.
 
 Under ``torchrun`` (see :mod:`workbench.distributed`) each process runs its share
@@ -28,7 +29,8 @@ would. Events fire in every process; print or plot from ``distributed.is_main()`
 Guarantees: the loss is checked to be finite every step; gradients are clipped;
 ``stop()`` may be called from any thread and ends the run after the current
 step and one evaluation of the steps since the last; ``max_seconds`` is a ceiling
-on :meth:`Trainer.fit`, evaluations included (see there); early stopping
+on :meth:`Trainer.fit`, evaluations included (see there), that the defaults do not reach on a quiet
+computer (:mod:`workbench.defaults`), so a busy computer gives the same model, later; early stopping
 watches the validation WER, and the adapter weights with the lowest
 validation loss are restored at the end; the same
 seed gives the same result, and a run resumed from a checkpoint continues
@@ -56,8 +58,10 @@ from workbench._atomic import write_bytes_atomic
 from workbench.adapters import Adapted, AdapterConfig, LoRAConfig, config_from_dict, inject
 from workbench.augment import SpecAugmentPolicy, spec_augment
 from workbench.dataset import Example, FeatureCache, left_out_note, speaker_mixed_batches, with_speed_perturbation
+from workbench.defaults import RUN_DEFAULTS
 from workbench.errors import TrainingError
 from workbench.notices import notify
+from workbench.progress import ceiling_note
 
 if TYPE_CHECKING:  # annotations only: the base models sit above the trainer
     from workbench.models.base import ASRBackend
@@ -106,8 +110,8 @@ class TrainConfig:
     learning_rate: float | None = None  # peak learning rate (AdamW); None = the adapter family's default
     weight_decay: float = 0.0
     batch_size: int = 8
-    max_steps: int = 400
-    max_seconds: float | None = 90.0  # wall-clock ceiling on Trainer.fit, evaluations included; None = steps only
+    max_steps: int = RUN_DEFAULTS.max_steps  # workflow.default_config: the base model's (max_steps_for)
+    max_seconds: float | None = RUN_DEFAULTS.max_seconds  # wall-clock CEILING on Trainer.fit; None = steps only
     warmup_steps: int = 10  # linear warm-up, then cosine decay to 10 % at max_steps
     eval_every: int = 10  # steps between validation evaluations (the best checkpoint came at 20-70 steps)
     patience: int = 5  # evaluations without a lower validation WER before early stopping; 0 = never
@@ -122,7 +126,7 @@ class TrainConfig:
     # Chosen on six development speakers (bench/study_defaults.py, docs/results.md): it
     # helped five of six, SpecAugment and a lower learning rate did not.
     speed_perturb: tuple[float, ...] = (0.9, 1.1)
-    seed: int = 0
+    seed: int = RUN_DEFAULTS.seed
     # True: a bank whose weights are all per speaker (LoRA, residual, conv; not HRA, whose
     # controller is shared) keeps each speaker's rows at that speaker's own lowest validation loss
     # and stops when no speaker's validation WER improves any more. Off by default: on six
@@ -130,7 +134,7 @@ class TrainConfig:
     # (bench/study_defaults.py --bank, docs/results.md); a speaker's own validation set is a few
     # recordings.
     per_speaker_selection: bool = False
-    min_utterances: int = 10  # refuse to train on fewer training utterances
+    min_utterances: int = RUN_DEFAULTS.min_utterances  # refuse to train on fewer training utterances
     checkpoint_every: int = 0  # steps between checkpoints (0 = no checkpoints)
 
     def __post_init__(self) -> None:
@@ -180,6 +184,12 @@ class TrainResult:
     history: list[dict]  # one dict per event of kind "step" or "eval"
     parameter_report: dict
     speaker_steps: list[int] | None = None  # per-speaker selection: the step each speaker's rows come from
+    max_steps: int = 0  # the run's step limit (TrainConfig.max_steps)
+
+    @property
+    def cut_short(self) -> str:
+        """When the time ceiling ended the run: "stopped by the time limit at step N of about M; ..."; else ""."""
+        return ceiling_note(self.steps, self.max_steps) if self.stopped_reason == "time budget" else ""
 
     @property
     def stopped_because(self) -> str:
@@ -222,8 +232,8 @@ class Trainer:
             ``inject(backend, config.adapter)`` with as many rows as speakers.
         checkpoint_dir: where checkpoints go (with ``config.checkpoint_every``).
         decoder: per-utterance decoder for the validation WER (default greedy).
-        clock: ``fn() -> seconds`` for the time budget (default :func:`time.perf_counter`;
-            tests pass a fake one).
+        clock: ``fn() -> seconds``: only the time ceiling and the times reported read it, no other
+            decision (default :func:`time.perf_counter`; tests pass a slow or fake one).
     """
 
     def __init__(self, backend: ASRBackend, train: Sequence[Example], valid: Sequence[Example],
@@ -546,12 +556,12 @@ class Trainer:
         self.elapsed = self.clock() - start
         self._restore(self._best_state)
         self._set_train_mode(False)
-        self._emit("on_stop", {"reason": reason, "step": self.step, "elapsed_s": self.elapsed,
-                               "text": STOP_REASONS[reason]})
         result = TrainResult(wer_before=self.wer_before, best_wer=self.best_wer, best_step=self.best_step,
                              steps=self.step, seconds=self.elapsed, stopped_reason=reason,
                              history=list(self.history), parameter_report=report,
-                             speaker_steps=[st["best_step"] for st in self.speaker_state] or None)
+                             speaker_steps=[st["best_step"] for st in self.speaker_state] or None, max_steps=c.max_steps)
+        self._emit("on_stop", {"reason": reason, "step": self.step, "elapsed_s": self.elapsed,
+                               "text": STOP_REASONS[reason], "note": result.cut_short})
         self._emit("on_end", {"result": result})
         return result
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import param
 
+from workbench.defaults import RUN_DEFAULTS
 from workbench.errors import CorpusError
 
 if TYPE_CHECKING:  # annotations only: the pages load the corpus, models and trainer on first use
@@ -103,21 +104,21 @@ def in_session(fn: Callable[[], Any]) -> Callable[[], None]:
 @dataclasses.dataclass(frozen=True)
 class ModelDefaults:
     """Training settings that follow the base model: ``config(backend)`` is its own default
-    :class:`~workbench.trainer.TrainConfig` (adapter, learning rate) with these limits."""
+    :class:`~workbench.trainer.TrainConfig` (adapter, learning rate, step limit) with these limits."""
 
-    max_seconds: float
-    max_steps: int = 400  # TrainConfig's default
-    min_utterances: int = 10  # TrainConfig's default: the page says how many more to record
+    max_seconds: float = RUN_DEFAULTS.max_seconds  # a ceiling: training ends on convergence first
+    max_steps: int | None = None  # None: the base model's own (RUN_DEFAULTS.max_steps_for)
+    min_utterances: int = RUN_DEFAULTS.min_utterances  # the page says how many more to record
 
     def __call__(self, backend: ASRBackend) -> TrainConfig:
         from workbench.workflow import default_config
 
-        return default_config(backend, max_seconds=self.max_seconds, max_steps=self.max_steps,
-                              min_utterances=self.min_utterances)
+        steps = {} if self.max_steps is None else {"max_steps": self.max_steps}
+        return default_config(backend, max_seconds=self.max_seconds, min_utterances=self.min_utterances, **steps)
 
 
-def default_train_config(minutes: float) -> ModelDefaults:
-    """The training settings of the app: the base model's defaults with a time budget of ``minutes``."""
+def default_train_config(minutes: float = RUN_DEFAULTS.max_minutes) -> ModelDefaults:
+    """The training settings of the app: the base model's defaults with a time ceiling of ``minutes``."""
     return ModelDefaults(max_seconds=60.0 * float(minutes))
 
 
@@ -130,6 +131,11 @@ def default_models() -> dict[str, str]:
               "Built-in model (synthetic voices only)": "tiny"}
     if real_speech_model_available():
         models["Whisper tiny.en (real speech, offline)"] = REAL_SPEECH_MODEL
+    from workbench.models.supernet import installed_sizes
+
+    if installed_sizes():  # sizes of the built-in model (recipes/todm/README.md): the machine's pick, or one
+        models["Built-in model, the largest size that runs in real time here"] = "tiny-auto"
+        models.update({f"Built-in model, {n} size": f"tiny-{n}" for n in installed_sizes()})
     return models
 
 
@@ -154,14 +160,16 @@ class AppContext:
             the chosen base model's own settings), for one run.
         decoder: ``"lexicon"`` (the prompt domain's words, the CLI's default) or ``"greedy"``.
         test_fraction: share of prompts kept aside to measure the result.
+
+    The defaults are :data:`workbench.defaults.RUN_DEFAULTS`'s, as the CLI's and the notebooks'.
     """
 
     data_dir: Path
     models: dict[str, str] = dataclasses.field(default_factory=default_models)
     backend_factory: Callable[[str], ASRBackend] = _default_backend_factory
     train_config: Callable[[float], Any] = default_train_config
-    decoder: str = "lexicon"
-    test_fraction: float = 0.25
+    decoder: str = RUN_DEFAULTS.decoder
+    test_fraction: float = RUN_DEFAULTS.test_fraction
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()

@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workbench.defaults import RUN_DEFAULTS
 from workbench.errors import TrainingBusyError, TrainingError, WorkbenchError
 
 if TYPE_CHECKING:
@@ -48,9 +49,12 @@ class TrainingJob:
 
     The time limit (``config.max_seconds``) is the trainer's own: a ceiling on training,
     its measurements of the kept-aside recordings included, with the last check of the
-    steps since the previous one inside it (:meth:`workbench.trainer.Trainer.fit`). The job
-    only shows it; the reason shown when the run ends is the one saved with the personal
-    model and written in the report (:data:`workbench.trainer.STOP_REASONS`).
+    steps since the previous one inside it (:meth:`workbench.trainer.Trainer.fit`). With the
+    defaults a quiet computer never reaches it: training ends when the model stops improving.
+    The job only shows it; the reason shown when the run ends is the one saved with the personal
+    model and written in the report (:data:`workbench.trainer.STOP_REASONS`), and a run the
+    ceiling cut short says so (:attr:`cut_short`). While it trains, :meth:`time_left` estimates
+    the time left from the measured pace.
 
     When the run ends, the job lets go of the trainer, the base model and the feature
     caches (some hundred MB each for Whisper); what it keeps is :attr:`run`: figures,
@@ -65,10 +69,12 @@ class TrainingJob:
             model is released; the personal adapter is on disk).
         error: the plain-language problem when ``phase == "failed"``.
         notice: what happened and what to do when ``phase == "nothing learned"``.
+        cut_short: when the time ceiling ended the training: "stopped by the time limit at step N
+            of about M; the model may improve with more time" (else "").
     """
 
     def __init__(self, speaker_dir: Path, *, backend_factory: Any, model: str, config: Any,
-                 decoder: str = "lexicon", test_fraction: float = 0.25,
+                 decoder: str = RUN_DEFAULTS.decoder, test_fraction: float = RUN_DEFAULTS.test_fraction,
                  clock: Any = time.monotonic) -> None:
         self.speaker_dir = Path(speaker_dir)
         self.speaker_id = self.speaker_dir.name
@@ -85,12 +91,13 @@ class TrainingJob:
         self.started_at = time.time()
         self.finished_at: float | None = None
         self.step = 0
-        self.max_steps = int(config.max_steps)
+        self.max_steps = int(config.max_steps or 0)  # 0: the base model's, known when training starts
         self.max_seconds = config.max_seconds
         self.elapsed = 0.0
         self.losses: list[tuple[int, float]] = []
         self.wers: list[tuple[int, float]] = []
         self.stop_reason = ""
+        self.cut_short = ""
         self.note = ""  # takes the trainer left out (too long...), named, with what to do
         self.clock = clock
         self.version = 0  # bumped on every change, so views redraw only when needed
@@ -141,7 +148,8 @@ class TrainingJob:
                 "max_seconds": self.max_seconds, "losses": list(self.losses), "wers": list(self.wers),
                 "stop_requested": self.stop_requested, "stop_reason": self.stop_reason, "error": self.error,
                 "notice": self.notice, "version": self.version, "run": self.run, "model": self.model,
-                "training_s": self.training_seconds(), "note": self.note,
+                "training_s": self.training_seconds(), "note": self.note, "cut_short": self.cut_short,
+                "time_left_s": self._time_left(),
             }
 
     def training_seconds(self) -> float:
@@ -152,6 +160,26 @@ class TrainingJob:
         if self._train_end is not None:
             return self.elapsed
         return max(0.0, self.clock() - self._train_t0)
+
+    def _time_left(self) -> float | None:
+        """:meth:`time_left` without the lock (the caller holds it)."""
+        from workbench.progress import time_left_s
+
+        if self.phase != "training" or self._train_t0 is None:
+            return None
+        seconds = self.training_seconds()
+        left = time_left_s(self.step, self.max_steps, max(self.elapsed, 1e-9))  # the pace at the last step
+        if left is None:
+            return None
+        left = max(0.0, left - max(0.0, seconds - self.elapsed))  # the time since the last step is spent
+        return min(left, max(0.0, self.max_seconds - seconds)) if self.max_seconds else left
+
+    def time_left(self) -> float | None:
+        """Seconds of training left at most, at the pace measured so far (steps and checks of the
+        kept-aside recordings), bounded by the time limit; early stopping usually ends the run
+        sooner. None outside training, or before the first step."""
+        with self._lock:
+            return self._time_left()
 
     @property
     def fraction(self) -> float:
@@ -197,7 +225,7 @@ class TrainingJob:
         reason = str(e.get("reason", ""))
         self._train_end = self.clock()
         self._set(phase="measuring", stop_reason=str(e.get("text", STOP_REASONS.get(reason, reason))),
-                  elapsed=float(e.get("elapsed_s", self.elapsed)))
+                  elapsed=float(e.get("elapsed_s", self.elapsed)), cut_short=str(e.get("note") or ""))
 
     def _attach(self, trainer: Trainer) -> None:
         self._trainer = trainer
@@ -231,7 +259,7 @@ class TrainingJob:
                 _log.warning("could not release the personal model of %s: %s", self.speaker_id, err)
             run.adapted = None
             self._release()
-            del plan, backend  # the base model, the trainer and its feature caches go with them
+            plan = backend = None  # the base model, the trainer and its feature caches go with them
             self._set(run=run, phase="done", finished_at=time.time())
         except NothingLearnedError as err:  # Stop or the time limit came first: nothing saved, nothing broken
             try:

@@ -8,7 +8,6 @@ charts; it never blocks the server while the model trains.
 
 from __future__ import annotations
 
-import inspect
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,9 @@ from workbench.app_pages.common import (
     open_speaker,
 )
 from workbench.app_pages.jobs import TrainingJob, job_for, start_training
+from workbench.defaults import RUN_DEFAULTS
 from workbench.errors import WorkbenchError
+from workbench.progress import time_left_text
 from workbench.text import prompt_key
 from workbench.workflow import three_way_split
 
@@ -52,7 +53,8 @@ def _aside(n: int, fraction: float) -> int:
     return min(max(round(fraction * n), 1), n - 1)
 
 
-def sentences_needed(n_prompts: int, need: int, *, test_fraction: float, valid_fraction: float | None = None) -> int:
+def sentences_needed(n_prompts: int, need: int, *, test_fraction: float,
+                     valid_fraction: float = RUN_DEFAULTS.valid_fraction) -> int:
     """How many more sentences (one good take each) until the split leaves ``need`` to learn from
     and at least one for validation and one for the test: the same arithmetic as
     :func:`~workbench.workflow.three_way_split`, so it adds up whatever has been recorded.
@@ -60,8 +62,6 @@ def sentences_needed(n_prompts: int, need: int, *, test_fraction: float, valid_f
     >>> sentences_needed(0, 10, test_fraction=0.25), sentences_needed(5, 10, test_fraction=0.25)
     (16, 11)
     """
-    if valid_fraction is None:
-        valid_fraction = inspect.signature(three_way_split).parameters["valid_fraction"].default
     n = max(0, int(n_prompts))
     while True:
         test = _aside(n, test_fraction)
@@ -107,8 +107,9 @@ class PersonalizePage(pn.viewable.Viewer):
         self.header = html_pane("")
         self.data = html_pane("")
         self.model = pn.widgets.Select(name="Base model", options=dict(ctx.models), width=360)
-        self.minutes = pn.widgets.FloatSlider(name="Time limit (minutes)", start=0.5, end=10.0, step=0.5, value=1.5,
-                                              width=360)
+        ceiling = RUN_DEFAULTS.max_minutes  # training ends sooner, when the model stops improving
+        self.minutes = pn.widgets.FloatSlider(name="Time limit (minutes)", start=0.5, end=max(30.0, ceiling), step=0.5,
+                                              value=ceiling, width=360)
         self.train = pn.widgets.Button(name="▶ Train", button_type="success", width=160)
         self.stop_button = pn.widgets.Button(name="■ Stop", button_type="danger", width=160, disabled=True)
         self.progress = pn.indicators.Progress(value=0, max=1000, width=520, bar_color="success", visible=False)
@@ -195,6 +196,11 @@ class PersonalizePage(pn.viewable.Viewer):
             model = self.model.value or self.ctx.default_model
             if model not in self.ctx.models.values():  # only models offered by the server
                 raise WorkbenchError("Choose one of the base models in the list.")
+            self._size_reason = ""
+            if model == "tiny-auto":  # the size is measured on this computer now; the status line says why
+                from workbench.models.sizes import sized_model
+
+                model, self._size_reason = sized_model("auto")
             job = start_training(corpus.root, backend_factory=self.ctx.backend_factory, model=model,
                                  config=self.ctx.train_config(float(self.minutes.value)), decoder=self.ctx.decoder,
                                  test_fraction=self.ctx.test_fraction)
@@ -289,12 +295,14 @@ class PersonalizePage(pn.viewable.Viewer):
         text = _PHASES.get(phase, phase)
         seconds, limit = snap.get("training_s", snap["elapsed"]), snap["max_seconds"]
         if phase == "training":
-            text += f": step {snap['step']}"
+            text += f": step {snap['step']} of at most {snap['max_steps']}"
             if limit and seconds > limit:
                 text += (f", {seconds:.0f} seconds: past the {limit:.0f} second limit, stopping after the "
                          "step or measurement under way")
-            elif limit:
-                text += f", {seconds:.0f} of at most {limit:.0f} seconds"
+            else:  # from the measured pace; early stopping usually ends the run sooner
+                left = time_left_text(snap.get("time_left_s"))
+                text += f", {seconds:.0f} seconds" + (f", {left} (it usually stops sooner, when the model " \
+                                                      "stops improving)" if left else "")
             if snap["wers"]:
                 text += f". Word errors on the kept-aside recordings: {100 * snap['wers'][-1][1]:.0f}%"
             if snap["stop_requested"]:
@@ -305,6 +313,8 @@ class PersonalizePage(pn.viewable.Viewer):
             if limit:
                 text += f" and {seconds:.0f} seconds (limit {limit:.0f} s)"
             text += "."
+            if snap.get("cut_short"):  # the ceiling, not convergence, ended it
+                text += f" {snap['cut_short'][0].upper()}{snap['cut_short'][1:]}: choose a longer time limit."
         started = self.job.started_at if self.job else time.time()
         note = f"<p class='wb-notice'>{esc(snap['note'])}</p>" if snap.get("note") else ""
         return (f"<div class='wb-status' aria-live='polite'>{esc(text)}</div>{note}"
@@ -312,6 +322,8 @@ class PersonalizePage(pn.viewable.Viewer):
                 f" with {esc(self._model_label(snap['model']))}. You can keep recording other speakers meanwhile.</div>")
 
     def _model_label(self, name: str) -> str:
+        if getattr(self, "_size_reason", "") and name.startswith("tiny"):  # which size runs, and why
+            return self._size_reason
         return next((label for label, value in self.ctx.models.items() if value == name), name)
 
     # ------------------------------------------------------------------ view
@@ -319,8 +331,9 @@ class PersonalizePage(pn.viewable.Viewer):
         return pn.Column(
             self.header, self.data,
             html_pane("<p>The base model stays as it is; a small personal part is trained on this speaker's "
-                      "recordings. Longer training can help; you can stop at any time and the best model so far "
-                      "is kept.</p>"),
+                      "recordings. Training ends by itself when the model stops improving, usually well before the "
+                      "time limit (a busy computer takes longer, for the same model); you can stop at any time and "
+                      "the best model so far is kept.</p>"),
             pn.Row(self.model, self.minutes), pn.Row(self.train, self.stop_button), self.message,
             self.progress, self.status, self.charts, self.result, self.see_results,
             sizing_mode="stretch_width", css_classes=["wb-page", "wb-personalize"],

@@ -27,6 +27,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from workbench import audio as _audio
+from workbench.defaults import RUN_DEFAULTS
 from workbench.errors import CorpusError
 from workbench.text import normalize_text, prompt_key
 
@@ -324,7 +325,7 @@ def _latest(lines: Sequence[Utterance]) -> list[Utterance]:
 
 
 def split_by_prompt(
-    utts: Sequence[Utterance], *, fraction: float, seed: int = 0
+    utts: Sequence[Utterance], *, fraction: float, seed: int = RUN_DEFAULTS.seed
 ) -> tuple[list[Utterance], list[Utterance]]:
     """Deterministic split of takes by prompt: ``(rest, aside)``, each in the given order.
 

@@ -43,6 +43,7 @@ from workbench.corpus.records import (
     _validate_name,
     split_by_prompt,
 )
+from workbench.defaults import RUN_DEFAULTS
 from workbench.errors import AudioError, CorpusError
 from workbench.notices import notify
 from workbench.text import prompt_key
@@ -306,9 +307,10 @@ class SpeakerCorpus(SpeakerFolder):
     # -- views -------------------------------------------------------------- #
 
     def split(
-        self, *, test_fraction: float = 0.2, seed: int = 0
+        self, *, test_fraction: float = RUN_DEFAULTS.test_fraction, seed: int = RUN_DEFAULTS.seed
     ) -> tuple[list[Utterance], list[Utterance]]:
-        """Deterministic train/test split of the ``"ok"`` takes, by prompt.
+        """Deterministic train/test split of the ``"ok"`` takes, by prompt (the test side of
+        :func:`~workbench.workflow.three_way_split`, with the same defaults).
 
         All takes of one prompt (compared ignoring case, punctuation and spacing)
         land on the same side, so no test sentence is seen in training. Prompts

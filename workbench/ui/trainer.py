@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import WorkbenchError
+from workbench.progress import time_left_s, time_left_text
 from workbench.trainer import Trainer, TrainResult
 from workbench.ui._render import error_html
 
@@ -127,14 +128,19 @@ class TrainerSession:
         with self._lock:
             self.elapsed = float(e.get("elapsed_s", self.elapsed))  # the last check included
             self.status = f"finished ({e.get('text', e['reason'])}) after {e['step']} steps in {self.elapsed:.0f} s"
+            if e.get("note"):  # the time ceiling ended it before the model stopped improving
+                self.status += f": {e['note']}"
 
     def _training_status(self) -> str:
         if self._stopping:
             return f"stopping after this step and one last check (step {self.step}, {self.elapsed:.0f} s)..."
+        left = time_left_text(time_left_s(self.step, self.max_steps, self.elapsed), ceiling_s=self.max_seconds,
+                              elapsed_s=self.elapsed)  # at the pace so far; early stopping usually comes sooner
+        left = f", {left}" if left else ""
         if self.max_seconds is not None:
             return (f"training: {self.elapsed:.0f} of at most {self.max_seconds:.0f} s, step {self.step} "
-                    f"(at most {self.max_steps} steps){self._note}")
-        return f"training: step {self.step} of at most {self.max_steps}{self._note}"
+                    f"(at most {self.max_steps} steps){left}{self._note}")
+        return f"training: step {self.step} of at most {self.max_steps}{left}{self._note}"
 
     @property
     def progress(self) -> float:

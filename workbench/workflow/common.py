@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workbench.defaults import RUN_DEFAULTS
 from workbench.errors import TrainingError
 from workbench.metrics import Comparison
 from workbench.trainer import TrainConfig, Trainer
@@ -72,12 +73,13 @@ def decoder_name(kind: str, backend: ASRBackend) -> str:
 
 
 def default_config(backend: ASRBackend | None, **settings: Any) -> TrainConfig:
-    """:class:`TrainConfig` with ``backend``'s defaults (its adapter and learning rate) under ``settings``.
+    """:class:`TrainConfig` with ``backend``'s defaults (its adapter, learning rate and step limit) under ``settings``.
 
-    Giving ``adapter`` drops the backend's learning rate too (the family's own default applies);
-    ``backend=None`` gives the generic defaults."""
+    Giving ``adapter`` drops the backend's learning rate too (the family's own default applies),
+    not its step limit (:meth:`RunDefaults.max_steps_for <workbench.defaults.RunDefaults.max_steps_for>`:
+    what a step of this model costs); ``backend=None`` gives the generic defaults."""
     base = {} if "adapter" in settings or backend is None else backend.default_train_settings()
-    return TrainConfig(**{**base, **settings})
+    return TrainConfig(**{"max_steps": RUN_DEFAULTS.max_steps_for(backend), **base, **settings})
 
 
 def _progress_bar(trainer: Trainer) -> None:
@@ -102,8 +104,9 @@ def _progress_bar(trainer: Trainer) -> None:
     trainer.on("on_start", start).on("on_step", step).on("on_eval", evaluated).on("on_stop", end)
 
 
-def three_way_split(corpus: SpeakerCorpus, *, test_fraction: float = 0.25, valid_fraction: float = 0.15,
-                    seed: int = 0, max_train: int | None = None) -> tuple[list, list, list]:
+def three_way_split(corpus: SpeakerCorpus, *, test_fraction: float = RUN_DEFAULTS.test_fraction,
+                    valid_fraction: float = RUN_DEFAULTS.valid_fraction, seed: int = RUN_DEFAULTS.seed,
+                    max_train: int | None = None) -> tuple[list, list, list]:
     """``(train, valid, test)`` utterances of a speaker, split by prompt.
 
     The test prompts are those of ``corpus.split(test_fraction, seed)`` over the prompted

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workbench.dataset import examples_from_corpus
+from workbench.defaults import RUN_DEFAULTS
 from workbench.errors import TrainingError
 from workbench.metrics import Comparison, compare
 from workbench.text import prompt_key
@@ -77,15 +78,18 @@ def _adapter_owner(meta: dict, speaker_id: str, path: Path) -> str:
     return f"{ids[0]} (another speaker: not {speaker_id})"
 
 
-def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: ASRBackend | None = None,
-                     adapter: str | Path | None = None, decoder: str = "lexicon", test_fraction: float = 0.25,
-                     seed: int = 0, write_report: bool = False,
+def evaluate_speaker(speaker_dir: str | Path, *, model: str = RUN_DEFAULTS.model, backend: ASRBackend | None = None,
+                     adapter: str | Path | None = None, decoder: str = RUN_DEFAULTS.decoder,
+                     test_fraction: float = RUN_DEFAULTS.test_fraction, seed: int = RUN_DEFAULTS.seed,
+                     write_report: bool = False,
                      figures: FigureMaker | None = None,
                      vocabulary: Sequence[str] | None = None) -> Comparison | BaseScore:
     """Score the base model, and the speaker's personal adapter when there is one.
 
     ``adapter`` None: the speaker's personal model (:func:`~workbench.workflow.personal_submodel`:
     the run the user chose, else the newest run that beat the base model), if any.
+    Without ``backend``, ``model`` is loaded; ``"auto"`` is the adapter's own base model, or without
+    one the speaker's (:func:`~workbench.models.choice.choose_base_model`).
 
     Held-out recordings are those the adapter never saw: its file lists its training
     and validation utterances, and every recording of their prompts is excluded too. Without an
@@ -106,7 +110,6 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
     from workbench.vocabulary import speaker_vocabulary
 
     corpus = SpeakerCorpus.open(speaker_dir)
-    backend = backend or load_base_model(model)
     if adapter:
         path = Path(adapter)
     else:  # the speaker's personal model: the run the user chose, else the newest run that beat the base model
@@ -114,6 +117,13 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = "tiny", backend: A
 
         personal = personal_submodel(corpus.root)
         path = personal.path if personal else None
+    if backend is None:
+        from workbench.adapters.io import read_submodel
+        from workbench.models.choice import choose_base_model
+
+        own_base = read_submodel(path)[1].get("base_model") if model == "auto" and path and path.is_file() else None
+        backend = load_base_model(choose_base_model(corpus.info, model, adapter_base=own_base).name,
+                                  offline=model == "auto")
     dec = build_decoder(decoder, prompts=corpus.prompts(), backend=backend,
                         vocabulary=speaker_vocabulary(corpus.root) if vocabulary is None else vocabulary)
     if path is None:
