@@ -9,15 +9,25 @@ the largest learns from the transcripts (CTC), the others from its detached fram
 ``--mode single --size NAME`` trains that size alone (its slice of the starting weights,
 fine-tuned with CTC) with the same time budget: the individually trained twin.
 
-Ablations: ``--distill kl|none``, ``--no-adaptive-dropout``, ``--optimizer adam`` (AdamW as in the
-pretraining recipe). Data: the pretraining recipe's synthetic corpus (``recipes/pretrain``, the
-same cache, held-out voices and held-out phrases never trained on).
+Ablations, one switch each (``--ablation``, or the flags it stands for): ``no_adaptive_dropout``
+(``--no-adaptive-dropout``), ``kl`` (``--distill kl``: KL instead of the alpha-divergence), ``adamw``
+(``--optimizer adam``: AdamW instead of ScaledAdam) and ``no_distill`` (``--distill none``: every
+size learns from the transcripts alone). Data: the pretraining recipe's synthetic corpus
+(``recipes/pretrain``, the same cache, held-out voices and held-out phrases never trained on).
+
+Budgets: ``--minutes`` (wall clock) and/or ``--steps`` (optimizer steps; the learning-rate schedule
+then runs over steps, so a run is the same on any machine); training stops at the first one reached.
+Checkpoints are step-based: the resumable one every ``--ckpt-every`` steps (weights, optimizer,
+random generators, the place in the epoch; cheap), the dev evaluation (and the best checkpoint)
+every ``--eval-every`` steps. ``--resume`` continues exactly where a run stopped (Ctrl-C and
+SIGTERM save first). ``--quick``: a tiny corpus and a few steps, to check that a switch runs.
 
     # the supernet (warm start from the shipped model), then its three twins, same budget each
-    python recipes/train_supernet.py --mode supernet --minutes 12 --n-train 1500 --threads 2
-    python recipes/train_supernet.py --mode single --size small --minutes 12 --n-train 1500
-    python recipes/train_supernet.py --resume ...           # same flags: continue after a stop
+    python recipes/train_supernet.py --mode supernet --minutes 18 --n-train 1500 --threads 2 --resume
+    python recipes/train_supernet.py --mode single --size small --minutes 12 --n-train 1500 --resume
+    python recipes/train_supernet.py --ablation kl --minutes 18 --n-train 1500 --resume
     python recipes/train_supernet.py --compare RUN_DIR ...  # the comparison table
+    python recipes/todm/comparison.py --minutes 12          # all eight runs, resumable (recipes/todm/README.md)
 
 A run writes ``<out>/<run-name>/<size>/`` (fp16 model folders with metrics and a model card)
 and ``<out>/<run-name>/model_card.md``; checkpoints go to ``<out>/<run-name>/ckpt.pt``.
@@ -31,6 +41,7 @@ import dataclasses
 import math
 import os
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -50,6 +61,14 @@ from workbench.models.sandwich import SandwichConfig, sandwich_step
 from workbench.models.supernet import DEFAULT_SPACE, SearchSpace, Supernet
 from workbench.models.tiny import TinyConfig, TinyConformerCTC
 from workbench.optim import ScaledAdam
+
+#: --ablation NAME -> the switch it turns (each ablation turns off one technique of the supernet run)
+ABLATIONS = {"none": {}, "no_adaptive_dropout": {"adaptive_dropout": False}, "kl": {"distill": "kl"},
+             "adamw": {"optimizer": "adam"}, "no_distill": {"distill": "none"}}
+#: --quick: a corpus and budget small enough to check in a minute or two that a run works end to end
+QUICK = {"n_train": 24, "variants": 1, "n_eval": 6, "train_voices": 12, "heldout_voices": 4, "steps": 3,
+         "ckpt_every": 1, "eval_every": 2, "dev_items": 6, "log_every": 1, "beam": False, "sample_data": False,
+         "max_frames": 3000, "warmup": 2}
 
 DEFAULT_LR = {("scaled_adam", "shipped"): 0.015, ("scaled_adam", "scratch"): 0.04,
               ("adam", "shipped"): 1e-3, ("adam", "scratch"): 2e-3}
@@ -103,9 +122,10 @@ def build_optimizer(args, net: Supernet) -> torch.optim.Optimizer:
 
 
 def lr_at(args, step: int, elapsed: float) -> float:
-    """Linear warm-up over steps, then cosine decay over the TIME budget down to ``final_lr_ratio``."""
+    """Linear warm-up over steps, then cosine decay down to ``final_lr_ratio`` over the STEP budget
+    (``--steps``) or, without one, over the TIME budget."""
     warm = min(1.0, (step + 1) / args.warmup)
-    frac = min(1.0, elapsed / (args.minutes * 60.0))
+    frac = min(1.0, step / args.steps) if args.steps else min(1.0, elapsed / (args.minutes * 60.0))
     return args.lr * warm * (args.final_lr_ratio + (1 - args.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
@@ -140,21 +160,29 @@ def save_checkpoint(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+def resumable(run_dir: Path, net, opt, state, gen, args) -> None:
+    """The resumable checkpoint: weights, optimizer, generators, the place in the epoch (no evaluation)."""
+    save_checkpoint(run_dir / "ckpt.pt", {"net": net.state_dict(), "opt": opt.state_dict(), "state": state,
+                                          "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                                          "run": run_name(args)})
+
+
 def checkpoint(run_dir: Path, net, opt, state, gen, args, data, names) -> None:
     """Dev CER of the sizes; the resumable checkpoint; the best one by mean dev CER."""
-    cers = dev_cer(net, data["dev"], names, args.device)
+    cers = dev_cer(net, data["dev"][: args.dev_items], names, args.device)
     mean = sum(cers.values()) / len(cers)
     state["dev"].append((state["step"], round(state["elapsed"], 1), cers))
     print(f"  dev CER (held-out voices + phrases): {', '.join(f'{k} {v:.3f}' for k, v in cers.items())}", flush=True)
     if mean <= state["best_cer"]:
         state["best_cer"], state["best_step"] = mean, state["step"]
         save_checkpoint(run_dir / "best.pt", {"net": net.state_dict(), "step": state["step"]})
-    save_checkpoint(run_dir / "ckpt.pt", {"net": net.state_dict(), "opt": opt.state_dict(), "state": state,
-                                          "gen": gen.get_state(), "run": run_name(args)})
+    state["last_eval"] = state["step"]
+    resumable(run_dir, net, opt, state, gen, args)
 
 
 # ----------------------------------------------------------------------------- training
 def train(args, data, run_dir: Path) -> tuple[Supernet, list[str], dict]:
+    run_dir.mkdir(parents=True, exist_ok=True)
     net, names = build_model(args)
     net.to(args.device).train()
     for p in net.parameters():
@@ -178,6 +206,8 @@ def train(args, data, run_dir: Path) -> tuple[Supernet, list[str], dict]:
         opt.load_state_dict(ck["opt"])
         state = ck["state"]
         gen.set_state(ck["gen"])
+        if "torch_rng" in ck:  # dropout draws continue as if never stopped
+            torch.set_rng_state(ck["torch_rng"])
         print(f"resumed at step {state['step']}, {state['elapsed'] / 60:.1f} min", flush=True)
     policy = POLICIES[args.policy]
     items = data["train"]
@@ -189,12 +219,18 @@ def train(args, data, run_dir: Path) -> tuple[Supernet, list[str], dict]:
 
     t_start = time.time() - state["elapsed"]
     last_ckpt, run_loss = time.time(), []
-    budget = args.minutes * 60.0
-    while time.time() - t_start < budget:
+    budget = args.minutes * 60.0 if args.minutes else float("inf")
+    max_steps = args.steps or float("inf")
+    stop = _stop_signals()
+
+    def done() -> bool:
+        return time.time() - t_start >= budget or state["step"] >= max_steps or stop["now"]
+
+    while not done():
         batches = make_batches(lengths, args.max_frames, args.max_batch, random.Random(args.seed + state["epoch"]))
         for bi in range(state["batch_in_epoch"], len(batches)):
             elapsed = time.time() - t_start
-            if elapsed >= budget:
+            if done():
                 break
             for g in opt.param_groups:
                 g["lr"] = lr_at(args, state["step"], elapsed)
@@ -215,15 +251,23 @@ def train(args, data, run_dir: Path) -> tuple[Supernet, list[str], dict]:
                       f"lr {lr_at(args, state['step'], elapsed):.2e} loss {means}", flush=True)
                 state["log"].append((state["step"], round(elapsed, 1), means))
                 run_loss = []
-            if time.time() - last_ckpt > args.ckpt_minutes * 60:
-                state["elapsed"] = time.time() - t_start
+            state["elapsed"] = time.time() - t_start
+            if state["step"] % args.eval_every == 0:
                 checkpoint(run_dir, net, opt, state, gen, args, data, names)
+                last_ckpt = time.time()
+            elif state["step"] % args.ckpt_every == 0 or time.time() - last_ckpt > args.ckpt_minutes * 60:
+                resumable(run_dir, net, opt, state, gen, args)
                 last_ckpt = time.time()
         else:
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
     state["elapsed"] = time.time() - t_start
-    checkpoint(run_dir, net, opt, state, gen, args, data, names)
+    if stop["now"]:  # Ctrl-C or SIGTERM: keep the place, end without exporting
+        resumable(run_dir, net, opt, state, gen, args)
+        raise SystemExit(f"stopped at step {state['step']} ({state['elapsed'] / 60:.1f} min); the checkpoint is "
+                         f"saved: run the same command with --resume to continue")
+    if state.get("last_eval") != state["step"] or not (run_dir / "best.pt").exists():
+        checkpoint(run_dir, net, opt, state, gen, args, data, names)
     best = torch.load(run_dir / "best.pt", weights_only=False, map_location=args.device)
     net.load_state_dict(best["net"])
     print(f"training done: {state['step']} steps, {state['elapsed'] / 60:.1f} min; best mean dev CER "
@@ -231,27 +275,75 @@ def train(args, data, run_dir: Path) -> tuple[Supernet, list[str], dict]:
     return net, names, state
 
 
+def _stop_signals() -> dict:
+    """``{"now": bool}`` set by Ctrl-C or SIGTERM: the training loop then saves and stops."""
+    flag = {"now": False}
+
+    def handler(signum, frame):
+        if flag["now"]:  # a second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        flag["now"] = True
+        print("stopping after this step (the checkpoint is saved first)...", flush=True)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    return flag
+
+
 def run_info(args, state: dict, data: dict) -> dict:
     return {"mode": args.mode, "size": args.size, "init": args.init, "distill": args.distill if args.mode == "supernet"
             else "none (single size)", "adaptive_dropout": args.adaptive_dropout, "optimizer": args.optimizer,
-            "lr": args.lr, "steps": state["step"], "minutes": state["elapsed"] / 60, "device": args.device,
+            "lr": args.lr, "steps": state["step"], "step_budget": args.steps, "minute_budget": args.minutes, "minutes": state["elapsed"] / 60, "device": args.device,
             "threads": torch.get_num_threads(), "best_step": state["best_step"], "n_train_utterances": len(data["train"]),
             "dev": state["dev"], "skipped": state["skipped"], "args": {k: str(v) for k, v in vars(args).items()}}
 
 
-def main(argv=None) -> None:
+def _resolve(args, parser) -> None:
+    """Apply ``--ablation`` and ``--quick``, and the default budget, to ``args``."""
+    for key, value in ABLATIONS[args.ablation].items():
+        if args.mode != "supernet":
+            parser.error(f"--ablation {args.ablation} is an ablation of the supernet run (--mode supernet)")
+        default = parser.get_default(key)
+        if getattr(args, key) not in (default, value):
+            parser.error(f"--ablation {args.ablation} sets --{key.replace('_', '-')} to {value!r}; "
+                         f"it cannot also be {getattr(args, key)!r}")
+        setattr(args, key, value)
+    if args.quick:
+        for key, value in QUICK.items():
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
+        if args.cache == parser.get_default("cache"):
+            args.cache = args.cache.parent / "pretrain-quick"
+        if args.out == parser.get_default("out"):
+            args.out = args.out.parent / "supernet-quick"
+    if args.minutes is None and not args.steps:
+        args.minutes = 10.0
+    args.lr = args.lr if args.lr is not None else DEFAULT_LR[(args.optimizer, args.init)]
+    if (args.steps is not None and args.steps < 1) or min(args.ckpt_every, args.eval_every, args.dev_items) < 1:
+        parser.error("--steps, --ckpt-every, --eval-every and --dev-items must be at least 1")
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mode", choices=("supernet", "single"), default="supernet")
     p.add_argument("--size", default="large", help="with --mode single: the size trained alone (small/medium/large)")
     p.add_argument("--export", nargs="*", help="sizes to export (supernet default: small medium large)")
     p.add_argument("--init", choices=("shipped", "scratch"), default="shipped", help="start from the shipped model")
+    p.add_argument("--ablation", choices=tuple(ABLATIONS), default="none",
+                   help="turn off one technique of the supernet run (sets the switch it names)")
     p.add_argument("--distill", choices=("alpha", "kl", "none"), default="alpha")
     p.add_argument("--no-adaptive-dropout", dest="adaptive_dropout", action="store_false")
     p.add_argument("--optimizer", choices=("scaled_adam", "adam"), default="scaled_adam")
     p.add_argument("--n-random", type=int, default=2, help="random sizes per step besides largest and smallest")
     p.add_argument("--ctc-weight", type=float, default=0.0, help="CTC weight added for the distilled sizes")
-    p.add_argument("--minutes", type=float, default=10.0, help="training time budget (wall clock)")
-    p.add_argument("--ckpt-minutes", type=float, default=3.0)
+    p.add_argument("--minutes", type=float, default=None,
+                   help="training time budget, wall clock (default 10 without --steps; with --steps, none)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer-step budget (the LR schedule follows it)")
+    p.add_argument("--ckpt-every", type=int, default=25, help="steps between resumable checkpoints")
+    p.add_argument("--eval-every", type=int, default=100, help="steps between dev evaluations (and best.pt)")
+    p.add_argument("--ckpt-minutes", type=float, default=3.0, help="a resumable checkpoint at least this often")
+    p.add_argument("--dev-items", type=int, default=64, help="dev utterances evaluated at each --eval-every")
+    p.add_argument("--quick", action="store_true", help="a tiny corpus and 3 steps: check that a run works")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=2)
@@ -274,13 +366,24 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=default_out())
     p.add_argument("--run-name", default=None, help="default: from the mode and the switches")
     add_corpus_arguments(p, n_train=1500)  # the pretraining recipe's corpus and its cache
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The run's settings, ``--ablation`` and ``--quick`` applied (:func:`_resolve`)."""
+    p = build_parser()
     args = p.parse_args(argv)
+    _resolve(args, p)
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     if args.compare:
         compare(args.compare, args.out / "comparison.md")
         return
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available here; use --device cpu")
-    args.lr = args.lr if args.lr is not None else DEFAULT_LR[(args.optimizer, args.init)]
     torch.set_num_threads(args.threads)
     run_dir = args.out / (args.run_name or run_name(args))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -296,7 +399,7 @@ def main(argv=None) -> None:
     net, names, state = train(args, data, run_dir)
     info = run_info(args, state, data)
     export = {k: info[k] for k in ("mode", "distill", "adaptive_dropout", "optimizer", "device", "best_step")}
-    export.update(steps=state["step"], minutes=state["elapsed"] / 60)
+    export.update(steps=state["step"], minutes=state["elapsed"] / 60, ablation=args.ablation)
     meta = data["meta"]
     folders = export_sizes(net.cpu(), names, run_dir, {
         "training": export,

@@ -172,3 +172,24 @@ def test_a_model_card_of_other_weights_is_refused(sizes_root):
     with pytest.raises(ModelSizeError, match="not a model card"):
         load_base_model("tiny", size="small")
     assert _peak_mb() - before < 20  # never read
+
+
+def test_the_app_offers_the_sizes_and_says_which_runs_and_why(sizes_root, monkeypatch):
+    pytest.importorskip("panel")
+    from types import SimpleNamespace
+
+    from workbench.app_pages.common import default_models
+    from workbench.app_pages.personalize import PersonalizePage
+    from workbench.models.sizes import sized_model
+
+    assert "tiny-auto" not in default_models().values()  # no sizes installed: not offered
+    _install(sizes_root)
+    models = default_models()
+    assert {"tiny-auto", "tiny-small", "tiny-large"} <= set(models.values())
+    _fake_rtf(monkeypatch, lambda name: 0.9 if name.endswith("large") else 0.1)
+    model, reason = sized_model("auto")
+    page = SimpleNamespace(ctx=SimpleNamespace(models=models), _size_reason=reason)
+    label = PersonalizePage._model_label(page, model)
+    assert model == "tiny-small" and "workbench-tiny-small" in label and "largest size that runs in real time" in label
+    page._size_reason = ""
+    assert PersonalizePage._model_label(page, "tiny-large") == "Built-in model, large size"
