@@ -224,3 +224,21 @@ def test_server_core_transcribes_whisper_messages_like_the_split(whisper_dir, co
     old = dataclasses.replace(wire_split.encode(clips[:1])[0], samples=0).to_bytes()  # a version 1 device
     with pytest.raises(WireFormatError, match="--model"):
         core.parse(old)
+
+
+def test_server_side_training_features_are_the_wire_round_trip_in_one_window(backend, clips, wire_split):
+    """What a Trainer fits server-side Submodels to (SplitModel.server_backend): the compressor's round
+    trip of the device states, all recordings in one shared window so that its batches stack."""
+    server = wire_split.server_backend()
+    items = server.cache_features(clips, frozen_layers=1)
+    plain = backend.cache_features(clips, frozen_layers=1)
+    c = wire_split.compressor
+    assert len({it[0].shape for it in items}) == 1
+    with torch.no_grad():
+        for (h, n, s, k), (p, pn, ps, pk) in zip(items, plain, strict=True):
+            assert (n, s, k) == (pn, ps, pk)
+            assert torch.allclose(h, c.decode(c.encode(p[None]), p.shape[0])[0], atol=1e-6)
+    batch = server.collate(items, [0] * len(items))
+    assert batch.start_layer == 1 and len(server.decode_batch(batch)) == len(clips)
+    with pytest.raises(WorkbenchError, match="top_layers=1"):
+        server.cache_features(clips, frozen_layers=0)
