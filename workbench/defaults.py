@@ -60,7 +60,7 @@ class RunDefaults:
 
     def max_steps_for(self, backend: Any) -> int:
         """The step limit for ``backend`` (an :class:`~workbench.models.base.ASRBackend`, or None)."""
-        return self.max_steps_seq2seq if getattr(backend, "is_seq2seq", False) else self.max_steps
+        return self.max_steps_seq2seq if backend is not None and backend.is_seq2seq else self.max_steps
 
     @property
     def max_minutes(self) -> float:
