@@ -232,3 +232,14 @@ def test_the_built_in_decoders_boost_the_same_list() -> None:
     greedy = build_decoder("greedy", vocabulary=["Siobhan"])
     assert isinstance(greedy, BeamSearchDecoder) and greedy.boost == {"siobhan"}
     assert build_decoder("greedy") is None
+
+
+def test_the_benchmark_scores_names_other_words_and_false_insertions() -> None:
+    from bench.bench_vocabulary import word_scores
+
+    refs = ["call priya", "is priya coming today", "good morning"]
+    hyps = ["call free", "is priya coming to day", "good morning priya"]
+    s = word_scores(refs, hyps, {"priya"}, [True, True, False])
+    assert (s["name_words"], s["name_errors"]) == (2, 1)
+    assert (s["other_words"], s["other_errors"]) == (6, 3)  # "today" -> "to", inserted "day" and "priya"
+    assert s["false_insertions"] == 1 and s["false_insertions_no_name"] == 1

@@ -124,8 +124,10 @@ class PhraseTester:
             WorkbenchError: the speaker has no run at all, or a model cannot be loaded (plain message).
         """
         from workbench.adapters import load_submodel
+        from workbench.vocabulary import speaker_vocabulary
         from workbench.workflow import build_decoder
 
+        words = speaker_vocabulary(self.corpus.root)  # the word list saved on the Speakers page: used at once
         with self._lock:
             chosen = self.personal()
             runs = any((self.corpus.root / "submodels").glob("*.safetensors"))
@@ -138,7 +140,8 @@ class PhraseTester:
                     self._loaded = None  # free the previous model before loading the next
                     self._loaded = (name, _load_base(self.ctx, name))
                 backend = self._loaded[1]
-                decoder = build_decoder(self.ctx.decoder, prompts=self.corpus.prompts(), backend=backend)
+                decoder = build_decoder(self.ctx.decoder, prompts=self.corpus.prompts(), backend=backend,
+                                        vocabulary=words)
                 base = backend.transcribe([wav], decoder=decoder)[0]
                 why = "no run has beaten the base model yet, and none was chosen on this page"
                 return {"base": base, "personal": None, "model": "", "reason": why}
@@ -147,7 +150,8 @@ class PhraseTester:
                 adapted, _ = load_submodel(_load_base(self.ctx, chosen.base_model), chosen.path)
                 self._loaded = (chosen.path, adapted)
             adapted = self._loaded[1]
-            decoder = build_decoder(self.ctx.decoder, prompts=self.corpus.prompts(), backend=adapted.backend)
+            decoder = build_decoder(self.ctx.decoder, prompts=self.corpus.prompts(), backend=adapted.backend,
+                                    vocabulary=words)
             with adapted.disabled():
                 base = adapted.transcribe([wav], decoder=decoder)[0]
             personal = adapted.transcribe([wav], decoder=decoder)[0]

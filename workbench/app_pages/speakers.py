@@ -55,6 +55,16 @@ class SpeakersPage(pn.viewable.Viewer):
         self.create_button = pn.widgets.Button(name="Create speaker", button_type="success", width=200)
         self.create_message = html_pane("")
         self.go_record = pn.widgets.Button(name="Start recording →", button_type="primary", width=200, visible=False)
+        self.words = pn.widgets.TextAreaInput(name="Names and words this person uses (one a line)", height=120,
+                                              width=420, placeholder="Siobhan\nAuntie Margaret\nparacetamol")
+        self.save_words_button = pn.widgets.Button(name="Save the word list", button_type="primary", width=200)
+        self.words_message = html_pane("")
+        self.words_box = pn.Column(
+            html_pane("<h3>Names and words</h3><p>Family names, places, pets, medicines: recognition favours them "
+                      "where the recording allows, from the next phrase on (no new training). Keep the list "
+                      "short: the words this person says most.</p>"),
+            self.words, self.save_words_button, self.words_message, visible=False)
+        self.save_words_button.on_click(lambda _: self.save_words())
         self.prompt_set.param.watch(lambda e: setattr(self.own_prompts, "visible", e.new == "own"), "value")
         self.prompt_set.param.watch(lambda e: setattr(self.n_prompts, "visible", e.new != "own"), "value")
         self.create_button.on_click(lambda _: self.create())
@@ -173,6 +183,7 @@ class SpeakersPage(pn.viewable.Viewer):
         self.go_record.visible = True
         self.reset_form()
         self.state.speaker_id = sid
+        self._show_words(corpus.root)
         self.refresh()
         return sid
 
@@ -192,6 +203,7 @@ class SpeakersPage(pn.viewable.Viewer):
             self.open_message.object = message_html(str(err), False)
             return False
         self.state.speaker_id = corpus.speaker_id
+        self._show_words(corpus.root)
         self.create_message.object = ""  # "speaker X is ready" no longer describes the open speaker
         self.go_record.visible = False
         s = corpus.summary()
@@ -199,6 +211,37 @@ class SpeakersPage(pn.viewable.Viewer):
             f"Opened {corpus.speaker_id}: {s['n_ok']} good recordings, {s['n_prompts_recorded']} of "
             f"{s['n_prompts']} sentences recorded. Use the pages on the left to record, personalize or see results.",
             True)
+        return True
+
+    def _show_words(self, folder: Any) -> None:
+        """Fill the word-list box with the open speaker's saved list (or say why it cannot be read)."""
+        from workbench.vocabulary import speaker_vocabulary, vocabulary_text
+
+        self.words_box.visible = True
+        self.words_message.object = ""
+        try:
+            self.words.value = vocabulary_text(speaker_vocabulary(folder))
+        except WorkbenchError as err:  # a hand-edited file: say so, and let a valid list replace it
+            self.words.value = ""
+            self.words_message.object = message_html(f"{err} Saving a list here replaces that file.", False)
+
+    def save_words(self) -> bool:
+        """Check and save the open speaker's word list from the text area; False (with a message) if not."""
+        from workbench.vocabulary import save_vocabulary, vocabulary_text
+
+        if not self.state.speaker_id:
+            self.words_message.object = message_html("Open a speaker first.", False)
+            return False
+        try:
+            saved = save_vocabulary(speaker_path(self.ctx, self.state.speaker_id), self.words.value or "")
+        except WorkbenchError as err:
+            self.words_message.object = message_html(f"Not saved: {err}", False)
+            return False
+        self.words.value = vocabulary_text(saved)
+        self.words_message.object = message_html(
+            f"Saved {len(saved)} word{'s' if len(saved) != 1 else ''} for {self.state.speaker_id}; "
+            "recognition uses them from the next phrase on." if saved else
+            f"The word list of {self.state.speaker_id} is now empty.", True)
         return True
 
     # ------------------------------------------------------------------ view
@@ -209,6 +252,7 @@ class SpeakersPage(pn.viewable.Viewer):
             self.table,
             pn.Row(self.choose, pn.Column(pn.Spacer(height=18), self.open_button)),
             self.open_message,
+            self.words_box,
             html_pane("<h3>New speaker</h3>"),
             self.new_id, self.label, pn.Row(self.prompt_set, self.n_prompts), self.own_prompts,
             html_pane("<p style='margin-bottom:0'><b>Consent.</b> Ask the speaker (or their guardian) before "

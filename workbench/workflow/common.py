@@ -49,7 +49,7 @@ def build_decoder(kind: str, prompts: list[str] | None = None, *,
     """
     if kind not in ("greedy", "lexicon"):
         raise TrainingError(f"decoder must be 'greedy' or 'lexicon', got {kind!r}")
-    if backend.is_seq2seq:
+    if backend is not None and backend.is_seq2seq:
         return backend.vocabulary_bias(list(vocabulary)) if vocabulary else None
     from workbench.decode import BeamSearchDecoder, Lexicon, WordLM
     from workbench.vocabulary import boost_words
