@@ -243,3 +243,23 @@ def test_the_benchmark_scores_names_other_words_and_false_insertions() -> None:
     assert (s["name_words"], s["name_errors"]) == (2, 1)
     assert (s["other_words"], s["other_errors"]) == (6, 3)  # "today" -> "to", inserted "day" and "priya"
     assert s["false_insertions"] == 1 and s["false_insertions_no_name"] == 1
+
+
+def test_the_command_line_takes_a_word_list_and_refuses_a_bad_one_plainly(tmp_path, capsys) -> None:
+    import json
+    from pathlib import Path
+
+    from workbench.cli import main
+
+    sample = Path(__file__).resolve().parent.parent / "sample_data" / "sim-accent"
+    rows = [json.loads(x) for x in (sample / "manifest.jsonl").read_text().splitlines()[:2]]
+    files = [str(sample / r["audio_path"]) for r in rows]
+    words = tmp_path / "words.txt"
+    words.write_text("Siobhan\nAuntie Margaret\n")
+    assert main(["transcribe", *files, "--model", "tiny", "--vocabulary", str(words)]) == 0
+    out, err = capsys.readouterr()
+    assert "Word list: Siobhan, Auntie Margaret" in err and len(out.splitlines()) == 2
+    words.write_bytes(b"\xff\xfeSiobhan\n")
+    assert main(["transcribe", *files, "--model", "tiny", "--vocabulary", str(words)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "not plain text" in err and "UTF-8" in err
