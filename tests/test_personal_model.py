@@ -249,7 +249,7 @@ def test_transcribe_server_says_what_it_ignores_and_a_speaker_it_does_not_hold(t
     from workbench.device_tuning import client
 
     class Server:  # the clinic server's answers, as ServerCore gives them for a speaker it does not hold
-        def __init__(self, url, compressor, token=None):
+        def __init__(self, url, compressor, token=None, model="tiny"):
             pass
 
         def transcribe(self, wav, speaker=""):

@@ -189,11 +189,12 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
     from workbench.plots import report_figures
     from workbench.workflow import default_config, personalize_speaker
 
+    words = _vocabulary(args, args.speaker_dir)  # a bad list is refused before a model loads
     backend, _ = _speaker_model(args.speaker_dir, args.model, personal=False, size=args.size)
     config = default_config(backend, max_seconds=60.0 * args.minutes, seed=args.seed, **_adapter_choice(args.adapter))
     run = personalize_speaker(args.speaker_dir, backend=backend, config=config,
                               decoder=args.decoder, seed=args.seed, figures=report_figures, window=args.window,
-                              vocabulary=_vocabulary(args, args.speaker_dir))
+                              vocabulary=words)
     print(run.comparison.summary())
     if run.train_result.cut_short:  # the time ceiling ended the run before it converged
         print(f"Note: {run.train_result.cut_short} (a longer --minutes, or a quieter computer).")
@@ -262,6 +263,7 @@ def _cmd_transcribe_remote(args: argparse.Namespace) -> int:
     from workbench.device_tuning.client import DeviceClient
     from workbench.device_tuning.compressor import default_compressor
 
+    from workbench.constants import SAMPLE_RATE
     from workbench.device_tuning.client import summary_line
 
     dec = RUN_DEFAULTS.transcribe_decoder
@@ -277,7 +279,7 @@ def _cmd_transcribe_remote(args: argparse.Namespace) -> int:
         answer = client.transcribe(wav, speaker=args.speaker or "")
         texts.append(answer["text"])
         sent += answer["bytes_sent"]
-        seconds += answer["audio_seconds"]
+        seconds += len(wav) / SAMPLE_RATE
         base_only += answer.get("submodel") is False
     print(f"{summary_line(sent, seconds)} to {args.server} (no audio left this computer)", file=sys.stderr)
     if args.speaker and wavs and not base_only:
@@ -305,11 +307,12 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
 
     if args.server:
         return _cmd_transcribe_remote(args)
+    words = _vocabulary(args, None)  # a bad list is refused before a model loads
     backend, _ = _speaker_model(None, args.model, args.adapter, size=args.size)
     if args.adapter is None:
         print("Personal model: none (no --adapter given); the base model alone is used", file=sys.stderr)
     wavs, notes = _load_for_transcribe(args.files)
-    decoder = build_decoder(args.decoder, backend=backend, vocabulary=_vocabulary(args, None))
+    decoder = build_decoder(args.decoder, backend=backend, vocabulary=words)
     if args.adapter:
         adapted, meta = load_adapter(backend, args.adapter)  # a supernet adapter is cut for the size in use
         if meta.get("sliced_for"):
@@ -330,10 +333,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from workbench.plots import report_figures
     from workbench.workflow import evaluate_speaker
 
+    words = _vocabulary(args, args.speaker_dir)  # a bad list is refused before a model loads
     backend, adapter = _speaker_model(args.speaker_dir, args.model, args.adapter)
     result = evaluate_speaker(args.speaker_dir, backend=backend, adapter=adapter,
                               decoder=args.decoder, write_report=args.report,
-                              figures=report_figures, vocabulary=_vocabulary(args, args.speaker_dir))
+                              figures=report_figures, vocabulary=words)
     print(result.summary() if hasattr(result, "summary") else result)
     return 0
 
