@@ -263,3 +263,5 @@ def test_the_command_line_takes_a_word_list_and_refuses_a_bad_one_plainly(tmp_pa
     assert main(["transcribe", *files, "--model", "tiny", "--vocabulary", str(words)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "not plain text" in err and "UTF-8" in err
+    assert main(["evaluate", str(sample), "--model", "no-such-model", "--vocabulary", str(words)]) == 2
+    assert "not plain text" in capsys.readouterr()[1]  # refused before any model is looked for
