@@ -12,8 +12,12 @@ For one sample speaker and Whisper tiny.en, on the speaker's fixed test phrases
   then personalize again on the A takes plus those corrections. A phrase that got no caption at
   all cannot be corrected by a user and is skipped (counted).
 
-B and C train on the same recordings; B's come cut by the recognizer with corrected text, C's as
-prompted takes. Every stage works on its own copy of the speaker folder (under
+What the user says during use is new speech, not the recordings they made when prompted: by
+default (``--use-audio new``) each used phrase is said again by the same simulated speaker (its
+voice and profile from ``speaker.json``, a new utterance seed), so B trains on other renditions of
+C's phrases. ``--use-audio same`` streams the prompted recordings themselves: after silence trimming
+the corrected takes are then those recordings sample for sample, and B trains exactly as C does
+(the Submodel weights are equal), which checks that a correction loses nothing of the audio. Every stage works on its own copy of the speaker folder (under
 ``~/.cache/workbench/study_corrections``) and is saved to ``docs/bench/study_corrections.partial.json``
 when done, so an interrupted run resumes at the next stage. ``--quick``: 12 + 4 takes, one seed,
 2 training steps (checks that it runs; the figures mean nothing).
@@ -66,9 +70,20 @@ def _personalize(folder: Path, backend, *, seed: int, max_train: int, quick: boo
             "steps": run.train_result.steps, "stopped": run.train_result.stopped_reason, "best_step": run.train_result.best_step}
 
 
-def use_and_correct(folder: Path, backend, submodel: str, used: list, source) -> dict[str, Any]:
-    """Stream ``used`` takes (from ``source``, a SpeakerCorpus) through the personal model; save each
-    caption line corrected with its reference as a take from use in ``folder``."""
+def new_rendition(source, utt) -> np.ndarray:
+    """``utt``'s phrase said again by the simulated speaker of ``source`` (its voice and profile from
+    ``speaker.json``), with another utterance seed: ``(samples,)`` float32 at 16 kHz."""
+    from workbench.simulate import Profile, synthesize
+
+    meta = json.loads((source.root / "speaker.json").read_text())["profile"]
+    profile = Profile.parse(meta["profile_spec"], seed=int(meta["seed"]))
+    return synthesize(utt.prompt, meta["voice"], profile, seed=int(utt.extra["seed"]) + 1)
+
+
+def use_and_correct(folder: Path, backend, submodel: str, used: list, source, *, use_audio: str = "new") -> dict[str, Any]:
+    """Stream ``used`` takes (from ``source``, a SpeakerCorpus; ``use_audio="new"``: a new rendition of
+    each, see :func:`new_rendition`) through the personal model; save each caption line corrected
+    with its reference as a take from use in ``folder``."""
     from workbench.evaluate import wer
     from workbench.live import StreamingRecognizer, save_correction
     from workbench.text import normalize_text
@@ -78,7 +93,7 @@ def use_and_correct(folder: Path, backend, submodel: str, used: list, source) ->
     saved, skipped, refs, hyps = 0, 0, [], []
     try:
         for utt in used:
-            wav = source.load_audio(utt)
+            wav = new_rendition(source, utt) if use_audio == "new" else source.load_audio(utt)
             t0 = rec.now_s
             events = []
             for chunk in (wav, gap):
@@ -99,7 +114,7 @@ def use_and_correct(folder: Path, backend, submodel: str, used: list, source) ->
     return {"saved": saved, "skipped": skipped, "caption_wer": wer(refs, hyps)}
 
 
-def run(speaker: str, seeds: list[int], prompted: int, used_n: int, quick: bool) -> dict[str, Any]:
+def run(speaker: str, seeds: list[int], prompted: int, used_n: int, quick: bool, use_audio: str = "new") -> dict[str, Any]:
     import torch
 
     from workbench.corpus import SpeakerCorpus
@@ -138,22 +153,29 @@ def run(speaker: str, seeds: list[int], prompted: int, used_n: int, quick: bool)
 
         def b_stage() -> dict:
             folder = _fresh_copy(speaker, f"{tag}-B{seed}")
-            use = use_and_correct(folder, backend, a["submodel"], used, source)
+            use = use_and_correct(folder, backend, a["submodel"], used, source, use_audio=use_audio)
             corpus = SpeakerCorpus.open(folder)
             use["kept_out"] = use_counts(corpus.utterances(), [], three_way_split(corpus, seed=0)[2])["kept_out"]
             return {**_personalize(folder, backend, seed=seed, max_train=prompted, quick=quick), "use": use}
 
-        stage(f"B|{seed}", b_stage)
-    names = {"A": f"A: {prompted} prompted takes", "B": f"B: {prompted} prompted + corrections from use",
+        stage(f"B|{seed}" if use_audio == "new" else f"B-same|{seed}", b_stage)
+    b = "B" if use_audio == "new" else "B-same"
+    names = {"A": f"A: {prompted} prompted takes", b: f"B: {prompted} prompted + corrections from use"
+             + ("" if use_audio == "new" else " (the prompted recordings streamed)"),
              "C": f"C: {prompted + used_n} prompted takes"}
     conditions = {}
     for c, label in names.items():
         wers = [done[f"{c}|{s}"]["wer"] for s in seeds]
         conditions[label] = {"wer": wers, "mean": float(np.mean(wers)),
                              "train_takes": [done[f"{c}|{s}"]["train_takes"] for s in seeds]}
-    uses = [done[f"B|{s}"]["use"] for s in seeds]
+    other = "B-same" if b == "B" else "B"
+    if all(f"{other}|{s}" in done for s in seeds):  # the other kind of use audio, measured before: shown too
+        wers = [done[f"{other}|{s}"]["wer"] for s in seeds]
+        conditions[f"B: {prompted} prompted + corrections from use" + (" (the prompted recordings streamed)" if other == "B-same" else "")] = {
+            "wer": wers, "mean": float(np.mean(wers)), "train_takes": [done[f"{other}|{s}"]["train_takes"] for s in seeds]}
+    uses = [done[f"{b}|{s}"]["use"] for s in seeds]
     return {"machine": machine("cpu"), "speaker": speaker, "model": MODEL, "seeds": seeds, "prompted": prompted,
-            "used": used_n, "test_phrases": len(test), "quick": quick, "conditions": conditions,
+            "used": used_n, "use_audio": use_audio, "test_phrases": len(test), "quick": quick, "conditions": conditions,
             "base_wer": done[f"A|{seeds[0]}"]["wer_before"],
             "use_caption_wer": float(np.mean([u["caption_wer"] for u in uses])),
             "corrections_saved": [u["saved"] for u in uses], "captions_missed": [u["skipped"] for u in uses],
@@ -166,12 +188,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--prompted", type=int, default=25)
     parser.add_argument("--used", type=int, default=25)
+    parser.add_argument("--use-audio", choices=["new", "same"], default="new",
+                        help="what is said during use: new renditions of the phrases (default) or the prompted recordings")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.prompted, args.used = args.seeds[:1], 12, 4  # the trainer needs 10 recordings
     t0 = time.perf_counter()
-    result = run(args.speaker, args.seeds, args.prompted, args.used, args.quick)
+    result = run(args.speaker, args.seeds, args.prompted, args.used, args.quick, args.use_audio)
     result["wall_s"] = time.perf_counter() - t0
     path = write_result("study_corrections" + ("_quick" if args.quick else ""), result)
     (RESULTS_DIR / f"study_corrections{'_quick' if args.quick else ''}.partial.json").unlink(missing_ok=True)

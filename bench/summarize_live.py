@@ -82,7 +82,14 @@ def results_md_corrections(load: Callable[[str], dict | None]) -> str:
              f"personal model A live on {r['used']} other phrases (streamed with pauses), correct each committed caption "
              "with its reference (`save_correction`: the caption's audio span becomes a take from use), personalize "
              f"again on the {r['prompted']} prompted takes + the corrections; (C) personalize on "
-             f"{r['prompted'] + r['used']} prompted takes (the same recordings B heard in use).", "",
+             f"{r['prompted'] + r['used']} prompted takes (the same phrases B heard in use). "
+             + ("In use, the speaker says each phrase again (the same simulated voice and profile, a new "
+                "utterance seed), so B trains on other renditions of C's phrases; the row marked 'the prompted "
+                "recordings streamed' streams C's recordings themselves: after silence trimming its corrections are "
+                "those recordings sample for sample and it trains exactly as C does (equal Submodel weights), which "
+                "shows that a correction keeps all of the audio. " if r.get("use_audio") == "new" else "")
+             + "Training is step-based (early stopping on the validation recordings, at most 120 steps), so "
+             "these figures do not depend on how busy the machine was.", "",
              "| condition | test WER per seed | mean |", "|---|---|---:|"]
     for name, row in r["conditions"].items():
         lines.append(f"| {name} | {', '.join(_pct(w) for w in row['wer'])} | {_pct(row['mean'])} |")
