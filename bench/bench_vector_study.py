@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from bench._common import machine, write_result
+from bench._common import RESULTS_DIR, machine, write_result
 
 __all__ = ["ATYPICAL", "main", "run"]
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
+PARTIAL = RESULTS_DIR / "vector_study_cpu.partial.json"
 ATYPICAL = ["sim-accent", "sim-als-like", "sim-dysarthria-severe", "sim-parkinsonian", "sim-stutter",
             "sim-voice-tremor"]  # the six atypical sample speakers (not the two typical voices)
 
@@ -86,13 +88,24 @@ def run(model: str, seeds: list[int], mode: str, speakers: list[str], learning_r
 
     backend = load_base_model(model)
     configs = _configs(backend, mode)
-    rows = []
+    # Resumable: every finished run is kept in PARTIAL (rerun the same command after a stop).
+    # The runs are step-based (early stopping, the step limit; the clock is only a ceiling), so
+    # runs made in different sessions compare.
+    key = {"model": model, "mode": mode, "learning_rate": learning_rate}
+    saved = json.loads(PARTIAL.read_text()) if PARTIAL.is_file() else {}
+    rows = saved.get("rows", []) if saved.get("key") == key else []
+    done = {(r["speaker"], r["family"], r["seed"]) for r in rows}
     with tempfile.TemporaryDirectory() as tmp:
         for speaker in speakers:
             for seed in seeds:
                 for family, adapter in configs.items():  # the families alternate, so a slow spell hits both
+                    if (speaker, family, seed) in done:
+                        continue
                     rows.append(run_one(speaker, family, adapter, backend, seed, Path(tmp) / family / speaker,
                                         learning_rate))
+                    PARTIAL.parent.mkdir(parents=True, exist_ok=True)
+                    PARTIAL.write_text(json.dumps({"key": key, "rows": rows}, indent=1))
+    rows = [r for r in rows if r["speaker"] in speakers and r["seed"] in seeds]
     result = {"machine": machine("cpu"), "model": model, "seeds": seeds, "speakers": speakers,
               "configs": {k: v.to_dict() for k, v in configs.items()}, "rows": rows, "summary": summary(rows)}
     for family, s in result["summary"].items():
@@ -114,6 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = run(args.model, args.seeds, args.mode, args.speaker or ATYPICAL, args.learning_rate)
     result["wall_s"] = time.perf_counter() - t0
     path = write_result("vector_study_cpu", result)
+    PARTIAL.unlink(missing_ok=True)
     print(f"wrote {path}")
     return result
 
