@@ -170,9 +170,10 @@ class WhisperBackend(_HFBase):
         trained = getattr(adapted, "window", None) if adapted is not None and adapted._hooks else None
         return trained if trained in WINDOWS else self.window
 
-    def window_frames(self, n_frames: int) -> int:
-        """The encoding window (mel frames, even) for a longest recording of ``n_frames``."""
-        if self.encoding_window == "full":
+    def window_frames(self, n_frames: int, window: str | None = None) -> int:
+        """The encoding window (mel frames, even) for a longest recording of ``n_frames``, in the
+        window ``window`` (``"auto"``/``"full"``; None: :attr:`encoding_window`)."""
+        if (window or self.encoding_window) == "full":
             return FULL_FRAMES
         bucket = max(2, int(round(self.bucket_s * FRAMES_PER_SECOND)) // 2 * 2)
         need = n_frames + int(round(self.margin_s * FRAMES_PER_SECOND))
@@ -189,15 +190,17 @@ class WhisperBackend(_HFBase):
         return Batch(feats.to(dev), torch.tensor([min(f, w_frames) for f in frames], device=dev),
                      torch.tensor([len(w) for w in wavs], device=dev))
 
-    def cache_features(self, waveforms: list[np.ndarray], *, frozen_layers: int = 0) -> list[tuple]:
-        """Per recording ``(features, length, samples)`` in one shared window; with
-        ``frozen_layers = k`` the features are the hidden states ``(W/2, D)`` after the
-        convolutional frontend and the first ``k`` encoder layers (computed once, no grad)."""
+    def cache_features(self, waveforms: list[np.ndarray], *, frozen_layers: int = 0,
+                       window: str | None = None) -> list[tuple]:
+        """Per recording ``(features, length, samples)`` in one shared window (``window``: ``"auto"``
+        or ``"full"``; None: :attr:`encoding_window`); with ``frozen_layers = k`` the features are
+        the hidden states ``(W/2, D)`` after the convolutional frontend and the first ``k`` encoder
+        layers (computed once, no grad)."""
         if not waveforms:
             return []
         if not 0 <= frozen_layers <= self.num_layers:
             raise WorkbenchError(f"frozen_layers must be in [0, {self.num_layers}], got {frozen_layers}")
-        window = self.window_frames(max(len(w) for w in waveforms) // HOP_LENGTH)
+        window = self.window_frames(max(len(w) for w in waveforms) // HOP_LENGTH, window)
         items = []
         for s in range(0, len(waveforms), 8):
             batch = self.featurize(waveforms[s: s + 8], window=window)
