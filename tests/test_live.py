@@ -329,13 +329,39 @@ def test_a_phrase_starts_where_its_sound_starts_not_where_the_detector_is_sure()
     assert 1.95 <= start <= 2.1  # the soft sound before it belongs to the phrase; the room does not
 
 
+def test_a_short_first_piece_waits_for_the_words_after_its_pause() -> None:
+    """A lone short word, a 1 s pause, then the rest: decoded as one phrase (the rest gives it context);
+    a long phrase before the same pause ends at pause_s as before."""
+    rng = np.random.default_rng(2)
+    room = (1e-3 * rng.standard_normal(SR)).astype(np.float32)
+
+    def buffer_starts(first_s: float, **options) -> list[int]:
+        audio = np.concatenate([room, make_speechlike(first_s, seed=1, lead_s=0.0, tail_s=0.0), room,
+                                make_speechlike(1.5, seed=2, lead_s=0.0, tail_s=0.0), room, room])
+        rec = StreamingRecognizer(tiny_backend(), warmup=False, realtime=False, **options)
+        real, starts = rec._decode, set()
+
+        def watch(wav, prefix, voiced, *rest):
+            starts.add(rec._buf_start)
+            return real(wav, prefix, voiced, *rest)
+
+        rec._decode = watch
+        stream(rec, audio)
+        return sorted(starts)
+
+    assert len(buffer_starts(0.4)) == 1  # one phrase: "I ... want to go"
+    assert len(buffer_starts(0.4, defer_s=0.0)) == 2  # without the wait: two
+    assert len(buffer_starts(2.0)) == 2  # a long phrase ends at the pause
+
+
 def test_a_new_phrase_never_decodes_the_last_phrase_again() -> None:
     rng = np.random.default_rng(1)
     room = (1e-3 * rng.standard_normal(SR)).astype(np.float32)
     breath = (6e-3 * rng.standard_normal(int(1.1 * SR))).astype(np.float32)  # a noisy pause: sound, not voice
     audio = np.concatenate([room, make_speechlike(1.5, seed=1, lead_s=0.0, tail_s=0.0), breath,
                             make_speechlike(1.5, seed=2, lead_s=0.0, tail_s=0.0), room])
-    rec = StreamingRecognizer(tiny_backend(), warmup=False, realtime=False)
+    # defer_s=0: the breath is shorter than pause_s + defer_s, and a short first phrase would wait for the second
+    rec = StreamingRecognizer(tiny_backend(), warmup=False, realtime=False, defer_s=0.0)
     real = rec._decode
     spans = []
 

@@ -100,11 +100,8 @@ class WhisperStep:
         self.min_logprob = float(min_logprob)
 
     @torch.no_grad()
-    def __call__(self, wav: np.ndarray, prefix: Sequence[str], voiced: np.ndarray,
-                 prefix_end_s: float | None = None) -> Hypothesis:
-        """``wav``: ``(n,)`` float32 buffer; ``prefix``: words committed from it; ``voiced``: its VAD frames;
-        ``prefix_end_s``: where the last committed word ends (seconds from the buffer's start): the new
-        words share the voiced frames after it (None: all words share the buffer's voiced frames)."""
+    def __call__(self, wav: np.ndarray, prefix: Sequence[str], voiced: np.ndarray) -> Hypothesis:
+        """``wav``: ``(n,)`` float32 buffer; ``prefix``: words committed from it; ``voiced``: its VAD frames."""
         import contextlib
 
         b = self.backend
@@ -117,13 +114,6 @@ class WhisperStep:
         # a continuation of words already committed is judged by the silence rule alone: its few tokens
         # (one word and the end token) make the mean log-probability too noisy to be a test of speech
         speech = free and not silent and (bool(prefix) or d.avg_logprob >= self.min_logprob)
-        if prefix and prefix_end_s is not None and free:
-            edge = min(len(voiced), max(0, int(round(prefix_end_s / FRAME_S))))
-            after = voiced[edge:] if edge < len(voiced) else voiced[-1:]
-            shift = min(edge, len(voiced) - len(after))
-            new = [Word(w.text, round(w.start_s + shift * FRAME_S, 4), round(w.end_s + shift * FRAME_S, 4))
-                   for w in spread_words(texts[len(prefix):], after)]
-            return Hypothesis(spread_words(texts[: len(prefix)], voiced[:max(1, edge)]) + new, speech, d.avg_logprob)
         return Hypothesis(spread_words(texts, voiced), speech, d.avg_logprob)
 
 
@@ -194,8 +184,7 @@ class CTCStep:
         self._vocab = VOCAB
 
     @torch.no_grad()
-    def __call__(self, wav: np.ndarray, prefix: Sequence[str], voiced: np.ndarray,
-                 prefix_end_s: float | None = None) -> Hypothesis:
+    def __call__(self, wav: np.ndarray, prefix: Sequence[str], voiced: np.ndarray) -> Hypothesis:
         import contextlib
 
         with self.route() if self.route is not None else contextlib.nullcontext():

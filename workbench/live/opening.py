@@ -71,7 +71,7 @@ def open_recognizer(speaker_dir: str | Path | None = None, model: str = "auto", 
         backend = load_base_model(choice.name)
     else:
         lines.append(f"Base model: {backend.name} (given).")
-    if speaker_dir is not None and not getattr(backend, "is_seq2seq", False):
+    if speaker_dir is not None and not backend.is_seq2seq:
         options = _offline_decoder(options, corpus, backend, lines)
     if speaker_dir is None:
         lines.append("No speaker chosen: the base model captions alone (give a speaker folder to use their "
