@@ -6,7 +6,7 @@
    Submodel file, or one speaker of a bank), reads it as untrusted and loads it onto its own
    base model, one speaker row;
 2. :mod:`~workbench.export.merge` folds the adapter into the base weights through the
-   adapters' own ``merge`` (LoRA; the other families are not linear in the weights) and
+   adapters' own ``merge`` (LoRA and vector; the other families are not linear in the weights) and
    checks that the merged model's outputs equal the adapted model's to float32 rounding;
 3. one module per format writes the folder: :mod:`~workbench.export.hf` (transformers),
    :mod:`~workbench.export.ct2` (CTranslate2 / faster-whisper), :mod:`~workbench.export.ggml`
@@ -23,20 +23,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import ExportError
+from workbench.export.formats import EXPORT_EXTRA, FORMATS
 
 if TYPE_CHECKING:
     from workbench.export.pipeline import ExportResult
 
 __all__ = ["EXPORT_EXTRA", "FORMATS", "ExportError", "export_model"]
-
-#: format -> what runs it (for messages and the model card)
-FORMATS: dict[str, str] = {
-    "ct2": "faster-whisper / CTranslate2",
-    "ggml": "whisper.cpp",
-    "hf": "transformers",
-    "onnx": "ONNX Runtime",
-}
-EXPORT_EXTRA = "pip install 'workbench[export]'"
 
 
 def export_model(source: Any, fmt: str, out: Any, **options: Any) -> ExportResult:

@@ -12,7 +12,7 @@ __all__ = ["add_export_parser"]
 _DESCRIPTION = """Export a speaker's personal model for another speech recognition engine:
 ct2 (faster-whisper / CTranslate2), ggml (whisper.cpp), hf (transformers) for a Whisper
 personal model; onnx (ONNX Runtime) for the built-in model. The adapter is merged into the
-base weights (LoRA) and the merged model is checked against the personal model before
+base weights (LoRA, vector) and the merged model is checked against the personal model before
 anything is written. The folder holds a model card (README.md) with the decoding settings
 to use. Engines: pip install 'workbench[export]'."""
 
