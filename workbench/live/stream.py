@@ -112,10 +112,13 @@ class StreamingRecognizer:
         preroll_s: audio kept before the first voiced frame of a phrase.
         tail_s: audio kept after the last voiced frame when a phrase ends.
         defer_s, defer_short_s: a phrase with less than ``defer_short_s`` seconds of voiced audio ends only after
-            ``pause_s + defer_s`` without voice. On the personal tiny.en of two sample speakers (test phrases,
-            bench_live's streams, decode time left out), 0.6 s took the streamed/offline WER ratio from 1.24 to
-            1.05 (sim-dysarthria-severe) and from 1.23 to 1.08 (sim-als-like): a phrase's first word alone before a
-            pause ("i i i" for "i") is where streaming lost most words. 0 turns it off.
+            ``pause_s + defer_s`` without voice. A phrase's first word alone before a pause ("i i i" for "i",
+            "not | what are we need" for "that was a relief") is where streaming lost most words. On the personal
+            tiny.en (test phrases, bench_live's streams, decode time left out), 0.6 s and 0.6 s took the
+            streamed/offline WER ratio from 1.24 to 1.05 (sim-dysarthria-severe), 1.23 to 1.08 (sim-als-like),
+            1.00 to 0.97 (sim-parkinsonian), 0.83 to 0.94 (sim-stutter), the median latency from 0.80-0.95 s to
+            0.82-0.96 s and p90 from 1.38-1.87 s to 1.41-1.90 s; with defer_short_s = 1 s, the hypophonic
+            parkinsonian speaker's median rose to 1.24 s (most of its phrases have under 1 s of voice). 0: off.
         extend_onset: start a phrase where its sound starts (:meth:`VoiceActivity.sound_start`), not at the
             detector's first voiced frame.
         holdback_s: words ending less than this before the end of the audio are not committed yet
@@ -137,7 +140,7 @@ class StreamingRecognizer:
     def __init__(self, backend, *, submodel: str | Path | None = None, speaker: str | None = None,
                  step_s: float = 1.0, pause_s: float = 0.8, max_buffer_s: float = 12.0, max_lag_s: float = 2.0,
                  keep_s: float = 60.0, preroll_s: float = 0.2, tail_s: float = 0.3, holdback_s: float = 0.3,
-                 extend_onset: bool = True, defer_s: float = 0.6, defer_short_s: float = 1.0, vad: dict | None = None,
+                 extend_onset: bool = True, defer_s: float = 0.6, defer_short_s: float = 0.6, vad: dict | None = None,
                  decoder: dict | None = None, warmup: bool = True, realtime: bool = True) -> None:
         if not 0.05 <= step_s <= 5.0:
             raise ValueError(f"step_s must be between 0.05 and 5 seconds, got {step_s!r}")
@@ -296,7 +299,8 @@ class StreamingRecognizer:
                                               first * FRAME - self.preroll))
             self._last_decode = total
             return []
-        if self._vad.silent_for() >= self.pause_s + (self.defer_s if self._short_phrase() else 0.0):
+        silent = self._vad.silent_for()
+        if silent >= self.pause_s and (silent >= self.pause_s + self.defer_s or not self._short_phrase()):
             # the phrase ended: decode to the pause, commit it all
             end = min(total, (self._vad.last_voiced + 1) * FRAME + self.tail)
             return self._final(end)
