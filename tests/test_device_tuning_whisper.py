@@ -10,7 +10,7 @@ import torch
 
 from workbench.device_tuning import Compressor, Message
 from workbench.device_tuning.compressor import check_compressor_base, load_compressor, save_compressor
-from workbench.device_tuning.split import split_for
+from workbench.device_tuning import split_for
 from workbench.device_tuning.whisper_split import WhisperSplit
 from workbench.device_tuning.wire import HEADER_BYTES_V2
 from workbench.errors import WireFormatError, WorkbenchError
@@ -142,7 +142,7 @@ def test_messages_carry_fingerprints_the_audio_length_and_the_window(backend, cl
     msgs = wire_split.encode(clips, speaker="spk-a")
     for m, w in zip(msgs, clips, strict=True):
         data = m.to_bytes()
-        assert data[4] == 2 and m.header_bytes == HEADER_BYTES_V2
+        assert data[4] == 3 and m.header_bytes == HEADER_BYTES_V2  # version 3: version 2's header, padding coded
         assert len(data) == HEADER_BYTES_V2 + len("spk-a") + len(m.payload)
         back = Message.from_bytes(data)
         assert back == m and back.samples == len(w)
@@ -172,7 +172,7 @@ def test_the_server_refuses_another_k_compressor_or_base(backend, clips, wire_sp
 def test_messages_without_the_audio_length_or_with_a_lying_one_are_refused(wire_split, clips):
     msg = wire_split.encode(clips[:1])[0]
     with pytest.raises(WireFormatError, match="how long the recording was"):
-        wire_split.symbols(Message.from_bytes(dataclasses.replace(msg, samples=0).to_bytes()))
+        wire_split.symbols(Message.from_bytes(dataclasses.replace(msg, samples=0, padding_coded=False).to_bytes()))
     longer = dataclasses.replace(msg, samples=msg.samples + 16_000 * 3)  # another window, the same frames
     with pytest.raises(WireFormatError, match="encoding window"):
         wire_split.symbols(Message.from_bytes(longer.to_bytes()))
@@ -184,7 +184,7 @@ def test_messages_without_the_audio_length_or_with_a_lying_one_are_refused(wire_
         Message.from_bytes(bytes(data))
 
 
-def test_every_truncation_and_flipped_bit_of_a_version_2_message_is_refused(wire_split, clips):
+def test_every_truncation_and_flipped_bit_of_a_version_3_message_is_refused(wire_split, clips):
     data = wire_split.encode(clips[:1], speaker="s")[0].to_bytes()
     for n in range(len(data)):
         with pytest.raises(WireFormatError):
@@ -221,7 +221,7 @@ def test_server_core_transcribes_whisper_messages_like_the_split(whisper_dir, co
     assert core.info()["split_layer"] == 1 and core.max_frames == 1500
     items = [core.parse(m.to_bytes()) for m in wire_split.encode(clips)]
     assert [a["text"] for a in core.transcribe(items)] == wire_split.transcribe(clips)
-    old = dataclasses.replace(wire_split.encode(clips[:1])[0], samples=0).to_bytes()  # a version 1 device
+    old = dataclasses.replace(wire_split.encode(clips[:1])[0], samples=0, padding_coded=False).to_bytes()  # version 1
     with pytest.raises(WireFormatError, match="--model"):
         core.parse(old)
 

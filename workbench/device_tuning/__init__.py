@@ -20,8 +20,25 @@ Modules:
     client       the device side over HTTP (``workbench transcribe --server URL``)
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from workbench.device_tuning.compressor import Compressor, CompressorConfig
 from workbench.device_tuning.split import SplitModel
+from workbench.device_tuning.whisper_split import WhisperSplit
 from workbench.device_tuning.wire import Message, check_compatible
 
-__all__ = ["Compressor", "CompressorConfig", "Message", "SplitModel", "check_compatible"]
+if TYPE_CHECKING:
+    from workbench.models.base import ASRBackend
+
+__all__ = ["Compressor", "CompressorConfig", "Message", "SplitModel", "WhisperSplit", "check_compatible", "split_for"]
+
+
+def split_for(backend: ASRBackend, split_layer: int, compressor: Compressor | None = None) -> SplitModel:
+    """The split model for ``backend``: a :class:`~workbench.device_tuning.whisper_split.WhisperSplit`
+    for Whisper (a sequence-to-sequence backend), else a :class:`SplitModel`. (Here, above both
+    modules: the base split never names its Whisper subclass, so they import no circle.)"""
+    if backend.is_seq2seq:
+        return WhisperSplit(backend, split_layer, compressor)
+    return SplitModel(backend, split_layer, compressor)

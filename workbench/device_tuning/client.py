@@ -65,7 +65,7 @@ class DeviceClient:
     def __init__(self, url: str, compressor_path: str | Path, *, model: str = "tiny", token: str | None = None,
                  timeout_s: float = 60.0) -> None:
         from workbench.device_tuning.compressor import check_compressor_base, load_compressor
-        from workbench.device_tuning.split import split_for
+        from workbench.device_tuning import split_for
         from workbench.models import load_base_model
 
         comp, meta = load_compressor(compressor_path)
@@ -73,6 +73,7 @@ class DeviceClient:
         check_compressor_base(compressor_path, meta, backend)
         self.split = split_for(backend, meta["split_layer"], comp)
         self.url, self.token, self.timeout_s = url, token, timeout_s
+        self._windows: dict[str, Any] | None = None  # a Whisper server's windows, asked once
 
     def _request(self, data: bytes | None) -> dict[str, Any]:
         req = urllib.request.Request(self.url, data=data, method="POST" if data is not None else "GET")
@@ -107,10 +108,23 @@ class DeviceClient:
         """What the server runs (model fingerprint, split, compressor, speakers)."""
         return self._request(None)
 
+    def window_for(self, speaker: str) -> str | None:
+        """The Whisper encoding window the server decodes ``speaker`` on (their Submodel's, else
+        the server's; asked once with a GET), or None when the server does not say (an older one)."""
+        if self._windows is None:
+            info = self.server_info()
+            windows = info.get("windows")
+            self._windows = {"": info.get("window"), **(windows if isinstance(windows, dict) else {})}
+        window = self._windows.get(speaker) or self._windows.get("")
+        return window if window in ("auto", "full") else None
+
     def transcribe(self, wav: np.ndarray, speaker: str = "") -> dict[str, Any]:
         """Send one 16 kHz recording's representation; the server's answer plus ``bytes_sent``
         (the whole message, header included) and ``audio_seconds``."""
-        data = self.split.encode([wav], speaker=speaker)[0].to_bytes()
+        if hasattr(self.split, "window_for"):  # a Whisper split: encode the window the server decodes this speaker on
+            data = self.split.encode([wav], speaker=speaker, window=self.window_for(speaker))[0].to_bytes()
+        else:
+            data = self.split.encode([wav], speaker=speaker)[0].to_bytes()
         out = self._request(data)
         out["bytes_sent"] = len(data)
         out["audio_seconds"] = len(wav) / self.split.backend.sample_rate

@@ -25,6 +25,9 @@ from workbench.errors import WireFormatError
 
 __all__ = ["MIN_PROBABILITY", "check_tables", "decode_symbols", "encode_symbols", "payload_bounds"]
 
+# Padding frames (a Whisper window's silence after the audio) are coded by an adaptive model: see
+# workbench.device_tuning.padding, which builds on the helpers here.
+
 MIN_PROBABILITY = 2.0**-20  # the least a table may give a symbol (the coder's own floor is 2**-24)
 _PRECISION = 2.0**-24  # constriction's leaky quantization: each probability moves by up to ~this
 _WORD = 32  # bits in one range-coder word
@@ -50,17 +53,22 @@ def check_tables(tables: np.ndarray) -> str | None:
     return None
 
 
-def payload_bounds(tables: np.ndarray, frames: int) -> tuple[int, int]:
+def payload_bounds(tables: np.ndarray, frames: int, adaptive_frames: int = 0) -> tuple[int, int]:
     """The fewest and most bytes :func:`encode_symbols` can give for ``frames`` symbol frames.
 
     Each symbol costs at least ``-log2`` of its position's largest probability and at most
     ``-log2`` of its smallest (both widened by the coder's quantization), plus up to two words
     of coder state; the server refuses a payload outside these bounds before decoding it, so a
     message cannot claim many frames with a few bytes. Tables must pass :func:`check_tables`.
+
+    ``adaptive_frames`` more frames coded by an adaptive model
+    (:func:`workbench.device_tuning.padding.encode_padded`) cost from nothing to ``-log2`` of
+    :data:`MIN_PROBABILITY` per symbol.
     """
     t = np.asarray(tables, dtype=np.float64)
     least = float(-np.log2(np.minimum(1.0, t.max(axis=1) + 4 * _PRECISION)).sum()) * frames
     most = float(-np.log2(t.min(axis=1) * 15 / 16).sum()) * frames  # 15/16: p >= 2**-20 moves by <= 2**-24
+    most += -math.log2(MIN_PROBABILITY * 15 / 16) * t.shape[0] * int(adaptive_frames)
     return 4 * max(0, math.floor((least - _WORD) / _WORD)), 4 * math.ceil((most + 2 * _WORD) / _WORD)
 
 

@@ -103,6 +103,20 @@ def _check_compressor_base(compressor_path: str | Path, meta: dict[str, Any], ba
     check_compressor_base(compressor_path, meta, backend)
 
 
+def submodel_windows(submodels: Sequence[str | Path], default: str) -> dict[str, str]:
+    """Speaker id -> the Whisper encoding window their Submodel was trained on, for those whose
+    window is not ``default`` (the file's checked ``window``: :func:`workbench.adapters.io.read_submodel`)."""
+    from workbench.adapters.io import read_submodel
+
+    out: dict[str, str] = {}
+    for path in submodels:
+        meta = read_submodel(path)[1]
+        window = meta.get("window", "auto")
+        if window != default:
+            out.update({sid: window for sid in meta["speaker_ids"]})
+    return out
+
+
 class ServerCore:
     """What the deployment does, without Ray: parse, check, batch-transcribe (also used by tests)."""
 
@@ -111,7 +125,7 @@ class ServerCore:
         from workbench.adapters import SubmodelBank
         from workbench.device_tuning.compressor import load_compressor
         from workbench.device_tuning.entropy import payload_bounds
-        from workbench.device_tuning.split import split_for
+        from workbench.device_tuning import split_for
         from workbench.device_tuning.wire import HEADER_BYTES_V2, MAX_SPEAKER_BYTES
         from workbench.models import load_base_model
 
@@ -123,10 +137,12 @@ class ServerCore:
         if self.bank is not None:
             check_server_blocks(self.bank.adapted.config.top_layers, backend.num_layers, meta["split_layer"],
                                 [Path(p).name for p in submodels])
+            if hasattr(self.split, "speaker_windows"):  # a Whisper split: each Submodel's own window
+                self.split.speaker_windows = submodel_windows(submodels, backend.window)
         self.token = token
         self.base_fallback = base_fallback
         self.max_frames = self.split.max_frames
-        most = payload_bounds(comp.tables.cpu().numpy(), -(-self.max_frames // comp.config.stride))[1]
+        most = payload_bounds(comp.tables.cpu().numpy(), 0, -(-self.max_frames // comp.config.stride))[1]
         self.max_body_bytes = HEADER_BYTES_V2 + MAX_SPEAKER_BYTES + most  # the largest message it can accept
 
     def info(self) -> dict[str, Any]:
@@ -135,7 +151,9 @@ class ServerCore:
                 "split_layer": self.split.split_layer, "compressor": c.identity().hex(),
                 "dims": c.config.dims, "bits": c.config.bits, "stride": c.config.stride,
                 "speakers": list(self.bank.speaker_ids) if self.bank else [],
-                "max_frames": self.max_frames, "max_message_bytes": self.max_body_bytes}
+                "max_frames": self.max_frames, "max_message_bytes": self.max_body_bytes,
+                **({"window": self.split.window_for(""), "windows": dict(self.split.speaker_windows)}
+                   if hasattr(self.split, "speaker_windows") else {})}
 
     def auth_error(self, header: str | None) -> Refused | None:
         """None when the request may pass; else 401 (no token sent) or 403 (a wrong one)."""

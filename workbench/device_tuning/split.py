@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from workbench.adapters import Adapted
     from workbench.models.base import ASRBackend
 
-__all__ = ["ServerSideBackend", "SplitModel", "split_for"]
+__all__ = ["ServerSideBackend", "SplitModel"]
 
 
 class SplitModel:
@@ -84,9 +84,23 @@ class SplitModel:
             for h, n, samples, _k in self.device_hidden(waveforms):
                 h, frames, samples_field = self._wire_frames(h, int(n), int(samples))
                 sym = c.encode(h[None].float())[0].cpu().numpy()
+                payload, padded = self._payload(sym, tables, frames, samples_field)
                 out.append(Message(self.fingerprint, c.identity(), self.split_layer, c.config.stride, c.config.bits,
-                                   c.config.dims, speaker, frames, encode_symbols(sym, tables), samples_field))
+                                   c.config.dims, speaker, frames, payload, samples_field, padded))
         return out
+
+    def _payload(self, symbols: np.ndarray, tables: np.ndarray, frames: int, samples: int) -> tuple[bytes, bool]:
+        """The range-coded symbols ``(ceil(N/s), dims)`` and whether padding frames are coded
+        adaptively (format version 3; the built-in split sends no padding)."""
+        return encode_symbols(symbols, tables), False
+
+    def _decode_payload(self, msg: Message, tables: np.ndarray) -> np.ndarray:
+        """A checked message's payload -> symbols ``(ceil(N/s), dims)``."""
+        if msg.padding_coded:
+            raise WireFormatError(
+                f"The message is format version 3 (a Whisper split's), but this server runs {self.backend.name}'s "
+                "split: send it to a Whisper server, or use the device app made for this server.")
+        return decode_symbols(msg.payload, tables, frames=msg.symbol_frames)
 
     def _wire_frames(self, h: torch.Tensor, frames: int, samples: int) -> tuple[torch.Tensor, int, int]:
         """What of a device output goes on the wire: ``(states (N, D), N, samples field)``. The
@@ -128,7 +142,7 @@ class SplitModel:
             raise WireFormatError(
                 f"The message holds {msg.frames} encoder frames (about {msg.frames / fps:.0f} s of speech); this "
                 f"server takes at most {self.max_frames} ({MAX_TRAIN_S:.0f} s) per message: send shorter pieces.")
-        return decode_symbols(msg.payload, self.compressor.tables.cpu().numpy(), frames=msg.symbol_frames)
+        return self._decode_payload(msg, self.compressor.tables.cpu().numpy())
 
     def hidden(self, symbols: np.ndarray, frames: int) -> torch.Tensor:
         """Server side: decoded symbols ``(ceil(N/s), dims)`` -> hidden states ``(N, D)`` for block ``k`` on."""
@@ -206,16 +220,6 @@ class SplitModel:
             raise WorkbenchError("This split model has no compressor, so it cannot make wire messages: "
                                  "load or train one (recipes/train_compressor.py).")
         return self.compressor
-
-
-def split_for(backend: ASRBackend, split_layer: int, compressor: Compressor | None = None) -> SplitModel:
-    """The split model for ``backend``: a :class:`~workbench.device_tuning.whisper_split.WhisperSplit`
-    for Whisper (a sequence-to-sequence backend), else a :class:`SplitModel`."""
-    if backend.is_seq2seq:
-        from workbench.device_tuning.whisper_split import WhisperSplit
-
-        return WhisperSplit(backend, split_layer, compressor)
-    return SplitModel(backend, split_layer, compressor)
 
 
 def _injected(backend: ASRBackend) -> list[Adapted]:

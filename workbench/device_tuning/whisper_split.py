@@ -17,6 +17,17 @@ Why the audio length travels (wire format version 2, ``Message.samples``): the w
 decoder's length cap (``8 + 7 * seconds`` tokens) follow the recording's duration, and the server
 checks that a message's frames are the window's frames for its samples.
 
+Why the silence costs (almost) nothing: the server knows which symbol frames are padding (from
+the audio length), so the device codes them adaptively (wire format version 3,
+:mod:`workbench.device_tuning.padding`): lossless, and a repeated symbol costs a small fraction of
+a bit. On the real prompts the window is about twice the audio, so this about halves a message.
+
+Which window: a Submodel is decoded on the window it was trained on (its file's ``window``,
+``"auto"`` or ``"full"``), so the device must encode that window. The server says which one
+each speaker needs (:meth:`WhisperSplit.window_for`, in its GET answer as ``window`` and
+``windows``); :class:`~workbench.device_tuning.client.DeviceClient` reads it and encodes that window,
+and a message in another window is refused with a message that names both.
+
 >>> from workbench.device_tuning.whisper_split import window_geometry
 >>> window_geometry(48_000, split_layer=2, window_frames=lambda mel: 400)  # 3 s, a 4 s window
 (200, 150)
@@ -31,12 +42,16 @@ import numpy as np
 import torch
 
 from workbench.constants import HOP_LENGTH
+from workbench.device_tuning.entropy import decode_symbols
+from workbench.device_tuning.padding import decode_padded, encode_padded
 from workbench.device_tuning.split import SplitModel, _injected
 from workbench.device_tuning.wire import Message
 from workbench.errors import WireFormatError, WorkbenchError
 from workbench.models.base import MAX_TRAIN_S
 
-__all__ = ["WhisperSplit", "window_geometry"]
+__all__ = ["WhisperSplit", "true_frames", "window_geometry"]
+
+WINDOW_NAMES = {"auto": "the audio plus a margin ('auto')", "full": "Whisper's 30 s window ('full')"}
 
 def window_geometry(samples: int, *, split_layer: int, window_frames: Callable[[int], int]) -> tuple[int, int]:
     """``(frames sent, true frames)`` of a recording of ``samples`` (16 kHz) at split ``k``.
@@ -52,11 +67,33 @@ def window_geometry(samples: int, *, split_layer: int, window_frames: Callable[[
     return window // 2, min((mel + 1) // 2, window // 2)
 
 
+def true_frames(samples: int, frames: int, split_layer: int) -> int:
+    """The audio's own frames among ``frames`` sent (whatever the window): ``min(mel, W)`` at
+    ``k = 0``, else ``min((mel + 1) // 2, W / 2)``."""
+    mel = int(samples) // HOP_LENGTH
+    return min(mel, int(frames)) if split_layer == 0 else min((mel + 1) // 2, int(frames))
+
+
 class WhisperSplit(SplitModel):
     """A :class:`SplitModel` of a :class:`~workbench.models.whisper.WhisperBackend`; ``k`` from 0
-    (the device sends log-mel) to ``num_layers`` (the device runs the whole encoder)."""
+    (the device sends log-mel) to ``num_layers`` (the device runs the whole encoder).
+
+    Attributes:
+        window: the window the device encodes (``"auto"``/``"full"``; None: the backend's).
+        speaker_windows: server side, the window of each speaker whose Submodel was trained on
+            another window than the backend's (:meth:`window_for`).
+    """
 
     min_split_layer = 0
+
+    def __init__(self, backend, split_layer: int, compressor=None) -> None:
+        super().__init__(backend, split_layer, compressor)
+        self.window: str | None = None
+        self.speaker_windows: dict[str, str] = {}
+
+    def window_for(self, speaker: str) -> str:
+        """The window a message of ``speaker`` must be encoded in: their Submodel's, else the backend's."""
+        return self.speaker_windows.get(speaker) or self.backend.window
 
     @property
     def width(self) -> int:
@@ -65,27 +102,53 @@ class WhisperSplit(SplitModel):
             return int(self.backend.model.config.num_mel_bins)
         return int(self.backend.hidden_size)
 
-    def geometry(self, samples: int) -> tuple[int, int]:
-        """``(frames sent, true frames)`` for ``samples`` of audio on this backend and split."""
-        return window_geometry(samples, split_layer=self.split_layer, window_frames=self.backend.window_frames)
+    def geometry(self, samples: int, window: str | None = None) -> tuple[int, int]:
+        """``(frames sent, true frames)`` for ``samples`` of audio on this backend and split, in
+        ``window`` (None: :attr:`window`, else the backend's)."""
+        name = window or self.window or self.backend.window
+        return window_geometry(samples, split_layer=self.split_layer,
+                               window_frames=lambda mel: self.backend.window_frames(mel, name))
 
     # -- device ---------------------------------------------------------------
-    def device_hidden(self, waveforms: Sequence[np.ndarray]) -> list[tuple]:
-        """One ``(states (F, width), true frames, samples, k)`` per waveform, each in its own window,
-        by the base model (adapters injected into this backend, a bank's or a Trainer's, are off)."""
+    def device_hidden(self, waveforms: Sequence[np.ndarray], window: str | None = None) -> list[tuple]:
+        """One ``(states (F, width), true frames, samples, k)`` per waveform, each in its own window
+        (``window``, else :attr:`window`, else the backend's), by the base model (adapters injected
+        into this backend, a bank's or a Trainer's, are off)."""
+        name = window or self.window or self.backend.window
         with contextlib.ExitStack() as off:
             for other in _injected(self.backend):
                 off.enter_context(other.disabled())
-            return [self.backend.cache_features([w], frozen_layers=self.split_layer)[0] for w in waveforms]
+            return [self.backend.cache_features([w], frozen_layers=self.split_layer, window=name)[0]
+                    for w in waveforms]
+
+    def encode(self, waveforms: Sequence[np.ndarray], speaker: str = "", window: str | None = None) -> list[Message]:
+        """Device side: waveforms -> one wire message each, in ``window`` (the one the server names
+        for ``speaker``: :meth:`window_for`, ``DeviceClient`` asks it)."""
+        saved, self.window = self.window, window or self.window
+        try:
+            return super().encode(waveforms, speaker)
+        finally:
+            self.window = saved
 
     def _wire_frames(self, h: torch.Tensor, frames: int, samples: int) -> tuple[torch.Tensor, int, int]:
-        return h, int(h.shape[0]), samples  # the whole window, and the audio length (format version 2)
+        return h, int(h.shape[0]), samples  # the whole window, and the audio length (format version 2+)
+
+    def _payload(self, symbols: np.ndarray, tables: np.ndarray, frames: int, samples: int) -> tuple[bytes, bool]:
+        stride = self._need_compressor().config.stride
+        true_sym = -(-true_frames(samples, frames, self.split_layer) // stride)
+        return encode_padded(symbols, tables, true_sym), True  # format version 3
+
+    def _decode_payload(self, msg: Message, tables: np.ndarray) -> np.ndarray:
+        if not msg.padding_coded:  # version 2: fixed tables throughout
+            return decode_symbols(msg.payload, tables, frames=msg.symbol_frames)
+        true_sym = -(-true_frames(msg.samples, msg.frames, self.split_layer) // msg.stride)
+        return decode_padded(msg.payload, tables, frames=msg.symbol_frames, true_frames=true_sym)
 
     # -- server ---------------------------------------------------------------
     @property
     def max_frames(self) -> int:
         """Frames of the longest recording a device sends (``MAX_TRAIN_S`` of audio)."""
-        return self.geometry(round(MAX_TRAIN_S * self.backend.sample_rate))[0]
+        return max(self.geometry(round(MAX_TRAIN_S * self.backend.sample_rate), w)[0] for w in WINDOW_NAMES)
 
     def _check_frames(self, msg: Message) -> None:
         if msg.samples == 0:
@@ -98,7 +161,17 @@ class WhisperSplit(SplitModel):
             raise WireFormatError(
                 f"The message says the recording is {msg.samples / self.backend.sample_rate:.0f} s long; this server "
                 f"takes at most {MAX_TRAIN_S:.0f} s per message: send shorter pieces.")
-        want = self.geometry(msg.samples)[0]
+        window = self.window_for(msg.speaker)
+        want = self.geometry(msg.samples, window)[0]
+        other = "full" if window == "auto" else "auto"
+        if msg.frames != want and msg.frames == self.geometry(msg.samples, other)[0]:
+            whose = (f"speaker {msg.speaker!r}'s Submodel was trained on" if msg.speaker in self.speaker_windows
+                     else "this server decodes on")
+            raise WireFormatError(
+                f"The message was encoded in {WINDOW_NAMES[other]}, but {whose} {WINDOW_NAMES[window]}: the device "
+                f"must encode the same window. The device app asks the server which window each speaker needs "
+                f"(GET on the server's address, 'windows'): update it, or send with 'workbench transcribe --server "
+                f"URL --model {self.backend.name}'.")
         if msg.frames != want:
             raise WireFormatError(
                 f"The message holds {msg.frames} frames, but {msg.samples / self.backend.sample_rate:.2f} s of audio "
@@ -111,11 +184,11 @@ class WhisperSplit(SplitModel):
                                  "transcribe restored states.")
         items = []
         for h, s in zip(hidden, samples, strict=True):
-            frames, true = self.geometry(int(s))
-            if int(h.shape[0]) != frames:
-                raise WorkbenchError(f"The states hold {h.shape[0]} frames; {int(s)} samples take {frames} at "
-                                     f"split {self.split_layer}.")
-            items.append((h, true, int(s), self.split_layer))
+            sizes = {self.geometry(int(s), w)[0] for w in WINDOW_NAMES}
+            if int(h.shape[0]) not in sizes:
+                raise WorkbenchError(f"The states hold {h.shape[0]} frames; {int(s)} samples take "
+                                     f"{' or '.join(map(str, sorted(sizes)))} at split {self.split_layer}.")
+            items.append((h, true_frames(int(s), int(h.shape[0]), self.split_layer), int(s), self.split_layer))
         return items
 
     def _transcribe_items(self, items: list[tuple], adapted, rows: Sequence[int] | None) -> list[str]:

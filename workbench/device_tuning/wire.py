@@ -28,6 +28,11 @@ follow the recording's duration, and ``N`` must be the window's frames for ``S``
 built-in split sends version 1 (its server needs only ``N``); a version 1 message carries
 ``samples = 0``.
 
+Format version 3 has version 2's header; its payload codes the padding symbol frames (those
+at or after ``ceil(true frames / s)``, the window's silence after the audio) with an adaptive
+model (:mod:`workbench.device_tuning.padding`), so that they cost almost nothing. A Whisper
+split sends version 3 and reads 2 and 3.
+
 The header is a fixed cost per utterance (320 bits, 352 in version 2, plus the speaker id): at
 two seconds an utterance it is ~160 bit/s, so it counts in every bit rate the benchmarks report.
 
@@ -57,6 +62,7 @@ __all__ = ["HEADER_BYTES", "HEADER_BYTES_V2", "MAGIC", "MAX_FRAMES", "MAX_SAMPLE
 MAGIC = b"WBDT"
 VERSION = 1
 VERSION_SAMPLES = 2  # version 1 plus the audio length (samples)
+VERSION_PADDING = 3  # version 2's header; the padding frames' symbols coded adaptively
 HEADER_BYTES = 40
 HEADER_BYTES_V2 = 44
 MAX_SAMPLES = 16_000 * 60 * 10  # ten minutes at 16 kHz
@@ -85,6 +91,7 @@ class Message:
         frames: encoder frames ``N`` of the utterance.
         payload: the entropy-coded symbols (a multiple of 4 bytes).
         samples: the recording's length in samples at 16 kHz (format version 2), or 0 (version 1).
+        padding_coded: the payload codes the padding frames adaptively (format version 3).
     """
 
     fingerprint: bytes
@@ -97,10 +104,14 @@ class Message:
     frames: int
     payload: bytes
     samples: int = 0
+    padding_coded: bool = False
 
     @property
     def version(self) -> int:
-        """The format version this message is sent in: 2 when it carries the audio length."""
+        """The format version this message is sent in: 2 when it carries the audio length, 3 when
+        its padding frames are coded adaptively as well."""
+        if self.padding_coded:
+            return VERSION_PADDING
         return VERSION_SAMPLES if self.samples else VERSION
 
     @property
@@ -131,6 +142,9 @@ class Message:
         if not 0 <= self.samples <= MAX_SAMPLES:
             raise WireFormatError(
                 f"The message says {self.samples} audio samples; 1 to {MAX_SAMPLES} (ten minutes at 16 kHz) are valid.")
+        if self.padding_coded and not self.samples:
+            raise WireFormatError("A message whose padding frames are coded adaptively (format version 3) must "
+                                  "say how long the recording was.")
         if len(self.payload) % 4:
             raise WireFormatError(f"The payload is {len(self.payload)} bytes, not a whole number of 4-byte words.")
         raw = self.speaker.encode("utf-8")
@@ -161,19 +175,19 @@ class Message:
         magic, version, bits, dims, split, stride, n_spk, frames, n_pay, fp, comp = _HEAD.unpack_from(data)
         if magic != MAGIC:
             raise WireFormatError("This is not a workbench device message (wrong magic bytes).")
-        if version not in (VERSION, VERSION_SAMPLES):
+        if version not in (VERSION, VERSION_SAMPLES, VERSION_PADDING):
             raise WireFormatError(
-                f"The message is format version {version}; this server reads versions {VERSION} and "
-                f"{VERSION_SAMPLES}. Update the device app or the server so that both match.")
+                f"The message is format version {version}; this server reads versions {VERSION} to "
+                f"{VERSION_PADDING}. Update the device app or the server so that both match.")
         samples, head_size = 0, HEADER_BYTES
-        if version == VERSION_SAMPLES:
+        if version >= VERSION_SAMPLES:
             if len(data) < HEADER_BYTES_V2:
                 raise WireFormatError(
                     f"The message is {len(data)} bytes, shorter than the {HEADER_BYTES_V2}-byte header of format "
-                    f"version {VERSION_SAMPLES}: it was cut off. Send it again.")
+                    f"version {version}: it was cut off. Send it again.")
             (samples,) = _SAMPLES.unpack_from(data, _HEAD.size)
             if samples == 0:
-                raise WireFormatError("The message is format version 2 but says the recording has 0 samples.")
+                raise WireFormatError(f"The message is format version {version} but says the recording has 0 samples.")
             head_size = HEADER_BYTES_V2
         crc_at = head_size - _CRC.size
         if n_spk > MAX_SPEAKER_BYTES:
@@ -192,7 +206,7 @@ class Message:
             speaker = spk_raw.decode("utf-8")
         except UnicodeDecodeError:
             raise WireFormatError("The speaker id in the message is not valid UTF-8 text.") from None
-        msg = cls(fp, comp, split, stride, bits, dims, speaker, frames, payload, samples)
+        msg = cls(fp, comp, split, stride, bits, dims, speaker, frames, payload, samples, version == VERSION_PADDING)
         msg.validate()
         return msg
 
