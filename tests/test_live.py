@@ -87,7 +87,7 @@ def test_silence_and_room_noise_give_no_words(kind, tmp_path) -> None:
         backend = tiny_backend()
     else:
         from _models import hf_whisper_dir
-        from workbench.models.hf import load_hf_model
+        from workbench.models.loading import load_hf_model
 
         backend = load_hf_model(hf_whisper_dir(tmp_path / "whisper"))
     for wav in (np.zeros(15 * SR, np.float32), room_noise(15, seed=1), room_noise(15, seed=2, level_dbfs=-20)):
@@ -229,12 +229,15 @@ def test_bad_chunks_are_refused_plainly_and_lose_nothing() -> None:
 def test_a_recognizer_that_falls_behind_says_so_and_skips_ahead() -> None:
     rec = StreamingRecognizer(tiny_backend(), step_s=0.2, max_lag_s=0.5, warmup=False)
     real = rec._decode
-    calls = []
+    calls, took = [], []
 
     def slow(wav, prefix, voiced, *rest):  # a computer far too slow: every decode takes 0.8 s
+        t0 = time.perf_counter()
         calls.append(len(wav))
         time.sleep(0.8)
-        return real(wav, prefix, voiced, *rest)
+        out = real(wav, prefix, voiced, *rest)
+        took.append(time.perf_counter() - t0)
+        return out
 
     rec._decode = slow
     audio = make_speechlike(6.0, seed=1, lead_s=0.0, tail_s=0.0)
@@ -243,7 +246,7 @@ def test_a_recognizer_that_falls_behind_says_so_and_skips_ahead() -> None:
         rec.feed(audio[s: s + SR // 10])
         lags.append(rec._busy_until - rec.now_s)
     assert rec.skipped_s > 0 and rec.status.startswith("fell behind, skipped")
-    assert max(lags) <= 0.8 + 0.1  # never more than one decode behind the audio
+    assert max(lags) <= max(took) + 0.1  # never more than one decode behind the audio (a busy CPU slows it)
     assert len(calls) < 6 * 5  # decodes that could not start in time were left out, not queued
     rec.feed(np.zeros(12 * SR, np.float32))  # 10 s of audio later the status is back to normal
     assert rec.status == "keeping up"
