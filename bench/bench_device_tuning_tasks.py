@@ -46,9 +46,6 @@ about 3.5 minutes per compressor. The inverse models and Griffin-Lim take most o
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -88,86 +85,17 @@ def _sample_items(per: int | None) -> list[dict]:
     return items
 
 
-def _synth_job(job: tuple) -> tuple[int, Any, str | None]:
-    idx, text, voice, profile, seed = job
-    import torch
-
-    torch.set_num_threads(1)
-    from workbench import simulate
-    from workbench.errors import WorkbenchError
-
-    try:
-        wav = simulate.synthesize(text, voice, profile, seed=seed)
-    except (WorkbenchError, OSError) as exc:  # one failing voice must not stop the set
-        return idx, None, f"{type(exc).__name__}: {exc}"
-    return idx, (np.clip(wav, -1, 1) * 32767).astype(np.int16), None
-
-
 def _simulated_items(per_class: int, utts: int, seed: int = 0) -> tuple[list[dict], dict]:
-    """``per_class`` random espeak voices per profile class, ``utts`` phrases each (cached)."""
-    from multiprocessing import get_context
+    """The library's simulated speakers (:func:`workbench.device_tuning.simulated.simulated_speakers`)."""
+    from workbench.device_tuning.simulated import simulated_speakers
 
-    import torch
-
-    from workbench import simulate
-    from workbench.device_tuning.heads import PROFILE_TEMPLATES
-    from workbench.embeddings import dvector_fingerprint, embed_utterances
-    from workbench.prompts import load_prompts
-    from workbench.text import normalize_text
-
-    phrases = sorted({normalize_text(p) for p in load_prompts("everyday") if normalize_text(p)})
-    key = hashlib.sha256(json.dumps([per_class, utts, seed, len(phrases), PROFILE_TEMPLATES, "v1",
-                                     dvector_fingerprint()]).encode()).hexdigest()[:12]
-    path = cache_dir() / "device_tuning_tasks" / f"sim-{key}.pt"
-    if path.exists():
-        data = torch.load(path, weights_only=False)
-        print(f"   loaded {len(data['items'])} simulated utterances from {path}", flush=True)
-    else:
-        rng = np.random.default_rng(seed)
-        speakers, jobs = [], []
-        for cls, template in PROFILE_TEMPLATES.items():
-            for i in range(per_class):
-                voice = simulate.random_voice(rng, engines=["espeak"])  # one engine: no engine-class shortcut
-                sev = 0.0 if cls == "typical" else float(rng.uniform(0.3, 1.0))
-                spec = template.format(s=sev)
-                spk = {"speaker": f"{cls}-{i:02d}", "profile": cls, "severity": round(sev, 2), "voice": voice.spec(),
-                       "profile_spec": spec, "seed": int(rng.integers(1 << 30))}
-                speakers.append(spk)
-                profile = simulate.Profile.parse(spec, seed=spk["seed"])
-                for _ in range(utts):
-                    jobs.append((len(jobs), phrases[int(rng.integers(len(phrases)))], voice, profile,
-                                 int(rng.integers(1 << 30))))
-        owner = [s for s in speakers for _ in range(utts)]
-        t0 = time.perf_counter()
-        with get_context("fork").Pool(max(1, min(2, os.cpu_count() or 1))) as pool:
-            done = sorted(pool.imap_unordered(_synth_job, jobs, chunksize=8))
-        items = []
-        for (idx, pcm, err), job in zip(done, jobs, strict=True):
-            if err is None and 0.3 * 16000 < len(pcm) < 12 * 16000:
-                items.append({**owner[idx], "pcm": pcm, "text": job[1]})
-            elif err:
-                print(f"   synthesis failed: {err}", flush=True)
-        wavs = [it["pcm"].astype(np.float32) / 32767 for it in items]
-        dvec = embed_utterances(wavs, "dvector", threads=1)
-        data = {"items": items, "dvectors": dvec, "speakers": speakers, "synth_seconds": time.perf_counter() - t0}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(data, path)
-        print(f"   synthesized {len(items)} utterances of {len(speakers)} speakers in {data['synth_seconds']:.0f} s "
-              f"-> {path}", flush=True)
-    items = [{**{k: v for k, v in it.items() if k != "pcm"}, "wav": it["pcm"].astype(np.float32) / 32767,
-              "dvector": d} for it, d in zip(data["items"], data["dvectors"], strict=True)]
-    return items, {"cache": str(path), "speakers": len(data["speakers"]), "utterances": len(items),
-                   "synth_seconds": round(float(data["synth_seconds"]), 1)}
+    return simulated_speakers(per_class, utts, seed, log=lambda m: print(m, flush=True))
 
 
 def _heldout_speakers(items: list[dict], per_class: int) -> set[str]:
-    """``per_class`` speakers of every profile class (the last ones by name) held out from the heads."""
-    by: dict[str, list[str]] = {}
-    for it in items:
-        by.setdefault(it["profile"], [])
-        if it["speaker"] not in by[it["profile"]]:
-            by[it["profile"]].append(it["speaker"])
-    return {s for spk in by.values() for s in sorted(spk)[len(spk) - min(per_class, len(spk) - 1):]}
+    from workbench.device_tuning.simulated import heldout_speakers
+
+    return heldout_speakers(items, per_class)
 
 
 def _compressors(quick: bool, backend) -> tuple[dict, str]:

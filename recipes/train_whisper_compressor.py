@@ -22,6 +22,16 @@ unbroken run would.
     python recipes/train_whisper_compressor.py --split 2 --point 16x3s2 --steps 6000 --n-synthetic 1500
     python recipes/train_whisper_compressor.py --split 2 --point 16x3s2 --steps 6000 --n-synthetic 1500 --resume
 
+``--tasks joint`` trains the compressor together with the server's task heads
+(:mod:`workbench.device_tuning.whisper_joint`: + the speaker-embedding head against d-vectors and the
+simulated atypicality-profile head), on the same data plus simulated speakers
+(:func:`workbench.device_tuning.simulated.simulated_speakers`: ``--sim-per-class`` espeak voices per
+profile class x ``--sim-utts`` phrases; the last ``--sim-heldout`` speakers of each class are
+never trained on: the multi-task table scores them). Its files end in ``-joint`` and it also
+writes ``<name>.heads.safetensors`` (the jointly trained heads)::
+
+    python recipes/train_whisper_compressor.py --tasks joint --split 2 --point 16x3s2 --steps 6000 --n-synthetic 1500
+
 It writes ``<out>/whisper-tiny.en-k<split>-<point>[-<tag>].safetensors`` (the compressor, with a
 card: data, steps, losses) and ``<out>/<same name>.ckpt.safetensors`` (the run's checkpoint).
 """
@@ -52,7 +62,8 @@ from workbench._atomic import write_bytes_atomic  # noqa: E402
 from workbench.constants import cache_dir  # noqa: E402
 from workbench.device_tuning import Compressor  # noqa: E402
 from workbench.device_tuning.compressor import save_compressor  # noqa: E402
-from workbench.device_tuning.split import split_for  # noqa: E402
+from workbench.device_tuning import split_for  # noqa: E402
+from workbench.device_tuning.whisper_joint import WhisperJointSettings, WhisperJointTrainer  # noqa: E402
 from workbench.device_tuning.whisper_train import (DistillItem, WhisperCompressorTrainer,  # noqa: E402
                                                    WhisperDistillSettings)
 from workbench.models import load_base_model  # noqa: E402
@@ -130,6 +141,26 @@ def teacher_items(split, waves: list[np.ndarray], cache: Path, tag: str) -> list
     return items
 
 
+def joint_training_items(args, split, items: list[DistillItem]) -> tuple[list, dict]:
+    """The distillation items (no task labels) plus the simulated speakers' training recordings with
+    their d-vectors and profile labels (the held-out speakers left out)."""
+    from workbench.device_tuning.simulated import heldout_speakers, simulated_speakers
+    from workbench.device_tuning.whisper_joint import joint_items
+
+    sim, info = simulated_speakers(args.sim_per_class, args.sim_utts, args.seed,
+                                   log=lambda m: print(m, flush=True))
+    held = heldout_speakers(sim, args.sim_heldout)
+    train = [it for it in sim if it["speaker"] not in held]
+    sim_items = teacher_items(split, [it["wav"] for it in train], args.cache,
+                              f"sim-{args.seed}-{args.sim_per_class}-{args.sim_utts}-{args.sim_heldout}")
+    labelled = joint_items(sim_items, [it["dvector"] for it in train],
+                           [(it["profile"], float(it["severity"])) for it in train])
+    print(f"joint: + {len(labelled)} recordings of {len({it['speaker'] for it in train})} simulated speakers "
+          f"({len(held)} held out)", flush=True)
+    info = {**info, "trained_on": len(labelled), "heldout_speakers": sorted(held)}
+    return joint_items(items) + labelled, info
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="whisper-tiny.en")
@@ -151,16 +182,25 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--quick", action="store_true", help="a few recordings and steps: check that it runs")
+    p.add_argument("--tasks", choices=["asr", "joint"], default="asr",
+                   help="asr: distillation only; joint: with the speaker and atypicality heads")
+    p.add_argument("--sim-per-class", type=int, default=12, help="joint: simulated speakers per profile class")
+    p.add_argument("--sim-utts", type=int, default=7, help="joint: phrases per simulated speaker")
+    p.add_argument("--sim-heldout", type=int, default=3, help="joint: speakers per class never trained on")
+    p.add_argument("--speaker-weight", type=float, default=1.0, help="joint: weight of the speaker head's loss")
+    p.add_argument("--profile-weight", type=float, default=1.0, help="joint: weight of the profile head's loss")
     add_corpus_arguments(p, n_train=0)  # the pretraining corpus's voice and phrase pools (same seed, same split)
     args = p.parse_args(argv)
     if args.quick:
         args.n_synthetic, args.steps, args.checkpoint_every, args.no_real = 12, 6, 3, True
         args.train_voices, args.out = 40, args.out / "quick"
+        args.sim_per_class, args.sim_utts, args.sim_heldout = 2, 2, 1
     torch.set_num_threads(args.threads)
     dims, bits, stride = parse_point(args.point)
 
     backend = load_base_model(args.model, device=args.device).freeze()
-    name = f"{backend.name}-k{args.split}-{args.point}{'-' + args.tag if args.tag else ''}"
+    name = (f"{backend.name}-k{args.split}-{args.point}{'-joint' if args.tasks == 'joint' else ''}"
+            f"{'-' + args.tag if args.tag else ''}")
     final, ckpt = args.out / f"{name}.safetensors", args.out / f"{name}.ckpt.safetensors"
     if final.exists() and args.resume:
         print(f"{name}: done already ({final})")
@@ -175,10 +215,18 @@ def main(argv=None) -> None:
     items = teacher_items(split, [w for w, _ in data], args.cache, f"{args.seed}-{args.n_synthetic}-{args.no_real}")
     torch.manual_seed(args.seed)
     split.compressor = Compressor(split.width, dims, bits, stride, hidden=args.hidden).to(backend.device)
-    settings = WhisperDistillSettings(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                      warmup_steps=min(args.warmup, max(1, args.steps // 10)),
-                                      state_weight=args.state_weight, rate_weight=args.rate_weight, seed=args.seed)
-    trainer = WhisperCompressorTrainer(split, items, settings)
+    common = dict(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                  warmup_steps=min(args.warmup, max(1, args.steps // 10)), state_weight=args.state_weight,
+                  rate_weight=args.rate_weight, seed=args.seed)
+    sim_info = {}
+    if args.tasks == "joint":
+        items, sim_info = joint_training_items(args, split, items)
+        settings = WhisperJointSettings(**common, speaker_weight=args.speaker_weight,
+                                        profile_weight=args.profile_weight)
+        trainer = WhisperJointTrainer(split, items, settings)
+    else:
+        settings = WhisperDistillSettings(**common)
+        trainer = WhisperCompressorTrainer(split, items, settings)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.resume and ckpt.exists():
         trainer.load(ckpt)
@@ -188,8 +236,9 @@ def main(argv=None) -> None:
     def on_step(rec: dict) -> None:
         last.update(rec)
         if rec["step"] % 20 == 0 or rec["step"] == settings.max_steps:
+            heads = (f", speaker {rec['speaker']:.4f}, profile {rec['profile']:.4f}" if "speaker" in rec else "")
             print(f"  step {rec['step']}/{settings.max_steps} loss {rec['loss']:.4f} (kl {rec['kl']:.4f}, "
-                  f"states {rec['state']:.4f}, rate {rec['rate']:.3f} bits) lr {rec['lr']:.2e} "
+                  f"states {rec['state']:.4f}, rate {rec['rate']:.3f} bits{heads}) lr {rec['lr']:.2e} "
                   f"{time.time() - t0:.0f} s", flush=True)
 
     while trainer.step < settings.max_steps:
@@ -202,8 +251,16 @@ def main(argv=None) -> None:
             "n_real": len(data) - n_syn, "settings": {k: getattr(settings, k) for k in (
                 "batch_size", "lr", "warmup_steps", "state_weight", "rate_weight", "seed")},
             "corpus": "recipes/pretrain training voices and phrases (held-out ones excluded) + Asterisk prompts "
-                      "outside bench_real_speech's 150-prompt test set", "threads": args.threads}
+                      "outside bench_real_speech's 150-prompt test set", "threads": args.threads,
+            "tasks": args.tasks, **({"simulated_speakers": sim_info, "head_hidden": settings.head_hidden, "weights": {
+                "speaker": args.speaker_weight, "profile": args.profile_weight}} if sim_info else {})}
     save_compressor(split.compressor, final, split_layer=args.split, base_fingerprint=backend.fingerprint(), card=card)
+    if args.tasks == "joint":
+        from safetensors.torch import save_file
+
+        save_file({f"{part}.{k}": v.detach().cpu().contiguous() for part in ("speaker", "profile")
+                   for k, v in getattr(trainer, part).state_dict().items()},
+                  str(final.with_suffix(".heads.safetensors")), metadata={"card": json.dumps(card)})
     print(f"{name}: {trainer.step} steps -> {final}", json.dumps(card), flush=True)
 
 

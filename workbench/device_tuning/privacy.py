@@ -46,6 +46,7 @@ from torch import nn
 from workbench.constants import SAMPLE_RATE
 from workbench.device_tuning.heads import (
     HeadTraining,
+    PooledHead,
     frame_mask,
     head_outputs,
     masked_mean_std,
@@ -67,7 +68,9 @@ __all__ = [
     "reconstruct",
     "speaker_probe",
     "speaker_probes",
+    "split_representations",
     "split_utterances",
+    "strongest_probes",
     "train_inverse",
     "wire_levels",
 ]
@@ -132,7 +135,8 @@ class ProbeResult:
 
 
 def speaker_probe(feats: Sequence[torch.Tensor], speakers: Sequence[str], train_idx: Sequence[int],
-                  test_idx: Sequence[int], settings: HeadTraining | None = None, hidden: int = 256) -> ProbeResult:
+                  test_idx: Sequence[int], settings: HeadTraining | None = None, hidden: int = 256,
+                  kind: str = "mean_std") -> ProbeResult:
     """Train a :class:`SpeakerProbe` on ``feats[train_idx]`` and score it on ``feats[test_idx]``.
 
     Args:
@@ -140,6 +144,8 @@ def speaker_probe(feats: Sequence[torch.Tensor], speakers: Sequence[str], train_
         speakers: the speaker of each utterance.
         train_idx, test_idx: disjoint utterance indices (:func:`split_utterances`); every test
             speaker must be among the training speakers.
+        kind: ``"mean_std"`` (:class:`SpeakerProbe`) or ``"attentive"`` (a per-frame layer, then
+            attentive statistics pooling: :class:`~workbench.device_tuning.heads.PooledHead`).
     """
     if set(train_idx) & set(test_idx):
         raise WorkbenchError("the probe's test utterances must not be among its training utterances")
@@ -152,7 +158,12 @@ def speaker_probe(feats: Sequence[torch.Tensor], speakers: Sequence[str], train_
     settings = settings or HeadTraining()
     with torch.random.fork_rng():  # the initial weights follow settings.seed, not what ran before
         torch.manual_seed(settings.seed)
-        probe = SpeakerProbe(feats[0].shape[1], len(names), hidden)
+        if kind == "attentive":
+            probe = PooledHead(feats[0].shape[1], len(names), hidden, "attentive")
+        elif kind == "mean_std":
+            probe = SpeakerProbe(feats[0].shape[1], len(names), hidden)
+        else:
+            raise WorkbenchError(f"probe kind must be 'mean_std' or 'attentive', got {kind!r}")
     tr = [feats[i] for i in train_idx]
     hist = train_head(probe, tr, y[list(train_idx)], F.cross_entropy, settings)
 
@@ -209,6 +220,54 @@ def speaker_probes(representations: Mapping[str, Sequence[torch.Tensor]], speake
     return out
 
 
+#: The probes :func:`strongest_probes` tries on every representation: ``name -> (kind, hidden, steps x)``
+#: (``steps x`` multiplies the settings' ``max_steps``). Each one is also run on d-vectors, so its
+#: strength on a representation known to carry identity is on record.
+PROBE_FAMILY = {"mean+std MLP 256": ("mean_std", 256, 1.0), "mean+std MLP 1024, 2x steps": ("mean_std", 1024, 2.0),
+                "frame layer + attentive pooling 256": ("attentive", 256, 1.0)}
+
+
+def strongest_probes(representations: Mapping[str, Sequence[torch.Tensor]], speakers: Sequence[str], *,
+                     test_per_speaker: int = 2, settings: HeadTraining | None = None, seed: int = 0,
+                     family: Mapping[str, tuple[str, int, float]] | None = None) -> dict[str, dict]:
+    """Every probe of ``family`` (default :data:`PROBE_FAMILY`) on every representation, one
+    train/test split for all; per representation the strongest probe's result (accuracy on the
+    held-out utterances: an attacker picks the best attack) and every probe's accuracy.
+
+    Returns:
+        name -> ``{"best": ProbeResult dict, "probe": the best probe's name, "accuracy_by_probe": {...}}``.
+    """
+    settings = settings or HeadTraining()
+    train_idx, test_idx = split_utterances(speakers, test_per_speaker=test_per_speaker, seed=seed)
+    out = {}
+    for name, feats in representations.items():
+        if len(feats) != len(speakers):
+            raise WorkbenchError(f"{name}: {len(feats)} utterances for {len(speakers)} speaker labels")
+        results = {}
+        for probe, (kind, hidden, more) in (family or PROBE_FAMILY).items():
+            st = dataclasses.replace(settings, max_steps=max(1, round(settings.max_steps * more)))
+            results[probe] = speaker_probe(feats, speakers, train_idx, test_idx, st, hidden, kind)
+        best = max(results, key=lambda k: (results[k].accuracy, -list(results).index(k)))
+        out[name] = {"best": results[best].to_dict(), "probe": best,
+                     "accuracy_by_probe": {k: r.accuracy for k, r in results.items()}}
+    return out
+
+
+def split_representations(split, waveforms: Sequence[np.ndarray]) -> dict[str, list[torch.Tensor]]:
+    """What a split (with its compressor) exposes for each waveform, over the audio's own frames
+    (a Whisper split's window silence left out): ``"wire symbols"`` (:func:`wire_levels`),
+    ``"restored states"`` (what the server computes) and ``"raw log-mel"`` (:func:`log_mels`)."""
+    from workbench.device_tuning.heads import restored
+
+    compressor = split.compressor
+    if compressor is None:
+        raise WorkbenchError("the probe reads the wire symbols, so the split model needs a compressor: "
+                             "split_for(backend, k, compressor)")
+    hidden = [h[: int(n)].detach().cpu() for h, n, *_ in split.device_hidden(waveforms)]
+    return {"wire symbols": wire_levels(compressor, hidden), "restored states": restored(compressor, hidden),
+            "raw log-mel": log_mels(waveforms)[1]}
+
+
 def probe_split(split, waveforms: Sequence[np.ndarray], speakers: Sequence[str], *, test_per_speaker: int = 2,
                 settings: HeadTraining | None = None, calibrate: bool = True) -> dict[str, ProbeResult]:
     """:func:`speaker_probes` on what a :class:`~workbench.device_tuning.SplitModel` (with its
@@ -224,16 +283,7 @@ def probe_split(split, waveforms: Sequence[np.ndarray], speakers: Sequence[str],
         waveforms: ``(S_i,)`` float32 at 16 kHz.
         speakers: the speaker of each waveform (at least 2 utterances each).
     """
-    from workbench.device_tuning.heads import restored
-
-    compressor = split.compressor
-    if compressor is None:
-        raise WorkbenchError("the probe reads the wire symbols, so the split model needs a compressor: "
-                             "SplitModel(backend, k, compressor)")
-    hidden = [h.detach().cpu() for h, *_ in split.device_hidden(waveforms)]
-    reps = {"wire symbols": wire_levels(compressor, hidden),
-            "restored states": restored(compressor, hidden),
-            "raw log-mel": log_mels(waveforms)[1]}
+    reps = split_representations(split, waveforms)
     if calibrate:
         reps["d-vectors (calibration)"] = dvector_frames(waveforms)
     return speaker_probes(reps, speakers, test_per_speaker=test_per_speaker, settings=settings)

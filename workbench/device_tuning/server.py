@@ -142,7 +142,9 @@ class ServerCore:
         self.token = token
         self.base_fallback = base_fallback
         self.max_frames = self.split.max_frames
-        most = payload_bounds(comp.tables.cpu().numpy(), 0, -(-self.max_frames // comp.config.stride))[1]
+        sym_frames = -(-self.max_frames // comp.config.stride)
+        padded = hasattr(self.split, "speaker_windows")  # a Whisper split codes its padding adaptively (version 3)
+        most = payload_bounds(comp.tables.cpu().numpy(), *((0, sym_frames) if padded else (sym_frames,)))[1]
         self.max_body_bytes = HEADER_BYTES_V2 + MAX_SPEAKER_BYTES + most  # the largest message it can accept
 
     def info(self) -> dict[str, Any]:

@@ -129,13 +129,24 @@ class WhisperCompressorTrainer:
         self.backend.freeze()
         self.backend.module.eval()
         torch.manual_seed(settings.seed)
-        self.opt = torch.optim.AdamW(self.comp.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        self.opt = torch.optim.AdamW(self.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         self.step = 0
         by_window: dict[int, list[int]] = {}
         for i, it in enumerate(self.items):
             by_window.setdefault(int(it.hidden.shape[0]), []).append(i)
         self._groups = [by_window[k] for k in sorted(by_window)]
         self._chunks_per_epoch = sum(math.ceil(len(g) / settings.batch_size) for g in self._groups)
+
+    def parts(self) -> dict[str, torch.nn.Module]:
+        """What this trainer trains, by checkpoint prefix (the compressor; a joint trainer adds its heads)."""
+        return {"comp": self.comp}
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [p for part in self.parts().values() for p in part.parameters()]
+
+    def _mode(self, training: bool) -> None:
+        for part in self.parts().values():
+            part.train(training)
 
     # -- the data order: a function of (seed, step) ---------------------------------------------
     def _epoch(self, epoch: int) -> list[list[int]]:
@@ -155,6 +166,11 @@ class WhisperCompressorTrainer:
     # -- the loss --------------------------------------------------------------------------------
     def losses(self, idx: Sequence[int]) -> dict[str, torch.Tensor]:
         """``{"loss", "kl", "state", "rate"}`` of the recordings ``idx`` (one window size)."""
+        return self._distill(idx)[0]
+
+    def _distill(self, idx: Sequence[int]) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The distillation losses, the restored states ``(B, F, width)`` (through the quantizer,
+        straight-through) and the true frames ``(B,)`` of the recordings ``idx``."""
         b, comp, st = self.backend, self.comp, self.settings
         its = [self.items[i] for i in idx]
         batch = b.collate([(it.hidden, it.frames, it.samples, self.split.split_layer) for it in its], [0] * len(its))
@@ -166,19 +182,20 @@ class WhisperCompressorTrainer:
             logits_t = head(decoder(input_ids=dec_in, encoder_hidden_states=enc_t).last_hidden_state)
         h = batch.features
         rate = comp.rate_bits(h.float()) if st.rate_weight else torch.zeros((), device=h.device)
-        batch.features = comp(h.float()).to(h.dtype)
+        restored = comp(h.float())
+        batch.features = restored.to(h.dtype)
         enc_s, _ = b.encode(batch)
         logits_s = head(decoder(input_ids=dec_in, encoder_hidden_states=enc_s).last_hidden_state)
         kl = token_kl(logits_s, logits_t, labels)
         states = state_loss(enc_s.float(), enc_t.float(), lens)
         loss = kl + st.state_weight * states + st.rate_weight * rate
-        return {"loss": loss, "kl": kl, "state": states, "rate": rate}
+        return {"loss": loss, "kl": kl, "state": states, "rate": rate}, restored, batch.lengths
 
     @torch.no_grad()
     def evaluate(self, items: Sequence[int] | None = None) -> dict[str, float]:
         """Mean losses over ``items`` (default: every training recording), batches of one window."""
         was = self.comp.training
-        self.comp.eval()
+        self._mode(False)
         wanted = set(range(len(self.items))) if items is None else set(items)
         total: dict[str, float] = {}
         n = 0
@@ -191,7 +208,7 @@ class WhisperCompressorTrainer:
                         total[k] = total.get(k, 0.0) + float(v) * len(chunk)
                     n += len(chunk)
         finally:
-            self.comp.train(was)
+            self._mode(was)
         return {k: v / max(1, n) for k, v in total.items()}
 
     # -- training ----------------------------------------------------------------------------------
@@ -199,7 +216,7 @@ class WhisperCompressorTrainer:
         """Run ``steps`` more steps (default: up to ``max_steps``); returns their records."""
         st = self.settings
         end = st.max_steps if steps is None else min(st.max_steps, self.step + steps)
-        self.comp.train()
+        self._mode(True)
         history = []
         while self.step < end:
             for g in self.opt.param_groups:
@@ -210,14 +227,14 @@ class WhisperCompressorTrainer:
                                      "lower the learning rate (--lr) and resume from the last checkpoint.")
             self.opt.zero_grad(set_to_none=True)
             out["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(self.comp.parameters(), st.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.parameters(), st.grad_clip)
             self.opt.step()
             self.step += 1
             rec = {"step": self.step, "lr": st.lr_at(self.step - 1), **{k: float(v.detach()) for k, v in out.items()}}
             history.append(rec)
             if on_step is not None:
                 on_step(rec)
-        self.comp.eval()
+        self._mode(False)
         return history
 
     def fit_tables(self) -> None:
@@ -232,8 +249,9 @@ class WhisperCompressorTrainer:
         """Write the compressor, the optimizer's moments and the step (safetensors + JSON, atomic)."""
         from safetensors.torch import save
 
-        params = list(self.comp.parameters())
-        tensors = {f"comp.{k}": v.detach().cpu().contiguous() for k, v in self.comp.state_dict().items()}
+        params = self.parameters()
+        tensors = {f"{name}.{k}": v.detach().cpu().contiguous()
+                   for name, part in self.parts().items() for k, v in part.state_dict().items()}
         for i, p in enumerate(params):
             for key, value in self.opt.state.get(p, {}).items():
                 tensors[f"opt.{i}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
@@ -262,8 +280,9 @@ class WhisperCompressorTrainer:
                 raise WorkbenchError(f"{Path(path).name} was written by a run with other {' and '.join(diff)}: "
                                      "resume with the same settings, or start a new run in another folder.")
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-        self.comp.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("comp.")})
-        params = list(self.comp.parameters())
+        for name, part in self.parts().items():
+            part.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")})
+        params = self.parameters()
         self.opt.state.clear()
         for k, v in tensors.items():
             if k.startswith("opt."):
