@@ -60,7 +60,7 @@ def _score(refs: list[str], hyps: list[str]) -> dict[str, float]:
 def _compressors(quick: bool, backend, wavs) -> dict[str, Any]:
     from workbench.device_tuning import Compressor
     from workbench.device_tuning.compressor import load_compressor
-    from workbench.device_tuning.split import split_for
+    from workbench.device_tuning import split_for
 
     if quick:  # plumbing only: an untrained compressor with tables counted on the set itself
         split = split_for(backend, 2)
@@ -89,7 +89,7 @@ def _chunked(fn, items: list) -> list:
 def run(device: str, quick: bool) -> dict[str, Any]:
     from bench._codecs import codec2_round_trip, opus_round_trip
     from workbench.constants import SAMPLE_RATE
-    from workbench.device_tuning.split import split_for
+    from workbench.device_tuning import split_for
     from workbench.models import load_base_model
 
     backend = load_base_model("whisper-tiny.en", device=device).freeze()

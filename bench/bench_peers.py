@@ -322,6 +322,7 @@ def bench_mixed_lora(model: str, device: str = "cpu", *, n: int = 64, repeat: in
     utterances of about ``seconds`` (default 2.5 s for the built-in model, 2 s for Whisper)."""
     from workbench.adapters import LoRAConfig
     from workbench.models import load_base_model
+    from workbench.training_defaults import train_settings_for
 
     sync = torch.cuda.synchronize if device.startswith("cuda") else None
     reason = missing("peft") or (missing("transformers") if model != "tiny" else None)
@@ -338,7 +339,7 @@ def bench_mixed_lora(model: str, device: str = "cpu", *, n: int = 64, repeat: in
     if model == "tiny":
         seconds, config, fn = seconds or 2.5, LoRAConfig(), _builtin_scores
     else:
-        seconds, config = seconds or 2.0, first.default_train_settings()["adapter"]
+        seconds, config = seconds or 2.0, train_settings_for(first)["adapter"]
         fn = _whisper_scorer(["please turn on the kitchen light"] * n)
     batch = first.featurize(_waves(n, seconds, 0))
     rows = _mixed_rows(load, config, fn, batch, n, repeat, sync)

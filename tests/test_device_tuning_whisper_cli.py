@@ -14,7 +14,7 @@ import torch
 from workbench import cli
 from workbench.device_tuning import Compressor
 from workbench.device_tuning.compressor import default_compressor, load_compressor, save_compressor
-from workbench.device_tuning.split import split_for
+from workbench.device_tuning import split_for
 from workbench.errors import WorkbenchError
 from workbench.models import load_base_model
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from workbench.device_tuning import Compressor
-from workbench.device_tuning.split import split_for
+from workbench.device_tuning import split_for
 from workbench.device_tuning.whisper_train import (WhisperCompressorTrainer, WhisperDistillSettings, distill_items,
                                                    state_loss, token_kl)
 from workbench.errors import WorkbenchError

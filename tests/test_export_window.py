@@ -26,7 +26,7 @@ pytest.importorskip("transformers")
 
 @pytest.fixture(scope="module")
 def whisper(tmp_path_factory):
-    from workbench.models.hf import load_hf_model
+    from workbench.models.loading import load_hf_model
 
     return load_hf_model(hf_whisper_dir(tmp_path_factory.mktemp("whisper") / "model"))
 

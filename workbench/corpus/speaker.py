@@ -382,23 +382,7 @@ class SpeakerCorpus(SpeakerFolder):
             "n_problems": len(self._problems),
         }
 
-    # -- import / export ------------------------------------------------------ #
-
-    @classmethod
-    def import_folder(
-        cls,
-        src_dir: str | os.PathLike,
-        transcripts: str | os.PathLike,
-        parent: str | os.PathLike,
-        speaker_id: str,
-        **create_kwargs: Any,
-    ) -> SpeakerCorpus:
-        """Same as the module function :func:`~workbench.corpus.import_folder`."""
-        from workbench.corpus.importing import (
-            import_folder,  # importing builds on this module
-        )
-
-        return import_folder(src_dir, transcripts, parent, speaker_id, **create_kwargs)
+    # -- export (imports: workbench.corpus.import_folder / import_files) ------ #
 
     def export_zip(self, dest: str | os.PathLike) -> Path:
         """Write the whole speaker folder to a zip file (atomically).

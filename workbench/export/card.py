@@ -320,7 +320,7 @@ def model_card(*, fmt: str, kind: str, speaker_id: str, meta: dict[str, Any], ch
         prompt: the Whisper decoding prompt's token ids.
     """
     from workbench import __version__
-    from workbench.export import FORMATS
+    from workbench.export.formats import FORMATS
 
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     settings = ", ".join(f"{_text(k, 30)}={_text(v, 30)}" for k, v in sorted(config.items())

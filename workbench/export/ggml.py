@@ -42,7 +42,7 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
-from workbench.export import ExportError
+from workbench.errors import ExportError
 from workbench.export.merge import Verification, how_merged, merged_whisper
 
 if TYPE_CHECKING:

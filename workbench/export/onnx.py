@@ -133,7 +133,7 @@ def write_onnx(adapted: Adapted, folder: Path, quantization: str | None) -> tupl
     with torch.no_grad():
         ref_lens = backend.encode(backend.featurize(wavs))[1]
     if [int(x) for x in got_lens] != [int(x) for x in ref_lens]:
-        from workbench.export import ExportError
+        from workbench.errors import ExportError
 
         raise ExportError(f"the ONNX graph gives {list(got_lens)} frames where the model gives {ref_lens.tolist()}; "
                           "nothing was written. Please report this as a bug")

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from workbench._atomic import disk_error_message, fsync_dir
-from workbench.export import ExportError
+from workbench.errors import ExportError
 
 __all__ = ["check_target", "staged_folder"]
 

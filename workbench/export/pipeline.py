@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from workbench.export import EXPORT_EXTRA, FORMATS, ExportError
+from workbench.errors import ExportError
+from workbench.export.formats import EXPORT_EXTRA, FORMATS
 from workbench.export.merge import Verification, check_family
 from workbench.export.source import base_kind, load_adapted, resolve_source
 

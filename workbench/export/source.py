@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import WorkbenchError
-from workbench.export import ExportError
+from workbench.errors import ExportError
 
 if TYPE_CHECKING:
     from workbench.adapters import Adapted

@@ -25,7 +25,7 @@ import abc
 import contextlib
 import dataclasses
 import hashlib
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -164,6 +164,9 @@ class ASRBackend(abc.ABC):
     num_layers: int
     module: nn.Module
     is_seq2seq: bool = False  # True: no CTC log-probs; decode_batch() and loss() instead
+    # the key of its training defaults (the adapter, the learning rate) in workbench.training_defaults
+    # (a table outside the models, as PEFT's): "ctc" for CTC models, "whisper" for Whisper
+    model_type: str = "ctc"
     supports_frozen_prefix: bool = False  # True: cache_features(frozen_layers=k > 0) works
 
     # -- to implement ---------------------------------------------------------
@@ -216,13 +219,6 @@ class ASRBackend(abc.ABC):
     def decode_batch(self, batch: Batch) -> list[str]:
         """Transcripts of a featurized batch (sequence-to-sequence backends decode themselves)."""
         raise NotImplementedError(f"{type(self).__name__} decodes CTC log-probabilities; use log_probs()")
-
-    def default_train_settings(self) -> dict[str, Any]:
-        """``TrainConfig`` settings a personalization uses on this model when the user gives
-        none: the adapter (LoRA on the encoder) and, where it differs, the learning rate."""
-        from workbench.adapters import LoRAConfig
-
-        return {"adapter": LoRAConfig()}
 
     # -- shared -----------------------------------------------------------------
     def cache_features(self, waveforms: list[np.ndarray], *, frozen_layers: int = 0) -> list[tuple]:

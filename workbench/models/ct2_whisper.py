@@ -384,10 +384,11 @@ def _try_loading(folder: Path) -> None:
     """Load the imported folder and transcribe half a second of silence, as every later use will."""
     from workbench.constants import SAMPLE_RATE
     from workbench.errors import WorkbenchError
-    from workbench.models.hf import load_hf_model
+    from workbench.models.hf import load_pretrained
+    from workbench.models.whisper import WhisperBackend
 
     try:
-        load_hf_model(folder).transcribe([np.zeros(SAMPLE_RATE // 2, np.float32)])
+        load_pretrained(folder, lambda config: WhisperBackend).transcribe([np.zeros(SAMPLE_RATE // 2, np.float32)])
     except (WorkbenchError, RuntimeError, ValueError, IndexError) as err:
         raise ModelImportError(f"the imported model does not work ({str(err)[:200]}); the source folder is damaged "
                                "or not a Whisper model") from None

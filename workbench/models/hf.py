@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -34,10 +34,9 @@ from workbench.constants import SAMPLE_RATE
 from workbench.errors import WorkbenchError
 from workbench.models._serial import one_load_at_a_time
 from workbench.models.base import MAX_TRAIN_S, ASRBackend, Batch, check_waveforms
-from workbench.models.whisper_weights import _hub_errors
 from workbench.text import normalize_text
 
-__all__ = ["HFCTCBackend", "load_hf_model", "quiet_transformers"]
+__all__ = ["HFCTCBackend", "load_pretrained", "quiet_transformers"]
 
 _OFFLINE_HELP = (
     "The model {name!r} is not on this machine and could not be downloaded ({reason}). "
@@ -58,6 +57,7 @@ class _HFBase(ASRBackend):
     """Shared plumbing: device, frame mask capture, adapter sites, linear layers."""
 
     sample_rate = SAMPLE_RATE
+    model_class: str  # the transformers class that loads the model (load_pretrained)
 
     def __init__(self, model: nn.Module, processor: Any, *, name: str) -> None:
         self.model = model
@@ -94,6 +94,8 @@ class _HFBase(ASRBackend):
 
 class HFCTCBackend(_HFBase):
     """wav2vec2 / HuBERT / WavLM CTC models. ``Batch.features`` is the normalized waveform ``(B, S)``."""
+
+    model_class = "AutoModelForCTC"
 
     def __init__(self, model: nn.Module, processor: Any, *, name: str) -> None:
         super().__init__(model, processor, name=name)
@@ -158,6 +160,17 @@ class HFCTCBackend(_HFBase):
         return (loss / (tl.to(loss.device) + 1)).mean()
 
 
+def _hub_errors() -> tuple[type[Exception], ...]:
+    """What ``snapshot_download`` raises for a miss, a bad id or no network: its documented ``OSError``
+    (not cached, not found, offline) and ``ValueError`` (a bad id), and its HTTP library's base error
+    (httpx's proxy and transfer errors are not ``OSError``; requests' are)."""
+    try:
+        from huggingface_hub.errors import HTTPError
+    except ImportError:  # an old huggingface_hub: requests' errors, all OSError
+        return (OSError, ValueError)
+    return (OSError, ValueError, HTTPError)
+
+
 def _load_errors() -> tuple[type[Exception], ...]:
     """What transformers raises for a folder or hub id it cannot load, as probed: missing files or no
     network (``OSError`` and the hub's errors), a config it does not know (``ValueError``, ``KeyError``),
@@ -189,13 +202,16 @@ def quiet_transformers():
 
 @one_load_at_a_time  # from_pretrained swaps process-wide functions: one load at a time
 @quiet_transformers()  # no "Loading weights" bar (a hub download still shows huggingface_hub's own)
-def load_hf_model(name_or_path: str | Path, *, device: str = "cpu", **whisper_options: Any) -> ASRBackend:
-    """Load a transformers CTC or Whisper model from a local folder or a hub id.
+def load_pretrained(name_or_path: str | Path, backend_for: Callable[[Any], type[_HFBase]], *, device: str = "cpu",
+                    **options: Any) -> ASRBackend:
+    """Load a transformers model from a local folder or a hub id as the backend ``backend_for(config)`` picks.
 
     A local folder never touches the network. A hub id is fetched by transformers
     (once, into its cache); without network the error says how to get a local copy.
-    ``whisper_options`` (``language``, ``window``, ...) go to
-    :class:`~workbench.models.whisper.WhisperBackend`.
+    Which backend a model gets is decided by the caller
+    (:func:`workbench.models.loading.load_hf_model`: CTC or Whisper), so this module names none
+    but its own; ``backend_for`` raises :class:`WorkbenchError` for a model it does not take, and
+    ``options`` go to the backend's constructor.
     """
     transformers = require("transformers", extra="hf", purpose="use pretrained wav2vec2/HuBERT/WavLM/Whisper models")
     name = str(name_or_path)
@@ -209,18 +225,8 @@ def load_hf_model(name_or_path: str | Path, *, device: str = "cpu", **whisper_op
     try:
         config = transformers.AutoConfig.from_pretrained(name, **kwargs)
         processor = transformers.AutoProcessor.from_pretrained(name, **kwargs)
-        if config.model_type == "whisper":
-            from workbench.models.whisper import WhisperBackend
-
-            model = transformers.WhisperForConditionalGeneration.from_pretrained(name, **kwargs)
-            cls = WhisperBackend
-        elif any(a.endswith("ForCTC") for a in (config.architectures or [])):
-            model = transformers.AutoModelForCTC.from_pretrained(name, **kwargs)
-            cls = HFCTCBackend
-        else:
-            raise WorkbenchError(
-                f"{name!r} is a {config.model_type} model with architectures {config.architectures}; the workbench "
-                "supports CTC speech models (wav2vec2, HuBERT, WavLM ...ForCTC) and Whisper")
+        cls = backend_for(config)
+        model = getattr(transformers, cls.model_class).from_pretrained(name, **kwargs)
     except WorkbenchError:
         raise
     except _load_errors() as err:  # network, hub and format errors of each library become one plain message
@@ -233,8 +239,4 @@ def load_hf_model(name_or_path: str | Path, *, device: str = "cpu", **whisper_op
     model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    if cls is HFCTCBackend:
-        if whisper_options:
-            raise WorkbenchError(f"{sorted(whisper_options)} are Whisper settings; {name!r} is a CTC model")
-        return cls(model, processor, name=name)
-    return cls(model, processor, name=name, **whisper_options)
+    return cls(model, processor, name=name, **options)

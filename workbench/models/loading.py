@@ -1,10 +1,11 @@
 """``load_base_model``: a base ASR model by name or folder, as a frozen :class:`~workbench.models.base.ASRBackend`.
 
 The one place that knows every backend: the built-in ``tiny`` model
-(:mod:`~workbench.models.tiny`), the transformers backends (:mod:`~workbench.models.hf`,
-Whisper among them) and the named offline Whisper weights
-(:mod:`~workbench.models.whisper_weights`). The backends import only
-:mod:`~workbench.models.base`, never this module, so there is no import circle.
+(:mod:`~workbench.models.tiny`), the transformers backends (:mod:`~workbench.models.hf`'s CTC,
+:mod:`~workbench.models.whisper`; which one a transformers model gets is decided here,
+:func:`load_hf_model`) and the named offline Whisper weights
+(:mod:`~workbench.models.whisper_weights`). The backends never import this module, so there is
+no import circle (``tests/test_import_cycles.py``).
 
 Offline by default: only a hub id the user names is ever fetched. A workbench keyword
 (``"auto"`` and the like) is never taken for a hub id, and a base model named by a
@@ -24,8 +25,9 @@ from typing import Any
 from workbench.errors import ModelSizeError, WorkbenchError
 from workbench.models._serial import one_load_at_a_time
 from workbench.models.base import ASRBackend
-from workbench.models.hf import load_hf_model
+from workbench.models.hf import HFCTCBackend, _hub_errors, load_pretrained
 from workbench.models.tiny import is_tiny_dir, load_tiny
+from workbench.models.whisper import WhisperBackend
 from workbench.models.whisper_weights import (
     WHISPER_MODELS,
     canonical_name,
@@ -34,7 +36,7 @@ from workbench.models.whisper_weights import (
     whisper_folder,
 )
 
-__all__ = ["WORKBENCH_KEYWORDS", "load_base_model", "offline_source"]
+__all__ = ["WORKBENCH_KEYWORDS", "load_base_model", "load_hf_model", "offline_source"]
 
 #: Words the workbench uses for a choice, never the name of a model: never sent to the hub.
 WORKBENCH_KEYWORDS = frozenset({"auto", "automatic", "default", "none", "personal", "builtin", "built-in",
@@ -105,13 +107,35 @@ def _hub_cache_folder(hub_id: str) -> Path | None:
         from huggingface_hub import snapshot_download
     except ImportError:
         return None
-    from workbench.models.whisper_weights import _hub_errors
-
     try:
         path = Path(snapshot_download(hub_id, local_files_only=True))
     except _hub_errors():
         return None
     return path if (path / "config.json").is_file() else None
+
+
+def load_hf_model(name_or_path: str | Path, *, device: str = "cpu", **whisper_options: Any) -> ASRBackend:
+    """Load a transformers CTC or Whisper model from a local folder or a hub id.
+
+    A local folder never touches the network. A hub id is fetched by transformers
+    (once, into its cache); without network the error says how to get a local copy.
+    ``whisper_options`` (``language``, ``window``, ...) go to
+    :class:`~workbench.models.whisper.WhisperBackend`.
+    """
+    name = str(name_or_path)
+
+    def backend_for(config: Any) -> type[HFCTCBackend] | type[WhisperBackend]:
+        if config.model_type == "whisper":
+            return WhisperBackend
+        if any(a.endswith("ForCTC") for a in (config.architectures or [])):
+            if whisper_options:
+                raise WorkbenchError(f"{sorted(whisper_options)} are Whisper settings; {name!r} is a CTC model")
+            return HFCTCBackend
+        raise WorkbenchError(
+            f"{name!r} is a {config.model_type} model with architectures {config.architectures}; the workbench "
+            "supports CTC speech models (wav2vec2, HuBERT, WavLM ...ForCTC) and Whisper")
+
+    return load_pretrained(name_or_path, backend_for, device=device, **whisper_options)
 
 
 @one_load_at_a_time  # two loads at once in two threads break transformers (issue 24)

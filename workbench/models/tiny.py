@@ -38,7 +38,8 @@ from workbench.constants import SAMPLE_RATE
 from workbench.errors import WorkbenchError
 from workbench.features import LogMel
 from workbench.models.base import MAX_TRAIN_S, ASRBackend, Batch, check_waveforms
-from workbench.text import BLANK_ID, VOCAB_SIZE, encode
+from workbench.models.tiny_files import _FBANK_KEY, ARCHITECTURE, TinyConfig, checked_config
+from workbench.text import BLANK_ID, encode
 
 __all__ = [
     "ARCHITECTURE",
@@ -52,55 +53,6 @@ __all__ = [
     "load_tiny",
     "save_tiny",
 ]
-
-ARCHITECTURE = "workbench-tiny"
-_FBANK_KEY = "frontend.fbank"  # stored in model files (fp32) so loading needs no librosa
-
-
-@dataclasses.dataclass
-class TinyConfig:
-    n_mels: int = 80  # log-mel bins in
-    d_model: int = 144  # encoder width D (adapter sites see (B, T', D))
-    num_layers: int = 8  # conformer blocks
-    num_heads: int = 4  # attention heads
-    ff_mult: int = 4  # FFN hidden = ff_mult * D
-    conv_kernel: int = 15  # depthwise conv kernel (encoder frames, 40 ms each)
-    subsample_channels: int = 32  # channels of the 2-D subsampling convs
-    dropout: float = 0.1
-    vocab_size: int = VOCAB_SIZE  # CTC outputs incl. blank
-    # A size of the supernet (workbench.models.supernet) is narrower inside a block than D.
-    # None everywhere = the original built-in model (its files and fingerprint are unchanged).
-    size: str | None = None  # size name, e.g. "small"; part of the backend's name
-    ff_hidden: int | None = None  # FFN hidden units (None: ff_mult * d_model)
-    head_dim: int | None = None  # attention head width (None: d_model // num_heads)
-    conv_channels: int | None = None  # conv-module channels (None: d_model)
-
-    def __post_init__(self) -> None:
-        if self.head_dim is None and self.d_model % self.num_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
-        if self.attn_head_dim % 2:
-            raise ValueError("head dim must be even for rotary embeddings")
-        if self.conv_kernel % 2 == 0:
-            raise ValueError(f"conv_kernel={self.conv_kernel} must be odd (same-length convolution)")
-        for name in ("ff_hidden", "head_dim", "conv_channels"):
-            if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be positive")
-
-    @property
-    def ffn_dim(self) -> int:
-        """FFN hidden units."""
-        return self.ff_hidden if self.ff_hidden is not None else self.ff_mult * self.d_model
-
-    @property
-    def attn_head_dim(self) -> int:
-        """Width of one attention head (rotary embeddings rotate pairs of it)."""
-        return self.head_dim if self.head_dim is not None else self.d_model // self.num_heads
-
-    @property
-    def conv_dim(self) -> int:
-        """Channels of the conv module (GLU output, depthwise conv)."""
-        return self.conv_channels if self.conv_channels is not None else self.d_model
-
 
 def _lengths_to_mask(lengths: torch.Tensor, t: int) -> torch.Tensor:
     return torch.arange(t, device=lengths.device)[None, :] < lengths[:, None]  # (B, T) True = real frame
@@ -409,8 +361,6 @@ def load_tiny(path: str | Path | None = None, *, device: str = "cpu") -> TinyBac
         WorkbenchError: no weights file; ModelImportError: the files are damaged or do not match.
     """
     from safetensors.torch import load_file
-
-    from workbench.models.tiny_files import checked_config
 
     path = Path(path) if path is not None else default_model_dir()
     wfile = path / "model.safetensors"

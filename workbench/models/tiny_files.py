@@ -8,19 +8,74 @@ deep inside torch. :func:`checked_config` therefore reads only the safetensors *
 (names, shapes, dtypes; no tensor data) and checks every field of the config, and every
 tensor shape the config implies (:func:`state_shapes`), against it. A model is built only
 when they agree, and then it is no larger than the weights file on disk.
+
+:class:`TinyConfig` (what ``config.json`` holds) lives here, beside its checks, so that this module
+needs nothing of :mod:`workbench.models.tiny` (which builds the model, and re-exports it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
 from pathlib import Path
 
 from workbench.errors import ModelImportError
-from workbench.models.tiny import _FBANK_KEY, ARCHITECTURE, TinyConfig
+from workbench.text import VOCAB_SIZE
 
-__all__ = ["checked_config", "read_card", "state_shapes"]
+__all__ = ["ARCHITECTURE", "TinyConfig", "checked_config", "read_card", "state_shapes"]
+
+ARCHITECTURE = "workbench-tiny"
+_FBANK_KEY = "frontend.fbank"  # stored in model files (fp32) so loading needs no librosa
+
+
+@dataclasses.dataclass
+class TinyConfig:
+    """The built-in model's sizes (``config.json``'s ``"config"``; built by :mod:`workbench.models.tiny`)."""
+
+    n_mels: int = 80  # log-mel bins in
+    d_model: int = 144  # encoder width D (adapter sites see (B, T', D))
+    num_layers: int = 8  # conformer blocks
+    num_heads: int = 4  # attention heads
+    ff_mult: int = 4  # FFN hidden = ff_mult * D
+    conv_kernel: int = 15  # depthwise conv kernel (encoder frames, 40 ms each)
+    subsample_channels: int = 32  # channels of the 2-D subsampling convs
+    dropout: float = 0.1
+    vocab_size: int = VOCAB_SIZE  # CTC outputs incl. blank
+    # A size of the supernet (workbench.models.supernet) is narrower inside a block than D.
+    # None everywhere = the original built-in model (its files and fingerprint are unchanged).
+    size: str | None = None  # size name, e.g. "small"; part of the backend's name
+    ff_hidden: int | None = None  # FFN hidden units (None: ff_mult * d_model)
+    head_dim: int | None = None  # attention head width (None: d_model // num_heads)
+    conv_channels: int | None = None  # conv-module channels (None: d_model)
+
+    def __post_init__(self) -> None:
+        if self.head_dim is None and self.d_model % self.num_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by num_heads={self.num_heads}")
+        if self.attn_head_dim % 2:
+            raise ValueError("head dim must be even for rotary embeddings")
+        if self.conv_kernel % 2 == 0:
+            raise ValueError(f"conv_kernel={self.conv_kernel} must be odd (same-length convolution)")
+        for name in ("ff_hidden", "head_dim", "conv_channels"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be positive")
+
+    @property
+    def ffn_dim(self) -> int:
+        """FFN hidden units."""
+        return self.ff_hidden if self.ff_hidden is not None else self.ff_mult * self.d_model
+
+    @property
+    def attn_head_dim(self) -> int:
+        """Width of one attention head (rotary embeddings rotate pairs of it)."""
+        return self.head_dim if self.head_dim is not None else self.d_model // self.num_heads
+
+    @property
+    def conv_dim(self) -> int:
+        """Channels of the conv module (GLU output, depthwise conv)."""
+        return self.conv_channels if self.conv_channels is not None else self.d_model
+
 
 _FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
 _SIZE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")

@@ -63,7 +63,6 @@ __all__ = ["LANGUAGES_HELP", "Decoded", "WhisperBackend"]
 FULL_FRAMES = 30 * FRAMES_PER_SECOND  # Whisper's native window: 30 s of mel frames (3000)
 WINDOWS = ("auto", "full")  # encoding windows: the audio + a margin (the default), or Whisper's 30 s
 REPEAT_NGRAM = 48  # longest repeated token n-gram (a sentence) the guard looks for
-WHISPER_LORA_LR = 1e-3  # peak learning rate of the default LoRA (LoRA's 3e-3 overshoots on Whisper)
 LANGUAGES_HELP = "english, german, french, spanish, ... (Whisper's language names or codes such as 'en')"
 
 
@@ -93,6 +92,8 @@ class WhisperBackend(_HFBase):
 
     is_seq2seq = True
     supports_frozen_prefix = True
+    model_class = "WhisperForConditionalGeneration"
+    model_type = "whisper"  # its training defaults: workbench.training_defaults
 
     def __init__(self, model: nn.Module, processor: Any, *, name: str, language: str | None = None,
                  window: str = "auto", margin_s: float = 1.0, bucket_s: float = 2.0) -> None:
@@ -148,16 +149,6 @@ class WhisperBackend(_HFBase):
         out += [(f"decoder.layers.{i}.{n}", m) for i, layer in enumerate(self.model.model.decoder.layers)
                 for n, m in layer.named_modules() if isinstance(m, nn.Linear)]
         return out
-
-    def default_train_settings(self) -> dict[str, Any]:
-        """LoRA on the top half of the encoder and on the whole decoder (the bottom half is
-        computed once per recording, see the module docstring; its cost in time and words:
-        ``bench/bench_whisper.py --tricks``, docs/benchmarks.md), at ``WHISPER_LORA_LR`` (LoRA's 3e-3
-        overshot on Whisper; no script in ``bench/`` records that comparison yet)."""
-        from workbench.adapters import LoRAConfig
-
-        return {"adapter": LoRAConfig(top_layers=max(1, self.num_layers // 2), decoder=True),
-                "learning_rate": WHISPER_LORA_LR}
 
     # ------------------------------------------------------------------ features
     @property

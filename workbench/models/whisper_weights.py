@@ -88,22 +88,13 @@ def _resource(spec: str) -> Path | None:
     return Path(list(found.submodule_search_locations)[0]) / rel
 
 
-def _hub_errors() -> tuple[type[Exception], ...]:
-    """What ``snapshot_download`` raises for a miss, a bad id or no network: its documented ``OSError``
-    (not cached, not found, offline) and ``ValueError`` (a bad id), and its HTTP library's base error
-    (httpx's proxy and transfer errors are not ``OSError``; requests' are)."""
-    try:
-        from huggingface_hub.errors import HTTPError
-    except ImportError:  # an old huggingface_hub: requests' errors, all OSError
-        return (OSError, ValueError)
-    return (OSError, ValueError, HTTPError)
-
-
 def _hub_cached(hub_id: str) -> Path | None:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
         return None
+    from workbench.models.hf import _hub_errors
+
     try:
         path = Path(snapshot_download(hub_id, local_files_only=True))
     except _hub_errors():  # a miss in the hub cache (not cached, partial) means "not there"
@@ -141,6 +132,8 @@ def whisper_folder(name: str, *, allow_download: bool | None = None) -> tuple[Pa
     if allow_download is None:
         allow_download = os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false", "False")
     if allow_download:
+        from workbench.models.hf import _hub_errors
+
         try:
             from huggingface_hub import snapshot_download
 

@@ -14,6 +14,7 @@ from workbench.defaults import RUN_DEFAULTS
 from workbench.errors import TrainingError
 from workbench.metrics import Comparison
 from workbench.trainer import TrainConfig, Trainer
+from workbench.training_defaults import train_settings_for
 
 if TYPE_CHECKING:
     from workbench.adapters import Adapted
@@ -73,12 +74,13 @@ def decoder_name(kind: str, backend: ASRBackend) -> str:
 
 
 def default_config(backend: ASRBackend | None, **settings: Any) -> TrainConfig:
-    """:class:`TrainConfig` with ``backend``'s defaults (its adapter, learning rate and step limit) under ``settings``.
+    """:class:`TrainConfig` with ``backend``'s defaults (its adapter and learning rate:
+    :mod:`workbench.training_defaults`; its step limit) under ``settings``.
 
     Giving ``adapter`` drops the backend's learning rate too (the family's own default applies),
     not its step limit (:meth:`RunDefaults.max_steps_for <workbench.defaults.RunDefaults.max_steps_for>`:
     what a step of this model costs); ``backend=None`` gives the generic defaults."""
-    base = {} if "adapter" in settings or backend is None else backend.default_train_settings()
+    base = {} if "adapter" in settings or backend is None else train_settings_for(backend)
     return TrainConfig(**{"max_steps": RUN_DEFAULTS.max_steps_for(backend), **base, **settings})
 
 

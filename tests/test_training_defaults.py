@@ -1,0 +1,72 @@
+"""Each base model's training defaults come from one table outside the models (issue 31: ``models/base.py``
+imported ``adapters.LoRAConfig``, so the base models knew the adapters)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from _models import tiny_backend
+from test_import_cycles import import_graph
+
+from workbench.adapters import LoRAConfig
+from workbench.trainer import TrainConfig
+from workbench.training_defaults import TRAIN_SETTINGS, WHISPER_LORA_LR, train_settings_for
+from workbench.workflow import default_config
+
+
+def test_a_ctc_model_gets_lora_on_the_encoder_at_the_familys_rate() -> None:
+    backend = tiny_backend()
+    assert backend.model_type == "ctc"
+    assert train_settings_for(backend) == {"adapter": LoRAConfig()}
+    config = default_config(backend)
+    assert config.adapter == LoRAConfig() and config.learning_rate == TrainConfig().learning_rate
+
+
+def test_whisper_gets_lora_on_the_top_half_and_the_decoder_at_its_own_rate() -> None:
+    backend = tiny_backend()  # only what the table reads of a Whisper backend: its type and depth
+    backend.model_type, backend.num_layers = "whisper", 4
+    assert train_settings_for(backend) == {"adapter": LoRAConfig(top_layers=2, decoder=True),
+                                          "learning_rate": WHISPER_LORA_LR}
+    config = default_config(backend)
+    assert (config.adapter.top_layers, config.adapter.decoder, config.learning_rate) == (2, True, 1e-3)
+    # naming an adapter drops the table's learning rate too (the family's own applies)
+    assert default_config(backend, adapter=LoRAConfig()).learning_rate == TrainConfig().learning_rate
+    backend.num_layers = 1
+    assert train_settings_for(backend)["adapter"].top_layers == 1  # at least one layer
+
+
+def test_the_whisper_backend_declares_its_type() -> None:
+    from workbench.models.whisper import WhisperBackend
+
+    assert WhisperBackend.model_type == "whisper" and set(TRAIN_SETTINGS) == {"ctc", "whisper"}
+
+
+def test_a_wrapped_backend_gets_the_wrapped_models_defaults() -> None:
+    """The Device Tuning server's backend forwards attributes to the backend it wraps (as before, when the
+    settings were a method of the backend)."""
+
+    @dataclasses.dataclass
+    class Wrapper:
+        inner: object
+
+        def __getattr__(self, name: str):
+            return getattr(self.inner, name)
+
+    backend = tiny_backend()
+    backend.model_type, backend.num_layers = "whisper", 6
+    assert train_settings_for(Wrapper(backend))["adapter"].top_layers == 3
+
+
+def test_an_unknown_model_type_gets_the_ctc_defaults() -> None:
+    backend = tiny_backend()
+    backend.model_type = "something-new"
+    assert train_settings_for(backend) == {"adapter": LoRAConfig()}
+
+
+def test_the_base_models_import_no_adapter() -> None:
+    """Only ``supernet_adapters`` (one LoRA cut for every size of the supernet) is about adapters."""
+    graph = import_graph()
+    upward = {m: sorted(e for e in edges if e.startswith("workbench.adapters"))
+              for m, edges in graph.items() if m.startswith("workbench.models")}
+    assert {m: e for m, e in upward.items() if e} == {
+        "workbench.models.supernet_adapters": ["workbench.adapters.adapted", "workbench.adapters.io"]}
