@@ -247,11 +247,11 @@ def captured(monkeypatch) -> dict:
 
 
 @pytest.mark.parametrize("argv", [
-    ["personalize", str(SAMPLE / "sim-accent"), "--adapter", "hra"],
-    ["train-bank", str(SAMPLE), "--out", "b.safetensors", "--adapter", "hra"],
+    ["personalize", str(SAMPLE / "sim-accent"), "--family", "hra"],
+    ["train-bank", str(SAMPLE), "--out", "b.safetensors", "--family", "hra"],
 ])
 def test_cli_adapter_choice_brings_its_learning_rate(captured, argv) -> None:
-    """``--adapter hra`` trains HRA at HRA's learning rate (it once kept LoRA's)."""
+    """``--family hra`` trains HRA at HRA's learning rate (it once kept LoRA's)."""
     from workbench.adapters import HRAConfig
     from workbench.cli import main
 
@@ -269,7 +269,7 @@ def test_cli_speaker_space(captured, capsys) -> None:
     assert not config.per_speaker_selection
     assert main(["train-bank", str(SAMPLE), "--out", "b.safetensors", "--per-speaker-selection"]) == 2
     assert captured["config"].per_speaker_selection
-    assert main(["train-bank", str(SAMPLE), "--out", "b.safetensors", "--speaker-space", "8", "--adapter", "lora"]) == 2
+    assert main(["train-bank", str(SAMPLE), "--out", "b.safetensors", "--speaker-space", "8", "--family", "lora"]) == 2
     assert "--speaker-space learns HRA heads" in capsys.readouterr().err
     captured.clear()
     assert main(["train-bank", str(SAMPLE), "--out", "b.safetensors", "--speaker-space", "0"]) == 2

@@ -43,7 +43,7 @@ def _submodel(backend, path: Path, config, ids=("spk-01",), scale: float = 0.05,
 
 @pytest.fixture(scope="module")
 def whisper(tmp_path_factory):
-    from workbench.models.hf import load_hf_model
+    from workbench.models.loading import load_hf_model
 
     return load_hf_model(hf_whisper_dir(tmp_path_factory.mktemp("whisper") / "model"))
 
@@ -184,7 +184,7 @@ def test_ggml_file_holds_the_merged_weights(tmp_path, whisper):
 def test_unmergeable_family_is_refused_for_whisper_formats_naming_what_it_can_go_to(tmp_path, whisper):
     sub = _submodel(whisper, tmp_path / "res.safetensors", ResidualConfig(bottleneck=4))
     for fmt in ("ct2", "ggml", "hf"):
-        with pytest.raises(ExportError, match="None of ct2, ggml or hf can hold it.*--adapter lora"):
+        with pytest.raises(ExportError, match="None of ct2, ggml or hf can hold it.*--family lora"):
             export_model(sub, fmt, tmp_path / fmt, backend=whisper)
         assert not (tmp_path / fmt).exists()
     with pytest.raises(ExportError, match="onnx is for the built-in model"):

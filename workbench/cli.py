@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from workbench.defaults import RUN_DEFAULTS
-from workbench.errors import NotYetSupportedError, TrainingError, WorkbenchError
+from workbench.errors import NotYetSupportedError, UsageError, WorkbenchError
 
 __all__ = ["build_parser", "main"]
 
@@ -34,9 +34,28 @@ def _adapter_config(name: str):
 
 
 def _adapter_choice(name: str | None) -> dict:
-    """``TrainConfig`` keyword for ``--adapter NAME`` (given to the constructor, so that the learning
+    """``TrainConfig`` keyword for ``--family NAME`` (given to the constructor, so that the learning
     rate follows the family's default)."""
     return {"adapter": _adapter_config(name)} if name else {}
+
+
+def _family(args: argparse.Namespace) -> str | None:
+    """The adapter family ``personalize`` / ``train-bank`` train: ``--family``, or ``--adapter``, its former
+    name there, which works for one more release with a note (everywhere else ``--adapter`` is a Submodel file).
+
+    Raises:
+        UsageError: both are given.
+    """
+    if args.family_alias is None:
+        return args.family
+    if args.family is not None:
+        raise UsageError(f"--adapter is the former name of --family here; give the adapter family once, as "
+                         f"--family {args.family} (leave out --adapter {args.family_alias})")
+    from workbench.notices import notify
+
+    notify(f"use --family {args.family_alias}: for {args.command}, --adapter still names the adapter family, for "
+           "this release only (everywhere else --adapter is a Submodel file, and it will be here too)")
+    return args.family_alias
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
@@ -191,7 +210,7 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
 
     words = _vocabulary(args, args.speaker_dir)  # a bad list is refused before a model loads
     backend, _ = _speaker_model(args.speaker_dir, args.model, personal=False, size=args.size)
-    config = default_config(backend, max_seconds=60.0 * args.minutes, seed=args.seed, **_adapter_choice(args.adapter))
+    config = default_config(backend, max_seconds=60.0 * args.minutes, seed=args.seed, **_adapter_choice(_family(args)))
     run = personalize_speaker(args.speaker_dir, backend=backend, config=config,
                               decoder=args.decoder, seed=args.seed, figures=report_figures, window=args.window,
                               vocabulary=words)
@@ -217,16 +236,17 @@ def _cmd_train_bank(args: argparse.Namespace) -> int:
     device = distributed.init_from_env(args.device)  # joins the torchrun job, if this is one
     finished = False
     try:
-        adapter = _adapter_choice(args.adapter)
+        family = _family(args)
+        adapter = _adapter_choice(family)
         if args.speaker_space is not None:
             from workbench.adapters import HRAConfig
 
             if args.speaker_space < 1:
-                raise TrainingError(f"--speaker-space must be at least 1 number per speaker, got "
-                                    f"{args.speaker_space} (16 is a good start)")
-            if args.adapter not in (None, "hra"):
-                raise TrainingError("--speaker-space learns HRA heads from a vector per speaker; leave out "
-                                    f"--adapter {args.adapter} or use --adapter hra")
+                raise UsageError(f"--speaker-space must be at least 1 number per speaker, got "
+                                 f"{args.speaker_space} (16 is a good start)")
+            if family not in (None, "hra"):
+                raise UsageError("--speaker-space learns HRA heads from a vector per speaker; leave out "
+                                 f"--family {family} or use --family hra")
             adapter = {"adapter": HRAConfig(space="embedding", embed_dim=args.speaker_space)}
         from workbench.models.loading import load_base_model
 
@@ -320,8 +340,8 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
                   f"{meta['sliced_for']} size in use.", file=sys.stderr)
         held = meta.get("speaker_ids", [])
         if args.speaker and len(held) == 1 and args.speaker != held[0]:
-            raise TrainingError(f"this Submodel file is {held[0]!r}'s, not {args.speaker!r}'s; leave out --speaker "
-                                "or choose that speaker's file")
+            raise UsageError(f"this Submodel file is {held[0]!r}'s, not {args.speaker!r}'s; leave out --speaker "
+                             "or choose that speaker's file")
         rows = [bank_row(meta, args.speaker)] * len(wavs) if adapted.num_speakers > 1 else None
         texts = adapted.transcribe(wavs, decoder=decoder, speakers=rows)
     else:
@@ -451,7 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("personalize", help="train a personal adapter for one speaker folder")
     p.add_argument("speaker_dir")
     p.add_argument("--model", default=RUN_DEFAULTS.model, help=model_help)
-    p.add_argument("--adapter", default=None, help="adapter family: lora (default), residual, conv or hra")
+    p.add_argument("--family", default=None, help="adapter family: lora (default), residual, conv, hra or vector")
+    p.add_argument("--adapter", dest="family_alias", default=None, metavar="FAMILY",
+                   help="the former name of --family (this release only; elsewhere --adapter is a Submodel file)")
     p.add_argument("--minutes", type=float, default=RUN_DEFAULTS.max_minutes, help=minutes_help)
     p.add_argument("--decoder", default=RUN_DEFAULTS.decoder, choices=["greedy", "lexicon"])
     p.add_argument("--seed", type=int, default=RUN_DEFAULTS.seed)
@@ -471,7 +493,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("speakers", nargs="+", help="speaker folders, or folders that hold speaker folders")
     p.add_argument("--out", required=True, help="the bank's Submodel file (.safetensors)")
     p.add_argument("--model", default=RUN_DEFAULTS.model, help=model_help)
-    p.add_argument("--adapter", default=None, help="adapter family: lora (default), residual, conv or hra")
+    p.add_argument("--family", default=None, help="adapter family: lora (default), residual, conv, hra or vector")
+    p.add_argument("--adapter", dest="family_alias", default=None, metavar="FAMILY",
+                   help="the former name of --family (this release only; elsewhere --adapter is a Submodel file)")
     p.add_argument("--minutes", type=float, default=RUN_DEFAULTS.max_minutes, help=minutes_help)
     p.add_argument("--steps", type=int, default=None, help="at most this many steps (default: the base model's, "
                    f"{RUN_DEFAULTS.max_steps} for the built-in model, {RUN_DEFAULTS.max_steps_seq2seq} for Whisper)")

@@ -24,6 +24,7 @@ __all__ = [
     "TrainingBusyError",
     "TrainingError",
     "ServerError",
+    "UsageError",
     "VocabularyError",
     "WireFormatError",
     "WorkbenchError",
@@ -104,6 +105,11 @@ class WireFormatError(WorkbenchError, ValueError):
 
 class PromptError(WorkbenchError, ValueError):
     """A prompt list cannot be found, is empty, or holds a prompt with no words to score."""
+
+
+class UsageError(WorkbenchError, ValueError):
+    """Command-line flags that do not go together, or a flag value the command cannot use; the message
+    names the flags and what to give instead (``workbench`` exits with code 2, as argparse does)."""
 
 
 class VocabularyError(WorkbenchError, ValueError):

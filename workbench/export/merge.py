@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from workbench.export import ExportError
+from workbench.errors import ExportError
 
 if TYPE_CHECKING:
     from workbench.adapters import Adapted
@@ -76,7 +76,7 @@ def check_family(family: str, fmt: str, kind: str) -> None:
         fmt: ``"hf"``, ``"ct2"``, ``"ggml"`` or ``"onnx"``.
         kind: the base model's kind, ``"whisper"`` or ``"built-in"``.
     """
-    from workbench.export import FORMATS
+    from workbench.export.formats import FORMATS
 
     if kind == "built-in" and fmt != "onnx":
         raise ExportError(f"this personal model is on the built-in model, and {fmt} ({FORMATS[fmt]}) is a format for "
@@ -91,7 +91,7 @@ def check_family(family: str, fmt: str, kind: str) -> None:
             "model that faster-whisper, whisper.cpp and transformers run. None of ct2, ggml or hf can hold it (only "
             "LoRA and vector adapters can be merged); the built-in model's adapters of every family export to onnx. "
             "To take this "
-            "speaker's Whisper model anywhere, train a LoRA adapter: workbench personalize SPEAKER_DIR --adapter lora")
+            "speaker's Whisper model anywhere, train a LoRA adapter: workbench personalize SPEAKER_DIR --family lora")
 
 
 def how_merged(family: str) -> str:
