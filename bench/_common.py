@@ -14,8 +14,8 @@ from typing import Any
 #: Where results go: docs/bench, or $WORKBENCH_BENCH_DIR (the CI smoke test writes to a temporary folder).
 RESULTS_DIR = Path(os.environ.get("WORKBENCH_BENCH_DIR") or Path(__file__).resolve().parent.parent / "docs" / "bench")
 
-__all__ = ["RESULTS_DIR", "bench_main", "compare_calls", "compare_samples", "machine", "spread", "time_call",
-           "write_result"]
+__all__ = ["RESULTS_DIR", "Partial", "bench_main", "compare_calls", "compare_samples", "machine", "spread",
+           "time_call", "write_result"]
 
 
 def machine(device: str = "cpu") -> dict[str, Any]:
@@ -121,3 +121,57 @@ def write_result(name: str, result: dict[str, Any], *, out_dir: Path | None = No
     path = out / f"{name}.json"
     path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     return path
+
+
+class Partial:
+    """The finished runs of a resumable study, kept in ``docs/bench/<name>.partial.json``.
+
+    Every run is saved the moment it finishes (``{key: row}``, written whole to a temporary file
+    and renamed, so an interrupted write loses nothing); a rerun with the same ``settings`` skips
+    the runs already there. A file written with other settings is refused, with what to do.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = Partial("demo", {"steps": 3}, out_dir=Path(d))
+    ...     first = p.run("a", lambda: {"wer": 0.5})
+    ...     again = Partial("demo", {"steps": 3}, out_dir=Path(d)).run("a", lambda: {"wer": 9.9})  # doctest: +ELLIPSIS
+    resuming: 1 finished runs in ...
+    >>> again
+    {'wer': 0.5}
+    """
+
+    def __init__(self, name: str, settings: dict[str, Any], *, fresh: bool = False,
+                 out_dir: Path | None = None) -> None:
+        self.path = (out_dir or RESULTS_DIR) / f"{name}.partial.json"
+        self.settings = json.loads(json.dumps(settings))  # as it reads back from the file
+        self.runs: dict[str, Any] = {}
+        if self.path.is_file() and not fresh:
+            try:
+                saved = json.loads(self.path.read_text())
+                runs, old = saved["runs"], saved["settings"]
+            except (ValueError, KeyError, TypeError) as err:
+                raise SystemExit(f"{self.path} is not a study's partial file ({err}); move it away or pass "
+                                 "--fresh to start again") from err
+            if old != self.settings:
+                raise SystemExit(f"{self.path} holds runs made with other settings ({old}, now "
+                                 f"{self.settings}); pass --fresh to start again, or the same settings to go on")
+            self.runs = dict(runs)
+            if self.runs:
+                print(f"resuming: {len(self.runs)} finished runs in {self.path}", flush=True)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.runs
+
+    def run(self, key: str, fn: Callable[[], Any]) -> Any:
+        """The saved row of ``key``, else ``fn()`` saved under ``key``."""
+        if key not in self.runs:
+            self.runs[key] = fn()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"settings": self.settings, "runs": self.runs}, indent=1))
+            tmp.replace(self.path)
+        return self.runs[key]
+
+    def done(self) -> None:
+        """The study is written: the partial file goes."""
+        self.path.unlink(missing_ok=True)

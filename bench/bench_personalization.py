@@ -27,20 +27,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._common import RESULTS_DIR, machine, write_result
+from bench._common import RESULTS_DIR, Partial, machine, write_result
 
 TARGET = 0.40  # relative WER reduction to reach
 
 
-def _setup(speaker_dir: Path, max_train: int, seed: int = 0):
-    """(corpus, train, valid, test, decoder): the split of :func:`workbench.workflow.personalize_speaker`."""
+def _setup(speaker_dir: Path, max_train: int, seed: int = 0, *, backend=None):
+    """(corpus, train, valid, test, decoder): the split of :func:`workbench.workflow.personalize_speaker`;
+    ``backend``: the base model (a sequence-to-sequence one decodes with its own search: decoder None)."""
     from workbench.corpus import SpeakerCorpus
     from workbench.dataset import examples_from_corpus
     from workbench.workflow import build_decoder, three_way_split
 
     corpus = SpeakerCorpus.open(speaker_dir)
     parts = three_way_split(corpus, test_fraction=0.25, seed=seed, max_train=max_train)
-    return (corpus, *(examples_from_corpus(corpus, p) for p in parts), build_decoder("lexicon", prompts=corpus.prompts()))
+    return (corpus, *(examples_from_corpus(corpus, p) for p in parts),
+            build_decoder("lexicon", prompts=corpus.prompts(), backend=backend))
 
 
 def _score(backend, adapted, held_out, decoder) -> tuple[float, float]:
@@ -55,23 +57,41 @@ def _score(backend, adapted, held_out, decoder) -> tuple[float, float]:
     return before, wer(refs, adapted.transcribe(wavs, decoder=decoder))
 
 
-def run_one(speaker_dir: Path, family: str, *, budget: float, max_train: int = 50, policy=None,
-            seed: int = 0) -> dict:
-    """Train one family (or 'full'/'last_layers') on one speaker; returns the table row.
+def run_one(speaker_dir: Path, family: str | None, *, budget: float | None = None, max_train: int = 50, policy=None,
+            seed: int = 0, model: str = "tiny", max_steps: int | None = None,
+            min_utterances: int | None = None) -> dict:
+    """Train one family (or 'full'/'last_layers'; None: the base model's default) on one speaker: the row.
 
+    Step-based by default (``budget`` None): the run ends on early stopping or at the base
+    model's step limit (:data:`workbench.defaults.RUN_DEFAULTS`), with the time limit only a
+    ceiling, so the row does not depend on how busy the machine is; ``budget``: a time limit
+    in seconds instead (the earlier tables). ``max_steps``: another step limit (``--quick``);
+    ``min_utterances``: fewer training recordings accepted than a run needs by default
+    (bench/bench_data_efficiency.py trains from as few as 10 recordings, validation included).
+    ``model``: the base model (``tiny``: the built-in one; ``whisper-tiny.en``: with its own
+    defaults when ``family`` is its default family: LoRA where and at the rate it trains).
     ``policy``: a SpecAugment policy instead of the default one (see :func:`choose_policy`);
     ``seed``: the training seed (initial weights, batch order); the split is always seed 0.
     """
     from workbench.adapters import REGISTRY
+    from workbench.defaults import RUN_DEFAULTS
     from workbench.models import load_base_model
     from workbench.trainer import TrainConfig, Trainer
+    from workbench.workflow import default_config
 
-    corpus, train, valid, held_out, decoder = _setup(speaker_dir, max_train)
-    backend = load_base_model("tiny")
-    if family in REGISTRY:
-        config = TrainConfig(adapter=REGISTRY[family][0](), max_seconds=budget, seed=seed)
+    backend = load_base_model(model)
+    corpus, train, valid, held_out, decoder = _setup(speaker_dir, max_train, backend=backend)
+    limits = {"max_seconds": RUN_DEFAULTS.max_seconds if budget is None else budget, "seed": seed,
+              "max_steps": max_steps or RUN_DEFAULTS.max_steps_for(backend)}
+    if min_utterances is not None:
+        limits["min_utterances"] = min_utterances
+    if family is None or family == default_config(backend).adapter.family:
+        config = default_config(backend, **limits)
+        family = config.adapter.family
+    elif family in REGISTRY:
+        config = default_config(backend, adapter=REGISTRY[family][0](), **limits)
     else:
-        config = TrainConfig(mode=family, max_seconds=budget, learning_rate=3e-4, seed=seed)
+        config = TrainConfig(mode=family, learning_rate=3e-4, **limits)
     if policy is not None:
         config.specaugment = None if policy.name == "none" else policy
     base_wer, _ = _score(backend, None, held_out, decoder) if config.mode != "adapter" else (None, None)
@@ -95,7 +115,9 @@ def run_one(speaker_dir: Path, family: str, *, budget: float, max_train: int = 5
     else:
         before, after = base_wer, _score(backend, None, held_out, decoder)[0]
         per_speaker = sum(p.numel() for p in trainer.params)
-    row = {"speaker": corpus.speaker_id, "family": family, "seed": seed, "train_utterances": len(train),
+    row = {"speaker": corpus.speaker_id, "model": backend.name, "family": family, "seed": seed,
+           "train_utterances": len(train), "max_steps": config.max_steps, "cut_short": result.cut_short,
+           "settings": config.to_dict(),
            "valid_utterances": len(valid), "held_out_utterances": len(held_out),
            "specaugment": "none" if config.specaugment is None else config.specaugment.name,
            "speed_perturb": list(config.speed_perturb),
@@ -104,13 +126,13 @@ def run_one(speaker_dir: Path, family: str, *, budget: float, max_train: int = 5
            "wer_after": after, "relative_reduction": (before - after) / before if before > 0 else 0.0,
            "train_s": result.seconds, "wall_s": wall, "steps": result.steps,
            "time_to_target_s": t_target.get("t"), "stopped": result.stopped_reason}
-    print(f"{row['speaker']:24s} {family:11s} WER {100 * before:5.1f}% -> {100 * after:5.1f}% "
+    print(f"{row['speaker']:24s} {family:11s} {result.steps} steps ({result.stopped_reason}), WER {100 * before:5.1f}% -> {100 * after:5.1f}% "
           f"({100 * row['relative_reduction']:+.0f}%), {per_speaker:,} params, {result.seconds:.0f} s, "
           f"target at {row['time_to_target_s'] if row['time_to_target_s'] is not None else '-'} s")
     return row
 
 
-def data_efficiency(speaker_dir: Path, sample_dir: Path, *, budget: float, sizes: list[int],
+def data_efficiency(speaker_dir: Path, sample_dir: Path, *, budget: float | None, sizes: list[int],
                     space_budget: float) -> dict:
     """WER vs training utterances: HRA from scratch vs warm start in a leave-one-out embedding space."""
     from workbench.adapters import HRAConfig, warm_start
@@ -166,14 +188,14 @@ def data_efficiency(speaker_dir: Path, sample_dir: Path, *, budget: float, sizes
     return curve
 
 
-def bank_job(speaker_dirs: list[Path], *, budget: float, max_train: int = 50) -> dict:
+def bank_job(speaker_dirs: list[Path], *, budget: float | None, max_train: int = 50) -> dict:
     """Every speaker in one bank job (default adapter, one row each, at most ``max_train`` takes
-    each, a budget of ``budget`` seconds per speaker), scored on each speaker's test phrases."""
+    each, a budget of ``budget`` seconds per speaker; None: step-based), scored on each speaker's test phrases."""
     from workbench.trainer import TrainConfig
     from workbench.workflow import train_bank
 
     t0 = time.perf_counter()
-    config = TrainConfig(max_seconds=budget * len(speaker_dirs))
+    config = TrainConfig(max_seconds=None if budget is None else budget * len(speaker_dirs))
     with tempfile.TemporaryDirectory() as tmp:
         run = train_bank(speaker_dirs, Path(tmp) / "bank.safetensors", config=config, max_train=max_train,
                          progress=False)
@@ -188,7 +210,7 @@ def bank_job(speaker_dirs: list[Path], *, budget: float, max_train: int = 50) ->
     if r.speaker_steps:
         for row, step in zip(rows, r.speaker_steps, strict=True):
             row["kept_step"] = step
-    return {"machine": machine(), "family": config.adapter.family, "budget_s": budget * len(speaker_dirs),
+    return {"machine": machine(), "family": config.adapter.family, "budget_s": config.max_seconds,
             "max_train": max_train, "steps": r.steps, "train_s": r.seconds, "stopped": r.stopped_reason,
             "per_speaker_selection": r.speaker_steps is not None, "rows": rows, "wall_s": time.perf_counter() - t0}
 
@@ -202,7 +224,7 @@ SMALL_DATA_CANDIDATES = {
 }
 
 
-def choose_policy(speakers: list[Path], *, budget: float) -> dict:
+def choose_policy(speakers: list[Path], *, budget: float | None) -> dict:
     """Train the default adapter on each speaker with each candidate policy.
 
     The choice is made on the *validation* recordings (mean relative reduction of the
@@ -271,13 +293,17 @@ def main(argv: list[str] | None = None) -> None:
     from workbench.trainer import TrainConfig
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one speaker, 10 s budget: checks that it runs")
+    parser.add_argument("--quick", action="store_true", help="one speaker, 4 steps: checks that it runs")
     parser.add_argument("--study", action="store_true",
                         help="every family plus full fine-tuning, and the data-efficiency curve (about an hour "
                              "on 2 cores); without it: the default adapter only (the benchmark suite)")
     parser.add_argument("--speaker", action="append")
     parser.add_argument("--family", action="append", choices=[*sorted(REGISTRY), "full", "last_layers"])
-    parser.add_argument("--budget", type=float, default=90.0, help="training seconds per run")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="training seconds per run instead of the step-based defaults (early stopping, the "
+                             "base model's step limit, the time limit only a ceiling): the earlier tables")
+    parser.add_argument("--model", default="tiny", help="the base model (tiny: the built-in one; whisper-tiny.en)")
+    parser.add_argument("--fresh", action="store_true", help="forget the runs of an interrupted table")
     parser.add_argument("--no-curve", action="store_true")
     parser.add_argument("--seeds", type=int, default=1, help="training seeds per speaker and family")
     parser.add_argument("--curve-only", metavar="SPEAKER",
@@ -304,30 +330,35 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {path}")
         return
     if args.bank:
-        result = bank_job([sample / s for s in speakers], budget=10.0 if args.quick else args.budget)
+        result = bank_job([sample / s for s in speakers], budget=args.budget)
         print(f"wrote {write_result('personalization_bank' + ('_quick' if args.quick else ''), result)}")
         return
     if args.policies:
         t0 = time.perf_counter()
-        result = choose_policy([sample / s for s in speakers], budget=10.0 if args.quick else args.budget)
-        result.update(machine=machine(), budget_s=10.0 if args.quick else args.budget, wall_s=time.perf_counter() - t0)
+        result = choose_policy([sample / s for s in speakers], budget=args.budget)
+        result.update(machine=machine(), budget_s=args.budget, wall_s=time.perf_counter() - t0)
         print(f"wrote {write_result('personalization_policies' + ('_quick' if args.quick else ''), result)}")
         return
     families = args.family or (["hra", "residual", "conv", "lora", "full"] if args.study else [default_family])
-    budget = 10.0 if args.quick else args.budget
+    budget, max_steps = args.budget, (4 if args.quick else None)
+    name = ("personalization" + ("" if args.model == "tiny" else "_" + args.model.split("-")[0])
+            + ("_study" if args.study else "") + ("_seeds" if args.seeds > 1 else "") + ("_quick" if args.quick else ""))
+    # every finished run is kept at once; a rerun with the same settings goes on from there
+    partial = Partial(name, {"model": args.model, "budget_s": budget, "max_steps": max_steps}, fresh=args.fresh)
     t0 = time.perf_counter()
-    rows = [run_one(sample / s, f, budget=budget, seed=k) for s in speakers for f in families
-            for k in range(args.seeds)]
-    result: dict = {"machine": machine(), "budget_s": budget, "target_relative_reduction": TARGET, "rows": rows}
+    rows = [partial.run(f"{s}|{f}|seed {k}", lambda s=s, f=f, k=k: run_one(
+                sample / s, f, budget=budget, seed=k, model=args.model, max_steps=max_steps))
+            for s in speakers for f in families for k in range(args.seeds)]
+    result: dict = {"machine": machine(), "budget_s": budget, "target_relative_reduction": TARGET, "rows": rows,
+                    "model": args.model, "step_based": budget is None}
     if args.study and not args.no_curve:
         sizes = [5, 10] if args.quick else [5, 10, 20, 40, 60]
         curve_speaker = DEMO_SPEAKER if DEMO_SPEAKER in speakers else speakers[0]
         result["curves"] = [data_efficiency(sample / curve_speaker, sample, budget=budget, sizes=sizes,
                                           space_budget=20.0 if args.quick else 300.0)]
     result["wall_s"] = time.perf_counter() - t0
-    name = ("personalization" + ("_study" if args.study else "") + ("_seeds" if args.seeds > 1 else "")
-            + ("_quick" if args.quick else ""))
     path = write_result(name, result)
+    partial.done()
     if result.get("curves"):
         plot_curves(result["curves"], path.with_suffix(".png"))
     print(f"wrote {path}")

@@ -20,8 +20,23 @@ The checkpoint rules are replayed on each trajectory:
 Both real rules stop where the trainer's early stopping would (5 evaluations
 without a lower validation WER).
 
-Run: ``python -m bench.study_defaults [--steps 120] [--seeds 0 1] [--candidates none speed ...]
-[--out DIR]``; ``--bank --seeds 0 1`` instead compares, for one bank job of all six, choosing
+**Whisper tiny.en** (``--model whisper-tiny.en``, issue 27 item 1; ``WHISPER_CANDIDATES``): which
+layers get LoRA (the cached top half of the encoder and the decoder, every encoder layer, every
+layer and the decoder), then the rank, the learning rate, speed perturbation and SpecAugment one
+at a time around ``--around`` (a layer choice). Every run logs every ``--eval-every`` steps (5)
+with its step and evaluation times (the study's own test transcriptions excluded), so the
+evaluation interval and the patience are replayed on the same trajectories (``INTERVALS``,
+``PATIENCES``) instead of trained again. A candidate is admissible only if its median step takes
+at most ``STEP_LIMIT_S`` (2 s at batch 8 on ``--threads 2``) and its replayed run (steps and
+evaluations) at most ``RUN_LIMIT_S`` (3 minutes) on the mean speaker; the admissible candidate with
+the highest mean test reduction wins (``chosen`` in the file). Writes
+``docs/bench/study_defaults_whisper.json``.
+
+Every finished run is saved to ``docs/bench/study_defaults[_whisper].partial.json`` at once; a
+rerun with the same settings skips what is there (``--fresh`` starts again).
+
+Run: ``python -m bench.study_defaults [--model whisper-tiny.en] [--steps 120] [--seeds 0 1]
+[--candidates none speed ...] [--out DIR] [--quick]``; ``--bank --seeds 0 1`` instead compares, for one bank job of all six, choosing
 each speaker's rows on its own validation phrases against one joint choice (about 3 minutes per candidate and seed on 2 CPU cores; synthesis
 needs espeak-ng and flite). Writes ``docs/bench/study_defaults.json``.
 """
@@ -56,13 +71,52 @@ CANDIDATES: dict[str, dict] = {
 }
 EVAL_EVERY, PATIENCE = 10, 5
 
+WHISPER = "whisper-tiny.en"
+# where LoRA goes on Whisper: LoRAConfig changes (top_layers 0 = every encoder layer)
+LAYERS: dict[str, dict] = {
+    "top half + decoder": {},  # the default: the bottom half of the encoder is computed once (cached)
+    "every encoder layer": {"top_layers": 0, "decoder": False},
+    "every layer + decoder": {"top_layers": 0, "decoder": True},
+}
+# one setting changed at a time around a layer choice: name suffix -> (LoRAConfig changes, TrainConfig changes)
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "rank 4": ({"rank": 4, "alpha": 8.0}, {}),
+    "rank 16": ({"rank": 16, "alpha": 32.0}, {}),
+    "lr 3e-4": ({}, {"learning_rate": 3e-4}),
+    "lr 3e-3": ({}, {"learning_rate": 3e-3}),
+    "no speed perturbation": ({}, {"speed_perturb": ()}),
+    "SpecAugment": ({}, {"specaugment": "librispeech_adaptive"}),
+}
+INTERVALS, PATIENCES = (5, 10, 20), (3, 5, 8)  # evaluation interval (steps) and patience (evaluations) replayed
+STEP_LIMIT_S, RUN_LIMIT_S = 2.0, 180.0  # a candidate's median step (batch 8, 2 threads) and replayed run
 
-def make_speakers(out: Path, n: int = 80) -> list[Path]:
-    """Synthesize the development speakers into ``out`` (kept if already there)."""
+
+def whisper_candidates(around: str = "every layer + decoder") -> dict[str, tuple[dict, dict]]:
+    """Name -> (LoRAConfig changes, TrainConfig changes): the three layer choices, then each
+    :data:`VARIANTS` entry on top of ``around``.
+
+    >>> list(whisper_candidates("every encoder layer"))[3]
+    'every encoder layer, rank 4'
+    """
+    if around not in LAYERS:
+        raise SystemExit(f"--around must be one of {list(LAYERS)}, got {around!r}")
+    out = {name: (dict(layers), {}) for name, layers in LAYERS.items()}
+    for suffix, (adapter, train) in VARIANTS.items():
+        out[f"{around}, {suffix}"] = ({**LAYERS[around], **adapter}, dict(train))
+    return out
+
+
+def make_speakers(out: Path, n: int = 80, only: list[str] | None = None) -> list[Path]:
+    """Synthesize the development speakers (``only`` these ids) into ``out`` (kept if already there)."""
     from workbench.simulate import simulate_speaker
 
+    unknown = set(only or ()) - {s[0] for s in DEV_SPEAKERS}
+    if unknown:
+        raise SystemExit(f"unknown development speakers {sorted(unknown)}; they are {[s[0] for s in DEV_SPEAKERS]}")
     dirs = []
     for speaker_id, profile, voice, seed in DEV_SPEAKERS:
+        if only and speaker_id not in only:
+            continue
         if not (out / speaker_id / "manifest.jsonl").exists():
             simulate_speaker(out, speaker_id=speaker_id, voice=voice, profile=profile, prompts="everyday", n=n,
                              seed=seed)
@@ -70,38 +124,104 @@ def make_speakers(out: Path, n: int = 80) -> list[Path]:
     return dirs
 
 
-def trajectory(speaker_dir: Path, candidate: str, *, steps: int, seed: int = 0) -> dict:
-    """Train ``candidate`` for ``steps`` steps (no early stopping); log every evaluation."""
-    from bench.bench_personalization import _setup
-    from workbench.augment import POLICIES
-    from workbench.evaluate import wer
-    from workbench.models import load_base_model
-    from workbench.trainer import TrainConfig, Trainer
+def _config(model: str, candidate: str, backend, *, steps: int, eval_every: int, seed: int, quick: bool = False):
+    """The :class:`TrainConfig` of ``candidate`` (``CANDIDATES`` for the built-in model,
+    :func:`whisper_candidates` names for Whisper), step-bound, without early stopping."""
+    import dataclasses
 
-    changes = dict(CANDIDATES[candidate])
+    from workbench.augment import POLICIES
+    from workbench.trainer import TrainConfig
+    from workbench.workflow import default_config
+
+    bound = {"max_seconds": None, "max_steps": steps, "patience": 0, "eval_every": eval_every, "seed": seed}
+    if quick:
+        bound["batch_size"] = 2
+    if model != WHISPER:
+        changes = dict(CANDIDATES[candidate])
+        if "specaugment" in changes:
+            changes["specaugment"] = POLICIES[changes["specaugment"]]
+        return TrainConfig(**bound, **changes)
+    adapter_changes, changes = _whisper_lookup(candidate)
+    base = default_config(backend)  # the backend's own adapter and learning rate
+    changes = {"learning_rate": base.learning_rate, **changes}  # giving an adapter would drop Whisper's rate
     if "specaugment" in changes:
         changes["specaugment"] = POLICIES[changes["specaugment"]]
-    corpus, train, valid, test, decoder = _setup(speaker_dir, 50)
-    config = TrainConfig(max_seconds=None, max_steps=steps, patience=0, eval_every=EVAL_EVERY, seed=seed, **changes)
-    trainer = Trainer(load_base_model("tiny"), train, valid, config, decoder=decoder)
+    adapter = dataclasses.replace(base.adapter, **adapter_changes)
+    return default_config(backend, adapter=adapter, **bound, **changes)
+
+
+def _whisper_lookup(candidate: str) -> tuple[dict, dict]:
+    for around in LAYERS:
+        found = whisper_candidates(around).get(candidate)
+        if found is not None:
+            return found
+    raise SystemExit(f"unknown Whisper candidate {candidate!r}; the candidates are {list(whisper_candidates())}")
+
+
+def trajectory(speaker_dir: Path, candidate: str, *, steps: int, seed: int = 0, model: str = "tiny",
+               eval_every: int = EVAL_EVERY, quick: bool = False) -> dict:
+    """Train ``candidate`` for ``steps`` steps (no early stopping); log every evaluation.
+
+    Each row: ``step``, ``valid_wer``, ``valid_loss``, ``test_wer`` (this study only), ``train_s``
+    (seconds so far without the test transcriptions). ``step_s``/``eval_s``: the median training
+    step and validation evaluation, seconds (what a run of any interval and patience costs)."""
+    import statistics
+
+    from bench.bench_personalization import _setup
+    from workbench.evaluate import wer
+    from workbench.models import load_base_model
+    from workbench.trainer import Trainer
+
+    backend = load_base_model(model)
+    config = _config(model, candidate, backend, steps=steps, eval_every=eval_every, seed=seed, quick=quick)
+    corpus, train, valid, test, decoder = _setup(speaker_dir, 50, backend=backend)
+    if quick:
+        test = test[:3]
+    trainer = Trainer(backend, train, valid, config, decoder=decoder)
     refs, wavs = [e.text for e in test], [e.wav for e in test]
     rows: list[dict] = []
     spent = [0.0]  # time spent on the study's own test transcriptions, not training
+    mark, step_times, eval_times = [0.0], [], []
+
+    def on_start(e: dict) -> None:
+        mark[0] = time.perf_counter()
+
+    def on_step(e: dict) -> None:
+        now = time.perf_counter()
+        step_times.append(now - mark[0])
+        mark[0] = now
 
     def on_eval(e: dict) -> None:
         t0 = time.perf_counter()
+        eval_times.append(t0 - mark[0])
         rows.append({"step": e["step"], "valid_wer": e["wer"], "valid_loss": e["loss"],
                      "test_wer": wer(refs, trainer.adapted.transcribe(wavs, decoder=decoder)),
                      "train_s": e["elapsed_s"] - spent[0]})
         spent[0] += time.perf_counter() - t0
+        mark[0] = time.perf_counter()
 
-    trainer.on("on_eval", on_eval)
+    trainer.on("on_start", on_start).on("on_step", on_step).on("on_eval", on_eval)
     trainer.fit()
-    return {"speaker": corpus.speaker_id, "candidate": candidate, "seed": seed, "rows": rows}
+    trainer.adapted.remove()
+    return {"speaker": corpus.speaker_id, "candidate": candidate, "seed": seed, "rows": rows,
+            "step_s": statistics.median(step_times) if step_times else None,
+            "eval_s": statistics.median(eval_times) if eval_times else None,
+            "config": config.to_dict()}
 
 
-def replay(rows: list[dict]) -> dict[str, dict]:
-    """The evaluation each rule keeps (see the module docstring)."""
+def replay(rows: list[dict], *, interval: int | None = None, patience: int = PATIENCE) -> dict[str, dict]:
+    """The evaluation each rule keeps (see the module docstring); ``interval``: replay an
+    evaluation every ``interval`` steps (a multiple of the logged one; None: every logged row).
+    ``"stop"`` is the last evaluation the run would make (its step and how many evaluations).
+
+    >>> rows = [{"step": s, "valid_wer": w, "valid_loss": w, "test_wer": w}
+    ...         for s, w in [(0, .9), (5, .5), (10, .6), (15, .4), (20, .7), (25, .8)]]
+    >>> r = replay(rows, interval=10, patience=1)
+    >>> r["lowest_loss"]["step"], r["stop"]
+    (10, {'step': 20, 'evaluations': 3})
+    """
+    if interval is not None:
+        rows = [r for r in rows if r["step"] % interval == 0 or r is rows[-1]]
     best, lowest, bad, seen = None, math.inf, 0, []
     for r in rows:
         seen.append(r)
@@ -112,10 +232,11 @@ def replay(rows: list[dict]) -> dict[str, dict]:
             lowest, bad = r["valid_wer"], 0
         else:
             bad += 1
-            if bad >= PATIENCE:
+            if bad >= patience:
                 break
     return {"lowest_wer": best, "lowest_loss": min(seen, key=lambda r: r["valid_loss"]),
-            "oracle": min(rows, key=lambda r: r["test_wer"])}
+            "oracle": min(rows, key=lambda r: r["test_wer"]),
+            "stop": {"step": seen[-1]["step"], "evaluations": len(seen)}}
 
 
 def summarize(trajectories: list[dict]) -> list[dict]:
@@ -123,7 +244,9 @@ def summarize(trajectories: list[dict]) -> list[dict]:
     cells: dict[tuple[str, str], dict[str, list[float]]] = {}
     for t in trajectories:
         base = t["rows"][0]["test_wer"]
-        for rule, r in replay(t["rows"]).items():
+        kept = replay(t["rows"])
+        kept.pop("stop")
+        for rule, r in kept.items():
             reduction = (base - r["test_wer"]) / base if base > 0 else 0.0
             cells.setdefault((t["candidate"], rule), {}).setdefault(t["speaker"], []).append(reduction)
     out = []
@@ -162,31 +285,144 @@ def bank_selection(dirs: list[Path], seeds: list[int], *, budget_per_speaker: fl
     return result
 
 
+def whisper_summary(trajectories: list[dict], *, logged_every: int) -> dict:
+    """The Whisper study's tables from its trajectories.
+
+    ``candidates``: per candidate, the mean test relative reduction of the checkpoint the trainer
+    keeps (lowest validation loss; early stopping after ``PATIENCE`` evaluations without a lower
+    validation WER, an evaluation every ``EVAL_EVERY`` steps), per speaker (mean over seeds), the
+    oracle, the median step (s), the replayed run's mean and longest seconds, and whether it is
+    admissible (``STEP_LIMIT_S``, ``RUN_LIMIT_S``); ``chosen``: the admissible candidate with the
+    highest mean; ``schedules``: the chosen candidate under every replayed interval and patience."""
+    import statistics
+
+    def interval_ok(k: int) -> bool:
+        return k % logged_every == 0
+
+    def cell(ts: list[dict], interval: int, patience: int) -> dict:
+        per: dict[str, list[float]] = {}
+        oracle, seconds = [], []
+        for t in ts:
+            base = t["rows"][0]["test_wer"]
+            kept = replay(t["rows"], interval=interval, patience=patience)
+            rel = (lambda r: (base - r["test_wer"]) / base if base > 0 else 0.0)  # noqa: E731
+            per.setdefault(t["speaker"], []).append(rel(kept["lowest_loss"]))
+            oracle.append(rel(kept["oracle"]))
+            seconds.append(kept["stop"]["step"] * t["step_s"] + kept["stop"]["evaluations"] * t["eval_s"])
+        values = [v for vs in per.values() for v in vs]
+        return {"mean_relative_reduction": sum(values) / len(values), "runs": len(values),
+                "speakers": {k: sum(v) / len(v) for k, v in sorted(per.items())},
+                "oracle_relative_reduction": sum(oracle) / len(oracle),
+                "run_s_mean": sum(seconds) / len(seconds), "run_s_max": max(seconds)}
+
+    interval = EVAL_EVERY if interval_ok(EVAL_EVERY) else logged_every
+    by_candidate: dict[str, list[dict]] = {}
+    for t in trajectories:
+        by_candidate.setdefault(t["candidate"], []).append(t)
+    rows = []
+    for name, ts in by_candidate.items():
+        row = {"candidate": name, **cell(ts, interval, PATIENCE),
+               "step_s": statistics.median(t["step_s"] for t in ts)}
+        row["admissible"] = row["step_s"] <= STEP_LIMIT_S and row["run_s_mean"] <= RUN_LIMIT_S
+        rows.append(row)
+    rows.sort(key=lambda r: -r["mean_relative_reduction"])
+    admissible = [r for r in rows if r["admissible"]]
+    chosen = admissible[0]["candidate"] if admissible else None
+    schedules = []
+    if chosen is not None:
+        for k in (k for k in INTERVALS if interval_ok(k)):
+            for patience in PATIENCES:
+                schedules.append({"eval_every": k, "patience": patience, **cell(by_candidate[chosen], k, patience)})
+    return {"candidates": rows, "chosen": chosen, "interval": interval, "patience": PATIENCE,
+            "schedules": schedules}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bank", action="store_true",
                         help="instead: a bank job for all development speakers, per-speaker vs joint choice")
+    parser.add_argument("--model", default="tiny", choices=["tiny", WHISPER],
+                        help="the base model (tiny = the built-in one)")
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    parser.add_argument("--candidates", nargs="+", default=None,
+                        help=f"default: all; the built-in model's: {list(CANDIDATES)}; Whisper's: "
+                             f"{list(whisper_candidates())} (or around another layer choice, --around)")
+    parser.add_argument("--around", default="every layer + decoder", choices=list(LAYERS),
+                        help="Whisper: the layer choice the rank, rate and augmentation variants change")
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help=f"steps between logged evaluations (default: {EVAL_EVERY}; Whisper {INTERVALS[0]}, "
+                             "so that every replayed interval is a multiple)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the 2 s step limit is at 2)")
+    parser.add_argument("--speakers", nargs="+", default=None, help="development speaker ids (default: all six)")
+    parser.add_argument("--fresh", action="store_true", help="forget the runs of an interrupted study")
+    parser.add_argument("--quick", action="store_true",
+                        help="checks that it runs: one speaker of 24 takes, 4 steps, batch 2, two candidates")
     parser.add_argument("--out", default=None, help="where the development speakers are synthesized (default: temp)")
     args = parser.parse_args(argv)
+    import torch
+
+    from bench._common import Partial
+
+    torch.set_num_threads(args.threads)
+    whisper = args.model == WHISPER
+    catalogue = list(whisper_candidates(args.around)) if whisper else list(CANDIDATES)
+    candidates = args.candidates or (catalogue[:2] if args.quick else catalogue)
+    for c in candidates:
+        if whisper:
+            _whisper_lookup(c)
+        elif c not in CANDIDATES:
+            parser.error(f"unknown candidate {c!r}; the built-in model's are {list(CANDIDATES)}")
+    eval_every = args.eval_every or (2 if args.quick else INTERVALS[0] if whisper else EVAL_EVERY)
+    steps = 4 if args.quick else args.steps
+    name = "study_defaults" + ("_whisper" if whisper else "") + ("_quick" if args.quick else "")
+    partial = Partial(name, {"model": args.model, "steps": steps, "eval_every": eval_every, "threads": args.threads},
+                      fresh=args.fresh)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        dirs = make_speakers(Path(args.out or tmp))
         if args.bank:
-            bank_selection(dirs, args.seeds)
+            bank_selection(make_speakers(Path(args.out or tmp)), args.seeds)
             return
+        dirs = make_speakers(Path(args.out or tmp), n=24 if args.quick else 80,
+                             only=args.speakers or ([DEV_SPEAKERS[0][0]] if args.quick else None))
         trajectories = []
         for seed in args.seeds:
-            for candidate in args.candidates:
+            for candidate in candidates:
                 for d in dirs:
-                    trajectories.append(trajectory(d, candidate, steps=args.steps, seed=seed))
-                    print(f"{candidate} / {d.name} / seed {seed}: done", flush=True)
-    write(trajectories, steps=args.steps, wall_s=time.perf_counter() - t0)
+                    key = f"{candidate}|{d.name}|seed {seed}"
+                    done = key in partial
+                    trajectories.append(partial.run(key, lambda d=d, candidate=candidate, seed=seed: trajectory(
+                        d, candidate, steps=steps, seed=seed, model=args.model, eval_every=eval_every,
+                        quick=args.quick)))
+                    print(f"{candidate} / {d.name} / seed {seed}: {'saved earlier' if done else 'done'}", flush=True)
+    if whisper:
+        write_whisper(trajectories, name=name, steps=steps, eval_every=eval_every, wall_s=time.perf_counter() - t0)
+    else:
+        write(trajectories, steps=steps, wall_s=time.perf_counter() - t0, name=name)
+    partial.done()
 
 
-def write(trajectories: list[dict], *, steps: int, wall_s: float | None) -> Path:
+def write_whisper(trajectories: list[dict], *, name: str, steps: int, eval_every: int, wall_s: float | None) -> Path:
+    """Summarize, print and write ``docs/bench/study_defaults_whisper.json``."""
+    summary = whisper_summary(trajectories, logged_every=eval_every)
+    for r in summary["candidates"]:
+        print(f"{r['candidate']:40s} {100 * r['mean_relative_reduction']:+5.1f}% ({r['runs']} runs)  "
+              f"{r['step_s']:.2f} s/step, {r['run_s_mean']:.0f} s a run"
+              + ("" if r["admissible"] else "  (over the limits)")
+              + ("  <- chosen" if r["candidate"] == summary["chosen"] else ""))
+    for r in summary["schedules"]:
+        print(f"  every {r['eval_every']:2d} steps, patience {r['patience']}: "
+              f"{100 * r['mean_relative_reduction']:+5.1f}%, {r['run_s_mean']:.0f} s a run")
+    result = {"machine": machine("cpu"), "model": WHISPER, "steps": steps, "logged_every": eval_every,
+              "limits": {"step_s": STEP_LIMIT_S, "run_s": RUN_LIMIT_S},
+              "dev_speakers": [dict(zip(("id", "profile", "voice", "seed"), s, strict=True)) for s in DEV_SPEAKERS],
+              **summary, "trajectories": trajectories, "wall_s": wall_s}
+    path = write_result(name, result, out_dir=RESULTS_DIR)
+    print(f"wrote {path}")
+    return path
+
+
+def write(trajectories: list[dict], *, steps: int, wall_s: float | None, name: str = "study_defaults") -> Path:
     """Summarize, print and write ``docs/bench/study_defaults.json``."""
     table = summarize(trajectories)
     for row in table:
@@ -197,7 +433,7 @@ def write(trajectories: list[dict], *, steps: int, wall_s: float | None) -> Path
               "candidates": {k: {n: list(v) if isinstance(v, tuple) else v for n, v in c.items()}
                              for k, c in CANDIDATES.items()},
               "summary": table, "trajectories": trajectories, "wall_s": wall_s}
-    path = write_result("study_defaults", result, out_dir=RESULTS_DIR)
+    path = write_result(name, result, out_dir=RESULTS_DIR)
     print(f"wrote {path}")
     return path
 

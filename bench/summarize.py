@@ -44,6 +44,18 @@ def _machine(result: dict | None) -> str:
     return f"{m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), torch {m['torch']}{gpu}"
 
 
+def _budget(result: dict, what: str = "Budget") -> str:
+    """How a table's runs were bounded: a time budget (the earlier tables), or step-based.
+
+    >>> _budget({"budget_s": 90.0})
+    'Budget 90 s'
+    """
+    if result.get("budget_s") is None:
+        return ("Step-based: each run ends on early stopping or at the base model's step limit; the time limit is "
+                "only a ceiling")
+    return f"{what} {result['budget_s']:.0f} s"
+
+
 def targets() -> list[tuple[str, str, str, bool | None, str]]:
     """``(target, required, measured, ok, script)`` rows."""
     rows: list[tuple[str, str, str, bool | None, str]] = []
@@ -314,7 +326,7 @@ def results_md_personalization() -> str:
              "*validation* WER first fell 40 % below the base model's.", ""]
     if suite:
         lines += [f"### Default settings ({suite['rows'][0]['family']}), every atypical sample speaker", "",
-                  f"Budget {suite['budget_s']:.0f} s. Machine: {_machine(suite)}. `python -m bench.bench_personalization`",
+                  f"{_budget(suite)}. Machine: {_machine(suite)}. `python -m bench.bench_personalization`",
                   "", *_PERS_HEADER, *map(_pers_row, suite["rows"]), ""]
     seeds = _load("personalization_seeds")
     if seeds:
@@ -340,7 +352,7 @@ def results_md_personalization() -> str:
                      "validation WER improved any more" if bank.get("per_speaker_selection") else
                      "early stopping and the checkpoint on all speakers' validation phrases together")
                   + f") against the separate runs above. It trained {bank['steps']} steps "
-                  f"in {bank['train_s']:.0f} s ({bank['stopped']}; budget {bank['budget_s']:.0f} s; the separate runs "
+                  f"in {bank['train_s']:.0f} s ({bank['stopped']}; {_budget(bank, 'budget')}; the separate runs "
                   f"trained {sum(o['train_s'] for o in solo.values()):.0f} s together). A prompt that "
                   "is any speaker's test phrase is trained on by no speaker in a bank, so a speaker's test set can "
                   "be a little larger than in the separate run (the last column). Machine: "
@@ -390,7 +402,7 @@ def results_md_personalization() -> str:
                   + verdict, ""]
     if study:
         lines += ["### Per adapter family, with full fine-tuning as a reference", "",
-                  f"Budget {study['budget_s']:.0f} s per run, each family with its default settings; full fine-tuning "
+                  f"{_budget(study)} per run, each family with its default settings; full fine-tuning "
                   f"at learning rate 3e-4. Machine: {_machine(study)}. `python -m bench.bench_personalization --study`"
                   + _older_defaults_note(study),
                   "", *_PERS_HEADER, *map(_pers_row, sorted(study["rows"], key=lambda r: (r["speaker"], r["family"])))]
@@ -424,7 +436,7 @@ def results_md_personalization() -> str:
     if pol:
         lines += ["### Choosing the small-data SpecAugment policy", "",
                   f"The default adapter ({pol['family']}) on {len({r['speaker'] for r in pol['rows']})} speakers, "
-                  f"{pol['budget_s']:.0f} s each; chosen on the **validation** reduction, test shown beside it. "
+                  f"{_budget(pol, 'budget')} each; chosen on the **validation** reduction, test shown beside it. "
                   f"Chosen: **{pol['chosen']}**. `python -m bench.bench_personalization --policies`"
                   + _older_defaults_note(pol), "",
                   "| policy | validation relative reduction | test relative reduction |", "|---|---|---|"]
@@ -482,8 +494,10 @@ def readme_results() -> str:
     met = sum(r["relative_reduction"] >= 0.4 for r in rows)
     per = ", ".join(f"{r['speaker'].removeprefix('sim-')} {100 * r['wer_before']:.0f}% -> {100 * r['wer_after']:.0f}%"
                     for r in rows)
-    lines = [f"With the default settings ({rows[0]['family']} adapter, at most 50 recordings, at most "
-             f"{suite['budget_s']:.0f} s of training on a 2-core CPU), the ASR word error rate on test phrases the "
+    bound = ("training until early stopping" if suite.get("budget_s") is None else
+             f"at most {suite['budget_s']:.0f} s of training")
+    lines = [f"With the default settings ({rows[0]['family']} adapter, at most 50 recordings, "
+             f"{bound} on a 2-core CPU), the ASR word error rate on test phrases the "
              f"adapter never heard fell by at least 40 % for {met} of {len(rows)} simulated atypical speakers: {per}."]
     if study:
         fams: dict[str, list[float]] = {}

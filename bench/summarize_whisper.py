@@ -15,7 +15,9 @@ Row = tuple[str, str, str, "bool | None", str]
 
 
 def _table_means(whisper: dict | None) -> list[dict]:
-    rows = (whisper or {}).get("table") or []
+    """Per speaker over seeds; ``whisper``: ``whisper_cpu.json`` (its ``table``) or the step-based
+    ``personalization_whisper_seeds.json`` of bench_personalization (its ``rows``)."""
+    rows = (whisper or {}).get("table") or (whisper or {}).get("rows") or []
     per: dict[str, list[dict]] = {}
     for r in rows:
         per.setdefault(r["speaker"], []).append(r)
@@ -94,18 +96,39 @@ def whisper_details(load: Callable[[str], dict | None]) -> list[str]:
     return out
 
 
+def _lora_words(settings: dict | None) -> str:
+    """A run's LoRA settings in words.
+
+    >>> _lora_words({"adapter": {"rank": 8, "top_layers": 0, "decoder": True}, "learning_rate": 1e-3})
+    'LoRA rank 8 on every encoder layer and the decoder, learning rate 0.001'
+    """
+    if not settings or "adapter" not in settings:
+        return "LoRA"
+    a = settings["adapter"]
+    where = "every encoder layer" if not a.get("top_layers") else f"the top {a['top_layers']} encoder layers"
+    return (f"LoRA rank {a.get('rank')} on {where}{' and the decoder' if a.get('decoder') else ''}, "
+            f"learning rate {settings.get('learning_rate'):g}")
+
+
 def results_md_real_speech(load: Callable[[str], dict | None], builtin_means: list[dict]) -> list[str]:
-    """The docs/results.md section: Whisper tiny.en's personal results next to the built-in model's."""
-    whisper = load("whisper_cpu")
+    """The docs/results.md section: Whisper tiny.en's personal results next to the built-in model's
+    (the step-based ``personalization_whisper_seeds.json`` when there is one, else ``whisper_cpu.json``)."""
+    stepped = load("personalization_whisper_seeds")
+    whisper = stepped or load("whisper_cpu")
     means = _table_means(whisper)
     if not means:
         return []
     by_builtin = {m["speaker"]: m for m in builtin_means}
+    how = (f"with its defaults ({_lora_words(stepped['rows'][0].get('settings'))}, auto window, at most 50 "
+           "recordings), step-based: each run ends on early stopping or at the step limit, the time limit only a "
+           "ceiling" if stepped else "with its defaults (LoRA on the top half of the encoder and the decoder, auto window, at "
+           "most 50 recordings, at most 3 minutes of training)")
+    command = ("python -m bench.bench_personalization --model whisper-tiny.en --seeds 3" if stepped
+               else "python -m bench.bench_whisper --table")
     out = ["## Whisper tiny.en (real-speech base model) on the atypical sample speakers", "",
-           "`workbench personalize SPEAKER --model whisper-tiny.en` with its defaults (LoRA on the top half of the "
-           "encoder and the decoder, auto window, at most 50 recordings, at most 3 minutes of training), "
+           f"`workbench personalize SPEAKER --model whisper-tiny.en` {how}, "
            f"{means[0]['runs']} seeds; WER on the test phrases, never trained on. The built-in model's figures "
-           "(its own defaults: LoRA, lexicon decoder, 90 s) are beside them. `python -m bench.bench_whisper --table`",
+           f"(its own defaults: LoRA, lexicon decoder) are beside them. `{command}`",
            "", "| speaker | Whisper before | Whisper after (mean) | reduction: mean (min..max) | steps | training s | "
            "built-in before | built-in after | built-in reduction |", "|---|---|---|---|---|---|---|---|---|"]
     for m in means:

@@ -27,6 +27,7 @@ from workbench.app_pages.uploads import add_uploaded_files
 from workbench.constants import SAMPLE_RATE
 from workbench.corpus import load_one_upload
 from workbench.errors import WorkbenchError
+from workbench.recording_hint import page_hint
 
 if TYPE_CHECKING:
     from workbench.audio import Recording
@@ -230,7 +231,9 @@ class RecordPage(pn.viewable.Viewer):
         self.prompt.object = f"<div class='wb-prompt-text'>{esc(session.prompt)}</div>"
         done, total = session.progress
         self.progress.max, self.progress.value = max(total, 1), done
-        self.progress_text.object = f"<span class='wb-progress-text'>{esc(session.progress_text)}</span>"
+        hint = page_hint(corpus.info, len(corpus.utterances("ok")))  # "" until a measured table is shipped
+        self.progress_text.object = (f"<span class='wb-progress-text'>{esc(session.progress_text)}</span>"
+                                     + (f"<p class='wb-hint'>{esc(hint)}</p>" if hint else ""))
         if session.message:
             self.message.object = message_html(session.message, session.ok)
 

@@ -1,0 +1,149 @@
+"""Issue 27's studies (bench/): resumable runs, the Whisper defaults study's candidates, replay and choice.
+
+No training here: the runs are replaced by fakes, so these check the bookkeeping (what is saved,
+what a rerun skips, what is admissible) in a second.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(not (ROOT / "bench" / "_common.py").is_file(),
+                                reason="bench/ is only in the source checkout")
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch) -> Path:
+    import bench._common
+
+    monkeypatch.setattr(bench._common, "RESULTS_DIR", tmp_path)
+    return tmp_path
+
+
+def test_a_partial_study_keeps_each_run_and_refuses_other_settings(results) -> None:
+    from bench._common import Partial
+
+    calls = []
+    p = Partial("s", {"steps": 120})
+    assert p.run("a", lambda: calls.append("a") or {"wer": 0.5}) == {"wer": 0.5}
+    assert json.loads((results / "s.partial.json").read_text())["runs"] == {"a": {"wer": 0.5}}
+    again = Partial("s", {"steps": 120})
+    assert again.run("a", lambda: calls.append("a again") or {"wer": 9.0}) == {"wer": 0.5}
+    assert calls == ["a"]
+    with pytest.raises(SystemExit, match="other settings.*--fresh"):
+        Partial("s", {"steps": 60})
+    assert Partial("s", {"steps": 60}, fresh=True).runs == {}
+    (results / "s.partial.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="not a study's partial file"):
+        Partial("s", {"steps": 120})
+    again.done()
+    assert not (results / "s.partial.json").exists()
+
+
+def test_the_data_efficiency_study_resumes_after_an_interruption(results, tmp_path, monkeypatch) -> None:
+    import bench.bench_data_efficiency as de
+    from workbench import recording_hint
+
+    monkeypatch.setattr(recording_hint, "HINT_FILE", tmp_path / "recording_hint.json")
+    done: list[tuple] = []
+
+    def fake(speaker_dir, model, size, seed, quick):
+        if len(done) == 2 and not getattr(fake, "resumed", False):
+            raise KeyboardInterrupt  # the machine was needed for something else
+        done.append((model, size, seed))
+        return {"model": model, "size": size, "seed": seed, "speaker": speaker_dir.name, "wer_before": 0.5,
+                "wer_after": 0.5 - size / 200, "relative_reduction": size / 100, "train_utterances": size - 2}
+
+    monkeypatch.setattr(de, "_run", fake)
+    argv = ["--speaker", "sim-accent", "--models", "tiny", "--seeds", "1"]
+    with pytest.raises(KeyboardInterrupt):
+        de.main(argv)
+    assert done == [("tiny", 10, 0), ("tiny", 25, 0)]
+    assert len(json.loads((results / "data_efficiency_cpu.partial.json").read_text())["runs"]) == 2
+    fake.resumed = True
+    result = de.main(argv)
+    assert done == [("tiny", 10, 0), ("tiny", 25, 0), ("tiny", 50, 0)]  # only the missing run
+    assert [e["recordings"] for e in result["summary"]["tiny"]] == [10, 25, 50]
+    assert not (results / "data_efficiency_cpu.partial.json").exists()
+    table = recording_hint.load_table()  # the shipped table, with its provenance
+    assert table.source.endswith("data_efficiency_cpu.json") and table.speakers == ("sim-accent",)
+    assert table.models["tiny"][2].relative_reduction == pytest.approx(0.5)
+
+
+def test_a_quick_data_efficiency_run_never_writes_the_shipped_table(results, tmp_path, monkeypatch) -> None:
+    import bench.bench_data_efficiency as de
+    from workbench import recording_hint
+
+    monkeypatch.setattr(recording_hint, "HINT_FILE", tmp_path / "recording_hint.json")
+    monkeypatch.setattr(de, "_run", lambda d, m, n, k, q: {"model": m, "size": n, "seed": k, "speaker": d.name,
+                                                         "wer_before": 0.5, "wer_after": 0.4,
+                                                         "relative_reduction": 0.2})
+    de.main(["--quick", "--models", "tiny"])
+    assert (results / "data_efficiency_cpu_quick.json").is_file()
+    assert not (tmp_path / "recording_hint.json").exists()
+
+
+def test_whisper_candidates_change_one_thing_each(tmp_path) -> None:
+    pytest.importorskip("transformers")
+    from _models import hf_whisper_dir
+
+    from bench.study_defaults import _config, whisper_candidates
+    from workbench.models.loading import load_base_model
+    from workbench.workflow import default_config
+
+    backend = load_base_model(hf_whisper_dir(tmp_path / "whisper"))
+    default = default_config(backend)
+    names = list(whisper_candidates("every layer + decoder"))
+    assert names[:3] == ["top half + decoder", "every encoder layer", "every layer + decoder"]
+    configs = {n: _config("whisper-tiny.en", n, backend, steps=120, eval_every=5, seed=1) for n in names}
+    for c in configs.values():  # step-bound, no early stopping (replayed later), the backend's limit ignored
+        assert (c.max_steps, c.eval_every, c.patience, c.max_seconds, c.seed) == (120, 5, 0, None, 1)
+    top = configs["top half + decoder"]
+    assert top.adapter == default.adapter and top.learning_rate == default.learning_rate
+    every = configs["every layer + decoder"]
+    assert (every.adapter.top_layers, every.adapter.decoder) == (0, True)
+    assert every.learning_rate == default.learning_rate  # giving an adapter must not drop Whisper's rate
+    assert (configs["every encoder layer"].adapter.top_layers, configs["every encoder layer"].adapter.decoder) == \
+        (0, False)
+    r16 = configs["every layer + decoder, rank 16"].adapter
+    assert (r16.rank, r16.alpha, r16.top_layers) == (16, 32.0, 0)
+    assert configs["every layer + decoder, lr 3e-4"].learning_rate == 3e-4
+    assert configs["every layer + decoder, no speed perturbation"].speed_perturb == ()
+    assert every.speed_perturb == default.speed_perturb
+    assert configs["every layer + decoder, SpecAugment"].specaugment is not None
+    with pytest.raises(SystemExit, match="unknown Whisper candidate"):
+        _config("whisper-tiny.en", "every layer, rank 99", backend, steps=1, eval_every=1, seed=0)
+
+
+def _trajectory(candidate: str, speaker: str, step_s: float, test_wers: list[float]) -> dict:
+    """Logged every 5 steps; the validation WER and loss fall to step 30, then rise."""
+    rows = []
+    for i, t in enumerate(test_wers):
+        v = abs(i - 6) / 10 + 0.1
+        rows.append({"step": 5 * i, "valid_wer": v, "valid_loss": v, "test_wer": t})
+    return {"candidate": candidate, "speaker": speaker, "seed": 0, "rows": rows, "step_s": step_s, "eval_s": 2.0}
+
+
+def test_the_whisper_study_chooses_the_best_candidate_within_the_limits() -> None:
+    from bench.study_defaults import whisper_summary
+
+    falling = [0.5, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.2, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
+    better = [0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.05, 0.05, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
+    ts = [_trajectory("cheap", s, 1.0, falling) for s in ("a", "b")]
+    ts += [_trajectory("slow step", s, 2.5, better) for s in ("a", "b")]  # better, but over 2 s a step
+    out = whisper_summary(ts, logged_every=5)
+    rows = {r["candidate"]: r for r in out["candidates"]}
+    assert not rows["slow step"]["admissible"] and rows["cheap"]["admissible"]
+    assert rows["slow step"]["mean_relative_reduction"] > rows["cheap"]["mean_relative_reduction"]
+    assert out["chosen"] == "cheap"
+    # every 10 steps, patience 5: lowest validation WER at step 30, stop at step 80 (5 evaluations later)
+    assert rows["cheap"]["mean_relative_reduction"] == pytest.approx(0.6)
+    assert rows["cheap"]["run_s_mean"] == pytest.approx(80 * 1.0 + 9 * 2.0)
+    grid = {(r["eval_every"], r["patience"]): r for r in out["schedules"]}
+    assert set(grid) == {(k, p) for k in (5, 10, 20) for p in (3, 5, 8)}
+    assert grid[(5, 3)]["run_s_mean"] < grid[(5, 8)]["run_s_mean"]  # less patience: a shorter run
+    assert whisper_summary(ts[2:], logged_every=5)["chosen"] is None  # nothing admissible: nothing chosen
