@@ -401,6 +401,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = run(args.device, args.quick, args.speakers, peer=not args.no_peer)
     result["wall_s"] = time.perf_counter() - t0
     path = write_result(f"live_{args.device}" + ("_quick" if args.quick else ""), result)
+    if args.quick:  # a check that it runs: nothing to resume later (a full run's rows stay for the next run)
+        partial.unlink(missing_ok=True)
     print(f"wrote {path}")
     for name, s in result["systems"].items():
         o = s["overall"]
