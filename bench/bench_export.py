@@ -18,7 +18,9 @@ workbench's short window (``window="auto"``), and one trained on Whisper's 30 s 
 (``workbench personalize --window full``: what faster-whisper and transformers encode), trained
 here for a fixed number of steps (:data:`FULL_STEPS`, not a time budget, so the model does not
 depend on how busy the machine is). For the full-window model every engine runs with its plain
-30 s defaults (no window cut, no ``audio_ctx``), as its model card says. The int8 rows are the
+30 s defaults (no window cut, no ``audio_ctx``), as its model card says, and CTranslate2 directly
+gets 30 s of audio and silence (faster-whisper pads its log-mel with zeros instead, so its 30 s
+input is not the workbench's). The int8 rows are the
 cost of quantization (CTranslate2's int8 weights against the float32 ones), not of the export.
 whisper.cpp runs float16 weights only (a float32 file aborts it, see workbench.export.ggml); the
 row "workbench, weights rounded to float16" is the workbench's own path on the merged weights
@@ -177,11 +179,11 @@ def _faster_whisper(folder: Path) -> Callable[[np.ndarray], str]:
     return run
 
 
-def _ctranslate2(folder: Path, prompt: list[int]) -> Callable[[np.ndarray], str]:
-    """CTranslate2 directly with the workbench's window (the model card's snippet)."""
+def _ctranslate2(folder: Path, prompt: list[int], window: str) -> Callable[[np.ndarray], str]:
+    """CTranslate2 directly with the model's trained window (the model card's snippet)."""
     from workbench.export.ct2 import window_transcriber
 
-    return window_transcriber(folder, prompt, threads=THREADS)
+    return window_transcriber(folder, prompt, threads=THREADS, window=window)
 
 
 def _whisper_cpp(folder: Path, window: str) -> Callable[[np.ndarray], str]:
@@ -305,10 +307,10 @@ def _whisper_part(folder: Path, submodel: Path | None, out: Path, limit: int | N
     prompt = _prompt(submodel)
     fns = {"workbench": _workbench_path(submodel),
            "workbench, weights rounded to float16 (as whisper.cpp's)": _workbench_path(submodel, float16=True)}
-    if window == "auto":  # the engines that encode 30 s, against the workbench on 30 s; CT2 on the short window
+    if window == "auto":  # what the engines that encode 30 s would match: the workbench on 30 s
         fns["workbench on the full window (not what it was trained on)"] = _workbench_path(submodel, window="full")
-        fns["ctranslate2 float32, its trained window"] = _ctranslate2(out / "ct2-float32", prompt)
-        fns["ctranslate2 int8 (quantization cost), its trained window"] = _ctranslate2(out / "ct2-int8", prompt)
+    fns["ctranslate2 float32, its trained window"] = _ctranslate2(out / "ct2-float32", prompt, window)
+    fns["ctranslate2 int8 (quantization cost), its trained window"] = _ctranslate2(out / "ct2-int8", prompt, window)
     fns.update({"faster-whisper float32": _faster_whisper(out / "ct2-float32"),
                 "faster-whisper int8 (quantization cost)": _faster_whisper(out / "ct2-int8"),
                 "whisper.cpp float16": _whisper_cpp(out / "ggml-float16", window),

@@ -116,6 +116,8 @@ def test_every_engine_writes_what_the_workbench_writes_on_tiny_en(tmp_path, tiny
     from workbench.export.ct2 import window_transcriber
 
     assert normalize_text(window_transcriber(tmp_path / "ct2", tiny_en.prompt_ids)(wav)) == ours  # the card's recipe
+    # a full-window model's recipe: 30 s of audio and silence, what the workbench's full window encodes
+    assert normalize_text(window_transcriber(tmp_path / "ct2", tiny_en.prompt_ids, window="full")(wav)) == ours_full
     segments, _ = WhisperModel(str(tmp_path / "ct2"), device="cpu", cpu_threads=2).transcribe(
         wav, beam_size=1, temperature=0.0, without_timestamps=True, condition_on_previous_text=False,
         max_new_tokens=max_new_tokens(seconds))

@@ -221,8 +221,10 @@ def decoding_section(fmt: str, kind: str, folder: str = "DIR", prompt: list[int]
 
 
 def _ct2_recipe(folder: str, ids: list[int], full: bool) -> list[str]:
-    lines = ["faster-whisper" + (" (encodes 30 s, as this model was trained):" if full else
-                                 " (simple; it always encodes 30 s, so some words will differ from the workbench's):"),
+    lines = ["faster-whisper" + (" (simple; it encodes 30 s but pads the log-mel with zeros after the audio, where "
+                                 "this model was trained on the log-mel of silence, so some words can differ):" if full
+                                 else " (simple; it always encodes 30 s, so some words will differ from the "
+                                 "workbench's):"),
              "", "```python", "from faster_whisper import WhisperModel", "",
              f"model = WhisperModel('{folder}', device='cpu', compute_type='default')",
              "seconds = 3.0  # the recording's length",
@@ -231,20 +233,21 @@ def _ct2_recipe(folder: str, ids: list[int], full: bool) -> list[str]:
              f"                                  max_new_tokens={TOKENS_FIXED} + round({TOKENS_PER_SECOND} * seconds))",
              "print(' '.join(s.text.strip() for s in segments))", "```", "",
              "(`temperature=0.0` as a single value turns the fallback off; the default is a list of six. "
-             "faster-whisper pads every recording to 30 s, and `chunk_length` does not change that.)", ""]
+             "faster-whisper pads every recording to 30 s, and `chunk_length` does not change that.)", "",
+             "CTranslate2 directly, with exactly the input this model was trained and measured on:", "",
+             "```python", "import math, ctranslate2, numpy as np, tokenizers",
+             "from faster_whisper import decode_audio",
+             "from faster_whisper.feature_extractor import FeatureExtractor", "",
+             f"model = ctranslate2.models.Whisper('{folder}')",
+             f"tokenizer = tokenizers.Tokenizer.from_file('{folder}/tokenizer.json')",
+             "audio = decode_audio('take.wav')  # 16 kHz mono float32",
+             "seconds = len(audio) / 16000"]
     if full:
-        return lines
+        lines += ["mel = FeatureExtractor()(np.pad(audio, (0, max(0, 480000 - len(audio)))))[:, :3000]  # 30 s"]
+    else:
+        lines += ["window = min(30, 2 * math.ceil((seconds + 1) / 2))  # seconds",
+                  "mel = FeatureExtractor()(np.pad(audio, (0, max(0, 480000 - len(audio)))))[:, :100 * window]"]
     return lines + [
-        "CTranslate2 directly, with the window this model was trained and measured on:", "",
-        "```python", "import math, ctranslate2, numpy as np, tokenizers",
-        "from faster_whisper import decode_audio",
-        "from faster_whisper.feature_extractor import FeatureExtractor", "",
-        f"model = ctranslate2.models.Whisper('{folder}')",
-        f"tokenizer = tokenizers.Tokenizer.from_file('{folder}/tokenizer.json')",
-        "audio = decode_audio('take.wav')  # 16 kHz mono float32",
-        "seconds = len(audio) / 16000",
-        "window = min(30, 2 * math.ceil((seconds + 1) / 2))  # seconds",
-        "mel = FeatureExtractor()(np.pad(audio, (0, max(0, 480000 - len(audio)))))[:, :100 * window]",
         "result = model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])),",
         f"                        [{ids}], beam_size=1, suppress_blank=True,",
         f"                        max_length={TOKENS_FIXED} + math.ceil({TOKENS_PER_SECOND} * seconds))",

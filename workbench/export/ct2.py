@@ -52,8 +52,9 @@ def write_ct2(adapted: Adapted, folder: Path, quantization: str | None) -> tuple
                    f"({how_merged(adapted.config.family)})."], verification
 
 
-def window_transcriber(folder: str | Path, prompt: list[int], *, threads: int = 2) -> Callable[[Any], str]:
-    """Transcribe with a ct2 export in CTranslate2 directly, encoding the workbench's window (not 30 s).
+def window_transcriber(folder: str | Path, prompt: list[int], *, threads: int = 2,
+                       window: str = "auto") -> Callable[[Any], str]:
+    """Transcribe with a ct2 export in CTranslate2 directly, encoding the window the model was trained on.
 
     The model card's CTranslate2 snippet, as a function: log-mel of the recording and silence
     (faster-whisper's feature extractor), cut to :func:`workbench.export.card.window_seconds`,
@@ -63,6 +64,9 @@ def window_transcriber(folder: str | Path, prompt: list[int], *, threads: int = 
     Args:
         folder: the ct2 export.
         prompt: the decoding prompt's token ids (``WhisperBackend.prompt_ids``).
+        window: ``"auto"`` (the recording + 1 s) or ``"full"`` (30 s of the recording padded with
+            silence before the log-mel, as the workbench and transformers do; faster-whisper instead
+            pads the finished log-mel with zeros, which a full-window model has not seen).
 
     Returns:
         ``fn(audio (n,) float32 at 16 kHz) -> text``.
@@ -84,7 +88,8 @@ def window_transcriber(folder: str | Path, prompt: list[int], *, threads: int = 
     def run(audio: Any) -> str:
         audio = np.asarray(audio, dtype=np.float32)
         seconds = len(audio) / 16000
-        mel = features(np.pad(audio, (0, max(0, 480000 - len(audio)))))[:, : 100 * window_seconds(seconds)]
+        frames = 3000 if window == "full" else 100 * window_seconds(seconds)
+        mel = features(np.pad(audio, (0, max(0, 480000 - len(audio)))))[:, :frames]
         result = model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])), [list(prompt)],
                                 beam_size=1, suppress_blank=True, max_length=max_new_tokens(seconds))
         return tokenizer.decode(cut_loops(result[0].sequences_ids[0]))
