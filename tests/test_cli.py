@@ -56,7 +56,7 @@ def test_help_of_each_subcommand_exits_0_and_shows_its_usage(name: str, capsys) 
 def test_defaults_and_choices_are_parsed_as_documented() -> None:
     parser = build_parser()
     args = parser.parse_args(["personalize", "spk"])
-    assert (args.speaker_dir, args.model, args.adapter, args.minutes, args.decoder, args.seed) == (
+    assert (args.speaker_dir, args.model, args.family, args.minutes, args.decoder, args.seed) == (
         "spk", "auto", None, 15.0, "lexicon", 0)  # a ceiling: training ends on convergence first
     args = parser.parse_args(["transcribe", "a.wav", "b.flac", "--model", "tiny", "--speaker", "sim-x"])
     assert (args.files, args.model, args.decoder, args.adapter, args.speaker) == (
