@@ -433,6 +433,10 @@ def results_md_personalization() -> str:
     dev = _load("study_defaults")
     if dev:
         lines += _defaults_study(dev)
+    from bench.summarize_studies import data_efficiency_section, whisper_defaults_section  # issue 27's tables
+
+    lines += whisper_defaults_section(_load("study_defaults_whisper"))
+    lines += data_efficiency_section(_load)
     if pol:
         lines += ["### Choosing the small-data SpecAugment policy", "",
                   f"The default adapter ({pol['family']}) on {len({r['speaker'] for r in pol['rows']})} speakers, "
