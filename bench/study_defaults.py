@@ -33,7 +33,9 @@ the highest mean test reduction wins (``chosen`` in the file). Writes
 ``docs/bench/study_defaults_whisper.json``.
 
 Every finished run is saved to ``docs/bench/study_defaults[_whisper].partial.json`` at once; a
-rerun with the same settings skips what is there (``--fresh`` starts again).
+rerun with the same settings skips what is there (``--fresh`` starts again), and the table covers
+every run saved there, so the study can grow in stages: the three layer choices first
+(``--candidates`` with their names), then the variants ``--around`` the winner.
 
 Run: ``python -m bench.study_defaults [--model whisper-tiny.en] [--steps 120] [--seeds 0 1]
 [--candidates none speed ...] [--out DIR] [--quick]``; ``--bank --seeds 0 1`` instead compares, for one bank job of all six, choosing
@@ -395,11 +397,14 @@ def main(argv: list[str] | None = None) -> None:
                         d, candidate, steps=steps, seed=seed, model=args.model, eval_every=eval_every,
                         quick=args.quick)))
                     print(f"{candidate} / {d.name} / seed {seed}: {'saved earlier' if done else 'done'}", flush=True)
+    # the table covers every run saved with these settings, so a study can grow in stages (the layer
+    # choices first, then --around the winner): the partial file stays as the study's store
+    trajectories = list(partial.runs.values())
+    print(f"summarizing all {len(trajectories)} runs saved in {partial.path}", flush=True)
     if whisper:
         write_whisper(trajectories, name=name, steps=steps, eval_every=eval_every, wall_s=time.perf_counter() - t0)
     else:
         write(trajectories, steps=steps, wall_s=time.perf_counter() - t0, name=name)
-    partial.done()
 
 
 def write_whisper(trajectories: list[dict], *, name: str, steps: int, eval_every: int, wall_s: float | None) -> Path:
