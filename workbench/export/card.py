@@ -204,9 +204,11 @@ def decoding_section(fmt: str, kind: str, folder: str = "DIR", prompt: list[int]
                   "(faster-whisper, transformers) **will give different words on some recordings** "
                   "(docs/benchmarks.md measures how many); where the engine allows it, set the window as below "
                   "(`window = 2 * ceil((seconds + 1) / 2)`, at most 30).", "",
-                  "**For a model that matches in every engine,** train it on Whisper's 30 s window and export that "
-                  "one: `workbench personalize SPEAKER_DIR --window full`, then `workbench export SPEAKER_DIR ...` "
-                  "(about 9 times the training time per step).", ""]
+                  "**For a model that matches in transformers too,** train it on Whisper's 30 s window and export "
+                  "that one: `workbench personalize SPEAKER_DIR --window full`, then `workbench export SPEAKER_DIR "
+                  "...` (about 9 times the training time per step). faster-whisper pads its 30 s window with zeros "
+                  "rather than with the silence the workbench encodes, so for it use the CTranslate2 recipe below, "
+                  "which matches either model.", ""]
     lines += ["**Cut loops.** The workbench also stops a transcript as soon as its last tokens repeat (one or two "
               "tokens 4 times, three or four tokens 3 times, a longer phrase twice) and keeps the first copy. The "
               "engines have no such guard; apply it to the token ids they return (re-tokenize the text where an "

@@ -92,12 +92,16 @@ def window_note(fmt: str, window: str) -> str | None:
     if window != "auto" or fmt not in ("ct2", "hf"):
         return None
     engine = {"ct2": "faster-whisper", "hf": "transformers"}[fmt]
-    exact = ("; the model card's CTranslate2 recipe encodes the short window and matches the workbench" if fmt == "ct2"
-             else "")
-    return (f"this personal model was trained on the workbench's short window (the recording + 1 s), but {engine} "
-            f"always encodes Whisper's 30 s window, so its transcripts will differ from the workbench's on some "
-            f"recordings{exact}. For an export that matches in {engine}, train the speaker with 'workbench "
-            "personalize SPEAKER_DIR --window full' and export that personal model.")
+    head = (f"this personal model was trained on the workbench's short window (the recording + 1 s), but {engine} "
+            "always encodes Whisper's 30 s window, so its transcripts will differ from the workbench's on some "
+            "recordings.")
+    if fmt == "ct2":
+        return (head + " The model card's CTranslate2 recipe encodes the window the model was trained on and "
+                "writes what the workbench writes: use it where the words must be the same. (Training with "
+                "'workbench personalize SPEAKER_DIR --window full' does not make faster-whisper itself match: it "
+                "pads its 30 s window with zeros, not with the silence the workbench encodes.)")
+    return (head + " For an export that matches in transformers, train the speaker with 'workbench personalize "
+            "SPEAKER_DIR --window full' and export that personal model.")
 
 
 def _check_engines(fmt: str) -> None:
