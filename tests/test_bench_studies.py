@@ -147,3 +147,26 @@ def test_the_whisper_study_chooses_the_best_candidate_within_the_limits() -> Non
     assert set(grid) == {(k, p) for k in (5, 10, 20) for p in (3, 5, 8)}
     assert grid[(5, 3)]["run_s_mean"] < grid[(5, 8)]["run_s_mean"]  # less patience: a shorter run
     assert whisper_summary(ts[2:], logged_every=5)["chosen"] is None  # nothing admissible: nothing chosen
+
+
+def test_the_results_sections_name_the_choice_and_both_models() -> None:
+    from bench.study_defaults import whisper_summary
+    from bench.summarize_studies import data_efficiency_section, whisper_defaults_section
+
+    falling = [0.5, 0.4, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
+    ts = [_trajectory("every layer + decoder", s, 1.5, falling) for s in ("dev-a", "dev-b")]
+    machine = {"cpu": "test CPU", "cores": 2, "torch_threads": 2, "torch": "2"}
+    study = {"machine": machine, "steps": 60, "logged_every": 5, "limits": {"step_s": 2.0, "run_s": 180.0},
+             "trajectories": ts, **whisper_summary(ts, logged_every=5)}
+    text = "\n".join(whisper_defaults_section(study))
+    assert "| **every layer + decoder** (chosen) | **+40%** (2 runs) | +40% | +40% |" in text
+    assert "| 20 steps | 8 |" in text  # the chosen one's interval x patience
+    assert whisper_defaults_section(None) == []
+    rows = [{"model": m, "size": n, "speaker": "sim-a", "seed": 0, "wer_before": 0.5, "wer_after": 0.3,
+             "relative_reduction": 0.4} for m in ("tiny", "whisper-tiny.en") for n in (10, 25)]
+    from bench.bench_data_efficiency import summarize
+
+    result = {"machine": machine, "speakers": ["sim-a"], "seeds": 1, "summary": summarize(rows)}
+    lines = data_efficiency_section(lambda name: result if name == "data_efficiency_cpu" else None)
+    assert "| recordings | Whisper tiny.en | built-in model |" in lines
+    assert "| 25 | 30.0% (+40%; +40..+40%) | 30.0% (+40%; +40..+40%) |" in lines
