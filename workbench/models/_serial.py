@@ -19,7 +19,7 @@ from typing import TypeVar
 
 __all__ = ["LOAD_LOCK", "one_load_at_a_time"]
 
-LOAD_LOCK = threading.RLock()  # re-entrant: load_base_model calls load_hf_model, which takes it too
+LOAD_LOCK = threading.RLock()  # re-entrant: load_base_model calls hf.load_pretrained, which takes it too
 
 _F = TypeVar("_F", bound=Callable)
 
