@@ -68,6 +68,16 @@ def test_committed_times_come_from_the_newer_decode() -> None:
     assert committed == [Word("hello", 0.1, 0.5)]
 
 
+def test_a_whisper_decode_that_starts_the_phrase_over_is_cut() -> None:
+    from workbench.live.decoders import _cut_loop
+
+    said = "the grass needs cutting the grass needs cutting".split()  # seen live, forced prefix "the grass needs"
+    assert _cut_loop(said, 3) == said[:4]
+    assert _cut_loop("call me call me".split(), 2) == ["call", "me"]  # the words just before, again
+    for text in ("i i i want to go", "can you come in", "no no"):  # stuttering and short repeats are speech
+        assert _cut_loop(text.split(), 1) == text.split()
+
+
 def test_ctc_alignment_finds_the_frames_of_each_character() -> None:
     from workbench.live.decoders import ctc_align
 

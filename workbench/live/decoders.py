@@ -83,6 +83,24 @@ def spread_words(texts: Sequence[str], voiced: np.ndarray, frame_s: float = FRAM
             for i, t in enumerate(texts)]
 
 
+def _cut_loop(texts: list[str], start: int) -> list[str]:
+    """``texts`` without a repetition that runs to its end and begins at or after word ``start``: the start
+    of the phrase said again, or the words just before said again (at least two words). Whisper, forced to
+    begin with committed words, often starts the phrase over.
+
+    >>> " ".join(_cut_loop("the grass needs cutting the grass needs cutting".split(), 3))
+    'the grass needs cutting'
+    >>> " ".join(_cut_loop("i want to go".split(), 2))
+    'i want to go'
+    """
+    for j in range(max(start, 1), len(texts) - 1):
+        rest = texts[j:]
+        m = len(rest)
+        if rest == texts[:m] or (j >= m and rest == texts[j - m: j]):
+            return texts[:j]
+    return texts
+
+
 class WhisperStep:
     """Decode the buffer with a Whisper backend (see the module docstring).
 
@@ -109,6 +127,7 @@ class WhisperStep:
         with self.route() if self.route is not None else contextlib.nullcontext():
             d = b.decode_details(b.featurize([wav]), prefixes=[ids])[0]
         texts = d.text.split()
+        texts = _cut_loop(texts, len(prefix))  # a loop after the forced words is not new speech
         free = len(texts) > len(prefix)  # the decode added words of its own
         silent = d.no_speech_prob > self.no_speech_threshold and d.avg_logprob < self.logprob_threshold
         # a continuation of words already committed is judged by the silence rule alone: its few tokens
