@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -46,17 +47,25 @@ METRICS = {
     "decoder a list": {"results": {"heldout_voices_heldout_texts": {"greedy": [0.2]}}},
     "negative WER": {"results": {"heldout_voices_heldout_texts": {"greedy": {"wer": -1}}}},
     "WER true": {"results": {"heldout_voices_heldout_texts": {"greedy": {"wer": True}}}},
-    "a list": [1, 2, 3],
-    "text": "fast and good",
 }
 
 
-@pytest.mark.parametrize("case", list(METRICS) + ["not JSON", "NaN"])
+def _save_small(root) -> None:
+    """A built-in model saved as the installed 'small' size (its config names the size, as load_size checks)."""
+    model = tiny_backend().model
+    model.cfg = dataclasses.replace(model.cfg, size="small")
+    save_tiny(model, root / "tiny-small")
+
+
+CARDS_NOT_A_DICT = {"a list": "[1, 2, 3]", "text": '"fast and good"', "not JSON": "{"}
+
+
+@pytest.mark.parametrize("case", [c for c in METRICS if isinstance(METRICS[c], dict)] + ["NaN"])
 def test_models_lists_a_size_whose_metrics_hold_text(case, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(supernet, "_sizes_root", lambda: tmp_path)
     monkeypatch.setattr(sizes, "measure_rtf", lambda backend, seconds=2.0: 0.01)
-    save_tiny(tiny_backend().model, tmp_path / "tiny-small")
-    text = {"not JSON": "{", "NaN": '{"results": {"heldout_voices_heldout_texts": {"greedy": {"wer": NaN}}}}'}
+    _save_small(tmp_path)
+    text = {"NaN": '{"results": {"heldout_voices_heldout_texts": {"greedy": {"wer": NaN}}}}'}
     (tmp_path / "tiny-small" / "metrics.json").write_text(text[case] if case in text else json.dumps(METRICS[case]))
     assert [r.heldout_wer for r in sizes.size_table(measure=False) if r.model == "tiny-small"] == [None]
     assert main(["models", "--seconds", "0.01"]) == 0
@@ -64,9 +73,21 @@ def test_models_lists_a_size_whose_metrics_hold_text(case, tmp_path, monkeypatch
     assert " ? " in row
 
 
+@pytest.mark.parametrize("case", list(CARDS_NOT_A_DICT))
+def test_models_refuses_a_size_whose_card_is_not_a_card(case, tmp_path, monkeypatch, capsys) -> None:
+    """A model card that is not a JSON object is a damaged size folder: a plain message, no traceback."""
+    monkeypatch.setattr(supernet, "_sizes_root", lambda: tmp_path)
+    monkeypatch.setattr(sizes, "measure_rtf", lambda backend, seconds=2.0: 0.01)
+    _save_small(tmp_path)
+    (tmp_path / "tiny-small" / "metrics.json").write_text(CARDS_NOT_A_DICT[case])
+    assert main(["models", "--seconds", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be read as a model card" in err and "Traceback" not in err
+
+
 def test_a_good_metrics_file_is_still_shown(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(supernet, "_sizes_root", lambda: tmp_path)
-    save_tiny(tiny_backend().model, tmp_path / "tiny-small")
+    _save_small(tmp_path)
     (tmp_path / "tiny-small" / "metrics.json").write_text(json.dumps(
         {"results": {"heldout_voices_heldout_texts": {"lexicon_beam": {"wer": 0.25}, "greedy": {"wer": 0.5}}}}))
     assert [r.heldout_wer for r in sizes.size_table(measure=False) if r.model == "tiny-small"] == [0.25]
