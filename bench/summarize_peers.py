@@ -165,6 +165,35 @@ def peers_targets(load: Load) -> list[Row]:
     return rows
 
 
+def _vector_study(v: dict | None) -> list[str]:
+    """The vector family against LoRA on the atypical sample speakers (bench/bench_vector_study.py)."""
+    if not v:
+        return []
+    per: dict[str, dict[str, list[float]]] = {}
+    for r in v["rows"]:
+        per.setdefault(r["speaker"], {}).setdefault(r["family"], []).append(r["wer_after"])
+        per[r["speaker"]].setdefault("before", []).append(r["wer_before"])
+    families = list(v["summary"])
+    out = [f"## The vector family against LoRA: word errors ({v['model']})", "",
+           f"Each atypical sample speaker, training seeds {', '.join(str(s) for s in v['seeds'])} (each seed its own "
+           "split of the speaker's takes; the test phrases are never trained on), the workbench's defaults for each "
+           "family (its own learning rate, the same layers, early stopping on the validation recordings, "
+           "step-based). Test WER, mean over the seeds. `python -m bench.bench_vector_study`", "",
+           "| speaker | before | " + " | ".join(families) + " |", "|---|---|" + "---|" * len(families)]
+    for speaker, d in per.items():
+        out.append(f"| {speaker} | {100 * sum(d['before']) / len(d['before']):.1f}% | "
+                   + " | ".join(f"{100 * sum(d[f]) / len(d[f]):.1f}%" for f in families) + " |")
+    row = " | ".join(f"{100 * v['summary'][f]['wer_after']:.1f}% (sd {100 * v['summary'][f]['wer_after_sd']:.1f})"
+                     for f in families)
+    out += [f"| all ({v['summary'][families[0]]['runs']} runs each) | "
+            f"{100 * v['summary'][families[0]]['wer_before']:.1f}% | {row} |",
+            "| parameters per speaker | | " + " | ".join(f"{v['summary'][f]['per_speaker_parameters']:,}"
+                                                      for f in families) + " |",
+            "| training seconds (mean) | | " + " | ".join(f"{v['summary'][f]['train_s']:.0f}" for f in families) + " |",
+            ""]
+    return out
+
+
 def peers_details(load: Load) -> list[str]:
     """The docs/benchmarks.md sections behind the table: how each comparison was matched."""
     out: list[str] = []
@@ -235,6 +264,7 @@ def peers_details(load: Load) -> list[str]:
                            f"{r['utt_per_s']:.1f} | {r['base_utt_per_s']:.1f} | {r['over_base']:.2f}x | "
                            f"{q['q1']:.2f}-{q['q3']:.2f}x |")
             out.append("")
+    out += _vector_study(load("vector_study_cpu"))
     real = load("real_speech_cpu")
     names = ("workbench, auto", "workbench, full", "ctranslate2 float32", "ctranslate2 int8")
     ours, full, ct2, int8 = (_real(real, f"whisper-tiny.en ({n}") for n in names) if real else (None,) * 4
