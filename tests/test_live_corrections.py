@@ -42,6 +42,15 @@ def test_a_correction_is_a_take_marked_as_coming_from_use(speaker) -> None:
     assert sum(from_use(u) for u in again) == 1 and not any(from_use(u) for u in again[:-1])
 
 
+def test_a_correction_carries_the_speakers_latest_consent(speaker) -> None:
+    assert save_correction(speaker.root, "good night", make_speechlike(1.0)).consent_id is None  # none recorded
+    speaker.add_consent("consent-2026-01", text="recordings for a personal model")
+    speaker.add_consent("consent-2026-06", text="and corrections made while using it")
+    take = save_correction(speaker.root, "good morning", make_speechlike(1.0))
+    assert take.consent_id == "consent-2026-06"
+    assert SpeakerCorpus.open(speaker.root).utterances()[-1].consent_id == "consent-2026-06"
+
+
 def test_a_correction_with_no_words_is_refused_and_nothing_is_written(speaker) -> None:
     before = len(speaker.utterances(None))
     for text in ("", "   ", "?!", None):

@@ -74,6 +74,9 @@ def save_correction(speaker_dir: str | Path, text: str, audio: np.ndarray,
         sample_rate: rate of ``audio``.
         caption: what the recognizer had written, kept with the take (for counting what use fixed).
 
+    The take carries the speaker's latest recorded consent (``consent_id``), as a take recorded on
+    the Record page does; None when the folder records no consent.
+
     Returns:
         The saved :class:`~workbench.corpus.Utterance` (``status`` ``"ok"``, or ``"rejected"`` when the
         audio fails the quality check: it is kept either way, and its quality report says why).
@@ -100,4 +103,7 @@ def save_correction(speaker_dir: str | Path, text: str, audio: np.ndarray,
     extra: dict[str, Any] = {"source": USE_SOURCE}
     if caption is not None:
         extra["caption"] = str(caption)[:500]
-    return corpus.add_take(wav, prompt=text, sample_rate=sample_rate, extra=extra)
+    # The speaker's latest recorded consent covers the take, as it does a take recorded on the Record page.
+    consents = [c.get("consent_id") for c in corpus.info.get("consent", []) if c.get("consent_id")]
+    return corpus.add_take(wav, prompt=text, sample_rate=sample_rate, extra=extra,
+                           consent_id=consents[-1] if consents else None)
