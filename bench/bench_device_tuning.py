@@ -66,14 +66,23 @@ def _score(refs: list[str], hyps: list[str]) -> dict[str, float]:
 
 def _compressors(quick: bool, backend) -> dict[str, Any]:
     from workbench.device_tuning import Compressor
-    from workbench.device_tuning.compressor import load_compressor
 
     if quick:
         return {"untrained 8x3s2 (plumbing only)": (Compressor(backend.hidden_size, 8, 3, 2), 4, {})}
     from train_compressor import default_out  # recipes/ is on sys.path in the full run
 
+    return trained_compressors(backend, default_out(), "tiny")
+
+
+def trained_compressors(backend, folder: Path, prefix: str) -> dict[str, Any]:
+    """``{name: (compressor, split layer, card)}`` of the compressors a recipe wrote to ``folder`` for
+    ``backend`` (``<prefix>-k*-*.safetensors``; checkpoints and other base models skipped)."""
+    from workbench.device_tuning.compressor import load_compressor
+
     out = {}
-    for path in sorted(default_out().glob("tiny-k*-*.safetensors")):
+    for path in sorted(folder.glob(f"{prefix}-k*-*.safetensors")):
+        if path.name.endswith(".ckpt.safetensors"):
+            continue
         comp, meta = load_compressor(path)
         if meta["base_fingerprint"] != backend.fingerprint():
             print(f"   skip {path.name}: made for another base model")

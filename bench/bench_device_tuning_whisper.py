@@ -59,7 +59,6 @@ def _score(refs: list[str], hyps: list[str]) -> dict[str, float]:
 
 def _compressors(quick: bool, backend, wavs) -> dict[str, Any]:
     from workbench.device_tuning import Compressor
-    from workbench.device_tuning.compressor import load_compressor
     from workbench.device_tuning import split_for
 
     if quick:  # plumbing only: an untrained compressor with tables counted on the set itself
@@ -70,16 +69,9 @@ def _compressors(quick: bool, backend, wavs) -> dict[str, Any]:
     sys.path.insert(0, str(REPO / "recipes"))
     from train_whisper_compressor import default_out
 
-    out = {}
-    for path in sorted(default_out().glob(f"{backend.name}-k*-*.safetensors")):
-        if path.name.endswith(".ckpt.safetensors"):
-            continue
-        comp, meta = load_compressor(path)
-        if meta["base_fingerprint"] != backend.fingerprint():
-            print(f"   skip {path.name}: made for another base model")
-            continue
-        out[path.stem] = (comp, meta["split_layer"], meta["card"])
-    return out
+    from bench.bench_device_tuning import trained_compressors
+
+    return trained_compressors(backend, default_out(), backend.name)
 
 
 def _chunked(fn, items: list) -> list:

@@ -123,3 +123,21 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     reason = tts_gate(engines or _ENGINE_FIXTURES, require=os.environ.get("WORKBENCH_REQUIRE_TTS") == "1")
     if reason is not None:
         pytest.skip(reason)
+
+
+@pytest.fixture
+def captured(monkeypatch) -> dict:
+    """Run the CLI up to the training call; the TrainConfig it built lands in the dict (no model is loaded)."""
+    import workbench.workflow as wf
+    from workbench.errors import TrainingError
+
+    seen: dict = {}
+
+    def capture(*args, config, **kwargs):
+        seen["config"] = config
+        raise TrainingError("captured")
+
+    monkeypatch.setattr(wf, "personalize_speaker", capture)
+    monkeypatch.setattr(wf, "train_bank", capture)
+    monkeypatch.setattr("workbench.models.loading.load_base_model", lambda *a, **k: None)
+    return seen

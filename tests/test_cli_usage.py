@@ -10,7 +10,7 @@ import pytest
 
 from workbench.adapters import HRAConfig, LoRAConfig, ResidualConfig
 from workbench.cli import build_parser, main
-from workbench.errors import TrainingError, UsageError, WorkbenchError
+from workbench.errors import UsageError, WorkbenchError
 from workbench.notices import Notice
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
@@ -18,21 +18,6 @@ SPEAKER = str(SAMPLE / "sim-accent")
 TRAIN = {"personalize": ["personalize", SPEAKER], "train-bank": ["train-bank", str(SAMPLE), "--out", "b.safetensors"]}
 
 
-@pytest.fixture
-def captured(monkeypatch) -> dict:
-    """Run the CLI up to the training call; the TrainConfig it built lands in the dict (no model is loaded)."""
-    import workbench.workflow as wf
-
-    seen: dict = {}
-
-    def capture(*args, config, **kwargs):
-        seen["config"] = config
-        raise TrainingError("captured")
-
-    monkeypatch.setattr(wf, "personalize_speaker", capture)
-    monkeypatch.setattr(wf, "train_bank", capture)
-    monkeypatch.setattr("workbench.models.loading.load_base_model", lambda *a, **k: None)
-    return seen
 
 
 @pytest.mark.parametrize("command", sorted(TRAIN))

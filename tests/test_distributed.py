@@ -229,21 +229,6 @@ def test_train_bank_in_one_process(tmp_path, capsys) -> None:
     assert capsys.readouterr().out.startswith(take + "\t")
 
 
-@pytest.fixture
-def captured(monkeypatch) -> dict:
-    """Run the CLI up to the training call; the TrainConfig it built lands in the dict."""
-    import workbench.workflow as wf
-
-    seen: dict = {}
-
-    def capture(*args, config, **kwargs):
-        seen["config"] = config
-        raise TrainingError("captured")
-
-    monkeypatch.setattr(wf, "personalize_speaker", capture)
-    monkeypatch.setattr(wf, "train_bank", capture)
-    monkeypatch.setattr("workbench.models.loading.load_base_model", lambda *a, **k: None)
-    return seen
 
 
 @pytest.mark.parametrize("argv", [
