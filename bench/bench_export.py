@@ -7,7 +7,8 @@ recording at a time, greedy, with the model card's decoding settings:
 
 - ``ct2`` int8 and float32 in faster-whisper (``beam_size=1``, ``temperature=0``, no
   timestamps, no previous text, ``max_new_tokens`` from the duration; faster-whisper always
-  encodes 30 s, zero-padded), and in CTranslate2 directly with the workbench's encoding window
+  encodes 30 s and pads its log-mel with zeros, so the card gives it the recording followed by
+  30 s of silence and ``clip_timestamps=[0, 30]``), and in CTranslate2 directly with the workbench's encoding window
   (the model card's snippet, :func:`workbench.export.ct2.window_transcriber`);
 - ``ggml`` float16 in whisper.cpp (pywhispercpp; the same settings, ``audio_ctx`` = the window);
 - ``hf`` in transformers' ``pipeline("automatic-speech-recognition")`` (always 30 s);
@@ -19,8 +20,7 @@ workbench's short window (``window="auto"``), and one trained on Whisper's 30 s 
 here for a fixed number of steps (:data:`FULL_STEPS`, not a time budget, so the model does not
 depend on how busy the machine is). For the full-window model every engine runs with its plain
 30 s defaults (no window cut, no ``audio_ctx``), as its model card says, and CTranslate2 directly
-gets 30 s of audio and silence (faster-whisper pads its log-mel with zeros instead, so its 30 s
-input is not the workbench's). The int8 rows are the
+gets 30 s of audio and silence. The int8 rows are the
 cost of quantization (CTranslate2's int8 weights against the float32 ones), not of the export.
 whisper.cpp runs float16 weights only (a float32 file aborts it, see workbench.export.ggml); the
 row "workbench, weights rounded to float16" is the workbench's own path on the merged weights
@@ -163,15 +163,18 @@ def _prompt(submodel: Path) -> list[int]:
 
 
 def _faster_whisper(folder: Path) -> Callable[[np.ndarray], str]:
-    """faster-whisper as a user runs it: the model card's settings, its own 30 s window."""
+    """faster-whisper as the model card runs it: the card's settings, and the recording followed by 30 s of
+    silence with ``clip_timestamps=[0, 30]`` (faster-whisper pads its log-mel with zeros; this gives it the
+    log-mel of silence that Whisper, transformers and the workbench encode)."""
     from faster_whisper import WhisperModel
 
     from workbench.export.card import max_new_tokens
 
     model = WhisperModel(str(folder), device="cpu", compute_type="default", cpu_threads=THREADS)
 
-    def run(wav: np.ndarray) -> str:
-        segments, _ = model.transcribe(wav, beam_size=1, temperature=0.0, without_timestamps=True,
+    def run(wav: np.ndarray) -> str:  # the recording and 30 s of silence, one window: the card's recipe
+        segments, _ = model.transcribe(np.pad(wav, (0, 480_000)), clip_timestamps=[0, 30], beam_size=1,
+                                       temperature=0.0, without_timestamps=True,
                                        condition_on_previous_text=False, vad_filter=False,
                                        max_new_tokens=max_new_tokens(len(wav) / 16000))
         return " ".join(s.text.strip() for s in segments)
@@ -193,7 +196,8 @@ def _whisper_cpp(folder: Path, window: str) -> Callable[[np.ndarray], str]:
 
     from workbench.export.card import max_new_tokens, window_seconds
 
-    model = Model(str(folder / "ggml-model.bin"), n_threads=THREADS, print_progress=False, print_realtime=False)
+    model = Model(str(folder / "ggml-model.bin"), n_threads=THREADS, print_progress=False, print_realtime=False,
+                  context_params={"flash_attn": window != "full"})  # the card's setting
 
     def run(wav: np.ndarray) -> str:
         seconds = len(wav) / 16000

@@ -118,14 +118,21 @@ def test_every_engine_writes_what_the_workbench_writes_on_tiny_en(tmp_path, tiny
     assert normalize_text(window_transcriber(tmp_path / "ct2", tiny_en.prompt_ids)(wav)) == ours  # the card's recipe
     # a full-window model's recipe: 30 s of audio and silence, what the workbench's full window encodes
     assert normalize_text(window_transcriber(tmp_path / "ct2", tiny_en.prompt_ids, window="full")(wav)) == ours_full
+    # faster-whisper with the card's recipe (the recording, then 30 s of silence, one window) encodes the full window
     segments, _ = WhisperModel(str(tmp_path / "ct2"), device="cpu", cpu_threads=2).transcribe(
-        wav, beam_size=1, temperature=0.0, without_timestamps=True, condition_on_previous_text=False,
-        max_new_tokens=max_new_tokens(seconds))
-    assert normalize_text(" ".join(s.text for s in segments)).split()  # faster-whisper (30 s window) runs it
+        np.pad(wav, (0, 480_000)), clip_timestamps=[0, 30], beam_size=1, temperature=0.0, without_timestamps=True,
+        condition_on_previous_text=False, vad_filter=False, max_new_tokens=max_new_tokens(seconds))
+    assert normalize_text(" ".join(s.text for s in segments)) == ours_full
     cpp = Model(str(tmp_path / "ggml" / "ggml-model.bin"), n_threads=2, print_progress=False, print_realtime=False)
     segs = cpp.transcribe(wav, no_timestamps=True, temperature=0.0, temperature_inc=0.0, single_segment=True,
                           no_context=True, max_tokens=max_new_tokens(seconds), audio_ctx=50 * window_seconds(seconds))
     assert normalize_text(" ".join(s.text for s in segs)) == ours
+    # the full window, as the card runs a full-window model: whisper.cpp's default 30 s, flash attention off
+    cpp_full = Model(str(tmp_path / "ggml" / "ggml-model.bin"), n_threads=2, print_progress=False,
+                     print_realtime=False, context_params={"flash_attn": False})
+    segs = cpp_full.transcribe(wav, no_timestamps=True, temperature=0.0, temperature_inc=0.0, single_segment=True,
+                               no_context=True, max_tokens=max_new_tokens(seconds))
+    assert normalize_text(" ".join(s.text for s in segs)) == ours_full
     asr = pipeline("automatic-speech-recognition", model=str(tmp_path / "hf"), device="cpu")
     text = asr({"raw": wav, "sampling_rate": 16000}, return_timestamps=False,
                generate_kwargs={"num_beams": 1, "do_sample": False, "max_new_tokens": max_new_tokens(seconds)})["text"]

@@ -206,9 +206,8 @@ def decoding_section(fmt: str, kind: str, folder: str = "DIR", prompt: list[int]
                   "(`window = 2 * ceil((seconds + 1) / 2)`, at most 30).", "",
                   "**For a model that matches in transformers too,** train it on Whisper's 30 s window and export "
                   "that one: `workbench personalize SPEAKER_DIR --window full`, then `workbench export SPEAKER_DIR "
-                  "...` (about 9 times the training time per step). faster-whisper pads its 30 s window with zeros "
-                  "rather than with the silence the workbench encodes, so for it use the CTranslate2 recipe below, "
-                  "which matches either model.", ""]
+                  "...` (about 9 times the training time per step). The CTranslate2 recipe below encodes the "
+                  "shorter window, so it matches this model as it is.", ""]
     lines += ["**Cut loops.** The workbench also stops a transcript as soon as its last tokens repeat (one or two "
               "tokens 4 times, three or four tokens 3 times, a longer phrase twice) and keeps the first copy. The "
               "engines have no such guard; apply it to the token ids they return (re-tokenize the text where an "
@@ -223,19 +222,22 @@ def decoding_section(fmt: str, kind: str, folder: str = "DIR", prompt: list[int]
 
 
 def _ct2_recipe(folder: str, ids: list[int], full: bool) -> list[str]:
-    lines = ["faster-whisper" + (" (simple; it encodes 30 s but pads the log-mel with zeros after the audio, where "
-                                 "this model was trained on the log-mel of silence, so some words can differ):" if full
-                                 else " (simple; it always encodes 30 s, so some words will differ from the "
-                                 "workbench's):"),
-             "", "```python", "from faster_whisper import WhisperModel", "",
+    lines = ["faster-whisper" + (":" if full else " (it always encodes 30 s, where this model was trained on a shorter "
+                                                 "window, so some words will differ from the workbench's):"),
+             "", "```python", "import numpy as np", "from faster_whisper import WhisperModel, decode_audio", "",
              f"model = WhisperModel('{folder}', device='cpu', compute_type='default')",
-             "seconds = 3.0  # the recording's length",
-             "segments, info = model.transcribe('take.wav', beam_size=1, temperature=0.0, without_timestamps=True,",
+             "audio = decode_audio('take.wav')  # 16 kHz mono float32, under 30 s",
+             "seconds = len(audio) / 16000",
+             "segments, info = model.transcribe(np.pad(audio, (0, 480000)), clip_timestamps=[0, 30],",
+             "                                  beam_size=1, temperature=0.0, without_timestamps=True,",
              "                                  condition_on_previous_text=False, vad_filter=False,",
              f"                                  max_new_tokens={TOKENS_FIXED} + round({TOKENS_PER_SECOND} * seconds))",
              "print(' '.join(s.text.strip() for s in segments))", "```", "",
-             "(`temperature=0.0` as a single value turns the fallback off; the default is a list of six. "
-             "faster-whisper pads every recording to 30 s, and `chunk_length` does not change that.)", "",
+             "(Why the padding: faster-whisper pads its 30 s window's log-mel with zeros after the audio, where "
+             "Whisper, transformers, whisper.cpp and the workbench encode 30 s of audio padded with silence. Giving "
+             "it the recording followed by 30 s of silence, and `clip_timestamps=[0, 30]` so that it decodes only "
+             "the first window, makes its input the workbench's. `temperature=0.0` as a single value turns the "
+             "fallback off; the default is a list of six.)", "",
              "CTranslate2 directly, with exactly the input this model was trained and measured on:", "",
              "```python", "import math, ctranslate2, numpy as np, tokenizers",
              "from faster_whisper import decode_audio",
@@ -264,9 +266,10 @@ def _ggml_recipe(folder: str, full: bool) -> list[str]:
                                            "4 s window):"), "",
             "```bash",
             f"whisper-cli -m {folder}/ggml-model.bin -f take.wav --no-timestamps --beam-size 1 --best-of 1 \\",
-            f"    --temperature 0 --no-fallback --max-context 0{ctx_cli}", "```", "",
+            f"    --temperature 0 --no-fallback --max-context 0{' --no-flash-attn' if full else ''}{ctx_cli}", "```", "",
             "pywhispercpp:", "", "```python", "import math", "from pywhispercpp.model import Model", "",
-            f"model = Model('{folder}/ggml-model.bin', n_threads=2)",
+            f"model = Model('{folder}/ggml-model.bin', n_threads=2"
+            + (", context_params={'flash_attn': False})" if full else ")"),
             "seconds = 3.0  # the recording's length",
             "segments = model.transcribe('take.wav', no_timestamps=True, temperature=0.0, temperature_inc=0.0,",
             "                            single_segment=True, no_context=True, print_progress=False,",
@@ -274,7 +277,11 @@ def _ggml_recipe(folder: str, full: bool) -> list[str]:
             + ("," if ctx_py else ")"), *ctx_py,
             "print(' '.join(s.text.strip() for s in segments))", "```", "",
             "(`temperature_inc=0.0` / `--no-fallback` turns the temperature fallback off; `max_tokens` caps the "
-            "one segment of a short recording; the command line has no such cap.)", ""]
+            "one segment of a short recording; the command line has no such cap. "
+            + ("Flash attention, whisper.cpp's default since 1.8, computes attention in float16 and changed a word "
+               "on some recordings in the workbench's checks, so it is off here.)" if full else
+               "Keep whisper.cpp's flash attention on with `audio_ctx`: without it, a short `audio_ctx` made "
+               "whisper.cpp 1.8 repeat the sentence in the workbench's checks.)"), ""]
 
 
 def _hf_recipe(folder: str, full: bool) -> list[str]:
