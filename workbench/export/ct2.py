@@ -65,8 +65,9 @@ def window_transcriber(folder: str | Path, prompt: list[int], *, threads: int = 
         folder: the ct2 export.
         prompt: the decoding prompt's token ids (``WhisperBackend.prompt_ids``).
         window: ``"auto"`` (the recording + 1 s) or ``"full"`` (30 s of the recording padded with
-            silence before the log-mel, as the workbench and transformers do; faster-whisper instead
-            pads the finished log-mel with zeros, which a full-window model has not seen).
+            silence before the log-mel, as the workbench and transformers do; faster-whisper's own
+            ``transcribe`` pads the finished log-mel with zeros unless it is given the padded audio, as
+            the model card shows).
 
     Returns:
         ``fn(audio (n,) float32 at 16 kHz) -> text``.

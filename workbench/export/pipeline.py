@@ -97,9 +97,9 @@ def window_note(fmt: str, window: str) -> str | None:
             "recordings.")
     if fmt == "ct2":
         return (head + " The model card's CTranslate2 recipe encodes the window the model was trained on and "
-                "writes what the workbench writes: use it where the words must be the same. (Training with "
-                "'workbench personalize SPEAKER_DIR --window full' does not make faster-whisper itself match: it "
-                "pads its 30 s window with zeros, not with the silence the workbench encodes.)")
+                "writes what the workbench writes: use it where the words must be the same. For an export that "
+                "matches in faster-whisper itself, train the speaker with 'workbench personalize SPEAKER_DIR "
+                "--window full', export that personal model and run it with the card's faster-whisper recipe.")
     return (head + " For an export that matches in transformers, train the speaker with 'workbench personalize "
             "SPEAKER_DIR --window full' and export that personal model.")
 
