@@ -76,7 +76,7 @@ EVAL_EVERY, PATIENCE = 10, 5
 WHISPER = "whisper-tiny.en"
 # where LoRA goes on Whisper: LoRAConfig changes (top_layers 0 = every encoder layer)
 LAYERS: dict[str, dict] = {
-    "top half + decoder": {},  # the default: the bottom half of the encoder is computed once (cached)
+    "top half + decoder": {"top_layers": "half"},  # the bottom half of the encoder is computed once (cached)
     "every encoder layer": {"top_layers": 0, "decoder": False},
     "every layer + decoder": {"top_layers": 0, "decoder": True},
 }
@@ -148,6 +148,8 @@ def _config(model: str, candidate: str, backend, *, steps: int, eval_every: int,
     changes = {"learning_rate": base.learning_rate, **changes}  # giving an adapter would drop Whisper's rate
     if "specaugment" in changes:
         changes["specaugment"] = POLICIES[changes["specaugment"]]
+    if adapter_changes.get("top_layers") == "half":
+        adapter_changes = {**adapter_changes, "top_layers": max(1, backend.num_layers // 2)}
     adapter = dataclasses.replace(base.adapter, **adapter_changes)
     return default_config(backend, adapter=adapter, **bound, **changes)
 

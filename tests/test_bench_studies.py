@@ -103,9 +103,10 @@ def test_whisper_candidates_change_one_thing_each(tmp_path) -> None:
     for c in configs.values():  # step-bound, no early stopping (replayed later), the backend's limit ignored
         assert (c.max_steps, c.eval_every, c.patience, c.max_seconds, c.seed) == (120, 5, 0, None, 1)
     top = configs["top half + decoder"]
-    assert top.adapter == default.adapter and top.learning_rate == default.learning_rate
-    every = configs["every layer + decoder"]
-    assert (every.adapter.top_layers, every.adapter.decoder) == (0, True)
+    assert (top.adapter.top_layers, top.adapter.decoder) == (backend.num_layers // 2, True)
+    assert top.learning_rate == default.learning_rate
+    every = configs["every layer + decoder"]  # the default the study chose
+    assert every.adapter == default.adapter and (every.adapter.top_layers, every.adapter.decoder) == (0, True)
     assert every.learning_rate == default.learning_rate  # giving an adapter must not drop Whisper's rate
     assert (configs["every encoder layer"].adapter.top_layers, configs["every encoder layer"].adapter.decoder) == \
         (0, False)

@@ -109,9 +109,9 @@ def test_lexicon_decoder_is_not_used_with_whisper(backend) -> None:
         backend.transcribe(noise_waves(1), decoder=lambda lp: "x")
 
 
-def test_default_adapter_is_top_encoder_and_decoder_lora(backend) -> None:
+def test_default_adapter_is_lora_on_every_layer_and_the_decoder(backend) -> None:
     cfg = default_config(backend)
-    assert cfg.adapter.family == "lora" and cfg.adapter.decoder and cfg.adapter.top_layers == 1
+    assert cfg.adapter.family == "lora" and cfg.adapter.decoder and cfg.adapter.top_layers == 0
     assert cfg.learning_rate == pytest.approx(1e-3)
     assert default_config(backend, adapter=LoRAConfig()).learning_rate == pytest.approx(3e-3)
 
@@ -120,10 +120,10 @@ def test_trainer_fit_evaluate_save_load_transcribe(backend, tmp_path) -> None:
     waves = noise_waves(12, seed=3)
     train = [Example(w, t) for w, t in zip(waves[:10], WORDS[:10], strict=True)]
     valid = [Example(w, t) for w, t in zip(waves[10:], WORDS[10:], strict=True)]
-    cfg = default_config(backend, max_steps=6, eval_every=3, max_seconds=None, speed_perturb=(), patience=0,
-                         learning_rate=3e-2)
+    cfg = default_config(backend, adapter=LoRAConfig(top_layers=1, decoder=True), max_steps=6, eval_every=3,
+                         max_seconds=None, speed_perturb=(), patience=0, learning_rate=3e-2)
     trainer = Trainer(backend, train, valid, cfg)
-    assert trainer.frozen_layers == 1  # the bottom encoder layer is computed once
+    assert trainer.frozen_layers == 1  # LoRA on the top layer only: the bottom encoder layer is computed once
     result = trainer.fit()
     losses = [h["loss"] for h in result.history if h["kind"] == "step"]
     assert len(losses) == 6 and losses[-1] < losses[0]

@@ -22,17 +22,15 @@ def test_a_ctc_model_gets_lora_on_the_encoder_at_the_familys_rate() -> None:
     assert config.adapter == LoRAConfig() and config.learning_rate == TrainConfig().learning_rate
 
 
-def test_whisper_gets_lora_on_the_top_half_and_the_decoder_at_its_own_rate() -> None:
+def test_whisper_gets_lora_on_every_layer_and_the_decoder_at_its_own_rate() -> None:
     backend = tiny_backend()  # only what the table reads of a Whisper backend: its type and depth
     backend.model_type, backend.num_layers = "whisper", 4
-    assert train_settings_for(backend) == {"adapter": LoRAConfig(top_layers=2, decoder=True),
+    assert train_settings_for(backend) == {"adapter": LoRAConfig(top_layers=0, decoder=True),
                                           "learning_rate": WHISPER_LORA_LR}
     config = default_config(backend)
-    assert (config.adapter.top_layers, config.adapter.decoder, config.learning_rate) == (2, True, 1e-3)
+    assert (config.adapter.top_layers, config.adapter.decoder, config.learning_rate) == (0, True, 1e-3)
     # naming an adapter drops the table's learning rate too (the family's own applies)
     assert default_config(backend, adapter=LoRAConfig()).learning_rate == TrainConfig().learning_rate
-    backend.num_layers = 1
-    assert train_settings_for(backend)["adapter"].top_layers == 1  # at least one layer
 
 
 def test_the_whisper_backend_declares_its_type() -> None:
@@ -54,7 +52,8 @@ def test_a_wrapped_backend_gets_the_wrapped_models_defaults() -> None:
 
     backend = tiny_backend()
     backend.model_type, backend.num_layers = "whisper", 6
-    assert train_settings_for(Wrapper(backend))["adapter"].top_layers == 3
+    assert train_settings_for(Wrapper(backend)) == train_settings_for(backend)
+    assert train_settings_for(Wrapper(backend))["adapter"].decoder
 
 
 def test_an_unknown_model_type_gets_the_ctc_defaults() -> None:
