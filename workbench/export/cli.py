@@ -45,7 +45,8 @@ def add_export_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", required=True, help="the folder to create (it appears complete or not at all)")
     p.add_argument("--speaker", default=None, help="with a bank file: whose personal model to export")
     p.add_argument("--quantization", default=None, choices=["int8", "float16", "float32"],
-                   help="weights: ct2 int8 (default), float16 or float32; ggml float16 (whisper.cpp cannot run "
+                   help="weights: ct2 float32 (default: the personal model's words), int8 (a quarter of the size and faster, but "
+                   "other words on some recordings) or float16; ggml float16 (whisper.cpp cannot run "
                    "float32); hf and onnx float32")
     p.add_argument("--force", action="store_true", help="replace an existing --out folder (once the new one is "
                    "complete)")

@@ -4,8 +4,10 @@ The merged model is first written as a transformers folder (:mod:`workbench.expo
 scratch folder beside the export, then converted by CTranslate2's own converter
 (``ctranslate2.converters.TransformersConverter``) with ``tokenizer.json`` and
 ``preprocessor_config.json`` copied: without them faster-whisper would fetch a tokenizer
-from the hub (faster-whisper #220). ``--quantization`` is the converter's: ``int8``
-(default: a quarter of the size, the usual choice on a CPU), ``float16`` or ``float32``.
+from the hub (faster-whisper #220). ``--quantization`` is the converter's: ``float32``
+(default: the personal model's words), ``int8`` (a quarter of the size and about 1.4x faster
+on a CPU, but on the benchmark speaker 3 of 20 test transcripts differed from the personal
+model's; docs/benchmarks.md) or ``float16``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def write_ct2(adapted: Adapted, folder: Path, quantization: str | None) -> tuple
     from workbench.export.hf import write_hf_model
 
     ctranslate2 = require("ctranslate2", extra="export", purpose="export for faster-whisper / CTranslate2")
-    quantization = quantization or "int8"
+    quantization = quantization or "float32"
     model, verification = merged_whisper(adapted)
     scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.hf.", suffix=".tmp", dir=folder.parent))
     try:

@@ -25,7 +25,7 @@ __all__ = ["QUANTIZATIONS", "ExportResult", "export_model", "window_note"]
 
 #: format -> the weight types it can be written in (the first is the default)
 QUANTIZATIONS: dict[str, tuple[str, ...]] = {
-    "ct2": ("int8", "float16", "float32"),
+    "ct2": ("float32", "int8", "float16"),  # the first: the default (the personal model's words)
     "ggml": ("float16",),  # whisper.cpp aborts on a float32 file (see workbench.export.ggml.FLOAT32_REFUSED)
     "hf": ("float32",),
     "onnx": ("float32",),
