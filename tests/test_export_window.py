@@ -172,12 +172,11 @@ def test_export_says_what_an_auto_window_model_does_in_each_engine(tmp_path, whi
     notes = [str(w.message) for w in heard if issubclass(w.category, Notice)]
     card_auto = (tmp_path / "auto" / "README.md").read_text()
     card_full = (tmp_path / "full" / "README.md").read_text()
-    if fmt in ("hf", "ct2"):  # the engines that always encode 30 s
-        engine = {"hf": "transformers", "ct2": "faster-whisper"}[fmt]
-        assert len(notes) == 1 and engine in notes[0] and "--window full" in notes[0]
-        assert r_auto.notes == (notes[0],)
-    else:  # whisper.cpp takes the trained window (audio_ctx): nothing to warn about
-        assert notes == [] and r_auto.notes == ()
+    # faster-whisper and transformers always encode 30 s; whisper.cpp takes the window (audio_ctx) but still
+    # wrote other words on about half of the benchmark's phrases: each says so, and how to get a matching model
+    engine = {"hf": "transformers", "ct2": "faster-whisper", "ggml": "whisper.cpp"}[fmt]
+    assert len(notes) == 1 and engine in notes[0] and "--window full" in notes[0]
+    assert r_auto.notes == (notes[0],)
     assert r_full.notes == ()
     assert "will give different words" in card_auto and "personalize SPEAKER_DIR --window full" in card_auto
     assert "trained on Whisper's own 30 s window" in card_full and "will give different words" not in card_full
@@ -308,6 +307,6 @@ def test_the_apps_download_note_says_what_the_window_means(tmp_path, whisper):
 
     auto = _window_advice(_with_window(whisper, tmp_path / "auto.safetensors", ...))
     full = _window_advice(_with_window(whisper, tmp_path / "full.safetensors", "full"))
-    assert "faster-whisper and transformers" in auto and "--window full" in auto
+    assert "faster-whisper, whisper.cpp and transformers" in auto and "--window full" in auto
     assert "30 s window" in full and "other words" not in full
     assert _window_advice(_with_window(whisper, tmp_path / "bad.safetensors", "half")) == ""  # damaged: no claim

@@ -92,12 +92,13 @@ def _window_advice(submodel: Path) -> str:
     except WorkbenchError:
         return ""
     if window != "auto":
-        return (" It was trained on Whisper's 30 s window, which transformers and the README's CTranslate2 recipe "
-                "encode as the workbench does (faster-whisper pads it differently: some words can differ).")
-    return (" It was trained on the workbench's short window (the recording + 1 s): whisper.cpp and the README's "
-            "CTranslate2 recipe hear it as the workbench does, but faster-whisper and transformers always use 30 s "
-            "and will write other words on some recordings. For a model that matches in transformers too, train "
-            "it with the full window: workbench personalize SPEAKER_DIR --window full.")
+        return (" It was trained on Whisper's 30 s window: faster-whisper, whisper.cpp and transformers, run with "
+                "the settings in the zip's README, write what the workbench writes (checked on a sample speaker, "
+                "docs/benchmarks.md).")
+    return (" It was trained on the workbench's short window (the recording + 1 s): only the README's CTranslate2 "
+            "recipe hears it exactly as the workbench does. faster-whisper, whisper.cpp and transformers will write "
+            "other words on some recordings (about half of a sample speaker's test phrases). For a model meant for "
+            "those programs, train it with Whisper's full window: workbench personalize SPEAKER_DIR --window full.")
 
 
 class ExportDownloads(pn.viewable.Viewer):

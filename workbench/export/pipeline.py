@@ -83,14 +83,22 @@ def _writer(fmt: str) -> Callable:
 
 
 def window_note(fmt: str, window: str) -> str | None:
-    """What to tell the user when the engine of ``fmt`` encodes another window than the model learned.
+    """What to tell the user when the engine of ``fmt`` does not encode what the model learned.
 
     faster-whisper and transformers always encode Whisper's 30 s window; a personal model trained on
     the workbench's short window (``"auto"``) therefore says other words there on some recordings.
-    None when there is nothing to say (a ``"full"`` model, or whisper.cpp, which takes the window).
+    whisper.cpp can encode a short window (``audio_ctx``) but wrote other words on 11 of 20 test
+    phrases of the benchmark speaker (docs/benchmarks.md). None when there is nothing to say (a
+    ``"full"`` model, or a format of the built-in model).
     """
-    if window != "auto" or fmt not in ("ct2", "hf"):
+    if window != "auto" or fmt not in ("ct2", "hf", "ggml"):
         return None
+    if fmt == "ggml":
+        return ("this personal model was trained on the workbench's short window (the recording + 1 s). whisper.cpp "
+                "can encode that window (audio_ctx, as the model card shows) but still wrote other words than the "
+                "workbench on about half of the benchmark's test phrases. For an export that matches in whisper.cpp, "
+                "train the speaker with 'workbench personalize SPEAKER_DIR --window full' and export that personal "
+                "model.")
     engine = {"ct2": "faster-whisper", "hf": "transformers"}[fmt]
     head = (f"this personal model was trained on the workbench's short window (the recording + 1 s), but {engine} "
             "always encodes Whisper's 30 s window, so its transcripts will differ from the workbench's on some "
