@@ -216,7 +216,7 @@ def test_train_bank_in_one_process(tmp_path, capsys) -> None:
     from workbench.cli import main
     from workbench.workflow import evaluate_speaker
 
-    again = evaluate_speaker(SAMPLE / "sim-parkinsonian", adapter=run.path)
+    again = evaluate_speaker(SAMPLE / "sim-parkinsonian", adapter=run.path).comparison
     first = run.comparisons["sim-parkinsonian"]
     assert {u.utt_id for u in again.utterances} == {u.utt_id for u in first.utterances}
     assert (again.wer_before, again.wer_after) == (first.wer_before, first.wer_after)

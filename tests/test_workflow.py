@@ -45,7 +45,7 @@ def test_personalize_then_evaluate_and_report(speaker, tmp_path) -> None:
     run.adapted.remove()
 
     # named: a random model's run rarely beats the base model, so it is not the personal model by itself
-    cmp_ = evaluate_speaker(speaker.root, backend=backend, adapter=run.submodel_path, decoder="greedy")
+    cmp_ = evaluate_speaker(speaker.root, backend=backend, adapter=run.submodel_path, decoder="greedy").comparison
     assert isinstance(cmp_, Comparison)
     held = {u.utt_id for u in cmp_.utterances}
     assert held == {e.utt_id for e in run.comparison.utterances}  # the same never-trained recordings
@@ -66,8 +66,9 @@ def test_test_validation_and_training_prompts_never_overlap(speaker) -> None:
 
 
 def test_evaluate_without_adapter_scores_the_base(speaker) -> None:
-    score = evaluate_speaker(speaker.root, backend=tiny_backend(), decoder="greedy")
-    assert isinstance(score, BaseScore) and score.n_utterances > 0
+    result = evaluate_speaker(speaker.root, backend=tiny_backend(), decoder="greedy")
+    score = result.base
+    assert isinstance(score, BaseScore) and score.n_utterances > 0 and result.comparison is None
     assert "base model" in score.summary()
     with pytest.raises(Exception, match="no personal adapter yet"):
         evaluate_speaker(speaker.root, backend=tiny_backend(), decoder="greedy", write_report=True)
