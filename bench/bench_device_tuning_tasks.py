@@ -269,8 +269,8 @@ def run(device: str, quick: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
         if k not in hidden_by_k:
             split = SplitModel(backend, k)
-            hidden_by_k[k] = ([h.cpu() for h, *_ in split.device_hidden(wavs)],
-                              [h.cpu() for h, *_ in split.device_hidden(extra_wavs)] if extra_wavs else [])
+            hidden_by_k[k] = ([it.features.cpu() for it in split.device_hidden(wavs)],
+                              [it.features.cpu() for it in split.device_hidden(extra_wavs)] if extra_wavs else [])
             hid, ext = hidden_by_k[k]
             unc = f"uncompressed k={k}"
             print(f"   {unc}: heads, probe, inverse", flush=True)

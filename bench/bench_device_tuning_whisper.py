@@ -64,7 +64,7 @@ def _compressors(quick: bool, backend, wavs) -> dict[str, Any]:
     if quick:  # plumbing only: an untrained compressor with tables counted on the set itself
         split = split_for(backend, 2)
         comp = Compressor(split.width, 16, 3, 2).eval()
-        comp.fit_tables([comp.encode(h[None])[0] for h, *_ in split.device_hidden(wavs[:4])])
+        comp.fit_tables([comp.encode(it.features[None])[0] for it in split.device_hidden(wavs[:4])])
         return {"untrained 16x3s2 (plumbing only)": (comp, 2, {})}
     sys.path.insert(0, str(REPO / "recipes"))
     from train_whisper_compressor import default_out

@@ -34,6 +34,7 @@ from workbench.device_tuning import Compressor, SplitModel  # noqa: E402
 from workbench.device_tuning.compressor import save_compressor  # noqa: E402
 from workbench.device_tuning.train import CompressorTraining, train_compressor  # noqa: E402
 from workbench.models import load_base_model  # noqa: E402
+from workbench.models.base import CachedFeatures  # noqa: E402
 
 _POINT = re.compile(r"(\d+)x(\d)s(\d)")
 
@@ -50,8 +51,9 @@ def parse_point(text: str) -> tuple[int, int, int]:
     return int(m[1]), int(m[2]), int(m[3])
 
 
-def device_hidden_from_features(backend, feats_items, split: int, batch: int = 32) -> list[tuple]:
-    """Cached log-mel ``(T, 80)`` items -> device outputs ``(hidden (T', D), T', T', split)``."""
+def device_hidden_from_features(backend, feats_items, split: int, batch: int = 32) -> list[CachedFeatures]:
+    """Cached log-mel ``(T, 80)`` items -> device outputs: hidden ``(T', D)`` after block ``split``
+    (the ``samples`` field holds ``T'``: the built-in model's decoding does not read it)."""
     model = backend.model
     out = []
     with torch.no_grad():
@@ -63,7 +65,7 @@ def device_hidden_from_features(backend, feats_items, split: int, batch: int = 3
                 x[i, :f.shape[0]] = torch.as_tensor(f).float()
             h, hl = model.subsample(x, lens)
             h, hl = backend.run_blocks(h, hl, stop=split)
-            out += [(h[i, :n].clone(), int(n), int(n), split) for i, n in enumerate(hl.tolist())]
+            out += [CachedFeatures(h[i, :n].clone(), int(n), int(n), split) for i, n in enumerate(hl.tolist())]
     return out
 
 

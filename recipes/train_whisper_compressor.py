@@ -127,10 +127,10 @@ def teacher_items(split, waves: list[np.ndarray], cache: Path, tag: str) -> list
         for s in range(0, len(waves), 8):
             chunk = split.device_hidden(waves[s:s + 8])
             if texts is None or len(texts) != len(waves):
-                got = split.transcribe_hidden([h for h, *_ in chunk], samples=[n for _, _, n, _ in chunk])
+                got = split.transcribe_hidden([it.features for it in chunk], samples=[it.samples for it in chunk])
             else:
                 got = texts[s:s + 8]
-            items += [DistillItem(h, int(n), int(smp), t) for (h, n, smp, _k), t in zip(chunk, got, strict=True)]
+            items += [DistillItem(it.features, it.length, it.samples, t) for it, t in zip(chunk, got, strict=True)]
             if (s // 8) % 25 == 0:
                 print(f"  teacher: {len(items)}/{len(waves)} recordings ({time.time() - t0:.0f} s)", flush=True)
     finally:

@@ -40,7 +40,7 @@ def files(tmp_path_factory):
     torch.manual_seed(0)
     comp = Compressor(backend.hidden_size, dims=16, bits=3, stride=2)
     split = SplitModel(backend, 4, comp)
-    comp.fit_tables([comp.encode(h[None])[0] for h, *_ in split.device_hidden(_clips())])
+    comp.fit_tables([comp.encode(it.features[None])[0] for it in split.device_hidden(_clips())])
     cpath = save_compressor(comp, d / "comp.safetensors", split_layer=4, base_fingerprint=backend.fingerprint())
     bank = SubmodelBank(backend, LoRAConfig(top_layers=4), ["spk-a", "spk-b"])
     with torch.no_grad():

@@ -20,6 +20,7 @@ from workbench.device_tuning.train import CompressorTraining, distill_loss, trai
 from workbench.device_tuning.wire import HEADER_BYTES
 from workbench.errors import WireFormatError, WorkbenchError
 from workbench.models import load_base_model
+from workbench.models.base import CachedFeatures
 
 pytest.importorskip("constriction")
 
@@ -54,8 +55,8 @@ def _message(**kw) -> Message:
 def test_identity_split_equals_unsplit(backend, clips, k):
     split = SplitModel(backend, k)
     full, lens = backend.log_probs(backend.featurize(clips))
-    hidden = [h for h, *_ in split.device_hidden(clips)]
-    batch = backend.collate([(h, h.shape[0], h.shape[0], k) for h in hidden], [0] * len(hidden))
+    hidden = [it.features for it in split.device_hidden(clips)]
+    batch = backend.collate([CachedFeatures(h, h.shape[0], h.shape[0], k) for h in hidden], [0] * len(hidden))
     lp, lens2 = backend.log_probs(batch)
     assert torch.equal(lens, lens2)
     for i, n in enumerate(lens.tolist()):
@@ -75,9 +76,9 @@ def test_round_trip_through_bytes_matches_in_process(backend, clips):
     msgs = split.encode(clips[:3], speaker="sim-x")
     restored = split.restore([Message.from_bytes(m.to_bytes()) for m in msgs])
     with torch.no_grad():
-        for (h, n, *_), r in zip(split.device_hidden(clips[:3]), restored):
-            want = split.compressor.decode(split.compressor.encode(h[None]), n)[0]
-            assert r.shape == (n, backend.hidden_size)
+        for it, r in zip(split.device_hidden(clips[:3]), restored):
+            want = split.compressor.decode(split.compressor.encode(it.features[None]), it.length)[0]
+            assert r.shape == (it.length, backend.hidden_size)
             assert torch.allclose(r, want, atol=1e-6)
 
 
@@ -379,7 +380,7 @@ def test_transcribe_hidden_without_adapted_is_the_base_model(clips, merged):
 
     backend = load_base_model("tiny").freeze()  # its own copy: adapters go into it
     split = SplitModel(backend, 4)
-    hidden = [h for h, *_ in split.device_hidden(clips)]
+    hidden = [it.features for it in split.device_hidden(clips)]
     base = split.transcribe_hidden(hidden)
     adapted = inject(backend, LoRAConfig(rank=2, top_layers=backend.num_layers - 4))
     torch.manual_seed(0)

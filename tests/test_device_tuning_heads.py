@@ -130,7 +130,7 @@ def test_restored_is_what_the_server_restores_from_the_wire():
     backend = load_base_model("tiny").freeze()
     split = SplitModel(backend, 4, Compressor(backend.hidden_size, dims=6, bits=3, stride=2))
     wav = [np.sin(np.linspace(0, 900, 16000)).astype(np.float32) * 0.3]
-    hidden = [h for h, *_ in split.device_hidden(wav)]
+    hidden = [it.features for it in split.device_hidden(wav)]
     server = split.restore([Message.from_bytes(m.to_bytes()) for m in split.encode(wav)])
     assert torch.allclose(restored(split.compressor, hidden)[0], server[0], atol=1e-5)
     assert torch.equal(restored(None, hidden)[0], hidden[0])

@@ -56,8 +56,9 @@ def test_identity_split_equals_unsplit_at_every_k(backend, clips, k):
     assert k <= backend.num_layers == 2
     split = split_for(backend, k)
     assert isinstance(split, WhisperSplit)
-    for w, (h, n, samples, start) in zip(clips, split.device_hidden(clips), strict=True):
-        assert (start, samples) == (k, len(w))
+    for w, it in zip(clips, split.device_hidden(clips), strict=True):
+        h, n, samples = it.features, it.length, it.samples
+        assert (it.start_layer, samples) == (k, len(w))
         assert (h.shape[0], n) == split.geometry(len(w))
         assert h.shape[1] == split.width == (80 if k == 0 else backend.hidden_size)
         want = _encoder_states(backend, backend.featurize([w]))
@@ -82,7 +83,7 @@ def test_identity_split_with_a_server_side_submodel_equals_the_unsplit_submodel(
             p.add_(torch.randn_like(p) * 0.5)
     rows = [0, 1, 1, 0]
     items = split.device_hidden(clips)
-    hidden, samples = [h for h, *_ in items], [s for _, _, s, _ in items]
+    hidden, samples = [it.features for it in items], [it.samples for it in items]
     got = split.transcribe_hidden(hidden, samples=samples, adapted=bank.adapted, rows=rows)
     want = [backend.transcribe([w], speakers=[r], route=bank.adapted.route)[0] for w, r in zip(clips, rows)]
     base = split.transcribe_hidden(hidden, samples=samples)
@@ -121,7 +122,7 @@ def test_identity_split_equals_unsplit_on_whisper_tiny_en():
 def _compressor(split: WhisperSplit, clips, seed: int = 0, dims: int = 6) -> Compressor:
     torch.manual_seed(seed)
     comp = Compressor(split.width, dims=dims, bits=3, stride=2, hidden=16).eval()
-    comp.fit_tables([comp.encode(h[None])[0] for h, *_ in split.device_hidden(clips)])
+    comp.fit_tables([comp.encode(it.features[None])[0] for it in split.device_hidden(clips)])
     return comp
 
 
@@ -152,7 +153,7 @@ def test_messages_carry_fingerprints_the_audio_length_and_the_window(backend, cl
     restored = wire_split.restore([Message.from_bytes(m.to_bytes()) for m in msgs])
     c = wire_split.compressor
     with torch.no_grad():
-        for r, (h, *_rest) in zip(restored, wire_split.device_hidden(clips), strict=True):
+        for r, h in zip(restored, [it.features for it in wire_split.device_hidden(clips)], strict=True):
             assert torch.allclose(r, c.decode(c.encode(h[None]), h.shape[0])[0], atol=1e-6)
     assert wire_split.transcribe(clips) == wire_split.transcribe_hidden(restored, samples=[len(w) for w in clips])
 
@@ -233,11 +234,12 @@ def test_server_side_training_features_are_the_wire_round_trip_in_one_window(bac
     items = server.cache_features(clips, frozen_layers=1)
     plain = backend.cache_features(clips, frozen_layers=1)
     c = wire_split.compressor
-    assert len({it[0].shape for it in items}) == 1
+    assert len({it.features.shape for it in items}) == 1
     with torch.no_grad():
-        for (h, n, s, k), (p, pn, ps, pk) in zip(items, plain, strict=True):
-            assert (n, s, k) == (pn, ps, pk)
-            assert torch.allclose(h, c.decode(c.encode(p[None]), p.shape[0])[0], atol=1e-6)
+        for it, p in zip(items, plain, strict=True):
+            assert (it.length, it.samples, it.start_layer) == (p.length, p.samples, p.start_layer)
+            assert torch.allclose(it.features, c.decode(c.encode(p.features[None]), p.features.shape[0])[0],
+                                  atol=1e-6)
     batch = server.collate(items, [0] * len(items))
     assert batch.start_layer == 1 and len(server.decode_batch(batch)) == len(clips)
     with pytest.raises(WorkbenchError, match="top_layers=1"):

@@ -94,7 +94,7 @@ def test_whisper_split_transcribe_prints_what_it_sent(tmp_path, capsys):
     split = split_for(backend, 1)
     torch.manual_seed(0)
     split.compressor = Compressor(split.width, dims=6, bits=3, stride=2, hidden=16).eval()
-    split.compressor.fit_tables([split.compressor.encode(h[None])[0] for h, *_ in split.device_hidden(waves)])
+    split.compressor.fit_tables([split.compressor.encode(it.features[None])[0] for it in split.device_hidden(waves)])
     cpath = save_compressor(split.compressor, tmp_path / "w.safetensors", split_layer=1,
                             base_fingerprint=backend.fingerprint())
     httpd, url = _serve(ServerCore(str(cpath), model=wdir))

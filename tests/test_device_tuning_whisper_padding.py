@@ -43,7 +43,7 @@ def _split(backend, clips, k: int):
     split = split_for(backend, k)
     torch.manual_seed(0)
     comp = Compressor(split.width, dims=6, bits=3, stride=2, hidden=16).eval()
-    comp.fit_tables([comp.encode(h[None])[0] for h, *_ in split.device_hidden(clips)])
+    comp.fit_tables([comp.encode(it.features[None])[0] for it in split.device_hidden(clips)])
     split.compressor = comp
     return split
 
@@ -69,7 +69,7 @@ def test_padding_frames_cost_almost_nothing_and_restore_the_same_states(backend,
     split = _split(backend, clips, k)
     c = split.compressor
     tables = c.tables.numpy()
-    for m, (h, *_rest) in zip(split.encode(clips), split.device_hidden(clips), strict=True):
+    for m, h in zip(split.encode(clips), [it.features for it in split.device_hidden(clips)], strict=True):
         assert m.version == 3 and m.padding_coded
         m = Message.from_bytes(m.to_bytes())
         sym = c.encode(h[None])[0].numpy()
@@ -106,8 +106,8 @@ def test_version_2_messages_still_decode_and_the_built_in_split_refuses_version_
 def test_the_device_encodes_a_full_window_and_equals_the_unsplit_full_window_model(backend, clips):
     split = split_for(backend, 1)
     full = split.device_hidden(clips, window="full")
-    assert {h.shape[0] for h, *_ in full} == {1500}
-    got = split.transcribe_hidden([h for h, *_ in full], samples=[len(w) for w in clips])
+    assert {it.features.shape[0] for it in full} == {1500}
+    got = split.transcribe_hidden([it.features for it in full], samples=[len(w) for w in clips])
     saved, backend.window = backend.window, "full"
     try:
         want = [backend.transcribe([w])[0] for w in clips]

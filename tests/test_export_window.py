@@ -123,7 +123,7 @@ def test_personalize_trains_on_the_window_asked_and_records_it(speaker, tmp_path
                          batch_size=4, min_utterances=4, learning_rate=1e-3)
     plan = prepare(speaker.root, backend=whisper, config=config, submodel_dir=tmp_path / "s",
                    report_dir=tmp_path / "r", window=window)
-    frames = {it[0].shape[0] for it in [*plan.trainer.train_cache.items, *plan.trainer.eval_cache.items]}
+    frames = {it.features.shape[0] for it in [*plan.trainer.train_cache.items, *plan.trainer.eval_cache.items]}
     want = "full" if window == "full" else "auto"
     assert whisper.window == "auto"  # the shared base model keeps its own setting
     assert whisper.encoding_window == want  # the adapter being trained holds the window

@@ -84,6 +84,8 @@ class FeatureCache:
 
     Attributes:
         examples: the examples cached (without those left out), in the given order.
+        items: one :class:`~workbench.models.base.CachedFeatures` per example.
+        lengths: each item's true length along time (its ``length``: frames or samples).
         left_out: ``(example, why)`` for each example left out, ``why`` in plain words.
     """
 
@@ -101,7 +103,7 @@ class FeatureCache:
             self.examples = self._usable(backend, self.examples, frozen_layers)
             self.items = backend.cache_features([ex.wav for ex in self.examples], frozen_layers=frozen_layers) \
                 if self.examples else []
-        self.lengths = [int(it[1]) for it in self.items]
+        self.lengths = [int(it.length) for it in self.items]
 
     def _usable(self, backend: ASRBackend, examples: list[Example], frozen_layers: int) -> list[Example]:
         """The examples the backend accepts alone; the others go to :attr:`left_out` (only after a refusal:

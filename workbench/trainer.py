@@ -406,23 +406,17 @@ class Trainer:
         for s in range(0, len(order), 16):
             idx = order[s: s + 16]
             batch, texts = self.eval_cache.batch(idx)
-            if self.backend.is_seq2seq:  # the backend's own loss and decoding
-                with self.adapted.route(batch.speaker_index) if self.adapted else contextlib.nullcontext():
-                    loss += float(self.backend.loss(batch, texts)) * len(idx)
-                    hyps += self.backend.decode_batch(batch)
-                refs += texts
-                continue
-            lp, lens = self.adapted.log_probs(batch) if self.adapted else self.backend.log_probs(batch)
+            with self.adapted.route(batch.speaker_index) if self.adapted else contextlib.nullcontext():
+                got, texts_out = self.backend.loss_and_decode(batch, texts, decoder=self.decoder,
+                                                              per_utterance=self.per_speaker)
             if self.per_speaker:  # each utterance's own loss, for its speaker's choice (and the sum)
-                own = [float(self.backend.loss_from_log_probs(lp[j: j + 1], lens[j: j + 1], [texts[j]]))
-                       for j in range(len(idx))]
+                own = [float(x) for x in got]
                 speakers += [self.eval_cache.examples[i].speaker for i in idx]
                 losses += own
                 loss += sum(own)
-            else:  # same forward pass as the hypotheses
-                loss += float(self.backend.loss_from_log_probs(lp, lens, texts)) * len(idx)
-            lp = lp.float().cpu().numpy()
-            hyps += [self.decoder(lp[j, : int(lens[j])]) for j in range(len(idx))]
+            else:  # CTC: the same forward pass as the hypotheses
+                loss += float(got) * len(idx)
+            hyps += texts_out
             refs += texts
         parts = distributed.all_gather_objects((refs, hyps, loss, speakers, losses))  # every process scores all
         refs, hyps, speakers, losses = ([x for part in parts for x in part[k]] for k in (0, 1, 3, 4))

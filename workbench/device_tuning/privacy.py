@@ -263,7 +263,7 @@ def split_representations(split, waveforms: Sequence[np.ndarray]) -> dict[str, l
     if compressor is None:
         raise WorkbenchError("the probe reads the wire symbols, so the split model needs a compressor: "
                              "split_for(backend, k, compressor)")
-    hidden = [h[: int(n)].detach().cpu() for h, n, *_ in split.device_hidden(waveforms)]
+    hidden = [it.features[: it.length].detach().cpu() for it in split.device_hidden(waveforms)]
     return {"wire symbols": wire_levels(compressor, hidden), "restored states": restored(compressor, hidden),
             "raw log-mel": log_mels(waveforms)[1]}
 

@@ -15,6 +15,7 @@ then equals the unsplit one, which the tests check.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -26,7 +27,7 @@ from workbench.device_tuning.compressor import Compressor
 from workbench.device_tuning.entropy import decode_symbols, encode_symbols
 from workbench.device_tuning.wire import Message, check_compatible
 from workbench.errors import WireFormatError, WorkbenchError
-from workbench.models.base import MAX_TRAIN_S
+from workbench.models.base import MAX_TRAIN_S, CachedFeatures
 
 if TYPE_CHECKING:
     from workbench.adapters import Adapted
@@ -71,8 +72,9 @@ class SplitModel:
         return bytes.fromhex(self.backend.fingerprint()[:16])
 
     # -- device ---------------------------------------------------------------
-    def device_hidden(self, waveforms: Sequence[np.ndarray]) -> list[tuple]:
-        """What the device computes: one ``(hidden (T'_i, D), T'_i, samples, k)`` per waveform."""
+    def device_hidden(self, waveforms: Sequence[np.ndarray]) -> list[CachedFeatures]:
+        """What the device computes: per waveform the hidden states ``(T'_i, D)`` after block ``k``
+        (:class:`~workbench.models.base.CachedFeatures` with ``start_layer = k``)."""
         return self.backend.cache_features(list(waveforms), frozen_layers=self.split_layer)
 
     def encode(self, waveforms: Sequence[np.ndarray], speaker: str = "") -> list[Message]:
@@ -81,8 +83,8 @@ class SplitModel:
         tables = c.tables.cpu().numpy()
         out = []
         with torch.no_grad():
-            for h, n, samples, _k in self.device_hidden(waveforms):
-                h, frames, samples_field = self._wire_frames(h, int(n), int(samples))
+            for it in self.device_hidden(waveforms):
+                h, frames, samples_field = self._wire_frames(it.features, it.length, it.samples)
                 sym = c.encode(h[None].float())[0].cpu().numpy()
                 payload, padded = self._payload(sym, tables, frames, samples_field)
                 out.append(Message(self.fingerprint, c.identity(), self.split_layer, c.config.stride, c.config.bits,
@@ -123,7 +125,7 @@ class SplitModel:
         the device part refuses to exceed): the server refuses messages that claim more, so one
         request cannot buy more than that much compute. Measured once on silence."""
         silence = np.zeros(round(MAX_TRAIN_S * self.backend.sample_rate), dtype=np.float32)
-        return int(self.device_hidden([silence])[0][1])
+        return int(self.device_hidden([silence])[0].length)
 
     def symbols(self, msg: Message) -> np.ndarray:
         """Server side, one message: check it, then decode its payload to ``(ceil(N/s), dims)`` symbols.
@@ -154,9 +156,10 @@ class SplitModel:
         """Server side: messages -> hidden states ``(T'_i, D)`` for block ``k`` on."""
         return [self.hidden(self.symbols(m), m.frames) for m in messages]
 
-    def _items(self, hidden: Sequence[torch.Tensor], samples: Sequence[int] | None) -> list[tuple]:
-        """Restored states -> the backend's cached items ``(states, true frames, samples, k)``."""
-        return [(h, int(h.shape[0]), int(h.shape[0]), self.split_layer) for h in hidden]
+    def _items(self, hidden: Sequence[torch.Tensor], samples: Sequence[int] | None) -> list[CachedFeatures]:
+        """Restored states -> the backend's cached items (all ``T'_i`` frames true; the built-in model's
+        decoding needs no audio length, so ``samples`` is ignored and the field holds ``T'_i``)."""
+        return [CachedFeatures(h, int(h.shape[0]), int(h.shape[0]), self.split_layer) for h in hidden]
 
     def transcribe_hidden(self, hidden: Sequence[torch.Tensor], *, samples: Sequence[int] | None = None,
                           adapted: Adapted | None = None, rows: Sequence[int] | None = None) -> list[str]:
@@ -181,32 +184,26 @@ class SplitModel:
                 return self._transcribe_items(items, None, rows)
         return self._transcribe_items(items, adapted, rows)
 
-    def _transcribe_items(self, items: list[tuple], adapted: Adapted | None, rows: Sequence[int] | None) -> list[str]:
+    def _transcribe_items(self, items: list[CachedFeatures], adapted: Adapted | None,
+                          rows: Sequence[int] | None) -> list[str]:
         backend = self.backend
         batch = backend.collate(items, list(rows) if rows is not None else [0] * len(items))
         if adapted is None or rows is None:
             batch.speaker_index = None
+        route = contextlib.nullcontext() if adapted is None else adapted.route(batch.speaker_index)
         was = backend.module.training
         backend.module.eval()
         try:
-            with torch.no_grad():
-                if backend.is_seq2seq:
-                    if adapted is None:
-                        return backend.decode_batch(batch)
-                    with adapted.route(batch.speaker_index):
-                        return backend.decode_batch(batch)
-                lp, lens = (adapted or backend).log_probs(batch)
+            with torch.no_grad(), route:
+                return backend.decode_batch(batch)  # the backend's greedy decoding (CTC or its own search)
         finally:
             backend.module.train(was)
-        decode = backend.greedy_decoder()
-        lp = lp.float().cpu().numpy()
-        return [decode(lp[i, : int(lens[i])]) for i in range(len(items))]
 
     def transcribe(self, waveforms: Sequence[np.ndarray]) -> list[str]:
         """The whole round trip in one process (device, wire bytes, server), for evaluation."""
         if self.compressor is None:
             items = self.device_hidden(waveforms)
-            return self.transcribe_hidden([h for h, *_ in items], samples=[s for _, _, s, _ in items])
+            return self.transcribe_hidden([it.features for it in items], samples=[it.samples for it in items])
         msgs = [Message.from_bytes(m.to_bytes()) for m in self.encode(waveforms)]
         return self.transcribe_hidden(self.restore(msgs), samples=[m.samples for m in msgs])
 
@@ -252,7 +249,7 @@ class ServerSideBackend:
     def __getattr__(self, name: str):
         return getattr(self._split.backend, name)
 
-    def cache_features(self, waveforms: list[np.ndarray], *, frozen_layers: int = 0) -> list[tuple]:
+    def cache_features(self, waveforms: list[np.ndarray], *, frozen_layers: int = 0) -> list[CachedFeatures]:
         k = self._split.split_layer
         if frozen_layers != k:
             raise WorkbenchError(
@@ -265,5 +262,5 @@ class ServerSideBackend:
         if comp is None:
             return items
         with torch.no_grad():
-            return [(comp.decode(comp.encode(h[None].float()), h.shape[0])[0], n, samples, k)
-                    for h, n, samples, k in items]
+            return [dataclasses.replace(it, features=comp.decode(comp.encode(it.features[None].float()),
+                                                                 it.features.shape[0])[0]) for it in items]

@@ -24,6 +24,7 @@ import torch
 
 from workbench.device_tuning.heads import HeadTraining
 from workbench.device_tuning.split import SplitModel
+from workbench.models.base import CachedFeatures
 
 __all__ = ["CompressorTraining", "distill_loss", "train_compressor"]
 
@@ -48,7 +49,7 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, lengths: torch.Te
     return (kl * mask).sum() / mask.sum().clamp(min=1)
 
 
-def train_compressor(split: SplitModel, hidden: Sequence[tuple], texts: Sequence[str],
+def train_compressor(split: SplitModel, hidden: Sequence[CachedFeatures], texts: Sequence[str],
                      settings: CompressorTraining = CompressorTraining(),
                      on_step: Callable[[dict], None] | None = None) -> list[dict]:
     """Train ``split.compressor`` in place on device outputs ``hidden`` (from
@@ -62,7 +63,7 @@ def train_compressor(split: SplitModel, hidden: Sequence[tuple], texts: Sequence
     rng = random.Random(settings.seed)
     torch.manual_seed(settings.seed)
     opt = torch.optim.AdamW(comp.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    order = sorted(range(len(hidden)), key=lambda i: hidden[i][1])  # length buckets: little padding
+    order = sorted(range(len(hidden)), key=lambda i: hidden[i].length)  # length buckets: little padding
     chunks = [order[i:i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
     history: list[dict] = []
     start = time.perf_counter()
@@ -99,6 +100,6 @@ def train_compressor(split: SplitModel, hidden: Sequence[tuple], texts: Sequence
         break
     comp.eval()
     with torch.no_grad():
-        comp.fit_tables([comp.encode(h[None].float())[0] for h, *_ in hidden])
+        comp.fit_tables([comp.encode(it.features[None].float())[0] for it in hidden])
     return history
 

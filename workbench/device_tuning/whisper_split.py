@@ -47,7 +47,7 @@ from workbench.device_tuning.padding import decode_padded, encode_padded
 from workbench.device_tuning.split import SplitModel, _injected
 from workbench.device_tuning.wire import Message
 from workbench.errors import WireFormatError, WorkbenchError
-from workbench.models.base import MAX_TRAIN_S
+from workbench.models.base import MAX_TRAIN_S, CachedFeatures
 
 __all__ = ["WhisperSplit", "true_frames", "window_geometry"]
 
@@ -110,8 +110,9 @@ class WhisperSplit(SplitModel):
                                window_frames=lambda mel: self.backend.window_frames(mel, name))
 
     # -- device ---------------------------------------------------------------
-    def device_hidden(self, waveforms: Sequence[np.ndarray], window: str | None = None) -> list[tuple]:
-        """One ``(states (F, width), true frames, samples, k)`` per waveform, each in its own window
+    def device_hidden(self, waveforms: Sequence[np.ndarray], window: str | None = None) -> list[CachedFeatures]:
+        """Per waveform its states ``(F, width)`` (:class:`~workbench.models.base.CachedFeatures`:
+        ``length`` its true frames, ``start_layer = k``), each in its own window
         (``window``, else :attr:`window`, else the backend's), by the base model (adapters injected
         into this backend, a bank's or a Trainer's, are off)."""
         name = window or self.window or self.backend.window
@@ -178,7 +179,7 @@ class WhisperSplit(SplitModel):
                 f"takes {want} in this server's encoding window: the device and the server run {self.backend.name} "
                 "with different window settings (or the message was made up). Run the same workbench on both.")
 
-    def _items(self, hidden: Sequence[torch.Tensor], samples: Sequence[int] | None) -> list[tuple]:
+    def _items(self, hidden: Sequence[torch.Tensor], samples: Sequence[int] | None) -> list[CachedFeatures]:
         if samples is None or len(samples) != len(hidden):
             raise WorkbenchError("A Whisper split needs each recording's length in samples (Message.samples) to "
                                  "transcribe restored states.")
@@ -188,14 +189,15 @@ class WhisperSplit(SplitModel):
             if int(h.shape[0]) not in sizes:
                 raise WorkbenchError(f"The states hold {h.shape[0]} frames; {int(s)} samples take "
                                      f"{' or '.join(map(str, sorted(sizes)))} at split {self.split_layer}.")
-            items.append((h, true_frames(int(s), int(h.shape[0]), self.split_layer), int(s), self.split_layer))
+            items.append(CachedFeatures(h, true_frames(int(s), int(h.shape[0]), self.split_layer), int(s),
+                                        self.split_layer))
         return items
 
-    def _transcribe_items(self, items: list[tuple], adapted, rows: Sequence[int] | None) -> list[str]:
+    def _transcribe_items(self, items: list[CachedFeatures], adapted, rows: Sequence[int] | None) -> list[str]:
         """One pass per window size (Whisper's batches share one window; no padding changes a state)."""
         groups: dict[int, list[int]] = {}
         for i, it in enumerate(items):
-            groups.setdefault(int(it[0].shape[0]), []).append(i)
+            groups.setdefault(int(it.features.shape[0]), []).append(i)
         texts = [""] * len(items)
         for idx in groups.values():
             sub_rows = None if rows is None else [rows[i] for i in idx]

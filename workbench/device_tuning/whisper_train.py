@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from workbench._atomic import write_bytes_atomic
 from workbench.device_tuning.whisper_split import WhisperSplit
 from workbench.errors import WorkbenchError
+from workbench.models.base import CachedFeatures
 
 __all__ = ["DistillItem", "WhisperCompressorTrainer", "WhisperDistillSettings", "distill_items", "state_loss",
            "token_kl"]
@@ -79,13 +80,13 @@ def distill_items(split: WhisperSplit, waveforms: Sequence[np.ndarray], *, batch
     out: list[DistillItem] = []
     for s in range(0, len(waveforms), batch_size):
         items = split.device_hidden(waveforms[s:s + batch_size])
-        hidden, samples = [h for h, *_ in items], [int(n) for _, _, n, _ in items]
+        hidden, samples = [it.features for it in items], [it.samples for it in items]
         saved, split.compressor = split.compressor, None
         try:  # the identity split is the unsplit model (tests/test_device_tuning_whisper.py)
             texts = split.transcribe_hidden(hidden, samples=samples)
         finally:
             split.compressor = saved
-        out += [DistillItem(h, int(n), int(s_), t) for (h, n, s_, _k), t in zip(items, texts, strict=True)]
+        out += [DistillItem(it.features, it.length, it.samples, t) for it, t in zip(items, texts, strict=True)]
         if on_progress is not None:
             on_progress(len(out))
     return out
@@ -173,7 +174,8 @@ class WhisperCompressorTrainer:
         straight-through) and the true frames ``(B,)`` of the recordings ``idx``."""
         b, comp, st = self.backend, self.comp, self.settings
         its = [self.items[i] for i in idx]
-        batch = b.collate([(it.hidden, it.frames, it.samples, self.split.split_layer) for it in its], [0] * len(its))
+        batch = b.collate([CachedFeatures(it.hidden, it.frames, it.samples, self.split.split_layer) for it in its],
+                          [0] * len(its))
         dec_in, labels = b.decoder_io([it.text for it in its])
         dec_in, labels = dec_in.to(b.device), labels.to(b.device)
         decoder, head = b.model.model.decoder, b.model.proj_out

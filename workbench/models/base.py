@@ -32,11 +32,12 @@ import torch
 from torch import nn
 
 from workbench.constants import FRAMES_PER_SECOND
-from workbench.errors import AudioError, NotYetSupportedError
+from workbench.errors import AudioError, NotYetSupportedError, WorkbenchError
 
 __all__ = [
     "ASRBackend",
     "Batch",
+    "CachedFeatures",
     "MAX_CHUNK_S",
     "MAX_TRAIN_S",
     "check_waveforms",
@@ -77,6 +78,31 @@ class Batch:
         si = None if self.speaker_index is None else self.speaker_index.to(device)
         return Batch(self.features.to(device), self.lengths.to(device), self.waveform_lengths.to(device), si,
                      self.start_layer)
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedFeatures:
+    """One recording's features, computed alone by :meth:`ASRBackend.cache_features`, for
+    :meth:`ASRBackend.collate` (the record a feature cache and a device/server split hold).
+
+    Attributes:
+        features: what the backend's encoder takes from ``start_layer`` on, time first:
+            ``start_layer == 0``: frontend features ``(T, F)`` (log-mel, 100 frames per second,
+            for the built-in model and Whisper) or the raw waveform ``(S,)`` at 16 kHz for
+            waveform backends; ``start_layer == k > 0``: the hidden states ``(T', D)`` after
+            the frontend and the first ``k`` encoder layers (encoder frames: 25 per second for
+            the built-in model, 50 for Whisper). Whisper's hold its whole encoding window
+            (audio and silence), the others their true frames only.
+        length: true frames of ``features`` along time (mel frames, encoder frames or samples,
+            as ``features``).
+        samples: length of the source recording in samples at 16 kHz.
+        start_layer: ``k``, the encoder layers already run (0: frontend features).
+    """
+
+    features: torch.Tensor
+    length: int
+    samples: int
+    start_layer: int = 0
 
 
 def check_waveforms(
@@ -147,8 +173,10 @@ class ASRBackend(abc.ABC):
     """A frozen base ASR model behind one interface.
 
     Subclasses implement ``featurize``, ``encode``, ``log_probs``, ``loss``,
-    ``adapter_sites`` and ``linear_layers``; ``transcribe``, ``frame_outputs`` and
-    ``fingerprint`` are shared here.
+    ``adapter_sites`` and ``linear_layers``; ``transcribe``, ``decode_batch`` (CTC),
+    ``cache_features``/``collate``, ``frame_outputs`` and ``fingerprint`` are shared here.
+    A sequence-to-sequence backend (``is_seq2seq``) overrides ``decode_batch`` and
+    ``loss_and_decode``; ``transcribe`` then runs its search through the same loop.
 
     Attributes:
         name: model id, e.g. ``"workbench-tiny"``.
@@ -168,6 +196,7 @@ class ASRBackend(abc.ABC):
     # (a table outside the models, as PEFT's): "ctc" for CTC models, "whisper" for Whisper
     model_type: str = "ctc"
     supports_frozen_prefix: bool = False  # True: cache_features(frozen_layers=k > 0) works
+    transcribe_batch_size: int = 16  # transcribe()'s default: recordings (or 20 s pieces) per forward pass
 
     # -- to implement ---------------------------------------------------------
     @abc.abstractmethod
@@ -216,16 +245,48 @@ class ASRBackend(abc.ABC):
         frame as real). Padding-aware adapters (ConvAdapter) need it."""
         return None
 
-    def decode_batch(self, batch: Batch) -> list[str]:
-        """Transcripts of a featurized batch (sequence-to-sequence backends decode themselves)."""
-        raise NotImplementedError(f"{type(self).__name__} decodes CTC log-probabilities; use log_probs()")
+    # -- decoding (one path: transcribe, the trainer's validation and a split's server call it) --
+    def decode_batch(self, batch: Batch, *, decoder: Decoder | None = None) -> list[str]:
+        """Transcripts of a featurized batch, one per example (normalized text).
+
+        CTC: :meth:`log_probs`, then ``decoder`` (default: greedy CTC) on each utterance's
+        ``(T'_i, V)`` true frames. Sequence-to-sequence backends override this with their own
+        search, whose ``decoder`` is what that search takes (Whisper: a word-list bias).
+        """
+        return self.decode_log_probs(*self.log_probs(batch), decoder)
+
+    def decode_log_probs(self, log_probs: torch.Tensor, lengths: torch.Tensor,
+                         decoder: Decoder | None = None) -> list[str]:
+        """``decoder`` (None: :meth:`greedy_decoder`) on each of ``log_probs (B, T', V)`` up to ``lengths (B,)``."""
+        decoder = self.greedy_decoder() if decoder is None else decoder
+        lp = log_probs.float().cpu().numpy()
+        return [decoder(lp[j, : int(lengths[j])]) for j in range(lp.shape[0])]
+
+    def loss_and_decode(self, batch: Batch, targets: list[str], *, decoder: Decoder | None = None,
+                        per_utterance: bool = False) -> tuple[torch.Tensor, list[str]]:
+        """The loss of ``targets`` and the transcripts of a featurized batch (for validation).
+
+        CTC: one forward pass gives both (:meth:`loss_from_log_probs`, :meth:`decode_log_probs`).
+
+        Returns:
+            ``(loss, texts)``: ``loss`` is the batch mean (a scalar tensor), or with
+            ``per_utterance`` each example's own loss ``(B,)``; one transcript per example.
+        """
+        lp, lens = self.log_probs(batch)
+        if per_utterance:
+            loss = torch.stack([self.loss_from_log_probs(lp[j: j + 1], lens[j: j + 1], [targets[j]])
+                                for j in range(len(targets))])
+        else:
+            loss = self.loss_from_log_probs(lp, lens, targets)
+        return loss, self.decode_log_probs(lp, lens, decoder)
 
     # -- shared -----------------------------------------------------------------
-    def cache_features(self, waveforms: list[np.ndarray], *, frozen_layers: int = 0) -> list[tuple]:
+    def cache_features(self, waveforms: list[np.ndarray], *, frozen_layers: int = 0) -> list[CachedFeatures]:
         """Features of each waveform computed alone (nothing depends on a later batch).
 
         Returns:
-            one ``(features (T_i, F) or (S_i,), length, samples)`` per waveform, for :meth:`collate`.
+            one :class:`CachedFeatures` per waveform (frontend features ``(T_i, F)`` or ``(S_i,)``,
+            true frames only), for :meth:`collate`.
         """
         if frozen_layers:
             raise NotYetSupportedError(f"{type(self).__name__} cannot cache frozen encoder layers yet")
@@ -233,19 +294,31 @@ class ASRBackend(abc.ABC):
         for w in waveforms:
             batch = self.featurize([w])
             n = int(batch.lengths[0])
-            out.append((batch.features[0, :n].detach().clone(), n, int(batch.waveform_lengths[0])))
+            out.append(CachedFeatures(batch.features[0, :n].detach().clone(), n, int(batch.waveform_lengths[0])))
         return out
 
-    def collate(self, items: list[tuple], speakers: list[int]) -> Batch:
-        """A padded :class:`Batch` of :meth:`cache_features` items (zero padding past each length)."""
-        feats = [it[0] for it in items]
-        lengths = torch.tensor([it[1] for it in items], dtype=torch.long)
+    def collate(self, items: list[CachedFeatures], speakers: list[int]) -> Batch:
+        """A padded :class:`Batch` of :meth:`cache_features` items (zero padding past each length;
+        ``start_layer`` from the items, which must share it)."""
+        start = self._start_layer(items)
+        feats = [it.features for it in items]
+        lengths = torch.tensor([it.length for it in items], dtype=torch.long)
         out = torch.zeros((len(feats), int(lengths.max()), *feats[0].shape[1:]), dtype=feats[0].dtype)
         for j, f in enumerate(feats):
             out[j, : f.shape[0]] = f
-        wl = torch.tensor([it[2] for it in items], dtype=torch.long)
+        wl = torch.tensor([it.samples for it in items], dtype=torch.long)
         dev = self.device
-        return Batch(out.to(dev), lengths.to(dev), wl.to(dev), torch.tensor(speakers, dtype=torch.long).to(dev))
+        return Batch(out.to(dev), lengths.to(dev), wl.to(dev), torch.tensor(speakers, dtype=torch.long).to(dev),
+                     start)
+
+    @staticmethod
+    def _start_layer(items: list[CachedFeatures]) -> int:
+        """The ``start_layer`` every item of a batch shares (a batch starts at one encoder layer)."""
+        starts = {int(it.start_layer) for it in items}
+        if len(starts) != 1:
+            raise WorkbenchError(f"cannot batch features cached at different encoder layers {sorted(starts)} "
+                                 "(or no features at all); cache them with one frozen_layers")
+        return starts.pop()
 
     @property
     def device(self) -> torch.device:
@@ -276,7 +349,7 @@ class ASRBackend(abc.ABC):
         self,
         waveforms: list[np.ndarray],
         *,
-        batch_size: int = 16,
+        batch_size: int | None = None,
         decoder: Decoder | None = None,
         sample_rate: int | None = None,
         speakers: list[int] | None = None,
@@ -286,10 +359,11 @@ class ASRBackend(abc.ABC):
 
         Args:
             waveforms: list of 1-D float arrays (16 kHz unless ``sample_rate`` says otherwise).
-            batch_size: utterances (or 20 s pieces) per forward pass.
-            decoder: maps one utterance's ``(T', V)`` log-prob array to text;
-                default greedy CTC. Use :class:`workbench.decode.BeamSearchDecoder`
-                for lexicon/LM/boosted decoding.
+            batch_size: utterances (or 20 s pieces) per forward pass; None: the backend's
+                :attr:`transcribe_batch_size`.
+            decoder: what :meth:`decode_batch` decodes with. CTC: maps one utterance's
+                ``(T', V)`` log-prob array to text; default greedy CTC. Use
+                :class:`workbench.decode.BeamSearchDecoder` for lexicon/LM/boosted decoding.
             sample_rate: rate of ``waveforms`` in Hz; other rates are resampled.
             speakers: with ``route``, the Submodel row of each waveform; each batch
                 runs inside ``route(speaker_index (b,))`` (see ``workbench.adapters``).
@@ -298,7 +372,7 @@ class ASRBackend(abc.ABC):
             one normalised transcript per input waveform.
         """
         pieces, owner = self._prepare(waveforms, sample_rate)
-        decoder = decoder or self.greedy_decoder()
+        batch_size = self.transcribe_batch_size if batch_size is None else batch_size
         was_training = self.module.training
         self.module.eval()
         try:
@@ -310,10 +384,9 @@ class ASRBackend(abc.ABC):
                 if route is not None:
                     ctx = route(None if speakers is None else torch.tensor([speakers[owner[i]] for i in idx]))
                 with ctx:
-                    lp, lens = self.log_probs(self.featurize([pieces[i] for i in idx]))
-                lp = lp.float().cpu().numpy()
-                for j, i in enumerate(idx):
-                    texts[i] = decoder(lp[j, : int(lens[j])])
+                    for i, t in zip(idx, self.decode_batch(self.featurize([pieces[i] for i in idx]), decoder=decoder),
+                                    strict=True):
+                        texts[i] = t
         finally:
             self.module.train(was_training)
         out = [[] for _ in range(max(owner) + 1)]

@@ -37,7 +37,7 @@ from torch import nn
 from workbench.constants import SAMPLE_RATE
 from workbench.errors import WorkbenchError
 from workbench.features import LogMel
-from workbench.models.base import MAX_TRAIN_S, ASRBackend, Batch, check_waveforms
+from workbench.models.base import MAX_TRAIN_S, ASRBackend, Batch, CachedFeatures, check_waveforms
 from workbench.models.tiny_files import _FBANK_KEY, ARCHITECTURE, TinyConfig, checked_config
 from workbench.text import BLANK_ID, encode
 
@@ -269,7 +269,7 @@ class TinyBackend(ASRBackend):
         """Blocks ``start .. stop-1`` on hidden states ``x (B, T', D)`` (:meth:`TinyConformerCTC.run_blocks`)."""
         return self.model.run_blocks(x, lengths, start=start, stop=stop)
 
-    def cache_features(self, waveforms: list[np.ndarray], *, frozen_layers: int = 0) -> list[tuple]:
+    def cache_features(self, waveforms: list[np.ndarray], *, frozen_layers: int = 0) -> list[CachedFeatures]:
         """Per-waveform log-mel ``(T_i, 80)`` or, with ``frozen_layers = k``, the hidden states
         ``(T'_i, D)`` after the subsampling and the first ``k`` blocks (each computed alone)."""
         if not frozen_layers:
@@ -283,14 +283,8 @@ class TinyBackend(ASRBackend):
                 x, lens = self.model.subsample(batch.features, batch.lengths)
                 x, lens = self.run_blocks(self.model.drop(x), lens, stop=frozen_layers)
                 n = int(lens[0])
-                out.append((x[0, :n].detach().clone(), n, int(batch.waveform_lengths[0]), frozen_layers))
+                out.append(CachedFeatures(x[0, :n].detach().clone(), n, int(batch.waveform_lengths[0]), frozen_layers))
         return out
-
-    def collate(self, items: list[tuple], speakers: list[int]) -> Batch:
-        """A padded :class:`Batch` of :meth:`cache_features` items (``start_layer`` from the items)."""
-        batch = super().collate([it[:3] for it in items], speakers)
-        batch.start_layer = int(items[0][3]) if len(items[0]) > 3 else 0
-        return batch
 
     def log_probs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         enc, lens = self.encode(batch)

@@ -40,7 +40,6 @@ equals the uncached one exactly.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import inspect
@@ -53,8 +52,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.constants import FRAMES_PER_SECOND, HOP_LENGTH
-from workbench.errors import WorkbenchError
-from workbench.models.base import MAX_TRAIN_S, Batch, check_waveforms
+from workbench.errors import NotYetSupportedError, WorkbenchError
+from workbench.models.base import MAX_TRAIN_S, Batch, CachedFeatures, check_waveforms
 from workbench.models.hf import _HFBase
 from workbench.text import normalize_text
 
@@ -92,6 +91,7 @@ class WhisperBackend(_HFBase):
 
     is_seq2seq = True
     supports_frozen_prefix = True
+    transcribe_batch_size = 8  # "auto" windows follow each batch's longest recording
     model_class = "WhisperForConditionalGeneration"
     model_type = "whisper"  # its training defaults: workbench.training_defaults
 
@@ -182,11 +182,11 @@ class WhisperBackend(_HFBase):
                      torch.tensor([len(w) for w in wavs], device=dev))
 
     def cache_features(self, waveforms: list[np.ndarray], *, frozen_layers: int = 0,
-                       window: str | None = None) -> list[tuple]:
-        """Per recording ``(features, length, samples)`` in one shared window (``window``: ``"auto"``
-        or ``"full"``; None: :attr:`encoding_window`); with ``frozen_layers = k`` the features are
+                       window: str | None = None) -> list[CachedFeatures]:
+        """Per recording the log-mel ``(W, 80)`` of one window shared by all (``window``: ``"auto"``
+        or ``"full"``; None: :attr:`encoding_window`), length in mel frames; with ``frozen_layers = k``
         the hidden states ``(W/2, D)`` after the convolutional frontend and the first ``k`` encoder
-        layers (computed once, no grad)."""
+        layers (computed once, no grad), length in encoder frames."""
         if not waveforms:
             return []
         if not 0 <= frozen_layers <= self.num_layers:
@@ -201,17 +201,18 @@ class WhisperBackend(_HFBase):
                     feats, lens = self._frontend(batch), self._encoder_lengths(batch.lengths, window)
                     for layer in self._layers()[:frozen_layers]:
                         feats = layer(feats, None)
-            items += [(feats[j].detach().clone(), int(lens[j]), int(batch.waveform_lengths[j]))
-                      for j in range(feats.shape[0])]
-        return [(*it, frozen_layers) for it in items]
+            items += [CachedFeatures(feats[j].detach().clone(), int(lens[j]), int(batch.waveform_lengths[j]),
+                                     frozen_layers) for j in range(feats.shape[0])]
+        return items
 
-    def collate(self, items: list[tuple], speakers: list[int]) -> Batch:
+    def collate(self, items: list[CachedFeatures], speakers: list[int]) -> Batch:
         """Stack cached items (they share one window, so no padding is needed)."""
-        feats = torch.stack([it[0] for it in items])
+        start = self._start_layer(items)
+        feats = torch.stack([it.features for it in items])
         dev = self.device
-        return Batch(feats.to(dev), torch.tensor([it[1] for it in items], device=dev),
-                     torch.tensor([it[2] for it in items], device=dev), torch.tensor(speakers, device=dev),
-                     start_layer=int(items[0][3]))
+        return Batch(feats.to(dev), torch.tensor([it.length for it in items], device=dev),
+                     torch.tensor([it.samples for it in items], device=dev), torch.tensor(speakers, device=dev),
+                     start_layer=start)
 
     # ------------------------------------------------------------------ encoder
     def _frontend(self, batch: Batch) -> torch.Tensor:
@@ -285,9 +286,24 @@ class WhisperBackend(_HFBase):
             entries, lambda text: list(self.tokenizer(text, add_special_tokens=False).input_ids), config=config)
 
     @torch.no_grad()
-    def decode_batch(self, batch: Batch, *, bias: Any = None) -> list[str]:
-        """Greedy transcripts of a featurized batch (normalized text), one per example."""
-        return [d.text for d in self.decode_details(batch, bias=bias)]
+    def decode_batch(self, batch: Batch, *, decoder: Any = None) -> list[str]:
+        """Greedy transcripts of a featurized batch (normalized text), one per example.
+
+        ``decoder`` must be None (Whisper decodes with its own greedy search) or a word-list
+        bias for that search (:meth:`vocabulary_bias`)."""
+        if decoder is not None and not getattr(decoder, "is_logit_bias", False):
+            raise WorkbenchError("Whisper decodes with its own search; custom (CTC lexicon) decoders are for the "
+                                 "built-in model and CTC models. Use --decoder greedy, or leave the decoder out")
+        return [d.text for d in self.decode_details(batch, bias=decoder)]
+
+    def loss_and_decode(self, batch: Batch, targets: list[str], *, decoder: Any = None,
+                        per_utterance: bool = False) -> tuple[torch.Tensor, list[str]]:
+        """:meth:`loss` (the batch mean) and :meth:`decode_batch`: two passes, as the decoder's
+        input differs (teacher forcing, then its own choices)."""
+        if per_utterance:
+            raise NotYetSupportedError("each recording's own loss is computed for CTC models only; "
+                                       "leave per_speaker_selection off for Whisper")
+        return self.loss(batch, targets), self.decode_batch(batch, decoder=decoder)
 
     @torch.no_grad()
     def decode_details(self, batch: Batch, *, prefixes: list[list[int]] | None = None,
@@ -363,38 +379,6 @@ class WhisperBackend(_HFBase):
         texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
         return [Decoded(out[i], normalize_text(texts[i]), logprob[i] / max(1, chosen[i]), no_speech[i])
                 for i in range(b)]
-
-    @torch.no_grad()
-    def transcribe(self, waveforms: list[np.ndarray], *, batch_size: int = 8, decoder: Any = None,
-                   sample_rate: int | None = None, speakers: list[int] | None = None, route: Any = None) -> list[str]:
-        """Transcribe recordings (chunked at 20 s, batched by length); see :meth:`ASRBackend.transcribe`.
-
-        ``decoder`` must be None (Whisper decodes with its own greedy search above) or a
-        word-list bias for that search (:meth:`vocabulary_bias`)."""
-        if decoder is not None and not getattr(decoder, "is_logit_bias", False):
-            raise WorkbenchError("Whisper decodes with its own search; custom (CTC lexicon) decoders are for the "
-                                 "built-in model and CTC models. Use --decoder greedy, or leave the decoder out")
-        pieces, owner = self._prepare(waveforms, sample_rate)
-        was_training = self.module.training
-        self.module.eval()
-        texts = [""] * len(pieces)
-        order = np.argsort([-len(p) for p in pieces], kind="stable")
-        try:
-            for s in range(0, len(order), batch_size):
-                idx = [int(i) for i in order[s: s + batch_size]]
-                batch = self.featurize([pieces[i] for i in idx])
-                ctx = contextlib.nullcontext() if route is None else \
-                    route(None if speakers is None else torch.tensor([speakers[owner[i]] for i in idx]))
-                with ctx:
-                    for i, t in zip(idx, self.decode_batch(batch, bias=decoder), strict=True):
-                        texts[i] = t
-        finally:
-            self.module.train(was_training)
-        out: list[list[str]] = [[] for _ in range(max(owner) + 1)]
-        for o, t in zip(owner, texts, strict=True):
-            if t:
-                out[o].append(t)
-        return [" ".join(p) for p in out]
 
 
 def _repeats_needed(n: int) -> int:
