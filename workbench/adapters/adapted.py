@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from workbench.adapters.attention import lean_attention, lean_attention_modules
 from workbench.adapters.base import AdapterConfig, SiteAdapter
 from workbench.adapters.conv import ConvAdapter, ConvAdapterConfig
 from workbench.adapters.fused import FusedShrink, shrink_groups
@@ -107,6 +108,8 @@ class Adapted:
         device = backend.device
         self._inject(config)
         self.adapters.to(device)
+        # transformers' Whisper attention without its avoidable copies while the adapters are on (off: its own)
+        self._hooks += [lean_attention(m, lambda: self._enabled) for m in lean_attention_modules(backend.model)]
 
     # ------------------------------------------------------------------ injection
     def _inject(self, config: AdapterConfig) -> None:
