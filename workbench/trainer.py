@@ -4,22 +4,15 @@ The trainer knows nothing about widgets. A notebook, the app or the CLI
 subscribes to its events (minGPT style)::
 
     trainer = Trainer(backend, train, valid, TrainConfig())
-    trainer.on("on_step", lambda e: print(e["step"], e["loss"]))
-    result = trainer.fit()          # or run it in a thread and call trainer.stop()
+    trainer.on("on_step", lambda e: print(e.step, e.loss))
+    result = trainer.fit()          # or in a thread: workbench.training_run.TrainingRun (Stop, progress)
 
-Events (each callback gets one dict):
-
-- ``on_start``: steps planned, parameter report, data sizes, ``left_out`` (the takes the base model
-  refused, e.g. longer than it trains on, named, with what to do; "" when none);
-- ``on_step``: ``step``, ``loss`` (its kind: ``loss_name``, "CTC" or "cross-entropy"), ``lr``, ``grad_norm``,
-  ``steps_per_s``, ``elapsed_s``;
-- ``on_eval``: ``step``, ``wer``, ``cer``, ``loss`` on the validation utterances (step 0 = the base model);
-- ``on_best``: ``step``, ``wer``, ``loss`` when the validation loss reaches a new low (the checkpoint kept;
-  with per-speaker selection also ``speakers``, the bank rows that improved);
-- ``on_stop``: ``reason`` ("stopped by user", "time budget", "early stop", "max steps"), ``text``
-  (the same in words for people, :data:`STOP_REASONS`), ``step``, ``elapsed_s``, ``note`` (when the
-  time ceiling cut the run short, :attr:`TrainResult.cut_short`; else "");
-- ``on_end``: the :class:`TrainResult`.
+Events (each callback gets one frozen record of :mod:`workbench.trainer_events`, also readable as the
+dict it replaced, ``e["step"]``): ``on_start`` :class:`StartEvent` (steps planned, data sizes, the takes
+left out), ``on_step`` :class:`StepEvent`, ``on_eval`` :class:`EvalEvent` (step 0 = the base model),
+``on_best`` :class:`BestEvent` (a new lowest validation loss: the checkpoint kept), ``on_stop``
+:class:`StopEvent` (the reason, in words too, :data:`STOP_REASONS`, and :attr:`TrainResult.cut_short`),
+``on_end`` :class:`EndEvent` (the :class:`TrainResult`).
 
 Under ``torchrun`` (see :mod:`workbench.distributed`) each process runs its share
 of every batch and of the validation set; gradients and validation results are
@@ -62,6 +55,7 @@ from workbench.defaults import RUN_DEFAULTS
 from workbench.errors import TrainingError
 from workbench.notices import notify
 from workbench.progress import ceiling_note
+from workbench.trainer_events import BestEvent, EndEvent, EvalEvent, StartEvent, StepEvent, StopEvent, TrainerEvent
 
 if TYPE_CHECKING:  # annotations only: the base models sit above the trainer
     from workbench.models.base import ASRBackend
@@ -264,7 +258,7 @@ class Trainer:
         except TrainingError as err:
             raise TrainingError(f"{err} {self.left_out}".strip()) from None
         valid = self.eval_cache.examples
-        self.events: dict[str, list[Callable[[dict], None]]] = {e: [] for e in EVENTS}
+        self.events: dict[str, list[Callable[[TrainerEvent], None]]] = {e: [] for e in EVENTS}
         self._stop = threading.Event()
         self.clock = clock
         self._slowest = {"step": 0.0, "eval": 0.0}  # seconds: what the time budget keeps in hand
@@ -303,14 +297,14 @@ class Trainer:
         self._best_state = self._snapshot()
 
     # ------------------------------------------------------------------ events
-    def on(self, event: str, callback: Callable[[dict], None]) -> Trainer:
-        """Subscribe ``callback(payload: dict)`` to ``event`` (see :data:`EVENTS`)."""
+    def on(self, event: str, callback: Callable[[TrainerEvent], None]) -> Trainer:
+        """Subscribe ``callback(record)`` to ``event`` (see :data:`EVENTS`, :mod:`workbench.trainer_events`)."""
         if event not in self.events:
             raise TrainingError(f"unknown event {event!r}; events are {EVENTS}")
         self.events[event].append(callback)
         return self
 
-    def _emit(self, event: str, payload: dict) -> None:
+    def _emit(self, event: str, payload: TrainerEvent) -> None:
         for cb in self.events[event]:
             cb(payload)
 
@@ -439,7 +433,7 @@ class Trainer:
         self._slowest["eval"] = max(self._slowest["eval"], self.clock() - t_eval)
         if start is not None:
             self.elapsed = self.clock() - start
-        payload = {"step": self.step, **scores, "elapsed_s": self.elapsed}
+        payload = EvalEvent(step=self.step, elapsed_s=self.elapsed, **scores)
         self.history.append({"kind": "eval", **payload})
         if self.step == 0 and math.isnan(self.wer_before):
             self.wer_before = scores["wer"]
@@ -460,7 +454,7 @@ class Trainer:
         if scores["loss"] < self.best_loss:
             self.best_wer, self.best_loss, self.best_step = scores["wer"], scores["loss"], self.step
             self._best_state = self._snapshot()
-            self._emit("on_best", {"step": self.step, "wer": scores["wer"], "loss": scores["loss"]})
+            self._emit("on_best", BestEvent(step=self.step, wer=scores["wer"], loss=scores["loss"]))
 
     def _track_speakers(self, scores: dict) -> None:
         """Per-speaker selection: the same two rules as for one speaker, applied to each speaker's
@@ -488,8 +482,7 @@ class Trainer:
         self.best_loss = sum(st["best_loss"] * st["n"] for st in states) / max(1, sum(st["n"] for st in states))
         self.best_step = max(st["best_step"] for st in states)
         if improved:
-            self._emit("on_best", {"step": self.step, "wer": self.best_wer, "loss": self.best_loss,
-                                   "speakers": improved})
+            self._emit("on_best", BestEvent(step=self.step, wer=self.best_wer, loss=self.best_loss, speakers=improved))
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainResult:
@@ -507,10 +500,10 @@ class Trainer:
         c = self.config
         report = self.adapted.parameter_report() if self.adapted else {
             "family": c.mode, "trainable": sum(p.numel() for p in self.params)}
-        self._emit("on_start", {"max_steps": c.max_steps, "max_seconds": c.max_seconds,
-                                "train_utterances": len(self.train_cache),
-                                "valid_utterances": len(self.eval_cache), "parameters": report,
-                                "left_out": self.left_out})
+        self._emit("on_start", StartEvent(max_steps=c.max_steps, max_seconds=c.max_seconds,
+                                          train_utterances=len(self.train_cache),
+                                          valid_utterances=len(self.eval_cache), parameters=report,
+                                          left_out=self.left_out))
         start = self.clock() - self.elapsed  # a resumed run goes on counting from its checkpoint
         if self.step == 0:
             self._eval_and_track(start)
@@ -537,8 +530,8 @@ class Trainer:
             self._slowest["step"] = max(self._slowest["step"], self.clock() - t_step)
             self.elapsed = self.clock() - start
             rate = steps_done_here / max(1e-9, self.clock() - t_here)
-            payload = {"step": self.step, "loss": loss, "loss_name": self.loss_name, "lr": lr,
-                       "grad_norm": grad_norm, "steps_per_s": rate, "elapsed_s": self.elapsed}
+            payload = StepEvent(step=self.step, loss=loss, loss_name=self.loss_name, lr=lr, grad_norm=grad_norm,
+                                steps_per_s=rate, elapsed_s=self.elapsed)
             self.history.append({"kind": "step", **payload})
             self._emit("on_step", payload)
             if self.step % c.eval_every == 0 or self.step == c.max_steps:
@@ -554,9 +547,9 @@ class Trainer:
                              steps=self.step, seconds=self.elapsed, stopped_reason=reason,
                              history=list(self.history), parameter_report=report,
                              speaker_steps=[st["best_step"] for st in self.speaker_state] or None, max_steps=c.max_steps)
-        self._emit("on_stop", {"reason": reason, "step": self.step, "elapsed_s": self.elapsed,
-                               "text": STOP_REASONS[reason], "note": result.cut_short})
-        self._emit("on_end", {"result": result})
+        self._emit("on_stop", StopEvent(reason=reason, text=STOP_REASONS[reason], step=self.step,
+                                        elapsed_s=self.elapsed, note=result.cut_short))
+        self._emit("on_end", EndEvent(result=result))
         return result
 
     def _train_step(self) -> tuple[float, float, float]:

@@ -1,12 +1,11 @@
 """The live trainer view: a progress bar, live loss/WER curves, a Stop button, and "try it".
 
-:class:`TrainerSession` is the logic (no widgets): it runs a
-:class:`~workbench.trainer.Trainer` in a background thread, keeps a
-throttled snapshot of progress for the view, and after training transcribes a
-phrase with the base and the personal model side by side. :meth:`TrainerSession.widget`
-builds the ipywidgets view over it. Widget traits are updated from the training
-thread (ipywidgets sends those as comm messages); nothing is printed into an
-Output widget from the thread, which is not thread-safe.
+:class:`TrainerSession` is the view's logic over a headless :class:`~workbench.training_run.TrainingRun`
+(the background thread, Stop, the progress and its words, shared with the app's training job): it
+redraws about twice a second as the run moves, and after training transcribes a phrase with the
+base and the personal model side by side. :meth:`TrainerSession.widget` builds the ipywidgets view
+over it. Widget traits are updated from the training thread (ipywidgets sends those as comm
+messages); nothing is printed into an Output widget from the thread, which is not thread-safe.
 
 Waiting in a notebook: ``session.join()`` blocks the kernel, so a click on Stop
 (a comm message) is handled only after the cell ends, which under Run All is after
@@ -21,42 +20,17 @@ import asyncio
 import html
 import inspect
 import sys
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from workbench.errors import WorkbenchError
-from workbench.progress import time_left_s, time_left_text
 from workbench.trainer import Trainer, TrainResult
+from workbench.training_run import Throttle, TrainingProgress, TrainingRun
 from workbench.ui._render import error_html
 
 __all__ = ["Throttle", "TrainerSession"]
-
-
-class Throttle:
-    """Call ``fn`` at most once per ``interval`` seconds; :meth:`flush` forces a last call."""
-
-    def __init__(self, fn: Callable[[], None], interval: float = 0.5, clock: Callable[[], float] = time.monotonic):
-        self.fn, self.interval, self.clock = fn, interval, clock
-        self._last = -float("inf")
-        self._lock = threading.Lock()
-
-    def __call__(self) -> bool:
-        with self._lock:
-            now = self.clock()
-            if now - self._last < self.interval:
-                return False
-            self._last = now
-        self.fn()
-        return True
-
-    def flush(self) -> None:
-        with self._lock:
-            self._last = self.clock()
-        self.fn()
 
 
 def _kernel_handles_comms_while_waiting() -> bool | None:
@@ -85,72 +59,43 @@ class TrainerSession:
         fit: what the background thread runs (default ``trainer.fit``), e.g.
             ``lambda: workflow.train(plan, progress=False)``: the workflow's train step on
             ``plan.trainer``, so that ``workflow.finish(plan)`` can follow.
+
+    The thread, Stop and the progress are the session's :attr:`run` (a
+    :class:`~workbench.training_run.TrainingRun`); :meth:`progress_record` is its typed record,
+    :meth:`snapshot` the same as a dict for older code.
     """
 
     def __init__(self, trainer: Trainer, *, on_update: Callable[[], None] | None = None,
                  decoder: Callable | None = None, update_interval: float = 0.5,
                  fit: Callable[[], TrainResult] | None = None) -> None:
         self.trainer = trainer
-        self._fit = fit or trainer.fit
         self.decoder = decoder if decoder is not None else trainer.decoder
-        self.thread: threading.Thread | None = None
-        self.result: TrainResult | None = None
-        self.error: BaseException | None = None
-        self.status = "ready"
-        self.finished = False
-        self.step = 0
-        self.elapsed = 0.0  # seconds of training so far (the trainer's clock)
-        self.max_steps = trainer.config.max_steps
-        self.max_seconds = trainer.config.max_seconds
-        self.losses: list[tuple[int, float]] = []
-        self.wers: list[tuple[int, float]] = []
-        self._stopping = False
-        self._note = ""  # a hint kept on the status line while training
-        self._lock = threading.Lock()
-        self._update = Throttle(on_update or (lambda: None), update_interval)
-        trainer.on("on_step", self._on_step).on("on_eval", self._on_eval).on("on_stop", self._on_stop)
+        self.run: TrainingRun[TrainResult] = TrainingRun(fit or trainer.fit, trainer=trainer, on_update=on_update,
+                                                         update_interval=update_interval)
+        self._update = self.run.updates  # the throttled redraw (the widget sets its function)
+        self._on_step, self._on_eval, self._on_stop = self.run._on_step, self.run._on_eval, self.run._on_stop
 
-    # ---------------------------------------------------------------- trainer events (training thread)
-    def _on_step(self, e: dict) -> None:
-        with self._lock:
-            self.step = e["step"]
-            self.elapsed = float(e.get("elapsed_s", self.elapsed))
-            self.losses.append((e["step"], e["loss"]))
-            self.status = self._training_status()
-        self._update()
+    # ---------------------------------------------------------------- the run's state, read through
+    thread = property(lambda self: self.run.thread)
+    result = property(lambda self: self.run.result)
+    error = property(lambda self: self.run.error)
+    status = property(lambda self: self.run.status)
+    step = property(lambda self: self.run.step)
+    elapsed = property(lambda self: self.run.elapsed_s, doc="seconds of training so far (the trainer's clock)")
+    max_steps = property(lambda self: self.run.max_steps)
+    max_seconds = property(lambda self: self.run.max_seconds)
+    losses = property(lambda self: self.run.losses)
+    wers = property(lambda self: self.run.wers)
 
-    def _on_eval(self, e: dict) -> None:
-        with self._lock:
-            self.wers.append((e["step"], e["wer"]))
-        self._update()
-
-    def _on_stop(self, e: dict) -> None:
-        with self._lock:
-            self.elapsed = float(e.get("elapsed_s", self.elapsed))  # the last check included
-            self.status = f"finished ({e.get('text', e['reason'])}) after {e['step']} steps in {self.elapsed:.0f} s"
-            if e.get("note"):  # the time ceiling ended it before the model stopped improving
-                self.status += f": {e['note']}"
-
-    def _training_status(self) -> str:
-        if self._stopping:
-            return f"stopping after this step and one last check (step {self.step}, {self.elapsed:.0f} s)..."
-        left = time_left_text(time_left_s(self.step, self.max_steps, self.elapsed), ceiling_s=self.max_seconds,
-                              elapsed_s=self.elapsed)  # at the pace so far; early stopping usually comes sooner
-        left = f", {left}" if left else ""
-        if self.max_seconds is not None:
-            return (f"training: {self.elapsed:.0f} of at most {self.max_seconds:.0f} s, step {self.step} "
-                    f"(at most {self.max_steps} steps){left}{self._note}")
-        return f"training: step {self.step} of at most {self.max_steps}{left}{self._note}"
+    @property
+    def finished(self) -> bool:
+        """The background thread has ended (trained, stopped, or failed)."""
+        return self.run.finished
 
     @property
     def progress(self) -> float:
         """Share of the budget used, 0 to 1: steps or seconds, whichever ends the run first; 1 when finished."""
-        if self.finished:
-            return 1.0
-        done = self.step / max(1, self.max_steps)
-        if self.max_seconds:
-            done = max(done, self.elapsed / self.max_seconds)
-        return min(1.0, done)
+        return self.run.fraction
 
     # ---------------------------------------------------------------- control (any thread)
     def start(self) -> bool:
@@ -160,37 +105,12 @@ class TrainerSession:
         earlier call) nothing happens and False is returned, so a notebook cell with
         ``session.start()`` after a click on Start just waits for that run.
         """
-        if self.thread is not None:
-            return False
-
-        def run() -> None:
-            try:
-                self.result = self._fit()
-            # The thread's boundary: any failure (an interrupt too) is kept and shown in the view, never
-            # lost with the thread; the view is where a person reads it (re-raising would only print it).
-            except BaseException as err:  # noqa: BLE001
-                self.error = err
-                self.status = f"stopped with an error: {err}"
-            finally:
-                self.finished = True
-                self._update.flush()
-
-        self.status = "starting: measuring the base model on the validation phrases"
-        self.finished = False
-        self.thread = threading.Thread(target=run, name="workbench-trainer", daemon=True)
-        self.thread.start()
-        self._update.flush()  # the view shows at once that training runs (Start greyed out)
-        return True
+        return self.run.start(status="starting: measuring the base model on the validation phrases")
 
     def stop(self) -> None:
         """Ask training to stop after the current step; the best adapter is kept."""
-        if self.thread is None or self.finished:
-            return
-        with self._lock:
-            self._stopping = True
-            self.status = "stopping after this step and one last check..."
-        self.trainer.stop()
-        self._update.flush()
+        if self.thread is not None:  # before Start there is nothing to stop
+            self.run.stop()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the thread; True when it has finished.
@@ -198,10 +118,7 @@ class TrainerSession:
         This blocks the kernel: in a notebook the Stop button is handled only after the
         cell ends. Use ``await session.wait()`` there.
         """
-        if self.thread is None:
-            return True
-        self.thread.join(timeout)
-        return not self.thread.is_alive()
+        return True if self.thread is None else self.run.join(timeout)
 
     async def wait(self, poll: float = 0.2) -> TrainResult | None:
         """Wait until training has finished without blocking the kernel's event loop.
@@ -215,11 +132,8 @@ class TrainerSession:
             see :attr:`error`, or if it was never started).
         """
         if self.running and _kernel_handles_comms_while_waiting() is False:
-            with self._lock:
-                self._note = (" (this Jupyter kernel handles Stop only after this cell: interrupt the kernel "
+            self.run.set_hint(" (this Jupyter kernel handles Stop only after this cell: interrupt the kernel "
                               "to stop now, or update it: pip install -U ipykernel)")
-                self.status += self._note
-            self._update.flush()
         try:
             while self.running:
                 await asyncio.sleep(poll)
@@ -230,14 +144,17 @@ class TrainerSession:
 
     @property
     def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        return self.run.running
+
+    def progress_record(self) -> TrainingProgress:
+        """The run's progress as one frozen record (:class:`~workbench.training_run.TrainingProgress`)."""
+        return self.run.progress()
 
     def snapshot(self) -> dict:
-        """A consistent copy of the progress for a view."""
-        with self._lock:
-            return {"step": self.step, "max_steps": self.max_steps, "elapsed_s": self.elapsed,
-                    "max_seconds": self.max_seconds, "progress": self.progress, "status": self.status,
-                    "losses": list(self.losses), "wers": list(self.wers)}
+        """A consistent copy of the progress for a view (the record's fields as a dict)."""
+        p = self.run.progress()
+        return {"step": p.step, "max_steps": p.max_steps, "elapsed_s": p.elapsed_s, "max_seconds": p.max_seconds,
+                "progress": p.fraction, "status": p.status, "losses": list(p.losses), "wers": list(p.wers)}
 
     def figure(self) -> Any:
         from workbench.plots import plot_training_curve

@@ -2,6 +2,11 @@
 
 :func:`personalize_speaker` is the three in order; a live view (notebook 03, the app)
 calls them itself, so that it holds the trainer (its ``stop()``) between the first two.
+
+A run leaves its base model as it found it: :func:`personalize_speaker` takes its adapter out of the
+base model when it ends (however it ends), so the same loaded model serves the next speaker. The steps
+keep the adapter in place from :func:`prepare` to :func:`finish` and after, for a view's "try it";
+:meth:`PersonalizationPlan.release` (or ``run.adapted.remove()``) takes it out.
 """
 
 from __future__ import annotations
@@ -73,7 +78,10 @@ class PersonalizationRun:
     submodel_path: Path
     report_html: Path
     report_csv: Path
-    adapted: Adapted | None  # the live injection (backend + adapter), ready to transcribe
+    # from finish(): the live injection (backend + adapter), ready to transcribe until .remove(). From
+    # personalize_speaker(), which leaves the base model as it found it: taken out already (.remove() does
+    # nothing, and it transcribes as the base model): load submodel_path with load_submodel to use it.
+    adapted: Adapted | None
     advice: str | None = None  # after "No improvement": what to do next, in plain words (None: it improved)
 
 
@@ -105,6 +113,12 @@ class PersonalizationPlan:
     def adapted(self) -> Adapted:
         """The base model with the (untrained, then trained) personal adapter in place."""
         return self.trainer.adapted
+
+    def release(self) -> None:
+        """Take the adapter out of the base model (idempotent): the base model is as :func:`prepare`
+        found it, and another run (or ``inject``) may use it. The trained weights stay readable on
+        :attr:`adapted` and, after :func:`finish`, in the Submodel file."""
+        self.adapted.remove()
 
     def base_transcripts(self) -> list[str]:
         """What the base model (the adapter switched off) hears in ``held_out``; computed once.
@@ -195,8 +209,13 @@ def prepare(
     trainer = _trainer_on_window(window, backend, lambda: Trainer(backend, train_ex, valid_ex, config, decoder=dec))
     if trainer.adapted is None:
         raise TrainingError("the personalization workflow trains adapters; use Trainer directly for the baselines")
-    check_room_for_run(trainer, held_out=len(held_out), submodel_dir=Path(submodel_dir or corpus.root / "submodels"),
-                       report_dir=Path(report_dir or corpus.root / "reports"))  # a full disk: found now (issue 24)
+    try:
+        check_room_for_run(trainer, held_out=len(held_out),  # a full disk: found now (issue 24)
+                           submodel_dir=Path(submodel_dir or corpus.root / "submodels"),
+                           report_dir=Path(report_dir or corpus.root / "reports"))
+    except BaseException:
+        trainer.adapted.remove()  # nothing will train: the given base model goes back as it came
+        raise
     return PersonalizationPlan(corpus, backend, reason, config, train_ex, valid_ex, held_out, dec,
                                decoder_name(decoder, backend), trainer,
                                Path(submodel_dir) if submodel_dir else corpus.root / "submodels",
@@ -353,11 +372,20 @@ def personalize_speaker(
     The arguments are theirs (see them); ``trainer_hook`` is called with the
     :class:`~workbench.trainer.Trainer` before it starts, e.g. so an app can call its
     thread-safe ``stop()``.
+
+    The run leaves ``backend`` as it found it: its adapter is taken out when the run ends, also
+    when it fails, so the same loaded model personalizes the next speaker. ``run.adapted`` is
+    then the released adapter (its weights, ``parameter_report()``; it no longer changes what the
+    base model hears): to transcribe with the personal model, load the saved file, e.g.
+    ``adapted, _ = load_submodel(backend, run.submodel_path)`` (:mod:`workbench.adapters`).
     """
     plan = prepare(speaker_dir, backend=backend, model=model, config=config, max_train=max_train,
                    test_fraction=test_fraction, valid_fraction=valid_fraction, decoder=decoder, seed=seed,
                    report_dir=report_dir, window=window, vocabulary=vocabulary)
-    if trainer_hook is not None:
-        trainer_hook(plan.trainer)
-    train(plan, progress=progress, callbacks=callbacks)
-    return finish(plan, figures=figures)
+    try:
+        if trainer_hook is not None:
+            trainer_hook(plan.trainer)
+        train(plan, progress=progress, callbacks=callbacks)
+        return finish(plan, figures=figures)
+    finally:
+        plan.release()
