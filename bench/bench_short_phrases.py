@@ -12,7 +12,10 @@ is known to say near nothing (jumon/whisper-finetuning #17). For each sample spe
 - **Systems**: the base model and the speaker's personal model (the Whisper tiny.en personal
   models of ``bench/bench_live.py``, trained once per speaker with the CLI's defaults and cached;
   the same files), greedy search, one recording at a time as a user would.
-- **Reported**: WER, and how many phrases came out empty (the known failure), per speaker and over all.
+- **Reported**: WER, and how many phrases came out empty (the known failure), per speaker and over all;
+  ``personal (no cut)`` is the personal model without the end-of-speech-aware cut of repeats
+  (:mod:`workbench.speech_budget`), and ``doubled`` counts transcripts that hold a whole short
+  phrase twice ("yes yes"), the personal model's failure on sim-als-like.
 
 ``--quick``: one speaker, 8 short phrases, 6 sentences, and the cached personal model if there is one
 (else a 2-step one): it checks that everything runs; the figures mean little.
@@ -106,7 +109,30 @@ def _scores(refs: list[str], hyps: list[str]) -> dict[str, Any]:
 
     c = error_counts(refs, hyps)
     return {"wer": c.rate, "errors": c.errors, "words": c.ref_len, "empty": sum(not h.strip() for h in hyps),
-            "n": len(refs)}
+            "doubled": sum(_doubled(r, h) for r, h in zip(refs, hyps, strict=True)), "n": len(refs)}
+
+
+def _doubled(ref: str, hyp: str) -> bool:
+    """Whether ``hyp`` says the phrase ``ref`` twice or more in a row (and nothing else).
+
+    >>> _doubled("yes", "yes yes"), _doubled("good night", "good night good night"), _doubled("no", "no")
+    (True, True, False)
+    """
+    r, h = ref.split(), hyp.split()
+    return bool(r) and len(h) >= 2 * len(r) and len(h) % len(r) == 0 and h == r * (len(h) // len(r))
+
+
+def transcribe_uncut(backend, submodel: Path, wavs: list[np.ndarray]) -> list[str]:
+    """The personal model's transcripts without the end-of-speech-aware cut (before it existed)."""
+    from workbench.adapters import load_submodel
+
+    adapted, _ = load_submodel(backend, submodel)
+    backend.speech_cut = False
+    try:
+        return [adapted.transcribe([w])[0] for w in wavs]
+    finally:
+        backend.speech_cut = True
+        adapted.remove()
 
 
 def run(device: str, quick: bool, speakers: list[str] | None = None) -> dict[str, Any]:
@@ -126,24 +152,33 @@ def run(device: str, quick: bool, speakers: list[str] | None = None) -> dict[str
         l_wavs, l_refs = test_phrases(spk, n_sent)
         s_base, s_pers = transcribe_pair(backend, submodel, s_wavs)
         l_base, l_pers = transcribe_pair(backend, submodel, l_wavs)
+        s_raw, l_raw = transcribe_uncut(backend, submodel, s_wavs), transcribe_uncut(backend, submodel, l_wavs)
         rows[spk] = {"source": source, "submodel": submodel.name,
-                     "short": {"base": _scores(s_refs, s_base), "personal": _scores(s_refs, s_pers)},
-                     "sentences": {"base": _scores(l_refs, l_base), "personal": _scores(l_refs, l_pers)},
+                     "short": {"base": _scores(s_refs, s_base), "personal": _scores(s_refs, s_pers),
+                               "personal (no cut)": _scores(s_refs, s_raw)},
+                     "sentences": {"base": _scores(l_refs, l_base), "personal": _scores(l_refs, l_pers),
+                                   "personal (no cut)": _scores(l_refs, l_raw)},
+                     "changed_by_cut": [{"ref": r, "no cut": a, "cut": b}
+                                        for r, a, b in zip(s_refs + l_refs, s_raw + l_raw, s_pers + l_pers,
+                                                           strict=True) if a != b],
                      "examples": [{"ref": r, "base": b, "personal": p}
                                   for r, b, p in list(zip(s_refs, s_base, s_pers, strict=True))[:6]],
                      "seconds": time.perf_counter() - t0}
         r = rows[spk]
         print(f"{spk:22s} short: base {r['short']['base']['wer']:.3f} personal {r['short']['personal']['wer']:.3f} "
-              f"(empty {r['short']['base']['empty']}/{r['short']['personal']['empty']} of {len(s_refs)})  "
-              f"sentences: base {r['sentences']['base']['wer']:.3f} personal {r['sentences']['personal']['wer']:.3f}",
-              flush=True)
+              f"(no cut {r['short']['personal (no cut)']['wer']:.3f}; empty {r['short']['base']['empty']}/"
+              f"{r['short']['personal']['empty']} of {len(s_refs)}, doubled {r['short']['base']['doubled']}/"
+              f"{r['short']['personal']['doubled']}/{r['short']['personal (no cut)']['doubled']})  "
+              f"sentences: base {r['sentences']['base']['wer']:.3f} personal {r['sentences']['personal']['wer']:.3f} "
+              f"(no cut {r['sentences']['personal (no cut)']['wer']:.3f})", flush=True)
     overall = {}
     for part in ("short", "sentences"):
-        for system in ("base", "personal"):
+        for system in ("base", "personal", "personal (no cut)"):
             cells = [r[part][system] for r in rows.values()]
             words = sum(c["words"] for c in cells)
             overall[f"{part}_{system}"] = {"wer": sum(c["errors"] for c in cells) / max(1, words),
-                                           "empty": sum(c["empty"] for c in cells), "n": sum(c["n"] for c in cells)}
+                                           "empty": sum(c["empty"] for c in cells),
+                                           "doubled": sum(c["doubled"] for c in cells), "n": sum(c["n"] for c in cells)}
     return {"machine": machine(device), "model": MODEL, "threads": THREADS, "quick": quick, "speakers": rows,
             "overall": overall}
 
@@ -162,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
     path = write_result(f"short_phrases_{args.device}" + ("_quick" if args.quick else ""), result)
     print(f"wrote {path}")
     for key, v in result["overall"].items():
-        print(f"{key:20s} WER {v['wer']:.3f}  empty {v['empty']} of {v['n']}")
+        print(f"{key:28s} WER {v['wer']:.3f}  empty {v['empty']} of {v['n']}  doubled {v['doubled']}")
     return result
 
 

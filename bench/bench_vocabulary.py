@@ -12,8 +12,12 @@ them within a bound (:class:`workbench.decode_bias.VocabularyBias`). For each sa
   that the everyday prompt list never uses ("conference", "extension", ...), as a therapist would
   list a person's own words. Phrases with and without them are its test phrases that hold one or not.
 - **Systems**: the base model and the speaker's personal model (bench_live's Whisper tiny.en
-  personal models, trained once per speaker with the CLI's defaults, cached), each without and
-  with the list, greedy search, one recording at a time.
+  personal models, trained once per speaker with the CLI's defaults, cached), each without the
+  list and with it in three ways (:mod:`workbench.decode_bias`): ``+bias`` (the bounded logit
+  bias alone), ``+prompt`` (the words in Whisper's previous-text prompt alone) and
+  ``+prompt+bias`` (both); ``+list`` is the default (what ``--vocabulary`` does). Greedy search,
+  one recording at a time. The personal models were trained without a prompt: ``personal+prompt``
+  measures whether they suffer from one.
 - **Reported**, word by word from the alignment (:func:`workbench.evaluate.align_words`):
   *name WER* (substitutions and deletions of listed words / listed words said), *other-word WER*
   (substitutions and deletions of every other word, plus every insertion / other words said),
@@ -111,8 +115,41 @@ def speaker_sets(spk: str, n: int | None) -> tuple[list[str], list[np.ndarray], 
     return NAMES, n_wavs + o_wavs, n_refs + o_refs, named, "names synthesized in its voice; its test phrases"
 
 
-def run(device: str, quick: bool, speakers: list[str] | None = None, config=None) -> dict[str, Any]:
-    """``config``: the bound (:class:`~workbench.decode_bias.BiasConfig`; None: the default)."""
+def list_decoders(backend, entries: list[str], config=None) -> dict[str, Any]:
+    """The ways a word list can steer decoding, by system suffix: ``+bias``, ``+prompt``,
+    ``+prompt+bias`` (with ``config``'s bound; its ``prompt`` is set per way) and ``+list``
+    (the default :class:`~workbench.decode_bias.BiasConfig`)."""
+    import dataclasses
+
+    from workbench.decode_bias import BiasConfig
+
+    config = config or BiasConfig()
+    ways = {"+bias": dataclasses.replace(config, prompt=False),
+            "+prompt": dataclasses.replace(config, prompt=True, bonus=0.0),
+            "+prompt+bias": dataclasses.replace(config, prompt=True), "+list": BiasConfig()}
+    return {k: backend.vocabulary_bias(entries, c) for k, c in ways.items()}
+
+
+def transcribe_ways(backend, submodel, wavs: list[np.ndarray], decoders: dict[str, Any]) -> dict[str, list[str]]:
+    """Base and personal transcripts without the list and with each decoder; a decoder with the
+    same settings as one already run reuses its transcripts (greedy search is deterministic)."""
+    hyps: dict[str, list[str]] = {}
+    hyps["base"], hyps["personal"] = transcribe_pair(backend, submodel, wavs)
+    done: dict[str, str] = {}
+    for way, dec in decoders.items():
+        same = done.get(repr(dec.config))
+        if same is None:
+            hyps["base" + way], hyps["personal" + way] = transcribe_pair(backend, submodel, wavs, decoder=dec)
+            done[repr(dec.config)] = way
+        else:
+            hyps["base" + way], hyps["personal" + way] = hyps["base" + same], hyps["personal" + same]
+    return hyps
+
+
+def run(device: str, quick: bool, speakers: list[str] | None = None, config=None,
+        phrases: int | None = None) -> dict[str, Any]:
+    """``config``: the bound (:class:`~workbench.decode_bias.BiasConfig`; None: the default);
+    ``phrases``: phrases with and without listed words per speaker (None: 6 in quick mode, else all)."""
     import torch
 
     from workbench.models.loading import load_base_model
@@ -120,7 +157,7 @@ def run(device: str, quick: bool, speakers: list[str] | None = None, config=None
 
     torch.set_num_threads(THREADS)
     speakers = speakers or (SPEAKERS[:1] if quick else SPEAKERS)
-    n = 6 if quick else None
+    n = phrases or (6 if quick else None)
     backend = load_base_model(MODEL)
     rows: dict[str, dict] = {}
     for spk in speakers:
@@ -128,12 +165,10 @@ def run(device: str, quick: bool, speakers: list[str] | None = None, config=None
         submodel = personal_model_file(spk, quick)
         entries, wavs, refs, named, how = speaker_sets(spk, n)
         listed = set(boost_words(entries))
-        bias = backend.vocabulary_bias(entries, config)
-        hyps = {}
-        hyps["base"], hyps["personal"] = transcribe_pair(backend, submodel, wavs)
-        hyps["base+list"], hyps["personal+list"] = transcribe_pair(backend, submodel, wavs, decoder=bias)
+        decoders = list_decoders(backend, entries, config)
+        hyps = transcribe_ways(backend, submodel, wavs, decoders)
         rows[spk] = {"how": how, "entries": entries, "submodel": submodel.name, "n_phrases": len(refs),
-                     "n_with_listed": sum(named), "bias": repr(bias),
+                     "n_with_listed": sum(named), "decoders": {k: repr(d) for k, d in decoders.items()},
                      "systems": {k: word_scores(refs, h, listed, named) for k, h in hyps.items()},
                      "examples": [{"ref": r, **{k: h[i] for k, h in hyps.items()}}
                                   for i, r in enumerate(refs) if named[i]][:8],
@@ -143,7 +178,7 @@ def run(device: str, quick: bool, speakers: list[str] | None = None, config=None
                   f"({s['other_words']})  false insertions {s['false_insertions']} "
                   f"({s['false_insertions_no_name']} in phrases without)", flush=True)
     overall = {}
-    for k in ("base", "personal", "base+list", "personal+list"):
+    for k in next(iter(rows.values()))["systems"]:
         cells = [r["systems"][k] for r in rows.values()]
         tot = {f: sum(c[f] for c in cells) for f in ("name_words", "name_errors", "other_words", "other_errors",
                                                       "false_insertions", "false_insertions_no_name",
@@ -165,14 +200,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--margin", type=float, default=None, help="the bias's margin in nats (default: BiasConfig's)")
     parser.add_argument("--bonus", type=float, default=None, help="the bias's bonus in nats (default: BiasConfig's)")
     parser.add_argument("--floor", type=float, default=None, help="the bias's probability floor (default: BiasConfig's)")
+    parser.add_argument("--phrases", type=int, default=None,
+                        help="phrases with and without listed words per speaker (default: 6 with --quick, else all)")
     args = parser.parse_args(argv)
     from workbench.decode_bias import BiasConfig
 
     given = {k: getattr(args, k) for k in ("margin", "bonus", "floor") if getattr(args, k) is not None}
     t0 = time.perf_counter()
-    result = run(args.device, args.quick, args.speakers, BiasConfig(**given))
+    result = run(args.device, args.quick, args.speakers, BiasConfig(**given), args.phrases)
     result["wall_s"] = time.perf_counter() - t0
     tag = "".join(f"_{k}{v:g}" for k, v in given.items())  # a sweep keeps every setting's file
+    tag += f"_n{args.phrases}" if args.phrases else ""
+    tag += "_" + "_".join(s.replace("/", "-") for s in args.speakers) if args.speakers else ""
     path = write_result(f"vocabulary_{args.device}{tag}" + ("_quick" if args.quick else ""), result)
     print(f"wrote {path}")
     for k, s in result["overall"].items():

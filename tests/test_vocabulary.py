@@ -223,6 +223,52 @@ def test_whisper_round_trip_with_a_word_list(whisper, tmp_path) -> None:
         whisper.logit_bias = None
 
 
+def test_the_prompt_setting_is_checked_and_encodes_the_list_as_previous_text() -> None:
+    from workbench.decode_bias import prompt_text
+
+    with pytest.raises(VocabularyError, match="True or False"):
+        BiasConfig(prompt="yes")
+    encode = lambda text: [ord(c) for c in text]  # noqa: E731 - one id a character
+    assert VocabularyBias.from_entries(["Siobhan"], encode).prompt == []  # the default: no prompt
+    with_prompt = VocabularyBias.from_entries(["Siobhan", "Dr.  Okafor"], encode, config=BiasConfig(prompt=True))
+    assert prompt_text(["Siobhan", "Dr.  Okafor"]) == " Siobhan, Dr. Okafor"
+    assert with_prompt.prompt == encode(" Siobhan, Dr. Okafor")
+    assert VocabularyBias.from_entries([], encode, config=BiasConfig(prompt=True)).prompt == []
+
+
+def test_whisper_reads_the_word_list_as_previous_text_before_its_start_token(whisper, request) -> None:
+    from _models import noise_waves
+
+    prev = whisper.tokenizer.convert_tokens_to_ids("<|startofprev|>")
+    batch = whisper.featurize(noise_waves(2, seed=5))
+    inputs: list[list[list[int]]] = []  # the decoder's input_ids, call by call
+    hook = whisper.model.model.decoder.register_forward_pre_hook(
+        lambda _m, _a, kw: inputs.append(kw["input_ids"].tolist()), with_kwargs=True)
+    request.addfinalizer(hook.remove)
+    plain = whisper.decode_details(batch)
+    assert inputs[0] == [whisper.prompt_ids] * 2  # no list: the start token first, as before
+    inputs.clear()
+    prompted = whisper.vocabulary_bias(["Siobhan", "Jamal"], BiasConfig(prompt=True, bonus=0.0))
+    words = _ids(whisper, " Siobhan, Jamal")
+    assert prompted.prompt == words
+    details = whisper.decode_details(batch, bias=prompted)
+    assert inputs[0] == [[prev, *words, *whisper.prompt_ids]] * 2
+    assert all(len(step[0]) == 1 for step in inputs[1:])  # then one token a step, on the cache
+    assert all(0.0 <= d.no_speech_prob <= 1.0 for d in details + plain)
+    inputs.clear()
+    long = whisper.vocabulary_bias([f"Name{chr(97 + i)}" for i in range(26)], BiasConfig(prompt=True))
+    whisper.decode_details(batch, bias=long)
+    keep = whisper.max_target // 2 - 1  # openai-whisper keeps the last half-context of a prompt
+    assert len(long.prompt) > keep and inputs[0][0] == [prev, *long.prompt[-keep:], *whisper.prompt_ids]
+    whisper.logit_bias = prompted  # what `workbench listen --vocabulary` sets: live captions get the prompt too
+    try:
+        inputs.clear()
+        whisper.decode_details(batch)
+        assert inputs[0][0][0] == prev
+    finally:
+        whisper.logit_bias = None
+
+
 def test_the_built_in_decoders_boost_the_same_list() -> None:
     from workbench.decode import BeamSearchDecoder
     from workbench.workflow import build_decoder

@@ -20,6 +20,13 @@ whose later tokens the audio does not support stops there.
 The scores are log-probabilities plus bonuses; the decoder reports its confidence from
 the unbiased log-probabilities (the list changes what is chosen, not how sure the model was).
 
+**The prompt** (``BiasConfig.prompt``). Whisper can also be told the words before it decodes:
+the list, written as text ("Priya, Margaret, Oliver"), goes in its *previous-text* prompt
+(``<|startofprev|>`` + the words, before ``<|startoftranscript|>``), as openai-whisper's
+``initial_prompt`` and transformers' ``prompt_ids`` do. :attr:`VocabularyBias.prompt` holds
+those tokens; :meth:`workbench.models.whisper.WhisperBackend.decode_details` puts them in
+front. A prompt is context, not a constraint: nothing is forced, the model still chooses.
+
 >>> import torch
 >>> bias = VocabularyBias([[5, 6]], config=BiasConfig(margin=1.0, bonus=1.0))
 >>> logp = torch.log_softmax(torch.tensor([[3.0, 0, 0, 0, 0, 2.5, 0, 0]]), -1)
@@ -40,7 +47,7 @@ import torch
 
 from workbench.errors import VocabularyError
 
-__all__ = ["BiasConfig", "TokenTrie", "VocabularyBias"]
+__all__ = ["BiasConfig", "TokenTrie", "VocabularyBias", "prompt_text"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +57,11 @@ class BiasConfig:
     margin: float = 2.0  # a candidate is helped only within this many nats of the best token
     floor: float = 0.02  # ... and only when its probability is at least this
     bonus: float = 2.0  # nats added to a helped candidate (fixed: the most the list can add)
+    prompt: bool = False  # also write the list into Whisper's previous-text prompt
 
     def __post_init__(self) -> None:
+        if not isinstance(self.prompt, bool):
+            raise VocabularyError(f"vocabulary bias prompt must be True or False, got {self.prompt!r}")
         for name, value, hi in (("margin", self.margin, 10.0), ("floor", self.floor, 1.0), ("bonus", self.bonus, 10.0)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= hi):
                 raise VocabularyError(f"vocabulary bias {name} must be a number from 0 to {hi}, got {value!r}")
@@ -109,6 +119,8 @@ class VocabularyBias:
         at_start: sequences of the words as the first word of a transcript (no leading
             space): candidates only at the first step.
         config: the bound (:class:`BiasConfig`).
+        prompt: token ids of the list as text for Whisper's previous-text prompt (no special
+            token), or empty for none (see the module docstring).
 
     ``__call__(logp, histories)``: ``logp`` ``(B, V)`` log-probabilities of the next token;
     ``histories[i]`` the tokens of example ``i`` so far (after the decoder prompt). Returns
@@ -118,25 +130,29 @@ class VocabularyBias:
     is_logit_bias = True  # what WhisperBackend.transcribe accepts as its ``decoder``
 
     def __init__(self, anywhere: Iterable[Sequence[int]], at_start: Iterable[Sequence[int]] = (), *,
-                 config: BiasConfig | None = None, entries: Sequence[str] = ()) -> None:
+                 config: BiasConfig | None = None, entries: Sequence[str] = (), prompt: Sequence[int] = ()) -> None:
         self.anywhere = TokenTrie(s for s in anywhere if len(s))
         self.at_start = TokenTrie(s for s in at_start if len(s))
         self.config = config or BiasConfig()
         self.entries = list(entries)  # the words, for display
+        self.prompt = [int(t) for t in prompt]  # previous-text tokens, before the decoder's start token
 
     @classmethod
     def from_entries(cls, entries: Sequence[str], encode: Callable[[str], list[int]], *,
                      config: BiasConfig | None = None) -> VocabularyBias:
         """Sequences of every spelling of ``entries`` (as written, Capitalized, lower-case),
         with and without a leading space; ``encode(text)`` gives the token ids of text
-        (no special tokens)."""
+        (no special tokens). With ``config.prompt``, :func:`prompt_text` of ``entries`` is
+        encoded as the previous-text prompt."""
+        config = config or BiasConfig()
         anywhere, at_start = set(), set()
         for e in entries:
             words = " ".join(str(e).split())
             for form in {words, " ".join(w[:1].upper() + w[1:] for w in words.split()), words.lower()}:
                 anywhere.add(tuple(encode(" " + form)))
                 at_start.add(tuple(encode(form)))
-        return cls(sorted(anywhere), sorted(at_start), config=config, entries=entries)
+        prompt = encode(prompt_text(entries)) if config.prompt and entries else []
+        return cls(sorted(anywhere), sorted(at_start), config=config, entries=entries, prompt=prompt)
 
     def candidates(self, history: Sequence[int]) -> set[int]:
         """Tokens that start a listed word after ``history`` or continue one it ends inside."""
@@ -176,4 +192,14 @@ class VocabularyBias:
 
     def __repr__(self) -> str:
         return (f"VocabularyBias({len(self.entries)} words, margin={self.config.margin}, floor={self.config.floor}, "
-                f"bonus={self.config.bonus})")
+                f"bonus={self.config.bonus}, prompt={len(self.prompt)} tokens)")
+
+
+def prompt_text(entries: Sequence[str]) -> str:
+    """The word list as Whisper's previous text: the entries as written, comma-separated, with
+    the leading space openai-whisper gives an ``initial_prompt``.
+
+    >>> prompt_text(["Siobhan", "Auntie  Margaret"])
+    ' Siobhan, Auntie Margaret'
+    """
+    return " " + ", ".join(" ".join(str(e).split()) for e in entries)

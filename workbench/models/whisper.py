@@ -23,12 +23,15 @@ four ways, all owned here:
   tokens are suppressed, blank and end-of-text at the first step too (as
   Whisper's own decoding does); an optional logits processor (``bias``: a
   speaker's word list, :class:`workbench.decode_bias.VocabularyBias`) may move
-  the choice within its bound; at most ``8 + 7 * seconds`` tokens per recording
+  the choice within its bound, and may put the list in Whisper's previous-text prompt
+  (``<|startofprev|>`` + the words, before the start token); at most ``8 + 7 * seconds`` tokens per recording
   (a generous speaking rate), and a *repetition guard* that ends a recording's
   text when it starts to loop, keeping one copy: a token or two repeated 4 times in
   a row ("no no no no ..."), three or four tokens 3 times, or any longer phrase
   (up to 48 tokens) twice. Runaway loops are Whisper's typical failure on atypical
-  speech and on a short encoding window.
+  speech and on a short encoding window. Then an *end-of-speech-aware cut*
+  (:mod:`workbench.speech_budget`) drops a trailing phrase said twice when the recording's
+  syllable nuclei hold only one copy ("yes yes" from a 0.6 s "yes").
 
 **Frozen-prefix caching.** When adapters touch only the top encoder layers (and the
 decoder), the bottom ``k`` layers' outputs are the same at every step:
@@ -134,6 +137,7 @@ class WhisperBackend(_HFBase):
                 break
         # decode_details' logits processor when none is given (a speaker's word list for live captions)
         self.logit_bias: Any = None
+        self.speech_cut = True  # the end-of-speech-aware cut of repeats (workbench.speech_budget); False: off
 
     # ------------------------------------------------------------------ structure
     def _layers(self) -> nn.ModuleList:
@@ -330,25 +334,26 @@ class WhisperBackend(_HFBase):
         b = enc.shape[0]
         prefixes = [list(p) for p in prefixes] if prefixes is not None else [[] for _ in range(b)]
         seconds = batch.waveform_lengths.float().cpu() / self.sample_rate
-        cap = self.max_target - len(self.prompt_ids) - 1
+        bias = self.logit_bias if bias is None else bias
+        prev = self._previous_text(bias)  # [<|startofprev|>, the word list's tokens] or []
+        cap = self.max_target - len(prev) - len(self.prompt_ids) - 1
         limits = [int(min(cap, max(8 + math.ceil(7 * float(s)), len(p) + 1)))
                   for s, p in zip(seconds, prefixes, strict=True)]
         prefixes = [p[: lim] for p, lim in zip(prefixes, limits, strict=True)]
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         cache_arg = _decoder_cache_arg(type(self.model.model.decoder))
-        inp = torch.tensor([self.prompt_ids] * b, device=enc.device)
+        inp = torch.tensor([prev + self.prompt_ids] * b, device=enc.device)
         out: list[list[int]] = [[] for _ in range(b)]
         logprob, chosen = [0.0] * b, [0] * b
         no_speech = [0.0] * b
         done = [False] * b
         suppress, begin = self._suppress.to(enc.device), self._begin_suppress.to(enc.device)
-        bias = self.logit_bias if bias is None else bias
         for step in range(max(limits)):
             o = self.model.model.decoder(input_ids=inp, encoder_hidden_states=enc, use_cache=True,
                                          **{cache_arg: cache})
             cache = o.cache if "cache" in o else o.past_key_values
             if step == 0 and self.no_speech_id is not None:  # at the start token, as Whisper's decoding does
-                first = self.model.proj_out(o.last_hidden_state[:, 0]).float().softmax(-1)
+                first = self.model.proj_out(o.last_hidden_state[:, len(prev)]).float().softmax(-1)
                 no_speech = [float(v) for v in first[:, self.no_speech_id]]
             logits = self.model.proj_out(o.last_hidden_state[:, -1]).float()
             logits[:, suppress] = -math.inf
@@ -376,9 +381,44 @@ class WhisperBackend(_HFBase):
             if all(done):
                 break
             inp = nxt[:, None]
+        out = self._speech_cut(batch, out, prefixes)
         texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
         return [Decoded(out[i], normalize_text(texts[i]), logprob[i] / max(1, chosen[i]), no_speech[i])
                 for i in range(b)]
+
+    def _speech_cut(self, batch: Batch, out: list[list[int]], prefixes: list[list[int]]) -> list[list[int]]:
+        """The end-of-speech-aware cut (:mod:`workbench.speech_budget`): a trailing repeat that the
+        recording's syllable nuclei cannot hold is dropped ("yes yes" from a 0.6 s "yes"); forced
+        prefix tokens are kept. Needs log-mel features (a batch of cached hidden states is left as is)."""
+        from workbench.speech_budget import band_power_db, repeat_cut, syllable_nuclei
+
+        if not self.speech_cut or batch.start_layer or batch.features.shape[-1] != int(self.model.config.num_mel_bins):
+            return out
+        cut = []
+        for i, toks in enumerate(out):
+            pieces = self.tokenizer.convert_ids_to_tokens(toks)
+            bounds = [j for j, piece in enumerate(pieces) if j == 0 or piece.startswith("\u0120")]  # "\u0120": a space
+            starts, words = [], []  # where each word begins, and its text; punctuation joins the word before
+            for a, e in zip(bounds, bounds[1:] + [len(toks)], strict=True):
+                word = normalize_text(self.tokenizer.decode(toks[a:e]))
+                if word or not starts:
+                    starts.append(a)
+                    words.append(word)
+            frames = int(batch.lengths[i])
+            nuclei = syllable_nuclei(band_power_db(batch.features[i, :frames].float().cpu().numpy()))
+            keep = repeat_cut(words, nuclei)
+            cut.append(toks if keep == len(words) else toks[: max(starts[keep], len(prefixes[i]))])
+        return cut
+
+    def _previous_text(self, bias: Any) -> list[int]:
+        """The previous-text prompt a word list asks for (``bias.prompt``: its tokens, see
+        :mod:`workbench.decode_bias`): ``<|startofprev|>`` and at most the last
+        ``max_target // 2 - 1`` of them (openai-whisper's rule), or ``[]``."""
+        ids = [int(t) for t in (getattr(bias, "prompt", None) or ())]
+        start = self.tokenizer.convert_tokens_to_ids("<|startofprev|>")
+        if not ids or not isinstance(start, int) or start == self.tokenizer.unk_token_id:
+            return []
+        return [start, *ids[-(self.max_target // 2 - 1):]]
 
 
 def _repeats_needed(n: int) -> int:
