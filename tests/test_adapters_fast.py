@@ -247,3 +247,60 @@ def test_gathered_rows_are_reused_only_for_the_same_routing_and_weights(whisper)
             torch.testing.assert_close(_scores(whisper, alone, bank, [s])[0], other[i], atol=1e-5, rtol=1e-5)
     finally:
         bank.remove()
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias (Whisper's k_proj)"])
+def test_expand_first_linear_equals_the_linear_plus_the_lora_delta(bias) -> None:
+    """LoRAAdapter.linear_forward (the expand writes the output, bias folded in; the base matmul adds to it)
+    equals ``linear(x) + delta`` per example, and reuses its gathered rows only for the same routing."""
+    from workbench.adapters.lora import LoRAAdapter
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(6, 5, bias=bias)
+    lora = LoRAAdapter(6, 5, LoRAConfig(rank=3, num_speakers=4))
+    with torch.no_grad():
+        lora.lora_b.normal_()
+        x, idx = torch.randn(3, 7, 6), torch.tensor([2, 0, 2])
+        want = lin(x) + lora.delta(x, idx)
+        torch.testing.assert_close(lora.linear_forward(lin, x, idx), want, atol=1e-5, rtol=1e-5)
+        for i in range(3):
+            alone = lin(x[i:i + 1]) + lora.update(int(idx[i])).matmul(x[i].T).T
+            torch.testing.assert_close(lora.linear_forward(lin, x, idx)[i:i + 1], alone, atol=1e-5, rtol=1e-5)
+        other = torch.tensor([1, 1, 3])
+        torch.testing.assert_close(lora.linear_forward(lin, x, other), lin(x) + lora.delta(x, other),
+                                   atol=1e-5, rtol=1e-5)
+        lora.lora_b.mul_(2)  # changed weights: gathered again
+        torch.testing.assert_close(lora.linear_forward(lin, x, other), lin(x) + lora.delta(x, other),
+                                   atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["whisper", "tiny"])
+def test_mixed_batches_expand_first_as_the_hook_path_computes(model, request, monkeypatch) -> None:
+    """A routed mixed bank serves its LoRA linears expand first; the outputs equal the forward-hook path's
+    (transform_output after the linear) to float32 rounding, with the fused shrinks and without."""
+    from workbench.adapters.adapted import Adapted
+
+    backend = request.getfixturevalue("whisper") if model == "whisper" else tiny_backend()
+    batch = backend.featurize(noise_waves(4, seed=6))
+    bank = inject(backend, LoRAConfig(rank=4, decoder=model == "whisper", num_speakers=3))
+    _randomize(bank, seed=4)
+    bank.eval()
+    speakers = [2, 0, 1, 2]
+
+    def run() -> torch.Tensor:
+        with torch.no_grad(), bank.route(speakers):
+            return _teacher_forced(backend, batch) if model == "whisper" else backend.log_probs(batch)[0]
+
+    calls = []
+    linear_forward = type(next(iter(bank.adapters.values()))).linear_forward
+    monkeypatch.setattr(type(next(iter(bank.adapters.values()))), "linear_forward",
+                        lambda *a, **k: (calls.append(1), linear_forward(*a, **k))[1])
+    first = run()
+    assert len(calls) == len(bank.adapters)  # every LoRA linear, once
+    with monkeypatch.context() as m:
+        m.setattr(Adapted, "_expands", lambda *a: False)
+        hooked = run()
+    torch.testing.assert_close(first, hooked, atol=1e-5, rtol=1e-5)
+    assert float((first - run()).abs().max()) == 0.0  # deterministic, gathered rows reused or not
+    bank.remove()
+    assert not any("forward" in lin.__dict__ for lin in bank._linears.values())

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from workbench.adapters.attention import lean_attention, lean_attention_modules
+from workbench.adapters.attention import ForwardHandle, lean_attention, lean_attention_modules
 from workbench.adapters.base import AdapterConfig, SiteAdapter
 from workbench.adapters.conv import ConvAdapter, ConvAdapterConfig
 from workbench.adapters.fused import FusedShrink, shrink_groups
@@ -121,6 +122,9 @@ class Adapted:
                 if adapter.scales_input:
                     self._hooks.append(target.register_forward_pre_hook(self._input_hook(key, adapter)))
                 self._hooks.append(target.register_forward_hook(self._linear_hook(key, adapter)))
+                if isinstance(adapter, LoRAAdapter) and type(target).forward is nn.Linear.forward:
+                    target.forward = functools.partial(self._lora_forward, key, adapter, target)
+                    self._hooks.append(ForwardHandle(target))
             else:
                 self._hooks.append(target.register_forward_hook(self._site_hook(site, adapter), with_kwargs=True))
         if config.family == "lora":
@@ -155,7 +159,7 @@ class Adapted:
 
     def _linear_hook(self, key: str, adapter: LinearAdapter):
         def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
-            if not self.enabled or adapter.merged_speaker is not None:
+            if not self.enabled or adapter.merged_speaker is not None or self._expands(key, adapter, args[0]):
                 return None
             if key in self._swapped:  # this batch's speaker is merged into the weights
                 if torch.is_grad_enabled() and any(p.requires_grad for p in adapter.parameters()):
@@ -169,6 +173,21 @@ class Adapted:
             return adapter.transform_output(output, args[0], self._speaker_index, shrunk)
 
         return hook
+
+    def _expands(self, key: str, adapter: LinearAdapter, x: Tensor) -> bool:
+        """Whether LoRA layer ``key`` serves input ``x`` expand first (:meth:`LoRAAdapter.linear_forward`):
+        a routed mixed bank, inference, adapters on, neither merged nor swapped for a merged copy."""
+        return (self._speaker_index is not None and self.enabled and not torch.is_grad_enabled()
+                and isinstance(adapter, LoRAAdapter) and adapter.merged_speaker is None and adapter.fusable
+                and key not in self._swapped and adapter.lora_a.shape[0] > 1 and x.dtype == adapter.lora_a.dtype)
+
+    def _lora_forward(self, key: str, adapter: LoRAAdapter, linear: nn.Linear, x: Tensor) -> Tensor:
+        """The forward of LoRA layer ``key``'s linear (its forward hook then adds nothing more)."""
+        if not self._expands(key, adapter, x):
+            return nn.Linear.forward(linear, x)
+        fused = self._fused.get(key)
+        shrunk = None if fused is None else fused.shrunk(adapter, x, self._speaker_index, self._epoch)
+        return adapter.linear_forward(linear, x, self._speaker_index, shrunk)
 
     # ------------------------------------------------------------------ routing and forward
     @property

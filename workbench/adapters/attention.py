@@ -35,7 +35,7 @@ from collections.abc import Callable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["LeanHandle", "lean_attention", "lean_attention_modules"]
+__all__ = ["ForwardHandle", "lean_attention", "lean_attention_modules", "lean_forward"]
 
 _KNOWN_KWARGS = frozenset({"position_ids", "cache_position", "use_cache"})  # harmless to the attention itself
 
@@ -49,9 +49,10 @@ def lean_attention_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if type(m) is whisper.WhisperAttention]
 
 
-class LeanHandle:
-    """What :func:`lean_attention` returns: ``remove()`` gives the module its own forward back
-    (like the handle of a PyTorch hook)."""
+class ForwardHandle:
+    """What :func:`lean_attention` (and the expand-first LoRA linears, :mod:`workbench.adapters.adapted`)
+    return for a module whose ``forward`` they replaced on the instance: ``remove()`` gives the module its
+    own forward back (like the handle of a PyTorch hook)."""
 
     def __init__(self, module: nn.Module) -> None:
         self._module = module
@@ -61,7 +62,7 @@ class LeanHandle:
             del self._module.forward
 
 
-def lean_attention(module: nn.Module, active: Callable[[], bool]) -> LeanHandle:
+def lean_attention(module: nn.Module, active: Callable[[], bool]) -> ForwardHandle:
     """Serve ``module``'s calls with the lean forward while ``active()`` is true.
 
     Args:
@@ -70,7 +71,7 @@ def lean_attention(module: nn.Module, active: Callable[[], bool]) -> LeanHandle:
             transformers' own forward).
     """
     module.forward = functools.partial(_forward, module, active)  # a partial, so a deepcopy follows the module
-    return LeanHandle(module)
+    return ForwardHandle(module)
 
 
 def _forward(module: nn.Module, active: Callable[[], bool], hidden_states: Tensor, *args, **kwargs):
