@@ -210,8 +210,8 @@ def test_whisper_round_trip_with_a_word_list(whisper, tmp_path) -> None:
 
     wavs = noise_waves(3, seed=4)
     plain = whisper.transcribe(wavs)
-    off = whisper.vocabulary_bias(["Siobhan", "Jamal"], BiasConfig(bonus=0.0))
-    assert whisper.transcribe(wavs, decoder=off) == plain  # no bonus: the same search
+    off = whisper.vocabulary_bias(["Siobhan", "Jamal"], BiasConfig(bonus=0.0, prompt=False))
+    assert whisper.transcribe(wavs, decoder=off) == plain  # no bonus, no prompt: the same search
     bias = build_decoder("lexicon", ["hello there"], backend=whisper, vocabulary=["Siobhan", "Jamal"])
     texts = whisper.transcribe(wavs, decoder=bias)
     assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
@@ -229,8 +229,8 @@ def test_the_prompt_setting_is_checked_and_encodes_the_list_as_previous_text() -
     with pytest.raises(VocabularyError, match="True or False"):
         BiasConfig(prompt="yes")
     encode = lambda text: [ord(c) for c in text]  # noqa: E731 - one id a character
-    assert VocabularyBias.from_entries(["Siobhan"], encode).prompt == []  # the default: no prompt
-    with_prompt = VocabularyBias.from_entries(["Siobhan", "Dr.  Okafor"], encode, config=BiasConfig(prompt=True))
+    assert VocabularyBias.from_entries(["Siobhan"], encode, config=BiasConfig(prompt=False)).prompt == []
+    with_prompt = VocabularyBias.from_entries(["Siobhan", "Dr.  Okafor"], encode)  # the default: with the prompt
     assert prompt_text(["Siobhan", "Dr.  Okafor"]) == " Siobhan, Dr. Okafor"
     assert with_prompt.prompt == encode(" Siobhan, Dr. Okafor")
     assert VocabularyBias.from_entries([], encode, config=BiasConfig(prompt=True)).prompt == []

@@ -27,6 +27,14 @@ the list, written as text ("Priya, Margaret, Oliver"), goes in its *previous-tex
 those tokens; :meth:`workbench.models.whisper.WhisperBackend.decode_details` puts them in
 front. A prompt is context, not a constraint: nothing is forced, the model still chooses.
 
+Both are on by default (``bench/bench_vocabulary.py``, personal Whisper tiny.en models trained
+without a prompt, greedy): chosen on sim-als-like, sim-accent and sim-parkinsonian (10 phrases
+with names and 10 without each), listed-name WER 93 % without the list, 87 % with the bias
+alone, 80 % with the prompt alone, 60 % with both; other words 37.0, 37.0, 35.8, 32.5 %. On
+the other speakers (sim-dysarthria-severe, sim-stutter, sim-voice-tremor and the real voice's
+own words, 6 + 6 phrases each) both together: names 44 % -> 19 %, other words 28.4 -> 25.9 %;
+no listed name inserted into a phrase without one by a personal model in either set.
+
 >>> import torch
 >>> bias = VocabularyBias([[5, 6]], config=BiasConfig(margin=1.0, bonus=1.0))
 >>> logp = torch.log_softmax(torch.tensor([[3.0, 0, 0, 0, 0, 2.5, 0, 0]]), -1)
@@ -57,7 +65,7 @@ class BiasConfig:
     margin: float = 2.0  # a candidate is helped only within this many nats of the best token
     floor: float = 0.02  # ... and only when its probability is at least this
     bonus: float = 2.0  # nats added to a helped candidate (fixed: the most the list can add)
-    prompt: bool = False  # also write the list into Whisper's previous-text prompt
+    prompt: bool = True  # also write the list into Whisper's previous-text prompt (see the module docstring)
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, bool):

@@ -14,9 +14,10 @@ entry with no letters or more than :data:`MAX_ENTRY_WORDS` words, or more than
 
 How decoding uses the list is decided in one place,
 :func:`workbench.workflow.build_decoder`: the built-in model's lexicon beam search boosts
-the words (:class:`workbench.decode.BeamSearchDecoder`), Whisper biases its search towards
-them, within a bound (:class:`workbench.decode_bias.VocabularyBias`). Either way it takes
-effect at the next decoding, with no retraining.
+the words (:class:`workbench.decode.BeamSearchDecoder`), Whisper reads them as its previous
+text and biases its search towards them, within a bound
+(:class:`workbench.decode_bias.VocabularyBias`). Either way it takes effect at the next
+decoding, with no retraining.
 
 >>> parse_vocabulary("# family\\nSiobhan\\nAuntie Margaret\\n\\nsiobhan\\n")
 ['Siobhan', 'Auntie Margaret']
