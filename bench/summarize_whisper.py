@@ -131,7 +131,7 @@ def results_md_real_speech(load: Callable[[str], dict | None], builtin_means: li
            f"`workbench personalize SPEAKER --model whisper-tiny.en` {how}, "
            f"{means[0]['runs']} seeds; WER on the test phrases, never trained on. The built-in model's figures "
            f"(its own defaults: LoRA, lexicon decoder) are beside them. `{command}`",
-           "", "| speaker | Whisper before | Whisper after (mean) | reduction: mean (min..max) | steps | training s | "
+           "", "| speaker | Whisper before | Whisper after (mean) | reduction: mean (min..max) | steps | training s (longest seed) | "
            "built-in before | built-in after | built-in reduction |", "|---|---|---|---|---|---|---|---|---|"]
     for m in means:
         b = by_builtin.get(m["speaker"])
