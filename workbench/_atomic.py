@@ -50,6 +50,23 @@ def fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
+def _replacing(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """A temporary file beside ``path`` (mode 0600), as ``(fd, name)``: when the block ends normally it
+    replaces ``path`` and the folder is synced; when the block raises, it is removed. The block owns ``fd``."""
+    path = Path(os.fspath(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)  # 0600
+    try:
+        yield fd, tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file next to ``path``; on success it replaces ``path`` durably.
 
@@ -60,20 +77,10 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     >>> target.read_text()
     'hello'
     """
-    path = Path(os.fspath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)  # 0600
-    try:
-        with os.fdopen(fd, mode) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
+    with _replacing(path) as (fd, _tmp), os.fdopen(fd, mode) as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def open_private(path: str | os.PathLike, flags: int) -> int:
@@ -112,20 +119,12 @@ def write_atomic_with(path: str | os.PathLike, writer: Callable[[Path], object])
     ('hi', '0o600')
     """
     path = Path(os.fspath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)  # 0600
-    os.close(fd)
-    try:
+    with _replacing(path) as (fd, tmp):
+        os.close(fd)
         writer(Path(tmp))
         with open(tmp, "rb+") as fh:  # durable before it becomes visible
             os.fsync(fh.fileno())
         os.chmod(tmp, PRIVATE_MODE)  # in case the writer replaced the file rather than writing into it
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
     return path
 
 
