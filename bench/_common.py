@@ -14,8 +14,8 @@ from typing import Any
 #: Where results go: docs/bench, or $WORKBENCH_BENCH_DIR (the CI smoke test writes to a temporary folder).
 RESULTS_DIR = Path(os.environ.get("WORKBENCH_BENCH_DIR") or Path(__file__).resolve().parent.parent / "docs" / "bench")
 
-__all__ = ["RESULTS_DIR", "Partial", "bench_main", "compare_calls", "compare_samples", "machine", "spread",
-           "time_call", "write_result"]
+__all__ = ["RESULTS_DIR", "Partial", "bench_main", "compare_calls", "compare_samples", "machine", "run_and_write",
+           "spread", "time_call", "write_result"]
 
 
 def machine(device: str = "cpu") -> dict[str, Any]:
@@ -97,20 +97,40 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(v), "q1": q1, "q3": q3, "min": v[0], "max": v[-1], "n": len(v)}
 
 
-def bench_main(doc: str, run: Callable[..., dict], name: str, argv: list[str] | None = None) -> dict:
-    """The shared command line of a benchmark: ``--device``, ``--quick``; writes ``docs/bench/<name>_<device>.json``."""
+def run_and_write(name: str, run: Callable[[], dict]) -> tuple[dict, Path]:
+    """Run ``run()``, add how long it took (``wall_s``, seconds), write it to ``docs/bench/<name>.json``
+    and say where; returns the result and the path."""
+    t0 = time.perf_counter()
+    result = run()
+    result["wall_s"] = time.perf_counter() - t0
+    path = write_result(name, result)
+    print(f"wrote {path}")
+    return result, path
+
+
+def bench_main(doc: str, run: Callable[..., dict], name: str, argv: list[str] | None = None, *,
+               modes: dict[str, tuple[Callable[..., dict], str]] | None = None) -> dict:
+    """The shared command line of a benchmark: ``--device``, ``--quick``; writes ``docs/bench/<name>_<device>.json``.
+
+    ``modes`` maps a further flag to the run it selects instead and that run's result name, e.g.
+    ``{"--probes": (run_probes, "device_tuning_probes")}``; the first flag given wins.
+    """
     import argparse
 
+    modes = modes or {}
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true")
+    for flag, (_, mode_name) in modes.items():
+        parser.add_argument(flag, action="store_true", help=f"run this instead (writes docs/bench/{mode_name}_<device>.json)")
     args = parser.parse_args(argv)
-    t0 = time.perf_counter()
-    result = run(args.device, args.quick)
-    result["wall_s"] = time.perf_counter() - t0
-    path = write_result(f"{name}_{args.device.split(':')[0]}" + ("_quick" if args.quick else ""), result)
+    for flag, (mode_run, mode_name) in modes.items():
+        if getattr(args, flag.lstrip("-").replace("-", "_")):
+            run, name = mode_run, mode_name
+            break
+    result, path = run_and_write(f"{name}_{args.device.split(':')[0]}" + ("_quick" if args.quick else ""),
+                                 lambda: run(args.device, args.quick))
     result["path"] = str(path)
-    print(f"wrote {path}")
     return result
 
 

@@ -31,7 +31,6 @@ untrained one): its numbers mean nothing. The full runs are the lead's (quiet CP
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -248,11 +247,8 @@ def _privacy(device: str, cfg: dict, model: str, items: list[dict], opus: list, 
 
 
 def main(argv: list[str] | None = None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--privacy" in argv:
-        argv.remove("--privacy")
-        return bench_main(__doc__, run_privacy, "device_tuning_privacy", argv)
-    return bench_main(__doc__, run_tasks, "device_tuning_multitask", argv)
+    return bench_main(__doc__, run_tasks, "device_tuning_multitask", argv,
+                      modes={"--privacy": (run_privacy, "device_tuning_privacy")})
 
 
 if __name__ == "__main__":

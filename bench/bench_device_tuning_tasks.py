@@ -46,7 +46,6 @@ about 3.5 minutes per compressor. The inverse models and Griffin-Lim take most o
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -393,11 +392,7 @@ def run_probes(device: str, quick: bool) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--probes" in argv:
-        argv.remove("--probes")
-        return bench_main(__doc__, run_probes, "device_tuning_probes", argv)
-    return bench_main(__doc__, run, "device_tuning_tasks", argv)
+    return bench_main(__doc__, run, "device_tuning_tasks", argv, modes={"--probes": (run_probes, "device_tuning_probes")})
 
 
 if __name__ == "__main__":

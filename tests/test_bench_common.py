@@ -1,0 +1,50 @@
+"""``bench/_common.py``: the shared command line of a benchmark (``bench_main``) and ``run_and_write``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(not (ROOT / "bench" / "_common.py").is_file(), reason="bench/ is only in the source checkout")
+
+
+def _runs(calls: list[str]):
+    def main_run(device: str, quick: bool) -> dict:
+        calls.append(f"main {device} {quick}")
+        return {"which": "main"}
+
+    def probe_run(device: str, quick: bool) -> dict:
+        calls.append(f"probes {device} {quick}")
+        return {"which": "probes"}
+
+    return main_run, probe_run
+
+
+def test_bench_main_runs_the_default_or_the_mode_its_flag_names(tmp_path, monkeypatch, capsys) -> None:
+    from bench import _common
+
+    monkeypatch.setattr(_common, "RESULTS_DIR", tmp_path)
+    calls: list[str] = []
+    main_run, probe_run = _runs(calls)
+    modes = {"--probes": (probe_run, "demo_probes")}
+    plain = _common.bench_main("Demo bench.\n", main_run, "demo", ["--quick"], modes=modes)
+    probes = _common.bench_main("Demo bench.\n", main_run, "demo", ["--probes", "--device", "cuda:0"], modes=modes)
+    assert calls == ["main cpu True", "probes cuda:0 False"]
+    assert plain["path"] == str(tmp_path / "demo_cpu_quick.json") and probes["path"] == str(tmp_path / "demo_probes_cuda.json")
+    written = json.loads((tmp_path / "demo_probes_cuda.json").read_text())
+    assert written["which"] == "probes" and written["wall_s"] >= 0
+    assert f"wrote {tmp_path / 'demo_probes_cuda.json'}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        _common.bench_main("Demo bench.\n", main_run, "demo", ["--privacy"], modes=modes)  # not a flag of this bench
+
+
+def test_run_and_write_times_the_run_and_writes_it(tmp_path, monkeypatch) -> None:
+    from bench import _common
+
+    monkeypatch.setattr(_common, "RESULTS_DIR", tmp_path)
+    result, path = _common.run_and_write("demo_study", lambda: {"rows": [1, 2]})
+    assert path == tmp_path / "demo_study.json" and json.loads(path.read_text()) == result
+    assert result["rows"] == [1, 2] and result["wall_s"] >= 0
