@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._common import machine, write_result
+from bench._common import machine, run_and_write
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
 SPEAKERS = ["sim-dysarthria-severe", "sim-als-like", "sim-parkinsonian", "sim-stutter", "sim-voice-tremor",
@@ -191,11 +191,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--speakers", nargs="+", default=None, help=f"sample speakers (default: {' '.join(SPEAKERS)})")
     args = parser.parse_args(argv)
-    t0 = time.perf_counter()
-    result = run(args.device, args.quick, args.speakers)
-    result["wall_s"] = time.perf_counter() - t0
-    path = write_result(f"short_phrases_{args.device}" + ("_quick" if args.quick else ""), result)
-    print(f"wrote {path}")
+    result, _ = run_and_write(f"short_phrases_{args.device}" + ("_quick" if args.quick else ""),
+                              lambda: run(args.device, args.quick, args.speakers))
     for key, v in result["overall"].items():
         print(f"{key:28s} WER {v['wer']:.3f}  empty {v['empty']} of {v['n']}  doubled {v['doubled']}")
     return result

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._common import RESULTS_DIR, machine, write_result
+from bench._common import RESULTS_DIR, machine, run_and_write
 from workbench.constants import SAMPLE_RATE, cache_dir
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
@@ -194,12 +194,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.prompted, args.used = args.seeds[:1], 12, 4  # the trainer needs 10 recordings
-    t0 = time.perf_counter()
-    result = run(args.speaker, args.seeds, args.prompted, args.used, args.quick, args.use_audio)
-    result["wall_s"] = time.perf_counter() - t0
-    path = write_result("study_corrections" + ("_quick" if args.quick else ""), result)
+    result, _ = run_and_write("study_corrections" + ("_quick" if args.quick else ""),
+                              lambda: run(args.speaker, args.seeds, args.prompted, args.used, args.quick, args.use_audio))
     (RESULTS_DIR / f"study_corrections{'_quick' if args.quick else ''}.partial.json").unlink(missing_ok=True)
-    print(f"wrote {path}")
     for name, row in result["conditions"].items():
         print(f"{name}: {', '.join(f'{100 * w:.1f} %' for w in row['wer'])} (mean {100 * row['mean']:.1f} %)")
     return result

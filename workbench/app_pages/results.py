@@ -108,12 +108,6 @@ class PhraseTester:
 
         return personal_submodel(self.corpus.root)
 
-    def _base_name(self) -> str:
-        """The base model when there is no personal model: the app's choice, "auto" resolved for this speaker."""
-        from workbench.models.choice import choose_base_model
-
-        return choose_base_model(self.corpus.info, self.ctx.default_model).name
-
     def transcribe(self, wav: Any) -> dict[str, Any]:
         """``{"base", "personal", "model", "reason"}`` for one ``(n,)`` 16 kHz recording.
 
@@ -126,16 +120,18 @@ class PhraseTester:
         from workbench.adapters import load_submodel
         from workbench.vocabulary import speaker_vocabulary
         from workbench.workflow import build_decoder
+        from workbench.workflow.evaluation import choose_models
 
         words = speaker_vocabulary(self.corpus.root)  # the word list saved on the Speakers page: used at once
         with self._lock:
-            chosen = self.personal()
+            models = choose_models(self.corpus, self.ctx.default_model)  # the personal model, else the base model
+            chosen = models.personal
             runs = any((self.corpus.root / "submodels").glob("*.safetensors"))
             if chosen is None and not runs:
                 raise WorkbenchError(f"{self.corpus.speaker_id} has no personal model yet: train one on the "
                                      "Personalize page first.")
             if chosen is None:  # runs, but none beat the base model and none was chosen: the base model alone
-                name = self._base_name()
+                name = models.base.name  # the app's choice, "auto" resolved for this speaker
                 if self._loaded is None or self._loaded[0] != name:
                     self._loaded = None  # free the previous model before loading the next
                     self._loaded = (name, _load_base(self.ctx, name))

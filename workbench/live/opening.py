@@ -53,20 +53,20 @@ def open_recognizer(speaker_dir: str | Path | None = None, model: str = "auto", 
     Raises:
         CorpusError: ``speaker_dir`` is not a speaker folder.
     """
-    from workbench.models.choice import choose_base_model
+    from workbench.workflow.evaluation import choose_models
 
-    info, personal, lines = None, None, []
+    corpus, info, lines = None, None, []
     if speaker_dir is not None:
         from workbench.corpus import SpeakerCorpus
-        from workbench.workflow.personal import personal_submodel
 
         corpus = SpeakerCorpus.open(speaker_dir)
         info = corpus.info
-        personal = personal_submodel(corpus.root)
+    models = choose_models(corpus, model)
+    personal = models.personal
     if backend is None:
         from workbench.models.loading import load_base_model
 
-        choice = choose_base_model(info, model, adapter_base=personal.base_model if personal else None)
+        choice = models.base
         lines.append(choice.reason[0].upper() + choice.reason[1:] + ".")
         backend = load_base_model(choice.name)
     else:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from workbench.corpus import SpeakerCorpus
     from workbench.dataset import Example
     from workbench.models.base import ASRBackend
+    from workbench.workflow.personal import PersonalModel
 
 __all__ = ["BaseScore", "Evaluation", "ModelsInUse", "bank_row", "choose_models", "evaluate_speaker"]
 
@@ -43,6 +44,7 @@ class ModelsInUse:
     submodel: Path | None  # the Submodel file, or None: the base model alone
     submodel_reason: str | None  # one line, "Personal model: ... (why)"; None when nothing was asked about it
     offline: bool  # True for --model auto: a name read from a file (or the speaker's kind) never downloads
+    personal: PersonalModel | None = None  # the speaker's personal model when it was chosen from their runs
 
     def lines(self) -> list[str]:
         """What a front end says before it loads anything: the Submodel line, then the base model's."""
@@ -107,7 +109,7 @@ def choose_models(speaker: SpeakerCorpus | str | Path | None, model: str = RUN_D
         from workbench.corpus import SpeakerCorpus
 
         corpus = SpeakerCorpus.open(speaker)
-    path, reason, adapter_base = None, None, None
+    path, reason, adapter_base, chosen = None, None, None, None
     if submodel:
         path = Path(submodel)
         reason = f"Personal model: {path.name} (given with --adapter)"
@@ -124,7 +126,7 @@ def choose_models(speaker: SpeakerCorpus | str | Path | None, model: str = RUN_D
             f"Personal model: none ({corpus.speaker_id} has no run that beat the base model on its test "
             "phrases, and none was chosen); the base model alone is used. --adapter FILE names a run.")
     choice = choose_base_model(corpus.info if corpus is not None else None, model, adapter_base=adapter_base)
-    return ModelsInUse(choice, path, reason, offline=model == "auto")
+    return ModelsInUse(choice, path, reason, offline=model == "auto", personal=chosen)
 
 
 def _before_after(adapted: Adapted, held_out: list[Example], decoder: Callable | None) -> Comparison:
