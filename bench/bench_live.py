@@ -177,7 +177,7 @@ def _speaker_data(name: str, n: int | None) -> tuple[list[np.ndarray], list[str]
 def personal_model(name: str, quick: bool) -> Path:
     """The speaker's personal Whisper tiny.en, trained once on a copy of the folder (cached)."""
     from workbench.workflow import default_config, personalize_speaker
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     tag = "quick" if quick else "full"
     out = CACHE / f"{name.replace('/', '_')}-{MODEL}-{tag}.safetensors"
@@ -188,7 +188,7 @@ def personal_model(name: str, quick: bool) -> Path:
     shutil.copytree(SAMPLES / name, work, ignore=shutil.ignore_patterns("submodels", "reports"))
     backend = load_base_model(MODEL)
     settings = {"max_steps": 2, "eval_every": 1} if quick else {}
-    config = default_config(backend, max_seconds=90.0, seed=0, **settings)
+    config = default_config(backend, seed=0, **settings)  # the CLI's defaults: step-based, the clock only a ceiling
     run = personalize_speaker(work, backend=backend, config=config, seed=0, progress=False)
     run.adapted.remove()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -254,7 +254,7 @@ def run_peer(wavs: list[np.ndarray], stream: np.ndarray, noises: dict[str, np.nd
     from whisperlivekit.local_agreement.backends import FasterWhisperASR
     from whisperlivekit.local_agreement.online_asr import OnlineASRProcessor
 
-    from workbench.models import whisper_weights as ww
+    from workbench.models.whisper import weights as ww
     from workbench.text import normalize_text
 
     for name in ("whisperlivekit", "faster_whisper"):  # their per-chunk INFO lines
@@ -325,7 +325,7 @@ def _summary(rows: dict[str, dict]) -> dict[str, Any]:
 def run(device: str, quick: bool, speakers: list[str] | None = None, peer: bool = True) -> dict[str, Any]:
     import torch
 
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     torch.set_num_threads(THREADS)
     speakers = speakers or (SPEAKERS[-1:] if quick else SPEAKERS)
