@@ -34,7 +34,7 @@ from bench._common import bench_main, compare_calls, machine
 from workbench.constants import SAMPLE_RATE
 
 if TYPE_CHECKING:
-    from workbench.models.base import ASRBackend
+    from workbench.models import ASRBackend
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = ROOT / "sample_data"

@@ -77,7 +77,7 @@ def _personal_speaker(name: str, model: str, work: Path, minutes: float) -> Path
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(_ROOT / "sample_data" / name, folder)
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
     from workbench.workflow import default_config, personalize_speaker
 
     backend = load_base_model(model)
@@ -101,7 +101,7 @@ def _full_window_model(name: str, model: str, work: Path, steps: int) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(_ROOT / "sample_data" / name, folder)
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
     from workbench.workflow import default_config, personalize_speaker
 
     backend = load_base_model(model)
@@ -136,7 +136,7 @@ def _workbench_path(submodel: Path, *, window: str | None = None, float16: bool 
 
     from workbench.adapters import load_submodel
     from workbench.adapters.io import read_submodel
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     backend = load_base_model(read_submodel(submodel)[1]["base_model"])
     adapted, _ = load_submodel(backend, submodel)
@@ -157,7 +157,7 @@ def _workbench_path(submodel: Path, *, window: str | None = None, float16: bool 
 def _prompt(submodel: Path) -> list[int]:
     """The Whisper decoding prompt of the Submodel's base model."""
     from workbench.adapters.io import read_submodel
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     return list(load_base_model(read_submodel(submodel)[1]["base_model"]).prompt_ids)
 
@@ -285,7 +285,7 @@ def _loop_guard(submodel: Path) -> Callable[[str], str]:
     """The workbench's repetition guard on an engine's text: re-tokenized with the model's tokenizer, cut, decoded."""
     from workbench.adapters.io import read_submodel
     from workbench.export.card import cut_loops
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
     from workbench.text import normalize_text
 
     tok = load_base_model(read_submodel(submodel)[1]["base_model"]).tokenizer

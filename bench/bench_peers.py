@@ -54,7 +54,7 @@ from bench.peers import missing, speechbrain_freq_domain
 
 if TYPE_CHECKING:
     from workbench.adapters import SubmodelBank
-    from workbench.models.base import ASRBackend, Batch
+    from workbench.models import ASRBackend, Batch
 
 __all__ = ["DISTINCT", "MATCHED", "VECTOR_MODES", "bench_mixed_lora", "bench_specaugment", "main_whisper", "run",
            "run_whisper"]

@@ -62,7 +62,7 @@ def _workbench(name: str, **options: Any):
 def _ct2(compute_type: str):
     import ctranslate2
 
-    from workbench.models import whisper_weights as ww
+    from workbench.models.whisper import weights as ww
     from workbench.models import load_base_model
     from workbench.text import normalize_text
 

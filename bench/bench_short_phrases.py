@@ -138,7 +138,7 @@ def transcribe_uncut(backend, submodel: Path, wavs: list[np.ndarray]) -> list[st
 def run(device: str, quick: bool, speakers: list[str] | None = None) -> dict[str, Any]:
     import torch
 
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     torch.set_num_threads(THREADS)
     speakers = speakers or (SPEAKERS[:1] if quick else SPEAKERS)

@@ -152,7 +152,7 @@ def run(device: str, quick: bool, speakers: list[str] | None = None, config=None
     ``phrases``: phrases with and without listed words per speaker (None: 6 in quick mode, else all)."""
     import torch
 
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
     from workbench.vocabulary import boost_words
 
     torch.set_num_threads(THREADS)

@@ -119,7 +119,7 @@ def run(speaker: str, seeds: list[int], prompted: int, used_n: int, quick: bool,
 
     from workbench.corpus import SpeakerCorpus
     from workbench.live.corrections import use_counts
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
     from workbench.workflow import three_way_split
 
     torch.set_num_threads(2)

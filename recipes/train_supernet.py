@@ -3,7 +3,7 @@
 
 ``--mode supernet`` trains one set of shared weights with the sandwich rule: at every step the
 largest, the smallest and ``--n-random`` random subnetworks (depth 4/6/8, FFN 288/432/576,
-heads 2/3/4, conv channels 72/108/144; ``workbench.models.supernet``) run on the same batch;
+heads 2/3/4, conv channels 72/108/144; ``workbench.models.supernet.model``) run on the same batch;
 the largest learns from the transcripts (CTC), the others from its detached frame posteriors
 (in-place alpha-divergence distillation, AlphaNet), with adaptive dropout and ScaledAdam.
 ``--mode single --size NAME`` trains that size alone (its slice of the starting weights,
@@ -57,8 +57,8 @@ from todm.export import compare, evaluate_size, export_sizes, write_run_card
 from workbench.augment import POLICIES, spec_augment
 from workbench.constants import cache_dir
 from workbench.decode import greedy_decode
-from workbench.models.sandwich import SandwichConfig, sandwich_step
-from workbench.models.supernet import DEFAULT_SPACE, SearchSpace, Supernet
+from workbench.models.supernet.sandwich import SandwichConfig, sandwich_step
+from workbench.models.supernet.model import DEFAULT_SPACE, SearchSpace, Supernet
 from workbench.models.tiny import TinyConfig, TinyConformerCTC
 from workbench.optim import ScaledAdam
 

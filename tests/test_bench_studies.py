@@ -92,7 +92,7 @@ def test_whisper_candidates_change_one_thing_each(tmp_path) -> None:
     from _models import hf_whisper_dir
 
     from bench.study_defaults import _config, whisper_candidates
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
     from workbench.workflow import default_config
 
     backend = load_base_model(hf_whisper_dir(tmp_path / "whisper"))

@@ -73,7 +73,7 @@ def _speaker_with_a_submodel(tmp_path: Path, backend) -> tuple[SpeakerCorpus, Pa
 
 
 def test_evaluate_speaker_prints_nothing_and_returns_one_type_the_command_prints(tmp_path, capsys) -> None:
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     backend = load_base_model("tiny")
     corpus, path = _speaker_with_a_submodel(tmp_path, backend)
@@ -140,7 +140,7 @@ def test_choose_models_without_a_speaker_or_submodel_asks_nothing_of_the_persona
 def test_a_time_or_step_limit_no_run_can_train_under_is_refused_before_a_model_loads(captured, capsys, monkeypatch,
                                                                                       argv, message) -> None:
     loaded: list = []
-    monkeypatch.setattr("workbench.models.loading.load_base_model", lambda *a, **k: loaded.append(a))
+    monkeypatch.setattr("workbench.models.load_base_model", lambda *a, **k: loaded.append(a))
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"workbench {argv[0]}: {message}") and "Traceback" not in err

@@ -19,9 +19,9 @@ import torch
 pytest.importorskip("transformers")
 
 from workbench.errors import ModelImportError  # noqa: E402
-from workbench.models import whisper_weights  # noqa: E402
-from workbench.models.ct2_whisper import convert_ct2_whisper, file_sha256, read_ct2_model_bin  # noqa: E402
-from workbench.models.loading import load_base_model  # noqa: E402
+from workbench.models.whisper import weights as whisper_weights  # noqa: E402
+from workbench.models.whisper.ct2 import convert_ct2_whisper, file_sha256, read_ct2_model_bin  # noqa: E402
+from workbench.models import load_base_model  # noqa: E402
 
 from _models import hf_whisper_dir, noise_waves  # noqa: E402
 
@@ -245,7 +245,7 @@ def test_a_read_only_or_full_cache_says_set_workbench_cache(how, ct2_dir, tmp_pa
     import safetensors.torch
     from safetensors import SafetensorError
 
-    import workbench.models.ct2_whisper as ct2_module
+    import workbench.models.whisper.ct2 as ct2_module
 
     _wheel_like(ct2_dir, monkeypatch, tmp_path)
     if how == "read-only":  # the cache folder cannot even be created

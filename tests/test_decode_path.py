@@ -29,7 +29,7 @@ def _old_ctc_branch(backend, batch, decoder) -> list[str]:
 @pytest.fixture(scope="module")
 def whisper(tmp_path_factory):
     pytest.importorskip("transformers")
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     return load_base_model(hf_whisper_dir(tmp_path_factory.mktemp("hf") / "whisper"))
 

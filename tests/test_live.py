@@ -110,7 +110,7 @@ def test_silence_and_room_noise_give_no_words(kind, tmp_path) -> None:
 def test_whisper_silence_rule_drops_a_decode_its_detector_calls_silence(tmp_path) -> None:
     """Noise that gets past the VAD: Whisper's no-speech probability and mean log-probability decide."""
     from workbench.live.decoders import WhisperStep
-    from workbench.models.whisper import Decoded
+    from workbench.models.whisper.backend import Decoded
 
     class Fake:
         is_seq2seq = True
@@ -151,7 +151,7 @@ def _phrases(speaker: str, n: int) -> tuple[list[np.ndarray], list[str]]:
 
 def test_a_file_streamed_faster_than_real_time_matches_the_offline_transcript() -> None:
     from workbench.evaluate import wer
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     backend = load_base_model("tiny")
     wavs, _ = _phrases("sim-typical-espeak", 6)
@@ -177,7 +177,7 @@ def test_a_file_streamed_faster_than_real_time_matches_the_offline_transcript() 
 
 
 def test_reset_starts_a_new_stream_without_reloading_the_model() -> None:
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     backend = load_base_model("tiny")
     wavs, _ = _phrases("sim-typical-espeak", 2)

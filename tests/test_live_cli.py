@@ -195,7 +195,7 @@ def test_a_speakers_ctc_captions_use_the_decoder_of_their_evaluation(tmp_path) -
     from pathlib import Path
 
     from workbench.evaluate import wer
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
     from workbench.workflow import build_decoder
 
     root = tmp_path / "sim-accent"

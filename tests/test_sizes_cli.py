@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from workbench.errors import ModelImportError, ModelSizeError
-from workbench.models.supernet import SearchSpace, SubnetChoice, Supernet
+from workbench.models.supernet.model import SearchSpace, SubnetChoice, Supernet
 from workbench.models.tiny import TinyConfig, TinyConformerCTC, save_tiny
 
 SMALL = SubnetChoice(2, 16, 1, 8)
@@ -22,7 +22,7 @@ SPACE = SearchSpace(depths=(2, 3), ffns=(16, 32, 48), heads=(1, 2, 3), convs=(8,
 @pytest.fixture
 def sizes_root(tmp_path, monkeypatch):
     """An empty folder standing for workbench/data/models (the shipped sizes live there)."""
-    from workbench.models import supernet
+    from workbench.models.supernet import model as supernet
 
     root = tmp_path / "models"
     root.mkdir()
@@ -50,7 +50,7 @@ def wav(tmp_path):
 
 def _fake_rtf(monkeypatch, rtf_of):
     """Timings faked by size: ``rtf_of(backend name) -> seconds per second of audio``; returns the calls."""
-    from workbench.models import sizes
+    from workbench.models.supernet import sizes
 
     timed = []
 
@@ -64,7 +64,7 @@ def _fake_rtf(monkeypatch, rtf_of):
 
 def test_size_auto_picks_the_largest_size_within_the_budget(sizes_root, wav, monkeypatch, capsys):
     from workbench.cli import main
-    from workbench.models.sizes import DEFAULT_RTF_BUDGET
+    from workbench.models.supernet.sizes import DEFAULT_RTF_BUDGET
 
     _install(sizes_root)
     over, under = 1.5 * DEFAULT_RTF_BUDGET, 0.5 * DEFAULT_RTF_BUDGET
@@ -114,7 +114,7 @@ def test_a_supernet_adapter_serves_the_size_in_use(sizes_root, wav, tmp_path, ca
     from workbench.adapters import LoRAConfig, inject
     from workbench.cli import main
     from workbench.models import load_base_model
-    from workbench.models.supernet_adapters import mark_supernet_adapter
+    from workbench.models.supernet.adapters import mark_supernet_adapter
 
     _install(sizes_root)
     large = load_base_model("tiny", size="large")
@@ -151,7 +151,7 @@ def test_a_crafted_size_config_gets_a_plain_error_and_allocates_nothing(sizes_ro
 
 def test_a_model_card_of_other_weights_is_refused(sizes_root):
     from workbench.models import load_base_model
-    from workbench.models.sizes import MAX_CARD_BYTES, size_table
+    from workbench.models.supernet.sizes import MAX_CARD_BYTES, size_table
 
     _install(sizes_root, ("small",))
     folder = sizes_root / "tiny-small"
@@ -180,7 +180,7 @@ def test_the_app_offers_the_sizes_and_says_which_runs_and_why(sizes_root, monkey
 
     from workbench.app_pages.common import default_models
     from workbench.app_pages.personalize import PersonalizePage
-    from workbench.models.sizes import sized_model
+    from workbench.models.supernet.sizes import sized_model
 
     assert "tiny-auto" not in default_models().values()  # no sizes installed: not offered
     _install(sizes_root)

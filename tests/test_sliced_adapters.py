@@ -10,8 +10,8 @@ import torch
 from workbench.adapters import LoRAConfig, ResidualConfig, inject
 from workbench.adapters.io import read_submodel
 from workbench.errors import AdapterError
-from workbench.models.supernet import SearchSpace, SubnetChoice, Supernet, _FeatureForward
-from workbench.models.supernet_adapters import (
+from workbench.models.supernet.model import SearchSpace, SubnetChoice, Supernet, _FeatureForward
+from workbench.models.supernet.adapters import (
     SupernetLoRA,
     load_for_size,
     mark_supernet_adapter,

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from workbench.errors import AdapterError, ModelSizeError, WorkbenchError
-from workbench.models.distill import alpha_divergence, f_divergence, kl_divergence
-from workbench.models.sandwich import SandwichConfig, sample_choices, sandwich_step
-from workbench.models.supernet import DEFAULT_SPACE, SearchSpace, SubnetChoice, Supernet
+from workbench.models.supernet.distill import alpha_divergence, f_divergence, kl_divergence
+from workbench.models.supernet.sandwich import SandwichConfig, sample_choices, sandwich_step
+from workbench.models.supernet.model import DEFAULT_SPACE, SearchSpace, SubnetChoice, Supernet
 from workbench.models.tiny import TinyConfig, TinyConformerCTC
 
 SMALL = SubnetChoice(2, 16, 1, 8)
@@ -246,7 +246,8 @@ def test_alpha_divergence_gradient_is_alphanets_and_padding_is_ignored():
 def test_a_shipped_size_loads_by_name(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    from workbench.models import load_base_model, supernet
+    from workbench.models import load_base_model
+    from workbench.models.supernet import model as supernet
     from workbench.models.choice import choose_base_model
     from workbench.models.tiny import save_tiny
 
@@ -267,7 +268,7 @@ def test_a_shipped_size_loads_by_name(tmp_path, monkeypatch):
 
 def test_sizes_table_pick_and_cli(tmp_path, monkeypatch, capsys):
     from workbench.cli import main
-    from workbench.models import sizes, supernet
+    from workbench.models.supernet import model as supernet, sizes
     from workbench.models.tiny import save_tiny
 
     monkeypatch.setattr(supernet, "_sizes_root", lambda: tmp_path)

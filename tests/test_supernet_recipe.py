@@ -14,7 +14,7 @@ sys.path.insert(0, str(RECIPES))
 
 import train_supernet as ts  # noqa: E402
 
-from workbench.models.supernet import SearchSpace, SubnetChoice, Supernet  # noqa: E402
+from workbench.models.supernet.model import SearchSpace, SubnetChoice, Supernet  # noqa: E402
 from workbench.models.tiny import TinyConfig, TinyConformerCTC  # noqa: E402
 
 SMALL = SubnetChoice(2, 16, 1, 8)

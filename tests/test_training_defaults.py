@@ -34,7 +34,7 @@ def test_whisper_gets_lora_on_every_layer_and_the_decoder_at_its_own_rate() -> N
 
 
 def test_the_whisper_backend_declares_its_type() -> None:
-    from workbench.models.whisper import WhisperBackend
+    from workbench.models.whisper.backend import WhisperBackend
 
     assert WhisperBackend.model_type == "whisper" and set(TRAIN_SETTINGS) == {"ctc", "whisper"}
 
@@ -63,9 +63,9 @@ def test_an_unknown_model_type_gets_the_ctc_defaults() -> None:
 
 
 def test_the_base_models_import_no_adapter() -> None:
-    """Only ``supernet_adapters`` (one LoRA cut for every size of the supernet) is about adapters."""
+    """Only ``supernet.adapters`` (one LoRA cut for every size of the supernet) is about adapters."""
     graph = import_graph()
     upward = {m: sorted(e for e in edges if e.startswith("workbench.adapters"))
               for m, edges in graph.items() if m.startswith("workbench.models")}
     assert {m: e for m, e in upward.items() if e} == {
-        "workbench.models.supernet_adapters": ["workbench.adapters.adapted", "workbench.adapters.io"]}
+        "workbench.models.supernet.adapters": ["workbench.adapters.adapted", "workbench.adapters.io"]}

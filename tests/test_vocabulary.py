@@ -149,7 +149,7 @@ def whisper(tmp_path_factory):
     pytest.importorskip("transformers")
     from _models import hf_whisper_dir
 
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     return load_base_model(hf_whisper_dir(tmp_path_factory.mktemp("hf") / "whisper"))
 

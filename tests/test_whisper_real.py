@@ -19,7 +19,7 @@ pytest.importorskip("transformers")
 from workbench.corpus import SpeakerCorpus  # noqa: E402
 from workbench.dataset import examples_from_corpus  # noqa: E402
 from workbench.evaluate import wer  # noqa: E402
-from workbench.models import whisper_weights as ww  # noqa: E402
+from workbench.models.whisper import weights as ww  # noqa: E402
 from workbench.models.choice import choose_base_model  # noqa: E402
 
 REAL = Path(__file__).resolve().parent.parent / "sample_data" / "real" / "real-allison"
@@ -49,7 +49,7 @@ def takes(cache):
 
 
 def test_the_wheel_imports_and_transcribes_real_speech(takes) -> None:
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     backend = load_base_model("whisper-tiny.en")
     assert backend.name == "whisper-tiny.en" and backend.num_parameters() > 30e6
@@ -60,7 +60,7 @@ def test_the_wheel_imports_and_transcribes_real_speech(takes) -> None:
 
 def test_conversion_equals_ctranslate2_on_real_recordings(takes) -> None:
     ctranslate2 = pytest.importorskip("ctranslate2")
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
     from workbench.text import normalize_text
 
     backend = load_base_model("whisper-tiny.en", window="full")  # ctranslate2 always encodes 30 s
@@ -98,7 +98,7 @@ def test_conversion_equals_ctranslate2_on_real_recordings(takes) -> None:
 def test_three_training_steps_lower_the_loss(takes) -> None:
     import dataclasses
 
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
     from workbench.trainer import Trainer
     from workbench.workflow import default_config
 
@@ -129,7 +129,7 @@ def test_unknown_language_for_the_multilingual_model_is_refused_plainly() -> Non
     from transformers import WhisperTokenizer
 
     from workbench.errors import WorkbenchError
-    from workbench.models.whisper import _language_token
+    from workbench.models.whisper.backend import _language_token
 
     tok_file = ww._resource(ww.WHISPER_MODELS["whisper-base"].tokenizer)
     if tok_file is None or not tok_file.is_file():

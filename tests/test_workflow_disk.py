@@ -37,9 +37,9 @@ def no_training(monkeypatch):
         raise AssertionError("the folder should have been checked before this")
 
     monkeypatch.setattr(Trainer, "fit", refuse)
-    import workbench.models.loading as loading
+    import workbench.models as models
 
-    monkeypatch.setattr(loading, "load_base_model", refuse)
+    monkeypatch.setattr(models, "load_base_model", refuse)
 
 
 @pytest.mark.parametrize(("code", "words"), [(errno.EROFS, "read-only"), (errno.ENOSPC, "the disk is full")])

@@ -113,7 +113,7 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
         print(run.advice)
     print(f"Personal adapter: {run.submodel_path}")
     if args.size and run.submodel_path:  # trained on the supernet's largest size: it serves every size
-        from workbench.models.supernet_adapters import mark_supernet_adapter
+        from workbench.models.supernet.adapters import mark_supernet_adapter
 
         if mark_supernet_adapter(run.submodel_path, backend):
             print("It serves every size of the built-in model (small, medium, large): it was trained on the largest.")
@@ -140,7 +140,7 @@ def _cmd_train_bank(args: argparse.Namespace) -> int:
                 raise UsageError("--speaker-space learns HRA heads from a vector per speaker; leave out "
                                  f"--family {name} or use --family hra")
             adapter = {"adapter": HRAConfig(space="embedding", embed_dim=args.speaker_space)}
-        from workbench.models.loading import load_base_model
+        from workbench.models import load_base_model
 
         from workbench.workflow import speaker_folders
         from workbench.workflow.bank import bank_base_model
@@ -207,7 +207,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
     options = {}
     if args.size:  # a size of the built-in model (auto: the largest in real time here), and why
-        from workbench.models.sizes import sized_model
+        from workbench.models.supernet.sizes import sized_model
 
         args.model, reason = sized_model(args.size, args.model)
         say(reason[0].upper() + reason[1:])
@@ -225,7 +225,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from workbench.models.sizes import pick_size, size_table
+    from workbench.models.supernet.sizes import pick_size, size_table
 
     print(f"{'model':14s} {'name':22s} {'parameters':>10s} {'file':>8s} {'held-out WER':>12s} {'RTF here':>9s}")
     for r in size_table(seconds=args.seconds):

@@ -170,13 +170,13 @@ def load_models(speaker_dir: str | None, model: str, submodel: str | None = None
     """
     import dataclasses
 
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
     from workbench.workflow.evaluation import choose_models
 
     models = choose_models(speaker_dir, model, submodel, personal=personal)
     if size is not None:  # --size: a size of the built-in model (auto: the largest in real time here)
         from workbench.models.choice import ModelChoice
-        from workbench.models.sizes import sized_model
+        from workbench.models.supernet.sizes import sized_model
 
         models = dataclasses.replace(models, base=ModelChoice(*sized_model(size, model)), offline=False)
     for line in models.lines():

@@ -107,7 +107,7 @@ def _cmd_transcribe_remote(args: argparse.Namespace) -> int:
 
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
-    from workbench.models.supernet_adapters import load_adapter
+    from workbench.models.supernet.adapters import load_adapter
     from workbench.workflow import bank_row, build_decoder
 
     if args.server:

@@ -21,7 +21,7 @@ from workbench.errors import AudioError, CorpusError
 
 if TYPE_CHECKING:  # annotations only: the corpus and the backends are above this module
     from workbench.corpus import SpeakerCorpus, Utterance
-    from workbench.models.base import ASRBackend, Batch
+    from workbench.models import ASRBackend, Batch
 
 __all__ = ["Example", "FeatureCache", "examples_from_corpus", "left_out_note", "speaker_mixed_batches",
            "with_speed_perturbation"]

@@ -24,7 +24,7 @@ the unbiased log-probabilities (the list changes what is chosen, not how sure th
 the list, written as text ("Priya, Margaret, Oliver"), goes in its *previous-text* prompt
 (``<|startofprev|>`` + the words, before ``<|startoftranscript|>``), as openai-whisper's
 ``initial_prompt`` and transformers' ``prompt_ids`` do. :attr:`VocabularyBias.prompt` holds
-those tokens; :meth:`workbench.models.whisper.WhisperBackend.decode_details` puts them in
+those tokens; :meth:`workbench.models.whisper.backend.WhisperBackend.decode_details` puts them in
 front. A prompt is context, not a constraint: nothing is forced, the model still chooses.
 
 Both are on by default (``bench/bench_vocabulary.py``, personal Whisper tiny.en models trained

@@ -52,7 +52,7 @@ def run_demo(*, data_dir: str | Path | None = None, out_dir: str | Path | None =
              speaker: str | None = None) -> int:
     """Run the demo; returns 0 when the personal model improved WER, 1 otherwise."""
     from workbench.metrics import METRIC_LABEL
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
     from workbench.plots import report_figures
     from workbench.trainer import TrainConfig
     from workbench.workflow import personalize_speaker
@@ -102,7 +102,7 @@ def _real_voice(data: Path, n: int) -> None:
     from workbench.dataset import examples_from_corpus
     from workbench.metrics import METRIC_LABEL, wer
     from workbench.models.choice import REAL_SPEECH_MODEL, real_speech_model_available
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     folder = data / "real" / "real-allison"
     if not (folder / "speaker.json").is_file():

@@ -58,7 +58,7 @@ from workbench.progress import ceiling_note
 from workbench.trainer_events import BestEvent, EndEvent, EvalEvent, StartEvent, StepEvent, StopEvent, TrainerEvent
 
 if TYPE_CHECKING:  # annotations only: the base models sit above the trainer
-    from workbench.models.base import ASRBackend
+    from workbench.models import ASRBackend
 
 __all__ = [
     "EVENTS",

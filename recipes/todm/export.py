@@ -26,7 +26,7 @@ from pretrain.evaluation import (
 )
 
 from workbench.constants import SAMPLE_RATE
-from workbench.models.supernet import Supernet
+from workbench.models.supernet.model import Supernet
 from workbench.models.tiny import load_tiny, save_tiny
 
 MAX_TOTAL_MB = 20.0  # every shipped size together (issue 18)

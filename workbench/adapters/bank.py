@@ -27,7 +27,7 @@ from workbench.adapters.io import check_base, read_submodel
 from workbench.errors import AdapterError
 
 if TYPE_CHECKING:  # annotations only: the base models sit above the adapters
-    from workbench.models.base import ASRBackend
+    from workbench.models import ASRBackend
 
 __all__ = ["SubmodelBank", "warm_start"]
 

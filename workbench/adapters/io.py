@@ -15,7 +15,7 @@ row per speaker) says what it belongs to::
     metrics              WER/CER before and after (JSON)
     supernet             optional, a LoRA of the built-in model's supernet (JSON):
                          {"made_for": size, "sizes": {size: fingerprint}}; it may be cut for any
-                         listed size (workbench.models.supernet_adapters)
+                         listed size (workbench.models.supernet.adapters)
     created, package_version
 
 Loading onto a different base model is refused with both fingerprints named.
@@ -41,7 +41,7 @@ __all__ = ["FORMAT_VERSION", "WINDOWS", "check_base", "read_submodel", "write_su
 FORMAT_VERSION = "1"
 _JSON_KEYS = ("config", "speaker_ids", "specaugment", "training", "metrics")
 _MAX_ID = 200  # characters in one speaker id
-WINDOWS = ("auto", "full")  # the Whisper encoding windows a Submodel can be trained on (workbench.models.whisper)
+WINDOWS = ("auto", "full")  # the Whisper encoding windows a Submodel can be trained on (workbench.models.whisper.backend)
 
 
 def write_submodel(path: str | Path, tensors: dict[str, Tensor], *, config: dict, base_model: str,
@@ -202,7 +202,7 @@ def check_base(meta: dict[str, Any], *, base_model: str, base_fingerprint: str, 
         marker = meta.get("supernet") or {}
         if base_fingerprint in marker.get("sizes", {}).values():
             sizes += (" It is a supernet adapter that can be cut for this size: load it with "
-                      "workbench.models.supernet_adapters.load_for_size (the command line's --size does).")
+                      "workbench.models.supernet.adapters.load_for_size (the command line's --size does).")
         elif sizes:
             sizes += " Only a personal adapter trained on the largest size (--size large) serves the other sizes."
         raise AdapterError(

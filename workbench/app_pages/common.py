@@ -23,7 +23,7 @@ from workbench.errors import CorpusError
 
 if TYPE_CHECKING:  # annotations only: the pages load the corpus, models and trainer on first use
     from workbench.corpus import SpeakerCorpus
-    from workbench.models.base import ASRBackend
+    from workbench.models import ASRBackend
     from workbench.trainer import TrainConfig
 
 __all__ = [
@@ -131,7 +131,7 @@ def default_models() -> dict[str, str]:
               "Built-in model (synthetic voices only)": "tiny"}
     if real_speech_model_available():
         models["Whisper tiny.en (real speech, offline)"] = REAL_SPEECH_MODEL
-    from workbench.models.supernet import installed_sizes
+    from workbench.models.supernet.model import installed_sizes
 
     if installed_sizes():  # sizes of the built-in model (recipes/todm/README.md): the machine's pick, or one
         models["Built-in model, the largest size that runs in real time here"] = "tiny-auto"
@@ -140,7 +140,7 @@ def default_models() -> dict[str, str]:
 
 
 def _default_backend_factory(model: str) -> ASRBackend:
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     return load_base_model(model)
 

@@ -198,7 +198,7 @@ class PersonalizePage(pn.viewable.Viewer):
                 raise WorkbenchError("Choose one of the base models in the list.")
             self._size_reason = ""
             if model == "tiny-auto":  # the size is measured on this computer now; the status line says why
-                from workbench.models.sizes import sized_model
+                from workbench.models.supernet.sizes import sized_model
 
                 model, self._size_reason = sized_model("auto")
             job = start_training(corpus.root, backend_factory=self.ctx.backend_factory, model=model,

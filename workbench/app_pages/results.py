@@ -88,7 +88,7 @@ def _load_base(ctx: AppContext, name: str) -> Any:
     from workbench.app_pages import common
 
     if ctx.backend_factory is common._default_backend_factory:
-        from workbench.models.loading import load_base_model
+        from workbench.models import load_base_model
 
         return load_base_model(name, offline=True)
     return ctx.backend_factory(name)

@@ -30,7 +30,7 @@ from workbench.device_tuning.whisper_split import WhisperSplit
 from workbench.device_tuning.wire import Message, check_compatible
 
 if TYPE_CHECKING:
-    from workbench.models.base import ASRBackend
+    from workbench.models import ASRBackend
 
 __all__ = ["Compressor", "CompressorConfig", "Message", "SplitModel", "WhisperSplit", "check_compatible", "split_for"]
 

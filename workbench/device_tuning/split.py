@@ -31,7 +31,7 @@ from workbench.models.base import MAX_TRAIN_S, CachedFeatures
 
 if TYPE_CHECKING:
     from workbench.adapters import Adapted
-    from workbench.models.base import ASRBackend
+    from workbench.models import ASRBackend
 
 __all__ = ["ServerSideBackend", "SplitModel"]
 

@@ -75,7 +75,7 @@ def true_frames(samples: int, frames: int, split_layer: int) -> int:
 
 
 class WhisperSplit(SplitModel):
-    """A :class:`SplitModel` of a :class:`~workbench.models.whisper.WhisperBackend`; ``k`` from 0
+    """A :class:`SplitModel` of a :class:`~workbench.models.whisper.backend.WhisperBackend`; ``k`` from 0
     (the device sends log-mel) to ``num_layers`` (the device runs the whole encoder).
 
     Attributes:

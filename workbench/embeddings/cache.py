@@ -25,7 +25,7 @@ from workbench.errors import EmbeddingError
 
 if TYPE_CHECKING:  # pragma: no cover
     from workbench.corpus import SpeakerCorpus
-    from workbench.models.base import ASRBackend
+    from workbench.models import ASRBackend
 
     # a folder of speaker folders, one speaker folder, a SpeakerCorpus, or a list of these
     Speakers = str | os.PathLike | SpeakerCorpus | Iterable[str | os.PathLike | SpeakerCorpus]

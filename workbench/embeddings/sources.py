@@ -21,7 +21,7 @@ from workbench.embeddings.dvector import DVECTOR_DIM, _embed_dvector, dvector_fi
 from workbench.errors import EmbeddingError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from workbench.models.base import ASRBackend
+    from workbench.models import ASRBackend
 
 __all__ = ["SOURCES", "embed_utterances"]
 

@@ -48,7 +48,7 @@ def max_new_tokens(seconds: float) -> int:
     return int(TOKENS_FIXED + math.ceil(TOKENS_PER_SECOND * max(0.0, float(seconds))))
 
 
-#: The workbench's repetition guard (workbench.models.whisper), as plain code for the model card.
+#: The workbench's repetition guard (workbench.models.whisper.backend), as plain code for the model card.
 CUT_LOOPS_CODE = """def cut_loops(ids):  # keep the first copy when the last tokens loop (the workbench's guard)
     for end in range(1, len(ids) + 1):
         for n in range(1, min(48, end // 2) + 1):
@@ -61,13 +61,13 @@ CUT_LOOPS_CODE = """def cut_loops(ids):  # keep the first copy when the last tok
 def cut_loops(tokens: list[int]) -> list[int]:
     """The workbench's repetition guard, applied after decoding: the tokens up to the first loop, one copy kept.
 
-    The workbench checks after every token (:func:`workbench.models.whisper._repetition_cut`) and stops
+    The workbench checks after every token (:func:`workbench.models.whisper.backend._repetition_cut`) and stops
     there; the engines have no such guard, so this replays the check on each prefix of their output.
 
     >>> cut_loops([7, 1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2])
     [7, 1, 2, 3, 4, 5]
     """
-    from workbench.models.whisper import _repetition_cut
+    from workbench.models.whisper.backend import _repetition_cut
 
     for end in range(1, len(tokens) + 1):
         cut = _repetition_cut(list(tokens[:end]))
@@ -149,7 +149,7 @@ def _training_lines(training: Any) -> list[str]:
 
 
 def _base_lines(base_model: str, kind: str) -> list[str]:
-    from workbench.models.whisper_weights import WHISPER_MODELS, canonical_name
+    from workbench.models.whisper.weights import WHISPER_MODELS, canonical_name
 
     if kind == "built-in":
         return [f"- base model: `{_code(base_model)}`: {BUILTIN_PROVENANCE}.",

@@ -19,7 +19,7 @@ from workbench.export.merge import Verification, check_family
 from workbench.export.source import base_kind, load_adapted, resolve_source
 
 if TYPE_CHECKING:
-    from workbench.models.base import ASRBackend
+    from workbench.models import ASRBackend
 
 __all__ = ["QUANTIZATIONS", "ExportResult", "export_model", "window_note"]
 

@@ -25,7 +25,7 @@ from workbench.errors import ExportError
 
 if TYPE_CHECKING:
     from workbench.adapters import Adapted
-    from workbench.models.base import ASRBackend
+    from workbench.models import ASRBackend
 
 __all__ = ["ExportSource", "base_kind", "load_adapted", "resolve_source"]
 
@@ -74,7 +74,7 @@ def base_kind(name: str) -> str | None:
     >>> base_kind("whisper-tiny.en"), base_kind("workbench-tiny-small"), base_kind("facebook/wav2vec2-base")
     ('whisper', 'built-in', None)
     """
-    from workbench.models.whisper_weights import is_whisper_name
+    from workbench.models.whisper.weights import is_whisper_name
 
     if name in ("tiny", "workbench-tiny") or name.startswith("workbench-tiny-"):
         return BUILTIN
@@ -162,9 +162,9 @@ def load_adapted(src: ExportSource, *, model: str | None = None, backend: ASRBac
     from workbench.adapters import inject
     from workbench.adapters.adapted import fitting_config
     from workbench.adapters.io import check_base
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
     from workbench.models.tiny import TinyBackend
-    from workbench.models.whisper import WhisperBackend
+    from workbench.models.whisper.backend import WhisperBackend
 
     name = model or src.base_model
     if backend is None and model is None and base_kind(name) is None:

@@ -105,7 +105,7 @@ class WhisperStep:
     """Decode the buffer with a Whisper backend (see the module docstring).
 
     Args:
-        backend: a :class:`~workbench.models.whisper.WhisperBackend` (adapters, if any, already injected).
+        backend: a :class:`~workbench.models.whisper.backend.WhisperBackend` (adapters, if any, already injected).
         route: a context manager factory ``route(index)`` for a bank's row, or None.
         no_speech_threshold, logprob_threshold: OpenAI's silence rule (both must hold).
         min_logprob: below this mean log-probability the decode is dropped whatever the detector says.

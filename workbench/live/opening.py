@@ -64,7 +64,7 @@ def open_recognizer(speaker_dir: str | Path | None = None, model: str = "auto", 
     models = choose_models(corpus, model)
     personal = models.personal
     if backend is None:
-        from workbench.models.loading import load_base_model
+        from workbench.models import load_base_model
 
         choice = models.base
         lines.append(choice.reason[0].upper() + choice.reason[1:] + ".")

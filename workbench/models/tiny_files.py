@@ -43,7 +43,7 @@ class TinyConfig:
     subsample_channels: int = 32  # channels of the 2-D subsampling convs
     dropout: float = 0.1
     vocab_size: int = VOCAB_SIZE  # CTC outputs incl. blank
-    # A size of the supernet (workbench.models.supernet) is narrower inside a block than D.
+    # A size of the supernet (workbench.models.supernet.model) is narrower inside a block than D.
     # None everywhere = the original built-in model (its files and fingerprint are unchanged).
     size: str | None = None  # size name, e.g. "small"; part of the backend's name
     ff_hidden: int | None = None  # FFN hidden units (None: ff_mult * d_model)

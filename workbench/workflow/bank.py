@@ -27,7 +27,7 @@ from workbench.workflow.steps import nothing_learned, nothing_learned_error
 if TYPE_CHECKING:
     from workbench.adapters import Adapted
     from workbench.corpus import SpeakerCorpus
-    from workbench.models.base import ASRBackend
+    from workbench.models import ASRBackend
     from workbench.models.choice import ModelChoice
 
 __all__ = ["BankRun", "bank_base_model", "speaker_folders", "train_bank"]
@@ -120,7 +120,7 @@ def train_bank(
             the adapter is untrained, so no bank is saved. A ``backend`` given is left without it.
     """
     from workbench import distributed
-    from workbench.models.loading import load_base_model
+    from workbench.models import load_base_model
 
     corpora = speaker_folders(speakers)
     _check_writable(Path(out))  # before the training, not after it

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from workbench.adapters import Adapted
     from workbench.corpus import SpeakerCorpus
     from workbench.dataset import Example
-    from workbench.models.base import ASRBackend
+    from workbench.models import ASRBackend
 
 __all__ = ["FigureMaker", "build_decoder", "decoder_name", "default_config", "three_way_split"]
 

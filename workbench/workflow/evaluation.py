@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from workbench.adapters import Adapted
     from workbench.corpus import SpeakerCorpus
     from workbench.dataset import Example
-    from workbench.models.base import ASRBackend
+    from workbench.models import ASRBackend
     from workbench.workflow.personal import PersonalModel
 
 __all__ = ["BaseScore", "Evaluation", "ModelsInUse", "bank_row", "choose_models", "evaluate_speaker"]
@@ -207,7 +207,7 @@ def evaluate_speaker(speaker_dir: str | Path, *, model: str = RUN_DEFAULTS.model
     for line in models.lines() if say else ():
         say(line)
     if backend is None:
-        from workbench.models.loading import load_base_model
+        from workbench.models import load_base_model
 
         backend = load_base_model(models.base.name, offline=models.offline)
     path = models.submodel

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from workbench.adapters import Adapted
     from workbench.corpus import SpeakerCorpus
     from workbench.dataset import Example
-    from workbench.models.base import ASRBackend
+    from workbench.models import ASRBackend
 
 __all__ = ["NothingLearnedError", "PersonalizationPlan", "PersonalizationRun", "finish", "nothing_learned",
            "nothing_learned_error", "personalize_speaker", "prepare", "train"]
@@ -196,7 +196,7 @@ def prepare(
                                                         valid_fraction=valid_fraction, seed=seed, max_train=max_train)
     if backend is None:
         from workbench.models.choice import choose_base_model
-        from workbench.models.loading import load_base_model
+        from workbench.models import load_base_model
 
         choice = choose_base_model(corpus.info, model)  # "auto": never a download (a name the user gave may)
         backend, reason = load_base_model(choice.name, offline=model == "auto"), choice.reason

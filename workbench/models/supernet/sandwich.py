@@ -1,7 +1,7 @@
 """The sandwich training step of the supernet (BigNAS's rule, TODM's losses), each technique switchable.
 
 Each step samples the LARGEST, the SMALLEST and ``n_random`` random subnetworks of a
-:class:`~workbench.models.supernet.Supernet` and runs them on the same (augmented) batch:
+:class:`~workbench.models.supernet.model.Supernet` and runs them on the same (augmented) batch:
 
 * the largest learns from the transcripts (CTC) at the full dropout ``p_max``;
 * every other size learns from the largest's detached frame posteriors (``distill="alpha"``:
@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 import torch
 
-from workbench.models.distill import DISTILL_KINDS, distill_loss
-from workbench.models.supernet import SubnetChoice, Supernet
+from workbench.models.supernet.distill import DISTILL_KINDS, distill_loss
+from workbench.models.supernet.model import SubnetChoice, Supernet
 from workbench.models.tiny import ctc_loss
 from workbench.optim import ScaledAdam
 

@@ -67,7 +67,7 @@ _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}  
 _MAX_VARIABLES = 100_000  # a Whisper large model has ~1,300; more means the header lies
 _MAX_RANK = 8
 # Whisper's 30 s window after its stride-2 convolution: 1500 encoder positions in every released size
-# (workbench.models.whisper.FULL_FRAMES // 2); the backend encodes up to that window
+# (workbench.models.whisper.backend.FULL_FRAMES // 2); the backend encodes up to that window
 _ENCODER_POSITIONS = 1500
 # the decoding prompt (at most 4 tokens), the tokens the backend allows a 3 s prompt (8 + 7 per
 # second) and end-of-text: fewer decoder positions cannot transcribe a short sentence (Whisper has 448)
@@ -385,7 +385,7 @@ def _try_loading(folder: Path) -> None:
     from workbench.constants import SAMPLE_RATE
     from workbench.errors import WorkbenchError
     from workbench.models.hf import load_pretrained
-    from workbench.models.whisper import WhisperBackend
+    from workbench.models.whisper.backend import WhisperBackend
 
     try:
         load_pretrained(folder, lambda config: WhisperBackend).transcribe([np.zeros(SAMPLE_RATE // 2, np.float32)])
@@ -400,7 +400,7 @@ def _model_card(name: str, provenance: dict, sizes: dict, n_params: int) -> str:
         "",
         "OpenAI's Whisper weights (MIT license, https://github.com/openai/whisper), converted by a third party to",
         "CTranslate2 (faster-whisper) float16 format, then imported here into transformers'",
-        "`WhisperForConditionalGeneration` (float32) by `workbench.models.ct2_whisper`.",
+        "`WhisperForConditionalGeneration` (float32) by `workbench.models.whisper.ct2`.",
         "",
         "## Provenance",
         "",

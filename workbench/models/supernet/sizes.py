@@ -1,7 +1,7 @@
 """The installed sizes of the built-in model: a table, and the largest size that runs in real time here.
 
 A size is a folder ``workbench/data/models/tiny-<size>`` written by ``recipes/train_supernet.py``
-(see :mod:`workbench.models.supernet`); the original built-in model (``tiny``) is listed too.
+(see :mod:`workbench.models.supernet.model`); the original built-in model (``tiny``) is listed too.
 The real-time factor (seconds of compute per second of audio, greedy decoding, one utterance at
 a time, torch's current threads) is MEASURED on this machine, in about ``seconds`` per model.
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from workbench.constants import SAMPLE_RATE
 from workbench.errors import ModelSizeError
-from workbench.models.supernet import SIZE_NAMES, SIZES_HOWTO, installed_sizes, size_dir
+from workbench.models.supernet.model import SIZE_NAMES, SIZES_HOWTO, installed_sizes, size_dir
 from workbench.models.tiny import TinyBackend, default_model_dir, load_tiny
 
 __all__ = ["DEFAULT_RTF_BUDGET", "MAX_CARD_BYTES", "SizeInfo", "load_size", "measure_rtf", "pick_size", "size_table",

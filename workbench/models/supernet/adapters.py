@@ -1,6 +1,6 @@
 """One personal adapter for every size: a LoRA of the supernet's largest size, sliced like the weights it adapts.
 
-Every size of the built-in model's supernet (:mod:`workbench.models.supernet`) keeps the *first*
+Every size of the built-in model's supernet (:mod:`workbench.models.supernet.model`) keeps the *first*
 units of each dimension of the shared weights. A LoRA on a linear layer ``W (out, in)`` adds
 ``(alpha / r) B A`` with ``B (N, out, r)`` and ``A (N, r, in)``; its update is a matrix of ``W``'s
 shape, so the adapter of the largest size is cut for a smaller one exactly as ``W`` is:
@@ -15,7 +15,7 @@ The sliced update is then exactly the slice of the full update (each of its entr
 sum over the rank), so one personalization serves every device the patient owns.
 
 **The supernet marker.** A Submodel file trained on a size that is the largest of
-:data:`~workbench.models.supernet.DEFAULT_SPACE` can carry the metadata field ``supernet``:
+:data:`~workbench.models.supernet.model.DEFAULT_SPACE` can carry the metadata field ``supernet``:
 ``{"made_for": size, "sizes": {size name: weight fingerprint}}``, the fingerprints of every named
 size *computed here by slicing its base model* (:func:`size_fingerprints`). A file is loaded onto
 another size only when that size's own fingerprint is listed (:func:`load_for_size`); every other
@@ -23,7 +23,7 @@ base model is refused as before (:func:`workbench.adapters.io.check_base`). The 
 untrusted metadata: it is checked for form by :mod:`workbench.adapters.io`, the sliced tensors
 are checked against the size's layout before anything is built, and slicing only ever shrinks.
 
->>> from workbench.models.supernet_adapters import SLICEABLE_FAMILIES
+>>> from workbench.models.supernet.adapters import SLICEABLE_FAMILIES
 >>> SLICEABLE_FAMILIES
 ('lora',)
 """
@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from workbench.errors import AdapterError
-from workbench.models.supernet import DEFAULT_SPACE, SearchSpace, SubnetChoice, Supernet, _set_dropout
+from workbench.models.supernet.model import DEFAULT_SPACE, SearchSpace, SubnetChoice, Supernet, _set_dropout
 from workbench.models.tiny import TinyBackend, TinyConfig
 
 if TYPE_CHECKING:
