@@ -160,6 +160,22 @@ class HFCTCBackend(_HFBase):
         return (loss / (tl.to(loss.device) + 1)).mean()
 
 
+def hub_cache_folder(hub_id: str, *, weights: bool = False) -> Path | None:
+    """The local hub cache's folder of ``hub_id`` (no network), or None when it is not there complete:
+    its ``config.json``, and with ``weights`` a ``*.safetensors`` file too. A miss in the cache (not
+    cached, partial, a bad id) means "not there"; no huggingface_hub means the same."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    try:
+        path = Path(snapshot_download(hub_id, local_files_only=True))
+    except _hub_errors():
+        return None
+    complete = (path / "config.json").is_file() and (not weights or any(path.glob("*.safetensors")))
+    return path if complete else None
+
+
 def _hub_errors() -> tuple[type[Exception], ...]:
     """What ``snapshot_download`` raises for a miss, a bad id or no network: its documented ``OSError``
     (not cached, not found, offline) and ``ValueError`` (a bad id), and its HTTP library's base error

@@ -25,7 +25,7 @@ from typing import Any
 from workbench.errors import ModelSizeError, WorkbenchError
 from workbench.models._serial import one_load_at_a_time
 from workbench.models.base import ASRBackend
-from workbench.models.hf import HFCTCBackend, _hub_errors, load_pretrained
+from workbench.models.hf import HFCTCBackend, hub_cache_folder, load_pretrained
 from workbench.models.tiny import is_tiny_dir, load_tiny
 from workbench.models.whisper.backend import WhisperBackend
 from workbench.models.whisper.weights import (
@@ -92,26 +92,13 @@ def offline_source(name: str | Path) -> str:
         raise WorkbenchError(f"base model {key[:120]!r} is not on this machine (not the built-in model, not a named "
                              "Whisper model, not a model folder here). Use the base model the personal model was "
                              "trained on, or train a new personal model on one of this machine's models.")
-    cached = _hub_cache_folder(key)
+    cached = hub_cache_folder(key)
     if cached is None:
         raise WorkbenchError(f"base model {key!r} is a Hugging Face hub model that is not on this machine, and it is "
                              f"not downloaded unasked. To fetch it once, name it yourself, e.g. "
                              f"'workbench evaluate SPEAKER --model {key}', or download it with "
                              f"'huggingface-cli download {key}'.")
     return str(cached)
-
-
-def _hub_cache_folder(hub_id: str) -> Path | None:
-    """The local hub cache's folder of ``hub_id`` (no network), or None."""
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        return None
-    try:
-        path = Path(snapshot_download(hub_id, local_files_only=True))
-    except _hub_errors():
-        return None
-    return path if (path / "config.json").is_file() else None
 
 
 def load_hf_model(name_or_path: str | Path, *, device: str = "cpu", **whisper_options: Any) -> ASRBackend:

@@ -89,17 +89,10 @@ def _resource(spec: str) -> Path | None:
 
 
 def _hub_cached(hub_id: str) -> Path | None:
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        return None
-    from workbench.models.hf import _hub_errors
+    """The hub cache's complete folder of ``hub_id`` (config and safetensors weights), or None."""
+    from workbench.models.hf import hub_cache_folder
 
-    try:
-        path = Path(snapshot_download(hub_id, local_files_only=True))
-    except _hub_errors():  # a miss in the hub cache (not cached, partial) means "not there"
-        return None
-    return path if (path / "config.json").is_file() and any(path.glob("*.safetensors")) else None
+    return hub_cache_folder(hub_id, weights=True)
 
 
 def available_offline(name: str) -> bool:
