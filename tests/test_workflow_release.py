@@ -65,3 +65,17 @@ def test_a_run_that_ends_without_a_model_leaves_the_base_model_too(tmp_path, mon
     with pytest.raises(TrainingError, match="room"):
         prepare(folder, backend=backend, config=_config(), decoder="greedy")
     inject(backend, ResidualConfig(bottleneck=4)).remove()  # a refused prepare left no adapter behind
+
+
+def test_a_removed_personal_model_refuses_to_transcribe_instead_of_giving_the_base_models_words() -> None:
+    from workbench.adapters import LoRAConfig
+    from workbench.errors import AdapterError
+
+    backend = tiny_backend()
+    adapted = inject(backend, LoRAConfig())
+    wav = noise_waves(1, seed=5)[0]
+    adapted.transcribe([wav])  # live: fine
+    adapted.remove()
+    with pytest.raises(AdapterError, match="load it again"):
+        adapted.transcribe([wav])
+    backend.transcribe([wav])  # the base model itself is untouched

@@ -96,6 +96,7 @@ class Adapted:
         self.base_fingerprint = backend.fingerprint()
         self._enabled = True
         self._hooks: list[Any] = []
+        self._removed = False  # set by remove(): the hooks are gone for good
         self._linears: dict[str, nn.Linear] = {}
         self._speaker_index: Tensor | None = None
         self._state: dict = {}
@@ -270,6 +271,10 @@ class Adapted:
 
     def transcribe(self, waveforms: list, *, speakers: list[int] | None = None, **kwargs: Any) -> list[str]:
         """Batched transcription; ``speakers[i]`` is the row for ``waveforms[i]``."""
+        if self._removed:  # its hooks are gone: it would give the base model's words
+            raise AdapterError("this personal model was taken out of the base model (remove() or the end of a "
+                               "personalization), so it cannot transcribe: load it again from its file with "
+                               "load_submodel(backend, path)")
         if speakers is not None and len(speakers) != len(waveforms):
             raise AdapterError(f"{len(speakers)} speakers for {len(waveforms)} waveforms: give one per waveform")
         if speakers is None:
@@ -352,6 +357,7 @@ class Adapted:
         for h in self._hooks:
             h.remove()
         self._hooks.clear()
+        self._removed = True
         return self.backend
 
     # ------------------------------------------------------------------ parameters
