@@ -141,3 +141,20 @@ def captured(monkeypatch) -> dict:
     monkeypatch.setattr(wf, "train_bank", capture)
     monkeypatch.setattr("workbench.models.load_base_model", lambda *a, **k: None)
     return seen
+
+
+@pytest.fixture(scope="module")
+def whisper_dir(tmp_path_factory):
+    """A tiny random transformers Whisper folder (a test file may define its own)."""
+    pytest.importorskip("transformers")
+    from _models import hf_whisper_dir
+
+    return hf_whisper_dir(tmp_path_factory.mktemp("hf") / "whisper")
+
+
+@pytest.fixture
+def whisper(whisper_dir):
+    """The tiny random Whisper loaded as a backend (a test file may define its own ``whisper``)."""
+    from workbench.models import load_base_model
+
+    return load_base_model(whisper_dir)

@@ -15,22 +15,9 @@ import torch
 from workbench.adapters import LoRAConfig, inject
 from workbench.adapters.attention import lean_attention, lean_attention_modules, lean_forward
 
-from _models import hf_whisper_dir, noise_waves
+from _models import noise_waves
 
 pytestmark = pytest.mark.filterwarnings("ignore")
-
-
-@pytest.fixture(scope="module")
-def whisper_dir(tmp_path_factory):
-    pytest.importorskip("transformers")
-    return hf_whisper_dir(tmp_path_factory.mktemp("hf") / "whisper")
-
-
-@pytest.fixture
-def whisper(whisper_dir):
-    from workbench.models import load_base_model
-
-    return load_base_model(whisper_dir)
 
 
 def _own(module):

@@ -16,24 +16,11 @@ from workbench.adapters import LoRAConfig, VectorConfig, inject
 from workbench.adapters.fused import FusedShrink
 from workbench.errors import AdapterError
 
-from _models import hf_whisper_dir, noise_waves, tiny_backend
+from _models import noise_waves, tiny_backend
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 TEXTS = ["hello there", "yes please", "good morning", "thank you"]
-
-
-@pytest.fixture(scope="module")
-def whisper_dir(tmp_path_factory):
-    pytest.importorskip("transformers")
-    return hf_whisper_dir(tmp_path_factory.mktemp("hf") / "whisper")
-
-
-@pytest.fixture
-def whisper(whisper_dir):
-    from workbench.models import load_base_model
-
-    return load_base_model(whisper_dir)
 
 
 def _randomize(adapted, seed: int = 1, scale: float = 0.2) -> None:
