@@ -142,9 +142,9 @@ def screenshots(out: Path, data: Path, report: Path) -> None:
             start = page.locator(".wb-rec-record")
             expect(start).to_be_enabled()  # once the model is loaded
             start.click()
-            expect(page.locator(".wb-captions .wb-line[data-line]").nth(1)).to_be_visible()  # two caption lines
+            expect(page.locator(".wb-captions .wb-line[data-line]").nth(1)).to_be_visible(timeout=20_000)  # two caption lines (the second phrase ends after about 6 s of audio)
             shot(page, out / "app-live.png")
-            start.click()  # stop
+            page.get_by_role("button", name="■ Stop").click()  # Start stays disabled while captioning
             for name in ("app-speakers", "app-record", "app-results", "app-live"):
                 print(f"wrote {out / name}.png")
             browser.close()
