@@ -4,8 +4,9 @@ The graph is read from the source with :mod:`ast`, nothing imported: an edge ``a
 ``import`` / ``from ... import`` of a workbench module in ``a``, at module level or inside a function
 or method (a lazy import still ties the two modules together: it only hides the cycle until the
 function runs). Imports under ``if TYPE_CHECKING:`` are type-only and skipped. ``from pkg import name``
-is an edge to ``pkg.name`` when that is a module, else to ``pkg`` (its ``__init__``); the parent
-packages a dotted import runs first are not edges.
+is an edge to ``pkg.name`` when that is a module, else to ``pkg`` (its ``__init__``). Importing
+``pkg.sub.mod`` first runs ``pkg/sub/__init__.py``: that package is an edge too, unless it is one of
+the importer's own packages (already running when the importer runs, so it adds no order).
 """
 
 from __future__ import annotations
@@ -69,8 +70,16 @@ def imported_modules(name: str, path: Path, modules: set[str]) -> set[str]:
                 edges.add(f"{source}.{alias.name}")
             elif source in modules:
                 edges.add(source)
+    own = _packages_of(name)
+    edges |= {p for edge in edges for p in _packages_of(edge) if p in modules and p not in own}
     edges.discard(name)
     return edges
+
+
+def _packages_of(name: str) -> set[str]:
+    """The packages whose ``__init__`` runs before module ``name``: ``a.b.c`` -> ``{"a", "a.b"}``."""
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts))}
 
 
 def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
@@ -148,6 +157,9 @@ def test_the_graph_holds_the_known_edges() -> None:
     assert "workbench.errors" in graph["workbench"]  # module level, in a package's __init__
     assert "workbench.models.supernet.sizes" in graph["workbench.cli"]  # imported inside the command's function
     assert "workbench.models.whisper.ct2" in graph["workbench.models.whisper.weights"]  # likewise
+    # a module of another package runs that package's __init__ first; one's own packages are no edge
+    assert {"workbench.workflow.busy", "workbench.workflow"} <= graph["workbench.live.corrections"]
+    assert "workbench.live" not in graph["workbench.live.corrections"]
 
 
 def _package(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -173,6 +185,12 @@ def _package(tmp_path: Path, files: dict[str, str]) -> Path:
     ({"a.py": "import pkg.b\n",
       "b.py": "import typing\nif typing.TYPE_CHECKING:\n    pass\nelse:\n    import pkg.a\n"},
      ["pkg.a", "pkg.b", "pkg.a"]),
+    # importing a module of another package runs that package's __init__, which closes the cycle
+    ({"a/__init__.py": "", "a/x.py": "def f():\n    from pkg.b.y import g\n",
+      "b/__init__.py": "from pkg.b.z import h\n", "b/y.py": "", "b/z.py": "from pkg.a.x import f\n"},
+     ["pkg.a.x", "pkg.b", "pkg.b.z", "pkg.a.x"]),
+    # one's own package's __init__ is no edge: it is already running
+    ({"a/__init__.py": "from pkg.a.x import f\n", "a/x.py": "from pkg.a.y import g\n", "a/y.py": ""}, None),
 ])
 def test_cycles_are_found_in_a_small_package(tmp_path: Path, files: dict[str, str], cycle: list[str] | None) -> None:
     found = find_cycles(import_graph(_package(tmp_path, files)))

@@ -39,7 +39,9 @@ Modules (each name below is importable from ``workbench.corpus``):
 * :mod:`~workbench.corpus.transcripts`: :func:`parse_transcripts`, :func:`match_transcripts`;
 * :mod:`~workbench.corpus.importing`: existing recordings in, from a folder
   (:func:`import_folder`) or uploaded as ``(name, bytes)`` (:func:`import_files`,
-  :func:`load_one_upload`), with one :class:`ImportReport`.
+  :func:`load_one_upload`), with one :class:`ImportReport`;
+* :mod:`~workbench.corpus.use`: takes saved from use (corrected live captions):
+  :func:`from_use`, :func:`use_counts`.
 
 >>> import tempfile, numpy as np
 >>> parent = tempfile.mkdtemp()
@@ -72,15 +74,18 @@ from workbench.corpus.records import (
 )
 from workbench.corpus.speaker import SpeakerCorpus, list_speakers
 from workbench.corpus.transcripts import match_transcripts, parse_transcripts
+from workbench.corpus.use import USE_SOURCE, from_use, use_counts
 
 __all__ = [
     "MISSING",
     "STATUSES",
     "TRANSCRIPT_SUFFIXES",
     "UPLOAD_SUFFIXES",
+    "USE_SOURCE",
     "ImportReport",
     "SpeakerCorpus",
     "Utterance",
+    "from_use",
     "import_files",
     "import_folder",
     "list_speakers",
@@ -89,5 +94,6 @@ __all__ = [
     "parse_transcripts",
     "split_by_prompt",
     "upload_name",
+    "use_counts",
     "validate_speaker_id",
 ]

@@ -22,38 +22,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from workbench.constants import SAMPLE_RATE
+from workbench.corpus.use import USE_SOURCE, from_use, use_counts
 from workbench.errors import AudioError, CorpusError, TrainingBusyError
 
 if TYPE_CHECKING:
     from workbench.corpus import Utterance
 
 __all__ = ["USE_SOURCE", "from_use", "save_correction", "use_counts"]
-
-USE_SOURCE = "use"  # extra["source"] of a take saved from a corrected live caption
-
-
-def from_use(utt: Any) -> bool:
-    """True for a take saved from use (a corrected caption), not read from a prompt."""
-    extra = getattr(utt, "extra", None)
-    return isinstance(extra, dict) and extra.get("source") == USE_SOURCE
-
-
-def use_counts(takes: Any, trained: Any, test: Any) -> dict[str, int]:
-    """How many takes from use a run trained on, and how many it left out as test phrases.
-
-    Args:
-        takes: every ``"ok"`` take of the speaker; trained: the takes of the training pool
-            (training + validation); test: the test-phrase takes.
-
-    Returns:
-        ``{"from_use": n, "kept_out": m}``: ``m`` corrections equal a test phrase (same
-        :func:`~workbench.text.prompt_key`) and were kept out of training.
-    """
-    from workbench.text import prompt_key
-
-    test_keys = {prompt_key(u.prompt) for u in test}
-    return {"from_use": sum(1 for u in trained if from_use(u)),
-            "kept_out": sum(1 for u in takes if from_use(u) and prompt_key(u.prompt) in test_keys)}
 
 
 def _training_in_progress(root: Path) -> str | None:

@@ -116,13 +116,12 @@ def three_way_split(corpus: SpeakerCorpus, *, test_fraction: float = RUN_DEFAULT
     ``max_train`` caps the rest of the prompted takes (training + validation together);
     ``valid_fraction`` of its prompts are then set aside for validation.
 
-    Takes from use (corrected live captions, :func:`workbench.live.from_use`) never become
+    Takes from use (corrected live captions, :func:`workbench.corpus.from_use`) never become
     test phrases: all of them join the rest after the prompted takes (``max_train`` does not
     cap them), except those whose prompt is a test phrase (:func:`workbench.text.prompt_key`),
     which are left out altogether.
     """
-    from workbench.corpus import split_by_prompt
-    from workbench.live.corrections import from_use
+    from workbench.corpus import from_use, split_by_prompt
     from workbench.text import prompt_key
 
     takes = corpus.utterances("ok")

@@ -307,7 +307,7 @@ def finish(plan: PersonalizationPlan, *, figures: FigureMaker | None = None) -> 
         training["cut_short"] = result.cut_short
     if hasattr(plan.backend, "encoding_window"):  # Whisper: the window it learned, decoded on from now on
         training["window"] = plan.backend.encoding_window
-    from workbench.live.corrections import use_counts
+    from workbench.corpus import use_counts
 
     takes = {u.utt_id: u for u in corpus.utterances("ok")}
     use = use_counts(takes.values(), [takes[e.utt_id] for e in [*plan.train, *plan.valid] if e.utt_id in takes],
