@@ -20,7 +20,8 @@ is known to say near nothing (jumon/whisper-finetuning #17). For each sample spe
 ``--quick``: one speaker, 8 short phrases, 6 sentences, and the cached personal model if there is one
 (else a 2-step one): it checks that everything runs; the figures mean little.
 
-Full run (quiet machine): ``python -m bench.bench_short_phrases``  (writes docs/bench/short_phrases_cpu.json)
+Full run (quiet machine): ``python -m bench.bench_short_phrases``  (writes docs/bench/short_phrases_cpu.json,
+the file ``bench/summarize_words.py`` reads; ``--speakers`` writes ``short_phrases_cpu_<speakers>.json`` beside it)
 """
 
 from __future__ import annotations
@@ -43,6 +44,28 @@ MAX_SHORT_WORDS = 3
 
 
 # ---------------------------------------------------------------------------- shared with bench_vocabulary
+def provenance() -> dict[str, Any]:
+    """When and from which code a result was measured: ``date`` (UTC, ISO 8601), ``commit`` (git HEAD)
+    and ``uncommitted_changes`` (whether tracked files under bench/ or workbench/ differed from it);
+    None where git cannot tell (not a checkout)."""
+    import datetime
+    import subprocess
+
+    out: dict[str, Any] = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                           "commit": None, "uncommitted_changes": None}
+    root = SAMPLES.parent
+    try:
+        git = ["git", "-C", str(root)]
+        out["commit"] = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                       timeout=30).stdout.strip()
+        changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", "bench", "workbench"],
+                                 capture_output=True, text=True, check=True, timeout=30).stdout
+        out["uncommitted_changes"] = bool(changed.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
 def speaker_synthesizer(name: str):
     """``say(text, seed) -> (n,) float32 at 16 kHz`` in a simulated sample speaker's own voice and
     profile (its ``speaker.json``), or None for a real speaker."""
@@ -140,6 +163,7 @@ def run(device: str, quick: bool, speakers: list[str] | None = None) -> dict[str
 
     from workbench.models import load_base_model
 
+    started = provenance()  # the code this run imported: its commit when it started
     torch.set_num_threads(THREADS)
     speakers = speakers or (SPEAKERS[:1] if quick else SPEAKERS)
     n_short, n_sent = (8, 6) if quick else (None, None)
@@ -171,16 +195,23 @@ def run(device: str, quick: bool, speakers: list[str] | None = None) -> dict[str
               f"{r['short']['personal']['doubled']}/{r['short']['personal (no cut)']['doubled']})  "
               f"sentences: base {r['sentences']['base']['wer']:.3f} personal {r['sentences']['personal']['wer']:.3f} "
               f"(no cut {r['sentences']['personal (no cut)']['wer']:.3f})", flush=True)
+    return {"machine": machine(device), **started, "model": MODEL, "threads": THREADS, "quick": quick,
+            "max_short_words": MAX_SHORT_WORDS, "speakers": rows, "overall": overall_scores(rows)}
+
+
+def overall_scores(rows: dict[str, dict]) -> dict[str, dict]:
+    """Every speaker's phrases together, ``"<short|sentences>_<system>"`` -> ``_scores``' fields but
+    the examples (the WER is total errors over total reference words, not a mean of speakers' WERs)."""
     overall = {}
     for part in ("short", "sentences"):
         for system in ("base", "personal", "personal (no cut)"):
             cells = [r[part][system] for r in rows.values()]
             words = sum(c["words"] for c in cells)
             overall[f"{part}_{system}"] = {"wer": sum(c["errors"] for c in cells) / max(1, words),
+                                           "errors": sum(c["errors"] for c in cells), "words": words,
                                            "empty": sum(c["empty"] for c in cells),
                                            "doubled": sum(c["doubled"] for c in cells), "n": sum(c["n"] for c in cells)}
-    return {"machine": machine(device), "model": MODEL, "threads": THREADS, "quick": quick, "speakers": rows,
-            "overall": overall}
+    return overall
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -191,7 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--speakers", nargs="+", default=None, help=f"sample speakers (default: {' '.join(SPEAKERS)})")
     args = parser.parse_args(argv)
-    result, _ = run_and_write(f"short_phrases_{args.device}" + ("_quick" if args.quick else ""),
+    tag = "_" + "_".join(s.replace("/", "-") for s in args.speakers) if args.speakers else ""  # not the full run's
+    result, _ = run_and_write(f"short_phrases_{args.device.split(':')[0]}{tag}" + ("_quick" if args.quick else ""),
                               lambda: run(args.device, args.quick, args.speakers))
     for key, v in result["overall"].items():
         print(f"{key:28s} WER {v['wer']:.3f}  empty {v['empty']} of {v['n']}  doubled {v['doubled']}")

@@ -27,7 +27,8 @@ them within a bound (:class:`workbench.decode_bias.VocabularyBias`). For each sa
 ``--quick``: one speaker, 6 phrases with names and 6 without, the cached personal model if there is
 one: it checks that everything runs; the figures mean little.
 
-Full run (quiet machine): ``python -m bench.bench_vocabulary``  (writes docs/bench/vocabulary_cpu.json)
+Full run (quiet machine): ``python -m bench.bench_vocabulary``  (writes docs/bench/vocabulary_cpu.json, the
+file ``bench/summarize_words.py`` reads; ``--speakers``, ``--phrases`` or a bound's setting add a tag to the name)
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from bench._common import machine, write_result
-from bench.bench_short_phrases import MODEL, SAMPLES, THREADS, personal_model_file, speaker_synthesizer, test_phrases
-from bench.bench_short_phrases import transcribe_pair
+from bench.bench_short_phrases import MODEL, SAMPLES, THREADS, personal_model_file, provenance, speaker_synthesizer
+from bench.bench_short_phrases import test_phrases, transcribe_pair
 
 SPEAKERS = ["sim-dysarthria-severe", "sim-als-like", "sim-parkinsonian", "sim-stutter", "sim-voice-tremor",
             "sim-accent", "real/real-allison"]
@@ -155,6 +156,7 @@ def run(device: str, quick: bool, speakers: list[str] | None = None, config=None
     from workbench.models import load_base_model
     from workbench.vocabulary import boost_words
 
+    started = provenance()  # the code this run imported: its commit when it started
     torch.set_num_threads(THREADS)
     speakers = speakers or (SPEAKERS[:1] if quick else SPEAKERS)
     n = phrases or (6 if quick else None)
@@ -177,6 +179,13 @@ def run(device: str, quick: bool, speakers: list[str] | None = None, config=None
             print(f"{spk:22s} {k:14s} names {s['name_wer']:.3f} ({s['name_words']})  other {s['other_wer']:.3f} "
                   f"({s['other_words']})  false insertions {s['false_insertions']} "
                   f"({s['false_insertions_no_name']} in phrases without)", flush=True)
+    return {"machine": machine(device), **started, "model": MODEL, "threads": THREADS, "quick": quick,
+            "names": NAMES, "templates": TEMPLATES, "speakers": rows, "overall": overall_scores(rows)}
+
+
+def overall_scores(rows: dict[str, dict]) -> dict[str, dict]:
+    """Every speaker's phrases together: system -> :func:`word_scores`' fields (counts summed, rates
+    recomputed from them)."""
     overall = {}
     for k in next(iter(rows.values()))["systems"]:
         cells = [r["systems"][k] for r in rows.values()]
@@ -186,8 +195,7 @@ def run(device: str, quick: bool, speakers: list[str] | None = None, config=None
         tot["name_wer"] = tot["name_errors"] / max(1, tot["name_words"])
         tot["other_wer"] = tot["other_errors"] / max(1, tot["other_words"])
         overall[k] = tot
-    return {"machine": machine(device), "model": MODEL, "threads": THREADS, "quick": quick, "names": NAMES,
-            "templates": TEMPLATES, "speakers": rows, "overall": overall}
+    return overall
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -212,7 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
     tag = "".join(f"_{k}{v:g}" for k, v in given.items())  # a sweep keeps every setting's file
     tag += f"_n{args.phrases}" if args.phrases else ""
     tag += "_" + "_".join(s.replace("/", "-") for s in args.speakers) if args.speakers else ""
-    path = write_result(f"vocabulary_{args.device}{tag}" + ("_quick" if args.quick else ""), result)
+    path = write_result(f"vocabulary_{args.device.split(':')[0]}{tag}" + ("_quick" if args.quick else ""), result)
     print(f"wrote {path}")
     for k, s in result["overall"].items():
         print(f"{k:14s} name WER {s['name_wer']:.3f}  other WER {s['other_wer']:.3f}  false insertions "

@@ -19,6 +19,9 @@ from bench.summarize_device_tuning import results_md_device_tuning
 from bench.summarize_live import END as CORR_END
 from bench.summarize_live import START as CORR_START
 from bench.summarize_live import live_details, results_md_corrections
+from bench.summarize_words import END as WORDS_END
+from bench.summarize_words import START as WORDS_START
+from bench.summarize_words import results_md_words, words_targets
 
 #: Markers of the generated part of docs/results.md (the rest is written by hand).
 START, END = "<!-- personalization results: written by bench/summarize.py -->", "<!-- end of generated part -->"
@@ -104,6 +107,7 @@ def targets() -> list[tuple[str, str, str, bool | None, str]]:
                  suite["wall_s"] < 900 if suite else None, "bench/__main__.py"))
     rows.append(_contention_target(_load("contention")))
     rows += whisper_targets(_load)
+    rows += words_targets(_load)  # issue 27: short phrases, the word list
     emb = _load("embeddings_cpu")
     if emb:
         worst = max(v for k, v in emb.items() if k.endswith("_s_per_100")) if any(
@@ -541,6 +545,7 @@ def main(quick: bool = False) -> None:
     old = results_md.read_text() if results_md.is_file() else "# Results\n"
     new = _splice(old, results_md_personalization())
     new = _splice(new, results_md_device_tuning(_load), DT_START, DT_END)
+    new = _splice(new, results_md_words(_load), WORDS_START, WORDS_END)
     results_md.write_text(_splice(new, results_md_corrections(_load), CORR_START, CORR_END))
     print(f"wrote {bench_md} and {results_md}")
     readme = _common.RESULTS_DIR.parent.parent / "README.md"
