@@ -52,7 +52,7 @@ def worker() -> None:
 
     corpus = SpeakerCorpus.open(ROOT / "sample_data" / "sim-dysarthria-severe")
     tr, va, _ = three_way_split(corpus)
-    config = TrainConfig(max_seconds=None)  # the defaults: LoRA, batch 8, speed perturbation
+    config = TrainConfig(time_limit_s=None)  # the defaults: LoRA, batch 8, speed perturbation
     trainer = Trainer(load_base_model("tiny"), examples_from_corpus(corpus, tr), examples_from_corpus(corpus, va),
                       config)
     info = {"threads": torch.get_num_threads(), "wait": os.environ.get("OMP_WAIT_POLICY", ""),

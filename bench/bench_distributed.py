@@ -61,7 +61,7 @@ def worker(out: str, steps: int, threads: int, device: str) -> None:
         tr, va, _ = three_way_split(corpus)
         train += examples_from_corpus(corpus, tr, speaker=row)
         valid += examples_from_corpus(corpus, va[:2], speaker=row)
-    config = TrainConfig(max_steps=steps, max_seconds=None, batch_size=BATCH, eval_every=steps + 1, patience=0,
+    config = TrainConfig(max_steps=steps, time_limit_s=None, batch_size=BATCH, eval_every=steps + 1, patience=0,
                          speed_perturb=())
     trainer = Trainer(load_base_model("tiny", device=dev), train, valid, config)
     stamps: list[float] = []

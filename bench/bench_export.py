@@ -82,7 +82,7 @@ def _personal_speaker(name: str, model: str, work: Path, minutes: float) -> Path
 
     backend = load_base_model(model)
     print(f"training a personal {model} model for {name} ({minutes:g} min, once; reused from {work})", flush=True)
-    personalize_speaker(folder, backend=backend, config=default_config(backend, max_seconds=60 * minutes, seed=0),
+    personalize_speaker(folder, backend=backend, config=default_config(backend, time_limit_s=60 * minutes, seed=0),
                         progress=False)
     if personal_submodel(folder) is None:
         raise SystemExit(f"the personal model of {name} did not beat the base model; nothing to export")
@@ -108,7 +108,7 @@ def _full_window_model(name: str, model: str, work: Path, steps: int) -> Path:
     print(f"training a full-window personal {model} model for {name} ({steps} steps, once; reused from {folder})",
           flush=True)
     run = personalize_speaker(folder, backend=backend, window="full", progress=False,
-                              config=default_config(backend, max_seconds=None, max_steps=steps, seed=0))
+                              config=default_config(backend, time_limit_s=None, max_steps=steps, seed=0))
     run.adapted.remove()
     return run.submodel_path
 

@@ -74,7 +74,7 @@ def _ours(train: list, valid: list, test: list, seed: int, quick: bool) -> dict[
     from workbench.workflow import default_config
 
     backend = load_base_model(MODEL)
-    settings: dict[str, Any] = {"seed": seed, "max_seconds": None}
+    settings: dict[str, Any] = {"seed": seed, "time_limit_s": None}
     if quick:
         settings.update(max_steps=2, eval_every=2, batch_size=2, speed_perturb=())
     config = default_config(backend, **settings)
@@ -105,7 +105,7 @@ def _peft(train: list, valid: list, test: list, seed: int, quick: bool, bound_s:
     t0 = time.perf_counter()
     out = train_and_evaluate(model, processor, [(e.wav, e.text) for e in train], [(e.wav, e.text) for e in valid],
                              [(e.wav, e.text) for e in test], tmp / f"peft-{seed}", settings, t0=t0,
-                             max_seconds=bound_s, test_before=True)
+                             time_limit_s=bound_s, test_before=True)
     return {**out, "settings": settings}
 
 

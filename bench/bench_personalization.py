@@ -81,7 +81,7 @@ def run_one(speaker_dir: Path, family: str | None, *, budget: float | None = Non
 
     backend = load_base_model(model)
     corpus, train, valid, held_out, decoder = _setup(speaker_dir, max_train, backend=backend)
-    limits = {"max_seconds": RUN_DEFAULTS.max_seconds if budget is None else budget, "seed": seed,
+    limits = {"time_limit_s": RUN_DEFAULTS.time_limit_s if budget is None else budget, "seed": seed,
               "max_steps": max_steps or RUN_DEFAULTS.max_steps_for(backend)}
     if min_utterances is not None:
         limits["min_utterances"] = min_utterances
@@ -154,7 +154,7 @@ def data_efficiency(speaker_dir: Path, sample_dir: Path, *, budget: float | None
         train_space += examples_from_corpus(c, tr, speaker=row)
         held_space += examples_from_corpus(c, te[:3], speaker=row)
     backend = load_base_model("tiny")
-    space_cfg = TrainConfig(adapter=HRAConfig(space="embedding"), max_seconds=space_budget, max_steps=100_000,
+    space_cfg = TrainConfig(adapter=HRAConfig(space="embedding"), time_limit_s=space_budget, max_steps=100_000,
                             patience=0, eval_every=100)
     space = Trainer(backend, train_space, held_space, space_cfg)
     space.fit()
@@ -168,10 +168,10 @@ def data_efficiency(speaker_dir: Path, sample_dir: Path, *, budget: float | None
             rows = {}
             for kind in ("scratch", "warm"):
                 if kind == "scratch":
-                    cfg = TrainConfig(adapter=HRAConfig(), max_seconds=budget, min_utterances=1)
+                    cfg = TrainConfig(adapter=HRAConfig(), time_limit_s=budget, min_utterances=1)
                     trainer = Trainer(backend, subset, valid, cfg, decoder=decoder)
                 else:
-                    cfg = TrainConfig(adapter=HRAConfig(space="embedding"), max_seconds=budget, min_utterances=1,
+                    cfg = TrainConfig(adapter=HRAConfig(space="embedding"), time_limit_s=budget, min_utterances=1,
                                       learning_rate=3e-2)
                     trainer = Trainer(backend, subset, valid, cfg, decoder=decoder,
                                       adapted=warm_start(backend, bank_file))
@@ -195,7 +195,7 @@ def bank_job(speaker_dirs: list[Path], *, budget: float | None, max_train: int =
     from workbench.workflow import train_bank
 
     t0 = time.perf_counter()
-    config = TrainConfig(max_seconds=None if budget is None else budget * len(speaker_dirs))
+    config = TrainConfig(time_limit_s=None if budget is None else budget * len(speaker_dirs))
     with tempfile.TemporaryDirectory() as tmp:
         run = train_bank(speaker_dirs, Path(tmp) / "bank.safetensors", config=config, max_train=max_train,
                          progress=False)
@@ -210,7 +210,7 @@ def bank_job(speaker_dirs: list[Path], *, budget: float | None, max_train: int =
     if r.speaker_steps:
         for row, step in zip(rows, r.speaker_steps, strict=True):
             row["kept_step"] = step
-    return {"machine": machine(), "family": config.adapter.family, "budget_s": config.max_seconds,
+    return {"machine": machine(), "family": config.adapter.family, "budget_s": config.time_limit_s,
             "max_train": max_train, "steps": r.steps, "train_s": r.seconds, "stopped": r.stopped_reason,
             "per_speaker_selection": r.speaker_steps is not None, "rows": rows, "wall_s": time.perf_counter() - t0}
 

@@ -72,7 +72,7 @@ def step_times(quick: bool) -> dict:
     trainers = {}
     for name in names:
         backend, config = _variant(name)
-        config = dataclasses.replace(config, max_seconds=None, max_steps=10_000, speed_perturb=())
+        config = dataclasses.replace(config, time_limit_s=None, max_steps=10_000, speed_perturb=())
         trainers[name] = Trainer(backend, train, valid, config)
     fns = {n: (lambda t=t: t._train_step()) for n, t in trainers.items()}
     times = compare_calls(fns, repeat=2 if quick else 5, warmup=1)
@@ -90,7 +90,7 @@ def trick_costs(steps: int, speakers: list[str]) -> list[dict]:
         refs = [e.text for e in test]
         for name in ["auto+prefix", "auto", "full+prefix"]:
             backend, config = _variant(name)
-            config = dataclasses.replace(config, max_seconds=None, max_steps=steps, patience=0)
+            config = dataclasses.replace(config, time_limit_s=None, max_steps=steps, patience=0)
             trainer = Trainer(backend, train, valid, config)
             t0 = time.perf_counter()
             result = trainer.fit()
@@ -117,7 +117,7 @@ def table(seeds: int, speakers: list[str], budget: float) -> list[dict]:
             folder = Path(tmp) / speaker
             shutil.copytree(SAMPLE / speaker, folder)  # the run writes its Submodel and report there
             for seed in range(seeds):
-                config = default_config(backend, max_seconds=budget, seed=seed)
+                config = default_config(backend, time_limit_s=budget, seed=seed)
                 t0 = time.perf_counter()
                 run = personalize_speaker(folder, backend=backend, config=config, max_train=50, progress=False)
                 run.adapted.remove()

@@ -124,14 +124,14 @@ class DataCollatorSpeechSeq2SeqWithPadding:
 def train_and_evaluate(model: Any, processor: Any, train: Sequence[tuple[np.ndarray, str]],
                        valid: Sequence[tuple[np.ndarray, str]], test: Sequence[tuple[np.ndarray, str]],
                        out_dir: str | Path, settings: dict[str, Any], *, t0: float | None = None,
-                       max_seconds: float | None = None, test_before: bool = False) -> dict[str, Any]:
+                       time_limit_s: float | None = None, test_before: bool = False) -> dict[str, Any]:
     """Fine-tune ``model`` with PEFT LoRA on ``train``, choose on ``valid``, score ``test``.
 
     Args:
         train, valid, test: ``(waveform at 16 kHz, transcript)`` pairs.
         settings: :func:`matched_settings` (or your own).
         t0: ``time.perf_counter()`` the wall times count from (default: now; features included).
-        max_seconds: stop after this many seconds of wall time (a benchmark's bound; a user
+        time_limit_s: stop after this many seconds of wall time (a benchmark's bound; a user
             would not set it).
         test_before: also score the test recordings before training.
 
@@ -169,7 +169,7 @@ def train_and_evaluate(model: Any, processor: Any, train: Sequence[tuple[np.ndar
                               "wall_s": time.perf_counter() - clock["t0"]})
 
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 - transformers' API
-            if max_seconds is not None and time.perf_counter() - clock["t0"] > max_seconds:
+            if time_limit_s is not None and time.perf_counter() - clock["t0"] > time_limit_s:
                 control.should_training_stop = clock["bound"] = True
 
     args = Seq2SeqTrainingArguments(

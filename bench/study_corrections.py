@@ -60,7 +60,7 @@ def _personalize(folder: Path, backend, *, seed: int, max_train: int, quick: boo
     # Step-based, so that the figures do not depend on how busy the machine is: early stopping on the
     # validation recordings, at most MAX_STEPS steps, no clock (a run's time is reported beside it).
     settings = {"max_steps": 2, "eval_every": 1} if quick else {"max_steps": MAX_STEPS}
-    config = default_config(backend, max_seconds=None, seed=seed, **settings)
+    config = default_config(backend, time_limit_s=None, seed=seed, **settings)
     plan = prepare(folder, backend=backend, config=config, seed=0, max_train=max_train)  # seed 0: the split
     train(plan, progress=False)
     run = finish(plan)

@@ -135,7 +135,7 @@ def _config(model: str, candidate: str, backend, *, steps: int, eval_every: int,
     from workbench.trainer import TrainConfig
     from workbench.workflow import default_config
 
-    bound = {"max_seconds": None, "max_steps": steps, "patience": 0, "eval_every": eval_every, "seed": seed}
+    bound = {"time_limit_s": None, "max_steps": steps, "patience": 0, "eval_every": eval_every, "seed": seed}
     if quick:
         bound["batch_size"] = 2
     if model != WHISPER:
@@ -272,7 +272,7 @@ def bank_selection(dirs: list[Path], seeds: list[int], *, budget_per_speaker: fl
     t0, runs = time.perf_counter(), []
     for seed in seeds:
         for per_speaker in (True, False):
-            config = TrainConfig(max_seconds=budget_per_speaker * len(dirs), per_speaker_selection=per_speaker,
+            config = TrainConfig(time_limit_s=budget_per_speaker * len(dirs), per_speaker_selection=per_speaker,
                                  seed=seed)
             with tempfile.TemporaryDirectory() as tmp:
                 run = train_bank(dirs, Path(tmp) / "bank.safetensors", config=config, max_train=50, progress=False)

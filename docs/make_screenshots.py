@@ -55,7 +55,7 @@ def personalize(out: Path, data: Path, budget: float) -> Path:
     from workbench.workflow import personalize_speaker
 
     shutil.copytree(SAMPLE / SPEAKER, data / SPEAKER)
-    run = personalize_speaker(data / SPEAKER, config=TrainConfig(max_seconds=budget), decoder="lexicon",
+    run = personalize_speaker(data / SPEAKER, config=TrainConfig(time_limit_s=budget), decoder="lexicon",
                               max_train=50, progress=False)
     run.adapted.remove()
     _save(plot_training_curve(run.train_result.history, title=f"Personalizing {SPEAKER} (LoRA)"), out / "training.png")

@@ -86,7 +86,7 @@ def main() -> None:
         decoder = build_decoder("lexicon", prompts=corpus.prompts())
         for name, kw in cands.items():
             backend = load_base_model(args.model)
-            cfg = TrainConfig(max_seconds=args.budget, **kw)
+            cfg = TrainConfig(time_limit_s=args.budget, **kw)
             trainer = Trainer(backend, train, held, cfg, decoder=decoder)
             t0 = time.perf_counter()
             res = trainer.fit()

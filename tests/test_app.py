@@ -55,7 +55,7 @@ SAMPLE = ROOT / "sample_data" / "sim-accent"
 
 
 def tiny_config(minutes: float) -> TrainConfig:
-    return TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=100_000, max_seconds=60.0 * minutes,
+    return TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=100_000, time_limit_s=60.0 * minutes,
                        eval_every=2, batch_size=4, min_utterances=4, specaugment=None, patience=0)
 
 
@@ -480,7 +480,7 @@ def test_with_a_password_unauthenticated_requests_are_refused(tmp_path) -> None:
 def test_the_progress_bar_is_never_empty_once_a_step_is_done(tmp_path) -> None:
     job = jobs.TrainingJob(tmp_path / "spk", backend_factory=None, model="tiny", config=tiny_config(60))
     assert job.fraction == 0.0
-    job._on_start({"max_steps": 100_000, "max_seconds": 3600.0})
+    job._on_start({"max_steps": 100_000, "time_limit_s": 3600.0})
     job._on_step({"step": 1, "loss": 3.0, "elapsed_s": 0.001})  # a fast first step: 1e-5 of the budget
     assert 0.0 < job.fraction < 0.01
     job._set(phase="done", finished_at=time.time())

@@ -113,7 +113,7 @@ def _flow(tmp_path: Path, outbound: list, models: list[str]) -> None:
     data = tmp_path / "data"
     data.mkdir()
     # the app's own model loader and model list ("auto" first); only the budget is tiny
-    ctx = AppContext(data_dir=data, train_config=lambda minutes: ModelDefaults(max_seconds=120.0, max_steps=2,
+    ctx = AppContext(data_dir=data, train_config=lambda minutes: ModelDefaults(time_limit_s=120.0, max_steps=2,
                                                                               min_utterances=4))
     assert ctx.default_model == "auto"
     app = WorkbenchApp(ctx)

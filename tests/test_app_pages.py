@@ -33,7 +33,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "sim-accent"
 
 
 def tiny_config(minutes: float) -> TrainConfig:
-    return TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=100_000, max_seconds=60.0 * minutes,
+    return TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=100_000, time_limit_s=60.0 * minutes,
                        eval_every=2, batch_size=4, min_utterances=10, specaugment=None, patience=0)
 
 
@@ -169,7 +169,7 @@ def test_the_word_error_chart_has_ranges_even_when_every_value_is_equal(app) -> 
         fraction = 0.5
 
         def snapshot(self):
-            return {"phase": "training", "step": 40, "max_steps": 100, "elapsed": 5.0, "max_seconds": 90.0,
+            return {"phase": "training", "step": 40, "max_steps": 100, "elapsed": 5.0, "time_limit_s": 90.0,
                     "losses": [(s, 1.0 / s) for s in range(1, 41)], "wers": [(s, 0.0) for s in range(0, 41, 10)],
                     "stop_requested": False, "stop_reason": "", "error": None, "version": 1, "run": None,
                     "model": "tiny", "training_s": 5.0, "time_up": False}
@@ -203,7 +203,7 @@ def test_the_trainer_owns_the_time_limit_and_the_page_says_what_the_file_says(ap
         made.append(weakref.ref(backend := tiny_backend()))
         return backend
 
-    config = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=100_000, max_seconds=2.0, eval_every=1000,
+    config = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=100_000, time_limit_s=2.0, eval_every=1000,
                          batch_size=4, min_utterances=10, patience=0, speed_perturb=())
     job = jobs.TrainingJob(tmp_path / "data" / "spk-001", backend_factory=factory, model="tiny", config=config,
                            decoder="greedy")
@@ -235,7 +235,7 @@ def _job_on(app, tmp_path, made: list, **config) -> jobs.TrainingJob:
         made.append(weakref.ref(backend := tiny_backend()))
         return backend
 
-    settings = {"adapter": ResidualConfig(bottleneck=4), "max_steps": 4, "max_seconds": None, "eval_every": 2,
+    settings = {"adapter": ResidualConfig(bottleneck=4), "max_steps": 4, "time_limit_s": None, "eval_every": 2,
                 "batch_size": 4, "min_utterances": 10, "patience": 0, "speed_perturb": (), **config}
     return jobs.TrainingJob(tmp_path / "data" / "spk-001", backend_factory=factory, model="tiny",
                             config=TrainConfig(**settings), decoder="greedy")
@@ -326,7 +326,7 @@ def test_automatic_base_model_follows_the_speaker_kind(tmp_path) -> None:
     from workbench.models.choice import real_speech_model_available
 
     assert asked == ["tiny", "whisper-tiny.en" if real_speech_model_available() else "tiny"]
-    assert ModelDefaults(60.0)(tiny_backend()).max_seconds == 60.0
+    assert ModelDefaults(60.0)(tiny_backend()).time_limit_s == 60.0
 
 
 def test_model_defaults_match_the_train_config_defaults() -> None:
@@ -335,7 +335,7 @@ def test_model_defaults_match_the_train_config_defaults() -> None:
 
     d, c = ModelDefaults(90.0)(tiny_backend()), default_config(tiny_backend())
     assert (d.max_steps, d.min_utterances) == (c.max_steps, c.min_utterances)  # the base model's own
-    assert ModelDefaults().max_seconds == c.max_seconds == TrainConfig().max_seconds  # one ceiling
+    assert ModelDefaults().time_limit_s == c.time_limit_s == TrainConfig().time_limit_s  # one ceiling
 
 
 def test_the_page_shows_the_time_left_from_the_measured_pace_and_says_when_the_ceiling_cut_the_run(tmp_path) -> None:
@@ -346,7 +346,7 @@ def test_the_page_shows_the_time_left_from_the_measured_pace_and_says_when_the_c
     now = [100.0]
     job = jobs.TrainingJob(tmp_path / "spk", backend_factory=None, model="tiny", config=tiny_config(15),
                            clock=lambda: now[0])
-    job._on_start({"max_steps": 100, "max_seconds": 900.0})
+    job._on_start({"max_steps": 100, "time_limit_s": 900.0})
     assert job.time_left() is None  # no step measured yet
     now[0] += 20.0
     job._on_step({"step": 10, "loss": 1.0, "elapsed_s": 20.0})  # 2 s a step so far, checks included
@@ -357,7 +357,7 @@ def test_the_page_shows_the_time_left_from_the_measured_pace_and_says_when_the_c
     page.job, page.ctx = job, AppContext(data_dir=tmp_path)
     text = page._status_html(job.snapshot())
     assert "step 10 of at most 100, 25 seconds, at most about 3 minutes left" in text
-    job._set(max_seconds=60.0)  # a low ceiling bounds the estimate: 35 s of it are left
+    job._set(time_limit_s=60.0)  # a low ceiling bounds the estimate: 35 s of it are left
     assert job.time_left() == pytest.approx(35.0)
     note = "stopped by the time limit at step 10 of about 100; the model may improve with more time"
     job._on_stop({"reason": "time budget", "step": 10, "elapsed_s": 60.0, "text": "time limit reached", "note": note})

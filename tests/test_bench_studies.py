@@ -101,7 +101,7 @@ def test_whisper_candidates_change_one_thing_each(tmp_path) -> None:
     assert names[:3] == ["top half + decoder", "every encoder layer", "every layer + decoder"]
     configs = {n: _config("whisper-tiny.en", n, backend, steps=120, eval_every=5, seed=1) for n in names}
     for c in configs.values():  # step-bound, no early stopping (replayed later), the backend's limit ignored
-        assert (c.max_steps, c.eval_every, c.patience, c.max_seconds, c.seed) == (120, 5, 0, None, 1)
+        assert (c.max_steps, c.eval_every, c.patience, c.time_limit_s, c.seed) == (120, 5, 0, None, 1)
     top = configs["top half + decoder"]
     assert (top.adapter.top_layers, top.adapter.decoder) == (backend.num_layers // 2, True)
     assert top.learning_rate == default.learning_rate

@@ -149,4 +149,4 @@ def test_a_time_or_step_limit_no_run_can_train_under_is_refused_before_a_model_l
 
 def test_the_limits_reach_the_training_config(captured) -> None:
     assert main(["train-bank", str(SAMPLE), "--out", "b.safetensors", "--minutes", "2", "--steps", "7"]) == 2
-    assert (captured["config"].max_seconds, captured["config"].max_steps) == (120.0, 7)
+    assert (captured["config"].time_limit_s, captured["config"].max_steps) == (120.0, 7)

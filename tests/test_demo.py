@@ -48,7 +48,7 @@ def test_demo_says_what_to_do_after_no_improvement(tmp_path, capsys, monkeypatch
     real = workbench.workflow.personalize_speaker
 
     def learns_nothing(*args, config, **kwargs):  # the demo's run with a learning rate too small to change a word
-        config = dataclasses.replace(config, learning_rate=1e-12, max_steps=4, eval_every=2, max_seconds=None)
+        config = dataclasses.replace(config, learning_rate=1e-12, max_steps=4, eval_every=2, time_limit_s=None)
         return real(*args, config=config, **kwargs)
 
     monkeypatch.setattr(workbench.workflow, "personalize_speaker", learns_nothing)

@@ -42,7 +42,7 @@ _SCRIPT = textwrap.dedent(
     def trainer():
         train = [Example(w, TEXTS[i % 4], i % 2, f"t{i}") for i, w in enumerate(noise_waves(10))]
         valid = [Example(w, TEXTS[i % 4], i % 2, f"v{i}") for i, w in enumerate(noise_waves(5, seed=1))]
-        cfg = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=4, max_seconds=None, batch_size=5,
+        cfg = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=4, time_limit_s=None, batch_size=5,
                           eval_every=2, min_utterances=4, patience=0, speed_perturb=(),
                           specaugment=POLICIES["librispeech_adaptive"], learning_rate=1e-2)
         return Trainer(tiny_backend(), train, valid, cfg)

@@ -119,7 +119,7 @@ def test_personalize_trains_on_the_window_asked_and_records_it(speaker, tmp_path
     from workbench.trainer import TrainConfig
     from workbench.workflow import finish, prepare, train
 
-    config = TrainConfig(adapter=LoRAConfig(rank=2, decoder=True), max_steps=2, max_seconds=None, eval_every=2,
+    config = TrainConfig(adapter=LoRAConfig(rank=2, decoder=True), max_steps=2, time_limit_s=None, eval_every=2,
                          batch_size=4, min_utterances=4, learning_rate=1e-3)
     plan = prepare(speaker.root, backend=whisper, config=config, submodel_dir=tmp_path / "s",
                    report_dir=tmp_path / "r", window=window)

@@ -98,7 +98,7 @@ def test_the_report_counts_takes_from_use(speaker, tmp_path) -> None:
         save_correction(speaker.root, text, noise_waves(1, seed=20 + i, lo=14000, hi=16000)[0] * 3)
     _, _, test = three_way_split(speaker, test_fraction=0.25, seed=0)
     save_correction(speaker.root, test[0].prompt, noise_waves(1, seed=30, lo=14000, hi=16000)[0] * 3)
-    config = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=3, max_seconds=None, eval_every=2,
+    config = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=3, time_limit_s=None, eval_every=2,
                          batch_size=4, min_utterances=4)
     out = tmp_path / "out"
     plan = prepare(speaker.root, backend=tiny_backend(), config=config, submodel_dir=out, report_dir=out)

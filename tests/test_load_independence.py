@@ -76,7 +76,7 @@ def _same_run_on_a_quiet_and_a_busy_computer(make, config: TrainConfig, kind: st
     evals = [[(h["step"], h["wer"], h["loss"]) for h in r.history if h["kind"] == "eval"] for r in (quiet, busy)]
     assert evals[0] == evals[1]
     assert busy.seconds == pytest.approx(BUSY * quiet.seconds)  # only slower
-    assert busy.seconds < config.max_seconds == RUN_DEFAULTS.max_seconds
+    assert busy.seconds < config.time_limit_s == RUN_DEFAULTS.time_limit_s
     assert quiet_w.keys() == busy_w.keys() and quiet_w
     for name in quiet_w:
         assert torch.equal(quiet_w[name], busy_w[name]), name  # bit for bit
@@ -87,7 +87,7 @@ def test_the_built_in_model_learns_the_same_weights_on_a_busy_computer(tmp_path)
     train, valid = _examples(12, seed=0), _examples(4, seed=1)
     config = default_config(tiny_backend(), adapter=ResidualConfig(bottleneck=4), max_steps=24, eval_every=4,
                             batch_size=4, min_utterances=4, learning_rate=1e-2, patience=2, seed=3, speed_perturb=())
-    assert config.max_seconds == RUN_DEFAULTS.max_seconds  # the default ceiling, not one made for the test
+    assert config.time_limit_s == RUN_DEFAULTS.time_limit_s  # the default ceiling, not one made for the test
     _same_run_on_a_quiet_and_a_busy_computer(lambda c: Trainer(tiny_backend(), train, valid, c), config,
                                              "built-in", tmp_path)
 
@@ -100,7 +100,7 @@ def test_whisper_learns_the_same_weights_on_a_busy_computer(tmp_path) -> None:
     train, valid = _examples(10, seed=3), _examples(3, seed=4)
     config = default_config(backend, max_steps=6, eval_every=3, batch_size=4, speed_perturb=(), patience=0,
                             min_utterances=4, learning_rate=3e-2, seed=1)
-    assert config.max_seconds == RUN_DEFAULTS.max_seconds  # the default ceiling, not one made for the test
+    assert config.time_limit_s == RUN_DEFAULTS.time_limit_s  # the default ceiling, not one made for the test
     busy_s = _same_run_on_a_quiet_and_a_busy_computer(lambda c: Trainer(backend, train, valid, c), config,
                                                       "whisper", tmp_path)
     assert busy_s > 90.0  # the old default, a 90 s budget, cut this run short on the busy computer (issue 27)
@@ -146,7 +146,7 @@ def test_a_run_the_ceiling_cut_short_says_so_in_the_submodel_and_the_report(tmp_
     corpus = SpeakerCorpus.create(tmp_path / "data", "spk-ceiling", prompts=PROMPTS, simulated=True)
     for i, w in enumerate(noise_waves(24, seed=7, lo=12000, hi=20000)):
         corpus.add_take(w * 3, prompt=PROMPTS[i % len(PROMPTS)])
-    config = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=50, max_seconds=30.0, eval_every=2,
+    config = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=50, time_limit_s=30.0, eval_every=2,
                          batch_size=4, min_utterances=4, patience=0)
     plan = prepare(corpus.root, backend=tiny_backend(), config=config, decoder="greedy")
     _on_clock(plan.trainer, step_s=2.0, eval_s=1.0)

@@ -121,7 +121,7 @@ def test_trainer_fit_evaluate_save_load_transcribe(backend, tmp_path) -> None:
     train = [Example(w, t) for w, t in zip(waves[:10], WORDS[:10], strict=True)]
     valid = [Example(w, t) for w, t in zip(waves[10:], WORDS[10:], strict=True)]
     cfg = default_config(backend, adapter=LoRAConfig(top_layers=1, decoder=True), max_steps=6, eval_every=3,
-                         max_seconds=None, speed_perturb=(), patience=0, learning_rate=3e-2)
+                         time_limit_s=None, speed_perturb=(), patience=0, learning_rate=3e-2)
     trainer = Trainer(backend, train, valid, cfg)
     assert trainer.frozen_layers == 1  # LoRA on the top layer only: the bottom encoder layer is computed once
     result = trainer.fit()

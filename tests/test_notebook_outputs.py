@@ -260,7 +260,7 @@ def test_notebook_03_says_what_to_do_after_no_improvement(tmp_path, capsys) -> N
     corpus = SpeakerCorpus.create(tmp_path / "data", "spk-nb", prompts=prompts, simulated=True)
     for i, w in enumerate(noise_waves(16, seed=3, lo=12000, hi=20000)):
         corpus.add_take(w * 3, prompt=prompts[i % len(prompts)])
-    config = TrainConfig(adapter=ResidualConfig(bottleneck=4), learning_rate=1e-12, max_steps=4, max_seconds=None,
+    config = TrainConfig(adapter=ResidualConfig(bottleneck=4), learning_rate=1e-12, max_steps=4, time_limit_s=None,
                          eval_every=2, batch_size=4, min_utterances=4, speed_perturb=())
     plan = prepare(corpus.root, backend=tiny_backend(), config=config, submodel_dir=tmp_path / "out",
                    report_dir=tmp_path / "out")

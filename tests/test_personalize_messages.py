@@ -33,7 +33,7 @@ def _examples(n: int, seed: int = 0) -> list[Example]:
 
 
 def _config(**kw) -> TrainConfig:
-    base = dict(adapter=ResidualConfig(bottleneck=4), max_steps=2, max_seconds=None, batch_size=4, eval_every=2,
+    base = dict(adapter=ResidualConfig(bottleneck=4), max_steps=2, time_limit_s=None, batch_size=4, eval_every=2,
                 min_utterances=4, learning_rate=1e-2, patience=0, speed_perturb=())
     return TrainConfig(**{**base, **kw})
 
@@ -116,7 +116,7 @@ def test_the_personalize_page_says_why_when_every_take_was_rejected(tmp_path) ->
     from workbench.app_pages.personalize import PersonalizePage
 
     job = jobs.TrainingJob(tmp_path / "data" / "spk-1", backend_factory=None, model="tiny", config=_config())
-    job._on_start({"max_steps": 2, "max_seconds": None, "left_out": "1 recording was left out of training: take x"})
+    job._on_start({"max_steps": 2, "time_limit_s": None, "left_out": "1 recording was left out of training: take x"})
     status = PersonalizePage.__new__(PersonalizePage)
     status.job, status.ctx = job, app.pages["Personalize"].ctx
     assert "1 recording was left out of training: take x" in status._status_html(job.snapshot())

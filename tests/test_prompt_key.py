@@ -67,7 +67,7 @@ def test_a_bank_never_trains_on_a_test_phrase_spelled_differently(tmp_path) -> N
             break
     else:
         pytest.fail("no arrangement puts the shared sentence in B's training side")
-    config = TrainConfig(max_steps=1, eval_every=1, max_seconds=None, min_utterances=4, batch_size=4,
+    config = TrainConfig(max_steps=1, eval_every=1, time_limit_s=None, min_utterances=4, batch_size=4,
                          speed_perturb=())
     run = train_bank([a.root, b.root], tmp_path / "bank.safetensors", backend=tiny_backend(), config=config,
                      decoder="greedy", progress=False)

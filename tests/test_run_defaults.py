@@ -48,8 +48,8 @@ def test_every_workflow_entry_point_defaults_to_the_run_defaults() -> None:
             if name in RUN_PARAMETERS:
                 assert value == getattr(RUN_DEFAULTS, RUN_PARAMETERS[name]), (fn.__qualname__, name, value)
     config = TrainConfig()
-    assert (config.seed, config.max_seconds, config.max_steps, config.min_utterances) == (
-        RUN_DEFAULTS.seed, RUN_DEFAULTS.max_seconds, RUN_DEFAULTS.max_steps, RUN_DEFAULTS.min_utterances)
+    assert (config.seed, config.time_limit_s, config.max_steps, config.min_utterances) == (
+        RUN_DEFAULTS.seed, RUN_DEFAULTS.time_limit_s, RUN_DEFAULTS.max_steps, RUN_DEFAULTS.min_utterances)
 
 
 def test_no_signature_restates_a_run_default_as_a_literal() -> None:
@@ -104,7 +104,7 @@ def test_the_step_limit_follows_what_a_step_of_the_base_model_costs() -> None:
     assert default_config(seq2seq, adapter=LoRAConfig()).max_steps == 120  # another adapter, the same model's pace
     assert default_config(seq2seq, max_steps=7).max_steps == 7
     assert default_config(None).max_steps == RUN_DEFAULTS.max_steps
-    assert default_config(ctc).max_seconds == RUN_DEFAULTS.max_seconds
+    assert default_config(ctc).time_limit_s == RUN_DEFAULTS.time_limit_s
 
 
 def test_the_corpus_split_and_the_three_way_split_keep_the_same_test_phrases(tmp_path) -> None:
@@ -134,7 +134,7 @@ def test_the_app_reads_the_run_defaults() -> None:
     assert next(iter(ctx.models.values())) == RUN_DEFAULTS.model
     backend = tiny_backend()
     assert default_train_config()(backend) == default_config(backend)  # the slider's value: the same run as the CLI's
-    assert ModelDefaults(60.0)(backend).max_seconds == 60.0
+    assert ModelDefaults(60.0)(backend).time_limit_s == 60.0
     assert _defaults(sentences_needed)["valid_fraction"] == _defaults(three_way_split)["valid_fraction"]
     source = (ROOT / "workbench" / "app_pages" / "personalize.py").read_text()
     assert "inspect.signature" not in source  # a default is read from RUN_DEFAULTS, not from a signature

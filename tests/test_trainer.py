@@ -25,7 +25,7 @@ def _examples(n: int, seed: int = 0, speaker: int = 0) -> list[Example]:
 
 
 def _config(**kw) -> TrainConfig:
-    base = dict(adapter=ResidualConfig(bottleneck=4), max_steps=12, max_seconds=None, batch_size=4, eval_every=4,
+    base = dict(adapter=ResidualConfig(bottleneck=4), max_steps=12, time_limit_s=None, batch_size=4, eval_every=4,
                 min_utterances=4, learning_rate=1e-2, patience=0)
     base.update(kw)
     return TrainConfig(**base)
@@ -93,7 +93,7 @@ def test_the_time_budget_is_a_ceiling_with_every_evaluation_and_the_last_check_i
     the last periodic check are checked too (issue 24 A4: the app stopped the trainer, which skipped it)."""
     now = [0.0]
     trainer = _timed(Trainer(tiny_backend(), _examples(8), _examples(3, seed=1),
-                             _config(max_steps=1000, eval_every=4, max_seconds=90.0), clock=lambda: now[0]),
+                             _config(max_steps=1000, eval_every=4, time_limit_s=90.0), clock=lambda: now[0]),
                      now, step_s=1.0, eval_s=20.0)
     stops = []
     trainer.on("on_stop", stops.append)
@@ -126,7 +126,7 @@ def test_stop_still_checks_the_steps_since_the_last_check() -> None:
 
 def test_an_evaluation_longer_than_the_budget_leaves_no_step() -> None:
     now = [0.0]
-    trainer = _timed(Trainer(tiny_backend(), _examples(8), _examples(3, seed=1), _config(max_seconds=10.0),
+    trainer = _timed(Trainer(tiny_backend(), _examples(8), _examples(3, seed=1), _config(time_limit_s=10.0),
                              clock=lambda: now[0]), now, step_s=1.0, eval_s=12.0)
     result = trainer.fit()
     assert (result.stopped_reason, result.steps, result.best_step) == ("time budget", 0, 0)

@@ -22,7 +22,7 @@ def test_the_trainer_emits_one_record_type_per_event() -> None:
     train = [Example(w, TEXTS[i % 4], 0, f"t{i}") for i, w in enumerate(noise_waves(8))]
     valid = [Example(w, TEXTS[i % 4], 0, f"v{i}") for i, w in enumerate(noise_waves(3, seed=1))]
     trainer = Trainer(tiny_backend(), train, valid, TrainConfig(
-        adapter=ResidualConfig(bottleneck=4), max_steps=2, max_seconds=None, batch_size=4, eval_every=1,
+        adapter=ResidualConfig(bottleneck=4), max_steps=2, time_limit_s=None, batch_size=4, eval_every=1,
         min_utterances=4, speed_perturb=()))
     seen: dict[str, list] = {}
     for name in ("on_start", "on_step", "on_eval", "on_best", "on_stop", "on_end"):

@@ -113,7 +113,7 @@ def test_training_leaves_no_mark_in_the_speaker_folder(tmp_path) -> None:
     corpus = SpeakerCorpus.create(tmp_path, "spk-mark", prompts=prompts, simulated=True)
     for i, w in enumerate(noise_waves(16, seed=4, lo=12000, hi=20000)):
         corpus.add_take(w * 3, prompt=prompts[i % len(prompts)])
-    config = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=2, max_seconds=None, eval_every=1,
+    config = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=2, time_limit_s=None, eval_every=1,
                          batch_size=4, min_utterances=4, speed_perturb=())
     plan = prepare(corpus.root, backend=tiny_backend(), config=config)
     seen = []

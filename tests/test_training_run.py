@@ -27,7 +27,7 @@ TEXTS = ["turn on the light", "call my sister", "i am hungry", "good morning"]
 def _trainer(**kw) -> Trainer:
     train = [Example(w, TEXTS[i % 4], 0, f"t{i}") for i, w in enumerate(noise_waves(8))]
     valid = [Example(w, TEXTS[i % 4], 0, f"v{i}") for i, w in enumerate(noise_waves(3, seed=1))]
-    settings = {"adapter": ResidualConfig(bottleneck=4), "max_steps": 10_000, "max_seconds": None, "batch_size": 4,
+    settings = {"adapter": ResidualConfig(bottleneck=4), "max_steps": 10_000, "time_limit_s": None, "batch_size": 4,
                 "eval_every": 1, "min_utterances": 4, "patience": 0, "speed_perturb": (), **kw}
     return Trainer(tiny_backend(), train, valid, TrainConfig(**settings))
 
@@ -38,7 +38,7 @@ def test_a_run_follows_its_trainer_to_the_end_in_one_frozen_record() -> None:
     run = TrainingRun(trainer.fit, trainer=trainer, on_update=lambda: phases.append(run.phase))
     first = run.progress()
     assert isinstance(first, TrainingProgress) and first.phase == "waiting" and first.fraction == 0.0
-    assert first.max_steps == 3 and first.max_seconds is None and first.status == "ready"
+    assert first.max_steps == 3 and first.time_limit_s is None and first.status == "ready"
     assert run.start() and not run.start()  # one run per TrainingRun
     assert run.join(120)
     p = run.progress()
@@ -104,9 +104,9 @@ def test_a_stop_asked_before_the_trainer_exists_stops_it_once_attached() -> None
 def test_the_time_ceiling_is_the_trainers_and_the_run_only_reports_it() -> None:
     """On a clock where a step takes 2 s and a check 1 s, a 10 s ceiling (checks included) ends the
     run after 3 steps at exactly 10 s: the trainer decides, the run says so and never stops it itself."""
-    trainer = _on_clock(_trainer(max_seconds=10.0), step_s=2.0, eval_s=1.0)
+    trainer = _on_clock(_trainer(time_limit_s=10.0), step_s=2.0, eval_s=1.0)
     run = TrainingRun(trainer.fit, trainer=trainer)
-    assert run.progress().max_seconds == 10.0
+    assert run.progress().time_limit_s == 10.0
     run.start()
     assert run.join(120)
     result, p = run.result, run.progress()
@@ -120,7 +120,7 @@ def test_the_time_ceiling_is_the_trainers_and_the_run_only_reports_it() -> None:
 def test_the_time_left_comes_from_the_measured_pace_and_the_ceiling() -> None:
     now = [100.0]
     run = TrainingRun(lambda: None, clock=lambda: now[0])
-    run._on_start(StartEvent(max_steps=100, max_seconds=900.0, train_utterances=8, valid_utterances=3,
+    run._on_start(StartEvent(max_steps=100, time_limit_s=900.0, train_utterances=8, valid_utterances=3,
                              parameters={}, left_out="1 recording was left out"))
     assert run.time_left() is None and run.progress().left_out == "1 recording was left out"  # no step yet
     now[0] += 20.0
@@ -133,7 +133,7 @@ def test_the_time_left_comes_from_the_measured_pace_and_the_ceiling() -> None:
     p = run.progress()
     assert p.time_left_s == pytest.approx(175.0) and p.training_s == pytest.approx(25.0)  # live between steps
     assert p.fraction == pytest.approx(0.1)  # steps are further along than seconds (25 of 900)
-    run.update(max_seconds=60.0)  # a low ceiling bounds the estimate, and the bar follows it
+    run.update(time_limit_s=60.0)  # a low ceiling bounds the estimate, and the bar follows it
     assert run.time_left() == pytest.approx(35.0) and run.fraction == pytest.approx(25 / 60)
     note = ceiling_note(10, 100)
     run._on_stop(StopEvent(reason="time budget", text="time limit reached", step=10, elapsed_s=60.0, note=note))

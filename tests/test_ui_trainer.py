@@ -24,7 +24,7 @@ TEXTS = ["turn on the light", "call my sister", "i am hungry", "good morning"]
 def _trainer(**kw) -> Trainer:
     train = [Example(w, TEXTS[i % 4], 0, f"t{i}") for i, w in enumerate(noise_waves(8))]
     held = [Example(w, TEXTS[i % 4], 0, f"h{i}") for i, w in enumerate(noise_waves(3, seed=1))]
-    cfg = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=10_000, max_seconds=None, batch_size=4,
+    cfg = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=10_000, time_limit_s=None, batch_size=4,
                       eval_every=1, min_utterances=4, patience=0, **kw)
     return Trainer(tiny_backend(), train, held, cfg)
 
@@ -118,14 +118,14 @@ def test_errors_in_the_thread_are_kept_for_the_view() -> None:
 def test_progress_follows_the_budget_that_ends_the_run() -> None:
     """The notebook's run: at most 400 steps but 20 s; after 10 s the bar is at 50 %, not 6/400 = 1.5 %."""
     trainer = _trainer()
-    trainer.config.max_steps, trainer.config.max_seconds = 400, 20.0
+    trainer.config.max_steps, trainer.config.time_limit_s = 400, 20.0
     session = TrainerSession(trainer, update_interval=0.0)
     session._on_step({"step": 6, "loss": 1.0, "elapsed_s": 10.0})
     assert session.progress == pytest.approx(0.5)
     assert "10 of at most 20 s" in session.snapshot()["status"]
     session._on_step({"step": 300, "loss": 1.0, "elapsed_s": 11.0})  # steps can end it first, too
     assert session.progress == pytest.approx(0.75)
-    trainer.config.max_seconds = None
+    trainer.config.time_limit_s = None
     steps_only = TrainerSession(trainer)
     steps_only._on_step({"step": 100, "loss": 1.0, "elapsed_s": 50.0})
     assert steps_only.progress == pytest.approx(0.25) and "step 100 of at most 400" in steps_only.status
@@ -134,7 +134,7 @@ def test_progress_follows_the_budget_that_ends_the_run() -> None:
 def test_time_budget_run_ends_at_100_percent_and_start_is_disabled_while_training() -> None:
     pytest.importorskip("ipywidgets")
     trainer = _trainer()
-    trainer.config.max_seconds = 1.0  # the time budget ends it, far below max_steps
+    trainer.config.time_limit_s = 1.0  # the time budget ends it, far below max_steps
     session = TrainerSession(trainer, update_interval=0.0)
     view = session.widget(record=False)
     start, stop, bar = view.children[0].children
@@ -209,7 +209,7 @@ def test_the_session_runs_the_workflows_train_step_then_finish_follows(tmp_path)
     for i, w in enumerate(noise_waves(18, seed=4, lo=12000, hi=20000)):
         corpus.add_take(w * 3, prompt=(TEXTS + ["open the door", "see you soon"])[i % 6])
     plan = prepare(corpus.root, backend=tiny_backend(), config=TrainConfig(
-        adapter=ResidualConfig(bottleneck=4), max_steps=10_000, max_seconds=None, batch_size=4, eval_every=1,
+        adapter=ResidualConfig(bottleneck=4), max_steps=10_000, time_limit_s=None, batch_size=4, eval_every=1,
         min_utterances=4, patience=0), submodel_dir=tmp_path / "out", report_dir=tmp_path / "out")
     two = threading.Event()
     plan.trainer.on("on_step", lambda e: two.set() if e["step"] >= 2 else None)

@@ -104,7 +104,7 @@ def test_three_training_steps_lower_the_loss(takes) -> None:
 
     backend = load_base_model("whisper-tiny.en")
     train, valid = takes[:16], takes[16:20]
-    config = dataclasses.replace(default_config(backend), max_steps=3, max_seconds=None, speed_perturb=(),
+    config = dataclasses.replace(default_config(backend), max_steps=3, time_limit_s=None, speed_perturb=(),
                                  eval_every=3, patience=0, warmup_steps=1, batch_size=4)
     trainer = Trainer(backend, train, valid, config)
     batch, texts = trainer.train_cache.batch([0, 1, 2, 3])

@@ -32,7 +32,7 @@ def speaker(tmp_path):
 
 def test_personalize_then_evaluate_and_report(speaker, tmp_path) -> None:
     backend = tiny_backend()
-    config = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=4, max_seconds=None, eval_every=2,
+    config = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=4, time_limit_s=None, eval_every=2,
                          batch_size=4, min_utterances=4)
     run = personalize_speaker(speaker.root, backend=backend, config=config, progress=False, figures=report_figures)
     assert run.submodel_path.is_file() and run.submodel_path.parent.name == "submodels"

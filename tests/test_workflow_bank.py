@@ -30,7 +30,7 @@ def _speakers(root) -> list:
 
 
 def _config(**changes) -> TrainConfig:
-    return TrainConfig(**{"max_steps": 2, "eval_every": 1, "max_seconds": None, "min_utterances": 4,
+    return TrainConfig(**{"max_steps": 2, "eval_every": 1, "time_limit_s": None, "min_utterances": 4,
                           "batch_size": 4, "speed_perturb": (), **changes})
 
 
@@ -45,7 +45,7 @@ def test_a_bank_stopped_before_its_first_check_saves_nothing(tmp_path) -> None:
     keys = _keys(backend)
     out = tmp_path / "out" / "bank.safetensors"
     with pytest.raises(NothingLearnedError, match="Stopped before the first check: nothing learned yet") as err:
-        train_bank(_speakers(tmp_path / "data"), out, backend=backend, config=_config(max_seconds=1e-4),
+        train_bank(_speakers(tmp_path / "data"), out, backend=backend, config=_config(time_limit_s=1e-4),
                    decoder="greedy", progress=False)
     said = str(err.value)
     assert "The bank is checked" in said and "after 0 (time limit reached)" in said and "no bank was saved" in said

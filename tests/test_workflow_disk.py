@@ -108,7 +108,7 @@ def _b8_run(root: Path):
     from workbench.adapters import ResidualConfig
     from workbench.trainer import TrainConfig
 
-    config = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=3, max_seconds=None, eval_every=2,
+    config = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=3, time_limit_s=None, eval_every=2,
                          batch_size=4, min_utterances=4)
     return workflow.personalize_speaker(root, backend=tiny_backend(), config=config, progress=False)
 

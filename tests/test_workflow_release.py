@@ -28,7 +28,7 @@ def _speaker(root, name: str, seed: int) -> SpeakerCorpus:
 
 
 def _config() -> TrainConfig:
-    return TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=2, max_seconds=None, eval_every=2,
+    return TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=2, time_limit_s=None, eval_every=2,
                        batch_size=4, min_utterances=4, speed_perturb=())
 
 

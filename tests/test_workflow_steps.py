@@ -17,7 +17,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:the (held-out|validation) set ha
 PROMPTS = ["turn on the light", "call my sister", "i am hungry", "good morning", "open the door",
            "where is my phone", "thank you very much", "i need some help", "close the window",
            "what time is it", "please pass the salt", "see you tomorrow"]
-CONFIG = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=3, max_seconds=None, eval_every=2,
+CONFIG = TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=3, time_limit_s=None, eval_every=2,
                      batch_size=4, min_utterances=4)
 
 

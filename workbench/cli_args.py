@@ -142,7 +142,7 @@ def training_limits(args: argparse.Namespace) -> dict:
     steps = getattr(args, "steps", None)
     if steps is not None and steps < 1:
         raise UsageError(f"--steps must be at least 1, got {steps}; leave it out for the base model's own limit")
-    return {"max_seconds": 60.0 * args.minutes, **({"max_steps": steps} if steps else {})}
+    return {"time_limit_s": 60.0 * args.minutes, **({"max_steps": steps} if steps else {})}
 
 
 def vocabulary(args: argparse.Namespace, speaker_dir: str | None) -> list[str]:

@@ -13,7 +13,7 @@ ceiling does cut a run short, the run says so (:attr:`workbench.trainer.TrainRes
 
 >>> RUN_DEFAULTS.model, RUN_DEFAULTS.decoder, RUN_DEFAULTS.test_fraction
 ('auto', 'lexicon', 0.25)
->>> RUN_DEFAULTS.max_seconds / 60
+>>> RUN_DEFAULTS.time_limit_s / 60
 15.0
 """
 
@@ -22,9 +22,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from workbench._deprecated import renamed_fields
+
 __all__ = ["RUN_DEFAULTS", "RunDefaults"]
 
 
+@renamed_fields(max_seconds="time_limit_s")  # the old name works, with a warning, until the next release
 @dataclasses.dataclass(frozen=True)
 class RunDefaults:
     """What a personalization run uses when nobody says otherwise (see docs/architecture.md,
@@ -55,7 +58,7 @@ class RunDefaults:
     # evaluations, so 120 steps = 5 minutes; 5x the usual 3 minutes), so a computer two or three
     # times slower (a video call, a browser) gives the same model, later. The step limit, not
     # this, bounds a run that never converges.
-    max_seconds: float = 900.0
+    time_limit_s: float = 900.0
     min_utterances: int = 10  # training recordings a run needs (the app says how many more to record)
 
     def max_steps_for(self, backend: Any) -> int:
@@ -64,8 +67,8 @@ class RunDefaults:
 
     @property
     def max_minutes(self) -> float:
-        """:attr:`max_seconds` in minutes (the CLI's and the app's unit)."""
-        return self.max_seconds / 60.0
+        """:attr:`time_limit_s` in minutes (the CLI's and the app's unit)."""
+        return self.time_limit_s / 60.0
 
 
 #: The one set of run defaults (frozen: change a run's settings through its arguments, not here).

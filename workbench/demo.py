@@ -71,7 +71,7 @@ def run_demo(*, data_dir: str | Path | None = None, out_dir: str | Path | None =
     print(f"Working copy: {work}")
     backend = load_base_model("tiny")
     print(f"Base model: {backend.name} ({backend.num_parameters() / 1e6:.1f}M parameters, frozen)")
-    config = TrainConfig(max_seconds=30.0 if quick else 90.0, max_steps=150 if quick else 400)
+    config = TrainConfig(time_limit_s=30.0 if quick else 90.0, max_steps=150 if quick else 400)
     run = personalize_speaker(work, backend=backend, config=config, decoder="lexicon", progress=True,
                               report_dir=out, figures=report_figures)
     cmp_ = run.comparison

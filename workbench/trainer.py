@@ -21,7 +21,7 @@ would. Events fire in every process; print or plot from ``distributed.is_main()`
 
 Guarantees: the loss is checked to be finite every step; gradients are clipped;
 ``stop()`` may be called from any thread and ends the run after the current
-step and one evaluation of the steps since the last; ``max_seconds`` is a ceiling
+step and one evaluation of the steps since the last; ``time_limit_s`` is a ceiling
 on :meth:`Trainer.fit`, evaluations included (see there), that the defaults do not reach on a quiet
 computer (:mod:`workbench.defaults`), so a busy computer gives the same model, later; early stopping
 watches the validation WER, and the adapter weights with the lowest
@@ -48,6 +48,7 @@ from torch import nn
 
 from workbench import distributed
 from workbench._atomic import write_bytes_atomic
+from workbench._deprecated import renamed_fields, upgrade_keys
 from workbench.adapters import Adapted, AdapterConfig, LoRAConfig, config_from_dict, inject
 from workbench.augment import SpecAugmentPolicy, spec_augment
 from workbench.dataset import Example, FeatureCache, left_out_note, speaker_mixed_batches, with_speed_perturbation
@@ -88,6 +89,12 @@ def _default_adapter() -> AdapterConfig:
     return LoRAConfig()
 
 
+#: Old field names of TrainConfig -> new (issue 31's naming rule): keywords and attributes warn until the next
+#: release; settings saved under the old name (checkpoints, results files) load silently.
+_RENAMED_FIELDS = {"max_seconds": "time_limit_s"}
+
+
+@renamed_fields(**_RENAMED_FIELDS)
 @dataclasses.dataclass
 class TrainConfig:
     """Settings of one personalization run; the defaults need no tuning.
@@ -105,7 +112,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     batch_size: int = 8
     max_steps: int = RUN_DEFAULTS.max_steps  # workflow.default_config: the base model's (max_steps_for)
-    max_seconds: float | None = RUN_DEFAULTS.max_seconds  # wall-clock CEILING on Trainer.fit; None = steps only
+    time_limit_s: float | None = RUN_DEFAULTS.time_limit_s  # wall-clock CEILING on Trainer.fit; None = steps only
     warmup_steps: int = 10  # linear warm-up, then cosine decay to 10 % at max_steps
     eval_every: int = 10  # steps between validation evaluations (the best checkpoint came at 20-70 steps)
     patience: int = 5  # evaluations without a lower validation WER before early stopping; 0 = never
@@ -155,7 +162,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        d = dict(d)
+        """The inverse of :meth:`to_dict`; also reads settings saved under an older field name."""
+        d = upgrade_keys(d, _RENAMED_FIELDS)
         d["adapter"] = config_from_dict(d["adapter"])
         d["specaugment"] = None if d.get("specaugment") is None else SpecAugmentPolicy.from_dict(d["specaugment"])
         return cls(**d)
@@ -488,7 +496,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train until max steps, the time budget, early stopping or :meth:`stop`.
 
-        ``config.max_seconds`` is a ceiling on this call, evaluations included: the first
+        ``config.time_limit_s`` is a ceiling on this call, evaluations included: the first
         (step 0, the base model), the periodic ones and the last. A step starts only if it and
         one more evaluation still fit (as long as the slowest step and evaluation so far took),
         so that however the run ends, by the budget or by :meth:`stop`, the steps after the
@@ -500,7 +508,7 @@ class Trainer:
         c = self.config
         report = self.adapted.parameter_report() if self.adapted else {
             "family": c.mode, "trainable": sum(p.numel() for p in self.params)}
-        self._emit("on_start", StartEvent(max_steps=c.max_steps, max_seconds=c.max_seconds,
+        self._emit("on_start", StartEvent(max_steps=c.max_steps, time_limit_s=c.time_limit_s,
                                           train_utterances=len(self.train_cache),
                                           valid_utterances=len(self.eval_cache), parameters=report,
                                           left_out=self.left_out))
@@ -511,8 +519,8 @@ class Trainer:
         steps_done_here, t_here = 0, self.clock()
         while self.step < c.max_steps:
             self.elapsed = self.clock() - start
-            over_time = c.max_seconds is not None and \
-                self.elapsed + self._slowest["step"] + self._slowest["eval"] > c.max_seconds
+            over_time = c.time_limit_s is not None and \
+                self.elapsed + self._slowest["step"] + self._slowest["eval"] > c.time_limit_s
             asked, over_time = distributed.sum_scalars(self._stop.is_set(), over_time)  # any process decides
             if asked:
                 reason = "stopped by user"
@@ -613,7 +621,7 @@ class Trainer:
             raise TrainingError(f"no checkpoint at {path}")
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads(f.metadata()["trainer"])
-        if meta["config"] != self.config.to_dict():
+        if upgrade_keys(meta["config"], _RENAMED_FIELDS) != self.config.to_dict():  # old checkpoints: old names
             raise TrainingError("this checkpoint was made with different training settings; resume with the same ones")
         tensors = load_file(str(path))
         n = len(self.params)

@@ -18,6 +18,8 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from workbench._deprecated import renamed_fields, warn_renamed
+
 if TYPE_CHECKING:  # annotations only: the trainer imports this module
     from workbench.trainer import TrainResult
 
@@ -28,12 +30,16 @@ class TrainerEvent(Mapping):
     """What every event record shares: its fields by name, and the same as a read-only mapping."""
 
     _optional: tuple[str, ...] = ()  # fields left out of the mapping view while None
+    _renamed: dict[str, str] = {}  # old key -> field: still read, with a DeprecationWarning, until the next release
 
     def _keys(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self)
                 if not (f.name in self._optional and getattr(self, f.name) is None)]
 
     def __getitem__(self, key: str) -> Any:
+        if key in self._renamed:
+            warn_renamed(type(self).__name__, key, self._renamed[key])
+            key = self._renamed[key]
         if key not in self._keys():
             raise KeyError(key)
         return getattr(self, key)
@@ -49,12 +55,15 @@ class TrainerEvent(Mapping):
 
 
 # eq=False: equality is the Mapping's (the same fields and values), so a record equals the dict it replaced
+@renamed_fields(max_seconds="time_limit_s")
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class StartEvent(TrainerEvent):
     """``on_start``: what the run is about to do."""
 
+    _renamed = {"max_seconds": "time_limit_s"}
+
     max_steps: int  # the step limit (TrainConfig.max_steps)
-    max_seconds: float | None  # the time ceiling in seconds, evaluations included; None: steps only
+    time_limit_s: float | None  # the time ceiling in seconds, evaluations included; None: steps only
     train_utterances: int  # training examples, speed-perturbed copies included
     valid_utterances: int
     parameters: dict  # Adapted.parameter_report(), or {"family": mode, "trainable": n} for a baseline

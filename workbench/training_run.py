@@ -4,7 +4,7 @@ Both views of a run wrap a :class:`TrainingRun`: the notebook's
 :class:`~workbench.ui.trainer.TrainerSession` and the app's :class:`~workbench.app_pages.jobs.TrainingJob`.
 The run follows a :class:`~workbench.trainer.Trainer`'s events (:mod:`workbench.trainer_events`) and
 keeps, under one lock, what a view shows; :meth:`TrainingRun.progress` returns it as one frozen
-:class:`TrainingProgress`. The time limit is the trainer's own (``TrainConfig.max_seconds``, a ceiling
+:class:`TrainingProgress`. The time limit is the trainer's own (``TrainConfig.time_limit_s``, a ceiling
 on :meth:`Trainer.fit <workbench.trainer.Trainer.fit>`, evaluations included): a run shows it and never
 checks it itself, so the reason a run ended is the one the trainer saved.
 
@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from workbench._deprecated import renamed_fields, renamed_keywords, warn_renamed
 from workbench.progress import time_left_s, time_left_text
 
 if TYPE_CHECKING:  # annotations only: the views import this module without the trainer
@@ -68,6 +69,7 @@ class Throttle:
         self.fn()
 
 
+@renamed_fields(max_seconds="time_limit_s")  # old names work, with a warning, until the next release
 @dataclasses.dataclass(frozen=True)
 class TrainingProgress:
     """One consistent look at a run, for a view. Seconds are wall-clock seconds of training.
@@ -82,7 +84,7 @@ class TrainingProgress:
     max_steps: int  # the step limit (0: not known yet)
     elapsed_s: float  # seconds of training at the trainer's last event, its checks included (its clock)
     training_s: float  # the same, live: it goes on counting between the trainer's events
-    max_seconds: float | None  # the trainer's time ceiling; None: steps only
+    time_limit_s: float | None  # the trainer's time ceiling; None: steps only
     time_left_s: float | None  # at most this much longer at the pace so far; None: not training, or no step yet
     fraction: float  # 0..1: steps or seconds, whichever ends the run first; 1 when finished
     losses: tuple[tuple[int, float], ...]
@@ -105,7 +107,7 @@ class TrainingRun(Generic[T]):
             becomes :attr:`result`.
         trainer: the :class:`~workbench.trainer.Trainer` to follow now (else :meth:`attach` it later,
             from the work).
-        max_steps, max_seconds: the limits to show before a trainer is attached (the trainer's own
+        max_steps, time_limit_s: the limits to show before a trainer is attached (the trainer's own
             replace them).
         on_update: called after progress changes, at most once per ``update_interval`` seconds
             (and always at start, at Stop and at the end): a view's redraw. It runs on the
@@ -119,8 +121,9 @@ class TrainingRun(Generic[T]):
         name: the thread's name.
     """
 
+    @renamed_keywords(max_seconds="time_limit_s")
     def __init__(self, work: Callable[[], T], *, trainer: Trainer | None = None, max_steps: int = 0,
-                 max_seconds: float | None = None, on_update: Callable[[], None] | None = None,
+                 time_limit_s: float | None = None, on_update: Callable[[], None] | None = None,
                  update_interval: float = 0.0, clock: Callable[[], float] = time.monotonic,
                  done: str = FINISHED, outcomes: Collection[str] = (),
                  explain: Callable[[BaseException], str] = str, keep_error: bool = True,
@@ -139,7 +142,7 @@ class TrainingRun(Generic[T]):
         self._lock = threading.Lock()
         self.phase = WAITING
         self.status = "ready"
-        self.step, self.max_steps, self.max_seconds = 0, int(max_steps or 0), max_seconds
+        self.step, self.max_steps, self.time_limit_s = 0, int(max_steps or 0), time_limit_s
         self.elapsed_s = 0.0
         self.losses: list[tuple[int, float]] = []
         self.wers: list[tuple[int, float]] = []
@@ -163,7 +166,7 @@ class TrainingRun(Generic[T]):
             trainer.on(event, fn)
         with self._lock:
             self.trainer, self._subscribed = trainer, subs
-            self.max_steps, self.max_seconds = trainer.config.max_steps, trainer.config.max_seconds
+            self.max_steps, self.time_limit_s = trainer.config.max_steps, trainer.config.time_limit_s
             self.loss_name = trainer.loss_name
             stop = self.stop_requested
             self.version += 1
@@ -187,7 +190,7 @@ class TrainingRun(Generic[T]):
             self._t0 = self.clock()
             self.phase = TRAINING
             self.max_steps = int(e.get("max_steps", self.max_steps))
-            self.max_seconds = e.get("max_seconds", self.max_seconds)
+            self.time_limit_s = e["time_limit_s"] if "time_limit_s" in e else e.get("max_seconds", self.time_limit_s)
             self.left_out = str(e.get("left_out") or "")
             self.status = self._training_status()
             self.version += 1
@@ -269,13 +272,13 @@ class TrainingRun(Generic[T]):
 
     def set_phase(self, phase: str, **changes: Any) -> None:
         """Name the step the work is at (``"loading"``, ``"preparing"``...) or its outcome (one of
-        ``outcomes``); ``changes``: other fields to set with it, at once (``max_seconds``, ``finished_at``)."""
+        ``outcomes``); ``changes``: other fields to set with it, at once (``time_limit_s``, ``finished_at``)."""
         self.update(phase=phase, **changes)
 
     def update(self, **changes: Any) -> None:
-        """Set fields of the run together, under its lock (``phase``, ``max_steps``, ``max_seconds``,
+        """Set fields of the run together, under its lock (``phase``, ``max_steps``, ``time_limit_s``,
         ``finished_at``, ``status``)."""
-        allowed = {"phase", "max_steps", "max_seconds", "finished_at", "status"}
+        allowed = {"phase", "max_steps", "time_limit_s", "finished_at", "status"}
         if not set(changes) <= allowed:
             raise AttributeError(f"a training run has no settable field {sorted(set(changes) - allowed)}; "
                                  f"these are: {sorted(allowed)}")
@@ -337,17 +340,17 @@ class TrainingRun(Generic[T]):
         if left is None:
             return None
         left = max(0.0, left - max(0.0, seconds - self.elapsed_s))  # the time since the last step is spent
-        return min(left, max(0.0, self.max_seconds - seconds)) if self.max_seconds else left
+        return min(left, max(0.0, self.time_limit_s - seconds)) if self.time_limit_s else left
 
     def _fraction(self) -> float:
         if self.phase in self._final:
             return 1.0
         done = self.step / self.max_steps if self.max_steps else 0.0
-        if self.max_seconds:
+        if self.time_limit_s:
             elapsed = self.elapsed_s
             if self.phase == TRAINING and self._t0 is not None:  # live, not only at the trainer's events
                 elapsed = max(elapsed, self._training_s())
-            done = max(done, elapsed / self.max_seconds)
+            done = max(done, elapsed / self.time_limit_s)
         if self.step > 0:  # a step is done: never show an empty bar
             done = max(done, 0.001)
         return min(done, 1.0)
@@ -357,8 +360,8 @@ class TrainingRun(Generic[T]):
             return f"stopping after this step and one last check (step {self.step}, {self.elapsed_s:.0f} s)..."
         left = time_left_text(self._time_left())  # at the pace so far; early stopping usually comes sooner
         left = f", {left}" if left else ""
-        if self.max_seconds is not None:
-            return (f"training: {self.elapsed_s:.0f} of at most {self.max_seconds:.0f} s, step {self.step} "
+        if self.time_limit_s is not None:
+            return (f"training: {self.elapsed_s:.0f} of at most {self.time_limit_s:.0f} s, step {self.step} "
                     f"(at most {self.max_steps} steps){left}{self.hint}")
         return f"training: step {self.step} of at most {self.max_steps}{left}{self.hint}"
 
@@ -373,17 +376,28 @@ class TrainingRun(Generic[T]):
         with self._lock:
             return self._time_left()
 
-    def training_seconds(self) -> float:
+    def training_s(self) -> float:
         """Seconds of training so far (its checks included): live while it runs, then the trainer's figure."""
         with self._lock:
             return self._training_s()
+
+    def training_seconds(self) -> float:
+        """Deprecated: the old name of :meth:`training_s` (goes in the next release)."""
+        warn_renamed("TrainingRun", "training_seconds", "training_s")
+        return self.training_s()
+
+    @property
+    def max_seconds(self) -> float | None:
+        """Deprecated: the old name of :attr:`time_limit_s` (goes in the next release)."""
+        warn_renamed("TrainingRun", "max_seconds", "time_limit_s")
+        return self.time_limit_s
 
     def progress(self) -> TrainingProgress:
         """A consistent copy of the progress, for a view."""
         with self._lock:
             return TrainingProgress(
                 phase=self.phase, status=self.status, step=self.step, max_steps=self.max_steps,
-                elapsed_s=self.elapsed_s, training_s=self._training_s(), max_seconds=self.max_seconds,
+                elapsed_s=self.elapsed_s, training_s=self._training_s(), time_limit_s=self.time_limit_s,
                 time_left_s=self._time_left(), fraction=self._fraction(), losses=tuple(self.losses),
                 wers=tuple(self.wers), loss_name=self.loss_name, left_out=self.left_out,
                 stop_requested=self.stop_requested, stop_reason=self.stop_reason, cut_short=self.cut_short,

@@ -106,7 +106,7 @@ class ModelDefaults:
     """Training settings that follow the base model: ``config(backend)`` is its own default
     :class:`~workbench.trainer.TrainConfig` (adapter, learning rate, step limit) with these limits."""
 
-    max_seconds: float = RUN_DEFAULTS.max_seconds  # a ceiling: training ends on convergence first
+    time_limit_s: float = RUN_DEFAULTS.time_limit_s  # a ceiling: training ends on convergence first
     max_steps: int | None = None  # None: the base model's own (RUN_DEFAULTS.max_steps_for)
     min_utterances: int = RUN_DEFAULTS.min_utterances  # the page says how many more to record
 
@@ -114,12 +114,12 @@ class ModelDefaults:
         from workbench.workflow import default_config
 
         steps = {} if self.max_steps is None else {"max_steps": self.max_steps}
-        return default_config(backend, max_seconds=self.max_seconds, min_utterances=self.min_utterances, **steps)
+        return default_config(backend, time_limit_s=self.time_limit_s, min_utterances=self.min_utterances, **steps)
 
 
 def default_train_config(minutes: float = RUN_DEFAULTS.max_minutes) -> ModelDefaults:
     """The training settings of the app: the base model's defaults with a time ceiling of ``minutes``."""
-    return ModelDefaults(max_seconds=60.0 * float(minutes))
+    return ModelDefaults(time_limit_s=60.0 * float(minutes))
 
 
 def default_models() -> dict[str, str]:

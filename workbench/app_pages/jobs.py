@@ -30,7 +30,7 @@ _log = logging.getLogger(__name__)
 
 _JOBS: dict[str, TrainingJob] = {}
 _JOBS_LOCK = threading.Lock()
-_RUN_FIELDS = {"phase", "max_steps", "max_seconds", "finished_at"}  # what _set hands to the run
+_RUN_FIELDS = {"phase", "max_steps", "time_limit_s", "finished_at"}  # what _set hands to the run
 
 
 class TrainingJob:
@@ -46,7 +46,7 @@ class TrainingJob:
         clock: ``fn() -> seconds`` for the live progress between the trainer's events
             (default :func:`time.monotonic`; tests pass a fake).
 
-    The time limit (``config.max_seconds``) is the trainer's own: a ceiling on training,
+    The time limit (``config.time_limit_s``) is the trainer's own: a ceiling on training,
     its measurements of the kept-aside recordings included, with the last check of the
     steps since the previous one inside it (:meth:`workbench.trainer.Trainer.fit`). With the
     defaults a quiet computer never reaches it: training ends when the model stops improving.
@@ -86,7 +86,7 @@ class TrainingJob:
         self.run: Any = None
         self.notice: str | None = None
         # the thread, Stop and the progress (0 steps: the base model's limit, known when training starts)
-        self.training = TrainingRun(self._work, max_steps=int(config.max_steps or 0), max_seconds=config.max_seconds,
+        self.training = TrainingRun(self._work, max_steps=int(config.max_steps or 0), time_limit_s=config.time_limit_s,
                                     clock=clock, done="done", outcomes=("nothing learned",), explain=self._explain,
                                     keep_error=False, name=f"workbench-train-{self.speaker_id}")
         self._on_start, self._on_step = self.training._on_start, self.training._on_step
@@ -100,7 +100,7 @@ class TrainingJob:
     finished_at = property(lambda self: self.training.finished_at)
     step = property(lambda self: self.training.step)
     max_steps = property(lambda self: self.training.max_steps)
-    max_seconds = property(lambda self: self.training.max_seconds)
+    time_limit_s = property(lambda self: self.training.time_limit_s)
     elapsed = property(lambda self: self.training.elapsed_s)
     losses = property(lambda self: self.training.losses)
     wers = property(lambda self: self.training.wers)
@@ -142,17 +142,17 @@ class TrainingJob:
         p = self.training.progress()  # first: the work sets run and notice before its final phase
         return {
             "phase": p.phase, "step": p.step, "max_steps": p.max_steps, "elapsed": p.elapsed_s,
-            "max_seconds": p.max_seconds, "losses": list(p.losses), "wers": list(p.wers),
+            "time_limit_s": p.time_limit_s, "losses": list(p.losses), "wers": list(p.wers),
             "stop_requested": p.stop_requested, "stop_reason": p.stop_reason, "error": p.error,
             "notice": self.notice, "version": p.version, "run": self.run, "model": self.model,
             "training_s": p.training_s, "note": p.left_out, "cut_short": p.cut_short,
             "time_left_s": p.time_left_s,
         }
 
-    def training_seconds(self) -> float:
+    def training_s(self) -> float:
         """Seconds since training started (measurements included): live while it runs, then the
         trainer's own figure (the one saved with the personal model)."""
-        return self.training.training_seconds()
+        return self.training.training_s()
 
     def time_left(self) -> float | None:
         """Seconds of training left at most, at the pace measured so far (steps and checks of the

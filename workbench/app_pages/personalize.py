@@ -293,7 +293,7 @@ class PersonalizePage(pn.viewable.Viewer):
     def _status_html(self, snap: dict) -> str:
         phase = snap["phase"]
         text = _PHASES.get(phase, phase)
-        seconds, limit = snap.get("training_s", snap["elapsed"]), snap["max_seconds"]
+        seconds, limit = snap.get("training_s", snap["elapsed"]), snap["time_limit_s"]
         if phase == "training":
             text += f": step {snap['step']} of at most {snap['max_steps']}"
             if limit and seconds > limit:

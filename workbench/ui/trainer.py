@@ -83,7 +83,8 @@ class TrainerSession:
     step = property(lambda self: self.run.step)
     elapsed = property(lambda self: self.run.elapsed_s, doc="seconds of training so far (the trainer's clock)")
     max_steps = property(lambda self: self.run.max_steps)
-    max_seconds = property(lambda self: self.run.max_seconds)
+    time_limit_s = property(lambda self: self.run.time_limit_s)
+    max_seconds = property(lambda self: self.run.max_seconds, doc="Deprecated: the old name of time_limit_s.")
     losses = property(lambda self: self.run.losses)
     wers = property(lambda self: self.run.wers)
 
@@ -153,7 +154,7 @@ class TrainerSession:
     def snapshot(self) -> dict:
         """A consistent copy of the progress for a view (the record's fields as a dict)."""
         p = self.run.progress()
-        return {"step": p.step, "max_steps": p.max_steps, "elapsed_s": p.elapsed_s, "max_seconds": p.max_seconds,
+        return {"step": p.step, "max_steps": p.max_steps, "elapsed_s": p.elapsed_s, "time_limit_s": p.time_limit_s,
                 "progress": p.fraction, "status": p.status, "losses": list(p.losses), "wers": list(p.wers)}
 
     def figure(self) -> Any:
