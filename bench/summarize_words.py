@@ -57,7 +57,11 @@ def _provenance(r: dict, script: str) -> str:
     wall = r.get("wall_s")
     took = "" if wall is None else f", in {wall / 60:.0f} min" if wall >= 90 else f", in {wall:.0f} s"
     return (f"Run started {date} at {commit}{took}. Machine: {m['cpu']}, {m['cores']} "
-            f"cores ({m['torch_threads']} torch threads), torch {m['torch']}{gpu}. `{script}`")
+            f"cores ({_threads(m['torch_threads'])}), torch {m['torch']}{gpu}. `{script}`")
+
+
+def _threads(n: int) -> str:
+    return f"{n} torch thread" + ("" if n == 1 else "s")
 
 
 def _quick_line(r: dict) -> list[str]:
@@ -103,7 +107,7 @@ def short_phrases_section(load: Load) -> list[str]:
              "`workbench/data/prompts/short_phrases.txt` synthesized in its own voice and profile; the real "
              f"voice's are what its recordings offer, its test phrases of at most {longest} words (so they are "
              "also among its sentences). Greedy search, "
-             f"one recording at a time, {r['threads']} torch threads. *No cut*: the personal model without the "
+             f"one recording at a time, {_threads(r['threads'])}. *No cut*: the personal model without the "
              "end-of-speech-aware cut of repeats (`workbench/speech_budget.py`). *Empty*: transcripts with no "
              "word; *doubled*: a whole short phrase said twice or more (\"yes yes\").", "",
              _provenance(r, "python -m bench.bench_short_phrases"), "",
@@ -271,7 +275,7 @@ def vocabulary_section(load: Load) -> list[str]:
 # ---------------------------------------------------------------------------- registration
 def results_md_words(load: Load) -> str:
     """The generated block of docs/results.md: short phrases, then names and personal vocabulary."""
-    return "\n".join([*short_phrases_section(load), *vocabulary_section(load)]) + "\n"
+    return "\n".join([*short_phrases_section(load), *vocabulary_section(load)]).rstrip("\n") + "\n"
 
 
 def words_targets(load: Load) -> list[tuple[str, str, str, bool | None, str]]:
