@@ -49,7 +49,7 @@ def opus_round_trip(wav: np.ndarray, kbps: float) -> tuple[np.ndarray, int]:
               str(d / "out.opus")])
         _run(["opusdec", "--quiet", "--rate", str(SAMPLE_RATE), str(d / "out.opus"), str(d / "out.wav")])
         bits = (d / "out.opus").stat().st_size * 8
-        out, sr = sf.read(d / "out.wav", dtype="float32")
+        out, sample_rate = sf.read(d / "out.wav", dtype="float32")
     if out.ndim > 1:
         out = out.mean(axis=1)
     return out[: len(wav)], bits

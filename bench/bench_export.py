@@ -194,7 +194,7 @@ def _whisper_cpp(folder: Path, window: str) -> Callable[[np.ndarray], str]:
     default (``audio_ctx=0``) for a full-window one."""
     from pywhispercpp.model import Model
 
-    from workbench.export.card import max_new_tokens, window_seconds
+    from workbench.export.card import max_new_tokens, window_s
 
     model = Model(str(folder / "ggml-model.bin"), n_threads=THREADS, print_progress=False, print_realtime=False,
                   context_params={"flash_attn": window != "full"})  # the card's setting
@@ -203,7 +203,7 @@ def _whisper_cpp(folder: Path, window: str) -> Callable[[np.ndarray], str]:
         seconds = len(wav) / 16000
         segments = model.transcribe(wav, no_timestamps=True, temperature=0.0, temperature_inc=0.0,
                                     single_segment=True, no_context=True, max_tokens=max_new_tokens(seconds),
-                                    audio_ctx=0 if window == "full" else 50 * window_seconds(seconds))
+                                    audio_ctx=0 if window == "full" else 50 * window_s(seconds))
         return " ".join(s.text.strip() for s in segments)
 
     return run

@@ -107,13 +107,13 @@ def main(argv=None) -> None:
             rate_weight=args.rate_weight, seed=args.seed), on_step=lambda r: r["step"] % 100 == 0 and print(
                 f"  {name} step {r['step']} loss {r['loss']:.3f} (kd {r['kd']:.3f}, ctc {r['ctc']:.3f})", flush=True))
         card = {"point": name, "dims": dims, "bits": bits, "stride": stride, "steps": len(hist),
-                "train_seconds": round(time.time() - t0, 1), "final_loss": hist[-1]["loss"] if hist else None,
+                "train_s": round(time.time() - t0, 1), "final_loss": hist[-1]["loss"] if hist else None,
                 "n_train": len(hidden), "ctc_weight": args.ctc_weight, "rate_weight": args.rate_weight, "lr": args.lr,
                 "corpus": "recipes/pretrain synthetic voices (held-out voices and phrases excluded)",
                 "threads": args.threads}
         save_compressor(split.compressor, path, split_layer=args.split, base_fingerprint=backend.fingerprint(),
                         card=card)
-        print(f"{name}: {len(hist)} steps in {card['train_seconds']} s -> {path}", json.dumps(card), flush=True)
+        print(f"{name}: {len(hist)} steps in {card['train_s']} s -> {path}", json.dumps(card), flush=True)
 
 
 if __name__ == "__main__":

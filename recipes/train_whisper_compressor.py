@@ -247,7 +247,7 @@ def main(argv=None) -> None:
     trainer.fit_tables()
     card = {"point": args.point, "dims": dims, "bits": bits, "stride": stride, "hidden": args.hidden,
             "split_layer": args.split, "model": backend.name, "steps": trainer.step, "last_step": last,
-            "train_seconds_this_process": round(time.time() - t0, 1), "n_synthetic": n_syn,
+            "train_s_this_process": round(time.time() - t0, 1), "n_synthetic": n_syn,
             "n_real": len(data) - n_syn, "settings": {k: getattr(settings, k) for k in (
                 "batch_size", "lr", "warmup_steps", "state_weight", "rate_weight", "seed")},
             "corpus": "recipes/pretrain training voices and phrases (held-out ones excluded) + Asterisk prompts "

@@ -1,7 +1,7 @@
 """Shared test helpers: synthetic audio and temporary speaker folders; the ``tts`` marker.
 
 Audio is generated, never downloaded: every helper returns ``(n,)`` float32 at
-``sr`` Hz (16 kHz by default) and is deterministic for a given seed.
+``sample_rate`` Hz (16 kHz by default) and is deterministic for a given seed.
 
 Tests that run a speech engine carry ``@pytest.mark.tts("espeak", "flite")`` (the
 engines they need; a bare ``@pytest.mark.tts`` needs the engines named by its
@@ -24,20 +24,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from workbench._deprecated import renamed_keywords
+
 SR = 16_000
 
 
+@renamed_keywords(sr="sample_rate")  # the old keyword still works (other tests may use it), with a warning
 def make_tone(
-    seconds: float, sr: int = SR, amp: float = 0.3, freq: float = 220.0
+    seconds: float, sample_rate: int = SR, amp: float = 0.3, freq: float = 220.0
 ) -> np.ndarray:
-    """A steady sine: ``(round(seconds * sr),)`` float32, peak ``amp``."""
-    t = np.arange(round(seconds * sr)) / sr
+    """A steady sine: ``(round(seconds * sample_rate),)`` float32, peak ``amp``."""
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
+@renamed_keywords(sr="sample_rate")
 def make_speechlike(
     seconds: float,
-    sr: int = SR,
+    sample_rate: int = SR,
     *,
     amp: float = 0.4,
     lead_s: float = 0.2,
@@ -53,10 +57,10 @@ def make_speechlike(
     (for 0.5 <= seconds <= 30).
     """
     rng = np.random.default_rng(seed)
-    n = round(seconds * sr)
-    t = np.arange(n) / sr
+    n = round(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
     f0 = 150 + 20 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / sr
+    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
     voice = sum(np.sin(k * phase) / k for k in range(1, 6))
     envelope = np.clip(np.sin(2 * np.pi * 4.0 * t), 0, None) ** 0.5  # bursts with gaps
     inside = (t >= lead_s) & (t < seconds - tail_s)

@@ -87,7 +87,7 @@ def test_page_is_in_the_sidebar_and_says_there_is_no_personal_model(app) -> None
     page = live(app)
     assert "No personal model yet" in page.about.object and "built-in model" in page.about.object
     assert page.recorder is not None and not page.recorder.disabled  # Start is possible once loaded
-    assert page.recorder.chunk_seconds == 0.5
+    assert page.recorder.chunk_s == 0.5
     assert "Start captions" in _LIVE_ESM and "Finishing the captions" in _LIVE_ESM
 
 
@@ -376,7 +376,7 @@ def test_notebook_widget_with_the_browser_microphone() -> None:
     caps = LiveCaptions(rec, description)
     box = live_widget(caps, source="browser")
     mic = box.children[1]
-    assert mic.chunk_seconds == 0.5 and isinstance(mic.protocol, BrowserStream)
+    assert mic.chunk_s == 0.5 and isinstance(mic.protocol, BrowserStream)
     wav, _ = speech(2)
     feeder = send(mic.protocol, wav)
     assert feeder.join(60) and len(caps.lines) >= 2

@@ -102,21 +102,21 @@ _CASES = {
         ["Stereo recording (2 channels)", "mixed to mono"],
     ),
     "8 kHz": (
-        make_speechlike(1.0, sr=8000),
+        make_speechlike(1.0, sample_rate=8000),
         8000,
         "wrong_rate",
         "warning",
         ["8000 Hz", "telephone quality", "converted to 16000 Hz"],
     ),
     "48 kHz": (
-        make_speechlike(1.0, sr=48000),
+        make_speechlike(1.0, sample_rate=48000),
         48000,
         "wrong_rate",
         "warning",
         ["48000 Hz", "converted to 16000 Hz automatically"],
     ),
     "4 kHz": (
-        make_speechlike(1.0, sr=4000),
+        make_speechlike(1.0, sample_rate=4000),
         4000,
         "wrong_rate",
         "error",
@@ -184,8 +184,8 @@ _CASES = {
 
 @pytest.mark.parametrize("name", list(_CASES))
 def test_check_quality_reports_problem_with_plain_message(name: str) -> None:
-    wav, sr, code, severity, words = _CASES[name]
-    report = check_quality(wav, sr)
+    wav, sample_rate, code, severity, words = _CASES[name]
+    report = check_quality(wav, sample_rate)
     found = [p for p in report.problems if p.code == code]
     assert found, f"{name}: expected {code!r}, got {report.codes}"
     problem = found[0]
@@ -243,14 +243,14 @@ def test_report_round_trips_through_json() -> None:
         ),
         shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=40),
     ),
-    sr=st.one_of(
+    sample_rate=st.one_of(
         st.sampled_from([16000, 8000, 48000, 4000, 0, -1]),
         st.floats(allow_nan=True),
         st.integers(),
     ),
 )
-def test_check_quality_never_raises(wav: np.ndarray, sr: object) -> None:
-    report = check_quality(wav, sr)  # type: ignore[arg-type]
+def test_check_quality_never_raises(wav: np.ndarray, sample_rate: object) -> None:
+    report = check_quality(wav, sample_rate)  # type: ignore[arg-type]
     json.dumps(report.to_dict(), allow_nan=False)
     assert all(p.code in PROBLEM_CODES for p in report.problems)
     assert isinstance(report.message, str) and report.message
@@ -310,7 +310,7 @@ def test_save_load_round_trip(tmp_path: Path, suffix: str) -> None:
 
 
 def test_load_mixes_and_resamples(tmp_path: Path) -> None:
-    left, right = make_speechlike(1.0, sr=48000), make_speechlike(1.0, sr=48000, seed=1)
+    left, right = make_speechlike(1.0, sample_rate=48000), make_speechlike(1.0, sample_rate=48000, seed=1)
     path = tmp_path / "stereo48k.wav"
     sf.write(path, np.stack([left, right], axis=1), 48000, subtype="FLOAT")
     y = load_audio(path)
@@ -322,7 +322,7 @@ def test_load_mixes_and_resamples(tmp_path: Path) -> None:
 
 
 def test_raw_pcm(tmp_path: Path) -> None:
-    x = make_speechlike(0.5, sr=8000)
+    x = make_speechlike(0.5, sample_rate=8000)
     pcm = float_to_pcm16(x).astype("<i2").tobytes()
     y = load_audio(pcm, sample_rate=8000)
     assert y.shape == (SR // 2,)
@@ -340,18 +340,18 @@ def test_raw_pcm(tmp_path: Path) -> None:
         load_audio(wav, sample_rate=16000)
 
 
-def test_max_seconds(tmp_path: Path) -> None:
+def test_max_s_refuses_a_longer_recording(tmp_path: Path) -> None:
     path = save_audio(tmp_path / "long.flac", make_tone(3.0))
     with pytest.raises(AudioError, match=r"0.1 minutes long; the limit is 0.0 minutes"):
-        load_audio(path, max_seconds=1)
-    assert load_audio(path, max_seconds=None).shape == (3 * SR,)
+        load_audio(path, max_s=1)
+    assert load_audio(path, max_s=None).shape == (3 * SR,)
     with pytest.raises(AudioError, match="minutes long"):
-        load_audio(b"\x00\x00" * 3 * SR, sample_rate=SR, max_seconds=1)
+        load_audio(b"\x00\x00" * 3 * SR, sample_rate=SR, max_s=1)
 
 
 @pytest.mark.parametrize("orig", [8000, 22050, 44100, 48000])
 def test_resample_length(orig: int) -> None:
-    y = resample(make_tone(1.0, sr=orig, freq=300), orig)
+    y = resample(make_tone(1.0, sample_rate=orig, freq=300), orig)
     assert y.dtype == np.float32 and abs(y.size - SR) <= 1
     assert abs(np.sqrt(np.mean(y**2)) - 0.3 / np.sqrt(2)) < 0.01  # level kept
     same = make_tone(0.1)
@@ -410,14 +410,14 @@ def test_save_refuses_bad_audio_and_clips(tmp_path: Path) -> None:
 
 def test_trim_silence_keeps_speech_with_padding() -> None:
     x = make_speechlike(3.0, lead_s=1.0, tail_s=1.0)
-    y = trim_silence(x, pad_seconds=0.1)
+    y = trim_silence(x, pad_s=0.1)
     assert 1.0 * SR <= y.size <= 1.4 * SR
     start = int(np.flatnonzero(x == y[0])[0])
     assert np.array_equal(x[start : start + y.size], y)  # a contiguous slice
     assert (
         0.85 * SR <= start <= 0.95 * SR
     )  # speech starts at 1.0 s, minus 0.1 s padding
-    assert trim_silence(x, pad_seconds=0.3).size >= y.size + int(0.39 * SR)
+    assert trim_silence(x, pad_s=0.3).size >= y.size + int(0.39 * SR)
 
 
 def test_trim_silence_edge_cases() -> None:
@@ -456,7 +456,7 @@ def test_to_mono_layouts() -> None:
 
 def test_recording() -> None:
     rec = Recording(
-        float_to_pcm16(make_speechlike(1.0, sr=8000)), sample_rate=8000, text="hello"
+        float_to_pcm16(make_speechlike(1.0, sample_rate=8000)), sample_rate=8000, text="hello"
     )
     assert rec.audio.dtype == np.float32 and rec.duration_s == pytest.approx(1.0)
     assert rec.quality().codes == ["wrong_rate"]
@@ -528,7 +528,7 @@ def test_cut_off_wav_is_read_with_a_warning(tmp_path: Path) -> None:
 def test_too_long_advice_works_on_the_command_line(tmp_path: Path) -> None:
     path = save_audio(tmp_path / "long.flac", make_tone(3.0))
     with pytest.raises(AudioError) as exc:
-        load_audio(path, max_seconds=1)
+        load_audio(path, max_s=1)
     message = str(exc.value)
     assert "sox LONG.wav piece.wav trim 0 60 : newfile : restart" in message
-    assert message.index("sox") < message.index("max_seconds=None")  # the Python hint comes last
+    assert message.index("sox") < message.index("max_s=None")  # the Python hint comes last

@@ -126,7 +126,7 @@ def test_rerecord_and_status_supersede_earlier_lines(speaker_root: Path) -> None
 def test_add_take_mixes_resamples_and_records_quality(speaker_root: Path) -> None:
     corpus = _corpus(speaker_root)
     stereo48 = np.stack(
-        [make_speechlike(1.5, sr=48000), make_speechlike(1.5, sr=48000, seed=2)], axis=1
+        [make_speechlike(1.5, sample_rate=48000), make_speechlike(1.5, sample_rate=48000, seed=2)], axis=1
     )
     utt = corpus.add_take(
         stereo48, prompt=PROMPTS[0], sample_rate=48000, transcript="prompt numbr 0"
@@ -290,7 +290,7 @@ def _src(tmp_path: Path) -> Path:
     src = tmp_path / "src"
     src.mkdir()
     sf.write(src / "a1.wav", make_speechlike(1.0), SR)
-    sf.write(src / "a2.flac", make_speechlike(1.2, sr=44100, seed=1), 44100)
+    sf.write(src / "a2.flac", make_speechlike(1.2, sample_rate=44100, seed=1), 44100)
     sf.write(src / "short.wav", make_tone(0.1), SR)
     sf.write(src / "extra.wav", make_speechlike(1.0), SR)
     sf.write(src / "take 3.ogg", make_speechlike(1.0, seed=2), SR)

@@ -350,7 +350,7 @@ def test_quantization_and_format_are_checked(tmp_path):
 
 
 def test_model_card_escapes_crafted_metadata_and_says_how_to_decode():
-    from workbench.export.card import max_new_tokens, model_card, window_seconds
+    from workbench.export.card import max_new_tokens, model_card, window_s
 
     meta = {"family": "lora", "config": {"family": "lora", "rank": 8}, "base_model": "whisper-tiny.en",
             "created": "2026", "training": {"utterances": "<script>", "stopped": "`rm -rf` <b>", "minutes": -4},
@@ -361,7 +361,7 @@ def test_model_card_escapes_crafted_metadata_and_says_how_to_decode():
     assert "not recorded" in card  # the NaN figure is not shown
     assert "MIT license" in card and "Not a medical device" in card
     assert "without_timestamps=True" in card and "temperature=0.0" in card and "ctranslate2.models.Whisper" in card
-    assert max_new_tokens(3.0) == 29 and window_seconds(3.0) == 4
+    assert max_new_tokens(3.0) == 29 and window_s(3.0) == 4
 
 
 def test_model_card_says_why_training_stopped_in_the_apps_words():
@@ -376,11 +376,11 @@ def test_model_card_says_why_training_stopped_in_the_apps_words():
         assert f"stopped because: {words}" in card and "time budget" not in card
 
 
-def test_window_seconds_is_the_whisper_backend_window(whisper):
-    from workbench.export.card import window_seconds
+def test_window_s_is_the_whisper_backend_window(whisper):
+    from workbench.export.card import window_s
 
     for seconds in (0.4, 1.0, 2.2, 2.99, 5.01, 29.5, 40.0):
-        assert window_seconds(seconds) * 100 == whisper.window_frames(int(round(seconds * 16000)) // 160)
+        assert window_s(seconds) * 100 == whisper.window_frames(int(round(seconds * 16000)) // 160)
 
 
 def test_cli_export_gives_a_plain_message_and_exit_code_2(tmp_path, capsys):

@@ -105,7 +105,7 @@ def test_every_engine_writes_what_the_workbench_writes_on_tiny_en(tmp_path, tiny
 
     from workbench.adapters import load_submodel
     from workbench.audio import load_audio
-    from workbench.export.card import max_new_tokens, window_seconds
+    from workbench.export.card import max_new_tokens, window_s
 
     sub = _submodel(tiny_en, tmp_path / "spk.safetensors", LoRAConfig(rank=4, top_layers=2, decoder=True),
                     scale=0.002)
@@ -136,7 +136,7 @@ def test_every_engine_writes_what_the_workbench_writes_on_tiny_en(tmp_path, tiny
     assert _said(" ".join(s.text for s in segments), ours_full)
     cpp = Model(str(tmp_path / "ggml" / "ggml-model.bin"), n_threads=2, print_progress=False, print_realtime=False)
     segs = cpp.transcribe(wav, no_timestamps=True, temperature=0.0, temperature_inc=0.0, single_segment=True,
-                          no_context=True, max_tokens=max_new_tokens(seconds), audio_ctx=50 * window_seconds(seconds))
+                          no_context=True, max_tokens=max_new_tokens(seconds), audio_ctx=50 * window_s(seconds))
     assert _said(" ".join(s.text for s in segs), ours)
     # the full window, as the card runs a full-window model: whisper.cpp's default 30 s, flash attention off
     cpp_full = Model(str(tmp_path / "ggml" / "ggml-model.bin"), n_threads=2, print_progress=False,

@@ -103,3 +103,81 @@ def test_a_checkpoint_saved_with_the_old_name_resumes(tmp_path) -> None:
     save_file(load_file(str(path)), str(tmp_path / "other.safetensors"), metadata={"trainer": json.dumps(meta)})
     with pytest.raises(TrainingError, match="different training settings"):
         trainer().load_checkpoint(tmp_path / "other.safetensors")
+
+
+def test_audio_length_limits_keep_their_old_names_for_a_release() -> None:
+    import numpy as np
+
+    from workbench.audio import Recording, check_quality, load_audio, resample, trim_silence
+    from workbench.takes import ChunkAssembler, TakeProtocol
+
+    pcm = b"\x00\x10" * 16_000 * 3  # 3 s of raw 16-bit PCM
+    with pytest.warns(DeprecationWarning, match="'max_seconds' is now called 'max_s'"):
+        assert load_audio(pcm, sample_rate=16_000, max_seconds=None).shape == (48_000,)
+    x = np.zeros(16_000, dtype=np.float32)
+    with pytest.warns(DeprecationWarning):
+        report = check_quality(x, 16_000, min_seconds=2.0)
+    assert any(p.code == "too_short" for p in report.problems)
+    with pytest.warns(DeprecationWarning):
+        assert Recording(x, 16_000).quality(max_seconds=0.5).ok is False
+    with pytest.warns(DeprecationWarning, match="'target_sr' is now called 'target_sample_rate'"):
+        assert Recording(x, 16_000).resampled(target_sr=8_000).sample_rate == 8_000
+    with pytest.warns(DeprecationWarning):
+        assert resample(x, orig_sr=16_000, target_sr=8_000).shape == (8_000,)
+    with pytest.warns(DeprecationWarning):
+        assert trim_silence(x + 1e-3, pad_seconds=0.0).size <= x.size
+    with pytest.warns(DeprecationWarning):
+        assert ChunkAssembler("t", max_seconds=1.0).max_samples == 16_000
+    with pytest.warns(DeprecationWarning):
+        protocol = TakeProtocol(None, max_seconds=5.0)
+    assert protocol.max_s == 5.0
+    with pytest.warns(DeprecationWarning):
+        protocol.max_seconds = 7.0  # the recorders used to set it by this name
+    assert protocol.max_s == 7.0
+
+
+def test_the_simulation_measures_and_the_export_window_keep_their_old_names() -> None:
+    import numpy as np
+
+    from workbench.device_tuning.client import summary_line
+    from workbench.export.card import window_s, window_seconds
+    from workbench.simulate import effects
+
+    x = (0.3 * np.sin(2 * np.pi * 200 * np.arange(8_000) / 8_000)).astype(np.float32)
+    with pytest.warns(DeprecationWarning, match="'sr' is now called 'sample_rate'"):
+        old = effects.duration_s(x, sr=8_000)
+    assert old == effects.duration_s(x, sample_rate=8_000) == pytest.approx(1.0, abs=0.05)
+    assert effects.duration_s(x) == pytest.approx(0.5, abs=0.05)  # the default rate is 16 kHz
+    with pytest.warns(DeprecationWarning):
+        assert window_seconds(3.0) == window_s(3.0) == 4
+    with pytest.warns(DeprecationWarning):
+        assert summary_line(1000, audio_seconds=4.0) == summary_line(1000, audio_s=4.0)
+
+
+def test_the_kernel_recorder_keeps_its_old_keywords() -> None:
+    from workbench.ui.kernel_recorder import InputDevice, KernelRecorder
+
+    with pytest.warns(DeprecationWarning):
+        rec = KernelRecorder(devices=[InputDevice(0, "fake mic")], stream_factory=object, max_seconds=2.0,
+                             block_seconds=0.2)
+    assert (rec.max_s, rec.block_s) == (2.0, 0.2)
+    with pytest.warns(DeprecationWarning):
+        assert rec.max_seconds == 2.0
+
+
+def test_the_browser_recorders_keep_their_old_names() -> None:
+    pytest.importorskip("anywidget")
+    from workbench.ui.recorder import BrowserRecorder
+
+    with pytest.warns(DeprecationWarning):
+        mic = BrowserRecorder(max_seconds=30.0, chunk_seconds=0.5)
+    assert (mic.max_s, mic.chunk_s, mic.protocol.max_s) == (30.0, 0.5, 30.0)
+    with pytest.warns(DeprecationWarning):
+        mic.max_seconds = 20.0
+    assert mic.max_s == mic.protocol.max_s == 20.0
+    pytest.importorskip("panel")
+    from workbench.app_pages.recorder import PanelRecorder
+
+    with pytest.warns(DeprecationWarning):
+        rec = PanelRecorder(max_seconds=12.0)
+    assert rec.max_s == rec.protocol.max_s == 12.0

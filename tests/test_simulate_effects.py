@@ -17,8 +17,8 @@ from workbench.simulate import effects as fx
 SR = SAMPLE_RATE
 
 
-def _tone(seconds: float = 2.0, freq: float = 150.0, amp: float = 0.5, sr: int = SR) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
+def _tone(seconds: float = 2.0, freq: float = 150.0, amp: float = 0.5, sample_rate: int = SR) -> np.ndarray:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
@@ -37,24 +37,24 @@ def _db(ratio: float) -> float:
     return float(20 * np.log10(ratio + 1e-300))
 
 
-def _power_at(x: np.ndarray, freq: float, half_width: float = 3.0, sr: int = SR) -> float:
+def _power_at(x: np.ndarray, freq: float, half_width: float = 3.0, sample_rate: int = SR) -> float:
     spec = np.abs(np.fft.rfft(x.astype(np.float64))) ** 2
-    f = np.fft.rfftfreq(x.size, 1 / sr)
+    f = np.fft.rfftfreq(x.size, 1 / sample_rate)
     return float(spec[(f > freq - half_width) & (f < freq + half_width)].sum())
 
 
-def _envelope_and_frequency(x: np.ndarray, sr: int = SR) -> tuple[np.ndarray, np.ndarray]:
+def _envelope_and_frequency(x: np.ndarray, sample_rate: int = SR) -> tuple[np.ndarray, np.ndarray]:
     """Hilbert amplitude envelope and instantaneous frequency (Hz) of a narrow-band signal, edges cut."""
     analytic = hilbert(x.astype(np.float64))
-    freq = np.diff(np.unwrap(np.angle(analytic))) * sr / (2 * np.pi)
-    cut = sr // 2
+    freq = np.diff(np.unwrap(np.angle(analytic))) * sample_rate / (2 * np.pi)
+    cut = sample_rate // 2
     return np.abs(analytic)[cut:-cut], freq[cut:-cut]
 
 
 RNG_EFFECTS = {
-    "breathiness": lambda x, rng, sr=SR: fx.breathiness(x, 0.7, rng, sr=sr),
-    "tremor": lambda x, rng, sr=SR: fx.tremor(x, 0.7, 5.0, rng, sr=sr),
-    "quiet_voice": lambda x, rng, sr=SR: fx.quiet_voice(x, 0.7, rng, sr=sr),
+    "breathiness": lambda x, rng, sample_rate=SR: fx.breathiness(x, 0.7, rng, sample_rate=sample_rate),
+    "tremor": lambda x, rng, sample_rate=SR: fx.tremor(x, 0.7, 5.0, rng, sample_rate=sample_rate),
+    "quiet_voice": lambda x, rng, sample_rate=SR: fx.quiet_voice(x, 0.7, rng, sample_rate=sample_rate),
 }
 
 
@@ -91,27 +91,27 @@ def test_the_default_rate_is_the_package_rate():
     x = _tone(1.0)
     rng = np.random.default_rng(0)
     np.testing.assert_array_equal(fx.tremor(x, 0.5, 5.0, np.random.default_rng(0)),
-                                  fx.tremor(x, 0.5, 5.0, rng, sr=SAMPLE_RATE))
-    assert fx.duration_s(x) == pytest.approx(fx.duration_s(x, sr=SAMPLE_RATE))
+                                  fx.tremor(x, 0.5, 5.0, rng, sample_rate=SAMPLE_RATE))
+    assert fx.duration_s(x) == pytest.approx(fx.duration_s(x, sample_rate=SAMPLE_RATE))
 
 
 def test_effects_follow_the_sample_rate_they_are_given():
-    sr = 8_000
+    sample_rate = 8_000
     # tremor at 5 Hz stays 5 Hz at 8 kHz
-    env, _ = _envelope_and_frequency(fx.tremor(_tone(3.0, sr=sr), 0.8, 5.0, np.random.default_rng(0), sr=sr), sr)
+    env, _ = _envelope_and_frequency(fx.tremor(_tone(3.0, sample_rate=sample_rate), 0.8, 5.0, np.random.default_rng(0), sample_rate=sample_rate), sample_rate)
     e = env - env.mean()
-    f = np.fft.rfftfreq(e.size, 1 / sr)
+    f = np.fft.rfftfreq(e.size, 1 / sample_rate)
     power = np.abs(np.fft.rfft(e)) ** 2
     band = (f > 0.5) & (f < 30)
     assert f[band][np.argmax(power[band])] == pytest.approx(5.0, abs=0.3)
     # the nasal resonance stays at 250 Hz
-    y = fx.hypernasality(_tone(1.0, freq=250, sr=sr), 1.0, 250, 900, sr=sr)
-    assert _db(_rms(y[sr // 2:]) / _rms(_tone(1.0, freq=250, sr=sr)[sr // 2:])) > 9
+    y = fx.hypernasality(_tone(1.0, freq=250, sample_rate=sample_rate), 1.0, 250, 900, sample_rate=sample_rate)
+    assert _db(_rms(y[sample_rate // 2:]) / _rms(_tone(1.0, freq=250, sample_rate=sample_rate)[sample_rate // 2:])) > 9
     # trimming pads pad_s seconds at this rate
-    x = np.concatenate([np.zeros(sr), _tone(1.0, sr=sr), np.zeros(sr)]).astype(np.float32)
-    out = fx.trim(x, pad_s=0.15, sr=sr)
+    x = np.concatenate([np.zeros(sample_rate), _tone(1.0, sample_rate=sample_rate), np.zeros(sample_rate)]).astype(np.float32)
+    out = fx.trim(x, pad_s=0.15, sample_rate=sample_rate)
     assert np.all(out[:1200] == 0) and np.all(out[-1200:] == 0)  # 0.15 s at 8 kHz
-    assert out.size == pytest.approx(sr + 2 * 1200, abs=0.05 * sr)  # 1 s of sound between the pads
+    assert out.size == pytest.approx(sample_rate + 2 * 1200, abs=0.05 * sample_rate)  # 1 s of sound between the pads
 
 
 # --------------------------------------------------------------------------- tremor

@@ -11,14 +11,14 @@ from workbench.speech_budget import band_power_db, repeat_cut, syllable_nuclei, 
 
 def _bursts(n: int, *, gap_s: float = 0.25, burst_s: float = 0.22, tail_s: float = 0.6) -> np.ndarray:
     """``n`` vowel-like bursts (a 220 Hz tone with harmonics), ``gap_s`` of silence between: 16 kHz float32."""
-    sr = 16000
-    t = np.arange(int(burst_s * sr)) / sr
+    sample_rate = 16000
+    t = np.arange(int(burst_s * sample_rate)) / sample_rate
     burst = sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 6)) * np.hanning(t.size)
-    gap = np.zeros(int(gap_s * sr))
+    gap = np.zeros(int(gap_s * sample_rate))
     parts = [gap]
     for _ in range(n):
         parts += [burst, gap]
-    parts.append(np.zeros(int(tail_s * sr)))
+    parts.append(np.zeros(int(tail_s * sample_rate)))
     return (0.3 * np.concatenate(parts) / np.abs(burst).max()).astype(np.float32)
 
 

@@ -104,7 +104,7 @@ def test_a_closed_protocol_answers_nobody() -> None:
     sent: list[dict] = []
     got: list[Recording] = []
     errors: list[tuple[str, str]] = []
-    protocol = TakeProtocol(sent.append, max_seconds=5.0)
+    protocol = TakeProtocol(sent.append, max_s=5.0)
     protocol.on_recording(got.append)
     protocol.on_error(lambda code, message: errors.append((code, message)))
     protocol.handle_message({"type": "start", "take": "t", "rate": SAMPLE_RATE})

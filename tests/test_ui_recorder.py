@@ -105,7 +105,7 @@ def test_missing_chunks_are_a_plain_error(drop, n_chunks, words):
 
 
 def test_bad_chunks_are_refused():
-    asm = ChunkAssembler("t", max_seconds=1.0)
+    asm = ChunkAssembler("t", max_s=1.0)
     with pytest.raises(AudioError, match="even number"):
         asm.add(0, b"\x00\x01\x02")
     with pytest.raises(AudioError, match="invalid number"):
@@ -227,7 +227,7 @@ def test_page_messages_mention_the_secure_context_rule():
     start = js.index("insecure:")
     insecure = js[start:js.index("denied:")]
     assert "https://" in insecure and "localhost" in insecure and "secure" in insecure
-    assert "chunk_seconds" in js and "model.send" in js
+    assert "chunk_s" in js and "model.send" in js
 
 
 # --------------------------------------------------------------------------- the kernel microphone, faked
@@ -334,14 +334,14 @@ def test_kernel_recording_with_a_fake_stream():
 
 def test_kernel_redo_quality_message_and_limit():
     factory = Factory()
-    rec = KernelRecorder(devices=[InputDevice(0, "fake mic")], stream_factory=factory, max_seconds=1.0)
+    rec = KernelRecorder(devices=[InputDevice(0, "fake mic")], stream_factory=factory, max_s=1.0)
     kept: list[Recording] = []
     rec.on_take(kept.append)
     rec.start()
     factory.streams[-1].feed(make_speechlike(1.5, amp=0.005), status="input overflow")
     assert rec.full
     take = rec.stop()
-    assert take.audio.size == SR  # cut at max_seconds
+    assert take.audio.size == SR  # cut at max_s
     assert not rec.report.ok and "Too quiet" in rec.message
     assert rec.message.startswith("Stopped at the 1 s limit.") and "computer was busy" in rec.message
     rec.redo()

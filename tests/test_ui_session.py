@@ -142,7 +142,7 @@ def test_prompts_and_recordings_in_other_forms(speaker_root):
         PromptSession(empty)
     session = PromptSession(empty, prompts=["One.", "Two."], consent_id="c1")
     assert empty.prompts() == ["One.", "Two."]  # stored as the corpus's list
-    rec48 = Recording(make_speechlike(1.5, sr=48000), 48000)
+    rec48 = Recording(make_speechlike(1.5, sample_rate=48000), 48000)
     utt = session.record(rec48, source="upload")
     assert utt.duration_s == pytest.approx(1.5, abs=1e-3) and utt.extra["source"] == "upload"
     assert session.audio(utt).size == int(1.5 * SR)  # resampled to 16 kHz on saving

@@ -91,9 +91,10 @@ def renamed_fields(**renames: str) -> Callable[[T], T]:
 
 def upgrade_keys(data: Mapping[str, Any], renames: Mapping[str, str]) -> dict[str, Any]:
     """A copy of ``data`` (read from a file) with each old key renamed; a new key already there wins."""
-    out = dict(data)
-    for old, new in renames.items():
-        if old in out:
-            value = out.pop(old)
-            out.setdefault(new, value)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in renames:
+            out[key] = value
+        elif renames[key] not in data:
+            out[renames[key]] = value  # in the old key's place
     return out

@@ -65,12 +65,12 @@ def load_asterisk(*, min_s: float = 0.3, max_s: float = 12.0, sounds: Path = AST
             wav_path = sounds / f"{name}.wav"
             if not text or text.startswith("[") or not normalize_text(text) or not wav_path.is_file():
                 continue
-            wav, sr = sf.read(wav_path, dtype="float32", always_2d=False)
+            wav, sample_rate = sf.read(wav_path, dtype="float32", always_2d=False)
             if wav.ndim > 1:
                 wav = wav.mean(1)
-            if not min_s * sr <= len(wav) <= max_s * sr:
+            if not min_s * sample_rate <= len(wav) <= max_s * sample_rate:
                 continue
-            if sr != SAMPLE_RATE:
-                wav = librosa.resample(wav, orig_sr=sr, target_sr=SAMPLE_RATE, res_type="soxr_hq")
+            if sample_rate != SAMPLE_RATE:
+                wav = librosa.resample(wav, orig_sr=sample_rate, target_sr=SAMPLE_RATE, res_type="soxr_hq")
             out.append(RealUtterance(name, text, np.ascontiguousarray(wav, dtype=np.float32)))
     return sorted(out, key=lambda u: u.name)

@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from workbench._deprecated import renamed_fields, renamed_keywords
 from workbench.audio import QualityReport, Recording, pcm16_to_float
 from workbench.constants import SAMPLE_RATE
 from workbench.errors import AudioError, WorkbenchError
@@ -85,13 +86,14 @@ class ChunkAssembler:
     Args:
         take: id of the recording the chunks belong to (the browser's ``take``).
         sample_rate: rate of the samples in Hz (16000 from the browser recorder).
-        max_seconds: refuse more audio than this (``None``: no limit).
+        max_s: refuse more audio than this (``None``: no limit).
     """
 
-    def __init__(self, take: str = "", *, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = 600.0) -> None:
+    @renamed_keywords(max_seconds="max_s")
+    def __init__(self, take: str = "", *, sample_rate: int = SAMPLE_RATE, max_s: float | None = 600.0) -> None:
         self.take = take
         self.sample_rate = int(sample_rate)
-        self.max_samples = None if max_seconds is None else round(max_seconds * self.sample_rate)
+        self.max_samples = None if max_s is None else round(max_s * self.sample_rate)
         self.duplicates = 0
         self._chunks: dict[int, bytes] = {}
         self._n_bytes = 0
@@ -194,13 +196,14 @@ def hand_over(take: Recording, callbacks: Iterable[TakeCallback]) -> QualityRepo
     return decided
 
 
+@renamed_fields(max_seconds="max_s")  # the old name works, with a warning, until the next release
 class TakeProtocol:
     """The kernel side of the browser recorder: messages in, a checked take and an answer out.
 
     Args:
         reply: sends an answer to the page, ``reply(content)``; None: answers go nowhere
             (a closed page). The views pass their channel (a Jupyter comm, a Panel message).
-        max_seconds: the longest take the page records; 5 s more are accepted (the page's clock).
+        max_s: the longest take the page records; 5 s more are accepted (the page's clock).
 
     Attributes:
         recording: the last take received (:class:`~workbench.audio.Recording`, 16 kHz), kernel memory only.
@@ -212,9 +215,9 @@ class TakeProtocol:
         assembler: the chunks of the take being received, None between takes.
     """
 
-    def __init__(self, reply: Reply | None = None, *, max_seconds: float = 60.0) -> None:
+    def __init__(self, reply: Reply | None = None, *, max_s: float = 60.0) -> None:
         self.reply = reply
-        self.max_seconds = float(max_seconds)
+        self.max_s = float(max_s)
         self.recording: Recording | None = None
         self.report: QualityReport | None = None
         self.error: str | None = None
@@ -263,7 +266,7 @@ class TakeProtocol:
             with self._lock:
                 self.error = None
                 self.input_rate = content.get("input_rate")
-                self.assembler = ChunkAssembler(take, sample_rate=SAMPLE_RATE, max_seconds=self.max_seconds + 5)
+                self.assembler = ChunkAssembler(take, sample_rate=SAMPLE_RATE, max_s=self.max_s + 5)
             if rate != SAMPLE_RATE:
                 self._fail("transfer", f"The browser sent audio at {rate!r} Hz instead of {SAMPLE_RATE} Hz. "
                            "Reload the page (the recorder code is out of date) and record again.", take)

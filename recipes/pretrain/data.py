@@ -247,13 +247,13 @@ def build_data(args, cache: Path):
         "eval_train_voices": synthesize_set(ev_a, args.workers, "eval: training voices, held-out texts"),
         "eval_heldout_voices": synthesize_set(ev_b, args.workers, "eval: held-out voices, held-out texts"),
         "dev": synthesize_set(dev, args.workers, "dev"),
-        "synth_seconds": time.time() - t0,
+        "synth_s": time.time() - t0,
         "train_hours": sum(x.shape[0] for x, _ in train) / FRAMES_PER_SECOND / 3600,
     }
     cache.mkdir(parents=True, exist_ok=True)
     torch.save(data, path)
     data["meta"] = meta
-    print(f"synthesized in {data['synth_seconds']:.0f} s: {data['train_hours']:.1f} h of training audio -> {path}")
+    print(f"synthesized in {data['synth_s']:.0f} s: {data['train_hours']:.1f} h of training audio -> {path}")
     return data
 
 

@@ -135,7 +135,7 @@ def run_eval(args, data, out_dir: Path, train_info: dict | None):
         print(f"{k:45s} n={v['n']:4d}  greedy WER {v['greedy']['wer']:.3f} CER {v['greedy']['cer']:.3f}  "
               f"lexicon-beam WER {v['lexicon_beam']['wer']:.3f} CER {v['lexicon_beam']['cer']:.3f}", flush=True)
     print(f"load {load_s:.2f} s, batched RTF (greedy, batch 32) {rtf:.4f}")
-    metrics = {"results": results, "load_seconds": load_s, "decoder": tuned, "rtf_batched_greedy": rtf,
+    metrics = {"results": results, "load_s": load_s, "decoder": tuned, "rtf_batched_greedy": rtf,
                "threads": torch.get_num_threads(), "fingerprint": backend.fingerprint()}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
     write_card(out_dir, backend, data, metrics, train_info, args)
@@ -205,7 +205,7 @@ are not in the LM); LM weight and word bonus tuned on the dev set ({metrics.get(
 |---|---|---|---|---|---|---|
 {rows}
 
-Load time {metrics['load_seconds']:.2f} s; batched real-time factor (greedy, batch 32, {metrics['threads']} threads)
+Load time {metrics['load_s']:.2f} s; batched real-time factor (greedy, batch 32, {metrics['threads']} threads)
 {metrics['rtf_batched_greedy']:.4f}. Fingerprint `{metrics['fingerprint'][:16]}`.
 
 ## Limitations

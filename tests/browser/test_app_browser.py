@@ -42,7 +42,7 @@ from workbench.app import serve
 from workbench.trainer import TrainConfig
 
 def config(minutes):
-    return TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=100000, max_seconds=60.0 * minutes,
+    return TrainConfig(adapter=ResidualConfig(bottleneck=4), max_steps=100000, time_limit_s=60.0 * minutes,
                        eval_every=2, batch_size=4, min_utterances=4, specaugment=None, patience=0)
 
 serve(sys.argv[1], port=int(sys.argv[2]), password=sys.argv[3] or None, show=False,

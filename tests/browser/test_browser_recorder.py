@@ -38,7 +38,7 @@ PAGE = """<!doctype html>
 <script type="module">
   import widget from "./recorder.js";
   // A stand-in for anywidget's front-end model (the AFM contract of @anywidget/types).
-  const state = { max_seconds: 60, chunk_seconds: 1, disabled: false };
+  const state = { max_s: 60, chunk_s: 1, disabled: false };
   const handlers = {};
   const sent = [];
   const emit = (name, ...args) => { for (const cb of [...(handlers[name] || [])]) cb(...args); };
@@ -186,17 +186,17 @@ def test_a_recording_reaches_the_kernel_at_16k_with_the_right_length(page):
     assert p.errors == []
 
 
-def test_the_page_stops_at_max_seconds_and_the_script_processor_fallback_works(page):
+def test_the_page_stops_at_max_s_and_the_script_processor_fallback_works(page):
     # no AudioWorklet (older browsers, strict CSP): the ScriptProcessor path must give the same result
     p = page("delete window.AudioWorkletNode;")
-    p.evaluate("window.wb.model.set('max_seconds', 1)")
+    p.evaluate("window.wb.model.set('max_s', 1)")
     p.click(".wb-rec-record")
     p.wait_for_function("window.wb.sent.some((m) => m.content.type === 'stop')", timeout=10_000)
     sent = p.evaluate("window.wb.sent")
     assert sent[0]["content"]["method"] == "scriptprocessor"
     assert sent[-1]["content"]["reason"] == "limit"
     take, replies, _ = to_python(sent)
-    assert take is not None and take.audio.size == SR  # exactly max_seconds at 16 kHz
+    assert take is not None and take.audio.size == SR  # exactly max_s at 16 kHz
     assert float(np.max(np.abs(take.audio))) > 0.01
     assert replies[-1]["message"].startswith("Stopped at the 1 s limit.")
     assert p.errors == []

@@ -80,8 +80,8 @@ _LIVE_ESM = (_recorder._ESM.replace(_ESM_END, _LIVE_SHIM) if _recorder._ESM and 
 class LiveMicrophone(_recorder.PanelRecorder):
     """The browser recorder streaming 0.5 s pieces to a :class:`~workbench.ui.live.BrowserStream`."""
 
-    max_seconds = param.Number(default=1800.0, bounds=(1, 7200), doc="the page stops by itself after this long")
-    chunk_seconds = param.Number(default=0.5, doc="audio per message: a caption step")
+    max_s = param.Number(default=1800.0, bounds=(1, 7200), doc="the page stops by itself after this long")
+    chunk_s = param.Number(default=0.5, doc="audio per message: a caption step")
 
     _esm = _LIVE_ESM or "export function render({el}) { el.textContent = 'The recorder is not installed.' }"
 

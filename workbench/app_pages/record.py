@@ -53,7 +53,7 @@ class RecordPage(pn.viewable.Viewer):
         self.progress = pn.indicators.Progress(value=0, max=1, width=420, bar_color="success")
         self.progress_text = html_pane("")
         self.message = html_pane("")
-        self.recorder = PanelRecorder(max_seconds=30.0) if recorder_available() else None
+        self.recorder = PanelRecorder(max_s=30.0) if recorder_available() else None
         if self.recorder is not None:
             # the corpus that saved the take decides (no check of its own); the page's message says what
             # it found, once: the recorder itself only says that the take arrived

@@ -23,6 +23,7 @@ from typing import Any
 import panel as pn
 import param
 
+from workbench._deprecated import renamed_fields
 from workbench.takes import ErrorCallback, TakeCallback, TakeProtocol
 
 __all__ = ["PanelRecorder", "recorder_available"]
@@ -101,6 +102,7 @@ def recorder_available() -> bool:
     return _ESM is not None
 
 
+@renamed_fields(max_seconds="max_s", chunk_seconds="chunk_s")  # old names: a warning, until the next release
 class PanelRecorder(pn.custom.JSComponent):
     """Record one take with the browser's microphone; ``on_recording(recording)`` gets it at 16 kHz.
 
@@ -109,8 +111,8 @@ class PanelRecorder(pn.custom.JSComponent):
             its ``report`` and ``error`` describe the last take.
     """
 
-    max_seconds = param.Number(default=30.0, bounds=(1, 600), doc="the page stops by itself after this long")
-    chunk_seconds = param.Number(default=1.0, doc="audio per message")
+    max_s = param.Number(default=30.0, bounds=(1, 600), doc="the page stops by itself after this long")
+    chunk_s = param.Number(default=1.0, doc="audio per message")
     disabled = param.Boolean(default=False)
 
     _esm = _ESM or "export function render({el}) { el.textContent = 'The recorder is not installed.' }"
@@ -118,8 +120,8 @@ class PanelRecorder(pn.custom.JSComponent):
 
     def __init__(self, on_recording: TakeCallback | None = None, **params: Any) -> None:
         super().__init__(**params)
-        self.protocol = TakeProtocol(self._reply, max_seconds=self.max_seconds)
-        self.param.watch(lambda event: setattr(self.protocol, "max_seconds", float(event.new)), "max_seconds")
+        self.protocol = TakeProtocol(self._reply, max_s=self.max_s)
+        self.param.watch(lambda event: setattr(self.protocol, "max_s", float(event.new)), "max_s")
         if on_recording is not None:
             self.protocol.on_recording(on_recording)
 

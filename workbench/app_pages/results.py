@@ -181,7 +181,7 @@ class ResultsPage(pn.viewable.Viewer):
         self.try_answer = html_pane("")
         self.try_upload = FileUpload(accept=".wav,.flac,.ogg", multiple=False,
                                      label="Or upload a recording (WAV, FLAC or OGG)")
-        self.recorder = PanelRecorder(max_seconds=20.0) if recorder_available() else None
+        self.recorder = PanelRecorder(max_s=20.0) if recorder_available() else None
         if self.recorder is not None:
             self.recorder.on_recording(lambda rec: self._try_in_thread(rec.audio))
         self.try_upload.on_files(self._on_try_upload)

@@ -21,6 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from workbench._atomic import disk_error_message, write_bytes_atomic
+from workbench._deprecated import renamed_keywords
 from workbench.audio.samples import _check_rate, pcm16_to_float, resample, to_mono
 from workbench.constants import SAMPLE_RATE
 from workbench.errors import AudioError
@@ -72,20 +73,21 @@ def _not_audio_message(name: str) -> str:
     )
 
 
-def _too_long_message(name: str, seconds: float, max_seconds: float) -> str:
+def _too_long_message(name: str, seconds: float, max_s: float) -> str:
     return (
-        f"{name} is {seconds / 60:.1f} minutes long; the limit is {max_seconds / 60:.1f} minutes. "
+        f"{name} is {seconds / 60:.1f} minutes long; the limit is {max_s / 60:.1f} minutes. "
         "Cut it into shorter pieces, best one prompt per file (in Audacity, or with sox: "
         "'sox LONG.wav piece.wav trim 0 60 : newfile : restart' makes 1-minute pieces), and use the pieces. "
-        "(From Python, load_audio(path, max_seconds=None) reads it whole.)"
+        "(From Python, load_audio(path, max_s=None) reads it whole.)"
     )
 
 
+@renamed_keywords(max_seconds="max_s")
 def read_audio(
     source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO,
     *,
     sample_rate: int | None = None,
-    max_seconds: float | None = 600,
+    max_s: float | None = 600,
 ) -> tuple[np.ndarray, int]:
     """Decode a recording as stored, without mixing or resampling.
 
@@ -152,9 +154,9 @@ def read_audio(
         )
     if raw:
         assert sample_rate is not None
-        if max_seconds is not None and size / 2 / sample_rate > max_seconds:
+        if max_s is not None and size / 2 / sample_rate > max_s:
             raise AudioError(
-                _too_long_message(name, size / 2 / sample_rate, max_seconds)
+                _too_long_message(name, size / 2 / sample_rate, max_s)
             )
         return pcm16_to_float(
             data if data is not None else path.read_bytes()
@@ -162,8 +164,8 @@ def read_audio(
     try:
         with sf.SoundFile(io.BytesIO(data) if data is not None else str(path)) as snd:
             rate, frames = int(snd.samplerate), int(snd.frames)
-            if max_seconds is not None and rate > 0 and frames / rate > max_seconds:
-                raise AudioError(_too_long_message(name, frames / rate, max_seconds))
+            if max_s is not None and rate > 0 and frames / rate > max_s:
+                raise AudioError(_too_long_message(name, frames / rate, max_s))
             x = snd.read(dtype="float32", always_2d=True)
     except AudioError:
         raise
@@ -190,11 +192,12 @@ def read_audio(
     return (x[:, 0].copy() if x.shape[1] == 1 else x), rate
 
 
+@renamed_keywords(max_seconds="max_s")
 def load_audio(
     source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO,
     *,
     sample_rate: int | None = None,
-    max_seconds: float | None = 600,
+    max_s: float | None = 600,
 ) -> np.ndarray:
     """Read a recording as ``(n,)`` float32 mono at 16 kHz.
 
@@ -204,7 +207,7 @@ def load_audio(
         sample_rate: the rate of *raw* headerless 16-bit little-endian mono PCM
             (a ``.pcm``/``.raw`` file, or bytes without a header). It does not
             choose the output rate, which is always 16 kHz.
-        max_seconds: refuse longer recordings (default 10 minutes); ``None``
+        max_s: refuse longer recordings (default 10 minutes); ``None``
             for no limit. Checked from the header, before decoding.
 
     Returns:
@@ -218,7 +221,7 @@ def load_audio(
     >>> load_audio(b"\\x00\\x40" * 8000, sample_rate=8000).shape
     (16000,)
     """
-    x, rate = read_audio(source, sample_rate=sample_rate, max_seconds=max_seconds)
+    x, rate = read_audio(source, sample_rate=sample_rate, max_s=max_s)
     x = to_mono(x)
     return resample(x, rate, SAMPLE_RATE) if rate != SAMPLE_RATE else x
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from workbench._deprecated import renamed_keywords
 from workbench.audio.samples import _check_rate, to_mono
 from workbench.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 from workbench.errors import AudioError
@@ -54,11 +55,12 @@ def _speech_bounds(levels_db: np.ndarray, top_db: float) -> tuple[int, int, int]
     return int(loud[0]), int(loud[-1]), int(loud.size)
 
 
+@renamed_keywords(pad_seconds="pad_s")
 def trim_silence(
     wav: np.ndarray,
     *,
     top_db: float = _TRIM_TOP_DB,
-    pad_seconds: float = 0.1,
+    pad_s: float = 0.1,
     sample_rate: int = SAMPLE_RATE,
 ) -> np.ndarray:
     """Cut leading and trailing silence, keeping a little padding.
@@ -71,7 +73,7 @@ def trim_silence(
     Args:
         wav: ``(n,)`` samples at ``sample_rate`` (``(n, channels)`` is mixed to mono).
         top_db: silence threshold below the loudest frame, in dB.
-        pad_seconds: silence kept on each side of the speech, in seconds.
+        pad_s: silence kept on each side of the speech, in seconds.
         sample_rate: rate of ``wav`` in Hz (default 16000).
 
     Returns:
@@ -90,13 +92,13 @@ def trim_silence(
         raise AudioError(
             "Cannot trim audio with NaN or infinite samples: the recording is damaged. Record again."
         )
-    if top_db <= 0 or pad_seconds < 0:
+    if top_db <= 0 or pad_s < 0:
         raise AudioError(
-            f"top_db must be > 0 and pad_seconds >= 0; got top_db={top_db}, pad_seconds={pad_seconds}."
+            f"top_db must be > 0 and pad_s >= 0; got top_db={top_db}, pad_s={pad_s}."
         )
     levels, frame_len, hop = _frame_levels_db(x, sample_rate)
     first, last, _ = _speech_bounds(levels, top_db)
-    pad = round(pad_seconds * sample_rate)
+    pad = round(pad_s * sample_rate)
     start = max(0, first * hop - pad)
     end = min(x.size, last * hop + frame_len + pad)
     return x[start:end].copy()

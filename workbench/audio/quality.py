@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from workbench._deprecated import renamed_keywords
 from workbench.audio.levels import (
     _EPS_POWER,
     _FLOOR_DBFS,
@@ -235,12 +236,13 @@ def _rate_problem(sample_rate: Any) -> Problem | None:
     return None
 
 
+@renamed_keywords(min_seconds="min_s", max_seconds="max_s")
 def check_quality(
     wav: np.ndarray,
     sample_rate: int = SAMPLE_RATE,
     *,
-    min_seconds: float = 0.5,
-    max_seconds: float = 30.0,
+    min_s: float = 0.5,
+    max_s: float = 30.0,
 ) -> QualityReport:
     """Measure a take and list what is wrong with it, in plain language.
 
@@ -252,8 +254,8 @@ def check_quality(
             PCM is scaled (int16 / 32768).
         sample_rate: rate of ``wav`` in Hz. Not 16000: a ``wrong_rate``
             warning (it will be resampled); below 8000 Hz: an error.
-        min_seconds: shorter takes are ``too_short`` errors.
-        max_seconds: longer takes are ``too_long`` errors.
+        min_s: shorter takes are ``too_short`` errors.
+        max_s: longer takes are ``too_long`` errors.
 
     Returns:
         A :class:`QualityReport`; ``report.ok`` is False when any problem is an
@@ -270,14 +272,14 @@ def check_quality(
     problems = [p for p in (_rate_problem(sample_rate),) if p is not None]
     x = _mono_samples(wav, report, problems)
     if x is not None:
-        _check_take(x, rate, report, problems, min_seconds=min_seconds, max_seconds=max_seconds)
+        _check_take(x, rate, report, problems, min_s=min_s, max_s=max_s)
     report.problems = sorted(problems, key=lambda p: p.severity != "error")  # stable: errors first
     return report
 
 
 def _check_take(
-    x: np.ndarray, rate: int, report: QualityReport, problems: list[Problem], *, min_seconds: float,
-    max_seconds: float,
+    x: np.ndarray, rate: int, report: QualityReport, problems: list[Problem], *, min_s: float,
+    max_s: float,
 ) -> None:
     """The checks of a mono take ``x (n,)`` (NaN/inf already zeroed), in the order their problems are listed.
 
@@ -292,7 +294,7 @@ def _check_take(
             "then record again.",
         ))
         return
-    problems += _length_problems(x.size, rate, report, min_seconds=min_seconds, max_seconds=max_seconds)
+    problems += _length_problems(x.size, rate, report, min_s=min_s, max_s=max_s)
     levels, frame_len, hop = _measure_levels(x, rate, report)
     silent = _silent_problem(report)
     if silent is not None:
@@ -352,7 +354,7 @@ def _mono_samples(wav: Any, report: QualityReport, problems: list[Problem]) -> n
 
 
 def _length_problems(
-    n: int, rate: int, report: QualityReport, *, min_seconds: float, max_seconds: float
+    n: int, rate: int, report: QualityReport, *, min_s: float, max_s: float
 ) -> list[Problem]:
     """``nonfinite``, ``too_short`` and ``too_long`` of ``n >= 1`` samples at ``rate`` Hz; sets ``duration_s``."""
     problems = []
@@ -364,18 +366,18 @@ def _length_problems(
             "infinity): the recording is damaged. Check the microphone connection and record again.",
         ))
     report.duration_s = n / rate
-    if report.duration_s < min_seconds:
+    if report.duration_s < min_s:
         problems.append(Problem(
             "too_short",
             "error",
-            f"Too short ({report.duration_s:.2f} s): a take needs at least {min_seconds:g} s. "
+            f"Too short ({report.duration_s:.2f} s): a take needs at least {min_s:g} s. "
             "Record again and read the whole prompt.",
         ))
-    if report.duration_s > max_seconds:
+    if report.duration_s > max_s:
         problems.append(Problem(
             "too_long",
             "error",
-            f"Too long ({report.duration_s:.1f} s; the limit is {max_seconds:g} s): record one prompt "
+            f"Too long ({report.duration_s:.1f} s; the limit is {max_s:g} s): record one prompt "
             "per take, or split the recording.",
         ))
     return problems

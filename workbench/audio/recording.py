@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench._deprecated import renamed_keywords
 from workbench._optional import require
 from workbench.audio.quality import QualityReport, check_quality
 from workbench.audio.samples import _check_rate, resample, to_mono
@@ -47,21 +48,23 @@ class Recording:
         """Length in seconds."""
         return self.audio.size / self.sample_rate
 
+    @renamed_keywords(min_seconds="min_s", max_seconds="max_s")
     def quality(
-        self, *, min_seconds: float = 0.5, max_seconds: float = 30.0
+        self, *, min_s: float = 0.5, max_s: float = 30.0
     ) -> QualityReport:
         """:func:`check_quality` of this take."""
         return check_quality(
             self.audio,
             self.sample_rate,
-            min_seconds=min_seconds,
-            max_seconds=max_seconds,
+            min_s=min_s,
+            max_s=max_s,
         )
 
-    def resampled(self, target_sr: int = SAMPLE_RATE) -> Recording:
-        """A copy at ``target_sr`` Hz (default 16000)."""
+    @renamed_keywords(target_sr="target_sample_rate")
+    def resampled(self, target_sample_rate: int = SAMPLE_RATE) -> Recording:
+        """A copy at ``target_sample_rate`` Hz (default 16000)."""
         return Recording(
-            resample(self.audio, self.sample_rate, target_sr), target_sr, self.text
+            resample(self.audio, self.sample_rate, target_sample_rate), target_sample_rate, self.text
         )
 
 

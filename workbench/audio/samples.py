@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench._deprecated import renamed_keywords
 from workbench._optional import require
 from workbench.constants import SAMPLE_RATE
 from workbench.errors import AudioError
@@ -109,31 +110,32 @@ def _check_rate(sample_rate: Any, what: str = "sample_rate") -> int:
     return int(sample_rate)
 
 
-def resample(wav: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
+@renamed_keywords(orig_sr="orig_sample_rate", target_sr="target_sample_rate")
+def resample(wav: np.ndarray, orig_sample_rate: int, target_sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Change the sample rate (librosa, ``res_type="soxr_hq"``).
 
     Args:
-        wav: ``(..., n)`` samples at ``orig_sr``; resampled along the last axis.
-        orig_sr: rate of ``wav`` in Hz.
-        target_sr: wanted rate in Hz (default 16000).
+        wav: ``(..., n)`` samples at ``orig_sample_rate``; resampled along the last axis.
+        orig_sample_rate: rate of ``wav`` in Hz.
+        target_sample_rate: wanted rate in Hz (default 16000).
 
     Returns:
-        ``(..., ceil(n * target_sr / orig_sr))`` float32. A copy even when the
+        ``(..., ceil(n * target_sample_rate / orig_sample_rate))`` float32. A copy even when the
         rates are equal.
 
     >>> resample(np.zeros(8000, dtype=np.float32), 8000).shape
     (16000,)
     """
-    orig_sr = _check_rate(orig_sr, "orig_sr")
-    target_sr = _check_rate(target_sr, "target_sr")
+    orig_sample_rate = _check_rate(orig_sample_rate, "orig_sample_rate")
+    target_sample_rate = _check_rate(target_sample_rate, "target_sample_rate")
     x = _as_float32(wav)
-    if orig_sr == target_sr or x.shape[-1:] == (0,):
+    if orig_sample_rate == target_sample_rate or x.shape[-1:] == (0,):
         return x.copy()
     librosa = require("librosa", extra="core", purpose="resample audio")
     y = librosa.resample(
         np.ascontiguousarray(x),
-        orig_sr=orig_sr,
-        target_sr=target_sr,
+        orig_sr=orig_sample_rate,
+        target_sr=target_sample_rate,
         res_type="soxr_hq",
     )
     return np.asarray(y, dtype=np.float32)

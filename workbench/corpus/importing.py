@@ -203,7 +203,7 @@ def _add_recordings(corpus: SpeakerCorpus, by_stem: _ByStem, texts: dict[str, st
         try:
             with warnings.catch_warnings(record=True) as heard:
                 warnings.simplefilter("always")
-                x, rate = _audio.read_audio(data, max_seconds=_MAX_SECONDS)
+                x, rate = _audio.read_audio(data, max_s=_MAX_SECONDS)
             report.unreadable += [f"{name}: {w.message} (imported)" for w in heard]
             utt = corpus.add_take(x, prompt=by_norm.get(prompt_key(said), said), transcript=said,
                                   sample_rate=rate, consent_id=consent_id, utt_id=utt_id, extra=extra)

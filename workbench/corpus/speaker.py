@@ -302,7 +302,7 @@ class SpeakerCorpus(SpeakerFolder):
                 f"The audio of take {utt.utt_id!r} ({utt.audio_path}) is missing from '{self.root}'. "
                 "Restore it from a backup or export, or mark the take 'skipped'."
             )
-        return _audio.load_audio(path, max_seconds=None)
+        return _audio.load_audio(path, max_s=None)
 
     # -- views -------------------------------------------------------------- #
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench._deprecated import renamed_keywords
 from workbench.errors import ServerError
 
 __all__ = ["DeviceClient", "summary_line"]
@@ -120,23 +121,24 @@ class DeviceClient:
 
     def transcribe(self, wav: np.ndarray, speaker: str = "") -> dict[str, Any]:
         """Send one 16 kHz recording's representation; the server's answer plus ``bytes_sent``
-        (the whole message, header included) and ``audio_seconds``."""
+        (the whole message, header included) and ``audio_s``."""
         if hasattr(self.split, "window_for"):  # a Whisper split: encode the window the server decodes this speaker on
             data = self.split.encode([wav], speaker=speaker, window=self.window_for(speaker))[0].to_bytes()
         else:
             data = self.split.encode([wav], speaker=speaker)[0].to_bytes()
         out = self._request(data)
         out["bytes_sent"] = len(data)
-        out["audio_seconds"] = len(wav) / self.split.backend.sample_rate
+        out["audio_s"] = len(wav) / self.split.backend.sample_rate
         return out
 
 
-def summary_line(bytes_sent: int, audio_seconds: float) -> str:
+@renamed_keywords(audio_seconds="audio_s")
+def summary_line(bytes_sent: int, audio_s: float) -> str:
     """What a run cost on the wire, for people and measurement scripts:
     ``sent N bytes for S s of audio (R kbit/s)`` (``R`` = ``8 N / S / 1000``, headers included).
 
     >>> summary_line(1000, 4.0)
     'sent 1000 bytes for 4.00 s of audio (2.00 kbit/s)'
     """
-    rate = 8 * bytes_sent / audio_seconds / 1000 if audio_seconds > 0 else 0.0
-    return f"sent {bytes_sent} bytes for {audio_seconds:.2f} s of audio ({rate:.2f} kbit/s)"
+    rate = 8 * bytes_sent / audio_s / 1000 if audio_s > 0 else 0.0
+    return f"sent {bytes_sent} bytes for {audio_s:.2f} s of audio ({rate:.2f} kbit/s)"

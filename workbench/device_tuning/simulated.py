@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from workbench._deprecated import upgrade_keys
+
 __all__ = ["heldout_speakers", "simulated_speakers"]
 
 
@@ -46,7 +48,7 @@ def simulated_speakers(per_class: int, utts: int, seed: int = 0, *, cache: Path 
     """``per_class`` random espeak voices per profile class, ``utts`` phrases each (cached).
 
     Returns:
-        the items (module docstring) and ``{"cache", "speakers", "utterances", "synth_seconds"}``.
+        the items (module docstring) and ``{"cache", "speakers", "utterances", "synth_s"}``.
     """
     from multiprocessing import get_context
 
@@ -64,7 +66,7 @@ def simulated_speakers(per_class: int, utts: int, seed: int = 0, *, cache: Path 
                                      dvector_fingerprint()]).encode()).hexdigest()[:12]
     path = (cache or cache_dir() / "device_tuning_tasks") / f"sim-{key}.pt"
     if path.exists():
-        data = torch.load(path, weights_only=False)
+        data = upgrade_keys(torch.load(path, weights_only=False), {"synth_seconds": "synth_s"})  # an older cache
         log(f"   loaded {len(data['items'])} simulated utterances from {path}")
     else:
         rng = np.random.default_rng(seed)
@@ -93,15 +95,15 @@ def simulated_speakers(per_class: int, utts: int, seed: int = 0, *, cache: Path 
                 log(f"   synthesis failed: {err}")
         wavs = [it["pcm"].astype(np.float32) / 32767 for it in items]
         dvec = embed_utterances(wavs, "dvector", threads=1)
-        data = {"items": items, "dvectors": dvec, "speakers": speakers, "synth_seconds": time.perf_counter() - t0}
+        data = {"items": items, "dvectors": dvec, "speakers": speakers, "synth_s": time.perf_counter() - t0}
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(data, path)
-        log(f"   synthesized {len(items)} utterances of {len(speakers)} speakers in {data['synth_seconds']:.0f} s "
+        log(f"   synthesized {len(items)} utterances of {len(speakers)} speakers in {data['synth_s']:.0f} s "
             f"-> {path}")
     items = [{**{k: v for k, v in it.items() if k != "pcm"}, "wav": it["pcm"].astype(np.float32) / 32767,
               "dvector": d} for it, d in zip(data["items"], data["dvectors"], strict=True)]
     return items, {"cache": str(path), "speakers": len(data["speakers"]), "utterances": len(items),
-                   "synth_seconds": round(float(data["synth_seconds"]), 1)}
+                   "synth_s": round(float(data["synth_s"]), 1)}
 
 
 def heldout_speakers(items: list[dict], per_class: int) -> set[str]:

@@ -83,4 +83,4 @@ class UtteranceEmbeddings:
             raise EmbeddingError(f"utterance {self.utt_ids[i]!r} was embedded from memory; there is no file to play")
         from workbench.audio import load_audio
 
-        return load_audio(path, max_seconds=None)
+        return load_audio(path, max_s=None)

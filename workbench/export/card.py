@@ -25,10 +25,11 @@ import math
 import re
 from typing import Any
 
+from workbench._deprecated import warn_renamed
 from workbench.constants import FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE
 
 __all__ = ["BUILTIN_PROVENANCE", "CUT_LOOPS_CODE", "cut_loops", "decoding_section", "max_new_tokens", "model_card",
-           "window_seconds"]
+           "window_s"]
 
 NOTICE = ("**Not a medical device.** The figures below are ASR word error rates: how often a speech recogniser "
           "gets a word wrong on these recordings. They are not a clinical intelligibility score.")
@@ -76,17 +77,23 @@ def cut_loops(tokens: list[int]) -> list[int]:
     return list(tokens)
 
 
-def window_seconds(seconds: float) -> int:
+def window_s(seconds: float) -> int:
     """The encoding window (whole seconds) the workbench uses for a recording of ``seconds``: the audio
     plus 1 s, rounded up to 2 s, at most 30 s. Cut CTranslate2's input to it, or pass it to
     whisper.cpp as ``audio_ctx = 50 * window``, to encode what the personal model was trained on.
 
-    >>> window_seconds(2.2), window_seconds(3.0), window_seconds(40.0)
+    >>> window_s(2.2), window_s(3.0), window_s(40.0)
     (4, 4, 30)
     """
     need = int(round(float(seconds) * SAMPLE_RATE)) // HOP_LENGTH + int(round(WINDOW_MARGIN_S * FRAMES_PER_SECOND))
     bucket = int(round(WINDOW_BUCKET_S * FRAMES_PER_SECOND))  # mel frames
     return int(min(FULL_WINDOW_S * FRAMES_PER_SECOND, math.ceil(need / bucket) * bucket)) // FRAMES_PER_SECOND
+
+
+def window_seconds(seconds: float) -> int:
+    """Deprecated: the old name of :func:`window_s` (goes in the next release)."""
+    warn_renamed("workbench.export.card", "window_seconds", "window_s")
+    return window_s(seconds)
 
 
 def _text(value: Any, limit: int = 80) -> str:

@@ -59,7 +59,7 @@ def window_transcriber(folder: str | Path, prompt: list[int], *, threads: int = 
     """Transcribe with a ct2 export in CTranslate2 directly, encoding the window the model was trained on.
 
     The model card's CTranslate2 snippet, as a function: log-mel of the recording and silence
-    (faster-whisper's feature extractor), cut to :func:`workbench.export.card.window_seconds`,
+    (faster-whisper's feature extractor), cut to :func:`workbench.export.card.window_s`,
     greedy, at most :func:`workbench.export.card.max_new_tokens` tokens, loops cut
     (:func:`workbench.export.card.cut_loops`).
 
@@ -77,7 +77,7 @@ def window_transcriber(folder: str | Path, prompt: list[int], *, threads: int = 
     import numpy as np
 
     from workbench._optional import require
-    from workbench.export.card import cut_loops, max_new_tokens, window_seconds
+    from workbench.export.card import cut_loops, max_new_tokens, window_s
 
     ctranslate2 = require("ctranslate2", extra="export", purpose="run a ct2 export")
     require("faster_whisper", extra="export", purpose="compute Whisper's log-mel")
@@ -91,7 +91,7 @@ def window_transcriber(folder: str | Path, prompt: list[int], *, threads: int = 
     def run(audio: Any) -> str:
         audio = np.asarray(audio, dtype=np.float32)
         seconds = len(audio) / 16000
-        frames = 3000 if window == "full" else 100 * window_seconds(seconds)
+        frames = 3000 if window == "full" else 100 * window_s(seconds)
         mel = features(np.pad(audio, (0, max(0, 480000 - len(audio)))))[:, :frames]
         result = model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])), [list(prompt)],
                                 beam_size=1, suppress_blank=True, max_length=max_new_tokens(seconds))

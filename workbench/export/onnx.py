@@ -140,7 +140,8 @@ def write_onnx(adapted: Adapted, folder: Path, quantization: str | None) -> tupl
     exported = np.concatenate([got[i, : int(got_lens[i])] for i in range(len(wavs))])
     verification = compare_outputs(adapted, live, exported, probe="the CTC log-probabilities of two probe signals "
                                    "(2.5 s and 1.3 s, one batch) in ONNX Runtime", what="ONNX graph")
-    vocab = {"blank_id": BLANK_ID, "symbols": list(VOCAB), "frame_seconds": 0.04, "sample_rate": 16000}
+    # frame_seconds: the old name of frame_s, still written for an app that reads it (goes in the next release)
+    vocab = {"blank_id": BLANK_ID, "symbols": list(VOCAB), "frame_s": 0.04, "frame_seconds": 0.04, "sample_rate": 16000}
     write_bytes_atomic(folder / "vocab.json", (json.dumps(vocab, indent=1) + "\n").encode())
     how = (f"adapter merged into the weights ({how_merged(adapted.config.family)}), plain model exported" if merged else
            f"the {adapted.config.family} adapter is not linear in the weights, so it is part of the graph")

@@ -41,7 +41,7 @@ def file_chunks(path: str | Path, *, realtime: bool = True, chunk_s: float = CHU
     """Chunks ``(n,)`` float32 of an audio file, at the pace of the audio (``realtime``) or at once."""
     from workbench.audio import load_audio
 
-    wav = load_audio(path, max_seconds=_MAX_FILE_S)
+    wav = load_audio(path, max_s=_MAX_FILE_S)
     step = max(1, int(round(chunk_s * SAMPLE_RATE)))
     t0 = time.monotonic()
     for s in range(0, len(wav), step):

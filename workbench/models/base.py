@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from workbench._deprecated import renamed_keywords
 from workbench.constants import FRAMES_PER_SECOND
 from workbench.errors import AudioError, NotYetSupportedError, WorkbenchError
 
@@ -105,13 +106,14 @@ class CachedFeatures:
     start_layer: int = 0
 
 
+@renamed_keywords(max_seconds="max_s")
 def check_waveforms(
-    waveforms, *, sample_rate: int, max_seconds: float | None = None, what: str = "waveform"
+    waveforms, *, sample_rate: int, max_s: float | None = None, what: str = "waveform"
 ) -> list[np.ndarray]:
     """Validate a batch of mono waveforms; return them as contiguous float32 arrays.
 
     Raises:
-        AudioError: empty batch, non-1-D array, 0-length, NaN/inf, or longer than ``max_seconds``.
+        AudioError: empty batch, non-1-D array, 0-length, NaN/inf, or longer than ``max_s``.
     """
     if isinstance(waveforms, np.ndarray) and waveforms.ndim == 1:
         raise AudioError("expected a list of waveforms, got a single 1-D array; wrap it in a list: [wav]")
@@ -134,10 +136,10 @@ def check_waveforms(
         if not np.isfinite(w).all():
             bad = int((~np.isfinite(w)).sum())
             raise AudioError(f"{what} {i} contains {bad} NaN or infinite samples; the file is corrupt — record it again")
-        if max_seconds is not None and w.shape[0] > max_seconds * sample_rate:
+        if max_s is not None and w.shape[0] > max_s * sample_rate:
             raise AudioError(
                 f"{what} {i} is {w.shape[0] / sample_rate:.1f} s long; training utterances must be at most "
-                f"{max_seconds:.0f} s — cut it into prompts, or use transcribe(), which splits long audio"
+                f"{max_s:.0f} s — cut it into prompts, or use transcribe(), which splits long audio"
             )
         out.append(w)
     return out
@@ -331,12 +333,12 @@ class ASRBackend(abc.ABC):
 
     def _prepare(self, waveforms, sample_rate: int | None) -> tuple[list[np.ndarray], list[int]]:
         """Validate, resample and chunk; returns pieces and the owner index of each piece."""
-        sr = self.sample_rate if sample_rate is None else int(sample_rate)
-        wavs = check_waveforms(waveforms, sample_rate=sr)
-        if sr != self.sample_rate:
+        sample_rate = self.sample_rate if sample_rate is None else int(sample_rate)
+        wavs = check_waveforms(waveforms, sample_rate=sample_rate)
+        if sample_rate != self.sample_rate:
             import librosa
 
-            wavs = [librosa.resample(w, orig_sr=sr, target_sr=self.sample_rate).astype(np.float32) for w in wavs]
+            wavs = [librosa.resample(w, orig_sr=sample_rate, target_sr=self.sample_rate).astype(np.float32) for w in wavs]
         pieces, owner = [], []
         for i, w in enumerate(wavs):
             for p in split_long_waveform(w, self.sample_rate):

@@ -113,7 +113,7 @@ class HFCTCBackend(_HFBase):
         return _decoder_for(self.processor.tokenizer)
 
     def featurize(self, waveforms: list[np.ndarray]) -> Batch:
-        wavs = check_waveforms(waveforms, sample_rate=self.sample_rate, max_seconds=MAX_TRAIN_S)
+        wavs = check_waveforms(waveforms, sample_rate=self.sample_rate, max_s=MAX_TRAIN_S)
         out = self.processor.feature_extractor(wavs, sampling_rate=self.sample_rate, padding=True,
                                                return_attention_mask=True, return_tensors="pt")
         lengths = out["attention_mask"].sum(1).long()

@@ -250,7 +250,7 @@ class TinyBackend(ASRBackend):
         """Batch of log-mel features ``(B, T, 80)`` with frame lengths; validates inputs (no chunking)."""
         from workbench.features import pad_waveforms
 
-        wavs = check_waveforms(waveforms, sample_rate=self.sample_rate, max_seconds=MAX_TRAIN_S)
+        wavs = check_waveforms(waveforms, sample_rate=self.sample_rate, max_s=MAX_TRAIN_S)
         wav, wl = pad_waveforms(wavs)
         dev = self.device
         with torch.set_grad_enabled(False):

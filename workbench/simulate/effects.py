@@ -1,6 +1,6 @@
 """The DSP behind :mod:`workbench.simulate`, and the measures that check it (no engines, no files).
 
-- **Effects** on mono float32 waveforms at ``sr`` Hz (default
+- **Effects** on mono float32 waveforms at ``sample_rate`` Hz (default
   :data:`~workbench.constants.SAMPLE_RATE`), shape ``(samples,)``, same length
   out (except :func:`trim`): breathiness, tremor, hypernasality, quiet voice,
   trimming, peak normalization. Severity 0 returns the input unchanged.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from workbench._deprecated import renamed_keywords
 from workbench.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------
-# effects, x: (samples,) float32 at sr Hz
+# effects, x: (samples,) float32 at sample_rate Hz
 # ---------------------------------------------------------------------------
 
 
@@ -49,7 +50,8 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
 
 
-def breathiness(x: np.ndarray, severity: float, rng: np.random.Generator, sr: int = SAMPLE_RATE) -> np.ndarray:
+@renamed_keywords(sr="sample_rate")
+def breathiness(x: np.ndarray, severity: float, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Breathy voice: a whispered copy of the speech mixed in, plus a steeper spectral tilt.
 
     The aspiration noise is shaped like the speech itself: random-phase noise
@@ -61,7 +63,7 @@ def breathiness(x: np.ndarray, severity: float, rng: np.random.Generator, sr: in
     harmonics, as in breathy phonation).
 
     Args:
-        x: (samples,) float waveform at ``sr``.
+        x: (samples,) float waveform at ``sample_rate``.
         severity: 0 (none) to 1 (very breathy).
         rng: the only source of randomness (the noise phases).
     Returns:
@@ -73,20 +75,21 @@ def breathiness(x: np.ndarray, severity: float, rng: np.random.Generator, sr: in
     if severity <= 0 or x.size == 0:
         return x.astype(np.float32)
     x = x.astype(np.float64)
-    _, _, spec = stft(x, fs=sr, nperseg=512, noverlap=384)  # (bins, frames), 31.25 Hz bins
+    _, _, spec = stft(x, fs=sample_rate, nperseg=512, noverlap=384)  # (bins, frames), 31.25 Hz bins
     envelope = uniform_filter1d(np.abs(spec), size=9, axis=0)  # ~280 Hz: formants stay, harmonics go
     whisper = envelope * np.exp(2j * np.pi * rng.random(spec.shape))
-    _, noise = istft(whisper, fs=sr, nperseg=512, noverlap=384)
-    noise = sosfilt(butter(1, 500, btype="high", fs=sr, output="sos"), noise[: x.size])
+    _, noise = istft(whisper, fs=sample_rate, nperseg=512, noverlap=384)
+    noise = sosfilt(butter(1, 500, btype="high", fs=sample_rate, output="sos"), noise[: x.size])
     noise = np.pad(noise, (0, x.size - noise.size))
     gain = _rms(x) * 10 ** ((-18 + 14 * severity) / 20) / max(_rms(noise), 1e-12)
-    low = sosfilt(butter(1, 1500, btype="low", fs=sr, output="sos"), x)
+    low = sosfilt(butter(1, 1500, btype="low", fs=sample_rate, output="sos"), x)
     tilt = 0.6 * severity
     return ((1 - tilt) * x + tilt * low + gain * noise).astype(np.float32)
 
 
+@renamed_keywords(sr="sample_rate")
 def tremor(
-    x: np.ndarray, severity: float, rate_hz: float, rng: np.random.Generator, sr: int = SAMPLE_RATE
+    x: np.ndarray, severity: float, rate_hz: float, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE
 ) -> np.ndarray:
     """Vocal tremor: ``rate_hz`` (4-7 Hz) amplitude modulation and pitch modulation (vibrato).
 
@@ -100,19 +103,20 @@ def tremor(
     """
     if severity <= 0 or x.size == 0:
         return x.astype(np.float32)
-    t = np.arange(x.size) / sr
+    t = np.arange(x.size) / sample_rate
     wobble = 1 + 0.05 * np.sin(2 * np.pi * 0.3 * t + rng.uniform(0, 2 * np.pi))
-    phase = 2 * np.pi * np.cumsum(rate_hz * wobble) / sr + rng.uniform(0, 2 * np.pi)
+    phase = 2 * np.pi * np.cumsum(rate_hz * wobble) / sample_rate + rng.uniform(0, 2 * np.pi)
     depth = min(0.6 * severity, 0.9)
     deviation = 0.04 * severity  # relative frequency deviation
-    delay = deviation / (np.pi * rate_hz) * (1 + np.sin(phase)) / 2 * sr  # in samples
+    delay = deviation / (np.pi * rate_hz) * (1 + np.sin(phase)) / 2 * sample_rate  # in samples
     idx = np.arange(x.size) - delay
     y = np.interp(idx, np.arange(x.size), x.astype(np.float64), left=0.0)
     return (y * (1 + depth * np.sin(phase))).astype(np.float32)
 
 
+@renamed_keywords(sr="sample_rate")
 def hypernasality(
-    x: np.ndarray, severity: float, nasal_hz: float = 250.0, anti_hz: float = 900.0, sr: int = SAMPLE_RATE
+    x: np.ndarray, severity: float, nasal_hz: float = 250.0, anti_hz: float = 900.0, sample_rate: int = SAMPLE_RATE
 ) -> np.ndarray:
     """Hypernasal resonance: a nasal resonance near ``nasal_hz`` and an antiresonance (notch) at ``anti_hz``.
 
@@ -128,14 +132,15 @@ def hypernasality(
     if severity <= 0 or x.size == 0:
         return x.astype(np.float32)
     x = x.astype(np.float64)
-    b, a = iirpeak(nasal_hz, 3.0, fs=sr)
+    b, a = iirpeak(nasal_hz, 3.0, fs=sample_rate)
     y = x + 3.0 * severity * lfilter(b, a, x)
-    b, a = iirnotch(anti_hz, 2.0, fs=sr)
+    b, a = iirnotch(anti_hz, 2.0, fs=sample_rate)
     y = y - severity * (y - lfilter(b, a, y))
     return y.astype(np.float32)
 
 
-def quiet_voice(x: np.ndarray, severity: float, rng: np.random.Generator, sr: int = SAMPLE_RATE) -> np.ndarray:
+@renamed_keywords(sr="sample_rate")
+def quiet_voice(x: np.ndarray, severity: float, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Reduced loudness (hypophonia): ``-15 * severity`` dB, over a fixed room-noise floor (-66 dBFS rms).
 
     Apply after :func:`peak_normalize`, so that the lower level (and lower
@@ -145,12 +150,13 @@ def quiet_voice(x: np.ndarray, severity: float, rng: np.random.Generator, sr: in
 
     if severity <= 0 or x.size == 0:
         return x.astype(np.float32)
-    floor = sosfilt(butter(2, 4000, btype="low", fs=sr, output="sos"), rng.standard_normal(x.size))
+    floor = sosfilt(butter(2, 4000, btype="low", fs=sample_rate, output="sos"), rng.standard_normal(x.size))
     floor *= 10 ** (-66 / 20) / max(_rms(floor), 1e-12)
     return (x * 10 ** (-15 * severity / 20) + floor).astype(np.float32)
 
 
-def trim(x: np.ndarray, *, top_db: float = 40.0, pad_s: float = 0.15, sr: int = SAMPLE_RATE) -> np.ndarray:
+@renamed_keywords(sr="sample_rate")
+def trim(x: np.ndarray, *, top_db: float = 40.0, pad_s: float = 0.15, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Cut leading/trailing silence (``top_db`` below the loudest frame), keeping ``pad_s`` s each side.
 
     Thin wrapper over :func:`workbench.audio.trim_silence`, zero-padding when the
@@ -160,8 +166,8 @@ def trim(x: np.ndarray, *, top_db: float = 40.0, pad_s: float = 0.15, sr: int = 
 
     if x.size == 0 or not np.any(x):
         return x.astype(np.float32)
-    core = trim_silence(x.astype(np.float32), top_db=top_db, pad_seconds=0.0, sample_rate=sr)
-    pad = np.zeros(int(round(pad_s * sr)), dtype=np.float32)
+    core = trim_silence(x.astype(np.float32), top_db=top_db, pad_s=0.0, sample_rate=sample_rate)
+    pad = np.zeros(int(round(pad_s * sample_rate)), dtype=np.float32)
     return np.concatenate([pad, core, pad])
 
 
@@ -178,27 +184,29 @@ def peak_normalize(x: np.ndarray, peak_dbfs: float = -3.0) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-def duration_s(x: np.ndarray, *, top_db: float = 40.0, sr: int = SAMPLE_RATE) -> float:
+@renamed_keywords(sr="sample_rate")
+def duration_s(x: np.ndarray, *, top_db: float = 40.0, sample_rate: int = SAMPLE_RATE) -> float:
     """Seconds from the first to the last sound within ``top_db`` of the loudest frame (pauses inside count)."""
     from workbench.audio import trim_silence
 
     if x.size == 0 or not np.any(x):
         return 0.0
-    return trim_silence(x.astype(np.float32), top_db=top_db, pad_seconds=0.0, sample_rate=sr).size / sr
+    return trim_silence(x.astype(np.float32), top_db=top_db, pad_s=0.0, sample_rate=sample_rate).size / sample_rate
 
 
-def _frames_power(x: np.ndarray, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+def _frames_power(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
     """Power spectra of active frames (within 35 dB of the loudest): (frames, bins) and bin frequencies in Hz."""
     from scipy.signal import stft
 
-    freqs, _, z = stft(x.astype(np.float64), fs=sr, nperseg=512, noverlap=384, boundary=None)
+    freqs, _, z = stft(x.astype(np.float64), fs=sample_rate, nperseg=512, noverlap=384, boundary=None)
     power = np.abs(z).T ** 2  # (frames, bins)
     energy = power.sum(axis=1)
     active = energy > energy.max() * 10 ** (-35 / 10) if energy.size else energy.astype(bool)
     return power[active], freqs
 
 
-def cepstral_peak_prominence(x: np.ndarray, sr: int = SAMPLE_RATE) -> float:
+@renamed_keywords(sr="sample_rate")
+def cepstral_peak_prominence(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
     """Mean cepstral peak prominence (CPP, dB) over active frames: how clearly periodic the voice is.
 
     Per 40 ms frame: the cepstrum of the dB spectrum, in dB; its peak in the
@@ -208,7 +216,7 @@ def cepstral_peak_prominence(x: np.ndarray, sr: int = SAMPLE_RATE) -> float:
     """
     from scipy.signal import stft
 
-    _, _, z = stft(x.astype(np.float64), fs=sr, nperseg=640, noverlap=480, nfft=1024, boundary=None)
+    _, _, z = stft(x.astype(np.float64), fs=sample_rate, nperseg=640, noverlap=480, nfft=1024, boundary=None)
     power = np.abs(z).T ** 2  # (frames, bins)
     energy = power.sum(axis=1)
     if not energy.size or energy.max() <= 0:
@@ -216,7 +224,7 @@ def cepstral_peak_prominence(x: np.ndarray, sr: int = SAMPLE_RATE) -> float:
     active = energy > energy.max() * 10 ** (-25 / 10)
     ceps = np.fft.irfft(10 * np.log10(power[active] + 1e-12), axis=1)
     ceps_db = 20 * np.log10(np.abs(ceps) + 1e-9)
-    quef = np.arange(ceps.shape[1]) / sr
+    quef = np.arange(ceps.shape[1]) / sample_rate
     pitch = (quef >= 1 / 400) & (quef <= 1 / 60)
     fit = (quef >= 0.001) & (quef <= 0.02)
     values = []
@@ -227,26 +235,28 @@ def cepstral_peak_prominence(x: np.ndarray, sr: int = SAMPLE_RATE) -> float:
     return float(np.mean(values))
 
 
-def spectral_tilt(x: np.ndarray, sr: int = SAMPLE_RATE) -> float:
+@renamed_keywords(sr="sample_rate")
+def spectral_tilt(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
     """Slope of the long-term average spectrum, in dB per octave, fitted over 100-5000 Hz (more negative = steeper)."""
-    power, freqs = _frames_power(x, sr)
+    power, freqs = _frames_power(x, sample_rate)
     sel = (freqs >= 100) & (freqs <= 5000)
     ltas = 10 * np.log10(power[:, sel].mean(axis=0) + 1e-20)
     slope, _ = np.polyfit(np.log2(freqs[sel]), ltas, 1)
     return float(slope)
 
 
-def nasal_ratio_db(x: np.ndarray, sr: int = SAMPLE_RATE) -> float:
+@renamed_keywords(sr="sample_rate")
+def nasal_ratio_db(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
     """Energy of the nasal-resonance band (180-320 Hz) over the first-formant band (600-1200 Hz), in dB."""
-    power, freqs = _frames_power(x, sr)
+    power, freqs = _frames_power(x, sample_rate)
     lo = power[:, (freqs >= 180) & (freqs <= 320)].sum()
     hi = power[:, (freqs >= 600) & (freqs <= 1200)].sum()
     return float(10 * np.log10((lo + 1e-20) / (hi + 1e-20)))
 
 
-def _log_envelope(x: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
+def _log_envelope(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Frame level in dB (25 ms frames, 10 ms hop), floored 30 dB below the loudest frame: (frames,)."""
-    hop, win = sr // FRAMES_PER_SECOND, sr // 40  # 10 ms hop, 25 ms window
+    hop, win = sample_rate // FRAMES_PER_SECOND, sample_rate // 40  # 10 ms hop, 25 ms window
     if x.size < win:
         return np.zeros(0)
     frames = np.lib.stride_tricks.sliding_window_view(x.astype(np.float64), win)[::hop]
@@ -270,8 +280,9 @@ def _align(a: np.ndarray, b: np.ndarray, max_lag: int = 50) -> tuple[np.ndarray,
     return a_part[:n], b_part[:n]
 
 
+@renamed_keywords(sr="sample_rate")
 def modulation_ratio(
-    x: np.ndarray, reference: np.ndarray | None = None, *, lo_hz: float = 4.0, hi_hz: float = 7.0, sr: int = SAMPLE_RATE
+    x: np.ndarray, reference: np.ndarray | None = None, *, lo_hz: float = 4.0, hi_hz: float = 7.0, sample_rate: int = SAMPLE_RATE
 ) -> float:
     """Share in [0, 1] of amplitude-modulation power in ``lo_hz``-``hi_hz`` (the tremor band) among 1-20 Hz.
 
@@ -285,9 +296,9 @@ def modulation_ratio(
     """
     from scipy.signal import periodogram
 
-    env = _log_envelope(x, sr)
+    env = _log_envelope(x, sample_rate)
     if reference is not None:
-        env, ref = _align(env, _log_envelope(reference, sr))
+        env, ref = _align(env, _log_envelope(reference, sample_rate))
         keep = ref > ref.max() - 25 if ref.size else ref.astype(bool)  # where the reference has speech
         env = (env - ref)[keep]
     else:
@@ -301,14 +312,15 @@ def modulation_ratio(
     return float(band / total) if total > 1e-20 else 0.0
 
 
-def pitch_variability(x: np.ndarray, sr: int = SAMPLE_RATE) -> float:
+@renamed_keywords(sr="sample_rate")
+def pitch_variability(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
     """Standard deviation of the voice pitch in semitones (librosa pyin, 60-400 Hz, voiced frames only).
 
     Monopitch speech gives small values (< 1); lively speech 2-4.
     """
     import librosa
 
-    f0, voiced, _ = librosa.pyin(x.astype(np.float32), fmin=60, fmax=400, sr=sr, frame_length=1024)
+    f0, voiced, _ = librosa.pyin(x.astype(np.float32), fmin=60, fmax=400, sr=sample_rate, frame_length=1024)
     f0 = f0[voiced & np.isfinite(f0)]
     if f0.size < 5:
         return 0.0
@@ -317,9 +329,10 @@ def pitch_variability(x: np.ndarray, sr: int = SAMPLE_RATE) -> float:
     return float(np.std(semitones[(semitones >= lo) & (semitones <= hi)]))
 
 
-def active_level_dbfs(x: np.ndarray, sr: int = SAMPLE_RATE) -> float:
+@renamed_keywords(sr="sample_rate")
+def active_level_dbfs(x: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
     """RMS level in dBFS of the frames within 30 dB of the loudest frame (speech, not pauses)."""
-    win = sr // 50  # 20 ms frames
+    win = sample_rate // 50  # 20 ms frames
     if x.size < win:
         return -120.0
     frames = x[: x.size // win * win].astype(np.float64).reshape(-1, win)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench._deprecated import renamed_fields
 from workbench._optional import require
 from workbench.audio import QualityReport, Recording, check_quality, resample
 from workbench.constants import SAMPLE_RATE
@@ -154,14 +155,15 @@ def list_input_devices(sounddevice: Any = None) -> list[InputDevice]:
     return out
 
 
+@renamed_fields(max_seconds="max_s", block_seconds="block_s")  # old names: a warning, until the next release
 class KernelRecorder:
     """Record takes with a microphone attached to the kernel's computer.
 
     Args:
         device: index or (part of the) name of the input device; default: the
             system's default input, else the first one.
-        max_seconds: recording stops by itself after this long (default 60 s).
-        block_seconds: length of the blocks the meter measures (0.1 s: ~10 updates/s).
+        max_s: recording stops by itself after this long (default 60 s).
+        block_s: length of the blocks the meter measures (0.1 s: ~10 updates/s).
         auto_keep: deliver every take as soon as it stops (the prompt session
             saves each take at once); otherwise :meth:`keep` or :meth:`redo` decides.
         stream_factory: builds the input stream; called like
@@ -184,16 +186,16 @@ class KernelRecorder:
         self,
         device: int | str | None = None,
         *,
-        max_seconds: float = 60.0,
-        block_seconds: float = 0.1,
+        max_s: float = 60.0,
+        block_s: float = 0.1,
         auto_keep: bool = False,
         stream_factory: Callable[..., Any] | None = None,
         devices: Sequence[InputDevice] | None = None,
         sounddevice: Any = None,
     ) -> None:
-        if not max_seconds > 0 or not block_seconds > 0:
+        if not max_s > 0 or not block_s > 0:
             raise AudioError(
-                f"max_seconds and block_seconds must be positive, got {max_seconds!r} and {block_seconds!r}."
+                f"max_s and block_s must be positive, got {max_s!r} and {block_s!r}."
             )
         self._sd = sounddevice
         if sounddevice is None and (devices is None or stream_factory is None):
@@ -202,8 +204,8 @@ class KernelRecorder:
         if not self.devices:
             raise MicrophoneError(NO_INPUT_MESSAGE, reason="no_input")
         self._factory = stream_factory if stream_factory is not None else self._sd.InputStream
-        self.max_seconds = float(max_seconds)
-        self.block_seconds = float(block_seconds)
+        self.max_s = float(max_s)
+        self.block_s = float(block_s)
         self.auto_keep = bool(auto_keep)
         self.show_quality = True  # False when the caller shows the quality message itself (a prompt session)
         self.device = self._find(device)
@@ -265,7 +267,7 @@ class KernelRecorder:
 
     @property
     def full(self) -> bool:
-        """True once ``max_seconds`` are recorded (call :meth:`stop`)."""
+        """True once ``max_s`` are recorded (call :meth:`stop`)."""
         return self._full
 
     def on_take(self, fn: TakeCallback) -> TakeCallback:
@@ -298,13 +300,13 @@ class KernelRecorder:
             try:
                 stream = self._factory(
                     samplerate=rate, device=self.device.index, channels=1, dtype="float32",
-                    blocksize=max(1, round(rate * self.block_seconds)), callback=self._callback,
+                    blocksize=max(1, round(rate * self.block_s)), callback=self._callback,
                 )
             except refused as err:  # PortAudio refuses rates with several error types
                 error = err
                 continue
             with self._lock:
-                self._rate, self._max_n = rate, round(rate * self.max_seconds)
+                self._rate, self._max_n = rate, round(rate * self.max_s)
             try:
                 stream.start()
             except refused as err:
@@ -362,7 +364,7 @@ class KernelRecorder:
             self.report = check_quality(wav, SAMPLE_RATE)  # what Keep or Record again is decided on
         notes = []
         if full:
-            notes.append(f"Stopped at the {self.max_seconds:.0f} s limit.")
+            notes.append(f"Stopped at the {self.max_s:.0f} s limit.")
         if overflows:
             notes.append("Some sound was lost because the computer was busy; listen, and record again if it sounds choppy.")
         self.message = " ".join(notes + [self.report.message if self.show_quality else received_message(take)])
@@ -442,7 +444,7 @@ class KernelRecorder:
                 if self.full:
                     finish()
                     return
-                time.sleep(self.block_seconds)
+                time.sleep(self.block_s)
 
         def on_record(_: Any) -> None:
             player.value, player.layout.display, decide.layout.display = b"", "none", "none"

@@ -355,7 +355,7 @@ class BrowserStream:
         self.feeder: LiveFeeder | None = None
         self.take = ""
         self.gaps = 0
-        self.max_seconds = 0.0  # set by the Panel recorder it replaces; the page enforces its own limit
+        self.max_s = 0.0  # set by the Panel recorder it replaces; the page enforces its own limit
         self._next = 0
 
     def close(self) -> None:
@@ -607,8 +607,8 @@ def _notebook_browser_mic(start_feeder: Callable[[], LiveFeeder], captions: Live
             captions._say(MIC_LOST_MESSAGE, False)
             redraw()
 
-    mic = BrowserRecorder(max_seconds=1800.0)
-    mic.chunk_seconds = 0.5
+    mic = BrowserRecorder(max_s=1800.0)
+    mic.chunk_s = 0.5
     stream = BrowserStream(start_feeder, mic._reply, on_stop=lost,
                            on_error=lambda code, text: (captions._say(text, False), redraw()))
     mic.protocol = stream  # the widget only carries the messages; this stream handles them

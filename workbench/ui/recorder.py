@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from workbench._deprecated import renamed_fields, renamed_keywords
 from workbench._optional import require
 from workbench.audio import QualityReport, Recording
 from workbench.constants import SAMPLE_RATE
@@ -70,6 +71,7 @@ def _from_protocol(name: str, doc: str) -> property:
     return property(lambda self: getattr(self.protocol, name), doc=doc)
 
 
+@renamed_fields(max_seconds="max_s", chunk_seconds="chunk_s")  # old names: a warning, until the next release
 class BrowserRecorder(anywidget.AnyWidget):
     """Record with the browser's microphone; the take arrives in the kernel at 16 kHz.
 
@@ -86,7 +88,7 @@ class BrowserRecorder(anywidget.AnyWidget):
 
     Args:
         on_recording: optional callback ``fn(recording)``.
-        max_seconds: the page stops by itself after this long.
+        max_s: the page stops by itself after this long.
 
     Attributes:
         protocol: the take protocol; :attr:`recording`, :attr:`report`, :attr:`error` and
@@ -97,8 +99,8 @@ class BrowserRecorder(anywidget.AnyWidget):
     # reference to every widget whose _esm is a path, so each recorder would never be freed.
     _esm = (_STATIC / "recorder.js").read_text(encoding="utf-8")
     _css = (_STATIC / "recorder.css").read_text(encoding="utf-8")
-    max_seconds = traitlets.Float(60.0).tag(sync=True)
-    chunk_seconds = traitlets.Float(1.0).tag(sync=True)  # audio per message: 1 s = 32 KB
+    max_s = traitlets.Float(60.0).tag(sync=True)
+    chunk_s = traitlets.Float(1.0).tag(sync=True)  # audio per message: 1 s = 32 KB
     disabled = traitlets.Bool(False).tag(sync=True)
     # the take's state is the protocol's; read-only here
     recording = _from_protocol("recording", "The last take received (a Recording at 16 kHz), kernel memory only.")
@@ -107,11 +109,11 @@ class BrowserRecorder(anywidget.AnyWidget):
     receiving = _from_protocol("receiving", "True while chunks of a take are being collected.")
     _assembler = _from_protocol("assembler", "The chunks being received, None between takes.")
 
-    def __init__(self, on_recording: TakeCallback | None = None, *, max_seconds: float = 60.0,
+    def __init__(self, on_recording: TakeCallback | None = None, *, max_s: float = 60.0,
                  **kwargs: Any) -> None:
-        super().__init__(max_seconds=float(max_seconds), **kwargs)
-        self.protocol = TakeProtocol(self._reply, max_seconds=self.max_seconds)
-        self.observe(lambda change: setattr(self.protocol, "max_seconds", float(change["new"])), names="max_seconds")
+        super().__init__(max_s=float(max_s), **kwargs)
+        self.protocol = TakeProtocol(self._reply, max_s=self.max_s)
+        self.observe(lambda change: setattr(self.protocol, "max_s", float(change["new"])), names="max_s")
         if on_recording is not None:
             self.protocol.on_recording(on_recording)
         self.on_msg(self._on_custom_msg)
@@ -199,6 +201,7 @@ def _first_file(value: object) -> tuple[str | None, Buffer | None]:
 _PREFER = ("auto", "kernel", "browser", "upload")
 
 
+@renamed_fields(max_seconds="max_s")
 class Recorder:
     """One place to get a take: the kernel's microphone if it has one, else the browser's; upload always.
 
@@ -208,7 +211,7 @@ class Recorder:
             ``"kernel"`` (fail with a plain :class:`MicrophoneError` if none),
             ``"browser"`` or ``"upload"``.
         device: kernel input device, index or part of its name.
-        max_seconds: longest take.
+        max_s: longest take.
         auto_keep: deliver kernel takes as soon as they stop (no Keep button).
         stream_factory, devices, sounddevice: passed to :class:`KernelRecorder` (tests).
 
@@ -227,7 +230,7 @@ class Recorder:
         *,
         prefer: str = "auto",
         device: int | str | None = None,
-        max_seconds: float = 60.0,
+        max_s: float = 60.0,
         auto_keep: bool = False,
         stream_factory: Callable[..., Any] | None = None,
         devices: Sequence[InputDevice] | None = None,
@@ -235,12 +238,12 @@ class Recorder:
     ) -> None:
         if prefer not in _PREFER:
             raise ValueError(f"prefer must be one of {', '.join(_PREFER)}; got {prefer!r}.")
-        self.max_seconds = float(max_seconds)
+        self.max_s = float(max_s)
         self.kernel: KernelRecorder | None = None
         self.kernel_problem: str | None = None
         if prefer in ("auto", "kernel"):
             try:
-                self.kernel = KernelRecorder(device, max_seconds=max_seconds, auto_keep=auto_keep,
+                self.kernel = KernelRecorder(device, max_s=max_s, auto_keep=auto_keep,
                                              stream_factory=stream_factory, devices=devices, sounddevice=sounddevice)
             except MicrophoneError as err:
                 if prefer == "kernel":
@@ -264,7 +267,7 @@ class Recorder:
     def browser(self) -> BrowserRecorder:
         """The browser recorder (made on first use)."""
         if self._browser is None:
-            self._browser = BrowserRecorder(max_seconds=self.max_seconds)
+            self._browser = BrowserRecorder(max_s=self.max_s)
             self._browser.show_quality = self._show_quality
             self._browser.on_recording(lambda rec: self._hand_over(rec, "browser"))
         return self._browser
@@ -358,12 +361,13 @@ class Recorder:
         return w.VBox(notice + [self.browser, upload_box])
 
 
+@renamed_keywords(max_seconds="max_s")
 def recorder(
     on_recording: TakeCallback | None = None,
     *,
     prefer: str = "auto",
     device: int | str | None = None,
-    max_seconds: float = 60.0,
+    max_s: float = 60.0,
     auto_keep: bool = False,
 ) -> Recorder:
     """A :class:`Recorder`: the kernel's microphone if there is one, else the browser's, upload always.
@@ -373,4 +377,4 @@ def recorder(
         rec = recorder()
         rec            # record, then: rec.last.audio  (float32, 16 kHz)
     """
-    return Recorder(on_recording, prefer=prefer, device=device, max_seconds=max_seconds, auto_keep=auto_keep)
+    return Recorder(on_recording, prefer=prefer, device=device, max_s=max_s, auto_keep=auto_keep)

@@ -2,7 +2,7 @@
 //
 // getUserMedia -> AudioWorklet (ScriptProcessor where there is none) -> mono float blocks
 // -> windowed-sinc resampler to 16 kHz -> int16 little-endian -> one custom message per
-// `chunk_seconds` of audio (1 s = 32 KB, far below Jupyter's 10 MB message limit):
+// `chunk_s` of audio (1 s = 32 KB, far below Jupyter's 10 MB message limit):
 //
 //   {type: "start", take, rate: 16000, input_rate}
 //   {type: "chunk", take, seq, n}            + one ArrayBuffer of n int16 samples
@@ -315,8 +315,8 @@ function render({ model, el: root }) {
     const r = {
       id: Math.random().toString(36).slice(2, 10),
       stream, seq: 0, samples: 0, pcm: [], pending: [], pendingLength: 0, level: -120, closing: false, done: false,
-      chunkSamples: Math.max(1600, Math.round(RATE * (Number(model.get("chunk_seconds")) || 1))),
-      maxSamples: Math.round(RATE * (Number(model.get("max_seconds")) || 60)),
+      chunkSamples: Math.max(1600, Math.round(RATE * (Number(model.get("chunk_s")) || 1))),
+      maxSamples: Math.round(RATE * (Number(model.get("max_s")) || 60)),
     };
     let worklet = null;
     try {
