@@ -170,7 +170,8 @@ def _whisper_scorer(texts: list[str]) -> Callable[[ASRBackend, Batch], torch.Ten
         enc, _ = backend.encode(batch)
         dec_in, _ = backend.decoder_io(texts)
         decoder = backend.model.model.decoder
-        hidden = decoder(input_ids=dec_in.to(enc.device), encoder_hidden_states=enc).last_hidden_state
+        hidden = decoder(input_ids=dec_in.to(enc.device), encoder_hidden_states=enc,
+                         use_cache=False).last_hidden_state  # no decoding steps: no cache, on every side
         return backend.model.proj_out(hidden)  # (B, P + N, vocab) teacher-forced logits
     return scores
 

@@ -110,3 +110,38 @@ def test_inject_serves_whisper_attention_leanly_while_on_and_remove_restores(whi
     bank.remove()
     assert not any("forward" in m.__dict__ for m in modules)
     assert torch.equal(scores(), base)
+
+
+def test_the_training_loss_builds_no_cache_so_every_attention_is_lean(whisper, monkeypatch) -> None:
+    """``WhisperBackend.loss`` runs the decoder with ``use_cache=False`` (teacher forcing never reads a key/value
+    cache): adapted, every attention module (the decoder's too) takes the lean forward, and the loss and its
+    gradients are what transformers' own attention gives."""
+    import workbench.adapters.attention as attention
+
+    batch = whisper.featurize(noise_waves(2, seed=5))
+    texts = ["good morning", "yes"]
+    bank = inject(whisper, LoRAConfig(rank=4, decoder=True, num_speakers=2))
+    batch.speaker_index = torch.tensor([1, 0])
+    with torch.no_grad():
+        for a in bank.adapters.values():
+            a.lora_b.normal_(0.0, 0.1)
+    try:
+        calls = []
+        monkeypatch.setattr(attention, "lean_forward", lambda *a, **k: (calls.append(1), lean_forward(*a, **k))[1])
+        lean = bank.loss(batch, texts)
+        lean.backward()
+        g_lean = [a.lora_b.grad.clone() for a in bank.adapters.values()]
+        assert len(calls) == len(lean_attention_modules(whisper.model))  # encoder, decoder self and cross
+        bank.adapters.zero_grad()
+        saved = [(m, m.__dict__.pop("forward")) for m in lean_attention_modules(whisper.model)]
+        try:
+            own = bank.loss(batch, texts)  # transformers' own attention throughout
+            own.backward()
+        finally:
+            for m, f in saved:
+                m.forward = f
+        torch.testing.assert_close(lean, own, atol=1e-6, rtol=1e-5)
+        for g, a in zip(g_lean, bank.adapters.values(), strict=True):
+            torch.testing.assert_close(g, a.lora_b.grad, atol=1e-6, rtol=1e-4)
+    finally:
+        bank.remove()

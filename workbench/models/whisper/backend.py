@@ -277,7 +277,10 @@ class WhisperBackend(_HFBase):
         """Mean token cross-entropy of ``targets`` (prompt excluded, end token included)."""
         enc, _ = self.encode(batch)
         dec_in, labels = self.decoder_io(targets)
-        hidden = self.model.model.decoder(input_ids=dec_in.to(enc.device), encoder_hidden_states=enc).last_hidden_state
+        # no key/value cache: nothing decodes incrementally here (a cache would also keep adapted attention
+        # on transformers' own forward, workbench.adapters.attention)
+        hidden = self.model.model.decoder(input_ids=dec_in.to(enc.device), encoder_hidden_states=enc,
+                                          use_cache=False).last_hidden_state
         logits = self.model.proj_out(hidden)
         return F.cross_entropy(logits.flatten(0, 1).float(), labels.to(enc.device).flatten(), ignore_index=-100)
 
