@@ -312,8 +312,10 @@ def peers_details(load: Load) -> list[str]:
                     f"({'at or below' if sm['test_met'] else 'above'} the script's); median wall-time ratio to the "
                     f"lowest validation WER both reach {ratio} (goal <= {tr['goal']}x, {sm['ratios_compared']} pairs "
                     "compared)."]
+        adapter = (tr.get("rows") or [{}])[0].get("ours", {}).get("settings", {}).get("adapter", {})
+        cached = ("computes the frozen bottom of the encoder once per recording (the adapter covers only its top "
+                  f"{adapter['top_layers']} layers), " if adapter.get("top_layers") else "")
         out += ["", "What makes the difference: the script encodes every recording in Whisper's 30 s window at every "
-                "step and evaluation and runs the whole encoder forward each step; ours encodes the audio plus 1 s, "
-                "computes the frozen bottom half of the encoder once per recording, and decodes greedily with a "
-                "key/value cache.", ""]
+                "step and evaluation; ours encodes the audio plus 1 s (the auto window), " + cached
+                + "and decodes its validation phrases greedily with a key/value cache.", ""]
     return out
