@@ -368,7 +368,7 @@ def run(device: str, quick: bool, speakers: list[str] | None = None, peer: bool 
             partial_path.write_text(json.dumps(done))
             print(f"{system:8s} {spk:22s} done in {done[key]['seconds']:.0f} s", flush=True)
     result: dict[str, Any] = {"machine": machine(device), "model": MODEL, "threads": THREADS, "speakers": speakers,
-                              "noise_seconds": noise_s, "gap_s": GAP_S, "quick": quick,
+                              "noise_s": noise_s, "gap_s": GAP_S, "quick": quick,
                               "peer": "whisperlivekit 0.2.26 OnlineASRProcessor (LocalAgreement-2, VAD on, 1 s "
                                       "chunks, beam 5) on faster-whisper tiny.en (the same weights)",
                               "peer_missing": why_no_peer, "systems": {}}

@@ -40,7 +40,7 @@ def live_details(load: Callable[[str], dict | None]) -> list[str]:
              f"{len(r['speakers'])} speakers ({', '.join(r['speakers'])}), their test phrases joined with "
              f"{r['gap_s']:.0f} s pauses, {r['threads']} torch threads; latency = commit time minus the word's end in "
              "the audio (matched words; word ends from the recording's level, see bench/bench_live.py); words on "
-             f"{r['noise_seconds']:.0f} s of {noise_kinds}.", "",
+             f"{r['noise_s'] if 'noise_s' in r else r['noise_seconds']:.0f} s of {noise_kinds}.", "",
              "| system | latency median (s) | p90 (s) | last word median (s) | streaming WER | offline WER | ratio | "
              "RTF | CPU RTF | words on silence / noise |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]

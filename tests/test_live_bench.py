@@ -47,7 +47,7 @@ def _overall(lat, st, off, rtf, noise):
 
 
 def test_the_summary_marks_each_acceptance_bound() -> None:
-    result = {"model": "whisper-tiny.en", "speakers": ["a"], "gap_s": 1.0, "threads": 2, "noise_seconds": 60.0,
+    result = {"model": "whisper-tiny.en", "speakers": ["a"], "gap_s": 1.0, "threads": 2, "noise_s": 60.0,
               "machine": {"cpu": "x", "cores": 2}, "peer_missing": None,
               "systems": {"personal": {"overall": _overall(1.2, 0.20, 0.19, 0.5, {"silence": 0, "noise": 0}),
                                        "speakers": {}},
