@@ -16,14 +16,17 @@
    the same LoRA weights loaded into both (rank 8, alpha 16: both scale by alpha/r, PEFT
    without rsLoRA), on the built-in model (CTC log-probabilities of 64 utterances) and
    on Whisper tiny.en (the teacher-forced forward: encoder, decoder and output layer,
-   the workbench's "auto" window; its default LoRA: top half of the encoder and the
-   decoder). Batches of 64 with 1, 8 and 64 distinct speakers out of 64 loaded, and a
-   single adapter (a one-speaker bank; PEFT with one adapter and no ``adapter_names``).
+   the workbench's "auto" window, no key/value cache on any side; its default LoRA).
+   Batches of 64 with 1, 8 and 64 distinct speakers out of 64 loaded, and a single
+   adapter (a one-speaker bank; PEFT with one adapter and no ``adapter_names``).
    Each side runs on its own copy of the base model, the same scoring code (a module
    wrapping the backend, so PEFT is driven through its public ``forward``); reported:
    utterances per second, the ratio, and the outputs' largest absolute difference.
    The base model with no adapter runs in the same alternating rounds, which gives each
-   side's **overhead over no adapter**.
+   side's **overhead over no adapter**. On Whisper, where the float32 roundings part:
+   each encoder and decoder layer's largest difference between ours and PEFT, and each
+   side's distance from a float64 copy of PEFT; for the single adapter also PEFT's own
+   merge (``merge_adapter``) against PEFT unmerged.
 3. **The vector family** ((IA)^3 and rank-1 FLoRA per-speaker scalings, on the same layers
    as the LoRA) on the same batch, alternating with the base model: its mixed-batch cost
    over no adapter at 1 and at 64 distinct speakers, and its parameters per speaker
@@ -219,7 +222,47 @@ def _peft_copy(bank: SubmodelBank, backend_b: ASRBackend, fn) -> tuple[nn.Module
     return model.eval(), done
 
 
-def _mixed_rows(load: Callable[[], ASRBackend], config, fn, batch: Batch, n: int, repeat: int, sync) -> list[dict]:
+def _taps(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Whisper's encoder layers, its final layer norm and its decoder layers, in order."""
+    enc, dec = model.model.encoder, model.model.decoder
+    return [*((f"encoder.{i}", m) for i, m in enumerate(enc.layers)), ("encoder.layer_norm", enc.layer_norm),
+            *((f"decoder.{i}", m) for i, m in enumerate(dec.layers))]
+
+
+def _traced(model: nn.Module, call: Callable[[], torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``call()``'s output ("logits") and each of :func:`_taps`'s outputs on the way, in float64."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(name: str):
+        return lambda m, a, o: seen.__setitem__(name, (o[0] if isinstance(o, tuple) else o).detach().double())
+
+    hooks = [m.register_forward_hook(keep(name)) for name, m in _taps(model)]
+    try:
+        with torch.no_grad():
+            seen["logits"] = call().detach().double()
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def _per_layer(ours: dict, peft: dict, exact: dict) -> dict[str, dict[str, float]]:
+    """Per tap: the largest |ours - PEFT| and each side's largest distance from the float64 run."""
+    big = lambda t: float(t.abs().max())  # noqa: E731
+    return {name: {"ours_vs_peft": big(ours[name] - peft[name]), "ours_vs_float64": big(ours[name] - exact[name]),
+                   "peft_vs_float64": big(peft[name] - exact[name]), "max_abs": big(exact[name])} for name in exact}
+
+
+def _float64(peft_model: nn.Module, batch: Batch) -> tuple[nn.Module, Batch]:
+    """A float64 copy of the PEFT model (the reference for float32 rounding) and the batch in float64."""
+    import copy
+    import dataclasses
+
+    return copy.deepcopy(peft_model).double(), dataclasses.replace(batch, features=batch.features.double())
+
+
+def _mixed_rows(load: Callable[[], ASRBackend], config, fn, batch: Batch, n: int, repeat: int, sync,
+                precision: bool = False) -> list[dict]:
     """Our bank vs PEFT at a single adapter and at each of :data:`DISTINCT` speakers (of ``n`` loaded)."""
     rows = []
     for loaded, counts in ((1, ["single"]), (n, [d for d in DISTINCT if d <= n])):
@@ -247,7 +290,8 @@ def _mixed_rows(load: Callable[[], ASRBackend], config, fn, batch: Batch, n: int
 
             y_ours = ours()  # these calls are the warm-up as well (and the second one-speaker call: merged)
             y_ours = ours()
-            diff, effect = float((y_ours - peft()).abs().max()), float((y_ours - base).abs().max())
+            y_peft = peft()
+            diff, effect = float((y_ours - y_peft).abs().max()), float((y_ours - base).abs().max())
             no_adapter()
             t = compare_samples({"ours": ours, "peft": peft, "base": no_adapter}, repeat=repeat, warmup=0, sync=sync)
             rounds = [p / o for p, o in zip(t["peft"], t["ours"], strict=True)]
@@ -262,12 +306,30 @@ def _mixed_rows(load: Callable[[], ASRBackend], config, fn, batch: Batch, n: int
             row["ratio"] = row["ours_utt_per_s"] / row["peft_utt_per_s"]
             row["ours_over_base"] = row["base_utt_per_s"] / row["ours_utt_per_s"]
             row["peft_over_base"] = row["base_utt_per_s"] / row["peft_utt_per_s"]
+            if precision:  # where the float32 roundings part: per layer, against PEFT and against float64
+                model64, batch64 = _float64(peft_model, batch)
+                exact = _traced(model64.base_model.model.net,
+                                lambda: model64(batch64) if loaded == 1 else model64(batch64, adapter_names=names))
+                row["per_layer"] = _per_layer(_traced(backend_a.model, ours), _traced(backend_b.model, peft), exact)
+                if d == "single":  # PEFT's own merge (merge_adapter) against PEFT unmerged: merging's rounding
+                    peft_model.merge_adapter()
+                    row["peft_merged_vs_peft"] = float((peft() - y_peft).abs().max())
+                    peft_model.unmerge_adapter()  # not exactly the old weights (float32): nothing is timed after
+                del model64, batch64
             rows.append(row)
             print(f"   {d!s:>6} distinct of {loaded:3d}: ours {row['ours_utt_per_s']:7.1f} utt/s, PEFT "
                   f"{row['peft_utt_per_s']:7.1f} utt/s ({row['ratio']:.2f}x; rounds {min(rounds):.2f}-"
                   f"{max(rounds):.2f}); no adapter {row['base_utt_per_s']:7.1f} utt/s (ours {row['ours_over_base']:.2f}x "
                   f"its time, PEFT {row['peft_over_base']:.2f}x); max |ours - PEFT| {diff:.1e} (LoRA moves outputs "
                   f"by {effect:.1e})", flush=True)
+            if "per_layer" in row:
+                logits = row["per_layer"]["logits"]
+                worst = max(row["per_layer"].items(), key=lambda kv: kv[1]["ours_vs_peft"])
+                merged = (f"; PEFT's own merge moves PEFT by {row['peft_merged_vs_peft']:.1e}"
+                          if "peft_merged_vs_peft" in row else "")
+                print(f"          from float64 (logits): ours {logits['ours_vs_float64']:.1e}, PEFT "
+                      f"{logits['peft_vs_float64']:.1e}; largest |ours - PEFT| at {worst[0]} "
+                      f"({worst[1]['ours_vs_peft']:.1e} of |x| <= {worst[1]['max_abs']:.0f}){merged}", flush=True)
         bank.adapted.remove()
     return rows
 
@@ -343,7 +405,7 @@ def bench_mixed_lora(model: str, device: str = "cpu", *, n: int = 64, repeat: in
         seconds, config = seconds or 2.0, train_settings_for(first)["adapter"]
         fn = _whisper_scorer(["please turn on the kitchen light"] * n)
     batch = first.featurize(_waves(n, seconds, 0))
-    rows = _mixed_rows(load, config, fn, batch, n, repeat, sync)
+    rows = _mixed_rows(load, config, fn, batch, n, repeat, sync, precision=model != "tiny")
     from workbench.adapters import inject
 
     lora = inject(first, config.replace(num_speakers=1))

@@ -7,9 +7,12 @@ writes ``docs/bench/peers_whisper_cpu.json``.
 Our side serves a mixed batch with transformers' Whisper attention minus its copies
 (:mod:`workbench.adapters.attention`) and each LoRA linear expand first
 (:meth:`workbench.adapters.lora.LoRAAdapter.linear_forward`); "no adapter" is
-transformers' own forward (``Adapted.disabled()``). The largest difference from PEFT
-is float32 rounding: against a float64 run of PEFT (batch 64) ours, PEFT and our
-former hook path are each about 2.6e-4 away at the largest logit (|logits| <= 31).
+transformers' own forward (``Adapted.disabled()``); no side builds a key/value cache
+(teacher forcing reads none). The largest difference from PEFT is float32 rounding:
+against a float64 run of PEFT (batch 64) ours, PEFT and our former hook path are each
+about 2.6e-4 away at the largest logit (|logits| <= 31). Each row records where the
+roundings part (``per_layer``: every encoder and decoder layer against PEFT and against
+the float64 copy) and, for the single adapter, how far PEFT's own merge moves PEFT.
 """
 
 from __future__ import annotations
