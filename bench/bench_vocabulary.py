@@ -49,13 +49,15 @@ TEMPLATES = ["call {}", "is {} coming today", "tell {} i said hello", "we are go
 MAX_DOMAIN_WORDS = 40
 
 
-def name_phrases(say, n: int | None) -> tuple[list[np.ndarray], list[str]]:
+def name_phrases(say, n: int | None, names: list[str] = NAMES,
+                 templates: list[str] = TEMPLATES) -> tuple[list[np.ndarray], list[str]]:
     """Every template with every name, synthesized; in an order where the first few phrases already
-    cover different names and templates (phrase i: name i mod 10, template (i + 3 * (i // 10)) mod 4)."""
+    cover different names and templates (phrase i: name i mod 10, template (i + 3 * (i // 10)) mod 4).
+    ``names`` and ``templates``: another list (bench/study_vocabulary.py's; default: this benchmark's)."""
     from workbench.text import normalize_text
 
-    count = len(TEMPLATES) * len(NAMES)
-    texts = [TEMPLATES[(i + 3 * (i // len(NAMES))) % len(TEMPLATES)].format(NAMES[i % len(NAMES)])
+    count = len(templates) * len(names)
+    texts = [templates[(i + 3 * (i // len(names))) % len(templates)].format(names[i % len(names)])
              for i in range(count)][:n]
     assert n is not None or len(set(texts)) == count
     return [say(t, 2000 + i) for i, t in enumerate(texts)], [normalize_text(t) for t in texts]
