@@ -337,7 +337,8 @@ def study_vocabulary_section(load: Load) -> list[str]:
     sep, o, plain = " @ ", r["overall"], r["overall"]["personal"]
     lines = [*head, *_quick_line(r),
              f"The bound of the word list (`BiasConfig`: margin, bonus, floor; the list in the prompt too) chosen on "
-             f"{len(r['speakers'])} development speakers ({', '.join(r['speakers'])}; bench/study_defaults.py), never "
+             f"{len(r['speakers'])} development speaker{'' if len(r['speakers']) == 1 else 's'} "
+             f"({', '.join(r['speakers'])}; bench/study_defaults.py), never "
              f"on the speakers above: their personal {r['model']} models trained the CLI's way, another list of ten "
              "invented names (" + ", ".join(r["names"]) + ") in other templates ("
              + "; ".join(f"\"{t.format('…')}\"" for t in r["templates"]) + ") synthesized in each speaker's voice, "
