@@ -5,8 +5,8 @@ Part 2 of :mod:`bench.bench_peers`. Opt-in (about 7 minutes on 2 CPU cores):
 writes ``docs/bench/peers_whisper_cpu.json``.
 
 Our side serves a mixed batch with transformers' Whisper attention minus its copies
-(:mod:`workbench.adapters.attention`), each LoRA delta added after the frozen linear as PEFT
-adds it (:meth:`workbench.adapters.lora.LoRAAdapter.transform_output`); "no adapter" is
+(:mod:`workbench.adapters.attention`), each LoRA delta added after the frozen linear as PEFT adds
+it (not expand first, not merged: :data:`workbench.adapters.adapted.REORDERED_SUMS`); "no adapter" is
 transformers' own forward (``Adapted.disabled()``); no side builds a key/value cache
 (teacher forcing reads none). The largest difference from PEFT is float32 rounding:
 against a float64 run of PEFT (batch 64) ours, PEFT and our former hook path are each

@@ -250,8 +250,9 @@ def peers_details(load: Load) -> list[str]:
                 "running its two small matmuls; ours gathers every example's factors once per utterance and runs one "
                 "batched matmul per layer whatever the number of speakers, with one shrink for the layers that read "
                 "the same input (q/k/v; every cross-attention k/v) and the expand added into the layer's output by "
-                "the matmul itself, after the frozen linear as PEFT adds it (so the outputs are PEFT's to float32 "
-                "rounding of the same sums); a batch of one speaker runs the same way, unmerged. "
+                "the matmul itself. On the built-in model a batch of one speaker runs on that speaker's merged weights (a "
+                "cached copy) and a mixed batch expand first; on Whisper the delta is added after the frozen linear, "
+                "in PEFT's order, unmerged (workbench.adapters.adapted.REORDERED_SUMS). "
                 "'no adapter' is the base model in the same alternating rounds.", ""]
         if m.get("vector"):
             out += [f"Vector adapters on the same layers, {m['batch']} utterances, alternating with the base model "

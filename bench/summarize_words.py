@@ -399,7 +399,7 @@ def words_targets(load: Load) -> list[tuple[str, str, str, bool | None, str]]:
                f"{_pct(s['overall']['short_personal']['wer'])}" + (" (quick run)" if s.get("quick") else ""))
         ok = None if s.get("quick") else not worse
     else:
-        got, ok = "not measured", None
+        got, ok = "not run (opt-in: `python -m bench.bench_short_phrases`)", None
     rows.append(("Short phrases (1-3 words): personal Whisper no worse than the base model", "every speaker", got,
                  ok, "bench/bench_short_phrases.py"))
     v = _load_any(load, VOCAB)
@@ -415,6 +415,7 @@ def words_targets(load: Load) -> list[tuple[str, str, str, bool | None, str]]:
                      f"{pl['false_insertions']}{quick}", other_verdict(p, pl) if judged else None,
                      "bench/bench_vocabulary.py"))
     else:
-        rows.append(("Word list: names halved, other words within 1 point", "see issue 27", "not measured", None,
+        rows.append(("Word list: names halved, other words within 1 point", "see issue 27",
+                     "not run (opt-in: `python -m bench.bench_vocabulary`)", None,
                      "bench/bench_vocabulary.py"))
     return rows

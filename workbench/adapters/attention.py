@@ -50,7 +50,8 @@ def lean_attention_modules(model: nn.Module) -> list[nn.Module]:
 
 
 class ForwardHandle:
-    """What :func:`lean_attention` returns for a module whose ``forward`` they replaced on the instance: ``remove()`` gives the module its
+    """What :func:`lean_attention` (and the expand-first LoRA linears, :mod:`workbench.adapters.adapted`)
+    return for a module whose ``forward`` they replaced on the instance: ``remove()`` gives the module its
     own forward back (like the handle of a PyTorch hook)."""
 
     def __init__(self, module: nn.Module) -> None:

@@ -12,9 +12,10 @@ utterance, never per frame) and use batched matmuls: no loop over the distinct
 speakers in a batch (contrast PEFT's mixed-adapter inference, which groups rows
 per adapter and loops). The "expand" ``B_s h`` is added into the linear's output
 by the matmul itself (``baddbmm``), and linears that read the same input share one
-"shrink" matmul (:mod:`workbench.adapters.fused`). The sums run in PEFT's order (the
-frozen linear's output first, then the scaled delta added), so a routed batch gives
-PEFT's outputs to within float32 rounding of the same operations.
+"shrink" matmul (:mod:`workbench.adapters.fused`). Serving a mixed batch, the order
+is turned round (:meth:`LoRAAdapter.linear_forward`): the expand, with the bias
+folded in, writes the output and the base matmul accumulates into it, so the LoRA
+costs no pass of its own over the ``(B, T, out)`` output.
 """
 
 from __future__ import annotations
@@ -126,6 +127,49 @@ class LoRAAdapter(LinearAdapter):
         w = self.gathered("lora_b", bt, speaker_index, b)  # (B, r, out): per utterance, never per frame or step
         out3 = out3.baddbmm_(h, w, alpha=scale) if inplace else torch.baddbmm(out3, h, w, alpha=scale)
         return out3.reshape(output.shape)
+
+    def linear_forward(self, linear: nn.Linear, x: Tensor, speaker_index: Tensor,
+                       shrunk: Tensor | None = None) -> Tensor:
+        """``linear(x) + (alpha/r) B_s A_s x`` for a mixed batch, inference only, expand first.
+
+        ``transform_output`` after the linear costs a copy of the bias into the output, the base
+        matmul, then a read and a write of the whole output for the rank-r expand. Here the expand
+        writes the output first, the bias entering it as one more row of each example's gathered
+        ``B_s`` (against a column of ones appended to ``A_s x``), and the base matmul adds into it
+        (``addmm_``): the same sum in another order (float32 rounding apart).
+
+        Args:
+            linear: the frozen layer (``weight (out, in)``, ``bias (out,)`` or None).
+            x: ``(B, ..., in)`` its input; ``speaker_index``: ``(B,)`` rows.
+            shrunk: ``A_s x`` ``(B, T, r)`` when computed with other layers (:mod:`workbench.adapters.fused`).
+
+        Returns:
+            ``(B, ..., out)``.
+        """
+        b, in_f, out_f = x.shape[0], x.shape[-1], linear.out_features
+        x3 = x.reshape(b, -1, in_f)
+        h = shrunk if shrunk is not None else self.shrink(x3, speaker_index)  # (B, T, r)
+        w = self._expand_rows(linear.bias, speaker_index, b)  # (B, r [+ 1], out)
+        if w.shape[1] > h.shape[-1]:  # the bias row: a column of ones
+            h = torch.cat([h, h.new_ones(*h.shape[:-1], 1)], dim=-1)
+        out3 = torch.bmm(h, w)  # (B, T, out): the delta and the bias, written once
+        out3.view(-1, out_f).addmm_(x3.reshape(-1, in_f), linear.weight.t())  # += W x
+        return out3.reshape(*x.shape[:-1], out_f)
+
+    def _expand_rows(self, bias: Tensor | None, speaker_index: Tensor, batch: int) -> Tensor:
+        """``(B, r [+ 1], out)``: each example's ``(alpha/r) B_s^T``, then the bias as a last row; gathered
+        once per routed batch (every decoding step reuses it), for this routing, ``B`` and bias."""
+        key = (speaker_index._version, batch, self.lora_b.data_ptr(), self.lora_b._version,
+               None if bias is None else (bias.data_ptr(), bias._version))
+        hit = self._rows.get("expand")
+        if hit is not None and hit[0] is speaker_index and hit[1] == key:
+            return hit[2]
+        with torch.no_grad():
+            w = gather_rows(self.lora_b.transpose(1, 2), speaker_index, batch) * self.config.scale  # (B, r, out)
+            if bias is not None:
+                w = torch.cat([w, bias.to(w.dtype).expand(batch, 1, -1)], dim=1)
+        self._rows["expand"] = (speaker_index, key, w)
+        return w
 
     def delta(self, x: Tensor, speaker_index: Tensor | None) -> Tensor:
         """``(alpha/r) B_s A_s x`` for ``x (B, ..., in)`` -> ``(B, ..., out)``."""
