@@ -194,6 +194,19 @@ def _vector_study(v: dict | None) -> list[str]:
     return out
 
 
+def _server_before_after(fast: dict | None, plain: dict | None) -> list[str]:
+    """The clinic server's load test (bench_device_server, built-in split) with the reordered sums and without
+    them (every LoRA delta added after the frozen linear), when both runs are saved."""
+    if not fast or not plain:
+        return []
+    a, b = fast["load"], plain["load"]
+    return [f"The clinic server under the same load test (`bench/bench_device_server.py`: {a['clients']} device "
+            f"clients for {a['seconds']:.0f} s, {fast['speakers']} speakers mixed, {fast['machine']['cpu']}): "
+            f"{a['per_s']:.1f} requests/s, p95 {a['p95_ms']:.0f} ms with the paths above, against {b['per_s']:.1f}/s, "
+            f"p95 {b['p95_ms']:.0f} ms with every delta added after the frozen linear and nothing merged "
+            "(`docs/bench/device_server_cpu_peft_order_builtin.json`, the same machine).", ""]
+
+
 def peers_details(load: Load) -> list[str]:
     """The docs/benchmarks.md sections behind the table: how each comparison was matched."""
     out: list[str] = []
@@ -254,6 +267,8 @@ def peers_details(load: Load) -> list[str]:
                 "cached copy) and a mixed batch expand first; on Whisper the delta is added after the frozen linear, "
                 "in PEFT's order, unmerged (workbench.adapters.adapted.REORDERED_SUMS). "
                 "'no adapter' is the base model in the same alternating rounds.", ""]
+        if key == "peers_cpu":
+            out += _server_before_after(load("device_server_cpu"), load("device_server_cpu_peft_order_builtin"))
         if m.get("vector"):
             out += [f"Vector adapters on the same layers, {m['batch']} utterances, alternating with the base model "
                     "(LoRA for comparison: "
