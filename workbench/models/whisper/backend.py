@@ -176,7 +176,7 @@ class WhisperBackend(_HFBase):
 
     def featurize(self, waveforms: list[np.ndarray], *, window: int | None = None) -> Batch:
         """Log-mel ``(B, W, 80)`` cut from each recording's 30 s features; lengths in mel frames."""
-        wavs = check_waveforms(waveforms, sample_rate=self.sample_rate, max_seconds=MAX_TRAIN_S)
+        wavs = check_waveforms(waveforms, sample_rate=self.sample_rate, max_s=MAX_TRAIN_S)
         frames = [len(w) // HOP_LENGTH for w in wavs]
         w_frames = window or self.window_frames(max(frames))
         out = self.processor.feature_extractor(wavs, sampling_rate=self.sample_rate, return_tensors="pt")
