@@ -68,4 +68,6 @@ def test_the_base_models_import_no_adapter() -> None:
     upward = {m: sorted(e for e in edges if e.startswith("workbench.adapters"))
               for m, edges in graph.items() if m.startswith("workbench.models")}
     assert {m: e for m, e in upward.items() if e} == {
-        "workbench.models.supernet.adapters": ["workbench.adapters.adapted", "workbench.adapters.io"]}
+        # importing workbench.adapters.adapted runs workbench/adapters/__init__.py: an edge of its own (3d6cfeb)
+        "workbench.models.supernet.adapters": ["workbench.adapters", "workbench.adapters.adapted",
+                                               "workbench.adapters.io"]}
