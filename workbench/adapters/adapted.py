@@ -63,8 +63,8 @@ REGISTRY: dict[str, tuple[type[AdapterConfig], type[SiteAdapter]]] = {
 #: ``ASRBackend.model_type`` s whose served LoRA/vector sums may be reordered for speed (merged weights for one
 #: speaker, expand first for a mixed batch). Measured against PEFT (bench/bench_peers.py): on the built-in
 #: model the reordered sums equal PEFT's (largest difference 0 to 1e-5) and serve 64 speakers 2.61x PEFT
-#: instead of 1.89x (runs minutes apart, 2-core CPU); on Whisper, whose activations reach ~240, they parted from PEFT's logits by 2e-4 to 4e-4
-#: while PEFT's order gave 0 to 5e-5 at the same speed (1.65x at 64 speakers).
+#: instead of 1.89x (runs minutes apart, 2-core CPU); on Whisper, whose activations reach ~240, they parted
+#: from PEFT's logits by 2e-4 to 4e-4 while PEFT's order gave 0 to 5e-5 at the same speed (1.65x at 64).
 REORDERED_SUMS = frozenset({"ctc"})
 LINEAR_FAMILIES = ("lora", "vector")  # families placed on linear layers: their update merges into the weights
 
@@ -135,7 +135,7 @@ class Adapted:
                 if adapter.scales_input:
                     self._hooks.append(target.register_forward_pre_hook(self._input_hook(key, adapter)))
                 self._hooks.append(target.register_forward_hook(self._linear_hook(key, adapter)))
-                if isinstance(adapter, LoRAAdapter) and type(target).forward is nn.Linear.forward:
+                if self._reorder and isinstance(adapter, LoRAAdapter) and type(target).forward is nn.Linear.forward:
                     target.forward = functools.partial(self._lora_forward, key, adapter, target)
                     self._hooks.append(ForwardHandle(target))
             else:
