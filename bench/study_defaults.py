@@ -171,6 +171,8 @@ def trajectory(speaker_dir: Path, candidate: str, *, steps: int, seed: int = 0, 
     step and validation evaluation, seconds (what a run of any interval and patience costs)."""
     import statistics
 
+    import torch
+
     from bench.bench_personalization import _setup
     from workbench.evaluate import wer
     from workbench.models import load_base_model
@@ -208,6 +210,7 @@ def trajectory(speaker_dir: Path, candidate: str, *, steps: int, seed: int = 0, 
     trainer.fit()
     trainer.adapted.remove()
     return {"speaker": corpus.speaker_id, "candidate": candidate, "seed": seed, "rows": rows,
+            "threads": torch.get_num_threads(),
             "step_s": statistics.median(step_times) if step_times else None,
             "eval_s": statistics.median(eval_times) if eval_times else None,
             "config": config.to_dict()}
@@ -380,8 +383,9 @@ def main(argv: list[str] | None = None) -> None:
     eval_every = args.eval_every or (2 if args.quick else INTERVALS[0] if whisper else EVAL_EVERY)
     steps = 4 if args.quick else args.steps
     name = "study_defaults" + ("_whisper" if whisper else "") + ("_quick" if args.quick else "")
-    partial = Partial(name, {"model": args.model, "steps": steps, "eval_every": eval_every, "threads": args.threads},
-                      fresh=args.fresh)
+    # the thread count changes only the speed, not what is learned: it is recorded per run, and the
+    # time limits are judged on the quiet timing pass (--timing) where there is one
+    partial = Partial(name, {"model": args.model, "steps": steps, "eval_every": eval_every}, fresh=args.fresh)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         if args.bank:
