@@ -32,6 +32,12 @@ evaluations) at most ``RUN_LIMIT_S`` (3 minutes) on the mean speaker; the admiss
 the highest mean test reduction wins (``chosen`` in the file). Writes
 ``docs/bench/study_defaults_whisper.json``.
 
+What is learned does not depend on the machine's speed, but the seconds do: the trajectories may
+run on one thread beside other work, and ``--timing --threads 2`` then times ``TIMING_STEPS``
+steps of every saved candidate on every speaker on a quiet machine
+(``study_defaults_whisper_timing.partial.json``); where that pass has a run's candidate and speaker,
+the limits are judged on its times (the table says which).
+
 Every finished run is saved to ``docs/bench/study_defaults[_whisper].partial.json`` at once; a
 rerun with the same settings skips what is there (``--fresh`` starts again), and the table covers
 every run saved there, so the study can grow in stages: the three layer choices first
@@ -89,6 +95,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "no speed perturbation": ({}, {"speed_perturb": ()}),
     "SpecAugment": ({}, {"specaugment": "librispeech_adaptive"}),
 }
+TIMING_STEPS = 12  # the quiet timing pass: training steps per candidate and speaker (an evaluation every 6)
 INTERVALS, PATIENCES = (5, 10, 20), (3, 5, 8)  # evaluation interval (steps) and patience (evaluations) replayed
 STEP_LIMIT_S, RUN_LIMIT_S = 2.0, 180.0  # a candidate's median step (batch 8, 2 threads) and replayed run
 
@@ -163,12 +170,13 @@ def _whisper_lookup(candidate: str) -> tuple[dict, dict]:
 
 
 def trajectory(speaker_dir: Path, candidate: str, *, steps: int, seed: int = 0, model: str = "tiny",
-               eval_every: int = EVAL_EVERY, quick: bool = False) -> dict:
+               eval_every: int = EVAL_EVERY, quick: bool = False, score_test: bool = True) -> dict:
     """Train ``candidate`` for ``steps`` steps (no early stopping); log every evaluation.
 
-    Each row: ``step``, ``valid_wer``, ``valid_loss``, ``test_wer`` (this study only), ``train_s``
-    (seconds so far without the test transcriptions). ``step_s``/``eval_s``: the median training
-    step and validation evaluation, seconds (what a run of any interval and patience costs)."""
+    Each row: ``step``, ``valid_wer``, ``valid_loss``, ``test_wer`` (this study only; not with
+    ``score_test=False``), ``train_s`` (seconds so far without the test transcriptions).
+    ``step_s``/``eval_s``: the median training step and validation evaluation, seconds (what a run
+    of any interval and patience costs)."""
     import statistics
 
     import torch
@@ -200,9 +208,10 @@ def trajectory(speaker_dir: Path, candidate: str, *, steps: int, seed: int = 0, 
     def on_eval(e: dict) -> None:
         t0 = time.perf_counter()
         eval_times.append(t0 - mark[0])
-        rows.append({"step": e["step"], "valid_wer": e["wer"], "valid_loss": e["loss"],
-                     "test_wer": wer(refs, trainer.adapted.transcribe(wavs, decoder=decoder)),
-                     "train_s": e["elapsed_s"] - spent[0]})
+        row = {"step": e["step"], "valid_wer": e["wer"], "valid_loss": e["loss"]}
+        if score_test:
+            row["test_wer"] = wer(refs, trainer.adapted.transcribe(wavs, decoder=decoder))
+        rows.append({**row, "train_s": e["elapsed_s"] - spent[0]})
         spent[0] += time.perf_counter() - t0
         mark[0] = time.perf_counter()
 
@@ -214,6 +223,22 @@ def trajectory(speaker_dir: Path, candidate: str, *, steps: int, seed: int = 0, 
             "step_s": statistics.median(step_times) if step_times else None,
             "eval_s": statistics.median(eval_times) if eval_times else None,
             "config": config.to_dict()}
+
+
+def step_timing(speaker_dir: Path, candidate: str, *, model: str = WHISPER, steps: int = TIMING_STEPS) -> dict:
+    """``candidate``'s median training step and validation evaluation (seconds) on this speaker, from
+    ``steps`` steps and three evaluations, without the study's test transcriptions: the quiet
+    timing pass (``--timing``) that the time limits are judged on."""
+    t = trajectory(speaker_dir, candidate, steps=steps, model=model, eval_every=steps // 2, score_test=False)
+    return {"steps": steps, **{key: t[key] for key in ("speaker", "candidate", "step_s", "eval_s", "threads")}}
+
+
+def load_timing(name: str) -> dict[str, dict]:
+    """The quiet timing pass saved for study ``name`` (``{"candidate|speaker": row}``), or ``{}``."""
+    import json
+
+    path = RESULTS_DIR / f"{name}_timing.partial.json"
+    return json.loads(path.read_text())["runs"] if path.is_file() else {}
 
 
 def replay(rows: list[dict], *, interval: int | None = None, patience: int = PATIENCE) -> dict[str, dict]:
@@ -292,7 +317,7 @@ def bank_selection(dirs: list[Path], seeds: list[int], *, budget_per_speaker: fl
     return result
 
 
-def whisper_summary(trajectories: list[dict], *, logged_every: int) -> dict:
+def whisper_summary(trajectories: list[dict], *, logged_every: int, timing: dict[str, dict] | None = None) -> dict:
     """The Whisper study's tables from its trajectories.
 
     ``candidates``: per candidate, the mean test relative reduction of the checkpoint the trainer
@@ -300,11 +325,18 @@ def whisper_summary(trajectories: list[dict], *, logged_every: int) -> dict:
     validation WER, an evaluation every ``EVAL_EVERY`` steps), per speaker (mean over seeds), the
     oracle, the median step (s), the replayed run's mean and longest seconds, and whether it is
     admissible (``STEP_LIMIT_S``, ``RUN_LIMIT_S``); ``chosen``: the admissible candidate with the
-    highest mean; ``schedules``: the chosen candidate under every replayed interval and patience."""
+    highest mean; ``schedules``: the chosen candidate under every replayed interval and patience.
+    The seconds come from ``timing`` (the quiet timing pass, ``"candidate|speaker"`` keys) where it
+    has the run's candidate and speaker, else from the run itself (``timed`` says which)."""
     import statistics
 
     def interval_ok(k: int) -> bool:
         return k % logged_every == 0
+
+    timing = timing or {}
+
+    def timed(t: dict) -> dict:
+        return timing.get(f"{t['candidate']}|{t['speaker']}", t)
 
     def cell(ts: list[dict], interval: int, patience: int) -> dict:
         per: dict[str, list[float]] = {}
@@ -315,7 +347,7 @@ def whisper_summary(trajectories: list[dict], *, logged_every: int) -> dict:
             rel = (lambda r: (base - r["test_wer"]) / base if base > 0 else 0.0)  # noqa: E731
             per.setdefault(t["speaker"], []).append(rel(kept["lowest_loss"]))
             oracle.append(rel(kept["oracle"]))
-            seconds.append(kept["stop"]["step"] * t["step_s"] + kept["stop"]["evaluations"] * t["eval_s"])
+            seconds.append(kept["stop"]["step"] * timed(t)["step_s"] + kept["stop"]["evaluations"] * timed(t)["eval_s"])
         values = [v for vs in per.values() for v in vs]
         return {"mean_relative_reduction": sum(values) / len(values), "runs": len(values),
                 "speakers": {k: sum(v) / len(v) for k, v in sorted(per.items())},
@@ -328,8 +360,10 @@ def whisper_summary(trajectories: list[dict], *, logged_every: int) -> dict:
         by_candidate.setdefault(t["candidate"], []).append(t)
     rows = []
     for name, ts in by_candidate.items():
+        quiet = all(f"{t['candidate']}|{t['speaker']}" in timing for t in ts)
         row = {"candidate": name, **cell(ts, interval, PATIENCE),
-               "step_s": statistics.median(t["step_s"] for t in ts)}
+               "step_s": statistics.median(timed(t)["step_s"] for t in ts),
+               "timed": "quiet timing pass" if quiet else "during the study's runs"}
         row["admissible"] = row["step_s"] <= STEP_LIMIT_S and row["run_s_mean"] <= RUN_LIMIT_S
         rows.append(row)
     rows.sort(key=lambda r: -r["mean_relative_reduction"])
@@ -363,6 +397,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the 2 s step limit is at 2)")
     parser.add_argument("--speakers", nargs="+", default=None, help="development speaker ids (default: all six)")
     parser.add_argument("--fresh", action="store_true", help="forget the runs of an interrupted study")
+    parser.add_argument("--timing", action="store_true",
+                        help=f"Whisper, on a quiet machine: instead of training, time {TIMING_STEPS} steps of each "
+                             "candidate (default: every candidate saved) on each speaker at --threads; the time "
+                             "limits are then judged on these times")
     parser.add_argument("--quick", action="store_true",
                         help="checks that it runs: one speaker of 24 takes, 4 steps, batch 2, two candidates")
     parser.add_argument("--out", default=None, help="where the development speakers are synthesized (default: temp)")
@@ -385,7 +423,10 @@ def main(argv: list[str] | None = None) -> None:
     name = "study_defaults" + ("_whisper" if whisper else "") + ("_quick" if args.quick else "")
     # the thread count changes only the speed, not what is learned: it is recorded per run, and the
     # time limits are judged on the quiet timing pass (--timing) where there is one
-    partial = Partial(name, {"model": args.model, "steps": steps, "eval_every": eval_every}, fresh=args.fresh)
+    partial = Partial(name, {"model": args.model, "steps": steps, "eval_every": eval_every},
+                      fresh=args.fresh and not args.timing)
+    if args.timing and not whisper:
+        parser.error("--timing is for the Whisper study (--model whisper-tiny.en)")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         if args.bank:
@@ -393,8 +434,21 @@ def main(argv: list[str] | None = None) -> None:
             return
         dirs = make_speakers(Path(args.out or tmp), n=24 if args.quick else 80,
                              only=args.speakers or ([DEV_SPEAKERS[0][0]] if args.quick else None))
+        if args.timing:
+            timing_steps = 4 if args.quick else TIMING_STEPS
+            timing = Partial(f"{name}_timing", {"model": args.model, "steps": timing_steps, "threads": args.threads},
+                             fresh=args.fresh)
+            saved = list(dict.fromkeys(t["candidate"] for t in partial.runs.values()))
+            for candidate in args.candidates or saved or candidates:
+                for d in dirs:
+                    timing.run(f"{candidate}|{d.name}", lambda d=d, candidate=candidate: step_timing(
+                        d, candidate, model=args.model, steps=timing_steps))
+                    print(f"timed {candidate} / {d.name}", flush=True)
+            seeds = []
+        else:
+            seeds = args.seeds
         trajectories = []
-        for seed in args.seeds:
+        for seed in seeds:
             for candidate in candidates:
                 for d in dirs:
                     key = f"{candidate}|{d.name}|seed {seed}"
@@ -408,14 +462,16 @@ def main(argv: list[str] | None = None) -> None:
     trajectories = list(partial.runs.values())
     print(f"summarizing all {len(trajectories)} runs saved in {partial.path}", flush=True)
     if whisper:
-        write_whisper(trajectories, name=name, steps=steps, eval_every=eval_every, wall_s=time.perf_counter() - t0)
+        write_whisper(trajectories, name=name, steps=steps, eval_every=eval_every, wall_s=time.perf_counter() - t0,
+                      timing=load_timing(name))
     else:
         write(trajectories, steps=steps, wall_s=time.perf_counter() - t0, name=name)
 
 
-def write_whisper(trajectories: list[dict], *, name: str, steps: int, eval_every: int, wall_s: float | None) -> Path:
+def write_whisper(trajectories: list[dict], *, name: str, steps: int, eval_every: int, wall_s: float | None,
+                  timing: dict[str, dict] | None = None) -> Path:
     """Summarize, print and write ``docs/bench/study_defaults_whisper.json``."""
-    summary = whisper_summary(trajectories, logged_every=eval_every)
+    summary = whisper_summary(trajectories, logged_every=eval_every, timing=timing)
     for r in summary["candidates"]:
         print(f"{r['candidate']:40s} {100 * r['mean_relative_reduction']:+5.1f}% ({r['runs']} runs)  "
               f"{r['step_s']:.2f} s/step, {r['run_s_mean']:.0f} s a run"
@@ -425,7 +481,7 @@ def write_whisper(trajectories: list[dict], *, name: str, steps: int, eval_every
         print(f"  every {r['eval_every']:2d} steps, patience {r['patience']}: "
               f"{100 * r['mean_relative_reduction']:+5.1f}%, {r['run_s_mean']:.0f} s a run")
     result = {"machine": machine("cpu"), "model": WHISPER, "steps": steps, "logged_every": eval_every,
-              "limits": {"step_s": STEP_LIMIT_S, "run_s": RUN_LIMIT_S},
+              "limits": {"step_s": STEP_LIMIT_S, "run_s": RUN_LIMIT_S}, "timing": timing or {},
               "dev_speakers": [dict(zip(("id", "profile", "voice", "seed"), s, strict=True)) for s in DEV_SPEAKERS],
               **summary, "trajectories": trajectories, "wall_s": wall_s}
     path = write_result(name, result, out_dir=RESULTS_DIR)

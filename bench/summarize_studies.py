@@ -34,8 +34,10 @@ def whisper_defaults_section(study: dict | None) -> list[str]:
            f"stopping after {study['patience']} evaluations without a lower validation WER, replayed on the logged "
            "runs; `oracle` is the lowest test WER of the run (an upper bound, not a rule). Step: the median "
            f"training step at batch 8; run: steps and evaluations up to the replayed stop. Admissible: at most "
-           f"{lim['step_s']:g} s a step and {lim['run_s'] / 60:g} minutes a run (mean over speakers). Machine: "
-           f"{_machine(study)}. `python -m bench.study_defaults --model whisper-tiny.en`", "",
+           f"{lim['step_s']:g} s a step and {lim['run_s'] / 60:g} minutes a run (mean over speakers). "
+           + _timed_note(study) + f"Machine: {_machine(study)}. `python -m bench.study_defaults --model "
+           "whisper-tiny.en`" + (" then `--timing --threads 2` on a quiet machine" if study.get("timing") else ""),
+           "",
            "| candidate | mean | " + " | ".join(s.removeprefix("dev-") for s in speakers)
            + " | oracle | s / step | run (mean, longest) | admissible |",
            "|---|---|" + "---|" * len(speakers) + "---|---|---|---|"]
@@ -54,6 +56,21 @@ def whisper_defaults_section(study: dict | None) -> list[str]:
         out.append(f"| {r['eval_every']} steps | {r['patience']} | {100 * r['mean_relative_reduction']:+.0f}% | "
                    f"{r['run_s_mean']:.0f} s, {r['run_s_max']:.0f} s |")
     return [*out, ""]
+
+
+def _timed_note(study: dict) -> str:
+    """Where the study's seconds come from: its quiet timing pass, its own runs, or both."""
+    sources = {r.get("timed", "during the study's runs") for r in study["candidates"]}
+    if sources == {"quiet timing pass"}:
+        threads = sorted({t["threads"] for t in study["timing"].values()})
+        steps = sorted({t["steps"] for t in study["timing"].values()})
+        return (f"The seconds come from a separate timing pass on a quiet machine ({'/'.join(map(str, steps))} steps of "
+                f"each candidate on each speaker, {'/'.join(map(str, threads))} threads), not from the study's "
+                "runs, which may share the CPU. ")
+    if "quiet timing pass" in sources:
+        return ("The seconds come from a quiet timing pass where it has the candidate, else from the study's own "
+                "runs, which may have shared the CPU. ")
+    return "The seconds come from the study's own runs, which may have shared the CPU. "
 
 
 def data_efficiency_section(load: Callable[[str], dict | None]) -> list[str]:

@@ -171,3 +171,38 @@ def test_the_results_sections_name_the_choice_and_both_models() -> None:
     lines = data_efficiency_section(lambda name: result if name == "data_efficiency_cpu" else None)
     assert "| recordings | Whisper tiny.en | built-in model |" in lines
     assert "| 25 | 30.0% (+40%; +40..+40%) | 30.0% (+40%; +40..+40%) |" in lines
+
+
+def test_the_quiet_timing_pass_decides_the_limits_where_it_has_the_run(results, monkeypatch) -> None:
+    import bench.study_defaults as sd
+    from bench.summarize_studies import whisper_defaults_section
+
+    better = [0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.05, 0.05, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]
+    # timed during the study's runs while the CPU was shared: 2.5 s a step, over the limit
+    ts = [_trajectory("busy", s, 2.5, better) for s in ("a", "b")]
+    assert sd.whisper_summary(ts, logged_every=5)["chosen"] is None
+    timed = []
+
+    def fake_timing(speaker_dir, candidate, *, model, steps):
+        timed.append((candidate, speaker_dir.name, steps))
+        return {"steps": steps, "speaker": speaker_dir.name, "candidate": candidate, "step_s": 0.8, "eval_s": 1.0,
+                "threads": 2}
+
+    monkeypatch.setattr(sd, "RESULTS_DIR", results)
+    monkeypatch.setattr(sd, "step_timing", fake_timing)
+    monkeypatch.setattr(sd, "make_speakers", lambda out, n, only: [Path(out) / "a", Path(out) / "b"])
+    from bench._common import Partial
+
+    saved = Partial("study_defaults_whisper", {"model": sd.WHISPER, "steps": 120, "eval_every": 5})
+    for t in ts:
+        saved.run(f"{t['candidate']}|{t['speaker']}|seed 0", lambda t=t: t)
+    sd.main(["--model", sd.WHISPER, "--timing", "--threads", "2"])
+    assert timed == [("busy", "a", sd.TIMING_STEPS), ("busy", "b", sd.TIMING_STEPS)]  # the saved candidate, no training
+    study = json.loads((results / "study_defaults_whisper.json").read_text())
+    row = study["candidates"][0]
+    assert row["timed"] == "quiet timing pass" and row["step_s"] == pytest.approx(0.8)
+    assert study["chosen"] == "busy"  # within the limits on the quiet machine's times
+    text = "\n".join(whisper_defaults_section(study))
+    assert "separate timing pass on a quiet machine (12 steps of each candidate on each speaker, 2 threads)" in text
+    sd.main(["--model", sd.WHISPER, "--timing", "--threads", "2"])  # a rerun times nothing again
+    assert len(timed) == 2
