@@ -179,6 +179,34 @@ def test_port_in_use_is_refused_before_ray_starts(files):
         check_port_free("127.0.0.1", 70000)
 
 
+def test_a_web_front_end_that_starts_too_slowly_is_started_again_then_named():
+    """The suite, beside two studies on 2 cores, met Serve's proxy not ready within Serve's 60 s: Ray
+    killed it and raised ActorDiedError from the fixture. A busy laptop meets the same."""
+    from workbench.device_tuning.server import _start_proxy
+
+    class SlowServe:
+        def __init__(self, failures: int) -> None:
+            self.failures, self.calls, self.shutdowns = failures, [], 0
+
+        def start(self, http_options: dict) -> None:
+            self.calls.append(http_options)
+            if len(self.calls) <= self.failures:
+                raise RuntimeError("The actor died unexpectedly before finishing this task.\n\tclass_name: ProxyActor")
+
+        def shutdown(self) -> None:
+            self.shutdowns += 1
+
+    once = SlowServe(failures=1)
+    _start_proxy(once, "127.0.0.1", 8200)
+    assert once.calls == [{"host": "127.0.0.1", "port": 8200}] * 2 and once.shutdowns == 1
+    never = SlowServe(failures=99)
+    with pytest.raises(WorkbenchError, match=r"did not start after 3 tries \(RuntimeError: The actor died unexpectedly "
+                                             r"before finishing this task.\)\. This happens when other programs keep "
+                                             "the CPU busy"):
+        _start_proxy(never, "127.0.0.1", 8200)
+    assert len(never.calls) == 3 and never.shutdowns == 3
+
+
 def test_serve_asr_start_up_failures_say_why_at_once(files, tmp_path, capsys):
     """B11: a missing Submodel, a damaged compressor or a busy port: rc 2 and one plain line, before Ray."""
     from workbench.cli import main

@@ -403,9 +403,17 @@ def _local_only_ray() -> None:
         ray_constants.ENABLE_RAY_CLUSTER = False
 
 
+#: Serve's wait for its HTTP proxy to say it is ready, seconds, for the Ray started here (Serve's own
+#: 5 s, three times, then it kills the proxy; importing the proxy's web stack took longer than that
+#: on 2 cores that other programs shared). A value the user set in the environment is kept.
+PROXY_READY_CHECK_TIMEOUT_S = 20.0
+
+
 def _start_ray(ray, num_cpus: int | None, attempts: int = 3) -> None:
     """``ray.init`` of a new Ray on this machine (127.0.0.1 only), tried again when a busy CPU makes
-    Ray's 30 s start-up wait run out."""
+    Ray's 30 s start-up wait run out; its processes wait :data:`PROXY_READY_CHECK_TIMEOUT_S` for
+    Serve's HTTP proxy."""
+    os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", f"{PROXY_READY_CHECK_TIMEOUT_S:g}")
     for attempt in range(attempts):
         if ray.is_initialized():
             return
@@ -420,6 +428,24 @@ def _start_ray(ray, num_cpus: int | None, attempts: int = 3) -> None:
                 raise WorkbenchError(
                     f"Ray could not start on this machine ({err}). If other programs keep the CPU busy, close "
                     "them and start the server again.") from err
+
+
+def _start_proxy(serve, host: str, port: int, attempts: int = 3) -> None:
+    """``serve.start``: Serve's HTTP proxy on ``host:port``, started again when it was not ready in
+    Serve's own 60 s wait (on a busy CPU, Ray kills the half-started proxy and raises
+    ``ActorDiedError``; the next try finds Ray's files in the page cache and starts faster)."""
+    for attempt in range(attempts):
+        try:
+            serve.start(http_options={"host": host, "port": port})
+            return
+        except Exception as err:  # noqa: BLE001 - Ray raises several kinds for a proxy that did not come up
+            serve.shutdown()
+            if attempt == attempts - 1:
+                raise WorkbenchError(
+                    f"The server's web front end did not start after {attempts} tries "
+                    f"({type(err).__name__}: {str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}). "
+                    "This happens when other programs keep the CPU busy: close them and start the server "
+                    "again.") from err
 
 
 def serve_asr(compressor_path: str | Path, submodels: Sequence[str | Path] = (), *, host: str = "127.0.0.1",
@@ -444,7 +470,7 @@ def serve_asr(compressor_path: str | Path, submodels: Sequence[str | Path] = (),
     ray = require("ray", extra="serve", purpose="run the clinic's server")
     serve = require("ray.serve", extra="serve", purpose="run the clinic's server")
     _start_ray(ray, num_cpus)
-    serve.start(http_options={"host": host, "port": port})
+    _start_proxy(serve, host, port)
     try:
         serve.run(build_app(compressor_path, submodels, model=model, token=token, **options), name="workbench-asr",
                   route_prefix=ROUTE, blocking=False)
