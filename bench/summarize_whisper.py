@@ -112,6 +112,18 @@ def _lora_words(settings: dict | None) -> str:
             f"learning rate {settings.get('learning_rate'):g}")
 
 
+def _current_lora_words() -> str:
+    """Whisper's default LoRA settings now (:mod:`workbench.training_defaults`), in :func:`_lora_words`'s words."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from workbench.training_defaults import train_settings_for
+
+    settings = train_settings_for(SimpleNamespace(model_type="whisper", num_layers=4))
+    return _lora_words({"adapter": dataclasses.asdict(settings["adapter"]),
+                        "learning_rate": settings["learning_rate"]})
+
+
 def results_md_real_speech(load: Callable[[str], dict | None], builtin_means: list[dict]) -> list[str]:
     """The docs/results.md section: Whisper tiny.en's personal results next to the built-in model's
     (the step-based ``personalization_whisper_seeds.json`` when there is one, else ``whisper_cpu.json``)."""
@@ -127,6 +139,8 @@ def results_md_real_speech(load: Callable[[str], dict | None], builtin_means: li
            "most 50 recordings, at most 3 minutes of training)")
     command = ("python -m bench.bench_personalization --model whisper-tiny.en --seeds 3" if stepped
                else "python -m bench.bench_whisper --table")
+    if stepped and (now := _current_lora_words()) != _lora_words(stepped["rows"][0].get("settings")):
+        how += f" (*measured with the earlier defaults; the default is now {now}: rerun the command to refresh*)"
     out = ["## Whisper tiny.en (real-speech base model) on the atypical sample speakers", "",
            f"`workbench personalize SPEAKER --model whisper-tiny.en` {how}, "
            f"{means[0]['runs']} seeds; WER on the test phrases, never trained on. The built-in model's figures "

@@ -25,10 +25,11 @@ def test_a_ctc_model_gets_lora_on_the_encoder_at_the_familys_rate() -> None:
 def test_whisper_gets_lora_on_every_layer_and_the_decoder_at_its_own_rate() -> None:
     backend = tiny_backend()  # only what the table reads of a Whisper backend: its type and depth
     backend.model_type, backend.num_layers = "whisper", 4
-    assert train_settings_for(backend) == {"adapter": LoRAConfig(top_layers=0, decoder=True),
+    assert train_settings_for(backend) == {"adapter": LoRAConfig(rank=4, alpha=8.0, top_layers=0, decoder=True),
                                           "learning_rate": WHISPER_LORA_LR}
     config = default_config(backend)
     assert (config.adapter.top_layers, config.adapter.decoder, config.learning_rate) == (0, True, 1e-3)
+    assert (config.adapter.rank, config.adapter.scale) == (4, 2.0)  # stage 2 of the study: rank 4, LoRA's scale
     # naming an adapter drops the table's learning rate too (the family's own applies)
     assert default_config(backend, adapter=LoRAConfig()).learning_rate == TrainConfig().learning_rate
 
