@@ -233,6 +233,11 @@ def step_timing(speaker_dir: Path, candidate: str, *, model: str = WHISPER, step
     return {"steps": steps, **{key: t[key] for key in ("speaker", "candidate", "step_s", "eval_s", "threads")}}
 
 
+def timing_key(candidate: str, speaker: str) -> str:
+    """The timing pass's key of a (candidate, speaker): ``"candidate|speaker"``."""
+    return f"{candidate}|{speaker}"
+
+
 def load_timing(name: str) -> dict[str, dict]:
     """The quiet timing pass saved for study ``name`` (``{"candidate|speaker": row}``), or ``{}``."""
     import json
@@ -336,7 +341,7 @@ def whisper_summary(trajectories: list[dict], *, logged_every: int, timing: dict
     timing = timing or {}
 
     def timed(t: dict) -> dict:
-        return timing.get(f"{t['candidate']}|{t['speaker']}", t)
+        return timing.get(timing_key(t["candidate"], t["speaker"]), t)
 
     def cell(ts: list[dict], interval: int, patience: int) -> dict:
         per: dict[str, list[float]] = {}
@@ -347,7 +352,8 @@ def whisper_summary(trajectories: list[dict], *, logged_every: int, timing: dict
             rel = (lambda r: (base - r["test_wer"]) / base if base > 0 else 0.0)  # noqa: E731
             per.setdefault(t["speaker"], []).append(rel(kept["lowest_loss"]))
             oracle.append(rel(kept["oracle"]))
-            seconds.append(kept["stop"]["step"] * timed(t)["step_s"] + kept["stop"]["evaluations"] * timed(t)["eval_s"])
+            cost = timed(t)
+            seconds.append(kept["stop"]["step"] * cost["step_s"] + kept["stop"]["evaluations"] * cost["eval_s"])
         values = [v for vs in per.values() for v in vs]
         return {"mean_relative_reduction": sum(values) / len(values), "runs": len(values),
                 "speakers": {k: sum(v) / len(v) for k, v in sorted(per.items())},
@@ -360,7 +366,7 @@ def whisper_summary(trajectories: list[dict], *, logged_every: int, timing: dict
         by_candidate.setdefault(t["candidate"], []).append(t)
     rows = []
     for name, ts in by_candidate.items():
-        quiet = all(f"{t['candidate']}|{t['speaker']}" in timing for t in ts)
+        quiet = all(timing_key(t["candidate"], t["speaker"]) in timing for t in ts)
         row = {"candidate": name, **cell(ts, interval, PATIENCE),
                "step_s": statistics.median(timed(t)["step_s"] for t in ts),
                "timed": "quiet timing pass" if quiet else "during the study's runs"}
@@ -441,7 +447,7 @@ def main(argv: list[str] | None = None) -> None:
             saved = list(dict.fromkeys(t["candidate"] for t in partial.runs.values()))
             for candidate in args.candidates or saved or candidates:
                 for d in dirs:
-                    timing.run(f"{candidate}|{d.name}", lambda d=d, candidate=candidate: step_timing(
+                    timing.run(timing_key(candidate, d.name), lambda d=d, candidate=candidate: step_timing(
                         d, candidate, model=args.model, steps=timing_steps))
                     print(f"timed {candidate} / {d.name}", flush=True)
             seeds = []
