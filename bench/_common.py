@@ -14,8 +14,8 @@ from typing import Any
 #: Where results go: docs/bench, or $WORKBENCH_BENCH_DIR (the CI smoke test writes to a temporary folder).
 RESULTS_DIR = Path(os.environ.get("WORKBENCH_BENCH_DIR") or Path(__file__).resolve().parent.parent / "docs" / "bench")
 
-__all__ = ["RESULTS_DIR", "Partial", "bench_main", "compare_calls", "compare_samples", "machine", "run_and_write",
-           "spread", "time_call", "write_result"]
+__all__ = ["RESULTS_DIR", "Partial", "bench_main", "compare_calls", "compare_samples", "defaults_tag", "machine",
+           "run_and_write", "spread", "time_call", "write_result"]
 
 
 def machine(device: str = "cpu") -> dict[str, Any]:
@@ -95,6 +95,17 @@ def spread(values: list[float]) -> dict[str, float]:
     else:
         q1, _, q3 = statistics.quantiles(v, n=4, method="inclusive")
     return {"median": statistics.median(v), "q1": q1, "q3": q3, "min": v[0], "max": v[-1], "n": len(v)}
+
+
+def defaults_tag(backend: Any) -> str:
+    """8 hex digits naming the training defaults a personalization on ``backend`` uses now (its
+    ``default_config``, seed 0): a personal model cached under this tag is trained again, not reused,
+    once the defaults change (a new rank, learning rate or step limit)."""
+    import hashlib
+
+    from workbench.workflow import default_config
+
+    return hashlib.sha256(repr(default_config(backend, seed=0)).encode()).hexdigest()[:8]
 
 
 def run_and_write(name: str, run: Callable[[], dict]) -> tuple[dict, Path]:

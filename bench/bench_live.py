@@ -174,19 +174,27 @@ def _speaker_data(name: str, n: int | None) -> tuple[list[np.ndarray], list[str]
     return [e.wav for e in examples], [normalize_text(e.text) for e in examples]
 
 
+def model_file(name: str, tag: str, backend) -> Path:
+    """Where speaker ``name``'s personal model (``tag``: "full" or "quick") is cached. The name holds
+    the training defaults' tag: a model trained with earlier defaults is not reused."""
+    from bench._common import defaults_tag
+
+    return CACHE / f"{name.replace('/', '_')}-{MODEL}-{tag}-{defaults_tag(backend)}.safetensors"
+
+
 def personal_model(name: str, quick: bool) -> Path:
     """The speaker's personal Whisper tiny.en, trained once on a copy of the folder (cached)."""
     from workbench.workflow import default_config, personalize_speaker
     from workbench.models import load_base_model
 
     tag = "quick" if quick else "full"
-    out = CACHE / f"{name.replace('/', '_')}-{MODEL}-{tag}.safetensors"
+    backend = load_base_model(MODEL)
+    out = model_file(name, tag, backend)
     if out.is_file():
         return out
     work = CACHE / "work" / tag / Path(name).name  # the folder keeps the speaker's name
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(SAMPLES / name, work, ignore=shutil.ignore_patterns("submodels", "reports"))
-    backend = load_base_model(MODEL)
     settings = {"max_steps": 2, "eval_every": 1} if quick else {}
     config = default_config(backend, seed=0, **settings)  # the CLI's defaults: step-based, the clock only a ceiling
     run = personalize_speaker(work, backend=backend, config=config, seed=0, progress=False)

@@ -84,9 +84,10 @@ def speaker_synthesizer(name: str):
 def personal_model_file(name: str, quick: bool) -> Path:
     """The speaker's personal Whisper tiny.en (bench_live's, trained once and cached); in quick mode
     the full one when it is cached, else a 2-step one."""
-    from bench.bench_live import CACHE, personal_model
+    from bench.bench_live import model_file, personal_model
+    from workbench.models import load_base_model
 
-    full = CACHE / f"{name.replace('/', '_')}-{MODEL}-full.safetensors"
+    full = model_file(name, "full", load_base_model(MODEL))
     return full if quick and full.is_file() else personal_model(name, quick)
 
 

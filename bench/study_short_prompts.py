@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import Partial, machine, write_result
+from bench._common import defaults_tag, Partial, machine, write_result
 from bench.bench_short_phrases import MODEL, SAMPLES, THREADS, _scores, provenance, short_set, speaker_synthesizer, \
     transcribe_pair
 from bench.bench_short_phrases import SPEAKERS as ALL_SPEAKERS
@@ -208,11 +208,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"training prompts ({len(prompts)}): {', '.join(prompts)}; words shared with the test phrases: "
           f"{', '.join(shared['words']) or 'none'}", flush=True)
     name = result_name(args)
+    backend = load_base_model(MODEL)
+    # the training defaults' tag: seeds trained with other defaults are not pooled with these
     partial = Partial(name, {"model": MODEL, "training_prompts": prompts, "threads": args.threads,
                              "quick": args.quick, "train_settings": settings, "short_tests": n_short,
-                             "sentences": n_sent}, fresh=args.fresh)
+                             "sentences": n_sent, "defaults": defaults_tag(backend)}, fresh=args.fresh)
     keep_dir = cache_dir() / "study_short_prompts" / name
-    backend = load_base_model(MODEL)
     for spk in speakers:
         todo = [k for k in range(args.seeds) if f"{spk}|seed {k}" not in partial]
         if not todo:

@@ -48,3 +48,20 @@ def test_run_and_write_times_the_run_and_writes_it(tmp_path, monkeypatch) -> Non
     result, path = _common.run_and_write("demo_study", lambda: {"rows": [1, 2]})
     assert path == tmp_path / "demo_study.json" and json.loads(path.read_text()) == result
     assert result["rows"] == [1, 2] and result["wall_s"] >= 0
+
+
+def test_defaults_tag_changes_with_the_training_defaults(monkeypatch):
+    """A personal model cached under the tag is trained again once the defaults change, and reused
+    while they do not."""
+    from types import SimpleNamespace
+
+    import workbench.training_defaults as td
+    from bench._common import defaults_tag
+    from workbench.adapters import LoRAConfig
+
+    backend = SimpleNamespace(model_type="whisper", num_layers=4, name="w", is_seq2seq=True)
+    now = defaults_tag(backend)
+    assert now == defaults_tag(backend) and len(now) == 8
+    monkeypatch.setitem(td.TRAIN_SETTINGS, "whisper",
+                        lambda b: {"adapter": LoRAConfig(rank=8, alpha=16.0, top_layers=0, decoder=True)})
+    assert defaults_tag(backend) != now

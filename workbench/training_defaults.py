@@ -51,7 +51,7 @@ def _whisper(backend: Any) -> dict[str, Any]:
 
 
 #: ``ASRBackend.model_type`` -> the ``TrainConfig`` settings for a backend of that type (a function of
-#: the backend: Whisper's LoRA covers half of its encoder layers). A type not listed gets ``"ctc"``'s.
+#: the backend, so that a setting may follow its size). A type not listed gets ``"ctc"``'s.
 TRAIN_SETTINGS: dict[str, Callable[[Any], dict[str, Any]]] = {"ctc": _ctc, "whisper": _whisper}
 
 
