@@ -203,6 +203,13 @@ class Partial:
             tmp.replace(self.path)
         return self.runs[key]
 
+    @staticmethod
+    def saved(name: str, *, out_dir: Path | None = None) -> dict[str, Any]:
+        """The finished runs of study ``name`` (``{key: row}``), read only, whatever its settings;
+        ``{}`` when it has no partial file."""
+        path = (out_dir or RESULTS_DIR) / f"{name}.partial.json"
+        return json.loads(path.read_text())["runs"] if path.is_file() else {}
+
     def done(self) -> None:
         """The study is written: the partial file goes."""
         self.path.unlink(missing_ok=True)

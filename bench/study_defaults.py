@@ -57,7 +57,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._common import RESULTS_DIR, machine, write_result
+from bench._common import RESULTS_DIR, Partial, machine, write_result
 
 # speaker id, profile, voice, seed: the sample speakers' profiles with other voices
 DEV_SPEAKERS = [
@@ -240,10 +240,7 @@ def timing_key(candidate: str, speaker: str) -> str:
 
 def load_timing(name: str) -> dict[str, dict]:
     """The quiet timing pass saved for study ``name`` (``{"candidate|speaker": row}``), or ``{}``."""
-    import json
-
-    path = RESULTS_DIR / f"{name}_timing.partial.json"
-    return json.loads(path.read_text())["runs"] if path.is_file() else {}
+    return Partial.saved(f"{name}_timing", out_dir=RESULTS_DIR)
 
 
 def replay(rows: list[dict], *, interval: int | None = None, patience: int = PATIENCE) -> dict[str, dict]:
@@ -412,8 +409,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="where the development speakers are synthesized (default: temp)")
     args = parser.parse_args(argv)
     import torch
-
-    from bench._common import Partial
 
     torch.set_num_threads(args.threads)
     whisper = args.model == WHISPER
