@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import Partial, machine, write_result
+from bench._common import Partial, defaults_tag, machine, write_result
 
 SIZES = (10, 25, 50)
 MODELS = ("whisper-tiny.en", "tiny")
@@ -112,7 +112,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                 [c.speaker_id for c in list_speakers(sample) if speaker_profile(c) != "typical"])
     sizes, seeds = (SIZES[:2] if args.quick else SIZES), (1 if args.quick else args.seeds)
     name = "data_efficiency_cpu" + ("_quick" if args.quick else "")
-    partial = Partial(name, {"sizes": list(sizes), "quick": args.quick}, fresh=args.fresh)
+    from workbench.models import load_base_model
+
+    defaults = {m: defaults_tag(load_base_model(m)) for m in args.models}  # runs of other defaults are not reused
+    partial = Partial(name, {"sizes": list(sizes), "quick": args.quick, "defaults": defaults}, fresh=args.fresh)
     t0, rows = time.perf_counter(), []
     for model in args.models:
         for speaker in speakers:

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import Partial, machine, write_result
+from bench._common import Partial, defaults_tag, machine, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
@@ -168,8 +168,11 @@ def _pair(speaker: str, seed: int, splits: tuple[list, list, list], quick: bool,
 
 def run(quick: bool, speakers: list[str], seeds: int, bound_s: float, *, fresh: bool = False) -> dict[str, Any]:
     """Every (speaker, seed) pair, resumable (see the module docstring); the table and :func:`summary`."""
+    from workbench.models import load_base_model
+
     partial = Partial("peers_training_cpu" + ("_quick" if quick else ""),
-                      {"model": MODEL, "bound_s": bound_s, "quick": quick}, fresh=fresh)
+                      {"model": MODEL, "bound_s": bound_s, "quick": quick,
+                       "defaults": defaults_tag(load_base_model(MODEL))}, fresh=fresh)
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

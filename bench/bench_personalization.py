@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._common import RESULTS_DIR, Partial, machine, write_result
+from bench._common import RESULTS_DIR, Partial, defaults_tag, machine, write_result
 
 TARGET = 0.40  # relative WER reduction to reach
 
@@ -344,7 +344,10 @@ def main(argv: list[str] | None = None) -> None:
     name = ("personalization" + ("" if args.model == "tiny" else "_" + args.model.split("-")[0])
             + ("_study" if args.study else "") + ("_seeds" if args.seeds > 1 else "") + ("_quick" if args.quick else ""))
     # every finished run is kept at once; a rerun with the same settings goes on from there
-    partial = Partial(name, {"model": args.model, "budget_s": budget, "max_steps": max_steps}, fresh=args.fresh)
+    from workbench.models import load_base_model
+
+    partial = Partial(name, {"model": args.model, "budget_s": budget, "max_steps": max_steps,
+                             "defaults": defaults_tag(load_base_model(args.model))}, fresh=args.fresh)
     t0 = time.perf_counter()
     rows = [partial.run(f"{s}|{f}|seed {k}", lambda s=s, f=f, k=k: run_one(
                 sample / s, f, budget=budget, seed=k, model=args.model, max_steps=max_steps))
