@@ -159,13 +159,13 @@ def transcribe_uncut(backend, submodel: Path, wavs: list[np.ndarray]) -> list[st
         adapted.remove()
 
 
-def run(device: str, quick: bool, speakers: list[str] | None = None) -> dict[str, Any]:
+def run(device: str, quick: bool, speakers: list[str] | None = None, threads: int = THREADS) -> dict[str, Any]:
     import torch
 
     from workbench.models import load_base_model
 
     started = provenance()  # the code this run imported: its commit when it started
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     speakers = speakers or (SPEAKERS[:1] if quick else SPEAKERS)
     n_short, n_sent = (8, 6) if quick else (None, None)
     backend = load_base_model(MODEL)
@@ -196,7 +196,7 @@ def run(device: str, quick: bool, speakers: list[str] | None = None) -> dict[str
               f"{r['short']['personal']['doubled']}/{r['short']['personal (no cut)']['doubled']})  "
               f"sentences: base {r['sentences']['base']['wer']:.3f} personal {r['sentences']['personal']['wer']:.3f} "
               f"(no cut {r['sentences']['personal (no cut)']['wer']:.3f})", flush=True)
-    return {"machine": machine(device), **started, "model": MODEL, "threads": THREADS, "quick": quick,
+    return {"machine": machine(device), **started, "model": MODEL, "threads": threads, "quick": quick,
             "max_short_words": MAX_SHORT_WORDS, "speakers": rows, "overall": overall_scores(rows)}
 
 
@@ -222,10 +222,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--speakers", nargs="+", default=None, help=f"sample speakers (default: {' '.join(SPEAKERS)})")
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help=f"torch threads (default {THREADS}; 1 to run beside another job: the WERs do not change)")
     args = parser.parse_args(argv)
     tag = "_" + "_".join(s.replace("/", "-") for s in args.speakers) if args.speakers else ""  # not the full run's
     result, _ = run_and_write(f"short_phrases_{args.device.split(':')[0]}{tag}" + ("_quick" if args.quick else ""),
-                              lambda: run(args.device, args.quick, args.speakers))
+                              lambda: run(args.device, args.quick, args.speakers, args.threads))
     for key, v in result["overall"].items():
         print(f"{key:28s} WER {v['wer']:.3f}  empty {v['empty']} of {v['n']}  doubled {v['doubled']}")
     return result

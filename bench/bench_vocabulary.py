@@ -150,16 +150,17 @@ def transcribe_ways(backend, submodel, wavs: list[np.ndarray], decoders: dict[st
 
 
 def run(device: str, quick: bool, speakers: list[str] | None = None, config=None,
-        phrases: int | None = None) -> dict[str, Any]:
+        phrases: int | None = None, threads: int = THREADS) -> dict[str, Any]:
     """``config``: the bound (:class:`~workbench.decode_bias.BiasConfig`; None: the default);
-    ``phrases``: phrases with and without listed words per speaker (None: 6 in quick mode, else all)."""
+    ``phrases``: phrases with and without listed words per speaker (None: 6 in quick mode, else all);
+    ``threads``: torch threads (the scores do not depend on them)."""
     import torch
 
     from workbench.models import load_base_model
     from workbench.vocabulary import boost_words
 
     started = provenance()  # the code this run imported: its commit when it started
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     speakers = speakers or (SPEAKERS[:1] if quick else SPEAKERS)
     n = phrases or (6 if quick else None)
     backend = load_base_model(MODEL)
@@ -181,7 +182,7 @@ def run(device: str, quick: bool, speakers: list[str] | None = None, config=None
             print(f"{spk:22s} {k:14s} names {s['name_wer']:.3f} ({s['name_words']})  other {s['other_wer']:.3f} "
                   f"({s['other_words']})  false insertions {s['false_insertions']} "
                   f"({s['false_insertions_no_name']} in phrases without)", flush=True)
-    return {"machine": machine(device), **started, "model": MODEL, "threads": THREADS, "quick": quick,
+    return {"machine": machine(device), **started, "model": MODEL, "threads": threads, "quick": quick,
             "names": NAMES, "templates": TEMPLATES, "speakers": rows, "overall": overall_scores(rows)}
 
 
@@ -212,12 +213,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--floor", type=float, default=None, help="the bias's probability floor (default: BiasConfig's)")
     parser.add_argument("--phrases", type=int, default=None,
                         help="phrases with and without listed words per speaker (default: 6 with --quick, else all)")
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help=f"torch threads (default {THREADS}; 1 to run beside another job: the WERs do not change)")
     args = parser.parse_args(argv)
     from workbench.decode_bias import BiasConfig
 
     given = {k: getattr(args, k) for k in ("margin", "bonus", "floor") if getattr(args, k) is not None}
     t0 = time.perf_counter()
-    result = run(args.device, args.quick, args.speakers, BiasConfig(**given), args.phrases)
+    result = run(args.device, args.quick, args.speakers, BiasConfig(**given), args.phrases, args.threads)
     result["wall_s"] = time.perf_counter() - t0
     tag = "".join(f"_{k}{v:g}" for k, v in given.items())  # a sweep keeps every setting's file
     tag += f"_n{args.phrases}" if args.phrases else ""
