@@ -110,11 +110,15 @@ def defaults_tag(backend: Any) -> str:
 
 def run_and_write(name: str, run: Callable[[], dict]) -> tuple[dict, Path]:
     """Run ``run()``, add how long it took (``wall_s``, seconds), write it to ``docs/bench/<name>.json``
-    and say where; returns the result and the path."""
+    and say where; returns the result and the path. A result's ``"_partial"`` (the study's
+    :class:`Partial`) is not written: its file goes once the result is."""
     t0 = time.perf_counter()
     result = run()
+    partial = result.pop("_partial", None)
     result["wall_s"] = time.perf_counter() - t0
     path = write_result(name, result)
+    if partial is not None:
+        partial.done()
     print(f"wrote {path}")
     return result, path
 

@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from bench._common import RESULTS_DIR, machine, write_result
+from bench._common import Partial, machine, run_and_write
 
 __all__ = ["ATYPICAL", "main", "run"]
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
-PARTIAL = RESULTS_DIR / "vector_study_cpu.partial.json"
+NAME = "vector_study_cpu"  # the result, and its partial file while it runs: docs/bench/vector_study_cpu(.partial).json
 ATYPICAL = ["sim-accent", "sim-als-like", "sim-dysarthria-severe", "sim-parkinsonian", "sim-stutter",
             "sim-voice-tremor"]  # the six atypical sample speakers (not the two typical voices)
 
@@ -83,31 +82,26 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
-def run(model: str, seeds: list[int], mode: str, speakers: list[str], learning_rate: float | None = None) -> dict:
+def run(model: str, seeds: list[int], mode: str, speakers: list[str], learning_rate: float | None = None, *,
+        fresh: bool = False) -> dict:
     from workbench.models import load_base_model
 
     backend = load_base_model(model)
     configs = _configs(backend, mode)
-    # Resumable: every finished run is kept in PARTIAL (rerun the same command after a stop).
+    # Resumable: every finished run is kept in the partial file (rerun the same command after a stop).
     # The runs are step-based (early stopping, the step limit; the clock is only a ceiling), so
     # runs made in different sessions compare.
-    key = {"model": model, "mode": mode, "learning_rate": learning_rate}
-    saved = json.loads(PARTIAL.read_text()) if PARTIAL.is_file() else {}
-    rows = saved.get("rows", []) if saved.get("key") == key else []
-    done = {(r["speaker"], r["family"], r["seed"]) for r in rows}
+    partial = Partial(NAME, {"model": model, "mode": mode, "learning_rate": learning_rate}, fresh=fresh)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for speaker in speakers:
             for seed in seeds:
                 for family, adapter in configs.items():  # the families alternate, so a slow spell hits both
-                    if (speaker, family, seed) in done:
-                        continue
-                    rows.append(run_one(speaker, family, adapter, backend, seed, Path(tmp) / family / speaker,
-                                        learning_rate))
-                    PARTIAL.parent.mkdir(parents=True, exist_ok=True)
-                    PARTIAL.write_text(json.dumps({"key": key, "rows": rows}, indent=1))
-    rows = [r for r in rows if r["speaker"] in speakers and r["seed"] in seeds]
+                    rows.append(partial.run(f"{speaker}|{family}|seed {seed}", lambda s=speaker, f=family, a=adapter,
+                                            k=seed: run_one(s, f, a, backend, k, Path(tmp) / f / s, learning_rate)))
     result = {"machine": machine("cpu"), "model": model, "seeds": seeds, "speakers": speakers,
-              "configs": {k: v.to_dict() for k, v in configs.items()}, "rows": rows, "summary": summary(rows)}
+              "configs": {k: v.to_dict() for k, v in configs.items()}, "rows": rows, "summary": summary(rows),
+              "_partial": partial}
     for family, s in result["summary"].items():
         print(f"{family:14s} {s['per_speaker_parameters']:>9,} parameters/speaker: WER {100 * s['wer_before']:.1f}% -> "
               f"{100 * s['wer_after']:.1f}% (sd {100 * s['wer_after_sd']:.1f}) over {s['runs']} runs", flush=True)
@@ -122,13 +116,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--speaker", action="append", choices=ATYPICAL, help="only these speakers (repeatable)")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="the vector family's peak learning rate (default: VectorConfig.learning_rate)")
+    parser.add_argument("--fresh", action="store_true", help="forget the runs of an interrupted study")
     args = parser.parse_args(argv)
-    t0 = time.perf_counter()
-    result = run(args.model, args.seeds, args.mode, args.speaker or ATYPICAL, args.learning_rate)
-    result["wall_s"] = time.perf_counter() - t0
-    path = write_result("vector_study_cpu", result)
-    PARTIAL.unlink(missing_ok=True)
-    print(f"wrote {path}")
+    result, _ = run_and_write(NAME, lambda: run(args.model, args.seeds, args.mode, args.speaker or ATYPICAL,
+                                                args.learning_rate, fresh=args.fresh))
     return result
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._common import RESULTS_DIR, machine, run_and_write
+from bench._common import Partial, defaults_tag, machine, run_and_write
 from workbench.constants import SAMPLE_RATE, cache_dir
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
@@ -123,8 +123,12 @@ def run(speaker: str, seeds: list[int], prompted: int, used_n: int, quick: bool,
     from workbench.workflow import three_way_split
 
     torch.set_num_threads(2)
-    partial = RESULTS_DIR / f"study_corrections{'_quick' if quick else ''}.partial.json"
-    done: dict[str, Any] = json.loads(partial.read_text()) if partial.is_file() else {}
+    backend = load_base_model(MODEL)
+    # resumable; both kinds of use audio are kept in one file (a result shows the other one too)
+    partial = Partial("study_corrections" + ("_quick" if quick else ""),
+                      {"speaker": speaker, "prompted": prompted, "used": used_n, "quick": quick,
+                       "defaults": defaults_tag(backend)})
+    done = partial.runs
     source = SpeakerCorpus.open(SAMPLES / speaker)
     _, _, test = three_way_split(source, seed=0)
     test_ids = {t.utt_id for t in test}
@@ -132,18 +136,16 @@ def run(speaker: str, seeds: list[int], prompted: int, used_n: int, quick: bool,
     if len(rest) < prompted + used_n:
         raise SystemExit(f"{speaker} has {len(rest)} takes outside its test phrases; need {prompted + used_n}")
     used = rest[prompted: prompted + used_n]  # the max_train cap takes the first `prompted` of rest
-    backend = load_base_model(MODEL)
     tag = speaker.replace("/", "_") + ("-quick" if quick else "")
 
     def stage(key: str, fn) -> dict:
-        if key not in done:
+        def timed() -> dict:
             t0 = time.perf_counter()
-            done[key] = fn()
-            done[key]["seconds"] = time.perf_counter() - t0
-            RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-            partial.write_text(json.dumps(done, indent=1))
-            print(f"{key}: {done[key]}", flush=True)
-        return done[key]
+            row = {**fn(), "seconds": time.perf_counter() - t0}
+            print(f"{key}: {row}", flush=True)
+            return row
+
+        return partial.run(key, timed)
 
     for seed in seeds:
         a = stage(f"A|{seed}", lambda: _personalize(_fresh_copy(speaker, f"{tag}-A{seed}"), backend, seed=seed,
@@ -179,7 +181,7 @@ def run(speaker: str, seeds: list[int], prompted: int, used_n: int, quick: bool,
             "base_wer": done[f"A|{seeds[0]}"]["wer_before"],
             "use_caption_wer": float(np.mean([u["caption_wer"] for u in uses])),
             "corrections_saved": [u["saved"] for u in uses], "captions_missed": [u["skipped"] for u in uses],
-            "kept_out": sum(u["kept_out"] for u in uses)}
+            "kept_out": sum(u["kept_out"] for u in uses), "_partial": partial}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -196,7 +198,6 @@ def main(argv: list[str] | None = None) -> dict:
         args.seeds, args.prompted, args.used = args.seeds[:1], 12, 4  # the trainer needs 10 recordings
     result, _ = run_and_write("study_corrections" + ("_quick" if args.quick else ""),
                               lambda: run(args.speaker, args.seeds, args.prompted, args.used, args.quick, args.use_audio))
-    (RESULTS_DIR / f"study_corrections{'_quick' if args.quick else ''}.partial.json").unlink(missing_ok=True)
     for name, row in result["conditions"].items():
         print(f"{name}: {', '.join(f'{100 * w:.1f} %' for w in row['wer'])} (mean {100 * row['mean']:.1f} %)")
     return result

@@ -65,3 +65,24 @@ def test_defaults_tag_changes_with_the_training_defaults(monkeypatch):
     monkeypatch.setitem(td.TRAIN_SETTINGS, "whisper",
                         lambda b: {"adapter": LoRAConfig(rank=8, alpha=16.0, top_layers=0, decoder=True)})
     assert defaults_tag(backend) != now
+
+
+def test_run_and_write_removes_a_finished_studys_partial_file_only_after_writing(tmp_path, monkeypatch):
+    """A study returns its Partial under "_partial": the result is written without it, then its
+    partial file goes; a study that fails keeps every finished run for the rerun."""
+    from bench import _common
+
+    monkeypatch.setattr(_common, "RESULTS_DIR", tmp_path)
+    partial = _common.Partial("demo", {"steps": 3})
+    partial.run("a", lambda: {"wer": 0.5})
+    assert _common.Partial.saved("demo") == {"a": {"wer": 0.5}}
+
+    def failing() -> dict:
+        raise RuntimeError("stopped")
+
+    with pytest.raises(RuntimeError):
+        _common.run_and_write("demo", failing)
+    assert partial.path.is_file()
+    result, path = _common.run_and_write("demo", lambda: {"rows": dict(partial.runs), "_partial": partial})
+    assert json.loads(path.read_text())["rows"] == {"a": {"wer": 0.5}} and "_partial" not in result
+    assert not partial.path.is_file() and _common.Partial.saved("demo") == {}
