@@ -210,8 +210,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     name = result_name(args)
     backend = load_base_model(MODEL)
     # the training defaults' tag: seeds trained with other defaults are not pooled with these
-    partial = Partial(name, {"model": MODEL, "training_prompts": prompts, "threads": args.threads,
-                             "quick": args.quick, "train_settings": settings, "short_tests": n_short,
+    # the thread count changes the speed, not what is learned: each run records its own
+    partial = Partial(name, {"model": MODEL, "training_prompts": prompts, "quick": args.quick, "train_settings": settings, "short_tests": n_short,
                              "sentences": n_sent, "defaults": defaults_tag(backend)}, fresh=args.fresh)
     keep_dir = cache_dir() / "study_short_prompts" / name
     for spk in speakers:
@@ -222,8 +222,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         inputs = {"short": (s_wavs, s_refs), "sentences": sentence_set(spk, n_sent),
                   "extra": short_takes(spk, prompts)}
         for seed in todo:
-            row = partial.run(f"{spk}|seed {seed}", lambda s=spk, k=seed: measure(s, k, backend, inputs, settings,
-                                                                                keep_dir))
+            row = partial.run(f"{spk}|seed {seed}", lambda s=spk, k=seed: {
+                **measure(s, k, backend, inputs, settings, keep_dir), "threads": args.threads})
             print(f"{spk:22s} seed {seed}  short: base {row['short']['base']['wer']:.3f} personal "
                   f"{row['short']['personal']['wer']:.3f} +short {row['short']['personal+short']['wer']:.3f}  "
                   f"sentences: personal {row['sentences']['personal']['wer']:.3f} +short "

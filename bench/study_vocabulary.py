@@ -191,12 +191,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ids = [s[0] for s in DEV_SPEAKERS][: QUICK["speakers"] if args.quick else None]
     n = QUICK["phrases"] if args.quick else None
     dirs = make_speakers(cache_dir() / "dev_speakers", only=ids)  # kept where already synthesized
-    partial = Partial(result_name(args), {"model": MODEL, "threads": args.threads, "quick": args.quick,
-                                          "names": NAMES, "templates": TEMPLATES, "grid": table, "phrases": n},
-                      fresh=args.fresh)
+    # the thread count changes the speed, not the transcripts: each row records its own
+    partial = Partial(result_name(args), {"model": MODEL, "quick": args.quick, "names": NAMES,
+                                          "templates": TEMPLATES, "grid": table, "phrases": n}, fresh=args.fresh)
     backend = load_base_model(MODEL)
     for d in dirs:
-        row = partial.run(d.name, lambda d=d: speaker_row(d, backend, configs, n, args.quick))
+        row = partial.run(d.name, lambda d=d: {**speaker_row(d, backend, configs, n, args.quick),
+                                               "threads": args.threads})
         p, pd = row["systems"]["personal"], row["systems"]["personal" + SEP + default]
         print(f"{d.name:22s} personal: names {p['name_wer']:.3f} other {p['other_wer']:.3f}; with the default "
               f"bound: names {pd['name_wer']:.3f} other {pd['other_wer']:.3f} ({row['seconds']:.0f} s)", flush=True)

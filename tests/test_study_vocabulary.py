@@ -176,7 +176,7 @@ def test_the_study_writes_its_result_from_saved_speakers(tmp_path, monkeypatch) 
     monkeypatch.setattr(workbench.models, "load_base_model", lambda name: None)
     monkeypatch.setattr(sv, "grid", lambda quick: [_bias(DEFAULT), _bias(LOUD)])
     monkeypatch.setattr(sv, "QUICK", {**sv.QUICK, "speakers": 1})
-    settings = {"model": sv.MODEL, "threads": 1, "quick": True, "names": sv.NAMES, "templates": sv.TEMPLATES,
+    settings = {"model": sv.MODEL, "quick": True, "names": sv.NAMES, "templates": sv.TEMPLATES,
                 "grid": r["grid"], "phrases": sv.QUICK["phrases"]}
     saved = Partial("study_vocabulary_cpu_quick", settings, out_dir=tmp_path)
     saved.run("dev-dysarthria-severe", lambda: r["speakers"]["dev-accent"])
