@@ -334,7 +334,10 @@ def study_vocabulary_section(load: Load) -> list[str]:
     if not all(k in r for k in ("grid", "default", "chosen", "rejected", "overall")):
         return [*head, "docs/bench/study_vocabulary_cpu.json is not this study's result (no grid or choice in it): "
                 "run `python -m bench.study_vocabulary` again.", ""]
-    sep, o, plain = " @ ", r["overall"], r["overall"]["personal"]
+    from bench.study_vocabulary import key
+    from workbench.decode_bias import BiasConfig
+
+    sep, o, plain, now = " @ ", r["overall"], r["overall"]["personal"], key(BiasConfig())
     lines = [*head, *_quick_line(r),
              f"The bound of the word list (`BiasConfig`: margin, bonus, floor; the list in the prompt too) chosen on "
              f"{len(r['speakers'])} development speaker{'' if len(r['speakers']) == 1 else 's'} "
@@ -345,7 +348,8 @@ def study_vocabulary_section(load: Load) -> list[str]:
              "and each speaker's own test phrases as the phrases without names. Rule: the lowest name WER (all "
              f"speakers' phrases together) among the bounds whose other-word WER is within "
              f"{100 * r['other_words_points']:g} point of the personal model without the list and whose false "
-             f"insertions in phrases without names are no more than the current default's ({r['default']}); "
+             f"insertions in phrases without names are no more than those of the default when the study ran "
+             f"({r['default']}); "
              "ties go to the smaller bonus.", "",
              _provenance(r, r.get("command", "python -m bench.study_vocabulary")), "",
              "| bound | name WER | other-word WER | change | false insertions (without / all) | base: false "
@@ -355,7 +359,8 @@ def study_vocabulary_section(load: Load) -> list[str]:
     for name in r["grid"]:
         c = o["personal" + sep + name]
         mark = "; ".join(r["rejected"][name]) if name in r["rejected"] else "yes"
-        label = name + (" (current default)" if name == r["default"] else "")
+        label = name + (" (default when the study ran)" if name == r["default"] else "") + (
+            " (current default)" if name == now else "")
         if name == r["chosen"] and not r.get("quick"):
             label = f"**{label}**"
         lines.append(f"| {label} | {_pct(c['name_wer'])} | {_pct(c['other_wer'])} | "
@@ -366,8 +371,10 @@ def study_vocabulary_section(load: Load) -> list[str]:
     elif r["chosen"] is None:
         verdict = "No bound is admissible: the default stays until a wider grid finds one."
     else:
-        verdict = (f"Chosen: **{r['chosen']}**" + (" (the current default)." if r["chosen"] == r["default"] else
-                                                   f" (the current default is {r['default']})."))
+        verdict = f"Chosen: **{r['chosen']}**" + (
+            " (the default when the study ran: kept)." if r["chosen"] == r["default"] == now else
+            f", adopted as the default (it was {r['default']} when the study ran)." if r["chosen"] == now else
+            f" (not adopted: the current default is {now}).")
     picked = r["chosen"] if r["chosen"] and not r.get("quick") else r["default"]
     lines += ["", verdict, "", f"Per development speaker (personal model; with the list: {picked}):", "",
               "| speaker | name WER: no list | with the list | other-word WER: no list | with the list | "

@@ -10,15 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from workbench.decode_bias import BiasConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(not (ROOT / "bench" / "_common.py").is_file(),
                                 reason="bench/ is only in the source checkout")
 
 MACHINE = {"cpu": "test CPU", "cores": 2, "torch_threads": 2, "torch": "2.13", "python": "3.11", "device": "cpu"}
 PROVENANCE = {"date": "2026-12-06T17:00:00+00:00", "commit": "0123456789abcdef", "uncommitted_changes": False}
-DEFAULT, A, B, LOUD, WILD = ("bonus 2, margin 2, floor 0.02", "bonus 3, margin 3, floor 0.02",
-                             "bonus 4, margin 2, floor 0.02", "bonus 4, margin 4, floor 0.005",
-                             "bonus 4, margin 3, floor 0.005")
+A, B, LOUD, WILD = ("bonus 3, margin 3, floor 0.02", "bonus 4, margin 2, floor 0.02", "bonus 4, margin 4, floor 0.005",
+                    "bonus 4, margin 3, floor 0.005")
+DEFAULT = "bonus {bonus:g}, margin {margin:g}, floor {floor:g}".format(**vars(BiasConfig()))  # as the study names it
 
 
 def _configs(*names: str) -> dict[str, dict[str, float]]:
@@ -129,11 +131,12 @@ def test_the_table_shows_every_bound_the_rejections_and_the_choice() -> None:
     text = "\n".join(study_vocabulary_section(lambda name: r if name == "study_vocabulary_cpu" else None))
     assert "### Choosing the word list's bound" in text and "QUICK RUN" not in text
     assert "| personal, no list | 50.0 % | 0.0 % | — | 0 / 0 | 0 / 0 | — |" in text  # "ross" for rosalind
-    assert f"| **{DEFAULT} (current default)** | 0.0 % | 0.0 % | +0.0 pts | 0 / 0 | 0 / 0 | yes |" in text
+    assert (f"| **{DEFAULT} (default when the study ran) (current default)** | 0.0 % | 0.0 % | +0.0 pts | 0 / 0 "
+            "| 0 / 0 | yes |") in text
     assert (f"| {LOUD} | 0.0 % | 8.3 % | +8.3 pts | 2 / 2 | 2 / 2 | other-word WER 8.3 % is more than 1 point "
             "above 0.0 % without the list; 2 false insertions in phrases without listed words, more than the "
             "default's 0 |") in text
-    assert f"Chosen: **{DEFAULT}** (the current default)." in text
+    assert f"Chosen: **{DEFAULT}** (the default when the study ran: kept)." in text
     assert "| dev-accent | 50.0 % | 0.0 % | 0.0 % | 0.0 % | 0 / 0 |" in text
     assert "Rosalind" in text and "\"ring …\"" in text and "Run started 2026-12-06 17:00:00 UTC" in text
     assert "### Choosing the word list's bound" in results_md_words(lambda n: r if "study_vocabulary" in n else None)
@@ -192,3 +195,17 @@ def _bias(name: str):
 
     c = _configs(name)[name]
     return BiasConfig(margin=c["margin"], floor=c["floor"], bonus=c["bonus"], prompt=True)
+
+
+def test_the_table_says_whether_the_choice_was_adopted() -> None:
+    """The study's default is the one when it ran; the table compares its choice with today's."""
+    from bench.summarize_words import study_vocabulary_section
+
+    def text(r: dict) -> str:
+        return "\n".join(study_vocabulary_section(lambda name: r if name == "study_vocabulary_cpu" else None))
+
+    ran_with_loud = {**_result(), "default": LOUD}  # the study ran under another default and chose today's
+    assert f"Chosen: **{DEFAULT}**, adopted as the default (it was {LOUD} when the study ran)." in text(ran_with_loud)
+    assert f"| {LOUD} (default when the study ran) |" in text(ran_with_loud)
+    other = {**_result(), "chosen": LOUD}  # a choice that is not today's default
+    assert f"Chosen: **{LOUD}** (not adopted: the current default is {DEFAULT})." in text(other)
