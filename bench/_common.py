@@ -15,7 +15,7 @@ from typing import Any
 RESULTS_DIR = Path(os.environ.get("WORKBENCH_BENCH_DIR") or Path(__file__).resolve().parent.parent / "docs" / "bench")
 
 __all__ = ["RESULTS_DIR", "Partial", "bench_main", "compare_calls", "compare_samples", "defaults_tag", "machine",
-           "run_and_write", "spread", "time_call", "write_result"]
+           "machine_text", "run_and_write", "spread", "time_call", "write_result"]
 
 
 def machine(device: str = "cpu") -> dict[str, Any]:
@@ -95,6 +95,18 @@ def spread(values: list[float]) -> dict[str, float]:
     else:
         q1, _, q3 = statistics.quantiles(v, n=4, method="inclusive")
     return {"median": statistics.median(v), "q1": q1, "q3": q3, "min": v[0], "max": v[-1], "n": len(v)}
+
+
+def machine_text(m: dict[str, Any]) -> str:
+    """A result's :func:`machine` in words, for the tables' provenance lines.
+
+    >>> machine_text({"cpu": "Xeon", "cores": 2, "torch_threads": 1, "torch": "2.13.0"})
+    'Xeon, 2 cores (1 torch thread), torch 2.13.0'
+    """
+    threads = m["torch_threads"]
+    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
+    return (f"{m['cpu']}, {m['cores']} cores ({threads} torch thread{'' if threads == 1 else 's'}), "
+            f"torch {m['torch']}{gpu}")
 
 
 def defaults_tag(backend: Any) -> str:

@@ -42,9 +42,7 @@ def _mark(ok: bool | None) -> str:
 def _machine(result: dict | None) -> str:
     if not result:
         return "not measured"
-    m = result["machine"]
-    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
-    return f"{m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), torch {m['torch']}{gpu}"
+    return _common.machine_text(result["machine"])
 
 
 def _budget(result: dict, what: str = "Budget") -> str:

@@ -13,8 +13,9 @@ __all__ = ["data_efficiency_section", "whisper_defaults_section"]
 
 
 def _machine(result: dict) -> str:
-    m = result["machine"]
-    return f"{m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), torch {m['torch']}"
+    from bench._common import machine_text
+
+    return machine_text(result["machine"])
 
 
 def whisper_defaults_section(study: dict | None) -> list[str]:

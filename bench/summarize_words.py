@@ -53,8 +53,8 @@ def _mark(ok: bool | None) -> str:
 
 def _provenance(r: dict, script: str) -> str:
     """The line under a table: machine, date and commit, the command."""
-    m = r["machine"]
-    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
+    from bench._common import machine_text
+
     date = (r["date"].replace("T", " ").replace("+00:00", " UTC") if r.get("date")
             else "date not recorded")
     commit = f"commit {r['commit'][:10]}" if r.get("commit") else "commit not recorded"
@@ -62,8 +62,7 @@ def _provenance(r: dict, script: str) -> str:
         commit += " (with uncommitted changes in bench/ or workbench/)"
     wall = r.get("wall_s")
     took = "" if wall is None else f", in {wall / 60:.0f} min" if wall >= 90 else f", in {wall:.0f} s"
-    return (f"Run started {date} at {commit}{took}. Machine: {m['cpu']}, {m['cores']} "
-            f"cores ({_threads(m['torch_threads'])}), torch {m['torch']}{gpu}. `{script}`")
+    return f"Run started {date} at {commit}{took}. Machine: {machine_text(r['machine'])}. `{script}`"
 
 
 def _threads(n: int) -> str:
