@@ -15,7 +15,7 @@ from typing import Any
 RESULTS_DIR = Path(os.environ.get("WORKBENCH_BENCH_DIR") or Path(__file__).resolve().parent.parent / "docs" / "bench")
 
 __all__ = ["RESULTS_DIR", "Partial", "bench_main", "compare_calls", "compare_samples", "defaults_tag", "machine",
-           "machine_text", "run_and_write", "spread", "time_call", "write_result"]
+           "machine_text", "personal_model_path", "run_and_write", "spread", "time_call", "write_result"]
 
 
 def machine(device: str = "cpu") -> dict[str, Any]:
@@ -118,6 +118,12 @@ def defaults_tag(backend: Any) -> str:
     from workbench.workflow import default_config
 
     return hashlib.sha256(repr(default_config(backend, seed=0)).encode()).hexdigest()[:8]
+
+
+def personal_model_path(folder: Path, speaker: str, model: str, tag: str, backend: Any) -> Path:
+    """Where a benchmark caches ``speaker``'s personal ``model`` (``tag``: "full", "quick"): the name
+    holds :func:`defaults_tag`, so a model trained with earlier defaults is trained again, not reused."""
+    return folder / f"{speaker.replace('/', '_')}-{model}-{tag}-{defaults_tag(backend)}.safetensors"
 
 
 def run_and_write(name: str, run: Callable[[], dict]) -> tuple[dict, Path]:

@@ -174,24 +174,18 @@ def _speaker_data(name: str, n: int | None) -> tuple[list[np.ndarray], list[str]
     return [e.wav for e in examples], [normalize_text(e.text) for e in examples]
 
 
-def model_file(name: str, tag: str, backend) -> Path:
-    """Where speaker ``name``'s personal model (``tag``: "full" or "quick") is cached. The name holds
-    the training defaults' tag: a model trained with earlier defaults is not reused."""
-    from bench._common import defaults_tag
-
-    return CACHE / f"{name.replace('/', '_')}-{MODEL}-{tag}-{defaults_tag(backend)}.safetensors"
-
-
-def personal_model(name: str, quick: bool) -> Path:
-    """The speaker's personal Whisper tiny.en, trained once on a copy of the folder (cached)."""
+def personal_model(name: str, quick: bool, backend) -> Path:
+    """The speaker's personal Whisper tiny.en, trained once on a copy of the folder (cached under the
+    training defaults of ``backend``, the caller's base model; a fresh one trains)."""
+    from bench._common import personal_model_path
     from workbench.workflow import default_config, personalize_speaker
     from workbench.models import load_base_model
 
     tag = "quick" if quick else "full"
-    backend = load_base_model(MODEL)
-    out = model_file(name, tag, backend)
+    out = personal_model_path(CACHE, name, MODEL, tag, backend)
     if out.is_file():
         return out
+    backend = load_base_model(MODEL)
     work = CACHE / "work" / tag / Path(name).name  # the folder keeps the speaker's name
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(SAMPLES / name, work, ignore=shutil.ignore_patterns("submodels", "reports"))
@@ -363,7 +357,7 @@ def run(device: str, quick: bool, speakers: list[str] | None = None, peer: bool 
             if system == "peer":
                 res = run_peer(wavs, stream, noises)
             else:
-                res = run_ours(backend, personal_model(spk, quick) if system == "personal" else None, wavs, stream,
+                res = run_ours(backend, personal_model(spk, quick, backend) if system == "personal" else None, wavs, stream,
                                noises)
             scored = score_stream(res["commits"], phrases)
             done[key] = {"refs": refs, "offline": res["offline"], "streamed": scored["hyps"],

@@ -81,14 +81,14 @@ def speaker_synthesizer(name: str):
     return lambda text, seed: synthesize(text, voice, profile, seed=seed)
 
 
-def personal_model_file(name: str, quick: bool) -> Path:
-    """The speaker's personal Whisper tiny.en (bench_live's, trained once and cached); in quick mode
-    the full one when it is cached, else a 2-step one."""
-    from bench.bench_live import model_file, personal_model
-    from workbench.models import load_base_model
+def personal_model_file(name: str, quick: bool, backend) -> Path:
+    """The speaker's personal Whisper tiny.en (bench_live's, trained once and cached; ``backend``: the
+    caller's base model); in quick mode the full one when it is cached, else a 2-step one."""
+    from bench._common import personal_model_path
+    from bench.bench_live import CACHE, personal_model
 
-    full = model_file(name, "full", load_base_model(MODEL))
-    return full if quick and full.is_file() else personal_model(name, quick)
+    full = personal_model_path(CACHE, name, MODEL, "full", backend)
+    return full if quick and full.is_file() else personal_model(name, quick, backend)
 
 
 def test_phrases(name: str, n: int | None = None) -> tuple[list[np.ndarray], list[str]]:
@@ -172,7 +172,7 @@ def run(device: str, quick: bool, speakers: list[str] | None = None, threads: in
     rows: dict[str, dict] = {}
     for spk in speakers:
         t0 = time.perf_counter()
-        submodel = personal_model_file(spk, quick)
+        submodel = personal_model_file(spk, quick, backend)
         s_wavs, s_refs, source = short_set(spk, n_short)
         l_wavs, l_refs = test_phrases(spk, n_sent)
         s_base, s_pers = transcribe_pair(backend, submodel, s_wavs)

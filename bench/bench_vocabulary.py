@@ -167,7 +167,7 @@ def run(device: str, quick: bool, speakers: list[str] | None = None, config=None
     rows: dict[str, dict] = {}
     for spk in speakers:
         t0 = time.perf_counter()
-        submodel = personal_model_file(spk, quick)
+        submodel = personal_model_file(spk, quick, backend)
         entries, wavs, refs, named, how = speaker_sets(spk, n)
         listed = set(boost_words(entries))
         decoders = list_decoders(backend, entries, config)

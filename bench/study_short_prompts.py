@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import defaults_tag, Partial, machine, write_result
+from bench._common import Partial, defaults_tag, machine, write_result
 from bench.bench_short_phrases import MODEL, SAMPLES, THREADS, _scores, provenance, short_set, speaker_synthesizer, \
     transcribe_pair
 from bench.bench_short_phrases import SPEAKERS as ALL_SPEAKERS
@@ -209,10 +209,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
           f"{', '.join(shared['words']) or 'none'}", flush=True)
     name = result_name(args)
     backend = load_base_model(MODEL)
-    # the training defaults' tag: seeds trained with other defaults are not pooled with these
-    # the thread count changes the speed, not what is learned: each run records its own
-    partial = Partial(name, {"model": MODEL, "training_prompts": prompts, "quick": args.quick, "train_settings": settings, "short_tests": n_short,
-                             "sentences": n_sent, "defaults": defaults_tag(backend)}, fresh=args.fresh)
+    # seeds trained with other defaults are not pooled with these; the thread count changes the speed,
+    # not what is learned, so each run records its own instead
+    partial = Partial(name, {"model": MODEL, "training_prompts": prompts, "quick": args.quick,
+                             "train_settings": settings, "short_tests": n_short, "sentences": n_sent,
+                             "defaults": defaults_tag(backend)}, fresh=args.fresh)
     keep_dir = cache_dir() / "study_short_prompts" / name
     for spk in speakers:
         todo = [k for k in range(args.seeds) if f"{spk}|seed {k}" not in partial]

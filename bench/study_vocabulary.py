@@ -127,13 +127,12 @@ def choose(pooled: dict[str, dict], configs: dict[str, dict[str, float]], defaul
 # ---------------------------------------------------------------------------- one speaker
 def personal_model(speaker_dir: Path, backend, quick: bool) -> tuple[Path, dict[str, Any]]:
     """The development speaker's personal model (trained once the CLI's way, cached) and its training facts."""
-    from bench._common import defaults_tag
+    from bench._common import personal_model_path
     from bench.study_short_prompts import train_personal
     from workbench.constants import cache_dir
 
-    tag = "quick" if quick else "full"
-    # the defaults' tag in the name: a model trained with earlier defaults is not reused
-    keep = cache_dir() / "study_vocabulary" / f"{speaker_dir.name}-{MODEL}-{tag}-{defaults_tag(backend)}.safetensors"
+    keep = personal_model_path(cache_dir() / "study_vocabulary", speaker_dir.name, MODEL,
+                               "quick" if quick else "full", backend)
     facts = keep.with_suffix(".json")
     if keep.is_file() and facts.is_file():
         return keep, json.loads(facts.read_text())
