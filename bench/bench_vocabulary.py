@@ -121,7 +121,8 @@ def speaker_sets(spk: str, n: int | None) -> tuple[list[str], list[np.ndarray], 
 def list_decoders(backend, entries: list[str], config=None) -> dict[str, Any]:
     """The ways a word list can steer decoding, by system suffix: ``+bias``, ``+prompt``,
     ``+prompt+bias`` (with ``config``'s bound; its ``prompt`` is set per way) and ``+list``
-    (the default :class:`~workbench.decode_bias.BiasConfig`)."""
+    (the defaults: :class:`~workbench.decode_bias.BiasConfig` for the personal model,
+    :data:`~workbench.decode_bias.BASE_BOUND` for the base model)."""
     import dataclasses
 
     from workbench.decode_bias import BiasConfig
@@ -129,7 +130,7 @@ def list_decoders(backend, entries: list[str], config=None) -> dict[str, Any]:
     config = config or BiasConfig()
     ways = {"+bias": dataclasses.replace(config, prompt=False),
             "+prompt": dataclasses.replace(config, prompt=True, bonus=0.0),
-            "+prompt+bias": dataclasses.replace(config, prompt=True), "+list": BiasConfig()}
+            "+prompt+bias": dataclasses.replace(config, prompt=True), "+list": None}
     return {k: backend.vocabulary_bias(entries, c) for k, c in ways.items()}
 
 
@@ -140,10 +141,11 @@ def transcribe_ways(backend, submodel, wavs: list[np.ndarray], decoders: dict[st
     hyps["base"], hyps["personal"] = transcribe_pair(backend, submodel, wavs)
     done: dict[str, str] = {}
     for way, dec in decoders.items():
-        same = done.get(repr(dec.config))
+        bounds = repr((dec.config, dec.base_config))
+        same = done.get(bounds)
         if same is None:
             hyps["base" + way], hyps["personal" + way] = transcribe_pair(backend, submodel, wavs, decoder=dec)
-            done[repr(dec.config)] = way
+            done[bounds] = way
         else:
             hyps["base" + way], hyps["personal" + way] = hyps["base" + same], hyps["personal" + same]
     return hyps

@@ -22,22 +22,27 @@ other voices, seeds and prompts; synthesized once into ``~/.cache/workbench/dev_
   false insertions of listed words in phrases without them and in all; per speaker and pooled over
   every speaker's phrases (:func:`bench.bench_vocabulary.overall_scores`).
 
-**The rule** (:func:`choose`), on the pooled scores of the personal models: a bound is *admissible* when
+**The rule** (:func:`choose`), on the pooled scores of one model, applied twice: to the personal models
+(their bound: ``BiasConfig()``) and to the base model (its bound, used while no personal adapter is
+active: ``decode_bias.BASE_BOUND``). A bound is *admissible* for a model when
 
-1. its other-word WER is within 1 point (``OTHER_WORDS_POINTS``) of the personal model without the list, and
-2. its false insertions in phrases without listed words are no more than the current default's
-   (``BiasConfig()`` when the study runs).
+1. its other-word WER is within 1 point (``OTHER_WORDS_POINTS``) of the same model without the list, and
+2. its false insertions in phrases without listed words are no more than those of the grid's most
+   cautious bound (:func:`most_cautious`: the smallest bonus, then margin, then the highest floor) for the
+   same model.
 
 The admissible bound with the lowest pooled name WER is chosen; ties go to the smaller bonus (then the
 smaller margin, then the higher floor: the more cautious bound). None is chosen when none is admissible.
-The base model's scores are reported beside them, never used by the rule.
+(Until 2026-12-07 the second condition compared with the default when the study ran, and only the personal
+models were judged; on the stored run both give the same personal choice. ``--rechoose`` applies the rule
+to a stored result again without decoding anything.)
 
 Every finished speaker is saved at once (``docs/bench/study_vocabulary_cpu.partial.json``,
 :class:`bench._common.Partial`); an interrupted study goes on where it stopped (``--fresh`` starts again).
 ``--quick``: one development speaker, 2 bounds, 4 phrases with names and 4 without, a 2-step personal
 model: it checks that everything runs; the figures mean nothing and nothing is chosen from them.
 
-Full run (quiet machine): ``python -m bench.study_vocabulary``  (writes docs/bench/study_vocabulary_cpu.json,
+Full run (quiet machine): ``python -m bench.study_vocabulary``  (``--rechoose``: the rule again on the stored file)  (writes docs/bench/study_vocabulary_cpu.json,
 read by ``bench/summarize_words.py``)
 """
 
@@ -86,42 +91,63 @@ def grid(quick: bool = False) -> list:
     >>> len(grid()), len(grid(quick=True)), key(grid()[0]) == key(grid(quick=True)[0])
     (18, 2, True)
     """
-    from workbench.decode_bias import BiasConfig
+    from workbench.decode_bias import BASE_BOUND, BiasConfig
 
     default = BiasConfig()
     every = [BiasConfig(margin=m, floor=f, bonus=b, prompt=True) for b, m, f in itertools.product(BONUS, MARGIN, FLOOR)]
-    if key(default) not in {key(c) for c in every}:
-        raise SystemExit(f"the current default ({key(default)}) is not in the grid; add its values to BONUS, MARGIN "
-                         "and FLOOR in bench/study_vocabulary.py")
+    for name, bound in (("personal default", default), ("base model's bound", BASE_BOUND)):
+        if key(bound) not in {key(c) for c in every}:
+            raise SystemExit(f"the {name} ({key(bound)}) is not in the grid; add its values to BONUS, MARGIN "
+                             "and FLOOR in bench/study_vocabulary.py")
     ordered = [default, *(c for c in every if key(c) != key(default))]
     return [ordered[0], max(ordered, key=lambda c: (c.bonus, c.margin, -c.floor))] if quick else ordered
 
 
 # ---------------------------------------------------------------------------- the rule
-def choose(pooled: dict[str, dict], configs: dict[str, dict[str, float]], default: str) -> dict[str, Any]:
-    """The module docstring's rule. ``pooled``: system -> :func:`~bench.bench_vocabulary.word_scores`
-    fields (``"personal"`` and ``"personal" + SEP + name`` for each bound); ``configs``: name ->
-    ``{"bonus", "margin", "floor"}``; ``default``: the current default's name (in ``configs``).
-    Returns ``{"chosen": name or None, "admissible": [names, best first], "rejected": {name: reasons}}``."""
-    plain = pooled["personal"]
-    allowed = pooled["personal" + SEP + default]["false_insertions_no_name"]
+def most_cautious(configs: dict[str, dict[str, float]]) -> str:
+    """The grid's most cautious bound: the smallest bonus, then the smallest margin, then the highest floor.
+
+    >>> most_cautious({"a": {"bonus": 3, "margin": 2, "floor": 0.02}, "b": {"bonus": 2, "margin": 4, "floor": 0.005},
+    ...                "c": {"bonus": 2, "margin": 4, "floor": 0.02}})
+    'c'
+    """
+    return min(configs, key=lambda n: (configs[n]["bonus"], configs[n]["margin"], -configs[n]["floor"]))
+
+
+def choose(pooled: dict[str, dict], configs: dict[str, dict[str, float]], system: str = "personal") -> dict[str, Any]:
+    """The module docstring's rule for one model. ``pooled``: system -> :func:`~bench.bench_vocabulary.word_scores`
+    fields (``system`` and ``system + SEP + name`` for each bound); ``configs``: name -> ``{"bonus", "margin",
+    "floor"}``; ``system``: ``"personal"`` or ``"base"``.
+    Returns ``{"chosen": name or None, "admissible": [names, best first], "rejected": {name: reasons},
+    "reference": the most cautious bound's name}``."""
+    plain = pooled[system]
+    reference = most_cautious(configs)
+    allowed = pooled[system + SEP + reference]["false_insertions_no_name"]
     admissible, rejected = [], {}
     for name in configs:
-        c, why = pooled["personal" + SEP + name], []
+        c, why = pooled[system + SEP + name], []
         if c["other_wer"] - plain["other_wer"] > OTHER_WORDS_POINTS + _EPS:
             why.append(f"other-word WER {100 * c['other_wer']:.1f} % is more than {100 * OTHER_WORDS_POINTS:g} "
                        f"point above {100 * plain['other_wer']:.1f} % without the list")
         if c["false_insertions_no_name"] > allowed:
             why.append(f"{c['false_insertions_no_name']} false insertions in phrases without listed words, "
-                       f"more than the default's {allowed}")
+                       f"more than the most cautious bound's {allowed}")
         if why:
             rejected[name] = why
         else:
             admissible.append(name)
     # equal name WERs (the same errors over the same words) must compare equal, not by float noise
-    admissible.sort(key=lambda n: (round(pooled["personal" + SEP + n]["name_wer"], 9), configs[n]["bonus"],
+    admissible.sort(key=lambda n: (round(pooled[system + SEP + n]["name_wer"], 9), configs[n]["bonus"],
                                    configs[n]["margin"], -configs[n]["floor"]))
-    return {"chosen": admissible[0] if admissible else None, "admissible": admissible, "rejected": rejected}
+    return {"chosen": admissible[0] if admissible else None, "admissible": admissible, "rejected": rejected,
+            "reference": reference}
+
+
+def choices(result: dict[str, Any]) -> dict[str, Any]:
+    """The rule for both models on a result's pooled scores: the personal choice at the top level (``chosen``,
+    ``admissible``, ``rejected``, ``reference``) and the base model's under ``"base"``."""
+    return {**choose(result["overall"], result["grid"], "personal"),
+            "base": choose(result["overall"], result["grid"], "base")}
 
 
 # ---------------------------------------------------------------------------- one speaker
@@ -179,7 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from workbench.constants import cache_dir
-    from workbench.decode_bias import BiasConfig
+    from workbench.decode_bias import BASE_BOUND, BiasConfig
     from workbench.models import load_base_model
 
     started = provenance()
@@ -202,13 +228,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               f"bound: names {pd['name_wer']:.3f} other {pd['other_wer']:.3f} ({row['seconds']:.0f} s)", flush=True)
     rows = {d.name: partial.runs[d.name] for d in dirs}
     pooled = overall_scores(rows)
-    choice = choose(pooled, table, default)
+    choice = choices({"overall": pooled, "grid": table})
     return {"machine": machine("cpu"), **started, "model": MODEL, "threads": args.threads, "quick": args.quick,
             "command": COMMAND + (" --quick" if args.quick else ""), "names": NAMES, "templates": TEMPLATES,
-            "grid": table, "default": default, "other_words_points": OTHER_WORDS_POINTS,
+            "grid": table, "default": default, "base_default": key(BASE_BOUND),
+            "other_words_points": OTHER_WORDS_POINTS,
             "dev_speakers": [dict(zip(("id", "profile", "voice", "seed"), s, strict=True)) for s in DEV_SPEAKERS
                              if s[0] in rows],
             "speakers": rows, "overall": pooled, **choice, "_partial": partial}
+
+
+def rechoose(name: str = "study_vocabulary_cpu", out_dir: Path | None = None) -> Path:
+    """Apply today's rule (:func:`choices`) to a stored result again: its scores are kept as measured, its
+    choices replaced, and the commit that re-chose them recorded (``rechosen``)."""
+    from bench._common import RESULTS_DIR
+
+    path = (out_dir or RESULTS_DIR) / f"{name}.json"
+    if not path.is_file():
+        raise SystemExit(f"{path} does not exist: run `{COMMAND}` first")
+    result = json.loads(path.read_text())
+    if not all(k in result for k in ("overall", "grid")):
+        raise SystemExit(f"{path} has no pooled scores or grid: it is not this study's result")
+    result.update(choices(result), rechosen=provenance())
+    return write_result(name, result, out_dir=out_dir)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -217,9 +259,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true",
                         help="checks that it runs: one speaker, 2 bounds, 4 + 4 phrases, a 2-step personal model")
     parser.add_argument("--fresh", action="store_true", help="forget the speakers of an interrupted study")
+    parser.add_argument("--rechoose", action="store_true",
+                        help="decode nothing: apply the rule again to the stored result (both models)")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be at least 1")
+    if args.rechoose:
+        path = rechoose(result_name(args))
+        result = json.loads(path.read_text())
+        print(f"rewrote the choices in {path}: personal {result['chosen']}, base model {result['base']['chosen']}")
+        return result
     t0 = time.perf_counter()
     result = run(args)
     partial = result.pop("_partial")
@@ -232,7 +281,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{name:32s} names {100 * c['name_wer']:5.1f} %  other {100 * c['other_wer']:5.1f} %  false insertions "
               f"{c['false_insertions_no_name']} / {c['false_insertions']}"
               + ("  (rejected)" if name in result["rejected"] else ""))
-    print(f"chosen: {result['chosen']}" + (" (quick run: means nothing)" if args.quick else ""))
+    print(f"chosen: {result['chosen']}; base model: {result['base']['chosen']}"
+          + (" (quick run: means nothing)" if args.quick else ""))
     return result
 
 

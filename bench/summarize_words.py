@@ -333,10 +333,16 @@ def study_vocabulary_section(load: Load) -> list[str]:
     if not all(k in r for k in ("grid", "default", "chosen", "rejected", "overall")):
         return [*head, "docs/bench/study_vocabulary_cpu.json is not this study's result (no grid or choice in it): "
                 "run `python -m bench.study_vocabulary` again.", ""]
-    from bench.study_vocabulary import key
-    from workbench.decode_bias import BiasConfig
+    from bench.study_vocabulary import key, most_cautious
+    from workbench.decode_bias import BASE_BOUND, BiasConfig
 
     sep, o, plain, now = " @ ", r["overall"], r["overall"]["personal"], key(BiasConfig())
+    if "base" in r and "reference" in r:
+        rule = (f"no more than those of the grid's most cautious bound ({most_cautious(r['grid'])}) for the same "
+                "model; the rule is applied to the personal models and, for the base model's own bound, to the "
+                "base model")
+    else:  # a result chosen before 2026-12-07: `python -m bench.study_vocabulary --rechoose` applies today's rule
+        rule = f"no more than those of the default when the study ran ({r['default']})"
     lines = [*head, *_quick_line(r),
              f"The bound of the word list (`BiasConfig`: margin, bonus, floor; the list in the prompt too) chosen on "
              f"{len(r['speakers'])} development speaker{'' if len(r['speakers']) == 1 else 's'} "
@@ -346,10 +352,8 @@ def study_vocabulary_section(load: Load) -> list[str]:
              + "; ".join(f"\"{t.format('…')}\"" for t in r["templates"]) + ") synthesized in each speaker's voice, "
              "and each speaker's own test phrases as the phrases without names. Rule: the lowest name WER (all "
              f"speakers' phrases together) among the bounds whose other-word WER is within "
-             f"{100 * r['other_words_points']:g} point of the personal model without the list and whose false "
-             f"insertions in phrases without names are no more than those of the default when the study ran "
-             f"({r['default']}); "
-             "ties go to the smaller bonus.", "",
+             f"{100 * r['other_words_points']:g} point of the same model without the list and whose false "
+             f"insertions in phrases without names are {rule}; ties go to the smaller bonus.", "",
              _provenance(r, r.get("command", "python -m bench.study_vocabulary")), "",
              "| bound | name WER | other-word WER | change | false insertions (without / all) | base: false "
              "insertions | admissible? |", "|---|---:|---:|---:|---:|---:|---|"]
@@ -375,7 +379,7 @@ def study_vocabulary_section(load: Load) -> list[str]:
             f", adopted as the default (it was {r['default']} when the study ran)." if r["chosen"] == now else
             f" (not adopted: the current default is {now}).")
     picked = r["chosen"] if r["chosen"] and not r.get("quick") else r["default"]
-    lines += ["", verdict, "", f"Per development speaker (personal model; with the list: {picked}):", "",
+    lines += ["", verdict, *_base_bound_lines(r, key(BASE_BOUND)), "", f"Per development speaker (personal model; with the list: {picked}):", "",
               "| speaker | name WER: no list | with the list | other-word WER: no list | with the list | "
               "false insertions (without / all) |", "|---|---:|---:|---:|---:|---:|"]
     for spk, row in r["speakers"].items():
@@ -383,6 +387,37 @@ def study_vocabulary_section(load: Load) -> list[str]:
         lines.append(f"| {spk} | {_pct(p['name_wer'])} | {_pct(c['name_wer'])} | {_pct(p['other_wer'])} | "
                      f"{_pct(c['other_wer'])} | {_insertions(c)} |")
     return [*lines, ""]
+
+
+def _base_bound_lines(r: dict, now: str) -> list[str]:
+    """The base model's bound (used while no personal adapter is active): its table and verdict, or nothing
+    for a result chosen before the rule judged the base model."""
+    choice = r.get("base")
+    if not choice:
+        return []
+    sep, o, plain = " @ ", r["overall"], r["overall"]["base"]
+    lines = ["", "The base model's own bound, chosen by the same rule on the base model's scores (it decodes with "
+             "the list while no personal model is active, e.g. before training):", "",
+             "| bound | name WER | other-word WER | change | false insertions (without / all) | admissible? |",
+             "|---|---:|---:|---:|---:|---|",
+             f"| base, no list | {_pct(plain['name_wer'])} | {_pct(plain['other_wer'])} | — | {_insertions(plain)} | — |"]
+    for name in r["grid"]:
+        c = o["base" + sep + name]
+        label = name + (" (current base bound)" if name == now else "")
+        if name == choice["chosen"] and not r.get("quick"):
+            label = f"**{label}**"
+        mark = "; ".join(choice["rejected"][name]) if name in choice["rejected"] else "yes"
+        lines.append(f"| {label} | {_pct(c['name_wer'])} | {_pct(c['other_wer'])} | "
+                     f"{_change(plain['other_wer'], c['other_wer'])} | {_insertions(c)} | {mark} |")
+    if r.get("quick"):
+        verdict = "Nothing chosen (quick run)."
+    elif choice["chosen"] is None:
+        verdict = "No bound is admissible for the base model."
+    else:
+        verdict = f"Base model: **{choice['chosen']}**" + (
+            ", adopted as its bound (`decode_bias.BASE_BOUND`)." if choice["chosen"] == now else
+            f" (not adopted: `BASE_BOUND` is {now}).")
+    return [*lines, "", verdict]
 
 
 # ---------------------------------------------------------------------------- registration

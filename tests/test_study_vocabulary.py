@@ -21,6 +21,7 @@ PROVENANCE = {"date": "2026-12-06T17:00:00+00:00", "commit": "0123456789abcdef",
 A, B, LOUD, WILD = ("bonus 3, margin 3, floor 0.02", "bonus 4, margin 2, floor 0.02", "bonus 4, margin 4, floor 0.005",
                     "bonus 4, margin 3, floor 0.005")
 DEFAULT = "bonus {bonus:g}, margin {margin:g}, floor {floor:g}".format(**vars(BiasConfig()))  # as the study names it
+CAUTIOUS = "bonus 2, margin 2, floor 0.02"  # the most cautious bound of the grids below: the rule's reference
 
 
 def _configs(*names: str) -> dict[str, dict[str, float]]:
@@ -63,20 +64,36 @@ def test_the_grid_holds_the_default_and_the_lists_differ_from_the_benchmark_s() 
 def test_the_rule_takes_the_lowest_name_wer_among_admissible_bounds_and_the_smaller_bonus_on_a_tie() -> None:
     from bench.study_vocabulary import SEP, choose
 
-    pooled = {"personal": _cell(16, 20, 0), "personal" + SEP + DEFAULT: _cell(8, 20, 1),
+    pooled = {"personal": _cell(16, 20, 0), "personal" + SEP + CAUTIOUS: _cell(8, 20, 1),
               "personal" + SEP + A: _cell(6, 21, 1),  # other words +1.0 point: still within
               "personal" + SEP + B: _cell(6, 19, 0),  # the same name WER as A, a larger bonus
-              "personal" + SEP + LOUD: _cell(2, 20, 2, 5),  # best names, but one insertion more than the default
+              "personal" + SEP + LOUD: _cell(2, 20, 2, 5),  # best names, but one insertion more than the reference
               "personal" + SEP + WILD: _cell(3, 22, 0)}  # other words +2 points
-    out = choose(pooled, _configs(DEFAULT, A, B, LOUD, WILD), DEFAULT)
-    assert out["chosen"] == A
-    assert out["admissible"] == [A, B, DEFAULT]
+    grid = _configs(A, B, LOUD, WILD, CAUTIOUS)  # the reference is the most cautious, wherever it is listed
+    out = choose(pooled, grid)
+    assert out["chosen"] == A and out["reference"] == CAUTIOUS
+    assert out["admissible"] == [A, B, CAUTIOUS]
     assert set(out["rejected"]) == {LOUD, WILD}
-    assert "false insertions" in out["rejected"][LOUD][0] and "the default's 1" in out["rejected"][LOUD][0]
+    assert "false insertions" in out["rejected"][LOUD][0] and "most cautious bound's 1" in out["rejected"][LOUD][0]
     assert "other-word WER 22.0 %" in out["rejected"][WILD][0]
     # a bound that is worse on names is never chosen over a better admissible one, whatever its bonus
     pooled["personal" + SEP + B] = _cell(5, 19, 0)
-    assert choose(pooled, _configs(DEFAULT, A, B, LOUD, WILD), DEFAULT)["chosen"] == B
+    assert choose(pooled, grid)["chosen"] == B
+
+
+def test_the_rule_judges_the_base_model_on_its_own_scores() -> None:
+    """The base model's bound: the same rule on the base model's rows, whatever the personal models did."""
+    from bench.study_vocabulary import SEP, choices
+
+    overall = {"personal": _cell(16, 20, 0), "base": _cell(19, 50, 0)}
+    for name, personal, base in ((CAUTIOUS, _cell(8, 20, 0), _cell(9, 50, 3)),
+                                 (DEFAULT, _cell(6, 20, 0), _cell(8, 55, 7)),  # base: other words +5, 4 more
+                                 (B, _cell(7, 20, 0), _cell(8, 50, 3))):
+        overall["personal" + SEP + name], overall["base" + SEP + name] = personal, base
+    out = choices({"overall": overall, "grid": _configs(CAUTIOUS, DEFAULT, B)})
+    assert out["chosen"] == DEFAULT and out["base"]["chosen"] == B
+    assert out["base"]["reference"] == CAUTIOUS and set(out["base"]["rejected"]) == {DEFAULT}
+    assert len(out["base"]["rejected"][DEFAULT]) == 2  # both conditions fail, and both are said
 
 
 def test_no_bound_is_chosen_when_none_is_admissible() -> None:
@@ -84,7 +101,7 @@ def test_no_bound_is_chosen_when_none_is_admissible() -> None:
 
     pooled = {"personal": _cell(16, 20, 0), "personal" + SEP + DEFAULT: _cell(8, 25, 0),
               "personal" + SEP + LOUD: _cell(2, 20, 1)}
-    out = choose(pooled, _configs(DEFAULT, LOUD), DEFAULT)
+    out = choose(pooled, _configs(DEFAULT, LOUD))
     assert out["chosen"] is None and out["admissible"] == [] and set(out["rejected"]) == {DEFAULT, LOUD}
 
 
@@ -101,7 +118,7 @@ def _row(transcripts: dict[str, list[str]], refs: list[str], named: list[bool]) 
 
 def _result(quick: bool = False) -> dict:
     from bench.bench_vocabulary import overall_scores
-    from bench.study_vocabulary import NAMES, SEP, TEMPLATES, choose
+    from bench.study_vocabulary import NAMES, SEP, TEMPLATES, choices
 
     refs = ["ring rosalind", "where is tobias now", "i want some water", "turn on the light"]
     named = [True, True, False, False]
@@ -120,7 +137,7 @@ def _result(quick: bool = False) -> dict:
     return {"machine": MACHINE, **PROVENANCE, "model": "whisper-tiny.en", "threads": 2, "quick": quick,
             "command": "python -m bench.study_vocabulary" + (" --quick" if quick else ""), "names": NAMES,
             "templates": TEMPLATES, "grid": grid, "default": DEFAULT, "other_words_points": 0.01,
-            "speakers": rows, "overall": pooled, "wall_s": 120.0, **choose(pooled, grid, DEFAULT)}
+            "speakers": rows, "overall": pooled, "wall_s": 120.0, **choices({"overall": pooled, "grid": grid})}
 
 
 def test_the_table_shows_every_bound_the_rejections_and_the_choice() -> None:
@@ -135,8 +152,13 @@ def test_the_table_shows_every_bound_the_rejections_and_the_choice() -> None:
             "| 0 / 0 | yes |") in text
     assert (f"| {LOUD} | 0.0 % | 8.3 % | +8.3 pts | 2 / 2 | 2 / 2 | other-word WER 8.3 % is more than 1 point "
             "above 0.0 % without the list; 2 false insertions in phrases without listed words, more than the "
-            "default's 0 |") in text
+            "most cautious bound's 0 |") in text
     assert f"Chosen: **{DEFAULT}** (the default when the study ran: kept)." in text
+    assert f"grid's most cautious bound ({DEFAULT}) for the same model" in text
+    # the base model's own bound: its table and verdict (the test grid lacks today's BASE_BOUND: not adopted)
+    assert "| base, no list | 100.0 % | 8.3 % | — | 0 / 0 | — |" in text  # "to bias" for tobias
+    assert f"| **{DEFAULT}** | 0.0 % | 0.0 % | -8.3 pts | 0 / 0 | yes |" in text
+    assert f"Base model: **{DEFAULT}** (not adopted: `BASE_BOUND` is bonus 2, margin 2, floor 0.02)." in text
     assert "| dev-accent | 50.0 % | 0.0 % | 0.0 % | 0.0 % | 0 / 0 |" in text
     assert "Rosalind" in text and "\"ring …\"" in text and "Run started 2026-12-06 17:00:00 UTC" in text
     assert "### Choosing the word list's bound" in results_md_words(lambda n: r if "study_vocabulary" in n else None)
@@ -209,3 +231,34 @@ def test_the_table_says_whether_the_choice_was_adopted() -> None:
     assert f"| {LOUD} (default when the study ran) |" in text(ran_with_loud)
     other = {**_result(), "chosen": LOUD}  # a choice that is not today's default
     assert f"Chosen: **{LOUD}** (not adopted: the current default is {DEFAULT})." in text(other)
+
+
+def test_rechoose_applies_today_s_rule_to_a_stored_result_without_decoding(tmp_path, monkeypatch) -> None:
+    """A result chosen by the earlier rule (personal models only, against the default when it ran) gets both
+    models' choices again; its scores stay as measured, and the table then shows the base model's bound."""
+    import json
+
+    import bench.study_vocabulary as sv
+    from bench._common import write_result
+    from bench.summarize_words import study_vocabulary_section
+
+    old = {k: v for k, v in _result().items() if k not in ("base", "reference")}
+    old["rejected"][LOUD] = ["2 false insertions in phrases without listed words, more than the default's 0"]
+    before = "\n".join(study_vocabulary_section(lambda name: old if name == "study_vocabulary_cpu" else None))
+    assert "Base model:" not in before and f"no more than those of the default when the study ran ({DEFAULT})" in before
+    write_result("study_vocabulary_cpu", old, out_dir=tmp_path)
+    monkeypatch.setattr(sv, "provenance", lambda: {"date": "2026-12-07T02:00:00+00:00", "commit": "abc",
+                                                   "uncommitted_changes": False})
+    path = sv.rechoose(out_dir=tmp_path)
+    new = json.loads(path.read_text())
+    assert new["overall"] == json.loads(json.dumps(old["overall"])) and new["rechosen"]["commit"] == "abc"
+    assert new["chosen"] == DEFAULT, new["chosen"]
+    assert new["base"]["chosen"] == DEFAULT, new["base"]
+    assert "most cautious bound" in new["rejected"][LOUD][-1], new["rejected"]
+    after = "\n".join(study_vocabulary_section(lambda name: new if name == "study_vocabulary_cpu" else None))
+    assert "Base model: **" in after
+    with pytest.raises(SystemExit, match="does not exist"):
+        sv.rechoose("study_vocabulary_cpu_quick", out_dir=tmp_path)
+    write_result("study_vocabulary_cpu_quick", {"quick": True}, out_dir=tmp_path)
+    with pytest.raises(SystemExit, match="not this study's result"):
+        sv.rechoose("study_vocabulary_cpu_quick", out_dir=tmp_path)

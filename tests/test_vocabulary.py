@@ -203,6 +203,40 @@ def test_whisper_decoding_takes_the_bias_within_its_bound(whisper, monkeypatch, 
         assert biased.tokens == plain.tokens
 
 
+def test_the_base_model_decodes_with_its_own_bound_and_a_personal_model_with_the_personal_one(whisper,
+                                                                                              monkeypatch) -> None:
+    """A default word list holds both bounds; the search uses the personal one only while an adapter is on."""
+    from workbench.adapters import LoRAConfig, inject
+    from workbench.decode_bias import BASE_BOUND
+
+    bias = whisper.vocabulary_bias(["Siobhan"])
+    assert bias.config == BiasConfig() and bias.base_config == BASE_BOUND and "base model: margin=2.0" in repr(bias)
+    assert BASE_BOUND.margin < BiasConfig().margin
+    fixed = whisper.vocabulary_bias(["Siobhan"], BiasConfig(margin=2.0, bonus=2.0))
+    assert fixed.for_model(False) is fixed and fixed.for_model(True) is fixed  # a given bound is used for both
+    base = bias.for_model(False)
+    assert base.config == BASE_BOUND and base.prompt == bias.prompt and bias.config == BiasConfig()  # a view
+    word = _ids(whisper, "Siobhan")
+    gap = (BASE_BOUND.margin + BiasConfig().margin) / 2  # within the personal margin, beyond the base model's
+    monkeypatch.setattr(whisper, "no_speech_id", None)  # one projection call per step
+    batch = whisper.featurize([np.zeros(16000, np.float32)])
+
+    def said() -> bool:
+        monkeypatch.setattr(whisper.model, "proj_out", _Scripted(_whisper_script(whisper, word, gap)))
+        return "siobhan" in whisper.decode_details(batch, bias=bias)[0].text
+
+    assert not whisper.personal_active and not said()
+    adapted = inject(whisper, LoRAConfig(rank=2))
+    try:
+        assert whisper.personal_active and said()
+        with adapted.disabled():  # the base model's side of a before/after comparison
+            assert not whisper.personal_active and not said()
+        assert said()
+    finally:
+        adapted.remove()
+    assert not whisper.personal_active and not said()
+
+
 def test_whisper_round_trip_with_a_word_list(whisper, tmp_path) -> None:
     from _models import noise_waves
 

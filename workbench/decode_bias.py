@@ -44,6 +44,15 @@ development speaker together: names 84.6 % without the list, 30.0 % with the ear
 this one; other words 24.0, 17.3 and 17.5 %; no listed word inserted into a phrase without one. Margin 4
 with bonus 4 reached 24.6 % but inserted listed words where none was said, and was rejected.
 
+**The base model's bound** (:data:`BASE_BOUND`: margin 2, floor 0.02, bonus 2) is chosen by the same study
+with the same rule applied to the base model's own scores. The base model is far less sure of an atypical
+speaker's words, so a bold bound makes it write listed words that were not said: with the personal bound,
+the development speakers' base model put listed words into 32 of their 120 phrases without them (other
+words 55.4 % -> 60.2 %); with this one, 16 (other words 54.7 %; names 93.3 % -> 42.5 %). A word list
+built by :meth:`VocabularyBias.from_entries` without an explicit ``config`` keeps both bounds, and the
+decoder picks one per search (:meth:`VocabularyBias.for_model`): the personal bound while a personal
+adapter is active, this one otherwise (a therapist who loads a word list before training).
+
 >>> import torch
 >>> bias = VocabularyBias([[5, 6]], config=BiasConfig(margin=1.0, bonus=1.0))
 >>> logp = torch.log_softmax(torch.tensor([[3.0, 0, 0, 0, 0, 2.5, 0, 0]]), -1)
@@ -56,6 +65,7 @@ with bonus 4 reached 24.6 % but inserted listed words where none was said, and w
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -64,7 +74,7 @@ import torch
 
 from workbench.errors import VocabularyError
 
-__all__ = ["BiasConfig", "TokenTrie", "VocabularyBias", "prompt_text"]
+__all__ = ["BASE_BOUND", "BiasConfig", "TokenTrie", "VocabularyBias", "prompt_text"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +92,9 @@ class BiasConfig:
         for name, value, hi in (("margin", self.margin, 10.0), ("floor", self.floor, 1.0), ("bonus", self.bonus, 10.0)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= hi):
                 raise VocabularyError(f"vocabulary bias {name} must be a number from 0 to {hi}, got {value!r}")
+
+
+BASE_BOUND = BiasConfig(margin=2.0, floor=0.02, bonus=2.0)  # the base model's bound (module docstring)
 
 
 class TokenTrie:
@@ -135,7 +148,8 @@ class VocabularyBias:
             their leading space): a candidate at any step.
         at_start: sequences of the words as the first word of a transcript (no leading
             space): candidates only at the first step.
-        config: the bound (:class:`BiasConfig`).
+        config: the bound with a personal adapter active (:class:`BiasConfig`; None: its defaults).
+        base_config: the bound for the base model alone (None: ``config``); :meth:`for_model` picks.
         prompt: token ids of the list as text for Whisper's previous-text prompt (no special
             token), or empty for none (see the module docstring).
 
@@ -147,10 +161,12 @@ class VocabularyBias:
     is_logit_bias = True  # what WhisperBackend.transcribe accepts as its ``decoder``
 
     def __init__(self, anywhere: Iterable[Sequence[int]], at_start: Iterable[Sequence[int]] = (), *,
-                 config: BiasConfig | None = None, entries: Sequence[str] = (), prompt: Sequence[int] = ()) -> None:
+                 config: BiasConfig | None = None, base_config: BiasConfig | None = None,
+                 entries: Sequence[str] = (), prompt: Sequence[int] = ()) -> None:
         self.anywhere = TokenTrie(s for s in anywhere if len(s))
         self.at_start = TokenTrie(s for s in at_start if len(s))
         self.config = config or BiasConfig()
+        self.base_config = base_config or self.config
         self.entries = list(entries)  # the words, for display
         self.prompt = [int(t) for t in prompt]  # previous-text tokens, before the decoder's start token
 
@@ -160,7 +176,11 @@ class VocabularyBias:
         """Sequences of every spelling of ``entries`` (as written, Capitalized, lower-case),
         with and without a leading space; ``encode(text)`` gives the token ids of text
         (no special tokens). With ``config.prompt``, :func:`prompt_text` of ``entries`` is
-        encoded as the previous-text prompt."""
+        encoded as the previous-text prompt.
+
+        ``config`` None: the defaults, the personal bound (``BiasConfig()``) and the base model's
+        (:data:`BASE_BOUND`); a given ``config`` is used with and without a personal adapter."""
+        base = BASE_BOUND if config is None else config
         config = config or BiasConfig()
         anywhere, at_start = set(), set()
         for e in entries:
@@ -169,7 +189,21 @@ class VocabularyBias:
                 anywhere.add(tuple(encode(" " + form)))
                 at_start.add(tuple(encode(form)))
         prompt = encode(prompt_text(entries)) if config.prompt and entries else []
-        return cls(sorted(anywhere), sorted(at_start), config=config, entries=entries, prompt=prompt)
+        return cls(sorted(anywhere), sorted(at_start), config=config, base_config=base, entries=entries, prompt=prompt)
+
+    def for_model(self, personal: bool) -> VocabularyBias:
+        """This list with the bound for the model that decodes: ``config`` with a personal adapter
+        active, ``base_config`` without (the same tries and prompt; ``self`` when they are equal).
+
+        >>> bias = VocabularyBias([[5]], base_config=BASE_BOUND)
+        >>> bias.for_model(True) is bias, bias.for_model(False).config == BASE_BOUND
+        (True, True)
+        """
+        if personal or self.base_config == self.config:
+            return self
+        out = copy.copy(self)
+        out.config = out.base_config
+        return out
 
     def candidates(self, history: Sequence[int]) -> set[int]:
         """Tokens that start a listed word after ``history`` or continue one it ends inside."""
@@ -208,8 +242,10 @@ class VocabularyBias:
         return scores
 
     def __repr__(self) -> str:
-        return (f"VocabularyBias({len(self.entries)} words, margin={self.config.margin}, floor={self.config.floor}, "
-                f"bonus={self.config.bonus}, prompt={len(self.prompt)} tokens)")
+        base, c = self.base_config, self.config
+        alone = "" if base == c else f"; base model: margin={base.margin}, floor={base.floor}, bonus={base.bonus}"
+        return (f"VocabularyBias({len(self.entries)} words, margin={c.margin}, floor={c.floor}, "
+                f"bonus={c.bonus}{alone}, prompt={len(self.prompt)} tokens)")
 
 
 def prompt_text(entries: Sequence[str]) -> str:

@@ -165,6 +165,13 @@ class WhisperBackend(_HFBase):
         trained = getattr(adapted, "window", None) if adapted is not None and adapted._hooks else None
         return trained if trained in WINDOWS else self.window
 
+    @property
+    def personal_active(self) -> bool:
+        """Whether a personal adapter is in place and switched on (not :meth:`Adapted.disabled`, as
+        the base model's side of a before/after comparison is)."""
+        adapted = getattr(self, "_adapted", None)
+        return adapted is not None and bool(adapted._hooks) and adapted.enabled
+
     def window_frames(self, n_frames: int, window: str | None = None) -> int:
         """The encoding window (mel frames, even) for a longest recording of ``n_frames``, in the
         window ``window`` (``"auto"``/``"full"``; None: :attr:`encoding_window`)."""
@@ -323,8 +330,9 @@ class WhisperBackend(_HFBase):
                 e.g. :meth:`target_ids` of it); decoding continues after them. None: no prefix.
             bias: a logits processor ``bias(logp (B, V), tokens so far per example) -> scores
                 (B, V)`` whose argmax is chosen (:class:`~workbench.decode_bias.VocabularyBias`);
-                None: :attr:`logit_bias` (usually none). The log-probabilities reported stay
-                the model's own.
+                None: :attr:`logit_bias` (usually none). A word list decodes with its bound for the
+                model in use (:meth:`~workbench.decode_bias.VocabularyBias.for_model`:
+                :attr:`personal_active`). The log-probabilities reported stay the model's own.
 
         Returns:
             :class:`Decoded` per example: the tokens (prefix included), the normalized text,
@@ -338,6 +346,8 @@ class WhisperBackend(_HFBase):
         prefixes = [list(p) for p in prefixes] if prefixes is not None else [[] for _ in range(b)]
         seconds = batch.waveform_lengths.float().cpu() / self.sample_rate
         bias = self.logit_bias if bias is None else bias
+        if hasattr(bias, "for_model"):  # a word list's bound: the personal model's or the base model's
+            bias = bias.for_model(self.personal_active)
         prev = self._previous_text(bias)  # [<|startofprev|>, the word list's tokens] or []
         cap = self.max_target - len(prev) - len(self.prompt_ids) - 1
         limits = [int(min(cap, max(8 + math.ceil(7 * float(s)), len(p) + 1)))
