@@ -355,31 +355,21 @@ def study_vocabulary_section(load: Load) -> list[str]:
              f"{100 * r['other_words_points']:g} point of the same model without the list and whose false "
              f"insertions in phrases without names are {rule}; ties go to the smaller bonus.", "",
              _provenance(r, r.get("command", "python -m bench.study_vocabulary")), "",
-             "| bound | name WER | other-word WER | change | false insertions (without / all) | base: false "
-             "insertions | admissible? |", "|---|---:|---:|---:|---:|---:|---|"]
-    lines.append(f"| personal, no list | {_pct(plain['name_wer'])} | {_pct(plain['other_wer'])} | — | "
-                 f"{_insertions(plain)} | {_insertions(o['base'])} | — |")
-    for name in r["grid"]:
-        c = o["personal" + sep + name]
-        mark = "; ".join(r["rejected"][name]) if name in r["rejected"] else "yes"
-        label = name + (" (default when the study ran)" if name == r["default"] else "") + (
-            " (current default)" if name == now else "")
-        if name == r["chosen"] and not r.get("quick"):
-            label = f"**{label}**"
-        lines.append(f"| {label} | {_pct(c['name_wer'])} | {_pct(c['other_wer'])} | "
-                     f"{_change(plain['other_wer'], c['other_wer'])} | {_insertions(c)} | "
-                     f"{_insertions(o['base' + sep + name])} | {mark} |")
-    if r.get("quick"):
-        verdict = "Nothing chosen (quick run)."
-    elif r["chosen"] is None:
-        verdict = "No bound is admissible: the default stays until a wider grid finds one."
-    else:
-        verdict = f"Chosen: **{r['chosen']}**" + (
-            " (the default when the study ran: kept)." if r["chosen"] == r["default"] == now else
-            f", adopted as the default (it was {r['default']} when the study ran)." if r["chosen"] == now else
-            f" (not adopted: the current default is {now}).")
+             *_bound_table(r, "personal", r, lambda name: name + (
+                 " (default when the study ran)" if name == r["default"] else "") + (
+                 " (current default)" if name == now else "")), "",
+             _verdict(r, r["chosen"], now, "Chosen:", "default", then=r["default"])]
+    base = r.get("base")  # None in a result chosen before the rule judged the base model
+    if base:
+        base_now = key(BASE_BOUND)
+        lines += ["", "The base model's own bound, chosen by the same rule on the base model's scores (it decodes "
+                  "with the list while no personal model is active, e.g. before training):", "",
+                  *_bound_table(r, "base", base, lambda name: name + (" (current base bound)" if name == base_now
+                                                                        else "")), "",
+                  _verdict(r, base["chosen"], base_now, "Base model:", "base model's bound (`BASE_BOUND`)",
+                           then=r.get("base_default"))]
     picked = r["chosen"] if r["chosen"] and not r.get("quick") else r["default"]
-    lines += ["", verdict, *_base_bound_lines(r, key(BASE_BOUND)), "", f"Per development speaker (personal model; with the list: {picked}):", "",
+    lines += ["", f"Per development speaker (personal model; with the list: {picked}):", "",
               "| speaker | name WER: no list | with the list | other-word WER: no list | with the list | "
               "false insertions (without / all) |", "|---|---:|---:|---:|---:|---:|"]
     for spk, row in r["speakers"].items():
@@ -389,35 +379,36 @@ def study_vocabulary_section(load: Load) -> list[str]:
     return [*lines, ""]
 
 
-def _base_bound_lines(r: dict, now: str) -> list[str]:
-    """The base model's bound (used while no personal adapter is active): its table and verdict, or nothing
-    for a result chosen before the rule judged the base model."""
-    choice = r.get("base")
-    if not choice:
-        return []
-    sep, o, plain = " @ ", r["overall"], r["overall"]["base"]
-    lines = ["", "The base model's own bound, chosen by the same rule on the base model's scores (it decodes with "
-             "the list while no personal model is active, e.g. before training):", "",
-             "| bound | name WER | other-word WER | change | false insertions (without / all) | admissible? |",
+def _bound_table(r: dict, system: str, choice: dict, label: Callable[[str], str]) -> list[str]:
+    """One model's row per bound of the study (``system``: ``"personal"`` or ``"base"``; ``choice``: the rule's
+    ``chosen`` and ``rejected`` for it; ``label(name)``: the bound's first cell)."""
+    sep, o, plain = " @ ", r["overall"], r["overall"][system]
+    lines = ["| bound | name WER | other-word WER | change | false insertions (without / all) | admissible? |",
              "|---|---:|---:|---:|---:|---|",
-             f"| base, no list | {_pct(plain['name_wer'])} | {_pct(plain['other_wer'])} | — | {_insertions(plain)} | — |"]
+             f"| {system}, no list | {_pct(plain['name_wer'])} | {_pct(plain['other_wer'])} | — | "
+             f"{_insertions(plain)} | — |"]
     for name in r["grid"]:
-        c = o["base" + sep + name]
-        label = name + (" (current base bound)" if name == now else "")
+        c, text = o[system + sep + name], label(name)
         if name == choice["chosen"] and not r.get("quick"):
-            label = f"**{label}**"
+            text = f"**{text}**"
         mark = "; ".join(choice["rejected"][name]) if name in choice["rejected"] else "yes"
-        lines.append(f"| {label} | {_pct(c['name_wer'])} | {_pct(c['other_wer'])} | "
+        lines.append(f"| {text} | {_pct(c['name_wer'])} | {_pct(c['other_wer'])} | "
                      f"{_change(plain['other_wer'], c['other_wer'])} | {_insertions(c)} | {mark} |")
+    return lines
+
+
+def _verdict(r: dict, chosen: str | None, now: str, head: str, what: str, then: str | None = None) -> str:
+    """What the study chose for one model against today's setting ``now`` (``then``: the setting when the study
+    ran, where the result records it; ``what``: the setting's name in words)."""
     if r.get("quick"):
-        verdict = "Nothing chosen (quick run)."
-    elif choice["chosen"] is None:
-        verdict = "No bound is admissible for the base model."
-    else:
-        verdict = f"Base model: **{choice['chosen']}**" + (
-            ", adopted as its bound (`decode_bias.BASE_BOUND`)." if choice["chosen"] == now else
-            f" (not adopted: `BASE_BOUND` is {now}).")
-    return [*lines, "", verdict]
+        return "Nothing chosen (quick run)."
+    if chosen is None:
+        return f"No bound is admissible: the {what} stays until a wider grid finds one."
+    if chosen != now:
+        return f"{head} **{chosen}** (not adopted: the current {what} is {now})."
+    if chosen == then:
+        return f"{head} **{chosen}** (the {what} when the study ran: kept)."
+    return f"{head} **{chosen}**, adopted as the {what}" + (f" (it was {then} when the study ran)." if then else ".")
 
 
 # ---------------------------------------------------------------------------- registration
