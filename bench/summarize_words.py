@@ -336,7 +336,7 @@ def study_vocabulary_section(load: Load) -> list[str]:
     from bench.study_vocabulary import key, most_cautious
     from workbench.decode_bias import BASE_BOUND, BiasConfig
 
-    sep, o, plain, now = " @ ", r["overall"], r["overall"]["personal"], key(BiasConfig())
+    sep, now = " @ ", key(BiasConfig())
     if "base" in r and "reference" in r:
         rule = (f"no more than those of the grid's most cautious bound ({most_cautious(r['grid'])}) for the same "
                 "model; the rule is applied to the personal models and, for the base model's own bound, to the "
