@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from bench._common import RESULTS_DIR, machine, write_result
+from bench._common import RESULTS_DIR, defaults_tag, machine, write_result
 from workbench.constants import FRAMES_PER_SECOND, HOP_LENGTH, SAMPLE_RATE, cache_dir
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
@@ -74,9 +74,12 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
-def reusable_rows(done: dict[str, dict], fingerprint: str) -> dict[str, dict]:
-    """The finished rows still valid: the peer's always, ours only when measured with the same code."""
-    return {k: r for k, r in done.items() if k.startswith("peer|") or r.get("code") == fingerprint}
+def reusable_rows(done: dict[str, dict], fingerprint: str, defaults: str | None = None) -> dict[str, dict]:
+    """The finished rows still valid: the peer's always, ours only when measured with the same code, and a
+    personal model's only when it was trained with today's defaults (``defaults``:
+    :func:`bench._common.defaults_tag`; a row that does not record them is measured again)."""
+    return {k: r for k, r in done.items() if k.startswith("peer|") or (
+        r.get("code") == fingerprint and (not k.startswith("personal|") or r.get("defaults") == defaults))}
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -338,12 +341,13 @@ def run(device: str, quick: bool, speakers: list[str] | None = None, peer: bool 
     partial_path = RESULTS_DIR / f"live_{device}{'_quick' if quick else ''}.partial.json"
     done: dict[str, dict] = json.loads(partial_path.read_text()) if partial_path.is_file() else {}
     fingerprint = code_fingerprint()
-    kept = reusable_rows(done, fingerprint)
-    if len(kept) < len(done):
-        print(f"measuring again {len(done) - len(kept)} row(s) of the workbench made with other recognizer code; "
-              f"keeping {len(kept)} (the peer's and those of this code)", flush=True)
-    done = kept
     backend = load_base_model(MODEL)
+    defaults = defaults_tag(backend)
+    kept = reusable_rows(done, fingerprint, defaults)
+    if len(kept) < len(done):
+        print(f"measuring again {len(done) - len(kept)} row(s) of the workbench made with other recognizer code "
+              f"or other training defaults; keeping {len(kept)} (the peer's and those of this code)", flush=True)
+    done = kept
     why_no_peer = peer_available() if peer else "left out (--no-peer)"
     systems = ["base", "personal"] + ([] if why_no_peer else ["peer"])
     for spk in speakers:
@@ -366,10 +370,13 @@ def run(device: str, quick: bool, speakers: list[str] | None = None, peer: bool 
                          "noise_words": res["noise_words"], "seconds": time.perf_counter() - t0}
             if system != "peer":
                 done[key]["code"] = fingerprint
+            if system == "personal":
+                done[key]["defaults"] = defaults
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)
             partial_path.write_text(json.dumps(done))
             print(f"{system:8s} {spk:22s} done in {done[key]['seconds']:.0f} s", flush=True)
     result: dict[str, Any] = {"machine": machine(device), "model": MODEL, "threads": THREADS, "speakers": speakers,
+                              "training_defaults": defaults,
                               "noise_s": noise_s, "gap_s": GAP_S, "quick": quick,
                               "peer": "whisperlivekit 0.2.26 OnlineASRProcessor (LocalAgreement-2, VAD on, 1 s "
                                       "chunks, beam 5) on faster-whisper tiny.en (the same weights)",

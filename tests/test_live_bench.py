@@ -62,10 +62,13 @@ def test_the_summary_marks_each_acceptance_bound() -> None:
     assert summarize_live.live_details(lambda name: None) == []
 
 
-def test_a_rerun_keeps_the_peers_rows_and_ours_only_from_the_same_recognizer_code() -> None:
+def test_a_rerun_keeps_the_peers_rows_and_ours_only_from_the_same_code_and_training_defaults() -> None:
     from bench.bench_live import code_fingerprint, reusable_rows
 
     now = code_fingerprint()
     assert len(now) == 12 and now == code_fingerprint()
-    done = {"peer|a": {"x": 1}, "personal|a": {"code": now}, "base|a": {"code": "0" * 12}, "base|b": {}}
-    assert sorted(reusable_rows(done, now)) == ["peer|a", "personal|a"]
+    done = {"peer|a": {"x": 1}, "personal|a": {"code": now, "defaults": "d1"}, "base|a": {"code": "0" * 12},
+            "base|b": {}, "base|c": {"code": now}, "personal|b": {"code": now}, "personal|c": {"code": now,
+                                                                                              "defaults": "d0"}}
+    # a personal row also needs today's training defaults: one without them, or with others, is measured again
+    assert sorted(reusable_rows(done, now, "d1")) == ["base|c", "peer|a", "personal|a"]
