@@ -62,7 +62,9 @@ class SpeakersPage(pn.viewable.Viewer):
         self.words_box = pn.Column(
             html_pane("<h3>Names and words</h3><p>Family names, places, pets, medicines: recognition favours them "
                       "where the recording allows, from the next phrase on (no new training). Keep the list "
-                      "short: the words this person says most.</p>"),
+                      "short: the words this person says most. Until a personal model is trained, the standard "
+                      "model favours them more cautiously: it is less sure of this person's speech, and may still "
+                      "write a listed name now and then where none was said.</p>"),
             self.words, self.save_words_button, self.words_message, visible=False)
         self.save_words_button.on_click(lambda _: self.save_words())
         self.prompt_set.param.watch(lambda e: setattr(self.own_prompts, "visible", e.new == "own"), "value")
