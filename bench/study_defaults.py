@@ -52,6 +52,7 @@ needs espeak-ng and flite). Writes ``docs/bench/study_defaults.json``.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import tempfile
 import time
@@ -95,6 +96,10 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "no speed perturbation": ({}, {"speed_perturb": ()}),
     "SpecAugment": ({}, {"specaugment": "librispeech_adaptive"}),
 }
+# what every Whisper candidate starts from: the LoRA rank and scale, and the learning rate, of the default when
+# the study began (2026-12-06). Pinned, so that adopting a winner (rank 4) does not change what the other
+# names mean: "every layer + decoder" stays rank 8 in every seed (it had silently become rank 4).
+STUDY_START: tuple[dict, dict] = ({"rank": 8, "alpha": 16.0}, {"learning_rate": 1e-3})
 TIMING_STEPS = 12  # the quiet timing pass: training steps per candidate and speaker (an evaluation every 6)
 INTERVALS, PATIENCES = (5, 10, 20), (3, 5, 8)  # evaluation interval (steps) and patience (evaluations) replayed
 STEP_LIMIT_S, RUN_LIMIT_S = 2.0, 180.0  # a candidate's median step (batch 8, 2 threads) and replayed run
@@ -151,14 +156,25 @@ def _config(model: str, candidate: str, backend, *, steps: int, eval_every: int,
             changes["specaugment"] = POLICIES[changes["specaugment"]]
         return TrainConfig(**bound, **changes)
     adapter_changes, changes = _whisper_lookup(candidate)
-    base = default_config(backend)  # the backend's own adapter and learning rate
-    changes = {"learning_rate": base.learning_rate, **changes}  # giving an adapter would drop Whisper's rate
+    base = default_config(backend)  # the backend's own adapter family and settings, at STUDY_START's rank and rate
+    adapter_changes = {**STUDY_START[0], **adapter_changes}
+    changes = {**STUDY_START[1], **changes}  # giving an adapter would otherwise drop Whisper's rate
     if "specaugment" in changes:
         changes["specaugment"] = POLICIES[changes["specaugment"]]
     if adapter_changes.get("top_layers") == "half":
         adapter_changes = {**adapter_changes, "top_layers": max(1, backend.num_layers // 2)}
     adapter = dataclasses.replace(base.adapter, **adapter_changes)
     return default_config(backend, adapter=adapter, **bound, **changes)
+
+
+def stale(saved: dict, expected) -> str | None:
+    """Why a saved run no longer matches what its candidate means now (``expected``: its
+    :class:`TrainConfig`): the adapter or the learning rate differ; None when they match."""
+    now = json.loads(json.dumps(expected.to_dict()))
+    for field in ("adapter", "learning_rate"):
+        if saved["config"].get(field) != now.get(field):
+            return f"{field} {saved['config'].get(field)} when it ran, {now.get(field)} now"
+    return None
 
 
 def _whisper_lookup(candidate: str) -> tuple[dict, dict]:
@@ -449,11 +465,22 @@ def main(argv: list[str] | None = None) -> None:
         else:
             seeds = args.seeds
         trajectories = []
+        check = None  # a base model to check saved runs against what their candidate means now
         for seed in seeds:
             for candidate in candidates:
                 for d in dirs:
                     key = f"{candidate}|{d.name}|seed {seed}"
                     done = key in partial
+                    if done and "config" in partial.runs[key]:
+                        if check is None:
+                            from workbench.models import load_base_model
+
+                            check = load_base_model(args.model)
+                        why = stale(partial.runs[key], _config(args.model, candidate, check, steps=steps, seed=seed,
+                                                               eval_every=eval_every, quick=args.quick))
+                        if why:
+                            raise SystemExit(f"the saved run {key!r} was trained with other settings ({why}); "
+                                             f"remove it from {partial.path}, or start again with --fresh")
                     trajectories.append(partial.run(key, lambda d=d, candidate=candidate, seed=seed: trajectory(
                         d, candidate, steps=steps, seed=seed, model=args.model, eval_every=eval_every,
                         quick=args.quick)))

@@ -104,10 +104,12 @@ def test_whisper_candidates_change_one_thing_each(tmp_path) -> None:
         assert (c.max_steps, c.eval_every, c.patience, c.time_limit_s, c.seed) == (120, 5, 0, None, 1)
     top = configs["top half + decoder"]
     assert (top.adapter.top_layers, top.adapter.decoder) == (backend.num_layers // 2, True)
-    assert top.learning_rate == default.learning_rate
-    every = configs["every layer + decoder"]  # the default the study chose
-    assert every.adapter == default.adapter and (every.adapter.top_layers, every.adapter.decoder) == (0, True)
-    assert every.learning_rate == default.learning_rate  # giving an adapter must not drop Whisper's rate
+    assert top.learning_rate == 1e-3 and top.adapter.rank == 8
+    every = configs["every layer + decoder"]  # the study's starting point, whatever the default is now
+    assert (every.adapter.rank, every.adapter.alpha, every.adapter.top_layers, every.adapter.decoder) == \
+        (8, 16.0, 0, True)
+    assert every.learning_rate == 1e-3  # giving an adapter must not drop Whisper's rate
+    assert configs["every layer + decoder, rank 4"].adapter == default.adapter  # the variant the study adopted
     assert (configs["every encoder layer"].adapter.top_layers, configs["every encoder layer"].adapter.decoder) == \
         (0, False)
     r16 = configs["every layer + decoder, rank 16"].adapter
@@ -118,6 +120,13 @@ def test_whisper_candidates_change_one_thing_each(tmp_path) -> None:
     assert configs["every layer + decoder, SpecAugment"].specaugment is not None
     with pytest.raises(SystemExit, match="unknown Whisper candidate"):
         _config("whisper-tiny.en", "every layer, rank 99", backend, steps=1, eval_every=1, seed=0)
+    # a saved run is checked against what its candidate means now: a run saved as rank 8 that trained rank 4 is stale
+    from bench.study_defaults import stale
+
+    saved = {"config": json.loads(json.dumps(every.to_dict()))}
+    assert stale(saved, every) is None
+    drifted = {"config": json.loads(json.dumps(configs["every layer + decoder, rank 4"].to_dict()))}
+    assert "adapter" in stale(drifted, every) and "'rank': 4" in stale(drifted, every)
 
 
 def _trajectory(candidate: str, speaker: str, step_s: float, test_wers: list[float]) -> dict:
