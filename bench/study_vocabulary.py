@@ -42,8 +42,8 @@ Every finished speaker is saved at once (``docs/bench/study_vocabulary_cpu.parti
 ``--quick``: one development speaker, 2 bounds, 4 phrases with names and 4 without, a 2-step personal
 model: it checks that everything runs; the figures mean nothing and nothing is chosen from them.
 
-Full run (quiet machine): ``python -m bench.study_vocabulary``  (``--rechoose``: the rule again on the stored file)  (writes docs/bench/study_vocabulary_cpu.json,
-read by ``bench/summarize_words.py``)
+Full run (quiet machine): ``python -m bench.study_vocabulary``  (writes docs/bench/study_vocabulary_cpu.json,
+read by ``bench/summarize_words.py``); ``--rechoose`` applies the rule again to the stored file.
 """
 
 from __future__ import annotations

@@ -161,16 +161,20 @@ class WhisperBackend(_HFBase):
         trained on: ``Adapted.window``, set from its Submodel file by ``load_submodel`` and by the
         workflow when it trains), else this backend's own ``window``. A personal model is therefore
         decoded on the window it learned, whatever the shared base model's default is."""
-        adapted = getattr(self, "_adapted", None)
-        trained = getattr(adapted, "window", None) if adapted is not None and adapted._hooks else None
+        trained = getattr(self._attached, "window", None)
         return trained if trained in WINDOWS else self.window
+
+    @property
+    def _attached(self) -> Any:
+        """The personal adapter injected into this backend with its hooks in place (on or off), or None."""
+        adapted = getattr(self, "_adapted", None)
+        return adapted if adapted is not None and adapted._hooks else None
 
     @property
     def personal_active(self) -> bool:
         """Whether a personal adapter is in place and switched on (not :meth:`Adapted.disabled`, as
         the base model's side of a before/after comparison is)."""
-        adapted = getattr(self, "_adapted", None)
-        return adapted is not None and bool(adapted._hooks) and adapted.enabled
+        return self._attached is not None and self._attached.enabled
 
     def window_frames(self, n_frames: int, window: str | None = None) -> int:
         """The encoding window (mel frames, even) for a longest recording of ``n_frames``, in the
