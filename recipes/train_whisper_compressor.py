@@ -32,6 +32,13 @@ writes ``<name>.heads.safetensors`` (the jointly trained heads)::
 
     python recipes/train_whisper_compressor.py --tasks joint --split 2 --point 16x3s2 --steps 6000 --n-synthetic 1500
 
+``--init FILE`` starts from a trained compressor's weights (same split layer, dims, stride and width;
+the bits may differ): another operating point in a fraction of the steps, e.g. 2 or 4 bits a symbol
+from the 3-bit run::
+
+    python recipes/train_whisper_compressor.py --split 2 --point 16x2s2 --steps 1500 --lr 1e-3 \
+        --init ~/.cache/workbench/compressors/whisper-tiny.en-k2-16x3s2.safetensors
+
 It writes ``<out>/whisper-tiny.en-k<split>-<point>[-<tag>].safetensors`` (the compressor, with a
 card: data, steps, losses) and ``<out>/<same name>.ckpt.safetensors`` (the run's checkpoint).
 """
@@ -161,6 +168,24 @@ def joint_training_items(args, split, items: list[DistillItem]) -> tuple[list, d
     return joint_items(items) + labelled, info
 
 
+def init_from(comp: Compressor, path: Path, split_layer: int, fingerprint: str) -> dict:
+    """Copy a trained compressor's weights into ``comp`` (not its symbol tables: they are counted
+    again after training); ``{"file", "steps"}`` for the card. Exits with a plain message when the
+    file was made for another split, base or shape."""
+    from workbench.device_tuning.compressor import load_compressor
+
+    src, meta = load_compressor(path)
+    a, b = src.config, comp.config
+    if meta["split_layer"] != split_layer or meta["base_fingerprint"] != fingerprint:
+        raise SystemExit(f"--init {path.name}: it was trained for another split layer or base model "
+                         f"(k={meta['split_layer']}); pick one trained with --split {split_layer} on this model.")
+    if (a.d_model, a.dims, a.stride, a.hidden) != (b.d_model, b.dims, b.stride, b.hidden):
+        raise SystemExit(f"--init {path.name}: its sizes ({a.dims} dims, stride {a.stride}, width {a.hidden}) differ "
+                         f"from this point's ({b.dims} dims, stride {b.stride}, width {b.hidden}); only the bits may.")
+    comp.load_state_dict({k: v for k, v in src.state_dict().items() if k != "tables"}, strict=False)
+    return {"file": path.name, "steps": (meta["card"] or {}).get("steps")}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="whisper-tiny.en")
@@ -181,6 +206,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--init", type=Path, help="start from this trained compressor's weights (same split layer, dims, "
+                   "stride and width; the bits may differ)")
     p.add_argument("--quick", action="store_true", help="a few recordings and steps: check that it runs")
     p.add_argument("--tasks", choices=["asr", "joint"], default="asr",
                    help="asr: distillation only; joint: with the speaker and atypicality heads")
@@ -215,6 +242,7 @@ def main(argv=None) -> None:
     items = teacher_items(split, [w for w, _ in data], args.cache, f"{args.seed}-{args.n_synthetic}-{args.no_real}")
     torch.manual_seed(args.seed)
     split.compressor = Compressor(split.width, dims, bits, stride, hidden=args.hidden).to(backend.device)
+    init = init_from(split.compressor, args.init, args.split, backend.fingerprint()) if args.init else None
     common = dict(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                   warmup_steps=min(args.warmup, max(1, args.steps // 10)), state_weight=args.state_weight,
                   rate_weight=args.rate_weight, seed=args.seed)
@@ -252,7 +280,7 @@ def main(argv=None) -> None:
                 "batch_size", "lr", "warmup_steps", "state_weight", "rate_weight", "seed")},
             "corpus": "recipes/pretrain training voices and phrases (held-out ones excluded) + Asterisk prompts "
                       "outside bench_real_speech's 150-prompt test set", "threads": args.threads,
-            "tasks": args.tasks, **({"simulated_speakers": sim_info, "head_hidden": settings.head_hidden, "weights": {
+            "tasks": args.tasks, **({"initialized_from": init} if init else {}), **({"simulated_speakers": sim_info, "head_hidden": settings.head_hidden, "weights": {
                 "speaker": args.speaker_weight, "profile": args.profile_weight}} if sim_info else {})}
     save_compressor(split.compressor, final, split_layer=args.split, base_fingerprint=backend.fingerprint(), card=card)
     if args.tasks == "joint":

@@ -93,3 +93,33 @@ def test_a_checkpoint_of_other_settings_is_refused(split_items, tmp_path):
     with pytest.raises(WorkbenchError, match="other settings"):
         other.load(path)
     assert dataclasses.asdict(other.settings)["state_weight"] == 0.5
+
+
+def test_init_starts_another_operating_point_from_trained_weights(split_items, tmp_path):
+    """``recipes/train_whisper_compressor.py --init``: the weights carry over when only the bits
+    differ; another split layer, base or size is refused with a plain message."""
+    import sys
+    from pathlib import Path
+
+    from workbench.device_tuning.compressor import save_compressor
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+    from train_whisper_compressor import init_from
+
+    split, _ = split_items
+    torch.manual_seed(3)
+    trained = Compressor(split.width, dims=8, bits=3, stride=2, hidden=32)
+    path = save_compressor(trained, tmp_path / "c.safetensors", split_layer=1,
+                           base_fingerprint=split.backend.fingerprint(), card={"steps": 40})
+    fewer_bits = Compressor(split.width, dims=8, bits=2, stride=2, hidden=32)
+    assert init_from(fewer_bits, path, 1, split.backend.fingerprint()) == {"file": "c.safetensors", "steps": 40}
+    for key, value in trained.state_dict().items():
+        if key != "tables":
+            assert torch.equal(fewer_bits.state_dict()[key], value), key
+    assert fewer_bits.tables.shape == (8, 4)  # its own bits: tables are counted again after training
+    with pytest.raises(SystemExit, match="another split layer"):
+        init_from(fewer_bits, path, 2, split.backend.fingerprint())
+    with pytest.raises(SystemExit, match="another split layer or base"):
+        init_from(fewer_bits, path, 1, "0" * 64)
+    with pytest.raises(SystemExit, match="only the bits may"):
+        init_from(Compressor(split.width, dims=4, bits=3, stride=2, hidden=32), path, 1, split.backend.fingerprint())
