@@ -342,8 +342,11 @@ def whisper_summary(trajectories: list[dict], *, logged_every: int, timing: dict
     keeps (lowest validation loss; early stopping after ``PATIENCE`` evaluations without a lower
     validation WER, an evaluation every ``EVAL_EVERY`` steps), per speaker (mean over seeds), the
     oracle, the median step (s), the replayed run's mean and longest seconds, and whether it is
-    admissible (``STEP_LIMIT_S``, ``RUN_LIMIT_S``); ``chosen``: the admissible candidate with the
-    highest mean; ``schedules``: the chosen candidate under every replayed interval and patience.
+    admissible (``STEP_LIMIT_S``, ``RUN_LIMIT_S``); ``common_seeds``: the seeds every candidate ran, and
+    each row's ``common_mean`` over those runs only (a study grown in stages gives some candidates
+    more seeds: means over different seeds are not compared); ``chosen``: the admissible candidate
+    with the highest ``common_mean``; ``schedules``: the chosen candidate under every replayed
+    interval and patience.
     The seconds come from ``timing`` (the quiet timing pass, ``"candidate|speaker"`` keys) where it
     has the run's candidate and speaker, else from the run itself (``timed`` says which)."""
     import statistics
@@ -377,15 +380,19 @@ def whisper_summary(trajectories: list[dict], *, logged_every: int, timing: dict
     by_candidate: dict[str, list[dict]] = {}
     for t in trajectories:
         by_candidate.setdefault(t["candidate"], []).append(t)
+    seed_sets = [{t.get("seed", 0) for t in ts} for ts in by_candidate.values()]
+    common = sorted(set.intersection(*seed_sets)) if seed_sets else []
     rows = []
     for name, ts in by_candidate.items():
         quiet = all(timing_key(t["candidate"], t["speaker"]) in timing for t in ts)
+        shared = [t for t in ts if t.get("seed", 0) in common] or ts  # no seed in common: all its runs
         row = {"candidate": name, **cell(ts, interval, PATIENCE),
+               "common_mean": cell(shared, interval, PATIENCE)["mean_relative_reduction"],
                "step_s": statistics.median(timed(t)["step_s"] for t in ts),
                "timed": "quiet timing pass" if quiet else "during the study's runs"}
         row["admissible"] = row["step_s"] <= STEP_LIMIT_S and row["run_s_mean"] <= RUN_LIMIT_S
         rows.append(row)
-    rows.sort(key=lambda r: -r["mean_relative_reduction"])
+    rows.sort(key=lambda r: (-r["common_mean"], -r["mean_relative_reduction"]))
     admissible = [r for r in rows if r["admissible"]]
     chosen = admissible[0]["candidate"] if admissible else None
     schedules = []
@@ -394,7 +401,7 @@ def whisper_summary(trajectories: list[dict], *, logged_every: int, timing: dict
             for patience in PATIENCES:
                 schedules.append({"eval_every": k, "patience": patience, **cell(by_candidate[chosen], k, patience)})
     return {"candidates": rows, "chosen": chosen, "interval": interval, "patience": PATIENCE,
-            "schedules": schedules}
+            "common_seeds": common, "schedules": schedules}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -501,7 +508,8 @@ def write_whisper(trajectories: list[dict], *, name: str, steps: int, eval_every
     """Summarize, print and write ``docs/bench/study_defaults_whisper.json``."""
     summary = whisper_summary(trajectories, logged_every=eval_every, timing=timing)
     for r in summary["candidates"]:
-        print(f"{r['candidate']:40s} {100 * r['mean_relative_reduction']:+5.1f}% ({r['runs']} runs)  "
+        print(f"{r['candidate']:40s} {100 * r['common_mean']:+5.1f}% on seeds {summary['common_seeds']}, "
+              f"{100 * r['mean_relative_reduction']:+5.1f}% on its {r['runs']} runs  "
               f"{r['step_s']:.2f} s/step, {r['run_s_mean']:.0f} s a run"
               + ("" if r["admissible"] else "  (over the limits)")
               + ("  <- chosen" if r["candidate"] == summary["chosen"] else ""))

@@ -26,6 +26,8 @@ def whisper_defaults_section(study: dict | None) -> list[str]:
     speakers = sorted({s for r in study["candidates"] for s in r["speakers"]})
     seeds = sorted({t["seed"] for t in study["trajectories"]})
     lim = study["limits"]
+    shared = study.get("common_seeds", seeds)
+    common = f"seed{'s' if len(shared) > 1 else ''} {', '.join(map(str, shared))}"
     out = ["### Choosing Whisper tiny.en's defaults on development speakers", "",
            f"{len(speakers)} *development* speakers (never the sample speakers), each candidate trained for "
            f"{study['steps']} "
@@ -33,19 +35,22 @@ def whisper_defaults_section(study: dict | None) -> list[str]:
            f"{study['logged_every']} steps. Each cell is the test-phrase relative WER reduction of the checkpoint the "
            f"trainer keeps (lowest validation loss), with an evaluation every {study['interval']} steps and early "
            f"stopping after {study['patience']} evaluations without a lower validation WER, replayed on the logged "
-           "runs; `oracle` is the lowest test WER of the run (an upper bound, not a rule). Step: the median "
+           f"runs. The candidates are ranked on {common}, which every candidate ran (a study grown in stages gave "
+           "some candidates more seeds); the speaker cells are means over each candidate's seeds; "
+           "`oracle` is the lowest test WER of the run (an upper bound, not a rule). Step: the median "
            f"training step at batch 8; run: steps and evaluations up to the replayed stop. Admissible: at most "
            f"{lim['step_s']:g} s a step and {lim['run_s'] / 60:g} minutes a run (mean over speakers). "
            + _timed_note(study) + f"Machine: {_machine(study)}. `python -m bench.study_defaults --model "
            "whisper-tiny.en`" + (" then `--timing --threads 2` on a quiet machine" if study.get("timing") else ""),
            "",
-           "| candidate | mean | " + " | ".join(s.removeprefix("dev-") for s in speakers)
+           "| candidate | mean, " + common + " | mean, all its runs | " + " | ".join(s.removeprefix("dev-") for s in speakers)
            + " | oracle | s / step | run (mean, longest) | admissible |",
-           "|---|---|" + "---|" * len(speakers) + "---|---|---|---|"]
+           "|---|---|---|" + "---|" * len(speakers) + "---|---|---|---|"]
     for r in study["candidates"]:
         cells = " | ".join(f"{100 * r['speakers'][s]:+.0f}%" if s in r["speakers"] else "—" for s in speakers)
         name = f"**{r['candidate']}** (chosen)" if r["candidate"] == study["chosen"] else r["candidate"]
-        out.append(f"| {name} | **{100 * r['mean_relative_reduction']:+.0f}%** ({r['runs']} runs) | {cells} | "
+        out.append(f"| {name} | **{100 * r.get('common_mean', r['mean_relative_reduction']):+.1f}%** | "
+                   f"{100 * r['mean_relative_reduction']:+.1f}% ({r['runs']} runs) | {cells} | "
                    f"{100 * r['oracle_relative_reduction']:+.0f}% | {r['step_s']:.2f} | {r['run_s_mean']:.0f} s, "
                    f"{r['run_s_max']:.0f} s | {'yes' if r['admissible'] else 'no'} |")
     if study["chosen"] is None:
