@@ -195,6 +195,16 @@ def run_privacy(device: str, quick: bool) -> dict[str, Any]:
                       "window's silence left out)", "reconstructions are recognized by the split's own unsplit model"]}
 
 
+def _privacy_compressor(comps: dict[str, tuple], model: str) -> str:
+    """The compressor whose stream the privacy table measures: the one the workbench ships for
+    ``model`` (what a user's device sends) where it is among ``comps``, else the first ASR-only one."""
+    from workbench.device_tuning.compressor import SHIPPED_DIR
+
+    shipped = {p.stem for p in SHIPPED_DIR.glob(f"{model}-k*.safetensors")}
+    plain = [n for n in comps if "-joint" not in n] or list(comps)
+    return next((n for n in plain if n in shipped), plain[0])
+
+
 def _privacy(device: str, cfg: dict, model: str, items: list[dict], opus: list, shared: dict) -> dict[str, Any]:
     """One split's probes and inversion attack (``opus``: the decoded Opus 6 kbit/s audio)."""
     from bench.bench_device_tuning_tasks import _inverse
@@ -207,8 +217,8 @@ def _privacy(device: str, cfg: dict, model: str, items: list[dict], opus: list, 
 
     backend = load_base_model(model, device=device).freeze()
     comps, note = _compressors(cfg is QUICK, backend, backend.name, model)
-    name, (comp, k, _h) = next((n, c) for n, c in comps.items() if "-joint" not in n) if any(
-        "-joint" not in n for n in comps) else next(iter(comps.items()))
+    name = _privacy_compressor(comps, model)
+    comp, k, _h = comps[name]
     split = split_for(backend, k, comp)
     wavs, speakers, refs = [it["wav"] for it in items], [it["speaker"] for it in items], [it["text"] for it in items]
     reps = {**split_representations(split, wavs), **shared}

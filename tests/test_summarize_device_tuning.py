@@ -96,3 +96,16 @@ def test_section_leaves_out_quick_runs():
     out = results_md_device_tuning(store.get)
     assert "### Joint vs ASR-only compressor, every task" in out
     assert "### Whisper tiny.en: bandwidth against WER" not in out  # a --quick run's numbers mean nothing
+
+
+def test_the_privacy_table_measures_the_shipped_compressor(tmp_path, monkeypatch):
+    """Derived operating points and joint compressors sit beside the shipped one in the cache; the
+    privacy table measures the stream a user's device sends: the shipped compressor's."""
+    from bench.bench_device_tuning_multitask import _privacy_compressor
+
+    monkeypatch.setattr("workbench.device_tuning.compressor.SHIPPED_DIR", tmp_path)
+    comps = dict.fromkeys(["m-k2-16x3s2-ft", "m-k2-16x3s2-joint", "m-k2-16x3s2", "m-k2-16x2s2"])
+    assert _privacy_compressor(comps, "m") == "m-k2-16x3s2-ft"  # nothing shipped: the first ASR-only one
+    (tmp_path / "m-k2-16x3s2.safetensors").write_bytes(b"")
+    assert _privacy_compressor(comps, "m") == "m-k2-16x3s2"
+    assert _privacy_compressor({"m-k2-16x3s2-joint": None}, "m") == "m-k2-16x3s2-joint"  # only a joint one
