@@ -118,6 +118,18 @@ def probe_lines(pr: dict) -> list[str]:
     return lines
 
 
+REPRESENTATIONS = ["wire symbols", "restored states", "raw log-mel", "Opus 6 kbit/s audio (raw log-mel)",
+                   "d-vectors (calibration)"]  # the privacy table's rows: the stream first, the calibration last
+RECONSTRUCTIONS = ["original audio", "true log-mel -> Griffin-Lim", "Opus 6 kbit/s audio",
+                   "inverse model from the restored states -> Griffin-Lim",
+                   "inverse model from the wire symbols -> Griffin-Lim"]
+
+
+def _ordered(names, first: list[str]) -> list[str]:
+    """``names`` with those in ``first`` in its order, then the rest as they come (result files sort their keys)."""
+    return [n for n in first if n in names] + [n for n in names if n not in first]
+
+
 def _machine(d: dict) -> str:
     m = d.get("machine", {})
     n = m.get("torch_threads", "?")
@@ -155,7 +167,9 @@ def multitask_lines(mt: dict) -> list[str]:
              "same steps for every compressor); a joint compressor's own heads are in the last column.", "",
              "| split: compressor | kbit/s | ASR WER | speaker EER | nearest speaker | profile accuracy* | "
              "severity MAE* | joint's own heads: EER, nearest, profile, MAE |", "|---|---:|---:|---:|---:|---:|---:|---|"]
-    for name, r in mt["rows"].items():
+    rows = mt["rows"]
+    for name in sorted(rows, key=lambda n: (n.split(":")[0] != "Whisper", n.split(":")[0], "unsplit" not in n, n)):
+        r = rows[name]
         if "speaker" not in r:
             lines.append(f"| {name} | | {100 * r['asr_wer']:.1f} % | | | | | |")
             continue
@@ -169,7 +183,31 @@ def multitask_lines(mt: dict) -> list[str]:
                      f"{100 * s['nearest_speaker_accuracy']:.0f} % | {100 * a['profile_accuracy']:.0f} % | "
                      f"{a['severity_mae']:.3f} | {own} |")
     notes = "; ".join(f"{b}: {n}" for b, n in mt.get("compressors", {}).items())
-    return lines + ["", f"\\* research output on simulated speakers, never a clinical score. Compressors: {notes}.", ""]
+    lines += ["", f"\\* research output on simulated speakers, never a clinical score. Compressors: {notes}.", ""]
+    return lines + _joint_pairs(rows)
+
+
+def _joint_pairs(rows: dict) -> list[str]:
+    """Each joint compressor against its ASR-only twin (the same name without ``-joint``: the same
+    start, steps and data, the ASR loss only), task by task."""
+    out = []
+    for name, r in sorted(rows.items()):
+        twin = rows.get(name.replace("-joint", ""))
+        if "-joint" not in name or twin is None or "speaker" not in r:
+            continue
+        a, b = r["atypicality"]["held-out voices"], twin["atypicality"]["held-out voices"]
+        out.append(f"- {name.split(': ', 1)[-1]} against {name.split(': ', 1)[-1].replace('-joint', '')} "
+                   f"({r['bits_per_s'] / 1000:.2f} against {twin['bits_per_s'] / 1000:.2f} kbit/s): ASR WER "
+                   f"{100 * (r['asr_wer'] - twin['asr_wer']):+.1f} points, speaker EER "
+                   f"{r['speaker']['eer'] - twin['speaker']['eer']:+.3f}, nearest speaker "
+                   f"{100 * (r['speaker']['nearest_speaker_accuracy'] - twin['speaker']['nearest_speaker_accuracy']):+.0f}"
+                   f" points, profile accuracy {100 * (a['profile_accuracy'] - b['profile_accuracy']):+.0f} points, "
+                   f"severity MAE {a['severity_mae'] - b['severity_mae']:+.3f} (negative EER, WER and MAE: the joint "
+                   "one is better).")
+    return (["Joint against ASR-only (`recipes/train_whisper_compressor.py --tasks joint|asr --init <compressor> "
+             "--tag <tag>`: both start from the same trained compressor and take the same steps on the same "
+             "distillation recordings; the joint one's batches also hold the simulated speakers' labelled "
+             "recordings):", ""] + out + [""]) if out else []
 
 
 def privacy_lines(pv: dict) -> list[str]:
@@ -187,11 +225,13 @@ def privacy_lines(pv: dict) -> list[str]:
         c = r["compressor"]
         lines += [f"**{base} split** ({r['model']}, compressor {c['name']}, k={c['split_layer']}):", "",
                   "| representation | strongest probe: speaker accuracy | chance | probe |", "|---|---:|---:|---|"]
-        for name, p in r["probes"].items():
+        for name in _ordered(r["probes"], REPRESENTATIONS):
+            p = r["probes"][name]
             lines.append(f"| {name} | {100 * p['best']['accuracy']:.0f} % | {100 * p['best']['chance']:.0f} % | "
                          f"{p['probe']} |")
         lines += ["", "| audio recognized | WER | CER |", "|---|---:|---:|"]
-        for name, q in r["reconstruction"].items():
+        for name in _ordered(r["reconstruction"], RECONSTRUCTIONS):
+            q = r["reconstruction"][name]
             lines.append(f"| {name} | {100 * q['wer']:.1f} % | {100 * q['cer']:.1f} % |")
         lines.append("")
     return lines

@@ -65,6 +65,10 @@ def test_multitask_table():
     assert "| Whisper: unsplit | | 30.0 % | | | | | |" in lines
     assert "| Whisper: c | 1.20 | 32.0 % | 0.250 | 50 % | 40 % | 0.200 |  |" in lines
     assert "| Whisper: c-joint | 1.25 | 33.0 % | 0.250 | 50 % | 40 % | 0.200 | 0.100, 90 %, 70 %, 0.100 |" in lines
+    assert lines.index("| Whisper: unsplit | | 30.0 % | | | | | |") < lines.index(
+        "| Whisper: c | 1.20 | 32.0 % | 0.250 | 50 % | 40 % | 0.200 |  |")
+    pair = next(line for line in lines if line.startswith("- c-joint against c "))
+    assert "(1.25 against 1.20 kbit/s): ASR WER +1.0 points, speaker EER +0.000" in pair
 
 
 def _privacy() -> dict:
