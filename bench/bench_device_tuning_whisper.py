@@ -10,6 +10,10 @@ window (as a device sends it: the identity split at k = 0, which equals the unsp
 - codec2 700C, 1200 and 3200 and Opus 6, 12 and 24 kbit/s: encoded on the device, decoded on the
   server and recognized by the whole model.
 
+Each split point also records ``wer_unrounded``: its WER through the compressor's bottleneck without
+the rounding to symbols, which tells the bottleneck's loss (too few dimensions) from the quantizer's
+(too few bits).
+
 Sets: the 150-prompt real set (``bench/bench_real_speech.py``'s, never trained on by the
 compressors), the real voice in ``sample_data/real`` and the atypical simulated sample speakers.
 The goal (issue 28): a split point at <= 2 kbit/s whose real-speech WER is within 10 % relative of
@@ -74,6 +78,17 @@ def _compressors(quick: bool, backend, wavs) -> dict[str, Any]:
     return trained_compressors(backend, default_out(), backend.name)
 
 
+def _unrounded(split, wavs: list[np.ndarray]) -> list[str]:
+    """Transcripts through the split's bottleneck without its rounding (``Compressor.unrounded``):
+    the WER the bottleneck costs apart from the quantizer."""
+    import torch
+
+    items = split.device_hidden(wavs)
+    with torch.no_grad():
+        states = [split.compressor.unrounded(it.features[None])[0] for it in items]
+    return split.transcribe_hidden(states, samples=[it.samples for it in items])
+
+
 def _chunked(fn, items: list) -> list:
     return [y for s in range(0, len(items), CHUNK) for y in fn(items[s:s + CHUNK])]
 
@@ -109,6 +124,7 @@ def run(device: str, quick: bool) -> dict[str, Any]:
                 split.restore(ms), samples=[m.samples for m in ms]), msgs)
             add(f"split k={k} {name}", set_name, refs, hyps, sum(len(m.to_bytes()) for m in msgs) * 8, seconds,
                 payload_bits_per_s=sum(len(m.payload) for m in msgs) * 8 / seconds,
+                wer_unrounded=_score(refs, _chunked(lambda ws, split=split: _unrounded(split, ws), wavs))["wer"],
                 nominal_bits_per_s=comp.config.nominal_bits_per_second(50.0 if k else 100.0), card=card)
             print(f"     {name}: {rows[f'split k={k} {name}'][set_name]['bits_per_s'] / 1000:.2f} kbit/s, "
                   f"WER {rows[f'split k={k} {name}'][set_name]['wer']:.3f}", flush=True)

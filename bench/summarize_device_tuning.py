@@ -153,6 +153,14 @@ def whisper_bandwidth_lines(dw: dict) -> list[str]:
             lines.append(f"- {'Met' if g['met'] else 'Missed'} on {set_name}: {system} at {g['kbit_s']:.2f} kbit/s, "
                          f"WER {100 * wer:.1f} % ({100 * g['relative_wer']:+.0f} % relative to unsplit)"
                          + (f"; Opus 6 kbit/s: {100 * opus['wer']:.1f} %." if opus else "."))
+    unrounded = [f"{system}: " + ", ".join(f"{s} {100 * r['wer']:.1f} % ({100 * r['wer_unrounded']:.1f} % without "
+                                           "rounding)" for s, r in by_set.items() if "wer_unrounded" in r)
+                 for system, by_set in dw["rows"].items() if system.startswith("split")]
+    if any(u.endswith(")") for u in unrounded):
+        lines += ["", "Where a split point loses words: its WER through the compressor's bottleneck without the "
+                  "rounding to symbols (`Compressor.unrounded`). Close to the WER on the wire: the bottleneck "
+                  "(too few dimensions) costs the words, not the quantizer (too few bits).", ""]
+        lines += [f"- {u}" for u in unrounded]
     return lines + [""] + _bandwidth(dw) + [""]
 
 

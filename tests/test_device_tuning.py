@@ -104,6 +104,12 @@ def test_compressor_symbols_in_range_and_ste_passes_gradients():
     out.sum().backward()
     assert h.grad is not None and h.grad.abs().sum() > 0
     assert all(p.grad is not None for p in c.down.parameters())
+    with torch.no_grad():  # without the rounding: the bottleneck alone, off the wire's states by at most half a level
+        unrounded, wire = c.unrounded(h), c.decode(sym, 10)
+    assert unrounded.shape == h.shape and torch.allclose(c(h), wire, atol=1e-6)
+    assert not torch.equal(unrounded, wire)
+    z = torch.tanh(c.down(c._stack(h)))
+    assert torch.allclose(unrounded, c.expand(z, 10)) and (c.dequantize(sym) - z).abs().max() <= 1 / 7 + 1e-6
 
 
 def test_fit_tables_counts_frequencies():

@@ -122,6 +122,12 @@ class Compressor(nn.Module):
         q = torch.round((z + 1) * 0.5 * (self.levels - 1)) * (2.0 / (self.levels - 1)) - 1.0
         return self.expand(z + (q - z).detach(), h.shape[1])
 
+    def unrounded(self, h: torch.Tensor) -> torch.Tensor:
+        """``(B, T', D) -> (B, T', D)`` through the bottleneck without the rounding: set against
+        :meth:`forward`, what the quantizer costs apart from the bottleneck (a diagnosis: this is
+        not what the wire carries)."""
+        return self.expand(self._bounded(h), h.shape[1])
+
     def rate_bits(self, h: torch.Tensor) -> torch.Tensor:
         """A differentiable estimate of the bits per symbol the range coder will spend on ``h``:
         each value is softly assigned to the levels (a Gaussian of half a level's spacing), and the
