@@ -74,15 +74,20 @@ def _compressors(quick: bool, backend) -> dict[str, Any]:
     return trained_compressors(backend, default_out(), "tiny")
 
 
+def compressor_files(folder: Path, prefix: str) -> list[Path]:
+    """The compressors a recipe wrote to ``folder`` for base ``prefix`` (``<prefix>-k*-*.safetensors``),
+    without the files beside them: run checkpoints (``.ckpt.``) and a joint run's heads (``.heads.``)."""
+    return [path for path in sorted(folder.glob(f"{prefix}-k*-*.safetensors"))
+            if not path.name.endswith((".ckpt.safetensors", ".heads.safetensors"))]
+
+
 def trained_compressors(backend, folder: Path, prefix: str) -> dict[str, Any]:
     """``{name: (compressor, split layer, card)}`` of the compressors a recipe wrote to ``folder`` for
-    ``backend`` (``<prefix>-k*-*.safetensors``; checkpoints and other base models skipped)."""
+    ``backend`` (:func:`compressor_files`; other base models skipped)."""
     from workbench.device_tuning.compressor import load_compressor
 
     out = {}
-    for path in sorted(folder.glob(f"{prefix}-k*-*.safetensors")):
-        if path.name.endswith(".ckpt.safetensors"):
-            continue
+    for path in compressor_files(folder, prefix):
         comp, meta = load_compressor(path)
         if meta["base_fingerprint"] != backend.fingerprint():
             print(f"   skip {path.name}: made for another base model")

@@ -53,14 +53,13 @@ BASES = {"built-in": "tiny", "Whisper": "whisper-tiny.en"}
 def _compressors(quick: bool, backend, prefix: str, model: str) -> tuple[dict[str, tuple], str]:
     """``name -> (compressor, split layer, heads file or None)`` for ``backend`` (trained ones in the
     cache, else the shipped one, else an untrained one), and a note."""
+    from bench.bench_device_tuning import compressor_files
     from workbench.device_tuning import Compressor
     from workbench.device_tuning.compressor import SHIPPED_DIR, load_compressor
 
     folder = cache_dir() / "compressors" / ("quick" if quick else "")
     found = {}
-    for path in sorted(folder.glob(f"{prefix}-k*.safetensors")):
-        if ".ckpt." in path.name or ".heads." in path.name:
-            continue
+    for path in compressor_files(folder, prefix):
         comp, meta = load_compressor(path)
         if meta["base_fingerprint"] != backend.fingerprint():
             continue

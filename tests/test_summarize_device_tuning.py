@@ -113,3 +113,15 @@ def test_the_privacy_table_measures_the_shipped_compressor(tmp_path, monkeypatch
     (tmp_path / "m-k2-16x3s2.safetensors").write_bytes(b"")
     assert _privacy_compressor(comps, "m") == "m-k2-16x3s2"
     assert _privacy_compressor({"m-k2-16x3s2-joint": None}, "m") == "m-k2-16x3s2-joint"  # only a joint one
+
+
+def test_only_compressors_are_read_from_the_recipe_folder(tmp_path):
+    """A joint run leaves its heads and every run its checkpoint beside the compressor: the benches
+    read the compressors only (a heads file once stopped the bandwidth bench)."""
+    from bench.bench_device_tuning import compressor_files
+
+    for name in ("m-k2-16x3s2", "m-k2-16x3s2.ckpt", "m-k2-16x3s2-joint", "m-k2-16x3s2-joint.heads",
+                 "m-k2-16x3s2-joint.ckpt", "other-k2-16x3s2"):
+        (tmp_path / f"{name}.safetensors").write_bytes(b"")
+    assert [p.name for p in compressor_files(tmp_path, "m")] == ["m-k2-16x3s2-joint.safetensors",
+                                                                 "m-k2-16x3s2.safetensors"]
