@@ -140,7 +140,7 @@ def whisper_bandwidth_lines(dw: dict) -> list[str]:
     """The Whisper split's bandwidth table and its goal (``device_tuning_whisper_cpu.json``)."""
     sizes = ", ".join(f"{k}: {n} recordings" for k, n in dw["sets"].items())
     lines = ["### Whisper tiny.en: bandwidth against WER", "",
-             f"`OMP_NUM_THREADS=2 python -m bench.bench_device_tuning_whisper` ({_machine(dw)}, "
+             f"`python -m bench.bench_device_tuning_whisper` ({_machine(dw)}, "
              f"{dw.get('wall_s', 0) / 60:.0f} min; {sizes}). Every system is recognized by the same frozen "
              "Whisper tiny.en, each recording in its own window; the split's bit rate is the wire bytes, "
              "header and speaker id included; the codecs are encoded on the device and decoded on the server.", "",
@@ -158,8 +158,8 @@ def whisper_bandwidth_lines(dw: dict) -> list[str]:
                  for system, by_set in dw["rows"].items() if system.startswith("split")]
     if any(u.endswith(")") for u in unrounded):
         lines += ["", "Where a split point loses words: its WER through the compressor's bottleneck without the "
-                  "rounding to symbols (`Compressor.unrounded`). Close to the WER on the wire: the bottleneck "
-                  "(too few dimensions) costs the words, not the quantizer (too few bits).", ""]
+                  "rounding to symbols (`Compressor.unrounded`). Where the two are close, the bottleneck (too few "
+                  "dimensions, or too little training) costs the words, not the quantizer (too few bits).", ""]
         lines += [f"- {u}" for u in unrounded]
     return lines + [""] + _bandwidth(dw) + [""]
 
@@ -168,7 +168,7 @@ def multitask_lines(mt: dict) -> list[str]:
     """The multi-task table: each compressor (joint or ASR-only) on every task (``device_tuning_multitask_cpu.json``)."""
     d = mt["data"]
     lines = ["### Joint vs ASR-only compressor, every task", "",
-             f"`OMP_NUM_THREADS=2 python -m bench.bench_device_tuning_multitask` ({_machine(mt)}, "
+             f"`python -m bench.bench_device_tuning_multitask` ({_machine(mt)}, "
              f"{mt.get('run_s', 0) / 60:.0f} min): {d['test_utterances']} recordings ({d['test_audio_s']:.0f} s) of "
              f"{len(d['heldout'])} held-out simulated speakers that no compressor trained on. Speaker EER and "
              "nearest-speaker accuracy come from a speaker head trained on each compressor's restored states (the "
@@ -222,7 +222,7 @@ def privacy_lines(pv: dict) -> list[str]:
     """The privacy table of each split: the strongest speaker probe per representation, and inversion
     (``device_tuning_privacy_cpu.json``)."""
     lines = ["### What the stream gives away: speaker probes and inversion", "",
-             f"`OMP_NUM_THREADS=2 python -m bench.bench_device_tuning_multitask --privacy` ({_machine(pv)}, "
+             f"`python -m bench.bench_device_tuning_multitask --privacy` ({_machine(pv)}, "
              f"{pv.get('run_s', 0) / 60:.0f} min): {pv['utterances']} recordings of the {len(pv['speakers'])} sample "
              "speakers. Each representation gets every probe of the family (the same probes also run on d-vectors, "
              "which are made to carry identity: the calibration); the strongest one is reported, scored on held-out "
