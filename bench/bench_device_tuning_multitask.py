@@ -197,11 +197,15 @@ def run_privacy(device: str, quick: bool) -> dict[str, Any]:
 def _privacy_compressor(comps: dict[str, tuple], model: str) -> str:
     """The compressor whose stream the privacy table measures: the one the workbench ships for
     ``model`` (what a user's device sends) where it is among ``comps``, else the first ASR-only one."""
-    from workbench.device_tuning.compressor import SHIPPED_DIR
+    from workbench.device_tuning.compressor import default_compressor
+    from workbench.errors import WorkbenchError
 
-    shipped = {p.stem for p in SHIPPED_DIR.glob(f"{model}-k*.safetensors")}
+    try:
+        shipped = default_compressor(model).stem
+    except WorkbenchError:  # none shipped for this model
+        shipped = None
     plain = [n for n in comps if "-joint" not in n] or list(comps)
-    return next((n for n in plain if n in shipped), plain[0])
+    return shipped if shipped in plain else plain[0]
 
 
 def _privacy(device: str, cfg: dict, model: str, items: list[dict], opus: list, shared: dict) -> dict[str, Any]:

@@ -78,12 +78,12 @@ def _compressors(quick: bool, backend, wavs) -> dict[str, Any]:
     return trained_compressors(backend, default_out(), backend.name)
 
 
-def _unrounded(split, wavs: list[np.ndarray]) -> list[str]:
-    """Transcripts through the split's bottleneck without its rounding (``Compressor.unrounded``):
-    the WER the bottleneck costs apart from the quantizer."""
+def _unrounded(split, items: list) -> list[str]:
+    """Transcripts of the device states ``items`` (``split.device_hidden``'s) through the split's
+    bottleneck without its rounding (``Compressor.unrounded``): the WER the bottleneck costs apart
+    from the quantizer."""
     import torch
 
-    items = split.device_hidden(wavs)
     with torch.no_grad():
         states = [split.compressor.unrounded(it.features[None])[0] for it in items]
     return split.transcribe_hidden(states, samples=[it.samples for it in items])
@@ -117,14 +117,17 @@ def run(device: str, quick: bool) -> dict[str, Any]:
         base = _chunked(unsplit.transcribe, wavs)
         add("raw PCM 16-bit", set_name, refs, base, 16 * SAMPLE_RATE * seconds, seconds)
         add("log-mel fp16", set_name, refs, base, 80 * 100 * 16 * seconds, seconds)
+        states: dict[int, list] = {}  # split layer -> the device states of every recording (no compressor in them)
         for name, (comp, k, card) in comps.items():
             split = split_for(backend, k, comp)
+            if k not in states:
+                states[k] = _chunked(split.device_hidden, wavs)
             msgs = _chunked(split.encode, wavs)
             hyps = _chunked(lambda ms, split=split: split.transcribe_hidden(
                 split.restore(ms), samples=[m.samples for m in ms]), msgs)
             add(f"split k={k} {name}", set_name, refs, hyps, sum(len(m.to_bytes()) for m in msgs) * 8, seconds,
                 payload_bits_per_s=sum(len(m.payload) for m in msgs) * 8 / seconds,
-                wer_unrounded=_score(refs, _chunked(lambda ws, split=split: _unrounded(split, ws), wavs))["wer"],
+                wer_unrounded=_score(refs, _chunked(lambda its, split=split: _unrounded(split, its), states[k]))["wer"],
                 nominal_bits_per_s=comp.config.nominal_bits_per_second(50.0 if k else 100.0), card=card)
             print(f"     {name}: {rows[f'split k={k} {name}'][set_name]['bits_per_s'] / 1000:.2f} kbit/s, "
                   f"WER {rows[f'split k={k} {name}'][set_name]['wer']:.3f}", flush=True)

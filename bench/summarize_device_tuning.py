@@ -131,9 +131,9 @@ def _ordered(names, first: list[str]) -> list[str]:
 
 
 def _machine(d: dict) -> str:
-    m = d.get("machine", {})
-    n = m.get("torch_threads", "?")
-    return f"{m.get('cpu', 'this CPU')}, {m.get('cores', '?')} cores, {n} torch thread{'' if n == 1 else 's'}"
+    from bench._common import machine_text
+
+    return machine_text(d["machine"])
 
 
 def whisper_bandwidth_lines(dw: dict) -> list[str]:
@@ -155,8 +155,9 @@ def whisper_bandwidth_lines(dw: dict) -> list[str]:
                          + (f"; Opus 6 kbit/s: {100 * opus['wer']:.1f} %." if opus else "."))
     unrounded = [f"{system}: " + ", ".join(f"{s} {100 * r['wer']:.1f} % ({100 * r['wer_unrounded']:.1f} % without "
                                            "rounding)" for s, r in by_set.items() if "wer_unrounded" in r)
-                 for system, by_set in dw["rows"].items() if system.startswith("split")]
-    if any(u.endswith(")") for u in unrounded):
+                 for system, by_set in dw["rows"].items()
+                 if any("wer_unrounded" in r for r in by_set.values())]
+    if unrounded:
         lines += ["", "Where a split point loses words: its WER through the compressor's bottleneck without the "
                   "rounding to symbols (`Compressor.unrounded`). Where the two are close, the bottleneck (too few "
                   "dimensions, or too little training) costs the words, not the quantizer (too few bits).", ""]
