@@ -19,6 +19,9 @@ from bench.summarize_device_tuning import results_md_device_tuning
 from bench.summarize_live import END as CORR_END
 from bench.summarize_live import START as CORR_START
 from bench.summarize_live import live_details, results_md_corrections
+from bench.summarize_todm import END as TODM_END
+from bench.summarize_todm import START as TODM_START
+from bench.summarize_todm import results_md_todm
 from bench.summarize_words import END as WORDS_END
 from bench.summarize_words import START as WORDS_START
 from bench.summarize_words import results_md_words, words_targets
@@ -544,6 +547,7 @@ def main(quick: bool = False) -> None:
     new = _splice(old, results_md_personalization())
     new = _splice(new, results_md_device_tuning(_load), DT_START, DT_END)
     new = _splice(new, results_md_words(_load), WORDS_START, WORDS_END)
+    new = _splice(new, results_md_todm(_load), TODM_START, TODM_END)
     results_md.write_text(_splice(new, results_md_corrections(_load), CORR_START, CORR_END))
     print(f"wrote {bench_md} and {results_md}")
     readme = _common.RESULTS_DIR.parent.parent / "README.md"
