@@ -10,7 +10,10 @@ Then the **sliced-adapter table**: the adapter trained on the largest size, mark
 adapter (:func:`workbench.models.supernet.adapters.mark_supernet_adapter`), is cut for each smaller
 size (:func:`~workbench.models.supernet.adapters.load_for_size`: the same rule that cut the
 weights) and scored on the same test phrases, against the adapter trained on that size directly
-with the same data and settings. Nothing is trained for the sliced rows.
+with the same data and settings. Nothing is trained for the sliced rows. The same for an adapter
+trained with the **sandwich rule** (every step's loss averaged over every size, the adapter cut for
+each: :class:`~workbench.models.supernet.adapters.SandwichLoRA`), scored on the largest size as it
+is and on each smaller size cut.
 
 Run (about 25 minutes on one thread; each speaker is saved as it finishes, a rerun goes on):
 ``python -m bench.bench_todm_sizes [--quick] [--speaker ID] [--seeds N] [--fresh]``;
@@ -28,28 +31,42 @@ from bench._common import Partial, defaults_tag, machine, write_result
 from bench.bench_personalization import _score, _setup
 
 
-def _train(speaker_dir: Path, size: str, *, seed: int, max_steps: int | None, out: Path) -> tuple[dict, Path]:
-    """One personal adapter on size ``size``: ``(row, Submodel file)``."""
+def _train(speaker_dir: Path, size: str, *, seed: int, max_steps: int | None, out: Path,
+           sandwich: bool = False) -> tuple[dict, Path]:
+    """One personal adapter on size ``size``: ``(row, Submodel file)``. ``sandwich``: trained on the
+    largest size with the sandwich rule (every step's loss is the mean over every size, the adapter
+    cut for each: :class:`workbench.models.supernet.adapters.SandwichLoRA`)."""
+    import torch
+
+    from workbench.adapters import inject
     from workbench.models import load_base_model
+    from workbench.models.supernet.adapters import SandwichLoRA
+    from workbench.models.supernet.model import Supernet
     from workbench.trainer import Trainer
     from workbench.workflow import default_config
 
     backend = load_base_model(f"tiny-{size}")
     corpus, train, valid, held_out, decoder = _setup(speaker_dir, 50, backend=backend)
     config = default_config(backend, seed=seed, **({"max_steps": max_steps} if max_steps else {}))
-    trainer = Trainer(backend, train, valid, config, decoder=decoder)
+    adapted = None
+    if sandwich:
+        with torch.random.fork_rng(devices=[]):  # the same initial adapter as the trainer's own
+            torch.manual_seed(config.seed)
+            adapted = SandwichLoRA(Supernet(backend.model), inject(backend, config.adapter))
+    trainer = Trainer(backend, train, valid, config, decoder=decoder, adapted=adapted)
     t0 = time.perf_counter()
     result = trainer.fit()
     wall = time.perf_counter() - t0
     before, after = _score(backend, trainer.adapted, held_out, decoder)
-    path = trainer.adapted.save(out / f"{corpus.speaker_id}-{size}.safetensors", speaker_ids=[corpus.speaker_id])
+    path = trainer.adapted.save(out / f"{corpus.speaker_id}-{size}{'-sandwich' if sandwich else ''}.safetensors",
+                                speaker_ids=[corpus.speaker_id])
     trainer.adapted.remove()
     row = {"size": size, "base_model": backend.name, "params": backend.num_parameters(),
            "adapter_params": result.parameter_report["per_speaker"], "train_utterances": len(train),
            "valid_utterances": len(valid), "test_utterances": len(held_out), "wer_before": before,
            "wer_after": after, "steps": result.steps, "train_s": result.seconds, "wall_s": wall,
            "stopped": result.stopped_reason, "cut_short": result.cut_short}
-    print(f"{corpus.speaker_id:24s} {size:6s} {result.steps:4d} steps ({result.stopped_reason}), WER "
+    print(f"{corpus.speaker_id:24s} {size:6s} {'sandwich ' if sandwich else ''}{result.steps:4d} steps ({result.stopped_reason}), WER "
           f"{100 * before:5.1f}% -> {100 * after:5.1f}%, {result.seconds:.0f} s", flush=True)
     return row, path
 
@@ -79,11 +96,14 @@ def run_speaker(speaker_dir: Path, sizes: list[str], *, seed: int = 0, max_steps
     largest = sizes[-1]
     with tempfile.TemporaryDirectory() as tmp:
         trained = {s: _train(speaker_dir, s, seed=seed, max_steps=max_steps, out=Path(tmp)) for s in sizes}
-        large_file = trained[largest][1]
-        if not mark_supernet_adapter(large_file, load_base_model(f"tiny-{largest}")):
-            raise SystemExit(f"tiny-{largest} is not the supernet's largest size: its adapter cannot be sliced")
-        sliced = [_sliced(speaker_dir, s, large_file) for s in sizes[:-1]]
-    return {"speaker": speaker_dir.name, "seed": seed, "own": [row for row, _ in trained.values()], "sliced": sliced}
+        sandwich, sandwich_file = _train(speaker_dir, largest, seed=seed, max_steps=max_steps, out=Path(tmp), sandwich=True)
+        for path in (trained[largest][1], sandwich_file):
+            if not mark_supernet_adapter(path, load_base_model(f"tiny-{largest}")):
+                raise SystemExit(f"tiny-{largest} is not the supernet's largest size: its adapter cannot be sliced")
+        sliced = [_sliced(speaker_dir, s, trained[largest][1]) for s in sizes[:-1]]
+        sandwich["sliced"] = [_sliced(speaker_dir, s, sandwich_file) for s in sizes[:-1]]
+    return {"speaker": speaker_dir.name, "seed": seed, "own": [row for row, _ in trained.values()], "sliced": sliced,
+            "sandwich": sandwich}
 
 
 def main(argv: list[str] | None = None) -> None:

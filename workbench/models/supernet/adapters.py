@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from workbench.adapters.adapted import Adapted
     from workbench.adapters.base import AdapterConfig
 
-__all__ = ["SLICEABLE_FAMILIES", "SupernetLoRA", "load_adapter", "load_for_size", "mark_supernet_adapter", "size_fingerprints",
+__all__ = ["SLICEABLE_FAMILIES", "SandwichLoRA", "SupernetLoRA", "load_adapter", "load_for_size", "mark_supernet_adapter", "size_fingerprints",
            "slice_adapter", "slice_submodel_file", "supernet_marker"]
 
 SLICEABLE_FAMILIES = ("lora",)
@@ -339,3 +339,40 @@ class SupernetLoRA:
         with torch.enable_grad(), sized.route(None):
             return torch.func.functional_call(pair, params, (feats, lengths))
 
+
+
+class SandwichLoRA:
+    """A supernet adapter trained with the sandwich rule: one LoRA that serves every size.
+
+    Each training step's loss is the mean CTC loss of every size in ``sizes`` (default: every named
+    size of the search space), each run inside the supernet with the adapter cut for it
+    (:class:`SupernetLoRA`: the same cut as :func:`slice_adapter`, gradients reaching the full
+    adapter). Everything else is the largest size's :class:`~workbench.adapters.adapted.Adapted`
+    (validation, checkpoints, saving), so a :class:`~workbench.trainer.Trainer` takes it as its
+    ``adapted``; save the file and :func:`mark_supernet_adapter` it, as for any supernet adapter.
+
+    Args:
+        supernet: the shared weights, frozen (the largest size's model: ``Supernet(backend.model)``).
+        adapted: the LoRA injected into the largest size's backend: the adapter trained.
+        sizes: the sizes whose losses are averaged (names or choices).
+    """
+
+    def __init__(self, supernet: Supernet, adapted: Adapted, sizes: list[str | SubnetChoice] | None = None) -> None:
+        self._runner = SupernetLoRA(supernet, adapted)
+        self._inner = adapted
+        self.sizes = [supernet.space.parse(s) for s in (sizes or supernet.space.size_names)]
+        supernet.eval()  # the base stays as it is deployed: no dropout; only the adapter trains
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def loss(self, batch, targets: list[str]) -> Tensor:
+        """Mean over :attr:`sizes` of the CTC loss of ``batch`` (log-mel ``(B, T, 80)``) at that size."""
+        from workbench.models.tiny import ctc_loss
+
+        if batch.start_layer or batch.features.dim() != 3:
+            raise AdapterError("the sandwich rule runs every size from the log-mel features; the batch holds "
+                               "cached hidden states (an adapter on the top layers only): train every layer")
+        losses = [ctc_loss(*self._runner.forward_features(batch.features, batch.lengths, c), targets)
+                  for c in self.sizes]
+        return torch.stack(losses).mean()
