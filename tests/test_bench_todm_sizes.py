@@ -25,4 +25,8 @@ def test_bench_todm_sizes_quick(tmp_path, monkeypatch):
         assert s["sliced_for"] == s["size"]
         # the same base size, test phrases and decoder: the WER before personalization is the same figure
         assert s["wer_before"] == pytest.approx(own[s["size"]]["wer_before"])
+    sandwich = row["sandwich"]  # trained on the largest size with the sandwich rule, cut for the others
+    assert sandwich["size"] == "large" and sandwich["steps"] <= 4
+    assert sandwich["wer_before"] == pytest.approx(own["large"]["wer_before"])
+    assert [s["size"] for s in sandwich["sliced"]] == ["small", "medium"]
     assert not (tmp_path / "todm_sizes_quick.partial.json").exists()

@@ -12,6 +12,7 @@ from workbench.adapters.io import read_submodel
 from workbench.errors import AdapterError
 from workbench.models.supernet.model import SearchSpace, SubnetChoice, Supernet, _FeatureForward
 from workbench.models.supernet.adapters import (
+    SandwichLoRA,
     SupernetLoRA,
     load_for_size,
     mark_supernet_adapter,
@@ -112,6 +113,34 @@ def test_gradients_reach_the_full_adapter_only_in_the_slice():
     assert b[:, :16].abs().sum() > 0 and b[:, 16:].abs().sum() == 0
     assert full.adapters["blocks_2_attn_qkv"].lora_a.grad is None or \
         full.adapters["blocks_2_attn_qkv"].lora_a.grad.abs().sum() == 0
+
+
+def test_the_sandwich_loss_is_the_mean_of_each_sized_model_with_its_cut_adapter():
+    from workbench.models.base import Batch
+    from workbench.models.tiny import ctc_loss
+
+    sn = _supernet()
+    full = _trained_lora(sn)
+    for p in full.trainable_parameters():
+        p.requires_grad_(True)
+    feats, lengths = _feats()
+    targets = ["a b", "ok", "yes"]
+    batch = Batch(feats, lengths, lengths * 160)
+    sandwich = SandwichLoRA(sn, full)
+    assert sandwich.trainable_parameters() == full.trainable_parameters()  # the rest is the largest size's
+    loss = sandwich.loss(batch, targets)
+    want = []
+    for choice in (SMALL, MEDIUM, LARGE):
+        sized = inject(sn.backend(choice), full.config)
+        sized.load_state_dict(slice_adapter(full.state_dict(), full.config, sized.backend))
+        want.append(ctc_loss(*_sized_run(sized, feats, lengths), targets))
+        sized.remove()
+    torch.testing.assert_close(loss, torch.stack(want).mean(), rtol=1e-5, atol=1e-6)
+    loss.backward()  # every size reaches the adapter: the largest's rows past the small slice too
+    b = full.adapters["blocks_0_ff1_fc1"].lora_b.grad
+    assert b[:, :16].abs().sum() > 0 and b[:, 16:].abs().sum() > 0
+    with pytest.raises(AdapterError, match="log-mel"):
+        sandwich.loss(Batch(torch.zeros(3, 10, 24), torch.tensor([10, 9, 8]), lengths * 160, start_layer=2), targets)
 
 
 def test_an_adapter_is_refused_on_a_size_it_was_not_made_for(tmp_path):
