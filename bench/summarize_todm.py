@@ -144,20 +144,44 @@ def sizes_lines(res: dict) -> list[str]:
     mean = {s: [sum(o[k] for r in rows for o in r["own"] if o["size"] == s) / len(rows) for k in ("wer_before", "wer_after")]
             for s in sizes}
     out.append("| **mean** | " + " | ".join(f"**{100 * mean[s][0]:.1f} → {100 * mean[s][1]:.1f} %**" for s in sizes) + " |")
-    smaller = [s for s in sizes[:-1]]
-    out += ["", f"One adapter for every size: the {sizes[-1]} size's adapter cut for each smaller size (nothing "
-            "trained for it), against the adapter trained on that size directly (same data, same settings); test WER.", "",
-            "| speaker | " + " | ".join(f"{s}: sliced | {s}: own" for s in smaller) + " |", "|---|" + "---:|" * (2 * len(smaller))]
+    smaller, largest = sizes[:-1], sizes[-1]
+    sand = all("sandwich" in r for r in rows)
+    cols = ["sliced", *(["sandwich, sliced"] if sand else []), "own"]
+    out += ["", f"One adapter for every size: the {largest} size's adapter cut for each smaller size (nothing trained "
+            "for it) against the adapter trained on that size directly (same data, same settings)"
+            + ("; and an adapter trained on the largest size with the sandwich rule (each step's loss the mean over "
+               "every size, the adapter cut for each), scored on every size" if sand else "") + ". Test WER.", "",
+            "| speaker | " + " | ".join(f"{s}: {c}" for s in smaller for c in cols)
+            + (f" | {largest}: sandwich | {largest}: own" if sand else "") + " |",
+            "|---|" + "---:|" * (len(cols) * len(smaller) + (2 if sand else 0))]
+
+    def cells(r: dict) -> dict:
+        got = {(o["size"], "own"): o for o in r["own"]} | {(o["size"], "sliced"): o for o in r["sliced"]}
+        if "sandwich" in r:
+            got |= {(o["size"], "sandwich, sliced"): o for o in r["sandwich"]["sliced"]}
+            got[(largest, "sandwich")] = r["sandwich"]
+        return got
+
     for r in rows:
-        own = {o["size"]: o for o in r["own"]}
-        sl = {o["size"]: o for o in r["sliced"]}
-        out.append(f"| {r['speaker']} | " + " | ".join(f"{100 * sl[s]['wer_after']:.1f} % | {100 * own[s]['wer_after']:.1f} %"
-                                                      for s in smaller) + " |")
+        c = cells(r)
+        keys = [(s, k) for s in smaller for k in cols] + ([(largest, "sandwich"), (largest, "own")] if sand else [])
+        out.append(f"| {r['speaker']} | " + " | ".join(f"{100 * c[k]['wer_after']:.1f} %" for k in keys) + " |")
+    means = {}
+    for r in rows:
+        for k, o in cells(r).items():
+            means.setdefault(k, []).append(o["wer_after"])
+    means = {k: sum(v) / len(v) for k, v in means.items()}
     for s in smaller:
-        sl = sum(o["wer_after"] for r in rows for o in r["sliced"] if o["size"] == s) / len(rows)
-        own = mean[s][1]
-        out.append(f"\n{s}: sliced {100 * sl:.1f} % against its own {100 * own:.1f} % (mean, {100 * (sl - own):+.1f} "
-                   f"points; before personalization {100 * mean[s][0]:.1f} %).")
+        own = means[(s, "own")]
+        line = (f"\n{s}: sliced {100 * means[(s, 'sliced')]:.1f} % against its own {100 * own:.1f} % (mean, "
+                f"{100 * (means[(s, 'sliced')] - own):+.1f} points; before personalization {100 * mean[s][0]:.1f} %)")
+        if sand:
+            line += (f"; the sandwich adapter cut for it {100 * means[(s, 'sandwich, sliced')]:.1f} % "
+                     f"({100 * (means[(s, 'sandwich, sliced')] - own):+.1f} points)")
+        out.append(line + ".")
+    if sand:
+        out.append(f"\n{largest}: the sandwich adapter {100 * means[(largest, 'sandwich')]:.1f} % against its own "
+                   f"{100 * means[(largest, 'own')]:.1f} % (mean).")
     out.append(f"\nMachine: {res['machine']['cpu']}, {res['machine']['torch_threads']} torch thread. "
                f"Command: `{res.get('command', 'python -m bench.bench_todm_sizes')}`.")
     return out
