@@ -35,24 +35,19 @@ def _train(speaker_dir: Path, size: str, *, seed: int, max_steps: int | None, ou
            sandwich: bool = False) -> tuple[dict, Path]:
     """One personal adapter on size ``size``: ``(row, Submodel file)``. ``sandwich``: trained on the
     largest size with the sandwich rule (every step's loss is the mean over every size, the adapter
-    cut for each: :class:`workbench.models.supernet.adapters.SandwichLoRA`)."""
-    import torch
-
-    from workbench.adapters import inject
+    cut for each: :func:`workbench.models.supernet.adapters.sandwich_adapter`, what ``workbench
+    personalize --size large`` trains); else the trainer's own LoRA."""
     from workbench.models import load_base_model
-    from workbench.models.supernet.adapters import SandwichLoRA
-    from workbench.models.supernet.model import Supernet
+    from workbench.models.supernet.adapters import sandwich_adapter
     from workbench.trainer import Trainer
     from workbench.workflow import default_config
 
     backend = load_base_model(f"tiny-{size}")
     corpus, train, valid, held_out, decoder = _setup(speaker_dir, 50, backend=backend)
     config = default_config(backend, seed=seed, **({"max_steps": max_steps} if max_steps else {}))
-    adapted = None
-    if sandwich:
-        with torch.random.fork_rng(devices=[]):  # the same initial adapter as the trainer's own
-            torch.manual_seed(config.seed)
-            adapted = SandwichLoRA(Supernet(backend.model), inject(backend, config.adapter))
+    adapted = sandwich_adapter(backend, config) if sandwich else None  # None: the trainer's own (same seed)
+    if sandwich and adapted is None:
+        raise SystemExit(f"tiny-{size} is not the supernet's largest size: no sandwich rule there")
     trainer = Trainer(backend, train, valid, config, decoder=decoder, adapted=adapted)
     t0 = time.perf_counter()
     result = trainer.fit()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from workbench.errors import ModelImportError, ModelSizeError
-from workbench.models.supernet.model import SearchSpace, SubnetChoice, Supernet
+from workbench.models.supernet.model import SearchSpace, SubnetChoice, Supernet, installed_sizes
 from workbench.models.tiny import TinyConfig, TinyConformerCTC, save_tiny
 
 SMALL = SubnetChoice(2, 16, 1, 8)
@@ -193,3 +193,34 @@ def test_the_app_offers_the_sizes_and_says_which_runs_and_why(sizes_root, monkey
     assert model == "tiny-small" and "workbench-tiny-small" in label and "largest size that runs in real time" in label
     page._size_reason = ""
     assert PersonalizePage._model_label(page, "tiny-large") == "Built-in model, large size"
+
+
+# ------------------------------------------------------------------ the shipped sizes: one adapter for every size
+@pytest.mark.skipif(len(installed_sizes()) < 3, reason="the three sizes are not installed (recipes/todm/README.md)")
+def test_personalizing_the_largest_size_trains_one_adapter_for_every_size(tmp_path):
+    """``--size large`` (or auto picking it) trains with the sandwich rule; another size trains its own."""
+    import shutil
+
+    from workbench.demo import DEMO_SPEAKER, default_sample_dir
+    from workbench.models import load_base_model
+    from workbench.models.supernet.adapters import SandwichLoRA, load_for_size, mark_supernet_adapter
+    from workbench.workflow import finish, prepare, train
+
+    speaker = tmp_path / DEMO_SPEAKER
+    shutil.copytree(default_sample_dir() / DEMO_SPEAKER, speaker)
+    small = load_base_model("tiny", size="small")
+    plan = prepare(speaker, backend=small, settings={"max_steps": 2})
+    assert not isinstance(plan.trainer.adapted, SandwichLoRA)  # a smaller size: its own adapter
+    plan.release()
+    large = load_base_model("tiny", size="large")
+    plan = prepare(speaker, backend=large, settings={"max_steps": 2})
+    try:
+        assert isinstance(plan.trainer.adapted, SandwichLoRA)
+        train(plan, progress=False)
+        run = finish(plan)
+    finally:
+        plan.release()
+    assert mark_supernet_adapter(run.submodel_path, large)
+    adapted, meta = load_for_size(small, run.submodel_path)  # the file serves the small size, cut
+    assert meta["sliced_for"] == "small"
+    adapted.remove()

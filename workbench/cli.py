@@ -116,7 +116,8 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
         from workbench.models.supernet.adapters import mark_supernet_adapter
 
         if mark_supernet_adapter(run.submodel_path, backend):
-            print("It serves every size of the built-in model (small, medium, large): it was trained on the largest.")
+            print("It serves every size of the built-in model (small, medium, large): it was trained on the largest, "
+                  "with every size at each step.")
     print(f"Report: {run.report_html}")
     return 0
 

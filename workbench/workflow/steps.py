@@ -206,7 +206,11 @@ def prepare(
     dec = build_decoder(decoder, prompts=corpus.prompts(), backend=backend,
                         vocabulary=speaker_vocabulary(corpus.root) if vocabulary is None else vocabulary)
     config = config or default_config(backend, **{"seed": seed, **(settings or {})})
-    trainer = _trainer_on_window(window, backend, lambda: Trainer(backend, train_ex, valid_ex, config, decoder=dec))
+    from workbench.models.supernet.adapters import sandwich_adapter
+
+    adapted = sandwich_adapter(backend, config)  # the supernet's largest size: one adapter for every size
+    trainer = _trainer_on_window(window, backend, lambda: Trainer(backend, train_ex, valid_ex, config, decoder=dec,
+                                                                  adapted=adapted))
     if trainer.adapted is None:
         raise TrainingError("the personalization workflow trains adapters; use Trainer directly for the baselines")
     try:

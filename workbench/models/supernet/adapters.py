@@ -45,7 +45,8 @@ if TYPE_CHECKING:
     from workbench.adapters.adapted import Adapted
     from workbench.adapters.base import AdapterConfig
 
-__all__ = ["SLICEABLE_FAMILIES", "SandwichLoRA", "SupernetLoRA", "load_adapter", "load_for_size", "mark_supernet_adapter", "size_fingerprints",
+__all__ = ["SLICEABLE_FAMILIES", "SandwichLoRA", "SupernetLoRA", "load_adapter", "load_for_size", "mark_supernet_adapter",
+           "sandwich_adapter", "size_fingerprints",
            "slice_adapter", "slice_submodel_file", "supernet_marker"]
 
 SLICEABLE_FAMILIES = ("lora",)
@@ -376,3 +377,26 @@ class SandwichLoRA:
         losses = [ctc_loss(*self._runner.forward_features(batch.features, batch.lengths, c), targets)
                   for c in self.sizes]
         return torch.stack(losses).mean()
+
+
+def sandwich_adapter(backend: Any, config: Any) -> SandwichLoRA | None:
+    """The adapter a personalization on ``backend`` trains with the sandwich rule, or None (the trainer's own).
+
+    A :class:`SandwichLoRA` when ``backend`` is the installed supernet's largest size (``--size
+    large``, or ``auto`` picking it) and ``config`` trains a LoRA on every layer: the one adapter
+    then serves every size (bench/bench_todm_sizes.py measures it against an adapter cut from a
+    plain run and against each size's own). Its initial weights follow ``config.seed`` as the
+    trainer's own do.
+    """
+    if not isinstance(backend, TinyBackend) or backend.config.size != DEFAULT_SPACE.size_names[-1]:
+        return None
+    if config.mode != "adapter" or config.adapter.family not in SLICEABLE_FAMILIES or config.adapter.top_layers:
+        return None
+    if supernet_marker(backend) is None:
+        return None
+    from workbench.adapters.adapted import inject
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        adapted = inject(backend, config.adapter)
+    return SandwichLoRA(Supernet(backend.model), adapted)
