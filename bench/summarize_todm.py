@@ -180,8 +180,13 @@ def sizes_lines(res: dict) -> list[str]:
                      f"({100 * (means[(s, 'sandwich, sliced')] - own):+.1f} points)")
         out.append(line + ".")
     if sand:
+        cost = {k: [sum(o[f] for o in os) / len(os) for f in ("steps", "train_s")] for k, os in
+                (("sandwich", [r["sandwich"] for r in rows]),
+                 ("own", [o for r in rows for o in r["own"] if o["size"] == largest]))}
         out.append(f"\n{largest}: the sandwich adapter {100 * means[(largest, 'sandwich')]:.1f} % against its own "
-                   f"{100 * means[(largest, 'own')]:.1f} % (mean).")
+                   f"{100 * means[(largest, 'own')]:.1f} % (mean). Its training: {cost['sandwich'][0]:.0f} steps, "
+                   f"{cost['sandwich'][1]:.0f} s (mean; a step runs the three sizes), against {cost['own'][0]:.0f} "
+                   f"steps, {cost['own'][1]:.0f} s for the {largest} size's own.")
     out.append(f"\nMachine: {res['machine']['cpu']}, {res['machine']['torch_threads']} torch thread. "
                f"Command: `{res.get('command', 'python -m bench.bench_todm_sizes')}`.")
     return out

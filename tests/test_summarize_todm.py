@@ -55,11 +55,12 @@ def test_the_per_size_and_sliced_tables():
     assert "| sim-x | 60.0 % | 50.0 % | 40.0 % | 40.0 % |" in text
     assert "small: sliced 60.0 % against its own 50.0 % (mean, +10.0 points" in text
     assert "sandwich" not in text.split("Test WER.")[1]  # no sandwich rows: no sandwich columns
-    res["rows"][0]["sandwich"] = {"size": "large", "wer_before": 0.8, "wer_after": 0.35,
+    res["rows"][0]["sandwich"] = {"size": "large", "wer_before": 0.8, "wer_after": 0.35, "steps": 60, "train_s": 75.0,
                                   "sliced": [{"size": "small", "wer_after": 0.55}, {"size": "medium", "wer_after": 0.42}]}
     text = "\n".join(sizes_lines(res))
     assert "| sim-x | 60.0 % | 55.0 % | 50.0 % | 40.0 % | 42.0 % | 40.0 % | 35.0 % | 30.0 % |" in text
     assert "the sandwich adapter cut for it 55.0 % (+5.0 points)" in text
+    assert "Its training: 60 steps, 75 s (mean; a step runs the three sizes), against 40 steps, 30 s" in text
 
 
 def test_collect_reads_every_finished_run_and_the_section_renders(tmp_path):
