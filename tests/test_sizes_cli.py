@@ -203,7 +203,7 @@ def test_personalizing_the_largest_size_trains_one_adapter_for_every_size(tmp_pa
 
     from workbench.demo import DEMO_SPEAKER, default_sample_dir
     from workbench.models import load_base_model
-    from workbench.models.supernet.adapters import SandwichLoRA, load_for_size, mark_supernet_adapter
+    from workbench.models.supernet.adapters import SandwichLoRA, load_for_size
     from workbench.workflow import finish, prepare, train
 
     speaker = tmp_path / DEMO_SPEAKER
@@ -220,7 +220,9 @@ def test_personalizing_the_largest_size_trains_one_adapter_for_every_size(tmp_pa
         run = finish(plan)
     finally:
         plan.release()
-    assert mark_supernet_adapter(run.submodel_path, large)
+    from workbench.adapters.io import read_submodel
+
+    assert read_submodel(run.submodel_path)[1]["supernet"]["made_for"] == "large"  # marked when saved
     adapted, meta = load_for_size(small, run.submodel_path)  # the file serves the small size, cut
     assert meta["sliced_for"] == "small"
     adapted.remove()

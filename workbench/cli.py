@@ -96,6 +96,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_personalize(args: argparse.Namespace) -> int:
+    from workbench.models.supernet.adapters import SandwichLoRA
     from workbench.plots import report_figures
     from workbench.workflow import default_config, personalize_speaker
 
@@ -112,12 +113,9 @@ def _cmd_personalize(args: argparse.Namespace) -> int:
     if run.advice:  # no improvement: what to do next (the run is not used as the personal model)
         print(run.advice)
     print(f"Personal adapter: {run.submodel_path}")
-    if args.size and run.submodel_path:  # trained on the supernet's largest size: it serves every size
-        from workbench.models.supernet.adapters import mark_supernet_adapter
-
-        if mark_supernet_adapter(run.submodel_path, backend):
-            print("It serves every size of the built-in model (small, medium, large): it was trained on the largest, "
-                  "with every size at each step.")
+    if run.submodel_path and isinstance(run.adapted, SandwichLoRA):  # the supernet's largest size (--size large)
+        print("It serves every size of the built-in model (small, medium, large): it was trained on the largest, "
+              "with every size at each step.")
     print(f"Report: {run.report_html}")
     return 0
 

@@ -349,8 +349,8 @@ class SandwichLoRA:
     size of the search space), each run inside the supernet with the adapter cut for it
     (:class:`SupernetLoRA`: the same cut as :func:`slice_adapter`, gradients reaching the full
     adapter). Everything else is the largest size's :class:`~workbench.adapters.adapted.Adapted`
-    (validation, checkpoints, saving), so a :class:`~workbench.trainer.Trainer` takes it as its
-    ``adapted``; save the file and :func:`mark_supernet_adapter` it, as for any supernet adapter.
+    (validation, checkpoints), so a :class:`~workbench.trainer.Trainer` takes it as its ``adapted``;
+    :meth:`save` writes the largest size's file with the supernet marker.
 
     Args:
         supernet: the shared weights, frozen (the largest size's model: ``Supernet(backend.model)``).
@@ -366,6 +366,13 @@ class SandwichLoRA:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+    def save(self, path: str | Path, **kwargs: Any) -> Path:
+        """The largest size's Submodel file (:meth:`Adapted.save <workbench.adapters.adapted.Adapted.save>`'s
+        arguments), marked as a supernet adapter: it serves every size."""
+        out = self._inner.save(path, **kwargs)
+        mark_supernet_adapter(out, self._inner.backend)
+        return out
 
     def loss(self, batch, targets: list[str]) -> Tensor:
         """Mean over :attr:`sizes` of the CTC loss of ``batch`` (log-mel ``(B, T, 80)``) at that size."""
