@@ -92,7 +92,7 @@ def run_speaker(speaker_dir: Path, sizes: list[str], *, seed: int = 0, max_steps
     with tempfile.TemporaryDirectory() as tmp:
         trained = {s: _train(speaker_dir, s, seed=seed, max_steps=max_steps, out=Path(tmp)) for s in sizes}
         sandwich, sandwich_file = _train(speaker_dir, largest, seed=seed, max_steps=max_steps, out=Path(tmp), sandwich=True)
-        if not mark_supernet_adapter(trained[largest][1], load_base_model(f"tiny-{largest}")):  # the sandwich's is
+        if not mark_supernet_adapter(trained[largest][1], load_base_model(f"tiny-{largest}")):  # (the sandwich one marked itself)
             raise SystemExit(f"tiny-{largest} is not the supernet's largest size: its adapter cannot be sliced")
         sliced = [_sliced(speaker_dir, s, trained[largest][1]) for s in sizes[:-1]]
         sandwich["sliced"] = [_sliced(speaker_dir, s, sandwich_file) for s in sizes[:-1]]
