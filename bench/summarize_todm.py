@@ -187,7 +187,8 @@ def sizes_lines(res: dict) -> list[str]:
                    f"{100 * means[(largest, 'own')]:.1f} % (mean). Its training: {cost['sandwich'][0]:.0f} steps, "
                    f"{cost['sandwich'][1]:.0f} s (mean; a step runs the three sizes), against {cost['own'][0]:.0f} "
                    f"steps, {cost['own'][1]:.0f} s for the {largest} size's own.")
-    out.append(f"\nMachine: {res['machine']['cpu']}, {res['machine']['torch_threads']} torch thread. "
+    wall = f", {res['wall_s'] / 60:.0f} minutes in all" if "wall_s" in res else ""
+    out.append(f"\nMachine: {res['machine']['cpu']}, {res['machine']['torch_threads']} torch thread{wall}. "
                f"Command: `{res.get('command', 'python -m bench.bench_todm_sizes')}`.")
     return out
 
@@ -197,12 +198,17 @@ def results_md_todm(load: Callable[[str], dict | None]) -> str:
     comp, sizes = load("todm_comparison"), load("todm_sizes")
     lines = ["## TODM: one supernet, three deployable sizes", ""]
     if comp:
+        runs = comp["runs"]
+        twin = next((r["run"] for n, r in runs.items() if n.startswith("single-")), None)
+        sup = runs.get("supernet", {}).get("run")
+        args = sup.get("command_args", {}) if sup else {}
+        budget = (f"--steps {twin['step_budget']} --ratio {sup['step_budget'] / twin['step_budget']:.2f} "
+                  if twin and sup and twin.get("step_budget") and sup.get("step_budget") else "")
         lines += ["### The supernet against each size trained alone", "",
-                  "`python recipes/todm/comparison.py --steps 1000 --ratio 0.48 -- --threads 1 --n-train 1500` "
-                  "(recipes/todm/README.md): warm start from the shipped model, the pretraining recipe's synthetic "
-                  "corpus; each twin 1000 steps, the supernet and each ablation 480 sandwich steps (a sandwich step "
-                  "runs four sizes). Learning curves: `docs/bench/todm_curves.png`.", "",
-                  *comparison_lines(comp), ""]
+                  f"`python recipes/todm/comparison.py {budget}-- --threads {sup['threads'] if sup else 1} "
+                  f"--n-train {args.get('n_train', 1500)}` (recipes/todm/README.md): warm start from the shipped "
+                  "model, the pretraining recipe's synthetic corpus; a sandwich step runs four sizes. Learning "
+                  "curves: `docs/bench/todm_curves.png`.", "", *comparison_lines(comp), ""]
     else:
         lines += ["The comparison has not been run (recipes/todm/README.md).", ""]
     if sizes:

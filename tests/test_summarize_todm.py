@@ -14,7 +14,7 @@ def _metrics(wer: float, params: int = 1_000_000) -> dict:
 
 
 def _run(steps: int, minutes: float, dev=()) -> dict:
-    return {"steps": steps, "minutes": minutes, "threads": 1, "device": "cpu", "optimizer": "scaled_adam",
+    return {"steps": steps, "step_budget": steps, "minutes": minutes, "threads": 1, "device": "cpu", "optimizer": "scaled_adam",
             "distill": "alpha", "adaptive_dropout": True, "dev": list(dev), "args": {"n_train": "1500"}}
 
 
@@ -77,4 +77,5 @@ def test_collect_reads_every_finished_run_and_the_section_renders(tmp_path):
     saved = json.loads(out.read_text())
     section = results_md_todm(lambda name: saved if name == "todm_comparison" else None)
     assert "### The supernet against each size trained alone" in section and "**Met.**" in section
+    assert "`python recipes/todm/comparison.py --steps 1000 --ratio 0.48 -- --threads 1 --n-train 1500`" in section
     assert "Personalizing each size" not in section  # no todm_sizes.json yet
