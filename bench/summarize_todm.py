@@ -113,7 +113,8 @@ def comparison_lines(comp: dict) -> list[str]:
             + ("**Met.**" if not missed else f"**Missed** for {', '.join(missed)} (a negative gap is the supernet ahead).")]
     done = [(k, v) for k, v in ABLATIONS.items() if k in runs]
     if done:
-        out += ["", "The four ablations (each turns off one technique of the supernet run, same budget):", "",
+        out += ["", "The four ablations (each turns off one technique of the supernet run, the same step budget; the "
+                "minutes are wall clock, with whatever else shared the machine):", "",
                 "| run | " + " | ".join(f"{s} WER" for s in SIZES) + " | mean | against the supernet |",
                 "|---|" + "---:|" * (len(SIZES) + 2)]
         base = sum(_wer(sup["sizes"][s]) for s in SIZES) / len(SIZES)
