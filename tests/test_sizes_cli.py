@@ -94,6 +94,10 @@ def test_a_named_size_and_the_refusals(sizes_root, wav, capsys):
     _install(sizes_root, ("small",))
     assert main(["transcribe", wav, "--size", "small"]) == 0
     assert "workbench-tiny-small (the small size of the built-in model, chosen by you)" in capsys.readouterr().err
+    card = {"fingerprint": None, "results": {"heldout_voices_heldout_texts": {"lexicon_beam": {"wer": 0.417}}}}
+    (sizes_root / "tiny-small" / "metrics.json").write_text(json.dumps(card))  # what the size gives up is said
+    assert main(["transcribe", wav, "--size", "small"]) == 0
+    assert "chosen by you; held-out WER 41.7 %, the built-in model without --size" in capsys.readouterr().err
     assert main(["transcribe", wav, "--size", "small", "--model", "whisper-tiny.en"]) == 2
     assert "--size chooses a size of the built-in model" in capsys.readouterr().err
     for cmd in (["personalize", "spk"], ["listen"], ["transcribe", wav]):
