@@ -99,8 +99,14 @@ def test_peers_mixed_lora_whisper_quick_equals_peft() -> None:
     result = bench_mixed_lora("whisper-tiny.en", n=8, repeat=1, seconds=0.5)
     assert result["rows"][0]["layers"] > 0
     for r in result["rows"]:
-        # logits: same weights, same outputs; the sums in PEFT's order on Whisper (issue 30: within 1e-4)
-        assert r["max_abs_diff"] < 1e-4 < r["max_abs_effect"], r
+        # logits: same weights, same outputs up to float32 rounding, on any CPU. An absolute 1e-4 (issue 30)
+        # held on the Intel machine but not on an AMD one (1.2e-4), where PEFT itself is 2e-4 from the exact
+        # float64 answer: so ours must be as close to float64 as PEFT is (within 3x), and within 1e-5 of the
+        # logits' scale of PEFT; a wrong sum or a wrong adapter moves them by ~1e-1 or more
+        logits = r["per_layer"]["logits"]
+        assert logits["ours_vs_float64"] <= 3 * logits["peft_vs_float64"], r
+        assert r["max_abs_diff"] < 1e-5 * logits["max_abs"], r
+        assert r["max_abs_effect"] > 1e-1, r
 
 
 def test_peers_transcription_quick_against_ctranslate2_and_pocketsphinx() -> None:
