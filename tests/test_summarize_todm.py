@@ -2,7 +2,7 @@
 
 import json
 
-from bench.summarize_todm import collect, comparison_lines, results_md_todm, sizes_lines
+from bench.summarize_todm import collect, comparison_lines, results_md_todm, shipped_run, sizes_lines
 
 
 def _metrics(wer: float, params: int = 1_000_000) -> dict:
@@ -40,7 +40,9 @@ def test_the_gap_to_each_twin_and_the_goal():
 
 def test_the_ablations_against_the_supernet_and_those_not_run():
     text = "\n".join(comparison_lines(_comparison()))
-    assert "| KL instead of alpha-divergence (480 steps, 23.0 min) | 60.0 % | 60.0 % | 60.0 % | 60.0 % | +20.0 points |" in text
+    assert ("| KL instead of alpha-divergence (480 steps, 23.0 min) | 60.0 % | 60.0 % | 60.0 % | 60.0 % | +20.0 points "
+            "| none |") in text
+    assert "| supernet (every technique) (480 steps, 24.0 min) | 50.0 % | 40.0 % | 30.0 % | 40.0 % |  | small, medium, large |" in text
     assert "Not run yet: no adaptive dropout, AdamW instead of ScaledAdam, no distillation" in text
 
 
@@ -79,3 +81,11 @@ def test_collect_reads_every_finished_run_and_the_section_renders(tmp_path):
     assert "### The supernet against each size trained alone" in section and "**Met.**" in section
     assert "`python recipes/todm/comparison.py --steps 1000 --ratio 0.48 -- --threads 1 --n-train 1500`" in section
     assert "Personalizing each size" not in section  # no todm_sizes.json yet
+
+
+def test_the_shipped_run_is_found_by_every_fingerprint():
+    runs = _comparison()["runs"]
+    runs["ablation-kl"]["sizes"]["small"] = {**runs["ablation-kl"]["sizes"]["small"], "fingerprint": "a" * 64}
+    assert shipped_run(runs, {"small": "a" * 64, "medium": "f" * 64, "large": "f" * 64}) == "ablation-kl"
+    assert shipped_run(runs, {"small": "b" * 64}) is None
+    assert shipped_run(runs, {}) is None
