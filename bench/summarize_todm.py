@@ -72,16 +72,23 @@ def plot_curves(runs: dict, path: Path, shipped: str | None = None) -> None:
     fig = Figure(figsize=(12, 3.6), layout="constrained")
     axes = fig.subplots(1, len(SIZES), sharey=True)
     extra = [(shipped, "^-")] if shipped and shipped != "supernet" else []
+    sup = runs.get("supernet", {}).get("run", {})
+
+    def pace(run: dict) -> float:
+        """Minutes a step: an ablation (a sandwich step, measured under other load) at the supernet's pace."""
+        same = sup if run.get("mode") == "supernet" and sup.get("steps") else run
+        return same["minutes"] / max(1, same["steps"])
+
     for ax, size in zip(axes, SIZES):
         for name, style in (("supernet", "o-"), *extra, (f"single-{size}", "s--")):
-            dev = runs.get(name, {}).get("run", {}).get("dev", [])
-            pts = [(t / 60, c[size]) for _, t, c in dev if size in c]
+            run = runs.get(name, {}).get("run", {})
+            pts = [(step * pace(run), c[size]) for step, _, c in run.get("dev", []) if size in c]
             label = {"supernet": "supernet", shipped: f"{name} (shipped)"}.get(name, "trained alone")
             if pts:
                 ax.plot(*zip(*pts), style, label=label, markersize=3)
         ax.set_title(f"{size}")
-        ax.set_xlabel("training minutes (1 thread)")
         ax.grid(alpha=0.3)
+    fig.supxlabel("training minutes (1 thread; an ablation's sandwich steps at the supernet's pace)", fontsize=10)
     axes[0].set_ylabel("dev CER (held-out voices + phrases)")
     axes[0].legend(fontsize=8)
     fig.savefig(path, dpi=110)
