@@ -221,7 +221,7 @@ def sizes_lines(res: dict) -> list[str]:
                    f"{cost['sandwich'][1]:.0f} s (mean; a step runs the three sizes), against {cost['own'][0]:.0f} "
                    f"steps, {cost['own'][1]:.0f} s for the {largest} size's own.")
     wall = f", {res['wall_s'] / 60:.0f} minutes in all" if "wall_s" in res else ""
-    out.append(f"\nMachine: {res['machine']['cpu']}, {res['machine']['torch_threads']} torch thread{wall}. "
+    out.append(f"\nMachine: {res['machine']['cpu']}, {res['machine']['torch_threads']} torch thread{'' if res['machine']['torch_threads'] == 1 else 's'}{wall}. "
                f"Command: `{res.get('command', 'python -m bench.bench_todm_sizes')}`.")
     return out
 
