@@ -209,8 +209,13 @@ def prepare(
     from workbench.models.supernet.adapters import sandwich_adapter
 
     adapted = sandwich_adapter(backend, config)  # the supernet's largest size: one adapter for every size
-    trainer = _trainer_on_window(window, backend, lambda: Trainer(backend, train_ex, valid_ex, config, decoder=dec,
-                                                                  adapted=adapted))
+    try:
+        trainer = _trainer_on_window(window, backend, lambda: Trainer(backend, train_ex, valid_ex, config, decoder=dec,
+                                                                      adapted=adapted))
+    except BaseException:
+        if adapted is not None:  # injected before the trainer refused the data: the base model goes back as it came
+            adapted.remove()
+        raise
     if trainer.adapted is None:
         raise TrainingError("the personalization workflow trains adapters; use Trainer directly for the baselines")
     try:
