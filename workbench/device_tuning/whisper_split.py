@@ -49,7 +49,7 @@ from workbench.device_tuning.wire import Message
 from workbench.errors import WireFormatError, WorkbenchError
 from workbench.models.base import MAX_TRAIN_S, CachedFeatures
 
-__all__ = ["WhisperSplit", "true_frames", "window_geometry"]
+__all__ = ["SILENCE_TAIL", "WhisperSplit", "coded_frames", "true_frames", "window_geometry"]
 
 WINDOW_NAMES = {"auto": "the audio plus a margin ('auto')", "full": "Whisper's 30 s window ('full')"}
 
@@ -65,6 +65,23 @@ def window_geometry(samples: int, *, split_layer: int, window_frames: Callable[[
     if split_layer == 0:
         return window, min(mel, window)
     return window // 2, min((mel + 1) // 2, window // 2)
+
+
+SILENCE_TAIL = 2  # log-mel frames after the audio that still hold its tail (the STFT's half window)
+
+
+def coded_frames(samples: int, frames: int) -> int:
+    """At ``k = 0``: the log-mel frames of a window of ``frames`` that the compressor codes,
+    ``min(W, mel + SILENCE_TAIL)``. Every later frame is the window's silence, which Whisper's
+    feature extractor makes one constant (the floor: the log-mel's maximum minus 2, at least
+    -1.5), so the server rebuilds it exactly from that one number."""
+    return min(int(frames), int(samples) // HOP_LENGTH + SILENCE_TAIL)
+
+
+def silence_floor(h: torch.Tensor) -> torch.Tensor:
+    """The floor of log-mel windows ``(B, W, 80)``: ``(B, 1, 1)``, the smallest value of each (every
+    value is clamped at it, and the silence after the audio equals it)."""
+    return h.amin(dim=(1, 2), keepdim=True)
 
 
 def true_frames(samples: int, frames: int, split_layer: int) -> int:
@@ -108,6 +125,38 @@ class WhisperSplit(SplitModel):
         name = window or self.window or self.backend.window
         return window_geometry(samples, split_layer=self.split_layer,
                                window_frames=lambda mel: self.backend.window_frames(mel, name))
+
+    @property
+    def rebuilds_silence(self) -> bool:
+        """At ``k = 0`` the compressor codes the audio's log-mel relative to its floor and the server
+        rebuilds the window's silence exactly (wire format version 4); above, the whole window
+        of states is coded (version 3)."""
+        return self.split_layer == 0
+
+    def round_trip(self, fn: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor,
+                   samples: Sequence[int]) -> torch.Tensor:
+        """What the server restores from device states ``h (B, F, width)`` of recordings of
+        ``samples``, with ``fn`` the compressor's round trip (``compressor`` itself: quantized,
+        straight-through; ``compressor.unrounded``: without the rounding). At ``k = 0`` ``fn``
+        sees log-mel minus its floor and only the coded frames (:func:`coded_frames`) are
+        taken from it: the silence after them is the floor, exactly."""
+        if not self.rebuilds_silence:
+            return fn(h)
+        floor = silence_floor(h)
+        out = fn(h - floor) + floor
+        coded = torch.tensor([coded_frames(s, h.shape[1]) for s in samples], device=h.device)
+        keep = torch.arange(h.shape[1], device=h.device)[None, :, None] < coded[:, None, None]
+        return torch.where(keep, out, h)
+
+    def coded_symbols(self, h: torch.Tensor, samples: int) -> torch.Tensor:
+        """The symbols ``(S, dims)`` of one recording's device states ``h (F, width)`` that go on
+        the wire: every symbol frame above ``k = 0``; at ``k = 0`` those of the coded frames of
+        log-mel minus its floor (:meth:`round_trip`)."""
+        c = self._need_compressor()
+        if not self.rebuilds_silence:
+            return c.encode(h[None].float())[0]
+        n = coded_frames(samples, h.shape[0])
+        return c.encode((h[None] - silence_floor(h[None])).float())[0, : -(-n // c.config.stride)]
 
     # -- device ---------------------------------------------------------------
     def device_hidden(self, waveforms: Sequence[np.ndarray], window: str | None = None) -> list[CachedFeatures]:
