@@ -85,7 +85,7 @@ def _unrounded(split, items: list) -> list[str]:
     import torch
 
     with torch.no_grad():
-        states = [split.compressor.unrounded(it.features[None])[0] for it in items]
+        states = [split.round_trip(split.compressor.unrounded, it.features[None], [it.samples])[0] for it in items]
     return split.transcribe_hidden(states, samples=[it.samples for it in items])
 
 

@@ -143,7 +143,10 @@ def whisper_bandwidth_lines(dw: dict) -> list[str]:
              f"`python -m bench.bench_device_tuning_whisper` ({_machine(dw)}, "
              f"{dw.get('wall_s', 0) / 60:.0f} min; {sizes}). Every system is recognized by the same frozen "
              "Whisper tiny.en, each recording in its own window; the split's bit rate is the wire bytes, "
-             "header and speaker id included; the codecs are encoded on the device and decoded on the server.", "",
+             "header and speaker id included; the codecs are encoded on the device and decoded on the server. "
+             "A split at k=2 sends the whole encoding window, its silence coded adaptively (wire format version 3); "
+             "a split at k=0 sends the audio's log-mel frames relative to the window's silence floor, and the server "
+             "rebuilds the silence from that one number, exactly (version 4).", "",
              f"Goal (issue 28), on each real set: a split point at <= {WHISPER_GOAL_BPS / 1000:.0f} kbit/s whose WER "
              f"is within {100 * GOAL_REL:.0f} % relative of unsplit Whisper and lower than Opus 6 kbit/s's."]
     for system, by_set in dw.get("goal", {}).items():

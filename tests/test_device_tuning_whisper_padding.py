@@ -64,9 +64,9 @@ def test_the_adaptive_code_is_lossless_and_refuses_a_short_or_damaged_payload():
     assert (decode_padded(encode_padded(sym[:7], tables, 7), tables, frames=7, true_frames=7) == sym[:7]).all()
 
 
-@pytest.mark.parametrize("k", [0, 1])
-def test_padding_frames_cost_almost_nothing_and_restore_the_same_states(backend, clips, k):
-    split = _split(backend, clips, k)
+def test_padding_frames_cost_no_more_than_fixed_tables_and_restore_the_same_states(backend, clips):
+    """Above k = 0 (at k = 0 the silence is rebuilt from its floor: test_device_tuning_whisper_silence.py)."""
+    split = _split(backend, clips, 1)
     c = split.compressor
     tables = c.tables.numpy()
     for m, h in zip(split.encode(clips), [it.features for it in split.device_hidden(clips)], strict=True):
@@ -74,16 +74,11 @@ def test_padding_frames_cost_almost_nothing_and_restore_the_same_states(backend,
         m = Message.from_bytes(m.to_bytes())
         sym = c.encode(h[None])[0].numpy()
         assert (split.symbols(m) == sym).all()  # lossless: the server restores what fixed tables would
-        true_sym = -(-true_frames(m.samples, m.frames, k) // c.config.stride)
+        true_sym = -(-true_frames(m.samples, m.frames, 1) // c.config.stride)
         assert true_sym < len(sym) / 2  # these clips sit in windows over twice their length
-        static = encode_symbols(sym, tables)
-        true_part = encode_symbols(sym[:true_sym], tables)
-        if k == 0:  # log-mel of silence is one constant frame: the padding adds a small fraction of what
-            # fixed tables spend on it
-            assert len(m.payload) - len(true_part) <= 0.2 * (len(static) - len(true_part)) + 8
-        else:  # after k layers the padding states carry the audio and the position (an untrained
-            # compressor here): never much worse than fixed tables
-            assert len(m.payload) <= len(static) + 8
+        # after k layers the padding states carry the audio and the position (an untrained
+        # compressor here): never much worse than fixed tables
+        assert len(m.payload) <= len(encode_symbols(sym, tables)) + 8
 
 
 def test_version_2_messages_still_decode_and_the_built_in_split_refuses_version_3(backend, clips):

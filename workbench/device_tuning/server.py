@@ -143,8 +143,8 @@ class ServerCore:
         self.base_fallback = base_fallback
         self.max_frames = self.split.max_frames
         sym_frames = -(-self.max_frames // comp.config.stride)
-        padded = hasattr(self.split, "speaker_windows")  # a Whisper split codes its padding adaptively (version 3)
-        most = payload_bounds(comp.tables.cpu().numpy(), *((0, sym_frames) if padded else (sym_frames,)))[1]
+        tables = comp.tables.cpu().numpy()  # fixed tables (version 1, 2; 4 after its floor), or adaptive padding (3)
+        most = max(payload_bounds(tables, sym_frames)[1] + 4, payload_bounds(tables, 0, sym_frames)[1])
         self.max_body_bytes = HEADER_BYTES_V2 + MAX_SPEAKER_BYTES + most  # the largest message it can accept
 
     def info(self) -> dict[str, Any]:
@@ -202,7 +202,7 @@ class ServerCore:
     def transcribe(self, items: list[Parsed]) -> list[dict[str, Any]]:
         """One mixed-speaker forward pass for the bank's speakers, one for the rest (base model)."""
         messages = [it.message for it in items]
-        hidden = [self.split.hidden(it.symbols, it.message.frames) for it in items]
+        hidden = [self.split.hidden(it.symbols, it.message) for it in items]
         known = set(self.bank.speaker_ids) if self.bank else set()
         texts: list[str] = [""] * len(messages)
         mine = [i for i, m in enumerate(messages) if m.speaker in known]

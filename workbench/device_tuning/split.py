@@ -85,23 +85,32 @@ class SplitModel:
         with torch.no_grad():
             for it in self.device_hidden(waveforms):
                 h, frames, samples_field = self._wire_frames(it.features, it.length, it.samples)
-                sym = c.encode(h[None].float())[0].cpu().numpy()
-                payload, padded = self._payload(sym, tables, frames, samples_field)
+                payload, flags = self._payload(h, tables, frames, samples_field)
                 out.append(Message(self.fingerprint, c.identity(), self.split_layer, c.config.stride, c.config.bits,
-                                   c.config.dims, speaker, frames, payload, samples_field, padded))
+                                   c.config.dims, speaker, frames, payload, samples_field, **flags))
         return out
 
-    def _payload(self, symbols: np.ndarray, tables: np.ndarray, frames: int, samples: int) -> tuple[bytes, bool]:
-        """The range-coded symbols ``(ceil(N/s), dims)`` and whether padding frames are coded
-        adaptively (format version 3; the built-in split sends no padding)."""
-        return encode_symbols(symbols, tables), False
+    def round_trip(self, fn, h: torch.Tensor, samples) -> torch.Tensor:
+        """What the server restores from device states ``h (B, N, D)``, with ``fn`` the compressor's
+        round trip (the compressor itself, quantized and straight-through, or its ``unrounded``);
+        ``samples`` (each recording's length) matter to a Whisper split only."""
+        return fn(h)
+
+    def coded_symbols(self, h: torch.Tensor, samples: int) -> torch.Tensor:
+        """The symbols ``(ceil(N/s), dims)`` of one recording's states ``h (N, D)`` that go on the wire."""
+        return self._need_compressor().encode(h[None].float())[0]
+
+    def _payload(self, h: torch.Tensor, tables: np.ndarray, frames: int, samples: int) -> tuple[bytes, dict]:
+        """The payload of one recording's wire states ``h (N, D)`` and the :class:`Message` flags of
+        its format version (none: version 1, fixed tables, no padding)."""
+        return encode_symbols(self.coded_symbols(h, samples).cpu().numpy(), tables), {}
 
     def _decode_payload(self, msg: Message, tables: np.ndarray) -> np.ndarray:
         """A checked message's payload -> symbols ``(ceil(N/s), dims)``."""
-        if msg.padding_coded:
+        if msg.version > 2:
             raise WireFormatError(
-                f"The message is format version 3 (a Whisper split's), but this server runs {self.backend.name}'s "
-                "split: send it to a Whisper server, or use the device app made for this server.")
+                f"The message is format version {msg.version} (a Whisper split's), but this server runs "
+                f"{self.backend.name}'s split: send it to a Whisper server, or use the device app made for this server.")
         return decode_symbols(msg.payload, tables, frames=msg.symbol_frames)
 
     def _wire_frames(self, h: torch.Tensor, frames: int, samples: int) -> tuple[torch.Tensor, int, int]:
@@ -146,15 +155,16 @@ class SplitModel:
                 f"server takes at most {self.max_frames} ({MAX_TRAIN_S:.0f} s) per message: send shorter pieces.")
         return self._decode_payload(msg, self.compressor.tables.cpu().numpy())
 
-    def hidden(self, symbols: np.ndarray, frames: int) -> torch.Tensor:
-        """Server side: decoded symbols ``(ceil(N/s), dims)`` -> hidden states ``(N, D)`` for block ``k`` on."""
+    def hidden(self, symbols: np.ndarray, msg: Message) -> torch.Tensor:
+        """Server side: the decoded symbols of ``msg`` (:meth:`symbols`) -> hidden states ``(N, D)``
+        for block ``k`` on."""
         c = self._need_compressor()
         with torch.no_grad():
-            return c.decode(torch.from_numpy(np.asarray(symbols))[None], frames)[0]
+            return c.decode(torch.from_numpy(np.asarray(symbols))[None], msg.frames)[0]
 
     def restore(self, messages: Sequence[Message]) -> list[torch.Tensor]:
         """Server side: messages -> hidden states ``(T'_i, D)`` for block ``k`` on."""
-        return [self.hidden(self.symbols(m), m.frames) for m in messages]
+        return [self.hidden(self.symbols(m), m) for m in messages]
 
     def _items(self, hidden: Sequence[torch.Tensor], samples: Sequence[int] | None) -> list[CachedFeatures]:
         """Restored states -> the backend's cached items (all ``T'_i`` frames true; the built-in model's
@@ -261,6 +271,9 @@ class ServerSideBackend:
         comp = self._split.compressor
         if comp is None:
             return items
+        def wire(h: torch.Tensor) -> torch.Tensor:
+            return comp.decode(comp.encode(h), h.shape[1])
+
         with torch.no_grad():
-            return [dataclasses.replace(it, features=comp.decode(comp.encode(it.features[None].float()),
-                                                                 it.features.shape[0])[0]) for it in items]
+            return [dataclasses.replace(it, features=self._split.round_trip(wire, it.features[None].float(),
+                                                                            [it.samples])[0]) for it in items]

@@ -22,6 +22,12 @@ the audio length), so the device codes them adaptively (wire format version 3,
 :mod:`workbench.device_tuning.padding`): lossless, and a repeated symbol costs a small fraction of
 a bit. On the real prompts the window is about twice the audio, so this about halves a message.
 
+At ``k = 0`` the silence costs 32 bits (wire format version 4): the device sends log-mel, whose
+silence after the audio is one constant (the floor, which Whisper's feature extractor sets 2 below
+the loudest value), so the compressor codes only the audio's frames, relative to the floor, and
+the server rebuilds the rest from the floor exactly. The server's encoder then reads the same
+silence as the unsplit model's.
+
 Which window: a Submodel is decoded on the window it was trained on (its file's ``window``,
 ``"auto"`` or ``"full"``), so the device must encode that window. The server says which one
 each speaker needs (:meth:`WhisperSplit.window_for`, in its GET answer as ``window`` and
@@ -36,16 +42,18 @@ and a message in another window is refused with a message that names both.
 from __future__ import annotations
 
 import contextlib
+import math
+import struct
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from workbench.constants import HOP_LENGTH
-from workbench.device_tuning.entropy import decode_symbols
+from workbench.device_tuning.entropy import decode_symbols, encode_symbols
 from workbench.device_tuning.padding import decode_padded, encode_padded
 from workbench.device_tuning.split import SplitModel, _injected
-from workbench.device_tuning.wire import Message
+from workbench.device_tuning.wire import FLOOR_BYTES, Message
 from workbench.errors import WireFormatError, WorkbenchError
 from workbench.models.base import MAX_TRAIN_S, CachedFeatures
 
@@ -152,9 +160,9 @@ class WhisperSplit(SplitModel):
         """The symbols ``(S, dims)`` of one recording's device states ``h (F, width)`` that go on
         the wire: every symbol frame above ``k = 0``; at ``k = 0`` those of the coded frames of
         log-mel minus its floor (:meth:`round_trip`)."""
-        c = self._need_compressor()
         if not self.rebuilds_silence:
-            return c.encode(h[None].float())[0]
+            return super().coded_symbols(h, samples)
+        c = self._need_compressor()
         n = coded_frames(samples, h.shape[0])
         return c.encode((h[None] - silence_floor(h[None])).float())[0, : -(-n // c.config.stride)]
 
@@ -183,16 +191,52 @@ class WhisperSplit(SplitModel):
     def _wire_frames(self, h: torch.Tensor, frames: int, samples: int) -> tuple[torch.Tensor, int, int]:
         return h, int(h.shape[0]), samples  # the whole window, and the audio length (format version 2+)
 
-    def _payload(self, symbols: np.ndarray, tables: np.ndarray, frames: int, samples: int) -> tuple[bytes, bool]:
+    def _payload(self, h: torch.Tensor, tables: np.ndarray, frames: int, samples: int) -> tuple[bytes, dict]:
+        symbols = self.coded_symbols(h, samples).cpu().numpy()
+        if self.rebuilds_silence:  # format version 4: the floor, then the audio frames' symbols
+            floor = struct.pack("<f", float(silence_floor(h[None])))
+            return floor + encode_symbols(symbols, tables), {"silence_rebuilt": True}
         stride = self._need_compressor().config.stride
         true_sym = -(-true_frames(samples, frames, self.split_layer) // stride)
-        return encode_padded(symbols, tables, true_sym), True  # format version 3
+        return encode_padded(symbols, tables, true_sym), {"padding_coded": True}  # format version 3
 
     def _decode_payload(self, msg: Message, tables: np.ndarray) -> np.ndarray:
+        if msg.silence_rebuilt != self.rebuilds_silence:
+            raise WireFormatError(
+                f"The message is format version {msg.version}, but this server's split at layer {self.split_layer} "
+                f"reads version {4 if self.rebuilds_silence else 3}: the device app is older or newer than the "
+                f"server. Send with 'workbench transcribe --server URL --model {self.backend.name}' of the same "
+                "workbench as the server.")
+        if msg.silence_rebuilt:
+            self._floor(msg)  # checked here, before the message joins a batch
+            coded = coded_frames(msg.samples, msg.frames)
+            return decode_symbols(msg.payload[FLOOR_BYTES:], tables, frames=-(-coded // msg.stride))
         if not msg.padding_coded:  # version 2: fixed tables throughout
             return decode_symbols(msg.payload, tables, frames=msg.symbol_frames)
         true_sym = -(-true_frames(msg.samples, msg.frames, self.split_layer) // msg.stride)
         return decode_padded(msg.payload, tables, frames=msg.symbol_frames, true_frames=true_sym)
+
+    @staticmethod
+    def _floor(msg: Message) -> float:
+        """A version-4 message's silence floor, checked: Whisper's log-mel floor is at least -1.5
+        (silence) and its loudest frame 2 above it, so a floor above 1.5 is no recording's."""
+        (floor,) = struct.unpack_from("<f", msg.payload)
+        if not math.isfinite(floor) or not -1.5 <= floor <= 1.5:
+            raise WireFormatError(f"The message's silence floor is {floor}, which no recording has (Whisper's is "
+                                  "-1.5 to 1.5): the message was damaged or made up. Send it again.")
+        return floor
+
+    def hidden(self, symbols: np.ndarray, msg: Message) -> torch.Tensor:
+        """Server side: a message's symbols -> states ``(N, width)``; at ``k = 0`` the coded frames
+        plus the floor, and the window's silence after them rebuilt from the floor."""
+        if not self.rebuilds_silence:
+            return super().hidden(symbols, msg)
+        c, floor = self._need_compressor(), self._floor(msg)
+        coded = coded_frames(msg.samples, msg.frames)
+        out = torch.full((msg.frames, self.width), floor)
+        with torch.no_grad():
+            out[:coded] = c.decode(torch.from_numpy(np.asarray(symbols))[None], coded)[0] + floor
+        return out
 
     # -- server ---------------------------------------------------------------
     @property

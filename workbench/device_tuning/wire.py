@@ -31,10 +31,16 @@ built-in split sends version 1 (its server needs only ``N``); a version 1 messag
 Format version 3 has version 2's header; its payload codes the padding symbol frames (those
 at or after ``ceil(true frames / s)``, the window's silence after the audio) with an adaptive
 model (:mod:`workbench.device_tuning.padding`), so that they cost almost nothing. A Whisper
-split sends version 3 and reads 2 and 3.
+split above ``k = 0`` sends version 3 and reads 2 and 3.
 
 The header is a fixed cost per utterance (320 bits, 352 in version 2, plus the speaker id): at
 two seconds an utterance it is ~160 bit/s, so it counts in every bit rate the benchmarks report.
+
+Format version 4 has version 2's header too and is a Whisper split's at ``k = 0`` (log-mel):
+its payload is the window's silence floor (4 bytes, float32: every log-mel value after the
+audio equals it) and then the range-coded symbols of the audio's frames only (fixed tables);
+the server rebuilds the silence from the floor, exactly, so it costs 32 bits a message
+(:mod:`workbench.device_tuning.whisper_split`).
 
 A message is refused with a plain :class:`~workbench.errors.WireFormatError` when it is
 truncated, longer than its header says, has a header whose sizes disagree, a bad CRC, or when
@@ -57,15 +63,17 @@ import zlib
 
 from workbench.errors import WireFormatError
 
-__all__ = ["HEADER_BYTES", "HEADER_BYTES_V2", "MAGIC", "MAX_FRAMES", "MAX_SAMPLES", "Message", "check_compatible"]
+__all__ = ["FLOOR_BYTES", "HEADER_BYTES", "HEADER_BYTES_V2", "MAGIC", "MAX_FRAMES", "MAX_SAMPLES", "Message", "check_compatible"]
 
 MAGIC = b"WBDT"
 VERSION = 1
 VERSION_SAMPLES = 2  # version 1 plus the audio length (samples)
 VERSION_PADDING = 3  # version 2's header; the padding frames' symbols coded adaptively
+VERSION_SILENCE = 4  # version 2's header; the silence floor, then the audio frames' symbols only (k = 0)
 HEADER_BYTES = 40
 HEADER_BYTES_V2 = 44
 MAX_SAMPLES = 16_000 * 60 * 10  # ten minutes at 16 kHz
+FLOOR_BYTES = 4  # version 4: the silence floor (float32) that starts the payload
 ID_BYTES = 8  # model fingerprint and compressor id on the wire
 MAX_FRAMES = 25 * 60 * 10  # ten minutes of built-in encoder frames (25 per second)
 MAX_DIMS = 1024
@@ -92,6 +100,7 @@ class Message:
         payload: the entropy-coded symbols (a multiple of 4 bytes).
         samples: the recording's length in samples at 16 kHz (format version 2), or 0 (version 1).
         padding_coded: the payload codes the padding frames adaptively (format version 3).
+        silence_rebuilt: the payload is the silence floor and the audio frames' symbols (format version 4).
     """
 
     fingerprint: bytes
@@ -105,11 +114,14 @@ class Message:
     payload: bytes
     samples: int = 0
     padding_coded: bool = False
+    silence_rebuilt: bool = False
 
     @property
     def version(self) -> int:
         """The format version this message is sent in: 2 when it carries the audio length, 3 when
-        its padding frames are coded adaptively as well."""
+        its padding frames are coded adaptively as well, 4 when the silence is rebuilt from its floor."""
+        if self.silence_rebuilt:
+            return VERSION_SILENCE
         if self.padding_coded:
             return VERSION_PADDING
         return VERSION_SAMPLES if self.samples else VERSION
@@ -145,6 +157,10 @@ class Message:
         if self.padding_coded and not self.samples:
             raise WireFormatError("A message whose padding frames are coded adaptively (format version 3) must "
                                   "say how long the recording was.")
+        if self.silence_rebuilt and (not self.samples or self.padding_coded or self.split_layer != 0
+                                     or len(self.payload) < FLOOR_BYTES):
+            raise WireFormatError("A message whose silence is rebuilt from its floor (format version 4) must come "
+                                  "from split layer 0, say how long the recording was and start with the floor.")
         if len(self.payload) % 4:
             raise WireFormatError(f"The payload is {len(self.payload)} bytes, not a whole number of 4-byte words.")
         raw = self.speaker.encode("utf-8")
@@ -175,10 +191,10 @@ class Message:
         magic, version, bits, dims, split, stride, n_spk, frames, n_pay, fp, comp = _HEAD.unpack_from(data)
         if magic != MAGIC:
             raise WireFormatError("This is not a workbench device message (wrong magic bytes).")
-        if version not in (VERSION, VERSION_SAMPLES, VERSION_PADDING):
+        if version not in (VERSION, VERSION_SAMPLES, VERSION_PADDING, VERSION_SILENCE):
             raise WireFormatError(
                 f"The message is format version {version}; this server reads versions {VERSION} to "
-                f"{VERSION_PADDING}. Update the device app or the server so that both match.")
+                f"{VERSION_SILENCE}. Update the device app or the server so that both match.")
         samples, head_size = 0, HEADER_BYTES
         if version >= VERSION_SAMPLES:
             if len(data) < HEADER_BYTES_V2:
@@ -206,7 +222,8 @@ class Message:
             speaker = spk_raw.decode("utf-8")
         except UnicodeDecodeError:
             raise WireFormatError("The speaker id in the message is not valid UTF-8 text.") from None
-        msg = cls(fp, comp, split, stride, bits, dims, speaker, frames, payload, samples, version == VERSION_PADDING)
+        msg = cls(fp, comp, split, stride, bits, dims, speaker, frames, payload, samples, version == VERSION_PADDING,
+                  version == VERSION_SILENCE)
         msg.validate()
         return msg
 
