@@ -206,7 +206,7 @@ def _read_meta(meta: dict[str, str]) -> tuple[CompressorConfig, int, str, dict]:
     if not isinstance(card, dict):
         raise ValueError("the card is not a set of named values")
     split_layer = int(meta["split_layer"])
-    if not 1 <= split_layer <= 255:
+    if not 0 <= split_layer <= 255:  # 0: a Whisper split that sends log-mel
         raise ValueError(f"split layer {split_layer}")
     fingerprint = str(meta["base_fingerprint"])
     if len(fingerprint) > 128:
