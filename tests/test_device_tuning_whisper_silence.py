@@ -11,7 +11,7 @@ import torch
 
 from workbench.device_tuning import Compressor, Message
 from workbench.device_tuning import split_for
-from workbench.device_tuning.entropy import encode_symbols
+from workbench.device_tuning.entropy import encode_symbols, payload_bounds
 from workbench.device_tuning.whisper_split import coded_frames, silence_floor
 from workbench.device_tuning.whisper_train import WhisperCompressorTrainer, WhisperDistillSettings, distill_items
 from workbench.device_tuning.wire import FLOOR_BYTES
@@ -25,8 +25,13 @@ from _models import hf_whisper_dir, noise_waves  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def backend(tmp_path_factory):
-    return load_base_model(hf_whisper_dir(tmp_path_factory.mktemp("hf") / "whisper")).freeze()
+def whisper_dir(tmp_path_factory):
+    return hf_whisper_dir(tmp_path_factory.mktemp("hf") / "whisper")
+
+
+@pytest.fixture(scope="module")
+def backend(whisper_dir):
+    return load_base_model(whisper_dir).freeze()
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +101,24 @@ def test_a_damaged_floor_another_version_or_a_short_payload_is_refused(split, cl
         flipped[i] ^= 0x10
         with pytest.raises(WireFormatError):
             Message.from_bytes(bytes(flipped))
+
+
+def test_the_server_core_serves_split_0_messages_like_the_split_and_sizes_its_limit_for_them(
+        whisper_dir, split, clips, tmp_path):
+    from workbench.device_tuning.compressor import save_compressor
+    from workbench.device_tuning.server import ServerCore
+    from workbench.device_tuning.wire import HEADER_BYTES_V2, MAX_SPEAKER_BYTES
+
+    path = save_compressor(split.compressor, tmp_path / "whisper-k0.safetensors", split_layer=0,
+                           base_fingerprint=split.backend.fingerprint())
+    core = ServerCore(str(path), model=whisper_dir)
+    assert core.info()["split_layer"] == 0
+    items = [core.parse(m.to_bytes()) for m in split.encode(clips, speaker="spk-a")]
+    assert [a["text"] for a in core.transcribe(items)] == split.transcribe(clips)
+    longest = core.split.max_payload_bytes(-(-core.max_frames // 4))
+    assert core.max_body_bytes == HEADER_BYTES_V2 + MAX_SPEAKER_BYTES + longest
+    fixed = payload_bounds(split.compressor.tables.numpy(), -(-core.max_frames // 4))[1]
+    assert longest == FLOOR_BYTES + fixed  # the floor, then fixed tables: no adaptive code's worst case
 
 
 def test_server_side_training_features_are_the_wire_round_trip(split, clips):

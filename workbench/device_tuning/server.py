@@ -124,7 +124,6 @@ class ServerCore:
                  token: str | None = None, base_fallback: bool = True) -> None:
         from workbench.adapters import SubmodelBank
         from workbench.device_tuning.compressor import load_compressor
-        from workbench.device_tuning.entropy import payload_bounds
         from workbench.device_tuning import split_for
         from workbench.device_tuning.wire import HEADER_BYTES_V2, MAX_SPEAKER_BYTES
         from workbench.models import load_base_model
@@ -142,9 +141,7 @@ class ServerCore:
         self.token = token
         self.base_fallback = base_fallback
         self.max_frames = self.split.max_frames
-        sym_frames = -(-self.max_frames // comp.config.stride)
-        tables = comp.tables.cpu().numpy()  # fixed tables (version 1, 2; 4 after its floor), or adaptive padding (3)
-        most = max(payload_bounds(tables, sym_frames)[1] + 4, payload_bounds(tables, 0, sym_frames)[1])
+        most = self.split.max_payload_bytes(-(-self.max_frames // comp.config.stride))
         self.max_body_bytes = HEADER_BYTES_V2 + MAX_SPEAKER_BYTES + most  # the largest message it can accept
 
     def info(self) -> dict[str, Any]:

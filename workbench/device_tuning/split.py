@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from workbench.device_tuning.compressor import Compressor
-from workbench.device_tuning.entropy import decode_symbols, encode_symbols
+from workbench.device_tuning.entropy import decode_symbols, encode_symbols, payload_bounds
 from workbench.device_tuning.wire import Message, check_compatible
 from workbench.errors import WireFormatError, WorkbenchError
 from workbench.models.base import MAX_TRAIN_S, CachedFeatures
@@ -104,6 +104,10 @@ class SplitModel:
         """The payload of one recording's wire states ``h (N, D)`` and the :class:`Message` flags of
         its format version (none: version 1, fixed tables, no padding)."""
         return encode_symbols(self.coded_symbols(h, samples).cpu().numpy(), tables), {}
+
+    def max_payload_bytes(self, symbol_frames: int) -> int:
+        """The largest payload a message of ``symbol_frames`` frames can hold in the format this split sends."""
+        return payload_bounds(self._need_compressor().tables.cpu().numpy(), symbol_frames)[1]
 
     def _decode_payload(self, msg: Message, tables: np.ndarray) -> np.ndarray:
         """A checked message's payload -> symbols ``(ceil(N/s), dims)``."""

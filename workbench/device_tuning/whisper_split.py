@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from workbench.constants import HOP_LENGTH
-from workbench.device_tuning.entropy import decode_symbols, encode_symbols
+from workbench.device_tuning.entropy import decode_symbols, encode_symbols, payload_bounds
 from workbench.device_tuning.padding import decode_padded, encode_padded
 from workbench.device_tuning.split import SplitModel, _injected
 from workbench.device_tuning.wire import FLOOR_BYTES, Message
@@ -199,6 +199,14 @@ class WhisperSplit(SplitModel):
         stride = self._need_compressor().config.stride
         true_sym = -(-true_frames(samples, frames, self.split_layer) // stride)
         return encode_padded(symbols, tables, true_sym), {"padding_coded": True}  # format version 3
+
+    def max_payload_bytes(self, symbol_frames: int) -> int:
+        """Version 4: the floor and the coded frames (fixed tables); version 3: every frame may be
+        padding (its adaptive code's worst case)."""
+        tables = self._need_compressor().tables.cpu().numpy()
+        if self.rebuilds_silence:
+            return FLOOR_BYTES + payload_bounds(tables, symbol_frames)[1]
+        return payload_bounds(tables, 0, symbol_frames)[1]
 
     def _decode_payload(self, msg: Message, tables: np.ndarray) -> np.ndarray:
         if msg.silence_rebuilt != self.rebuilds_silence:
