@@ -21,12 +21,7 @@ from workbench.models import load_base_model
 pytest.importorskip("transformers")
 pytest.importorskip("constriction")
 
-from _models import hf_whisper_dir, noise_waves  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def whisper_dir(tmp_path_factory):
-    return hf_whisper_dir(tmp_path_factory.mktemp("hf") / "whisper")
+from _models import noise_waves  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -275,6 +275,7 @@ class ServerSideBackend:
         comp = self._split.compressor
         if comp is None:
             return items
+
         def wire(h: torch.Tensor) -> torch.Tensor:
             return comp.decode(comp.encode(h), h.shape[1])
 

@@ -125,7 +125,7 @@ class WhisperCompressorTrainer:
             raise WorkbenchError("Training a compressor needs a split with one: WhisperSplit(backend, k, Compressor(...)).")
         if not items:
             raise WorkbenchError("No training recordings: give the compressor recordings to learn from.")
-        if settings.rate_weight and split.split_layer == 0:
+        if settings.rate_weight and getattr(split, "rebuilds_silence", False):
             raise WorkbenchError("A rate term at split 0 is not supported yet: its estimate would count the window's "
                                  "silence, which a split-0 message does not send. Train with --rate-weight 0.")
         self.split, self.items, self.settings = split, list(items), settings
