@@ -33,8 +33,8 @@ writes ``<name>.heads.safetensors`` (the jointly trained heads)::
     python recipes/train_whisper_compressor.py --tasks joint --split 2 --point 16x3s2 --steps 6000 --n-synthetic 1500
 
 ``--init FILE`` starts from a trained compressor's weights (same split layer, dims, stride and width;
-the bits may differ): another operating point in a fraction of the steps, e.g. 2 or 4 bits a symbol
-from the 3-bit run::
+the bits may differ, and ``--context`` may be added: its convolutions start at zero): another
+operating point in a fraction of the steps, e.g. 2 or 4 bits a symbol from the 3-bit run::
 
     python recipes/train_whisper_compressor.py --split 2 --point 16x2s2 --steps 1500 --lr 1e-3 \
         --init ~/.cache/workbench/compressors/whisper-tiny.en-k2-16x3s2.safetensors
@@ -179,9 +179,11 @@ def init_from(comp: Compressor, path: Path, split_layer: int, fingerprint: str) 
     if meta["split_layer"] != split_layer or meta["base_fingerprint"] != fingerprint:
         raise SystemExit(f"--init {path.name}: it was trained for another split layer or base model "
                          f"(k={meta['split_layer']}); pick one trained with --split {split_layer} on this model.")
-    if (a.d_model, a.dims, a.stride, a.hidden) != (b.d_model, b.dims, b.stride, b.hidden):
-        raise SystemExit(f"--init {path.name}: its sizes ({a.dims} dims, stride {a.stride}, width {a.hidden}) differ "
-                         f"from this point's ({b.dims} dims, stride {b.stride}, width {b.hidden}); only the bits may.")
+    if (a.d_model, a.dims, a.stride, a.hidden) != (b.d_model, b.dims, b.stride, b.hidden) or a.context not in (
+            0, b.context):
+        raise SystemExit(f"--init {path.name}: its sizes ({a.dims} dims, stride {a.stride}, width {a.hidden}, context "
+                         f"{a.context}) differ from this point's ({b.dims} dims, stride {b.stride}, width {b.hidden}, "
+                         f"context {b.context}); only the bits may, and context may be added.")
     comp.load_state_dict({k: v for k, v in src.state_dict().items() if k != "tables"}, strict=False)
     return {"file": path.name, "steps": (meta["card"] or {}).get("steps")}
 
@@ -192,6 +194,8 @@ def main(argv=None) -> None:
     p.add_argument("--split", type=int, default=2, help="encoder layers on the device (0: log-mel only)")
     p.add_argument("--point", default="16x3s2", help="operating point DIMSxBITSsSTRIDE")
     p.add_argument("--hidden", type=int, default=256, help="the compressor's MLP width")
+    p.add_argument("--context", type=int, default=0, help="kernel size (symbol frames, odd) of the compressor's "
+                   "residual temporal convolutions; 0: none")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -205,6 +209,8 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=default_out())
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU")
+    p.add_argument("--bf16", action="store_true", help="the frozen model in bfloat16 while training (faster on GPUs "
+                   "and on CPUs with AVX512-BF16 or AMX; much slower on other CPUs)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--init", type=Path, help="start from this trained compressor's weights (same split layer, dims, "
                    "stride and width; the bits may differ)")
@@ -226,7 +232,8 @@ def main(argv=None) -> None:
     dims, bits, stride = parse_point(args.point)
 
     backend = load_base_model(args.model, device=args.device).freeze()
-    name = (f"{backend.name}-k{args.split}-{args.point}{'-joint' if args.tasks == 'joint' else ''}"
+    name = (f"{backend.name}-k{args.split}-{args.point}{f'c{args.context}' if args.context else ''}"
+            f"{'-joint' if args.tasks == 'joint' else ''}"
             f"{'-' + args.tag if args.tag else ''}")
     final, ckpt = args.out / f"{name}.safetensors", args.out / f"{name}.ckpt.safetensors"
     if final.exists() and args.resume:
@@ -241,11 +248,12 @@ def main(argv=None) -> None:
     split = split_for(backend, args.split)
     items = teacher_items(split, [w for w, _ in data], args.cache, f"{args.seed}-{args.n_synthetic}-{args.no_real}")
     torch.manual_seed(args.seed)
-    split.compressor = Compressor(split.width, dims, bits, stride, hidden=args.hidden).to(backend.device)
+    split.compressor = Compressor(split.width, dims, bits, stride, hidden=args.hidden,
+                                  context=args.context).to(backend.device)
     init = init_from(split.compressor, args.init, args.split, backend.fingerprint()) if args.init else None
     common = dict(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                   warmup_steps=min(args.warmup, max(1, args.steps // 10)), state_weight=args.state_weight,
-                  rate_weight=args.rate_weight, seed=args.seed)
+                  rate_weight=args.rate_weight, seed=args.seed, bf16=args.bf16)
     sim_info = {}
     if args.tasks == "joint":
         items, sim_info = joint_training_items(args, split, items)
@@ -274,10 +282,11 @@ def main(argv=None) -> None:
         trainer.save(ckpt, extra={"last": last})
     trainer.fit_tables()
     card = {"point": args.point, "dims": dims, "bits": bits, "stride": stride, "hidden": args.hidden,
+            "context": args.context,
             "split_layer": args.split, "model": backend.name, "steps": trainer.step, "last_step": last,
             "train_s_this_process": round(time.time() - t0, 1), "n_synthetic": n_syn,
             "n_real": len(data) - n_syn, "settings": {k: getattr(settings, k) for k in (
-                "batch_size", "lr", "warmup_steps", "state_weight", "rate_weight", "seed")},
+                "batch_size", "lr", "warmup_steps", "state_weight", "rate_weight", "seed", "bf16")},
             "corpus": "recipes/pretrain training voices and phrases (held-out ones excluded) + Asterisk prompts "
                       "outside bench_real_speech's 150-prompt test set", "threads": args.threads,
             "tasks": args.tasks, **({"initialized_from": init} if init else {}), **({"simulated_speakers": sim_info, "head_hidden": settings.head_hidden, "weights": {

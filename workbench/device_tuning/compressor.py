@@ -9,6 +9,13 @@ compressor trains end to end through the frozen server part.
 Server side: symbols are mapped back to their levels and expanded by a second MLP to
 ``(B, T', D)``, which feeds encoder block ``k``.
 
+Temporal context (``context = c``, an odd kernel size; 0: none): each MLP's hidden layer gets a
+residual convolution over ``c`` neighbouring symbol frames, so a symbol frame can code what its
+neighbours do not already say and the expander can smooth across frames. The convolutions start
+at zero: a compressor with context starts as the one without (``--init`` from a trained one).
+The server expands only the symbol frames it received (zeros beyond them); training masks the same
+frames (``valid``), so the two agree at the boundary.
+
 Each symbol position has its own probability table (``tables (dims, 2**bits)``, counted on the
 training voices), which the range coder (:mod:`workbench.device_tuning.entropy`) uses to spend
 about the entropy of the symbols on the wire, not ``bits`` each.
@@ -51,6 +58,7 @@ class CompressorConfig:
     bits: int = 3  # bits per symbol before entropy coding
     stride: int = 2  # encoder frames per symbol frame
     hidden: int = 256  # MLP width on both sides
+    context: int = 0  # kernel size (symbol frames, odd) of the residual temporal convolutions; 0: none
 
     def __post_init__(self) -> None:
         if not 1 <= self.bits <= 8:
@@ -59,6 +67,8 @@ class CompressorConfig:
             raise WorkbenchError(f"stride must be 1 to 8, got {self.stride}")
         if not 1 <= self.dims <= 1024:
             raise WorkbenchError(f"dims must be 1 to 1024, got {self.dims}")
+        if self.context and not (self.context % 2 == 1 and 3 <= self.context <= 15):
+            raise WorkbenchError(f"context must be 0 or an odd kernel size 3 to 15, got {self.context}")
 
     def nominal_bits_per_second(self, frames_per_second: float) -> float:
         """Bits per second before entropy coding (``dims * bits`` per symbol frame)."""
@@ -68,14 +78,25 @@ class CompressorConfig:
 class Compressor(nn.Module):
     """Bottleneck + quantizer (device) and expander (server). See the module docstring."""
 
-    def __init__(self, d_model: int, dims: int = 16, bits: int = 3, stride: int = 2, hidden: int = 256) -> None:
+    def __init__(self, d_model: int, dims: int = 16, bits: int = 3, stride: int = 2, hidden: int = 256,
+                 context: int = 0) -> None:
         super().__init__()
-        self.config = CompressorConfig(d_model, dims, bits, stride, hidden)
+        self.config = CompressorConfig(d_model, dims, bits, stride, hidden, context)
         s_d = stride * d_model
         self.down = nn.Sequential(nn.LayerNorm(s_d), nn.Linear(s_d, hidden), nn.GELU(), nn.Linear(hidden, dims))
         self.up = nn.Sequential(nn.Linear(dims, hidden), nn.GELU(), nn.Linear(hidden, s_d))
+        if context:
+            self.down_context, self.up_context = (nn.Conv1d(hidden, hidden, context, padding=context // 2)
+                                                  for _ in range(2))
+            for conv in (self.down_context, self.up_context):
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
         levels = 2 ** bits
         self.register_buffer("tables", torch.full((dims, levels), 1.0 / levels))
+
+    @classmethod
+    def from_config(cls, config: CompressorConfig) -> Compressor:
+        return cls(config.d_model, config.dims, config.bits, config.stride, config.hidden, config.context)
 
     @property
     def levels(self) -> int:
@@ -91,8 +112,20 @@ class Compressor(nn.Module):
             h = torch.cat([h, h.new_zeros(b, pad, d)], dim=1)
         return h.reshape(b, (t + pad) // s, s * d)
 
+    @staticmethod
+    def _with_context(conv: nn.Conv1d, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """``x + conv(x)`` over the symbol frames of ``x (B, T_s, hidden)``; the convolution reads
+        zeros after the first ``valid (B,)`` frames of each row (None: reads them all)."""
+        seen = x
+        if valid is not None:
+            seen = x * (torch.arange(x.shape[1], device=x.device)[None, :, None] < valid.to(x.device)[:, None, None])
+        return x + conv(seen.transpose(1, 2)).transpose(1, 2)
+
     def _bounded(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.down(self._stack(h)))
+        x = self.down[:3](self._stack(h))
+        if self.config.context:
+            x = self._with_context(self.down_context, x)
+        return torch.tanh(self.down[3](x))
 
     def encode(self, h: torch.Tensor) -> torch.Tensor:
         """Hidden states ``(B, T', D)`` -> integer symbols ``(B, ceil(T'/s), dims)`` in ``[0, 2**bits)``."""
@@ -104,29 +137,34 @@ class Compressor(nn.Module):
         """Symbols -> their levels in ``[-1, 1]`` (float)."""
         return symbols.float() * (2.0 / (self.levels - 1)) - 1.0
 
-    def expand(self, z: torch.Tensor, frames: int) -> torch.Tensor:
-        """Levels ``(B, T_s, dims)`` -> hidden states ``(B, frames, D)``."""
+    def expand(self, z: torch.Tensor, frames: int, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Levels ``(B, T_s, dims)`` -> hidden states ``(B, frames, D)``. ``valid (B,)``: the symbol
+        frames of each row the server receives; with context, the frames after them are zeros to
+        the convolution, as they are to a server that expands only those (None: all)."""
         b, ts, _ = z.shape
-        out = self.up(z).reshape(b, ts * self.config.stride, self.config.d_model)
+        x = self.up[:2](z)
+        if self.config.context:
+            x = self._with_context(self.up_context, x, valid)
+        out = self.up[2](x).reshape(b, ts * self.config.stride, self.config.d_model)
         return out[:, :frames]
 
-    def decode(self, symbols: torch.Tensor, frames: int) -> torch.Tensor:
-        """Integer symbols ``(B, T_s, dims)`` -> hidden states ``(B, frames, D)``."""
-        return self.expand(self.dequantize(symbols), frames)
+    def decode(self, symbols: torch.Tensor, frames: int, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Integer symbols ``(B, T_s, dims)`` -> hidden states ``(B, frames, D)`` (``valid``: :meth:`expand`)."""
+        return self.expand(self.dequantize(symbols), frames, valid)
 
     # -- training ------------------------------------------------------------
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """What the server sees, differentiably: ``(B, T', D) -> (B, T', D)`` through the
-        quantizer with straight-through gradients."""
+        quantizer with straight-through gradients (``valid``: :meth:`expand`)."""
         z = self._bounded(h)
         q = torch.round((z + 1) * 0.5 * (self.levels - 1)) * (2.0 / (self.levels - 1)) - 1.0
-        return self.expand(z + (q - z).detach(), h.shape[1])
+        return self.expand(z + (q - z).detach(), h.shape[1], valid)
 
-    def unrounded(self, h: torch.Tensor) -> torch.Tensor:
+    def unrounded(self, h: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, T', D) -> (B, T', D)`` through the bottleneck without the rounding: set against
         :meth:`forward`, what the quantizer costs apart from the bottleneck (a diagnosis: this is
         not what the wire carries)."""
-        return self.expand(self._bounded(h), h.shape[1])
+        return self.expand(self._bounded(h), h.shape[1], valid)
 
     def rate_bits(self, h: torch.Tensor) -> torch.Tensor:
         """A differentiable estimate of the bits per symbol the range coder will spend on ``h``:
@@ -157,7 +195,8 @@ class Compressor(nn.Module):
 
     def identity(self) -> bytes:
         """8 bytes naming this compressor: sha256 of its sizes, weights and tables."""
-        h = hashlib.sha256(repr(dataclasses.astuple(self.config)).encode())
+        sizes = dataclasses.astuple(self.config)
+        h = hashlib.sha256(repr(sizes if self.config.context else sizes[:-1]).encode())  # ids of files before context
         for name, t in sorted(self.state_dict().items()):
             h.update(name.encode())
             h.update(t.detach().cpu().float().contiguous().numpy().tobytes())
@@ -183,7 +222,7 @@ _MAX_META_CHARS = 65_536  # a card or config longer than this is not one the wor
 def _expected_shapes(config: CompressorConfig) -> dict[str, tuple[int, ...]]:
     """The tensor shapes a compressor of ``config`` has, computed without allocating its weights."""
     with torch.device("meta"):
-        comp = Compressor(config.d_model, config.dims, config.bits, config.stride, config.hidden)
+        comp = Compressor.from_config(config)
     return {k: tuple(v.shape) for k, v in comp.state_dict().items()}
 
 
@@ -197,6 +236,8 @@ def _read_meta(meta: dict[str, str]) -> tuple[CompressorConfig, int, str, dict]:
         card = json.loads(meta.get("card", "{}"))
     except RecursionError:  # nesting thousands deep
         raise ValueError("nested too deeply") from None
+    if isinstance(cfg, dict) and "context" not in cfg:
+        cfg["context"] = 0  # written before compressors had context
     if not isinstance(cfg, dict) or set(cfg) != {f.name for f in dataclasses.fields(CompressorConfig)}:
         raise ValueError("unexpected fields")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in cfg.values()):
@@ -257,7 +298,7 @@ def load_compressor(path: str | Path) -> tuple[Compressor, dict]:
     if problem:
         raise WireFormatError(f"{bad}: its symbol tables are not probabilities the coder can use ({problem}); {redo}.")
     with torch.device("meta"):  # the file's tensors become the weights: nothing is allocated twice
-        comp = Compressor(config.d_model, config.dims, config.bits, config.stride, config.hidden)
+        comp = Compressor.from_config(config)
     comp.load_state_dict({k: v.float() for k, v in tensors.items()}, assign=True)
     return comp.eval(), {"split_layer": split_layer, "base_fingerprint": fingerprint, "card": card}
 

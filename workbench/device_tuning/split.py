@@ -276,8 +276,8 @@ class ServerSideBackend:
         if comp is None:
             return items
 
-        def wire(h: torch.Tensor) -> torch.Tensor:
-            return comp.decode(comp.encode(h), h.shape[1])
+        def wire(h: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+            return comp.decode(comp.encode(h), h.shape[1], valid)
 
         with torch.no_grad():
             return [dataclasses.replace(it, features=self._split.round_trip(wire, it.features[None].float(),

@@ -141,18 +141,20 @@ class WhisperSplit(SplitModel):
         of states is coded (version 3)."""
         return self.split_layer == 0
 
-    def round_trip(self, fn: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor,
+    def round_trip(self, fn: Callable[..., torch.Tensor], h: torch.Tensor,
                    samples: Sequence[int]) -> torch.Tensor:
         """What the server restores from device states ``h (B, F, width)`` of recordings of
-        ``samples``, with ``fn`` the compressor's round trip (``compressor`` itself: quantized,
-        straight-through; ``compressor.unrounded``: without the rounding). At ``k = 0`` ``fn``
-        sees log-mel minus its floor and only the coded frames (:func:`coded_frames`) are
-        taken from it: the silence after them is the floor, exactly."""
+        ``samples``, with ``fn(h, valid)`` the compressor's round trip (``compressor`` itself:
+        quantized, straight-through; ``compressor.unrounded``: without the rounding). At ``k = 0``
+        ``fn`` sees log-mel minus its floor and only the coded frames (:func:`coded_frames`) are
+        taken from it (``valid``: their symbol frames, the only ones the server expands): the
+        silence after them is the floor, exactly."""
         if not self.rebuilds_silence:
             return fn(h)
         floor = silence_floor(h)
-        out = fn(h - floor) + floor
         coded = torch.tensor([coded_frames(s, h.shape[1]) for s in samples], device=h.device)
+        stride = self._need_compressor().config.stride
+        out = fn(h - floor, torch.div(coded + stride - 1, stride, rounding_mode="floor")) + floor
         keep = torch.arange(h.shape[1], device=h.device)[None, :, None] < coded[:, None, None]
         return torch.where(keep, out, h)
 
