@@ -57,7 +57,7 @@ from workbench.device_tuning.wire import FLOOR_BYTES, Message
 from workbench.errors import WireFormatError, WorkbenchError
 from workbench.models.base import MAX_TRAIN_S, CachedFeatures
 
-__all__ = ["SILENCE_TAIL", "WhisperSplit", "coded_frames", "true_frames", "window_geometry"]
+__all__ = ["STFT_HALF_WINDOW", "WhisperSplit", "coded_frames", "true_frames", "window_geometry"]
 
 WINDOW_NAMES = {"auto": "the audio plus a margin ('auto')", "full": "Whisper's 30 s window ('full')"}
 
@@ -75,15 +75,20 @@ def window_geometry(samples: int, *, split_layer: int, window_frames: Callable[[
     return window // 2, min((mel + 1) // 2, window // 2)
 
 
-SILENCE_TAIL = 2  # log-mel frames after the audio that still hold its tail (the STFT's half window)
+STFT_HALF_WINDOW = 200  # samples: half of Whisper's 400-sample STFT window (every released size), centred on a frame
 
 
 def coded_frames(samples: int, frames: int) -> int:
-    """At ``k = 0``: the log-mel frames of a window of ``frames`` that the compressor codes,
-    ``min(W, mel + SILENCE_TAIL)``. Every later frame is the window's silence, which Whisper's
-    feature extractor makes one constant (the floor: the log-mel's maximum minus 2, at least
-    -1.5), so the server rebuilds it exactly from that one number."""
-    return min(int(frames), int(samples) // HOP_LENGTH + SILENCE_TAIL)
+    """At ``k = 0``: the log-mel frames of a window of ``frames`` that the compressor codes, those
+    whose STFT window reaches the audio: ``min(W, ceil((samples + 200) / 160))``, two or three
+    after the audio's ``samples // 160``. Every later frame is the window's silence, which
+    Whisper's feature extractor makes one constant (the floor: the log-mel's maximum minus 2, at
+    least -1.5), so the server rebuilds it exactly from that one number.
+
+    >>> coded_frames(16_000, 3000), coded_frames(16_130, 3000)  # 100 frames; the last 10 samples reach a third
+    (102, 103)
+    """
+    return min(int(frames), -(-(int(samples) + STFT_HALF_WINDOW) // HOP_LENGTH))
 
 
 def silence_floor(h: torch.Tensor) -> torch.Tensor:
@@ -156,7 +161,7 @@ class WhisperSplit(SplitModel):
         stride = self._need_compressor().config.stride
         out = fn(h - floor, torch.div(coded + stride - 1, stride, rounding_mode="floor")) + floor
         keep = torch.arange(h.shape[1], device=h.device)[None, :, None] < coded[:, None, None]
-        return torch.where(keep, out, h)
+        return torch.where(keep, out, floor.expand_as(h))  # the server's silence, whatever h holds there
 
     def coded_symbols(self, h: torch.Tensor, samples: int) -> torch.Tensor:
         """The symbols ``(S, dims)`` of one recording's device states ``h (F, width)`` that go on
