@@ -33,7 +33,7 @@ writes ``<name>.heads.safetensors`` (the jointly trained heads)::
     python recipes/train_whisper_compressor.py --tasks joint --split 2 --point 16x3s2 --steps 6000 --n-synthetic 1500
 
 ``--init FILE`` starts from a trained compressor's weights (same split layer, dims, stride and width;
-the bits may differ, and ``--context`` may be added: its convolutions start at zero): another
+the bits may differ; ``--context`` and more dims may be added, starting at zero): another
 operating point in a fraction of the steps, e.g. 2 or 4 bits a symbol from the 3-bit run::
 
     python recipes/train_whisper_compressor.py --split 2 --point 16x2s2 --steps 1500 --lr 1e-3 \
@@ -170,8 +170,11 @@ def joint_training_items(args, split, items: list[DistillItem]) -> tuple[list, d
 
 def init_from(comp: Compressor, path: Path, split_layer: int, fingerprint: str) -> dict:
     """Copy a trained compressor's weights into ``comp`` (not its symbol tables: they are counted
-    again after training); ``{"file", "steps"}`` for the card. Exits with a plain message when the
-    file was made for another split, base or shape."""
+    again after training); ``{"file", "steps"}`` for the card. ``comp`` may have other bits, may
+    add context (its convolutions start at zero) and may have more dims: the new dims' expander
+    weights start at zero, so ``comp`` starts as the trained compressor and learns what the new
+    symbols should carry. Exits with a plain message when the file was made for another split,
+    base or shape."""
     from workbench.device_tuning.compressor import load_compressor
 
     src, meta = load_compressor(path)
@@ -179,12 +182,18 @@ def init_from(comp: Compressor, path: Path, split_layer: int, fingerprint: str) 
     if meta["split_layer"] != split_layer or meta["base_fingerprint"] != fingerprint:
         raise SystemExit(f"--init {path.name}: it was trained for another split layer or base model "
                          f"(k={meta['split_layer']}); pick one trained with --split {split_layer} on this model.")
-    if (a.d_model, a.dims, a.stride, a.hidden) != (b.d_model, b.dims, b.stride, b.hidden) or a.context not in (
+    if (a.d_model, a.stride, a.hidden) != (b.d_model, b.stride, b.hidden) or a.dims > b.dims or a.context not in (
             0, b.context):
         raise SystemExit(f"--init {path.name}: its sizes ({a.dims} dims, stride {a.stride}, width {a.hidden}, context "
                          f"{a.context}) differ from this point's ({b.dims} dims, stride {b.stride}, width {b.hidden}, "
-                         f"context {b.context}); only the bits may, and context may be added.")
-    comp.load_state_dict({k: v for k, v in src.state_dict().items() if k != "tables"}, strict=False)
+                         f"context {b.context}); only the bits may, and dims and context may be added.")
+    weights = {k: v for k, v in src.state_dict().items() if k != "tables"}
+    if b.dims > a.dims:  # the squeeze's new rows keep their fresh init; the expander's new columns start at 0
+        mine = comp.state_dict()
+        for key, rows in (("down.3.weight", slice(0, a.dims)), ("down.3.bias", slice(0, a.dims))):
+            weights[key] = torch.cat([weights[key], mine[key][rows.stop:]])
+        weights["up.0.weight"] = torch.cat([weights["up.0.weight"], torch.zeros(b.hidden, b.dims - a.dims)], dim=1)
+    comp.load_state_dict(weights, strict=False)
     return {"file": path.name, "steps": (meta["card"] or {}).get("steps")}
 
 
