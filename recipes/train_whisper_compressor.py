@@ -203,6 +203,9 @@ def main(argv=None) -> None:
     p.add_argument("--split", type=int, default=2, help="encoder layers on the device (0: log-mel only)")
     p.add_argument("--point", default="16x3s2", help="operating point DIMSxBITSsSTRIDE")
     p.add_argument("--hidden", type=int, default=256, help="the compressor's MLP width")
+    p.add_argument("--table-context", type=int, choices=[0, 1], default=0, help="1: the range coder's tables "
+                   "conditioned on the previous frame's symbols (fewer bits, same symbols; split 0 only). With "
+                   "--init FILE --steps 0 it refits a trained compressor's tables only")
     p.add_argument("--context", type=int, default=0, help="kernel size (symbol frames, odd) of the compressor's "
                    "residual temporal convolutions; 0: none")
     p.add_argument("--steps", type=int, default=6000)
@@ -233,6 +236,9 @@ def main(argv=None) -> None:
     p.add_argument("--profile-weight", type=float, default=1.0, help="joint: weight of the profile head's loss")
     add_corpus_arguments(p, n_train=0)  # the pretraining corpus's voice and phrase pools (same seed, same split)
     args = p.parse_args(argv)
+    if args.table_context and args.split > 0:
+        raise SystemExit("--table-context 1 is not supported yet above split 0 (the window's padding is coded "
+                         "adaptively there); use --table-context 0.")
     if args.quick:
         args.n_synthetic, args.steps, args.checkpoint_every, args.no_real = 12, 6, 3, True
         args.train_voices, args.out = 40, args.out / "quick"
@@ -242,6 +248,7 @@ def main(argv=None) -> None:
 
     backend = load_base_model(args.model, device=args.device).freeze()
     name = (f"{backend.name}-k{args.split}-{args.point}{f'c{args.context}' if args.context else ''}"
+            f"{'-cond' if args.table_context else ''}"
             f"{'-joint' if args.tasks == 'joint' else ''}"
             f"{'-' + args.tag if args.tag else ''}")
     final, ckpt = args.out / f"{name}.safetensors", args.out / f"{name}.ckpt.safetensors"
@@ -258,7 +265,7 @@ def main(argv=None) -> None:
     items = teacher_items(split, [w for w, _ in data], args.cache, f"{args.seed}-{args.n_synthetic}-{args.no_real}")
     torch.manual_seed(args.seed)
     split.compressor = Compressor(split.width, dims, bits, stride, hidden=args.hidden,
-                                  context=args.context).to(backend.device)
+                                  context=args.context, table_context=args.table_context).to(backend.device)
     init = init_from(split.compressor, args.init, args.split, backend.fingerprint()) if args.init else None
     common = dict(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                   warmup_steps=min(args.warmup, max(1, args.steps // 10)), state_weight=args.state_weight,
@@ -291,7 +298,7 @@ def main(argv=None) -> None:
         trainer.save(ckpt, extra={"last": last})
     trainer.fit_tables()
     card = {"point": args.point, "dims": dims, "bits": bits, "stride": stride, "hidden": args.hidden,
-            "context": args.context,
+            "context": args.context, "table_context": args.table_context,
             "split_layer": args.split, "model": backend.name, "steps": trainer.step, "last_step": last,
             "train_s_this_process": round(time.time() - t0, 1), "n_synthetic": n_syn,
             "n_real": len(data) - n_syn, "settings": {k: getattr(settings, k) for k in (

@@ -59,6 +59,7 @@ class CompressorConfig:
     stride: int = 2  # encoder frames per symbol frame
     hidden: int = 256  # MLP width on both sides
     context: int = 0  # kernel size (symbol frames, odd) of the residual temporal convolutions; 0: none
+    table_context: int = 0  # 1: symbol tables conditioned on the previous frame's symbol; 0: per position
 
     def __post_init__(self) -> None:
         if not 1 <= self.bits <= 8:
@@ -69,6 +70,14 @@ class CompressorConfig:
             raise WorkbenchError(f"dims must be 1 to 1024, got {self.dims}")
         if self.context and not (self.context % 2 == 1 and 3 <= self.context <= 15):
             raise WorkbenchError(f"context must be 0 or an odd kernel size 3 to 15, got {self.context}")
+        if self.table_context not in (0, 1):
+            raise WorkbenchError(f"table_context must be 0 or 1, got {self.table_context}")
+
+    @property
+    def table_shape(self) -> tuple[int, ...]:
+        """``(dims, levels)``, or ``(dims, levels + 1, levels)`` conditioned on the previous frame."""
+        levels = 2 ** self.bits
+        return (self.dims, levels + 1, levels) if self.table_context else (self.dims, levels)
 
     def nominal_bits_per_second(self, frames_per_second: float) -> float:
         """Bits per second before entropy coding (``dims * bits`` per symbol frame)."""
@@ -79,9 +88,9 @@ class Compressor(nn.Module):
     """Bottleneck + quantizer (device) and expander (server). See the module docstring."""
 
     def __init__(self, d_model: int, dims: int = 16, bits: int = 3, stride: int = 2, hidden: int = 256,
-                 context: int = 0) -> None:
+                 context: int = 0, table_context: int = 0) -> None:
         super().__init__()
-        self.config = CompressorConfig(d_model, dims, bits, stride, hidden, context)
+        self.config = CompressorConfig(d_model, dims, bits, stride, hidden, context, table_context)
         s_d = stride * d_model
         self.down = nn.Sequential(nn.LayerNorm(s_d), nn.Linear(s_d, hidden), nn.GELU(), nn.Linear(hidden, dims))
         self.up = nn.Sequential(nn.Linear(dims, hidden), nn.GELU(), nn.Linear(hidden, s_d))
@@ -92,11 +101,11 @@ class Compressor(nn.Module):
                 nn.init.zeros_(conv.weight)
                 nn.init.zeros_(conv.bias)
         levels = 2 ** bits
-        self.register_buffer("tables", torch.full((dims, levels), 1.0 / levels))
+        self.register_buffer("tables", torch.full(self.config.table_shape, 1.0 / levels))
 
     @classmethod
     def from_config(cls, config: CompressorConfig) -> Compressor:
-        return cls(config.d_model, config.dims, config.bits, config.stride, config.hidden, config.context)
+        return cls(*dataclasses.astuple(config))
 
     @property
     def levels(self) -> int:
@@ -180,23 +189,30 @@ class Compressor(nn.Module):
 
     @torch.no_grad()
     def fit_tables(self, symbols: list[torch.Tensor], *, prior: float = 0.5) -> None:
-        """Count each position's symbol frequencies over ``symbols`` (each ``(T_s, dims)``), with
-        ``prior`` added to every count so that no symbol has probability 0 (and, with a prior, none
-        below :data:`~workbench.device_tuning.entropy.MIN_PROBABILITY`)."""
-        counts = torch.full((self.config.dims, self.levels), float(prior))
+        """Count each position's symbol frequencies over ``symbols`` (each recording's ``(T_s, dims)``;
+        with ``table_context`` per previous symbol at that position, the first frame under row
+        ``levels``), with ``prior`` added to every count so that no symbol has probability 0 (and,
+        with a prior, none below :data:`~workbench.device_tuning.entropy.MIN_PROBABILITY`)."""
+        counts = torch.full(self.config.table_shape, float(prior))
+        pos = torch.arange(self.config.dims)
         for s in symbols:
-            counts.scatter_add_(1, s.reshape(-1, self.config.dims).T.long(),
-                                torch.ones(self.config.dims, s.numel() // self.config.dims))
-        probs = counts / counts.sum(dim=1, keepdim=True)
+            s = s.reshape(-1, self.config.dims).long()
+            if self.config.table_context:
+                previous = torch.cat([torch.full((1, self.config.dims), self.levels), s[:-1]])
+                counts.index_put_((pos.expand_as(s), previous, s), torch.ones(s.shape), accumulate=True)
+            else:
+                counts.index_put_((pos.expand_as(s), s), torch.ones(s.shape), accumulate=True)
+        probs = counts / counts.sum(dim=-1, keepdim=True)
         if prior > 0:  # a floor the loader checks (MIN_PROBABILITY): counts over millions of symbols go below it
             probs = probs.clamp_min(MIN_PROBABILITY)
-            probs = probs / probs.sum(dim=1, keepdim=True)
+            probs = probs / probs.sum(dim=-1, keepdim=True)
         self.tables.copy_(probs)
 
     def identity(self) -> bytes:
         """8 bytes naming this compressor: sha256 of its sizes, weights and tables."""
         sizes = dataclasses.astuple(self.config)
-        h = hashlib.sha256(repr(sizes if self.config.context else sizes[:-1]).encode())  # ids of files before context
+        newer = sizes[5:]  # context and table_context: left out while 0, so older files keep their ids
+        h = hashlib.sha256(repr(sizes if any(newer) else sizes[:5]).encode())
         for name, t in sorted(self.state_dict().items()):
             h.update(name.encode())
             h.update(t.detach().cpu().float().contiguous().numpy().tobytes())
@@ -236,8 +252,8 @@ def _read_meta(meta: dict[str, str]) -> tuple[CompressorConfig, int, str, dict]:
         card = json.loads(meta.get("card", "{}"))
     except RecursionError:  # nesting thousands deep
         raise ValueError("nested too deeply") from None
-    if isinstance(cfg, dict) and "context" not in cfg:
-        cfg["context"] = 0  # written before compressors had context
+    if isinstance(cfg, dict):  # written before compressors had these
+        cfg = {"context": 0, "table_context": 0, **cfg}
     if not isinstance(cfg, dict) or set(cfg) != {f.name for f in dataclasses.fields(CompressorConfig)}:
         raise ValueError("unexpected fields")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in cfg.values()):

@@ -4,6 +4,12 @@ Each symbol position ``j`` of a frame has its own categorical distribution ``tab
 (see :meth:`Compressor.fit_tables`); the coded size is then close to the symbols' cross-entropy
 under those tables, i.e. below ``bits`` per symbol whenever the symbols are predictable.
 
+Tables conditioned on the previous frame, ``(dims, levels + 1, levels)``, code symbol ``s`` at
+position ``j`` of frame ``t`` with ``tables[j, c]``, ``c`` the symbol at ``j`` in frame ``t - 1``
+(row ``levels`` for the first frame): neighbouring frames of speech are alike, so this spends
+fewer bits than per-position tables on the same symbols (lossless either way). The decoder reads
+them frame by frame, as it needs the previous frame's symbols.
+
 ``constriction`` is optional (``pip install 'workbench[split]'``); the core imports without it.
 
 >>> import numpy as np
@@ -11,6 +17,9 @@ under those tables, i.e. below ``bits`` per symbol whenever the symbols are pred
 >>> sym = np.array([[0, 3], [0, 1], [1, 2]])
 >>> data = encode_symbols(sym, tables)
 >>> bool((decode_symbols(data, tables, frames=3) == sym).all())
+True
+>>> conditioned = np.stack([np.vstack([tables[j]] * 5) for j in range(2)])  # (2, 5, 4): one row per previous symbol
+>>> bool((decode_symbols(encode_symbols(sym, conditioned), conditioned, frames=3) == sym).all())
 True
 """
 
@@ -23,7 +32,7 @@ import numpy as np
 from workbench._optional import require
 from workbench.errors import WireFormatError
 
-__all__ = ["MIN_PROBABILITY", "check_tables", "decode_symbols", "encode_symbols", "payload_bounds"]
+__all__ = ["MIN_PROBABILITY", "check_tables", "conditioned", "decode_symbols", "encode_symbols", "payload_bounds"]
 
 # Padding frames (a Whisper window's silence after the audio) are coded by an adaptive model: see
 # workbench.device_tuning.padding, which builds on the helpers here.
@@ -33,21 +42,27 @@ _PRECISION = 2.0**-24  # constriction's leaky quantization: each probability mov
 _WORD = 32  # bits in one range-coder word
 
 
+def conditioned(tables: np.ndarray) -> bool:
+    """Whether ``tables`` are conditioned on the previous frame (``(dims, levels + 1, levels)``)."""
+    return np.ndim(tables) == 3
+
+
 def check_tables(tables: np.ndarray) -> str | None:
-    """What is wrong with probability tables ``(dims, levels)``, or None when they are usable.
+    """What is wrong with probability tables ``(dims, levels)`` or ``(dims, levels + 1, levels)``
+    (conditioned on the previous frame), or None when they are usable.
 
     Usable means finite, every entry at least :data:`MIN_PROBABILITY`, every row summing to 1
     (within float32 rounding): the range coder then codes any symbol, and a payload's size has
     the bounds :func:`payload_bounds` gives.
     """
     t = np.asarray(tables, dtype=np.float64)
-    if t.ndim != 2 or 0 in t.shape:
-        return f"they have shape {t.shape}, not (dims, levels)"
+    if t.ndim not in (2, 3) or 0 in t.shape or (t.ndim == 3 and t.shape[1] != t.shape[2] + 1):
+        return f"they have shape {t.shape}, not (dims, levels) or (dims, levels + 1, levels)"
     if not np.isfinite(t).all():
         return "they hold NaN or infinite values"
     if t.min() < MIN_PROBABILITY * (1 - 1e-3):
         return f"a symbol has probability {t.min():.3g}, below the least usable {MIN_PROBABILITY:.3g}"
-    worst = float(np.abs(t.sum(axis=1) - 1).max())
+    worst = float(np.abs(t.sum(axis=-1) - 1).max())
     if worst > 1e-3:
         return f"a row sums to {1 + worst:.4g} or {1 - worst:.4g}, not 1"
     return None
@@ -66,6 +81,7 @@ def payload_bounds(tables: np.ndarray, frames: int, adaptive_frames: int = 0) ->
     :data:`MIN_PROBABILITY` per symbol.
     """
     t = np.asarray(tables, dtype=np.float64)
+    t = t.reshape(t.shape[0], -1)  # conditioned tables: the extremes over every previous symbol
     least = float(-np.log2(np.minimum(1.0, t.max(axis=1) + 4 * _PRECISION)).sum()) * frames
     most = float(-np.log2(t.min(axis=1) * 15 / 16).sum()) * frames  # 15/16: p >= 2**-20 moves by <= 2**-24
     most += -math.log2(MIN_PROBABILITY * 15 / 16) * t.shape[0] * int(adaptive_frames)
@@ -77,17 +93,32 @@ def _coder():
 
 
 def _rows(tables: np.ndarray, frames: int) -> np.ndarray:
-    """The probability row of every symbol in frame-major order: ``(frames * dims, levels)`` float32."""
+    """The probability row of every symbol in frame-major order: ``(frames * dims, levels)`` float32
+    (per-position tables ``(dims, levels)`` only)."""
     t = np.asarray(tables, dtype=np.float32)
     return np.ascontiguousarray(np.tile(t, (frames, 1)))
+
+
+def _conditioned_rows(tables: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """``(dims, levels)`` float32: position ``j``'s row after symbol ``previous[j]`` (``levels``: none)."""
+    t = np.asarray(tables, dtype=np.float32)
+    return np.ascontiguousarray(t[np.arange(t.shape[0]), previous])
 
 
 def encode_symbols(symbols: np.ndarray, tables: np.ndarray) -> bytes:
     """Symbols ``(frames, dims)`` ints in ``[0, levels)`` -> the range-coded bytes (whole 32-bit words)."""
     c = _coder()
-    sym = np.ascontiguousarray(np.asarray(symbols, dtype=np.int32).reshape(-1))
+    frames = np.asarray(symbols, dtype=np.int32).reshape(len(symbols), -1)
+    if conditioned(tables):
+        start = np.full((1, frames.shape[1]), np.shape(tables)[2], dtype=np.int32)
+        previous = np.concatenate([start, frames[:-1]])
+        rows = np.asarray(tables, dtype=np.float32)[np.arange(frames.shape[1])[None], previous].reshape(
+            -1, np.shape(tables)[2])
+    else:
+        rows = _rows(tables, len(frames))
     enc = c.stream.queue.RangeEncoder()
-    enc.encode(sym, c.stream.model.Categorical(perfect=False), _rows(tables, len(symbols)))
+    enc.encode(np.ascontiguousarray(frames.reshape(-1)), c.stream.model.Categorical(perfect=False),
+               np.ascontiguousarray(rows))
     return enc.get_compressed().astype("<u4").tobytes()
 
 
@@ -101,7 +132,7 @@ def decode_symbols(data: bytes, tables: np.ndarray, *, frames: int) -> np.ndarra
     c = _coder()
     if len(data) % 4:
         raise WireFormatError(f"The payload is {len(data)} bytes, not a whole number of 4-byte words.")
-    dims, levels = np.asarray(tables).shape
+    dims, levels = np.shape(tables)[0], np.shape(tables)[-1]
     lo, hi = payload_bounds(tables, frames)
     if not lo <= len(data) <= hi:
         raise WireFormatError(
@@ -110,7 +141,13 @@ def decode_symbols(data: bytes, tables: np.ndarray, *, frames: int) -> np.ndarra
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
     try:
         dec = c.stream.queue.RangeDecoder(words)
-        out = dec.decode(c.stream.model.Categorical(perfect=False), _rows(tables, frames))
+        cat = c.stream.model.Categorical(perfect=False)
+        if conditioned(tables):
+            out, previous = np.empty((frames, dims), dtype=np.int64), np.full(dims, levels)
+            for t in range(frames):
+                out[t] = previous = np.clip(np.asarray(dec.decode(cat, _conditioned_rows(tables, previous))), 0, levels)
+        else:
+            out = dec.decode(cat, _rows(tables, frames))
     except (ValueError, RuntimeError, AssertionError) as err:  # constriction reports bad streams so
         raise WireFormatError(f"The payload does not decode: it was damaged ({err}). Send it again.") from None
     out = np.asarray(out, dtype=np.int64)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from workbench.device_tuning.entropy import MIN_PROBABILITY, _coder, _rows, payload_bounds
-from workbench.errors import WireFormatError
+from workbench.errors import WireFormatError, WorkbenchError
 
 __all__ = ["ALPHA", "decode_padded", "encode_padded"]
 
@@ -42,6 +42,10 @@ class _Model:
 
     def __init__(self, tables: np.ndarray) -> None:
         self.tables = np.asarray(tables, dtype=np.float64)
+        if self.tables.ndim != 2:
+            raise WorkbenchError("Symbol tables conditioned on the previous frame are not supported yet with the "
+                                 "padding code (a Whisper split above layer 0): use a compressor with per-position "
+                                 "tables (train it with --table-context 0).")
         dims, levels = self.tables.shape
         self.counts = np.zeros((dims, levels, levels))
         self.pos = np.arange(dims)
