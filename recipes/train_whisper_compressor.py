@@ -299,7 +299,8 @@ def main(argv=None) -> None:
     trainer.fit_tables()
     card = {"point": args.point, "dims": dims, "bits": bits, "stride": stride, "hidden": args.hidden,
             "context": args.context, "table_context": args.table_context,
-            "split_layer": args.split, "model": backend.name, "steps": trainer.step, "last_step": last,
+            "split_layer": args.split, "model": backend.name, "steps_this_run": trainer.step,
+            "steps": trainer.step + int((init or {}).get("steps") or 0), "last_step": last,
             "train_s_this_process": round(time.time() - t0, 1), "n_synthetic": n_syn,
             "n_real": len(data) - n_syn, "settings": {k: getattr(settings, k) for k in (
                 "batch_size", "lr", "warmup_steps", "state_weight", "rate_weight", "seed", "bf16")},

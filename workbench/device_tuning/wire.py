@@ -38,7 +38,8 @@ two seconds an utterance it is ~160 bit/s, so it counts in every bit rate the be
 
 Format version 4 has version 2's header too and is a Whisper split's at ``k = 0`` (log-mel):
 its payload is the window's silence floor (4 bytes, float32: every log-mel value after the
-audio equals it) and then the range-coded symbols of the audio's frames only (fixed tables);
+audio equals it) and then the range-coded symbols of the audio's frames only (the compressor's
+fixed tables: per position, or conditioned on the previous frame's symbol; the compressor id says which);
 the server rebuilds the silence from the floor, exactly, so it costs 32 bits a message
 (:mod:`workbench.device_tuning.whisper_split`).
 
