@@ -8,7 +8,11 @@ window (as a device sends it: the identity split at k = 0, which equals the unsp
   (``recipes/train_whisper_compressor.py``, found in its output folder): the bit rate is measured
   on the wire bytes, payload and total (the 44-byte version-2 header and the speaker id included);
 - codec2 700C, 1200 and 3200 and Opus 6, 12 and 24 kbit/s: encoded on the device, decoded on the
-  server and recognized by the whole model.
+  server and recognized by the whole model;
+- a classical transform coder of the same log-mel frames a split-0 message codes
+  (``bench/_transform_coder.py``: PCA to 64 components per 40 ms, one uniform quantizer step
+  ``delta``, range coding conditioned on the previous frame, the same header), fit on the real
+  training prompts (the Asterisk prompts outside the 150-prompt test set), at three steps.
 
 Each split point also records ``wer_unrounded``: its WER through the compressor's bottleneck without
 the rounding to symbols, which tells the bottleneck's loss (too few dimensions) from the quantizer's
@@ -35,6 +39,7 @@ OPUS_KBPS = [6, 12, 24]
 CODEC2 = ["700C", "1200", "3200"]
 REAL_SETS = ("real 150 prompts", "real voice")
 CHUNK = 16  # recordings per server call (a batch of each window size)
+TRANSFORM_DELTAS = [0.5, 0.7, 1.0]  # the transform coder's quantizer steps (log-mel units x sqrt(4 frames))
 
 
 def _sets(quick: bool) -> dict[str, list[tuple[np.ndarray, str]]]:
@@ -78,6 +83,22 @@ def _compressors(quick: bool, backend, wavs) -> dict[str, Any]:
     return trained_compressors(backend, default_out(), backend.name)
 
 
+def _transform_coders(quick: bool, unsplit, wavs) -> dict[float, Any]:
+    """The transform coder at each step, fit on the real training prompts (quick: on 4 test
+    recordings, plumbing only)."""
+    from bench._transform_coder import TransformCoder
+
+    if quick:
+        train = wavs[:4]
+    else:
+        sys.path.insert(0, str(REPO / "recipes"))
+        from train_whisper_compressor import real_training_waves
+
+        train = [w for w, _ in real_training_waves()]
+    windows = [(it.features.numpy(), it.samples) for it in _chunked(unsplit.device_hidden, train)]
+    return {delta: TransformCoder.fit(windows, delta=delta) for delta in TRANSFORM_DELTAS[: 1 if quick else None]}
+
+
 def _unrounded(split, items: list) -> list[str]:
     """Transcripts of the device states ``items`` (``split.device_hidden``'s) through the split's
     bottleneck without its rounding (``Compressor.unrounded``): the WER the bottleneck costs apart
@@ -94,6 +115,8 @@ def _chunked(fn, items: list) -> list:
 
 
 def run(device: str, quick: bool) -> dict[str, Any]:
+    import torch
+
     from bench._codecs import codec2_round_trip, opus_round_trip
     from workbench.constants import SAMPLE_RATE
     from workbench.device_tuning import split_for
@@ -103,6 +126,7 @@ def run(device: str, quick: bool) -> dict[str, Any]:
     unsplit = split_for(backend, 0)  # no compressor: the whole model, each recording in its own window
     sets = _sets(quick)
     comps = _compressors(quick, backend, [w for w, _ in sets["real 150 prompts"]])
+    transform_coders = _transform_coders(quick, unsplit, [w for w, _ in sets["real 150 prompts"]])
     rows: dict[str, dict[str, Any]] = {}
 
     def add(system: str, set_name: str, refs, hyps, bits: float, seconds: float, **extra) -> None:
@@ -139,6 +163,11 @@ def run(device: str, quick: bool) -> dict[str, Any]:
             out = [opus_round_trip(w, kbps) for w in wavs]
             add(f"opus {kbps} kbit/s", set_name, refs, _chunked(unsplit.transcribe, [o for o, _ in out]),
                 sum(b for _, b in out), seconds)
+        for delta, coder in transform_coders.items():
+            out = [coder.round_trip(it.features.numpy(), it.samples) for it in _chunked(unsplit.device_hidden, wavs)]
+            hyps = [t for s in range(0, len(out), CHUNK) for t in unsplit.transcribe_hidden(
+                [torch.from_numpy(r) for r, _ in out[s:s + CHUNK]], samples=[len(w) for w in wavs[s:s + CHUNK]])]
+            add(f"transform coder PCA-64 step {delta}", set_name, refs, hyps, 8 * sum(b for _, b in out), seconds)
     return {"machine": machine(device), "rows": rows, "goal": _goal(rows),
             "sets": {k: len(v) for k, v in sets.items()}, "quick": quick}
 

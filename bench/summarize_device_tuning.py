@@ -146,7 +146,12 @@ def whisper_bandwidth_lines(dw: dict) -> list[str]:
              "header and speaker id included; the codecs are encoded on the device and decoded on the server. "
              "A split at k=2 sends the whole encoding window, its silence coded adaptively (wire format version 3); "
              "a split at k=0 sends the audio's log-mel frames relative to the window's silence floor, and the server "
-             "rebuilds the silence from that one number, exactly (version 4).", "",
+             "rebuilds the silence from that one number, exactly (version 4). A name ending in `cN` has temporal "
+             "context (residual convolutions over N symbol frames), one ending in `-cond` range-codes with tables "
+             "conditioned on the previous frame (the same symbols in fewer bits). The transform coder is a peer a "
+             "signal-processing engineer would build instead: the same log-mel frames as k=0, projected on 64 "
+             "principal components per 40 ms, one uniform quantizer step, the same conditioned range coder and header "
+             "(`bench/_transform_coder.py`), fit on the real training prompts (not test material).", "",
              f"Goal (issue 28), on each real set: a split point at <= {WHISPER_GOAL_BPS / 1000:.0f} kbit/s whose WER "
              f"is within {100 * GOAL_REL:.0f} % relative of unsplit Whisper and lower than Opus 6 kbit/s's."]
     for system, by_set in dw.get("goal", {}).items():
