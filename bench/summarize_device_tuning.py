@@ -153,7 +153,9 @@ def whisper_bandwidth_lines(dw: dict) -> list[str]:
              "principal components per 40 ms, one uniform quantizer step, the same conditioned range coder and header "
              "(`bench/_transform_coder.py`), fit on the real training prompts (not test material).", "",
              f"Goal (issue 28), on each real set: a split point at <= {WHISPER_GOAL_BPS / 1000:.0f} kbit/s whose WER "
-             f"is within {100 * GOAL_REL:.0f} % relative of unsplit Whisper and lower than Opus 6 kbit/s's."]
+             f"is within {100 * GOAL_REL:.0f} % relative of unsplit Whisper and lower than Opus 6 kbit/s's. "
+             "A small set (the recordings counted above) moves by a point or more with a word or two: read a "
+             "line met on one set only together with the same point's other sets."]
     for system, by_set in dw.get("goal", {}).items():
         for set_name, g in by_set.items():
             opus = dw["rows"].get("opus 6 kbit/s", {}).get(set_name)
