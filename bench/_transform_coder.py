@@ -58,19 +58,15 @@ class TransformCoder:
     def fit(cls, windows: Sequence[tuple[np.ndarray, int]], *, dims: int = 64, delta: float = 0.7,
             prior: float = 0.5) -> TransformCoder:
         """Fit on ``windows``: each a log-mel window ``(W, 80)`` and its recording's samples."""
+        from workbench.device_tuning.entropy import count_tables
+
         x = np.concatenate([_stacked(w, s)[0] for w, s in windows])
         mean = x.mean(0)
         basis = np.linalg.svd(x - mean, full_matrices=False)[2][:dims]
         coeffs = [np.rint((_stacked(w, s)[0] - mean) @ basis.T / delta).astype(np.int64) for w, s in windows]
         offset = int(max(np.abs(c).max() for c in coeffs)) + 1  # room for a test value a little beyond training's
-        levels = 2 * offset + 1
-        counts = np.full((dims, levels + 1, levels), prior)
-        pos = np.arange(dims)[None]
-        for c in coeffs:
-            s = c + offset
-            previous = np.vstack([np.full((1, dims), levels), s[:-1]])
-            np.add.at(counts, (np.broadcast_to(pos, s.shape), previous, s), 1)
-        return cls(mean, basis, float(delta), offset, counts / counts.sum(-1, keepdims=True))
+        tables = count_tables([c + offset for c in coeffs], dims, 2 * offset + 1, conditioned=True, prior=prior)
+        return cls(mean, basis, float(delta), offset, tables)
 
     def round_trip(self, window: np.ndarray, samples: int) -> tuple[np.ndarray, int]:
         """What the server restores from ``window (W, 80)`` and the bytes that travel (header included)."""

@@ -163,11 +163,12 @@ def run(device: str, quick: bool) -> dict[str, Any]:
             out = [opus_round_trip(w, kbps) for w in wavs]
             add(f"opus {kbps} kbit/s", set_name, refs, _chunked(unsplit.transcribe, [o for o, _ in out]),
                 sum(b for _, b in out), seconds)
+        mel = _chunked(unsplit.device_hidden, wavs) if transform_coders else []  # log-mel windows: every step's input
         for delta, coder in transform_coders.items():
-            out = [coder.round_trip(it.features.numpy(), it.samples) for it in _chunked(unsplit.device_hidden, wavs)]
-            hyps = [t for s in range(0, len(out), CHUNK) for t in unsplit.transcribe_hidden(
-                [torch.from_numpy(r) for r, _ in out[s:s + CHUNK]], samples=[len(w) for w in wavs[s:s + CHUNK]])]
-            add(f"transform coder PCA-64 step {delta}", set_name, refs, hyps, 8 * sum(b for _, b in out), seconds)
+            out = [(*coder.round_trip(it.features.numpy(), it.samples), it.samples) for it in mel]
+            hyps = _chunked(lambda rs: unsplit.transcribe_hidden([torch.from_numpy(r) for r, _, _ in rs],
+                                                                 samples=[n for _, _, n in rs]), out)
+            add(f"transform coder PCA-64 step {delta}", set_name, refs, hyps, 8 * sum(b for _, b, _ in out), seconds)
     return {"machine": machine(device), "rows": rows, "goal": _goal(rows),
             "sets": {k: len(v) for k, v in sets.items()}, "quick": quick}
 

@@ -190,8 +190,8 @@ def init_from(comp: Compressor, path: Path, split_layer: int, fingerprint: str) 
     weights = {k: v for k, v in src.state_dict().items() if k != "tables"}
     if b.dims > a.dims:  # the squeeze's new rows keep their fresh init; the expander's new columns start at 0
         mine = comp.state_dict()
-        for key, rows in (("down.3.weight", slice(0, a.dims)), ("down.3.bias", slice(0, a.dims))):
-            weights[key] = torch.cat([weights[key], mine[key][rows.stop:]])
+        for key in ("down.3.weight", "down.3.bias"):
+            weights[key] = torch.cat([weights[key], mine[key][a.dims:]])
         weights["up.0.weight"] = torch.cat([weights["up.0.weight"], torch.zeros(b.hidden, b.dims - a.dims)], dim=1)
     comp.load_state_dict(weights, strict=False)
     return {"file": path.name, "steps": (meta["card"] or {}).get("steps")}

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from workbench._atomic import write_bytes_atomic
-from workbench.device_tuning.entropy import MIN_PROBABILITY, check_tables
+from workbench.device_tuning.entropy import check_tables, count_tables
 from workbench.errors import WorkbenchError, WireFormatError
 
 __all__ = ["SHIPPED_DIR", "Compressor", "CompressorConfig", "check_compressor_base", "default_compressor",
@@ -189,30 +189,18 @@ class Compressor(nn.Module):
 
     @torch.no_grad()
     def fit_tables(self, symbols: list[torch.Tensor], *, prior: float = 0.5) -> None:
-        """Count each position's symbol frequencies over ``symbols`` (each recording's ``(T_s, dims)``;
-        with ``table_context`` per previous symbol at that position, the first frame under row
-        ``levels``), with ``prior`` added to every count so that no symbol has probability 0 (and,
-        with a prior, none below :data:`~workbench.device_tuning.entropy.MIN_PROBABILITY`)."""
-        counts = torch.full(self.config.table_shape, float(prior))
-        pos = torch.arange(self.config.dims)
-        for s in symbols:
-            s = s.reshape(-1, self.config.dims).long()
-            if self.config.table_context:
-                previous = torch.cat([torch.full((1, self.config.dims), self.levels), s[:-1]])
-                counts.index_put_((pos.expand_as(s), previous, s), torch.ones(s.shape), accumulate=True)
-            else:
-                counts.index_put_((pos.expand_as(s), s), torch.ones(s.shape), accumulate=True)
-        probs = counts / counts.sum(dim=-1, keepdim=True)
-        if prior > 0:  # a floor the loader checks (MIN_PROBABILITY): counts over millions of symbols go below it
-            probs = probs.clamp_min(MIN_PROBABILITY)
-            probs = probs / probs.sum(dim=-1, keepdim=True)
-        self.tables.copy_(probs)
+        """Count the symbol tables over ``symbols`` (each recording's ``(T_s, dims)``; per previous
+        symbol with ``table_context``): :func:`~workbench.device_tuning.entropy.count_tables`."""
+        probs = count_tables([s.cpu().numpy() for s in symbols], self.config.dims, self.levels,
+                             conditioned=bool(self.config.table_context), prior=prior)
+        self.tables.copy_(torch.from_numpy(probs))
 
     def identity(self) -> bytes:
         """8 bytes naming this compressor: sha256 of its sizes, weights and tables."""
         sizes = dataclasses.astuple(self.config)
-        newer = sizes[5:]  # context and table_context: left out while 0, so older files keep their ids
-        h = hashlib.sha256(repr(sizes if any(newer) else sizes[:5]).encode())
+        if not (self.config.context or self.config.table_context):
+            sizes = sizes[:5]  # the sizes compressors had before these two: older files keep their ids
+        h = hashlib.sha256(repr(sizes).encode())
         for name, t in sorted(self.state_dict().items()):
             h.update(name.encode())
             h.update(t.detach().cpu().float().contiguous().numpy().tobytes())

@@ -32,7 +32,8 @@ import numpy as np
 from workbench._optional import require
 from workbench.errors import WireFormatError
 
-__all__ = ["MIN_PROBABILITY", "check_tables", "conditioned", "decode_symbols", "encode_symbols", "payload_bounds"]
+__all__ = ["MIN_PROBABILITY", "check_tables", "conditioned", "count_tables", "decode_symbols", "encode_symbols",
+           "payload_bounds"]
 
 # Padding frames (a Whisper window's silence after the audio) are coded by an adaptive model: see
 # workbench.device_tuning.padding, which builds on the helpers here.
@@ -45,6 +46,25 @@ _WORD = 32  # bits in one range-coder word
 def conditioned(tables: np.ndarray) -> bool:
     """Whether ``tables`` are conditioned on the previous frame (``(dims, levels + 1, levels)``)."""
     return np.ndim(tables) == 3
+
+
+def count_tables(symbols, dims: int, levels: int, *, conditioned: bool = False, prior: float = 0.5) -> np.ndarray:
+    """Probability tables counted over ``symbols`` (each recording's ``(frames, dims)`` ints in
+    ``[0, levels)``): ``(dims, levels)``, or ``(dims, levels + 1, levels)`` per previous symbol at
+    each position (the first frame under row ``levels``). ``prior`` is added to every count so that
+    no symbol has probability 0; with a prior, none is below :data:`MIN_PROBABILITY` either."""
+    counts = np.full((dims, levels + 1, levels) if conditioned else (dims, levels), float(prior))
+    pos = np.arange(dims)[None]
+    for s in symbols:
+        s = np.asarray(s, dtype=np.int64).reshape(-1, dims)
+        index = (pos, np.vstack([np.full((1, dims), levels), s[:-1]]), s) if conditioned else (pos, s)
+        flat = np.ravel_multi_index(np.broadcast_arrays(*index), counts.shape).ravel()
+        counts += np.bincount(flat, minlength=counts.size).reshape(counts.shape)
+    probs = counts / counts.sum(-1, keepdims=True)
+    if prior > 0:  # counts over millions of symbols go below the floor the loader checks
+        probs = np.maximum(probs, MIN_PROBABILITY)
+        probs /= probs.sum(-1, keepdims=True)
+    return probs
 
 
 def check_tables(tables: np.ndarray) -> str | None:
@@ -100,7 +120,8 @@ def _rows(tables: np.ndarray, frames: int) -> np.ndarray:
 
 
 def _conditioned_rows(tables: np.ndarray, previous: np.ndarray) -> np.ndarray:
-    """``(dims, levels)`` float32: position ``j``'s row after symbol ``previous[j]`` (``levels``: none)."""
+    """``(..., dims, levels)`` float32: position ``j``'s row after symbol ``previous[..., j]``
+    (``levels``: the first frame)."""
     t = np.asarray(tables, dtype=np.float32)
     return np.ascontiguousarray(t[np.arange(t.shape[0]), previous])
 
@@ -111,9 +132,7 @@ def encode_symbols(symbols: np.ndarray, tables: np.ndarray) -> bytes:
     frames = np.asarray(symbols, dtype=np.int32).reshape(len(symbols), -1)
     if conditioned(tables):
         start = np.full((1, frames.shape[1]), np.shape(tables)[2], dtype=np.int32)
-        previous = np.concatenate([start, frames[:-1]])
-        rows = np.asarray(tables, dtype=np.float32)[np.arange(frames.shape[1])[None], previous].reshape(
-            -1, np.shape(tables)[2])
+        rows = _conditioned_rows(tables, np.concatenate([start, frames[:-1]])).reshape(-1, np.shape(tables)[2])
     else:
         rows = _rows(tables, len(frames))
     enc = c.stream.queue.RangeEncoder()

@@ -281,8 +281,14 @@ class WhisperCompressorTrainer:
                 raise WorkbenchError(f"{Path(path).name} is not a compressor training checkpoint.")
             mine = {"config": dataclasses.asdict(self.comp.config), "split_layer": self.split.split_layer,
                     "settings": dataclasses.asdict(self.settings)}
-            theirs = {"config": {"context": 0, **json.loads(meta["config"])}, "split_layer": int(meta["split_layer"]),
-                      "settings": {"bf16": False, **json.loads(meta["settings"])}}  # written before these existed
+            # through the dataclasses: fields added since the checkpoint was written take their defaults
+            try:
+                theirs = {"config": dataclasses.asdict(type(self.comp.config)(**json.loads(meta["config"]))),
+                          "split_layer": int(meta["split_layer"]),
+                          "settings": dataclasses.asdict(type(self.settings)(**json.loads(meta["settings"])))}
+            except (TypeError, WorkbenchError):  # a field this workbench does not know, or a size out of range
+                raise WorkbenchError(f"{Path(path).name} was written by another version of the workbench: start a "
+                                     "new run in another folder.") from None
             if mine != theirs:
                 diff = [k for k in mine if mine[k] != theirs[k]]
                 raise WorkbenchError(f"{Path(path).name} was written by a run with other {' and '.join(diff)}: "
