@@ -39,6 +39,14 @@ operating point in a fraction of the steps, e.g. 2 or 4 bits a symbol from the 3
     python recipes/train_whisper_compressor.py --split 2 --point 16x2s2 --steps 1500 --lr 1e-3 \
         --init ~/.cache/workbench/compressors/whisper-tiny.en-k2-16x3s2.safetensors
 
+``--linear`` fits a linear compressor (a transform coder: :mod:`workbench.device_tuning.transform`)
+in closed form at split 0: Whisper's Fisher information per symbol frame, then the principal
+components of the log-mel in that metric, one quantizer step ``--step``; ``--steps N`` then trains
+it by distillation as the MLP ones are (0: the closed form as it is). The shipped compressor::
+
+    python recipes/train_whisper_compressor.py --split 0 --linear --point 64x6s4 --step 0.6 \
+        --table-context 1 --n-synthetic 0 --steps 0
+
 It writes ``<out>/whisper-tiny.en-k<split>-<point>[-<tag>].safetensors`` (the compressor, with a
 card: data, steps, losses) and ``<out>/<same name>.ckpt.safetensors`` (the run's checkpoint).
 """
@@ -85,6 +93,8 @@ def synthetic_waves(args) -> list[tuple[np.ndarray, str]]:
     waveforms (perturbed as the pretraining corpus is), cached as int16 in ``--cache``."""
     from workbench.prompts import load_prompts
 
+    if args.n_synthetic == 0:
+        return []
     key = hashlib.sha256(json.dumps([args.seed, args.n_synthetic, args.heldout_texts, args.train_voices,
                                      args.heldout_voices, "whisper-waves-v1"]).encode()).hexdigest()[:12]
     path = args.cache / f"whisper-waves-{key}.npz"
@@ -182,8 +192,8 @@ def init_from(comp: Compressor, path: Path, split_layer: int, fingerprint: str) 
     if meta["split_layer"] != split_layer or meta["base_fingerprint"] != fingerprint:
         raise SystemExit(f"--init {path.name}: it was trained for another split layer or base model "
                          f"(k={meta['split_layer']}); pick one trained with --split {split_layer} on this model.")
-    if (a.d_model, a.stride, a.hidden) != (b.d_model, b.stride, b.hidden) or a.dims > b.dims or a.context not in (
-            0, b.context):
+    if (a.d_model, a.stride, a.hidden, a.linear) != (b.d_model, b.stride, b.hidden, b.linear) or a.dims > b.dims or (
+            a.context not in (0, b.context) or (b.linear and a.dims != b.dims)):
         raise SystemExit(f"--init {path.name}: its sizes ({a.dims} dims, stride {a.stride}, width {a.hidden}, context "
                          f"{a.context}) differ from this point's ({b.dims} dims, stride {b.stride}, width {b.hidden}, "
                          f"context {b.context}); only the bits may, and dims and context may be added.")
@@ -197,6 +207,24 @@ def init_from(comp: Compressor, path: Path, split_layer: int, fingerprint: str) 
     return {"file": path.name, "steps": (meta["card"] or {}).get("steps")}
 
 
+def fit_linear(args, split, items: list[DistillItem], dims: int, bits: int, stride: int) -> tuple[Compressor, dict]:
+    """The closed-form linear compressor (``--linear``) and its card entry."""
+    from workbench.device_tuning.transform import fit_linear_compressor, token_fisher
+
+    t0 = time.time()
+
+    def progress(n: int) -> None:
+        if n % 50 == 0 or n == len(items):
+            print(f"  Whisper's Fisher information: {n}/{len(items)} recordings ({time.time() - t0:.0f} s)", flush=True)
+
+    fisher = token_fisher(split, items, stride=stride, draws=args.fisher_draws, seed=args.seed, on_progress=progress)
+    comp, info = fit_linear_compressor(split, items, fisher, dims=dims, bits=bits, stride=stride, step=args.step,
+                                       lam=args.lam, table_context=args.table_context)
+    print(f"  linear compressor fitted: {100 * info['clipped']:.3f} % of coefficients clipped", flush=True)
+    return comp, {"step": args.step, "lam": args.lam, "fisher_draws": args.fisher_draws, **info,
+                  "fit_s": round(time.time() - t0, 1)}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="whisper-tiny.en")
@@ -208,6 +236,12 @@ def main(argv=None) -> None:
                    "--init FILE --steps 0 it refits a trained compressor's tables only")
     p.add_argument("--context", type=int, default=0, help="kernel size (symbol frames, odd) of the compressor's "
                    "residual temporal convolutions; 0: none")
+    p.add_argument("--linear", action="store_true", help="a linear compressor (transform coder) fitted in closed "
+                   "form in Whisper's own metric (split 0 only); --steps then trains it further")
+    p.add_argument("--step", type=float, default=0.6, help="--linear: the quantizer step (larger: fewer bits)")
+    p.add_argument("--lam", type=float, default=0.1, help="--linear: the metric's regularization (x its mean "
+                   "eigenvalue on the diagonal)")
+    p.add_argument("--fisher-draws", type=int, default=2, help="--linear: token draws per recording")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -239,6 +273,9 @@ def main(argv=None) -> None:
     if args.table_context and args.split > 0:
         raise SystemExit("--table-context 1 is not supported yet above split 0 (the window's padding is coded "
                          "adaptively there); use --table-context 0.")
+    if args.linear and (args.split > 0 or args.context or args.tasks != "asr"):
+        raise SystemExit("--linear is supported at --split 0 without --context and --tasks joint only (a linear "
+                         "compressor codes log-mel); not supported yet elsewhere.")
     if args.quick:
         args.n_synthetic, args.steps, args.checkpoint_every, args.no_real = 12, 6, 3, True
         args.train_voices, args.out = 40, args.out / "quick"
@@ -248,6 +285,7 @@ def main(argv=None) -> None:
 
     backend = load_base_model(args.model, device=args.device).freeze()
     name = (f"{backend.name}-k{args.split}-{args.point}{f'c{args.context}' if args.context else ''}"
+            f"{f'-lin{args.step:g}' if args.linear else ''}"
             f"{'-cond' if args.table_context else ''}"
             f"{'-joint' if args.tasks == 'joint' else ''}"
             f"{'-' + args.tag if args.tag else ''}")
@@ -264,8 +302,12 @@ def main(argv=None) -> None:
     split = split_for(backend, args.split)
     items = teacher_items(split, [w for w, _ in data], args.cache, f"{args.seed}-{args.n_synthetic}-{args.no_real}")
     torch.manual_seed(args.seed)
-    split.compressor = Compressor(split.width, dims, bits, stride, hidden=args.hidden,
-                                  context=args.context, table_context=args.table_context).to(backend.device)
+    linear = None
+    if args.linear:
+        split.compressor, linear = fit_linear(args, split, items, dims, bits, stride)
+    else:
+        split.compressor = Compressor(split.width, dims, bits, stride, hidden=args.hidden,
+                                      context=args.context, table_context=args.table_context).to(backend.device)
     init = init_from(split.compressor, args.init, args.split, backend.fingerprint()) if args.init else None
     common = dict(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                   warmup_steps=min(args.warmup, max(1, args.steps // 10)), state_weight=args.state_weight,
@@ -297,7 +339,8 @@ def main(argv=None) -> None:
         trainer.train(min(args.checkpoint_every, settings.max_steps - trainer.step), on_step=on_step)
         trainer.save(ckpt, extra={"last": last})
     trainer.fit_tables()
-    card = {"point": args.point, "dims": dims, "bits": bits, "stride": stride, "hidden": args.hidden,
+    card = {"point": args.point, "dims": dims, "bits": bits, "stride": stride,
+            "hidden": split.compressor.config.hidden, **({"linear": linear} if linear else {}),
             "context": args.context, "table_context": args.table_context,
             "split_layer": args.split, "model": backend.name, "steps_this_run": trainer.step,
             "steps": trainer.step + int((init or {}).get("steps") or 0), "last_step": last,

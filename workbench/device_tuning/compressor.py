@@ -16,6 +16,12 @@ at zero: a compressor with context starts as the one without (``--init`` from a 
 The server expands only the symbol frames it received (zeros beyond them); training masks the same
 frames (``valid``), so the two agree at the boundary.
 
+A linear compressor (``linear = 1``: a transform coder) has no MLP and no ``tanh``: one linear map
+to ``dims`` coefficients, each rounded to an integer (``0`` is symbol ``2**(bits-1)``; the rest are
+clipped to the ``2**bits`` symbols), and its linear inverse on the server. It is fitted in closed
+form (:mod:`workbench.device_tuning.transform`: principal components in the base model's own
+sensitivity metric) and may then be trained as the MLP ones are.
+
 Each symbol position has its own probability table (``tables (dims, 2**bits)``, counted on the
 training voices), which the range coder (:mod:`workbench.device_tuning.entropy`) uses to spend
 about the entropy of the symbols on the wire, not ``bits`` each.
@@ -57,9 +63,10 @@ class CompressorConfig:
     dims: int = 16  # symbols per symbol frame
     bits: int = 3  # bits per symbol before entropy coding
     stride: int = 2  # encoder frames per symbol frame
-    hidden: int = 256  # MLP width on both sides
+    hidden: int = 256  # MLP width on both sides (0: linear)
     context: int = 0  # kernel size (symbol frames, odd) of the residual temporal convolutions; 0: none
     table_context: int = 0  # 1: symbol tables conditioned on the previous frame's symbol; 0: per position
+    linear: int = 0  # 1: a linear transform coder (integer coefficients, no MLP: hidden and context 0)
 
     def __post_init__(self) -> None:
         if not 1 <= self.bits <= 8:
@@ -72,6 +79,13 @@ class CompressorConfig:
             raise WorkbenchError(f"context must be 0 or an odd kernel size 3 to 15, got {self.context}")
         if self.table_context not in (0, 1):
             raise WorkbenchError(f"table_context must be 0 or 1, got {self.table_context}")
+        if self.linear not in (0, 1):
+            raise WorkbenchError(f"linear must be 0 or 1, got {self.linear}")
+        if self.linear and (self.hidden or self.context):
+            raise WorkbenchError("a linear compressor has no MLP: hidden and context must be 0, got "
+                                 f"{self.hidden} and {self.context}")
+        if not self.linear and not 1 <= self.hidden <= 8192:
+            raise WorkbenchError(f"hidden must be 1 to 8192, got {self.hidden}")
 
     @property
     def table_shape(self) -> tuple[int, ...]:
@@ -88,12 +102,15 @@ class Compressor(nn.Module):
     """Bottleneck + quantizer (device) and expander (server). See the module docstring."""
 
     def __init__(self, d_model: int, dims: int = 16, bits: int = 3, stride: int = 2, hidden: int = 256,
-                 context: int = 0, table_context: int = 0) -> None:
+                 context: int = 0, table_context: int = 0, linear: int = 0) -> None:
         super().__init__()
-        self.config = CompressorConfig(d_model, dims, bits, stride, hidden, context, table_context)
+        self.config = CompressorConfig(d_model, dims, bits, stride, hidden, context, table_context, linear)
         s_d = stride * d_model
-        self.down = nn.Sequential(nn.LayerNorm(s_d), nn.Linear(s_d, hidden), nn.GELU(), nn.Linear(hidden, dims))
-        self.up = nn.Sequential(nn.Linear(dims, hidden), nn.GELU(), nn.Linear(hidden, s_d))
+        if linear:
+            self.down, self.up = nn.Linear(s_d, dims), nn.Linear(dims, s_d)
+        else:
+            self.down = nn.Sequential(nn.LayerNorm(s_d), nn.Linear(s_d, hidden), nn.GELU(), nn.Linear(hidden, dims))
+            self.up = nn.Sequential(nn.Linear(dims, hidden), nn.GELU(), nn.Linear(hidden, s_d))
         if context:
             self.down_context, self.up_context = (nn.Conv1d(hidden, hidden, context, padding=context // 2)
                                                   for _ in range(2))
@@ -131,19 +148,30 @@ class Compressor(nn.Module):
         return x + conv(seen.transpose(1, 2)).transpose(1, 2)
 
     def _bounded(self, h: torch.Tensor) -> torch.Tensor:
+        """The values the quantizer rounds, ``(B, T_s, dims)``: in ``[-1, 1]`` (MLP), or the
+        coefficients in symbol steps (linear: unbounded; :meth:`_position` clips them)."""
+        if self.config.linear:
+            return self.down(self._stack(h))
         x = self.down[:3](self._stack(h))
         if self.config.context:
             x = self._with_context(self.down_context, x)
         return torch.tanh(self.down[3](x))
 
+    def _position(self, z: torch.Tensor) -> torch.Tensor:
+        """Values ``z`` -> their (fractional) symbol positions in ``[0, levels - 1]``."""
+        if self.config.linear:
+            return (z + self.levels // 2).clamp(0, self.levels - 1)
+        return (z + 1) * 0.5 * (self.levels - 1)
+
     def encode(self, h: torch.Tensor) -> torch.Tensor:
         """Hidden states ``(B, T', D)`` -> integer symbols ``(B, ceil(T'/s), dims)`` in ``[0, 2**bits)``."""
-        z = self._bounded(h)
-        return torch.round((z + 1) * 0.5 * (self.levels - 1)).long()
+        return torch.round(self._position(self._bounded(h))).long()
 
     # -- server side ----------------------------------------------------------
     def dequantize(self, symbols: torch.Tensor) -> torch.Tensor:
-        """Symbols -> their levels in ``[-1, 1]`` (float)."""
+        """Symbols -> their levels (float): in ``[-1, 1]`` (MLP), or the integer coefficients (linear)."""
+        if self.config.linear:
+            return symbols.float() - self.levels // 2
         return symbols.float() * (2.0 / (self.levels - 1)) - 1.0
 
     def expand(self, z: torch.Tensor, frames: int, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -151,6 +179,8 @@ class Compressor(nn.Module):
         frames of each row the server receives; with context, the frames after them are zeros to
         the convolution, as they are to a server that expands only those (None: all)."""
         b, ts, _ = z.shape
+        if self.config.linear:
+            return self.up(z).reshape(b, ts * self.config.stride, self.config.d_model)[:, :frames]
         x = self.up[:2](z)
         if self.config.context:
             x = self._with_context(self.up_context, x, valid)
@@ -166,7 +196,7 @@ class Compressor(nn.Module):
         """What the server sees, differentiably: ``(B, T', D) -> (B, T', D)`` through the
         quantizer with straight-through gradients (``valid``: :meth:`expand`)."""
         z = self._bounded(h)
-        q = torch.round((z + 1) * 0.5 * (self.levels - 1)) * (2.0 / (self.levels - 1)) - 1.0
+        q = self.dequantize(torch.round(self._position(z)))
         return self.expand(z + (q - z).detach(), h.shape[1], valid)
 
     def unrounded(self, h: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -181,8 +211,8 @@ class Compressor(nn.Module):
         cross-entropy of those assignments against their mean over the batch is returned. Adding it
         to the loss teaches the compressor to use predictable symbols (rate-distortion)."""
         z = self._bounded(h)
-        levels = torch.linspace(-1.0, 1.0, self.levels, device=z.device)
-        sigma = 1.0 / (self.levels - 1)  # half the spacing 2 / (levels - 1)
+        levels = self.dequantize(torch.arange(self.levels, device=z.device))
+        sigma = float(levels[1] - levels[0]) / 2  # half the levels' spacing
         q = torch.softmax(-((z[..., None] - levels) ** 2) / (2 * sigma**2), dim=-1)  # (B, T_s, dims, L)
         p = q.reshape(-1, self.config.dims, self.levels).mean(0).clamp_min(1e-6)  # (dims, L)
         return -(q * torch.log2(p)).sum(-1).mean()
@@ -198,8 +228,10 @@ class Compressor(nn.Module):
     def identity(self) -> bytes:
         """8 bytes naming this compressor: sha256 of its sizes, weights and tables."""
         sizes = dataclasses.astuple(self.config)
-        if not (self.config.context or self.config.table_context):
-            sizes = sizes[:5]  # the sizes compressors had before these two: older files keep their ids
+        if not self.config.linear:
+            sizes = sizes[:7]  # the sizes compressors had before linear ones: older files keep their ids
+        if not (self.config.context or self.config.table_context or self.config.linear):
+            sizes = sizes[:5]  # ... and before context and table_context
         h = hashlib.sha256(repr(sizes).encode())
         for name, t in sorted(self.state_dict().items()):
             h.update(name.encode())
@@ -241,12 +273,12 @@ def _read_meta(meta: dict[str, str]) -> tuple[CompressorConfig, int, str, dict]:
     except RecursionError:  # nesting thousands deep
         raise ValueError("nested too deeply") from None
     if isinstance(cfg, dict):  # written before compressors had these
-        cfg = {"context": 0, "table_context": 0, **cfg}
+        cfg = {"context": 0, "table_context": 0, "linear": 0, **cfg}
     if not isinstance(cfg, dict) or set(cfg) != {f.name for f in dataclasses.fields(CompressorConfig)}:
         raise ValueError("unexpected fields")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in cfg.values()):
         raise ValueError("sizes must be whole numbers")
-    if not 1 <= cfg["d_model"] <= 4096 or not 1 <= cfg["hidden"] <= 8192:
+    if not 1 <= cfg["d_model"] <= 4096 or not 0 <= cfg["hidden"] <= 8192:
         raise ValueError("sizes out of range")
     if not isinstance(card, dict):
         raise ValueError("the card is not a set of named values")

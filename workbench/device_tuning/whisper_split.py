@@ -75,6 +75,7 @@ def window_geometry(samples: int, *, split_layer: int, window_frames: Callable[[
     return window // 2, min((mel + 1) // 2, window // 2)
 
 
+LOG_MEL_SPAN = 2.0  # Whisper's log-mel lies within 2 above its window's floor (it clamps at max - 8 in log10, / 4)
 STFT_HALF_WINDOW = 200  # samples: half of Whisper's 400-sample STFT window (every released size), centred on a frame
 
 
@@ -152,14 +153,15 @@ class WhisperSplit(SplitModel):
         ``samples``, with ``fn(h, valid)`` the compressor's round trip (``compressor`` itself:
         quantized, straight-through; ``compressor.unrounded``: without the rounding). At ``k = 0``
         ``fn`` sees log-mel minus its floor and only the coded frames (:func:`coded_frames`) are
-        taken from it (``valid``: their symbol frames, the only ones the server expands): the
-        silence after them is the floor, exactly."""
+        taken from it (``valid``: their symbol frames, the only ones the server expands), clamped to
+        the range Whisper's log-mel has (``[0, LOG_MEL_SPAN]`` above the floor): the silence after
+        them is the floor, exactly."""
         if not self.rebuilds_silence:
             return fn(h)
         floor = silence_floor(h)
         coded = torch.tensor([coded_frames(s, h.shape[1]) for s in samples], device=h.device)
         stride = self._need_compressor().config.stride
-        out = fn(h - floor, torch.div(coded + stride - 1, stride, rounding_mode="floor")) + floor
+        out = fn(h - floor, torch.div(coded + stride - 1, stride, rounding_mode="floor")).clamp(0, LOG_MEL_SPAN) + floor
         keep = torch.arange(h.shape[1], device=h.device)[None, :, None] < coded[:, None, None]
         return torch.where(keep, out, floor.expand_as(h))  # the server's silence, whatever h holds there
 
@@ -243,14 +245,15 @@ class WhisperSplit(SplitModel):
 
     def hidden(self, symbols: np.ndarray, msg: Message) -> torch.Tensor:
         """Server side: a message's symbols -> states ``(N, width)``; at ``k = 0`` the coded frames
-        plus the floor, and the window's silence after them rebuilt from the floor."""
+        (clamped to ``[0, LOG_MEL_SPAN]``) plus the floor, and the window's silence after them
+        rebuilt from the floor."""
         if not self.rebuilds_silence:
             return super().hidden(symbols, msg)
         c, floor = self._need_compressor(), self._floor(msg)
         coded = coded_frames(msg.samples, msg.frames)
         out = torch.full((msg.frames, self.width), floor)
         with torch.no_grad():
-            out[:coded] = c.decode(torch.from_numpy(np.asarray(symbols))[None], coded)[0] + floor
+            out[:coded] = c.decode(torch.from_numpy(np.asarray(symbols))[None], coded)[0].clamp(0, LOG_MEL_SPAN) + floor
         return out
 
     # -- server ---------------------------------------------------------------
