@@ -44,8 +44,8 @@ in closed form at split 0: Whisper's Fisher information per symbol frame, then t
 components of the log-mel in that metric, one quantizer step ``--step``; ``--steps N`` then trains
 it by distillation as the MLP ones are (0: the closed form as it is). The shipped compressor::
 
-    python recipes/train_whisper_compressor.py --split 0 --linear --point 64x6s4 --step 0.6 \
-        --table-context 1 --n-synthetic 0 --steps 0
+    python recipes/train_whisper_compressor.py --split 0 --linear --point 64x9s4 --step 0.6 \
+        --n-synthetic 0 --steps 0
 
 It writes ``<out>/whisper-tiny.en-k<split>-<point>[-<tag>].safetensors`` (the compressor, with a
 card: data, steps, losses) and ``<out>/<same name>.ckpt.safetensors`` (the run's checkpoint).

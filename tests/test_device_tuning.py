@@ -210,7 +210,7 @@ def test_header_that_lies_about_sizes_is_refused():
 
 
 @pytest.mark.parametrize("field,value,match", [
-    ("bits", 9, "bits"), ("dims", 0, "symbols per frame"), ("stride", 0, "stride"),
+    ("bits", 11, "bits"), ("dims", 0, "symbols per frame"), ("stride", 0, "stride"),
     ("frames", 0, "encoder frames"), ("speaker", "../etc", "speaker id"), ("payload", b"\x00" * 5, "4-byte"),
 ])
 def test_out_of_range_fields_are_refused(field, value, match):

@@ -47,6 +47,7 @@ from torch import nn
 
 from workbench._atomic import write_bytes_atomic
 from workbench.device_tuning.entropy import check_tables, count_tables
+from workbench.device_tuning.wire import MAX_BITS
 from workbench.errors import WorkbenchError, WireFormatError
 
 __all__ = ["SHIPPED_DIR", "Compressor", "CompressorConfig", "check_compressor_base", "default_compressor",
@@ -61,7 +62,7 @@ class CompressorConfig:
 
     d_model: int
     dims: int = 16  # symbols per symbol frame
-    bits: int = 3  # bits per symbol before entropy coding
+    bits: int = 3  # bits per symbol before entropy coding (a linear compressor's first components need 9)
     stride: int = 2  # encoder frames per symbol frame
     hidden: int = 256  # MLP width on both sides (0: linear)
     context: int = 0  # kernel size (symbol frames, odd) of the residual temporal convolutions; 0: none
@@ -69,8 +70,8 @@ class CompressorConfig:
     linear: int = 0  # 1: a linear transform coder (integer coefficients, no MLP: hidden and context 0)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.bits <= 8:
-            raise WorkbenchError(f"bits must be 1 to 8, got {self.bits}")
+        if not 1 <= self.bits <= MAX_BITS:
+            raise WorkbenchError(f"bits must be 1 to {MAX_BITS}, got {self.bits}")
         if not 1 <= self.stride <= 8:
             raise WorkbenchError(f"stride must be 1 to 8, got {self.stride}")
         if not 1 <= self.dims <= 1024:

@@ -41,6 +41,7 @@ __all__ = ["MIN_PROBABILITY", "check_tables", "conditioned", "count_tables", "de
 MIN_PROBABILITY = 2.0**-20  # the least a table may give a symbol (the coder's own floor is 2**-24)
 _PRECISION = 2.0**-24  # constriction's leaky quantization: each probability moves by up to ~this
 _WORD = 32  # bits in one range-coder word
+_CHUNK = 64  # symbol frames whose probability rows are built at once (memory: levels * dims floats a frame)
 
 
 def conditioned(tables: np.ndarray) -> bool:
@@ -130,14 +131,14 @@ def encode_symbols(symbols: np.ndarray, tables: np.ndarray) -> bytes:
     """Symbols ``(frames, dims)`` ints in ``[0, levels)`` -> the range-coded bytes (whole 32-bit words)."""
     c = _coder()
     frames = np.asarray(symbols, dtype=np.int32).reshape(len(symbols), -1)
-    if conditioned(tables):
-        start = np.full((1, frames.shape[1]), np.shape(tables)[2], dtype=np.int32)
-        rows = _conditioned_rows(tables, np.concatenate([start, frames[:-1]])).reshape(-1, np.shape(tables)[2])
-    else:
-        rows = _rows(tables, len(frames))
-    enc = c.stream.queue.RangeEncoder()
-    enc.encode(np.ascontiguousarray(frames.reshape(-1)), c.stream.model.Categorical(perfect=False),
-               np.ascontiguousarray(rows))
+    levels = np.shape(tables)[-1]
+    previous = np.concatenate([np.full((1, frames.shape[1]), levels, dtype=np.int32), frames[:-1]])
+    enc, cat = c.stream.queue.RangeEncoder(), c.stream.model.Categorical(perfect=False)
+    for s in range(0, len(frames), _CHUNK):  # the rows of a chunk at a time: levels * dims floats per frame
+        chunk = frames[s:s + _CHUNK]
+        rows = (_conditioned_rows(tables, previous[s:s + _CHUNK]) if conditioned(tables)
+                else _rows(tables, len(chunk))).reshape(-1, levels)
+        enc.encode(np.ascontiguousarray(chunk.reshape(-1)), cat, np.ascontiguousarray(rows))
     return enc.get_compressed().astype("<u4").tobytes()
 
 
@@ -166,7 +167,8 @@ def decode_symbols(data: bytes, tables: np.ndarray, *, frames: int) -> np.ndarra
             for t in range(frames):
                 out[t] = previous = np.clip(np.asarray(dec.decode(cat, _conditioned_rows(tables, previous))), 0, levels)
         else:
-            out = dec.decode(cat, _rows(tables, frames))
+            out = np.concatenate([np.asarray(dec.decode(cat, _rows(tables, min(_CHUNK, frames - s))))
+                                  for s in range(0, frames, _CHUNK)] or [np.zeros(0, dtype=np.int64)])
     except (ValueError, RuntimeError, AssertionError) as err:  # constriction reports bad streams so
         raise WireFormatError(f"The payload does not decode: it was damaged ({err}). Send it again.") from None
     out = np.asarray(out, dtype=np.int64)

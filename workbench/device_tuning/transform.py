@@ -113,7 +113,7 @@ def whitened_components(x: np.ndarray, fisher: np.ndarray, *, dims: int,
 
 
 def fit_linear_compressor(split, items: Sequence, fisher: np.ndarray, *, dims: int, bits: int, stride: int,
-                          step: float, lam: float = 0.1, table_context: int = 1) -> tuple[Compressor, dict]:
+                          step: float, lam: float = 0.1, table_context: int = 0) -> tuple[Compressor, dict]:
     """A linear compressor for ``split`` (``k = 0``) fitted on ``items`` (see the module docstring),
     its tables counted on their wire symbols; and ``{"clipped"}``: the share of coefficients
     beyond the ``2**bits`` symbols (more bits, or a larger ``step``, if it is not ~0)."""

@@ -5,7 +5,7 @@ Everything is little-endian. A message is a fixed 40-byte header, the speaker id
     offset size  field
     0      4     magic b"WBDT" (workbench device tuning)
     4      1     format version (1; 2 adds the audio length, below)
-    5      1     bits per symbol, 1..8 (the compressor's quantizer)
+    5      1     bits per symbol, 1..10 (the compressor's quantizer)
     6      2     dims: symbols per frame, 1..1024 (the bottleneck width)
     8      1     split layer k: the device ran the frontend and the first k encoder blocks
     9      1     frame stride s, 1..8: one symbol frame per s encoder frames
@@ -71,6 +71,7 @@ VERSION = 1
 VERSION_SAMPLES = 2  # version 1 plus the audio length (samples)
 VERSION_PADDING = 3  # version 2's header; the padding frames' symbols coded adaptively
 VERSION_SILENCE = 4  # version 2's header; the silence floor, then the audio frames' symbols only (k = 0)
+MAX_BITS = 10  # bits per symbol a message may name (a linear compressor's loudest components need 9)
 HEADER_BYTES = 40
 HEADER_BYTES_V2 = 44
 MAX_SAMPLES = 16_000 * 60 * 10  # ten minutes at 16 kHz
@@ -141,8 +142,8 @@ class Message:
         """Raise :class:`WireFormatError` unless every field is in range."""
         if len(self.fingerprint) != ID_BYTES or len(self.compressor) != ID_BYTES:
             raise WireFormatError(f"The model fingerprint and compressor id must be {ID_BYTES} bytes each.")
-        if not 1 <= self.bits <= 8:
-            raise WireFormatError(f"The message says {self.bits} bits per symbol; 1 to 8 are valid.")
+        if not 1 <= self.bits <= MAX_BITS:
+            raise WireFormatError(f"The message says {self.bits} bits per symbol; 1 to {MAX_BITS} are valid.")
         if not 1 <= self.dims <= MAX_DIMS:
             raise WireFormatError(f"The message says {self.dims} symbols per frame; 1 to {MAX_DIMS} are valid.")
         if not 1 <= self.stride <= 8:
