@@ -148,7 +148,10 @@ def whisper_bandwidth_lines(dw: dict) -> list[str]:
              "a split at k=0 sends the audio's log-mel frames relative to the window's silence floor, and the server "
              "rebuilds the silence from that one number, exactly (version 4). A name ending in `cN` has temporal "
              "context (residual convolutions over N symbol frames), one ending in `-cond` range-codes with tables "
-             "conditioned on the previous frame (the same symbols in fewer bits). The transform coder is a peer a "
+             "conditioned on the previous frame (the same symbols in fewer bits); one with `-linS` is a linear "
+             "compressor, a transform coder fitted in closed form in Whisper's own metric (its Fisher information "
+             "per 40 ms of log-mel; quantizer step S; `workbench/device_tuning/transform.py`). Every k=0 server "
+             "clamps the restored log-mel to the range Whisper's has above the floor. The transform coder is a peer a "
              "signal-processing engineer would build instead: the same log-mel frames as k=0, projected on 64 "
              "principal components per 40 ms, one uniform quantizer step, the same conditioned range coder and header "
              "(`bench/_transform_coder.py`), fit on the real training prompts (not test material).", "",

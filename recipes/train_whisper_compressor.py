@@ -42,7 +42,8 @@ operating point in a fraction of the steps, e.g. 2 or 4 bits a symbol from the 3
 ``--linear`` fits a linear compressor (a transform coder: :mod:`workbench.device_tuning.transform`)
 in closed form at split 0: Whisper's Fisher information per symbol frame, then the principal
 components of the log-mel in that metric, one quantizer step ``--step``; ``--steps N`` then trains
-it by distillation as the MLP ones are (0: the closed form as it is). The shipped compressor::
+it by distillation as the MLP ones are (0: the closed form as it is; ``--linear --init FILE``:
+from a fitted one). The shipped compressor::
 
     python recipes/train_whisper_compressor.py --split 0 --linear --point 64x9s4 --step 0.6 \
         --n-synthetic 0 --steps 0
@@ -303,11 +304,12 @@ def main(argv=None) -> None:
     items = teacher_items(split, [w for w, _ in data], args.cache, f"{args.seed}-{args.n_synthetic}-{args.no_real}")
     torch.manual_seed(args.seed)
     linear = None
-    if args.linear:
+    if args.linear and not args.init:
         split.compressor, linear = fit_linear(args, split, items, dims, bits, stride)
-    else:
-        split.compressor = Compressor(split.width, dims, bits, stride, hidden=args.hidden,
-                                      context=args.context, table_context=args.table_context).to(backend.device)
+    else:  # a linear one with --init: its fitted weights are read below
+        split.compressor = Compressor(split.width, dims, bits, stride, hidden=0 if args.linear else args.hidden,
+                                      context=args.context, table_context=args.table_context,
+                                      linear=int(args.linear)).to(backend.device)
     init = init_from(split.compressor, args.init, args.split, backend.fingerprint()) if args.init else None
     common = dict(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                   warmup_steps=min(args.warmup, max(1, args.steps // 10)), state_weight=args.state_weight,
