@@ -205,7 +205,22 @@ def init_from(comp: Compressor, path: Path, split_layer: int, fingerprint: str) 
             weights[key] = torch.cat([weights[key], mine[key][a.dims:]])
         weights["up.0.weight"] = torch.cat([weights["up.0.weight"], torch.zeros(b.hidden, b.dims - a.dims)], dim=1)
     comp.load_state_dict(weights, strict=False)
-    return {"file": path.name, "steps": (meta["card"] or {}).get("steps")}
+    return {"file": path.name, "steps": (meta["card"] or {}).get("steps"),
+            "step": ((meta["card"] or {}).get("linear") or {}).get("step")}
+
+
+def requantize(comp: Compressor, init: dict, step: float) -> dict:
+    """A linear compressor read with ``--init`` moved to quantizer step ``step`` (its coefficients
+    divided by ``step / its step``, the inverse multiplied): the same transform at another bit rate,
+    without computing the Fisher information again. The card entry of ``--linear``."""
+    if not init.get("step"):
+        raise SystemExit(f"--init {init['file']}: its card does not say its quantizer step; fit one with --linear.")
+    ratio = step / float(init["step"])
+    with torch.no_grad():
+        for t in (comp.down.weight, comp.down.bias):
+            t.div_(ratio)
+        comp.up.weight.mul_(ratio)
+    return {"step": step, "requantized_from": init["file"]}
 
 
 def fit_linear(args, split, items: list[DistillItem], dims: int, bits: int, stride: int) -> tuple[Compressor, dict]:
@@ -311,6 +326,8 @@ def main(argv=None) -> None:
                                       context=args.context, table_context=args.table_context,
                                       linear=int(args.linear)).to(backend.device)
     init = init_from(split.compressor, args.init, args.split, backend.fingerprint()) if args.init else None
+    if args.linear and init:
+        linear = requantize(split.compressor, init, args.step)
     common = dict(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                   warmup_steps=min(args.warmup, max(1, args.steps // 10)), state_weight=args.state_weight,
                   rate_weight=args.rate_weight, seed=args.seed, bf16=args.bf16)
