@@ -43,7 +43,7 @@ operating point in a fraction of the steps, e.g. 2 or 4 bits a symbol from the 3
 in closed form at split 0: Whisper's Fisher information per symbol frame, then the principal
 components of the log-mel in that metric, one quantizer step ``--step``; ``--steps N`` then trains
 it by distillation as the MLP ones are (0: the closed form as it is; ``--linear --init FILE``:
-from a fitted one). The shipped compressor::
+from a fitted one). The bench's ``-lin0.6`` (fitted on the real training prompts only)::
 
     python recipes/train_whisper_compressor.py --split 0 --linear --point 64x9s4 --step 0.6 \
         --n-synthetic 0 --steps 0

@@ -7,7 +7,8 @@ with each speaker's Submodel. Raw audio never leaves the device.
 
 Modules:
     wire         the message format (header, speaker id, payload) and its checks
-    compressor   the learned bottleneck + quantizer (device) and expander (server)
+    compressor   the learned bottleneck + quantizer (device) and expander (server); or a linear one
+    transform    a linear compressor for Whisper's log-mel fitted in Whisper's own metric (closed form)
     entropy      lossless range coding of the symbols (``constriction``, optional)
     split        the split model: device encode, server restore and transcribe
     whisper_split  the Whisper split (k = 0 .. num_layers; each recording in its own window)
