@@ -112,7 +112,7 @@ def test_init_starts_another_operating_point_from_trained_weights(split_items, t
     path = save_compressor(trained, tmp_path / "c.safetensors", split_layer=1,
                            base_fingerprint=split.backend.fingerprint(), card={"steps": 40})
     fewer_bits = Compressor(split.width, dims=8, bits=2, stride=2, hidden=32)
-    assert init_from(fewer_bits, path, 1, split.backend.fingerprint()) == {"file": "c.safetensors", "steps": 40}
+    assert init_from(fewer_bits, path, 1, split.backend.fingerprint()) == {"file": "c.safetensors", "steps": 40, "step": None}
     for key, value in trained.state_dict().items():
         if key != "tables":
             assert torch.equal(fewer_bits.state_dict()[key], value), key
