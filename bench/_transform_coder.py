@@ -33,15 +33,15 @@ HEADER_AND_FLOOR = 44 + 4  # a split-0 message's header (wire format version 2's
 
 
 def _stacked(window: np.ndarray, samples: int) -> tuple[np.ndarray, float, int]:
-    """``(T/4, 320)`` log-mel minus the floor over the coded frames, the floor, the coded frames."""
+    """``(T/4, 320)`` log-mel minus the floor over the coded frames (the library's
+    :func:`~workbench.device_tuning.transform.symbol_frames`), the floor, the coded frames."""
+    import torch
+
+    from workbench.device_tuning.transform import symbol_frames
     from workbench.device_tuning.whisper_split import coded_frames
 
-    floor = float(window.min())
-    n = coded_frames(samples, window.shape[0])
-    m = -(-n // STACK) * STACK
-    x = np.zeros((m, window.shape[1]), dtype=np.float64)
-    x[:n] = window[:n] - floor
-    return x.reshape(m // STACK, -1), floor, n
+    blocks = symbol_frames(torch.from_numpy(np.asarray(window)), samples, STACK)
+    return blocks, float(window.min()), coded_frames(samples, window.shape[0])
 
 
 @dataclasses.dataclass
