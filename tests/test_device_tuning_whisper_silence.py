@@ -143,5 +143,23 @@ def test_a_short_run_at_split_0_lowers_the_loss_and_keeps_the_silence_exact(back
     assert torch.equal(restored[0, coded:].detach(), h[coded:])
     trainer.fit_tables()  # counted on the coded frames only: the silence never reaches the tables
     assert torch.allclose(split.compressor.tables.sum(1), torch.ones(8))
-    with pytest.raises(WorkbenchError, match="not supported yet"):
-        WhisperCompressorTrainer(split, items, WhisperDistillSettings(rate_weight=0.1))
+
+
+def test_the_rate_term_at_split_0_counts_the_symbol_frames_sent_only(backend):
+    split = split_for(backend, 0)
+    items = distill_items(split, noise_waves(3, seed=6, lo=6000, hi=30000))
+    torch.manual_seed(0)
+    split.compressor = comp = Compressor(split.width, dims=8, bits=3, stride=4, hidden=32)
+    h = torch.stack([it.hidden for it in items]).float()
+    samples = [it.samples for it in items]
+    x, valid = split.compressor_input(h, samples)
+    assert valid.tolist() == [-(-coded_frames(s, h.shape[1]) // 4) for s in samples]
+    noisy = h.clone()
+    for row, v in zip(noisy, valid.tolist(), strict=True):  # loud noise after the symbol frames sent
+        row[v * 4:-1] += 1.5 * torch.rand_like(row[v * 4:-1])  # (the last frame keeps the floor)
+    assert torch.equal(silence_floor(noisy), silence_floor(h))
+    sent = comp.rate_bits(x, valid)
+    assert torch.allclose(comp.rate_bits(*split.compressor_input(noisy, samples)), sent)
+    assert not torch.allclose(comp.rate_bits(split.compressor_input(noisy, samples)[0]), sent)
+    trainer = WhisperCompressorTrainer(split, items, WhisperDistillSettings(rate_weight=0.1, batch_size=3))
+    assert torch.allclose(trainer.losses([0, 1, 2])["rate"], sent)

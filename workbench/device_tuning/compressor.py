@@ -54,6 +54,7 @@ __all__ = ["SHIPPED_DIR", "Compressor", "CompressorConfig", "check_compressor_ba
            "load_compressor", "save_compressor"]
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "compressors"
+_RATE_REACH = 2  # levels each side of a value that its soft assignment reaches (rate_bits)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,17 +207,29 @@ class Compressor(nn.Module):
         not what the wire carries)."""
         return self.expand(self._bounded(h), h.shape[1], valid)
 
-    def rate_bits(self, h: torch.Tensor) -> torch.Tensor:
-        """A differentiable estimate of the bits per symbol the range coder will spend on ``h``:
-        each value is softly assigned to the levels (a Gaussian of half a level's spacing), and the
-        cross-entropy of those assignments against their mean over the batch is returned. Adding it
-        to the loss teaches the compressor to use predictable symbols (rate-distortion)."""
-        z = self._bounded(h)
-        levels = self.dequantize(torch.arange(self.levels, device=z.device))
-        sigma = float(levels[1] - levels[0]) / 2  # half the levels' spacing
-        q = torch.softmax(-((z[..., None] - levels) ** 2) / (2 * sigma**2), dim=-1)  # (B, T_s, dims, L)
-        p = q.reshape(-1, self.config.dims, self.levels).mean(0).clamp_min(1e-6)  # (dims, L)
-        return -(q * torch.log2(p)).sum(-1).mean()
+    def rate_bits(self, h: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """A differentiable estimate of the bits per symbol the range coder will spend on ``h (B, T', D)``:
+        each value is softly assigned to its ``2 * _RATE_REACH + 1`` nearest levels (a Gaussian of half
+        a level's spacing; the levels beyond carry under ``e**-8`` of it), and the cross-entropy of
+        those assignments against their mean over the counted symbol frames is returned. ``valid
+        (B,)``: the symbol frames of each row that are sent (None: all), the only ones counted. Adding
+        it to the loss teaches the compressor to use predictable symbols (rate-distortion)."""
+        u = self._position(self._bounded(h))  # (B, T_s, dims), in symbol steps
+        if valid is not None:
+            u = u[torch.arange(u.shape[1], device=u.device)[None, :] < valid.to(u.device)[:, None]]
+        u = u.reshape(-1, self.config.dims)  # (N, dims)
+        offsets = torch.arange(-_RATE_REACH, _RATE_REACH + 1, device=u.device)
+        near = torch.round(u.detach()).long()[..., None] + offsets  # (N, dims, K) candidate symbols
+        inside = (near >= 0) & (near < self.levels)
+        logit = (-2.0 * (u[..., None] - near) ** 2).masked_fill(~inside, float("-inf"))  # sigma = 1/2 step
+        q = torch.softmax(logit, dim=-1)  # (N, dims, K)
+        near = near.clamp(0, self.levels - 1)
+        counts = torch.zeros(self.config.dims, self.levels, device=u.device, dtype=q.dtype)
+        counts = counts.scatter_add(1, near.permute(1, 0, 2).reshape(self.config.dims, -1),
+                                    q.permute(1, 0, 2).reshape(self.config.dims, -1))
+        p = (counts / max(1, u.shape[0])).clamp_min(1e-6)  # (dims, levels): the symbols' mean assignment
+        logp = torch.log2(p).gather(1, near.permute(1, 0, 2).reshape(self.config.dims, -1))
+        return -(q.permute(1, 0, 2).reshape(self.config.dims, -1) * logp).sum() / max(1, q.shape[0] * q.shape[1])
 
     @torch.no_grad()
     def fit_tables(self, symbols: list[torch.Tensor], *, prior: float = 0.5) -> None:

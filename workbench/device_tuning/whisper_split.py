@@ -158,12 +158,23 @@ class WhisperSplit(SplitModel):
         them is the floor, exactly."""
         if not self.rebuilds_silence:
             return fn(h)
+        x, valid = self.compressor_input(h, samples)
         floor = silence_floor(h)
+        out = fn(x, valid).clamp(0, LOG_MEL_SPAN) + floor
         coded = torch.tensor([coded_frames(s, h.shape[1]) for s in samples], device=h.device)
-        stride = self._need_compressor().config.stride
-        out = fn(h - floor, torch.div(coded + stride - 1, stride, rounding_mode="floor")).clamp(0, LOG_MEL_SPAN) + floor
         keep = torch.arange(h.shape[1], device=h.device)[None, :, None] < coded[:, None, None]
         return torch.where(keep, out, floor.expand_as(h))  # the server's silence, whatever h holds there
+
+    def compressor_input(self, h: torch.Tensor, samples: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the compressor codes of device states ``h (B, F, width)`` of recordings of ``samples``:
+        ``(x (B, F, width), valid)``; at ``k = 0`` the log-mel minus its floor and ``valid (B,)`` the
+        symbol frames sent (those of the coded frames: :func:`coded_frames`); above, ``(h, None)``
+        (every frame is sent). :meth:`round_trip` and the trainer's rate term read the same frames."""
+        if not self.rebuilds_silence:
+            return h, None
+        stride = self._need_compressor().config.stride
+        coded = torch.tensor([coded_frames(s, h.shape[1]) for s in samples], device=h.device)
+        return h - silence_floor(h), torch.div(coded + stride - 1, stride, rounding_mode="floor")
 
     def coded_symbols(self, h: torch.Tensor, samples: int) -> torch.Tensor:
         """The symbols ``(S, dims)`` of one recording's device states ``h (F, width)`` that go on

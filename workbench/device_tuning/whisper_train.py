@@ -9,7 +9,8 @@ The loss of a batch is
         under teacher forcing of the unsplit model's own transcript (its greedy decoding)
     + state_weight * squared error of the top encoder states (after Whisper's final layer norm),
         mean over the audio's true frames, in units of the teacher states' variance
-    + rate_weight * estimated bits per symbol (:meth:`Compressor.rate_bits`)
+    + rate_weight * estimated bits per symbol sent (:meth:`Compressor.rate_bits` over the symbol
+        frames that go on the wire: at ``k = 0`` only the audio's, :meth:`WhisperSplit.compressor_input`)
 
 Training is counted in steps (a cosine schedule over ``max_steps`` after a linear warm-up), the
 batch order is a function of the seed and the step, and :meth:`WhisperCompressorTrainer.save`
@@ -127,9 +128,6 @@ class WhisperCompressorTrainer:
             raise WorkbenchError("Training a compressor needs a split with one: WhisperSplit(backend, k, Compressor(...)).")
         if not items:
             raise WorkbenchError("No training recordings: give the compressor recordings to learn from.")
-        if settings.rate_weight and getattr(split, "rebuilds_silence", False):
-            raise WorkbenchError("A rate term at split 0 is not supported yet: its estimate would count the window's "
-                                 "silence, which a split-0 message does not send. Train with --rate-weight 0.")
         self.split, self.items, self.settings = split, list(items), settings
         self.backend, self.comp = split.backend, split.compressor
         self.backend.freeze()
@@ -188,7 +186,8 @@ class WhisperCompressorTrainer:
             enc_t, lens = b.encode(batch)
             logits_t = head(decoder(input_ids=dec_in, encoder_hidden_states=enc_t).last_hidden_state)
         h = batch.features
-        rate = comp.rate_bits(h.float()) if st.rate_weight else torch.zeros((), device=h.device)
+        rate = (comp.rate_bits(*self.split.compressor_input(h.float(), [it.samples for it in its]))
+                if st.rate_weight else torch.zeros((), device=h.device))  # the symbol frames sent, only
         restored = self.split.round_trip(comp, h.float(), [it.samples for it in its])
         batch.features = restored.to(h.dtype)
         with torch.autocast(torch.device(b.device).type, dtype=torch.bfloat16, enabled=st.bf16):
