@@ -15,7 +15,7 @@ from workbench.device_tuning.entropy import encode_symbols, payload_bounds
 from workbench.device_tuning.whisper_split import coded_frames, silence_floor
 from workbench.device_tuning.whisper_train import WhisperCompressorTrainer, WhisperDistillSettings, distill_items
 from workbench.device_tuning.wire import FLOOR_BYTES
-from workbench.errors import WireFormatError, WorkbenchError
+from workbench.errors import WireFormatError
 from workbench.models import load_base_model
 
 pytest.importorskip("transformers")
