@@ -48,6 +48,16 @@ from a fitted one). The bench's ``-lin0.6`` (fitted on the real training prompts
     python recipes/train_whisper_compressor.py --split 0 --linear --point 64x9s4 --step 0.6 \
         --n-synthetic 0 --steps 0
 
+``--validate N`` then measures the result on N recordings of the pretraining corpus's held-out voices
+reading its held-out phrases (kbit/s on the wire, WER, and WER against the unsplit model's
+transcripts; written into the card): the place to choose a step or a weight, never the bench's
+test sets. ``--rate-weight W`` adds the estimated bits of the symbols sent to the loss (at split 0,
+only the audio's symbol frames): fine-tuning then holds or lowers the bit rate::
+
+    python recipes/train_whisper_compressor.py --split 0 --linear --point 64x9s4 --step 1.2 --steps 600 \
+        --lr 1e-4 --warmup 50 --bf16 --rate-weight 0.5 --tag ftr0.5 --validate 160 \
+        --init ~/.cache/workbench/compressors/whisper-tiny.en-k0-64x9s4-lin1.2-mixed.safetensors
+
 It writes ``<out>/whisper-tiny.en-k<split>-<point>[-<tag>].safetensors`` (the compressor, with a
 card: data, steps, losses) and ``<out>/<same name>.ckpt.safetensors`` (the run's checkpoint).
 """
@@ -89,15 +99,18 @@ def default_out() -> Path:
     return cache_dir() / "compressors"
 
 
-def synthetic_waves(args) -> list[tuple[np.ndarray, str]]:
-    """``--n-synthetic`` phrases of the pretraining corpus's training voices and phrases, as 16 kHz
-    waveforms (perturbed as the pretraining corpus is), cached as int16 in ``--cache``."""
+def synthetic_waves(args, *, heldout: bool = False, n: int | None = None) -> list[tuple[np.ndarray, str]]:
+    """``n`` (default ``--n-synthetic``) phrases of the pretraining corpus's training voices and
+    phrases, as 16 kHz waveforms (perturbed as the pretraining corpus is), cached as int16 in
+    ``--cache``. ``heldout``: its held-out voices reading its held-out phrases instead (never
+    trained on: :func:`validate`'s set), each voice in turn."""
     from workbench.prompts import load_prompts
 
-    if args.n_synthetic == 0:
+    n = args.n_synthetic if n is None else n
+    if n == 0:
         return []
-    key = hashlib.sha256(json.dumps([args.seed, args.n_synthetic, args.heldout_texts, args.train_voices,
-                                     args.heldout_voices, "whisper-waves-v1"]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([args.seed, n, args.heldout_texts, args.train_voices, args.heldout_voices,
+                                     "whisper-waves-v1", *(["heldout"] if heldout else [])]).encode()).hexdigest()[:12]
     path = args.cache / f"whisper-waves-{key}.npz"
     if path.exists():
         z = np.load(path)
@@ -105,14 +118,18 @@ def synthetic_waves(args) -> list[tuple[np.ndarray, str]]:
         bounds = z["bounds"]
         return [(z["pcm"][a:b].astype(np.float32) / 32767.0, t) for (a, b), t in zip(bounds, texts, strict=True)]
     prompts = load_prompts("everyday")
-    train_phrases, _held = split_prompts(prompts, args.heldout_texts, args.seed)
+    train_phrases, held_phrases = split_prompts(prompts, args.heldout_texts, args.seed)
     words = sorted({w for p in train_phrases for w in p.split()})
-    train_voices, _held_voices = voice_pools(args.train_voices, args.heldout_voices, args.seed)
-    rng = random.Random(args.seed + 28)
-    seeds = np.random.SeedSequence(args.seed + 28).generate_state(args.n_synthetic, dtype=np.uint64)
-    jobs = [(i, int(seeds[i]), make_text(rng, train_phrases, words), rng.choice(train_voices), 1.0, True, 1)
-            for i in range(args.n_synthetic)]
-    kept = synthesize_set(jobs, args.workers, "synthetic training voices")
+    train_voices, held_voices = voice_pools(args.train_voices, args.heldout_voices, args.seed)
+    rng = random.Random(args.seed + (2828 if heldout else 28))
+    seeds = np.random.SeedSequence(args.seed + (2828 if heldout else 28)).generate_state(n, dtype=np.uint64)
+    if heldout:
+        jobs = [(i, int(seeds[i]), held_phrases[i % len(held_phrases)], held_voices[i % len(held_voices)], 1.0, True, 1)
+                for i in range(n)]
+    else:
+        jobs = [(i, int(seeds[i]), make_text(rng, train_phrases, words), rng.choice(train_voices), 1.0, True, 1)
+                for i in range(n)]
+    kept = synthesize_set(jobs, args.workers, "held-out voices" if heldout else "synthetic training voices")
     pcm = np.concatenate([np.clip(w * 32767, -32767, 32767).astype(np.int16) for w, _ in kept])
     ends = np.cumsum([len(w) for w, _ in kept])
     bounds = np.stack([ends - [len(w) for w, _ in kept], ends], axis=1)
@@ -121,6 +138,30 @@ def synthetic_waves(args) -> list[tuple[np.ndarray, str]]:
     np.savez(tmp, pcm=pcm, bounds=bounds, texts=json.dumps([t for _, t in kept]))
     os.replace(tmp, path)
     return [(pcm[a:b].astype(np.float32) / 32767.0, t) for (a, b), (_, t) in zip(bounds, kept, strict=True)]
+
+
+def validate(args, split) -> dict:
+    """The trained compressor on ``--validate`` recordings of the pretraining corpus's held-out voices
+    reading its held-out phrases (never trained on, and not the bench's test sets: choose steps and
+    weights here). ``{"recordings", "kbit_s", "wer", "unsplit_wer", "disagreement"}``: the wire's
+    bit rate (headers included), WER of the split and of the unsplit model against the phrases,
+    and WER of the split against the unsplit model's transcripts (what the compressor changes)."""
+    from workbench.device_tuning import split_for
+    from workbench.evaluate import wer
+
+    rows = synthetic_waves(args, heldout=True, n=args.validate)
+    waves, refs = [w for w, _ in rows], [t for _, t in rows]
+    unsplit = split_for(split.backend, split.split_layer)  # the identity split: the unsplit model's transcripts
+    sent, hyps, plain = 0, [], []
+    for i in range(0, len(waves), 16):
+        msgs = split.encode(waves[i:i + 16])
+        sent += sum(len(m.to_bytes()) for m in msgs)
+        hyps += split.transcribe_hidden(split.restore(msgs), samples=[m.samples for m in msgs])
+        plain += unsplit.transcribe(waves[i:i + 16])
+    seconds = sum(len(w) for w in waves) / 16000
+    return {"recordings": len(waves), "kbit_s": round(8 * sent / seconds / 1000, 3),
+            "wer": round(wer(refs, hyps), 4), "unsplit_wer": round(wer(refs, plain), 4),
+            "disagreement": round(wer(plain, hyps), 4)}
 
 
 def real_training_waves() -> list[tuple[np.ndarray, str]]:
@@ -276,6 +317,8 @@ def main(argv=None) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--init", type=Path, help="start from this trained compressor's weights (same split layer, dims, "
                    "stride and width; the bits may differ)")
+    p.add_argument("--validate", type=int, default=0, help="then measure it on this many recordings of held-out "
+                   "voices and phrases (kbit/s, WER; in the card): choose steps and weights there, not on test sets")
     p.add_argument("--quick", action="store_true", help="a few recordings and steps: check that it runs")
     p.add_argument("--tasks", choices=["asr", "joint"], default="asr",
                    help="asr: distillation only; joint: with the speaker and atypicality heads")
@@ -296,6 +339,7 @@ def main(argv=None) -> None:
         args.n_synthetic, args.steps, args.checkpoint_every, args.no_real = 12, 6, 3, True
         args.train_voices, args.out = 40, args.out / "quick"
         args.sim_per_class, args.sim_utts, args.sim_heldout = 2, 2, 1
+        args.validate = min(args.validate, 4)
     torch.set_num_threads(args.threads)
     dims, bits, stride = parse_point(args.point)
 
@@ -370,6 +414,9 @@ def main(argv=None) -> None:
                       "outside bench_real_speech's 150-prompt test set", "threads": args.threads,
             "tasks": args.tasks, **({"initialized_from": init} if init else {}), **({"simulated_speakers": sim_info, "head_hidden": settings.head_hidden, "weights": {
                 "speaker": args.speaker_weight, "profile": args.profile_weight}} if sim_info else {})}
+    if args.validate:
+        card["validation"] = validate(args, split)
+        print(f"  held-out voices: {json.dumps(card['validation'])}", flush=True)
     save_compressor(split.compressor, final, split_layer=args.split, base_fingerprint=backend.fingerprint(), card=card)
     if args.tasks == "joint":
         from safetensors.torch import save_file

@@ -123,3 +123,39 @@ def test_init_starts_another_operating_point_from_trained_weights(split_items, t
         init_from(fewer_bits, path, 1, "0" * 64)
     with pytest.raises(SystemExit, match="only the bits may"):
         init_from(Compressor(split.width, dims=4, bits=3, stride=2, hidden=32), path, 1, split.backend.fingerprint())
+
+
+def test_the_recipes_validation_measures_the_wire_and_both_models_on_held_out_voices(split_items, monkeypatch):
+    """``recipes/train_whisper_compressor.py --validate``: bit rate from the wire bytes, the split's and
+    the unsplit model's WER against the phrases, and the split's against the unsplit transcripts."""
+    import argparse
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+    import train_whisper_compressor as recipe
+
+    from workbench.evaluate import wer
+
+    split, _ = split_items
+    torch.manual_seed(1)
+    split.compressor = Compressor(split.width, dims=4, bits=2, stride=2, hidden=16).eval()
+    waves = noise_waves(3, seed=8, lo=6000, hi=20000)
+    refs = ["one two three", "four five", "six"]
+    asked = {}
+
+    def held_out(args, *, heldout=False, n=None):
+        asked.update(heldout=heldout, n=n)
+        return list(zip(waves, refs, strict=True))
+
+    monkeypatch.setattr(recipe, "synthetic_waves", held_out)
+    got = recipe.validate(argparse.Namespace(validate=3), split)
+    assert asked == {"heldout": True, "n": 3}
+    msgs = split.encode(waves)
+    hyps = split.transcribe_hidden(split.restore(msgs), samples=[m.samples for m in msgs])
+    plain = split.backend.transcribe(waves)
+    seconds = sum(len(w) for w in waves) / 16000
+    assert got == {"recordings": 3, "kbit_s": round(8 * sum(len(m.to_bytes()) for m in msgs) / seconds / 1000, 3),
+                   "wer": round(wer(refs, hyps), 4), "unsplit_wer": round(wer(refs, plain), 4),
+                   "disagreement": round(wer(plain, hyps), 4)}
+    assert got["kbit_s"] > 0 and got["wer"] > 0
