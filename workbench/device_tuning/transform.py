@@ -74,7 +74,6 @@ def token_fisher(split, items: Sequence, *, stride: int, draws: int = 2, seed: i
         raise WorkbenchError("A linear compressor is fitted on log-mel (split 0) only; it is not supported yet "
                              f"at split {split.split_layer}.")
     b = split.backend
-    decoder, head = b.model.model.decoder, b.model.proj_out
     gen = torch.Generator().manual_seed(seed)
     total, count = np.zeros((stride * 80, stride * 80)), 0
     for i, it in enumerate(items):
@@ -84,8 +83,7 @@ def token_fisher(split, items: Sequence, *, stride: int, draws: int = 2, seed: i
         real = labels >= 0
         for _ in range(draws):
             enc, _ = b.encode(batch)
-            logp = torch.log_softmax(head(decoder(input_ids=dec_in, encoder_hidden_states=enc).last_hidden_state)
-                                     .float(), dim=-1)[real]
+            logp = torch.log_softmax(b.forced_logits(enc, dec_in).float(), dim=-1)[real]
             drawn = torch.multinomial(logp.detach().exp().cpu(), 1, generator=gen).to(logp.device)
             (grad,) = torch.autograd.grad(logp.gather(-1, drawn).sum(), batch.features)
             g = _coded_blocks(grad[0].double().cpu().numpy(), it.samples, stride)

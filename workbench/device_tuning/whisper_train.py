@@ -181,10 +181,9 @@ class WhisperCompressorTrainer:
                           [0] * len(its))
         dec_in, labels = b.decoder_io([it.text for it in its])
         dec_in, labels = dec_in.to(b.device), labels.to(b.device)
-        decoder, head = b.model.model.decoder, b.model.proj_out
         with torch.no_grad():
             enc_t, lens = b.encode(batch)
-            logits_t = head(decoder(input_ids=dec_in, encoder_hidden_states=enc_t).last_hidden_state)
+            logits_t = b.forced_logits(enc_t, dec_in)
         h = batch.features
         rate = (comp.rate_bits(*self.split.compressor_input(h.float(), [it.samples for it in its]))
                 if st.rate_weight else torch.zeros((), device=h.device))  # the symbol frames sent, only
@@ -192,7 +191,7 @@ class WhisperCompressorTrainer:
         batch.features = restored.to(h.dtype)
         with torch.autocast(torch.device(b.device).type, dtype=torch.bfloat16, enabled=st.bf16):
             enc_s, _ = b.encode(batch)
-            logits_s = head(decoder(input_ids=dec_in, encoder_hidden_states=enc_s).last_hidden_state)
+            logits_s = b.forced_logits(enc_s, dec_in)
         kl = token_kl(logits_s, logits_t, labels)
         states = state_loss(enc_s.float(), enc_t.float(), lens)
         loss = kl + st.state_weight * states + st.rate_weight * rate

@@ -288,12 +288,17 @@ class WhisperBackend(_HFBase):
         """Mean token cross-entropy of ``targets`` (prompt excluded, end token included)."""
         enc, _ = self.encode(batch)
         dec_in, labels = self.decoder_io(targets)
+        logits = self.forced_logits(enc, dec_in)
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels.to(enc.device).flatten(), ignore_index=-100)
+
+    def forced_logits(self, enc: torch.Tensor, dec_in: torch.Tensor) -> torch.Tensor:
+        """The decoder's next-token logits ``(B, L, vocab)`` on encoder states ``enc (B, T, D)`` under
+        teacher forcing of ``dec_in (B, L)`` (:meth:`decoder_io`)."""
         # no key/value cache: nothing decodes incrementally here (a cache would also keep adapted attention
         # on transformers' own forward, workbench.adapters.attention)
         hidden = self.model.model.decoder(input_ids=dec_in.to(enc.device), encoder_hidden_states=enc,
                                           use_cache=False).last_hidden_state
-        logits = self.model.proj_out(hidden)
-        return F.cross_entropy(logits.flatten(0, 1).float(), labels.to(enc.device).flatten(), ignore_index=-100)
+        return self.model.proj_out(hidden)
 
     # ------------------------------------------------------------------ decoding
     def vocabulary_bias(self, entries: list[str], config: Any = None) -> Any:
