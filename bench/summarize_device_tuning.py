@@ -250,7 +250,11 @@ def privacy_lines(pv: dict) -> list[str]:
              "model to recognize it.", ""]
     for base, r in pv["splits"].items():
         c = r["compressor"]
-        lines += [f"**{base} split** ({r['model']}, compressor {c['name']}, k={c['split_layer']}):", "",
+        lines += [f"**{base} split** ({r['model']}, compressor {c['name']}, k={c['split_layer']}):", ""]
+        if c["split_layer"] == 0:
+            lines += ["At k=0 the device sends coded log-mel and the server restores log-mel: the stream carries "
+                      "what log-mel carries, the voice included, within the quantizer's error.", ""]
+        lines += [
                   "| representation | strongest probe: speaker accuracy | chance | probe |", "|---|---:|---:|---|"]
         for name in _ordered(r["probes"], REPRESENTATIONS):
             p = r["probes"][name]
