@@ -153,7 +153,8 @@ def whisper_bandwidth_lines(dw: dict) -> list[str]:
              "per 40 ms of log-mel; quantizer step S; `workbench/device_tuning/transform.py`), fitted on the real "
              "training prompts alone, which are the real sets' voice (Asterisk's): its atypical column is its reach "
              "beyond that voice; `-mixed` is fitted on the synthetic voices and those prompts (the shipped one is "
-             "`-lin1.2-mixed`); `-ft` adds 600 distillation steps on both. Every "
+             "`-lin1.2-mixed`); `-ft` adds 600 distillation steps on both; `-ftr2` adds 600 steps (`-long`: 1,500) "
+             "at a higher learning rate with the rate term (weight 2), which holds the bit rate. Every "
              "k=0 server clamps the restored log-mel to the range Whisper's has above the floor; the k=0 MLP "
              "compressors were trained before that clamp, which moved their WER by up to 5 points (mostly up): "
              "retrain them with it. The transform coder is a peer a "
@@ -180,7 +181,21 @@ def whisper_bandwidth_lines(dw: dict) -> list[str]:
                   "rounding to symbols (`Compressor.unrounded`). Where the two are close, the bottleneck (too few "
                   "dimensions, or too little training) costs the words, not the quantizer (too few bits).", ""]
         lines += [f"- {u}" for u in unrounded]
-    return lines + [""] + _bandwidth(dw) + [""]
+    return lines + _validation_lines(dw) + [""] + _bandwidth(dw) + [""]
+
+
+def _validation_lines(dw: dict) -> list[str]:
+    """What each compressor trained with ``--validate`` measured on held-out voices (its card)."""
+    cards = {system: r.get("card", {}).get("validation") for system, by_set in dw["rows"].items()
+             for r in list(by_set.values())[:1]}
+    lines = [f"- {system}: {v['kbit_s']:.2f} kbit/s, WER {100 * v['wer']:.1f} % (unsplit {100 * v['unsplit_wer']:.1f} "
+             f"%), {100 * v['disagreement']:.1f} % of the unsplit transcripts' words changed"
+             for system, v in cards.items() if v]
+    if not lines:
+        return []
+    return ["", "Measured when trained (`recipes/train_whisper_compressor.py --validate 160`) on "
+            f"{next(v['recordings'] for v in cards.values() if v)} recordings of the pretraining corpus's held-out "
+            "voices reading its held-out phrases: the set to choose on, as no test set is.", ""] + lines
 
 
 def multitask_lines(mt: dict) -> list[str]:

@@ -42,6 +42,19 @@ def test_whisper_bandwidth_section():
     assert any(line.startswith("- Missed on real voice: split k=2 wide at 2.50 kbit/s") for line in lines)
     assert "| split k=2 lossy | 0.90 | 25.0 % | 0.90 | 25.0 % |" in lines
     assert "(1 torch thread)" in lines[2]
+    assert not any("held-out voices" in line for line in lines)  # no card says it was validated
+
+
+def test_whisper_bandwidth_section_shows_the_held_out_validation_of_the_cards():
+    dw = _bandwidth()
+    for r in dw["rows"]["split k=2 good"].values():
+        r["card"] = {"validation": {"recordings": 160, "kbit_s": 2.131, "wer": 0.382, "unsplit_wer": 0.326,
+                                    "disagreement": 0.3571}}
+    lines = whisper_bandwidth_lines(dw)
+    assert "- split k=2 good: 2.13 kbit/s, WER 38.2 % (unsplit 32.6 %), 35.7 % of the unsplit transcripts' words " \
+           "changed" in lines
+    assert any("on 160 recordings of the pretraining corpus's held-out voices" in line for line in lines)
+    assert not any(line.startswith("- split k=2 wide:") for line in lines)
 
 
 def _multitask() -> dict:
