@@ -55,7 +55,7 @@ test sets. ``--rate-weight W`` adds the estimated bits of the symbols sent to th
 only the audio's symbol frames): fine-tuning then holds or lowers the bit rate::
 
     python recipes/train_whisper_compressor.py --split 0 --linear --point 64x9s4 --step 1.2 --steps 600 \
-        --lr 1e-4 --warmup 50 --bf16 --rate-weight 0.5 --tag ftr0.5 --validate 160 \
+        --lr 3e-4 --warmup 50 --bf16 --rate-weight 2 --tag ftr2 --validate 160 \
         --init ~/.cache/workbench/compressors/whisper-tiny.en-k0-64x9s4-lin1.2-mixed.safetensors
 
 It writes ``<out>/whisper-tiny.en-k<split>-<point>[-<tag>].safetensors`` (the compressor, with a
