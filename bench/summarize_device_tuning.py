@@ -195,7 +195,8 @@ def _validation_lines(dw: dict) -> list[str]:
         return []
     return ["", "Measured when trained (`recipes/train_whisper_compressor.py --validate 160`) on "
             f"{next(v['recordings'] for v in cards.values() if v)} recordings of the pretraining corpus's held-out "
-            "voices reading its held-out phrases: the set to choose on, as no test set is.", ""] + lines
+            "voices reading its held-out phrases: the set to choose on, as no test set is. Compressors without a line "
+            "here were trained before `--validate` existed.", ""] + lines
 
 
 def multitask_lines(mt: dict) -> list[str]:
