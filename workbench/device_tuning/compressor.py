@@ -222,14 +222,12 @@ class Compressor(nn.Module):
         near = torch.round(u.detach()).long()[..., None] + offsets  # (N, dims, K) candidate symbols
         inside = (near >= 0) & (near < self.levels)
         logit = (-2.0 * (u[..., None] - near) ** 2).masked_fill(~inside, float("-inf"))  # sigma = 1/2 step
-        q = torch.softmax(logit, dim=-1)  # (N, dims, K)
-        near = near.clamp(0, self.levels - 1)
-        counts = torch.zeros(self.config.dims, self.levels, device=u.device, dtype=q.dtype)
-        counts = counts.scatter_add(1, near.permute(1, 0, 2).reshape(self.config.dims, -1),
-                                    q.permute(1, 0, 2).reshape(self.config.dims, -1))
+        dims = self.config.dims
+        q = torch.softmax(logit, dim=-1).permute(1, 0, 2).reshape(dims, -1)  # (dims, N*K)
+        near = near.clamp(0, self.levels - 1).permute(1, 0, 2).reshape(dims, -1)
+        counts = torch.zeros(dims, self.levels, device=u.device, dtype=q.dtype).scatter_add(1, near, q)
         p = (counts / max(1, u.shape[0])).clamp_min(1e-6)  # (dims, levels): the symbols' mean assignment
-        logp = torch.log2(p).gather(1, near.permute(1, 0, 2).reshape(self.config.dims, -1))
-        return -(q.permute(1, 0, 2).reshape(self.config.dims, -1) * logp).sum() / max(1, q.shape[0] * q.shape[1])
+        return -(q * torch.log2(p).gather(1, near)).sum() / max(1, u.numel())
 
     @torch.no_grad()
     def fit_tables(self, symbols: list[torch.Tensor], *, prior: float = 0.5) -> None:

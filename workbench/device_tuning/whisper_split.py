@@ -158,10 +158,8 @@ class WhisperSplit(SplitModel):
         them is the floor, exactly."""
         if not self.rebuilds_silence:
             return fn(h)
-        x, valid = self.compressor_input(h, samples)
-        floor = silence_floor(h)
-        out = fn(x, valid).clamp(0, LOG_MEL_SPAN) + floor
-        coded = torch.tensor([coded_frames(s, h.shape[1]) for s in samples], device=h.device)
+        floor, coded, valid = self._coded(h, samples)
+        out = fn(h - floor, valid).clamp(0, LOG_MEL_SPAN) + floor
         keep = torch.arange(h.shape[1], device=h.device)[None, :, None] < coded[:, None, None]
         return torch.where(keep, out, floor.expand_as(h))  # the server's silence, whatever h holds there
 
@@ -172,9 +170,14 @@ class WhisperSplit(SplitModel):
         (every frame is sent). :meth:`round_trip` and the trainer's rate term read the same frames."""
         if not self.rebuilds_silence:
             return h, None
+        floor, _, valid = self._coded(h, samples)
+        return h - floor, valid
+
+    def _coded(self, h: torch.Tensor, samples: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(floor (B, 1, 1), coded frames (B,), their symbol frames (B,))`` of log-mel windows ``h``."""
         stride = self._need_compressor().config.stride
         coded = torch.tensor([coded_frames(s, h.shape[1]) for s in samples], device=h.device)
-        return h - silence_floor(h), torch.div(coded + stride - 1, stride, rounding_mode="floor")
+        return silence_floor(h), coded, torch.div(coded + stride - 1, stride, rounding_mode="floor")
 
     def coded_symbols(self, h: torch.Tensor, samples: int) -> torch.Tensor:
         """The symbols ``(S, dims)`` of one recording's device states ``h (F, width)`` that go on
