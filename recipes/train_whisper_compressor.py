@@ -234,7 +234,8 @@ def init_from(comp: Compressor, path: Path, split_layer: int, fingerprint: str) 
     if meta["split_layer"] != split_layer or meta["base_fingerprint"] != fingerprint:
         raise SystemExit(f"--init {path.name}: it was trained for another split layer or base model "
                          f"(k={meta['split_layer']}); pick one trained with --split {split_layer} on this model.")
-    if (a.d_model, a.stride, a.hidden, a.linear) != (b.d_model, b.stride, b.hidden, b.linear) or a.dims > b.dims or (
+    hidden = a.hidden if not b.linear or a.hidden else b.hidden  # a linear one may gain a restoration network
+    if (a.d_model, a.stride, hidden, a.linear) != (b.d_model, b.stride, b.hidden, b.linear) or a.dims > b.dims or (
             a.context not in (0, b.context) or (b.linear and a.dims != b.dims)):
         raise SystemExit(f"--init {path.name}: its sizes ({a.dims} dims, stride {a.stride}, width {a.hidden}, context "
                          f"{a.context}) differ from this point's ({b.dims} dims, stride {b.stride}, width {b.hidden}, "
@@ -317,6 +318,11 @@ def main(argv=None) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--init", type=Path, help="start from this trained compressor's weights (same split layer, dims, "
                    "stride and width; the bits may differ)")
+    p.add_argument("--restore", type=int, default=0, help="--linear: the width of a restoration network on the "
+                   "server (convolutions over the restored log-mel; starts at zero); 0: none")
+    p.add_argument("--restore-kernel", type=int, default=5, help="--restore: its kernel size (frames, odd)")
+    p.add_argument("--server-only", action="store_true", help="train the server's side only: the symbols, their "
+                   "tables and the bit rate stay the --init compressor's (with --linear --restore)")
     p.add_argument("--validate", type=int, default=0, help="then measure it on this many recordings of held-out "
                    "voices and phrases (kbit/s, WER; in the card): choose steps and weights there, not on test sets")
     p.add_argument("--quick", action="store_true", help="a few recordings and steps: check that it runs")
@@ -335,6 +341,15 @@ def main(argv=None) -> None:
     if args.linear and (args.split > 0 or args.context or args.tasks != "asr"):
         raise SystemExit("--linear is supported at --split 0 without --context and --tasks joint only (a linear "
                          "compressor codes log-mel); not supported yet elsewhere.")
+    if (args.restore or args.server_only) and not args.linear:
+        raise SystemExit("--restore and --server-only are for linear compressors (--linear); not supported yet "
+                         "for the MLP ones.")
+    if args.restore and not args.init:
+        raise SystemExit("--restore adds a restoration network to a fitted linear compressor: fit one first "
+                         "(--linear --steps 0), then give it with --init.")
+    if args.server_only and (not args.init or args.rate_weight):
+        raise SystemExit("--server-only keeps a trained compressor's symbols: give it with --init, and leave out "
+                         "--rate-weight (the bit rate cannot change).")
     if args.quick:
         args.n_synthetic, args.steps, args.checkpoint_every, args.no_real = 12, 6, 3, True
         args.train_voices, args.out = 40, args.out / "quick"
@@ -345,7 +360,7 @@ def main(argv=None) -> None:
 
     backend = load_base_model(args.model, device=args.device).freeze()
     name = (f"{backend.name}-k{args.split}-{args.point}{f'c{args.context}' if args.context else ''}"
-            f"{f'-lin{args.step:g}' if args.linear else ''}"
+            f"{f'-lin{args.step:g}' if args.linear else ''}{f'r{args.restore}' if args.restore else ''}"
             f"{'-cond' if args.table_context else ''}"
             f"{'-joint' if args.tasks == 'joint' else ''}"
             f"{'-' + args.tag if args.tag else ''}")
@@ -366,12 +381,17 @@ def main(argv=None) -> None:
     if args.linear and not args.init:
         split.compressor, linear = fit_linear(args, split, items, dims, bits, stride)
     else:  # a linear one with --init: its fitted weights are read below
-        split.compressor = Compressor(split.width, dims, bits, stride, hidden=0 if args.linear else args.hidden,
-                                      context=args.context, table_context=args.table_context,
-                                      linear=int(args.linear)).to(backend.device)
+        split.compressor = Compressor(split.width, dims, bits, stride, hidden=args.restore if args.linear else args.hidden,
+                                      context=args.restore_kernel if args.restore else args.context,
+                                      table_context=args.table_context, linear=int(args.linear)).to(backend.device)
     init = init_from(split.compressor, args.init, args.split, backend.fingerprint()) if args.init else None
     if args.linear and init:
         linear = requantize(split.compressor, init, args.step)
+    if args.server_only:  # the device side stays as --init made it: the same symbols, tables and bit rate
+        if linear["step"] != float(init["step"]):
+            raise SystemExit(f"--server-only keeps {init['file']}'s symbols: give its quantizer step (--step {init['step']}).")
+        split.compressor.down.requires_grad_(False)
+        linear = {**linear, "server_only": True}
     common = dict(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                   warmup_steps=min(args.warmup, max(1, args.steps // 10)), state_weight=args.state_weight,
                   rate_weight=args.rate_weight, seed=args.seed, bf16=args.bf16)
@@ -401,7 +421,8 @@ def main(argv=None) -> None:
     while trainer.step < settings.max_steps:
         trainer.train(min(args.checkpoint_every, settings.max_steps - trainer.step), on_step=on_step)
         trainer.save(ckpt, extra={"last": last})
-    trainer.fit_tables()
+    if not args.server_only:  # server-only: the --init compressor's symbols, so its tables
+        trainer.fit_tables()
     card = {"point": args.point, "dims": dims, "bits": bits, "stride": stride,
             "hidden": split.compressor.config.hidden, **({"linear": linear} if linear else {}),
             "context": args.context, "table_context": args.table_context,

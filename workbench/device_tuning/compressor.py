@@ -20,7 +20,11 @@ A linear compressor (``linear = 1``: a transform coder) has no MLP and no ``tanh
 to ``dims`` coefficients, each rounded to an integer (``0`` is symbol ``2**(bits-1)``; the rest are
 clipped to the ``2**bits`` symbols), and its linear inverse on the server. It is fitted in closed
 form (:mod:`workbench.device_tuning.transform`: principal components in the base model's own
-sensitivity metric) and may then be trained as the MLP ones are.
+sensitivity metric) and may then be trained as the MLP ones are. With ``hidden = w`` and ``context
+= c`` it also has a restoration network on the server: three convolutions (``c`` frames each,
+width ``w``) over the inverse's frames ``(B, frames, D)``, added to them. It undoes what the
+rounding lost where the neighbouring frames tell; it starts at zero (the compressor starts as the
+linear one) and changes neither the symbols nor the bit rate.
 
 Each symbol position has its own probability table (``tables (dims, 2**bits)``, counted on the
 training voices), which the range coder (:mod:`workbench.device_tuning.entropy`) uses to spend
@@ -65,8 +69,9 @@ class CompressorConfig:
     dims: int = 16  # symbols per symbol frame
     bits: int = 3  # bits per symbol before entropy coding (a linear compressor's first components need 9)
     stride: int = 2  # encoder frames per symbol frame
-    hidden: int = 256  # MLP width on both sides (0: linear)
+    hidden: int = 256  # MLP width on both sides (linear: the server's restoration network's; 0: none)
     context: int = 0  # kernel size (symbol frames, odd) of the residual temporal convolutions; 0: none
+    # (linear: of the restoration network's, in frames)
     table_context: int = 0  # 1: symbol tables conditioned on the previous frame's symbol; 0: per position
     linear: int = 0  # 1: a linear transform coder (integer coefficients, no MLP: hidden and context 0)
 
@@ -83,10 +88,10 @@ class CompressorConfig:
             raise WorkbenchError(f"table_context must be 0 or 1, got {self.table_context}")
         if self.linear not in (0, 1):
             raise WorkbenchError(f"linear must be 0 or 1, got {self.linear}")
-        if self.linear and (self.hidden or self.context):
-            raise WorkbenchError("a linear compressor has no MLP: hidden and context must be 0, got "
-                                 f"{self.hidden} and {self.context}")
-        if not self.linear and not 1 <= self.hidden <= 8192:
+        if self.linear and bool(self.hidden) != bool(self.context):
+            raise WorkbenchError("a linear compressor has no MLP; its restoration network needs both a width "
+                                 f"(hidden) and a kernel size (context), or neither: got {self.hidden} and {self.context}")
+        if not (self.linear and not self.hidden) and not 1 <= self.hidden <= 8192:
             raise WorkbenchError(f"hidden must be 1 to 8192, got {self.hidden}")
 
     @property
@@ -110,10 +115,16 @@ class Compressor(nn.Module):
         s_d = stride * d_model
         if linear:
             self.down, self.up = nn.Linear(s_d, dims), nn.Linear(dims, s_d)
+            if hidden:
+                conv = lambda i, o: nn.Conv1d(i, o, context, padding=context // 2)  # noqa: E731
+                self.restore = nn.Sequential(conv(d_model, hidden), nn.GELU(), conv(hidden, hidden), nn.GELU(),
+                                             conv(hidden, d_model))
+                nn.init.zeros_(self.restore[-1].weight)
+                nn.init.zeros_(self.restore[-1].bias)
         else:
             self.down = nn.Sequential(nn.LayerNorm(s_d), nn.Linear(s_d, hidden), nn.GELU(), nn.Linear(hidden, dims))
             self.up = nn.Sequential(nn.Linear(dims, hidden), nn.GELU(), nn.Linear(hidden, s_d))
-        if context:
+        if context and not linear:
             self.down_context, self.up_context = (nn.Conv1d(hidden, hidden, context, padding=context // 2)
                                                   for _ in range(2))
             for conv in (self.down_context, self.up_context):
@@ -182,12 +193,23 @@ class Compressor(nn.Module):
         the convolution, as they are to a server that expands only those (None: all)."""
         b, ts, _ = z.shape
         if self.config.linear:
-            return self.up(z).reshape(b, ts * self.config.stride, self.config.d_model)[:, :frames]
+            out = self.up(z).reshape(b, ts * self.config.stride, self.config.d_model)
+            return (self._restored(out, valid) if self.config.hidden else out)[:, :frames]
         x = self.up[:2](z)
         if self.config.context:
             x = self._with_context(self.up_context, x, valid)
         out = self.up[2](x).reshape(b, ts * self.config.stride, self.config.d_model)
         return out[:, :frames]
+
+    def _restored(self, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        """A linear compressor's frames ``x (B, F, D)`` plus its restoration network's correction;
+        the network reads zeros after the first ``valid (B,)`` symbol frames, as a server that
+        expands only those does at its edge (None: reads them all)."""
+        seen = x
+        if valid is not None:
+            frames = torch.arange(x.shape[1], device=x.device)[None, :, None]
+            seen = x * (frames < valid.to(x.device)[:, None, None] * self.config.stride)
+        return x + self.restore(seen.transpose(1, 2)).transpose(1, 2)
 
     def decode(self, symbols: torch.Tensor, frames: int, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Integer symbols ``(B, T_s, dims)`` -> hidden states ``(B, frames, D)`` (``valid``: :meth:`expand`)."""
