@@ -425,7 +425,7 @@ def main(argv=None) -> None:
         trainer.fit_tables()
     card = {"point": args.point, "dims": dims, "bits": bits, "stride": stride,
             "hidden": split.compressor.config.hidden, **({"linear": linear} if linear else {}),
-            "context": args.context, "table_context": args.table_context,
+            "context": split.compressor.config.context, "table_context": args.table_context,
             "split_layer": args.split, "model": backend.name, "steps_this_run": trainer.step,
             "steps": trainer.step + int((init or {}).get("steps") or 0), "last_step": last,
             "train_s_this_process": round(time.time() - t0, 1), "n_synthetic": n_syn,
