@@ -265,6 +265,17 @@ def requantize(comp: Compressor, init: dict, step: float) -> dict:
     return {"step": step, "requantized_from": init["file"]}
 
 
+def keep_device_side(comp: Compressor, init: dict, linear: dict) -> dict:
+    """``--server-only``: freeze ``comp``'s device side as ``--init`` made it (the same symbols, tables
+    and bit rate; only the server's inverse and restoration network train); the card entry of
+    ``--linear``. Exits with a plain message when ``--step`` would change the symbols."""
+    if float(linear["step"]) != float(init["step"]):
+        raise SystemExit(f"--server-only keeps {init['file']}'s symbols: give its quantizer step "
+                         f"(--step {init['step']:g}), not {linear['step']:g}.")
+    comp.down.requires_grad_(False)
+    return {**linear, "server_only": True}
+
+
 def fit_linear(args, split, items: list[DistillItem], dims: int, bits: int, stride: int) -> tuple[Compressor, dict]:
     """The closed-form linear compressor (``--linear``) and its card entry."""
     from workbench.device_tuning.transform import fit_linear_compressor, token_fisher
@@ -387,11 +398,8 @@ def main(argv=None) -> None:
     init = init_from(split.compressor, args.init, args.split, backend.fingerprint()) if args.init else None
     if args.linear and init:
         linear = requantize(split.compressor, init, args.step)
-    if args.server_only:  # the device side stays as --init made it: the same symbols, tables and bit rate
-        if linear["step"] != float(init["step"]):
-            raise SystemExit(f"--server-only keeps {init['file']}'s symbols: give its quantizer step (--step {init['step']}).")
-        split.compressor.down.requires_grad_(False)
-        linear = {**linear, "server_only": True}
+    if args.server_only:
+        linear = keep_device_side(split.compressor, init, linear)
     common = dict(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                   warmup_steps=min(args.warmup, max(1, args.steps // 10)), state_weight=args.state_weight,
                   rate_weight=args.rate_weight, seed=args.seed, bf16=args.bf16)

@@ -160,3 +160,122 @@ def test_the_recipe_refuses_linear_above_split_0():
 
     with pytest.raises(SystemExit, match="--linear is supported at --split 0"):
         main(["--split", "2", "--linear"])
+
+
+def _with_restoration(comp: Compressor, hidden: int = 6, context: int = 3, seed: int = 0) -> Compressor:
+    """``comp`` (linear) with a restoration network: random weights when ``seed`` (else it starts at zero)."""
+    c = comp.config
+    out = Compressor(c.d_model, c.dims, c.bits, c.stride, hidden=hidden, context=context, linear=1)
+    out.load_state_dict(comp.state_dict(), strict=False)
+    if seed:
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in out.restore.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+    return out.eval()
+
+
+def test_a_restoration_network_starts_as_the_linear_compressor_and_keeps_its_symbols(tmp_path):
+    plain = Compressor(80, dims=4, bits=9, stride=4, hidden=0, linear=1).eval()
+    plain.fit_tables([torch.randint(200, 300, (40, 4))])
+    h = torch.randn(2, 10, 80)
+    fresh, trained = _with_restoration(plain), _with_restoration(plain, seed=3)
+    with torch.no_grad():
+        assert torch.equal(fresh.encode(h), plain.encode(h)) and torch.equal(trained.encode(h), plain.encode(h))
+        assert torch.allclose(fresh(h), plain(h), atol=1e-6)  # starts as the linear one
+        assert not torch.allclose(trained(h), plain(h), atol=1e-3)  # and learns a correction
+    assert len({plain.identity(), fresh.identity(), trained.identity()}) == 3
+    path = save_compressor(trained, tmp_path / "r.safetensors", split_layer=0, base_fingerprint="ab" * 32)
+    loaded, _ = load_compressor(path)
+    with torch.no_grad():
+        assert loaded.identity() == trained.identity() and torch.allclose(loaded(h), trained(h), atol=1e-6)
+    with pytest.raises(WorkbenchError, match="needs both a width"):
+        Compressor(80, dims=4, bits=9, stride=4, hidden=8, context=0, linear=1)
+
+
+def test_a_crafted_restoration_network_file_is_refused(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    c = _with_restoration(Compressor(80, dims=4, bits=9, stride=4, hidden=0, linear=1), seed=1)
+    c.fit_tables([torch.randint(200, 300, (40, 4))])
+    path = save_compressor(c, tmp_path / "c.safetensors", split_layer=0, base_fingerprint="ab" * 32)
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    cases = [(tensors, {"context": 0}, "needs both a width"),
+             (tensors, {"context": 4}, "context must be 0 or an odd"),
+             (tensors, {"hidden": 7}, "do not match the sizes"),
+             ({k: v for k, v in tensors.items() if not k.startswith("restore.4")}, {}, "do not match the sizes"),
+             ({**tensors, "restore.2.weight": tensors["restore.2.weight"] * float("nan")}, {}, "not finite")]
+    for weights, change, why in cases:
+        cfg = {**json.loads(meta["config"]), **change}
+        save_file(weights, str(tmp_path / "bad.safetensors"), metadata={**meta, "config": json.dumps(cfg)})
+        with pytest.raises(WireFormatError, match=why):
+            load_compressor(tmp_path / "bad.safetensors")
+
+
+def test_the_server_restores_what_training_sees_through_a_restoration_network(fitted):
+    split, clips, _fisher, _info = fitted
+    plain = split.compressor
+    split.compressor = comp = _with_restoration(plain, hidden=8, context=5, seed=7)
+    try:
+        wire = [Message.from_bytes(m.to_bytes()) for m in split.encode(clips)]
+        with torch.no_grad():
+            for it, restored in zip(split.device_hidden(clips), split.restore(wire), strict=True):
+                trained = split.round_trip(comp, it.features[None], [it.samples])[0]
+                assert torch.allclose(restored, trained, atol=1e-5)  # the edge of the coded frames included
+                x, valid = split.compressor_input(it.features[None].float(), [it.samples])
+                z = comp._bounded(x)
+                unmasked = comp._restored(comp.up(z).reshape(1, -1, 80), None)[:, : x.shape[1]]
+                assert not torch.allclose(unmasked, comp.expand(z, x.shape[1], valid), atol=1e-4)  # the mask matters
+    finally:
+        split.compressor = plain
+
+
+def test_server_only_training_keeps_the_symbols_and_trains_the_restoration_network(fitted):
+    import sys
+    from pathlib import Path
+
+    from workbench.device_tuning.whisper_train import WhisperCompressorTrainer, WhisperDistillSettings
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+    from train_whisper_compressor import keep_device_side
+
+    split, clips, _fisher, _info = fitted
+    plain = split.compressor
+    comp = _with_restoration(plain, hidden=8, context=3)
+    with pytest.raises(SystemExit, match="--step 0.2"):
+        keep_device_side(comp, {"file": "c.safetensors", "step": 0.2}, {"step": 0.3})
+    assert keep_device_side(comp, {"file": "c.safetensors", "step": 0.2}, {"step": 0.2})["server_only"]
+    split.compressor = comp
+    try:
+        before = {k: v.clone() for k, v in comp.state_dict().items()}
+        symbols = [split.coded_symbols(it.features, it.samples) for it in split.device_hidden(clips)]
+        trainer = WhisperCompressorTrainer(split, distill_items(split, clips),
+                                           WhisperDistillSettings(max_steps=3, batch_size=2, lr=1e-2, warmup_steps=1))
+        trainer.train()
+        after = comp.state_dict()
+        assert all(torch.equal(after[k], before[k]) for k in ("down.weight", "down.bias", "tables"))
+        assert not torch.equal(after["restore.4.weight"], before["restore.4.weight"])
+        with torch.no_grad():
+            again = [split.coded_symbols(it.features, it.samples) for it in split.device_hidden(clips)]
+        assert all(torch.equal(a, b) for a, b in zip(symbols, again, strict=True))
+    finally:
+        split.compressor = plain
+
+
+@pytest.mark.parametrize("argv, why", [
+    (["--split", "0", "--restore", "8"], "for linear compressors"),
+    (["--split", "0", "--linear", "--restore", "8"], "give it with --init"),
+    (["--split", "0", "--linear", "--server-only"], "give it with --init"),
+    (["--split", "0", "--linear", "--server-only", "--init", "x.safetensors", "--rate-weight", "1"], "leave out"),
+])
+def test_the_recipe_refuses_restoration_options_it_cannot_honour(argv, why):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+    from train_whisper_compressor import main
+
+    with pytest.raises(SystemExit, match=why):
+        main(argv)

@@ -204,12 +204,16 @@ class Compressor(nn.Module):
     def _restored(self, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
         """A linear compressor's frames ``x (B, F, D)`` plus its restoration network's correction;
         the network reads zeros after the first ``valid (B,)`` symbol frames, as a server that
-        expands only those does at its edge (None: reads them all)."""
-        seen = x
+        expands only those does at its edge: each convolution's input is masked, as each pads with
+        zeros there (None: reads them all)."""
+        keep = None
         if valid is not None:
-            frames = torch.arange(x.shape[1], device=x.device)[None, :, None]
-            seen = x * (frames < valid.to(x.device)[:, None, None] * self.config.stride)
-        return x + self.restore(seen.transpose(1, 2)).transpose(1, 2)
+            frames = torch.arange(x.shape[1], device=x.device)[None, None, :]
+            keep = (frames < valid.to(x.device)[:, None, None] * self.config.stride).to(x.dtype)  # (B, 1, F)
+        y = x.transpose(1, 2)
+        for layer in self.restore:
+            y = layer(y if keep is None or not isinstance(layer, nn.Conv1d) else y * keep)
+        return x + y.transpose(1, 2)
 
     def decode(self, symbols: torch.Tensor, frames: int, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Integer symbols ``(B, T_s, dims)`` -> hidden states ``(B, frames, D)`` (``valid``: :meth:`expand`)."""
