@@ -58,6 +58,15 @@ only the audio's symbol frames): fine-tuning then holds or lowers the bit rate::
         --lr 3e-4 --warmup 50 --bf16 --rate-weight 2 --tag ftr2 --validate 160 \
         --init ~/.cache/workbench/compressors/whisper-tiny.en-k0-64x9s4-lin1.2-mixed.safetensors
 
+``--restore W --server-only`` adds a restoration network on the server to a linear compressor given with
+``--init`` (three convolutions, ``W`` wide, ``--restore-kernel`` frames each, over the restored log-mel;
+it starts at zero) and trains only the server's side: the symbols, their tables and the bit rate stay
+the ``--init`` compressor's, and the network learns what the rounding lost from the neighbouring frames::
+
+    python recipes/train_whisper_compressor.py --split 0 --linear --point 64x9s4 --step 1.2 --steps 1500 \
+        --lr 1e-3 --warmup 100 --bf16 --restore 256 --server-only --validate 160 --tag mixed \
+        --init ~/.cache/workbench/compressors/whisper-tiny.en-k0-64x9s4-lin1.2-mixed.safetensors
+
 It writes ``<out>/whisper-tiny.en-k<split>-<point>[-<tag>].safetensors`` (the compressor, with a
 card: data, steps, losses) and ``<out>/<same name>.ckpt.safetensors`` (the run's checkpoint).
 """
@@ -265,13 +274,19 @@ def requantize(comp: Compressor, init: dict, step: float) -> dict:
     return {"step": step, "requantized_from": init["file"]}
 
 
-def keep_device_side(comp: Compressor, init: dict, linear: dict) -> dict:
-    """``--server-only``: freeze ``comp``'s device side as ``--init`` made it (the same symbols, tables
-    and bit rate; only the server's inverse and restoration network train); the card entry of
-    ``--linear``. Exits with a plain message when ``--step`` would change the symbols."""
+def keep_device_side(comp: Compressor, path: Path, init: dict, linear: dict) -> dict:
+    """``--server-only``: ``comp``'s device side as the ``--init`` compressor at ``path`` has it, frozen,
+    and its symbol tables (the same symbols, tables and bit rate; only the server's inverse and
+    restoration network train); the card entry of ``--linear``. Exits with a plain message when
+    ``--step`` would change the symbols."""
+    from workbench.device_tuning.compressor import load_compressor
+
     if float(linear["step"]) != float(init["step"]):
         raise SystemExit(f"--server-only keeps {init['file']}'s symbols: give its quantizer step "
                          f"(--step {init['step']:g}), not {linear['step']:g}.")
+    src, _ = load_compressor(path)
+    with torch.no_grad():
+        comp.tables.copy_(src.tables)
     comp.down.requires_grad_(False)
     return {**linear, "server_only": True}
 
@@ -399,7 +414,7 @@ def main(argv=None) -> None:
     if args.linear and init:
         linear = requantize(split.compressor, init, args.step)
     if args.server_only:
-        linear = keep_device_side(split.compressor, init, linear)
+        linear = keep_device_side(split.compressor, args.init, init, linear)
     common = dict(max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                   warmup_steps=min(args.warmup, max(1, args.steps // 10)), state_weight=args.state_weight,
                   rate_weight=args.rate_weight, seed=args.seed, bf16=args.bf16)
@@ -429,7 +444,7 @@ def main(argv=None) -> None:
     while trainer.step < settings.max_steps:
         trainer.train(min(args.checkpoint_every, settings.max_steps - trainer.step), on_step=on_step)
         trainer.save(ckpt, extra={"last": last})
-    if not args.server_only:  # server-only: the --init compressor's symbols, so its tables
+    if not args.server_only:  # server-only: the --init compressor's symbols and tables (keep_device_side)
         trainer.fit_tables()
     card = {"point": args.point, "dims": dims, "bits": bits, "stride": stride,
             "hidden": split.compressor.config.hidden, **({"linear": linear} if linear else {}),

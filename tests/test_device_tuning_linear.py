@@ -232,7 +232,7 @@ def test_the_server_restores_what_training_sees_through_a_restoration_network(fi
         split.compressor = plain
 
 
-def test_server_only_training_keeps_the_symbols_and_trains_the_restoration_network(fitted):
+def test_server_only_training_keeps_the_symbols_tables_and_bit_rate(fitted, tmp_path):
     import sys
     from pathlib import Path
 
@@ -243,13 +243,18 @@ def test_server_only_training_keeps_the_symbols_and_trains_the_restoration_netwo
 
     split, clips, _fisher, _info = fitted
     plain = split.compressor
-    comp = _with_restoration(plain, hidden=8, context=3)
+    path = save_compressor(plain, tmp_path / "c.safetensors", split_layer=0, base_fingerprint="ab" * 32)
+    comp = Compressor(**{**vars(plain.config), "hidden": 8, "context": 3})  # as the recipe builds it: fresh tables
+    comp.load_state_dict({k: v for k, v in plain.state_dict().items() if k != "tables"}, strict=False)
     with pytest.raises(SystemExit, match="--step 0.2"):
-        keep_device_side(comp, {"file": "c.safetensors", "step": 0.2}, {"step": 0.3})
-    assert keep_device_side(comp, {"file": "c.safetensors", "step": 0.2}, {"step": 0.2})["server_only"]
+        keep_device_side(comp, path, {"file": "c.safetensors", "step": 0.2}, {"step": 0.3})
+    assert not torch.equal(comp.tables, plain.tables)
+    assert keep_device_side(comp, path, {"file": "c.safetensors", "step": 0.2}, {"step": 0.2})["server_only"]
+    assert torch.equal(comp.tables, plain.tables)  # the --init compressor's: the same bit rate
     split.compressor = comp
     try:
         before = {k: v.clone() for k, v in comp.state_dict().items()}
+        bytes_before = sum(len(m.to_bytes()) for m in split.encode(clips))
         symbols = [split.coded_symbols(it.features, it.samples) for it in split.device_hidden(clips)]
         trainer = WhisperCompressorTrainer(split, distill_items(split, clips),
                                            WhisperDistillSettings(max_steps=3, batch_size=2, lr=1e-2, warmup_steps=1))
@@ -260,6 +265,7 @@ def test_server_only_training_keeps_the_symbols_and_trains_the_restoration_netwo
         with torch.no_grad():
             again = [split.coded_symbols(it.features, it.samples) for it in split.device_hidden(clips)]
         assert all(torch.equal(a, b) for a, b in zip(symbols, again, strict=True))
+        assert sum(len(m.to_bytes()) for m in split.encode(clips)) == bytes_before
     finally:
         split.compressor = plain
 
