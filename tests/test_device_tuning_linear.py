@@ -170,7 +170,7 @@ def _with_restoration(comp: Compressor, hidden: int = 6, context: int = 3, seed:
     if seed:
         gen = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            for p in out.restore.parameters():
+            for p in out.restoration.parameters():
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
     return out.eval()
 
@@ -205,8 +205,8 @@ def test_a_crafted_restoration_network_file_is_refused(tmp_path):
     cases = [(tensors, {"context": 0}, "needs both a width"),
              (tensors, {"context": 4}, "context must be 0 or an odd"),
              (tensors, {"hidden": 7}, "do not match the sizes"),
-             ({k: v for k, v in tensors.items() if not k.startswith("restore.4")}, {}, "do not match the sizes"),
-             ({**tensors, "restore.2.weight": tensors["restore.2.weight"] * float("nan")}, {}, "not finite")]
+             ({k: v for k, v in tensors.items() if not k.startswith("restoration.4")}, {}, "do not match the sizes"),
+             ({**tensors, "restoration.2.weight": tensors["restoration.2.weight"] * float("nan")}, {}, "not finite")]
     for weights, change, why in cases:
         cfg = {**json.loads(meta["config"]), **change}
         save_file(weights, str(tmp_path / "bad.safetensors"), metadata={**meta, "config": json.dumps(cfg)})
@@ -261,7 +261,7 @@ def test_server_only_training_keeps_the_symbols_tables_and_bit_rate(fitted, tmp_
         trainer.train()
         after = comp.state_dict()
         assert all(torch.equal(after[k], before[k]) for k in ("down.weight", "down.bias", "tables"))
-        assert not torch.equal(after["restore.4.weight"], before["restore.4.weight"])
+        assert not torch.equal(after["restoration.4.weight"], before["restoration.4.weight"])
         with torch.no_grad():
             again = [split.coded_symbols(it.features, it.samples) for it in split.device_hidden(clips)]
         assert all(torch.equal(a, b) for a, b in zip(symbols, again, strict=True))

@@ -117,10 +117,10 @@ class Compressor(nn.Module):
             self.down, self.up = nn.Linear(s_d, dims), nn.Linear(dims, s_d)
             if hidden:
                 conv = lambda i, o: nn.Conv1d(i, o, context, padding=context // 2)  # noqa: E731
-                self.restore = nn.Sequential(conv(d_model, hidden), nn.GELU(), conv(hidden, hidden), nn.GELU(),
+                self.restoration = nn.Sequential(conv(d_model, hidden), nn.GELU(), conv(hidden, hidden), nn.GELU(),
                                              conv(hidden, d_model))
-                nn.init.zeros_(self.restore[-1].weight)
-                nn.init.zeros_(self.restore[-1].bias)
+                nn.init.zeros_(self.restoration[-1].weight)
+                nn.init.zeros_(self.restoration[-1].bias)
         else:
             self.down = nn.Sequential(nn.LayerNorm(s_d), nn.Linear(s_d, hidden), nn.GELU(), nn.Linear(hidden, dims))
             self.up = nn.Sequential(nn.Linear(dims, hidden), nn.GELU(), nn.Linear(hidden, s_d))
@@ -211,7 +211,7 @@ class Compressor(nn.Module):
             frames = torch.arange(x.shape[1], device=x.device)[None, None, :]
             keep = (frames < valid.to(x.device)[:, None, None] * self.config.stride).to(x.dtype)  # (B, 1, F)
         y = x.transpose(1, 2)
-        for layer in self.restore:
+        for layer in self.restoration:
             y = layer(y if keep is None or not isinstance(layer, nn.Conv1d) else y * keep)
         return x + y.transpose(1, 2)
 
