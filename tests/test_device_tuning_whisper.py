@@ -118,7 +118,7 @@ def test_the_shipped_whisper_compressor_is_made_for_whisper_tiny_en_and_keeps_th
     """``workbench serve-asr --model whisper-tiny.en`` and ``transcribe --server`` use it by default:
     it loads, names the wheel's whisper-tiny.en, and the real sample voice through the wire (encode,
     bytes, decode) reads within 8 points of WER of the unsplit model, at under 2 kbit/s (measured by
-    bench_device_tuning_whisper on these 20 recordings: 13.2 % against 9.6 %, 1.98 kbit/s; an
+    bench_device_tuning_whisper on these 20 recordings: 12.3 % against 9.6 %, 1.98 kbit/s; an
     untrained compressor reads nothing: 100 %). It is a linear one at k=0: log-mel on the wire."""
     from workbench.corpus import SpeakerCorpus
     from workbench.device_tuning.compressor import default_compressor
