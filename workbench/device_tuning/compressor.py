@@ -152,12 +152,18 @@ class Compressor(nn.Module):
         return h.reshape(b, (t + pad) // s, s * d)
 
     @staticmethod
+    def _sent(x: torch.Tensor, valid: torch.Tensor, per: int = 1) -> torch.Tensor:
+        """``(B, T)`` bool: which of the ``T`` frames of ``x (B, T, ...)`` lie in the first ``valid (B,)``
+        symbol frames sent, ``per`` frames each."""
+        return torch.arange(x.shape[1], device=x.device)[None, :] < valid.to(x.device)[:, None] * per
+
+    @staticmethod
     def _with_context(conv: nn.Conv1d, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """``x + conv(x)`` over the symbol frames of ``x (B, T_s, hidden)``; the convolution reads
         zeros after the first ``valid (B,)`` frames of each row (None: reads them all)."""
         seen = x
         if valid is not None:
-            seen = x * (torch.arange(x.shape[1], device=x.device)[None, :, None] < valid.to(x.device)[:, None, None])
+            seen = x * Compressor._sent(x, valid)[..., None]
         return x + conv(seen.transpose(1, 2)).transpose(1, 2)
 
     def _bounded(self, h: torch.Tensor) -> torch.Tensor:
@@ -206,10 +212,7 @@ class Compressor(nn.Module):
         the network reads zeros after the first ``valid (B,)`` symbol frames, as a server that
         expands only those does at its edge: each convolution's input is masked, as each pads with
         zeros there (None: reads them all)."""
-        keep = None
-        if valid is not None:
-            frames = torch.arange(x.shape[1], device=x.device)[None, None, :]
-            keep = (frames < valid.to(x.device)[:, None, None] * self.config.stride).to(x.dtype)  # (B, 1, F)
+        keep = None if valid is None else self._sent(x, valid, self.config.stride)[:, None, :].to(x.dtype)  # (B, 1, F)
         y = x.transpose(1, 2)
         for layer in self.restoration:
             y = layer(y if keep is None or not isinstance(layer, nn.Conv1d) else y * keep)
@@ -242,7 +245,7 @@ class Compressor(nn.Module):
         it to the loss teaches the compressor to use predictable symbols (rate-distortion)."""
         u = self._position(self._bounded(h))  # (B, T_s, dims), in symbol steps
         if valid is not None:
-            u = u[torch.arange(u.shape[1], device=u.device)[None, :] < valid.to(u.device)[:, None]]
+            u = u[self._sent(u, valid)]
         u = u.reshape(-1, self.config.dims)  # (N, dims)
         offsets = torch.arange(-_RATE_REACH, _RATE_REACH + 1, device=u.device)
         near = torch.round(u.detach()).long()[..., None] + offsets  # (N, dims, K) candidate symbols
